@@ -1,0 +1,12 @@
+"""lookahead_fused: the Lookahead optimizer with a fused multi-tensor synchronisation.
+
+    from lookahead_fused import Lookahead
+    opt = Lookahead(torch.optim.AdamW(model.parameters(), lr=1e-3), k=5, alpha=0.5)
+"""
+
+from . import ops
+from .backends import available_backends, unavailable_backends
+from .optimizer import Lookahead
+
+__version__ = "0.1.0"
+__all__ = ["Lookahead", "ops", "available_backends", "unavailable_backends", "__version__"]

@@ -1,0 +1,167 @@
+"""Lookahead's state_dict format, and reading one back with every check done before anything changes.
+
+    {"state": {id: {<inner optimizer entries>, "lookahead_slow_param": T, ["lookahead_slow_momentum": T]}},
+     "param_groups": <the inner optimizer's groups>,
+     "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha", "pullback_momentum", "slow_dtype"}}
+
+Slow tensors sit in each param's own entry, as torch optimizers keep per-param state, so tools that
+map per-param state to parameter names keep them with their param. A dict without "lookahead" is a
+plain inner-optimizer checkpoint: it loads, with a warning, taking the slow weights from the params.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from itertools import chain
+
+import torch
+
+from . import contract, momentum
+from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as
+
+FORMAT_VERSION = 1
+SAVED_SLOW_PARAM = "lookahead_slow_param"
+SAVED_SLOW_MOMENTUM = "lookahead_slow_momentum"
+_SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM)
+
+
+def _dtype_name(dtype) -> str | None:
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def pack(opt) -> dict:
+    inner = opt.optimizer.state_dict()
+    state = dict(inner["state"])
+    saved_ids = chain.from_iterable(group["params"] for group in inner["param_groups"])
+    params = chain.from_iterable(group["params"] for group in opt.param_groups)
+    for saved_id, p in zip(saved_ids, params):
+        entry = dict(state.get(saved_id, {}))  # a copy: never write into the inner's live state
+        mine = opt.state[p]
+        entry[SAVED_SLOW_PARAM] = mine[SLOW_PARAM]
+        if SLOW_MOMENTUM in mine:
+            entry[SAVED_SLOW_MOMENTUM] = mine[SLOW_MOMENTUM]
+        state[saved_id] = entry
+    return {
+        "state": state,
+        "param_groups": inner["param_groups"],
+        "lookahead": {
+            "format_version": FORMAT_VERSION,
+            "step": opt._step_count_tensor.clone(),
+            "k": opt.k,
+            "alpha": opt.alpha,
+            "pullback_momentum": opt.pullback_momentum,
+            "slow_dtype": _dtype_name(opt.defaults["slow_dtype"]),
+        },
+    }
+
+
+@dataclass
+class Loaded:
+    """A checked checkpoint, ready to apply: nothing in it aliases the state_dict it came from."""
+
+    inner_state_dict: dict
+    slow: dict = field(default_factory=dict)  # param -> slow weight
+    slow_momentum: dict = field(default_factory=dict)  # param -> slow first moment
+    step: torch.Tensor | None = None
+    config: dict = field(default_factory=dict)  # k, alpha, pullback_momentum
+
+
+def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
+    if not isinstance(section, dict):
+        raise ValueError(f"state_dict['lookahead'] must be a dict, got {type(section).__name__}")
+    version = section.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"state_dict['lookahead'] has format_version {version!r}; this version reads {FORMAT_VERSION}")
+    mode = momentum.check_mode(section.get("pullback_momentum"))
+    momentum.first_moment_key(opt.optimizer, mode)
+    config = {
+        "k": contract.check_k(section.get("k")),
+        ALPHA_KEY: contract.check_alpha(section.get("alpha"), where="state_dict['lookahead']['alpha']"),
+        "pullback_momentum": mode,
+    }
+    step = section.get("step")
+    step = torch.as_tensor(step) if isinstance(step, (int, torch.Tensor)) and not isinstance(step, bool) else None
+    if step is None or step.dim() != 0 or step.dtype.is_floating_point or step.is_complex() or int(step) < 0:
+        raise ValueError(f"state_dict['lookahead']['step'] must be a non-negative integer, got {section.get('step')!r}")
+    if section.get("slow_dtype") != _dtype_name(opt.defaults["slow_dtype"]):
+        warnings.warn(
+            f"the checkpoint was saved with slow_dtype={section.get('slow_dtype')}, this optimizer has "
+            f"slow_dtype={_dtype_name(opt.defaults['slow_dtype'])}: the slow weights are cast to this optimizer's",
+            stacklevel=4,
+        )
+    return config, step.to(device="cpu", dtype=torch.int64).clone()
+
+
+def _read_saved_tensor(entry, key, p, where) -> torch.Tensor | None:
+    saved = entry.get(key)
+    if saved is None:
+        return None
+    if not isinstance(saved, torch.Tensor) or saved.shape != p.shape:
+        found = tuple(saved.shape) if isinstance(saved, torch.Tensor) else type(saved).__name__
+        raise ValueError(
+            f"{where}: the state_dict's {key} is {found} but the param has shape {tuple(p.shape)}; "
+            "the state_dict was saved for another parameter layout"
+        )
+    return saved
+
+
+def read(opt, state_dict) -> Loaded:
+    if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+        raise ValueError("not an optimizer state_dict: it needs 'state' and 'param_groups'")
+    groups, saved_groups = opt.param_groups, state_dict["param_groups"]
+    if len(saved_groups) != len(groups):
+        raise ValueError(
+            f"the state_dict has {len(saved_groups)} param groups but this optimizer has {len(groups)}; "
+            "it was saved for another parameter layout"
+        )
+    plain = "lookahead" not in state_dict
+    loaded = Loaded(inner_state_dict={"state": {}, "param_groups": saved_groups})
+    if not plain:
+        loaded.config, loaded.step = _read_config(opt, state_dict["lookahead"])
+    mode = loaded.config.get("pullback_momentum", opt.pullback_momentum)
+    for g, (group, saved) in enumerate(zip(groups, saved_groups)):
+        if len(saved["params"]) != len(group["params"]):
+            raise ValueError(
+                f"param group {g}: the state_dict has {len(saved['params'])} params but the group has "
+                f"{len(group['params'])}; it was saved for another parameter layout"
+            )
+        if ALPHA_KEY in saved:
+            contract.check_alpha(saved[ALPHA_KEY], where=f"the state_dict's param group {g}: {ALPHA_KEY}")
+        momentum.check_group_keeps_first_moment(opt.optimizer, saved, mode, where=f"the state_dict's param group {g}")
+        for j, (saved_id, p) in enumerate(zip(saved["params"], group["params"])):
+            where = f"param group {g}, param {j}"
+            entry = state_dict["state"].get(saved_id, {})
+            inner_entry = {key: value for key, value in entry.items() if key not in _SAVED_KEYS}
+            if inner_entry or saved_id in state_dict["state"]:
+                loaded.inner_state_dict["state"][saved_id] = inner_entry
+            slow = _read_saved_tensor(entry, SAVED_SLOW_PARAM, p, where)
+            if slow is None and not plain:
+                raise ValueError(f"{where}: the state_dict has no {SAVED_SLOW_PARAM}")
+            with torch.no_grad():
+                loaded.slow[p] = copy_as(p if plain else slow, p, opt.slow_dtype_for(p))
+                slow_momentum = _read_saved_tensor(entry, SAVED_SLOW_MOMENTUM, p, where)
+                if slow_momentum is not None:
+                    loaded.slow_momentum[p] = copy_as(slow_momentum, p, opt.slow_dtype_for(p))
+    if plain:
+        warnings.warn(
+            f"the state_dict holds no Lookahead state (a plain {type(opt.optimizer).__name__} checkpoint?): "
+            "the slow weights are taken from the current params and the step counter starts at 0",
+            stacklevel=3,
+        )
+    return loaded
+
+
+def apply(opt, loaded: Loaded) -> None:
+    """Commit a checked checkpoint (after the inner optimizer has loaded its part)."""
+    opt.state.clear()
+    for p, slow in loaded.slow.items():
+        opt.state[p][SLOW_PARAM] = slow
+    for p, slow_momentum in loaded.slow_momentum.items():
+        opt.state[p][SLOW_MOMENTUM] = slow_momentum
+    if loaded.step is not None:
+        opt._step_count_tensor = loaded.step
+        opt.defaults.update(loaded.config)
+        opt._momentum_key = momentum.first_moment_key(opt.optimizer, opt.pullback_momentum)
+    else:
+        opt._step_count_tensor = torch.zeros((), dtype=torch.int64)

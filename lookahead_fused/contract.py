@@ -1,0 +1,152 @@
+"""The op contract of ../shared/DESIGN.md, checked before any backend writes an element.
+
+Every check raises before anything is modified, naming the pair index and what is wrong, so a
+rejected call changes nothing. The checks are stricter than "valid for torch.lerp" on purpose:
+a fused kernel walks raw storage, so layout and aliasing have to be proven here.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import torch
+
+FAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+LOW_PRECISION_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def allowed_slow_dtypes(fast_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
+    """Slow weights keep the fast dtype, or float32 for float16/bfloat16 fast weights."""
+    if fast_dtype in LOW_PRECISION_DTYPES:
+        return (fast_dtype, torch.float32)
+    return (fast_dtype,)
+
+
+def check_k(k) -> int:
+    """The sync period: an int >= 1."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be an int >= 1, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k}")
+    return int(k)
+
+
+def check_alpha(alpha, *, where: str = "alpha") -> float:
+    """A real, finite number in [0, 1]; returned as a Python float."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"{where} must be a real number in [0, 1], got {type(alpha).__name__}")
+    value = float(alpha)
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{where} must be a finite number in [0, 1], got {alpha!r}")
+    return value
+
+
+def check_param_tensor(t: torch.Tensor, *, where: str) -> None:
+    """What a tensor needs to take part in a sync at all (used for params and for op inputs)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{where} is a {type(t).__name__}, not a torch.Tensor")
+    if t.layout != torch.strided:
+        raise ValueError(f"{where} has layout {t.layout}; sparse and other non-strided tensors are not supported")
+    if t.dtype not in FAST_DTYPES:
+        raise ValueError(
+            f"{where} has dtype {t.dtype}; supported: float16, bfloat16, float32, float64 "
+            "(complex and integer tensors are not supported)"
+        )
+    if not is_non_overlapping_and_dense(t):
+        raise ValueError(
+            f"{where} (shape {tuple(t.shape)}, strides {t.stride()}) is not dense and non-overlapping; "
+            "pass a contiguous (or permuted-contiguous) tensor"
+        )
+
+
+def is_non_overlapping_and_dense(t: torch.Tensor) -> bool:
+    """True when the elements fill exactly numel() consecutive slots of storage, in some dim order."""
+    if t.is_contiguous() or t.numel() <= 1:
+        return True
+    dims = sorted((stride, size) for size, stride in zip(t.shape, t.stride()) if size != 1)
+    expected_stride = 1
+    for stride, size in dims:
+        if stride != expected_stride:
+            return False
+        expected_stride *= size
+    return True
+
+
+def same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same shape and the same memory order; strides of size-1 dims do not change the order."""
+    if a.shape != b.shape:
+        return False
+    if a.numel() == 0 or (a.is_contiguous() and b.is_contiguous()):
+        return True
+    return all(sa == sb for size, sa, sb in zip(a.shape, a.stride(), b.stride()) if size != 1)
+
+
+def check_no_overlap(first: Sequence[torch.Tensor], second: Sequence[torch.Tensor], *, op: str) -> None:
+    """No two tensors share a byte of memory, across the two lists and within each list."""
+    spans = []  # (device key, first byte, end byte, which list, index)
+    for which, tensors in enumerate((first, second)):
+        for i, t in enumerate(tensors):
+            numel = t.numel()
+            if numel and not t.is_meta:
+                start = t.data_ptr()
+                spans.append(((t.is_cuda, t.get_device()), start, start + numel * t.element_size(), which, i))
+    spans.sort()
+    for (device_a, _, end_a, *a), (device_b, start_b, _, *b) in zip(spans, spans[1:]):
+        if device_a == device_b and start_b < end_a:
+            (list_a, i), (list_b, j) = sorted((a, b))
+            names = ("fast", "slow")
+            raise ValueError(
+                f"{op}: pair {i} ({names[list_a]}) and pair {j} ({names[list_b]}) share memory; "
+                "every tensor must have its own storage"
+            )
+
+
+def _check_lists(fast, slow, *, op: str) -> None:
+    for name, tensors in (("fast", fast), ("slow", slow)):
+        if isinstance(tensors, torch.Tensor) or not isinstance(tensors, Sequence):
+            raise TypeError(f"{op}: {name} must be a list or tuple of tensors, got {type(tensors).__name__}")
+    if len(fast) != len(slow):
+        raise ValueError(f"{op}: fast has {len(fast)} tensors but slow has {len(slow)}")
+
+
+def _check_pair_layout(i: int, f: torch.Tensor, s: torch.Tensor, *, op: str) -> None:
+    if f.device != s.device:
+        raise ValueError(f"{op}: pair {i}: fast is on {f.device} but slow is on {s.device}")
+    if f.shape != s.shape:
+        raise ValueError(f"{op}: pair {i}: fast has shape {tuple(f.shape)} but slow has shape {tuple(s.shape)}")
+    if not same_layout(f, s):
+        raise ValueError(f"{op}: pair {i}: fast has strides {f.stride()} but slow has strides {s.stride()}")
+
+
+def check_sync_args(fast, slow, alpha) -> float:
+    """Validate a lookahead_sync_ call; return alpha as a float."""
+    op = "lookahead_sync_"
+    _check_lists(fast, slow, op=op)
+    alpha = check_alpha(alpha, where=f"{op}: alpha")
+    for i, (f, s) in enumerate(zip(fast, slow)):
+        check_param_tensor(f, where=f"{op}: pair {i}: fast")
+        check_param_tensor(s, where=f"{op}: pair {i}: slow")
+        if s.dtype not in allowed_slow_dtypes(f.dtype):
+            raise ValueError(
+                f"{op}: pair {i}: slow dtype {s.dtype} does not go with fast dtype {f.dtype}; "
+                "slow must have the fast dtype, or float32 for float16/bfloat16 fast"
+            )
+        _check_pair_layout(i, f, s, op=op)
+    check_no_overlap(fast, slow, op=op)
+    return alpha
+
+
+def check_swap_args(a, b) -> None:
+    """Validate a swap_ call: pairs of the same dtype, shape, strides and device, nothing shared."""
+    op = "swap_"
+    _check_lists(a, b, op=op)
+    for i, (x, y) in enumerate(zip(a, b)):
+        check_param_tensor(x, where=f"{op}: pair {i}: first")
+        check_param_tensor(y, where=f"{op}: pair {i}: second")
+        if x.dtype != y.dtype:
+            raise ValueError(f"{op}: pair {i}: dtypes differ ({x.dtype} and {y.dtype}); a swap needs one dtype")
+        _check_pair_layout(i, x, y, op=op)
+    check_no_overlap(a, b, op=op)
+

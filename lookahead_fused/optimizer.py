@@ -1,0 +1,266 @@
+"""The Lookahead optimizer (Zhang, Lucas, Hinton, Ba, NeurIPS 2019), Algorithm 1 exactly.
+
+The inner optimizer updates the fast weights (the model's params). After every k-th step the slow
+weights move toward them, slow <- slow + alpha * (fast - slow), and the fast weights are reset to
+the slow ones; that synchronisation is one call of ops.lookahead_sync_ per distinct alpha.
+
+[NOTE: shared param_groups] `param_groups` is a property that returns the inner optimizer's list,
+so it stays the same list even after the inner's load_state_dict replaces it, and LR schedulers
+built on either object drive the inner optimizer. `state` holds only Lookahead's per-param state
+(the slow weights); the inner optimizer keeps its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch.optim import Optimizer
+
+from . import backends, checkpoint, contract, momentum, ops
+from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as, rehome
+
+def _check_slow_dtype(slow_dtype):
+    if slow_dtype not in (None, torch.float32):
+        raise ValueError(
+            f"slow_dtype must be None (the param's dtype) or torch.float32 (fp32 slow weights for "
+            f"float16/bfloat16 params), got {slow_dtype!r}"
+        )
+    return slow_dtype
+
+
+class Lookahead(Optimizer):
+    """Wrap `optimizer`; sync the slow weights every `k` steps with interpolation factor `alpha`.
+
+    pullback_momentum: "none" keeps the inner state; "reset" zeroes the first-moment buffers at each
+    sync; "pullback" interpolates them like the weights, against their own slow copies (zero at start).
+    slow_dtype: None keeps slow weights in each param's dtype; torch.float32 keeps them in float32 for
+    float16/bfloat16 params. backend: "auto" or a name from ops.available_backends().
+    """
+
+    def __init__(self, optimizer, k=5, alpha=0.5, *, pullback_momentum="none", slow_dtype=None, backend="auto"):
+        if isinstance(optimizer, Lookahead):
+            raise TypeError("cannot wrap a Lookahead in a Lookahead; wrap the inner optimizer once")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        defaults = {
+            "k": contract.check_k(k),
+            ALPHA_KEY: contract.check_alpha(alpha),
+            "pullback_momentum": momentum.check_mode(pullback_momentum),
+            "slow_dtype": _check_slow_dtype(slow_dtype),
+            "backend": backends.check_backend_name(backend),
+        }
+        backends.require_available(backend)
+        self._momentum_key = momentum.first_moment_key(optimizer, pullback_momentum)
+        self.optimizer = optimizer
+        self._step_count_tensor = torch.zeros((), dtype=torch.int64)
+        self._in_slow_weights = False
+        self._constructing = True
+        # Optimizer.__init__ sets up the hooks and calls add_param_group for each inner group,
+        # which only creates the slow weights, as the groups are already the inner's.
+        super().__init__(optimizer.param_groups, defaults)
+        self._constructing = False
+
+    # -- the shared param_groups (see [NOTE: shared param_groups]) ---------------------------------
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, groups):
+        if not self.__dict__.get("_constructing", False):
+            self.optimizer.param_groups = groups
+
+    def __getstate__(self):
+        return {key: value for key, value in self.__dict__.items() if key != "param_groups"}
+
+    # -- configuration ---------------------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        return self.defaults["k"]
+
+    @property
+    def alpha(self) -> float:
+        """The default alpha; a group's own "lookahead_alpha" overrides it."""
+        return self.defaults[ALPHA_KEY]
+
+    @property
+    def pullback_momentum(self) -> str:
+        return self.defaults["pullback_momentum"]
+
+    @property
+    def step_count(self) -> int:
+        """Inner steps taken so far (the global counter of Algorithm 1)."""
+        return int(self._step_count_tensor)
+
+    def __repr__(self) -> str:
+        return (
+            f"Lookahead(k={self.k}, alpha={self.alpha}, pullback_momentum={self.pullback_momentum!r}, "
+            f"slow_dtype={self.defaults['slow_dtype']}, backend={self.defaults['backend']!r},\n"
+            f"  optimizer={self.optimizer!r})"
+        )
+
+    # -- param groups ----------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group to the inner optimizer (if it is not already one of its groups) and create its
+        slow weights from the current params. Everything is checked before anything is added."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        registered = any(group is param_group for group in self.optimizer.param_groups)
+        if not registered:
+            params = param_group.get("params")
+            if params is None:
+                raise ValueError("param_group has no 'params'")
+            param_group["params"] = [params] if isinstance(params, torch.Tensor) else list(params)
+        self._check_group(param_group, where=f"param group {len(self.optimizer.param_groups) - registered}")
+        if not registered:
+            self.optimizer.add_param_group(param_group)
+        with torch.no_grad():
+            for p in param_group["params"]:
+                self.state[p][SLOW_PARAM] = copy_as(p, p, self.slow_dtype_for(p))
+
+    def _check_group(self, group: dict, where: str) -> None:
+        if ALPHA_KEY in group:
+            contract.check_alpha(group[ALPHA_KEY], where=f"{where}: {ALPHA_KEY}")
+        for i, p in enumerate(group["params"]):
+            contract.check_param_tensor(p, where=f"{where}: param {i}")
+        momentum.check_group_keeps_first_moment(self.optimizer, group, self.pullback_momentum, where)
+
+    def slow_dtype_for(self, param: torch.Tensor) -> torch.dtype:
+        slow_dtype = self.defaults["slow_dtype"]
+        if slow_dtype is not None and param.dtype in contract.LOW_PRECISION_DTYPES:
+            return slow_dtype
+        return param.dtype
+
+    def group_alphas(self) -> list[float]:
+        """Each group's alpha, checked (a user may have edited a group's "lookahead_alpha")."""
+        return [
+            contract.check_alpha(group.get(ALPHA_KEY, self.alpha), where=f"param group {g}: {ALPHA_KEY}")
+            for g, group in enumerate(self.param_groups)
+        ]
+
+    # -- stepping --------------------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure=None):
+        """One inner step; after every k-th, the sync. Returns what the inner step returns (the loss)."""
+        self._refuse_inside_slow_weights("step()")
+        syncs_now = (self.step_count + 1) % self.k == 0
+        if syncs_now:  # check the weight pairs before the inner step changes anything
+            weight_pairs = self._weight_pairs_by_alpha()
+        loss = self.optimizer.step(closure)
+        self._step_count_tensor += 1
+        if syncs_now:
+            self._sync(weight_pairs)
+        return loss
+
+    def _weight_pairs_by_alpha(self) -> dict[float, tuple[list, list]]:
+        pairs: dict[float, tuple[list, list]] = {}
+        for group, alpha in zip(self.param_groups, self.group_alphas()):
+            fast, slow = pairs.setdefault(alpha, ([], []))
+            for p in group["params"]:
+                state = self.state[p]
+                state[SLOW_PARAM] = rehome(state[SLOW_PARAM], p)  # after model.to()
+                fast.append(p)
+                slow.append(state[SLOW_PARAM])
+        for alpha, (fast, slow) in pairs.items():
+            contract.check_sync_args(fast, slow, alpha)
+        return pairs
+
+    def _first_moments(self, params) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(param, first-moment buffer) for the params whose inner state has one by now."""
+        found = []
+        for p in params:
+            buffer = self.optimizer.state.get(p, {}).get(self._momentum_key)
+            if isinstance(buffer, torch.Tensor):
+                found.append((p, buffer))
+        return found
+
+    @torch.no_grad()
+    def _sync(self, weight_pairs: dict[float, tuple[list, list]]) -> None:
+        backend = self.defaults["backend"]
+        pairs = weight_pairs
+        if self.pullback_momentum == "pullback":  # the first moments join their params' launch
+            pairs = {}
+            for alpha, (fast, slow) in weight_pairs.items():
+                moment_fast, moment_slow = self._momentum_pairs(fast)
+                contract.check_sync_args(moment_fast, moment_slow, alpha)
+                pairs[alpha] = (fast + moment_fast, slow + moment_slow)
+        for alpha, (fast, slow) in pairs.items():
+            ops.run_checked_sync_(fast, slow, alpha, backend=backend)
+        if self.pullback_momentum == "reset":
+            params = [p for group in self.param_groups for p in group["params"]]
+            for _, buffer in self._first_moments(params):
+                buffer.zero_()
+
+    def _momentum_pairs(self, params) -> tuple[list, list]:
+        fast, slow = [], []
+        for p, buffer in self._first_moments(params):
+            state = self.state[p]
+            held = state.get(SLOW_MOMENTUM)
+            if held is None:  # the inner optimizer's state at phi_0: zero
+                held = torch.zeros_like(buffer, dtype=self.slow_dtype_for(buffer))
+            state[SLOW_MOMENTUM] = rehome(held, buffer)
+            fast.append(buffer)
+            slow.append(state[SLOW_MOMENTUM])
+        return fast, slow
+
+    # -- evaluation with the slow weights ---------------------------------------------------------
+    @contextlib.contextmanager
+    def slow_weights(self):
+        """Put the slow weights into the params for the block; the fast ones come back on exit, also
+        on an exception. Same-dtype pairs are swapped in place; params with float32 slow weights are
+        set from them (rounded) and restored from a copy of the params, not of the slow weights."""
+        self._refuse_inside_slow_weights("slow_weights()")
+        params = [p for group in self.param_groups for p in group["params"]]
+        swapped = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype == p.dtype]
+        widened = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype != p.dtype]
+        backend = self.defaults["backend"]
+        with torch.no_grad():
+            held_fast = [p.clone() for p, _ in widened]
+            ops.swap_([p for p, _ in swapped], [s for _, s in swapped], backend=backend)
+            for p, s in widened:
+                p.copy_(s)
+        self._in_slow_weights = True
+        try:
+            yield self
+        finally:
+            self._in_slow_weights = False
+            with torch.no_grad():
+                ops.swap_([p for p, _ in swapped], [s for _, s in swapped], backend=backend)
+                for (p, _), fast in zip(widened, held_fast):
+                    p.copy_(fast)
+
+    def _refuse_inside_slow_weights(self, what: str) -> None:
+        if self._in_slow_weights:
+            raise RuntimeError(f"{what} inside `with optimizer.slow_weights():`; the params hold the slow weights there")
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The inner optimizer's state dict, with each param's slow weight (and slow momentum) added to
+        its state entry, and the counter and k/alpha/mode under "lookahead"."""
+        self._refuse_inside_slow_weights("state_dict()")
+        for hook in self._optimizer_state_dict_pre_hooks.values():
+            hook(self)
+        state_dict = checkpoint.pack(self)
+        for hook in self._optimizer_state_dict_post_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore a state_dict() of this class (or a plain inner-optimizer one, with a warning: the
+        slow weights are then taken from the current params). Checked fully before anything changes."""
+        self._refuse_inside_slow_weights("load_state_dict()")
+        state_dict = dict(state_dict)
+        for hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        loaded = checkpoint.read(self, state_dict)
+        self.optimizer.load_state_dict(loaded.inner_state_dict)
+        checkpoint.apply(self, loaded)
+        for hook in self._optimizer_load_state_dict_post_hooks.values():
+            hook(self)

@@ -1,0 +1,102 @@
+"""Test helpers: a small least-squares problem and Algorithm 1 written out independently."""
+
+from __future__ import annotations
+
+import torch
+
+
+def make_params(dtype=torch.float64, seed=0, shapes=((3, 4), (3,))):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)) for shape in shapes]
+
+
+def clone_params(params):
+    return [torch.nn.Parameter(p.detach().clone()) for p in params]
+
+
+def loss_of(params, step, seed=1):
+    """A least-squares loss on batch number `step`: the same for every copy of the params."""
+    g = torch.Generator().manual_seed(seed * 1000 + step)
+    weight, bias = params[0], params[1]
+    x = torch.randn(8, weight.shape[1], generator=g, dtype=torch.float64).to(weight.dtype)
+    y = torch.randn(8, weight.shape[0], generator=g, dtype=torch.float64).to(weight.dtype)
+    loss = ((x @ weight.t() + bias - y) ** 2).mean()
+    for p in params[2:]:
+        loss = loss + (p.float() ** 2).sum().to(loss.dtype)
+    return loss
+
+
+def set_grads(params, step, seed=1):
+    """Set the gradients of loss_of(params, step); return the loss."""
+    for p in params:
+        p.grad = None
+    loss = loss_of(params, step, seed)
+    loss.backward()
+    return loss
+
+
+def snapshot(tensors):
+    return [t.detach().clone() for t in tensors]
+
+
+def assert_bitwise_equal(actual, expected):
+    assert len(actual) == len(expected)
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        assert a.dtype == e.dtype and a.shape == e.shape, f"tensor {i}: {a.dtype}{tuple(a.shape)} vs {e.dtype}{tuple(e.shape)}"
+        assert torch.equal(a.detach(), e.detach()), f"tensor {i} differs: max |diff| {(a.double() - e.double()).abs().max()}"
+
+
+class PlainLookahead:
+    """Algorithm 1 of the paper written out directly (float64 arithmetic, per tensor), with the
+    pullback modes written out by hand: the oracle the Lookahead class is compared with."""
+
+    def __init__(self, inner, k, alpha, pullback="none", momentum_key=None, slow_dtype=None):
+        self.inner, self.k, self.alpha, self.pullback, self.key = inner, k, alpha, pullback, momentum_key
+        self.slow_dtype = slow_dtype
+        self.count = 0
+        self.slow = {}
+        self.slow_momentum = {}
+        for group in inner.param_groups:
+            self._add(group)
+
+    def _add(self, group):
+        for p in group["params"]:
+            dtype = self.slow_dtype if self.slow_dtype and p.dtype in (torch.float16, torch.bfloat16) else p.dtype
+            self.slow[p] = p.detach().clone().to(dtype)
+
+    def add_param_group(self, group):
+        self.inner.add_param_group(group)
+        self._add(self.inner.param_groups[-1])
+
+    @staticmethod
+    def _pull(slow, fast, alpha):
+        new = slow.double() + alpha * (fast.double() - slow.double())
+        slow.copy_(new)
+        fast.copy_(slow)
+
+    @torch.no_grad()
+    def step(self):
+        self.inner.step()
+        self.count += 1
+        if self.count % self.k:
+            return
+        for group in self.inner.param_groups:
+            alpha = group.get("lookahead_alpha", self.alpha)
+            for p in group["params"]:
+                self._pull(self.slow[p], p, alpha)
+                buffer = self.inner.state.get(p, {}).get(self.key)
+                if buffer is None:
+                    continue
+                if self.pullback == "reset":
+                    buffer.zero_()
+                elif self.pullback == "pullback":
+                    if p not in self.slow_momentum:
+                        self.slow_momentum[p] = torch.zeros_like(buffer, dtype=self.slow[p].dtype)
+                    self._pull(self.slow_momentum[p], buffer, alpha)
+
+
+def run(opt, params, steps, first_step=0):
+    for step in range(first_step, first_step + steps):
+        set_grads(params, step)
+        opt.step()
+
