@@ -103,7 +103,8 @@ def check_no_overlap(first: Sequence[torch.Tensor], second: Sequence[torch.Tenso
             )
 
 
-def _check_lists(fast, slow, *, op: str) -> None:
+def check_lists(fast, slow, *, op: str) -> None:
+    """Two lists (or tuples) of the same length."""
     for name, tensors in (("fast", fast), ("slow", slow)):
         if isinstance(tensors, torch.Tensor) or not isinstance(tensors, Sequence):
             raise TypeError(f"{op}: {name} must be a list or tuple of tensors, got {type(tensors).__name__}")
@@ -123,7 +124,7 @@ def _check_pair_layout(i: int, f: torch.Tensor, s: torch.Tensor, *, op: str) -> 
 def check_sync_args(fast, slow, alpha) -> float:
     """Validate a lookahead_sync_ call; return alpha as a float."""
     op = "lookahead_sync_"
-    _check_lists(fast, slow, op=op)
+    check_lists(fast, slow, op=op)
     alpha = check_alpha(alpha, where=f"{op}: alpha")
     for i, (f, s) in enumerate(zip(fast, slow)):
         check_param_tensor(f, where=f"{op}: pair {i}: fast")
@@ -141,7 +142,7 @@ def check_sync_args(fast, slow, alpha) -> float:
 def check_swap_args(a, b) -> None:
     """Validate a swap_ call: pairs of the same dtype, shape, strides and device, nothing shared."""
     op = "swap_"
-    _check_lists(a, b, op=op)
+    check_lists(a, b, op=op)
     for i, (x, y) in enumerate(zip(a, b)):
         check_param_tensor(x, where=f"{op}: pair {i}: first")
         check_param_tensor(y, where=f"{op}: pair {i}: second")

@@ -3,13 +3,16 @@
     lookahead_sync_(fast, slow, alpha)   slow <- lerp(slow, fast, alpha); fast <- slow
     swap_(a, b)                          exchange the contents of a[i] and b[i]
 
-Both validate the whole call first (contract.py), then pick one backend per device (backends/),
-so a rejected call writes nothing.
+Both check the whole call first, then run one backend per device (backends/), so a rejected call
+writes nothing. A call on one device with a native backend ("cpu", "cuda") goes straight to the
+kernel's op, which checks it in C++; any other call is checked here in Python (contract.py), with
+the same messages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 
 import torch
 
@@ -18,13 +21,48 @@ from .backends import BACKEND_NAMES, available_backends, unavailable_backends  #
 
 
 def _plan_by_device(first: Sequence[torch.Tensor], second: Sequence[torch.Tensor], backend: str):
-    """[(backend module, firsts, seconds)] per device, every backend resolved before any runs."""
+    """[(backend, firsts, seconds)] per device, every backend resolved before any runs."""
     per_device: dict[torch.device, tuple[list, list]] = {}
     for x, y in zip(first, second):
         xs, ys = per_device.setdefault(x.device, ([], []))
         xs.append(x)
         ys.append(y)
     return [(backends.resolve(backend, device.type), xs, ys) for device, (xs, ys) in per_device.items()]
+
+
+def _run_native(method: str, first, second, *args, backend: str) -> bool:
+    """Run `method` of a native backend on a call whose tensors are on one device; that backend checks
+    the contract itself, in C++, before writing. False (nothing written) when the call needs the
+    general path: no native backend for it, or tensors on several devices, sparse tensors or
+    non-tensors, which the dispatcher and the C++ checks refuse before any write. So the common call
+    costs no Python work per tensor."""
+    if backend not in ("auto", "cpu", "cuda") or not first or not isinstance(first[0], torch.Tensor):
+        return False
+    device_type = first[0].device.type
+    if backend not in ("auto", device_type):
+        return False
+    module = backends.resolve(backend, device_type)
+    if not getattr(module, "checks_contract", False):
+        return False
+    try:
+        getattr(module, method)(first, second, *args)
+    except (NotImplementedError, TypeError):
+        return False
+    except RuntimeError:  # how the dispatcher refuses a list holding a non-tensor; anything else is real
+        if all(isinstance(t, torch.Tensor) for t in chain(first, second)):
+            raise
+        return False
+    return True
+
+
+def check_sync_args(fast, slow, alpha, *, backend: str = "auto") -> float:
+    """Raise, as lookahead_sync_ would, if the call breaks the contract; write nothing. Returns alpha."""
+    backends.check_backend_name(backend)
+    alpha = contract.check_alpha(alpha, where="lookahead_sync_: alpha")
+    contract.check_lists(fast, slow, op="lookahead_sync_")
+    if not _run_native("check_sync_args", fast, slow, backend=backend):
+        contract.check_sync_args(fast, slow, alpha)
+    return alpha
 
 
 @torch.no_grad()
@@ -36,14 +74,21 @@ def lookahead_sync_(
     See ../shared/DESIGN.md, "The op contract". Raises TypeError/ValueError naming the pair and the
     problem, or BackendUnavailable for an explicit backend that cannot run here, before writing.
     """
-    alpha = contract.check_sync_args(fast, slow, alpha)
+    backends.check_backend_name(backend)
+    alpha = contract.check_alpha(alpha, where="lookahead_sync_: alpha")
+    contract.check_lists(fast, slow, op="lookahead_sync_")
+    if _run_native("sync_", fast, slow, alpha, backend=backend):
+        return
+    contract.check_sync_args(fast, slow, alpha)
     run_checked_sync_(fast, slow, alpha, backend=backend)
 
 
 @torch.no_grad()
 def run_checked_sync_(fast, slow, alpha: float, *, backend: str = "auto") -> None:
-    """lookahead_sync_ for arguments that contract.check_sync_args has already accepted."""
+    """lookahead_sync_ for arguments that check_sync_args has already accepted."""
     backends.check_backend_name(backend)
+    if _run_native("sync_", fast, slow, alpha, backend=backend):
+        return
     for module, fasts, slows in _plan_by_device(fast, slow, backend):
         module.sync_(fasts, slows, alpha)
 
@@ -52,6 +97,9 @@ def run_checked_sync_(fast, slow, alpha: float, *, backend: str = "auto") -> Non
 def swap_(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], *, backend: str = "auto") -> None:
     """Exchange the contents of a[i] and b[i] in place (same dtype, shape, strides, device)."""
     backends.check_backend_name(backend)
+    contract.check_lists(a, b, op="swap_")
+    if _run_native("swap_", a, b, backend=backend):
+        return
     contract.check_swap_args(a, b)
     for module, xs, ys in _plan_by_device(a, b, backend):
         module.swap_(xs, ys)

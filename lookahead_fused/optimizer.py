@@ -156,17 +156,24 @@ class Lookahead(Optimizer):
         return loss
 
     def _weight_pairs_by_alpha(self) -> dict[float, tuple[list, list]]:
+        """{alpha: (params, slow weights)}, checked against the op contract."""
         pairs: dict[float, tuple[list, list]] = {}
         for group, alpha in zip(self.param_groups, self.group_alphas()):
             fast, slow = pairs.setdefault(alpha, ([], []))
-            for p in group["params"]:
-                state = self.state[p]
-                state[SLOW_PARAM] = rehome(state[SLOW_PARAM], p)  # after model.to()
-                fast.append(p)
-                slow.append(state[SLOW_PARAM])
-        for alpha, (fast, slow) in pairs.items():
-            contract.check_sync_args(fast, slow, alpha)
+            fast += group["params"]
+            slow += [self.state[p][SLOW_PARAM] for p in group["params"]]
+        try:
+            self._check_pairs(pairs)
+        except ValueError:  # a param moved (model.to(), a new layout): move its slow weight along, retry
+            for fast, slow in pairs.values():
+                for i, p in enumerate(fast):
+                    slow[i] = self.state[p][SLOW_PARAM] = rehome(self.state[p][SLOW_PARAM], p)
+            self._check_pairs(pairs)
         return pairs
+
+    def _check_pairs(self, pairs: dict[float, tuple[list, list]]) -> None:
+        for alpha, (fast, slow) in pairs.items():
+            ops.check_sync_args(fast, slow, alpha, backend=self.defaults["backend"])
 
     def _first_moments(self, params) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(param, first-moment buffer) for the params whose inner state has one by now."""
@@ -185,8 +192,8 @@ class Lookahead(Optimizer):
             pairs = {}
             for alpha, (fast, slow) in weight_pairs.items():
                 moment_fast, moment_slow = self._momentum_pairs(fast)
-                contract.check_sync_args(moment_fast, moment_slow, alpha)
                 pairs[alpha] = (fast + moment_fast, slow + moment_slow)
+            self._check_pairs(pairs)
         for alpha, (fast, slow) in pairs.items():
             ops.run_checked_sync_(fast, slow, alpha, backend=backend)
         if self.pullback_momentum == "reset":

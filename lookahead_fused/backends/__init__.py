@@ -1,8 +1,9 @@
 """Backend registry: the one place that knows which implementations exist, whether each is usable
 in this process (and why not), and which one "auto" picks for a device.
 
-A backend is a module-like object with `sync_(fast, slow, alpha)` and `swap_(a, b)` that trusts its
-inputs: ops.py validates the contract before calling it, with one device per call.
+A backend is a module-like object with `sync_(fast, slow, alpha)` and `swap_(a, b)`, called with
+one device per call. Most trust their inputs (ops.py checks the contract first); one whose
+`checks_contract` is true checks it itself, before writing, and offers `check_sync_args`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ def _load_foreach() -> ModuleType:
     return foreach
 
 
+def _load_cpu():
+    from .native import load_cpu
+
+    return load_cpu()
+
+
+def _load_cuda():
+    from .native import load_cuda
+
+    return load_cuda()
+
+
 def _not_in_this_version(name: str):
     def load() -> ModuleType:
         raise BackendUnavailable(f"the {name!r} backend is not part of this version of lookahead_fused yet")
@@ -62,8 +75,8 @@ def _not_in_this_version(name: str):
 _LOADERS = {
     "reference": _load_reference,
     "foreach": _load_foreach,
-    "cpu": _not_in_this_version("cpu"),
-    "cuda": _not_in_this_version("cuda"),
+    "cpu": _load_cpu,
+    "cuda": _load_cuda,
     "triton": _not_in_this_version("triton"),
 }
 

@@ -1,0 +1,158 @@
+#include "contract.h"
+
+#include <algorithm>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <c10/util/Exception.h>
+
+namespace lookahead_fused {
+namespace {
+
+std::string python_dtype(at::ScalarType type) {
+  switch (type) {
+    case at::kHalf: return "torch.float16";
+    case at::kBFloat16: return "torch.bfloat16";
+    case at::kFloat: return "torch.float32";
+    case at::kDouble: return "torch.float64";
+    case at::kLong: return "torch.int64";
+    case at::kInt: return "torch.int32";
+    case at::kShort: return "torch.int16";
+    case at::kChar: return "torch.int8";
+    case at::kByte: return "torch.uint8";
+    case at::kBool: return "torch.bool";
+    case at::kComplexHalf: return "torch.complex32";
+    case at::kComplexFloat: return "torch.complex64";
+    case at::kComplexDouble: return "torch.complex128";
+    default: return std::string("torch.") + c10::toString(type);
+  }
+}
+
+std::string python_tuple(c10::IntArrayRef values) {  // (2, 3), (4,), ()
+  std::ostringstream out;
+  out << "(";
+  for (size_t i = 0; i < values.size(); ++i) out << (i ? ", " : "") << values[i];
+  out << (values.size() == 1 ? ",)" : ")");
+  return out.str();
+}
+
+bool is_float_dtype(at::ScalarType t) {
+  return t == at::kHalf || t == at::kBFloat16 || t == at::kFloat || t == at::kDouble;
+}
+
+// `op: pair i: role`, formatted only when a check fails.
+struct Where {
+  const char* op;
+  size_t pair;
+  const char* role;
+};
+std::ostream& operator<<(std::ostream& out, const Where& w) {
+  return out << w.op << ": pair " << w.pair << ": " << w.role;
+}
+
+void check_tensor(const at::Tensor& t, const Where& where) {
+  TORCH_CHECK_VALUE(t.defined(), where, " is an undefined tensor");
+  TORCH_CHECK_VALUE(t.layout() == at::kStrided, where, " has layout ", t.layout(),
+                    "; sparse and other non-strided tensors are not supported");
+  TORCH_CHECK_VALUE(is_float_dtype(t.scalar_type()), where, " has dtype ", python_dtype(t.scalar_type()),
+                    "; supported: float16, bfloat16, float32, float64 (complex and integer tensors are not supported)");
+  TORCH_CHECK_VALUE(t.is_non_overlapping_and_dense(), where, " (shape ", python_tuple(t.sizes()), ", strides ",
+                    python_tuple(t.strides()), ") is not dense and non-overlapping; pass a contiguous (or "
+                    "permuted-contiguous) tensor");
+}
+
+bool same_layout(const at::Tensor& a, const at::Tensor& b) {
+  if (a.numel() == 0) return true;
+  for (int64_t d = 0; d < a.dim(); ++d) {
+    if (a.size(d) != 1 && a.stride(d) != b.stride(d)) return false;
+  }
+  return true;
+}
+
+void check_pair_layout(const char* op, size_t i, const at::Tensor& f, const at::Tensor& s, const at::Device& device) {
+  // NotImplementedError, not ValueError: lookahead_fused.ops then takes its general path, which
+  // splits a call across devices (and names a pair whose two tensors are apart).
+  TORCH_CHECK_NOT_IMPLEMENTED(f.device() == device && s.device() == device, op, ": pair ", i, " has fast on ",
+                              f.device(), " and slow on ", s.device(), " but pair 0 is on ", device,
+                              "; one call of the fused kernel runs on one device");
+  TORCH_CHECK_VALUE(f.sizes() == s.sizes(), op, ": pair ", i, ": fast has shape ", python_tuple(f.sizes()),
+                    " but slow has shape ", python_tuple(s.sizes()));
+  TORCH_CHECK_VALUE(same_layout(f, s), op, ": pair ", i, ": fast has strides ", python_tuple(f.strides()),
+                    " but slow has strides ", python_tuple(s.strides()));
+}
+
+void check_lengths(const char* op, at::TensorList fast, at::TensorList slow) {
+  TORCH_CHECK_VALUE(fast.size() == slow.size(), op, ": fast has ", fast.size(), " tensors but slow has ", slow.size());
+}
+
+}  // namespace
+
+void check_no_overlap(const char* op, at::TensorList fast, at::TensorList slow) {
+  std::vector<std::tuple<uintptr_t, uintptr_t, int, size_t>> spans;  // start, end, list, index
+  spans.reserve(fast.size() + slow.size());
+  for (int which = 0; which < 2; ++which) {
+    at::TensorList list = which == 0 ? fast : slow;
+    for (size_t i = 0; i < list.size(); ++i) {
+      const at::Tensor& t = list[i];
+      if (t.numel() == 0 || t.is_meta()) continue;
+      auto start = reinterpret_cast<uintptr_t>(t.data_ptr());
+      spans.emplace_back(start, start + t.numel() * t.element_size(), which, i);
+    }
+  }
+  std::sort(spans.begin(), spans.end());
+  static const char* names[] = {"fast", "slow"};
+  for (size_t k = 1; k < spans.size(); ++k) {
+    const auto& [start_a, end_a, list_a, i] = spans[k - 1];
+    const auto& [start_b, end_b, list_b, j] = spans[k];
+    if (start_b < end_a) {
+      auto first = std::min(std::make_pair(list_a, i), std::make_pair(list_b, j));
+      auto second = std::max(std::make_pair(list_a, i), std::make_pair(list_b, j));
+      TORCH_CHECK_VALUE(false, op, ": pair ", first.second, " (", names[first.first], ") and pair ", second.second,
+                        " (", names[second.first], ") share memory; every tensor must have its own storage");
+    }
+  }
+}
+
+void check_sync_pairs(at::TensorList fast, at::TensorList slow) {
+  const char* op = "lookahead_sync_";
+  check_lengths(op, fast, slow);
+  for (size_t i = 0; i < fast.size(); ++i) {
+    const at::Tensor& f = fast[i];
+    const at::Tensor& s = slow[i];
+    check_tensor(f, Where{op, i, "fast"});
+    check_tensor(s, Where{op, i, "slow"});
+    bool slow_ok = s.scalar_type() == f.scalar_type() ||
+                   (s.scalar_type() == at::kFloat && (f.scalar_type() == at::kHalf || f.scalar_type() == at::kBFloat16));
+    TORCH_CHECK_VALUE(slow_ok, op, ": pair ", i, ": slow dtype ", python_dtype(s.scalar_type()),
+                      " does not go with fast dtype ", python_dtype(f.scalar_type()),
+                      "; slow must have the fast dtype, or float32 for float16/bfloat16 fast");
+    check_pair_layout(op, i, f, s, fast[0].device());
+  }
+}
+
+void check_swap_pairs(at::TensorList first, at::TensorList second) {
+  const char* op = "swap_";
+  check_lengths(op, first, second);
+  for (size_t i = 0; i < first.size(); ++i) {
+    check_tensor(first[i], Where{op, i, "first"});
+    check_tensor(second[i], Where{op, i, "second"});
+    TORCH_CHECK_VALUE(first[i].scalar_type() == second[i].scalar_type(), op, ": pair ", i, ": dtypes differ (",
+                      python_dtype(first[i].scalar_type()), " and ", python_dtype(second[i].scalar_type()),
+                      "); a swap needs one dtype");
+    check_pair_layout(op, i, first[i], second[i], first[0].device());
+  }
+}
+
+void check_sync_args(at::TensorList fast, at::TensorList slow) {
+  check_sync_pairs(fast, slow);
+  check_no_overlap("lookahead_sync_", fast, slow);
+}
+
+void check_swap_args(at::TensorList first, at::TensorList second) {
+  check_swap_pairs(first, second);
+  check_no_overlap("swap_", first, second);
+}
+
+}  // namespace lookahead_fused

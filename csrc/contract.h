@@ -1,0 +1,22 @@
+// The op contract of DESIGN.md checked in C++, before anything is written. The messages match
+// lookahead_fused/contract.py word for word, so one set of tests covers every backend.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace lookahead_fused {
+
+// Each raises c10::ValueError naming the pair and the problem, or c10::NotImplementedError when the
+// tensors are not all on one device (one call of a fused kernel runs on one device).
+//
+// The per-pair checks: dtypes, shapes, strides, density, device.
+void check_sync_pairs(at::TensorList fast, at::TensorList slow);
+void check_swap_pairs(at::TensorList first, at::TensorList second);
+// No two tensors share memory. Its outcome depends only on addresses, sizes and dtypes, which a
+// cached plan's key holds, so a plan found in the cache has passed it already.
+void check_no_overlap(const char* op, at::TensorList first, at::TensorList second);
+// Both of the above.
+void check_sync_args(at::TensorList fast, at::TensorList slow);
+void check_swap_args(at::TensorList first, at::TensorList second);
+
+}  // namespace lookahead_fused

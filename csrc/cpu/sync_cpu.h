@@ -1,0 +1,13 @@
+#pragma once
+
+#include "../plan.h"
+
+namespace lookahead_fused {
+
+// Runs the sync (or swap) of every pair of `plan` on the CPU, parallel over all chunks.
+void run_cpu(const Plan& plan, TableOp op, double alpha);
+
+// "avx2" or "baseline": which compiled variant of the loops this CPU runs.
+const char* cpu_kernel_isa();
+
+}  // namespace lookahead_fused

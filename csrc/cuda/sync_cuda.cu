@@ -1,0 +1,190 @@
+// The fused sync/swap kernel: one launch walks the whole tensor table (see [NOTE: table layout]).
+// Light includes only (no torch/extension.h): this translation unit is compiled once per arch.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <array>
+#include <atomic>
+#include <type_traits>
+
+#include <c10/cuda/CUDAException.h>
+
+#include "../table.h"
+
+namespace lookahead_fused {
+namespace {
+
+constexpr int kThreads = 256;  // >= the elements of one vector step, so one pass covers head and tail
+constexpr int kUnroll = 4;     // vector steps in flight per thread: loads first, then math and stores
+
+__device__ __forceinline__ float widen(float v) { return v; }
+__device__ __forceinline__ double widen(double v) { return v; }
+__device__ __forceinline__ float widen(__half v) { return __half2float(v); }
+__device__ __forceinline__ float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T narrow(float v);
+template <> __device__ __forceinline__ float narrow<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half narrow<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 narrow<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <typename T> __device__ __forceinline__ T narrow(double v) { return v; }
+
+template <typename S>
+using opmath_t = decltype(widen(S()));
+
+// 16 bytes of T: the unit of every vector load and store. [NOTE: 16-byte packs] A float32 slow
+// tensor paired with a 16-bit fast one takes two packs per step; one 32-byte type would need
+// 32-byte alignment, which a tensor at a 16-byte boundary does not have.
+template <typename T>
+struct alignas(16) Pack {
+  static constexpr int kSize = 16 / sizeof(T);
+  T v[kSize];
+};
+
+template <typename F, typename S>
+struct Step {  // one vector step: kVecBytes of fast and the same elements of slow
+  static constexpr int kElems = Pack<F>::kSize;
+  static constexpr int kSlowPacks = kElems / Pack<S>::kSize;
+  Pack<F> fast;
+  Pack<S> slow[kSlowPacks];
+  __device__ __forceinline__ void load(const F* f, const S* s) {
+    fast = *reinterpret_cast<const Pack<F>*>(f);
+#pragma unroll
+    for (int k = 0; k < kSlowPacks; ++k) slow[k] = reinterpret_cast<const Pack<S>*>(s)[k];
+  }
+  __device__ __forceinline__ S& slow_at(int j) { return slow[j / Pack<S>::kSize].v[j % Pack<S>::kSize]; }
+  __device__ __forceinline__ void store(F* f, S* s) const {
+    *reinterpret_cast<Pack<F>*>(f) = fast;
+#pragma unroll
+    for (int k = 0; k < kSlowPacks; ++k) reinterpret_cast<Pack<S>*>(s)[k] = slow[k];
+  }
+};
+
+// [NOTE: two-sided lerp] as in the CPU kernel: exact at alpha 0 and 1; the branch is uniform.
+template <typename T>
+struct Lerp {
+  bool small;
+  T w, one_minus_w;
+  __device__ explicit Lerp(double alpha) : small(fabs(alpha) < 0.5), w(T(alpha)), one_minus_w(T(1) - T(alpha)) {}
+  __device__ __forceinline__ T operator()(T s, T f) const { return small ? s + w * (f - s) : f - (f - s) * one_minus_w; }
+};
+
+struct SyncOp {
+  double alpha;
+  template <typename F, typename S>
+  __device__ __forceinline__ void element(F& fast, S& slow) const {
+    using T = opmath_t<S>;
+    S result = narrow<S>(Lerp<T>(alpha)(widen(slow), widen(fast)));
+    slow = result;
+    fast = narrow<F>(widen(result));
+  }
+};
+
+struct SwapOp {  // the host sends only same-dtype pairs to a swap (check_swap_args)
+  template <typename F, typename S>
+  __device__ __forceinline__ void element(F& first, S& second) const {
+    if constexpr (std::is_same_v<F, S>) {
+      F held = first;
+      first = second;
+      second = held;
+    }
+  }
+};
+
+// Elements [lo, hi) of one pair. `head` is where both tensors reach a 16-byte boundary (table.h).
+template <typename F, typename S, typename Op>
+__device__ void run_range(F* __restrict__ fast, S* __restrict__ slow, int64_t lo, int64_t hi, int64_t head, Op op) {
+  using StepT = Step<F, S>;
+  constexpr int64_t V = StepT::kElems;
+  const int64_t tid = threadIdx.x;
+  if (head < 0) {
+    for (int64_t i = lo + tid; i < hi; i += kThreads) op.element(fast[i], slow[i]);
+    return;
+  }
+  int64_t vector_lo = lo + (((head - lo) % V) + V) % V;  // first index >= lo that is congruent to head
+  if (vector_lo > hi) vector_lo = hi;
+  const int64_t steps = (hi - vector_lo) / V;
+  const int64_t vector_hi = vector_lo + steps * V;
+  if (tid < vector_lo - lo) op.element(fast[lo + tid], slow[lo + tid]);
+  if (tid < hi - vector_hi) op.element(fast[vector_hi + tid], slow[vector_hi + tid]);
+  for (int64_t base = tid; base < steps; base += int64_t(kThreads) * kUnroll) {
+    StepT step[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      int64_t k = base + int64_t(u) * kThreads;
+      if (k < steps) step[u].load(fast + vector_lo + k * V, slow + vector_lo + k * V);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      int64_t k = base + int64_t(u) * kThreads;
+      if (k < steps) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) op.element(step[u].fast.v[j], step[u].slow_at(j));
+        step[u].store(fast + vector_lo + k * V, slow + vector_lo + k * V);
+      }
+    }
+  }
+}
+
+template <typename F, typename S, typename Op>
+__device__ __forceinline__ void run_pair(const int64_t* entry, int64_t lo, int64_t hi, Op op) {
+  run_range(reinterpret_cast<F*>(entry[0]), reinterpret_cast<S*>(entry[1]), lo, hi, head_of(entry[3]), op);
+}
+
+// Grid-stride over the chunks of every pair; each chunk's dtype pair is uniform over its block.
+template <typename Op>
+__global__ void __launch_bounds__(kThreads) table_kernel(const int64_t* __restrict__ words, int64_t num_pairs,
+                                                         int64_t num_chunks, Op op) {
+  const int64_t* chunks = words + num_pairs * kEntryWords;
+  for (int64_t c = blockIdx.x; c < num_chunks; c += gridDim.x) {
+    const int64_t packed = chunks[c];
+    const int64_t* entry = words + (packed >> kChunkBits) * kEntryWords;
+    const int64_t lo = (packed & ((int64_t(1) << kChunkBits) - 1)) * kChunkElems;
+    const int64_t hi = min(lo + kChunkElems, entry[2]);
+    switch (pair_code_of(entry[3])) {
+      case kF32F32: run_pair<float, float>(entry, lo, hi, op); break;
+      case kF64F64: run_pair<double, double>(entry, lo, hi, op); break;
+      case kF16F16: run_pair<__half, __half>(entry, lo, hi, op); break;
+      case kBF16BF16: run_pair<__nv_bfloat16, __nv_bfloat16>(entry, lo, hi, op); break;
+      case kF16F32: run_pair<__half, float>(entry, lo, hi, op); break;
+      case kBF16F32: run_pair<__nv_bfloat16, float>(entry, lo, hi, op); break;
+    }
+  }
+}
+
+// Enough blocks to fill every SM at full occupancy; more chunks than that are grid-strided.
+template <typename Op>
+int64_t grid_size(int device_index, int64_t num_chunks) {
+  static std::array<std::atomic<int>, 64> blocks_per_device{};  // 0: not measured yet
+  int blocks = device_index < 64 ? blocks_per_device[device_index].load() : 0;
+  if (blocks == 0) {
+    int sms = 0, per_sm = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_index));
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, table_kernel<Op>, kThreads, 0));
+    blocks = sms * (per_sm > 0 ? per_sm : 1);
+    if (device_index < 64) blocks_per_device[device_index].store(blocks);
+  }
+  return num_chunks < blocks ? num_chunks : blocks;
+}
+
+template <typename Op>
+void launch(TableView table, Op op, cudaStream_t stream, int device_index) {
+  int64_t grid = grid_size<Op>(device_index, table.num_chunks);
+  table_kernel<Op><<<static_cast<unsigned>(grid), kThreads, 0, stream>>>(table.words, table.num_pairs,
+                                                                          table.num_chunks, op);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+void launch_cuda(TableView table, TableOp op, double alpha, void* stream, int device_index) {
+  if (table.num_chunks == 0) return;
+  auto cuda_stream = static_cast<cudaStream_t>(stream);
+  if (op == TableOp::kSync) {
+    launch(table, SyncOp{alpha}, cuda_stream, device_index);
+  } else {
+    launch(table, SwapOp{}, cuda_stream, device_index);
+  }
+}
+
+}  // namespace lookahead_fused

@@ -1,0 +1,152 @@
+// lookahead_fused._C: the torch.library ops lookahead_fused::sync_ and ::swap_ (CPU, CUDA and Meta
+// kernels), and a small pybind11 surface: build info, the plan class, plan-cache statistics.
+#include <torch/extension.h>
+#include <torch/library.h>
+#include <torch/version.h>
+
+#include <cmath>
+
+#include "contract.h"
+#include "cpu/sync_cpu.h"
+#include "plan.h"
+
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#ifndef LOOKAHEAD_FUSED_CUDA_ARCHS
+#define LOOKAHEAD_FUSED_CUDA_ARCHS ""
+#endif
+
+namespace lookahead_fused {
+namespace {
+
+void check_alpha(double alpha) {
+  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha >= 0.0 && alpha <= 1.0,
+                    "lookahead_sync_: alpha must be a finite number in [0, 1], got ", alpha);
+}
+
+void run(const char* name, at::TensorList first, at::TensorList second, TableOp op, double alpha) {
+  if (first.empty()) return;
+  auto plan = find_or_build_plan(first, second, [&] { check_no_overlap(name, first, second); });
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+  if (plan->device.is_cuda()) {
+    c10::cuda::CUDAGuard guard(plan->device);
+    auto stream = c10::cuda::getCurrentCUDAStream(plan->device.index());
+    plan->device_words.record_stream(stream);  // a plan evicted from the cache stays alive for this launch
+    launch_cuda(plan->device_view(), op, alpha, stream.stream(), plan->device.index());
+    return;
+  }
+#endif
+  TORCH_CHECK(plan->device.is_cpu(), "lookahead_fused: no kernel for tensors on ", plan->device);
+  run_cpu(*plan, op, alpha);
+}
+
+void sync_(at::TensorList fast, at::TensorList slow, double alpha) {
+  check_alpha(alpha);
+  check_sync_pairs(fast, slow);
+  run("lookahead_sync_", fast, slow, TableOp::kSync, alpha);
+}
+
+void swap_(at::TensorList first, at::TensorList second) {
+  check_swap_pairs(first, second);
+  run("swap_", first, second, TableOp::kSwap, 0.0);
+}
+
+// Under torch.compile's fake tensors (which reach this kernel as meta tensors, perhaps with symbolic
+// sizes): the checks that need no sizes, and no writes; the real call checks the rest. Tensors on
+// another device beside meta ones make a mixed-device call, which lookahead_fused.ops splits.
+void check_all_meta(const char* op, at::TensorList first, at::TensorList second) {
+  TORCH_CHECK_VALUE(first.size() == second.size(), op, ": fast has ", first.size(), " tensors but slow has ",
+                    second.size());
+  for (at::TensorList list : {first, second}) {
+    for (const at::Tensor& t : list) {
+      TORCH_CHECK_NOT_IMPLEMENTED(t.is_meta(), op, ": meta and ", t.device(), " tensors in one call");
+    }
+  }
+}
+
+void sync_meta(at::TensorList fast, at::TensorList slow, double alpha) {
+  check_alpha(alpha);
+  check_all_meta("lookahead_sync_", fast, slow);
+}
+
+void swap_meta(at::TensorList first, at::TensorList second) { check_all_meta("swap_", first, second); }
+
+// The plan class of the Python module: a table built once for a parameter set, for inspection.
+struct PlanHandle {
+  std::shared_ptr<const Plan> plan;
+  PlanHandle(const std::vector<at::Tensor>& fast, const std::vector<at::Tensor>& slow) {
+    check_sync_args(fast, slow);
+    plan = build_plan(fast, slow);
+  }
+  at::Tensor words() const {
+    return at::from_blob(const_cast<int64_t*>(plan->words.data()), {static_cast<int64_t>(plan->words.size())},
+                         at::kLong)
+        .clone();
+  }
+};
+
+}  // namespace
+}  // namespace lookahead_fused
+
+TORCH_LIBRARY(lookahead_fused, m) {
+  m.def("sync_(Tensor(a!)[] fast, Tensor(b!)[] slow, float alpha) -> ()");
+  m.def("swap_(Tensor(a!)[] first, Tensor(b!)[] second) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(lookahead_fused, CPU, m) {
+  m.impl("sync_", &lookahead_fused::sync_);
+  m.impl("swap_", &lookahead_fused::swap_);
+}
+
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+TORCH_LIBRARY_IMPL(lookahead_fused, CUDA, m) {
+  m.impl("sync_", &lookahead_fused::sync_);
+  m.impl("swap_", &lookahead_fused::swap_);
+}
+#endif
+
+TORCH_LIBRARY_IMPL(lookahead_fused, Meta, m) {
+  m.impl("sync_", &lookahead_fused::sync_meta);
+  m.impl("swap_", &lookahead_fused::swap_meta);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  using namespace lookahead_fused;
+  m.doc() = "lookahead_fused C++/CUDA kernels; the ops are torch.ops.lookahead_fused.sync_ and swap_";
+  m.def("build_info", [] {
+    py::dict info;
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+    info["cuda"] = true;
+    info["cuda_version"] = CUDART_VERSION;
+#else
+    info["cuda"] = false;
+    info["cuda_version"] = py::none();
+#endif
+    info["cuda_archs"] = LOOKAHEAD_FUSED_CUDA_ARCHS;
+    info["torch_version"] = TORCH_VERSION;
+    info["chunk_elements"] = kChunkElems;
+    info["cpu_kernel_isa"] = cpu_kernel_isa();
+    return info;
+  });
+  m.def("check_sync_args", [](const std::vector<at::Tensor>& fast, const std::vector<at::Tensor>& slow) {
+    check_sync_args(fast, slow);
+  }, "Raise ValueError, as lookahead_sync_ would, if the pairs break the op contract; write nothing.");
+  m.def("plan_cache_stats", [] {
+    auto stats = plan_cache_stats();
+    py::dict out;
+    out["builds"] = stats.builds;
+    out["hits"] = stats.hits;
+    return out;
+  });
+  m.def("clear_plan_cache", &clear_plan_cache);
+  py::class_<PlanHandle>(m, "SyncPlan", "The tensor table of one parameter set (see csrc/table.h).")
+      .def(py::init<const std::vector<at::Tensor>&, const std::vector<at::Tensor>&>(), py::arg("fast"),
+           py::arg("slow"))
+      .def_property_readonly("num_pairs", [](const PlanHandle& h) { return h.plan->num_pairs; })
+      .def_property_readonly("num_chunks", [](const PlanHandle& h) { return h.plan->num_chunks; })
+      .def_property_readonly("device", [](const PlanHandle& h) { return h.plan->device.str(); })
+      .def("words", &PlanHandle::words, "The table as an int64 CPU tensor.");
+}

@@ -1,0 +1,54 @@
+// The tensor table a fused sync or swap walks: plain data, no torch headers, so that the CUDA
+// translation unit stays light (see DESIGN.md, "Builds and tests").
+//
+// [NOTE: table layout] One int64 array, built once per parameter set (plan.cpp) and reused:
+//   per tensor pair t, kEntryWords words: fast address, slow address, numel, meta
+//     meta = pair_code | (head + 1) << 8, head = the first element index at which both tensors are
+//     16-byte aligned (< kVecBytes), or -1 when the two never align together (then the whole pair
+//     runs scalar; a tensor whose both ends are offset alike keeps its vector body);
+//   then per chunk one word: pair index << kChunkBits | chunk index, chunk = kChunkElems elements.
+// A block (CUDA) or a task (CPU) takes whole chunks, so every tensor size shares one grid.
+#pragma once
+
+#include <cstdint>
+
+namespace lookahead_fused {
+
+enum PairCode : int64_t {  // (fast dtype, slow dtype) pairs of the contract
+  kF32F32 = 0,
+  kF64F64 = 1,
+  kF16F16 = 2,
+  kBF16BF16 = 3,
+  kF16F32 = 4,
+  kBF16F32 = 5,
+  kNumPairCodes = 6,
+};
+
+constexpr int kEntryWords = 4;
+constexpr int kChunkBits = 40;  // chunk index bits; the pair index takes the 23 bits above
+constexpr int64_t kChunkElems = int64_t(1) << 16;
+constexpr int kVecBytes = 16;
+
+enum class TableOp { kSync, kSwap };
+
+struct TableView {  // what a kernel needs: the table, and how many pairs and chunks it holds
+  const int64_t* words;
+  int64_t num_pairs;
+  int64_t num_chunks;
+};
+
+#ifdef __CUDACC__
+#define LOOKAHEAD_HOST_DEVICE __host__ __device__
+#else
+#define LOOKAHEAD_HOST_DEVICE
+#endif
+
+LOOKAHEAD_HOST_DEVICE inline int64_t pair_code_of(int64_t meta) { return meta & 0xff; }
+LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) - 1; }
+
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+// Launches one kernel over the device-resident table on `stream` (a cudaStream_t).
+void launch_cuda(TableView table, TableOp op, double alpha, void* stream, int device_index);
+#endif
+
+}  // namespace lookahead_fused

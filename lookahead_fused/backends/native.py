@@ -1,0 +1,68 @@
+"""The "cpu" and "cuda" backends: the fused C++/CUDA kernels of lookahead_fused._C, reached through
+the torch.library ops lookahead_fused::sync_ and ::swap_ (so torch.compile sees them too).
+
+They check the op contract in C++ (csrc/contract.cpp, the same messages as contract.py), which
+costs microseconds where the Python checks cost milliseconds on thousands of tensors.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import torch
+
+from . import BackendUnavailable
+
+
+@functools.cache
+def _import_extension():
+    """(lookahead_fused._C, "") or (None, why not), decided once per process, with one warning."""
+    try:
+        from .. import _C
+    except ImportError as error:
+        warnings.warn(
+            f"lookahead_fused: the C++ extension is not available ({error}); using the pure-PyTorch "
+            "backends. Build it with: pip install --no-build-isolation .",
+            stacklevel=5,
+        )
+        return None, f"the C++ extension lookahead_fused._C is not built or failed to load ({error})"
+    return _C, ""
+
+
+def extension():
+    """lookahead_fused._C, or BackendUnavailable saying why it cannot be used."""
+    module, reason = _import_extension()
+    if module is None:
+        raise BackendUnavailable(reason)
+    return module
+
+
+class NativeBackend:
+    checks_contract = True  # ops.py leaves the contract checks to C++
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def sync_(self, fast, slow, alpha: float) -> None:
+        torch.ops.lookahead_fused.sync_(fast, slow, alpha)
+
+    def swap_(self, first, second) -> None:
+        torch.ops.lookahead_fused.swap_(first, second)
+
+    def check_sync_args(self, fast, slow) -> None:
+        extension().check_sync_args(fast, slow)
+
+
+def load_cpu() -> NativeBackend:
+    extension()
+    return NativeBackend("cpu")
+
+
+def load_cuda() -> NativeBackend:
+    info = extension().build_info()
+    if not info["cuda"]:
+        raise BackendUnavailable("lookahead_fused._C was built without CUDA (no nvcc at build time)")
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("no CUDA GPU is available in this process")
+    return NativeBackend("cuda")

@@ -1,0 +1,121 @@
+"""The C++ extension: build info, the plan and its cache, torch.library registration (opcheck),
+and the package without the extension."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from lookahead_fused import Lookahead, available_backends, ops
+
+from .helpers import make_params, run
+from .test_op_contract import check_against_contract, make_pair_lists
+from .helpers import snapshot
+
+_C = pytest.importorskip("lookahead_fused._C", reason="the C++ extension is not built")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plan_cache():
+    _C.clear_plan_cache()
+
+
+def test_build_info():
+    info = _C.build_info()
+    assert info["torch_version"] == torch.__version__.split("+")[0]
+    assert info["cpu_kernel_isa"] in ("avx2", "baseline")
+    if shutil.which("nvcc") and os.environ.get("LOOKAHEAD_FUSED_BUILD", "auto") == "auto":
+        assert info["cuda"], "nvcc is on PATH, so the CUDA kernels should have been compiled and linked"
+        assert "9.0" in info["cuda_archs"] and "8.0" in info["cuda_archs"]
+    assert "cpu" in available_backends()
+
+
+def test_steady_state_reuses_one_plan():
+    fast, slow = make_pair_lists([7, 4097, 70000], torch.float32, torch.float32)
+    for _ in range(5):
+        ops.lookahead_sync_(fast, slow, 0.5, backend="cpu")
+    assert _C.plan_cache_stats() == {"builds": 1, "hits": 4}
+
+
+def test_plan_is_rebuilt_when_a_tensor_is_reallocated():
+    fast, slow = make_pair_lists([7, 4097], torch.float32, torch.float32)
+    ops.lookahead_sync_(fast, slow, 0.5, backend="cpu")
+    fast[1] = fast[1].clone()  # new storage, same size
+    fast0, slow0 = snapshot(fast), snapshot(slow)
+    ops.lookahead_sync_(fast, slow, 0.5, backend="cpu")
+    assert _C.plan_cache_stats()["builds"] == 2
+    check_against_contract(fast0, slow0, fast, slow, 0.5)
+
+
+def test_lookahead_class_builds_its_plan_once():
+    params = make_params(torch.float32, shapes=((64, 32), (64,), (1000,)))
+    opt = Lookahead(torch.optim.SGD(params, lr=0.1, momentum=0.9), k=2, pullback_momentum="pullback", backend="cpu")
+    run(opt, params, 10)  # five syncs
+    assert _C.plan_cache_stats()["builds"] == 1
+
+
+@pytest.mark.parametrize("offsets,expected_head", [((0, 0), 0), ((1, 1), 3), ((3, 3), 1), ((1, 0), -1), ((2, 1), -1)])
+def test_plan_vector_head_for_storage_offsets(offsets, expected_head):
+    fast_offset, slow_offset = offsets
+    fast = torch.zeros(100 + fast_offset)[fast_offset:]
+    slow = torch.zeros(100 + slow_offset)[slow_offset:]
+    assert fast.data_ptr() % 16 == 4 * fast_offset % 16  # the CPU allocator aligns storages to 64 bytes
+    plan = _C.SyncPlan([fast], [slow])
+    meta = int(plan.words()[3])
+    assert (meta >> 8) - 1 == expected_head
+
+
+def test_plan_chunks_cover_every_element():
+    sizes = [0, 1, 65536, 65537, 200000]
+    fast, slow = make_pair_lists(sizes, torch.bfloat16, torch.float32)
+    plan = _C.SyncPlan(fast, slow)
+    chunk_elements = _C.build_info()["chunk_elements"]
+    assert plan.num_pairs == 5
+    assert plan.num_chunks == sum(-(-n // chunk_elements) for n in sizes)
+    fast0, slow0 = snapshot(fast), snapshot(slow)
+    ops.lookahead_sync_(fast, slow, 0.3, backend="cpu")
+    check_against_contract(fast0, slow0, fast, slow, 0.3)
+
+
+@pytest.mark.parametrize("fast_dtype,slow_dtype", [(torch.float32, torch.float32), (torch.bfloat16, torch.float32)])
+def test_opcheck(fast_dtype, slow_dtype):
+    fast, slow = make_pair_lists([3, 17], fast_dtype, slow_dtype)
+    torch.library.opcheck(torch.ops.lookahead_fused.sync_.default, (fast, slow, 0.4))
+    a, b = make_pair_lists([3, 17], fast_dtype, fast_dtype)
+    torch.library.opcheck(torch.ops.lookahead_fused.swap_.default, (a, b))
+
+
+def test_op_rejects_bad_alpha_in_cpp_too():
+    fast, slow = make_pair_lists([3], torch.float32, torch.float32)
+    with pytest.raises(ValueError, match="alpha must be a finite number in \\[0, 1\\]"):
+        torch.ops.lookahead_fused.sync_(fast, slow, float("nan"))
+
+
+def test_package_works_without_the_extension():
+    script = textwrap.dedent(
+        """
+        import sys, warnings
+        sys.modules["lookahead_fused._C"] = None  # as if the build had failed
+        import torch
+        import lookahead_fused as lf
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            backends = lf.available_backends()
+            missing = lf.unavailable_backends()
+            p = torch.nn.Parameter(torch.ones(3))
+            opt = lf.Lookahead(torch.optim.SGD([p], lr=0.1), k=1)
+            p.grad = torch.ones(3)
+            opt.step()
+        assert backends == ["reference", "foreach"], backends
+        assert "lookahead_fused._C" in missing["cpu"], missing
+        assert len([w for w in caught if "C++ extension" in str(w.message)]) == 1, [str(w.message) for w in caught]
+        assert torch.allclose(p.detach(), torch.full((3,), 0.95))
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
