@@ -95,6 +95,13 @@ class PlainLookahead:
                     self._pull(self.slow_momentum[p], buffer, alpha)
 
 
+def step_side_by_side(step, *runs):
+    """One step of each (optimizer, params) run, all on batch number `step`."""
+    for opt, params in runs:
+        set_grads(params, step)
+        opt.step()
+
+
 def run(opt, params, steps, first_step=0):
     for step in range(first_step, first_step + steps):
         set_grads(params, step)

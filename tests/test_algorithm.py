@@ -6,7 +6,16 @@ import torch
 
 from lookahead_fused import Lookahead
 
-from .helpers import PlainLookahead, assert_bitwise_equal, clone_params, make_params, run, set_grads, snapshot
+from .helpers import (
+    PlainLookahead,
+    assert_bitwise_equal,
+    clone_params,
+    make_params,
+    run,
+    set_grads,
+    snapshot,
+    step_side_by_side,
+)
 
 INNERS = {
     "sgd_momentum": (lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), "momentum_buffer"),
@@ -42,10 +51,7 @@ def test_matches_plain_algorithm(backend, inner, k, alpha):
     opt = Lookahead(make_inner(ours), k=k, alpha=alpha, backend=backend)
     plain = PlainLookahead(make_inner(theirs), k, alpha)
     for step in range(4 * k + 1):
-        set_grads(ours, step)
-        set_grads(theirs, step)
-        opt.step()
-        plain.step()
+        step_side_by_side(step, (opt, ours), (plain, theirs))
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close([opt.state[p]["slow_param"] for p in ours], [plain.slow[p] for p in theirs], rtol=1e-12, atol=1e-12)
 
@@ -56,10 +62,7 @@ def test_matches_plain_algorithm_in_float32(backend):
     opt = Lookahead(torch.optim.Adam(ours, lr=0.01), k=4, alpha=0.6, backend=backend)
     plain = PlainLookahead(torch.optim.Adam(theirs, lr=0.01), 4, 0.6)
     for step in range(17):
-        set_grads(ours, step)
-        set_grads(theirs, step)
-        opt.step()
-        plain.step()
+        step_side_by_side(step, (opt, ours), (plain, theirs))
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
@@ -71,10 +74,7 @@ def test_alpha_one_reproduces_inner_optimizer_bitwise(backend, inner):
     opt = Lookahead(make_inner(ours), k=2, alpha=1.0, backend=backend)
     inner_alone = make_inner(alone)
     for step in range(9):
-        set_grads(ours, step)
-        set_grads(alone, step)
-        opt.step()
-        inner_alone.step()
+        step_side_by_side(step, (opt, ours), (inner_alone, alone))
         assert_bitwise_equal(ours, alone)
 
 
@@ -121,10 +121,7 @@ def test_groups_with_their_own_alpha(backend):
     opt = Lookahead(torch.optim.SGD(groups(ours), lr=0.05, momentum=0.5), k=2, alpha=0.7, backend=backend)
     plain = PlainLookahead(torch.optim.SGD(groups(theirs), lr=0.05, momentum=0.5), 2, 0.7)
     for step in range(9):
-        set_grads(ours, step)
-        set_grads(theirs, step)
-        opt.step()
-        plain.step()
+        step_side_by_side(step, (opt, ours), (plain, theirs))
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
     # And the two alphas really differ in effect: one alpha everywhere gives another result.
     single = clone_params(params)
@@ -141,19 +138,13 @@ def test_add_param_group_mid_training(backend):
     opt = Lookahead(torch.optim.Adam(ours[:2], lr=0.01), k=3, alpha=0.5, backend=backend)
     plain = PlainLookahead(torch.optim.Adam(theirs[:2], lr=0.01), 3, 0.5)
     for step in range(4):
-        set_grads(ours, step)
-        set_grads(theirs, step)
-        opt.step()
-        plain.step()
+        step_side_by_side(step, (opt, ours), (plain, theirs))
     opt.add_param_group({"params": ours[2], "lr": 0.03, "lookahead_alpha": 0.25})
     plain.add_param_group({"params": theirs[2], "lr": 0.03, "lookahead_alpha": 0.25})
     assert opt.param_groups is opt.optimizer.param_groups and len(opt.param_groups) == 2
     assert torch.equal(opt.state[ours[2]]["slow_param"], ours[2].detach())
     for step in range(4, 13):
-        set_grads(ours, step)
-        set_grads(theirs, step)
-        opt.step()
-        plain.step()
+        step_side_by_side(step, (opt, ours), (plain, theirs))
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
 
 

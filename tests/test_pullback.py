@@ -5,7 +5,7 @@ import torch
 
 from lookahead_fused import Lookahead
 
-from .helpers import PlainLookahead, clone_params, make_params, set_grads
+from .helpers import PlainLookahead, clone_params, make_params, set_grads, step_side_by_side
 
 INNERS = {
     "SGD": (lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), "momentum_buffer"),
@@ -25,10 +25,7 @@ def test_pullback_modes_match_hand_implementation(backend, inner, mode):
     opt = Lookahead(make_inner(ours), k=3, alpha=0.4, pullback_momentum=mode, backend=backend)
     plain = PlainLookahead(make_inner(theirs), 3, 0.4, pullback=mode, momentum_key=key)
     for step in range(10):
-        set_grads(ours, step)
-        set_grads(theirs, step)
-        opt.step()
-        plain.step()
+        step_side_by_side(step, (opt, ours), (plain, theirs))
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
         buffers = [opt.optimizer.state[p][key] for p in ours]
         torch.testing.assert_close(buffers, [plain.inner.state[p][key] for p in theirs], rtol=1e-12, atol=1e-12)
