@@ -110,7 +110,7 @@ def test_package_works_without_the_extension():
             opt = lf.Lookahead(torch.optim.SGD([p], lr=0.1), k=1)
             p.grad = torch.ones(3)
             opt.step()
-        assert backends == ["reference", "foreach"], backends
+        assert backends[:2] == ["reference", "foreach"] and not {"cpu", "cuda"} & set(backends), backends
         assert "lookahead_fused._C" in missing["cpu"], missing
         assert len([w for w in caught if "C++ extension" in str(w.message)]) == 1, [str(w.message) for w in caught]
         assert torch.allclose(p.detach(), torch.full((3,), 0.95))

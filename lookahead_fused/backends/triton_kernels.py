@@ -1,0 +1,216 @@
+"""The "triton" backend: the sync and the swap as one Triton launch per dtype pair, for CUDA tensors
+when the C++ extension is not built, and as a second implementation to check the CUDA kernel.
+
+[NOTE: Triton plan] A plan per parameter set holds, per dtype pair, a device table of fast and slow
+addresses and sizes plus a chunk map (pair index << 40 | chunk index, one program per chunk of
+BLOCK elements). It is found again by content (addresses, sizes, dtypes), so steady state uploads
+nothing. Triton fixes a pointer's element type at compile time, so each dtype pair is its own
+launch. The op is registered as the opaque custom op lookahead_fused::triton_sync_ (and
+::triton_swap_), so torch.compile keeps it whole: tracing into the kernel would hand it fake
+tensors, whose addresses a table cannot hold.
+
+[NOTE: Triton block size] triton.autotune would re-run an in-place kernel on the caller's tensors.
+Instead, the first launch for a dtype pair on a GPU times each candidate (BLOCK, num_warps) on
+scratch buffers of its own (do_bench) and keeps the fastest for the process. Under the
+interpreter (TRITON_INTERPRET=1, the CPU tests) a fixed small block is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections import OrderedDict
+
+import torch
+import triton
+import triton.language as tl
+
+from . import BackendUnavailable
+
+CHUNK_BITS = 40
+_CANDIDATES = [(1024, 4), (2048, 4), (2048, 8), (4096, 8)]  # (BLOCK, num_warps)
+_INTERPRETER_CONFIG = (8192, 1)  # few programs: the interpreter pays per program
+_CACHED_PLANS = 8
+
+_TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
+
+launch_count = 0  # kernel launches so far (tests count launches per sync)
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def _round(x, DTYPE: tl.constexpr):
+    """x (float32/float64) in DTYPE, rounded to nearest even. bfloat16 goes through integer math, bit
+    for bit as c10::BFloat16 rounds (one canonical NaN): Triton's interpreter does not round it so."""
+    if DTYPE == tl.bfloat16:
+        bits = x.to(tl.float32).to(tl.uint32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        rounded = tl.where(x != x, 0x7FC0, rounded)
+        return rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    else:
+        return x.to(DTYPE, fp_downcast_rounding="rtne")
+
+
+@triton.jit
+def _table_kernel(
+    fast_addresses, slow_addresses, numels, chunks, alpha_ptr,
+    FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr,
+    SWAP: tl.constexpr, SMALL_ALPHA: tl.constexpr, BLOCK: tl.constexpr, CHUNK_BITS: tl.constexpr,
+):  # fmt: skip
+    packed = tl.load(chunks + tl.program_id(0))
+    pair = packed >> CHUNK_BITS
+    chunk = packed & ((1 << CHUNK_BITS) - 1)
+    fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
+    slow = tl.load(slow_addresses + pair).to(tl.pointer_type(SLOW))
+    offsets = chunk * BLOCK + tl.arange(0, BLOCK)  # int64: chunk is
+    mask = offsets < tl.load(numels + pair)
+    f = tl.load(fast + offsets, mask=mask)
+    s = tl.load(slow + offsets, mask=mask)
+    if SWAP:
+        tl.store(fast + offsets, s, mask=mask)
+        tl.store(slow + offsets, f, mask=mask)
+    else:
+        # [NOTE: two-sided lerp] as in the C++ kernels; exact at alpha 0 and 1.
+        w = tl.load(alpha_ptr)
+        fo = f.to(OPMATH)
+        so = s.to(OPMATH)
+        if SMALL_ALPHA:
+            r = so + w * (fo - so)
+        else:
+            r = fo - (fo - so) * (1.0 - w)
+        new_slow = _round(r, SLOW)
+        tl.store(slow + offsets, new_slow, mask=mask)
+        tl.store(fast + offsets, _round(new_slow.to(OPMATH), FAST), mask=mask)
+
+
+class _Group:
+    """The tables of one dtype pair: what one launch needs."""
+
+    def __init__(self, fast, slow, block, device):
+        self.fast_dtype, self.slow_dtype = fast[0].dtype, slow[0].dtype
+        chunk_words = [(i << CHUNK_BITS) | c for i, f in enumerate(fast) for c in range(triton.cdiv(f.numel(), block))]
+        self.num_chunks = len(chunk_words)
+        words = [f.data_ptr() for f in fast] + [s.data_ptr() for s in slow] + [f.numel() for f in fast] + chunk_words
+        table = torch.tensor(words, dtype=torch.int64).to(device)
+        n = len(fast)
+        self.fast_addresses, self.slow_addresses, self.numels = table[:n], table[n : 2 * n], table[2 * n : 3 * n]
+        self.chunks = table[3 * n :]
+
+
+class _Plan:
+    def __init__(self, first, second, device):
+        by_pair: dict[tuple, tuple[list, list]] = {}
+        for x, y in zip(first, second):
+            if x.numel():
+                xs, ys = by_pair.setdefault((x.dtype, y.dtype), ([], []))
+                xs.append(x)
+                ys.append(y)
+        self.groups = []
+        for (fast_dtype, slow_dtype), (xs, ys) in by_pair.items():
+            block, warps = _config(device, fast_dtype, slow_dtype)
+            self.groups.append((_Group(xs, ys, block, device), block, warps))
+
+
+_plans: OrderedDict = OrderedDict()
+
+
+def _plan_for(first, second) -> _Plan:
+    device = first[0].device
+    key = (device, tuple((x.data_ptr(), y.data_ptr(), x.numel(), x.dtype, y.dtype) for x, y in zip(first, second)))
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _plans[key] = _Plan(first, second, device)
+        if len(_plans) > _CACHED_PLANS:
+            _plans.popitem(last=False)
+    else:
+        _plans.move_to_end(key)
+    return plan
+
+
+@functools.cache
+def _alpha_tensor(device, dtype, alpha):
+    return torch.tensor([alpha], dtype=dtype, device=device)
+
+
+def _opmath(slow_dtype):
+    return torch.float64 if slow_dtype == torch.float64 else torch.float32
+
+
+def _launch(group: _Group, block, warps, alpha, swap):
+    global launch_count
+    opmath = _opmath(group.slow_dtype)
+    alpha_tensor = _alpha_tensor(group.chunks.device, opmath, float(alpha))
+    _table_kernel[(group.num_chunks,)](
+        group.fast_addresses, group.slow_addresses, group.numels, group.chunks, alpha_tensor,
+        FAST=_TL_DTYPES[group.fast_dtype], SLOW=_TL_DTYPES[group.slow_dtype], OPMATH=_TL_DTYPES[opmath],
+        SWAP=swap, SMALL_ALPHA=abs(alpha) < 0.5, BLOCK=block, CHUNK_BITS=CHUNK_BITS, num_warps=warps,
+    )  # fmt: skip
+    launch_count += 1
+
+
+@functools.cache
+def _config(device, fast_dtype, slow_dtype) -> tuple[int, int]:
+    """(BLOCK, num_warps) for a dtype pair on a device: see [NOTE: Triton block size]."""
+    if interpreting() or device.type != "cuda":
+        return _INTERPRETER_CONFIG
+    numel = 8 * 2**20  # 8 tensors of 8M elements: long enough to be bandwidth-bound
+    try:
+        fast = [torch.zeros(numel // 8, dtype=fast_dtype, device=device) for _ in range(8)]
+        slow = [torch.zeros(numel // 8, dtype=slow_dtype, device=device) for _ in range(8)]
+    except torch.OutOfMemoryError:
+        return _CANDIDATES[0]
+    timings = {}
+    for block, warps in _CANDIDATES:
+        group = _Group(fast, slow, block, device)
+        timings[(block, warps)] = triton.testing.do_bench(lambda g=group, b=block, w=warps: _launch(g, b, w, 0.5, False))
+    return min(timings, key=timings.get)
+
+
+def _run(first, second, alpha, swap):
+    if not first:
+        return
+    with torch.cuda.device(first[0].device) if first[0].is_cuda else contextlib.nullcontext():
+        for group, block, warps in _plan_for(first, second).groups:
+            _launch(group, block, warps, alpha, swap)
+
+
+@torch.library.custom_op("lookahead_fused::triton_sync_", mutates_args=("fast", "slow"))
+def triton_sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
+    _run(fast, slow, alpha, swap=False)
+
+
+@triton_sync_.register_fake
+def _(fast, slow, alpha):
+    return None
+
+
+@torch.library.custom_op("lookahead_fused::triton_swap_", mutates_args=("first", "second"))
+def triton_swap_(first: list[torch.Tensor], second: list[torch.Tensor]) -> None:
+    _run(first, second, 0.0, swap=True)
+
+
+@triton_swap_.register_fake
+def _(first, second):
+    return None
+
+
+class TritonBackend:
+    """Trusts its inputs: lookahead_fused.ops checks the contract in Python first."""
+
+    name = "triton"
+
+    def sync_(self, fast, slow, alpha: float) -> None:
+        triton_sync_(list(fast), list(slow), float(alpha))
+
+    def swap_(self, first, second) -> None:
+        triton_swap_(list(first), list(second))
+
+
+def load() -> TritonBackend:
+    if not (torch.cuda.is_available() or interpreting()):
+        raise BackendUnavailable("no CUDA GPU is available (TRITON_INTERPRET=1 runs it on the CPU, for tests)")
+    return TritonBackend()

@@ -1,0 +1,74 @@
+"""The "triton" backend's own properties: one launch per dtype pair whatever the number of tensors,
+its plan reused, and its torch.library registration. (Its results are checked by the
+backend-parametrized tests; without a GPU they run in Triton's interpreter.)"""
+
+import pytest
+import torch
+
+from lookahead_fused import Lookahead, available_backends, ops
+
+from .helpers import make_params
+from .test_op_contract import DTYPE_PAIRS, make_pair_lists
+
+pytestmark = pytest.mark.skipif("triton" not in available_backends(), reason="triton backend unavailable")
+kernels = pytest.importorskip("lookahead_fused.backends.triton_kernels")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _lists(sizes, fast_dtype, slow_dtype, seed=0):
+    fast, slow = make_pair_lists(sizes, fast_dtype, slow_dtype, seed=seed)
+    return [t.to(DEVICE) for t in fast], [t.to(DEVICE) for t in slow]
+
+
+def launches_during(fn):
+    before = kernels.launch_count
+    fn()
+    return kernels.launch_count - before
+
+
+def test_one_launch_per_sync_for_1000_tensors():
+    fast, slow = _lists([(i % 50) + 1 for i in range(1000)], torch.float32, torch.float32)
+    assert launches_during(lambda: ops.lookahead_sync_(fast, slow, 0.5, backend="triton")) == 1
+
+
+def test_one_launch_per_dtype_pair():
+    fast, slow = [], []
+    for seed, (fast_dtype, slow_dtype) in enumerate(DTYPE_PAIRS):
+        f, s = _lists([3, 40, 0], fast_dtype, slow_dtype, seed=seed)
+        fast += f
+        slow += s
+    assert launches_during(lambda: ops.lookahead_sync_(fast, slow, 0.3, backend="triton")) == len(DTYPE_PAIRS)
+
+
+def test_plan_is_reused_and_rebuilt_after_reallocation():
+    fast, slow = _lists([5, 17], torch.float32, torch.float32)
+    kernels._plans.clear()
+    for _ in range(3):
+        ops.lookahead_sync_(fast, slow, 0.5, backend="triton")
+    assert len(kernels._plans) == 1
+    fast[0] = fast[0].clone()
+    ops.lookahead_sync_(fast, slow, 0.5, backend="triton")
+    assert len(kernels._plans) == 2
+
+
+def test_lookahead_class_one_launch_per_sync():
+    params = [torch.nn.Parameter(p.detach().to(DEVICE)) for p in make_params(torch.float32, shapes=((8, 4), (8,), (30,)))]
+    opt = Lookahead(torch.optim.SGD(params, lr=0.1), k=2, backend="triton")
+    for p in params:
+        p.grad = torch.ones_like(p)
+    assert launches_during(lambda: opt.step()) == 0
+    assert launches_during(lambda: opt.step()) == 1
+
+
+@pytest.mark.parametrize("op", ["triton_sync_", "triton_swap_"])
+def test_opcheck(op):
+    fast, slow = _lists([3, 17], torch.float32, torch.float32)
+    args = (fast, slow, 0.4) if op == "triton_sync_" else (fast, slow)
+    torch.library.opcheck(getattr(torch.ops.lookahead_fused, op).default, args)
+
+
+def test_explicit_triton_on_an_unsupported_device_is_refused():
+    if DEVICE == "cpu" and kernels.interpreting():
+        pytest.skip("the interpreter accepts CPU tensors")
+    with pytest.raises(ValueError, match="backend 'triton' runs on"):
+        ops.lookahead_sync_([torch.zeros(2)], [torch.zeros(2)], 0.5, backend="triton")
