@@ -1,30 +1,33 @@
-"""Time one Lookahead sync per backend on model-shaped parameter sets; compare with the copy floor.
+"""Time one Lookahead sync per backend on model-shaped parameter sets; compare with the memory floor.
 
     python bench/bench_sync.py                      # quick default, about a minute on a 2-core CPU
     python bench/bench_sync.py --models gpt2-small --dtypes bf16+fp32 --reps 50 --json out.json
 
 Bytes a sync must move (../shared/DESIGN.md): numel * 2 * (fast bytes + slow bytes) per pair. The
-floor is those bytes at the copy bandwidth measured in the same run (the faster of a large copy_
-and a large in-place update, read plus write). Each backend's median time is reported with its GB/s, % of that bandwidth, and its
-speed-up over "reference" (the per-tensor Python loop) and "foreach".
+floor is those bytes at the bandwidth measured in the same run (timing.copy_bandwidth). Each
+backend's median time is reported with its GB/s, % of that bandwidth, its speed-up over
+"reference" (the per-tensor Python loop) and "foreach", and, on a GPU, kernel launches per sync.
+Sets smaller than a few times the cache are rotated between copies so the cache does not flatter
+them. Then the whole-step overhead of Lookahead over AdamW (step_overhead.py), and a PNG figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import math
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import step_overhead  # noqa: E402
 from model_shapes import MODELS  # noqa: E402
+from timing import cache_bytes, copy_bandwidth, kernel_launches, median_seconds  # noqa: E402
 
 from lookahead_fused import ops  # noqa: E402
 from lookahead_fused.backends import backends_for_device  # noqa: E402
@@ -34,42 +37,12 @@ DTYPES = {  # name -> (fast dtype, slow dtype)
     "bf16": (torch.bfloat16, torch.bfloat16),
     "bf16+fp32": (torch.bfloat16, torch.float32),
 }
+MAX_COPIES = 8
 
 
 def sync_bytes(shapes, fast_dtype, slow_dtype) -> int:
     per_element = 2 * (torch.empty(0, dtype=fast_dtype).element_size() + torch.empty(0, dtype=slow_dtype).element_size())
     return sum(math.prod(shape) for shape in shapes) * per_element
-
-
-def _synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_seconds(fn, device, reps, warmup=2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        _synchronize(device)
-        start = time.perf_counter()
-        fn()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def copy_bandwidth(device, reps, nbytes=512 * 2**20) -> float:
-    """Bytes per second (read plus write) of the faster of a large copy_ and a large in-place update.
-
-    On a CPU a copy_ also reads every destination line before writing it (write-allocate), which an
-    in-place update such as the sync does not pay, so copy_ alone would understate the floor there.
-    """
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
-    dst = torch.empty_like(src)
-    copy = median_seconds(lambda: dst.copy_(src), device, reps)
-    in_place = median_seconds(lambda: dst.mul_(1.0), device, reps)
-    return 2 * nbytes / min(copy, in_place)
 
 
 def make_set(shapes, fast_dtype, slow_dtype, device):
@@ -81,8 +54,9 @@ def make_set(shapes, fast_dtype, slow_dtype, device):
 def run_case(model, dtype_name, device, backends, reps, bandwidth) -> dict:
     shapes = MODELS[model]()
     fast_dtype, slow_dtype = DTYPES[dtype_name]
-    fast, slow = make_set(shapes, fast_dtype, slow_dtype, device)
     nbytes = sync_bytes(shapes, fast_dtype, slow_dtype)
+    copies = max(1, min(MAX_COPIES, math.ceil(4 * cache_bytes(device) / (nbytes / 2))))
+    sets = [make_set(shapes, fast_dtype, slow_dtype, device) for _ in range(copies)]
     case = {
         "model": model,
         "dtypes": dtype_name,
@@ -90,11 +64,23 @@ def run_case(model, dtype_name, device, backends, reps, bandwidth) -> dict:
         "params": sum(math.prod(s) for s in shapes),
         "bytes_per_sync": nbytes,
         "floor_ms": 1e3 * nbytes / bandwidth,
+        "rotated_copies": copies,
         "backends": {},
     }
     for name in backends:
-        seconds = median_seconds(lambda name=name: ops.lookahead_sync_(fast, slow, 0.5, backend=name), device, reps)
-        case["backends"][name] = {"ms": 1e3 * seconds, "GB/s": nbytes / seconds / 1e9, "pct_of_copy_bw": 100 * nbytes / seconds / bandwidth}
+        rotation = itertools.cycle(sets)
+
+        def one_sync(name=name, rotation=rotation):
+            fast, slow = next(rotation)
+            ops.lookahead_sync_(fast, slow, 0.5, backend=name)
+
+        seconds = median_seconds(one_sync, device, reps)
+        case["backends"][name] = {
+            "ms": 1e3 * seconds,
+            "GB/s": nbytes / seconds / 1e9,
+            "pct_of_copy_bw": 100 * nbytes / seconds / bandwidth,
+            "launches_per_sync": kernel_launches(one_sync, device),
+        }
     for result in case["backends"].values():
         for base in ("reference", "foreach"):
             if base in case["backends"]:
@@ -104,7 +90,10 @@ def run_case(model, dtype_name, device, backends, reps, bandwidth) -> dict:
 
 def print_table(cases, bandwidth, device_name):
     print(f"\nLookahead sync, {device_name}, copy bandwidth {bandwidth / 1e9:.1f} GB/s (read+write)")
-    header = f"{'model':<13}{'dtypes':<11}{'tensors':>8}{'params':>13}{'floor ms':>10}  {'backend':<10}{'ms':>9}{'GB/s':>8}{'% bw':>7}{'x ref':>7}{'x foreach':>10}"
+    header = (
+        f"{'model':<13}{'dtypes':<11}{'tensors':>8}{'params':>13}{'floor ms':>10}  {'backend':<10}"
+        f"{'ms':>9}{'GB/s':>8}{'% bw':>7}{'x ref':>7}{'x foreach':>10}{'launches':>9}"
+    )
     print(header)
     print("-" * len(header))
     for case in cases:
@@ -114,10 +103,20 @@ def print_table(cases, bandwidth, device_name):
                 if i == 0
                 else " " * 55
             )
+            launches = "-" if r["launches_per_sync"] is None else str(r["launches_per_sync"])
             print(
                 f"{lead}  {name:<10}{r['ms']:>9.2f}{r['GB/s']:>8.1f}{r['pct_of_copy_bw']:>7.0f}"
-                f"{r.get('x_vs_reference', float('nan')):>7.2f}{r.get('x_vs_foreach', float('nan')):>10.2f}"
+                f"{r.get('x_vs_reference', float('nan')):>7.2f}{r.get('x_vs_foreach', float('nan')):>10.2f}{launches:>9}"
             )
+
+
+def print_overhead(rows, model):
+    print(f"\nWhole-step overhead of Lookahead (k={rows[0]['k']}) over AdamW alone, {model}, fp32:")
+    for r in rows:
+        print(
+            f"  {r['inner']:<14} {r['k']} steps {r['k_steps_ms']:8.2f} ms, with Lookahead {r['k_steps_with_lookahead_ms']:8.2f} ms:"
+            f" overhead {r['overhead_pct']:5.1f} % (physical floor {r['floor_pct']:.1f} %)"
+        )
 
 
 def main(argv=None):
@@ -128,23 +127,36 @@ def main(argv=None):
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["fp32", "bf16+fp32"])
     parser.add_argument("--backends", nargs="+", default=None, help="default: every backend available for the device")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per case (default: 5 CPU, 50 GPU)")
-    parser.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
-    args = parser.parse_args(argv)
+    parser.add_argument("--overhead-model", choices=list(MODELS), default=None,
+                        help="parameter set of the whole-step overhead (default: gpt2-small on a GPU, resnet50 on a CPU)")
+    parser.add_argument("--no-overhead", action="store_true", help="skip the whole-step overhead")
+    parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file, and a PNG beside it")
+    args = parser.parse_args(argv)  # fmt: skip
 
     device = torch.device(args.device)
     reps = args.reps or (50 if device.type == "cuda" else 5)
     models = args.models or [m for m in MODELS if device.type == "cuda" or m != "decoder-1.3b"]
     # Triton on CPU tensors is its interpreter (for tests): no timing to report.
     backends = args.backends or [b for b in backends_for_device(device.type) if device.type == "cuda" or b != "triton"]
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    device_name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
 
     bandwidth = copy_bandwidth(device, reps)
     cases = []
-    for model in models:
-        for dtype_name in args.dtypes:
-            print(f"  measuring {model} {dtype_name} ...", file=sys.stderr, flush=True)
-            cases.append(run_case(model, dtype_name, device, backends, reps, bandwidth))
+    todo = list(itertools.product(models, args.dtypes))
+    for n, (model, dtype_name) in enumerate(todo, 1):
+        print(f"  [{n}/{len(todo)}] {model} {dtype_name} ...", file=sys.stderr, flush=True)
+        cases.append(run_case(model, dtype_name, device, backends, reps, bandwidth))
     print_table(cases, bandwidth, device_name)
+    overhead = []
+    if not args.no_overhead:
+        overhead_model = args.overhead_model or ("gpt2-small" if device.type == "cuda" else "resnet50")
+        print(f"  whole-step overhead on {overhead_model} ...", file=sys.stderr, flush=True)
+        overhead = step_overhead.measure(MODELS[overhead_model](), device, k=5, reps=reps)
+        print_overhead(overhead, overhead_model)
     report = {
         "date": datetime.date.today().isoformat(),
         "device": device_name,
@@ -153,10 +165,14 @@ def main(argv=None):
         "reps": reps,
         "copy_bandwidth_GBps": bandwidth / 1e9,
         "cases": cases,
+        "step_overhead": overhead,
     }
     if args.json:
+        from plot import write_plot
+
         args.json.write_text(json.dumps(report, indent=2))
-        print(f"\nwrote {args.json}")
+        write_plot(report, args.json.with_suffix(".png"))
+        print(f"\nwrote {args.json} and {args.json.with_suffix('.png')}")
     return report
 
 

@@ -10,6 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import bench_sync  # noqa: E402
+import step_overhead  # noqa: E402
 from model_shapes import MODELS  # noqa: E402
 
 
@@ -37,9 +38,11 @@ def test_bytes_per_sync_follow_the_design():
 
 def test_tiny_run_writes_a_complete_report(tmp_path, capsys):
     out = tmp_path / "report.json"
-    bench_sync.main(["--device", "cpu", "--models", "resnet50", "--dtypes", "bf16+fp32", "--reps", "1", "--json", str(out)])
+    bench_sync.main(["--device", "cpu", "--models", "resnet50", "--dtypes", "bf16+fp32", "--reps", "1", "--no-overhead",
+                     "--json", str(out)])  # fmt: skip
     report = json.loads(out.read_text())
-    assert {"date", "device", "torch", "command", "reps", "copy_bandwidth_GBps", "cases"} <= set(report)
+    assert {"date", "device", "torch", "command", "reps", "copy_bandwidth_GBps", "cases", "step_overhead"} <= set(report)
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (case,) = report["cases"]
     assert case["bytes_per_sync"] == 25_557_032 * 12
     assert set(case["backends"]) >= {"reference", "foreach"}
@@ -47,4 +50,15 @@ def test_tiny_run_writes_a_complete_report(tmp_path, capsys):
         assert result["ms"] > 0
         assert result["GB/s"] == pytest.approx(case["bytes_per_sync"] / result["ms"] / 1e6)
     assert case["backends"]["reference"]["x_vs_reference"] == pytest.approx(1.0)
+    assert case["backends"]["reference"]["launches_per_sync"] is None  # none to count on a CPU
     assert "resnet50" in capsys.readouterr().out
+
+
+def test_step_overhead_rows_and_floor():
+    rows = step_overhead.measure([(64, 32), (64,)], torch.device("cpu"), k=5, reps=2)
+    assert [r["inner"] for r in rows][0] == "AdamW foreach"
+    for r in rows:
+        assert r["floor_pct"] == pytest.approx(100 * 16 / (5 * 28))
+        assert r["k_steps_ms"] > 0 and r["k_steps_with_lookahead_ms"] > 0
+        expected = 100 * (r["k_steps_with_lookahead_ms"] - r["k_steps_ms"]) / r["k_steps_ms"]
+        assert r["overhead_pct"] == pytest.approx(expected)
