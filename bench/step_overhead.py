@@ -48,7 +48,9 @@ def measure(shapes, device: torch.device, k: int, reps: int) -> list[dict]:
             for _ in range(k):
                 opt.step()
 
-        t_plain, t_wrapped = paired_median_seconds(lambda: k_steps(plain), lambda: k_steps(wrapped), device, reps)
+        t_plain, t_wrapped = paired_median_seconds(
+            lambda opt=plain: k_steps(opt), lambda opt=wrapped: k_steps(opt), device, reps
+        )
         rows.append(
             {
                 "inner": name,
