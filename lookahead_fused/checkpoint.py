@@ -2,7 +2,8 @@
 
     {"state": {id: {<inner optimizer entries>, "lookahead_slow_param": T, ["lookahead_slow_momentum": T]}},
      "param_groups": <the inner optimizer's groups>,
-     "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha", "pullback_momentum", "slow_dtype"}}
+     "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha" (a number or "adaptive"),
+                   "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha"}}
 
 Slow tensors sit in each param's own entry, as torch optimizers keep per-param state, so tools that
 map per-param state to parameter names keep them with their param. A dict without "lookahead" is a
@@ -18,6 +19,7 @@ from itertools import chain
 import torch
 
 from . import contract, momentum
+from .adaptive_alpha import ADAPTIVE, check_bounds
 from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as
 
 FORMAT_VERSION = 1
@@ -52,6 +54,8 @@ def pack(opt) -> dict:
             "alpha": opt.alpha,
             "pullback_momentum": opt.pullback_momentum,
             "slow_dtype": _dtype_name(opt.defaults["slow_dtype"]),
+            "alpha_bounds": list(opt._adaptive.bounds) if opt._adaptive else None,
+            "last_adaptive_alpha": opt.last_adaptive_alpha,
         },
     }
 
@@ -77,9 +81,12 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
     momentum.first_moment_key(opt.optimizer, mode)
     config = {
         "k": contract.check_k(section.get("k")),
-        ALPHA_KEY: contract.check_alpha(section.get("alpha"), where="state_dict['lookahead']['alpha']"),
+        ALPHA_KEY: _read_alpha(opt, section.get("alpha"), where="state_dict['lookahead']['alpha']"),
         "pullback_momentum": mode,
     }
+    if config[ALPHA_KEY] == ADAPTIVE:
+        config["alpha_bounds"] = check_bounds(section.get("alpha_bounds"))
+        config["last_adaptive_alpha"] = section.get("last_adaptive_alpha")
     step = section.get("step")
     step = torch.as_tensor(step) if isinstance(step, (int, torch.Tensor)) and not isinstance(step, bool) else None
     if step is None or step.dim() != 0 or step.dtype.is_floating_point or step.is_complex() or int(step) < 0:
@@ -91,6 +98,16 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
             stacklevel=4,
         )
     return config, step.to(device="cpu", dtype=torch.int64).clone()
+
+
+def _read_alpha(opt, alpha, where):
+    """A number in [0, 1], or "adaptive" for an optimizer built with alpha="adaptive" (its curvature
+    and gradient functions are code, which a checkpoint does not hold)."""
+    if alpha == ADAPTIVE and isinstance(alpha, str):
+        if opt._adaptive is None:
+            raise ValueError(f"{where} is 'adaptive': build the optimizer with alpha='adaptive' to load it")
+        return ADAPTIVE
+    return contract.check_alpha(alpha, where=where)
 
 
 def _read_saved_tensor(entry, key, p, where) -> torch.Tensor | None:
@@ -127,7 +144,7 @@ def read(opt, state_dict) -> Loaded:
                 f"{len(group['params'])}; it was saved for another parameter layout"
             )
         if ALPHA_KEY in saved:
-            contract.check_alpha(saved[ALPHA_KEY], where=f"the state_dict's param group {g}: {ALPHA_KEY}")
+            _read_alpha(opt, saved[ALPHA_KEY], where=f"the state_dict's param group {g}: {ALPHA_KEY}")
         momentum.check_group_keeps_first_moment(opt.optimizer, saved, mode, where=f"the state_dict's param group {g}")
         for j, (saved_id, p) in enumerate(zip(saved["params"], group["params"])):
             where = f"param group {g}, param {j}"
@@ -161,7 +178,11 @@ def apply(opt, loaded: Loaded) -> None:
         opt.state[p][SLOW_MOMENTUM] = slow_momentum
     if loaded.step is not None:
         opt._step_count_tensor = loaded.step
-        opt.defaults.update(loaded.config)
+        config = dict(loaded.config)
+        if "alpha_bounds" in config:
+            opt._adaptive.bounds = config.pop("alpha_bounds")
+            opt._adaptive.last_alpha = config.pop("last_adaptive_alpha")
+        opt.defaults.update(config)
         opt._momentum_key = momentum.first_moment_key(opt.optimizer, opt.pullback_momentum)
     else:
         opt._step_count_tensor = torch.zeros((), dtype=torch.int64)

@@ -18,6 +18,7 @@ import torch
 from torch.optim import Optimizer
 
 from . import backends, checkpoint, contract, momentum, ops
+from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha
 from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as, rehome
 
 def _check_slow_dtype(slow_dtype):
@@ -36,21 +37,36 @@ class Lookahead(Optimizer):
     sync; "pullback" interpolates them like the weights, against their own slow copies (zero at start).
     slow_dtype: None keeps slow weights in each param's dtype; torch.float32 keeps them in float32 for
     float16/bfloat16 params. backend: "auto" or a name from ops.available_backends().
+    alpha="adaptive": at each sync, the alpha of the paper's section 3.1 (adaptive_alpha.py), clipped
+    to alpha_bounds, from curvature(param) and gradient(param) (defaults: Adam's second moment, grad).
     """
 
-    def __init__(self, optimizer, k=5, alpha=0.5, *, pullback_momentum="none", slow_dtype=None, backend="auto"):
+    def __init__(
+        self,
+        optimizer,
+        k=5,
+        alpha=0.5,
+        *,
+        pullback_momentum="none",
+        slow_dtype=None,
+        backend="auto",
+        alpha_bounds=(0.0, 1.0),
+        curvature=None,
+        gradient=None,
+    ):
         if isinstance(optimizer, Lookahead):
             raise TypeError("cannot wrap a Lookahead in a Lookahead; wrap the inner optimizer once")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         defaults = {
             "k": contract.check_k(k),
-            ALPHA_KEY: contract.check_alpha(alpha),
+            ALPHA_KEY: ADAPTIVE if alpha == ADAPTIVE else contract.check_alpha(alpha),
             "pullback_momentum": momentum.check_mode(pullback_momentum),
             "slow_dtype": _check_slow_dtype(slow_dtype),
             "backend": backends.check_backend_name(backend),
         }
         backends.require_available(backend)
+        self._adaptive = AdaptiveAlpha(optimizer, alpha_bounds, curvature, gradient) if alpha == ADAPTIVE else None
         self._momentum_key = momentum.first_moment_key(optimizer, pullback_momentum)
         self.optimizer = optimizer
         self._step_count_tensor = torch.zeros((), dtype=torch.int64)
@@ -80,9 +96,14 @@ class Lookahead(Optimizer):
         return self.defaults["k"]
 
     @property
-    def alpha(self) -> float:
-        """The default alpha; a group's own "lookahead_alpha" overrides it."""
+    def alpha(self) -> float | str:
+        """The default alpha ("adaptive" or a number); a group's own "lookahead_alpha" overrides it."""
         return self.defaults[ALPHA_KEY]
+
+    @property
+    def last_adaptive_alpha(self) -> float | None:
+        """The alpha that alpha="adaptive" chose at the last sync (None before one, or when fixed)."""
+        return self._adaptive.last_alpha if self._adaptive else None
 
     @property
     def pullback_momentum(self) -> str:
@@ -132,12 +153,15 @@ class Lookahead(Optimizer):
             return slow_dtype
         return param.dtype
 
-    def group_alphas(self) -> list[float]:
+    def group_alphas(self) -> list[float | str]:
         """Each group's alpha, checked (a user may have edited a group's "lookahead_alpha")."""
-        return [
-            contract.check_alpha(group.get(ALPHA_KEY, self.alpha), where=f"param group {g}: {ALPHA_KEY}")
-            for g, group in enumerate(self.param_groups)
-        ]
+        alphas = []
+        for g, group in enumerate(self.param_groups):
+            alpha = group.get(ALPHA_KEY, self.alpha)
+            if alpha != ADAPTIVE or self._adaptive is None:
+                alpha = contract.check_alpha(alpha, where=f"param group {g}: {ALPHA_KEY}")
+            alphas.append(alpha)
+        return alphas
 
     # -- stepping --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -173,7 +197,8 @@ class Lookahead(Optimizer):
 
     def _check_pairs(self, pairs: dict[float, tuple[list, list]]) -> None:
         for alpha, (fast, slow) in pairs.items():
-            ops.check_sync_args(fast, slow, alpha, backend=self.defaults["backend"])
+            checked_alpha = self._adaptive.bounds[0] if alpha == ADAPTIVE else alpha  # chosen at the sync
+            ops.check_sync_args(fast, slow, checked_alpha, backend=self.defaults["backend"])
 
     def _first_moments(self, params) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(param, first-moment buffer) for the params whose inner state has one by now."""
@@ -187,6 +212,11 @@ class Lookahead(Optimizer):
     @torch.no_grad()
     def _sync(self, weight_pairs: dict[float, tuple[list, list]]) -> None:
         backend = self.defaults["backend"]
+        if ADAPTIVE in weight_pairs:  # before the momenta join: alpha* is about the weights only
+            fast, slow = weight_pairs.pop(ADAPTIVE)
+            alpha = self._adaptive.choose(fast, slow)
+            merged_fast, merged_slow = weight_pairs.get(alpha, ([], []))
+            weight_pairs[alpha] = (merged_fast + fast, merged_slow + slow)
         pairs = weight_pairs
         if self.pullback_momentum == "pullback":  # the first moments join their params' launch
             pairs = {}

@@ -4,7 +4,7 @@ package ships: scikit-learn's digits (1797 8x8 images, no download).
 A 64-64-10 MLP is trained with SGD and with Lookahead(SGD) (k=5, alpha=0.5) over a grid of inner
 learning rates x momentum, from the same initial weights and batch order; the final validation
 loss (Lookahead: with its slow weights) fills two heatmaps side by side. Then Adam against
-Lookahead(Adam) per epoch.
+Lookahead(Adam) per epoch, with alpha 0.5 and with alpha="adaptive" (its second moment as curvature).
 
     python bench/paper/robustness.py               # tables + bench/paper/results/robustness.png
 """
@@ -45,12 +45,12 @@ def val_loss(model, val) -> float:
     return loss if math.isfinite(loss) else float("inf")
 
 
-def train(make_inner, lookahead: bool, epochs: int, data, seed=0, batch=64):
+def train(make_inner, lookahead: bool, epochs: int, data, seed=0, batch=64, alpha=0.5):
     """Validation loss after each epoch (Lookahead evaluated with its slow weights)."""
     (x, y), val = data
     model = make_model(seed)
     inner = make_inner(model.parameters())
-    opt = Lookahead(inner, k=5, alpha=0.5) if lookahead else inner
+    opt = Lookahead(inner, k=5, alpha=alpha) if lookahead else inner
     g = torch.Generator().manual_seed(seed)
     curve = []
     for _ in range(epochs):
@@ -84,6 +84,7 @@ def adam_curves(epochs=30, lr=1e-3, data=None):
         "lr": lr,
         "adam": train(lambda ps: torch.optim.Adam(ps, lr=lr), False, epochs, data),
         "lookahead_adam": train(lambda ps: torch.optim.Adam(ps, lr=lr), True, epochs, data),
+        "lookahead_adam_adaptive": train(lambda ps: torch.optim.Adam(ps, lr=lr), True, epochs, data, alpha="adaptive"),
     }
 
 
@@ -109,7 +110,9 @@ def plot(heat, curves, path):
                         color="w" if dark_cell else "k")  # fmt: skip
     fig.colorbar(image, ax=axes[:2], shrink=0.8)
     axes[2].plot(range(1, len(curves["adam"]) + 1), curves["adam"], label=f"Adam lr={curves['lr']}")
-    axes[2].plot(range(1, len(curves["lookahead_adam"]) + 1), curves["lookahead_adam"], label="Lookahead(Adam)")
+    axes[2].plot(range(1, len(curves["lookahead_adam"]) + 1), curves["lookahead_adam"], label="Lookahead(Adam), alpha 0.5")
+    axes[2].plot(range(1, len(curves["lookahead_adam_adaptive"]) + 1), curves["lookahead_adam_adaptive"],
+                 label="Lookahead(Adam), adaptive alpha")  # fmt: skip
     axes[2].set_xlabel("epoch")
     axes[2].set_ylabel("validation loss")
     axes[2].set_yscale("log")
@@ -135,7 +138,10 @@ def main(argv=None):
     heat = grid(epochs=args.epochs)
     curves = adam_curves()
     print_grid(heat)
-    print(f"\nAdam lr=1e-3, final validation loss: {curves['adam'][-1]:.4f}; Lookahead(Adam): {curves['lookahead_adam'][-1]:.4f}")
+    print(
+        f"\nAdam lr=1e-3, final validation loss: {curves['adam'][-1]:.4f}; Lookahead(Adam), alpha 0.5: "
+        f"{curves['lookahead_adam'][-1]:.4f}; Lookahead(Adam), adaptive alpha: {curves['lookahead_adam_adaptive'][-1]:.4f}"
+    )
     save("robustness", {"grid": heat, "adam": curves}, lambda data, path: plot(data["grid"], data["adam"], path))
 
 
