@@ -25,6 +25,16 @@ ADAPTIVE = "adaptive"
 _ADAM_FAMILY = (torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam)
 
 
+def check_alpha_or_adaptive(alpha, adaptive_enabled: bool, *, where: str):
+    """A number in [0, 1], or "adaptive" where the optimizer was built with alpha="adaptive" (its
+    curvature and gradient functions are code: a group or a checkpoint cannot bring them)."""
+    if isinstance(alpha, str) and alpha == ADAPTIVE:
+        if not adaptive_enabled:
+            raise ValueError(f"{where} is 'adaptive': build the optimizer with alpha='adaptive' to use it")
+        return ADAPTIVE
+    return contract.check_alpha(alpha, where=where)
+
+
 def check_bounds(bounds) -> tuple[float, float]:
     if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
         raise TypeError(f"alpha_bounds must be a pair (low, high), got {bounds!r}")

@@ -19,7 +19,7 @@ from itertools import chain
 import torch
 
 from . import contract, momentum
-from .adaptive_alpha import ADAPTIVE, check_bounds
+from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
 from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as
 
 FORMAT_VERSION = 1
@@ -81,7 +81,9 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
     momentum.first_moment_key(opt.optimizer, mode)
     config = {
         "k": contract.check_k(section.get("k")),
-        ALPHA_KEY: _read_alpha(opt, section.get("alpha"), where="state_dict['lookahead']['alpha']"),
+        ALPHA_KEY: check_alpha_or_adaptive(
+            section.get("alpha"), opt._adaptive is not None, where="state_dict['lookahead']['alpha']"
+        ),
         "pullback_momentum": mode,
     }
     if config[ALPHA_KEY] == ADAPTIVE:
@@ -98,16 +100,6 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
             stacklevel=4,
         )
     return config, step.to(device="cpu", dtype=torch.int64).clone()
-
-
-def _read_alpha(opt, alpha, where):
-    """A number in [0, 1], or "adaptive" for an optimizer built with alpha="adaptive" (its curvature
-    and gradient functions are code, which a checkpoint does not hold)."""
-    if alpha == ADAPTIVE and isinstance(alpha, str):
-        if opt._adaptive is None:
-            raise ValueError(f"{where} is 'adaptive': build the optimizer with alpha='adaptive' to load it")
-        return ADAPTIVE
-    return contract.check_alpha(alpha, where=where)
 
 
 def _read_saved_tensor(entry, key, p, where) -> torch.Tensor | None:
@@ -144,7 +136,9 @@ def read(opt, state_dict) -> Loaded:
                 f"{len(group['params'])}; it was saved for another parameter layout"
             )
         if ALPHA_KEY in saved:
-            _read_alpha(opt, saved[ALPHA_KEY], where=f"the state_dict's param group {g}: {ALPHA_KEY}")
+            check_alpha_or_adaptive(
+                saved[ALPHA_KEY], opt._adaptive is not None, where=f"the state_dict's param group {g}: {ALPHA_KEY}"
+            )
         momentum.check_group_keeps_first_moment(opt.optimizer, saved, mode, where=f"the state_dict's param group {g}")
         for j, (saved_id, p) in enumerate(zip(saved["params"], group["params"])):
             where = f"param group {g}, param {j}"

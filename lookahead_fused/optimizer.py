@@ -18,7 +18,7 @@ import torch
 from torch.optim import Optimizer
 
 from . import backends, checkpoint, contract, momentum, ops
-from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha
+from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as, rehome
 
 def _check_slow_dtype(slow_dtype):
@@ -142,7 +142,7 @@ class Lookahead(Optimizer):
 
     def _check_group(self, group: dict, where: str) -> None:
         if ALPHA_KEY in group:
-            contract.check_alpha(group[ALPHA_KEY], where=f"{where}: {ALPHA_KEY}")
+            check_alpha_or_adaptive(group[ALPHA_KEY], self._adaptive is not None, where=f"{where}: {ALPHA_KEY}")
         for i, p in enumerate(group["params"]):
             contract.check_param_tensor(p, where=f"{where}: param {i}")
         momentum.check_group_keeps_first_moment(self.optimizer, group, self.pullback_momentum, where)
@@ -155,13 +155,12 @@ class Lookahead(Optimizer):
 
     def group_alphas(self) -> list[float | str]:
         """Each group's alpha, checked (a user may have edited a group's "lookahead_alpha")."""
-        alphas = []
-        for g, group in enumerate(self.param_groups):
-            alpha = group.get(ALPHA_KEY, self.alpha)
-            if alpha != ADAPTIVE or self._adaptive is None:
-                alpha = contract.check_alpha(alpha, where=f"param group {g}: {ALPHA_KEY}")
-            alphas.append(alpha)
-        return alphas
+        return [
+            check_alpha_or_adaptive(
+                group.get(ALPHA_KEY, self.alpha), self._adaptive is not None, where=f"param group {g}: {ALPHA_KEY}"
+            )
+            for g, group in enumerate(self.param_groups)
+        ]
 
     # -- stepping --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:

@@ -110,3 +110,14 @@ def test_adaptive_state_dict_round_trip_resumes_bitwise():
     fixed = Lookahead(torch.optim.Adam(clone_params(params), lr=0.01), k=3)
     with pytest.raises(ValueError, match="build the optimizer with alpha='adaptive'"):
         fixed.load_state_dict(saved)
+
+
+def test_a_group_can_take_the_adaptive_alpha_only_from_an_adaptive_optimizer():
+    params = make_params(torch.float32, shapes=((3, 4), (3,), (5,)))
+    adaptive = Lookahead(torch.optim.Adam(params[:2], lr=0.01), k=2, alpha="adaptive")
+    adaptive.add_param_group({"params": [params[2]], "lookahead_alpha": "adaptive"})
+    run(adaptive, params, 2)
+    assert adaptive.last_adaptive_alpha is not None
+    fixed = Lookahead(torch.optim.Adam(clone_params(params)[:2], lr=0.01), k=2, alpha=0.5)
+    with pytest.raises(ValueError, match="param group 1: lookahead_alpha is 'adaptive'"):
+        fixed.add_param_group({"params": [torch.nn.Parameter(torch.zeros(3))], "lookahead_alpha": "adaptive"})
