@@ -40,6 +40,11 @@ DTYPES = {  # name -> (fast dtype, slow dtype)
 MAX_COPIES = 8
 
 
+def timed_backends(device_type: str) -> list[str]:
+    """Every backend available for the device, less Triton on a CPU: that is its interpreter, for tests."""
+    return [b for b in backends_for_device(device_type) if device_type == "cuda" or b != "triton"]
+
+
 def sync_bytes(shapes, fast_dtype, slow_dtype) -> int:
     per_element = 2 * (torch.empty(0, dtype=fast_dtype).element_size() + torch.empty(0, dtype=slow_dtype).element_size())
     return sum(math.prod(shape) for shape in shapes) * per_element
@@ -136,8 +141,7 @@ def main(argv=None):
     device = torch.device(args.device)
     reps = args.reps or (50 if device.type == "cuda" else 5)
     models = args.models or [m for m in MODELS if device.type == "cuda" or m != "decoder-1.3b"]
-    # Triton on CPU tensors is its interpreter (for tests): no timing to report.
-    backends = args.backends or [b for b in backends_for_device(device.type) if device.type == "cuda" or b != "triton"]
+    backends = args.backends or timed_backends(device.type)
     device_name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"

@@ -11,14 +11,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sync import DTYPES, make_set  # noqa: E402
+from bench_sync import DTYPES, make_set, timed_backends  # noqa: E402
 from model_shapes import MODELS  # noqa: E402
 
 from lookahead_fused import ops  # noqa: E402
-from lookahead_fused.backends import backends_for_device  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-BACKENDS = [b for b in backends_for_device(DEVICE.type) if DEVICE.type == "cuda" or b != "triton"]
+BACKENDS = timed_backends(DEVICE.type)
 CASES = [f"{m}/{d}" for m in ("resnet50", "gpt2-small", "2000x4096") for d in ("fp32", "bf16+fp32")]
 
 

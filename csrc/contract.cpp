@@ -150,9 +150,4 @@ void check_sync_args(at::TensorList fast, at::TensorList slow) {
   check_no_overlap("lookahead_sync_", fast, slow);
 }
 
-void check_swap_args(at::TensorList first, at::TensorList second) {
-  check_swap_pairs(first, second);
-  check_no_overlap("swap_", first, second);
-}
-
 }  // namespace lookahead_fused

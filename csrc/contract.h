@@ -15,8 +15,7 @@ void check_swap_pairs(at::TensorList first, at::TensorList second);
 // No two tensors share memory. Its outcome depends only on addresses, sizes and dtypes, which a
 // cached plan's key holds, so a plan found in the cache has passed it already.
 void check_no_overlap(const char* op, at::TensorList first, at::TensorList second);
-// Both of the above.
+// Both of the above (what the pybind check_sync_args runs).
 void check_sync_args(at::TensorList fast, at::TensorList slow);
-void check_swap_args(at::TensorList first, at::TensorList second);
 
 }  // namespace lookahead_fused

@@ -21,7 +21,6 @@ enum PairCode : int64_t {  // (fast dtype, slow dtype) pairs of the contract
   kBF16BF16 = 3,
   kF16F32 = 4,
   kBF16F32 = 5,
-  kNumPairCodes = 6,
 };
 
 constexpr int kEntryWords = 4;

@@ -20,6 +20,14 @@ from . import backends, contract
 from .backends import BACKEND_NAMES, available_backends, unavailable_backends  # noqa: F401  (public)
 
 
+def _check_call(fast, slow, alpha, backend: str) -> float:
+    """The checks every sync entry point makes before any per-tensor work; returns alpha."""
+    backends.check_backend_name(backend)
+    alpha = contract.check_alpha(alpha, where="lookahead_sync_: alpha")
+    contract.check_lists(fast, slow, op="lookahead_sync_")
+    return alpha
+
+
 def _plan_by_device(first: Sequence[torch.Tensor], second: Sequence[torch.Tensor], backend: str):
     """[(backend, firsts, seconds)] per device, every backend resolved before any runs."""
     per_device: dict[torch.device, tuple[list, list]] = {}
@@ -57,9 +65,7 @@ def _run_native(method: str, first, second, *args, backend: str) -> bool:
 
 def check_sync_args(fast, slow, alpha, *, backend: str = "auto") -> float:
     """Raise, as lookahead_sync_ would, if the call breaks the contract; write nothing. Returns alpha."""
-    backends.check_backend_name(backend)
-    alpha = contract.check_alpha(alpha, where="lookahead_sync_: alpha")
-    contract.check_lists(fast, slow, op="lookahead_sync_")
+    alpha = _check_call(fast, slow, alpha, backend)
     if not _run_native("check_sync_args", fast, slow, backend=backend):
         contract.check_sync_args(fast, slow, alpha)
     return alpha
@@ -74,21 +80,23 @@ def lookahead_sync_(
     See ../shared/DESIGN.md, "The op contract". Raises TypeError/ValueError naming the pair and the
     problem, or BackendUnavailable for an explicit backend that cannot run here, before writing.
     """
-    backends.check_backend_name(backend)
-    alpha = contract.check_alpha(alpha, where="lookahead_sync_: alpha")
-    contract.check_lists(fast, slow, op="lookahead_sync_")
+    alpha = _check_call(fast, slow, alpha, backend)
     if _run_native("sync_", fast, slow, alpha, backend=backend):
         return
     contract.check_sync_args(fast, slow, alpha)
-    run_checked_sync_(fast, slow, alpha, backend=backend)
+    _sync_by_device(fast, slow, alpha, backend)
 
 
 @torch.no_grad()
 def run_checked_sync_(fast, slow, alpha: float, *, backend: str = "auto") -> None:
     """lookahead_sync_ for arguments that check_sync_args has already accepted."""
     backends.check_backend_name(backend)
-    if _run_native("sync_", fast, slow, alpha, backend=backend):
-        return
+    if not _run_native("sync_", fast, slow, alpha, backend=backend):
+        _sync_by_device(fast, slow, alpha, backend)
+
+
+def _sync_by_device(fast, slow, alpha: float, backend: str) -> None:
+    """The general path, for a call the Python checks accepted: one backend call per device."""
     for module, fasts, slows in _plan_by_device(fast, slow, backend):
         module.sync_(fasts, slows, alpha)
 

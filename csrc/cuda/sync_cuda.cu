@@ -80,7 +80,7 @@ struct SyncOp {
   }
 };
 
-struct SwapOp {  // the host sends only same-dtype pairs to a swap (check_swap_args)
+struct SwapOp {  // the host sends only same-dtype pairs to a swap (check_swap_pairs)
   template <typename F, typename S>
   __device__ __forceinline__ void element(F& first, S& second) const {
     if constexpr (std::is_same_v<F, S>) {

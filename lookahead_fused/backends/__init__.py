@@ -31,8 +31,13 @@ _DEVICE_TYPES: dict[str, tuple[str, ...] | None] = {
 }
 
 
+def triton_interpreting() -> bool:
+    """Whether Triton runs kernels in its interpreter (TRITON_INTERPRET=1), on CPU tensors too."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def _device_types(name: str) -> tuple[str, ...] | None:
-    if name == "triton" and os.environ.get("TRITON_INTERPRET", "0") == "1":
+    if name == "triton" and triton_interpreting():
         return ("cuda", "cpu")  # Triton's interpreter runs kernels on CPU tensors (the CI tests)
     return _DEVICE_TYPES[name]
 
@@ -42,6 +47,16 @@ _HOW_TO_GET = {
     "and run on a machine with a CUDA GPU",
     "triton": "install triton and run on a machine with a CUDA GPU",
 }
+
+
+def group_pairs(first, second):
+    """[(firsts, seconds)] with one device and one dtype pair in each group, in first-seen order."""
+    groups: dict[tuple, tuple[list, list]] = {}
+    for x, y in zip(first, second):
+        xs, ys = groups.setdefault((x.device, x.dtype, y.dtype), ([], []))
+        xs.append(x)
+        ys.append(y)
+    return list(groups.values())
 
 
 class BackendUnavailable(RuntimeError):

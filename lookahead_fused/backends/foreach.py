@@ -3,25 +3,16 @@ dtype pair. This is what the best existing ports do; it moves 20 % more bytes th
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
+
+from . import group_pairs
 
 # Swapping (for slow_weights()) is not on the hot path: one tensor at a time bounds the extra memory.
 from .reference import swap_  # noqa: F401
 
 
-def _by_device_and_dtypes(a: list[torch.Tensor], b: list[torch.Tensor]):
-    groups: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
-    for x, y in zip(a, b):
-        first, second = groups[(x.device, x.dtype, y.dtype)]
-        first.append(x)
-        second.append(y)
-    return groups.values()
-
-
 def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
-    for fasts, slows in _by_device_and_dtypes(fast, slow):
+    for fasts, slows in group_pairs(fast, slow):
         if fasts[0].dtype == slows[0].dtype:
             ends = fasts
         else:  # float16/bfloat16 fast with float32 slow: widen (exact) so lerp sees one dtype

@@ -12,21 +12,20 @@ tensors, whose addresses a table cannot hold.
 [NOTE: Triton block size] triton.autotune would re-run an in-place kernel on the caller's tensors.
 Instead, the first launch for a dtype pair on a GPU times each candidate (BLOCK, num_warps) on
 scratch buffers of its own (do_bench) and keeps the fastest for the process. Under the
-interpreter (TRITON_INTERPRET=1, the CPU tests) a fixed small block is used.
+interpreter (TRITON_INTERPRET=1, the CPU tests) a fixed large block is used: it pays per program.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections import OrderedDict
 
 import torch
 import triton
 import triton.language as tl
 
-from . import BackendUnavailable
+from . import BackendUnavailable, group_pairs, triton_interpreting
 
 CHUNK_BITS = 40
 _CANDIDATES = [(1024, 4), (2048, 4), (2048, 8), (4096, 8)]  # (BLOCK, num_warps)
@@ -36,10 +35,6 @@ _CACHED_PLANS = 8
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
 
 launch_count = 0  # kernel launches so far (tests count launches per sync)
-
-
-def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @triton.jit
@@ -103,15 +98,10 @@ class _Group:
 
 class _Plan:
     def __init__(self, first, second, device):
-        by_pair: dict[tuple, tuple[list, list]] = {}
-        for x, y in zip(first, second):
-            if x.numel():
-                xs, ys = by_pair.setdefault((x.dtype, y.dtype), ([], []))
-                xs.append(x)
-                ys.append(y)
+        nonempty = [(x, y) for x, y in zip(first, second) if x.numel()]
         self.groups = []
-        for (fast_dtype, slow_dtype), (xs, ys) in by_pair.items():
-            block, warps = _config(device, fast_dtype, slow_dtype)
+        for xs, ys in group_pairs([x for x, _ in nonempty], [y for _, y in nonempty]):  # one device here
+            block, warps = _config(device, xs[0].dtype, ys[0].dtype)
             self.groups.append((_Group(xs, ys, block, device), block, warps))
 
 
@@ -155,7 +145,7 @@ def _launch(group: _Group, block, warps, alpha, swap):
 @functools.cache
 def _config(device, fast_dtype, slow_dtype) -> tuple[int, int]:
     """(BLOCK, num_warps) for a dtype pair on a device: see [NOTE: Triton block size]."""
-    if interpreting() or device.type != "cuda":
+    if triton_interpreting() or device.type != "cuda":
         return _INTERPRETER_CONFIG
     numel = 8 * 2**20  # 8 tensors of 8M elements: long enough to be bandwidth-bound
     try:
@@ -211,6 +201,6 @@ class TritonBackend:
 
 
 def load() -> TritonBackend:
-    if not (torch.cuda.is_available() or interpreting()):
+    if not (torch.cuda.is_available() or triton_interpreting()):
         raise BackendUnavailable("no CUDA GPU is available (TRITON_INTERPRET=1 runs it on the CPU, for tests)")
     return TritonBackend()
