@@ -145,6 +145,25 @@ void check_swap_pairs(at::TensorList first, at::TensorList second) {
   }
 }
 
+void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Tensor& step, int64_t k) {
+  const char* op = "lookahead_sync_on_step_";
+  TORCH_CHECK_VALUE(k >= 1, op, ": k must be an int >= 1, got ", k);
+  TORCH_CHECK_VALUE(alpha.defined() && alpha.numel() == 1 &&
+                        (alpha.scalar_type() == at::kFloat || alpha.scalar_type() == at::kDouble),
+                    op, ": alpha must be a number or a one-element float32/float64 tensor, got ",
+                    alpha.defined() ? python_dtype(alpha.scalar_type()) + " of shape " + python_tuple(alpha.sizes())
+                                    : std::string("an undefined tensor"));
+  TORCH_CHECK_VALUE(step.defined() && step.numel() == 1 && step.scalar_type() == at::kLong, op,
+                    ": step must be a one-element int64 tensor, got ",
+                    step.defined() ? python_dtype(step.scalar_type()) + " of shape " + python_tuple(step.sizes())
+                                   : std::string("an undefined tensor"));
+  if (fast.empty()) return;
+  const at::Device& device = fast[0].device();
+  TORCH_CHECK_VALUE(alpha.device() == device && step.device() == device, op, ": alpha is on ", alpha.device(),
+                    " and step on ", step.device(), " but the tensors are on ", device,
+                    "; the kernel reads both where it runs");
+}
+
 void check_sync_args(at::TensorList fast, at::TensorList slow) {
   check_sync_pairs(fast, slow);
   check_no_overlap("lookahead_sync_", fast, slow);

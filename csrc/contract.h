@@ -17,5 +17,8 @@ void check_swap_pairs(at::TensorList first, at::TensorList second);
 void check_no_overlap(const char* op, at::TensorList first, at::TensorList second);
 // Both of the above (what the pybind check_sync_args runs).
 void check_sync_args(at::TensorList fast, at::TensorList slow);
+// The step gate of sync_on_step_: alpha a one-element float32/float64 tensor, step a one-element
+// int64 tensor, both on the pairs' device (when there are pairs); k >= 1.
+void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Tensor& step, int64_t k);
 
 }  // namespace lookahead_fused

@@ -9,6 +9,7 @@
 #include "contract.h"
 #include "cpu/sync_cpu.h"
 #include "plan.h"
+#include "table.h"
 
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -27,7 +28,9 @@ void check_alpha(double alpha) {
                     "lookahead_sync_: alpha must be a finite number in [0, 1], got ", alpha);
 }
 
-void run(const char* name, at::TensorList first, at::TensorList second, TableOp op, double alpha) {
+// `gate`: null, or the step gate of sync_on_step_ in device memory (only the CUDA kernel takes one).
+void run(const char* name, at::TensorList first, at::TensorList second, TableOp op, double alpha,
+         const StepGate* gate = nullptr) {
   if (first.empty()) return;
   auto plan = find_or_build_plan(first, second, [&] { check_no_overlap(name, first, second); });
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
@@ -35,18 +38,37 @@ void run(const char* name, at::TensorList first, at::TensorList second, TableOp 
     c10::cuda::CUDAGuard guard(plan->device);
     auto stream = c10::cuda::getCurrentCUDAStream(plan->device.index());
     plan->device_words.record_stream(stream);  // a plan evicted from the cache stays alive for this launch
-    launch_cuda(plan->device_view(), op, alpha, stream.stream(), plan->device.index());
+    if (gate != nullptr) {
+      launch_cuda_on_step(plan->device_view(), *gate, stream.stream(), plan->device.index());
+    } else {
+      launch_cuda(plan->device_view(), op, alpha, stream.stream(), plan->device.index());
+    }
     return;
   }
 #endif
   TORCH_CHECK(plan->device.is_cpu(), "lookahead_fused: no kernel for tensors on ", plan->device);
-  run_cpu(*plan, op, alpha);
+  if (gate == nullptr) run_cpu(*plan, op, alpha);  // a CPU caller resolves its gate on the host
 }
 
 void sync_(at::TensorList fast, at::TensorList slow, double alpha) {
   check_alpha(alpha);
   check_sync_pairs(fast, slow);
   run("lookahead_sync_", fast, slow, TableOp::kSync, alpha);
+}
+
+// See [NOTE: step gate] in table.h. On the CPU the gate is host memory and is read here; there
+// alpha's value is checked too, which on a GPU would cost a synchronisation.
+void sync_on_step_(at::TensorList fast, at::TensorList slow, const at::Tensor& alpha, const at::Tensor& step,
+                   int64_t k) {
+  check_step_gate(fast, alpha, step, k);
+  check_sync_pairs(fast, slow);
+  if (fast.empty()) return;
+  StepGate gate{step.const_data_ptr<int64_t>(), k, alpha.const_data_ptr(), alpha.scalar_type() == at::kDouble};
+  if (!fast[0].is_cpu()) return run("lookahead_sync_", fast, slow, TableOp::kSync, 0.0, &gate);
+  double alpha_value = alpha.item<double>();
+  check_alpha(alpha_value);
+  bool syncs = step.item<int64_t>() % k == 0;
+  run("lookahead_sync_", fast, slow, TableOp::kSync, alpha_value, syncs ? nullptr : &gate);  // checks either way
 }
 
 void swap_(at::TensorList first, at::TensorList second) {
@@ -72,6 +94,12 @@ void sync_meta(at::TensorList fast, at::TensorList slow, double alpha) {
   check_all_meta("lookahead_sync_", fast, slow);
 }
 
+void sync_on_step_meta(at::TensorList fast, at::TensorList slow, const at::Tensor& alpha, const at::Tensor& step,
+                       int64_t k) {
+  check_all_meta("lookahead_sync_", fast, slow);
+  check_step_gate(fast, alpha, step, k);
+}
+
 void swap_meta(at::TensorList first, at::TensorList second) { check_all_meta("swap_", first, second); }
 
 // The plan class of the Python module: a table built once for a parameter set, for inspection.
@@ -93,23 +121,27 @@ struct PlanHandle {
 
 TORCH_LIBRARY(lookahead_fused, m) {
   m.def("sync_(Tensor(a!)[] fast, Tensor(b!)[] slow, float alpha) -> ()");
+  m.def("sync_on_step_(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor alpha, Tensor step, int k) -> ()");
   m.def("swap_(Tensor(a!)[] first, Tensor(b!)[] second) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(lookahead_fused, CPU, m) {
   m.impl("sync_", &lookahead_fused::sync_);
+  m.impl("sync_on_step_", &lookahead_fused::sync_on_step_);
   m.impl("swap_", &lookahead_fused::swap_);
 }
 
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
 TORCH_LIBRARY_IMPL(lookahead_fused, CUDA, m) {
   m.impl("sync_", &lookahead_fused::sync_);
+  m.impl("sync_on_step_", &lookahead_fused::sync_on_step_);
   m.impl("swap_", &lookahead_fused::swap_);
 }
 #endif
 
 TORCH_LIBRARY_IMPL(lookahead_fused, Meta, m) {
   m.impl("sync_", &lookahead_fused::sync_meta);
+  m.impl("sync_on_step_", &lookahead_fused::sync_on_step_meta);
   m.impl("swap_", &lookahead_fused::swap_meta);
 }
 

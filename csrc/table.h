@@ -45,9 +45,21 @@ struct TableView {  // what a kernel needs: the table, and how many pairs and ch
 LOOKAHEAD_HOST_DEVICE inline int64_t pair_code_of(int64_t meta) { return meta & 0xff; }
 LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) - 1; }
 
+// [NOTE: step gate] sync_on_step_ decides on the device whether this is a sync step, so a captured
+// CUDA graph (or a compiled step) is the same on every step: the kernel reads *step and alpha where
+// it runs and returns at once unless *step % k == 0. No host synchronisation, no host-side branch.
+struct StepGate {
+  const int64_t* step;
+  int64_t k;
+  const void* alpha;  // one float32 or float64
+  bool alpha_is_double;
+};
+
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
 // Launches one kernel over the device-resident table on `stream` (a cudaStream_t).
 void launch_cuda(TableView table, TableOp op, double alpha, void* stream, int device_index);
+// The sync, gated by `gate` (device pointers): one launch every step, early exit off the sync steps.
+void launch_cuda_on_step(TableView table, StepGate gate, void* stream, int device_index);
 #endif
 
 }  // namespace lookahead_fused

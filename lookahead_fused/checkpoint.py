@@ -171,7 +171,7 @@ def apply(opt, loaded: Loaded) -> None:
     for p, slow_momentum in loaded.slow_momentum.items():
         opt.state[p][SLOW_MOMENTUM] = slow_momentum
     if loaded.step is not None:
-        opt._step_count_tensor = loaded.step
+        opt._step_count_tensor.copy_(loaded.step)  # in place: a captured CUDA graph holds this tensor
         config = dict(loaded.config)
         if "alpha_bounds" in config:
             opt._adaptive.bounds = config.pop("alpha_bounds")
@@ -179,4 +179,4 @@ def apply(opt, loaded: Loaded) -> None:
         opt.defaults.update(config)
         opt._momentum_key = momentum.first_moment_key(opt.optimizer, opt.pullback_momentum)
     else:
-        opt._step_count_tensor = torch.zeros((), dtype=torch.int64)
+        opt._step_count_tensor.zero_()

@@ -139,6 +139,27 @@ def check_sync_args(fast, slow, alpha) -> float:
     return alpha
 
 
+def _describe(t) -> str:
+    return f"{t.dtype} of shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def check_step_gate(fast, alpha, step, k) -> None:
+    """The gate of lookahead_sync_on_step_ (csrc/contract.cpp word for word): alpha a one-element
+    float32/float64 tensor, step a one-element int64 tensor, both on the pairs' device; k >= 1."""
+    op = "lookahead_sync_on_step_"
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"{op}: k must be an int >= 1, got {k!r}")
+    if not (isinstance(alpha, torch.Tensor) and alpha.numel() == 1 and alpha.dtype in (torch.float32, torch.float64)):
+        raise ValueError(f"{op}: alpha must be a number or a one-element float32/float64 tensor, got {_describe(alpha)}")
+    if not (isinstance(step, torch.Tensor) and step.numel() == 1 and step.dtype == torch.int64):
+        raise ValueError(f"{op}: step must be a one-element int64 tensor, got {_describe(step)}")
+    if fast and (alpha.device != fast[0].device or step.device != fast[0].device):
+        raise ValueError(
+            f"{op}: alpha is on {alpha.device} and step on {step.device} but the tensors are on {fast[0].device}; "
+            "the kernel reads both where it runs"
+        )
+
+
 def check_swap_args(a, b) -> None:
     """Validate a swap_ call: pairs of the same dtype, shape, strides and device, nothing shared."""
     op = "swap_"

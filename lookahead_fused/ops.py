@@ -1,6 +1,8 @@
 """Public ops: the Lookahead synchronisation and the fast<->slow swap over lists of tensors.
 
     lookahead_sync_(fast, slow, alpha)   slow <- lerp(slow, fast, alpha); fast <- slow
+    lookahead_sync_on_step_(fast, slow, alpha, step, k)
+                                         the same when step % k == 0, decided where step lives
     swap_(a, b)                          exchange the contents of a[i] and b[i]
 
 Both check the whole call first, then run one backend per device (backends/), so a rejected call
@@ -99,6 +101,50 @@ def _sync_by_device(fast, slow, alpha: float, backend: str) -> None:
     """The general path, for a call the Python checks accepted: one backend call per device."""
     for module, fasts, slows in _plan_by_device(fast, slow, backend):
         module.sync_(fasts, slows, alpha)
+
+
+@torch.no_grad()
+def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, backend: str = "auto") -> None:
+    """lookahead_sync_(fast, slow, alpha) if step % k == 0, else nothing (see [NOTE: step gate] in
+    csrc/table.h). The same call every step, with no host-side branch when `step` is on the
+    tensors' device: the kernel reads step (a one-element int64 tensor) and alpha (a number, or a
+    one-element float32/float64 tensor) where it runs, so a CUDA graph can capture it, and
+    torch.compile traces one graph for sync and non-sync steps. Only on the CPU is a tensor alpha's
+    value checked (elsewhere that would synchronise); a step on the CPU is read on the host.
+    """
+    if torch.compiler.is_compiling():
+        return _sync_on_step_traced(fast, slow, alpha, step, k, backend)
+    backends.check_backend_name(backend)
+    contract.check_lists(fast, slow, op="lookahead_sync_")
+    if not isinstance(alpha, torch.Tensor):
+        alpha = contract.check_alpha(alpha, where="lookahead_sync_on_step_: alpha")
+    device = fast[0].device if fast and isinstance(fast[0], torch.Tensor) else step.device
+    alpha_tensor = alpha if isinstance(alpha, torch.Tensor) else torch.tensor(alpha, dtype=torch.float64, device=device)
+    if isinstance(step, torch.Tensor) and step.device.type == "cpu" and device.type != "cpu":
+        step = step.to(device)  # a CPU counter beside device tensors: no host-side branch either way
+    contract.check_step_gate(fast, alpha_tensor, step, k)
+    if _run_native("sync_on_step_", fast, slow, alpha_tensor, step, k, backend=backend):
+        return
+    contract.check_sync_args(fast, slow, 0.0)
+    if step.device.type == "cpu":  # host memory: read it, and spare the masked fallback its work
+        alpha = contract.check_alpha(float(alpha_tensor), where="lookahead_sync_: alpha")
+        if int(step) % k == 0:
+            _sync_by_device(fast, slow, alpha, backend)
+        return
+    for module, fasts, slows in _plan_by_device(fast, slow, backend):
+        module.sync_on_step_(fasts, slows, alpha_tensor, step, k)
+
+
+def _sync_on_step_traced(fast, slow, alpha, step, k, backend):
+    """Under torch.compile: only the op itself, so sync and non-sync steps trace the same graph.
+    The native kernels check the contract when the compiled code runs; the Python checks would read
+    data pointers, which a trace cannot, so the pure-PyTorch and Triton backends rely on the
+    caller's own checks (Lookahead checks its pairs in eager steps and when it is built)."""
+    device = fast[0].device
+    if not isinstance(alpha, torch.Tensor):
+        alpha = torch.full((), alpha, dtype=torch.float64, device=device)
+    module = backends.resolve(backend, device.type)
+    module.sync_on_step_(list(fast), list(slow), alpha.to(device), step.to(device), k)
 
 
 @torch.no_grad()

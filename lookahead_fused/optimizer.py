@@ -19,6 +19,7 @@ from torch.optim import Optimizer
 
 from . import backends, checkpoint, contract, momentum, ops
 from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
+from .capturable import capturable_device, check_capturable_group
 from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as, rehome
 
 def _check_slow_dtype(slow_dtype):
@@ -50,6 +51,7 @@ class Lookahead(Optimizer):
         pullback_momentum="none",
         slow_dtype=None,
         backend="auto",
+        capturable=False,
         alpha_bounds=(0.0, 1.0),
         curvature=None,
         gradient=None,
@@ -64,18 +66,21 @@ class Lookahead(Optimizer):
             "pullback_momentum": momentum.check_mode(pullback_momentum),
             "slow_dtype": _check_slow_dtype(slow_dtype),
             "backend": backends.check_backend_name(backend),
+            "capturable": bool(capturable),
         }
         backends.require_available(backend)
         self._adaptive = AdaptiveAlpha(optimizer, alpha_bounds, curvature, gradient) if alpha == ADAPTIVE else None
         self._momentum_key = momentum.first_moment_key(optimizer, pullback_momentum)
         self.optimizer = optimizer
-        self._step_count_tensor = torch.zeros((), dtype=torch.int64)
+        self._step_count_tensor = torch.zeros((), dtype=torch.int64, device=capturable_device(optimizer, capturable, alpha))
+        self._alpha_tensors: dict[tuple[float, torch.device], torch.Tensor] = {}
         self._in_slow_weights = False
         self._constructing = True
         # Optimizer.__init__ sets up the hooks and calls add_param_group for each inner group,
         # which only creates the slow weights, as the groups are already the inner's.
         super().__init__(optimizer.param_groups, defaults)
         self._constructing = False
+        backends.prepare(backend, {p.device.type for group in self.param_groups for p in group["params"]})
 
     # -- the shared param_groups (see [NOTE: shared param_groups]) ---------------------------------
     @property
@@ -117,7 +122,8 @@ class Lookahead(Optimizer):
     def __repr__(self) -> str:
         return (
             f"Lookahead(k={self.k}, alpha={self.alpha}, pullback_momentum={self.pullback_momentum!r}, "
-            f"slow_dtype={self.defaults['slow_dtype']}, backend={self.defaults['backend']!r},\n"
+            f"slow_dtype={self.defaults['slow_dtype']}, backend={self.defaults['backend']!r}, "
+            f"capturable={self.defaults['capturable']},\n"
             f"  optimizer={self.optimizer!r})"
         )
 
@@ -146,6 +152,8 @@ class Lookahead(Optimizer):
         for i, p in enumerate(group["params"]):
             contract.check_param_tensor(p, where=f"{where}: param {i}")
         momentum.check_group_keeps_first_moment(self.optimizer, group, self.pullback_momentum, where)
+        if self.defaults["capturable"]:
+            check_capturable_group(self.optimizer, group, self._step_count_tensor.device, where)
 
     def slow_dtype_for(self, param: torch.Tensor) -> torch.dtype:
         slow_dtype = self.defaults["slow_dtype"]
@@ -169,6 +177,8 @@ class Lookahead(Optimizer):
     def step(self, closure=None):
         """One inner step; after every k-th, the sync. Returns what the inner step returns (the loss)."""
         self._refuse_inside_slow_weights("step()")
+        if self.defaults["capturable"] or (torch.compiler.is_compiling() and self._adaptive is None):
+            return self._step_with_device_gate(closure)
         syncs_now = (self.step_count + 1) % self.k == 0
         if syncs_now:  # check the weight pairs before the inner step changes anything
             weight_pairs = self._weight_pairs_by_alpha()
@@ -178,13 +188,43 @@ class Lookahead(Optimizer):
             self._sync(weight_pairs)
         return loss
 
-    def _weight_pairs_by_alpha(self) -> dict[float, tuple[list, list]]:
+    def _step_with_device_gate(self, closure):
+        """The step of capturable=True and of torch.compile: the same work on every step, the sync
+        decided on the device by the counter (see [NOTE: step gate] in csrc/table.h), so a CUDA graph
+        captures it once and a compiled step traces one graph for sync and non-sync steps."""
+        compiling = torch.compiler.is_compiling()
+        weight_pairs = self._weight_pairs_by_alpha(check=not compiling)
+        loss = self.optimizer.step(closure)
+        counter = self._step_count_tensor
+        counter.add_(1)
+        pairs = self._with_momentum_pairs(weight_pairs, check=not compiling)
+        for alpha, (fast, slow) in pairs.items():
+            alpha_tensor = self._alpha_on(fast[0].device, alpha, compiling)
+            ops.lookahead_sync_on_step_(fast, slow, alpha_tensor, counter, self.k, backend=self.defaults["backend"])
+        if self.pullback_momentum == "reset":
+            syncs = counter % self.k == 0
+            for _, buffer in self._first_moments([p for group in self.param_groups for p in group["params"]]):
+                buffer.masked_fill_(syncs.to(buffer.device), 0)
+        return loss
+
+    def _alpha_on(self, device: torch.device, alpha: float, compiling: bool) -> torch.Tensor:
+        """alpha as a device tensor: a constant in a compiled graph; kept (stable memory) for capture."""
+        if compiling:
+            return torch.full((), alpha, dtype=torch.float64, device=device)
+        key = (alpha, device)
+        if key not in self._alpha_tensors:
+            self._alpha_tensors[key] = torch.full((), alpha, dtype=torch.float64, device=device)
+        return self._alpha_tensors[key]
+
+    def _weight_pairs_by_alpha(self, check: bool = True) -> dict[float, tuple[list, list]]:
         """{alpha: (params, slow weights)}, checked against the op contract."""
         pairs: dict[float, tuple[list, list]] = {}
         for group, alpha in zip(self.param_groups, self.group_alphas()):
             fast, slow = pairs.setdefault(alpha, ([], []))
             fast += group["params"]
             slow += [self.state[p][SLOW_PARAM] for p in group["params"]]
+        if not check:
+            return pairs
         try:
             self._check_pairs(pairs)
         except ValueError:  # a param moved (model.to(), a new layout): move its slow weight along, retry
@@ -216,19 +256,25 @@ class Lookahead(Optimizer):
             alpha = self._adaptive.choose(fast, slow)
             merged_fast, merged_slow = weight_pairs.get(alpha, ([], []))
             weight_pairs[alpha] = (merged_fast + fast, merged_slow + slow)
-        pairs = weight_pairs
-        if self.pullback_momentum == "pullback":  # the first moments join their params' launch
-            pairs = {}
-            for alpha, (fast, slow) in weight_pairs.items():
-                moment_fast, moment_slow = self._momentum_pairs(fast)
-                pairs[alpha] = (fast + moment_fast, slow + moment_slow)
-            self._check_pairs(pairs)
+        pairs = self._with_momentum_pairs(weight_pairs)
         for alpha, (fast, slow) in pairs.items():
             ops.run_checked_sync_(fast, slow, alpha, backend=backend)
         if self.pullback_momentum == "reset":
             params = [p for group in self.param_groups for p in group["params"]]
             for _, buffer in self._first_moments(params):
                 buffer.zero_()
+
+    def _with_momentum_pairs(self, weight_pairs: dict, check: bool = True) -> dict:
+        """With pullback_momentum="pullback" the first moments join their params' launch."""
+        if self.pullback_momentum != "pullback":
+            return weight_pairs
+        pairs = {}
+        for alpha, (fast, slow) in weight_pairs.items():
+            moment_fast, moment_slow = self._momentum_pairs(fast)
+            pairs[alpha] = (fast + moment_fast, slow + moment_slow)
+        if check:
+            self._check_pairs(pairs)
+        return pairs
 
     def _momentum_pairs(self, params) -> tuple[list, list]:
         fast, slow = [], []

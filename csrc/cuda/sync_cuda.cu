@@ -69,8 +69,12 @@ struct Lerp {
   __device__ __forceinline__ T operator()(T s, T f) const { return small ? s + w * (f - s) : f - (f - s) * one_minus_w; }
 };
 
+// Each op is also its own gate (see [NOTE: step gate]): skips() and resolved() run once per thread
+// before any chunk; only GatedSyncOp reads memory there.
 struct SyncOp {
   double alpha;
+  __device__ __forceinline__ bool skips() const { return false; }
+  __device__ __forceinline__ SyncOp resolved() const { return *this; }
   template <typename F, typename S>
   __device__ __forceinline__ void element(F& fast, S& slow) const {
     using T = opmath_t<S>;
@@ -81,6 +85,8 @@ struct SyncOp {
 };
 
 struct SwapOp {  // the host sends only same-dtype pairs to a swap (check_swap_pairs)
+  __device__ __forceinline__ bool skips() const { return false; }
+  __device__ __forceinline__ SwapOp resolved() const { return *this; }
   template <typename F, typename S>
   __device__ __forceinline__ void element(F& first, S& second) const {
     if constexpr (std::is_same_v<F, S>) {
@@ -88,6 +94,15 @@ struct SwapOp {  // the host sends only same-dtype pairs to a swap (check_swap_p
       first = second;
       second = held;
     }
+  }
+};
+
+struct GatedSyncOp {
+  StepGate gate;
+  __device__ __forceinline__ bool skips() const { return *gate.step % gate.k != 0; }
+  __device__ __forceinline__ SyncOp resolved() const {
+    return SyncOp{gate.alpha_is_double ? *static_cast<const double*>(gate.alpha)
+                                       : double(*static_cast<const float*>(gate.alpha))};
   }
 };
 
@@ -132,9 +147,11 @@ __device__ __forceinline__ void run_pair(const int64_t* entry, int64_t lo, int64
 }
 
 // Grid-stride over the chunks of every pair; each chunk's dtype pair is uniform over its block.
-template <typename Op>
+template <typename Gate>
 __global__ void __launch_bounds__(kThreads) table_kernel(const int64_t* __restrict__ words, int64_t num_pairs,
-                                                         int64_t num_chunks, Op op) {
+                                                         int64_t num_chunks, Gate gate) {
+  if (gate.skips()) return;
+  const auto op = gate.resolved();
   const int64_t* chunks = words + num_pairs * kEntryWords;
   for (int64_t c = blockIdx.x; c < num_chunks; c += gridDim.x) {
     const int64_t packed = chunks[c];
@@ -176,6 +193,11 @@ void launch(TableView table, Op op, cudaStream_t stream, int device_index) {
 }
 
 }  // namespace
+
+void launch_cuda_on_step(TableView table, StepGate gate, void* stream, int device_index) {
+  if (table.num_chunks == 0) return;
+  launch(table, GatedSyncOp{gate}, static_cast<cudaStream_t>(stream), device_index);
+}
 
 void launch_cuda(TableView table, TableOp op, double alpha, void* stream, int device_index) {
   if (table.num_chunks == 0) return;

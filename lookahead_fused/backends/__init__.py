@@ -1,8 +1,8 @@
 """Backend registry: the one place that knows which implementations exist, whether each is usable
 in this process (and why not), and which one "auto" picks for a device.
 
-A backend is a module-like object with `sync_(fast, slow, alpha)` and `swap_(a, b)`, called with
-one device per call. Most trust their inputs (ops.py checks the contract first); one whose
+A backend is a module-like object with `sync_(fast, slow, alpha)`, `sync_on_step_(fast, slow,
+alpha_tensor, step, k)` and `swap_(a, b)`, called with one device per call. Most trust their inputs (ops.py checks the contract first); one whose
 `checks_contract` is true checks it itself, before writing, and offers `check_sync_args`.
 """
 
@@ -148,8 +148,30 @@ def require_available(name: str) -> None:
         raise BackendUnavailable(f"backend {name!r} is unavailable: {reason}" + (f"; to get it, {how}" if how else ""))
 
 
+# Plain-dict memo of resolve(): torch.compile traces a lookup in it (a functools.cache it would warn
+# about and trace through).
+_resolved: dict[tuple[str, str], ModuleType] = {}
+
+
 def resolve(name: str, device_type: str) -> ModuleType:
     """The backend module that runs a call with `name` on tensors of `device_type`."""
+    key = (name, device_type)
+    if key not in _resolved:
+        _resolved[key] = _resolve(name, device_type)
+    return _resolved[key]
+
+
+def prepare(name: str, device_types) -> None:
+    """Resolve `name` for each device type now, outside any trace; what cannot run here raises later,
+    at the call, with its message."""
+    for device_type in device_types:
+        try:
+            resolve(name, device_type)
+        except (BackendUnavailable, ValueError):
+            pass
+
+
+def _resolve(name: str, device_type: str) -> ModuleType:
     require_available(name)
     if name == "auto":
         for candidate in AUTO_ORDER.get(device_type, _AUTO_FALLBACK):

@@ -9,6 +9,7 @@ from . import group_pairs
 
 # Swapping (for slow_weights()) is not on the hot path: one tensor at a time bounds the extra memory.
 from .reference import swap_  # noqa: F401
+from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
 
 
 def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:

@@ -47,6 +47,9 @@ class NativeBackend:
     def sync_(self, fast, slow, alpha: float) -> None:
         torch.ops.lookahead_fused.sync_(fast, slow, alpha)
 
+    def sync_on_step_(self, fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
+        torch.ops.lookahead_fused.sync_on_step_(fast, slow, alpha, step, k)
+
     def swap_(self, first, second) -> None:
         torch.ops.lookahead_fused.swap_(first, second)
 

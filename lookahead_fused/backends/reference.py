@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
+
 
 def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
     for f, s in zip(fast, slow):

@@ -35,6 +35,7 @@ _CACHED_PLANS = 8
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
 
 launch_count = 0  # kernel launches so far (tests count launches per sync)
+_SMALL_ALPHA, _LARGE_ALPHA, _ALPHA_ON_DEVICE = 0, 1, 2  # LERP_SIDE: the lerp's side, if the host knows alpha
 
 
 @triton.jit
@@ -52,9 +53,9 @@ def _round(x, DTYPE: tl.constexpr):
 
 @triton.jit
 def _table_kernel(
-    fast_addresses, slow_addresses, numels, chunks, alpha_ptr,
-    FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr,
-    SWAP: tl.constexpr, SMALL_ALPHA: tl.constexpr, BLOCK: tl.constexpr, CHUNK_BITS: tl.constexpr,
+    fast_addresses, slow_addresses, numels, chunks, alpha_ptr, step_ptr, k,
+    FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, SWAP: tl.constexpr,
+    LERP_SIDE: tl.constexpr, GATED: tl.constexpr, BLOCK: tl.constexpr, CHUNK_BITS: tl.constexpr,
 ):  # fmt: skip
     packed = tl.load(chunks + tl.program_id(0))
     pair = packed >> CHUNK_BITS
@@ -63,6 +64,8 @@ def _table_kernel(
     slow = tl.load(slow_addresses + pair).to(tl.pointer_type(SLOW))
     offsets = chunk * BLOCK + tl.arange(0, BLOCK)  # int64: chunk is
     mask = offsets < tl.load(numels + pair)
+    if GATED:  # [NOTE: step gate] off the sync steps every lane is masked off: no memory traffic
+        mask = mask & (tl.load(step_ptr) % k == 0)
     f = tl.load(fast + offsets, mask=mask)
     s = tl.load(slow + offsets, mask=mask)
     if SWAP:
@@ -73,10 +76,12 @@ def _table_kernel(
         w = tl.load(alpha_ptr)
         fo = f.to(OPMATH)
         so = s.to(OPMATH)
-        if SMALL_ALPHA:
+        if LERP_SIDE == 0:  # _SMALL_ALPHA
             r = so + w * (fo - so)
-        else:
+        elif LERP_SIDE == 1:  # _LARGE_ALPHA
             r = fo - (fo - so) * (1.0 - w)
+        else:  # alpha is known only on the device
+            r = tl.where(tl.abs(w) < 0.5, so + w * (fo - so), fo - (fo - so) * (1.0 - w))
         new_slow = _round(r, SLOW)
         tl.store(slow + offsets, new_slow, mask=mask)
         tl.store(fast + offsets, _round(new_slow.to(OPMATH), FAST), mask=mask)
@@ -130,14 +135,19 @@ def _opmath(slow_dtype):
     return torch.float64 if slow_dtype == torch.float64 else torch.float32
 
 
-def _launch(group: _Group, block, warps, alpha, swap):
+def _launch(group: _Group, block, warps, alpha, swap, gate=None):
+    """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device."""
     global launch_count
     opmath = _opmath(group.slow_dtype)
-    alpha_tensor = _alpha_tensor(group.chunks.device, opmath, float(alpha))
+    if gate is None:
+        alpha_tensor, step, k = _alpha_tensor(group.chunks.device, opmath, float(alpha)), group.chunks, 1
+        side = _SMALL_ALPHA if abs(alpha) < 0.5 else _LARGE_ALPHA
+    else:
+        (step, k), alpha_tensor, side = gate, alpha.reshape(1).to(opmath), _ALPHA_ON_DEVICE
     _table_kernel[(group.num_chunks,)](
-        group.fast_addresses, group.slow_addresses, group.numels, group.chunks, alpha_tensor,
+        group.fast_addresses, group.slow_addresses, group.numels, group.chunks, alpha_tensor, step, k,
         FAST=_TL_DTYPES[group.fast_dtype], SLOW=_TL_DTYPES[group.slow_dtype], OPMATH=_TL_DTYPES[opmath],
-        SWAP=swap, SMALL_ALPHA=abs(alpha) < 0.5, BLOCK=block, CHUNK_BITS=CHUNK_BITS, num_warps=warps,
+        SWAP=swap, LERP_SIDE=side, GATED=gate is not None, BLOCK=block, CHUNK_BITS=CHUNK_BITS, num_warps=warps,
     )  # fmt: skip
     launch_count += 1
 
@@ -160,12 +170,12 @@ def _config(device, fast_dtype, slow_dtype) -> tuple[int, int]:
     return min(timings, key=timings.get)
 
 
-def _run(first, second, alpha, swap):
+def _run(first, second, alpha, swap, gate=None):
     if not first:
         return
     with torch.cuda.device(first[0].device) if first[0].is_cuda else contextlib.nullcontext():
         for group, block, warps in _plan_for(first, second).groups:
-            _launch(group, block, warps, alpha, swap)
+            _launch(group, block, warps, alpha, swap, gate)
 
 
 @torch.library.custom_op("lookahead_fused::triton_sync_", mutates_args=("fast", "slow"))
@@ -175,6 +185,18 @@ def triton_sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: floa
 
 @triton_sync_.register_fake
 def _(fast, slow, alpha):
+    return None
+
+
+@torch.library.custom_op("lookahead_fused::triton_sync_on_step_", mutates_args=("fast", "slow"))
+def triton_sync_on_step_(
+    fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: torch.Tensor, step: torch.Tensor, k: int
+) -> None:
+    _run(fast, slow, alpha, swap=False, gate=(step.reshape(1), k))
+
+
+@triton_sync_on_step_.register_fake
+def _(fast, slow, alpha, step, k):
     return None
 
 
@@ -195,6 +217,9 @@ class TritonBackend:
 
     def sync_(self, fast, slow, alpha: float) -> None:
         triton_sync_(list(fast), list(slow), float(alpha))
+
+    def sync_on_step_(self, fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
+        triton_sync_on_step_(list(fast), list(slow), alpha, step, int(k))
 
     def swap_(self, first, second) -> None:
         triton_swap_(list(first), list(second))

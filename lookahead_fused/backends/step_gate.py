@@ -1,0 +1,25 @@
+"""The step-gated sync (ops.lookahead_sync_on_step_) for the backends without a gated kernel
+("reference", "foreach"): every pair is computed and then kept or dropped by a device-side
+condition, so no host read decides it. It reads and writes every tensor on every step, so it is
+the fallback; the "cpu", "cuda" and "triton" kernels skip the work off the sync steps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _opmath(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def masked_sync_on_step_(fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
+    syncs = step.reshape(()) % k == 0
+    for f, s in zip(fast, slow):
+        opmath = _opmath(s.dtype)
+        w = alpha.reshape(()).to(opmath)
+        so, fo = s.to(opmath), f.to(opmath)
+        # [NOTE: two-sided lerp] the contract's formula, as torch.lerp evaluates it
+        lerped = torch.where(w.abs() < 0.5, so + w * (fo - so), fo - (fo - so) * (1 - w))
+        s.copy_(torch.where(syncs, lerped.to(s.dtype), s))
+        f.copy_(torch.where(syncs, s.to(f.dtype), f))

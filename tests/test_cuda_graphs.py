@@ -1,0 +1,86 @@
+"""capturable=True on a GPU: a whole training step (forward, backward, Adam, Lookahead) captured once
+in a CUDA graph and replayed 3000 times ends where the same steps run eagerly end, and the gated
+kernel runs off the sync steps without touching anything. Skipped without a CUDA GPU."""
+
+import pytest
+import torch
+
+from lookahead_fused import Lookahead, ops
+from lookahead_fused.slow_state import SLOW_PARAM
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+STEPS = 3000
+WARMUP = 3
+K = 5
+
+
+def _setup(backend):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1)).cuda()
+    inner = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
+    opt = Lookahead(inner, k=K, alpha=0.5, pullback_momentum="pullback", backend=backend, capturable=True)
+    return model, opt
+
+
+def _batches():
+    g = torch.Generator(device="cuda").manual_seed(1)
+    return torch.randn(16, 32, device="cuda", generator=g), torch.randn(16, 1, device="cuda", generator=g)
+
+
+def _train_step(model, opt, x, y):
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+@pytest.mark.parametrize("backend", [b for b in ("cuda", "triton", "foreach") if b in ops.available_backends()])
+def test_captured_training_step_replays_like_eager(backend):
+    x, y = _batches()
+    eager_model, eager_opt = _setup(backend)
+    for _ in range(WARMUP + STEPS):
+        eager_opt.zero_grad(set_to_none=False)
+        _train_step(eager_model, eager_opt, x, y)
+
+    model, opt = _setup(backend)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up: the inner state, the slow momenta and the plans exist before capture
+        for _ in range(WARMUP):
+            opt.zero_grad(set_to_none=False)
+            _train_step(model, opt, x, y)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        opt.zero_grad(set_to_none=False)
+        _train_step(model, opt, x, y)
+    for _ in range(STEPS):
+        graph.replay()
+    torch.cuda.synchronize()
+
+    assert opt.step_count == eager_opt.step_count == WARMUP + STEPS
+    for p, q in zip(model.parameters(), eager_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    if (WARMUP + STEPS) % K == 0:  # ended on a sync step: fast == slow exactly
+        assert all(torch.equal(p, opt.state[p][SLOW_PARAM]) for p in model.parameters())
+
+
+@pytest.mark.parametrize("backend", [b for b in ("cuda", "triton", "foreach") if b in ops.available_backends()])
+def test_gated_op_with_a_device_counter(backend):
+    fast = [torch.randn(4097, device="cuda"), torch.randn(7, device="cuda")]
+    slow = [torch.randn(4097, device="cuda"), torch.randn(7, device="cuda")]
+    before = [t.clone() for t in fast + slow]
+    alpha = torch.tensor(0.25, dtype=torch.float64, device="cuda")
+    ops.lookahead_sync_on_step_(fast, slow, alpha, torch.tensor(4, device="cuda"), 3, backend=backend)
+    assert all(torch.equal(a, b) for a, b in zip(fast + slow, before))
+    ops.lookahead_sync_on_step_(fast, slow, alpha, torch.tensor(6, device="cuda"), 3, backend=backend)
+    for f, s, s0, f0 in zip(fast, slow, before[2:], before[:2]):
+        assert torch.equal(f, s)
+        torch.testing.assert_close(s, s0 + 0.25 * (f0 - s0))
+
+
+def test_capturable_needs_a_capturable_inner_optimizer():
+    params = [torch.nn.Parameter(torch.zeros(3, device="cuda"))]
+    with pytest.raises(ValueError, match="needs a capturable inner optimizer: param group 0 of Adam has capturable=False"):
+        Lookahead(torch.optim.Adam(params, capturable=False), capturable=True)
