@@ -19,6 +19,7 @@ from itertools import chain
 import torch
 
 from . import backends, contract
+from .sharded import local_shards
 from .backends import BACKEND_NAMES, available_backends, unavailable_backends  # noqa: F401  (public)
 
 
@@ -68,6 +69,7 @@ def _run_native(method: str, first, second, *args, backend: str) -> bool:
 def check_sync_args(fast, slow, alpha, *, backend: str = "auto") -> float:
     """Raise, as lookahead_sync_ would, if the call breaks the contract; write nothing. Returns alpha."""
     alpha = _check_call(fast, slow, alpha, backend)
+    fast, slow = local_shards(fast, slow, op="lookahead_sync_")
     if not _run_native("check_sync_args", fast, slow, backend=backend):
         contract.check_sync_args(fast, slow, alpha)
     return alpha
@@ -83,6 +85,7 @@ def lookahead_sync_(
     problem, or BackendUnavailable for an explicit backend that cannot run here, before writing.
     """
     alpha = _check_call(fast, slow, alpha, backend)
+    fast, slow = local_shards(fast, slow, op="lookahead_sync_")
     if _run_native("sync_", fast, slow, alpha, backend=backend):
         return
     contract.check_sync_args(fast, slow, alpha)
@@ -93,6 +96,7 @@ def lookahead_sync_(
 def run_checked_sync_(fast, slow, alpha: float, *, backend: str = "auto") -> None:
     """lookahead_sync_ for arguments that check_sync_args has already accepted."""
     backends.check_backend_name(backend)
+    fast, slow = local_shards(fast, slow, op="lookahead_sync_")
     if not _run_native("sync_", fast, slow, alpha, backend=backend):
         _sync_by_device(fast, slow, alpha, backend)
 
@@ -116,6 +120,7 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, ba
         return _sync_on_step_traced(fast, slow, alpha, step, k, backend)
     backends.check_backend_name(backend)
     contract.check_lists(fast, slow, op="lookahead_sync_")
+    fast, slow = local_shards(fast, slow, op="lookahead_sync_")
     if not isinstance(alpha, torch.Tensor):
         alpha = contract.check_alpha(alpha, where="lookahead_sync_on_step_: alpha")
     device = fast[0].device if fast and isinstance(fast[0], torch.Tensor) else step.device
@@ -152,6 +157,7 @@ def swap_(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], *, backend: str 
     """Exchange the contents of a[i] and b[i] in place (same dtype, shape, strides, device)."""
     backends.check_backend_name(backend)
     contract.check_lists(a, b, op="swap_")
+    a, b = local_shards(a, b, op="swap_")
     if _run_native("swap_", a, b, backend=backend):
         return
     contract.check_swap_args(a, b)

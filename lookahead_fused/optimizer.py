@@ -288,6 +288,38 @@ class Lookahead(Optimizer):
             slow.append(state[SLOW_MOMENTUM])
         return fast, slow
 
+    @torch.no_grad()
+    def init_state(self) -> None:
+        """Create the inner optimizer's per-param state as its first step would, with zero grads and
+        a zero learning rate, so no param and not the counter changes. Then state_dict() has the
+        structure of a trained optimizer: the template that torch.distributed.checkpoint.load fills
+        in place. The values it creates are placeholders for that load."""
+        if self.optimizer.state:
+            return
+        params = [p for group in self.param_groups for p in group["params"]]
+        held_grads = [p.grad for p in params]
+        held_lrs = [group.get("lr") for group in self.param_groups]
+        try:
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            for group, lr in zip(self.param_groups, held_lrs):
+                if lr is not None:
+                    group["lr"] = torch.zeros_like(lr) if isinstance(lr, torch.Tensor) else 0.0
+            self.optimizer.step()
+        finally:
+            for p, grad in zip(params, held_grads):
+                p.grad = grad
+            for group, lr in zip(self.param_groups, held_lrs):
+                if lr is not None:
+                    group["lr"] = lr
+        self._create_slow_momenta()
+
+    def _create_slow_momenta(self) -> None:
+        """With "pullback", a slow momentum (zero: the inner state at phi_0) for every first moment
+        that has none yet, so a checkpoint has the same keys before and after the first sync."""
+        if self.pullback_momentum == "pullback":
+            self._momentum_pairs([p for group in self.param_groups for p in group["params"]])
+
     # -- evaluation with the slow weights ---------------------------------------------------------
     @contextlib.contextmanager
     def slow_weights(self):
@@ -325,6 +357,7 @@ class Lookahead(Optimizer):
         self._refuse_inside_slow_weights("state_dict()")
         for hook in self._optimizer_state_dict_pre_hooks.values():
             hook(self)
+        self._create_slow_momenta()
         state_dict = checkpoint.pack(self)
         for hook in self._optimizer_state_dict_post_hooks.values():
             result = hook(self, state_dict)

@@ -1,0 +1,37 @@
+"""Sharded tensors (DTensor: FSDP2's fully_shard, tensor parallel) in the ops. The sync and the swap
+are elementwise, so a pair of DTensors with the same mesh and placements pairs up shard by shard:
+the op runs on the local shards, and the slow weights stay sharded like their params."""
+
+from __future__ import annotations
+
+from itertools import chain
+
+import torch
+
+
+def _dtensor_type():
+    if not torch.distributed.is_available():
+        return None
+    from torch.distributed.tensor import DTensor
+
+    return DTensor
+
+
+def local_shards(first, second, *, op: str):
+    """(first, second) with every DTensor replaced by its local shard; ValueError for a pair that
+    mixes a DTensor with a plain tensor, or DTensors laid out differently. Plain lists pass as they are."""
+    dtensor = _dtensor_type()
+    if dtensor is None or not any(isinstance(t, dtensor) for t in chain(first, second)):
+        return first, second
+    names = ("fast", "slow") if op == "lookahead_sync_" else ("first", "second")
+    for i, (x, y) in enumerate(zip(first, second)):
+        if isinstance(x, dtensor) != isinstance(y, dtensor):
+            sharded = names[0] if isinstance(x, dtensor) else names[1]
+            raise ValueError(f"{op}: pair {i}: only {sharded} is a DTensor; both or neither must be")
+        if isinstance(x, dtensor) and (x.device_mesh != y.device_mesh or x.placements != y.placements):
+            raise ValueError(
+                f"{op}: pair {i}: {names[0]} is laid out as {x.placements} on {x.device_mesh} but {names[1]} "
+                f"as {y.placements} on {y.device_mesh}; shard the slow tensor like its param"
+            )
+    unwrap = lambda t: t.to_local() if isinstance(t, dtensor) else t  # noqa: E731
+    return [unwrap(x) for x in first], [unwrap(y) for y in second]

@@ -1,0 +1,135 @@
+"""What each process of tests/test_distributed.py runs (gloo, on the CPU). Each worker writes what
+the test checks to `out_dir` from rank 0; ranks compare themselves with each other in here."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from lookahead_fused import Lookahead, ops
+from lookahead_fused.slow_state import SLOW_MOMENTUM, SLOW_PARAM
+
+K = 3
+GLOBAL_BATCH = 8
+
+
+def make_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
+
+
+def make_optimizer(model):
+    return Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), k=K, alpha=0.5, pullback_momentum="pullback")
+
+
+def batch(step, rank=0, world=1):
+    """Batch number `step` of the global batch, or this rank's equal part of it."""
+    g = torch.Generator().manual_seed(step)
+    x = torch.randn(GLOBAL_BATCH, 8, generator=g, dtype=torch.float64)
+    y = torch.randn(GLOBAL_BATCH, 1, generator=g, dtype=torch.float64)
+    part = GLOBAL_BATCH // world
+    return x[rank * part : (rank + 1) * part], y[rank * part : (rank + 1) * part]
+
+
+def train(model, opt, steps, rank=0, world=1):
+    for step in steps:
+        x, y = batch(step, rank, world)
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+
+def _init(rank, world, init_file):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+
+
+def _same_on_every_rank(tensors) -> bool:
+    for t in tensors:
+        gathered = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, t.contiguous())
+        if not all(torch.equal(g, gathered[0]) for g in gathered):
+            return False
+    return True
+
+
+def ddp_worker(rank, world, init_file, out_dir, steps):
+    _init(rank, world, init_file)
+    model = torch.nn.parallel.DistributedDataParallel(make_model())
+    opt = make_optimizer(model)
+    train(model, opt, range(1, steps + 1), rank, world)
+    params = [p.detach() for p in model.parameters()]
+    slow = [opt.state[p][SLOW_PARAM] for p in model.parameters()]
+    identical = _same_on_every_rank(params + slow)
+    if rank == 0:
+        torch.save({"params": params, "identical": identical, "step": opt.step_count}, os.path.join(out_dir, "ddp.pt"))
+    dist.destroy_process_group()
+
+
+def fsdp2_worker(rank, world, init_file, out_dir, steps):
+    """fully_shard, train, save with torch.distributed.checkpoint mid-cycle, train on; then a fresh
+    model and optimizer load that checkpoint and train the same steps."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    _init(rank, world, init_file)
+    mesh = init_device_mesh("cpu", (world,))
+
+    def sharded_model():
+        model = make_model()
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                fully_shard(layer, mesh=mesh)
+        return fully_shard(model, mesh=mesh)
+
+    def full(tensors):
+        return [t.full_tensor().detach() for t in tensors]
+
+    checkpoint_dir = os.path.join(out_dir, "dcp")
+    saved_at = steps // 2 + 1  # not a multiple of K: the counter matters
+    model = sharded_model()
+    opt = make_optimizer(model)
+    layouts_match = all(
+        type(opt.state[p][SLOW_PARAM]) is type(p) and opt.state[p][SLOW_PARAM].placements == p.placements
+        for p in model.parameters()
+    )
+    local_shapes = [tuple(p.to_local().shape) for p in model.parameters()]
+    first_param = next(iter(model.parameters()))
+    try:  # a sharded param with a plain slow tensor: refused before anything is written
+        ops.lookahead_sync_([first_param], [first_param.to_local().clone()], 0.5)
+        mixed_refused = ""
+    except ValueError as error:
+        mixed_refused = str(error)
+    train(model, opt, range(1, saved_at + 1), rank, world)
+    dcp.save({"model": model.state_dict(), "optim": opt.state_dict()}, checkpoint_id=checkpoint_dir)
+    train(model, opt, range(saved_at + 1, steps + 1), rank, world)
+    first = full(model.parameters()) + full(opt.state[p][SLOW_PARAM] for p in model.parameters())
+    momenta_sharded = all(type(opt.state[p][SLOW_MOMENTUM]) is type(p) for p in model.parameters())
+
+    resumed_model = sharded_model()
+    resumed = make_optimizer(resumed_model)
+    resumed.init_state()
+    template = {"model": resumed_model.state_dict(), "optim": resumed.state_dict()}
+    dcp.load(template, checkpoint_id=checkpoint_dir)
+    resumed_model.load_state_dict(template["model"])
+    resumed.load_state_dict(template["optim"])
+    resumed_step = resumed.step_count
+    train(resumed_model, resumed, range(saved_at + 1, steps + 1), rank, world)
+    second = full(resumed_model.parameters()) + full(resumed.state[p][SLOW_PARAM] for p in resumed_model.parameters())
+    if rank == 0:
+        torch.save(
+            {
+                "first": first,
+                "second": second,
+                "layouts_match": layouts_match,
+                "momenta_sharded": momenta_sharded,
+                "local_shapes": local_shapes,
+                "mixed_refused": mixed_refused,
+                "resumed_step": resumed_step,
+                "saved_at": saved_at,
+            },
+            os.path.join(out_dir, "fsdp2.pt"),
+        )
+    dist.destroy_process_group()
