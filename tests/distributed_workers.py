@@ -133,3 +133,11 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps):
             os.path.join(out_dir, "fsdp2.pt"),
         )
     dist.destroy_process_group()
+
+
+def snippet_worker(rank, world, init_file, out_dir, code):
+    """Run a README snippet in each process (tests/test_readme.py), in out_dir."""
+    _init(rank, world, init_file)
+    os.chdir(out_dir)
+    exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    dist.destroy_process_group()

@@ -2,6 +2,7 @@
 
 import gc
 import resource
+import warnings
 
 import pytest
 import torch
@@ -15,7 +16,9 @@ WARMUP = 100
 
 def _live_tensors() -> int:
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, torch.Tensor))
+    with warnings.catch_warnings():  # isinstance on some of torch's deprecated objects warns
+        warnings.simplefilter("ignore")
+        return sum(1 for obj in gc.get_objects() if isinstance(obj, torch.Tensor))
 
 
 def _peak_rss_mib() -> float:
