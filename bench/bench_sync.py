@@ -119,7 +119,8 @@ def print_overhead(rows, model):
     print(f"\nWhole-step overhead of Lookahead (k={rows[0]['k']}) over AdamW alone, {model}, fp32:")
     for r in rows:
         print(
-            f"  {r['inner']:<14} {r['k']} steps {r['k_steps_ms']:8.2f} ms, with Lookahead {r['k_steps_with_lookahead_ms']:8.2f} ms:"
+            f"  {r['inner']:<14} {r['lookahead']:<12} {r['k']} steps {r['k_steps_ms']:8.2f} ms, "
+            f"with Lookahead {r['k_steps_with_lookahead_ms']:8.2f} ms:"
             f" overhead {r['overhead_pct']:5.1f} % (physical floor {r['floor_pct']:.1f} %)"
         )
 

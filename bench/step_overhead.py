@@ -7,6 +7,7 @@ param), the sync moves 16, so with k = 5 the floor is 16 / (5 x 28) = 11.4 %.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -39,10 +40,13 @@ def measure(shapes, device: torch.device, k: int, reps: int) -> list[dict]:
     numel = sum(math.prod(s) for s in shapes)
     floor_pct = 100 * SYNC_BYTES_PER_PARAM / (k * ADAMW_BYTES_PER_PARAM)
     rows = []
-    for name, options in inner_variants(device).items():
+    # "capturable": the step-gated sync runs every step (what CUDA graphs and torch.compile run)
+    for (name, options), mode in itertools.product(inner_variants(device).items(), ("host branch", "capturable")):
+        capturable = mode == "capturable"
+        inner_options = dict(options, capturable=True) if capturable and device.type == "cuda" else options
         plain_params, wrapped_params = _params(shapes, device), _params(shapes, device)
-        plain = torch.optim.AdamW(plain_params, lr=1e-4, **options)
-        wrapped = Lookahead(torch.optim.AdamW(wrapped_params, lr=1e-4, **options), k=k)
+        plain = torch.optim.AdamW(plain_params, lr=1e-4, **inner_options)
+        wrapped = Lookahead(torch.optim.AdamW(wrapped_params, lr=1e-4, **inner_options), k=k, capturable=capturable)
 
         def k_steps(opt):
             for _ in range(k):
@@ -54,6 +58,7 @@ def measure(shapes, device: torch.device, k: int, reps: int) -> list[dict]:
         rows.append(
             {
                 "inner": name,
+                "lookahead": mode,
                 "params": numel,
                 "k": k,
                 "k_steps_ms": 1e3 * t_plain,

@@ -5,6 +5,10 @@
      "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha" (a number or "adaptive"),
                    "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha"}}
 
+[NOTE: section mirror] The "lookahead" section is also copied into the first param group, because
+torch.distributed.checkpoint.state_dict's get/set_optimizer_state_dict keep only "state" and
+"param_groups"; a state_dict that lost the top-level section is read from the mirror.
+
 Slow tensors sit in each param's own entry, as torch optimizers keep per-param state, so tools that
 map per-param state to parameter names keep them with their param. A dict without "lookahead" is a
 plain inner-optimizer checkpoint: it loads, with a warning, taking the slow weights from the params.
@@ -23,6 +27,7 @@ from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
 from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as
 
 FORMAT_VERSION = 1
+SECTION = "lookahead"
 SAVED_SLOW_PARAM = "lookahead_slow_param"
 SAVED_SLOW_MOMENTUM = "lookahead_slow_momentum"
 _SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM)
@@ -44,20 +49,27 @@ def pack(opt) -> dict:
         if SLOW_MOMENTUM in mine:
             entry[SAVED_SLOW_MOMENTUM] = mine[SLOW_MOMENTUM]
         state[saved_id] = entry
-    return {
-        "state": state,
-        "param_groups": inner["param_groups"],
-        "lookahead": {
-            "format_version": FORMAT_VERSION,
-            "step": opt._step_count_tensor.clone(),
-            "k": opt.k,
-            "alpha": opt.alpha,
-            "pullback_momentum": opt.pullback_momentum,
-            "slow_dtype": _dtype_name(opt.defaults["slow_dtype"]),
-            "alpha_bounds": list(opt._adaptive.bounds) if opt._adaptive else None,
-            "last_adaptive_alpha": opt.last_adaptive_alpha,
-        },
+    section = {
+        "format_version": FORMAT_VERSION,
+        "step": opt._step_count_tensor.cpu().clone(),
+        "k": opt.k,
+        "alpha": opt.alpha,
+        "pullback_momentum": opt.pullback_momentum,
+        "slow_dtype": _dtype_name(opt.defaults["slow_dtype"]),
+        "alpha_bounds": list(opt._adaptive.bounds) if opt._adaptive else None,
+        "last_adaptive_alpha": opt.last_adaptive_alpha,
     }
+    groups = inner["param_groups"]  # new dicts (the inner's state_dict() packs them): ours to extend
+    groups[0][SECTION] = dict(section, step=section["step"].clone())  # see [NOTE: section mirror]
+    return {"state": state, "param_groups": groups, SECTION: section}
+
+
+def _section_of(state_dict) -> dict | None:
+    """The "lookahead" section: top level, or else its mirror in the first param group."""
+    if SECTION in state_dict:
+        return state_dict[SECTION]
+    groups = state_dict["param_groups"]
+    return groups[0].get(SECTION) if groups and isinstance(groups[0], dict) else None
 
 
 @dataclass
@@ -124,10 +136,12 @@ def read(opt, state_dict) -> Loaded:
             f"the state_dict has {len(saved_groups)} param groups but this optimizer has {len(groups)}; "
             "it was saved for another parameter layout"
         )
-    plain = "lookahead" not in state_dict
-    loaded = Loaded(inner_state_dict={"state": {}, "param_groups": saved_groups})
+    section = _section_of(state_dict)
+    plain = section is None
+    inner_groups = [{key: value for key, value in group.items() if key != SECTION} for group in saved_groups]
+    loaded = Loaded(inner_state_dict={"state": {}, "param_groups": inner_groups})
     if not plain:
-        loaded.config, loaded.step = _read_config(opt, state_dict["lookahead"])
+        loaded.config, loaded.step = _read_config(opt, section)
     mode = loaded.config.get("pullback_momentum", opt.pullback_momentum)
     for g, (group, saved) in enumerate(zip(groups, saved_groups)):
         if len(saved["params"]) != len(group["params"]):

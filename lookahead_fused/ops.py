@@ -123,7 +123,10 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, ba
     fast, slow = local_shards(fast, slow, op="lookahead_sync_")
     if not isinstance(alpha, torch.Tensor):
         alpha = contract.check_alpha(alpha, where="lookahead_sync_on_step_: alpha")
-    device = fast[0].device if fast and isinstance(fast[0], torch.Tensor) else step.device
+    if fast and isinstance(fast[0], torch.Tensor):
+        device = fast[0].device
+    else:
+        device = step.device if isinstance(step, torch.Tensor) else torch.device("cpu")
     alpha_tensor = alpha if isinstance(alpha, torch.Tensor) else torch.tensor(alpha, dtype=torch.float64, device=device)
     if isinstance(step, torch.Tensor) and step.device.type == "cpu" and device.type != "cpu":
         step = step.to(device)  # a CPU counter beside device tensors: no host-side branch either way
@@ -136,15 +139,16 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, ba
         if int(step) % k == 0:
             _sync_by_device(fast, slow, alpha, backend)
         return
-    for module, fasts, slows in _plan_by_device(fast, slow, backend):
-        module.sync_on_step_(fasts, slows, alpha_tensor, step, k)
+    for module, fasts, slows in _plan_by_device(fast, slow, backend):  # the gate goes to each device
+        where = fasts[0].device
+        module.sync_on_step_(fasts, slows, alpha_tensor.to(where), step.to(where), k)
 
 
 def _sync_on_step_traced(fast, slow, alpha, step, k, backend):
     """Under torch.compile: only the op itself, so sync and non-sync steps trace the same graph.
     The native kernels check the contract when the compiled code runs; the Python checks would read
     data pointers, which a trace cannot, so the pure-PyTorch and Triton backends rely on the
-    caller's own checks (Lookahead checks its pairs in eager steps and when it is built)."""
+    caller (Lookahead's pairs are its params and the slow tensors it made for them)."""
     device = fast[0].device
     if not isinstance(alpha, torch.Tensor):
         alpha = torch.full((), alpha, dtype=torch.float64, device=device)

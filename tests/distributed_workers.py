@@ -68,9 +68,11 @@ def ddp_worker(rank, world, init_file, out_dir, steps):
 
 
 def fsdp2_worker(rank, world, init_file, out_dir, steps):
-    """fully_shard, train, save with torch.distributed.checkpoint mid-cycle, train on; then a fresh
-    model and optimizer load that checkpoint and train the same steps."""
+    """fully_shard, train, save with torch.distributed.checkpoint mid-cycle (the state dicts as they
+    are, and through torch's get_state_dict), train on; then fresh models and optimizers load each
+    checkpoint and train the same steps."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
@@ -87,7 +89,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps):
     def full(tensors):
         return [t.full_tensor().detach() for t in tensors]
 
-    checkpoint_dir = os.path.join(out_dir, "dcp")
+    checkpoint_dir, helper_dir = os.path.join(out_dir, "dcp"), os.path.join(out_dir, "dcp-helpers")
     saved_at = steps // 2 + 1  # not a multiple of K: the counter matters
     model = sharded_model()
     opt = make_optimizer(model)
@@ -104,6 +106,8 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps):
         mixed_refused = str(error)
     train(model, opt, range(1, saved_at + 1), rank, world)
     dcp.save({"model": model.state_dict(), "optim": opt.state_dict()}, checkpoint_id=checkpoint_dir)
+    model_sd, optim_sd = get_state_dict(model, opt)  # torch's helpers: FQN keys, "state"/"param_groups" only
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=helper_dir)
     train(model, opt, range(saved_at + 1, steps + 1), rank, world)
     first = full(model.parameters()) + full(opt.state[p][SLOW_PARAM] for p in model.parameters())
     momenta_sharded = all(type(opt.state[p][SLOW_MOMENTUM]) is type(p) for p in model.parameters())
@@ -118,11 +122,24 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps):
     resumed_step = resumed.step_count
     train(resumed_model, resumed, range(saved_at + 1, steps + 1), rank, world)
     second = full(resumed_model.parameters()) + full(resumed.state[p][SLOW_PARAM] for p in resumed_model.parameters())
+
+    helper_model = sharded_model()
+    helper_opt = make_optimizer(helper_model)
+    helper_opt.init_state()
+    model_sd, optim_sd = get_state_dict(helper_model, helper_opt)
+    template = {"model": model_sd, "optim": optim_sd}
+    dcp.load(template, checkpoint_id=helper_dir)
+    set_state_dict(helper_model, helper_opt, model_state_dict=template["model"], optim_state_dict=template["optim"])
+    helper_step = helper_opt.step_count
+    train(helper_model, helper_opt, range(saved_at + 1, steps + 1), rank, world)
+    third = full(helper_model.parameters()) + full(helper_opt.state[p][SLOW_PARAM] for p in helper_model.parameters())
     if rank == 0:
         torch.save(
             {
                 "first": first,
                 "second": second,
+                "third": third,
+                "helper_step": helper_step,
                 "layouts_match": layouts_match,
                 "momenta_sharded": momenta_sharded,
                 "local_shapes": local_shapes,

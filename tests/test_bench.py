@@ -57,6 +57,7 @@ def test_tiny_run_writes_a_complete_report(tmp_path, capsys):
 def test_step_overhead_rows_and_floor():
     rows = step_overhead.measure([(64, 32), (64,)], torch.device("cpu"), k=5, reps=2)
     assert [r["inner"] for r in rows][0] == "AdamW foreach"
+    assert {r["lookahead"] for r in rows} == {"host branch", "capturable"}
     for r in rows:
         assert r["floor_pct"] == pytest.approx(100 * 16 / (5 * 28))
         assert r["k_steps_ms"] > 0 and r["k_steps_with_lookahead_ms"] > 0

@@ -49,8 +49,10 @@ def test_fsdp2_shards_the_slow_weights_and_resumes_from_a_distributed_checkpoint
     assert result["local_shapes"][0] == (16 // WORLD, 8)  # the first weight, row-sharded
     assert "pair 0: only fast is a DTensor; both or neither must be" in result["mixed_refused"]
     assert result["resumed_step"] == result["saved_at"]
-    for a, b in zip(result["first"], result["second"]):
+    assert result["helper_step"] == result["saved_at"]
+    for a, b, c in zip(result["first"], result["second"], result["third"]):
         assert torch.equal(a, b), "the resumed run left the trajectory"
+        assert torch.equal(a, c), "the run resumed through get_state_dict/set_state_dict left the trajectory"
     model, opt = _one_process_run()
     expected = [p.detach() for p in model.parameters()] + [opt.state[p]["slow_param"] for p in model.parameters()]
     for got, want in zip(result["first"], expected):

@@ -65,6 +65,7 @@ def test_a_float32_alpha_tensor_is_read_too(backend):
 BAD_GATES = {  # (alpha, step, k) -> message
     "k = 0": ((0.5, torch.tensor(3), 0), "k must be an int >= 1, got 0"),
     "k a bool": ((0.5, torch.tensor(3), True), "k must be an int >= 1, got True"),
+    "python int step": ((0.5, 3, 3), "step must be a one-element int64 tensor, got int"),
     "float step": ((0.5, torch.tensor(3.0), 3), "step must be a one-element int64 tensor, got torch.float32"),
     "int32 step": ((0.5, torch.tensor(3, dtype=torch.int32), 3), "step must be a one-element int64 tensor"),
     "two-element step": ((0.5, torch.tensor([3, 3]), 3), "step must be a one-element int64 tensor, got torch.int64 of shape (2,)"),
@@ -83,8 +84,9 @@ def test_bad_gate_is_rejected_before_writing(backend, case):
     assert_bitwise_equal(fast + slow, before)
 
 
-# The dispatcher takes True as 1, and sends a call holding a meta tensor to the Meta kernel.
-@pytest.mark.parametrize("case", [case for case in BAD_GATES if case not in ("k a bool", "step elsewhere")])
+# The dispatcher takes True as 1, refuses a Python int for a Tensor, and sends a call holding a
+# meta tensor to the Meta kernel.
+@pytest.mark.parametrize("case", [c for c in BAD_GATES if c not in ("k a bool", "python int step", "step elsewhere")])
 def test_native_op_rejects_bad_gates_with_the_same_words(case):
     if "cpu" not in ops.available_backends():
         pytest.skip("the C++ extension is not built")
