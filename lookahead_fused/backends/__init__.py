@@ -2,8 +2,9 @@
 in this process (and why not), and which one "auto" picks for a device.
 
 A backend is a module-like object with `sync_(fast, slow, alpha)`, `sync_on_step_(fast, slow,
-alpha_tensor, step, k)` and `swap_(a, b)`, called with one device per call. Most trust their inputs (ops.py checks the contract first); one whose
-`checks_contract` is true checks it itself, before writing, and offers `check_sync_args`.
+alpha_tensor, step, k)` and `swap_(a, b)`, called with one device per call. Most trust their
+inputs (ops.py checks the contract first); one whose `checks_contract` is true checks it itself,
+before writing, and offers `check_sync_args`.
 """
 
 from __future__ import annotations
