@@ -17,6 +17,11 @@ FAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 LOW_PRECISION_DTYPES = (torch.float16, torch.bfloat16)
 
 
+def opmath_dtype(slow_dtype: torch.dtype) -> torch.dtype:
+    """The dtype the contract computes a pair in: float64 for float64 slow, else float32."""
+    return torch.float64 if slow_dtype == torch.float64 else torch.float32
+
+
 def allowed_slow_dtypes(fast_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
     """Slow weights keep the fast dtype, or float32 for float16/bfloat16 fast weights."""
     if fast_dtype in LOW_PRECISION_DTYPES:

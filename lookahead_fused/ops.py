@@ -135,7 +135,8 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, ba
         return
     contract.check_sync_args(fast, slow, 0.0)
     if step.device.type == "cpu":  # host memory: read it, and spare the masked fallback its work
-        alpha = contract.check_alpha(float(alpha_tensor), where="lookahead_sync_: alpha")
+        if isinstance(alpha, torch.Tensor):  # a number was checked above
+            alpha = contract.check_alpha(float(alpha), where="lookahead_sync_: alpha")
         if int(step) % k == 0:
             _sync_by_device(fast, slow, alpha, backend)
         return

@@ -80,7 +80,7 @@ class Lookahead(Optimizer):
         # which only creates the slow weights, as the groups are already the inner's.
         super().__init__(optimizer.param_groups, defaults)
         self._constructing = False
-        backends.prepare(backend, {p.device.type for group in self.param_groups for p in group["params"]})
+        backends.prepare(backend, {p.device.type for p in self._params()})
 
     # -- the shared param_groups (see [NOTE: shared param_groups]) ---------------------------------
     @property
@@ -155,6 +155,10 @@ class Lookahead(Optimizer):
         if self.defaults["capturable"]:
             check_capturable_group(self.optimizer, group, self._step_count_tensor.device, where)
 
+    def _params(self) -> list[torch.Tensor]:
+        """Every param, group by group."""
+        return [p for group in self.param_groups for p in group["params"]]
+
     def slow_dtype_for(self, param: torch.Tensor) -> torch.dtype:
         slow_dtype = self.defaults["slow_dtype"]
         if slow_dtype is not None and param.dtype in contract.LOW_PRECISION_DTYPES:
@@ -203,7 +207,7 @@ class Lookahead(Optimizer):
             ops.lookahead_sync_on_step_(fast, slow, alpha_tensor, counter, self.k, backend=self.defaults["backend"])
         if self.pullback_momentum == "reset":
             syncs = counter % self.k == 0
-            for _, buffer in self._first_moments([p for group in self.param_groups for p in group["params"]]):
+            for _, buffer in self._first_moments(self._params()):
                 buffer.masked_fill_(syncs.to(buffer.device), 0)
         return loss
 
@@ -260,8 +264,7 @@ class Lookahead(Optimizer):
         for alpha, (fast, slow) in pairs.items():
             ops.run_checked_sync_(fast, slow, alpha, backend=backend)
         if self.pullback_momentum == "reset":
-            params = [p for group in self.param_groups for p in group["params"]]
-            for _, buffer in self._first_moments(params):
+            for _, buffer in self._first_moments(self._params()):
                 buffer.zero_()
 
     def _with_momentum_pairs(self, weight_pairs: dict, check: bool = True) -> dict:
@@ -296,7 +299,7 @@ class Lookahead(Optimizer):
         in place. The values it creates are placeholders for that load."""
         if self.optimizer.state:
             return
-        params = [p for group in self.param_groups for p in group["params"]]
+        params = self._params()
         held_grads = [p.grad for p in params]
         held_lrs = [group.get("lr") for group in self.param_groups]
         try:
@@ -318,7 +321,7 @@ class Lookahead(Optimizer):
         """With "pullback", a slow momentum (zero: the inner state at phi_0) for every first moment
         that has none yet, so a checkpoint has the same keys before and after the first sync."""
         if self.pullback_momentum == "pullback":
-            self._momentum_pairs([p for group in self.param_groups for p in group["params"]])
+            self._momentum_pairs(self._params())
 
     # -- evaluation with the slow weights ---------------------------------------------------------
     @contextlib.contextmanager
@@ -327,7 +330,7 @@ class Lookahead(Optimizer):
         on an exception. Same-dtype pairs are swapped in place; params with float32 slow weights are
         set from them (rounded) and restored from a copy of the params, not of the slow weights."""
         self._refuse_inside_slow_weights("slow_weights()")
-        params = [p for group in self.param_groups for p in group["params"]]
+        params = self._params()
         swapped = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype == p.dtype]
         widened = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype != p.dtype]
         backend = self.defaults["backend"]

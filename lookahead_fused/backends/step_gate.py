@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import torch
 
-
-def _opmath(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from ..contract import opmath_dtype
 
 
 def masked_sync_on_step_(fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
     syncs = step.reshape(()) % k == 0
     for f, s in zip(fast, slow):
-        opmath = _opmath(s.dtype)
+        opmath = opmath_dtype(s.dtype)
         w = alpha.reshape(()).to(opmath)
         so, fo = s.to(opmath), f.to(opmath)
         # [NOTE: two-sided lerp] the contract's formula, as torch.lerp evaluates it

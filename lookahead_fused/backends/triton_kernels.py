@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..contract import opmath_dtype
 from . import BackendUnavailable, group_pairs, triton_interpreting
 
 CHUNK_BITS = 40
@@ -131,14 +132,11 @@ def _alpha_tensor(device, dtype, alpha):
     return torch.tensor([alpha], dtype=dtype, device=device)
 
 
-def _opmath(slow_dtype):
-    return torch.float64 if slow_dtype == torch.float64 else torch.float32
-
 
 def _launch(group: _Group, block, warps, alpha, swap, gate=None):
     """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device."""
     global launch_count
-    opmath = _opmath(group.slow_dtype)
+    opmath = opmath_dtype(group.slow_dtype)
     if gate is None:
         alpha_tensor, step, k = _alpha_tensor(group.chunks.device, opmath, float(alpha)), group.chunks, 1
         side = _SMALL_ALPHA if abs(alpha) < 0.5 else _LARGE_ALPHA
