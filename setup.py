@@ -4,9 +4,12 @@
 
 With nvcc found (PATH or CUDA_HOME) it builds the CUDA kernels too, also on a machine without a
 GPU; otherwise a CPU-only extension. LOOKAHEAD_FUSED_BUILD=cuda|cpu|none forces a choice (none:
-pure Python). TORCH_CUDA_ARCH_LIST overrides the default archs "8.0;9.0+PTX". Package metadata is in
-pyproject.toml. The extension is optional: if it cannot be built the package still installs and
-runs on its pure-PyTorch backends (lookahead_fused.unavailable_backends() says why).
+pure Python, no kernels). TORCH_CUDA_ARCH_LIST overrides the default archs "8.0;9.0+PTX". Package
+metadata is in pyproject.toml.
+
+The kernels are the point of this package, so an install never drops them quietly: unless
+LOOKAHEAD_FUSED_BUILD=none asks for pure Python, a build that cannot see torch (pip's default
+build isolation) or whose compile fails stops with a message that says why and what to run.
 """
 
 import os
@@ -15,10 +18,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
-ROOT = Path(__file__).resolve().parent
+CPU_KERNEL = "the CPU kernel (baseline x86-64, plus AVX2/FMA/F16C chosen at run time)"
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+HOW_TO_INSTALL = (
+    "To build the kernels: install torch first, then `pip install --no-build-isolation .` (pip's default "
+    "build isolation hides the installed torch from this build); the CUDA kernels also need the CUDA "
+    "toolkit (nvcc on PATH or CUDA_HOME), LOOKAHEAD_FUSED_BUILD=cpu builds the CPU kernel alone. "
+    "LOOKAHEAD_FUSED_BUILD=none installs pure Python without any kernel (slower)."
+)
+TORCH_NOT_IMPORTABLE = "lookahead_fused: cannot build the kernels: torch is not importable here ({error}). " + HOW_TO_INSTALL
+BUILD_FAILED = "lookahead_fused: building the kernels ({kind}) failed: {error} (the compiler's output is above). " + HOW_TO_INSTALL
 
 
 def log(message):
@@ -72,10 +84,8 @@ def extensions():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
     try:
         from torch.utils import cpp_extension
-    except ImportError:
-        log("torch is not importable in the build environment: pure Python only "
-            "(install with pip install --no-build-isolation . to build the kernels)")
-        return [], {}
+    except ImportError as error:  # fail when the wheel is built, not when pip asks for metadata or an sdist
+        return [Extension("lookahead_fused._C", sources=[])], {"build_ext": refusing_build_ext(TORCH_NOT_IMPORTABLE.format(error=error))}
 
     sources = ["csrc/module.cpp", "csrc/contract.cpp", "csrc/plan.cpp", "csrc/cpu/sync_cpu.cpp"]
     cxx_flags = ["-O3"]
@@ -86,29 +96,38 @@ def extensions():
             "lookahead_fused._C",
             sources + ["csrc/cuda/sync_cuda.cu"],
             extra_compile_args={"cxx": cxx_flags + defines, "nvcc": ["-O3", "-lineinfo"] + defines},
-            optional=True,
         )
-        log(f"building the CUDA extension (CUDA_HOME={os.environ['CUDA_HOME']}, archs {archs})")
+        built = f"{CPU_KERNEL} and the CUDA kernels for archs {archs} (CUDA_HOME={os.environ['CUDA_HOME']})"
     else:
-        ext = cpp_extension.CppExtension("lookahead_fused._C", sources, extra_compile_args=cxx_flags, optional=True)
-        log("building the CPU-only extension (no nvcc found)")
-    return [ext], {"build_ext": optional_build_ext(cpp_extension.BuildExtension)}
+        ext = cpp_extension.CppExtension("lookahead_fused._C", sources, extra_compile_args=cxx_flags)
+        forced = os.environ.get("LOOKAHEAD_FUSED_BUILD", "auto").lower() == "cpu"
+        why = "LOOKAHEAD_FUSED_BUILD=cpu" if forced else "no CUDA toolkit found"
+        built = f"{CPU_KERNEL} only ({why})"
+    log(f"building {ext.name} ({kind}): {built}; about two minutes on two cores")
+    return [ext], {"build_ext": loud_build_ext(cpp_extension.BuildExtension, kind, built)}
 
 
-def optional_build_ext(base):
-    """BuildExtension that skips a failing optional extension with a message (setuptools' own
-    `optional` misses the errors that torch's ninja build raises)."""
+def loud_build_ext(base, kind, built):
+    """BuildExtension that stops the install with BUILD_FAILED when the compile fails, and says what it
+    built when it succeeds."""
 
-    class OptionalBuildExtension(base):
-        def build_extension(self, ext):
+    class LoudBuildExtension(base):
+        def build_extensions(self):
             try:
-                super().build_extension(ext)
-            except Exception as error:  # noqa: BLE001  (any build failure)
-                if not ext.optional or os.environ.get("LOOKAHEAD_FUSED_BUILD", "auto") != "auto":
-                    raise
-                log(f"building {ext.name} failed, installing without it (pure-PyTorch backends only): {error}")
+                super().build_extensions()
+            except Exception as error:  # noqa: BLE001  (any build failure: compiler check, ninja, linker)
+                raise SystemExit(BUILD_FAILED.format(kind=kind, error=error)) from error
+            log(f"built lookahead_fused._C: {built}")
 
-    return OptionalBuildExtension.with_options(use_ninja=bool(shutil.which("ninja")))
+    return LoudBuildExtension.with_options(use_ninja=bool(shutil.which("ninja")))
+
+
+def refusing_build_ext(message):
+    class RefusingBuildExtension(build_ext):
+        def run(self):
+            raise SystemExit(message)
+
+    return RefusingBuildExtension
 
 
 ext_modules, cmdclass = extensions()

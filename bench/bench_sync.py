@@ -1,14 +1,16 @@
-"""Time one Lookahead sync per backend on model-shaped parameter sets; compare with the memory floor.
+"""Time one Lookahead sync per backend on model-shaped parameter sets; compare with the memory limit.
 
-    python bench/bench_sync.py                      # quick default, about a minute on a 2-core CPU
+    python bench/bench_sync.py                      # the default, about two minutes on a 2-core CPU
     python bench/bench_sync.py --models gpt2-small --dtypes bf16+fp32 --reps 50 --json out.json
 
-Bytes a sync must move (../shared/DESIGN.md): numel * 2 * (fast bytes + slow bytes) per pair. The
-floor is those bytes at the bandwidth measured in the same run (timing.copy_bandwidth). Each
-backend's median time is reported with its GB/s, % of that bandwidth, its speed-up over
-"reference" (the per-tensor Python loop) and "foreach", and, on a GPU, kernel launches per sync.
-Sets smaller than a few times the cache are rotated between copies so the cache does not flatter
-them. Then the whole-step overhead of Lookahead over AdamW (step_overhead.py), and a PNG figure.
+Bytes a sync must move (docs/design.md, "Speed model"): numel * 2 * (fast bytes + slow bytes) per
+pair. Every backend of a case, and the two bandwidth timings (a large copy_ and a large in-place
+update), run in interleaved rounds (timing.py); each round gives a bandwidth, a floor (the case's
+bytes at that bandwidth), and each backend's % of that limit and speed-ups over "reference" (the
+per-tensor Python loop) and "foreach". Every figure is reported with its median, p10-p90 and
+min-max over the rounds. Sets smaller than a few times the cache are rotated between copies so the
+cache does not flatter them. Then the whole-step overhead of Lookahead over AdamW
+(step_overhead.py), warnings for figures that are noisy or beat their floor, and a PNG figure.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import itertools
 import json
 import math
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -27,7 +30,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import step_overhead  # noqa: E402
 from model_shapes import MODELS  # noqa: E402
-from timing import cache_bytes, copy_bandwidth, kernel_launches, median_seconds  # noqa: E402
+from timing import (  # noqa: E402
+    SPREAD_WARN_PCT,
+    bandwidth_per_round,
+    bandwidth_variants,
+    cache_bytes,
+    interleaved_rounds,
+    kernel_launches,
+    per_round,
+    rounds_for_budget,
+    summary,
+)
 
 from lookahead_fused import ops  # noqa: E402
 from lookahead_fused.backends import backends_for_device  # noqa: E402
@@ -38,6 +51,8 @@ DTYPES = {  # name -> (fast dtype, slow dtype)
     "bf16+fp32": (torch.bfloat16, torch.float32),
 }
 MAX_COPIES = 8
+SECONDS_PER_CASE = {"cpu": 8.0, "cuda": 4.0}
+ROUNDS = {"cpu": (7, 200), "cuda": (20, 500)}  # the fewest and the most rounds a case's budget may give
 
 
 def timed_backends(device_type: str) -> list[str]:
@@ -56,22 +71,13 @@ def make_set(shapes, fast_dtype, slow_dtype, device):
     return fast, slow
 
 
-def run_case(model, dtype_name, device, backends, reps, bandwidth) -> dict:
+def run_case(model, dtype_name, device, backends, rounds, budget_s) -> dict:
     shapes = MODELS[model]()
     fast_dtype, slow_dtype = DTYPES[dtype_name]
     nbytes = sync_bytes(shapes, fast_dtype, slow_dtype)
     copies = max(1, min(MAX_COPIES, math.ceil(4 * cache_bytes(device) / (nbytes / 2))))
     sets = [make_set(shapes, fast_dtype, slow_dtype, device) for _ in range(copies)]
-    case = {
-        "model": model,
-        "dtypes": dtype_name,
-        "tensors": len(shapes),
-        "params": sum(math.prod(s) for s in shapes),
-        "bytes_per_sync": nbytes,
-        "floor_ms": 1e3 * nbytes / bandwidth,
-        "rotated_copies": copies,
-        "backends": {},
-    }
+    variants = bandwidth_variants(device)
     for name in backends:
         rotation = itertools.cycle(sets)
 
@@ -79,50 +85,108 @@ def run_case(model, dtype_name, device, backends, reps, bandwidth) -> dict:
             fast, slow = next(rotation)
             ops.lookahead_sync_(fast, slow, 0.5, backend=name)
 
-        seconds = median_seconds(one_sync, device, reps)
-        case["backends"][name] = {
-            "ms": 1e3 * seconds,
-            "GB/s": nbytes / seconds / 1e9,
-            "pct_of_copy_bw": 100 * nbytes / seconds / bandwidth,
-            "launches_per_sync": kernel_launches(one_sync, device),
+        variants[name] = one_sync
+    rounds = rounds or rounds_for_budget(variants, device, budget_s, *ROUNDS[device.type])
+    samples = interleaved_rounds(variants, device, rounds)
+    bandwidth = bandwidth_per_round(samples)
+    floor = per_round(lambda bytes_per_second: nbytes / bytes_per_second, bandwidth)
+    case = {
+        "model": model,
+        "dtypes": dtype_name,
+        "tensors": len(shapes),
+        "params": sum(math.prod(s) for s in shapes),
+        "bytes_per_sync": nbytes,
+        "memory_bandwidth": summary(bandwidth, 1e-9, "GBps"),
+        "floor": summary(floor, 1e3, "ms"),
+        "rotated_copies": copies,
+        "backends": {},
+    }
+    for name in backends:
+        times = samples[name]
+        result = {
+            "time": summary(times, 1e3, "ms"),
+            "GB/s": nbytes / statistics.median(times) / 1e9,
+            "pct_of_bandwidth": summary(per_round(lambda f, t: 100 * f / t, floor, times)),
+            "launches_per_sync": kernel_launches(variants[name], device),
         }
-    for result in case["backends"].values():
         for base in ("reference", "foreach"):
-            if base in case["backends"]:
-                result[f"x_vs_{base}"] = case["backends"][base]["ms"] / result["ms"]
+            if base in samples:
+                result[f"x_vs_{base}"] = summary(per_round(lambda b, t: b / t, samples[base], times))
+        case["backends"][name] = result
     return case
 
 
+def span(figure: dict, unit: str = "", digits: int = 2) -> str:
+    """median [p10-p90] of a summary."""
+    suffix = f"_{unit}" if unit else ""
+    return f"{figure['median' + suffix]:.{digits}f} [{figure['p10' + suffix]:.{digits}f}-{figure['p90' + suffix]:.{digits}f}]"
+
+
 def print_table(cases, bandwidth, device_name):
-    print(f"\nLookahead sync, {device_name}, copy bandwidth {bandwidth / 1e9:.1f} GB/s (read+write)")
+    print(f"\nLookahead sync, {device_name}, memory bandwidth {span(bandwidth, 'GBps', 1)} GB/s (read+write; "
+          "median [p10-p90] of the cases' own)")  # fmt: skip
+    print("Each figure: median [p10-p90] over the rounds; 'rounds' is how many.")
     header = (
-        f"{'model':<13}{'dtypes':<11}{'tensors':>8}{'params':>13}{'floor ms':>10}  {'backend':<10}"
-        f"{'ms':>9}{'GB/s':>8}{'% bw':>7}{'x ref':>7}{'x foreach':>10}{'launches':>9}"
+        f"{'model':<13}{'dtypes':<11}{'tensors':>8}{'params':>13}{'floor ms':>22}  {'backend':<10}"
+        f"{'ms':>22}{'% of limit':>18}{'x reference':>20}{'x foreach':>20}{'rounds':>7}{'launches':>9}"
     )
     print(header)
     print("-" * len(header))
     for case in cases:
         for i, (name, r) in enumerate(case["backends"].items()):
             lead = (
-                f"{case['model']:<13}{case['dtypes']:<11}{case['tensors']:>8}{case['params']:>13,}{case['floor_ms']:>10.2f}"
+                f"{case['model']:<13}{case['dtypes']:<11}{case['tensors']:>8}{case['params']:>13,}"
+                f"{span(case['floor'], 'ms'):>22}"
                 if i == 0
-                else " " * 55
+                else " " * 67
             )
+            ratios = [span(r[key]) if key in r else "-" for key in ("x_vs_reference", "x_vs_foreach")]
             launches = "-" if r["launches_per_sync"] is None else str(r["launches_per_sync"])
             print(
-                f"{lead}  {name:<10}{r['ms']:>9.2f}{r['GB/s']:>8.1f}{r['pct_of_copy_bw']:>7.0f}"
-                f"{r.get('x_vs_reference', float('nan')):>7.2f}{r.get('x_vs_foreach', float('nan')):>10.2f}{launches:>9}"
+                f"{lead}  {name:<10}{span(r['time'], 'ms'):>22}{span(r['pct_of_bandwidth'], digits=0):>18}"
+                f"{ratios[0]:>20}{ratios[1]:>20}{r['time']['reps']:>7}{launches:>9}"
             )
 
 
 def print_overhead(rows, model):
-    print(f"\nWhole-step overhead of Lookahead (k={rows[0]['k']}) over AdamW alone, {model}, fp32:")
+    print(f"\nWhole-step overhead of Lookahead (k={rows[0]['k']}) over AdamW alone, {model}, fp32, "
+          f"median [p10-p90] over {rows[0]['overhead_pct']['reps']} rounds:")  # fmt: skip
     for r in rows:
         print(
-            f"  {r['inner']:<14} {r['lookahead']:<12} {r['k']} steps {r['k_steps_ms']:8.2f} ms, "
-            f"with Lookahead {r['k_steps_with_lookahead_ms']:8.2f} ms:"
-            f" overhead {r['overhead_pct']:5.1f} % (physical floor {r['floor_pct']:.1f} %)"
+            f"  {r['inner']:<14} {r['lookahead']:<12} {r['k']} steps {span(r['k_steps'], 'ms'):>24} ms, "
+            f"with Lookahead {span(r['k_steps_with_lookahead'], 'ms'):>24} ms: overhead {span(r['overhead_pct'], digits=1):>18} %"
+            f" (floors: {r['floor_pct']:.1f} % by bytes, {span(r['time_floor_pct'], digits=1)} % by time)"
         )
+
+
+def warnings_for(cases, overhead) -> list[str]:
+    """What a reader must not take at face value: a spread over SPREAD_WARN_PCT, or a figure that
+    beats its physical floor (a measurement error: the machine changed speed between timings, or
+    the cache served what the floor assumes comes from memory)."""
+    found = []
+    for case in cases:
+        where = f"{case['model']} {case['dtypes']}"
+        if case["memory_bandwidth"]["spread_pct"] > SPREAD_WARN_PCT:
+            found.append(f"{where}: the memory bandwidth varied by {case['memory_bandwidth']['spread_pct']:.0f} % between rounds")
+        for name, r in case["backends"].items():
+            if r["time"]["spread_pct"] > SPREAD_WARN_PCT:
+                found.append(f"{where} {name}: time spread {r['time']['spread_pct']:.0f} % (p10-p90 of the median): noisy")
+            if r["pct_of_bandwidth"]["median"] > 100:
+                found.append(f"{where} {name}: faster than the memory limit ({r['pct_of_bandwidth']['median']:.0f} %): "
+                             "the set was served from cache, or the bandwidth was measured low")  # fmt: skip
+    for r in overhead:
+        where = f"overhead {r['inner']} {r['lookahead']}"
+        if r["overhead_pct"]["spread_pct"] > SPREAD_WARN_PCT:
+            found.append(f"{where}: spread {r['overhead_pct']['spread_pct']:.0f} % of its median: noisy")
+        if r["overhead_pct"]["median"] < r["time_floor_pct"]["median"]:
+            found.append(f"{where}: {r['overhead_pct']['median']:.1f} % is below the time floor "
+                         f"{r['time_floor_pct']['median']:.1f} % (the sync's bytes at the measured bandwidth): "
+                         "a measurement error")  # fmt: skip
+        elif r["overhead_pct"]["median"] < r["floor_pct"]:
+            found.append(f"{where}: {r['overhead_pct']['median']:.1f} % is below the {r['floor_pct']:.1f} % byte floor: "
+                         "that floor assumes AdamW runs at the memory limit; this one runs slower, so the sync's "
+                         "share of the step is smaller")  # fmt: skip
+    return found
 
 
 def main(argv=None):
@@ -132,7 +196,10 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None, help="default: all that fit the device")
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["fp32", "bf16+fp32"])
     parser.add_argument("--backends", nargs="+", default=None, help="default: every backend available for the device")
-    parser.add_argument("--reps", type=int, default=None, help="timed repetitions per case (default: 5 CPU, 50 GPU)")
+    parser.add_argument("--reps", type=int, default=None,
+                        help="interleaved rounds per case (default: as many as fit in --seconds-per-case)")
+    parser.add_argument("--seconds-per-case", type=float, default=None,
+                        help=f"time budget of a case's rounds (default: {SECONDS_PER_CASE})")
     parser.add_argument("--overhead-model", choices=list(MODELS), default=None,
                         help="parameter set of the whole-step overhead (default: gpt2-small on a GPU, resnet50 on a CPU)")
     parser.add_argument("--no-overhead", action="store_true", help="skip the whole-step overhead")
@@ -140,7 +207,7 @@ def main(argv=None):
     args = parser.parse_args(argv)  # fmt: skip
 
     device = torch.device(args.device)
-    reps = args.reps or (50 if device.type == "cuda" else 5)
+    budget_s = args.seconds_per_case or SECONDS_PER_CASE[device.type]
     models = args.models or [m for m in MODELS if device.type == "cuda" or m != "decoder-1.3b"]
     backends = args.backends or timed_backends(device.type)
     device_name = (
@@ -149,28 +216,33 @@ def main(argv=None):
         else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     )
 
-    bandwidth = copy_bandwidth(device, reps)
     cases = []
     todo = list(itertools.product(models, args.dtypes))
     for n, (model, dtype_name) in enumerate(todo, 1):
         print(f"  [{n}/{len(todo)}] {model} {dtype_name} ...", file=sys.stderr, flush=True)
-        cases.append(run_case(model, dtype_name, device, backends, reps, bandwidth))
+        cases.append(run_case(model, dtype_name, device, backends, args.reps, budget_s))
+    bandwidth = summary([c["memory_bandwidth"]["median_GBps"] for c in cases], unit="GBps")  # across the cases
     print_table(cases, bandwidth, device_name)
     overhead = []
     if not args.no_overhead:
         overhead_model = args.overhead_model or ("gpt2-small" if device.type == "cuda" else "resnet50")
         print(f"  whole-step overhead on {overhead_model} ...", file=sys.stderr, flush=True)
-        overhead = step_overhead.measure(MODELS[overhead_model](), device, k=5, reps=reps)
+        overhead = step_overhead.measure(MODELS[overhead_model](), device, k=5, rounds=args.reps, budget_s=2 * budget_s)
         print_overhead(overhead, overhead_model)
+    warnings = warnings_for(cases, overhead)
+    if warnings:
+        print(f"\nWarnings ({len(warnings)}):")
+        print("\n".join(f"  - {w}" for w in warnings))
     report = {
         "date": datetime.date.today().isoformat(),
         "device": device_name,
         "torch": torch.__version__,
         "command": " ".join(["python", "bench/bench_sync.py", *(argv if argv is not None else sys.argv[1:])]),
-        "reps": reps,
-        "copy_bandwidth_GBps": bandwidth / 1e9,
+        "seconds_per_case": budget_s,
+        "memory_bandwidth_GBps": bandwidth,
         "cases": cases,
         "step_overhead": overhead,
+        "warnings": warnings,
     }
     if args.json:
         from plot import write_plot

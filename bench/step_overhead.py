@@ -1,19 +1,22 @@
 """Whole-step overhead: k inner AdamW steps with and without Lookahead on the same parameter set.
 
-The physical floor of the overhead is the sync's bytes over the bytes of k inner steps: AdamW
-reads param, grad, exp_avg, exp_avg_sq and writes param, exp_avg, exp_avg_sq (7 x 4 bytes per fp32
-param), the sync moves 16, so with k = 5 the floor is 16 / (5 x 28) = 11.4 %.
+Two floors. By bytes: AdamW reads param, grad, exp_avg, exp_avg_sq and writes param, exp_avg,
+exp_avg_sq (7 x 4 bytes per fp32 param), the sync moves 16, so with k = 5 the floor is
+16 / (5 x 28) = 11.4 %; it assumes AdamW runs at the memory limit. By time: the sync's bytes at the
+memory bandwidth measured in the same round, over the measured k plain steps; an overhead below it
+is a measurement error. Plain, host-branch and capturable steps of every inner AdamW and the two
+bandwidth timings run in interleaved rounds (timing.py); each ratio is taken per round.
 """
 
 from __future__ import annotations
 
-import itertools
+import functools
 import math
 
 import torch
 
 from lookahead_fused import Lookahead
-from timing import paired_median_seconds
+from timing import bandwidth_per_round, bandwidth_variants, interleaved_rounds, per_round, rounds_for_budget, summary
 
 ADAMW_BYTES_PER_PARAM = 7 * 4
 SYNC_BYTES_PER_PARAM = 16
@@ -36,35 +39,42 @@ def inner_variants(device: torch.device) -> dict[str, dict]:
     return variants
 
 
-def measure(shapes, device: torch.device, k: int, reps: int) -> list[dict]:
+def measure(shapes, device: torch.device, k: int, rounds: int | None = None, budget_s: float = 16.0) -> list[dict]:
     numel = sum(math.prod(s) for s in shapes)
     floor_pct = 100 * SYNC_BYTES_PER_PARAM / (k * ADAMW_BYTES_PER_PARAM)
+    variants = bandwidth_variants(device)
+    keys = []
+
+    def k_steps(opt):
+        for _ in range(k):
+            opt.step()
+
+    for name, options in inner_variants(device).items():
+        variants[name] = functools.partial(k_steps, torch.optim.AdamW(_params(shapes, device), lr=1e-4, **options))
+        # "capturable": the step-gated sync runs every step (what CUDA graphs and torch.compile run)
+        for mode in ("host branch", "capturable"):
+            capturable = mode == "capturable"
+            inner_options = dict(options, capturable=True) if capturable and device.type == "cuda" else options
+            wrapped = Lookahead(torch.optim.AdamW(_params(shapes, device), lr=1e-4, **inner_options), k=k, capturable=capturable)
+            variants[f"{name} + Lookahead {mode}"] = functools.partial(k_steps, wrapped)
+            keys.append((name, mode))
+    rounds = rounds or rounds_for_budget(variants, device, budget_s, 7, 200)
+    samples = interleaved_rounds(variants, device, rounds)
+    sync_floor = per_round(lambda bandwidth: numel * SYNC_BYTES_PER_PARAM / bandwidth, bandwidth_per_round(samples))
     rows = []
-    # "capturable": the step-gated sync runs every step (what CUDA graphs and torch.compile run)
-    for (name, options), mode in itertools.product(inner_variants(device).items(), ("host branch", "capturable")):
-        capturable = mode == "capturable"
-        inner_options = dict(options, capturable=True) if capturable and device.type == "cuda" else options
-        plain_params, wrapped_params = _params(shapes, device), _params(shapes, device)
-        plain = torch.optim.AdamW(plain_params, lr=1e-4, **inner_options)
-        wrapped = Lookahead(torch.optim.AdamW(wrapped_params, lr=1e-4, **inner_options), k=k, capturable=capturable)
-
-        def k_steps(opt):
-            for _ in range(k):
-                opt.step()
-
-        t_plain, t_wrapped = paired_median_seconds(
-            lambda opt=plain: k_steps(opt), lambda opt=wrapped: k_steps(opt), device, reps
-        )
+    for name, mode in keys:
+        plain, wrapped = samples[name], samples[f"{name} + Lookahead {mode}"]
         rows.append(
             {
                 "inner": name,
                 "lookahead": mode,
                 "params": numel,
                 "k": k,
-                "k_steps_ms": 1e3 * t_plain,
-                "k_steps_with_lookahead_ms": 1e3 * t_wrapped,
-                "overhead_pct": 100 * (t_wrapped - t_plain) / t_plain,
+                "k_steps": summary(plain, 1e3, "ms"),
+                "k_steps_with_lookahead": summary(wrapped, 1e3, "ms"),
+                "overhead_pct": summary(per_round(lambda p, w: 100 * (w - p) / p, plain, wrapped)),
                 "floor_pct": floor_pct,
+                "time_floor_pct": summary(per_round(lambda f, p: 100 * f / p, sync_floor, plain)),
             }
         )
     return rows

@@ -1,56 +1,113 @@
-"""How the benchmarks time things: medians over repetitions (CUDA events on a GPU), the memory
-bandwidth the floor is measured against, and kernel launches counted with the profiler."""
+"""How the benchmarks time things.
+
+Variants that are compared are timed in interleaved rounds: every round runs each variant once, in
+an order that rotates from round to round, so that drift in a shared machine (another process, the
+clock, the page cache) hits every variant alike. A ratio between two variants is computed per round
+and then summarised, so it carries its own spread. Every figure is summarised by `summary`: median,
+min, max, p10, p90 and the number of rounds. CUDA events time a GPU; perf_counter a CPU.
+"""
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
+from collections.abc import Callable, Sequence
 
 import torch
 
+SPREAD_WARN_PCT = 10.0  # a figure whose p10-p90 range exceeds this % of its median is flagged
+BANDWIDTH_BUFFER_BYTES = 512 * 2**20
 
-def median_seconds(fn, device: torch.device, reps: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
+
+def time_once(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds one call of fn takes (on a GPU, between CUDA events on the current stream)."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved_rounds(
+    variants: dict[str, Callable[[], object]], device: torch.device, rounds: int, warmup: int = 2
+) -> dict[str, list[float]]:
+    """Seconds of each variant in each round; round r starts at variant r mod len(variants)."""
+    names = list(variants)
+    for name in names:
+        for _ in range(warmup):
+            variants[name]()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        times = []
-        for _ in range(reps):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        return statistics.median(times)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(time_once(variants[name], device))
+    return samples
 
 
-def paired_median_seconds(fn_a, fn_b, device: torch.device, reps: int) -> tuple[float, float]:
-    """Medians of fn_a and fn_b timed in alternation, so that drift in the machine hits both alike."""
-    a, b = [], []
-    for _ in range(reps):
-        a.append(median_seconds(fn_a, device, 1, warmup=0 if a else 2))
-        b.append(median_seconds(fn_b, device, 1, warmup=0 if b else 2))
-    return statistics.median(a), statistics.median(b)
+def rounds_for_budget(
+    variants: dict[str, Callable[[], object]], device: torch.device, budget_s: float, least: int, most: int
+) -> int:
+    """How many rounds fit in budget_s, from one timed round (which also warms every variant up),
+    but at least `least` and at most `most`."""
+    one_round = sum(time_once(fn, device) for fn in variants.values())
+    return max(least, min(most, math.floor(budget_s / max(one_round, 1e-9))))
 
 
-def copy_bandwidth(device: torch.device, reps: int, nbytes: int = 512 * 2**20) -> float:
-    """Bytes per second (read plus write) of the faster of a large copy_ and a large in-place update.
+def _percentile(ordered: Sequence[float], q: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default)."""
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summary(values: Sequence[float], scale: float = 1.0, unit: str = "") -> dict:
+    """median, min, max, p10, p90 (times `scale`, keys suffixed `_unit`), reps, and spread_pct: the
+    p10-p90 range in % of the median."""
+    ordered = sorted(v * scale for v in values)
+    suffix = f"_{unit}" if unit else ""
+    median = statistics.median(ordered)
+    p10, p90 = _percentile(ordered, 0.1), _percentile(ordered, 0.9)
+    return {
+        f"median{suffix}": median,
+        f"min{suffix}": ordered[0],
+        f"max{suffix}": ordered[-1],
+        f"p10{suffix}": p10,
+        f"p90{suffix}": p90,
+        "reps": len(ordered),
+        "spread_pct": 100 * (p90 - p10) / abs(median) if median else math.inf,
+    }
+
+
+def per_round(fn: Callable[..., float], *series: Sequence[float]) -> list[float]:
+    """fn applied round by round to aligned series of samples (a ratio, a floor, ...)."""
+    return [fn(*values) for values in zip(*series, strict=True)]
+
+
+def bandwidth_variants(device: torch.device, nbytes: int = BANDWIDTH_BUFFER_BYTES) -> dict[str, Callable[[], object]]:
+    """The two timings the memory bandwidth is taken from, as variants to put in every round: a large
+    copy_ and a large in-place update, each reading and writing nbytes."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src).copy_(src)
+    return {"bandwidth: copy_": lambda: dst.copy_(src), "bandwidth: in-place": lambda: dst.mul_(1.0)}
+
+
+def bandwidth_per_round(samples: dict[str, list[float]], nbytes: int = BANDWIDTH_BUFFER_BYTES) -> list[float]:
+    """Bytes per second (read plus write) in each round: the faster of the copy_ and the in-place update.
 
     On a CPU a copy_ also reads every destination line before writing it (write-allocate), which an
-    in-place update such as the sync does not pay, so copy_ alone would understate the floor there.
+    in-place update such as the sync does not pay, so copy_ alone would understate the limit there.
     """
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
-    dst = torch.empty_like(src)
-    copy = median_seconds(lambda: dst.copy_(src), device, reps)
-    in_place = median_seconds(lambda: dst.mul_(1.0), device, reps)
-    return 2 * nbytes / min(copy, in_place)
+    return per_round(lambda copy, in_place: 2 * nbytes / min(copy, in_place),
+                     samples["bandwidth: copy_"], samples["bandwidth: in-place"])  # fmt: skip
 
 
 def cache_bytes(device: torch.device) -> int:

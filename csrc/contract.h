@@ -1,4 +1,4 @@
-// The op contract of DESIGN.md checked in C++, before anything is written. The messages match
+// The op contract of docs/design.md checked in C++, before anything is written. The messages match
 // lookahead_fused/contract.py word for word, so one set of tests covers every backend.
 #pragma once
 

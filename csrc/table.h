@@ -1,5 +1,5 @@
 // The tensor table a fused sync or swap walks: plain data, no torch headers, so that the CUDA
-// translation unit stays light (see DESIGN.md, "Builds and tests").
+// translation unit stays light (see docs/design.md, "Builds").
 //
 // [NOTE: table layout] One int64 array, built once per parameter set (plan.cpp) and reused:
 //   per tensor pair t, kEntryWords words: fast address, slow address, numel, meta

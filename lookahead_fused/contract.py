@@ -1,4 +1,4 @@
-"""The op contract of ../shared/DESIGN.md, checked before any backend writes an element.
+"""The op contract of docs/design.md, checked before any backend writes an element.
 
 Every check raises before anything is modified, naming the pair index and what is wrong, so a
 rejected call changes nothing. The checks are stricter than "valid for torch.lerp" on purpose:

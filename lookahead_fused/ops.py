@@ -81,7 +81,7 @@ def lookahead_sync_(
 ) -> None:
     """For every pair: slow <- lerp(slow, fast, alpha) in opmath; fast <- slow (cast to fast's dtype).
 
-    See ../shared/DESIGN.md, "The op contract". Raises TypeError/ValueError naming the pair and the
+    See docs/design.md, "The op contract". Raises TypeError/ValueError naming the pair and the
     problem, or BackendUnavailable for an explicit backend that cannot run here, before writing.
     """
     alpha = _check_call(fast, slow, alpha, backend)

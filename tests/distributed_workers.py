@@ -4,6 +4,7 @@ the test checks to `out_dir` from rank 0; ranks compare themselves with each oth
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -45,6 +46,28 @@ def _init(rank, world, init_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
 
 
+def _finish():
+    """End a worker that succeeded, without finalizing the interpreter.
+
+    [NOTE: worker exit] A gloo process group runs each collective on its own "pt_gloo_runloop"
+    thread, and that thread drops its reference to the finished work (and to the work's tensors) a
+    moment after the caller has seen the result. A tensor that Python has seen owns a PyObject, so
+    dropping the last C++ reference to it takes the GIL. If the main thread has meanwhile returned
+    and Python is finalizing, taking the GIL makes that thread pthread_exit from inside the work's
+    noexcept destructor: std::terminate, "terminate called without an active exception", SIGABRT
+    (seen 1 exit in 15 with gdb: ~AsyncAllgatherWork -> decref_pyobject -> take_gil ->
+    PyThread_exit_thread). destroy_process_group() does not join those threads while a DDP or FSDP
+    module still holds the group. So a worker waits for every rank (a barrier: no rank leaves while
+    another still talks to it), destroys the group, and leaves with os._exit, so no finalization
+    races the runloop threads. An exception still propagates to torch.multiprocessing.spawn.
+    """
+    dist.barrier()
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _same_on_every_rank(tensors) -> bool:
     for t in tensors:
         gathered = [torch.empty_like(t) for _ in range(dist.get_world_size())]
@@ -64,7 +87,7 @@ def ddp_worker(rank, world, init_file, out_dir, steps):
     identical = _same_on_every_rank(params + slow)
     if rank == 0:
         torch.save({"params": params, "identical": identical, "step": opt.step_count}, os.path.join(out_dir, "ddp.pt"))
-    dist.destroy_process_group()
+    _finish()
 
 
 def fsdp2_worker(rank, world, init_file, out_dir, steps):
@@ -149,7 +172,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps):
             },
             os.path.join(out_dir, "fsdp2.pt"),
         )
-    dist.destroy_process_group()
+    _finish()
 
 
 def snippet_worker(rank, world, init_file, out_dir, code):
@@ -157,4 +180,4 @@ def snippet_worker(rank, world, init_file, out_dir, code):
     _init(rank, world, init_file)
     os.chdir(out_dir)
     exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
-    dist.destroy_process_group()
+    _finish()

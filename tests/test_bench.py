@@ -10,6 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import bench_sync  # noqa: E402
+import timing  # noqa: E402
 import step_overhead  # noqa: E402
 from model_shapes import MODELS  # noqa: E402
 
@@ -36,30 +37,72 @@ def test_bytes_per_sync_follow_the_design():
     assert bench_sync.sync_bytes(shapes, torch.bfloat16, torch.bfloat16) == 35 * 8
 
 
+def assert_is_summary(figure, unit=""):
+    suffix = f"_{unit}" if unit else ""
+    low, p10, median, p90, high = (figure[k + suffix] for k in ("min", "p10", "median", "p90", "max"))
+    assert low <= p10 <= median <= p90 <= high
+    assert figure["reps"] >= 1
+    assert figure["spread_pct"] == pytest.approx(100 * (p90 - p10) / abs(median))
+
+
+def test_summary_of_known_values():
+    figure = timing.summary([4.0, 1.0, 3.0, 2.0, 5.0], scale=1e3, unit="ms")
+    assert figure == {"median_ms": 3000.0, "min_ms": 1000.0, "max_ms": 5000.0, "p10_ms": pytest.approx(1400.0),
+                      "p90_ms": pytest.approx(4600.0), "reps": 5, "spread_pct": pytest.approx(100 * 3200 / 3000)}  # fmt: skip
+
+
+def test_rounds_interleave_in_rotating_order():
+    calls = []
+    variants = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    samples = timing.interleaved_rounds(variants, torch.device("cpu"), rounds=3, warmup=1)
+    assert calls == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {name: len(times) for name, times in samples.items()} == {"a": 3, "b": 3, "c": 3}
+
+
 def test_tiny_run_writes_a_complete_report(tmp_path, capsys):
     out = tmp_path / "report.json"
-    bench_sync.main(["--device", "cpu", "--models", "resnet50", "--dtypes", "bf16+fp32", "--reps", "1", "--no-overhead",
+    bench_sync.main(["--device", "cpu", "--models", "resnet50", "--dtypes", "bf16+fp32", "--reps", "2", "--no-overhead",
                      "--json", str(out)])  # fmt: skip
     report = json.loads(out.read_text())
-    assert {"date", "device", "torch", "command", "reps", "copy_bandwidth_GBps", "cases", "step_overhead"} <= set(report)
+    assert {"date", "device", "torch", "command", "memory_bandwidth_GBps", "cases", "step_overhead", "warnings"} <= set(report)
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (case,) = report["cases"]
     assert case["bytes_per_sync"] == 25_557_032 * 12
+    assert_is_summary(case["floor"], "ms")
+    assert_is_summary(case["memory_bandwidth"], "GBps")
     assert set(case["backends"]) >= {"reference", "foreach"}
     for result in case["backends"].values():
-        assert result["ms"] > 0
-        assert result["GB/s"] == pytest.approx(case["bytes_per_sync"] / result["ms"] / 1e6)
-    assert case["backends"]["reference"]["x_vs_reference"] == pytest.approx(1.0)
+        assert_is_summary(result["time"], "ms")
+        assert result["time"]["reps"] == 2
+        assert result["GB/s"] == pytest.approx(case["bytes_per_sync"] / result["time"]["median_ms"] / 1e6)
+        for figure in ("pct_of_bandwidth", "x_vs_reference", "x_vs_foreach"):
+            assert_is_summary(result[figure])
+    reference = case["backends"]["reference"]["x_vs_reference"]
+    assert reference["min"] == reference["max"] == 1.0  # each round's ratio to itself
     assert case["backends"]["reference"]["launches_per_sync"] is None  # none to count on a CPU
     assert "resnet50" in capsys.readouterr().out
 
 
-def test_step_overhead_rows_and_floor():
-    rows = step_overhead.measure([(64, 32), (64,)], torch.device("cpu"), k=5, reps=2)
+def test_step_overhead_rows_and_floors():
+    rows = step_overhead.measure([(64, 32), (64,)], torch.device("cpu"), k=5, rounds=3)
     assert [r["inner"] for r in rows][0] == "AdamW foreach"
     assert {r["lookahead"] for r in rows} == {"host branch", "capturable"}
     for r in rows:
         assert r["floor_pct"] == pytest.approx(100 * 16 / (5 * 28))
-        assert r["k_steps_ms"] > 0 and r["k_steps_with_lookahead_ms"] > 0
-        expected = 100 * (r["k_steps_with_lookahead_ms"] - r["k_steps_ms"]) / r["k_steps_ms"]
-        assert r["overhead_pct"] == pytest.approx(expected)
+        for figure, unit in (("k_steps", "ms"), ("k_steps_with_lookahead", "ms"), ("overhead_pct", ""), ("time_floor_pct", "")):
+            assert_is_summary(r[figure], unit)
+            assert r[figure]["reps"] == 3
+
+
+def test_warnings_name_noise_and_figures_below_their_floor():
+    steady = {"median": 1.0, "p10": 1.0, "p90": 1.0, "spread_pct": 0.0}
+    case = {"model": "m", "dtypes": "fp32", "memory_bandwidth": {**steady, "spread_pct": 25.0},
+            "backends": {"cpu": {"time": {"spread_pct": 30.0}, "pct_of_bandwidth": {"median": 120.0}}}}  # fmt: skip
+    row = {"inner": "AdamW fused", "lookahead": "host branch", "floor_pct": 11.4,
+           "overhead_pct": {"median": 3.0, "spread_pct": 5.0}, "time_floor_pct": {"median": 5.0}}  # fmt: skip
+    found = bench_sync.warnings_for([case], [row])
+    assert len(found) == 4
+    assert "bandwidth varied by 25 %" in found[0]
+    assert "time spread 30 %" in found[1]
+    assert "faster than the memory limit (120 %)" in found[2]
+    assert "below the time floor 5.0 %" in found[3]

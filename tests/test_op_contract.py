@@ -1,5 +1,5 @@
 """lookahead_sync_ and swap_ against the float64 evaluation of the contract and its exact invariants
-(../shared/DESIGN.md, "The op contract"), for every backend usable here."""
+(docs/design.md, "The op contract"), for every backend usable here."""
 
 import math
 
