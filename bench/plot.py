@@ -7,6 +7,7 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -72,6 +73,8 @@ def write_plot(report: dict, path) -> None:
         _grouped_bars(ax, cases, others, colors, lambda r, key=f"x_vs_{base}": r.get(key))
         ax.axhline(1, color="black", linestyle="--", label=f"as fast as {base}")
         ax.set_yscale("log")
+        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+            axis(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}x"))
         ax.set_ylabel(f"time of {base} / time of the backend (log)")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7)

@@ -55,8 +55,10 @@ def interleaved_rounds(
 def rounds_for_budget(
     variants: dict[str, Callable[[], object]], device: torch.device, budget_s: float, least: int, most: int
 ) -> int:
-    """How many rounds fit in budget_s, from one timed round (which also warms every variant up),
-    but at least `least` and at most `most`."""
+    """How many rounds fit in budget_s, from one timed round after a warm-up call of each variant (a
+    first call pays for plans, page faults and caches), but at least `least` and at most `most`."""
+    for fn in variants.values():
+        fn()
     one_round = sum(time_once(fn, device) for fn in variants.values())
     return max(least, min(most, math.floor(budget_s / max(one_round, 1e-9))))
 

@@ -163,6 +163,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     info["cpu_kernel_isa"] = cpu_kernel_isa();
     return info;
   });
+  m.def("cpu_parallel_threads", &cpu_parallel_threads,
+        "How many threads the CPU kernel's at::parallel_for uses for this many one-task chunks.");
   m.def("check_sync_args", [](const std::vector<at::Tensor>& fast, const std::vector<at::Tensor>& slow) {
     check_sync_args(fast, slow);
   }, "Raise ValueError, as lookahead_sync_ would, if the pairs break the op contract; write nothing.");

@@ -9,7 +9,7 @@ from itertools import chain
 import torch
 
 
-def _dtensor_type():
+def dtensor_type():
     if not torch.distributed.is_available():
         return None
     from torch.distributed.tensor import DTensor
@@ -20,7 +20,7 @@ def _dtensor_type():
 def local_shards(first, second, *, op: str):
     """(first, second) with every DTensor replaced by its local shard; ValueError for a pair that
     mixes a DTensor with a plain tensor, or DTensors laid out differently. Plain lists pass as they are."""
-    dtensor = _dtensor_type()
+    dtensor = dtensor_type()
     if dtensor is None or not any(isinstance(t, dtensor) for t in chain(first, second)):
         return first, second
     names = ("fast", "slow") if op == "lookahead_sync_" else ("first", "second")

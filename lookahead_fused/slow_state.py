@@ -5,19 +5,57 @@ from __future__ import annotations
 import torch
 
 from . import contract
+from .sharded import dtensor_type
 
 ALPHA_KEY = "lookahead_alpha"  # a param group may carry its own alpha under this key
 SLOW_PARAM = "slow_param"  # the slow weight of a param (optimizer.state[p])
 SLOW_MOMENTUM = "slow_momentum"  # the slow copy of its first-moment buffer, for "pullback"
 
 
+VECTOR_BYTES = 16  # the fused kernels' vector width (kVecBytes in csrc/table.h)
+
+
+def _vector_head(address: int, element_size: int) -> int | None:
+    """The first element index at which `address` reaches a VECTOR_BYTES boundary (None: never)."""
+    if address % element_size:
+        return None
+    return (-address % VECTOR_BYTES) // element_size
+
+
+def in_phase(tensor: torch.Tensor, like: torch.Tensor) -> bool:
+    """Whether `tensor` reaches a 16-byte boundary at the element where `like` does (or `like` never does).
+
+    [NOTE: slow weights in phase] The fused kernels run a pair with 16-byte vectors only from the
+    element at which both tensors are 16-byte aligned; a pair that never gets there runs scalar, at a
+    fraction of the bandwidth. A param that is a view at an odd offset (a flat-param buffer, bucketed
+    params) would never line up with a slow weight allocated at offset 0, so slow weights and slow
+    momenta are allocated at the same phase as their fast tensor.
+    """
+    if torch.compiler.is_compiling():
+        return True  # traced code has no addresses; the eager steps before it placed the tensors
+    dtensor = dtensor_type()
+    if dtensor is not None and isinstance(like, dtensor):
+        return True  # a DTensor's data_ptr is not its shard's; the shards are allocations of their own
+    head = _vector_head(like.data_ptr(), like.element_size())
+    return head is None or _vector_head(tensor.data_ptr() + head * tensor.element_size(), tensor.element_size()) == 0
+
+
 def copy_as(tensor: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A new tensor holding `tensor`'s values in `dtype`, with the device and memory order of `like`."""
-    return torch.empty_like(like, dtype=dtype, memory_format=torch.preserve_format).copy_(tensor)
+    """A new tensor holding `tensor`'s values in `dtype`, with the device and memory order of `like`,
+    and in its 16-byte phase ([NOTE: slow weights in phase])."""
+    template = torch.empty_like(like, dtype=dtype, memory_format=torch.preserve_format)
+    if in_phase(template, like) or not contract.is_non_overlapping_and_dense(template):
+        return template.copy_(tensor)
+    element = template.element_size()
+    head = _vector_head(like.data_ptr(), like.element_size())
+    offset = (-head * element % VECTOR_BYTES) // element  # the allocator aligns storages to >= 16 bytes
+    storage = torch.empty(template.numel() + offset, dtype=dtype, device=template.device)
+    return storage.as_strided(template.shape, template.stride(), offset).copy_(tensor)
 
 
 def rehome(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """`tensor` itself, or a copy moved to `like`'s device and memory order (after model.to(), a load)."""
-    if tensor.device == like.device and contract.same_layout(tensor, like):
+    """`tensor` itself, or a copy moved to `like`'s device, memory order and 16-byte phase (after
+    model.to(), a load)."""
+    if tensor.device == like.device and contract.same_layout(tensor, like) and in_phase(tensor, like):
         return tensor
     return copy_as(tensor, like, tensor.dtype)

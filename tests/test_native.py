@@ -119,3 +119,13 @@ def test_package_works_without_the_extension():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_cpu_kernel_runs_on_several_threads():
+    """[NOTE: OpenMP] in csrc/cpu/sync_cpu.cpp: without OpenMP in the build, every chunk runs on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert _C.cpu_parallel_threads(64) == 2
+    finally:
+        torch.set_num_threads(threads)

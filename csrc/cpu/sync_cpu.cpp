@@ -1,5 +1,6 @@
 #include "sync_cpu.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -152,6 +153,16 @@ ChunkRunner chunk_runner() {
 }  // namespace
 
 const char* cpu_kernel_isa() { return chunk_runner() == &run_chunk_avx2 ? "avx2" : "baseline"; }
+
+// [NOTE: OpenMP] at::parallel_for is header code: in a torch built with OpenMP its parallel region
+// is an `omp parallel` pragma compiled into this translation unit, which a compiler without
+// -fopenmp ignores silently, and every chunk then runs on one thread. setup.py and CMakeLists.txt
+// compile with OpenMP; this probe, compiled beside run_cpu, lets a test see the threads it gets.
+int64_t cpu_parallel_threads(int64_t tasks) {
+  std::atomic<uint64_t> seen{0};
+  at::parallel_for(0, tasks, 1, [&](int64_t, int64_t) { seen |= uint64_t(1) << (at::get_thread_num() % 64); });
+  return __builtin_popcountll(seen.load());
+}
 
 void run_cpu(const Plan& plan, TableOp op, double alpha) {
   TableView table = plan.host_view();

@@ -17,6 +17,7 @@ namespace {
 
 constexpr int kThreads = 256;  // >= the elements of one vector step, so one pass covers head and tail
 constexpr int kUnroll = 4;     // vector steps in flight per thread: loads first, then math and stores
+constexpr int kMinBlocksPerSM = 2;  // caps registers at 128 a thread: two blocks of 256 threads fit an SM
 
 __device__ __forceinline__ float widen(float v) { return v; }
 __device__ __forceinline__ double widen(double v) { return v; }
@@ -41,6 +42,25 @@ struct alignas(16) Pack {
   T v[kSize];
 };
 
+// [NOTE: streaming accesses] Every element is read once and written once, so the vector body uses
+// the evict-first global loads and stores (ld.global.cs / st.global.cs): global-space accesses
+// (plain dereferences of pointers taken from the int64 table compile to generic LD/ST) that do not
+// push the rest of the working set out of L2.
+template <typename T>
+__device__ __forceinline__ Pack<T> load_pack(const T* at) {
+  const uint4 raw = __ldcs(reinterpret_cast<const uint4*>(at));
+  Pack<T> pack;
+  __builtin_memcpy(&pack, &raw, sizeof pack);
+  return pack;
+}
+
+template <typename T>
+__device__ __forceinline__ void store_pack(T* at, const Pack<T>& pack) {
+  uint4 raw;
+  __builtin_memcpy(&raw, &pack, sizeof raw);
+  __stcs(reinterpret_cast<uint4*>(at), raw);
+}
+
 template <typename F, typename S>
 struct Step {  // one vector step: kVecBytes of fast and the same elements of slow
   static constexpr int kElems = Pack<F>::kSize;
@@ -48,15 +68,15 @@ struct Step {  // one vector step: kVecBytes of fast and the same elements of sl
   Pack<F> fast;
   Pack<S> slow[kSlowPacks];
   __device__ __forceinline__ void load(const F* f, const S* s) {
-    fast = *reinterpret_cast<const Pack<F>*>(f);
+    fast = load_pack(f);
 #pragma unroll
-    for (int k = 0; k < kSlowPacks; ++k) slow[k] = reinterpret_cast<const Pack<S>*>(s)[k];
+    for (int k = 0; k < kSlowPacks; ++k) slow[k] = load_pack(s + k * Pack<S>::kSize);
   }
   __device__ __forceinline__ S& slow_at(int j) { return slow[j / Pack<S>::kSize].v[j % Pack<S>::kSize]; }
   __device__ __forceinline__ void store(F* f, S* s) const {
-    *reinterpret_cast<Pack<F>*>(f) = fast;
+    store_pack(f, fast);
 #pragma unroll
-    for (int k = 0; k < kSlowPacks; ++k) reinterpret_cast<Pack<S>*>(s)[k] = slow[k];
+    for (int k = 0; k < kSlowPacks; ++k) store_pack(s + k * Pack<S>::kSize, slow[k]);
   }
 };
 
@@ -122,22 +142,34 @@ __device__ void run_range(F* __restrict__ fast, S* __restrict__ slow, int64_t lo
   const int64_t vector_hi = vector_lo + steps * V;
   if (tid < vector_lo - lo) op.element(fast[lo + tid], slow[lo + tid]);
   if (tid < hi - vector_hi) op.element(fast[vector_hi + tid], slow[vector_hi + tid]);
-  for (int64_t base = tid; base < steps; base += int64_t(kThreads) * kUnroll) {
+  // [NOTE: unrolled body] Whole groups of kUnroll steps first, with no bounds test inside: all the
+  // loads of a group are issued before any math, and no step is loaded under a condition (a step
+  // left uninitialised on some path kept every dtype path's registers live together: 255 registers
+  // and a 280-352-byte stack). The at most kUnroll - 1 steps left to a thread run one at a time.
+  const int64_t stride = int64_t(kThreads) * kUnroll;
+  int64_t base = tid;
+  for (; base + int64_t(kUnroll - 1) * kThreads < steps; base += stride) {
     StepT step[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      int64_t k = base + int64_t(u) * kThreads;
-      if (k < steps) step[u].load(fast + vector_lo + k * V, slow + vector_lo + k * V);
+      const int64_t at = vector_lo + (base + int64_t(u) * kThreads) * V;
+      step[u].load(fast + at, slow + at);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      int64_t k = base + int64_t(u) * kThreads;
-      if (k < steps) {
+      const int64_t at = vector_lo + (base + int64_t(u) * kThreads) * V;
 #pragma unroll
-        for (int j = 0; j < V; ++j) op.element(step[u].fast.v[j], step[u].slow_at(j));
-        step[u].store(fast + vector_lo + k * V, slow + vector_lo + k * V);
-      }
+      for (int j = 0; j < V; ++j) op.element(step[u].fast.v[j], step[u].slow_at(j));
+      step[u].store(fast + at, slow + at);
     }
+  }
+  for (int64_t k = base; k < steps; k += kThreads) {
+    StepT step;
+    const int64_t at = vector_lo + k * V;
+    step.load(fast + at, slow + at);
+#pragma unroll
+    for (int j = 0; j < V; ++j) op.element(step.fast.v[j], step.slow_at(j));
+    step.store(fast + at, slow + at);
   }
 }
 
@@ -148,7 +180,7 @@ __device__ __forceinline__ void run_pair(const int64_t* entry, int64_t lo, int64
 
 // Grid-stride over the chunks of every pair; each chunk's dtype pair is uniform over its block.
 template <typename Gate>
-__global__ void __launch_bounds__(kThreads) table_kernel(const int64_t* __restrict__ words, int64_t num_pairs,
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM) table_kernel(const int64_t* __restrict__ words, int64_t num_pairs,
                                                          int64_t num_chunks, Gate gate) {
   if (gate.skips()) return;
   const auto op = gate.resolved();

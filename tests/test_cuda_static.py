@@ -1,0 +1,107 @@
+"""The CUDA kernels as built, read without a GPU: cuobjdump (shipped in the triton wheel) lists every
+kernel of every arch in the extension. Each must use no stack (no spills), few enough registers
+for two blocks of 256 threads per SM, 128-bit global loads and stores, and in its unrolled body
+issue all the loads of a group before any math ([NOTE: unrolled body] in csrc/cuda/sync_cuda.cu)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+_C = pytest.importorskip("lookahead_fused._C", reason="the C++ extension is not built")
+pytestmark = pytest.mark.skipif(not _C.build_info()["cuda"], reason="the extension was built without CUDA kernels")
+
+THREADS_PER_BLOCK = 256
+REGISTERS_PER_SM = 65536
+MIN_BLOCKS_PER_SM = 2
+UNROLL = 4
+MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
+
+
+def cuobjdump() -> str:
+    try:
+        import triton
+    except ImportError:
+        triton = None
+    candidates = [Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"] if triton else []
+    candidates.append(Path(shutil.which("cuobjdump") or "/nonexistent"))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    pytest.skip("no cuobjdump (it ships in the triton wheel and the CUDA toolkit)")
+
+
+def dump(flag: str) -> str:
+    return subprocess.run([cuobjdump(), flag, _C.__file__], capture_output=True, text=True, check=True).stdout
+
+
+def resource_usage() -> list[tuple[str, str, int, int]]:
+    """(arch, kernel, registers, stack bytes) for every kernel in the extension."""
+    rows, arch = [], None
+    lines = dump("-res-usage").splitlines()
+    for line, following in zip(lines, lines[1:] + [""]):
+        if m := re.search(r"arch = (sm_\d+)", line):
+            arch = m.group(1)
+        if m := re.search(r"Function (\S+):", line):
+            usage = re.search(r"REG:(\d+) STACK:(\d+)", following)
+            rows.append((arch, m.group(1), int(usage.group(1)), int(usage.group(2))))
+    return rows
+
+
+def sass_functions() -> dict[tuple[str, str], list[str]]:
+    """The SASS opcodes of every kernel, by (arch, kernel)."""
+    functions, arch, name = {}, None, None
+    for line in dump("-sass").splitlines():
+        if m := re.search(r"arch = (sm_\d+)", line):
+            arch = m.group(1)
+        elif m := re.search(r"Function : (\S+)", line):
+            name = m.group(1)
+            functions[(arch, name)] = []
+        elif name and (m := re.search(r"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)", line)):
+            functions[(arch, name)].append(m.group(1))
+    return functions
+
+
+def load_runs(opcodes: list[str]) -> list[int]:
+    """Lengths of the runs of 128-bit global loads issued before the next math, store or branch."""
+    runs, i = [], 0
+    while i < len(opcodes):
+        if opcodes[i].startswith("LDG") and "128" in opcodes[i]:
+            j, count = i, 0
+            while j < len(opcodes) and not MATH_OR_STORE.match(opcodes[j]):
+                count += opcodes[j].startswith("LDG") and "128" in opcodes[j]
+                j += 1
+            runs.append(count)
+            i = j
+        else:
+            i += 1
+    return runs
+
+
+def test_every_built_arch_has_the_three_kernels():
+    archs = {f"sm_{a.replace('.', '').removesuffix('+PTX')}" for a in _C.build_info()["cuda_archs"].split(";")}
+    found = {(arch, re.search(r"table_kernel\w*?(SyncOp|SwapOp|GatedSyncOp)", name).group(1)) for arch, name, _, _ in resource_usage()}
+    assert found == {(arch, op) for arch in archs for op in ("SyncOp", "SwapOp", "GatedSyncOp")}
+
+
+@pytest.mark.parametrize("row", resource_usage(), ids=lambda r: f"{r[0]}-{re.search('(Sync|Swap|GatedSync)Op', r[1]).group(0)}")
+def test_no_spills_and_two_blocks_per_sm(row):
+    arch, kernel, registers, stack = row
+    assert stack == 0, f"{arch} {kernel}: {stack} bytes of stack (spills to local memory)"
+    assert registers * THREADS_PER_BLOCK * MIN_BLOCKS_PER_SM <= REGISTERS_PER_SM, f"{arch} {kernel}: {registers} registers"
+
+
+def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight():
+    for (arch, kernel), opcodes in sass_functions().items():
+        loads = [op for op in opcodes if op.startswith("LDG") and "128" in op]
+        stores = [op for op in opcodes if op.startswith("STG") and "128" in op]
+        assert loads and stores, f"{arch} {kernel}: no 128-bit global loads or stores"
+        runs = load_runs(opcodes)
+        # the unrolled groups: 2 loads a step for same-dtype pairs (fast, slow), 3 for 16-bit fast
+        # with float32 slow (fast, two slow packs); every load of a group before any math
+        assert 2 * UNROLL in runs and 3 * UNROLL in runs, f"{arch} {kernel}: load runs {runs}"
