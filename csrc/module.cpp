@@ -14,6 +14,8 @@
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include "cuda/capture.h"
 #endif
 
 #ifndef LOOKAHEAD_FUSED_CUDA_ARCHS
@@ -32,11 +34,19 @@ void check_alpha(double alpha) {
 void run(const char* name, at::TensorList first, at::TensorList second, TableOp op, double alpha,
          const StepGate* gate = nullptr) {
   if (first.empty()) return;
-  auto plan = find_or_build_plan(first, second, [&] { check_no_overlap(name, first, second); });
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
-  if (plan->device.is_cuda()) {
-    c10::cuda::CUDAGuard guard(plan->device);
-    auto stream = c10::cuda::getCurrentCUDAStream(plan->device.index());
+  if (first[0].is_cuda()) {
+    release_plans_of_destroyed_graphs();
+    c10::cuda::CUDAGuard guard(first[0].device());
+    auto stream = c10::cuda::getCurrentCUDAStream(first[0].device().index());
+    const bool capturing = is_capturing(stream.stream());
+    auto plan = find_or_build_plan(first, second, [&] {
+      TORCH_CHECK(!capturing, name, ": these tensors have no kernel plan yet, and one cannot be built while a CUDA ",
+                  "graph is being captured (its upload is a blocking host-to-device copy). Run the same step once ",
+                  "eagerly before capturing (warm-up), with the same tensors.");
+      check_no_overlap(name, first, second);
+    });
+    if (capturing) keep_alive_with_captured_graph(plan, stream.stream());  // [NOTE: plans under capture]
     plan->device_words.record_stream(stream);  // a plan evicted from the cache stays alive for this launch
     if (gate != nullptr) {
       launch_cuda_on_step(plan->device_view(), *gate, stream.stream(), plan->device.index());
@@ -46,6 +56,7 @@ void run(const char* name, at::TensorList first, at::TensorList second, TableOp 
     return;
   }
 #endif
+  auto plan = find_or_build_plan(first, second, [&] { check_no_overlap(name, first, second); });
   TORCH_CHECK(plan->device.is_cpu(), "lookahead_fused: no kernel for tensors on ", plan->device);
   if (gate == nullptr) run_cpu(*plan, op, alpha);  // a CPU caller resolves its gate on the host
 }

@@ -84,3 +84,48 @@ def test_capturable_needs_a_capturable_inner_optimizer():
     params = [torch.nn.Parameter(torch.zeros(3, device="cuda"))]
     with pytest.raises(ValueError, match="needs a capturable inner optimizer: param group 0 of Adam has capturable=False"):
         Lookahead(torch.optim.Adam(params, capturable=False), capturable=True)
+
+
+def _captured_sync(fast, slow, backend):
+    """A graph with one sync of (fast, slow), warmed up eagerly first on a side stream."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        ops.lookahead_sync_(fast, slow, 0.5, backend=backend)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        ops.lookahead_sync_(fast, slow, 0.5, backend=backend)
+    return graph
+
+
+@pytest.mark.skipif("cuda" not in ops.available_backends(), reason="needs the CUDA build")
+def test_a_captured_plan_outlives_the_cache():
+    """[NOTE: plans under capture]: evicting the plan must not free the table a graph launches with."""
+    from lookahead_fused import _C
+
+    fast = [torch.randn(4097, device="cuda"), torch.randn(70000, device="cuda")]
+    slow = [torch.randn_like(t) for t in fast]
+    graph = _captured_sync(fast, slow, "cuda")
+    _C.clear_plan_cache()
+    for n in range(9):  # nine other parameter sets: a plan cache of eight evicts all it held
+        others = [torch.randn(100 + n, device="cuda")], [torch.randn(100 + n, device="cuda")]
+        ops.lookahead_sync_(*others, 0.5, backend="cuda")
+    torch.cuda.empty_cache()
+    for t in fast + slow:
+        t.normal_()
+    before = [t.clone() for t in fast + slow]
+    graph.replay()
+    torch.cuda.synchronize()
+    for f, s, f0, s0 in zip(fast, slow, before[:2], before[2:]):
+        torch.testing.assert_close(s, s0 + 0.5 * (f0 - s0))
+        assert torch.equal(f, s)
+
+
+@pytest.mark.skipif("cuda" not in ops.available_backends(), reason="needs the CUDA build")
+def test_a_plan_miss_during_capture_says_to_warm_up():
+    fast, slow = [torch.randn(33, device="cuda")], [torch.randn(33, device="cuda")]
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="cannot be built while a CUDA graph is being captured"):
+        with torch.cuda.graph(graph):
+            ops.lookahead_sync_(fast, slow, 0.5, backend="cuda")

@@ -73,3 +73,11 @@ def test_explicit_triton_on_an_unsupported_device_is_refused():
         pytest.skip("the interpreter accepts CPU tensors")
     with pytest.raises(ValueError, match="backend 'triton' runs on"):
         ops.lookahead_sync_([torch.zeros(2)], [torch.zeros(2)], 0.5, backend="triton")
+
+
+def test_alpha_tensors_are_bounded_when_alpha_changes_every_sync():
+    """alpha="adaptive" chooses a new alpha at every sync: the device copies must not pile up."""
+    fast, slow = _lists([17], torch.float32, torch.float32)
+    for i in range(3 * kernels._CACHED_ALPHAS):
+        ops.lookahead_sync_(fast, slow, 0.01 + i / 200, backend="triton")
+    assert kernels._alpha_tensor.cache_info().currsize <= kernels._CACHED_ALPHAS

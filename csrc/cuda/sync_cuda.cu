@@ -132,8 +132,24 @@ __device__ void run_range(F* __restrict__ fast, S* __restrict__ slow, int64_t lo
   using StepT = Step<F, S>;
   constexpr int64_t V = StepT::kElems;
   const int64_t tid = threadIdx.x;
-  if (head < 0) {
-    for (int64_t i = lo + tid; i < hi; i += kThreads) op.element(fast[i], slow[i]);
+  if (head < 0) {  // never aligned together: scalar, but still every load of a group before any store
+    int64_t i = lo + tid;
+    for (; i + int64_t(kUnroll - 1) * kThreads < hi; i += int64_t(kThreads) * kUnroll) {
+      F f[kUnroll];
+      S s[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        f[u] = fast[i + u * kThreads];
+        s[u] = slow[i + u * kThreads];
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        op.element(f[u], s[u]);
+        fast[i + u * kThreads] = f[u];
+        slow[i + u * kThreads] = s[u];
+      }
+    }
+    for (; i < hi; i += kThreads) op.element(fast[i], slow[i]);
     return;
   }
   int64_t vector_lo = lo + (((head - lo) % V) + V) % V;  // first index >= lo that is congruent to head

@@ -35,7 +35,9 @@ _CACHED_PLANS = 8
 
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
 
-launch_count = 0  # kernel launches so far (tests count launches per sync)
+launch_count = 0  # sync and swap launches so far, not the block-size benchmark's (tests count launches per sync)
+_CACHED_ALPHAS = 16  # distinct alphas kept on each device (alpha="adaptive" makes a new one every sync)
+_captured: list = []  # plans and alpha tensors that captured graphs launch with: [NOTE: Triton plans under capture]
 _SMALL_ALPHA, _LARGE_ALPHA, _ALPHA_ON_DEVICE = 0, 1, 2  # LERP_SIDE: the lerp's side, if the host knows alpha
 
 
@@ -97,6 +99,8 @@ class _Group:
         self.num_chunks = len(chunk_words)
         words = [f.data_ptr() for f in fast] + [s.data_ptr() for s in slow] + [f.numel() for f in fast] + chunk_words
         table = torch.tensor(words, dtype=torch.int64).to(device)
+        self.stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
+        self.tables = table
         n = len(fast)
         self.fast_addresses, self.slow_addresses, self.numels = table[:n], table[n : 2 * n], table[2 * n : 3 * n]
         self.chunks = table[3 * n :]
@@ -119,6 +123,12 @@ def _plan_for(first, second) -> _Plan:
     key = (device, tuple((x.data_ptr(), y.data_ptr(), x.numel(), x.dtype, y.dtype) for x, y in zip(first, second)))
     plan = _plans.get(key)
     if plan is None:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(
+                "triton_sync_: these tensors have no kernel plan yet, and one cannot be built while a CUDA graph is "
+                "being captured (its upload is a blocking host-to-device copy). Run the same step once eagerly "
+                "before capturing (warm-up), with the same tensors."
+            )
         plan = _plans[key] = _Plan(first, second, device)
         if len(_plans) > _CACHED_PLANS:
             _plans.popitem(last=False)
@@ -127,15 +137,15 @@ def _plan_for(first, second) -> _Plan:
     return plan
 
 
-@functools.cache
+@functools.lru_cache(maxsize=_CACHED_ALPHAS)
 def _alpha_tensor(device, dtype, alpha):
     return torch.tensor([alpha], dtype=dtype, device=device)
 
 
 
 def _launch(group: _Group, block, warps, alpha, swap, gate=None):
-    """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device."""
-    global launch_count
+    """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device. Returns the
+    alpha tensor the kernel reads."""
     opmath = opmath_dtype(group.slow_dtype)
     if gate is None:
         alpha_tensor, step, k = _alpha_tensor(group.chunks.device, opmath, float(alpha)), group.chunks, 1
@@ -147,7 +157,7 @@ def _launch(group: _Group, block, warps, alpha, swap, gate=None):
         FAST=_TL_DTYPES[group.fast_dtype], SLOW=_TL_DTYPES[group.slow_dtype], OPMATH=_TL_DTYPES[opmath],
         SWAP=swap, LERP_SIDE=side, GATED=gate is not None, BLOCK=block, CHUNK_BITS=CHUNK_BITS, num_warps=warps,
     )  # fmt: skip
-    launch_count += 1
+    return alpha_tensor
 
 
 @functools.cache
@@ -156,24 +166,33 @@ def _config(device, fast_dtype, slow_dtype) -> tuple[int, int]:
     if triton_interpreting() or device.type != "cuda":
         return _INTERPRETER_CONFIG
     numel = 8 * 2**20  # 8 tensors of 8M elements: long enough to be bandwidth-bound
-    try:
+    try:  # the scratch buffers and do_bench's own cache-flush buffer (256 MB)
         fast = [torch.zeros(numel // 8, dtype=fast_dtype, device=device) for _ in range(8)]
         slow = [torch.zeros(numel // 8, dtype=slow_dtype, device=device) for _ in range(8)]
+        timings = {}
+        for block, warps in _CANDIDATES:
+            group = _Group(fast, slow, block, device)
+            timings[(block, warps)] = triton.testing.do_bench(lambda g=group, b=block, w=warps: _launch(g, b, w, 0.5, False))
     except torch.OutOfMemoryError:
         return _CANDIDATES[0]
-    timings = {}
-    for block, warps in _CANDIDATES:
-        group = _Group(fast, slow, block, device)
-        timings[(block, warps)] = triton.testing.do_bench(lambda g=group, b=block, w=warps: _launch(g, b, w, 0.5, False))
     return min(timings, key=timings.get)
 
 
 def _run(first, second, alpha, swap, gate=None):
+    global launch_count
     if not first:
         return
-    with torch.cuda.device(first[0].device) if first[0].is_cuda else contextlib.nullcontext():
-        for group, block, warps in _plan_for(first, second).groups:
-            _launch(group, block, warps, alpha, swap, gate)
+    on_gpu = first[0].is_cuda
+    with torch.cuda.device(first[0].device) if on_gpu else contextlib.nullcontext():
+        plan = _plan_for(first, second)
+        stream = torch.cuda.current_stream() if on_gpu else None
+        for group, block, warps in plan.groups:
+            if stream is not None and stream != group.stream:
+                group.tables.record_stream(stream)  # an evicted plan's tables stay alive for this launch
+            alpha_tensor = _launch(group, block, warps, alpha, swap, gate)
+            launch_count += 1
+            if on_gpu and torch.cuda.is_current_stream_capturing():
+                _captured.append((plan, alpha_tensor))
 
 
 @torch.library.custom_op("lookahead_fused::triton_sync_", mutates_args=("fast", "slow"))
