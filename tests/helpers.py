@@ -35,6 +35,17 @@ def set_grads(params, step, seed=1):
     return loss
 
 
+def on_device(tensors, device, offset=0):
+    """Copies on `device`; `offset` elements into a fresh buffer breaks 16-byte alignment."""
+    out = []
+    for t in tensors:
+        buffer = torch.empty(t.numel() + offset, dtype=t.dtype, device=device)
+        view = buffer[offset:].view(t.shape)
+        view.copy_(t)
+        out.append(view)
+    return out
+
+
 def snapshot(tensors):
     return [t.detach().clone() for t in tensors]
 

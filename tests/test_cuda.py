@@ -6,7 +6,7 @@ import torch
 
 from lookahead_fused import Lookahead, available_backends, ops
 
-from .helpers import PlainLookahead, clone_params, make_params, set_grads, snapshot
+from .helpers import PlainLookahead, clone_params, make_params, on_device, set_grads, snapshot
 from .test_op_contract import ALPHAS, DTYPE_PAIRS, check_against_contract, make_pair_lists
 
 pytestmark = pytest.mark.skipif(
@@ -15,14 +15,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def to_cuda(tensors, offset=0):
-    """Copies on the GPU; `offset` elements into a fresh buffer breaks 16-byte alignment."""
-    out = []
-    for t in tensors:
-        buffer = torch.empty(t.numel() + offset, dtype=t.dtype, device="cuda")
-        view = buffer[offset:].view(t.shape)
-        view.copy_(t)
-        out.append(view)
-    return out
+    return on_device(tensors, "cuda", offset)
 
 
 @pytest.mark.parametrize("offset", [0, 1, 3])
