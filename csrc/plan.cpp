@@ -27,17 +27,6 @@ int64_t pair_code(at::ScalarType fast, at::ScalarType slow) {
   TORCH_CHECK(false, "lookahead_fused: no kernel for fast ", fast, " with slow ", slow);
 }
 
-// The first element index at which both tensors sit on a 16-byte boundary, or -1 if none does.
-// A vector step covers kVecBytes of the fast tensor, so the pattern repeats after that many of
-// its elements (and the slow tensor's, with elements at least as wide, repeats within it).
-int64_t common_head(uintptr_t fast, int64_t fast_size, uintptr_t slow, int64_t slow_size) {
-  if (fast % fast_size || slow % slow_size) return -1;
-  for (int64_t i = 0; i < kVecBytes / fast_size; ++i) {
-    if ((fast + i * fast_size) % kVecBytes == 0 && (slow + i * slow_size) % kVecBytes == 0) return i;
-  }
-  return -1;
-}
-
 // The per-pair part of the table: all that a plan depends on, so it is also the cache key.
 std::vector<int64_t> pair_words(at::TensorList first, at::TensorList second) {
   std::vector<int64_t> words;

@@ -43,6 +43,17 @@ struct TableView {  // what a kernel needs: the table, and how many pairs and ch
 #endif
 
 LOOKAHEAD_HOST_DEVICE inline int64_t pair_code_of(int64_t meta) { return meta & 0xff; }
+
+// The first element index at which both tensors sit on a 16-byte boundary, or -1 if none does.
+// A vector step covers kVecBytes of the fast tensor, so the pattern repeats after that many of
+// its elements (and the slow tensor's, with elements at least as wide, repeats within it).
+inline int64_t common_head(uintptr_t fast, int64_t fast_size, uintptr_t slow, int64_t slow_size) {
+  if (fast % fast_size || slow % slow_size) return -1;
+  for (int64_t i = 0; i < kVecBytes / fast_size; ++i) {
+    if ((fast + i * fast_size) % kVecBytes == 0 && (slow + i * slow_size) % kVecBytes == 0) return i;
+  }
+  return -1;
+}
 LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) - 1; }
 
 // [NOTE: step gate] sync_on_step_ decides on the device whether this is a sync step, so a captured

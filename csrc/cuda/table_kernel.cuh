@@ -1,0 +1,259 @@
+// The body of the fused sync/swap kernel (see [NOTE: table layout] in table.h), as what one thread
+// of one block does, for two callers: the CUDA kernel in sync_cuda.cu, and the host emulation in
+// tests/cpp/test_cuda_kernel_on_host.cu, which runs every block and thread of a launch in turn
+// (the kernel has no communication between threads, so in-order emulation is faithful) through a
+// memory policy that records every access. No torch headers.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <type_traits>
+
+#include "../table.h"
+
+#ifdef __CUDACC__
+#define LOOKAHEAD_KERNEL_FN __host__ __device__ __forceinline__
+#else
+#define LOOKAHEAD_KERNEL_FN inline
+#endif
+
+namespace lookahead_fused {
+
+LOOKAHEAD_KERNEL_FN void unknown_pair_code(int64_t code) {
+#ifdef __CUDA_ARCH__
+  __trap();
+#else
+  std::fprintf(stderr, "lookahead_fused: no kernel for pair code %lld\n", static_cast<long long>(code));
+  std::abort();
+#endif
+}
+
+constexpr int kThreads = 256;  // >= the elements of one vector step, so one pass covers head and tail
+constexpr int kUnroll = 4;     // vector steps in flight per thread: loads first, then math and stores
+constexpr int kMinBlocksPerSM = 2;  // caps registers at 128 a thread: two blocks of 256 threads fit an SM
+
+LOOKAHEAD_KERNEL_FN float widen(float v) { return v; }
+LOOKAHEAD_KERNEL_FN double widen(double v) { return v; }
+LOOKAHEAD_KERNEL_FN float widen(__half v) { return __half2float(v); }
+LOOKAHEAD_KERNEL_FN float widen(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> LOOKAHEAD_KERNEL_FN T narrow(float v);
+template <> LOOKAHEAD_KERNEL_FN float narrow<float>(float v) { return v; }
+template <> LOOKAHEAD_KERNEL_FN __half narrow<__half>(float v) { return __float2half_rn(v); }
+template <> LOOKAHEAD_KERNEL_FN __nv_bfloat16 narrow<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <typename T> LOOKAHEAD_KERNEL_FN T narrow(double v) { return v; }
+
+template <typename S>
+using opmath_t = decltype(widen(S()));
+
+// 16 bytes of T: the unit of every vector load and store. [NOTE: 16-byte packs] A float32 slow
+// tensor paired with a 16-bit fast one takes two packs per step; one 32-byte type would need
+// 32-byte alignment, which a tensor at a 16-byte boundary does not have.
+template <typename T>
+struct alignas(16) Pack {
+  static constexpr int kSize = 16 / sizeof(T);
+  T v[kSize];
+};
+
+// [NOTE: streaming accesses] Every element is read once and written once, so the vector body uses
+// the evict-first global loads and stores (ld.global.cs / st.global.cs): global-space accesses
+// (plain dereferences of pointers taken from the int64 table compile to generic LD/ST) that do not
+// push the rest of the working set out of L2. Every access goes through a memory policy: this one on
+// the GPU, a recording one in the host emulation (tests/cpp/test_cuda_kernel_on_host.cu).
+struct DeviceMemory {
+#ifdef __CUDA_ARCH__
+  template <typename T>
+  static __device__ __forceinline__ Pack<T> load_pack(const T* at) {
+    const uint4 raw = __ldcs(reinterpret_cast<const uint4*>(at));
+    Pack<T> pack;
+    __builtin_memcpy(&pack, &raw, sizeof pack);
+    return pack;
+  }
+  template <typename T>
+  static __device__ __forceinline__ void store_pack(T* at, const Pack<T>& pack) {
+    uint4 raw;
+    __builtin_memcpy(&raw, &pack, sizeof raw);
+    __stcs(reinterpret_cast<uint4*>(at), raw);
+  }
+  template <typename T>
+  static __device__ __forceinline__ T load(const T* at) { return *at; }
+  template <typename T>
+  static __device__ __forceinline__ void store(T* at, T value) { *at = value; }
+#endif
+};
+
+template <typename F, typename S, typename Mem>
+struct Step {  // one vector step: kVecBytes of fast and the same elements of slow
+  static constexpr int kElems = Pack<F>::kSize;
+  static constexpr int kSlowPacks = kElems / Pack<S>::kSize;
+  Pack<F> fast;
+  Pack<S> slow[kSlowPacks];
+  LOOKAHEAD_KERNEL_FN void load(const F* f, const S* s) {
+    fast = Mem::load_pack(f);
+#pragma unroll
+    for (int k = 0; k < kSlowPacks; ++k) slow[k] = Mem::load_pack(s + k * Pack<S>::kSize);
+  }
+  LOOKAHEAD_KERNEL_FN S& slow_at(int j) { return slow[j / Pack<S>::kSize].v[j % Pack<S>::kSize]; }
+  LOOKAHEAD_KERNEL_FN void store(F* f, S* s) const {
+    Mem::store_pack(f, fast);
+#pragma unroll
+    for (int k = 0; k < kSlowPacks; ++k) Mem::store_pack(s + k * Pack<S>::kSize, slow[k]);
+  }
+};
+
+// [NOTE: two-sided lerp] as in the CPU kernel: exact at alpha 0 and 1; the branch is uniform.
+template <typename T>
+struct Lerp {
+  bool small;
+  T w, one_minus_w;
+  LOOKAHEAD_KERNEL_FN explicit Lerp(double alpha) : small(fabs(alpha) < 0.5), w(T(alpha)), one_minus_w(T(1) - T(alpha)) {}
+  LOOKAHEAD_KERNEL_FN T operator()(T s, T f) const { return small ? s + w * (f - s) : f - (f - s) * one_minus_w; }
+};
+
+// Each op is also its own gate (see [NOTE: step gate]): skips() and resolved() run once per thread
+// before any chunk; only GatedSyncOp reads memory there.
+struct SyncOp {
+  double alpha;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
+  LOOKAHEAD_KERNEL_FN SyncOp resolved() const { return *this; }
+  template <typename F, typename S>
+  LOOKAHEAD_KERNEL_FN void element(F& fast, S& slow) const {
+    using T = opmath_t<S>;
+    S result = narrow<S>(Lerp<T>(alpha)(widen(slow), widen(fast)));
+    slow = result;
+    fast = narrow<F>(widen(result));
+  }
+};
+
+struct SwapOp {  // the host sends only same-dtype pairs to a swap (check_swap_pairs)
+  LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
+  LOOKAHEAD_KERNEL_FN SwapOp resolved() const { return *this; }
+  template <typename F, typename S>
+  LOOKAHEAD_KERNEL_FN void element(F& first, S& second) const {
+    if constexpr (std::is_same_v<F, S>) {
+      F held = first;
+      first = second;
+      second = held;
+    }
+  }
+};
+
+struct GatedSyncOp {
+  StepGate gate;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return *gate.step % gate.k != 0; }
+  LOOKAHEAD_KERNEL_FN SyncOp resolved() const {
+    return SyncOp{gate.alpha_is_double ? *static_cast<const double*>(gate.alpha)
+                                       : double(*static_cast<const float*>(gate.alpha))};
+  }
+};
+
+template <typename Mem, typename F, typename S, typename Op>
+LOOKAHEAD_KERNEL_FN void scalar_element(F* fast, S* slow, Op op) {
+  F f = Mem::load(fast);
+  S s = Mem::load(slow);
+  op.element(f, s);
+  Mem::store(fast, f);
+  Mem::store(slow, s);
+}
+
+// Elements [lo, hi) of one pair, as thread `tid` of a block runs them. `head` is where both tensors reach a 16-byte boundary (table.h).
+template <typename Mem, typename F, typename S, typename Op>
+LOOKAHEAD_KERNEL_FN void run_range(F* __restrict__ fast, S* __restrict__ slow, int64_t lo, int64_t hi, int64_t head,
+                                   Op op, int64_t tid) {
+  using StepT = Step<F, S, Mem>;
+  constexpr int64_t V = StepT::kElems;
+  if (head < 0) {  // never aligned together: scalar, but still every load of a group before any store
+    int64_t i = lo + tid;
+    for (; i + int64_t(kUnroll - 1) * kThreads < hi; i += int64_t(kThreads) * kUnroll) {
+      F f[kUnroll];
+      S s[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        f[u] = Mem::load(fast + i + u * kThreads);
+        s[u] = Mem::load(slow + i + u * kThreads);
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        op.element(f[u], s[u]);
+        Mem::store(fast + i + u * kThreads, f[u]);
+        Mem::store(slow + i + u * kThreads, s[u]);
+      }
+    }
+    for (; i < hi; i += kThreads) scalar_element<Mem>(fast + i, slow + i, op);
+    return;
+  }
+  int64_t vector_lo = lo + (((head - lo) % V) + V) % V;  // first index >= lo that is congruent to head
+  if (vector_lo > hi) vector_lo = hi;
+  const int64_t steps = (hi - vector_lo) / V;
+  const int64_t vector_hi = vector_lo + steps * V;
+  if (tid < vector_lo - lo) scalar_element<Mem>(fast + lo + tid, slow + lo + tid, op);
+  if (tid < hi - vector_hi) scalar_element<Mem>(fast + vector_hi + tid, slow + vector_hi + tid, op);
+  // [NOTE: unrolled body] Whole groups of kUnroll steps first, with no bounds test inside: all the
+  // loads of a group are issued before any math, and no step is loaded under a condition (a step
+  // left uninitialised on some path kept every dtype path's registers live together: 255 registers
+  // and a 280-352-byte stack). The at most kUnroll - 1 steps left to a thread run one at a time.
+  const int64_t stride = int64_t(kThreads) * kUnroll;
+  int64_t base = tid;
+  for (; base + int64_t(kUnroll - 1) * kThreads < steps; base += stride) {
+    StepT step[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t at = vector_lo + (base + int64_t(u) * kThreads) * V;
+      step[u].load(fast + at, slow + at);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t at = vector_lo + (base + int64_t(u) * kThreads) * V;
+#pragma unroll
+      for (int j = 0; j < V; ++j) op.element(step[u].fast.v[j], step[u].slow_at(j));
+      step[u].store(fast + at, slow + at);
+    }
+  }
+  for (int64_t k = base; k < steps; k += kThreads) {
+    StepT step;
+    const int64_t at = vector_lo + k * V;
+    step.load(fast + at, slow + at);
+#pragma unroll
+    for (int j = 0; j < V; ++j) op.element(step.fast.v[j], step.slow_at(j));
+    step.store(fast + at, slow + at);
+  }
+}
+
+template <typename Mem, typename F, typename S, typename Op>
+LOOKAHEAD_KERNEL_FN void run_pair(const int64_t* entry, int64_t lo, int64_t hi, Op op, int64_t tid) {
+  run_range<Mem>(reinterpret_cast<F*>(entry[0]), reinterpret_cast<S*>(entry[1]), lo, hi, head_of(entry[3]), op, tid);
+}
+
+// What thread `tid` of block `block` (of `grid`) does: grid-stride over the chunks of every pair;
+// each chunk's dtype pair is uniform over its block. An unknown pair code traps (a table built by a
+// newer plan.cpp than this kernel must not pass silently).
+template <typename Mem, typename Gate>
+LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t num_pairs, int64_t num_chunks,
+                                      Gate gate, int64_t block, int64_t grid, int64_t tid) {
+  if (gate.skips()) return;
+  const auto op = gate.resolved();
+  const int64_t* chunks = words + num_pairs * kEntryWords;
+  for (int64_t c = block; c < num_chunks; c += grid) {
+    const int64_t packed = chunks[c];
+    const int64_t* entry = words + (packed >> kChunkBits) * kEntryWords;
+    const int64_t lo = (packed & ((int64_t(1) << kChunkBits) - 1)) * kChunkElems;
+    const int64_t hi = lo + kChunkElems < entry[2] ? lo + kChunkElems : entry[2];
+    switch (pair_code_of(entry[3])) {
+      case kF32F32: run_pair<Mem, float, float>(entry, lo, hi, op, tid); break;
+      case kF64F64: run_pair<Mem, double, double>(entry, lo, hi, op, tid); break;
+      case kF16F16: run_pair<Mem, __half, __half>(entry, lo, hi, op, tid); break;
+      case kBF16BF16: run_pair<Mem, __nv_bfloat16, __nv_bfloat16>(entry, lo, hi, op, tid); break;
+      case kF16F32: run_pair<Mem, __half, float>(entry, lo, hi, op, tid); break;
+      case kBF16F32: run_pair<Mem, __nv_bfloat16, float>(entry, lo, hi, op, tid); break;
+      default: unknown_pair_code(pair_code_of(entry[3]));
+    }
+  }
+}
+
+}  // namespace lookahead_fused

@@ -1,0 +1,241 @@
+// The CUDA kernel's body (csrc/cuda/table_kernel.cuh) run on the host, no GPU needed: every block
+// and every thread of a launch in turn (the kernel has no communication between threads, so this
+// in-order emulation is faithful), through a memory policy that records every access. Over every
+// dtype pair, byte offsets 0-15 on both sides, sizes around the vector width, the unrolled group and
+// the chunk, the edge alphas, NaN and Inf, the step gate on and off, and the swap, it checks:
+//   - each element of both tensors is written exactly once (none when the gate is off);
+//   - every 16-byte access is 16-byte aligned, and every access is inside its tensor;
+//   - the values follow the op contract (docs/design.md): fast == slow cast exactly, alpha 0 and 1
+//     exact, otherwise within 2 ulp of max(|slow|, |fast|) of the float64 evaluation, NaN propagates.
+// The recording memory policy is host code called from the kernel's __host__ __device__ body; only
+// the host side is compiled into this test, so nvcc's warnings about that call are moot here.
+#pragma nv_diag_suppress 20011
+#pragma nv_diag_suppress 20014
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/table_kernel.cuh"
+
+using namespace lookahead_fused;
+
+namespace {
+
+int failures = 0;
+
+void fail(const std::string& what) {
+  if (++failures <= 20) std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+}
+
+// The tensors of one launch, with a write count per element.
+struct Tracked {
+  uintptr_t begin, end;
+  size_t element;
+  std::vector<int> writes;
+};
+std::vector<Tracked> tracked;
+
+Tracked* find(const void* at, size_t bytes) {
+  auto p = reinterpret_cast<uintptr_t>(at);
+  for (auto& t : tracked) {
+    if (p >= t.begin && p + bytes <= t.end) return &t;
+  }
+  fail("an access outside every tensor");
+  return nullptr;
+}
+
+void count_writes(const void* at, size_t bytes) {
+  if (Tracked* t = find(at, bytes)) {
+    size_t first = (reinterpret_cast<uintptr_t>(at) - t->begin) / t->element;
+    for (size_t i = 0; i < bytes / t->element; ++i) ++t->writes[first + i];
+  }
+}
+
+void check_vector_alignment(const void* at) {
+  if (reinterpret_cast<uintptr_t>(at) % kVecBytes != 0) fail("a 16-byte access at a misaligned address");
+}
+
+struct HostMemory {
+  template <typename T>
+  static Pack<T> load_pack(const T* at) {
+    check_vector_alignment(at);
+    find(at, sizeof(Pack<T>));
+    Pack<T> pack;
+    std::memcpy(&pack, at, sizeof pack);
+    return pack;
+  }
+  template <typename T>
+  static void store_pack(T* at, const Pack<T>& pack) {
+    check_vector_alignment(at);
+    count_writes(at, sizeof pack);
+    std::memcpy(at, &pack, sizeof pack);
+  }
+  template <typename T>
+  static T load(const T* at) {
+    find(at, sizeof(T));
+    return *at;
+  }
+  template <typename T>
+  static void store(T* at, T value) {
+    count_writes(at, sizeof(T));
+    *at = value;
+  }
+};
+
+template <typename T> double to_double(T v) { return static_cast<double>(widen(v)); }
+template <typename T> T from_double(double v) { return narrow<T>(static_cast<opmath_t<T>>(v)); }
+
+template <typename T> constexpr int mantissa_bits();
+template <> constexpr int mantissa_bits<float>() { return 23; }
+template <> constexpr int mantissa_bits<double>() { return 52; }
+template <> constexpr int mantissa_bits<__half>() { return 10; }
+template <> constexpr int mantissa_bits<__nv_bfloat16>() { return 7; }
+
+template <typename T>
+double ulp(double magnitude) {
+  int exponent = magnitude > 0 ? std::ilogb(magnitude) : -1022;
+  return std::ldexp(1.0, std::max(exponent, -1022) - mantissa_bits<T>());
+}
+
+// A buffer of n + offset elements whose storage starts 64-byte aligned; the tensor begins `offset`
+// elements in, so its byte offset from a 16-byte boundary is offset * sizeof(T) (mod 16).
+template <typename T>
+struct Buffer {
+  std::vector<unsigned char> storage;
+  T* data;
+  Buffer(int64_t n, int64_t offset) : storage((n + offset) * sizeof(T) + 128) {
+    auto base = (reinterpret_cast<uintptr_t>(storage.data()) + 63) / 64 * 64;
+    data = reinterpret_cast<T*>(base) + offset;
+  }
+};
+
+enum class Kind { kSync, kGatedOn, kGatedOff, kSwap };
+
+template <typename F, typename S>
+void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alpha, Kind kind, int grid_cap,
+                std::mt19937& rng) {
+  if (kind == Kind::kSwap && !std::is_same_v<F, S>) return;
+  Buffer<F> fast(n, fast_offset);
+  Buffer<S> slow(n, slow_offset);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> f0(n), s0(n);
+  for (int64_t i = 0; i < n; ++i) {
+    double f = normal(rng), s = i % 3 == 0 ? f : normal(rng);  // a third where the weights did not move
+    if (i % 97 == 5) f = NAN;
+    if (i % 89 == 7) s = INFINITY;
+    if (i % 83 == 11) f = -INFINITY;
+    fast.data[i] = from_double<F>(f);
+    slow.data[i] = from_double<S>(s);
+    f0[i] = to_double(fast.data[i]);
+    s0[i] = to_double(slow.data[i]);
+  }
+  constexpr int64_t code = std::is_same_v<F, float>    ? (std::is_same_v<S, float> ? kF32F32 : -1)
+                           : std::is_same_v<F, double> ? kF64F64
+                           : std::is_same_v<F, __half> ? (std::is_same_v<S, float> ? kF16F32 : kF16F16)
+                                                       : (std::is_same_v<S, float> ? kBF16F32 : kBF16BF16);
+  auto fa = reinterpret_cast<uintptr_t>(fast.data), sa = reinterpret_cast<uintptr_t>(slow.data);
+  int64_t head = common_head(fa, sizeof(F), sa, sizeof(S));
+  std::vector<int64_t> words = {int64_t(fa), int64_t(sa), n, code | ((head + 1) << 8)};
+  for (int64_t c = 0; c * kChunkElems < n; ++c) words.push_back(c);
+  int64_t num_chunks = int64_t(words.size()) - kEntryWords;
+
+  tracked = {{fa, fa + n * sizeof(F), sizeof(F), std::vector<int>(n)},
+             {sa, sa + n * sizeof(S), sizeof(S), std::vector<int>(n)}};
+  const int64_t step_value = kind == Kind::kGatedOff ? 7 : 6;
+  const double alpha_value = alpha;
+  StepGate gate{&step_value, 3, &alpha_value, true};
+  int64_t grid = std::min<int64_t>(num_chunks, grid_cap);
+  for (int64_t block = 0; block < grid; ++block) {
+    for (int64_t tid = 0; tid < kThreads; ++tid) {
+      if (kind == Kind::kSync) table_thread<HostMemory>(words.data(), 1, num_chunks, SyncOp{alpha}, block, grid, tid);
+      if (kind == Kind::kSwap) table_thread<HostMemory>(words.data(), 1, num_chunks, SwapOp{}, block, grid, tid);
+      if (kind == Kind::kGatedOn || kind == Kind::kGatedOff) {
+        table_thread<HostMemory>(words.data(), 1, num_chunks, GatedSyncOp{gate}, block, grid, tid);
+      }
+    }
+  }
+
+  char where[160];
+  std::snprintf(where, sizeof where, "pair code %lld, n %lld, offsets (%lld, %lld), alpha %.2f, kind %d, grid %lld",
+                (long long)code, (long long)n, (long long)fast_offset, (long long)slow_offset, alpha, int(kind),
+                (long long)grid);
+  const int expected_writes = kind == Kind::kGatedOff ? 0 : 1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (tracked[0].writes[i] != expected_writes || tracked[1].writes[i] != expected_writes) {
+      fail(std::string(where) + ": element " + std::to_string(i) + " written " + std::to_string(tracked[0].writes[i]) +
+           " / " + std::to_string(tracked[1].writes[i]) + " times");
+      return;
+    }
+    double f = to_double(fast.data[i]), s = to_double(slow.data[i]);
+    auto same = [](double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; };
+    if (kind == Kind::kGatedOff) {
+      if (!same(f, f0[i]) || !same(s, s0[i])) fail(std::string(where) + ": changed off the sync step");
+      continue;
+    }
+    if (kind == Kind::kSwap) {
+      if (!same(f, s0[i]) || !same(s, f0[i])) fail(std::string(where) + ": not swapped");
+      continue;
+    }
+    if (!same(f, to_double(from_double<F>(s)))) fail(std::string(where) + ": fast is not slow cast");
+    double expected = alpha < 0.5 ? s0[i] + alpha * (f0[i] - s0[i]) : f0[i] - (f0[i] - s0[i]) * (1 - alpha);
+    if (!std::isfinite(expected)) {  // NaN and Inf propagate as IEEE arithmetic does
+      if (!same(s, to_double(from_double<S>(expected)))) fail(std::string(where) + ": NaN/Inf not propagated");
+      continue;
+    }
+    if (alpha == 0.0 && !same(s, s0[i])) fail(std::string(where) + ": alpha 0 moved slow");
+    if (alpha == 1.0 && !same(s, to_double(from_double<S>(f0[i])))) fail(std::string(where) + ": alpha 1 is not fast");
+    double bound = 2 * ulp<S>(std::max(std::fabs(s0[i]), std::fabs(f0[i])));
+    if (std::fabs(s - expected) > bound) {
+      fail(std::string(where) + ": element " + std::to_string(i) + " is " + std::to_string(s) + ", want " +
+           std::to_string(expected));
+    }
+  }
+}
+
+template <typename F, typename S>
+void check_pair(std::mt19937& rng) {
+  constexpr int64_t V = kVecBytes / sizeof(F);
+  constexpr int64_t group = int64_t(kThreads) * kUnroll * V;  // elements of one unrolled pass of a block
+  const double alphas[] = {0.0, 0.3, 0.5, 0.7, 1.0};
+  for (int64_t fast_offset = 0; fast_offset < kVecBytes / int64_t(sizeof(F)); ++fast_offset) {
+    for (int64_t slow_offset = 0; slow_offset < kVecBytes / int64_t(sizeof(S)); ++slow_offset) {
+      for (int64_t n : {int64_t(0), int64_t(1), V - 1, V, V + 1, 3 * V + 2, group - 1, group + V + 3, 2 * group + 7}) {
+        for (double alpha : alphas) check_case<F, S>(n, fast_offset, slow_offset, alpha, Kind::kSync, 3, rng);
+      }
+    }
+  }
+  for (auto offsets : {std::pair<int64_t, int64_t>{0, 0}, {1, 1}, {1, 0}}) {
+    for (int64_t n : {kChunkElems - 1, kChunkElems, kChunkElems + 1, 3 * kChunkElems + 5}) {
+      for (int grid_cap : {2, 1000}) {  // grid-stride over the chunks, and one block per chunk
+        check_case<F, S>(n, offsets.first, offsets.second, 0.3, Kind::kSync, grid_cap, rng);
+      }
+      check_case<F, S>(n, offsets.first, offsets.second, 0.7, Kind::kGatedOn, 3, rng);
+      check_case<F, S>(n, offsets.first, offsets.second, 0.7, Kind::kGatedOff, 3, rng);
+      check_case<F, S>(n, offsets.first, offsets.second, 0.0, Kind::kSwap, 3, rng);
+    }
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(0);
+  check_pair<float, float>(rng);
+  check_pair<double, double>(rng);
+  check_pair<__half, __half>(rng);
+  check_pair<__nv_bfloat16, __nv_bfloat16>(rng);
+  check_pair<__half, float>(rng);
+  check_pair<__nv_bfloat16, float>(rng);
+  if (failures) {
+    std::fprintf(stderr, "%d failures\n", failures);
+    return 1;
+  }
+  std::printf("the CUDA kernel body on the host: every case passed\n");
+  return 0;
+}
