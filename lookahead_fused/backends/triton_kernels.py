@@ -5,7 +5,8 @@ when the C++ extension is not built, and as a second implementation to check the
 addresses and sizes plus a chunk map (pair index << 40 | chunk index, one program per chunk of
 BLOCK elements). It is found again by content (addresses, sizes, dtypes), so steady state uploads
 nothing. Triton fixes a pointer's element type at compile time, so each dtype pair is its own
-launch. The op is registered as the opaque custom op lookahead_fused::triton_sync_ (and
+launch, split once more into the pairs that start on 16-byte boundaries and the rest ([NOTE: Triton
+vector accesses] in _table_kernel). The op is registered as the opaque custom op lookahead_fused::triton_sync_ (and
 ::triton_swap_), so torch.compile keeps it whole: tracing into the kernel would hand it fake
 tensors, whose addresses a table cannot hold.
 
@@ -55,20 +56,7 @@ def _round(x, DTYPE: tl.constexpr):
 
 
 @triton.jit
-def _table_kernel(
-    fast_addresses, slow_addresses, numels, chunks, alpha_ptr, step_ptr, k,
-    FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, SWAP: tl.constexpr,
-    LERP_SIDE: tl.constexpr, GATED: tl.constexpr, BLOCK: tl.constexpr, CHUNK_BITS: tl.constexpr,
-):  # fmt: skip
-    packed = tl.load(chunks + tl.program_id(0))
-    pair = packed >> CHUNK_BITS
-    chunk = packed & ((1 << CHUNK_BITS) - 1)
-    fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
-    slow = tl.load(slow_addresses + pair).to(tl.pointer_type(SLOW))
-    offsets = chunk * BLOCK + tl.arange(0, BLOCK)  # int64: chunk is
-    mask = offsets < tl.load(numels + pair)
-    if GATED:  # [NOTE: step gate] off the sync steps every lane is masked off: no memory traffic
-        mask = mask & (tl.load(step_ptr) % k == 0)
+def _sync_block(fast, slow, offsets, mask, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE):
     f = tl.load(fast + offsets, mask=mask)
     s = tl.load(slow + offsets, mask=mask)
     if SWAP:
@@ -90,11 +78,45 @@ def _table_kernel(
         tl.store(fast + offsets, _round(new_slow.to(OPMATH), FAST), mask=mask)
 
 
+@triton.jit
+def _table_kernel(
+    fast_addresses, slow_addresses, numels, chunks, alpha_ptr, step_ptr, k,
+    FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, SWAP: tl.constexpr,
+    LERP_SIDE: tl.constexpr, GATED: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
+    CHUNK_BITS: tl.constexpr,
+):  # fmt: skip
+    """[NOTE: Triton vector accesses] Addresses loaded from an int64 table carry no alignment, and a
+    mask that depends on numel is not uniform over a vector, so Triton emits 2- and 4-byte accesses.
+    A launch whose pairs all start on 16-byte boundaries (ALIGNED) says so with multiple_of, and a
+    chunk that lies wholly inside its tensor runs unmasked: 16-byte accesses. Only a tensor's last
+    chunk runs masked."""
+    packed = tl.load(chunks + tl.program_id(0))
+    pair = packed >> CHUNK_BITS
+    chunk = packed & ((1 << CHUNK_BITS) - 1)
+    fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
+    slow = tl.load(slow_addresses + pair).to(tl.pointer_type(SLOW))
+    if ALIGNED:
+        fast = tl.multiple_of(fast, 16)
+        slow = tl.multiple_of(slow, 16)
+    start = tl.multiple_of(chunk * BLOCK, BLOCK)  # int64: chunk is
+    offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
+    numel = tl.load(numels + pair)
+    go = True
+    if GATED:  # [NOTE: step gate] off the sync steps nothing is read or written
+        go = tl.load(step_ptr) % k == 0
+    if go:
+        if start + BLOCK <= numel:
+            _sync_block(fast, slow, offsets, None, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE)
+        else:
+            _sync_block(fast, slow, offsets, offsets < numel, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE)
+
+
 class _Group:
     """The tables of one dtype pair: what one launch needs."""
 
     def __init__(self, fast, slow, block, device):
         self.fast_dtype, self.slow_dtype = fast[0].dtype, slow[0].dtype
+        self.aligned = all(t.data_ptr() % 16 == 0 for t in fast + slow)
         chunk_words = [(i << CHUNK_BITS) | c for i, f in enumerate(fast) for c in range(triton.cdiv(f.numel(), block))]
         self.num_chunks = len(chunk_words)
         words = [f.data_ptr() for f in fast] + [s.data_ptr() for s in slow] + [f.numel() for f in fast] + chunk_words
@@ -112,7 +134,10 @@ class _Plan:
         self.groups = []
         for xs, ys in group_pairs([x for x, _ in nonempty], [y for _, y in nonempty]):  # one device here
             block, warps = _config(device, xs[0].dtype, ys[0].dtype)
-            self.groups.append((_Group(xs, ys, block, device), block, warps))
+            for aligned in (True, False):  # [NOTE: Triton vector accesses]
+                pairs = [(x, y) for x, y in zip(xs, ys) if (x.data_ptr() % 16 == 0 and y.data_ptr() % 16 == 0) == aligned]
+                if pairs:
+                    self.groups.append((_Group([x for x, _ in pairs], [y for _, y in pairs], block, device), block, warps))
 
 
 _plans: OrderedDict = OrderedDict()
@@ -155,7 +180,8 @@ def _launch(group: _Group, block, warps, alpha, swap, gate=None):
     _table_kernel[(group.num_chunks,)](
         group.fast_addresses, group.slow_addresses, group.numels, group.chunks, alpha_tensor, step, k,
         FAST=_TL_DTYPES[group.fast_dtype], SLOW=_TL_DTYPES[group.slow_dtype], OPMATH=_TL_DTYPES[opmath],
-        SWAP=swap, LERP_SIDE=side, GATED=gate is not None, BLOCK=block, CHUNK_BITS=CHUNK_BITS, num_warps=warps,
+        SWAP=swap, LERP_SIDE=side, GATED=gate is not None, ALIGNED=group.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS,
+        num_warps=warps,
     )  # fmt: skip
     return alpha_tensor
 

@@ -1,0 +1,102 @@
+"""The Triton kernel compiled ahead of time for sm_80 and sm_90 with triton.compile and a GPUTarget:
+no GPU needed, and the interpreter (which the other CPU tests use) accepts code that the compiler
+rejects. Every dtype pair compiles in each mode the backend launches (a lerp with alpha known on the
+host, alpha read on the device behind the step gate, the swap, misaligned pairs), and the aligned
+launches use 16-byte global loads and stores ([NOTE: Triton vector accesses])."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from tests.test_op_contract import DTYPE_PAIRS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCHS = [80, 90]
+SIGNATURE = {
+    "fast_addresses": "*i64", "slow_addresses": "*i64", "numels": "*i64", "chunks": "*i64", "alpha_ptr": "*fp32",
+    "step_ptr": "*i64", "k": "i64", "FAST": "constexpr", "SLOW": "constexpr", "OPMATH": "constexpr",
+    "SWAP": "constexpr", "LERP_SIDE": "constexpr", "GATED": "constexpr", "ALIGNED": "constexpr",
+    "BLOCK": "constexpr", "CHUNK_BITS": "constexpr",
+}  # fmt: skip
+MODES = {  # name -> (SWAP, LERP_SIDE, GATED, ALIGNED)
+    "lerp": (False, 0, False, True),
+    "gated": (False, 2, True, True),
+    "swap": (True, 0, False, True),
+    "misaligned": (False, 1, False, False),
+}
+GLOBAL_ACCESS = re.compile(r"(?:ld|st)\.global[.\w]*")
+VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
+
+
+def compile_variant(fast_dtype, slow_dtype, mode, arch):
+    """PTX and cubin of one variant. Runs where triton.jit makes compilable kernels, i.e. without
+    TRITON_INTERPRET (see compile_all)."""
+    from lookahead_fused.backends import triton_kernels
+
+    swap, side, gated, aligned = MODES[mode]
+    opmath = triton_kernels.opmath_dtype(slow_dtype)
+    signature = dict(SIGNATURE, alpha_ptr="*fp64" if opmath == torch.float64 else "*fp32")
+    tl_dtypes = triton_kernels._TL_DTYPES
+    constexprs = {
+        "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath], "SWAP": swap,
+        "LERP_SIDE": side, "GATED": gated, "ALIGNED": aligned, "BLOCK": 1024, "CHUNK_BITS": triton_kernels.CHUNK_BITS,
+    }  # fmt: skip
+    source = ASTSource(fn=triton_kernels._table_kernel, signature=signature, constexprs=constexprs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+    return compiled.asm["ptx"], len(compiled.asm["cubin"])
+
+
+CASES = [
+    (fast, slow, mode, arch)
+    for fast, slow in DTYPE_PAIRS
+    for mode in MODES
+    for arch in ARCHS
+    if not (mode == "swap" and fast != slow)  # the swap pairs tensors of one dtype
+]
+
+
+def compile_all() -> dict:
+    results = {}
+    for fast, slow, mode, arch in CASES:
+        ptx, cubin_bytes = compile_variant(fast, slow, mode, arch)
+        results[case_id(fast, slow, mode, arch)] = {"ptx": ptx, "cubin_bytes": cubin_bytes}
+    return results
+
+
+def case_id(fast, slow, mode, arch):
+    return f"{str(fast).removeprefix('torch.')}-{str(slow).removeprefix('torch.')}-{mode}-sm{arch}"
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """Every variant, compiled in a child process without TRITON_INTERPRET (which the CPU test
+    session sets, and under which triton.jit makes interpreter functions that cannot compile)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = "import json, sys; from tests import test_triton_aot as t; json.dump(t.compile_all(), sys.stdout)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("fast_dtype,slow_dtype,mode,arch", CASES,
+                         ids=[case_id(*case) for case in CASES])  # fmt: skip
+def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype, slow_dtype, mode, arch):
+    variant = compiled[case_id(fast_dtype, slow_dtype, mode, arch)]
+    assert variant["cubin_bytes"] > 0, "no cubin"
+    ptx = variant["ptx"]
+    accesses = {m.group(1) for m in VECTOR_16_BYTES.finditer(ptx)}
+    if MODES[mode][3]:
+        seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
+        assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
