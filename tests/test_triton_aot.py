@@ -25,7 +25,8 @@ from tests.test_op_contract import DTYPE_PAIRS  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 ARCHS = [80, 90]
 SIGNATURE = {
-    "fast_addresses": "*i64", "slow_addresses": "*i64", "numels": "*i64", "chunks": "*i64", "alpha_ptr": "*fp32",
+    "fast_addresses": "*i64", "slow_addresses": "*i64", "numels": "*i64", "chunks": "*i64", "num_chunks": "i64",
+    "alpha_ptr": "*fp32",
     "step_ptr": "*i64", "k": "i64", "FAST": "constexpr", "SLOW": "constexpr", "OPMATH": "constexpr",
     "SWAP": "constexpr", "LERP_SIDE": "constexpr", "GATED": "constexpr", "ALIGNED": "constexpr",
     "BLOCK": "constexpr", "CHUNK_BITS": "constexpr",

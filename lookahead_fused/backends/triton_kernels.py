@@ -32,6 +32,8 @@ from . import BackendUnavailable, group_pairs, triton_interpreting
 CHUNK_BITS = 40
 _CANDIDATES = [(1024, 4), (2048, 4), (2048, 8), (4096, 8)]  # (BLOCK, num_warps)
 _INTERPRETER_CONFIG = (8192, 1)  # few programs: the interpreter pays per program
+_PROGRAMS_PER_SM = 8  # [NOTE: Triton grid]
+_INTERPRETER_PROGRAMS = 3  # fewer programs than chunks, so the CPU tests stride too
 _CACHED_PLANS = 8
 
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
@@ -80,7 +82,7 @@ def _sync_block(fast, slow, offsets, mask, alpha_ptr, FAST, SLOW, OPMATH, SWAP, 
 
 @triton.jit
 def _table_kernel(
-    fast_addresses, slow_addresses, numels, chunks, alpha_ptr, step_ptr, k,
+    fast_addresses, slow_addresses, numels, chunks, num_chunks, alpha_ptr, step_ptr, k,
     FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, SWAP: tl.constexpr,
     LERP_SIDE: tl.constexpr, GATED: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
     CHUNK_BITS: tl.constexpr,
@@ -89,26 +91,31 @@ def _table_kernel(
     mask that depends on numel is not uniform over a vector, so Triton emits 2- and 4-byte accesses.
     A launch whose pairs all start on 16-byte boundaries (ALIGNED) says so with multiple_of, and a
     chunk that lies wholly inside its tensor runs unmasked: 16-byte accesses. Only a tensor's last
-    chunk runs masked."""
-    packed = tl.load(chunks + tl.program_id(0))
-    pair = packed >> CHUNK_BITS
-    chunk = packed & ((1 << CHUNK_BITS) - 1)
-    fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
-    slow = tl.load(slow_addresses + pair).to(tl.pointer_type(SLOW))
-    if ALIGNED:
-        fast = tl.multiple_of(fast, 16)
-        slow = tl.multiple_of(slow, 16)
-    start = tl.multiple_of(chunk * BLOCK, BLOCK)  # int64: chunk is
-    offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
-    numel = tl.load(numels + pair)
+    chunk runs masked.
+
+    [NOTE: Triton grid] A fixed grid of at most _PROGRAMS_PER_SM programs per SM strides over the
+    chunks, so a gated launch off the sync steps is that many programs returning at once, not one
+    program per chunk (about a million for a 1B-parameter model at BLOCK 1024)."""
     go = True
-    if GATED:  # [NOTE: step gate] off the sync steps nothing is read or written
+    if GATED:  # [NOTE: step gate] off the sync steps every program returns at once
         go = tl.load(step_ptr) % k == 0
     if go:
-        if start + BLOCK <= numel:
-            _sync_block(fast, slow, offsets, None, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE)
-        else:
-            _sync_block(fast, slow, offsets, offsets < numel, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE)
+        for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):  # [NOTE: Triton grid]
+            packed = tl.load(chunks + c)
+            pair = packed >> CHUNK_BITS
+            chunk = packed & ((1 << CHUNK_BITS) - 1)
+            fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
+            slow = tl.load(slow_addresses + pair).to(tl.pointer_type(SLOW))
+            if ALIGNED:
+                fast = tl.multiple_of(fast, 16)
+                slow = tl.multiple_of(slow, 16)
+            start = tl.multiple_of(chunk * BLOCK, BLOCK)  # int64: chunk is
+            offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
+            numel = tl.load(numels + pair)
+            if start + BLOCK <= numel:
+                _sync_block(fast, slow, offsets, None, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE)
+            else:
+                _sync_block(fast, slow, offsets, offsets < numel, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE)
 
 
 class _Group:
@@ -177,13 +184,20 @@ def _launch(group: _Group, block, warps, alpha, swap, gate=None):
         side = _SMALL_ALPHA if abs(alpha) < 0.5 else _LARGE_ALPHA
     else:
         (step, k), alpha_tensor, side = gate, alpha.reshape(1).to(opmath), _ALPHA_ON_DEVICE
-    _table_kernel[(group.num_chunks,)](
-        group.fast_addresses, group.slow_addresses, group.numels, group.chunks, alpha_tensor, step, k,
+    _table_kernel[(min(group.num_chunks, _max_programs(group.chunks.device)),)](
+        group.fast_addresses, group.slow_addresses, group.numels, group.chunks, group.num_chunks, alpha_tensor, step, k,
         FAST=_TL_DTYPES[group.fast_dtype], SLOW=_TL_DTYPES[group.slow_dtype], OPMATH=_TL_DTYPES[opmath],
         SWAP=swap, LERP_SIDE=side, GATED=gate is not None, ALIGNED=group.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS,
         num_warps=warps,
     )  # fmt: skip
     return alpha_tensor
+
+
+@functools.cache
+def _max_programs(device) -> int:
+    if triton_interpreting() or device.type != "cuda":
+        return _INTERPRETER_PROGRAMS
+    return _PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
 
 
 @functools.cache
