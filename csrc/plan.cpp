@@ -53,6 +53,7 @@ std::shared_ptr<Plan> plan_from_words(std::vector<int64_t> words, at::Device dev
               plan->num_pairs, ")");
   for (int64_t t = 0; t < plan->num_pairs; ++t) {
     int64_t numel = words[t * kEntryWords + 2];
+    plan->num_elements += numel;
     for (int64_t c = 0; c * kChunkElems < numel; ++c) words.push_back((t << kChunkBits) | c);
   }
   plan->num_chunks = static_cast<int64_t>(words.size()) - plan->num_pairs * kEntryWords;

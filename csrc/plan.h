@@ -19,6 +19,7 @@ struct Plan {
   at::Tensor device_words;     // the same on the CUDA device (undefined for CPU plans)
   int64_t num_pairs = 0;
   int64_t num_chunks = 0;
+  int64_t num_elements = 0;  // over every pair
   at::Device device{at::kCPU};
 
   TableView host_view() const { return {words.data(), num_pairs, num_chunks}; }

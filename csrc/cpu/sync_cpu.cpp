@@ -1,5 +1,6 @@
 #include "sync_cpu.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -164,11 +165,19 @@ int64_t cpu_parallel_threads(int64_t tasks) {
   return __builtin_popcountll(seen.load());
 }
 
+constexpr int64_t kMinTaskElements = int64_t(1) << 16;
+
 void run_cpu(const Plan& plan, TableOp op, double alpha) {
   TableView table = plan.host_view();
   const int64_t* chunks = table.words + table.num_pairs * kEntryWords;
   ChunkRunner runner = chunk_runner();
-  at::parallel_for(0, table.num_chunks, 1, [&](int64_t begin, int64_t end) {
+  // [NOTE: CPU grain] A task of fewer than kMinTaskElements elements costs more to hand to another
+  // thread than to run: a parallel region wakes the other threads and waits for the slowest, which
+  // on a loaded machine can be a time slice. So each task gets at least that many elements on
+  // average, and a small set (2000 one-element pairs) runs on the calling thread alone.
+  const int64_t elements = std::max<int64_t>(plan.num_elements, 1);
+  const int64_t grain = std::max<int64_t>(1, (table.num_chunks * kMinTaskElements + elements - 1) / elements);
+  at::parallel_for(0, table.num_chunks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const int64_t* entry = table.words + (chunks[c] >> kChunkBits) * kEntryWords;
       int64_t lo = (chunks[c] & ((int64_t(1) << kChunkBits) - 1)) * kChunkElems;
