@@ -13,13 +13,13 @@ the same messages.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import chain
 
 import torch
 
 from . import backends, contract
+from .device_scalars import device_scalar
 from .sharded import local_shards
 from .backends import BACKEND_NAMES, available_backends, unavailable_backends  # noqa: F401  (public)
 
@@ -128,7 +128,7 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, ba
         device = fast[0].device
     else:
         device = step.device if isinstance(step, torch.Tensor) else torch.device("cpu")
-    alpha_tensor = alpha if isinstance(alpha, torch.Tensor) else _alpha_on(device, alpha)
+    alpha_tensor = alpha if isinstance(alpha, torch.Tensor) else device_scalar(alpha, torch.float64, device)
     if isinstance(step, torch.Tensor) and step.device.type == "cpu" and device.type != "cpu":
         step = step.to(device)  # a CPU counter beside device tensors: no host-side branch either way
     contract.check_step_gate(fast, alpha_tensor, step, k)
@@ -144,28 +144,6 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, ba
     for module, fasts, slows in _plan_by_device(fast, slow, backend):  # the gate goes to each device
         where = fasts[0].device
         module.sync_on_step_(fasts, slows, alpha_tensor.to(where), step.to(where), k)
-
-
-_CACHED_ALPHAS = 16
-_alphas: OrderedDict = OrderedDict()  # (device, alpha) -> a one-element float64 tensor there
-_captured_alphas: list = []
-
-
-def _alpha_on(device: torch.device, alpha: float) -> torch.Tensor:
-    """A number alpha as the one-element float64 tensor the gated kernels read, made once per device
-    and value (a host-to-device copy every step would cost a transfer, and is not allowed in a CUDA
-    graph capture). One that a captured graph reads is kept for the life of the process."""
-    key = (device, alpha)
-    tensor = _alphas.get(key)
-    if tensor is None:
-        tensor = _alphas[key] = torch.tensor(alpha, dtype=torch.float64, device=device)
-        if len(_alphas) > _CACHED_ALPHAS:
-            _alphas.popitem(last=False)
-    else:
-        _alphas.move_to_end(key)
-    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        _captured_alphas.append(tensor)
-    return tensor
 
 
 def _sync_on_step_traced(fast, slow, alpha, step, k, backend):

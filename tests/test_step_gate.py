@@ -129,15 +129,16 @@ def test_opcheck_native():
 def test_a_number_alpha_is_made_a_tensor_once():
     """A number alpha becomes the one-element tensor the gated kernels read once per device and
     value, not at every step (on a GPU that would be a host-to-device copy per step)."""
-    from lookahead_fused import ops as ops_module
+    from lookahead_fused import device_scalars, ops as ops_module
 
     fast, slow = [torch.randn(5)], [torch.randn(5)]
     step = torch.tensor(1)
+    key = (0.375, torch.float64, torch.device("cpu"))
     ops_module.lookahead_sync_on_step_(fast, slow, 0.375, step, 3)
-    made = ops_module._alphas[(torch.device("cpu"), 0.375)]
+    made = device_scalars._cache[key]
     for _ in range(5):
         ops_module.lookahead_sync_on_step_(fast, slow, 0.375, step, 3)
-    assert ops_module._alphas[(torch.device("cpu"), 0.375)] is made
-    for i in range(3 * ops_module._CACHED_ALPHAS):
+    assert device_scalars._cache[key] is made
+    for i in range(3 * device_scalars.CACHED):
         ops_module.lookahead_sync_on_step_(fast, slow, i / 1000, step, 3)
-    assert len(ops_module._alphas) <= ops_module._CACHED_ALPHAS
+    assert len(device_scalars._cache) <= device_scalars.CACHED

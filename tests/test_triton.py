@@ -78,7 +78,9 @@ def test_explicit_triton_on_an_unsupported_device_is_refused():
 def test_alpha_tensors_are_bounded_when_alpha_changes_every_sync():
     """alpha="adaptive" chooses a new alpha at every sync: the device copies must not pile up."""
     fast, slow = _lists([17], torch.float32, torch.float32)
-    for i in range(3 * kernels._CACHED_ALPHAS):
+    from lookahead_fused import device_scalars
+
+    for i in range(3 * device_scalars.CACHED):
         ops.lookahead_sync_(fast, slow, 0.01 + i / 200, backend="triton")
-    assert kernels._alpha_tensor.cache_info().currsize <= kernels._CACHED_ALPHAS
+    assert len(device_scalars._cache) <= device_scalars.CACHED
 

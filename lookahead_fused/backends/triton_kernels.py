@@ -27,6 +27,8 @@ import triton
 import triton.language as tl
 
 from ..contract import opmath_dtype
+from ..device_scalars import device_scalar
+from ..slow_state import VECTOR_BYTES
 from . import BackendUnavailable, group_pairs, triton_interpreting
 
 CHUNK_BITS = 40
@@ -39,8 +41,7 @@ _CACHED_PLANS = 8
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
 
 launch_count = 0  # sync and swap launches so far, not the block-size benchmark's (tests count launches per sync)
-_CACHED_ALPHAS = 16  # distinct alphas kept on each device (alpha="adaptive" makes a new one every sync)
-_captured: list = []  # plans and alpha tensors that captured graphs launch with: [NOTE: Triton plans under capture]
+_captured: list = []  # plans that captured graphs launch with: [NOTE: Triton plans under capture]
 _SMALL_ALPHA, _LARGE_ALPHA, _ALPHA_ON_DEVICE = 0, 1, 2  # LERP_SIDE: the lerp's side, if the host knows alpha
 
 
@@ -118,12 +119,17 @@ def _table_kernel(
                 _sync_block(fast, slow, offsets, offsets < numel, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE)
 
 
+def _on_vector_boundary(fast, slow) -> bool:
+    """Whether both tensors of a pair start on a 16-byte boundary ([NOTE: Triton vector accesses])."""
+    return fast.data_ptr() % VECTOR_BYTES == 0 and slow.data_ptr() % VECTOR_BYTES == 0
+
+
 class _Group:
     """The tables of one dtype pair: what one launch needs."""
 
     def __init__(self, fast, slow, block, device):
         self.fast_dtype, self.slow_dtype = fast[0].dtype, slow[0].dtype
-        self.aligned = all(t.data_ptr() % 16 == 0 for t in fast + slow)
+        self.aligned = all(map(_on_vector_boundary, fast, slow))
         chunk_words = [(i << CHUNK_BITS) | c for i, f in enumerate(fast) for c in range(triton.cdiv(f.numel(), block))]
         self.num_chunks = len(chunk_words)
         words = [f.data_ptr() for f in fast] + [s.data_ptr() for s in slow] + [f.numel() for f in fast] + chunk_words
@@ -142,7 +148,7 @@ class _Plan:
         for xs, ys in group_pairs([x for x, _ in nonempty], [y for _, y in nonempty]):  # one device here
             block, warps = _config(device, xs[0].dtype, ys[0].dtype)
             for aligned in (True, False):  # [NOTE: Triton vector accesses]
-                pairs = [(x, y) for x, y in zip(xs, ys) if (x.data_ptr() % 16 == 0 and y.data_ptr() % 16 == 0) == aligned]
+                pairs = [(x, y) for x, y in zip(xs, ys) if _on_vector_boundary(x, y) == aligned]
                 if pairs:
                     self.groups.append((_Group([x for x, _ in pairs], [y for _, y in pairs], block, device), block, warps))
 
@@ -169,18 +175,11 @@ def _plan_for(first, second) -> _Plan:
     return plan
 
 
-@functools.lru_cache(maxsize=_CACHED_ALPHAS)
-def _alpha_tensor(device, dtype, alpha):
-    return torch.tensor([alpha], dtype=dtype, device=device)
-
-
-
 def _launch(group: _Group, block, warps, alpha, swap, gate=None):
-    """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device. Returns the
-    alpha tensor the kernel reads."""
+    """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device."""
     opmath = opmath_dtype(group.slow_dtype)
     if gate is None:
-        alpha_tensor, step, k = _alpha_tensor(group.chunks.device, opmath, float(alpha)), group.chunks, 1
+        alpha_tensor, step, k = device_scalar(float(alpha), opmath, group.chunks.device), group.chunks, 1
         side = _SMALL_ALPHA if abs(alpha) < 0.5 else _LARGE_ALPHA
     else:
         (step, k), alpha_tensor, side = gate, alpha.reshape(1).to(opmath), _ALPHA_ON_DEVICE
@@ -190,7 +189,6 @@ def _launch(group: _Group, block, warps, alpha, swap, gate=None):
         SWAP=swap, LERP_SIDE=side, GATED=gate is not None, ALIGNED=group.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS,
         num_warps=warps,
     )  # fmt: skip
-    return alpha_tensor
 
 
 @functools.cache
@@ -229,10 +227,10 @@ def _run(first, second, alpha, swap, gate=None):
         for group, block, warps in plan.groups:
             if stream is not None and stream != group.stream:
                 group.tables.record_stream(stream)  # an evicted plan's tables stay alive for this launch
-            alpha_tensor = _launch(group, block, warps, alpha, swap, gate)
+            _launch(group, block, warps, alpha, swap, gate)
             launch_count += 1
-            if on_gpu and torch.cuda.is_current_stream_capturing():
-                _captured.append((plan, alpha_tensor))
+        if on_gpu and torch.cuda.is_current_stream_capturing():
+            _captured.append(plan)
 
 
 @torch.library.custom_op("lookahead_fused::triton_sync_", mutates_args=("fast", "slow"))
