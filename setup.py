@@ -88,7 +88,8 @@ def extensions():
         return [Extension("lookahead_fused._C", sources=[])], {"build_ext": refusing_build_ext(TORCH_NOT_IMPORTABLE.format(error=error))}
 
     sources = ["csrc/module.cpp", "csrc/contract.cpp", "csrc/plan.cpp", "csrc/cpu/sync_cpu.cpp"]
-    cxx_flags = ["-O3", "-fopenmp"]  # at::parallel_for is an OpenMP pragma in our code ([NOTE: OpenMP])
+    openmp = ["-fopenmp"]  # at::parallel_for is an OpenMP pragma in our code ([NOTE: OpenMP])
+    cxx_flags = ["-O3", *openmp]
     if kind == "cuda":
         archs = os.environ["TORCH_CUDA_ARCH_LIST"]
         defines = ["-DLOOKAHEAD_FUSED_WITH_CUDA", f'-DLOOKAHEAD_FUSED_CUDA_ARCHS="{archs}"']
@@ -96,11 +97,11 @@ def extensions():
             "lookahead_fused._C",
             sources + ["csrc/cuda/capture.cpp", "csrc/cuda/sync_cuda.cu"],
             extra_compile_args={"cxx": cxx_flags + defines, "nvcc": ["-O3", "-lineinfo"] + defines},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=openmp,
         )
         built = f"{CPU_KERNEL} and the CUDA kernels for archs {archs} (CUDA_HOME={os.environ['CUDA_HOME']})"
     else:
-        ext = cpp_extension.CppExtension("lookahead_fused._C", sources, extra_compile_args=cxx_flags, extra_link_args=["-fopenmp"])
+        ext = cpp_extension.CppExtension("lookahead_fused._C", sources, extra_compile_args=cxx_flags, extra_link_args=openmp)
         forced = os.environ.get("LOOKAHEAD_FUSED_BUILD", "auto").lower() == "cpu"
         why = "LOOKAHEAD_FUSED_BUILD=cpu" if forced else "no CUDA toolkit found"
         built = f"{CPU_KERNEL} only ({why})"

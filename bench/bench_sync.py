@@ -31,17 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import step_overhead  # noqa: E402
 from model_shapes import MODELS  # noqa: E402
-from timing import (  # noqa: E402
-    SPREAD_WARN_PCT,
-    bandwidth_per_round,
-    bandwidth_variants,
-    cache_bytes,
-    interleaved_rounds,
-    kernel_launches,
-    per_round,
-    rounds_for_budget,
-    summary,
-)
+from timing import SPREAD_WARN_PCT, cache_bytes, kernel_launches, per_round, rounds_with_bandwidth, summary  # noqa: E402
 
 from lookahead_fused import ops  # noqa: E402
 from lookahead_fused.backends import backends_for_device  # noqa: E402
@@ -78,7 +68,7 @@ def run_case(model, dtype_name, device, backends, rounds, budget_s) -> dict:
     nbytes = sync_bytes(shapes, fast_dtype, slow_dtype)
     copies = max(1, min(MAX_COPIES, math.ceil(4 * cache_bytes(device) / (nbytes / 2))))
     sets = [make_set(shapes, fast_dtype, slow_dtype, device) for _ in range(copies)]
-    variants = bandwidth_variants(device)
+    variants = {}
     for name in backends:
         rotation = itertools.cycle(sets)
 
@@ -87,9 +77,7 @@ def run_case(model, dtype_name, device, backends, rounds, budget_s) -> dict:
             ops.lookahead_sync_(fast, slow, 0.5, backend=name)
 
         variants[name] = one_sync
-    rounds = rounds or rounds_for_budget(variants, device, budget_s, *ROUNDS[device.type])
-    samples = interleaved_rounds(variants, device, rounds)
-    bandwidth = bandwidth_per_round(samples)
+    samples, bandwidth = rounds_with_bandwidth(variants, device, rounds, budget_s, *ROUNDS[device.type])
     floor = per_round(lambda bytes_per_second: nbytes / bytes_per_second, bandwidth)
     case = {
         "model": model,

@@ -16,7 +16,7 @@ import math
 import torch
 
 from lookahead_fused import Lookahead
-from timing import bandwidth_per_round, bandwidth_variants, interleaved_rounds, per_round, rounds_for_budget, summary
+from timing import per_round, rounds_with_bandwidth, summary
 
 ADAMW_BYTES_PER_PARAM = 7 * 4
 SYNC_BYTES_PER_PARAM = 16
@@ -42,7 +42,7 @@ def inner_variants(device: torch.device) -> dict[str, dict]:
 def measure(shapes, device: torch.device, k: int, rounds: int | None = None, budget_s: float = 16.0) -> list[dict]:
     numel = sum(math.prod(s) for s in shapes)
     floor_pct = 100 * SYNC_BYTES_PER_PARAM / (k * ADAMW_BYTES_PER_PARAM)
-    variants = bandwidth_variants(device)
+    variants = {}
     keys = []
 
     def k_steps(opt):
@@ -58,9 +58,8 @@ def measure(shapes, device: torch.device, k: int, rounds: int | None = None, bud
             wrapped = Lookahead(torch.optim.AdamW(_params(shapes, device), lr=1e-4, **inner_options), k=k, capturable=capturable)
             variants[f"{name} + Lookahead {mode}"] = functools.partial(k_steps, wrapped)
             keys.append((name, mode))
-    rounds = rounds or rounds_for_budget(variants, device, budget_s, 7, 200)
-    samples = interleaved_rounds(variants, device, rounds)
-    sync_floor = per_round(lambda bandwidth: numel * SYNC_BYTES_PER_PARAM / bandwidth, bandwidth_per_round(samples))
+    samples, bandwidth = rounds_with_bandwidth(variants, device, rounds, budget_s, 7, 200)
+    sync_floor = per_round(lambda bytes_per_second: numel * SYNC_BYTES_PER_PARAM / bytes_per_second, bandwidth)
     rows = []
     for name, mode in keys:
         plain, wrapped = samples[name], samples[f"{name} + Lookahead {mode}"]

@@ -102,6 +102,18 @@ def bandwidth_variants(device: torch.device, nbytes: int = BANDWIDTH_BUFFER_BYTE
     return {"bandwidth: copy_": lambda: dst.copy_(src), "bandwidth: in-place": lambda: dst.mul_(1.0)}
 
 
+def rounds_with_bandwidth(
+    variants: dict[str, Callable[[], object]], device: torch.device, rounds: int | None, budget_s: float, least: int,
+    most: int,
+) -> tuple[dict[str, list[float]], list[float]]:
+    """The variants and the two bandwidth timings in interleaved rounds (`rounds` of them, or as many
+    as fit in budget_s): the samples of every variant, and the bandwidth of each round."""
+    variants = {**bandwidth_variants(device), **variants}
+    rounds = rounds or rounds_for_budget(variants, device, budget_s, least, most)
+    samples = interleaved_rounds(variants, device, rounds)
+    return samples, bandwidth_per_round(samples)
+
+
 def bandwidth_per_round(samples: dict[str, list[float]], nbytes: int = BANDWIDTH_BUFFER_BYTES) -> list[float]:
     """Bytes per second (read plus write) in each round: the faster of the copy_ and the in-place update.
 

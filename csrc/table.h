@@ -43,6 +43,7 @@ struct TableView {  // what a kernel needs: the table, and how many pairs and ch
 #endif
 
 LOOKAHEAD_HOST_DEVICE inline int64_t pair_code_of(int64_t meta) { return meta & 0xff; }
+LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) - 1; }
 
 // The first element index at which both tensors sit on a 16-byte boundary, or -1 if none does.
 // A vector step covers kVecBytes of the fast tensor, so the pattern repeats after that many of
@@ -54,7 +55,6 @@ inline int64_t common_head(uintptr_t fast, int64_t fast_size, uintptr_t slow, in
   }
   return -1;
 }
-LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) - 1; }
 
 // [NOTE: step gate] sync_on_step_ decides on the device whether this is a sync step, so a captured
 // CUDA graph (or a compiled step) is the same on every step: the kernel reads *step and alpha where
