@@ -170,7 +170,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
     info["cuda_archs"] = LOOKAHEAD_FUSED_CUDA_ARCHS;
     info["torch_version"] = TORCH_VERSION;
-    info["chunk_elements"] = kChunkElems;
     info["cpu_kernel_isa"] = cpu_kernel_isa();
     return info;
   });
@@ -192,6 +191,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            py::arg("slow"))
       .def_property_readonly("num_pairs", [](const PlanHandle& h) { return h.plan->num_pairs; })
       .def_property_readonly("num_chunks", [](const PlanHandle& h) { return h.plan->num_chunks; })
+      .def_property_readonly("chunk_elements", [](const PlanHandle& h) { return h.plan->chunk_elems; })
       .def_property_readonly("device", [](const PlanHandle& h) { return h.plan->device.str(); })
       .def("words", &PlanHandle::words, "The table as an int64 CPU tensor.");
 }

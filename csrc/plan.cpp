@@ -1,5 +1,7 @@
 #include "plan.h"
 
+#include "chunking.h"
+
 #include <list>
 #include <mutex>
 
@@ -45,16 +47,26 @@ std::vector<int64_t> pair_words(at::TensorList first, at::TensorList second) {
   return words;
 }
 
+// The workers that take the chunks of one launch round-robin (chunking.h); 0 for the CPU, whose
+// threads take contiguous runs of chunks instead.
+int64_t resident_lanes(at::Device device) {
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+  if (device.is_cuda()) return cuda_resident_blocks(device.index());
+#endif
+  return 0;
+}
+
 std::shared_ptr<Plan> plan_from_words(std::vector<int64_t> words, at::Device device) {
   auto plan = std::make_shared<Plan>();
   plan->device = device;
   plan->num_pairs = static_cast<int64_t>(words.size() / kEntryWords);
   TORCH_CHECK(plan->num_pairs < (int64_t(1) << (63 - kChunkBits)), "lookahead_fused: too many tensors in one call (",
               plan->num_pairs, ")");
+  plan->chunk_elems = choose_chunk_elements(words.data(), plan->num_pairs, resident_lanes(device));
   for (int64_t t = 0; t < plan->num_pairs; ++t) {
     int64_t numel = words[t * kEntryWords + 2];
     plan->num_elements += numel;
-    for (int64_t c = 0; c * kChunkElems < numel; ++c) words.push_back((t << kChunkBits) | c);
+    for (int64_t c = 0; c * plan->chunk_elems < numel; ++c) words.push_back((t << kChunkBits) | c);
   }
   plan->num_chunks = static_cast<int64_t>(words.size()) - plan->num_pairs * kEntryWords;
   plan->words = std::move(words);

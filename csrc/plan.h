@@ -20,11 +20,12 @@ struct Plan {
   int64_t num_pairs = 0;
   int64_t num_chunks = 0;
   int64_t num_elements = 0;  // over every pair
+  int64_t chunk_elems = 0;    // elements of a chunk (chunking.h)
   at::Device device{at::kCPU};
 
-  TableView host_view() const { return {words.data(), num_pairs, num_chunks}; }
+  TableView host_view() const { return {words.data(), num_pairs, num_chunks, chunk_elems}; }
   TableView device_view() const {
-    return {device_words.const_data_ptr<int64_t>(), num_pairs, num_chunks};
+    return {device_words.const_data_ptr<int64_t>(), num_pairs, num_chunks, chunk_elems};
   }
 };
 

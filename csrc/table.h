@@ -6,7 +6,8 @@
 //     meta = pair_code | (head + 1) << 8, head = the first element index at which both tensors are
 //     16-byte aligned (< kVecBytes), or -1 when the two never align together (then the whole pair
 //     runs scalar; a tensor whose both ends are offset alike keeps its vector body);
-//   then per chunk one word: pair index << kChunkBits | chunk index, chunk = kChunkElems elements.
+//   then per chunk one word: pair index << kChunkBits | chunk index, chunk = chunk_elems elements,
+//   chosen per plan (chunking.h, [NOTE: chunk size from the bytes model]).
 // A block (CUDA) or a task (CPU) takes whole chunks, so every tensor size shares one grid.
 #pragma once
 
@@ -25,15 +26,15 @@ enum PairCode : int64_t {  // (fast dtype, slow dtype) pairs of the contract
 
 constexpr int kEntryWords = 4;
 constexpr int kChunkBits = 40;  // chunk index bits; the pair index takes the 23 bits above
-constexpr int64_t kChunkElems = int64_t(1) << 16;
 constexpr int kVecBytes = 16;
 
 enum class TableOp { kSync, kSwap };
 
-struct TableView {  // what a kernel needs: the table, and how many pairs and chunks it holds
+struct TableView {  // what a kernel needs: the table, how many pairs and chunks it holds, the chunk size
   const int64_t* words;
   int64_t num_pairs;
   int64_t num_chunks;
+  int64_t chunk_elems;
 };
 
 #ifdef __CUDACC__
@@ -44,6 +45,17 @@ struct TableView {  // what a kernel needs: the table, and how many pairs and ch
 
 LOOKAHEAD_HOST_DEVICE inline int64_t pair_code_of(int64_t meta) { return meta & 0xff; }
 LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) - 1; }
+
+// The bytes of one fast and one slow element of a pair (the planner's bytes model).
+inline int64_t pair_element_bytes(int64_t code) {
+  switch (code) {
+    case kF32F32: return 8;
+    case kF64F64: return 16;
+    case kF16F16: case kBF16BF16: return 4;
+    case kF16F32: case kBF16F32: return 6;
+    default: return 0;
+  }
+}
 
 // The first element index at which both tensors sit on a 16-byte boundary, or -1 if none does.
 // A vector step covers kVecBytes of the fast tensor, so the pattern repeats after that many of
@@ -67,6 +79,8 @@ struct StepGate {
 };
 
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
+// How many blocks of the table kernel run at once on the device: the grid of a large launch.
+int64_t cuda_resident_blocks(int device_index);
 // Launches one kernel over the device-resident table on `stream` (a cudaStream_t).
 void launch_cuda(TableView table, TableOp op, double alpha, void* stream, int device_index);
 // The sync, gated by `gate` (device pointers): one launch every step, early exit off the sync steps.

@@ -1,5 +1,7 @@
-"""Every test that takes `backend` runs once per backend usable on the CPU here (and new backends
-are picked up by the same tests as soon as they become available)."""
+"""Fixtures over the backends: `device_backend` runs a test once per (device, backend) this run can
+use, GPU included when there is one (tests/matrix.py); `backend` once per backend usable on CPU
+tensors, for tests of what a call does on the host (rejections, CPU-only state). New backends are
+picked up by the same tests as soon as they become available."""
 
 import os
 
@@ -9,15 +11,18 @@ import torch
 if not torch.cuda.is_available():  # the Triton backend then runs in Triton's interpreter, on the CPU
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from lookahead_fused.backends import backends_for_device
+from lookahead_fused.backends import backends_for_device  # noqa: E402
+
+from .matrix import device_backends  # noqa: E402
 
 
-def _cpu_backends():
-    return ["auto", *backends_for_device("cpu")]
-
-
-@pytest.fixture(params=_cpu_backends())
+@pytest.fixture(params=["auto", *backends_for_device("cpu")])
 def backend(request):
+    return request.param
+
+
+@pytest.fixture(params=device_backends(), ids=lambda pair: "-".join(pair))
+def device_backend(request):
     return request.param
 
 

@@ -7,7 +7,7 @@ import torch
 from lookahead_fused import Lookahead, available_backends, ops
 
 from .helpers import PlainLookahead, clone_params, make_params, on_device, set_grads, snapshot
-from .test_op_contract import DTYPE_PAIRS, check_against_contract, make_pair_lists
+from .matrix import DTYPE_PAIRS, check_against_contract, make_pair_lists
 
 pytestmark = pytest.mark.skipif(
     "cuda" not in available_backends(), reason="needs a CUDA GPU and the extension built with CUDA"

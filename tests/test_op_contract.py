@@ -1,5 +1,6 @@
 """lookahead_sync_ and swap_ against the float64 evaluation of the contract and its exact invariants
-(docs/design.md, "The op contract"), for every backend usable here."""
+(docs/design.md, "The op contract"), for every (device, backend) usable here (tests/matrix.py); the
+rejections, which happen on the host before any backend runs, for every backend on CPU tensors."""
 
 import math
 
@@ -10,87 +11,27 @@ from lookahead_fused import ops
 from lookahead_fused.backends.reference import sync_float64
 
 from .helpers import assert_bitwise_equal, snapshot
+from .matrix import ALPHAS, DTYPE_PAIRS, OFFSETS, SIZES, check_against_contract, dtype_id, make_pair_lists
 
-DTYPE_PAIRS = [  # (fast, slow)
-    (torch.float32, torch.float32),
-    (torch.float64, torch.float64),
-    (torch.float16, torch.float16),
-    (torch.bfloat16, torch.bfloat16),
-    (torch.float16, torch.float32),
-    (torch.bfloat16, torch.float32),
-]
-SIZES = [0, 1, 7, 4097, 278011]
-ALPHAS = [0.0, 0.3, 0.5, 0.7, 1.0]
-
-
-def ulp(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The spacing of `dtype`'s floats at |x| (float64 tensor), subnormals included."""
-    info = torch.finfo(dtype)
-    _, exponent = torch.frexp(x.abs())
-    spacing = info.eps * torch.pow(2.0, (exponent - 1).double())
-    return torch.clamp(spacing, min=info.tiny * info.eps)
-
-
-def random_values(numel, dtype, generator):
-    """Values over six decades, some equal in fast and slow, all finite in every dtype above."""
-    magnitude = torch.pow(10.0, torch.empty(numel, dtype=torch.float64).uniform_(-3, 3, generator=generator))
-    return (torch.randn(numel, generator=generator, dtype=torch.float64) * magnitude).to(dtype)
-
-
-def make_pair_lists(sizes, fast_dtype, slow_dtype, seed=0, offset=0):
-    """fast and slow tensors of the given sizes; `offset` elements into a buffer breaks 16-byte alignment."""
-    g = torch.Generator().manual_seed(seed)
-    fast, slow = [], []
-    for n in sizes:
-        f = torch.empty(n + offset, dtype=fast_dtype)[offset:]
-        s = torch.empty(n + offset, dtype=slow_dtype)[offset:]
-        f.copy_(random_values(n, fast_dtype, g))
-        s.copy_(random_values(n, slow_dtype, g))
-        if n > 2:
-            s[: n // 3] = f[: n // 3].to(slow_dtype)  # fast == slow where the weights did not move
-        fast.append(f)
-        slow.append(s)
-    return fast, slow
-
-
-def check_against_contract(fast_before, slow_before, fast, slow, alpha):
-    for i, (f0, s0, f, s) in enumerate(zip(fast_before, slow_before, fast, slow)):
-        assert torch.equal(f, s.to(f.dtype)), f"pair {i}: fast != slow cast to fast's dtype"
-        if alpha == 0.0:
-            assert torch.equal(s, s0), f"pair {i}: alpha=0 changed slow"
-        elif alpha == 1.0:
-            assert torch.equal(s, f0.to(s.dtype)), f"pair {i}: alpha=1 did not make slow the old fast"
-        else:
-            expected = sync_float64(f0, s0, alpha)
-            bound = 2 * ulp(torch.maximum(f0.double().abs(), s0.double().abs()), s.dtype)
-            error = (s.double() - expected).abs()
-            worst = (error / bound).max().item() if error.numel() else 0.0
-            assert worst <= 1.0, f"pair {i}: error reaches {worst:.2f} x the 2-ulp bound"
-
-
+@pytest.mark.parametrize("offset", OFFSETS)
 @pytest.mark.parametrize("alpha", ALPHAS)
-@pytest.mark.parametrize("fast_dtype,slow_dtype", DTYPE_PAIRS, ids=lambda d: str(d).removeprefix("torch."))
-def test_sync_matches_float64_reference(backend, fast_dtype, slow_dtype, alpha):
-    fast, slow = make_pair_lists(SIZES, fast_dtype, slow_dtype)
+@pytest.mark.parametrize("fast_dtype,slow_dtype", DTYPE_PAIRS, ids=dtype_id)
+def test_sync_matches_float64_reference(device_backend, fast_dtype, slow_dtype, alpha, offset):
+    device, backend = device_backend
+    fast, slow = make_pair_lists(SIZES, fast_dtype, slow_dtype, offset=offset, device=device)
+    if offset:
+        assert all(t.data_ptr() % 16 for t in fast + slow if t.numel())
     fast0, slow0 = snapshot(fast), snapshot(slow)
     ops.lookahead_sync_(fast, slow, alpha, backend=backend)
     check_against_contract(fast0, slow0, fast, slow, alpha)
 
 
-@pytest.mark.parametrize("offset", [1, 3])
-@pytest.mark.parametrize("fast_dtype,slow_dtype", DTYPE_PAIRS, ids=lambda d: str(d).removeprefix("torch."))
-def test_sync_misaligned_storage(backend, fast_dtype, slow_dtype, offset):
-    fast, slow = make_pair_lists([1, 7, 33, 4097], fast_dtype, slow_dtype, offset=offset)
-    assert all(t.data_ptr() % 16 for t in fast + slow if t.numel())
-    fast0, slow0 = snapshot(fast), snapshot(slow)
-    ops.lookahead_sync_(fast, slow, 0.3, backend=backend)
-    check_against_contract(fast0, slow0, fast, slow, 0.3)
-
-
-def test_sync_many_small_tensors_and_mixed_dtypes_in_one_call(backend):
+def test_sync_many_small_tensors_and_mixed_dtypes_in_one_call(device_backend):
+    device, backend = device_backend
     fast, slow = [], []
     for seed, (fast_dtype, slow_dtype) in enumerate(DTYPE_PAIRS):
-        f, s = make_pair_lists([(i * 37) % 300 for i in range(200)], fast_dtype, slow_dtype, seed=seed)
+        sizes = [(i * 37) % 300 for i in range(200)]
+        f, s = make_pair_lists(sizes, fast_dtype, slow_dtype, seed=seed, offset=seed % 3, device=device)
         fast += f
         slow += s
     assert len(fast) == 1200
@@ -99,33 +40,38 @@ def test_sync_many_small_tensors_and_mixed_dtypes_in_one_call(backend):
     check_against_contract(fast0, slow0, fast, slow, 0.7)
 
 
-def test_sync_permuted_dense_layout(backend):
-    fast = [torch.randn(5, 6).t(), torch.randn(2, 3, 4).permute(2, 0, 1)]
-    slow = [torch.randn(5, 6).t(), torch.randn(2, 3, 4).permute(2, 0, 1)]
+def test_sync_permuted_dense_layout(device_backend):
+    device, backend = device_backend
+    fast = [torch.randn(5, 6, device=device).t(), torch.randn(2, 3, 4, device=device).permute(2, 0, 1)]
+    slow = [torch.randn(5, 6, device=device).t(), torch.randn(2, 3, 4, device=device).permute(2, 0, 1)]
     fast0, slow0 = snapshot(fast), snapshot(slow)
     ops.lookahead_sync_(fast, slow, 0.5, backend=backend)
     check_against_contract(fast0, slow0, fast, slow, 0.5)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")  # numpy, under Triton's interpreter
-@pytest.mark.parametrize("fast_dtype,slow_dtype", DTYPE_PAIRS, ids=lambda d: str(d).removeprefix("torch."))
-def test_sync_propagates_nan_and_inf(backend, fast_dtype, slow_dtype):
+@pytest.mark.parametrize("fast_dtype,slow_dtype", DTYPE_PAIRS, ids=dtype_id)
+def test_sync_propagates_nan_and_inf(device_backend, fast_dtype, slow_dtype):
+    device, backend = device_backend
     specials = [math.nan, math.inf, -math.inf, 1.0, 1.0, math.nan]
     others = [1.0, 2.0, 3.0, math.inf, math.nan, math.nan]
-    fast = [torch.tensor(specials, dtype=fast_dtype)]
-    slow = [torch.tensor(others, dtype=slow_dtype)]
+    fast = [torch.tensor(specials, dtype=fast_dtype, device=device)]
+    slow = [torch.tensor(others, dtype=slow_dtype, device=device)]
     ops.lookahead_sync_(fast, slow, 0.3, backend=backend)
     with torch.no_grad():
         expected = sync_float64(torch.tensor(specials), torch.tensor(others), 0.3)
-    assert torch.equal(torch.isnan(slow[0]), torch.isnan(expected))
+    fast_after, slow_after = fast[0].cpu(), slow[0].cpu()
+    assert torch.equal(torch.isnan(slow_after), torch.isnan(expected))
     finite = ~torch.isnan(expected)
-    assert torch.equal(slow[0][finite].double(), expected[finite])  # +-inf where IEEE gives +-inf
-    assert torch.equal(torch.isnan(fast[0]), torch.isnan(slow[0]))
+    assert torch.equal(slow_after[finite].double(), expected[finite])  # +-inf where IEEE gives +-inf
+    assert torch.equal(torch.isnan(fast_after), torch.isnan(slow_after))
 
 
-def test_sync_empty_call_and_empty_tensors(backend):
+def test_sync_empty_call_and_empty_tensors(device_backend):
+    device, backend = device_backend
     ops.lookahead_sync_([], [], 0.5, backend=backend)
-    fast, slow = [torch.empty(0), torch.empty(0, 3)], [torch.empty(0), torch.empty(0, 3)]
+    fast = [torch.empty(0, device=device), torch.empty(0, 3, device=device)]
+    slow = [torch.empty(0, device=device), torch.empty(0, 3, device=device)]
     ops.lookahead_sync_(fast, slow, 0.5, backend=backend)
 
 
@@ -137,9 +83,11 @@ def test_sync_works_on_params_that_require_grad(backend):
     assert p.requires_grad and p.grad_fn is None
 
 
+@pytest.mark.parametrize("offset", OFFSETS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
-def test_swap_exchanges_contents_exactly(backend, dtype):
-    a, b = make_pair_lists([0, 1, 7, 4097], dtype, dtype)
+def test_swap_exchanges_contents_exactly(device_backend, dtype, offset):
+    device, backend = device_backend
+    a, b = make_pair_lists(SIZES, dtype, dtype, offset=offset, device=device)
     a0, b0 = snapshot(a), snapshot(b)
     pointers = [t.data_ptr() for t in a + b]
     ops.swap_(a, b, backend=backend)

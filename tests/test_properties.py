@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from lookahead_fused import ops
 
 from .helpers import snapshot
-from .test_op_contract import DTYPE_PAIRS, check_against_contract, random_values
+from .matrix import DTYPE_PAIRS, check_against_contract, random_values
 
 # derandomize: the same examples every run, so a CI failure reproduces.
 SETTINGS = settings(
@@ -30,12 +30,12 @@ pair_specs = st.lists(
 alphas = st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(0.0, 1.0, allow_nan=False))
 
 
-def build(specs, seed):
+def build(specs, seed, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     fast, slow = [], []
     for (fast_dtype, slow_dtype), numel, fast_offset, slow_offset in specs:
-        f = torch.empty(numel + fast_offset, dtype=fast_dtype)[fast_offset:]
-        s = torch.empty(numel + slow_offset, dtype=slow_dtype)[slow_offset:]
+        f = torch.empty(numel + fast_offset, dtype=fast_dtype, device=device)[fast_offset:]
+        s = torch.empty(numel + slow_offset, dtype=slow_dtype, device=device)[slow_offset:]
         f.copy_(random_values(numel, fast_dtype, g))
         s.copy_(random_values(numel, slow_dtype, g))
         fast.append(f)
@@ -45,8 +45,9 @@ def build(specs, seed):
 
 @SETTINGS
 @given(specs=pair_specs, alpha=alphas, seed=st.integers(0, 2**16))
-def test_every_backend_meets_the_contract(backend, specs, alpha, seed):
-    fast, slow = build(specs, seed)
+def test_every_backend_meets_the_contract(device_backend, specs, alpha, seed):
+    device, backend = device_backend
+    fast, slow = build(specs, seed, device)
     fast0, slow0 = snapshot(fast), snapshot(slow)
     ops.lookahead_sync_(fast, slow, alpha, backend=backend)
     check_against_contract(fast0, slow0, fast, slow, alpha)

@@ -12,20 +12,18 @@ import torch
 from lookahead_fused import backends, ops
 
 from .helpers import assert_bitwise_equal, snapshot
-from .test_op_contract import DTYPE_PAIRS, check_against_contract, make_pair_lists
-
-SIZES = [0, 1, 7, 4097, 70000]
+from .matrix import DTYPE_PAIRS, SIZES, check_against_contract, dtype_id, make_pair_lists
 
 
-def _gated_path(backend):
+def _gated_path(device, backend):
     """The backend's own sync_on_step_, as a device counter would reach it."""
-    module = backends.resolve(backend, "cpu")
+    module = backends.resolve(backend, device)
     return lambda fast, slow, alpha, step, k: module.sync_on_step_(
-        fast, slow, torch.tensor(alpha, dtype=torch.float64), step, k
+        fast, slow, torch.tensor(alpha, dtype=torch.float64, device=device), step, k
     )
 
 
-def _through_ops(backend):
+def _through_ops(device, backend):
     return lambda fast, slow, alpha, step, k: ops.lookahead_sync_on_step_(fast, slow, alpha, step, k, backend=backend)
 
 
@@ -33,17 +31,18 @@ PATHS = {"ops": _through_ops, "backend's gate": _gated_path}
 
 
 @pytest.mark.parametrize("path", list(PATHS))
-@pytest.mark.parametrize("fast_dtype, slow_dtype", DTYPE_PAIRS)
+@pytest.mark.parametrize("fast_dtype, slow_dtype", DTYPE_PAIRS, ids=dtype_id)
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.7, 1.0])
-def test_syncs_exactly_on_multiples_of_k(backend, path, fast_dtype, slow_dtype, alpha):
-    run = PATHS[path](backend)
-    fast, slow = make_pair_lists(SIZES, fast_dtype, slow_dtype)
+def test_syncs_exactly_on_multiples_of_k(device_backend, path, fast_dtype, slow_dtype, alpha):
+    device, backend = device_backend
+    run = PATHS[path](device, backend)
+    fast, slow = make_pair_lists(SIZES, fast_dtype, slow_dtype, offset=1, device=device)
     for step in (1, 2, 4, 5):  # k = 3: not a sync step
         before = snapshot(fast + slow)
-        run(fast, slow, alpha, torch.tensor(step), 3)
+        run(fast, slow, alpha, torch.tensor(step, device=device), 3)
         assert_bitwise_equal(fast + slow, before)
     fast0, slow0 = snapshot(fast), snapshot(slow)
-    run(fast, slow, alpha, torch.tensor(6), 3)
+    run(fast, slow, alpha, torch.tensor(6, device=device), 3)
     check_against_contract(fast0, slow0, fast, slow, alpha)
 
 

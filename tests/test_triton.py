@@ -9,7 +9,7 @@ from lookahead_fused import Lookahead, available_backends, ops
 from lookahead_fused.backends import triton_interpreting
 
 from .helpers import make_params
-from .test_op_contract import DTYPE_PAIRS, make_pair_lists
+from .matrix import DTYPE_PAIRS, make_pair_lists
 
 pytestmark = pytest.mark.skipif("triton" not in available_backends(), reason="triton backend unavailable")
 kernels = pytest.importorskip("lookahead_fused.backends.triton_kernels")

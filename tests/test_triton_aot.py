@@ -20,7 +20,7 @@ triton = pytest.importorskip("triton")
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from tests.test_op_contract import DTYPE_PAIRS  # noqa: E402
+from tests.matrix import DTYPE_PAIRS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHS = [80, 90]

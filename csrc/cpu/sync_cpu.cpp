@@ -180,8 +180,8 @@ void run_cpu(const Plan& plan, TableOp op, double alpha) {
   at::parallel_for(0, table.num_chunks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const int64_t* entry = table.words + (chunks[c] >> kChunkBits) * kEntryWords;
-      int64_t lo = (chunks[c] & ((int64_t(1) << kChunkBits) - 1)) * kChunkElems;
-      runner(entry, lo, std::min(kChunkElems, entry[2] - lo), op, alpha);
+      int64_t lo = (chunks[c] & ((int64_t(1) << kChunkBits) - 1)) * table.chunk_elems;
+      runner(entry, lo, std::min(table.chunk_elems, entry[2] - lo), op, alpha);
     }
   });
 }

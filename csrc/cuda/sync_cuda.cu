@@ -1,5 +1,6 @@
 // The fused sync/swap kernel: one launch walks the whole tensor table (see [NOTE: table layout]).
 // Light includes only (no torch/extension.h): this translation unit is compiled once per arch.
+#include <algorithm>
 #include <array>
 #include <atomic>
 
@@ -13,34 +14,41 @@ namespace {
 template <typename Gate>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM) table_kernel(const int64_t* __restrict__ words,
                                                                           int64_t num_pairs, int64_t num_chunks,
-                                                                          Gate gate) {
-  table_thread<DeviceMemory>(words, num_pairs, num_chunks, gate, blockIdx.x, gridDim.x, threadIdx.x);
+                                                                          int64_t chunk_elems, Gate gate) {
+  table_thread<DeviceMemory>(words, num_pairs, num_chunks, chunk_elems, gate, blockIdx.x, gridDim.x, threadIdx.x);
 }
 
-// Enough blocks to fill every SM at full occupancy; more chunks than that are grid-strided.
 template <typename Op>
-int64_t grid_size(int device_index, int64_t num_chunks) {
-  static std::array<std::atomic<int>, 64> blocks_per_device{};  // 0: not measured yet
-  int blocks = device_index < 64 ? blocks_per_device[device_index].load() : 0;
-  if (blocks == 0) {
-    int sms = 0, per_sm = 0;
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_index));
-    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, table_kernel<Op>, kThreads, 0));
-    blocks = sms * (per_sm > 0 ? per_sm : 1);
-    if (device_index < 64) blocks_per_device[device_index].store(blocks);
-  }
-  return num_chunks < blocks ? num_chunks : blocks;
+int blocks_per_sm() {
+  int per_sm = 0;
+  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, table_kernel<Op>, kThreads, 0));
+  return per_sm > 0 ? per_sm : 1;
 }
 
 template <typename Op>
 void launch(TableView table, Op op, cudaStream_t stream, int device_index) {
-  int64_t grid = grid_size<Op>(device_index, table.num_chunks);
+  // Enough blocks to fill every SM; more chunks than that are grid-strided.
+  int64_t grid = std::min(table.num_chunks, cuda_resident_blocks(device_index));
   table_kernel<Op><<<static_cast<unsigned>(grid), kThreads, 0, stream>>>(table.words, table.num_pairs,
-                                                                          table.num_chunks, op);
+                                                                          table.num_chunks, table.chunk_elems, op);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace
+
+// The same grid for every op: the fewest resident blocks of its instantiations (all three are
+// bounded to kMinBlocksPerSM by __launch_bounds__), so a plan's chunking fits any launch of it.
+int64_t cuda_resident_blocks(int device_index) {
+  static std::array<std::atomic<int64_t>, 64> blocks_per_device{};  // 0: not measured yet
+  int64_t blocks = device_index < 64 ? blocks_per_device[device_index].load() : 0;
+  if (blocks == 0) {
+    int sms = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_index));
+    blocks = int64_t(sms) * std::min({blocks_per_sm<SyncOp>(), blocks_per_sm<SwapOp>(), blocks_per_sm<GatedSyncOp>()});
+    if (device_index < 64) blocks_per_device[device_index].store(blocks);
+  }
+  return blocks;
+}
 
 void launch_cuda_on_step(TableView table, StepGate gate, void* stream, int device_index) {
   if (table.num_chunks == 0) return;

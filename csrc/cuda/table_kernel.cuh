@@ -235,15 +235,16 @@ LOOKAHEAD_KERNEL_FN void run_pair(const int64_t* entry, int64_t lo, int64_t hi, 
 // newer plan.cpp than this kernel must not pass silently).
 template <typename Mem, typename Gate>
 LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t num_pairs, int64_t num_chunks,
-                                      Gate gate, int64_t block, int64_t grid, int64_t tid) {
+                                      int64_t chunk_elems, Gate gate, int64_t block, int64_t grid, int64_t tid) {
   if (gate.skips()) return;
   const auto op = gate.resolved();
   const int64_t* chunks = words + num_pairs * kEntryWords;
   for (int64_t c = block; c < num_chunks; c += grid) {
     const int64_t packed = chunks[c];
     const int64_t* entry = words + (packed >> kChunkBits) * kEntryWords;
-    const int64_t lo = (packed & ((int64_t(1) << kChunkBits) - 1)) * kChunkElems;
-    const int64_t hi = lo + kChunkElems < entry[2] ? lo + kChunkElems : entry[2];
+    const int64_t lo = (packed & ((int64_t(1) << kChunkBits) - 1)) * chunk_elems;
+    const int64_t chunk_end = lo + chunk_elems;
+    const int64_t hi = chunk_end < entry[2] ? chunk_end : entry[2];
     switch (pair_code_of(entry[3])) {
       case kF32F32: run_pair<Mem, float, float>(entry, lo, hi, op, tid); break;
       case kF64F64: run_pair<Mem, double, double>(entry, lo, hi, op, tid); break;

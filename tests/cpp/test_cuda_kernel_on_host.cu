@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "chunking.h"
 #include "cuda/table_kernel.cuh"
 
 using namespace lookahead_fused;
@@ -119,7 +120,7 @@ enum class Kind { kSync, kGatedOn, kGatedOff, kSwap };
 
 template <typename F, typename S>
 void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alpha, Kind kind, int grid_cap,
-                std::mt19937& rng) {
+                int64_t chunk, std::mt19937& rng) {
   if (kind == Kind::kSwap && !std::is_same_v<F, S>) return;
   Buffer<F> fast(n, fast_offset);
   Buffer<S> slow(n, slow_offset);
@@ -142,7 +143,7 @@ void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alph
   auto fa = reinterpret_cast<uintptr_t>(fast.data), sa = reinterpret_cast<uintptr_t>(slow.data);
   int64_t head = common_head(fa, sizeof(F), sa, sizeof(S));
   std::vector<int64_t> words = {int64_t(fa), int64_t(sa), n, code | ((head + 1) << 8)};
-  for (int64_t c = 0; c * kChunkElems < n; ++c) words.push_back(c);
+  for (int64_t c = 0; c * chunk < n; ++c) words.push_back(c);
   int64_t num_chunks = int64_t(words.size()) - kEntryWords;
 
   tracked = {{fa, fa + n * sizeof(F), sizeof(F), std::vector<int>(n)},
@@ -153,18 +154,19 @@ void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alph
   int64_t grid = std::min<int64_t>(num_chunks, grid_cap);
   for (int64_t block = 0; block < grid; ++block) {
     for (int64_t tid = 0; tid < kThreads; ++tid) {
-      if (kind == Kind::kSync) table_thread<HostMemory>(words.data(), 1, num_chunks, SyncOp{alpha}, block, grid, tid);
-      if (kind == Kind::kSwap) table_thread<HostMemory>(words.data(), 1, num_chunks, SwapOp{}, block, grid, tid);
+      if (kind == Kind::kSync) table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, SyncOp{alpha}, block, grid, tid);
+      if (kind == Kind::kSwap) table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, SwapOp{}, block, grid, tid);
       if (kind == Kind::kGatedOn || kind == Kind::kGatedOff) {
-        table_thread<HostMemory>(words.data(), 1, num_chunks, GatedSyncOp{gate}, block, grid, tid);
+        table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, GatedSyncOp{gate}, block, grid, tid);
       }
     }
   }
 
-  char where[160];
-  std::snprintf(where, sizeof where, "pair code %lld, n %lld, offsets (%lld, %lld), alpha %.2f, kind %d, grid %lld",
+  char where[200];
+  std::snprintf(where, sizeof where,
+                "pair code %lld, n %lld, offsets (%lld, %lld), alpha %.2f, kind %d, grid %lld, chunk %lld",
                 (long long)code, (long long)n, (long long)fast_offset, (long long)slow_offset, alpha, int(kind),
-                (long long)grid);
+                (long long)grid, (long long)chunk);
   const int expected_writes = kind == Kind::kGatedOff ? 0 : 1;
   for (int64_t i = 0; i < n; ++i) {
     if (tracked[0].writes[i] != expected_writes || tracked[1].writes[i] != expected_writes) {
@@ -206,18 +208,22 @@ void check_pair(std::mt19937& rng) {
   for (int64_t fast_offset = 0; fast_offset < kVecBytes / int64_t(sizeof(F)); ++fast_offset) {
     for (int64_t slow_offset = 0; slow_offset < kVecBytes / int64_t(sizeof(S)); ++slow_offset) {
       for (int64_t n : {int64_t(0), int64_t(1), V - 1, V, V + 1, 3 * V + 2, group - 1, group + V + 3, 2 * group + 7}) {
-        for (double alpha : alphas) check_case<F, S>(n, fast_offset, slow_offset, alpha, Kind::kSync, 3, rng);
+        for (double alpha : alphas) {
+          check_case<F, S>(n, fast_offset, slow_offset, alpha, Kind::kSync, 3, kMaxChunkElems, rng);
+        }
       }
     }
   }
-  for (auto offsets : {std::pair<int64_t, int64_t>{0, 0}, {1, 1}, {1, 0}}) {
-    for (int64_t n : {kChunkElems - 1, kChunkElems, kChunkElems + 1, 3 * kChunkElems + 5}) {
-      for (int grid_cap : {2, 1000}) {  // grid-stride over the chunks, and one block per chunk
-        check_case<F, S>(n, offsets.first, offsets.second, 0.3, Kind::kSync, grid_cap, rng);
+  for (int64_t chunk : {kChunkQuantum, 3 * kChunkQuantum, kMaxChunkElems}) {  // sizes a plan takes (chunking.h)
+    for (auto offsets : {std::pair<int64_t, int64_t>{0, 0}, {1, 1}, {1, 0}}) {
+      for (int64_t n : {chunk - 1, chunk, chunk + 1, 3 * chunk + 5}) {
+        for (int grid_cap : {2, 1000}) {  // grid-stride over the chunks, and one block per chunk
+          check_case<F, S>(n, offsets.first, offsets.second, 0.3, Kind::kSync, grid_cap, chunk, rng);
+        }
+        check_case<F, S>(n, offsets.first, offsets.second, 0.7, Kind::kGatedOn, 3, chunk, rng);
+        check_case<F, S>(n, offsets.first, offsets.second, 0.7, Kind::kGatedOff, 3, chunk, rng);
+        check_case<F, S>(n, offsets.first, offsets.second, 0.0, Kind::kSwap, 3, chunk, rng);
       }
-      check_case<F, S>(n, offsets.first, offsets.second, 0.7, Kind::kGatedOn, 3, rng);
-      check_case<F, S>(n, offsets.first, offsets.second, 0.7, Kind::kGatedOff, 3, rng);
-      check_case<F, S>(n, offsets.first, offsets.second, 0.0, Kind::kSwap, 3, rng);
     }
   }
 }

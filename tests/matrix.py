@@ -1,0 +1,75 @@
+"""The one test matrix that the contract, step-gate, property and GPU tests share: the dtype pairs
+(derived from the contract), sizes, storage offsets and alphas, every (device, backend) available
+in this run, and the builders and the float64 check of a synced pair list."""
+
+from __future__ import annotations
+
+import torch
+
+from lookahead_fused.backends import backends_for_device
+from lookahead_fused.backends.reference import sync_float64
+from lookahead_fused.contract import FAST_DTYPES, allowed_slow_dtypes
+
+DTYPE_PAIRS = [(fast, slow) for fast in FAST_DTYPES for slow in allowed_slow_dtypes(fast)]  # (fast, slow)
+SIZES = [0, 1, 7, 4097, 65537, 278011]  # empty, one element, odd, over one vector step, over one CPU chunk
+OFFSETS = [0, 1, 3]  # elements into a buffer: aligned, and two ways of missing a 16-byte boundary
+ALPHAS = [0.0, 0.3, 0.5, 0.7, 1.0]  # the exact ends, both sides of the two-sided lerp, its switch
+
+
+def dtype_id(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def device_backends() -> list[tuple[str, str]]:
+    """Every (device, backend) this run can use: "auto" and each available backend, on the CPU and,
+    when there is one, on the CUDA GPU (where the Triton backend is compiled, not interpreted)."""
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return [(device, backend) for device in devices for backend in ["auto", *backends_for_device(device)]]
+
+
+def ulp(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The spacing of `dtype`'s floats at |x| (float64 tensor), subnormals included."""
+    info = torch.finfo(dtype)
+    _, exponent = torch.frexp(x.abs())
+    spacing = info.eps * torch.pow(2.0, (exponent - 1).double())
+    return torch.clamp(spacing, min=info.tiny * info.eps)
+
+
+def random_values(numel, dtype, generator):
+    """Values over six decades, some equal in fast and slow, all finite in every dtype above."""
+    magnitude = torch.pow(10.0, torch.empty(numel, dtype=torch.float64).uniform_(-3, 3, generator=generator))
+    return (torch.randn(numel, generator=generator, dtype=torch.float64) * magnitude).to(dtype)
+
+
+def make_pair_lists(sizes, fast_dtype, slow_dtype, seed=0, offset=0, device="cpu"):
+    """fast and slow tensors of the given sizes on `device`; `offset` elements into a buffer breaks
+    16-byte alignment."""
+    g = torch.Generator().manual_seed(seed)
+    fast, slow = [], []
+    for n in sizes:
+        f = torch.empty(n + offset, dtype=fast_dtype, device=device)[offset:]
+        s = torch.empty(n + offset, dtype=slow_dtype, device=device)[offset:]
+        f.copy_(random_values(n, fast_dtype, g))
+        s.copy_(random_values(n, slow_dtype, g))
+        if n > 2:
+            s[: n // 3] = f[: n // 3].to(slow_dtype)  # fast == slow where the weights did not move
+        fast.append(f)
+        slow.append(s)
+    return fast, slow
+
+
+def check_against_contract(fast_before, slow_before, fast, slow, alpha):
+    """The pairs after a sync (any device) against the float64 evaluation of the contract."""
+    for i, (f0, s0, f, s) in enumerate(zip(fast_before, slow_before, fast, slow)):
+        f0, s0, f, s = (t.detach().cpu() for t in (f0, s0, f, s))
+        assert torch.equal(f, s.to(f.dtype)), f"pair {i}: fast != slow cast to fast's dtype"
+        if alpha == 0.0:
+            assert torch.equal(s, s0), f"pair {i}: alpha=0 changed slow"
+        elif alpha == 1.0:
+            assert torch.equal(s, f0.to(s.dtype)), f"pair {i}: alpha=1 did not make slow the old fast"
+        else:
+            expected = sync_float64(f0, s0, alpha)
+            bound = 2 * ulp(torch.maximum(f0.double().abs(), s0.double().abs()), s.dtype)
+            error = (s.double() - expected).abs()
+            worst = (error / bound).max().item() if error.numel() else 0.0
+            assert worst <= 1.0, f"pair {i}: error reaches {worst:.2f} x the 2-ulp bound"
