@@ -1,5 +1,7 @@
-// lookahead_fused._C: the torch.library ops lookahead_fused::sync_ and ::swap_ (CPU, CUDA and Meta
-// kernels), and a small pybind11 surface: build info, the plan class, plan-cache statistics.
+// lookahead_fused._C: the torch.library ops lookahead_fused::sync_, ::sync_on_step_ and ::swap_ (CPU,
+// CUDA and Meta kernels), the same ops as eager pybind11 functions, and a small pybind11 surface:
+// build info, the plan class, plan-cache statistics.
+#include <torch/csrc/autograd/variable.h>
 #include <torch/extension.h>
 #include <torch/library.h>
 #include <torch/version.h>
@@ -30,9 +32,20 @@ void check_alpha(double alpha) {
                     "lookahead_sync_: alpha must be a finite number in [0, 1], got ", alpha);
 }
 
+// [NOTE: versions] A mutating op bumps the autograd version of every tensor it may write, as torch's
+// in-place ops and foreach ops do, so autograd refuses a backward through a value the sync changed.
+// Both entry points (the dispatcher and the eager pybind calls) come through run().
+void bump_versions(at::TensorList first, at::TensorList second) {
+  for (at::TensorList list : {first, second}) {
+    for (const at::Tensor& t : list) {
+      if (!t.is_inference()) torch::autograd::impl::bump_version(t);
+    }
+  }
+}
+
 // `gate`: null, or the step gate of sync_on_step_ in device memory (only the CUDA kernel takes one).
-void run(const char* name, at::TensorList first, at::TensorList second, TableOp op, double alpha,
-         const StepGate* gate = nullptr) {
+void launch_on_plan(const char* name, at::TensorList first, at::TensorList second, TableOp op, double alpha,
+                    const StepGate* gate) {
   if (first.empty()) return;
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
   if (first[0].is_cuda()) {
@@ -59,6 +72,12 @@ void run(const char* name, at::TensorList first, at::TensorList second, TableOp 
   auto plan = find_or_build_plan(first, second, [&] { check_no_overlap(name, first, second); });
   TORCH_CHECK(plan->device.is_cpu(), "lookahead_fused: no kernel for tensors on ", plan->device);
   if (gate == nullptr) run_cpu(*plan, op, alpha);  // a CPU caller resolves its gate on the host
+}
+
+void run(const char* name, at::TensorList first, at::TensorList second, TableOp op, double alpha,
+         const StepGate* gate = nullptr) {
+  launch_on_plan(name, first, second, op, alpha, gate);
+  bump_versions(first, second);
 }
 
 void sync_(at::TensorList fast, at::TensorList slow, double alpha) {
@@ -112,6 +131,22 @@ void sync_on_step_meta(at::TensorList fast, at::TensorList slow, const at::Tenso
 }
 
 void swap_meta(at::TensorList first, at::TensorList second) { check_all_meta("swap_", first, second); }
+
+// [NOTE: eager entry points] The same ops as plain pybind11 functions, for eager calls from
+// lookahead_fused.backends.native. Through the dispatcher, a call with 4000 tensors spent ~0.45 ms
+// before the kernel ran (issue 14): the boxed call copies every tensor into its argument stack and
+// out again with the GIL released, and each copy of a tensor that Python also holds takes the GIL
+// back to count the reference. Here the lists are converted once, with the GIL held, and released
+// only around the work. torch.compile keeps calling the torch.library ops (the NativeBackend picks).
+template <typename RealOp, typename MetaOp>
+void eager(at::TensorList first, RealOp real, MetaOp meta) {
+  pybind11::gil_scoped_release no_gil;
+  if (!first.empty() && first[0].is_meta()) {
+    meta();
+  } else {
+    real();
+  }
+}
 
 // The plan class of the Python module: a table built once for a parameter set, for inspection.
 struct PlanHandle {
@@ -173,6 +208,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     info["cpu_kernel_isa"] = cpu_kernel_isa();
     return info;
   });
+  using Tensors = std::vector<at::Tensor>;
+  m.def("sync_", [](const Tensors& fast, const Tensors& slow, double alpha) {
+    eager(fast, [&] { sync_(fast, slow, alpha); }, [&] { sync_meta(fast, slow, alpha); });
+  }, "lookahead_fused::sync_ without the dispatcher ([NOTE: eager entry points]).");
+  m.def("sync_on_step_", [](const Tensors& fast, const Tensors& slow, const at::Tensor& alpha, const at::Tensor& step,
+                            int64_t k) {
+    eager(fast, [&] { sync_on_step_(fast, slow, alpha, step, k); },
+          [&] { sync_on_step_meta(fast, slow, alpha, step, k); });
+  }, "lookahead_fused::sync_on_step_ without the dispatcher ([NOTE: eager entry points]).");
+  m.def("swap_", [](const Tensors& first, const Tensors& second) {
+    eager(first, [&] { swap_(first, second); }, [&] { swap_meta(first, second); });
+  }, "lookahead_fused::swap_ without the dispatcher ([NOTE: eager entry points]).");
   m.def("cpu_parallel_threads", &cpu_parallel_threads,
         "How many threads the CPU kernel's at::parallel_for uses for this many one-task chunks.");
   m.def("check_sync_args", [](const std::vector<at::Tensor>& fast, const std::vector<at::Tensor>& slow) {

