@@ -5,13 +5,16 @@
      "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha" (a number or "adaptive"),
                    "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha"}}
 
-[NOTE: section mirror] The "lookahead" section is also copied into the first param group, because
+[NOTE: section mirror] The "lookahead" section is also copied into every param group, because
 torch.distributed.checkpoint.state_dict's get/set_optimizer_state_dict keep only "state" and
-"param_groups"; a state_dict that lost the top-level section is read from the mirror.
+"param_groups"; a state_dict that lost the top-level section is read from the first group's mirror.
+Every group carries the same copy, so the groups of a checkpoint stay alike (a tool that compares
+or repeats groups, as timm's tests do, sees one representation).
 
 Slow tensors sit in each param's own entry, as torch optimizers keep per-param state, so tools that
 map per-param state to parameter names keep them with their param. A dict without "lookahead" is a
 plain inner-optimizer checkpoint: it loads, with a warning, taking the slow weights from the params.
+Checkpoints of timm's and pytorch_optimizer's Lookahead are converted first (peer_checkpoints.py).
 """
 
 from __future__ import annotations
@@ -33,8 +36,22 @@ SAVED_SLOW_MOMENTUM = "lookahead_slow_momentum"
 _SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM)
 
 
-def _dtype_name(dtype) -> str | None:
+def dtype_name(dtype) -> str | None:
     return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def section_for(opt, step: torch.Tensor, k: int) -> dict:
+    """The "lookahead" section of `opt`'s configuration, with this step counter and k."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "k": k,
+        "alpha": opt.alpha,
+        "pullback_momentum": opt.pullback_momentum,
+        "slow_dtype": dtype_name(opt.defaults["slow_dtype"]),
+        "alpha_bounds": list(opt._adaptive.bounds) if opt._adaptive else None,
+        "last_adaptive_alpha": opt.last_adaptive_alpha,
+    }
 
 
 def pack(opt) -> dict:
@@ -49,18 +66,10 @@ def pack(opt) -> dict:
         if SLOW_MOMENTUM in mine:
             entry[SAVED_SLOW_MOMENTUM] = mine[SLOW_MOMENTUM]
         state[saved_id] = entry
-    section = {
-        "format_version": FORMAT_VERSION,
-        "step": opt._step_count_tensor.cpu().clone(),
-        "k": opt.k,
-        "alpha": opt.alpha,
-        "pullback_momentum": opt.pullback_momentum,
-        "slow_dtype": _dtype_name(opt.defaults["slow_dtype"]),
-        "alpha_bounds": list(opt._adaptive.bounds) if opt._adaptive else None,
-        "last_adaptive_alpha": opt.last_adaptive_alpha,
-    }
+    section = section_for(opt, opt._step_count_tensor.cpu().clone(), opt.k)
     groups = inner["param_groups"]  # new dicts (the inner's state_dict() packs them): ours to extend
-    groups[0][SECTION] = dict(section, step=section["step"].clone())  # see [NOTE: section mirror]
+    for group in groups:  # see [NOTE: section mirror]
+        group[SECTION] = dict(section, step=section["step"].clone())
     return {"state": state, "param_groups": groups, SECTION: section}
 
 
@@ -90,7 +99,7 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
     if version != FORMAT_VERSION:
         raise ValueError(f"state_dict['lookahead'] has format_version {version!r}; this version reads {FORMAT_VERSION}")
     mode = momentum.check_mode(section.get("pullback_momentum"))
-    momentum.first_moment_key(opt.optimizer, mode)
+    momentum.first_moment_key(opt.optimizer, mode, opt.defaults["momentum_key"])
     config = {
         "k": contract.check_k(section.get("k")),
         ALPHA_KEY: check_alpha_or_adaptive(
@@ -105,10 +114,10 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
     step = torch.as_tensor(step) if isinstance(step, (int, torch.Tensor)) and not isinstance(step, bool) else None
     if step is None or step.dim() != 0 or step.dtype.is_floating_point or step.is_complex() or int(step) < 0:
         raise ValueError(f"state_dict['lookahead']['step'] must be a non-negative integer, got {section.get('step')!r}")
-    if section.get("slow_dtype") != _dtype_name(opt.defaults["slow_dtype"]):
+    if section.get("slow_dtype") != dtype_name(opt.defaults["slow_dtype"]):
         warnings.warn(
             f"the checkpoint was saved with slow_dtype={section.get('slow_dtype')}, this optimizer has "
-            f"slow_dtype={_dtype_name(opt.defaults['slow_dtype'])}: the slow weights are cast to this optimizer's",
+            f"slow_dtype={dtype_name(opt.defaults['slow_dtype'])}: the slow weights are cast to this optimizer's",
             stacklevel=4,
         )
     return config, step.to(device="cpu", dtype=torch.int64).clone()
@@ -191,6 +200,6 @@ def apply(opt, loaded: Loaded) -> None:
             opt._adaptive.bounds = config.pop("alpha_bounds")
             opt._adaptive.last_alpha = config.pop("last_adaptive_alpha")
         opt.defaults.update(config)
-        opt._momentum_key = momentum.first_moment_key(opt.optimizer, opt.pullback_momentum)
+        opt._momentum_key = momentum.first_moment_key(opt.optimizer, opt.pullback_momentum, opt.defaults["momentum_key"])
     else:
         opt._step_count_tensor.zero_()

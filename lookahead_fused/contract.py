@@ -48,8 +48,10 @@ def check_alpha(alpha, *, where: str = "alpha") -> float:
     return value
 
 
-def check_param_tensor(t: torch.Tensor, *, where: str) -> None:
-    """What a tensor needs to take part in a sync at all (used for params and for op inputs)."""
+def check_param(t: torch.Tensor, *, where: str) -> None:
+    """What a param needs for Lookahead: a strided floating-point tensor whose elements do not
+    overlap in memory (as for any in-place update). It may be a strided view that is not dense
+    ([NOTE: strided params] in optimizer.py)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{where} is a {type(t).__name__}, not a torch.Tensor")
     if t.layout != torch.strided:
@@ -59,6 +61,16 @@ def check_param_tensor(t: torch.Tensor, *, where: str) -> None:
             f"{where} has dtype {t.dtype}; supported: float16, bfloat16, float32, float64 "
             "(complex and integer tensors are not supported)"
         )
+    if torch._debug_has_internal_overlap(t) == 1:  # 1: yes; 2: too hard to tell (then the op decides)
+        raise ValueError(
+            f"{where} (shape {tuple(t.shape)}, strides {t.stride()}) has elements that share memory "
+            "(an expanded view?); an optimizer cannot update it in place"
+        )
+
+
+def check_param_tensor(t: torch.Tensor, *, where: str) -> None:
+    """What a tensor needs to take part in a fused sync (an op input): a param, dense."""
+    check_param(t, where=where)
     if not is_non_overlapping_and_dense(t):
         raise ValueError(
             f"{where} (shape {tuple(t.shape)}, strides {t.stride()}) is not dense and non-overlapping; "

@@ -4,6 +4,11 @@ The inner optimizer updates the fast weights (the model's params). After every k
 weights move toward them, slow <- slow + alpha * (fast - slow), and the fast weights are reset to
 the slow ones; that synchronisation is one call of ops.lookahead_sync_ per distinct alpha.
 
+[NOTE: strided params] torch.optim accepts a param that is a strided view (nn.Parameter(x[:, ::2])),
+which the fused kernels cannot walk as one run of memory. Such params keep a dense slow weight and
+are synced by the per-tensor loop of the reference backend (torch.lerp_, the contract's formula),
+next to the one fused launch that the dense params keep.
+
 [NOTE: shared param_groups] `param_groups` is a property that returns the inner optimizer's list,
 so it stays the same list even after the inner's load_state_dict replaces it, and LR schedulers
 built on either object drive the inner optimizer. `state` holds only Lookahead's per-param state
@@ -17,8 +22,10 @@ import contextlib
 import torch
 from torch.optim import Optimizer
 
-from . import backends, checkpoint, contract, momentum, ops
+from . import backends, checkpoint, contract, momentum, ops, peer_checkpoints
 from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
+from .backends import reference
+from .backends.step_gate import masked_sync_on_step_
 from .capturable import capturable_device, check_capturable_group
 from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as, rehome
 
@@ -36,6 +43,8 @@ class Lookahead(Optimizer):
 
     pullback_momentum: "none" keeps the inner state; "reset" zeroes the first-moment buffers at each
     sync; "pullback" interpolates them like the weights, against their own slow copies (zero at start).
+    momentum_key: the inner optimizer's state key of that buffer (e.g. "exp_avg"); known for torch's
+    optimizers and common timm / pytorch_optimizer ones, needed for any other with pullback_momentum.
     slow_dtype: None keeps slow weights in each param's dtype; torch.float32 keeps them in float32 for
     float16/bfloat16 params. backend: "auto" or a name from ops.available_backends().
     alpha="adaptive": at each sync, the alpha of the paper's section 3.1 (adaptive_alpha.py), clipped
@@ -49,6 +58,7 @@ class Lookahead(Optimizer):
         alpha=0.5,
         *,
         pullback_momentum="none",
+        momentum_key=None,
         slow_dtype=None,
         backend="auto",
         capturable=False,
@@ -64,17 +74,19 @@ class Lookahead(Optimizer):
             "k": contract.check_k(k),
             ALPHA_KEY: ADAPTIVE if alpha == ADAPTIVE else contract.check_alpha(alpha),
             "pullback_momentum": momentum.check_mode(pullback_momentum),
+            "momentum_key": momentum_key,
             "slow_dtype": _check_slow_dtype(slow_dtype),
             "backend": backends.check_backend_name(backend),
             "capturable": bool(capturable),
         }
         backends.require_available(backend)
         self._adaptive = AdaptiveAlpha(optimizer, alpha_bounds, curvature, gradient) if alpha == ADAPTIVE else None
-        self._momentum_key = momentum.first_moment_key(optimizer, pullback_momentum)
+        self._momentum_key = momentum.first_moment_key(optimizer, pullback_momentum, momentum_key)
         self.optimizer = optimizer
         self._step_count_tensor = torch.zeros((), dtype=torch.int64, device=capturable_device(optimizer, capturable, alpha))
         self._alpha_tensors: dict[tuple[float, torch.device], torch.Tensor] = {}
         self._in_slow_weights = False
+        self._strided_ids: set[int] = set()  # params that are not dense ([NOTE: strided params])
         self._constructing = True
         # Optimizer.__init__ sets up the hooks and calls add_param_group for each inner group,
         # which only creates the slow weights, as the groups are already the inner's.
@@ -145,12 +157,14 @@ class Lookahead(Optimizer):
         with torch.no_grad():
             for p in param_group["params"]:
                 self.state[p][SLOW_PARAM] = copy_as(p, p, self.slow_dtype_for(p))
+                if not contract.is_non_overlapping_and_dense(p):
+                    self._strided_ids.add(id(p))
 
     def _check_group(self, group: dict, where: str) -> None:
         if ALPHA_KEY in group:
             check_alpha_or_adaptive(group[ALPHA_KEY], self._adaptive is not None, where=f"{where}: {ALPHA_KEY}")
         for i, p in enumerate(group["params"]):
-            contract.check_param_tensor(p, where=f"{where}: param {i}")
+            contract.check_param(p, where=f"{where}: param {i}")
         momentum.check_group_keeps_first_moment(self.optimizer, group, self.pullback_momentum, where)
         if self.defaults["capturable"]:
             check_capturable_group(self.optimizer, group, self._step_count_tensor.device, where)
@@ -204,7 +218,13 @@ class Lookahead(Optimizer):
         pairs = self._with_momentum_pairs(weight_pairs, check=not compiling)
         for alpha, (fast, slow) in pairs.items():
             alpha_tensor = self._alpha_on(fast[0].device, alpha, compiling)
-            ops.lookahead_sync_on_step_(fast, slow, alpha_tensor, counter, self.k, backend=self.defaults["backend"])
+            (fused_fast, fused_slow), (strided_fast, strided_slow) = self._split_strided(fast, slow)
+            if fused_fast:
+                backend = self.defaults["backend"]
+                ops.lookahead_sync_on_step_(fused_fast, fused_slow, alpha_tensor, counter, self.k, backend=backend)
+            if strided_fast:
+                with torch.no_grad():
+                    masked_sync_on_step_(strided_fast, strided_slow, alpha_tensor, counter, self.k)
         if self.pullback_momentum == "reset":
             syncs = counter % self.k == 0
             for _, buffer in self._first_moments(self._params()):
@@ -241,7 +261,19 @@ class Lookahead(Optimizer):
     def _check_pairs(self, pairs: dict[float, tuple[list, list]]) -> None:
         for alpha, (fast, slow) in pairs.items():
             checked_alpha = self._adaptive.bounds[0] if alpha == ADAPTIVE else alpha  # chosen at the sync
-            ops.check_sync_args(fast, slow, checked_alpha, backend=self.defaults["backend"])
+            (fused_fast, fused_slow), _ = self._split_strided(fast, slow)
+            ops.check_sync_args(fused_fast, fused_slow, checked_alpha, backend=self.defaults["backend"])
+
+    def _split_strided(self, first: list, second: list) -> tuple[tuple[list, list], tuple[list, list]]:
+        """((fused firsts, seconds), (strided firsts, seconds)): see [NOTE: strided params]."""
+        if not self._strided_ids:
+            return (first, second), ([], [])
+        fused, strided = ([], []), ([], [])
+        for x, y in zip(first, second):
+            target = strided if id(x) in self._strided_ids else fused
+            target[0].append(x)
+            target[1].append(y)
+        return fused, strided
 
     def _first_moments(self, params) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(param, first-moment buffer) for the params whose inner state has one by now."""
@@ -262,7 +294,9 @@ class Lookahead(Optimizer):
             weight_pairs[alpha] = (merged_fast + fast, merged_slow + slow)
         pairs = self._with_momentum_pairs(weight_pairs)
         for alpha, (fast, slow) in pairs.items():
-            ops.run_checked_sync_(fast, slow, alpha, backend=backend)
+            (fused_fast, fused_slow), (strided_fast, strided_slow) = self._split_strided(fast, slow)
+            ops.run_checked_sync_(fused_fast, fused_slow, alpha, backend=backend)
+            reference.sync_(strided_fast, strided_slow, alpha)
         if self.pullback_momentum == "reset":
             for _, buffer in self._first_moments(self._params()):
                 buffer.zero_()
@@ -333,10 +367,14 @@ class Lookahead(Optimizer):
         params = self._params()
         swapped = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype == p.dtype]
         widened = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype != p.dtype]
+        (fused_params, fused_slow), (strided_params, strided_slow) = self._split_strided(
+            [p for p, _ in swapped], [s for _, s in swapped]
+        )
         backend = self.defaults["backend"]
         with torch.no_grad():
             held_fast = [p.clone() for p, _ in widened]
-            ops.swap_([p for p, _ in swapped], [s for _, s in swapped], backend=backend)
+            ops.swap_(fused_params, fused_slow, backend=backend)
+            reference.swap_(strided_params, strided_slow)
             for p, s in widened:
                 p.copy_(s)
         self._in_slow_weights = True
@@ -345,9 +383,19 @@ class Lookahead(Optimizer):
         finally:
             self._in_slow_weights = False
             with torch.no_grad():
-                ops.swap_([p for p, _ in swapped], [s for _, s in swapped], backend=backend)
+                ops.swap_(fused_params, fused_slow, backend=backend)
+                reference.swap_(strided_params, strided_slow)
                 for (p, _), fast in zip(widened, held_fast):
                     p.copy_(fast)
+
+    def sync_lookahead(self) -> None:
+        """Sync now, whatever the step: move the slow weights toward the params by each group's alpha
+        and set the params to them (timm's meaning: its train.py calls this at the end of each epoch,
+        before evaluating). It changes the trajectory: the params jump to the new slow weights, and
+        the regular syncs stay at the multiples of k. To evaluate the slow weights without changing
+        anything, use `with optimizer.slow_weights():` instead."""
+        self._refuse_inside_slow_weights("sync_lookahead()")
+        self._sync(self._weight_pairs_by_alpha())
 
     def _refuse_inside_slow_weights(self, what: str) -> None:
         if self._in_slow_weights:
@@ -369,14 +417,17 @@ class Lookahead(Optimizer):
         return state_dict
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a state_dict() of this class (or a plain inner-optimizer one, with a warning: the
-        slow weights are then taken from the current params). Checked fully before anything changes."""
+        """Restore a state_dict() of this class, a timm or pytorch_optimizer Lookahead checkpoint
+        (converted, with a warning: peer_checkpoints.py), or a plain inner-optimizer one (with a
+        warning: the slow weights are then taken from the current params). Checked fully before
+        anything changes."""
         self._refuse_inside_slow_weights("load_state_dict()")
         state_dict = dict(state_dict)
         for hook in self._optimizer_load_state_dict_pre_hooks.values():
             result = hook(self, state_dict)
             if result is not None:
                 state_dict = result
+        state_dict = peer_checkpoints.convert(self, state_dict)
         loaded = checkpoint.read(self, state_dict)
         self.optimizer.load_state_dict(loaded.inner_state_dict)
         checkpoint.apply(self, loaded)
