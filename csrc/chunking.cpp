@@ -10,7 +10,7 @@ namespace lookahead_fused {
 // [NOTE: chunk size from the bytes model] A CUDA launch has `lanes` resident blocks (SMs x blocks
 // per SM, 264 on an H100) and the chunks go to them round-robin, so a launch lasts about as long as
 // its busiest block: model each block as a lane with 1/lanes of the memory bandwidth, and its time
-// as the bytes it moves (read and write of both tensors) plus kChunkCostBytes per chunk. Fixed
+// as the bytes it moves (read and write of every tensor) plus kChunkCostBytes per chunk. Fixed
 // 65536-element chunks leave most of a launch to a few blocks whenever the chunk count is not a
 // large multiple of the lane count: 10M fp32 params are 153 chunks of 1 MB on 264 lanes, so the
 // busiest lane moves 1 MB where the mean is 0.61 MB (58 % of the limit, with the chunk cost); 300
@@ -21,15 +21,16 @@ namespace lookahead_fused {
 // running can draw the bandwidth of those that finished, up to what one SM can take) and is
 // unmeasured on a GPU. The CPU kernel keeps kMaxChunkElems: its threads take contiguous runs of
 // chunks ([NOTE: CPU grain]).
-int64_t busiest_lane_bytes(const int64_t* words, int64_t num_pairs, int64_t lanes, int64_t chunk) {
+int64_t busiest_lane_bytes(const int64_t* words, int64_t num_entries, int depth, int64_t lanes, int64_t chunk) {
+  const int64_t stride = entry_words(depth);
   int64_t num_chunks = 0;
-  for (int64_t t = 0; t < num_pairs; ++t) num_chunks += (words[t * kEntryWords + 2] + chunk - 1) / chunk;
+  for (int64_t t = 0; t < num_entries; ++t) num_chunks += (words[t * stride + depth] + chunk - 1) / chunk;
   const int64_t grid = std::max<int64_t>(1, std::min(num_chunks, lanes));
   std::vector<int64_t> lane(grid, 0);
   int64_t c = 0;
-  for (int64_t t = 0; t < num_pairs; ++t) {
-    const int64_t numel = words[t * kEntryWords + 2];
-    const int64_t bytes_per_element = 2 * pair_element_bytes(pair_code_of(words[t * kEntryWords + 3]));
+  for (int64_t t = 0; t < num_entries; ++t) {
+    const int64_t numel = words[t * stride + depth];
+    const int64_t bytes_per_element = 2 * entry_element_bytes(pair_code_of(words[t * stride + depth + 1]), depth);
     for (int64_t lo = 0; lo < numel; lo += chunk, ++c) {
       lane[c % grid] += std::min(chunk, numel - lo) * bytes_per_element + kChunkCostBytes;
     }
@@ -37,12 +38,12 @@ int64_t busiest_lane_bytes(const int64_t* words, int64_t num_pairs, int64_t lane
   return *std::max_element(lane.begin(), lane.end());
 }
 
-int64_t choose_chunk_elements(const int64_t* words, int64_t num_pairs, int64_t lanes) {
+int64_t choose_chunk_elements(const int64_t* words, int64_t num_entries, int depth, int64_t lanes) {
   if (lanes <= 0) return kMaxChunkElems;
   int64_t best = kMaxChunkElems;
-  int64_t best_bytes = busiest_lane_bytes(words, num_pairs, lanes, best);
+  int64_t best_bytes = busiest_lane_bytes(words, num_entries, depth, lanes, best);
   for (int64_t chunk = kMaxChunkElems - kChunkQuantum; chunk >= kChunkQuantum; chunk -= kChunkQuantum) {
-    const int64_t bytes = busiest_lane_bytes(words, num_pairs, lanes, chunk);
+    const int64_t bytes = busiest_lane_bytes(words, num_entries, depth, lanes, chunk);
     if (bytes * 101 < best_bytes * 100) {
       best = chunk;
       best_bytes = bytes;

@@ -8,6 +8,8 @@
 
 #include <c10/util/Exception.h>
 
+#include "dtypes.h"
+
 namespace lookahead_fused {
 namespace {
 
@@ -38,10 +40,6 @@ std::string python_tuple(c10::IntArrayRef values) {  // (2, 3), (4,), ()
   return out.str();
 }
 
-bool is_float_dtype(at::ScalarType t) {
-  return t == at::kHalf || t == at::kBFloat16 || t == at::kFloat || t == at::kDouble;
-}
-
 // `op: pair i: role`, formatted only when a check fails.
 struct Where {
   const char* op;
@@ -56,8 +54,8 @@ void check_tensor(const at::Tensor& t, const Where& where) {
   TORCH_CHECK_VALUE(t.defined(), where, " is an undefined tensor");
   TORCH_CHECK_VALUE(t.layout() == at::kStrided, where, " has layout ", t.layout(),
                     "; sparse and other non-strided tensors are not supported");
-  TORCH_CHECK_VALUE(is_float_dtype(t.scalar_type()), where, " has dtype ", python_dtype(t.scalar_type()),
-                    "; supported: float16, bfloat16, float32, float64 (complex and integer tensors are not supported)");
+  TORCH_CHECK_VALUE(is_supported_dtype(t.scalar_type()), where, " has dtype ", python_dtype(t.scalar_type()),
+                    "; supported: ", supported_dtype_names(), " (complex and integer tensors are not supported)");
   TORCH_CHECK_VALUE(t.is_non_overlapping_and_dense(), where, " (shape ", python_tuple(t.sizes()), ", strides ",
                     python_tuple(t.strides()), ") is not dense and non-overlapping; pass a contiguous (or "
                     "permuted-contiguous) tensor");
@@ -83,17 +81,17 @@ void check_pair_layout(const char* op, size_t i, const at::Tensor& f, const at::
                     " but slow has strides ", python_tuple(s.strides()));
 }
 
-void check_lengths(const char* op, at::TensorList fast, at::TensorList slow) {
-  TORCH_CHECK_VALUE(fast.size() == slow.size(), op, ": fast has ", fast.size(), " tensors but slow has ", slow.size());
+void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow") {
+  TORCH_CHECK_VALUE(fast.size() == other.size(), op, ": fast has ", fast.size(), " tensors but ", other_name, " has ",
+                    other.size());
 }
 
 }  // namespace
 
-void check_no_overlap(const char* op, at::TensorList fast, at::TensorList slow) {
+void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists) {
   std::vector<std::tuple<uintptr_t, uintptr_t, int, size_t>> spans;  // start, end, list, index
-  spans.reserve(fast.size() + slow.size());
-  for (int which = 0; which < 2; ++which) {
-    at::TensorList list = which == 0 ? fast : slow;
+  for (int which = 0; which < static_cast<int>(lists.size()); ++which) {
+    at::TensorList list = lists[which];
     for (size_t i = 0; i < list.size(); ++i) {
       const at::Tensor& t = list[i];
       if (t.numel() == 0 || t.is_meta()) continue;
@@ -102,7 +100,7 @@ void check_no_overlap(const char* op, at::TensorList fast, at::TensorList slow) 
     }
   }
   std::sort(spans.begin(), spans.end());
-  static const char* names[] = {"fast", "slow"};
+  static const char* names[] = {"fast", "slow", "momentum"};
   for (size_t k = 1; k < spans.size(); ++k) {
     const auto& [start_a, end_a, list_a, i] = spans[k - 1];
     const auto& [start_b, end_b, list_b, j] = spans[k];
@@ -123,9 +121,7 @@ void check_sync_pairs(at::TensorList fast, at::TensorList slow) {
     const at::Tensor& s = slow[i];
     check_tensor(f, Where{op, i, "fast"});
     check_tensor(s, Where{op, i, "slow"});
-    bool slow_ok = s.scalar_type() == f.scalar_type() ||
-                   (s.scalar_type() == at::kFloat && (f.scalar_type() == at::kHalf || f.scalar_type() == at::kBFloat16));
-    TORCH_CHECK_VALUE(slow_ok, op, ": pair ", i, ": slow dtype ", python_dtype(s.scalar_type()),
+    TORCH_CHECK_VALUE(pair_code(f.scalar_type(), s.scalar_type()) >= 0, op, ": pair ", i, ": slow dtype ", python_dtype(s.scalar_type()),
                       " does not go with fast dtype ", python_dtype(f.scalar_type()),
                       "; slow must have the fast dtype, or float32 for float16/bfloat16 fast");
     check_pair_layout(op, i, f, s, fast[0].device());
@@ -164,9 +160,28 @@ void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Ten
                     "; the kernel reads both where it runs");
 }
 
+void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum) {
+  check_sync_pairs(fast, slow);
+  const char* op = "lookahead_sync_";
+  check_lengths(op, fast, momentum, "momentum");
+  for (size_t i = 0; i < momentum.size(); ++i) {
+    const at::Tensor& m = momentum[i];
+    check_tensor(m, Where{op, i, "momentum"});
+    TORCH_CHECK_VALUE(m.scalar_type() == slow[i].scalar_type(), op, ": pair ", i, ": momentum has dtype ",
+                      python_dtype(m.scalar_type()), " but slow has ", python_dtype(slow[i].scalar_type()),
+                      "; the outer momentum is kept in the slow weights' dtype");
+    TORCH_CHECK_NOT_IMPLEMENTED(m.device() == fast[0].device(), op, ": pair ", i, " has momentum on ", m.device(),
+                                " but pair 0 is on ", fast[0].device(), "; one call of the fused kernel runs on one device");
+    TORCH_CHECK_VALUE(m.sizes() == slow[i].sizes(), op, ": pair ", i, ": momentum has shape ", python_tuple(m.sizes()),
+                      " but slow has shape ", python_tuple(slow[i].sizes()));
+    TORCH_CHECK_VALUE(same_layout(m, slow[i]), op, ": pair ", i, ": momentum has strides ", python_tuple(m.strides()),
+                      " but slow has strides ", python_tuple(slow[i].strides()));
+  }
+}
+
 void check_sync_args(at::TensorList fast, at::TensorList slow) {
   check_sync_pairs(fast, slow);
-  check_no_overlap("lookahead_sync_", fast, slow);
+  check_no_overlap("lookahead_sync_", {fast, slow});
 }
 
 }  // namespace lookahead_fused

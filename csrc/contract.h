@@ -2,6 +2,8 @@
 // lookahead_fused/contract.py word for word, so one set of tests covers every backend.
 #pragma once
 
+#include <vector>
+
 #include <ATen/core/Tensor.h>
 
 namespace lookahead_fused {
@@ -12,9 +14,12 @@ namespace lookahead_fused {
 // The per-pair checks: dtypes, shapes, strides, density, device.
 void check_sync_pairs(at::TensorList fast, at::TensorList slow);
 void check_swap_pairs(at::TensorList first, at::TensorList second);
+// The pairs, and a momentum list beside them: slow's dtype, shape and strides, the same device.
+void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum);
 // No two tensors share memory. Its outcome depends only on addresses, sizes and dtypes, which a
 // cached plan's key holds, so a plan found in the cache has passed it already.
-void check_no_overlap(const char* op, at::TensorList first, at::TensorList second);
+// The lists are named fast, slow, momentum in the messages.
+void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists);
 // Both of the above (what the pybind check_sync_args runs).
 void check_sync_args(at::TensorList fast, at::TensorList slow);
 // The step gate of sync_on_step_: alpha a one-element float32/float64 tensor, step a one-element

@@ -1,48 +1,41 @@
 #include "plan.h"
 
-#include "chunking.h"
-
 #include <list>
 #include <mutex>
 
 #include <ATen/ops/from_blob.h>
 #include <c10/util/Exception.h>
 
+#include "chunking.h"
+#include "dtypes.h"
+
 namespace lookahead_fused {
 namespace {
 
 constexpr size_t kCachedPlans = 8;
 
-int64_t pair_code(at::ScalarType fast, at::ScalarType slow) {
-  if (fast == slow) {
-    switch (fast) {
-      case at::kFloat: return kF32F32;
-      case at::kDouble: return kF64F64;
-      case at::kHalf: return kF16F16;
-      case at::kBFloat16: return kBF16BF16;
-      default: break;
-    }
-  } else if (slow == at::kFloat) {
-    if (fast == at::kHalf) return kF16F32;
-    if (fast == at::kBFloat16) return kBF16F32;
-  }
-  TORCH_CHECK(false, "lookahead_fused: no kernel for fast ", fast, " with slow ", slow);
-}
-
-// The per-pair part of the table: all that a plan depends on, so it is also the cache key.
-std::vector<int64_t> pair_words(at::TensorList first, at::TensorList second) {
+// The per-entry part of the table: all that a plan depends on, so it is also the cache key.
+std::vector<int64_t> entry_words_of(const TensorLists& lists) {
+  const int depth = static_cast<int>(lists.size());
+  TORCH_CHECK(depth >= 2 && depth <= kMaxDepth, "lookahead_fused: a table entry holds 2 to ", kMaxDepth,
+              " tensors, got ", depth);
+  const size_t entries = lists[0].size();
   std::vector<int64_t> words;
-  words.reserve(first.size() * kEntryWords);
-  for (size_t i = 0; i < first.size(); ++i) {
-    const at::Tensor& f = first[i];
-    const at::Tensor& s = second[i];
-    auto fast_address = reinterpret_cast<uintptr_t>(f.data_ptr());
-    auto slow_address = reinterpret_cast<uintptr_t>(s.data_ptr());
-    int64_t head = common_head(fast_address, f.element_size(), slow_address, s.element_size());
-    words.push_back(static_cast<int64_t>(fast_address));
-    words.push_back(static_cast<int64_t>(slow_address));
-    words.push_back(f.numel());
-    words.push_back(pair_code(f.scalar_type(), s.scalar_type()) | ((head + 1) << 8));
+  words.reserve(entries * entry_words(depth));
+  uintptr_t addresses[kMaxDepth];
+  int64_t element_sizes[kMaxDepth];
+  for (size_t i = 0; i < entries; ++i) {
+    for (int t = 0; t < depth; ++t) {
+      const at::Tensor& tensor = lists[t][i];
+      addresses[t] = reinterpret_cast<uintptr_t>(tensor.data_ptr());
+      element_sizes[t] = static_cast<int64_t>(tensor.element_size());
+      words.push_back(static_cast<int64_t>(addresses[t]));
+    }
+    const int64_t code = pair_code(lists[0][i].scalar_type(), lists[1][i].scalar_type());
+    TORCH_CHECK(code >= 0, "lookahead_fused: no kernel for fast ", lists[0][i].scalar_type(), " with slow ",
+                lists[1][i].scalar_type());
+    words.push_back(lists[0][i].numel());
+    words.push_back(code | ((common_head(addresses, element_sizes, depth) + 1) << 8));
   }
   return words;
 }
@@ -56,25 +49,31 @@ int64_t resident_lanes(at::Device device) {
   return 0;
 }
 
-std::shared_ptr<Plan> plan_from_words(std::vector<int64_t> words, at::Device device) {
+std::shared_ptr<Plan> plan_from_words(std::vector<int64_t> words, int depth, at::Device device) {
   auto plan = std::make_shared<Plan>();
   plan->device = device;
-  plan->num_pairs = static_cast<int64_t>(words.size() / kEntryWords);
-  TORCH_CHECK(plan->num_pairs < (int64_t(1) << (63 - kChunkBits)), "lookahead_fused: too many tensors in one call (",
-              plan->num_pairs, ")");
-  plan->chunk_elems = choose_chunk_elements(words.data(), plan->num_pairs, resident_lanes(device));
-  for (int64_t t = 0; t < plan->num_pairs; ++t) {
-    int64_t numel = words[t * kEntryWords + 2];
+  plan->depth = depth;
+  const int64_t stride = entry_words(depth);
+  plan->num_entries = static_cast<int64_t>(words.size()) / stride;
+  TORCH_CHECK(plan->num_entries < (int64_t(1) << (63 - kChunkBits)), "lookahead_fused: too many tensors in one call (",
+              plan->num_entries, ")");
+  plan->chunk_elems = choose_chunk_elements(words.data(), plan->num_entries, depth, resident_lanes(device));
+  for (int64_t t = 0; t < plan->num_entries; ++t) {
+    int64_t numel = words[t * stride + depth];
     plan->num_elements += numel;
     for (int64_t c = 0; c * plan->chunk_elems < numel; ++c) words.push_back((t << kChunkBits) | c);
   }
-  plan->num_chunks = static_cast<int64_t>(words.size()) - plan->num_pairs * kEntryWords;
+  plan->num_chunks = static_cast<int64_t>(words.size()) - plan->num_entries * stride;
   plan->words = std::move(words);
   if (device.is_cuda()) {
     auto host = at::from_blob(plan->words.data(), {static_cast<int64_t>(plan->words.size())}, at::kLong);
     plan->device_words = host.to(device);  // a build, not the steady state: a blocking copy is fine
   }
   return plan;
+}
+
+at::Device device_of(const TensorLists& lists) {
+  return lists[0].empty() ? at::Device(at::kCPU) : lists[0][0].device();
 }
 
 struct PlanCache {
@@ -90,21 +89,21 @@ PlanCache& cache() {
 
 }  // namespace
 
-std::shared_ptr<const Plan> build_plan(at::TensorList first, at::TensorList second) {
-  at::Device device = first.empty() ? at::Device(at::kCPU) : first[0].device();
-  return plan_from_words(pair_words(first, second), device);
+std::shared_ptr<const Plan> build_plan(const TensorLists& lists) {
+  return plan_from_words(entry_words_of(lists), static_cast<int>(lists.size()), device_of(lists));
 }
 
-std::shared_ptr<const Plan> find_or_build_plan(at::TensorList first, at::TensorList second,
-                                               const std::function<void()>& check_before_build) {
-  at::Device device = first.empty() ? at::Device(at::kCPU) : first[0].device();
-  std::vector<int64_t> key = pair_words(first, second);
+std::shared_ptr<const Plan> find_or_build_plan(const TensorLists& lists, const std::function<void()>& check_before_build) {
+  const at::Device device = device_of(lists);
+  const int depth = static_cast<int>(lists.size());
+  std::vector<int64_t> key = entry_words_of(lists);
   auto& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mutex);
     for (auto it = c.plans.begin(); it != c.plans.end(); ++it) {
       const Plan& plan = **it;
-      if (plan.device == device && plan.num_pairs * kEntryWords == static_cast<int64_t>(key.size()) &&
+      if (plan.device == device && plan.depth == depth &&
+          plan.num_entries * entry_words(depth) == static_cast<int64_t>(key.size()) &&
           std::equal(key.begin(), key.end(), plan.words.begin())) {
         c.plans.splice(c.plans.begin(), c.plans, it);
         ++c.stats.hits;
@@ -113,7 +112,7 @@ std::shared_ptr<const Plan> find_or_build_plan(at::TensorList first, at::TensorL
     }
   }
   check_before_build();
-  std::shared_ptr<const Plan> plan = plan_from_words(std::move(key), device);
+  std::shared_ptr<const Plan> plan = plan_from_words(std::move(key), depth, device);
   std::lock_guard<std::mutex> lock(c.mutex);
   ++c.stats.builds;
   c.plans.push_front(plan);

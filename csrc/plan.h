@@ -1,6 +1,6 @@
 // A plan: the tensor table of one parameter set (see [NOTE: table layout] in table.h), kept on the
-// host and, for CUDA, once on the device; found again by content, so a training loop that syncs
-// the same tensors reuses it: no host-to-device copy and one launch per sync in steady state.
+// host and, for CUDA, once on the device; found again by content, so a training loop that updates
+// the same tensors reuses it: no host-to-device copy and one launch per update in steady state.
 #pragma once
 
 #include <cstdint>
@@ -17,15 +17,16 @@ namespace lookahead_fused {
 struct Plan {
   std::vector<int64_t> words;  // the whole table on the host
   at::Tensor device_words;     // the same on the CUDA device (undefined for CPU plans)
-  int64_t num_pairs = 0;
+  int depth = 2;               // tensors per entry
+  int64_t num_entries = 0;
   int64_t num_chunks = 0;
-  int64_t num_elements = 0;  // over every pair
-  int64_t chunk_elems = 0;    // elements of a chunk (chunking.h)
+  int64_t num_elements = 0;  // over every entry
+  int64_t chunk_elems = 0;   // elements of a chunk (chunking.h)
   at::Device device{at::kCPU};
 
-  TableView host_view() const { return {words.data(), num_pairs, num_chunks, chunk_elems}; }
+  TableView host_view() const { return {words.data(), num_entries, num_chunks, chunk_elems, depth}; }
   TableView device_view() const {
-    return {device_words.const_data_ptr<int64_t>(), num_pairs, num_chunks, chunk_elems};
+    return {device_words.const_data_ptr<int64_t>(), num_entries, num_chunks, chunk_elems, depth};
   }
 };
 
@@ -34,13 +35,16 @@ struct PlanCacheStats {
   int64_t hits = 0;    // calls that reused a cached table
 };
 
-// The plan for (first[i], second[i]) pairs that check_*_pairs has accepted; on a miss,
-// `check_before_build` runs (the overlap check) and then the plan is built and cached.
-std::shared_ptr<const Plan> find_or_build_plan(at::TensorList first, at::TensorList second,
-                                               const std::function<void()>& check_before_build);
+// The tensor lists of one call: lists[0] the fast tensors, then the state lists, entry i taking the
+// i-th tensor of each (the checks of contract.h have accepted them).
+using TensorLists = std::vector<at::TensorList>;
 
-// The plan for the given pairs, always newly built (the pybind SyncPlan class holds one).
-std::shared_ptr<const Plan> build_plan(at::TensorList first, at::TensorList second);
+// The plan for `lists`; on a miss, `check_before_build` runs (the overlap check) and then the plan is
+// built and cached.
+std::shared_ptr<const Plan> find_or_build_plan(const TensorLists& lists, const std::function<void()>& check_before_build);
+
+// The plan for `lists`, always newly built (the pybind SyncPlan class holds one).
+std::shared_ptr<const Plan> build_plan(const TensorLists& lists);
 
 PlanCacheStats plan_cache_stats();
 void clear_plan_cache();

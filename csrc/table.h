@@ -1,41 +1,21 @@
-// The tensor table a fused sync or swap walks: plain data, no torch headers, so that the CUDA
-// translation unit stays light (see docs/design.md, "Builds").
+// The tensor table a fused update walks: plain data, no torch headers, so that the CUDA translation
+// unit stays light (see docs/design.md, "Builds").
 //
 // [NOTE: table layout] One int64 array, built once per parameter set (plan.cpp) and reused:
-//   per tensor pair t, kEntryWords words: fast address, slow address, numel, meta
-//     meta = pair_code | (head + 1) << 8, head = the first element index at which both tensors are
-//     16-byte aligned (< kVecBytes), or -1 when the two never align together (then the whole pair
-//     runs scalar; a tensor whose both ends are offset alike keeps its vector body);
-//   then per chunk one word: pair index << kChunkBits | chunk index, chunk = chunk_elems elements,
+//   per entry t (one param's tensors), depth + 2 words: the addresses of its `depth` tensors (the
+//     fast tensor first, then its state tensors: the slow weight, and the outer momentum for the
+//     momentum sync), numel, meta;
+//     meta = pair_code | (head + 1) << 8, head = the first element index at which every tensor of the
+//     entry is 16-byte aligned (< kVecBytes), or -1 when they never align together (then the entry
+//     runs scalar; tensors whose ends are offset alike keep their vector body);
+//   then per chunk one word: entry index << kChunkBits | chunk index, chunk = chunk_elems elements,
 //   chosen per plan (chunking.h, [NOTE: chunk size from the bytes model]).
-// A block (CUDA) or a task (CPU) takes whole chunks, so every tensor size shares one grid.
+// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync), like the depth of
+// PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU) takes whole chunks, so every tensor
+// size shares one grid. The state tensors of an entry share one dtype (the slow dtype).
 #pragma once
 
 #include <cstdint>
-
-namespace lookahead_fused {
-
-enum PairCode : int64_t {  // (fast dtype, slow dtype) pairs of the contract
-  kF32F32 = 0,
-  kF64F64 = 1,
-  kF16F16 = 2,
-  kBF16BF16 = 3,
-  kF16F32 = 4,
-  kBF16F32 = 5,
-};
-
-constexpr int kEntryWords = 4;
-constexpr int kChunkBits = 40;  // chunk index bits; the pair index takes the 23 bits above
-constexpr int kVecBytes = 16;
-
-enum class TableOp { kSync, kSwap };
-
-struct TableView {  // what a kernel needs: the table, how many pairs and chunks it holds, the chunk size
-  const int64_t* words;
-  int64_t num_pairs;
-  int64_t num_chunks;
-  int64_t chunk_elems;
-};
 
 #ifdef __CUDACC__
 #define LOOKAHEAD_HOST_DEVICE __host__ __device__
@@ -43,32 +23,93 @@ struct TableView {  // what a kernel needs: the table, how many pairs and chunks
 #define LOOKAHEAD_HOST_DEVICE
 #endif
 
+namespace lookahead_fused {
+
+// [NOTE: dtype list] The element types, once for C++: each kernel, the planner and the checks expand
+// these lists (X-macros) into their switches and tables, and build_info() reports them so a test
+// compares them with Python's (lookahead_fused/contract.py). A code the kernels do not know traps.
+//   X(token, at::ScalarType enumerator, Python name, bytes); order as in Python's FAST_DTYPES
+#define LOOKAHEAD_DTYPES(X)            \
+  X(F16, Half, "float16", 2)           \
+  X(BF16, BFloat16, "bfloat16", 2)     \
+  X(F32, Float, "float32", 4)          \
+  X(F64, Double, "float64", 8)
+//   X(pair code, fast token, state token): the fast dtype, or float32 state for a 16-bit fast dtype
+#define LOOKAHEAD_DTYPE_PAIRS(X) \
+  X(0, F32, F32)                 \
+  X(1, F64, F64)                 \
+  X(2, F16, F16)                 \
+  X(3, BF16, BF16)               \
+  X(4, F16, F32)                 \
+  X(5, BF16, F32)
+
+enum PairCode : int64_t {
+#define LOOKAHEAD_PAIR_ENUM(code, fast, state) k##fast##state = code,
+  LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PAIR_ENUM)
+#undef LOOKAHEAD_PAIR_ENUM
+};
+
+#define LOOKAHEAD_DTYPE_BYTES(token, scalar_type, name, bytes) constexpr int64_t kBytes##token = bytes;
+LOOKAHEAD_DTYPES(LOOKAHEAD_DTYPE_BYTES)
+#undef LOOKAHEAD_DTYPE_BYTES
+
+constexpr int kChunkBits = 40;  // chunk index bits; the entry index takes the 23 bits above
+constexpr int kVecBytes = 16;
+constexpr int kMaxDepth = 3;
+
+LOOKAHEAD_HOST_DEVICE inline constexpr int64_t entry_words(int depth) { return depth + 2; }
+
+// The fused updates. kSync: slow <- lerp(slow, fast, alpha); fast <- slow. kSwap: exchange.
+// kMomentumSync: the sync with outer momentum (docs/design.md, "The momentum sync").
+enum class TableOp { kSync, kSwap, kMomentumSync };
+
+inline constexpr int depth_of(TableOp op) { return op == TableOp::kMomentumSync ? 3 : 2; }
+
+struct UpdateArgs {  // the scalars of an update; only the momentum sync reads mu and nesterov
+  double alpha = 0.0;
+  double mu = 0.0;
+  bool nesterov = false;
+};
+
+struct TableView {  // what a kernel needs: the table, its shape, the chunk size
+  const int64_t* words;
+  int64_t num_entries;
+  int64_t num_chunks;
+  int64_t chunk_elems;
+  int depth;
+};
+
 LOOKAHEAD_HOST_DEVICE inline int64_t pair_code_of(int64_t meta) { return meta & 0xff; }
 LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) - 1; }
 
-// The bytes of one fast and one slow element of a pair (the planner's bytes model).
-inline int64_t pair_element_bytes(int64_t code) {
+// The bytes of one element of every tensor of an entry (the planner's bytes model), or 0 for a
+// code this build does not know.
+inline int64_t entry_element_bytes(int64_t code, int depth) {
   switch (code) {
-    case kF32F32: return 8;
-    case kF64F64: return 16;
-    case kF16F16: case kBF16BF16: return 4;
-    case kF16F32: case kBF16F32: return 6;
+#define LOOKAHEAD_PAIR_BYTES(code, fast, state) \
+  case code: return kBytes##fast + (depth - 1) * kBytes##state;
+    LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PAIR_BYTES)
+#undef LOOKAHEAD_PAIR_BYTES
     default: return 0;
   }
 }
 
-// The first element index at which both tensors sit on a 16-byte boundary, or -1 if none does.
-// A vector step covers kVecBytes of the fast tensor, so the pattern repeats after that many of
-// its elements (and the slow tensor's, with elements at least as wide, repeats within it).
-inline int64_t common_head(uintptr_t fast, int64_t fast_size, uintptr_t slow, int64_t slow_size) {
-  if (fast % fast_size || slow % slow_size) return -1;
-  for (int64_t i = 0; i < kVecBytes / fast_size; ++i) {
-    if ((fast + i * fast_size) % kVecBytes == 0 && (slow + i * slow_size) % kVecBytes == 0) return i;
+// The first element index at which all `n` tensors sit on a 16-byte boundary, or -1 if none does.
+// A vector step covers kVecBytes of the first (fast) tensor, so the pattern repeats after that many
+// of its elements (and the state tensors', with elements at least as wide, repeat within it).
+inline int64_t common_head(const uintptr_t* addresses, const int64_t* element_sizes, int n) {
+  for (int t = 0; t < n; ++t) {
+    if (addresses[t] % element_sizes[t]) return -1;
+  }
+  for (int64_t i = 0; i < kVecBytes / element_sizes[0]; ++i) {
+    bool aligned = true;
+    for (int t = 0; t < n && aligned; ++t) aligned = (addresses[t] + i * element_sizes[t]) % kVecBytes == 0;
+    if (aligned) return i;
   }
   return -1;
 }
 
-// [NOTE: step gate] sync_on_step_ decides on the device whether this is a sync step, so a captured
+// [NOTE: step gate] The gated updates decide on the device whether this is a sync step, so a captured
 // CUDA graph (or a compiled step) is the same on every step: the kernel reads *step and alpha where
 // it runs and returns at once unless *step % k == 0. No host synchronisation, no host-side branch.
 struct StepGate {
@@ -81,10 +122,11 @@ struct StepGate {
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
 // How many blocks of the table kernel run at once on the device: the grid of a large launch.
 int64_t cuda_resident_blocks(int device_index);
-// Launches one kernel over the device-resident table on `stream` (a cudaStream_t).
-void launch_cuda(TableView table, TableOp op, double alpha, void* stream, int device_index);
-// The sync, gated by `gate` (device pointers): one launch every step, early exit off the sync steps.
-void launch_cuda_on_step(TableView table, StepGate gate, void* stream, int device_index);
+// Launches one kernel of `op` over the device-resident table on `stream` (a cudaStream_t).
+void launch_cuda(TableView table, TableOp op, UpdateArgs args, void* stream, int device_index);
+// The sync or momentum sync gated by `gate` (device pointers; args.alpha unused): one launch every
+// step, early exit off the sync steps.
+void launch_cuda_on_step(TableView table, TableOp op, StepGate gate, UpdateArgs args, void* stream, int device_index);
 #endif
 
 }  // namespace lookahead_fused

@@ -13,8 +13,11 @@ from collections.abc import Sequence
 
 import torch
 
+# [NOTE: dtype list] The element types, once for Python (C++ has its own list in csrc/table.h, and a
+# test compares the two through _C.build_info()): the checks, messages and tests derive from these.
 FAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 LOW_PRECISION_DTYPES = (torch.float16, torch.bfloat16)
+SUPPORTED_NAMES = ", ".join(str(d).removeprefix("torch.") for d in FAST_DTYPES)
 
 
 def opmath_dtype(slow_dtype: torch.dtype) -> torch.dtype:
@@ -27,6 +30,19 @@ def allowed_slow_dtypes(fast_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
     if fast_dtype in LOW_PRECISION_DTYPES:
         return (fast_dtype, torch.float32)
     return (fast_dtype,)
+
+
+DTYPE_PAIRS = tuple((fast, slow) for fast in FAST_DTYPES for slow in allowed_slow_dtypes(fast))  # (fast, slow)
+
+
+def check_mu(mu, *, where: str = "outer_momentum") -> float:
+    """The outer momentum: a real, finite number in [0, 1); returned as a Python float."""
+    if isinstance(mu, bool) or not isinstance(mu, numbers.Real):
+        raise TypeError(f"{where} must be a real number in [0, 1), got {type(mu).__name__}")
+    value = float(mu)
+    if not math.isfinite(value) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{where} must be a finite number in [0, 1), got {mu!r}")
+    return value
 
 
 def check_k(k) -> int:
@@ -58,7 +74,7 @@ def check_param(t: torch.Tensor, *, where: str) -> None:
         raise ValueError(f"{where} has layout {t.layout}; sparse and other non-strided tensors are not supported")
     if t.dtype not in FAST_DTYPES:
         raise ValueError(
-            f"{where} has dtype {t.dtype}; supported: float16, bfloat16, float32, float64 "
+            f"{where} has dtype {t.dtype}; supported: {SUPPORTED_NAMES} "
             "(complex and integer tensors are not supported)"
         )
     if torch._debug_has_internal_overlap(t) == 1:  # 1: yes; 2: too hard to tell (then the op decides)
@@ -100,10 +116,10 @@ def same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
     return all(sa == sb for size, sa, sb in zip(a.shape, a.stride(), b.stride()) if size != 1)
 
 
-def check_no_overlap(first: Sequence[torch.Tensor], second: Sequence[torch.Tensor], *, op: str) -> None:
-    """No two tensors share a byte of memory, across the two lists and within each list."""
+def check_no_overlap(*lists: Sequence[torch.Tensor], op: str) -> None:
+    """No two tensors share a byte of memory, across the lists (fast, slow[, momentum]) and within each."""
     spans = []  # (device key, first byte, end byte, which list, index)
-    for which, tensors in enumerate((first, second)):
+    for which, tensors in enumerate(lists):
         for i, t in enumerate(tensors):
             numel = t.numel()
             if numel and not t.is_meta:
@@ -113,7 +129,7 @@ def check_no_overlap(first: Sequence[torch.Tensor], second: Sequence[torch.Tenso
     for (device_a, _, end_a, *a), (device_b, start_b, _, *b) in zip(spans, spans[1:]):
         if device_a == device_b and start_b < end_a:
             (list_a, i), (list_b, j) = sorted((a, b))
-            names = ("fast", "slow")
+            names = ("fast", "slow", "momentum")
             raise ValueError(
                 f"{op}: pair {i} ({names[list_a]}) and pair {j} ({names[list_b]}) share memory; "
                 "every tensor must have its own storage"
@@ -138,8 +154,9 @@ def _check_pair_layout(i: int, f: torch.Tensor, s: torch.Tensor, *, op: str) -> 
         raise ValueError(f"{op}: pair {i}: fast has strides {f.stride()} but slow has strides {s.stride()}")
 
 
-def check_sync_args(fast, slow, alpha) -> float:
-    """Validate a lookahead_sync_ call; return alpha as a float."""
+def check_sync_args(fast, slow, alpha, *, overlap: bool = True) -> float:
+    """Validate a lookahead_sync_ call; return alpha as a float. overlap=False leaves the overlap
+    check to a caller that has more lists."""
     op = "lookahead_sync_"
     check_lists(fast, slow, op=op)
     alpha = check_alpha(alpha, where=f"{op}: alpha")
@@ -152,8 +169,36 @@ def check_sync_args(fast, slow, alpha) -> float:
                 "slow must have the fast dtype, or float32 for float16/bfloat16 fast"
             )
         _check_pair_layout(i, f, s, op=op)
-    check_no_overlap(fast, slow, op=op)
+    if overlap:
+        check_no_overlap(fast, slow, op=op)
     return alpha
+
+
+def check_momentum_args(fast, slow, momentum, alpha, mu) -> tuple[float, float]:
+    """Validate a lookahead_sync_ call with outer momentum (csrc/contract.cpp word for word); return
+    (alpha, mu) as floats. The momentum tensors have slow's dtype, shape and strides."""
+    op = "lookahead_sync_"
+    mu = check_mu(mu, where=f"{op}: outer momentum mu")
+    if isinstance(momentum, torch.Tensor) or not isinstance(momentum, Sequence):
+        raise TypeError(f"{op}: momentum must be a list or tuple of tensors, got {type(momentum).__name__}")
+    if len(momentum) != len(fast):
+        raise ValueError(f"{op}: fast has {len(fast)} tensors but momentum has {len(momentum)}")
+    alpha = check_sync_args(fast, slow, alpha, overlap=False)
+    for i, (s, m) in enumerate(zip(slow, momentum)):
+        check_param_tensor(m, where=f"{op}: pair {i}: momentum")
+        if m.dtype != s.dtype:
+            raise ValueError(
+                f"{op}: pair {i}: momentum has dtype {m.dtype} but slow has {s.dtype}; "
+                "the outer momentum is kept in the slow weights' dtype"
+            )
+        if m.device != s.device:
+            raise ValueError(f"{op}: pair {i}: momentum is on {m.device} but slow is on {s.device}")
+        if m.shape != s.shape:
+            raise ValueError(f"{op}: pair {i}: momentum has shape {tuple(m.shape)} but slow has shape {tuple(s.shape)}")
+        if not same_layout(m, s):
+            raise ValueError(f"{op}: pair {i}: momentum has strides {m.stride()} but slow has strides {s.stride()}")
+    check_no_overlap(fast, slow, momentum, op=op)
+    return alpha, mu
 
 
 def _describe(t) -> str:

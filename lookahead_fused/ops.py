@@ -1,11 +1,14 @@
 """Public ops: the Lookahead synchronisation and the fast<->slow swap over lists of tensors.
 
     lookahead_sync_(fast, slow, alpha)   slow <- lerp(slow, fast, alpha); fast <- slow
-    lookahead_sync_on_step_(fast, slow, alpha, step, k)
+    lookahead_sync_(fast, slow, alpha, momentum=m, mu=mu, nesterov=False)
+                                         the same with outer momentum (docs/design.md, "The
+                                         momentum sync"): three tensors per param, one launch
+    lookahead_sync_on_step_(fast, slow, alpha, step, k, [momentum=, mu=, nesterov=])
                                          the same when step % k == 0, decided where step lives
     swap_(a, b)                          exchange the contents of a[i] and b[i]
 
-Both check the whole call first, then run one backend per device (backends/), so a rejected call
+Each checks the whole call first, then runs one backend per device (backends/), so a rejected call
 writes nothing. A call on one device with a native backend ("cpu", "cuda") goes straight to the
 kernel's op, which checks it in C++; any other call is checked here in Python (contract.py), with
 the same messages.
@@ -23,26 +26,28 @@ from .device_scalars import device_scalar
 from .sharded import local_shards
 from .backends import BACKEND_NAMES, available_backends, unavailable_backends  # noqa: F401  (public)
 
+_OP = "lookahead_sync_"
+
 
 def _check_call(fast, slow, alpha, backend: str) -> float:
     """The checks every sync entry point makes before any per-tensor work; returns alpha."""
     backends.check_backend_name(backend)
-    alpha = contract.check_alpha(alpha, where="lookahead_sync_: alpha")
-    contract.check_lists(fast, slow, op="lookahead_sync_")
+    alpha = contract.check_alpha(alpha, where=f"{_OP}: alpha")
+    contract.check_lists(fast, slow, op=_OP)
     return alpha
 
 
-def _plan_by_device(first: Sequence[torch.Tensor], second: Sequence[torch.Tensor], backend: str):
-    """[(backend, firsts, seconds)] per device, every backend resolved before any runs."""
-    per_device: dict[torch.device, tuple[list, list]] = {}
-    for x, y in zip(first, second):
-        xs, ys = per_device.setdefault(x.device, ([], []))
-        xs.append(x)
-        ys.append(y)
-    return [(backends.resolve(backend, device.type), xs, ys) for device, (xs, ys) in per_device.items()]
+def _by_device(backend: str, *lists: Sequence[torch.Tensor]):
+    """[(backend, lists on that device)] per device of lists[0], every backend resolved before any runs."""
+    per_device: dict[torch.device, list[list]] = {}
+    for tensors in zip(*lists):
+        groups = per_device.setdefault(tensors[0].device, [[] for _ in lists])
+        for group, t in zip(groups, tensors):
+            group.append(t)
+    return [(backends.resolve(backend, device.type), groups) for device, groups in per_device.items()]
 
 
-def _run_native(method: str, first, second, *args, backend: str) -> bool:
+def _run_native(method: str, first, *args, backend: str) -> bool:
     """Run `method` of a native backend on a call whose tensors are on one device; that backend checks
     the contract itself, in C++, before writing. False (nothing written) when the call needs the
     general path: no native backend for it, or tensors on several devices, sparse tensors or
@@ -57,20 +62,24 @@ def _run_native(method: str, first, second, *args, backend: str) -> bool:
     if not getattr(module, "checks_contract", False):
         return False
     try:
-        getattr(module, method)(first, second, *args)
+        getattr(module, method)(first, *args)
     except (NotImplementedError, TypeError):
         return False
     except RuntimeError:  # how the dispatcher refuses a list holding a non-tensor; anything else is real
-        if all(isinstance(t, torch.Tensor) for t in chain(first, second)):
+        tensors = chain(first, *(a for a in args if isinstance(a, (list, tuple))))
+        if all(isinstance(t, torch.Tensor) for t in tensors):
             raise
         return False
     return True
 
 
-def check_sync_args(fast, slow, alpha, *, backend: str = "auto") -> float:
+def check_sync_args(fast, slow, alpha, *, momentum=None, mu: float = 0.0, backend: str = "auto") -> float:
     """Raise, as lookahead_sync_ would, if the call breaks the contract; write nothing. Returns alpha."""
     alpha = _check_call(fast, slow, alpha, backend)
-    fast, slow = local_shards(fast, slow, op="lookahead_sync_")
+    if momentum is not None:
+        fast, slow, momentum = local_shards(fast, slow, momentum, op=_OP)
+        return contract.check_momentum_args(fast, slow, momentum, alpha, mu)[0]
+    fast, slow = local_shards(fast, slow, op=_OP)
     if not _run_native("check_sync_args", fast, slow, backend=backend):
         contract.check_sync_args(fast, slow, alpha)
     return alpha
@@ -78,15 +87,27 @@ def check_sync_args(fast, slow, alpha, *, backend: str = "auto") -> float:
 
 @torch.no_grad()
 def lookahead_sync_(
-    fast: Sequence[torch.Tensor], slow: Sequence[torch.Tensor], alpha: float, *, backend: str = "auto"
+    fast: Sequence[torch.Tensor],
+    slow: Sequence[torch.Tensor],
+    alpha: float,
+    *,
+    momentum: Sequence[torch.Tensor] | None = None,
+    mu: float = 0.0,
+    nesterov: bool = False,
+    backend: str = "auto",
 ) -> None:
     """For every pair: slow <- lerp(slow, fast, alpha) in opmath; fast <- slow (cast to fast's dtype).
 
+    With `momentum` (a list beside slow, in slow's dtype): the outer-momentum sync, per element
+    m <- mu m + (fast - slow); slow <- slow + alpha (nesterov ? (fast - slow) + mu m : m); fast <- slow.
     See docs/design.md, "The op contract". Raises TypeError/ValueError naming the pair and the
     problem, or BackendUnavailable for an explicit backend that cannot run here, before writing.
     """
     alpha = _check_call(fast, slow, alpha, backend)
-    fast, slow = local_shards(fast, slow, op="lookahead_sync_")
+    if momentum is not None:
+        mu = contract.check_mu(mu, where=f"{_OP}: outer momentum mu")
+        return _momentum_sync(fast, slow, momentum, alpha, mu, bool(nesterov), backend, checked=False)
+    fast, slow = local_shards(fast, slow, op=_OP)
     if _run_native("sync_", fast, slow, alpha, backend=backend):
         return
     contract.check_sync_args(fast, slow, alpha)
@@ -94,34 +115,53 @@ def lookahead_sync_(
 
 
 @torch.no_grad()
-def run_checked_sync_(fast, slow, alpha: float, *, backend: str = "auto") -> None:
+def run_checked_sync_(fast, slow, alpha: float, *, momentum=None, mu: float = 0.0, nesterov: bool = False,
+                      backend: str = "auto") -> None:  # fmt: skip
     """lookahead_sync_ for arguments that check_sync_args has already accepted."""
     backends.check_backend_name(backend)
-    fast, slow = local_shards(fast, slow, op="lookahead_sync_")
+    if momentum is not None:
+        return _momentum_sync(fast, slow, momentum, alpha, mu, nesterov, backend, checked=True)
+    fast, slow = local_shards(fast, slow, op=_OP)
     if not _run_native("sync_", fast, slow, alpha, backend=backend):
         _sync_by_device(fast, slow, alpha, backend)
 
 
 def _sync_by_device(fast, slow, alpha: float, backend: str) -> None:
     """The general path, for a call the Python checks accepted: one backend call per device."""
-    for module, fasts, slows in _plan_by_device(fast, slow, backend):
+    for module, (fasts, slows) in _by_device(backend, fast, slow):
         module.sync_(fasts, slows, alpha)
 
 
+def _momentum_sync(fast, slow, momentum, alpha, mu, nesterov, backend, *, checked: bool) -> None:
+    fast, slow, momentum = local_shards(fast, slow, momentum, op=_OP)
+    if _run_native("momentum_sync_", fast, slow, momentum, alpha, mu, nesterov, backend=backend):
+        return
+    if not checked:
+        contract.check_momentum_args(fast, slow, momentum, alpha, mu)
+    for module, (fasts, slows, moms) in _by_device(backend, fast, slow, momentum):
+        module.momentum_sync_(fasts, slows, moms, alpha, mu, nesterov)
+
+
 @torch.no_grad()
-def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, backend: str = "auto") -> None:
-    """lookahead_sync_(fast, slow, alpha) if step % k == 0, else nothing (see [NOTE: step gate] in
-    csrc/table.h). The same call every step, with no host-side branch when `step` is on the
-    tensors' device: the kernel reads step (a one-element int64 tensor) and alpha (a number, or a
-    one-element float32/float64 tensor) where it runs, so a CUDA graph can capture it, and
-    torch.compile traces one graph for sync and non-sync steps. Only on the CPU is a tensor alpha's
-    value checked (elsewhere that would synchronise); a step on the CPU is read on the host.
+def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, momentum=None, mu: float = 0.0,
+                            nesterov: bool = False, backend: str = "auto") -> None:  # fmt: skip
+    """lookahead_sync_(fast, slow, alpha[, momentum=, mu=, nesterov=]) if step % k == 0, else nothing
+    (see [NOTE: step gate] in csrc/table.h). The same call every step, with no host-side branch when
+    `step` is on the tensors' device: the kernel reads step (a one-element int64 tensor) and alpha
+    (a number, or a one-element float32/float64 tensor) where it runs, so a CUDA graph can capture
+    it, and torch.compile traces one graph for sync and non-sync steps. Only on the CPU is a tensor
+    alpha's value checked (elsewhere that would synchronise); a step on the CPU is read on the host.
     """
+    if momentum is not None:
+        mu = contract.check_mu(mu, where=f"{_OP}: outer momentum mu")
+    extra = () if momentum is None else (momentum,)
+    method = "sync_on_step_" if momentum is None else "momentum_sync_on_step_"
+    scalars = () if momentum is None else (mu, bool(nesterov))
     if torch.compiler.is_compiling():
-        return _sync_on_step_traced(fast, slow, alpha, step, k, backend)
+        return _sync_on_step_traced(fast, slow, extra, alpha, step, k, scalars, method, backend)
     backends.check_backend_name(backend)
-    contract.check_lists(fast, slow, op="lookahead_sync_")
-    fast, slow = local_shards(fast, slow, op="lookahead_sync_")
+    contract.check_lists(fast, slow, op=_OP)
+    fast, slow, *extra = local_shards(fast, slow, *extra, op=_OP)
     if not isinstance(alpha, torch.Tensor):
         alpha = contract.check_alpha(alpha, where="lookahead_sync_on_step_: alpha")
     if fast and isinstance(fast[0], torch.Tensor):
@@ -132,21 +172,27 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, ba
     if isinstance(step, torch.Tensor) and step.device.type == "cpu" and device.type != "cpu":
         step = step.to(device)  # a CPU counter beside device tensors: no host-side branch either way
     contract.check_step_gate(fast, alpha_tensor, step, k)
-    if _run_native("sync_on_step_", fast, slow, alpha_tensor, step, k, backend=backend):
+    if _run_native(method, fast, slow, *extra, alpha_tensor, step, k, *scalars, backend=backend):
         return
-    contract.check_sync_args(fast, slow, 0.0)
+    if momentum is None:
+        contract.check_sync_args(fast, slow, 0.0)
+    else:
+        contract.check_momentum_args(fast, slow, extra[0], 0.0, mu)
     if step.device.type == "cpu":  # host memory: read it, and spare the masked fallback its work
         if isinstance(alpha, torch.Tensor):  # a number was checked above
             alpha = contract.check_alpha(float(alpha), where="lookahead_sync_: alpha")
         if int(step) % k == 0:
-            _sync_by_device(fast, slow, alpha, backend)
+            if momentum is None:
+                _sync_by_device(fast, slow, alpha, backend)
+            else:
+                _momentum_sync(fast, slow, extra[0], alpha, mu, bool(nesterov), backend, checked=True)
         return
-    for module, fasts, slows in _plan_by_device(fast, slow, backend):  # the gate goes to each device
+    for module, (fasts, slows, *more) in _by_device(backend, fast, slow, *extra):  # the gate goes to each device
         where = fasts[0].device
-        module.sync_on_step_(fasts, slows, alpha_tensor.to(where), step.to(where), k)
+        getattr(module, method)(fasts, slows, *more, alpha_tensor.to(where), step.to(where), k, *scalars)
 
 
-def _sync_on_step_traced(fast, slow, alpha, step, k, backend):
+def _sync_on_step_traced(fast, slow, extra, alpha, step, k, scalars, method, backend):
     """Under torch.compile: only the op itself, so sync and non-sync steps trace the same graph.
     The native kernels check the contract when the compiled code runs; the Python checks would read
     data pointers, which a trace cannot, so the pure-PyTorch and Triton backends rely on the
@@ -155,7 +201,7 @@ def _sync_on_step_traced(fast, slow, alpha, step, k, backend):
     if not isinstance(alpha, torch.Tensor):
         alpha = torch.full((), alpha, dtype=torch.float64, device=device)
     module = backends.resolve(backend, device.type)
-    module.sync_on_step_(list(fast), list(slow), alpha.to(device), step.to(device), k)
+    getattr(module, method)(list(fast), list(slow), *map(list, extra), alpha.to(device), step.to(device), k, *scalars)
 
 
 @torch.no_grad()
@@ -167,5 +213,5 @@ def swap_(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], *, backend: str 
     if _run_native("swap_", a, b, backend=backend):
         return
     contract.check_swap_args(a, b)
-    for module, xs, ys in _plan_by_device(a, b, backend):
+    for module, (xs, ys) in _by_device(backend, a, b):
         module.swap_(xs, ys)

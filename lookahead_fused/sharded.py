@@ -17,23 +17,26 @@ def dtensor_type():
     return DTensor
 
 
-def local_shards(first, second, *, op: str):
-    """(first, second) with every DTensor replaced by its local shard; ValueError for a pair that
-    mixes a DTensor with a plain tensor, or DTensors laid out differently. Plain lists pass as they are."""
+def local_shards(first, second, *more, op: str):
+    """The lists with every DTensor replaced by its local shard; ValueError for a pair that mixes a
+    DTensor with a plain tensor, or DTensors laid out differently. Plain lists pass as they are.
+    Returns (first, second) or, with more lists (the outer momentum), (first, second, *more)."""
+    lists = (first, second, *more)
     dtensor = dtensor_type()
     # [NOTE: per-tensor Python] map(type, ...) runs in C: a call with 4000 tensors spends ~0.05 ms
     # here instead of the 0.37 ms of an isinstance generator (the CPU kernel's fixed cost, issue 14).
-    if dtensor is None or not any(issubclass(kind, dtensor) for kind in set(map(type, chain(first, second)))):
-        return first, second
-    names = ("fast", "slow") if op == "lookahead_sync_" else ("first", "second")
-    for i, (x, y) in enumerate(zip(first, second)):
-        if isinstance(x, dtensor) != isinstance(y, dtensor):
-            sharded = names[0] if isinstance(x, dtensor) else names[1]
-            raise ValueError(f"{op}: pair {i}: only {sharded} is a DTensor; both or neither must be")
-        if isinstance(x, dtensor) and (x.device_mesh != y.device_mesh or x.placements != y.placements):
-            raise ValueError(
-                f"{op}: pair {i}: {names[0]} is laid out as {x.placements} on {x.device_mesh} but {names[1]} "
-                f"as {y.placements} on {y.device_mesh}; shard the slow tensor like its param"
-            )
+    if dtensor is None or not any(issubclass(kind, dtensor) for kind in set(map(type, chain(*lists)))):
+        return lists
+    names = ("fast", "slow", "momentum") if op == "lookahead_sync_" else ("first", "second")
+    for other, name in zip(lists[1:], names[1:]):
+        for i, (x, y) in enumerate(zip(first, other)):
+            if isinstance(x, dtensor) != isinstance(y, dtensor):
+                sharded = names[0] if isinstance(x, dtensor) else name
+                raise ValueError(f"{op}: pair {i}: only {sharded} is a DTensor; both or neither must be")
+            if isinstance(x, dtensor) and (x.device_mesh != y.device_mesh or x.placements != y.placements):
+                raise ValueError(
+                    f"{op}: pair {i}: {names[0]} is laid out as {x.placements} on {x.device_mesh} but {name} "
+                    f"as {y.placements} on {y.device_mesh}; shard the slow tensor like its param"
+                )
     unwrap = lambda t: t.to_local() if isinstance(t, dtensor) else t  # noqa: E731
-    return [unwrap(x) for x in first], [unwrap(y) for y in second]
+    return tuple([unwrap(t) for t in tensors] for tensors in lists)

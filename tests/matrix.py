@@ -7,13 +7,12 @@ from __future__ import annotations
 import torch
 
 from lookahead_fused.backends import backends_for_device
-from lookahead_fused.backends.reference import sync_float64
-from lookahead_fused.contract import FAST_DTYPES, allowed_slow_dtypes
-
-DTYPE_PAIRS = [(fast, slow) for fast in FAST_DTYPES for slow in allowed_slow_dtypes(fast)]  # (fast, slow)
+from lookahead_fused.backends.reference import momentum_sync_float64, sync_float64
+from lookahead_fused.contract import DTYPE_PAIRS  # noqa: F401  (the one Python list: [NOTE: dtype list])
 SIZES = [0, 1, 7, 4097, 65537, 278011]  # empty, one element, odd, over one vector step, over one CPU chunk
 OFFSETS = [0, 1, 3]  # elements into a buffer: aligned, and two ways of missing a 16-byte boundary
 ALPHAS = [0.0, 0.3, 0.5, 0.7, 1.0]  # the exact ends, both sides of the two-sided lerp, its switch
+MOMENTA = [(0.0, False), (0.5, False), (0.9, True)]  # (mu, nesterov): mu = 0 is the plain sync bit for bit
 
 
 def dtype_id(dtype) -> str:
@@ -73,3 +72,20 @@ def check_against_contract(fast_before, slow_before, fast, slow, alpha):
             error = (s.double() - expected).abs()
             worst = (error / bound).max().item() if error.numel() else 0.0
             assert worst <= 1.0, f"pair {i}: error reaches {worst:.2f} x the 2-ulp bound"
+
+
+def check_momentum_against_contract(fast_before, slow_before, momentum_before, fast, slow, momentum, alpha, mu, nesterov):
+    """The triples after a momentum sync against its float64 evaluation ([NOTE: momentum sync]): slow
+    within 8 ulp and momentum within 4 ulp (of the state dtype) of the largest magnitude involved;
+    fast == slow cast exactly."""
+    for i, tensors in enumerate(zip(fast_before, slow_before, momentum_before, fast, slow, momentum)):
+        f0, s0, m0, f, s, m = (t.detach().cpu() for t in tensors)
+        assert torch.equal(f, s.to(f.dtype)), f"pair {i}: fast != slow cast to fast's dtype"
+        expected_slow, expected_momentum = momentum_sync_float64(f0, s0, m0, alpha, mu, nesterov)
+        target = f0.double() + mu * (expected_momentum if nesterov else m0.double())
+        magnitude = torch.stack([t.double().abs() for t in (f0, s0, m0, expected_momentum, target)]).amax(0)
+        for name, actual, expected, ulps in (("slow", s, expected_slow, 8), ("momentum", m, expected_momentum, 4)):
+            error = (actual.double() - expected).abs()
+            bound = ulps * ulp(magnitude, s.dtype)
+            worst = (error / bound).max().item() if error.numel() else 0.0
+            assert worst <= 1.0, f"pair {i}: {name} error reaches {worst:.2f} x the {ulps}-ulp bound"

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.skipif(not _C.build_info()["cuda"], reason="the extensi
 THREADS_PER_BLOCK = 256
 REGISTERS_PER_SM = 65536
 MIN_BLOCKS_PER_SM = 2
-UNROLL = 4
+# Per op (csrc/cuda/table_kernel.cuh): tensors per entry, and vector steps unrolled (kUnrollFor).
+OPS = {"SyncOp": (2, 4), "SwapOp": (2, 4), "GatedSyncOp": (2, 4), "MomentumSyncOp": (3, 2), "GatedMomentumSyncOp": (3, 2)}
 MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
 
 
@@ -83,13 +84,18 @@ def load_runs(opcodes: list[str]) -> list[int]:
     return runs
 
 
-def test_every_built_arch_has_the_three_kernels():
+def op_of(kernel: str) -> str:
+    """The op a table_kernel instantiation runs (its template argument's name)."""
+    return re.search(r"table_kernelINS_\d+(\w+?Op)E", kernel).group(1)
+
+
+def test_every_built_arch_has_every_kernel():
     archs = {f"sm_{a.replace('.', '').removesuffix('+PTX')}" for a in _C.build_info()["cuda_archs"].split(";")}
-    found = {(arch, re.search(r"table_kernel\w*?(SyncOp|SwapOp|GatedSyncOp)", name).group(1)) for arch, name, _, _ in resource_usage()}
-    assert found == {(arch, op) for arch in archs for op in ("SyncOp", "SwapOp", "GatedSyncOp")}
+    found = {(arch, op_of(name)) for arch, name, _, _ in resource_usage()}
+    assert found == {(arch, op) for arch in archs for op in OPS}
 
 
-@pytest.mark.parametrize("row", resource_usage(), ids=lambda r: f"{r[0]}-{re.search('(Sync|Swap|GatedSync)Op', r[1]).group(0)}")
+@pytest.mark.parametrize("row", resource_usage(), ids=lambda r: f"{r[0]}-{op_of(r[1])}")
 def test_no_spills_and_two_blocks_per_sm(row):
     arch, kernel, registers, stack = row
     assert stack == 0, f"{arch} {kernel}: {stack} bytes of stack (spills to local memory)"
@@ -102,6 +108,8 @@ def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight(
         stores = [op for op in opcodes if op.startswith("STG") and "128" in op]
         assert loads and stores, f"{arch} {kernel}: no 128-bit global loads or stores"
         runs = load_runs(opcodes)
-        # the unrolled groups: 2 loads a step for same-dtype pairs (fast, slow), 3 for 16-bit fast
-        # with float32 slow (fast, two slow packs); every load of a group before any math
-        assert 2 * UNROLL in runs and 3 * UNROLL in runs, f"{arch} {kernel}: load runs {runs}"
+        # the unrolled groups: a step loads one pack per tensor for same-dtype entries, and two per
+        # float32 state tensor beside a 16-bit fast one; every load of a group before any math
+        depth, unroll = OPS[op_of(kernel)]
+        same_dtype, mixed = depth, 1 + 2 * (depth - 1)
+        assert same_dtype * unroll in runs and mixed * unroll in runs, f"{arch} {kernel}: load runs {runs}"

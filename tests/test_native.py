@@ -129,3 +129,14 @@ def test_cpu_kernel_runs_on_several_threads():
         assert _C.cpu_parallel_threads(64) == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_dtype_lists_of_cpp_and_python_agree():
+    """[NOTE: dtype list]: csrc/table.h's LOOKAHEAD_DTYPE_PAIRS, as the built extension reports it,
+    is lookahead_fused.contract.DTYPE_PAIRS, and every code is distinct."""
+    from lookahead_fused.contract import DTYPE_PAIRS
+
+    reported = _C.build_info()["dtype_pairs"]
+    assert len({code for code, _, _ in reported}) == len(reported)
+    name = lambda dtype: str(dtype).removeprefix("torch.")  # noqa: E731
+    assert sorted((fast, slow) for _, fast, slow in reported) == sorted((name(f), name(s)) for f, s in DTYPE_PAIRS)

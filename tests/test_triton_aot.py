@@ -25,17 +25,19 @@ from tests.matrix import DTYPE_PAIRS  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 ARCHS = [80, 90]
 SIGNATURE = {
-    "fast_addresses": "*i64", "slow_addresses": "*i64", "numels": "*i64", "chunks": "*i64", "num_chunks": "i64",
-    "alpha_ptr": "*fp32",
+    "fast_addresses": "*i64", "slow_addresses": "*i64", "mom_addresses": "*i64", "numels": "*i64", "chunks": "*i64",
+    "num_chunks": "i64", "alpha_ptr": "*fp32", "mu_ptr": "*fp32",
     "step_ptr": "*i64", "k": "i64", "FAST": "constexpr", "SLOW": "constexpr", "OPMATH": "constexpr",
     "SWAP": "constexpr", "LERP_SIDE": "constexpr", "GATED": "constexpr", "ALIGNED": "constexpr",
-    "BLOCK": "constexpr", "CHUNK_BITS": "constexpr",
+    "BLOCK": "constexpr", "CHUNK_BITS": "constexpr", "MOMENTUM": "constexpr", "NESTEROV": "constexpr",
 }  # fmt: skip
-MODES = {  # name -> (SWAP, LERP_SIDE, GATED, ALIGNED)
-    "lerp": (False, 0, False, True),
-    "gated": (False, 2, True, True),
-    "swap": (True, 0, False, True),
-    "misaligned": (False, 1, False, False),
+MODES = {  # name -> (SWAP, LERP_SIDE, GATED, ALIGNED, MOMENTUM, NESTEROV)
+    "lerp": (False, 0, False, True, False, False),
+    "gated": (False, 2, True, True, False, False),
+    "swap": (True, 0, False, True, False, False),
+    "misaligned": (False, 1, False, False, False, False),
+    "momentum": (False, 1, False, True, True, False),
+    "gated-nesterov": (False, 2, True, True, True, True),
 }
 GLOBAL_ACCESS = re.compile(r"(?:ld|st)\.global[.\w]*")
 VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
@@ -46,13 +48,15 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
     TRITON_INTERPRET (see compile_all)."""
     from lookahead_fused.backends import triton_kernels
 
-    swap, side, gated, aligned = MODES[mode]
+    swap, side, gated, aligned, momentum, nesterov = MODES[mode]
     opmath = triton_kernels.opmath_dtype(slow_dtype)
-    signature = dict(SIGNATURE, alpha_ptr="*fp64" if opmath == torch.float64 else "*fp32")
+    scalar = "*fp64" if opmath == torch.float64 else "*fp32"
+    signature = dict(SIGNATURE, alpha_ptr=scalar, mu_ptr=scalar)
     tl_dtypes = triton_kernels._TL_DTYPES
     constexprs = {
         "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath], "SWAP": swap,
         "LERP_SIDE": side, "GATED": gated, "ALIGNED": aligned, "BLOCK": 1024, "CHUNK_BITS": triton_kernels.CHUNK_BITS,
+        "MOMENTUM": momentum, "NESTEROV": nesterov,
     }  # fmt: skip
     source = ASTSource(fn=triton_kernels._table_kernel, signature=signature, constexprs=constexprs)
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -67,43 +69,88 @@ struct F16 {  // GCC's _Float16: IEEE binary16, round to nearest even; GCC 12 ke
 };
 
 // [NOTE: two-sided lerp] The contract's formula, the one torch.lerp uses: s + w (f - s) for |w| < 0.5,
-// else f - (f - s)(1 - w); exact at w = 0 and w = 1. The branch is uniform over a call, so it
-// selects a loop instead of sitting inside one.
-template <class Fast, class Slow, bool kSmallAlpha>
-LOOKAHEAD_INLINE void sync_loop(typename Fast::storage* __restrict__ fast, typename Slow::storage* __restrict__ slow,
-                                int64_t n, typename Slow::opmath w) {
+// else f - (f - s)(1 - w); exact at w = 0 and w = 1. The branch is uniform over a call, so it is a
+// template argument that selects a loop instead of sitting inside one.
+template <bool kSmallAlpha, class T>
+LOOKAHEAD_INLINE T lerp(T s, T f, T w, T one_minus_w) {
+  return kSmallAlpha ? s + w * (f - s) : f - (f - s) * one_minus_w;
+}
+
+// The fused updates, one functor each over the opmath values of an entry's elements: `fast`, then
+// the state values (the slow weight, and the outer momentum for depth 3). `round` rounds a value to
+// the state dtype, as storing it would. The loop below loads, calls, and stores.
+template <class T, bool kSmallAlpha>
+struct SyncUpdate {
+  static constexpr int kDepth = 2;
+  T w, one_minus_w;
+  template <class Round>
+  LOOKAHEAD_INLINE void operator()(T& fast, T* state, Round round) const {
+    state[0] = round(lerp<kSmallAlpha>(state[0], fast, w, one_minus_w));
+    fast = state[0];
+  }
+};
+
+// [NOTE: momentum sync] m <- mu m + (f - s); u <- d + mu m if nesterov, else m; s <- s + alpha u.
+// Written as a lerp of s toward the target t = s + u = f + mu (nesterov ? m_new : m_old), so that
+// mu = 0 gives t = f exactly and the update is the plain sync bit for bit.
+template <class T, bool kSmallAlpha, bool kNesterov>
+struct MomentumSyncUpdate {
+  static constexpr int kDepth = 3;
+  T w, one_minus_w, mu;
+  template <class Round>
+  LOOKAHEAD_INLINE void operator()(T& fast, T* state, Round round) const {
+    const T momentum = round(mu * state[1] + (fast - state[0]));
+    const T target = fast + mu * (kNesterov ? momentum : state[1]);
+    state[0] = round(lerp<kSmallAlpha>(state[0], target, w, one_minus_w));
+    state[1] = momentum;
+    fast = state[0];
+  }
+};
+
+template <class Fast, class Slow, class Update>
+LOOKAHEAD_INLINE void update_loop(typename Fast::storage* __restrict__ fast, typename Slow::storage* __restrict__ slow,
+                                  typename Slow::storage* __restrict__ momentum, int64_t n, const Update& update) {
   using T = typename Slow::opmath;
-  const T one_minus_w = T(1) - w;
+  auto round = [](T x) { return Slow::load(Slow::store(x)); };
   for (int64_t i = 0; i < n; ++i) {
-    T s = Slow::load(slow[i]);
     T f = Fast::load(fast[i]);
-    T r = kSmallAlpha ? s + w * (f - s) : f - (f - s) * one_minus_w;
-    auto stored = Slow::store(r);
-    slow[i] = stored;
+    T state[Update::kDepth - 1];
+    state[0] = Slow::load(slow[i]);
+    if constexpr (Update::kDepth == 3) state[1] = Slow::load(momentum[i]);
+    update(f, state, round);
+    slow[i] = Slow::store(state[0]);
+    if constexpr (Update::kDepth == 3) momentum[i] = Slow::store(state[1]);
     if constexpr (std::is_same_v<Fast, Slow>) {
-      fast[i] = stored;
+      fast[i] = slow[i];
     } else {
-      fast[i] = Fast::store(Slow::load(stored));
+      fast[i] = Fast::store(f);
     }
   }
 }
 
 template <class Fast, class Slow>
-LOOKAHEAD_INLINE void sync_pair(int64_t fast, int64_t slow, int64_t lo, int64_t n, double alpha) {
-  auto* f = reinterpret_cast<typename Fast::storage*>(fast) + lo;
-  auto* s = reinterpret_cast<typename Slow::storage*>(slow) + lo;
-  auto w = static_cast<typename Slow::opmath>(alpha);
-  if (std::abs(alpha) < 0.5) {
-    sync_loop<Fast, Slow, true>(f, s, n, w);
-  } else {
-    sync_loop<Fast, Slow, false>(f, s, n, w);
+LOOKAHEAD_INLINE void update_entry(const int64_t* entry, int64_t lo, int64_t n, TableOp op, const UpdateArgs& args) {
+  using T = typename Slow::opmath;
+  auto* f = reinterpret_cast<typename Fast::storage*>(entry[0]) + lo;
+  auto* s = reinterpret_cast<typename Slow::storage*>(entry[1]) + lo;
+  const T w = static_cast<T>(args.alpha), one_minus_w = T(1) - w;
+  const bool small = std::abs(args.alpha) < 0.5;
+  if (op == TableOp::kSync) {
+    if (small) return update_loop<Fast, Slow>(f, s, nullptr, n, SyncUpdate<T, true>{w, one_minus_w});
+    return update_loop<Fast, Slow>(f, s, nullptr, n, SyncUpdate<T, false>{w, one_minus_w});
   }
+  auto* m = reinterpret_cast<typename Slow::storage*>(entry[2]) + lo;
+  const T mu = static_cast<T>(args.mu);
+  if (small && args.nesterov) return update_loop<Fast, Slow>(f, s, m, n, MomentumSyncUpdate<T, true, true>{w, one_minus_w, mu});
+  if (small) return update_loop<Fast, Slow>(f, s, m, n, MomentumSyncUpdate<T, true, false>{w, one_minus_w, mu});
+  if (args.nesterov) return update_loop<Fast, Slow>(f, s, m, n, MomentumSyncUpdate<T, false, true>{w, one_minus_w, mu});
+  return update_loop<Fast, Slow>(f, s, m, n, MomentumSyncUpdate<T, false, false>{w, one_minus_w, mu});
 }
 
 template <typename Word>  // a swap moves bits: only the element width matters
-LOOKAHEAD_INLINE void swap_pair(int64_t first, int64_t second, int64_t lo, int64_t n) {
-  Word* __restrict__ a = reinterpret_cast<Word*>(first) + lo;
-  Word* __restrict__ b = reinterpret_cast<Word*>(second) + lo;
+LOOKAHEAD_INLINE void swap_entry(const int64_t* entry, int64_t lo, int64_t n) {
+  Word* __restrict__ a = reinterpret_cast<Word*>(entry[0]) + lo;
+  Word* __restrict__ b = reinterpret_cast<Word*>(entry[1]) + lo;
   for (int64_t i = 0; i < n; ++i) {
     Word held = a[i];
     a[i] = b[i];
@@ -111,36 +158,42 @@ LOOKAHEAD_INLINE void swap_pair(int64_t first, int64_t second, int64_t lo, int64
   }
 }
 
-LOOKAHEAD_INLINE void run_chunk(const int64_t* entry, int64_t lo, int64_t n, TableOp op, double alpha) {
-  int64_t fast = entry[0], slow = entry[1];
-  int64_t code = pair_code_of(entry[3]);
-  if (op == TableOp::kSwap) {
+[[noreturn]] void unknown_pair_code(int64_t code) {
+  std::fprintf(stderr, "lookahead_fused: no CPU kernel for pair code %lld\n", static_cast<long long>(code));
+  std::abort();
+}
+
+LOOKAHEAD_INLINE void run_chunk(const int64_t* entry, int depth, int64_t lo, int64_t n, TableOp op,
+                                const UpdateArgs& args) {
+  const int64_t code = pair_code_of(entry[depth + 1]);
+  if (op == TableOp::kSwap) {  // the host sends only same-dtype pairs to a swap (check_swap_pairs)
     switch (code) {
-      case kF32F32: return swap_pair<uint32_t>(fast, slow, lo, n);
-      case kF64F64: return swap_pair<uint64_t>(fast, slow, lo, n);
-      default: return swap_pair<uint16_t>(fast, slow, lo, n);  // float16, bfloat16
+#define LOOKAHEAD_SWAP_CASE(pair, fast, state) \
+  case pair: return swap_entry<typename fast::storage>(entry, lo, n);
+      LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_SWAP_CASE)
+#undef LOOKAHEAD_SWAP_CASE
+      default: unknown_pair_code(code);
     }
   }
   switch (code) {
-    case kF32F32: return sync_pair<F32, F32>(fast, slow, lo, n, alpha);
-    case kF64F64: return sync_pair<F64, F64>(fast, slow, lo, n, alpha);
-    case kF16F16: return sync_pair<F16, F16>(fast, slow, lo, n, alpha);
-    case kBF16BF16: return sync_pair<BF16, BF16>(fast, slow, lo, n, alpha);
-    case kF16F32: return sync_pair<F16, F32>(fast, slow, lo, n, alpha);
-    case kBF16F32: return sync_pair<BF16, F32>(fast, slow, lo, n, alpha);
+#define LOOKAHEAD_UPDATE_CASE(pair, fast, state) \
+  case pair: return update_entry<fast, state>(entry, lo, n, op, args);
+    LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_UPDATE_CASE)
+#undef LOOKAHEAD_UPDATE_CASE
+    default: unknown_pair_code(code);
   }
 }
 
-void run_chunk_baseline(const int64_t* entry, int64_t lo, int64_t n, TableOp op, double alpha) {
-  run_chunk(entry, lo, n, op, alpha);
+void run_chunk_baseline(const int64_t* entry, int depth, int64_t lo, int64_t n, TableOp op, const UpdateArgs& args) {
+  run_chunk(entry, depth, lo, n, op, args);
 }
 
-__attribute__((target("avx2,fma,f16c"))) void run_chunk_avx2(const int64_t* entry, int64_t lo, int64_t n, TableOp op,
-                                                              double alpha) {
-  run_chunk(entry, lo, n, op, alpha);
+__attribute__((target("avx2,fma,f16c"))) void run_chunk_avx2(const int64_t* entry, int depth, int64_t lo, int64_t n,
+                                                              TableOp op, const UpdateArgs& args) {
+  run_chunk(entry, depth, lo, n, op, args);
 }
 
-using ChunkRunner = void (*)(const int64_t*, int64_t, int64_t, TableOp, double);
+using ChunkRunner = void (*)(const int64_t*, int, int64_t, int64_t, TableOp, const UpdateArgs&);
 
 ChunkRunner chunk_runner() {
   static const ChunkRunner runner = [] {
@@ -167,9 +220,10 @@ int64_t cpu_parallel_threads(int64_t tasks) {
 
 constexpr int64_t kMinTaskElements = int64_t(1) << 16;
 
-void run_cpu(const Plan& plan, TableOp op, double alpha) {
+void run_cpu(const Plan& plan, TableOp op, const UpdateArgs& args) {
   TableView table = plan.host_view();
-  const int64_t* chunks = table.words + table.num_pairs * kEntryWords;
+  const int64_t stride = entry_words(table.depth);
+  const int64_t* chunks = table.words + table.num_entries * stride;
   ChunkRunner runner = chunk_runner();
   // [NOTE: CPU grain] A task of fewer than kMinTaskElements elements costs more to hand to another
   // thread than to run: a parallel region wakes the other threads and waits for the slowest, which
@@ -179,9 +233,9 @@ void run_cpu(const Plan& plan, TableOp op, double alpha) {
   const int64_t grain = std::max<int64_t>(1, (table.num_chunks * kMinTaskElements + elements - 1) / elements);
   at::parallel_for(0, table.num_chunks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      const int64_t* entry = table.words + (chunks[c] >> kChunkBits) * kEntryWords;
+      const int64_t* entry = table.words + (chunks[c] >> kChunkBits) * stride;
       int64_t lo = (chunks[c] & ((int64_t(1) << kChunkBits) - 1)) * table.chunk_elems;
-      runner(entry, lo, std::min(table.chunk_elems, entry[2] - lo), op, alpha);
+      runner(entry, table.depth, lo, std::min(table.chunk_elems, entry[table.depth] - lo), op, args);
     }
   });
 }

@@ -4,8 +4,8 @@
 
 namespace lookahead_fused {
 
-// Runs the sync (or swap) of every pair of `plan` on the CPU, parallel over all chunks.
-void run_cpu(const Plan& plan, TableOp op, double alpha);
+// Runs `op` over every entry of `plan` on the CPU, parallel over all chunks.
+void run_cpu(const Plan& plan, TableOp op, const UpdateArgs& args);
 
 // "avx2" or "baseline": which compiled variant of the loops this CPU runs.
 const char* cpu_kernel_isa();

@@ -35,7 +35,12 @@ LOOKAHEAD_KERNEL_FN void unknown_pair_code(int64_t code) {
 }
 
 constexpr int kThreads = 256;  // >= the elements of one vector step, so one pass covers head and tail
-constexpr int kUnroll = 4;     // vector steps in flight per thread: loads first, then math and stores
+// Vector steps in flight per thread (loads first, then math and stores): 4 for an entry of two
+// tensors; 2 for three, whose steps hold up to 5 packs (a 16-bit fast tensor with two float32 state
+// tensors): 4 of those would not fit the 128 registers of two blocks per SM, and the compiler then
+// interleaves loads with math.
+template <int kDepth>
+constexpr int kUnrollFor = kDepth == 2 ? 4 : 2;
 constexpr int kMinBlocksPerSM = 2;  // caps registers at 128 a thread: two blocks of 256 threads fit an SM
 
 LOOKAHEAD_KERNEL_FN float widen(float v) { return v; }
@@ -88,22 +93,45 @@ struct DeviceMemory {
 #endif
 };
 
-template <typename F, typename S, typename Mem>
-struct Step {  // one vector step: kVecBytes of fast and the same elements of slow
+// Element types of the CUDA kernels by the tokens of [NOTE: dtype list].
+using CudaF32 = float;
+using CudaF64 = double;
+using CudaF16 = __half;
+using CudaBF16 = __nv_bfloat16;
+
+template <typename F, typename S, int kStates, typename Mem>
+struct Step {  // one vector step: kVecBytes of fast and the same elements of each state tensor
   static constexpr int kElems = Pack<F>::kSize;
-  static constexpr int kSlowPacks = kElems / Pack<S>::kSize;
+  static constexpr int kStatePacks = kElems / Pack<S>::kSize;
   Pack<F> fast;
-  Pack<S> slow[kSlowPacks];
-  LOOKAHEAD_KERNEL_FN void load(const F* f, const S* s) {
-    fast = Mem::load_pack(f);
+  Pack<S> state[kStates][kStatePacks];
+  LOOKAHEAD_KERNEL_FN void load(const F* f, S* const* s, int64_t at) {
+    fast = Mem::load_pack(f + at);
 #pragma unroll
-    for (int k = 0; k < kSlowPacks; ++k) slow[k] = Mem::load_pack(s + k * Pack<S>::kSize);
+    for (int t = 0; t < kStates; ++t) {
+#pragma unroll
+      for (int k = 0; k < kStatePacks; ++k) state[t][k] = Mem::load_pack(s[t] + at + k * Pack<S>::kSize);
+    }
   }
-  LOOKAHEAD_KERNEL_FN S& slow_at(int j) { return slow[j / Pack<S>::kSize].v[j % Pack<S>::kSize]; }
-  LOOKAHEAD_KERNEL_FN void store(F* f, S* s) const {
-    Mem::store_pack(f, fast);
+  LOOKAHEAD_KERNEL_FN S& at(int t, int j) { return state[t][j / Pack<S>::kSize].v[j % Pack<S>::kSize]; }
+  LOOKAHEAD_KERNEL_FN void store(F* f, S* const* s, int64_t at) const {
+    Mem::store_pack(f + at, fast);
 #pragma unroll
-    for (int k = 0; k < kSlowPacks; ++k) Mem::store_pack(s + k * Pack<S>::kSize, slow[k]);
+    for (int t = 0; t < kStates; ++t) {
+#pragma unroll
+      for (int k = 0; k < kStatePacks; ++k) Mem::store_pack(s[t] + at + k * Pack<S>::kSize, state[t][k]);
+    }
+  }
+  template <typename Op>
+  LOOKAHEAD_KERNEL_FN void apply(const Op& op) {
+#pragma unroll
+    for (int j = 0; j < kElems; ++j) {
+      if constexpr (kStates == 1) {
+        op.element(fast.v[j], at(0, j));
+      } else {
+        op.element(fast.v[j], at(0, j), at(1, j));
+      }
+    }
   }
 };
 
@@ -116,9 +144,14 @@ struct Lerp {
   LOOKAHEAD_KERNEL_FN T operator()(T s, T f) const { return small ? s + w * (f - s) : f - (f - s) * one_minus_w; }
 };
 
-// Each op is also its own gate (see [NOTE: step gate]): skips() and resolved() run once per thread
-// before any chunk; only GatedSyncOp reads memory there.
+template <typename S, typename T>
+LOOKAHEAD_KERNEL_FN T round_to(T v) { return widen(narrow<S>(v)); }
+
+// The fused updates, one functor each over an entry's elements (fast, then its state tensors);
+// kDepth is the tensors per entry. Each op is also its own gate (see [NOTE: step gate]): skips()
+// and resolved() run once per thread before any chunk; only the gated ops read memory there.
 struct SyncOp {
+  static constexpr int kDepth = 2;
   double alpha;
   LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
   LOOKAHEAD_KERNEL_FN SyncOp resolved() const { return *this; }
@@ -132,6 +165,7 @@ struct SyncOp {
 };
 
 struct SwapOp {  // the host sends only same-dtype pairs to a swap (check_swap_pairs)
+  static constexpr int kDepth = 2;
   LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
   LOOKAHEAD_KERNEL_FN SwapOp resolved() const { return *this; }
   template <typename F, typename S>
@@ -144,56 +178,103 @@ struct SwapOp {  // the host sends only same-dtype pairs to a swap (check_swap_p
   }
 };
 
-struct GatedSyncOp {
-  StepGate gate;
-  LOOKAHEAD_KERNEL_FN bool skips() const { return *gate.step % gate.k != 0; }
-  LOOKAHEAD_KERNEL_FN SyncOp resolved() const {
-    return SyncOp{gate.alpha_is_double ? *static_cast<const double*>(gate.alpha)
-                                       : double(*static_cast<const float*>(gate.alpha))};
+// [NOTE: momentum sync] as in the CPU kernel: a lerp of slow toward f + mu * (nesterov ? m_new : m_old),
+// so mu = 0 is the plain sync bit for bit.
+struct MomentumSyncOp {
+  static constexpr int kDepth = 3;
+  double alpha, mu;
+  bool nesterov;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
+  LOOKAHEAD_KERNEL_FN MomentumSyncOp resolved() const { return *this; }
+  template <typename F, typename S>
+  LOOKAHEAD_KERNEL_FN void element(F& fast, S& slow, S& momentum) const {
+    using T = opmath_t<S>;
+    const T f = widen(fast), s = widen(slow), m = widen(momentum), mu_t = T(mu);
+    const T m_new = round_to<S>(mu_t * m + (f - s));
+    const T target = f + mu_t * (nesterov ? m_new : m);
+    S result = narrow<S>(Lerp<T>(alpha)(s, target));
+    slow = result;
+    momentum = narrow<S>(m_new);
+    fast = narrow<F>(widen(result));
   }
 };
 
-template <typename Mem, typename F, typename S, typename Op>
-LOOKAHEAD_KERNEL_FN void scalar_element(F* fast, S* slow, Op op) {
-  F f = Mem::load(fast);
-  S s = Mem::load(slow);
-  op.element(f, s);
-  Mem::store(fast, f);
-  Mem::store(slow, s);
+LOOKAHEAD_KERNEL_FN double alpha_of(const StepGate& gate) {
+  return gate.alpha_is_double ? *static_cast<const double*>(gate.alpha) : double(*static_cast<const float*>(gate.alpha));
 }
 
-// Elements [lo, hi) of one pair, as thread `tid` of a block runs them. `head` is where both tensors reach a 16-byte boundary (table.h).
+struct GatedSyncOp {
+  static constexpr int kDepth = 2;
+  StepGate gate;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return *gate.step % gate.k != 0; }
+  LOOKAHEAD_KERNEL_FN SyncOp resolved() const { return SyncOp{alpha_of(gate)}; }
+};
+
+struct GatedMomentumSyncOp {
+  static constexpr int kDepth = 3;
+  StepGate gate;
+  double mu;
+  bool nesterov;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return *gate.step % gate.k != 0; }
+  LOOKAHEAD_KERNEL_FN MomentumSyncOp resolved() const { return MomentumSyncOp{alpha_of(gate), mu, nesterov}; }
+};
+
 template <typename Mem, typename F, typename S, typename Op>
-LOOKAHEAD_KERNEL_FN void run_range(F* __restrict__ fast, S* __restrict__ slow, int64_t lo, int64_t hi, int64_t head,
-                                   Op op, int64_t tid) {
-  using StepT = Step<F, S, Mem>;
+LOOKAHEAD_KERNEL_FN void scalar_element(F* fast, S* const* state, int64_t i, const Op& op) {
+  F f = Mem::load(fast + i);
+  S s0 = Mem::load(state[0] + i);
+  if constexpr (Op::kDepth == 2) {
+    op.element(f, s0);
+  } else {
+    S s1 = Mem::load(state[1] + i);
+    op.element(f, s0, s1);
+    Mem::store(state[1] + i, s1);
+  }
+  Mem::store(fast + i, f);
+  Mem::store(state[0] + i, s0);
+}
+
+// Elements [lo, hi) of one entry, as thread `tid` of a block runs them. `head` is where every tensor
+// of the entry reaches a 16-byte boundary (table.h).
+template <typename Mem, typename F, typename S, typename Op>
+LOOKAHEAD_KERNEL_FN void run_range(F* __restrict__ fast, S* const* state, int64_t lo, int64_t hi, int64_t head,
+                                   const Op& op, int64_t tid) {
+  constexpr int kStates = Op::kDepth - 1;
+  constexpr int kUnroll = kUnrollFor<Op::kDepth>;
+  using StepT = Step<F, S, kStates, Mem>;
   constexpr int64_t V = StepT::kElems;
   if (head < 0) {  // never aligned together: scalar, but still every load of a group before any store
     int64_t i = lo + tid;
     for (; i + int64_t(kUnroll - 1) * kThreads < hi; i += int64_t(kThreads) * kUnroll) {
       F f[kUnroll];
-      S s[kUnroll];
+      S s[kUnroll][kStates];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         f[u] = Mem::load(fast + i + u * kThreads);
-        s[u] = Mem::load(slow + i + u * kThreads);
+#pragma unroll
+        for (int t = 0; t < kStates; ++t) s[u][t] = Mem::load(state[t] + i + u * kThreads);
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        op.element(f[u], s[u]);
+        if constexpr (kStates == 1) {
+          op.element(f[u], s[u][0]);
+        } else {
+          op.element(f[u], s[u][0], s[u][1]);
+        }
         Mem::store(fast + i + u * kThreads, f[u]);
-        Mem::store(slow + i + u * kThreads, s[u]);
+#pragma unroll
+        for (int t = 0; t < kStates; ++t) Mem::store(state[t] + i + u * kThreads, s[u][t]);
       }
     }
-    for (; i < hi; i += kThreads) scalar_element<Mem>(fast + i, slow + i, op);
+    for (; i < hi; i += kThreads) scalar_element<Mem>(fast, state, i, op);
     return;
   }
   int64_t vector_lo = lo + (((head - lo) % V) + V) % V;  // first index >= lo that is congruent to head
   if (vector_lo > hi) vector_lo = hi;
   const int64_t steps = (hi - vector_lo) / V;
   const int64_t vector_hi = vector_lo + steps * V;
-  if (tid < vector_lo - lo) scalar_element<Mem>(fast + lo + tid, slow + lo + tid, op);
-  if (tid < hi - vector_hi) scalar_element<Mem>(fast + vector_hi + tid, slow + vector_hi + tid, op);
+  if (tid < vector_lo - lo) scalar_element<Mem>(fast, state, lo + tid, op);
+  if (tid < hi - vector_hi) scalar_element<Mem>(fast, state, vector_hi + tid, op);
   // [NOTE: unrolled body] Whole groups of kUnroll steps first, with no bounds test inside: all the
   // loads of a group are issued before any math, and no step is loaded under a condition (a step
   // left uninitialised on some path kept every dtype path's registers live together: 255 registers
@@ -203,56 +284,53 @@ LOOKAHEAD_KERNEL_FN void run_range(F* __restrict__ fast, S* __restrict__ slow, i
   for (; base + int64_t(kUnroll - 1) * kThreads < steps; base += stride) {
     StepT step[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t at = vector_lo + (base + int64_t(u) * kThreads) * V;
-      step[u].load(fast + at, slow + at);
-    }
+    for (int u = 0; u < kUnroll; ++u) step[u].load(fast, state, vector_lo + (base + int64_t(u) * kThreads) * V);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int64_t at = vector_lo + (base + int64_t(u) * kThreads) * V;
-#pragma unroll
-      for (int j = 0; j < V; ++j) op.element(step[u].fast.v[j], step[u].slow_at(j));
-      step[u].store(fast + at, slow + at);
+      step[u].apply(op);
+      step[u].store(fast, state, vector_lo + (base + int64_t(u) * kThreads) * V);
     }
   }
   for (int64_t k = base; k < steps; k += kThreads) {
     StepT step;
-    const int64_t at = vector_lo + k * V;
-    step.load(fast + at, slow + at);
-#pragma unroll
-    for (int j = 0; j < V; ++j) op.element(step.fast.v[j], step.slow_at(j));
-    step.store(fast + at, slow + at);
+    step.load(fast, state, vector_lo + k * V);
+    step.apply(op);
+    step.store(fast, state, vector_lo + k * V);
   }
 }
 
 template <typename Mem, typename F, typename S, typename Op>
-LOOKAHEAD_KERNEL_FN void run_pair(const int64_t* entry, int64_t lo, int64_t hi, Op op, int64_t tid) {
-  run_range<Mem>(reinterpret_cast<F*>(entry[0]), reinterpret_cast<S*>(entry[1]), lo, hi, head_of(entry[3]), op, tid);
+LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t lo, int64_t hi, const Op& op, int64_t tid) {
+  constexpr int kStates = Op::kDepth - 1;
+  S* state[kStates];
+#pragma unroll
+  for (int t = 0; t < kStates; ++t) state[t] = reinterpret_cast<S*>(entry[1 + t]);
+  run_range<Mem>(reinterpret_cast<F*>(entry[0]), state, lo, hi, head_of(entry[Op::kDepth + 1]), op, tid);
 }
 
-// What thread `tid` of block `block` (of `grid`) does: grid-stride over the chunks of every pair;
+// What thread `tid` of block `block` (of `grid`) does: grid-stride over the chunks of every entry;
 // each chunk's dtype pair is uniform over its block. An unknown pair code traps (a table built by a
 // newer plan.cpp than this kernel must not pass silently).
 template <typename Mem, typename Gate>
-LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t num_pairs, int64_t num_chunks,
+LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t num_entries, int64_t num_chunks,
                                       int64_t chunk_elems, Gate gate, int64_t block, int64_t grid, int64_t tid) {
   if (gate.skips()) return;
   const auto op = gate.resolved();
-  const int64_t* chunks = words + num_pairs * kEntryWords;
+  constexpr int64_t kStride = entry_words(Gate::kDepth);
+  const int64_t* chunks = words + num_entries * kStride;
   for (int64_t c = block; c < num_chunks; c += grid) {
     const int64_t packed = chunks[c];
-    const int64_t* entry = words + (packed >> kChunkBits) * kEntryWords;
+    const int64_t* entry = words + (packed >> kChunkBits) * kStride;
     const int64_t lo = (packed & ((int64_t(1) << kChunkBits) - 1)) * chunk_elems;
     const int64_t chunk_end = lo + chunk_elems;
-    const int64_t hi = chunk_end < entry[2] ? chunk_end : entry[2];
-    switch (pair_code_of(entry[3])) {
-      case kF32F32: run_pair<Mem, float, float>(entry, lo, hi, op, tid); break;
-      case kF64F64: run_pair<Mem, double, double>(entry, lo, hi, op, tid); break;
-      case kF16F16: run_pair<Mem, __half, __half>(entry, lo, hi, op, tid); break;
-      case kBF16BF16: run_pair<Mem, __nv_bfloat16, __nv_bfloat16>(entry, lo, hi, op, tid); break;
-      case kF16F32: run_pair<Mem, __half, float>(entry, lo, hi, op, tid); break;
-      case kBF16F32: run_pair<Mem, __nv_bfloat16, float>(entry, lo, hi, op, tid); break;
-      default: unknown_pair_code(pair_code_of(entry[3]));
+    const int64_t numel = entry[Gate::kDepth];
+    const int64_t hi = chunk_end < numel ? chunk_end : numel;
+    switch (pair_code_of(entry[Gate::kDepth + 1])) {
+#define LOOKAHEAD_CUDA_CASE(code, fast, state) \
+  case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, lo, hi, op, tid); break;
+      LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_CUDA_CASE)
+#undef LOOKAHEAD_CUDA_CASE
+      default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));
     }
   }
 }

@@ -2,7 +2,9 @@
 in this process (and why not), and which one "auto" picks for a device.
 
 A backend is a module-like object with `sync_(fast, slow, alpha)`, `sync_on_step_(fast, slow,
-alpha_tensor, step, k)` and `swap_(a, b)`, called with one device per call. Most trust their
+alpha_tensor, step, k)`, `swap_(a, b)`, `momentum_sync_(fast, slow, momentum, alpha, mu, nesterov)`
+and `momentum_sync_on_step_(fast, slow, momentum, alpha_tensor, step, k, mu, nesterov)`, called
+with one device per call. Most trust their
 inputs (ops.py checks the contract first); one whose `checks_contract` is true checks it itself,
 before writing, and offers `check_sync_args`.
 """

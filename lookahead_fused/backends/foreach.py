@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import torch
 
+from ..contract import opmath_dtype
 from . import group_pairs
 
 # Swapping (for slow_weights()) is not on the hot path: one tensor at a time bounds the extra memory.
 from .reference import swap_  # noqa: F401
+from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
 
 
@@ -19,4 +21,23 @@ def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> N
         else:  # float16/bfloat16 fast with float32 slow: widen (exact) so lerp sees one dtype
             ends = [f.to(slows[0].dtype) for f in fasts]
         torch._foreach_lerp_(slows, ends, alpha)
+        torch._foreach_copy_(fasts, slows)
+
+
+def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
+    """The momentum sync as a user writes it with foreach ops ([NOTE: momentum sync] in
+    reference.py): one pass per op, in the opmath of each group (copies for 16-bit state)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (f, s) in enumerate(zip(fast, slow)):
+        groups.setdefault((f.device, f.dtype, s.dtype), []).append(i)
+    for indices in groups.values():
+        fasts, slows, moms = ([tensors[i] for i in indices] for tensors in (fast, slow, momentum))
+        opmath = opmath_dtype(slows[0].dtype)
+        fo, so, mo = ([t.to(opmath) for t in tensors] for tensors in (fasts, slows, moms))  # no copy if opmath
+        m_new = torch._foreach_add(torch._foreach_mul(mo, mu), torch._foreach_sub(fo, so))
+        if moms[0].dtype != opmath:  # rounded as stored
+            m_new = [t.to(moms[0].dtype).to(opmath) for t in m_new]
+        target = torch._foreach_add(fo, torch._foreach_mul(m_new if nesterov else mo, mu))
+        torch._foreach_copy_(slows, torch._foreach_lerp(so, target, alpha))
+        torch._foreach_copy_(moms, m_new)
         torch._foreach_copy_(fasts, slows)

@@ -60,6 +60,12 @@ class NativeBackend:
     def swap_(self, first, second) -> None:
         self._entry("swap_")(first, second)
 
+    def momentum_sync_(self, fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
+        self._entry("momentum_sync_")(fast, slow, momentum, alpha, mu, nesterov)
+
+    def momentum_sync_on_step_(self, fast, slow, momentum, alpha, step, k: int, mu: float, nesterov: bool) -> None:
+        self._entry("momentum_sync_on_step_")(fast, slow, momentum, alpha, step, k, mu, nesterov)
+
     def check_sync_args(self, fast, slow) -> None:
         extension().check_sync_args(fast, slow)
 

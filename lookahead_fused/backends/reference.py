@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from ..contract import opmath_dtype
+from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
 
 
@@ -14,6 +16,26 @@ def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> N
         # contract; a float16/bfloat16 fast tensor is widened exactly when slow is float32.
         s.lerp_(f if f.dtype == s.dtype else f.to(s.dtype), alpha)
         f.copy_(s)
+
+
+def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
+    """[NOTE: momentum sync] per tensor, in opmath: m <- mu m + (f - s), rounded as stored; slow <-
+    lerp(slow, f + mu (nesterov ? m_new : m_old), alpha); fast <- slow."""
+    for f, s, m in zip(fast, slow, momentum):
+        opmath = opmath_dtype(s.dtype)
+        fo, so, mo = f.to(opmath), s.to(opmath), m.to(opmath)
+        m_new = (mu * mo + (fo - so)).to(m.dtype)
+        target = fo + mu * (m_new.to(opmath) if nesterov else mo)
+        s.copy_(torch.lerp(so, target, alpha))
+        m.copy_(m_new)
+        f.copy_(s)
+
+
+def momentum_sync_float64(fast, slow, momentum, alpha: float, mu: float, nesterov: bool):
+    """(new slow, new momentum) evaluated in float64 (not rounded): what every backend approximates."""
+    f, s, m = fast.double(), slow.double(), momentum.double()
+    m_new = mu * m + (f - s)
+    return sync_float64(f + mu * (m_new if nesterov else m), s, alpha), m_new
 
 
 def swap_(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:

@@ -29,7 +29,7 @@ import triton.language as tl
 from ..contract import opmath_dtype
 from ..device_scalars import device_scalar
 from ..slow_state import VECTOR_BYTES
-from . import BackendUnavailable, group_pairs, triton_interpreting
+from . import BackendUnavailable, triton_interpreting
 
 CHUNK_BITS = 40
 _CANDIDATES = [(1024, 4), (2048, 4), (2048, 8), (4096, 8)]  # (BLOCK, num_warps)
@@ -59,7 +59,8 @@ def _round(x, DTYPE: tl.constexpr):
 
 
 @triton.jit
-def _sync_block(fast, slow, offsets, mask, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE):
+def _sync_block(fast, slow, mom, offsets, mask, alpha_ptr, mu_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE, MOMENTUM,
+                NESTEROV):  # fmt: skip
     f = tl.load(fast + offsets, mask=mask)
     s = tl.load(slow + offsets, mask=mask)
     if SWAP:
@@ -70,12 +71,22 @@ def _sync_block(fast, slow, offsets, mask, alpha_ptr, FAST, SLOW, OPMATH, SWAP, 
         w = tl.load(alpha_ptr)
         fo = f.to(OPMATH)
         so = s.to(OPMATH)
+        target = fo
+        if MOMENTUM:  # [NOTE: momentum sync] a lerp toward f + mu * (nesterov ? m_new : m_old)
+            mu = tl.load(mu_ptr)
+            mo = tl.load(mom + offsets, mask=mask).to(OPMATH)
+            m_new = _round(mu * mo + (fo - so), SLOW)
+            if NESTEROV:
+                target = fo + mu * m_new.to(OPMATH)
+            else:
+                target = fo + mu * mo
+            tl.store(mom + offsets, m_new, mask=mask)
         if LERP_SIDE == 0:  # _SMALL_ALPHA
-            r = so + w * (fo - so)
+            r = so + w * (target - so)
         elif LERP_SIDE == 1:  # _LARGE_ALPHA
-            r = fo - (fo - so) * (1.0 - w)
+            r = target - (target - so) * (1.0 - w)
         else:  # alpha is known only on the device
-            r = tl.where(tl.abs(w) < 0.5, so + w * (fo - so), fo - (fo - so) * (1.0 - w))
+            r = tl.where(tl.abs(w) < 0.5, so + w * (target - so), target - (target - so) * (1.0 - w))
         new_slow = _round(r, SLOW)
         tl.store(slow + offsets, new_slow, mask=mask)
         tl.store(fast + offsets, _round(new_slow.to(OPMATH), FAST), mask=mask)
@@ -83,10 +94,10 @@ def _sync_block(fast, slow, offsets, mask, alpha_ptr, FAST, SLOW, OPMATH, SWAP, 
 
 @triton.jit
 def _table_kernel(
-    fast_addresses, slow_addresses, numels, chunks, num_chunks, alpha_ptr, step_ptr, k,
+    fast_addresses, slow_addresses, mom_addresses, numels, chunks, num_chunks, alpha_ptr, mu_ptr, step_ptr, k,
     FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, SWAP: tl.constexpr,
     LERP_SIDE: tl.constexpr, GATED: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
-    CHUNK_BITS: tl.constexpr,
+    CHUNK_BITS: tl.constexpr, MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr,
 ):  # fmt: skip
     """[NOTE: Triton vector accesses] Addresses loaded from an int64 table carry no alignment, and a
     mask that depends on numel is not uniform over a vector, so Triton emits 2- and 4-byte accesses.
@@ -107,58 +118,70 @@ def _table_kernel(
             chunk = packed & ((1 << CHUNK_BITS) - 1)
             fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
             slow = tl.load(slow_addresses + pair).to(tl.pointer_type(SLOW))
+            mom = tl.load(mom_addresses + pair).to(tl.pointer_type(SLOW))  # slow's own table without MOMENTUM
             if ALIGNED:
                 fast = tl.multiple_of(fast, 16)
                 slow = tl.multiple_of(slow, 16)
+                mom = tl.multiple_of(mom, 16)
             start = tl.multiple_of(chunk * BLOCK, BLOCK)  # int64: chunk is
             offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
             numel = tl.load(numels + pair)
             if start + BLOCK <= numel:
-                _sync_block(fast, slow, offsets, None, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE)
+                _sync_block(fast, slow, mom, offsets, None, alpha_ptr, mu_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE,
+                            MOMENTUM, NESTEROV)  # fmt: skip
             else:
-                _sync_block(fast, slow, offsets, offsets < numel, alpha_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE)
+                _sync_block(fast, slow, mom, offsets, offsets < numel, alpha_ptr, mu_ptr, FAST, SLOW, OPMATH, SWAP,
+                            LERP_SIDE, MOMENTUM, NESTEROV)  # fmt: skip
 
 
-def _on_vector_boundary(fast, slow) -> bool:
-    """Whether both tensors of a pair start on a 16-byte boundary ([NOTE: Triton vector accesses])."""
-    return fast.data_ptr() % VECTOR_BYTES == 0 and slow.data_ptr() % VECTOR_BYTES == 0
+def _on_vector_boundary(*tensors) -> bool:
+    """Whether every tensor of an entry starts on a 16-byte boundary ([NOTE: Triton vector accesses])."""
+    return all(t.data_ptr() % VECTOR_BYTES == 0 for t in tensors)
 
 
 class _Group:
-    """The tables of one dtype pair: what one launch needs."""
+    """The tables of one dtype pair: what one launch needs. `lists`: fast, slow[, momentum]."""
 
-    def __init__(self, fast, slow, block, device):
-        self.fast_dtype, self.slow_dtype = fast[0].dtype, slow[0].dtype
-        self.aligned = all(map(_on_vector_boundary, fast, slow))
+    def __init__(self, lists, block, device):
+        fast = lists[0]
+        self.fast_dtype, self.slow_dtype = fast[0].dtype, lists[1][0].dtype
+        self.momentum = len(lists) == 3
+        self.aligned = all(map(_on_vector_boundary, *lists))
         chunk_words = [(i << CHUNK_BITS) | c for i, f in enumerate(fast) for c in range(triton.cdiv(f.numel(), block))]
         self.num_chunks = len(chunk_words)
-        words = [f.data_ptr() for f in fast] + [s.data_ptr() for s in slow] + [f.numel() for f in fast] + chunk_words
+        words = [t.data_ptr() for tensors in lists for t in tensors] + [f.numel() for f in fast] + chunk_words
         table = torch.tensor(words, dtype=torch.int64).to(device)
         self.stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
         self.tables = table
-        n = len(fast)
-        self.fast_addresses, self.slow_addresses, self.numels = table[:n], table[n : 2 * n], table[2 * n : 3 * n]
-        self.chunks = table[3 * n :]
+        n, depth = len(fast), len(lists)
+        self.fast_addresses, self.slow_addresses = table[:n], table[n : 2 * n]
+        self.mom_addresses = table[2 * n : 3 * n] if self.momentum else self.slow_addresses
+        self.numels = table[depth * n : (depth + 1) * n]
+        self.chunks = table[(depth + 1) * n :]
 
 
 class _Plan:
-    def __init__(self, first, second, device):
-        nonempty = [(x, y) for x, y in zip(first, second) if x.numel()]
+    def __init__(self, lists, device):
+        entries = [tensors for tensors in zip(*lists) if tensors[0].numel()]
+        by_dtypes: dict[tuple, list] = {}
+        for tensors in entries:  # one device here
+            by_dtypes.setdefault((tensors[0].dtype, tensors[1].dtype), []).append(tensors)
         self.groups = []
-        for xs, ys in group_pairs([x for x, _ in nonempty], [y for _, y in nonempty]):  # one device here
-            block, warps = _config(device, xs[0].dtype, ys[0].dtype)
+        for (fast_dtype, slow_dtype), group in by_dtypes.items():
+            block, warps = _config(device, fast_dtype, slow_dtype)
             for aligned in (True, False):  # [NOTE: Triton vector accesses]
-                pairs = [(x, y) for x, y in zip(xs, ys) if _on_vector_boundary(x, y) == aligned]
-                if pairs:
-                    self.groups.append((_Group([x for x, _ in pairs], [y for _, y in pairs], block, device), block, warps))
+                chosen = [tensors for tensors in group if _on_vector_boundary(*tensors) == aligned]
+                if chosen:
+                    self.groups.append((_Group([list(column) for column in zip(*chosen)], block, device), block, warps))
 
 
 _plans: OrderedDict = OrderedDict()
 
 
-def _plan_for(first, second) -> _Plan:
-    device = first[0].device
-    key = (device, tuple((x.data_ptr(), y.data_ptr(), x.numel(), x.dtype, y.dtype) for x, y in zip(first, second)))
+def _plan_for(lists) -> _Plan:
+    device = lists[0][0].device
+    key = (device, len(lists), tuple((*(t.data_ptr() for t in tensors), tensors[0].numel(), tensors[0].dtype,
+                                      tensors[1].dtype) for tensors in zip(*lists)))  # fmt: skip
     plan = _plans.get(key)
     if plan is None:
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
@@ -167,7 +190,7 @@ def _plan_for(first, second) -> _Plan:
                 "being captured (its upload is a blocking host-to-device copy). Run the same step once eagerly "
                 "before capturing (warm-up), with the same tensors."
             )
-        plan = _plans[key] = _Plan(first, second, device)
+        plan = _plans[key] = _Plan(lists, device)
         if len(_plans) > _CACHED_PLANS:
             _plans.popitem(last=False)
     else:
@@ -175,19 +198,22 @@ def _plan_for(first, second) -> _Plan:
     return plan
 
 
-def _launch(group: _Group, block, warps, alpha, swap, gate=None):
+def _launch(group: _Group, block, warps, alpha, swap, gate=None, mu=0.0, nesterov=False):
     """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device."""
     opmath = opmath_dtype(group.slow_dtype)
+    device = group.chunks.device
     if gate is None:
-        alpha_tensor, step, k = device_scalar(float(alpha), opmath, group.chunks.device), group.chunks, 1
+        alpha_tensor, step, k = device_scalar(float(alpha), opmath, device), group.chunks, 1
         side = _SMALL_ALPHA if abs(alpha) < 0.5 else _LARGE_ALPHA
     else:
         (step, k), alpha_tensor, side = gate, alpha.reshape(1).to(opmath), _ALPHA_ON_DEVICE
-    _table_kernel[(min(group.num_chunks, _max_programs(group.chunks.device)),)](
-        group.fast_addresses, group.slow_addresses, group.numels, group.chunks, group.num_chunks, alpha_tensor, step, k,
+    mu_tensor = device_scalar(float(mu), opmath, device)
+    _table_kernel[(min(group.num_chunks, _max_programs(device)),)](
+        group.fast_addresses, group.slow_addresses, group.mom_addresses, group.numels, group.chunks, group.num_chunks,
+        alpha_tensor, mu_tensor, step, k,
         FAST=_TL_DTYPES[group.fast_dtype], SLOW=_TL_DTYPES[group.slow_dtype], OPMATH=_TL_DTYPES[opmath],
         SWAP=swap, LERP_SIDE=side, GATED=gate is not None, ALIGNED=group.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS,
-        num_warps=warps,
+        MOMENTUM=group.momentum, NESTEROV=bool(nesterov), num_warps=warps,
     )  # fmt: skip
 
 
@@ -209,25 +235,25 @@ def _config(device, fast_dtype, slow_dtype) -> tuple[int, int]:
         slow = [torch.zeros(numel // 8, dtype=slow_dtype, device=device) for _ in range(8)]
         timings = {}
         for block, warps in _CANDIDATES:
-            group = _Group(fast, slow, block, device)
+            group = _Group([fast, slow], block, device)
             timings[(block, warps)] = triton.testing.do_bench(lambda g=group, b=block, w=warps: _launch(g, b, w, 0.5, False))
     except torch.OutOfMemoryError:
         return _CANDIDATES[0]
     return min(timings, key=timings.get)
 
 
-def _run(first, second, alpha, swap, gate=None):
+def _run(lists, alpha, swap, gate=None, mu=0.0, nesterov=False):
     global launch_count
-    if not first:
+    if not lists[0]:
         return
-    on_gpu = first[0].is_cuda
-    with torch.cuda.device(first[0].device) if on_gpu else contextlib.nullcontext():
-        plan = _plan_for(first, second)
+    on_gpu = lists[0][0].is_cuda
+    with torch.cuda.device(lists[0][0].device) if on_gpu else contextlib.nullcontext():
+        plan = _plan_for(lists)
         stream = torch.cuda.current_stream() if on_gpu else None
         for group, block, warps in plan.groups:
             if stream is not None and stream != group.stream:
                 group.tables.record_stream(stream)  # an evicted plan's tables stay alive for this launch
-            _launch(group, block, warps, alpha, swap, gate)
+            _launch(group, block, warps, alpha, swap, gate, mu, nesterov)
             launch_count += 1
         if on_gpu and torch.cuda.is_current_stream_capturing():
             _captured.append(plan)
@@ -235,7 +261,7 @@ def _run(first, second, alpha, swap, gate=None):
 
 @torch.library.custom_op("lookahead_fused::triton_sync_", mutates_args=("fast", "slow"))
 def triton_sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
-    _run(fast, slow, alpha, swap=False)
+    _run([fast, slow], alpha, swap=False)
 
 
 @triton_sync_.register_fake
@@ -247,7 +273,7 @@ def _(fast, slow, alpha):
 def triton_sync_on_step_(
     fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: torch.Tensor, step: torch.Tensor, k: int
 ) -> None:
-    _run(fast, slow, alpha, swap=False, gate=(step.reshape(1), k))
+    _run([fast, slow], alpha, swap=False, gate=(step.reshape(1), k))
 
 
 @triton_sync_on_step_.register_fake
@@ -257,11 +283,37 @@ def _(fast, slow, alpha, step, k):
 
 @torch.library.custom_op("lookahead_fused::triton_swap_", mutates_args=("first", "second"))
 def triton_swap_(first: list[torch.Tensor], second: list[torch.Tensor]) -> None:
-    _run(first, second, 0.0, swap=True)
+    _run([first, second], 0.0, swap=True)
 
 
 @triton_swap_.register_fake
 def _(first, second):
+    return None
+
+
+@torch.library.custom_op("lookahead_fused::triton_momentum_sync_", mutates_args=("fast", "slow", "momentum"))
+def triton_momentum_sync_(
+    fast: list[torch.Tensor], slow: list[torch.Tensor], momentum: list[torch.Tensor], alpha: float, mu: float,
+    nesterov: bool,
+) -> None:  # fmt: skip
+    _run([fast, slow, momentum], alpha, swap=False, mu=mu, nesterov=nesterov)
+
+
+@triton_momentum_sync_.register_fake
+def _(fast, slow, momentum, alpha, mu, nesterov):
+    return None
+
+
+@torch.library.custom_op("lookahead_fused::triton_momentum_sync_on_step_", mutates_args=("fast", "slow", "momentum"))
+def triton_momentum_sync_on_step_(
+    fast: list[torch.Tensor], slow: list[torch.Tensor], momentum: list[torch.Tensor], alpha: torch.Tensor,
+    step: torch.Tensor, k: int, mu: float, nesterov: bool,
+) -> None:  # fmt: skip
+    _run([fast, slow, momentum], alpha, swap=False, gate=(step.reshape(1), k), mu=mu, nesterov=nesterov)
+
+
+@triton_momentum_sync_on_step_.register_fake
+def _(fast, slow, momentum, alpha, step, k, mu, nesterov):
     return None
 
 
@@ -278,6 +330,12 @@ class TritonBackend:
 
     def swap_(self, first, second) -> None:
         triton_swap_(list(first), list(second))
+
+    def momentum_sync_(self, fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
+        triton_momentum_sync_(list(fast), list(slow), list(momentum), float(alpha), float(mu), bool(nesterov))
+
+    def momentum_sync_on_step_(self, fast, slow, momentum, alpha, step, k: int, mu: float, nesterov: bool) -> None:
+        triton_momentum_sync_on_step_(list(fast), list(slow), list(momentum), alpha, step, int(k), float(mu), bool(nesterov))
 
 
 def load() -> TritonBackend:

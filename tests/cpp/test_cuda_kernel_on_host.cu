@@ -118,6 +118,16 @@ struct Buffer {
 
 enum class Kind { kSync, kGatedOn, kGatedOff, kSwap };
 
+// The pair code of (F, S) from [NOTE: dtype list], as the planner would set it.
+template <typename F, typename S>
+int64_t pair_code_for() {
+#define LOOKAHEAD_TEST_CODE(pair, fast_token, state_token) \
+  if (std::is_same_v<F, Cuda##fast_token> && std::is_same_v<S, Cuda##state_token>) return pair;
+  LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_TEST_CODE)
+#undef LOOKAHEAD_TEST_CODE
+  return -1;
+}
+
 template <typename F, typename S>
 void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alpha, Kind kind, int grid_cap,
                 int64_t chunk, std::mt19937& rng) {
@@ -136,15 +146,14 @@ void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alph
     f0[i] = to_double(fast.data[i]);
     s0[i] = to_double(slow.data[i]);
   }
-  constexpr int64_t code = std::is_same_v<F, float>    ? (std::is_same_v<S, float> ? kF32F32 : -1)
-                           : std::is_same_v<F, double> ? kF64F64
-                           : std::is_same_v<F, __half> ? (std::is_same_v<S, float> ? kF16F32 : kF16F16)
-                                                       : (std::is_same_v<S, float> ? kBF16F32 : kBF16BF16);
+  const int64_t code = pair_code_for<F, S>();
   auto fa = reinterpret_cast<uintptr_t>(fast.data), sa = reinterpret_cast<uintptr_t>(slow.data);
-  int64_t head = common_head(fa, sizeof(F), sa, sizeof(S));
+  uintptr_t addresses[2] = {fa, sa};
+  int64_t sizes[2] = {sizeof(F), sizeof(S)};
+  int64_t head = common_head(addresses, sizes, 2);
   std::vector<int64_t> words = {int64_t(fa), int64_t(sa), n, code | ((head + 1) << 8)};
   for (int64_t c = 0; c * chunk < n; ++c) words.push_back(c);
-  int64_t num_chunks = int64_t(words.size()) - kEntryWords;
+  int64_t num_chunks = int64_t(words.size()) - entry_words(2);
 
   tracked = {{fa, fa + n * sizeof(F), sizeof(F), std::vector<int>(n)},
              {sa, sa + n * sizeof(S), sizeof(S), std::vector<int>(n)}};
@@ -200,6 +209,85 @@ void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alph
   }
 }
 
+// The momentum sync (depth 3, [NOTE: momentum sync]): fast, slow and momentum at their own offsets;
+// gated (on or off) or not. Each element of all three written exactly once; slow against the float64
+// evaluation within 8 ulp of the largest magnitude involved, momentum within 4; mu = 0 keeps the
+// plain sync's exact ends (alpha 0: slow unchanged; alpha 1: slow = old fast).
+template <typename F, typename S>
+void check_momentum_case(int64_t n, int64_t offsets[3], double alpha, double mu, bool nesterov, Kind kind,
+                         int grid_cap, int64_t chunk, std::mt19937& rng) {
+  Buffer<F> fast(n, offsets[0]);
+  Buffer<S> slow(n, offsets[1]);
+  Buffer<S> momentum(n, offsets[2]);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> f0(n), s0(n), m0(n);
+  for (int64_t i = 0; i < n; ++i) {
+    fast.data[i] = from_double<F>(normal(rng));
+    slow.data[i] = from_double<S>(i % 3 == 0 ? to_double(fast.data[i]) : normal(rng));
+    momentum.data[i] = from_double<S>(i % 5 == 0 ? 0.0 : normal(rng));
+    f0[i] = to_double(fast.data[i]);
+    s0[i] = to_double(slow.data[i]);
+    m0[i] = to_double(momentum.data[i]);
+  }
+  const int64_t code = pair_code_for<F, S>();
+  uintptr_t addresses[3] = {reinterpret_cast<uintptr_t>(fast.data), reinterpret_cast<uintptr_t>(slow.data),
+                            reinterpret_cast<uintptr_t>(momentum.data)};
+  int64_t sizes[3] = {sizeof(F), sizeof(S), sizeof(S)};
+  int64_t head = common_head(addresses, sizes, 3);
+  std::vector<int64_t> words = {int64_t(addresses[0]), int64_t(addresses[1]), int64_t(addresses[2]), n,
+                                code | ((head + 1) << 8)};
+  for (int64_t c = 0; c * chunk < n; ++c) words.push_back(c);
+  int64_t num_chunks = int64_t(words.size()) - entry_words(3);
+  tracked = {{addresses[0], addresses[0] + n * sizeof(F), sizeof(F), std::vector<int>(n)},
+             {addresses[1], addresses[1] + n * sizeof(S), sizeof(S), std::vector<int>(n)},
+             {addresses[2], addresses[2] + n * sizeof(S), sizeof(S), std::vector<int>(n)}};
+  const int64_t step_value = kind == Kind::kGatedOff ? 7 : 6;
+  const double alpha_value = alpha;
+  StepGate gate{&step_value, 3, &alpha_value, true};
+  int64_t grid = std::min<int64_t>(num_chunks, grid_cap);
+  for (int64_t block = 0; block < grid; ++block) {
+    for (int64_t tid = 0; tid < kThreads; ++tid) {
+      if (kind == Kind::kSync) {
+        table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, MomentumSyncOp{alpha, mu, nesterov}, block, grid, tid);
+      } else {
+        table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, GatedMomentumSyncOp{gate, mu, nesterov}, block,
+                                 grid, tid);
+      }
+    }
+  }
+  char where[200];
+  std::snprintf(where, sizeof where,
+                "momentum sync: pair code %lld, n %lld, offsets (%lld, %lld, %lld), alpha %.2f, mu %.2f, nesterov %d, "
+                "kind %d, chunk %lld",
+                (long long)code, (long long)n, (long long)offsets[0], (long long)offsets[1], (long long)offsets[2],
+                alpha, mu, int(nesterov), int(kind), (long long)chunk);
+  const int expected_writes = kind == Kind::kGatedOff ? 0 : 1;
+  for (int64_t i = 0; i < n; ++i) {
+    for (const Tracked& t : tracked) {
+      if (t.writes[i] != expected_writes) {
+        fail(std::string(where) + ": element " + std::to_string(i) + " written " + std::to_string(t.writes[i]) + " times");
+        return;
+      }
+    }
+    double f = to_double(fast.data[i]), s = to_double(slow.data[i]), m = to_double(momentum.data[i]);
+    if (kind == Kind::kGatedOff) {
+      if (f != f0[i] || s != s0[i] || m != m0[i]) fail(std::string(where) + ": changed off the sync step");
+      continue;
+    }
+    double m_expected = mu * m0[i] + (f0[i] - s0[i]);
+    double target = f0[i] + mu * (nesterov ? m_expected : m0[i]);
+    double s_expected = alpha < 0.5 ? s0[i] + alpha * (target - s0[i]) : target - (target - s0[i]) * (1 - alpha);
+    double magnitude = std::max({std::fabs(f0[i]), std::fabs(s0[i]), std::fabs(m0[i]), std::fabs(target)});
+    if (f != to_double(from_double<F>(s))) fail(std::string(where) + ": fast is not slow cast");
+    if (std::fabs(m - m_expected) > 4 * ulp<S>(magnitude)) fail(std::string(where) + ": momentum " + std::to_string(i));
+    if (std::fabs(s - s_expected) > 8 * ulp<S>(magnitude)) fail(std::string(where) + ": slow " + std::to_string(i));
+    if (mu == 0.0 && alpha == 0.0 && s != s0[i]) fail(std::string(where) + ": mu 0, alpha 0 moved slow");
+    if (mu == 0.0 && alpha == 1.0 && s != to_double(from_double<S>(f0[i]))) {
+      fail(std::string(where) + ": mu 0, alpha 1 is not the old fast");
+    }
+  }
+}
+
 template <typename F, typename S>
 void check_pair(std::mt19937& rng) {
   constexpr int64_t V = kVecBytes / sizeof(F);
@@ -213,6 +301,22 @@ void check_pair(std::mt19937& rng) {
         }
       }
     }
+  }
+  for (int64_t mo = 0; mo < kVecBytes / int64_t(sizeof(S)); mo += 3) {  // momentum offsets 0 and 3 (0..15 bytes apart)
+    for (int64_t n : {int64_t(1), V + 1, group + V + 3, 2 * group + 7}) {
+      for (double alpha : alphas) {
+        for (double mu : {0.0, 0.9}) {
+          for (bool nesterov : {false, true}) {
+            int64_t offsets[3] = {mo % (kVecBytes / int64_t(sizeof(F))), 0, mo};
+            check_momentum_case<F, S>(n, offsets, alpha, mu, nesterov, Kind::kSync, 3, kMaxChunkElems, rng);
+          }
+        }
+      }
+    }
+  }
+  for (Kind kind : {Kind::kGatedOn, Kind::kGatedOff}) {
+    int64_t offsets[3] = {1, 1, 1};
+    check_momentum_case<F, S>(3 * kChunkQuantum + 5, offsets, 0.7, 0.5, true, kind, 2, kChunkQuantum, rng);
   }
   for (int64_t chunk : {kChunkQuantum, 3 * kChunkQuantum, kMaxChunkElems}) {  // sizes a plan takes (chunking.h)
     for (auto offsets : {std::pair<int64_t, int64_t>{0, 0}, {1, 1}, {1, 0}}) {

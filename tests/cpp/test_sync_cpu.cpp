@@ -27,8 +27,8 @@ void expect(bool ok, const std::string& what) {
 
 void sync(std::vector<at::Tensor>& fast, std::vector<at::Tensor>& slow, double alpha) {
   check_sync_pairs(fast, slow);
-  auto plan = find_or_build_plan(fast, slow, [&] { check_no_overlap("lookahead_sync_", fast, slow); });
-  run_cpu(*plan, TableOp::kSync, alpha);
+  auto plan = find_or_build_plan({fast, slow}, [&] { check_no_overlap("lookahead_sync_", {fast, slow}); });
+  run_cpu(*plan, TableOp::kSync, UpdateArgs{alpha});
 }
 
 void test_against_float64(at::ScalarType fast_type, at::ScalarType slow_type, double alpha) {

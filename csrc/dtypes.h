@@ -1,0 +1,44 @@
+// The dtype lists of table.h ([NOTE: dtype list]) in torch's terms, for the planner, the checks and
+// build_info(): everything about which dtypes exist is expanded from those two lists.
+#pragma once
+
+#include <string>
+
+#include <c10/core/ScalarType.h>
+
+#include "table.h"
+
+namespace lookahead_fused {
+
+#define LOOKAHEAD_SCALAR_TYPE(token, scalar_type, name, bytes) \
+  constexpr at::ScalarType kScalar##token = at::ScalarType::scalar_type;
+LOOKAHEAD_DTYPES(LOOKAHEAD_SCALAR_TYPE)
+#undef LOOKAHEAD_SCALAR_TYPE
+
+// The pair code of (fast dtype, state dtype), or -1 for a combination no kernel has.
+inline int64_t pair_code(at::ScalarType fast, at::ScalarType state) {
+#define LOOKAHEAD_PAIR_MATCH(code, fast_token, state_token) \
+  if (fast == kScalar##fast_token && state == kScalar##state_token) return code;
+  LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PAIR_MATCH)
+#undef LOOKAHEAD_PAIR_MATCH
+  return -1;
+}
+
+inline bool is_supported_dtype(at::ScalarType type) {
+#define LOOKAHEAD_DTYPE_MATCH(token, scalar_type, name, bytes) \
+  if (type == kScalar##token) return true;
+  LOOKAHEAD_DTYPES(LOOKAHEAD_DTYPE_MATCH)
+#undef LOOKAHEAD_DTYPE_MATCH
+  return false;
+}
+
+// "float16, bfloat16, float32, float64": the supported dtypes as the messages name them.
+inline std::string supported_dtype_names() {
+  std::string names;
+#define LOOKAHEAD_DTYPE_NAME(token, scalar_type, name, bytes) names += std::string(names.empty() ? "" : ", ") + name;
+  LOOKAHEAD_DTYPES(LOOKAHEAD_DTYPE_NAME)
+#undef LOOKAHEAD_DTYPE_NAME
+  return names;
+}
+
+}  // namespace lookahead_fused

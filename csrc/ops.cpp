@@ -1,0 +1,170 @@
+#include "ops.h"
+
+#include <torch/csrc/autograd/variable.h>
+
+#include <cmath>
+
+#include "contract.h"
+#include "cpu/sync_cpu.h"
+#include "plan.h"
+#include "table.h"
+
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "cuda/capture.h"
+#endif
+
+namespace lookahead_fused {
+namespace {
+
+void check_alpha(double alpha) {
+  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha >= 0.0 && alpha <= 1.0,
+                    "lookahead_sync_: alpha must be a finite number in [0, 1], got ", alpha);
+}
+
+void check_mu(double mu) {
+  TORCH_CHECK_VALUE(std::isfinite(mu) && mu >= 0.0 && mu < 1.0,
+                    "lookahead_sync_: outer momentum mu must be a finite number in [0, 1), got ", mu);
+}
+
+// [NOTE: versions] A mutating op bumps the autograd version of every tensor it may write, as torch's
+// in-place ops and foreach ops do, so autograd refuses a backward through a value the update changed.
+// Both entry points (the dispatcher and the eager pybind calls) come through run().
+void bump_versions(const TensorLists& lists) {
+  for (at::TensorList list : lists) {
+    for (const at::Tensor& t : list) {
+      if (!t.is_inference()) torch::autograd::impl::bump_version(t);
+    }
+  }
+}
+
+// `gate`: null, or the step gate in device memory (only the CUDA kernel takes one).
+void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, const UpdateArgs& args,
+                    const StepGate* gate) {
+  if (lists[0].empty()) return;
+  const at::Tensor& first = lists[0][0];
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+  if (first.is_cuda()) {
+    release_plans_of_destroyed_graphs();
+    c10::cuda::CUDAGuard guard(first.device());
+    auto stream = c10::cuda::getCurrentCUDAStream(first.device().index());
+    const bool capturing = is_capturing(stream.stream());
+    auto plan = find_or_build_plan(lists, [&] {
+      TORCH_CHECK(!capturing, name, ": these tensors have no kernel plan yet, and one cannot be built while a CUDA ",
+                  "graph is being captured (its upload is a blocking host-to-device copy). Run the same step once ",
+                  "eagerly before capturing (warm-up), with the same tensors.");
+      check_no_overlap(name, lists);
+    });
+    if (capturing) keep_alive_with_captured_graph(plan, stream.stream());  // [NOTE: plans under capture]
+    plan->device_words.record_stream(stream);  // a plan evicted from the cache stays alive for this launch
+    if (gate != nullptr) {
+      launch_cuda_on_step(plan->device_view(), op, *gate, args, stream.stream(), plan->device.index());
+    } else {
+      launch_cuda(plan->device_view(), op, args, stream.stream(), plan->device.index());
+    }
+    return;
+  }
+#endif
+  auto plan = find_or_build_plan(lists, [&] { check_no_overlap(name, lists); });
+  TORCH_CHECK(plan->device.is_cpu(), "lookahead_fused: no kernel for tensors on ", plan->device);
+  if (gate == nullptr) run_cpu(*plan, op, args);  // a CPU caller resolves its gate on the host
+}
+
+void run(const char* name, const TensorLists& lists, TableOp op, const UpdateArgs& args, const StepGate* gate = nullptr) {
+  launch_on_plan(name, lists, op, args, gate);
+  bump_versions(lists);
+}
+
+// See [NOTE: step gate] in table.h. On the CPU the gate is host memory and is read here; there
+// alpha's value is checked too, which on a GPU would cost a synchronisation.
+void run_on_step(const TensorLists& lists, TableOp op, const at::Tensor& alpha, const at::Tensor& step, int64_t k,
+                 UpdateArgs args) {
+  if (lists[0].empty()) return;
+  StepGate gate{step.const_data_ptr<int64_t>(), k, alpha.const_data_ptr(), alpha.scalar_type() == at::kDouble};
+  if (!lists[0][0].is_cpu()) return run("lookahead_sync_", lists, op, args, &gate);
+  args.alpha = alpha.item<double>();
+  check_alpha(args.alpha);
+  bool syncs = step.item<int64_t>() % k == 0;
+  run("lookahead_sync_", lists, op, args, syncs ? nullptr : &gate);  // checks either way
+}
+
+// Tensors on another device beside meta ones make a mixed-device call, which lookahead_fused.ops splits.
+void check_all_meta(const char* op, const TensorLists& lists) {
+  for (size_t l = 1; l < lists.size(); ++l) {
+    TORCH_CHECK_VALUE(lists[0].size() == lists[l].size(), op, ": fast has ", lists[0].size(), " tensors but ",
+                      l == 1 ? "slow" : "momentum", " has ", lists[l].size());
+  }
+  for (at::TensorList list : lists) {
+    for (const at::Tensor& t : list) {
+      TORCH_CHECK_NOT_IMPLEMENTED(t.is_meta(), op, ": meta and ", t.device(), " tensors in one call");
+    }
+  }
+}
+
+}  // namespace
+
+void sync_(at::TensorList fast, at::TensorList slow, double alpha) {
+  check_alpha(alpha);
+  check_sync_pairs(fast, slow);
+  run("lookahead_sync_", {fast, slow}, TableOp::kSync, UpdateArgs{alpha});
+}
+
+void sync_on_step_(at::TensorList fast, at::TensorList slow, const at::Tensor& alpha, const at::Tensor& step,
+                   int64_t k) {
+  check_step_gate(fast, alpha, step, k);
+  check_sync_pairs(fast, slow);
+  run_on_step({fast, slow}, TableOp::kSync, alpha, step, k, UpdateArgs{});
+}
+
+void swap_(at::TensorList first, at::TensorList second) {
+  check_swap_pairs(first, second);
+  run("swap_", {first, second}, TableOp::kSwap, UpdateArgs{});
+}
+
+void momentum_sync_(at::TensorList fast, at::TensorList slow, at::TensorList momentum, double alpha, double mu,
+                    bool nesterov) {
+  check_alpha(alpha);
+  check_mu(mu);
+  check_momentum_triples(fast, slow, momentum);
+  run("lookahead_sync_", {fast, slow, momentum}, TableOp::kMomentumSync, UpdateArgs{alpha, mu, nesterov});
+}
+
+void momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::TensorList momentum, const at::Tensor& alpha,
+                            const at::Tensor& step, int64_t k, double mu, bool nesterov) {
+  check_mu(mu);
+  check_step_gate(fast, alpha, step, k);
+  check_momentum_triples(fast, slow, momentum);
+  run_on_step({fast, slow, momentum}, TableOp::kMomentumSync, alpha, step, k, UpdateArgs{0.0, mu, nesterov});
+}
+
+void sync_meta(at::TensorList fast, at::TensorList slow, double alpha) {
+  check_alpha(alpha);
+  check_all_meta("lookahead_sync_", {fast, slow});
+}
+
+void sync_on_step_meta(at::TensorList fast, at::TensorList slow, const at::Tensor& alpha, const at::Tensor& step,
+                       int64_t k) {
+  check_all_meta("lookahead_sync_", {fast, slow});
+  check_step_gate(fast, alpha, step, k);
+}
+
+void swap_meta(at::TensorList first, at::TensorList second) { check_all_meta("swap_", {first, second}); }
+
+void momentum_sync_meta(at::TensorList fast, at::TensorList slow, at::TensorList momentum, double alpha, double mu,
+                        bool /*nesterov*/) {
+  check_alpha(alpha);
+  check_mu(mu);
+  check_all_meta("lookahead_sync_", {fast, slow, momentum});
+}
+
+void momentum_sync_on_step_meta(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
+                                const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu,
+                                bool /*nesterov*/) {
+  check_mu(mu);
+  check_all_meta("lookahead_sync_", {fast, slow, momentum});
+  check_step_gate(fast, alpha, step, k);
+}
+
+}  // namespace lookahead_fused
