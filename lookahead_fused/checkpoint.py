@@ -27,13 +27,14 @@ import torch
 
 from . import contract, momentum
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
-from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as
 
 FORMAT_VERSION = 1
 SECTION = "lookahead"
 SAVED_SLOW_PARAM = "lookahead_slow_param"
 SAVED_SLOW_MOMENTUM = "lookahead_slow_momentum"
-_SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM)
+SAVED_OUTER_MOMENTUM = "lookahead_outer_momentum"
+_SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM, SAVED_OUTER_MOMENTUM)
 
 
 def dtype_name(dtype) -> str | None:
@@ -48,6 +49,8 @@ def section_for(opt, step: torch.Tensor, k: int) -> dict:
         "k": k,
         "alpha": opt.alpha,
         "pullback_momentum": opt.pullback_momentum,
+        "outer_momentum": opt.defaults["outer_momentum"],
+        "nesterov": opt.defaults["nesterov"],
         "slow_dtype": dtype_name(opt.defaults["slow_dtype"]),
         "alpha_bounds": list(opt._adaptive.bounds) if opt._adaptive else None,
         "last_adaptive_alpha": opt.last_adaptive_alpha,
@@ -65,6 +68,8 @@ def pack(opt) -> dict:
         entry[SAVED_SLOW_PARAM] = mine[SLOW_PARAM]
         if SLOW_MOMENTUM in mine:
             entry[SAVED_SLOW_MOMENTUM] = mine[SLOW_MOMENTUM]
+        if OUTER_MOMENTUM in mine:
+            entry[SAVED_OUTER_MOMENTUM] = mine[OUTER_MOMENTUM]
         state[saved_id] = entry
     section = section_for(opt, opt._step_count_tensor.cpu().clone(), opt.k)
     groups = inner["param_groups"]  # new dicts (the inner's state_dict() packs them): ours to extend
@@ -88,6 +93,7 @@ class Loaded:
     inner_state_dict: dict
     slow: dict = field(default_factory=dict)  # param -> slow weight
     slow_momentum: dict = field(default_factory=dict)  # param -> slow first moment
+    outer_momentum: dict = field(default_factory=dict)  # param -> momentum of its slow weight
     step: torch.Tensor | None = None
     config: dict = field(default_factory=dict)  # k, alpha, pullback_momentum
 
@@ -107,6 +113,11 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
         ),
         "pullback_momentum": mode,
     }
+    if "outer_momentum" in section:  # absent from checkpoints older than outer momentum: keep this optimizer's
+        config["outer_momentum"] = contract.check_mu(section["outer_momentum"], where="state_dict['lookahead']['outer_momentum']")
+        config["nesterov"] = bool(section.get("nesterov", False)) and config["outer_momentum"] > 0
+        if config["outer_momentum"] and config[ALPHA_KEY] == ADAPTIVE:
+            raise ValueError("state_dict['lookahead'] has alpha='adaptive' with outer_momentum > 0, which is not defined")
     if config[ALPHA_KEY] == ADAPTIVE:
         config["alpha_bounds"] = check_bounds(section.get("alpha_bounds"))
         config["last_adaptive_alpha"] = section.get("last_adaptive_alpha")
@@ -177,6 +188,11 @@ def read(opt, state_dict) -> Loaded:
                 slow_momentum = _read_saved_tensor(entry, SAVED_SLOW_MOMENTUM, p, where)
                 if slow_momentum is not None:
                     loaded.slow_momentum[p] = copy_as(slow_momentum, p, opt.slow_dtype_for(p))
+                outer = _read_saved_tensor(entry, SAVED_OUTER_MOMENTUM, p, where)
+                if outer is None and loaded.config.get("outer_momentum", 0.0) > 0:
+                    raise ValueError(f"{where}: the state_dict was saved with outer momentum but has no {SAVED_OUTER_MOMENTUM}")
+                if outer is not None:
+                    loaded.outer_momentum[p] = copy_as(outer, p, opt.slow_dtype_for(p))
     if plain:
         warnings.warn(
             f"the state_dict holds no Lookahead state (a plain {type(opt.optimizer).__name__} checkpoint?): "
@@ -184,22 +200,3 @@ def read(opt, state_dict) -> Loaded:
             stacklevel=3,
         )
     return loaded
-
-
-def apply(opt, loaded: Loaded) -> None:
-    """Commit a checked checkpoint (after the inner optimizer has loaded its part)."""
-    opt.state.clear()
-    for p, slow in loaded.slow.items():
-        opt.state[p][SLOW_PARAM] = slow
-    for p, slow_momentum in loaded.slow_momentum.items():
-        opt.state[p][SLOW_MOMENTUM] = slow_momentum
-    if loaded.step is not None:
-        opt._step_count_tensor.copy_(loaded.step)  # in place: a captured CUDA graph holds this tensor
-        config = dict(loaded.config)
-        if "alpha_bounds" in config:
-            opt._adaptive.bounds = config.pop("alpha_bounds")
-            opt._adaptive.last_alpha = config.pop("last_adaptive_alpha")
-        opt.defaults.update(config)
-        opt._momentum_key = momentum.first_moment_key(opt.optimizer, opt.pullback_momentum, opt.defaults["momentum_key"])
-    else:
-        opt._step_count_tensor.zero_()

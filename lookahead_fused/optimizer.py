@@ -4,6 +4,12 @@ The inner optimizer updates the fast weights (the model's params). After every k
 weights move toward them, slow <- slow + alpha * (fast - slow), and the fast weights are reset to
 the slow ones; that synchronisation is one call of ops.lookahead_sync_ per distinct alpha.
 
+[NOTE: outer momentum] With outer_momentum = mu > 0 each param also keeps m (slow's dtype, zero at
+start), and a sync is the momentum sync of ops.lookahead_sync_: m <- mu m + (fast - slow);
+slow <- slow + alpha (nesterov ? (fast - slow) + mu m : m); fast <- slow, one fused launch of three
+tensors per param. It is an outer optimizer over the pseudo-gradient slow - fast, like DiLoCo's
+with one worker; nesterov=True is SNOO. The pullback momenta, if any, take a launch of their own.
+
 [NOTE: strided params] torch.optim accepts a param that is a strided view (nn.Parameter(x[:, ::2])),
 which the fused kernels cannot walk as one run of memory. Such params keep a dense slow weight and
 are synced by the per-tensor loop of the reference backend (torch.lerp_, the contract's formula),
@@ -25,9 +31,17 @@ from torch.optim import Optimizer
 from . import backends, checkpoint, contract, momentum, ops, peer_checkpoints
 from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .backends import reference
-from .backends.step_gate import masked_sync_on_step_
+from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
 from .capturable import capturable_device, check_capturable_group
-from .slow_state import ALPHA_KEY, SLOW_MOMENTUM, SLOW_PARAM, copy_as, rehome
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as, rehome
+
+def _check_nesterov(nesterov, outer_momentum) -> bool:
+    if not isinstance(nesterov, bool):
+        raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
+    if nesterov and not outer_momentum:
+        raise ValueError("nesterov=True needs outer_momentum > 0 (as torch.optim.SGD's nesterov needs momentum)")
+    return nesterov
+
 
 def _check_slow_dtype(slow_dtype):
     if slow_dtype not in (None, torch.float32):
@@ -45,6 +59,8 @@ class Lookahead(Optimizer):
     sync; "pullback" interpolates them like the weights, against their own slow copies (zero at start).
     momentum_key: the inner optimizer's state key of that buffer (e.g. "exp_avg"); known for torch's
     optimizers and common timm / pytorch_optimizer ones, needed for any other with pullback_momentum.
+    outer_momentum (mu) and nesterov: momentum on the slow weights ([NOTE: outer momentum]); mu = 0
+    is plain Lookahead bit for bit; nesterov=True with mu > 0 is SNOO's outer step.
     slow_dtype: None keeps slow weights in each param's dtype; torch.float32 keeps them in float32 for
     float16/bfloat16 params. backend: "auto" or a name from ops.available_backends().
     alpha="adaptive": at each sync, the alpha of the paper's section 3.1 (adaptive_alpha.py), clipped
@@ -59,6 +75,8 @@ class Lookahead(Optimizer):
         *,
         pullback_momentum="none",
         momentum_key=None,
+        outer_momentum=0.0,
+        nesterov=False,
         slow_dtype=None,
         backend="auto",
         capturable=False,
@@ -75,11 +93,18 @@ class Lookahead(Optimizer):
             ALPHA_KEY: ADAPTIVE if alpha == ADAPTIVE else contract.check_alpha(alpha),
             "pullback_momentum": momentum.check_mode(pullback_momentum),
             "momentum_key": momentum_key,
+            "outer_momentum": contract.check_mu(outer_momentum),
+            "nesterov": _check_nesterov(nesterov, outer_momentum),
             "slow_dtype": _check_slow_dtype(slow_dtype),
             "backend": backends.check_backend_name(backend),
             "capturable": bool(capturable),
         }
         backends.require_available(backend)
+        if alpha == ADAPTIVE and defaults["outer_momentum"]:
+            raise ValueError(
+                "alpha='adaptive' chooses the alpha of the plain interpolation (the paper's section 3.1); it is not "
+                "defined with outer_momentum > 0: pass a number alpha, or outer_momentum=0"
+            )
         self._adaptive = AdaptiveAlpha(optimizer, alpha_bounds, curvature, gradient) if alpha == ADAPTIVE else None
         self._momentum_key = momentum.first_moment_key(optimizer, pullback_momentum, momentum_key)
         self.optimizer = optimizer
@@ -157,6 +182,8 @@ class Lookahead(Optimizer):
         with torch.no_grad():
             for p in param_group["params"]:
                 self.state[p][SLOW_PARAM] = copy_as(p, p, self.slow_dtype_for(p))
+                if self.defaults["outer_momentum"]:
+                    self.state[p][OUTER_MOMENTUM] = copy_as(torch.zeros_like(p), p, self.slow_dtype_for(p))
                 if not contract.is_non_overlapping_and_dense(p):
                     self._strided_ids.add(id(p))
 
@@ -215,16 +242,20 @@ class Lookahead(Optimizer):
         loss = self.optimizer.step(closure)
         counter = self._step_count_tensor
         counter.add_(1)
-        pairs = self._with_momentum_pairs(weight_pairs, check=not compiling)
-        for alpha, (fast, slow) in pairs.items():
-            alpha_tensor = self._alpha_on(fast[0].device, alpha, compiling)
-            (fused_fast, fused_slow), (strided_fast, strided_slow) = self._split_strided(fast, slow)
-            if fused_fast:
-                backend = self.defaults["backend"]
-                ops.lookahead_sync_on_step_(fused_fast, fused_slow, alpha_tensor, counter, self.k, backend=backend)
-            if strided_fast:
+        mu, nesterov, backend = self.defaults["outer_momentum"], self.defaults["nesterov"], self.defaults["backend"]
+        for alpha, lists in self._launches(weight_pairs, check=not compiling):
+            alpha_tensor = self._alpha_on(lists[0][0].device, alpha, compiling)
+            fused, strided = self._split_strided(*lists)
+            if fused[0]:
+                momentum = fused[2] if len(fused) == 3 else None
+                ops.lookahead_sync_on_step_(fused[0], fused[1], alpha_tensor, counter, self.k, momentum=momentum, mu=mu,
+                                            nesterov=nesterov, backend=backend)  # fmt: skip
+            if strided[0]:
                 with torch.no_grad():
-                    masked_sync_on_step_(strided_fast, strided_slow, alpha_tensor, counter, self.k)
+                    if len(strided) == 3:
+                        masked_momentum_sync_on_step_(*strided, alpha_tensor, counter, self.k, mu, nesterov)
+                    else:
+                        masked_sync_on_step_(*strided, alpha_tensor, counter, self.k)
         if self.pullback_momentum == "reset":
             syncs = counter % self.k == 0
             for _, buffer in self._first_moments(self._params()):
@@ -259,20 +290,25 @@ class Lookahead(Optimizer):
         return pairs
 
     def _check_pairs(self, pairs: dict[float, tuple[list, list]]) -> None:
-        for alpha, (fast, slow) in pairs.items():
-            checked_alpha = self._adaptive.bounds[0] if alpha == ADAPTIVE else alpha  # chosen at the sync
-            (fused_fast, fused_slow), _ = self._split_strided(fast, slow)
-            ops.check_sync_args(fused_fast, fused_slow, checked_alpha, backend=self.defaults["backend"])
+        self._check_launches(list(pairs.items()))
 
-    def _split_strided(self, first: list, second: list) -> tuple[tuple[list, list], tuple[list, list]]:
-        """((fused firsts, seconds), (strided firsts, seconds)): see [NOTE: strided params]."""
+    def _check_launches(self, launches: list[tuple[float, tuple]]) -> None:
+        mu = self.defaults["outer_momentum"]
+        for alpha, lists in launches:
+            checked_alpha = self._adaptive.bounds[0] if alpha == ADAPTIVE else alpha  # chosen at the sync
+            fused, _ = self._split_strided(*lists)
+            momentum = fused[2] if len(fused) == 3 else None
+            ops.check_sync_args(fused[0], fused[1], checked_alpha, momentum=momentum, mu=mu, backend=self.defaults["backend"])
+
+    def _split_strided(self, *lists: list) -> tuple[tuple[list, ...], tuple[list, ...]]:
+        """(fused lists, strided lists), split by the first list's tensors: see [NOTE: strided params]."""
         if not self._strided_ids:
-            return (first, second), ([], [])
-        fused, strided = ([], []), ([], [])
-        for x, y in zip(first, second):
-            target = strided if id(x) in self._strided_ids else fused
-            target[0].append(x)
-            target[1].append(y)
+            return lists, tuple([] for _ in lists)
+        fused, strided = tuple([] for _ in lists), tuple([] for _ in lists)
+        for tensors in zip(*lists):
+            target = strided if id(tensors[0]) in self._strided_ids else fused
+            for column, t in zip(target, tensors):
+                column.append(t)
         return fused, strided
 
     def _first_moments(self, params) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -292,26 +328,35 @@ class Lookahead(Optimizer):
             alpha = self._adaptive.choose(fast, slow)
             merged_fast, merged_slow = weight_pairs.get(alpha, ([], []))
             weight_pairs[alpha] = (merged_fast + fast, merged_slow + slow)
-        pairs = self._with_momentum_pairs(weight_pairs)
-        for alpha, (fast, slow) in pairs.items():
-            (fused_fast, fused_slow), (strided_fast, strided_slow) = self._split_strided(fast, slow)
-            ops.run_checked_sync_(fused_fast, fused_slow, alpha, backend=backend)
-            reference.sync_(strided_fast, strided_slow, alpha)
+        mu, nesterov = self.defaults["outer_momentum"], self.defaults["nesterov"]
+        for alpha, lists in self._launches(weight_pairs):
+            fused, strided = self._split_strided(*lists)
+            if len(lists) == 3:
+                ops.run_checked_sync_(fused[0], fused[1], alpha, momentum=fused[2], mu=mu, nesterov=nesterov, backend=backend)
+                reference.momentum_sync_(*strided, alpha, mu, nesterov)
+            else:
+                ops.run_checked_sync_(fused[0], fused[1], alpha, backend=backend)
+                reference.sync_(*strided, alpha)
         if self.pullback_momentum == "reset":
             for _, buffer in self._first_moments(self._params()):
                 buffer.zero_()
 
-    def _with_momentum_pairs(self, weight_pairs: dict, check: bool = True) -> dict:
-        """With pullback_momentum="pullback" the first moments join their params' launch."""
-        if self.pullback_momentum != "pullback":
-            return weight_pairs
-        pairs = {}
+    def _launches(self, weight_pairs: dict, check: bool = True) -> list[tuple[float, tuple]]:
+        """The updates of one sync: [(alpha, (fast, slow) or (fast, slow, outer momentum))]. Without
+        outer momentum, the pullback momenta join their params' launch ([NOTE: outer momentum])."""
+        mu = self.defaults["outer_momentum"]
+        launches = []
         for alpha, (fast, slow) in weight_pairs.items():
-            moment_fast, moment_slow = self._momentum_pairs(fast)
-            pairs[alpha] = (fast + moment_fast, slow + moment_slow)
-        if check:
-            self._check_pairs(pairs)
-        return pairs
+            moment_fast, moment_slow = self._momentum_pairs(fast) if self.pullback_momentum == "pullback" else ([], [])
+            if mu:
+                launches.append((alpha, (fast, slow, [self.state[p][OUTER_MOMENTUM] for p in fast])))
+                if moment_fast:
+                    launches.append((alpha, (moment_fast, moment_slow)))
+            else:
+                launches.append((alpha, (fast + moment_fast, slow + moment_slow)))
+        if check and (mu or self.pullback_momentum == "pullback"):
+            self._check_launches(launches)
+        return launches
 
     def _momentum_pairs(self, params) -> tuple[list, list]:
         fast, slow = [], []
@@ -416,6 +461,28 @@ class Lookahead(Optimizer):
                 state_dict = result
         return state_dict
 
+    def _restore(self, loaded: checkpoint.Loaded) -> None:
+        """Commit a checked checkpoint (after the inner optimizer has loaded its part)."""
+        self.state.clear()
+        for p, slow in loaded.slow.items():
+            self.state[p][SLOW_PARAM] = slow
+        for p, slow_momentum in loaded.slow_momentum.items():
+            self.state[p][SLOW_MOMENTUM] = slow_momentum
+        if loaded.step is not None:
+            self._step_count_tensor.copy_(loaded.step)  # in place: a captured CUDA graph holds this tensor
+            config = dict(loaded.config)
+            if "alpha_bounds" in config:
+                self._adaptive.bounds = config.pop("alpha_bounds")
+                self._adaptive.last_alpha = config.pop("last_adaptive_alpha")
+            self.defaults.update(config)
+            self._momentum_key = momentum.first_moment_key(self.optimizer, self.pullback_momentum, self.defaults["momentum_key"])
+        else:
+            self._step_count_tensor.zero_()
+        if self.defaults["outer_momentum"]:  # saved ones, or zero (a checkpoint from before outer momentum)
+            for p in self._params():
+                saved = loaded.outer_momentum.get(p)
+                self.state[p][OUTER_MOMENTUM] = saved if saved is not None else copy_as(torch.zeros_like(p), p, self.slow_dtype_for(p))
+
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore a state_dict() of this class, a timm or pytorch_optimizer Lookahead checkpoint
         (converted, with a warning: peer_checkpoints.py), or a plain inner-optimizer one (with a
@@ -430,6 +497,6 @@ class Lookahead(Optimizer):
         state_dict = peer_checkpoints.convert(self, state_dict)
         loaded = checkpoint.read(self, state_dict)
         self.optimizer.load_state_dict(loaded.inner_state_dict)
-        checkpoint.apply(self, loaded)
+        self._restore(loaded)
         for hook in self._optimizer_load_state_dict_post_hooks.values():
             hook(self)

@@ -10,6 +10,7 @@ from .sharded import dtensor_type
 ALPHA_KEY = "lookahead_alpha"  # a param group may carry its own alpha under this key
 SLOW_PARAM = "slow_param"  # the slow weight of a param (optimizer.state[p])
 SLOW_MOMENTUM = "slow_momentum"  # the slow copy of its first-moment buffer, for "pullback"
+OUTER_MOMENTUM = "outer_momentum"  # the momentum on its slow weight, for outer_momentum > 0
 
 
 VECTOR_BYTES = 16  # the fused kernels' vector width (kVecBytes in csrc/table.h)

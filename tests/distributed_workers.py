@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 
 from lookahead_fused import Lookahead, ops
-from lookahead_fused.slow_state import SLOW_MOMENTUM, SLOW_PARAM
+from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM
 
 K = 3
 GLOBAL_BATCH = 8
@@ -22,7 +22,9 @@ def make_model():
 
 
 def make_optimizer(model):
-    return Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), k=K, alpha=0.5, pullback_momentum="pullback")
+    """Pullback momenta and Nesterov outer momentum: every per-param state Lookahead keeps."""
+    return Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), k=K, alpha=0.5, pullback_momentum="pullback",
+                     outer_momentum=0.5, nesterov=True)  # fmt: skip
 
 
 def batch(step, rank=0, world=1):
@@ -134,6 +136,10 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps):
     train(model, opt, range(saved_at + 1, steps + 1), rank, world)
     first = full(model.parameters()) + full(opt.state[p][SLOW_PARAM] for p in model.parameters())
     momenta_sharded = all(type(opt.state[p][SLOW_MOMENTUM]) is type(p) for p in model.parameters())
+    outer_sharded = all(
+        type(opt.state[p][OUTER_MOMENTUM]) is type(p) and opt.state[p][OUTER_MOMENTUM].placements == p.placements
+        for p in model.parameters()
+    )
 
     resumed_model = sharded_model()
     resumed = make_optimizer(resumed_model)
@@ -165,6 +171,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps):
                 "helper_step": helper_step,
                 "layouts_match": layouts_match,
                 "momenta_sharded": momenta_sharded,
+                "outer_sharded": outer_sharded,
                 "local_shapes": local_shapes,
                 "mixed_refused": mixed_refused,
                 "resumed_step": resumed_step,

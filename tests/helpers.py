@@ -61,12 +61,15 @@ class PlainLookahead:
     """Algorithm 1 of the paper written out directly (float64 arithmetic, per tensor), with the
     pullback modes written out by hand: the oracle the Lookahead class is compared with."""
 
-    def __init__(self, inner, k, alpha, pullback="none", momentum_key=None, slow_dtype=None):
+    def __init__(self, inner, k, alpha, pullback="none", momentum_key=None, slow_dtype=None, outer_momentum=0.0,
+                 nesterov=False):  # fmt: skip
         self.inner, self.k, self.alpha, self.pullback, self.key = inner, k, alpha, pullback, momentum_key
         self.slow_dtype = slow_dtype
+        self.mu, self.nesterov = outer_momentum, nesterov
         self.count = 0
         self.slow = {}
         self.slow_momentum = {}
+        self.outer = {}  # the outer momentum m of each slow weight, float64
         for group in inner.param_groups:
             self._add(group)
 
@@ -85,6 +88,17 @@ class PlainLookahead:
         slow.copy_(new)
         fast.copy_(slow)
 
+    def _outer_step(self, p, alpha):
+        """SNOO / DiLoCo's outer SGD on the pseudo-gradient, written out: m <- mu m + d;
+        u <- d + mu m (Nesterov) or m; slow <- slow + alpha u; fast <- slow."""
+        slow = self.slow[p]
+        d = p.double() - slow.double()
+        m = self.outer.setdefault(p, torch.zeros_like(d))
+        m.mul_(self.mu).add_(d)
+        u = d + self.mu * m if self.nesterov else m
+        slow.copy_(slow.double() + alpha * u)
+        p.copy_(slow)
+
     @torch.no_grad()
     def step(self):
         self.inner.step()
@@ -94,7 +108,10 @@ class PlainLookahead:
         for group in self.inner.param_groups:
             alpha = group.get("lookahead_alpha", self.alpha)
             for p in group["params"]:
-                self._pull(self.slow[p], p, alpha)
+                if self.mu:
+                    self._outer_step(p, alpha)
+                else:
+                    self._pull(self.slow[p], p, alpha)
                 buffer = self.inner.state.get(p, {}).get(self.key)
                 if buffer is None:
                     continue

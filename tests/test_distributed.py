@@ -46,6 +46,7 @@ def test_fsdp2_shards_the_slow_weights_and_resumes_from_a_distributed_checkpoint
     result = torch.load(os.path.join(tmp_path, "fsdp2.pt"))
     assert result["layouts_match"], "a slow weight is not a DTensor with its param's placements"
     assert result["momenta_sharded"], "a slow momentum is not sharded like its param"
+    assert result["outer_sharded"], "an outer momentum is not sharded like its param"
     assert result["local_shapes"][0] == (16 // WORLD, 8)  # the first weight, row-sharded
     assert "pair 0: only fast is a DTensor; both or neither must be" in result["mixed_refused"]
     assert result["resumed_step"] == result["saved_at"]
