@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import outer_momentum  # noqa: E402
 import step_overhead  # noqa: E402
 from model_shapes import MODELS  # noqa: E402
 from timing import SPREAD_WARN_PCT, cache_bytes, kernel_launches, per_round, rounds_with_bandwidth, summary  # noqa: E402
@@ -192,6 +193,8 @@ def main(argv=None):
     parser.add_argument("--overhead-model", choices=list(MODELS), default=None,
                         help="parameter set of the whole-step overhead (default: gpt2-small on a GPU, resnet50 on a CPU)")
     parser.add_argument("--no-overhead", action="store_true", help="skip the whole-step overhead")
+    parser.add_argument("--momentum-models", nargs="*", choices=list(MODELS), default=None,
+                        help="sets for the outer-momentum sync (default: gpt2-small on a GPU, resnet50 on a CPU; none: skip)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file, and a PNG beside it")
     args = parser.parse_args(argv)  # fmt: skip
 
@@ -218,6 +221,16 @@ def main(argv=None):
         print(f"  whole-step overhead on {overhead_model} ...", file=sys.stderr, flush=True)
         overhead = step_overhead.measure(MODELS[overhead_model](), device, k=5, rounds=args.reps, budget_s=2 * budget_s)
         print_overhead(overhead, overhead_model)
+    momentum_models = args.momentum_models
+    if momentum_models is None:
+        momentum_models = ["gpt2-small" if device.type == "cuda" else "resnet50"]
+    momentum_cases = []
+    for model in momentum_models:
+        for dtype_name in args.dtypes:
+            print(f"  outer momentum: {model} {dtype_name} ...", file=sys.stderr, flush=True)
+            momentum_cases.append(outer_momentum.measure(model, MODELS[model](), *DTYPES[dtype_name], dtype_name, device,
+                                                         args.reps, budget_s, *ROUNDS[device.type]))  # fmt: skip
+    outer_momentum.print_table(momentum_cases, span)
     warnings = warnings_for(cases, overhead)
     if warnings:
         print(f"\nWarnings ({len(warnings)}):")
@@ -232,6 +245,7 @@ def main(argv=None):
         "memory_bandwidth_GBps": bandwidth,
         "cases": cases,
         "step_overhead": overhead,
+        "outer_momentum": momentum_cases,
         "warnings": warnings,
     }
     if args.json:

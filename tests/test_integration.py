@@ -42,9 +42,10 @@ def test_zero_grad(set_to_none):
         assert (p.grad is None) if set_to_none else torch.count_nonzero(p.grad) == 0
 
 
-def test_grad_scaler_skipped_step_does_not_advance_the_counter(backend):
+@pytest.mark.parametrize("outer_momentum", [0.0, 0.9])
+def test_grad_scaler_skipped_step_does_not_advance_the_counter(backend, outer_momentum):
     params = make_params(torch.float32)
-    opt = Lookahead(torch.optim.SGD(params, lr=0.1), k=2, backend=backend)
+    opt = Lookahead(torch.optim.SGD(params, lr=0.1), k=2, backend=backend, outer_momentum=outer_momentum)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
     opt.zero_grad()
     scaler.scale(loss_of(params, 0)).backward()
