@@ -1,21 +1,42 @@
 """Backend registry: the one place that knows which implementations exist, whether each is usable
 in this process (and why not), and which one "auto" picks for a device.
 
-A backend is a module-like object with `sync_(fast, slow, alpha)`, `sync_on_step_(fast, slow,
-alpha_tensor, step, k)`, `swap_(a, b)`, `momentum_sync_(fast, slow, momentum, alpha, mu, nesterov)`
-and `momentum_sync_on_step_(fast, slow, momentum, alpha_tensor, step, k, mu, nesterov)`, called
-with one device per call. Most trust their
-inputs (ops.py checks the contract first); one whose `checks_contract` is true checks it itself,
-before writing, and offers `check_sync_args`.
+[NOTE: backend protocol] A backend is one file in this package with a loader that returns a
+module-like object (or raises BackendUnavailable saying why not), and one line in BACKENDS. The
+object has `sync_(fast, slow, alpha)`, `sync_on_step_(fast, slow, alpha_tensor, step, k)`,
+`swap_(a, b)`, `momentum_sync_(fast, slow, momentum, alpha, mu, nesterov)` and
+`momentum_sync_on_step_(fast, slow, momentum, alpha_tensor, step, k, mu, nesterov)`, each called
+with one device per call. Most trust their inputs (ops.py checks the contract first); one whose
+`checks_contract` is true checks it itself, before writing, and offers `check_sync_args`.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
+from dataclasses import dataclass
 from types import ModuleType
 
-BACKEND_NAMES = ("reference", "foreach", "cpu", "cuda", "triton")
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    device_types: tuple[str, ...] | None  # None: any device torch supports
+    loader: str  # "module:function" in this package, imported on first use
+    how_to_get: str = ""  # what to do when it is unavailable
+
+
+BACKENDS = (
+    Backend("reference", None, "reference:load"),
+    Backend("foreach", None, "foreach:load"),
+    Backend("cpu", ("cpu",), "native:load_cpu", "build the C++ extension: pip install --no-build-isolation ."),
+    Backend("cuda", ("cuda",), "native:load_cuda", "build the C++/CUDA extension with nvcc on PATH "
+            "(pip install --no-build-isolation .) and run on a machine with a CUDA GPU"),  # fmt: skip
+    Backend("triton", ("cuda",), "triton_kernels:load", "install triton and run on a machine with a CUDA GPU"),
+)
+_BY_NAME = {backend.name: backend for backend in BACKENDS}
+BACKEND_NAMES = tuple(_BY_NAME)
 
 # Preference order per device type for backend="auto"; other device types get "foreach".
 AUTO_ORDER = {
@@ -23,15 +44,6 @@ AUTO_ORDER = {
     "cpu": ("cpu", "foreach"),
 }
 _AUTO_FALLBACK = ("foreach",)
-
-# Device types each backend can run on; None means any device torch supports.
-_DEVICE_TYPES: dict[str, tuple[str, ...] | None] = {
-    "reference": None,
-    "foreach": None,
-    "cpu": ("cpu",),
-    "cuda": ("cuda",),
-    "triton": ("cuda",),
-}
 
 
 def triton_interpreting() -> bool:
@@ -42,14 +54,7 @@ def triton_interpreting() -> bool:
 def _device_types(name: str) -> tuple[str, ...] | None:
     if name == "triton" and triton_interpreting():
         return ("cuda", "cpu")  # Triton's interpreter runs kernels on CPU tensors (the CI tests)
-    return _DEVICE_TYPES[name]
-
-_HOW_TO_GET = {
-    "cpu": "build the C++ extension: pip install --no-build-isolation .",
-    "cuda": "build the C++/CUDA extension with nvcc on PATH (pip install --no-build-isolation .) "
-    "and run on a machine with a CUDA GPU",
-    "triton": "install triton and run on a machine with a CUDA GPU",
-}
+    return _BY_NAME[name].device_types
 
 
 def group_pairs(first, second):
@@ -66,49 +71,15 @@ class BackendUnavailable(RuntimeError):
     """An explicitly requested backend cannot run here; the message says why and how to get it."""
 
 
-def _load_reference() -> ModuleType:
-    from . import reference
-
-    return reference
-
-
-def _load_foreach() -> ModuleType:
-    from . import foreach
-
-    return foreach
-
-
-def _load_cpu():
-    from .native import load_cpu
-
-    return load_cpu()
-
-
-def _load_cuda():
-    from .native import load_cuda
-
-    return load_cuda()
-
-
-def _load_triton():
-    from .triton_kernels import load
-
-    return load()
-
-
-_LOADERS = {
-    "reference": _load_reference,
-    "foreach": _load_foreach,
-    "cpu": _load_cpu,
-    "cuda": _load_cuda,
-    "triton": _load_triton,
-}
+def _load(name: str):
+    module_name, function = _BY_NAME[name].loader.split(":")
+    return getattr(importlib.import_module(f".{module_name}", __name__), function)()
 
 
 @functools.cache
 def _try_load(name: str) -> tuple[ModuleType | None, str]:
     try:
-        return _LOADERS[name](), ""
+        return _load(name), ""
     except BackendUnavailable as e:
         return None, str(e)
     except ImportError as e:  # a broken install: report it instead of failing at import time
@@ -147,7 +118,7 @@ def require_available(name: str) -> None:
         return
     module, reason = _try_load(name)
     if module is None:
-        how = _HOW_TO_GET.get(name, "")
+        how = _BY_NAME[name].how_to_get
         raise BackendUnavailable(f"backend {name!r} is unavailable: {reason}" + (f"; to get it, {how}" if how else ""))
 
 
