@@ -28,12 +28,12 @@ import contextlib
 import torch
 from torch.optim import Optimizer
 
-from . import backends, checkpoint, contract, momentum, ops, peer_checkpoints
+from . import backends, checkpoint, contract, momentum, ops, peer_checkpoints, tensor_groups
 from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .backends import reference
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
 from .capturable import capturable_device, check_capturable_group
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as, rehome
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as
 
 def _check_nesterov(nesterov, outer_momentum) -> bool:
     if not isinstance(nesterov, bool):
@@ -183,7 +183,7 @@ class Lookahead(Optimizer):
             for p in param_group["params"]:
                 self.state[p][SLOW_PARAM] = copy_as(p, p, self.slow_dtype_for(p))
                 if self.defaults["outer_momentum"]:
-                    self.state[p][OUTER_MOMENTUM] = copy_as(torch.zeros_like(p), p, self.slow_dtype_for(p))
+                    self.state[p][OUTER_MOMENTUM] = self._zero_outer_momentum(p)
                 if not contract.is_non_overlapping_and_dense(p):
                     self._strided_ids.add(id(p))
 
@@ -199,6 +199,10 @@ class Lookahead(Optimizer):
     def _params(self) -> list[torch.Tensor]:
         """Every param, group by group."""
         return [p for group in self.param_groups for p in group["params"]]
+
+    def _zero_outer_momentum(self, param: torch.Tensor) -> torch.Tensor:
+        """A zero outer momentum for `param`: its slow weight's dtype, device, layout and phase."""
+        return copy_as(torch.zeros_like(param), param, self.slow_dtype_for(param))
 
     def slow_dtype_for(self, param: torch.Tensor) -> torch.dtype:
         slow_dtype = self.defaults["slow_dtype"]
@@ -220,32 +224,32 @@ class Lookahead(Optimizer):
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def step(self, closure=None):
-        """One inner step; after every k-th, the sync. Returns what the inner step returns (the loss)."""
+        """One inner step; after every k-th, the sync. Returns what the inner step returns (the loss).
+
+        With capturable=True, and under torch.compile, the sync is the step-gated one on every step,
+        decided on the device by the counter (see [NOTE: step gate] in csrc/table.h): a CUDA graph
+        captures it once and a compiled step traces one graph for sync and non-sync steps.
+        Otherwise the host knows the counter and syncs after every k-th step only."""
         self._refuse_inside_slow_weights("step()")
-        if self.defaults["capturable"] or (torch.compiler.is_compiling() and self._adaptive is None):
-            return self._step_with_device_gate(closure)
-        syncs_now = (self.step_count + 1) % self.k == 0
+        compiling = torch.compiler.is_compiling()
+        gated = self.defaults["capturable"] or (compiling and self._adaptive is None)
+        syncs_now = gated or (self.step_count + 1) % self.k == 0
         if syncs_now:  # check the weight pairs before the inner step changes anything
-            weight_pairs = self._weight_pairs_by_alpha()
+            pairs = tensor_groups.weight_pairs(self, check=not compiling)
         loss = self.optimizer.step(closure)
-        self._step_count_tensor += 1
-        if syncs_now:
-            self._sync(weight_pairs)
+        self._step_count_tensor.add_(1)
+        if gated:
+            self._sync_on_device_gate(pairs, compiling)
+        elif syncs_now:
+            self._sync(pairs)
         return loss
 
-    def _step_with_device_gate(self, closure):
-        """The step of capturable=True and of torch.compile: the same work on every step, the sync
-        decided on the device by the counter (see [NOTE: step gate] in csrc/table.h), so a CUDA graph
-        captures it once and a compiled step traces one graph for sync and non-sync steps."""
-        compiling = torch.compiler.is_compiling()
-        weight_pairs = self._weight_pairs_by_alpha(check=not compiling)
-        loss = self.optimizer.step(closure)
+    def _sync_on_device_gate(self, pairs: dict, compiling: bool) -> None:
         counter = self._step_count_tensor
-        counter.add_(1)
         mu, nesterov, backend = self.defaults["outer_momentum"], self.defaults["nesterov"], self.defaults["backend"]
-        for alpha, lists in self._launches(weight_pairs, check=not compiling):
+        for alpha, lists in tensor_groups.launches(self, pairs, check=not compiling):
             alpha_tensor = self._alpha_on(lists[0][0].device, alpha, compiling)
-            fused, strided = self._split_strided(*lists)
+            fused, strided = tensor_groups.split_strided(self, *lists)
             if fused[0]:
                 momentum = fused[2] if len(fused) == 3 else None
                 ops.lookahead_sync_on_step_(fused[0], fused[1], alpha_tensor, counter, self.k, momentum=momentum, mu=mu,
@@ -258,9 +262,8 @@ class Lookahead(Optimizer):
                         masked_sync_on_step_(*strided, alpha_tensor, counter, self.k)
         if self.pullback_momentum == "reset":
             syncs = counter % self.k == 0
-            for _, buffer in self._first_moments(self._params()):
+            for _, buffer in tensor_groups.first_moments(self, self._params()):
                 buffer.masked_fill_(syncs.to(buffer.device), 0)
-        return loss
 
     def _alpha_on(self, device: torch.device, alpha: float, compiling: bool) -> torch.Tensor:
         """alpha as a device tensor: a constant in a compiled graph; kept (stable memory) for capture."""
@@ -271,66 +274,17 @@ class Lookahead(Optimizer):
             self._alpha_tensors[key] = torch.full((), alpha, dtype=torch.float64, device=device)
         return self._alpha_tensors[key]
 
-    def _weight_pairs_by_alpha(self, check: bool = True) -> dict[float, tuple[list, list]]:
-        """{alpha: (params, slow weights)}, checked against the op contract."""
-        pairs: dict[float, tuple[list, list]] = {}
-        for group, alpha in zip(self.param_groups, self.group_alphas()):
-            fast, slow = pairs.setdefault(alpha, ([], []))
-            fast += group["params"]
-            slow += [self.state[p][SLOW_PARAM] for p in group["params"]]
-        if not check:
-            return pairs
-        try:
-            self._check_pairs(pairs)
-        except ValueError:  # a param moved (model.to(), a new layout): move its slow weight along, retry
-            for fast, slow in pairs.values():
-                for i, p in enumerate(fast):
-                    slow[i] = self.state[p][SLOW_PARAM] = rehome(self.state[p][SLOW_PARAM], p)
-            self._check_pairs(pairs)
-        return pairs
-
-    def _check_pairs(self, pairs: dict[float, tuple[list, list]]) -> None:
-        self._check_launches(list(pairs.items()))
-
-    def _check_launches(self, launches: list[tuple[float, tuple]]) -> None:
-        mu = self.defaults["outer_momentum"]
-        for alpha, lists in launches:
-            checked_alpha = self._adaptive.bounds[0] if alpha == ADAPTIVE else alpha  # chosen at the sync
-            fused, _ = self._split_strided(*lists)
-            momentum = fused[2] if len(fused) == 3 else None
-            ops.check_sync_args(fused[0], fused[1], checked_alpha, momentum=momentum, mu=mu, backend=self.defaults["backend"])
-
-    def _split_strided(self, *lists: list) -> tuple[tuple[list, ...], tuple[list, ...]]:
-        """(fused lists, strided lists), split by the first list's tensors: see [NOTE: strided params]."""
-        if not self._strided_ids:
-            return lists, tuple([] for _ in lists)
-        fused, strided = tuple([] for _ in lists), tuple([] for _ in lists)
-        for tensors in zip(*lists):
-            target = strided if id(tensors[0]) in self._strided_ids else fused
-            for column, t in zip(target, tensors):
-                column.append(t)
-        return fused, strided
-
-    def _first_moments(self, params) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(param, first-moment buffer) for the params whose inner state has one by now."""
-        found = []
-        for p in params:
-            buffer = self.optimizer.state.get(p, {}).get(self._momentum_key)
-            if isinstance(buffer, torch.Tensor):
-                found.append((p, buffer))
-        return found
-
     @torch.no_grad()
-    def _sync(self, weight_pairs: dict[float, tuple[list, list]]) -> None:
+    def _sync(self, pairs: dict) -> None:
         backend = self.defaults["backend"]
-        if ADAPTIVE in weight_pairs:  # before the momenta join: alpha* is about the weights only
-            fast, slow = weight_pairs.pop(ADAPTIVE)
+        if ADAPTIVE in pairs:  # before the momenta join: alpha* is about the weights only
+            fast, slow = pairs.pop(ADAPTIVE)
             alpha = self._adaptive.choose(fast, slow)
-            merged_fast, merged_slow = weight_pairs.get(alpha, ([], []))
-            weight_pairs[alpha] = (merged_fast + fast, merged_slow + slow)
+            merged_fast, merged_slow = pairs.get(alpha, ([], []))
+            pairs[alpha] = (merged_fast + fast, merged_slow + slow)
         mu, nesterov = self.defaults["outer_momentum"], self.defaults["nesterov"]
-        for alpha, lists in self._launches(weight_pairs):
-            fused, strided = self._split_strided(*lists)
+        for alpha, lists in tensor_groups.launches(self, pairs):
+            fused, strided = tensor_groups.split_strided(self, *lists)
             if len(lists) == 3:
                 ops.run_checked_sync_(fused[0], fused[1], alpha, momentum=fused[2], mu=mu, nesterov=nesterov, backend=backend)
                 reference.momentum_sync_(*strided, alpha, mu, nesterov)
@@ -338,37 +292,8 @@ class Lookahead(Optimizer):
                 ops.run_checked_sync_(fused[0], fused[1], alpha, backend=backend)
                 reference.sync_(*strided, alpha)
         if self.pullback_momentum == "reset":
-            for _, buffer in self._first_moments(self._params()):
+            for _, buffer in tensor_groups.first_moments(self, self._params()):
                 buffer.zero_()
-
-    def _launches(self, weight_pairs: dict, check: bool = True) -> list[tuple[float, tuple]]:
-        """The updates of one sync: [(alpha, (fast, slow) or (fast, slow, outer momentum))]. Without
-        outer momentum, the pullback momenta join their params' launch ([NOTE: outer momentum])."""
-        mu = self.defaults["outer_momentum"]
-        launches = []
-        for alpha, (fast, slow) in weight_pairs.items():
-            moment_fast, moment_slow = self._momentum_pairs(fast) if self.pullback_momentum == "pullback" else ([], [])
-            if mu:
-                launches.append((alpha, (fast, slow, [self.state[p][OUTER_MOMENTUM] for p in fast])))
-                if moment_fast:
-                    launches.append((alpha, (moment_fast, moment_slow)))
-            else:
-                launches.append((alpha, (fast + moment_fast, slow + moment_slow)))
-        if check and (mu or self.pullback_momentum == "pullback"):
-            self._check_launches(launches)
-        return launches
-
-    def _momentum_pairs(self, params) -> tuple[list, list]:
-        fast, slow = [], []
-        for p, buffer in self._first_moments(params):
-            state = self.state[p]
-            held = state.get(SLOW_MOMENTUM)
-            if held is None:  # the inner optimizer's state at phi_0: zero
-                held = torch.zeros_like(buffer, dtype=self.slow_dtype_for(buffer))
-            state[SLOW_MOMENTUM] = rehome(held, buffer)
-            fast.append(buffer)
-            slow.append(state[SLOW_MOMENTUM])
-        return fast, slow
 
     @torch.no_grad()
     def init_state(self) -> None:
@@ -400,7 +325,7 @@ class Lookahead(Optimizer):
         """With "pullback", a slow momentum (zero: the inner state at phi_0) for every first moment
         that has none yet, so a checkpoint has the same keys before and after the first sync."""
         if self.pullback_momentum == "pullback":
-            self._momentum_pairs(self._params())
+            tensor_groups.momentum_pairs(self, self._params())
 
     # -- evaluation with the slow weights ---------------------------------------------------------
     @contextlib.contextmanager
@@ -412,8 +337,8 @@ class Lookahead(Optimizer):
         params = self._params()
         swapped = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype == p.dtype]
         widened = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype != p.dtype]
-        (fused_params, fused_slow), (strided_params, strided_slow) = self._split_strided(
-            [p for p, _ in swapped], [s for _, s in swapped]
+        (fused_params, fused_slow), (strided_params, strided_slow) = tensor_groups.split_strided(
+            self, [p for p, _ in swapped], [s for _, s in swapped]
         )
         backend = self.defaults["backend"]
         with torch.no_grad():
@@ -440,7 +365,7 @@ class Lookahead(Optimizer):
         the regular syncs stay at the multiples of k. To evaluate the slow weights without changing
         anything, use `with optimizer.slow_weights():` instead."""
         self._refuse_inside_slow_weights("sync_lookahead()")
-        self._sync(self._weight_pairs_by_alpha())
+        self._sync(tensor_groups.weight_pairs(self))
 
     def _refuse_inside_slow_weights(self, what: str) -> None:
         if self._in_slow_weights:
@@ -481,7 +406,7 @@ class Lookahead(Optimizer):
         if self.defaults["outer_momentum"]:  # saved ones, or zero (a checkpoint from before outer momentum)
             for p in self._params():
                 saved = loaded.outer_momentum.get(p)
-                self.state[p][OUTER_MOMENTUM] = saved if saved is not None else copy_as(torch.zeros_like(p), p, self.slow_dtype_for(p))
+                self.state[p][OUTER_MOMENTUM] = saved if saved is not None else self._zero_outer_momentum(p)
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore a state_dict() of this class, a timm or pytorch_optimizer Lookahead checkpoint

@@ -13,6 +13,12 @@ SIZES = [0, 1, 7, 4097, 65537, 278011]  # empty, one element, odd, over one vect
 OFFSETS = [0, 1, 3]  # elements into a buffer: aligned, and two ways of missing a 16-byte boundary
 ALPHAS = [0.0, 0.3, 0.5, 0.7, 1.0]  # the exact ends, both sides of the two-sided lerp, its switch
 MOMENTA = [(0.0, False), (0.5, False), (0.9, True)]  # (mu, nesterov): mu = 0 is the plain sync bit for bit
+# Inner optimizers the optimizer-level tests wrap: name -> (constructor, state key of its first moment)
+INNER_OPTIMIZERS = {
+    "sgd-momentum": (lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9), "momentum_buffer"),
+    "adamw": (lambda params: torch.optim.AdamW(params, lr=0.05, weight_decay=0.01), "exp_avg"),
+    "nadam": (lambda params: torch.optim.NAdam(params, lr=0.05), "exp_avg"),
+}
 
 
 def dtype_id(dtype) -> str:

@@ -13,6 +13,7 @@ from lookahead_fused import Lookahead
 from lookahead_fused.slow_state import OUTER_MOMENTUM
 
 from .helpers import PlainLookahead, assert_bitwise_equal, make_params, run, set_grads
+from .matrix import INNER_OPTIMIZERS
 
 SHAPES = ((3, 4), (3,), (5,))
 
@@ -21,13 +22,15 @@ def adamw(params):
     return torch.optim.AdamW(params, lr=0.05, weight_decay=0.01)
 
 
+@pytest.mark.parametrize("inner", list(INNER_OPTIMIZERS))
 @pytest.mark.parametrize("pullback", ["none", "reset", "pullback"])
 @pytest.mark.parametrize("mu,nesterov", [(0.5, False), (0.9, False), (0.9, True)])
-def test_follows_the_outer_sgd_written_out(backend, mu, nesterov, pullback):
+def test_follows_the_outer_sgd_written_out(backend, mu, nesterov, pullback, inner):
+    make_inner, key = INNER_OPTIMIZERS[inner]
     params, oracle_params = make_params(shapes=SHAPES), make_params(shapes=SHAPES)
-    ours = Lookahead(adamw(params), k=3, alpha=0.7, outer_momentum=mu, nesterov=nesterov, pullback_momentum=pullback,
+    ours = Lookahead(make_inner(params), k=3, alpha=0.7, outer_momentum=mu, nesterov=nesterov, pullback_momentum=pullback,
                      backend=backend)  # fmt: skip
-    oracle = PlainLookahead(adamw(oracle_params), k=3, alpha=0.7, pullback=pullback, momentum_key="exp_avg",
+    oracle = PlainLookahead(make_inner(oracle_params), k=3, alpha=0.7, pullback=pullback, momentum_key=key,
                             outer_momentum=mu, nesterov=nesterov)  # fmt: skip
     for step in range(13):
         set_grads(params, step)
