@@ -145,13 +145,14 @@ def check_lists(fast, slow, *, op: str) -> None:
         raise ValueError(f"{op}: fast has {len(fast)} tensors but slow has {len(slow)}")
 
 
-def _check_pair_layout(i: int, f: torch.Tensor, s: torch.Tensor, *, op: str) -> None:
-    if f.device != s.device:
-        raise ValueError(f"{op}: pair {i}: fast is on {f.device} but slow is on {s.device}")
-    if f.shape != s.shape:
-        raise ValueError(f"{op}: pair {i}: fast has shape {tuple(f.shape)} but slow has shape {tuple(s.shape)}")
-    if not same_layout(f, s):
-        raise ValueError(f"{op}: pair {i}: fast has strides {f.stride()} but slow has strides {s.stride()}")
+def _check_pair_layout(i: int, a: torch.Tensor, b: torch.Tensor, *, op: str, names=("fast", "slow")) -> None:
+    first, second = names
+    if a.device != b.device:
+        raise ValueError(f"{op}: pair {i}: {first} is on {a.device} but {second} is on {b.device}")
+    if a.shape != b.shape:
+        raise ValueError(f"{op}: pair {i}: {first} has shape {tuple(a.shape)} but {second} has shape {tuple(b.shape)}")
+    if not same_layout(a, b):
+        raise ValueError(f"{op}: pair {i}: {first} has strides {a.stride()} but {second} has strides {b.stride()}")
 
 
 def check_sync_args(fast, slow, alpha, *, overlap: bool = True) -> float:
@@ -191,12 +192,7 @@ def check_momentum_args(fast, slow, momentum, alpha, mu) -> tuple[float, float]:
                 f"{op}: pair {i}: momentum has dtype {m.dtype} but slow has {s.dtype}; "
                 "the outer momentum is kept in the slow weights' dtype"
             )
-        if m.device != s.device:
-            raise ValueError(f"{op}: pair {i}: momentum is on {m.device} but slow is on {s.device}")
-        if m.shape != s.shape:
-            raise ValueError(f"{op}: pair {i}: momentum has shape {tuple(m.shape)} but slow has shape {tuple(s.shape)}")
-        if not same_layout(m, s):
-            raise ValueError(f"{op}: pair {i}: momentum has strides {m.stride()} but slow has strides {s.stride()}")
+        _check_pair_layout(i, m, s, op=op, names=("momentum", "slow"))
     check_no_overlap(fast, slow, momentum, op=op)
     return alpha, mu
 

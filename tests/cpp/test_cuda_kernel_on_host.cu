@@ -118,6 +118,14 @@ struct Buffer {
 
 enum class Kind { kSync, kGatedOn, kGatedOff, kSwap };
 
+// Every block and every thread of a launch of `op` over a one-entry table, in turn.
+template <typename Op>
+void run_on_host(const std::vector<int64_t>& words, int64_t num_chunks, int64_t chunk, const Op& op, int64_t grid) {
+  for (int64_t block = 0; block < grid; ++block) {
+    for (int64_t tid = 0; tid < kThreads; ++tid) table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, op, block, grid, tid);
+  }
+}
+
 // The pair code of (F, S) from [NOTE: dtype list], as the planner would set it.
 template <typename F, typename S>
 int64_t pair_code_for() {
@@ -161,15 +169,9 @@ void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alph
   const double alpha_value = alpha;
   StepGate gate{&step_value, 3, &alpha_value, true};
   int64_t grid = std::min<int64_t>(num_chunks, grid_cap);
-  for (int64_t block = 0; block < grid; ++block) {
-    for (int64_t tid = 0; tid < kThreads; ++tid) {
-      if (kind == Kind::kSync) table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, SyncOp{alpha}, block, grid, tid);
-      if (kind == Kind::kSwap) table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, SwapOp{}, block, grid, tid);
-      if (kind == Kind::kGatedOn || kind == Kind::kGatedOff) {
-        table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, GatedSyncOp{gate}, block, grid, tid);
-      }
-    }
-  }
+  if (kind == Kind::kSync) run_on_host(words, num_chunks, chunk, SyncOp{alpha}, grid);
+  if (kind == Kind::kSwap) run_on_host(words, num_chunks, chunk, SwapOp{}, grid);
+  if (kind == Kind::kGatedOn || kind == Kind::kGatedOff) run_on_host(words, num_chunks, chunk, GatedSyncOp{gate}, grid);
 
   char where[200];
   std::snprintf(where, sizeof where,
@@ -245,15 +247,10 @@ void check_momentum_case(int64_t n, int64_t offsets[3], double alpha, double mu,
   const double alpha_value = alpha;
   StepGate gate{&step_value, 3, &alpha_value, true};
   int64_t grid = std::min<int64_t>(num_chunks, grid_cap);
-  for (int64_t block = 0; block < grid; ++block) {
-    for (int64_t tid = 0; tid < kThreads; ++tid) {
-      if (kind == Kind::kSync) {
-        table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, MomentumSyncOp{alpha, mu, nesterov}, block, grid, tid);
-      } else {
-        table_thread<HostMemory>(words.data(), 1, num_chunks, chunk, GatedMomentumSyncOp{gate, mu, nesterov}, block,
-                                 grid, tid);
-      }
-    }
+  if (kind == Kind::kSync) {
+    run_on_host(words, num_chunks, chunk, MomentumSyncOp{alpha, mu, nesterov}, grid);
+  } else {
+    run_on_host(words, num_chunks, chunk, GatedMomentumSyncOp{gate, mu, nesterov}, grid);
   }
   char where[200];
   std::snprintf(where, sizeof where,
@@ -291,7 +288,7 @@ void check_momentum_case(int64_t n, int64_t offsets[3], double alpha, double mu,
 template <typename F, typename S>
 void check_pair(std::mt19937& rng) {
   constexpr int64_t V = kVecBytes / sizeof(F);
-  constexpr int64_t group = int64_t(kThreads) * kUnroll * V;  // elements of one unrolled pass of a block
+  constexpr int64_t group = int64_t(kThreads) * kUnrollFor<2> * V;  // elements of one unrolled pass of a block
   const double alphas[] = {0.0, 0.3, 0.5, 0.7, 1.0};
   for (int64_t fast_offset = 0; fast_offset < kVecBytes / int64_t(sizeof(F)); ++fast_offset) {
     for (int64_t slow_offset = 0; slow_offset < kVecBytes / int64_t(sizeof(S)); ++slow_offset) {
