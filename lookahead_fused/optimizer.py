@@ -35,6 +35,7 @@ from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_st
 from .capturable import capturable_device, check_capturable_group
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as
 
+
 def _check_nesterov(nesterov, outer_momentum) -> bool:
     if not isinstance(nesterov, bool):
         raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")

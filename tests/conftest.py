@@ -11,12 +11,10 @@ import torch
 if not torch.cuda.is_available():  # the Triton backend then runs in Triton's interpreter, on the CPU
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from lookahead_fused.backends import backends_for_device  # noqa: E402
-
-from .matrix import device_backends  # noqa: E402
+from .matrix import backends_under_test, device_backends  # noqa: E402
 
 
-@pytest.fixture(params=["auto", *backends_for_device("cpu")])
+@pytest.fixture(params=backends_under_test("cpu"))
 def backend(request):
     return request.param
 

@@ -4,6 +4,8 @@ in this run, and the builders and the float64 check of a synced pair list."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from lookahead_fused.backends import backends_for_device
@@ -25,11 +27,19 @@ def dtype_id(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def backends_under_test(device: str) -> list[str]:
+    """"auto" and each backend available for `device`; LOOKAHEAD_FUSED_TEST_BACKENDS (a comma list)
+    narrows them (.ci/sanitize-cpu keeps "auto,cpu": the sanitizers watch the extension only)."""
+    names = ["auto", *backends_for_device(device)]
+    only = os.environ.get("LOOKAHEAD_FUSED_TEST_BACKENDS")
+    return [name for name in names if only is None or name in only.split(",")]
+
+
 def device_backends() -> list[tuple[str, str]]:
-    """Every (device, backend) this run can use: "auto" and each available backend, on the CPU and,
-    when there is one, on the CUDA GPU (where the Triton backend is compiled, not interpreted)."""
+    """Every (device, backend) this run can use: backends_under_test on the CPU and, when there is
+    one, on the CUDA GPU (where the Triton backend is compiled, not interpreted)."""
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    return [(device, backend) for device in devices for backend in ["auto", *backends_for_device(device)]]
+    return [(device, backend) for device in devices for backend in backends_under_test(device)]
 
 
 def ulp(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
