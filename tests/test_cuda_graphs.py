@@ -15,11 +15,12 @@ WARMUP = 3
 K = 5
 
 
-def _setup(backend):
+def _setup(backend, outer_momentum=0.0):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1)).cuda()
     inner = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
-    opt = Lookahead(inner, k=K, alpha=0.5, pullback_momentum="pullback", backend=backend, capturable=True)
+    opt = Lookahead(inner, k=K, alpha=0.5, pullback_momentum="pullback", backend=backend, capturable=True,
+                    outer_momentum=outer_momentum, nesterov=outer_momentum > 0)  # fmt: skip
     return model, opt
 
 
@@ -35,15 +36,16 @@ def _train_step(model, opt, x, y):
     return loss
 
 
+@pytest.mark.parametrize("outer_momentum", [0.0, 0.9])
 @pytest.mark.parametrize("backend", [b for b in ("cuda", "triton", "foreach") if b in ops.available_backends()])
-def test_captured_training_step_replays_like_eager(backend):
+def test_captured_training_step_replays_like_eager(backend, outer_momentum):
     x, y = _batches()
-    eager_model, eager_opt = _setup(backend)
+    eager_model, eager_opt = _setup(backend, outer_momentum)
     for _ in range(WARMUP + STEPS):
         eager_opt.zero_grad(set_to_none=False)
         _train_step(eager_model, eager_opt, x, y)
 
-    model, opt = _setup(backend)
+    model, opt = _setup(backend, outer_momentum)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up: the inner state, the slow momenta and the plans exist before capture
