@@ -34,7 +34,8 @@ _THIRD_PARTY_FIRST_MOMENT_KEY = {
 }  # fmt: skip
 
 
-def _known_key(optimizer: torch.optim.Optimizer) -> str | None:
+def known_key(optimizer: torch.optim.Optimizer) -> str | None:
+    """The first-moment state key this package knows for `optimizer`'s class, or None."""
     for cls, key in _FIRST_MOMENT_KEY:
         if isinstance(optimizer, cls):
             return key
@@ -58,7 +59,7 @@ def first_moment_key(optimizer: torch.optim.Optimizer, mode: str, momentum_key: 
         raise TypeError(f"momentum_key must be a str (a state key of the inner optimizer) or None, got {momentum_key!r}")
     if mode == "none":
         return None
-    key = momentum_key or _known_key(optimizer)
+    key = momentum_key or known_key(optimizer)
     if key is None:
         known = ", ".join(cls.__name__ for cls, _ in _FIRST_MOMENT_KEY)
         raise ValueError(

@@ -21,6 +21,7 @@ import warnings
 
 import torch
 
+from . import momentum
 from .checkpoint import SAVED_SLOW_MOMENTUM, SAVED_SLOW_PARAM, SECTION, section_for
 from .slow_state import ALPHA_KEY
 
@@ -69,8 +70,8 @@ def _from_timm(opt, state_dict) -> dict:
     state, missing = {}, 0
     for saved_group, group in zip(groups, opt.param_groups):
         for saved_id, p in zip(saved_group["params"], group["params"]):
-            entry = {key: value for key, value in state_dict["state"].get(saved_id, {}).items() if key != TIMM_SLOW}
-            slow = state_dict["state"].get(saved_id, {}).get(TIMM_SLOW)
+            entry = dict(state_dict["state"].get(saved_id, {}))
+            slow = entry.pop(TIMM_SLOW, None)
             if slow is None:
                 missing += 1
                 slow = p.detach()
@@ -99,7 +100,8 @@ def _from_pytorch_optimizer(opt, state_dict) -> dict:
     groups = inner["param_groups"]
     _check_layout(opt, groups, "pytorch_optimizer")
     counter = _the_same_in_every_group(groups, PEER_COUNTER, "pytorch_optimizer")
-    keeps_momentum_buffer = opt._momentum_key == PEER_MOMENTUM_BUFFER or isinstance(opt.optimizer, torch.optim.SGD)
+    inner_key = opt.defaults["momentum_key"] or momentum.known_key(opt.optimizer)
+    keeps_momentum_buffer = inner_key == PEER_MOMENTUM_BUFFER  # SGD's, RMSprop's, LARS's own buffer stays
     state, missing, dropped = {}, 0, []
     for g, (saved_group, group) in enumerate(zip(groups, opt.param_groups)):
         for i, (saved_id, p) in enumerate(zip(saved_group["params"], group["params"])):
@@ -113,7 +115,7 @@ def _from_pytorch_optimizer(opt, state_dict) -> dict:
                 slow = p.detach()
             entry[SAVED_SLOW_PARAM] = slow
             slow_momentum = peer_entry.get(PEER_SLOW_MOMENTUM)
-            if slow_momentum is not None and opt.pullback_momentum == "pullback" and opt._momentum_key == PEER_MOMENTUM_BUFFER:
+            if slow_momentum is not None and opt.pullback_momentum == "pullback" and keeps_momentum_buffer:
                 entry[SAVED_SLOW_MOMENTUM] = slow_momentum
             elif slow_momentum is not None:
                 dropped.append(PEER_SLOW_MOMENTUM)

@@ -157,6 +157,18 @@ def test_a_pytorch_optimizer_checkpoint_drops_the_momentum_buffer_it_put_into_ad
     assert all("momentum_buffer" not in state for state in ours.optimizer.state.values())
 
 
+def test_a_pytorch_optimizer_checkpoint_keeps_a_momentum_buffer_the_inner_optimizer_owns():
+    params = make_params(shapes=SHAPES)
+    rmsprop = lambda ps: torch.optim.RMSprop(ps, lr=0.01, momentum=0.9)  # noqa: E731  (its own "momentum_buffer")
+    peer = PytorchOptimizerStyle(rmsprop(params))
+    train(peer, params, 2)
+    ours = Lookahead(rmsprop([torch.nn.Parameter(p.detach().clone()) for p in params]))
+    with pytest.warns(UserWarning, match="pytorch_optimizer Lookahead checkpoint") as caught:
+        ours.load_state_dict(peer.state_dict())
+    assert not any("Dropped" in str(w.message) for w in caught)
+    assert all("momentum_buffer" in state for state in ours.optimizer.state.values())
+
+
 def test_a_peer_checkpoint_for_another_layout_is_refused_before_anything_changes():
     params = make_params(shapes=SHAPES)
     timm = TimmStyle(adamw(params[:2]), k=2)
