@@ -69,16 +69,18 @@ bool same_layout(const at::Tensor& a, const at::Tensor& b) {
   return true;
 }
 
-void check_pair_layout(const char* op, size_t i, const at::Tensor& f, const at::Tensor& s, const at::Device& device) {
+// Tensor `a` beside tensor `b` of pair i (fast beside slow, or momentum beside slow).
+void check_pair_layout(const char* op, size_t i, const at::Tensor& a, const at::Tensor& b, const at::Device& device,
+                       const char* a_name = "fast", const char* b_name = "slow") {
   // NotImplementedError, not ValueError: lookahead_fused.ops then takes its general path, which
   // splits a call across devices (and names a pair whose two tensors are apart).
-  TORCH_CHECK_NOT_IMPLEMENTED(f.device() == device && s.device() == device, op, ": pair ", i, " has fast on ",
-                              f.device(), " and slow on ", s.device(), " but pair 0 is on ", device,
+  TORCH_CHECK_NOT_IMPLEMENTED(a.device() == device && b.device() == device, op, ": pair ", i, " has ", a_name, " on ",
+                              a.device(), " and ", b_name, " on ", b.device(), " but pair 0 is on ", device,
                               "; one call of the fused kernel runs on one device");
-  TORCH_CHECK_VALUE(f.sizes() == s.sizes(), op, ": pair ", i, ": fast has shape ", python_tuple(f.sizes()),
-                    " but slow has shape ", python_tuple(s.sizes()));
-  TORCH_CHECK_VALUE(same_layout(f, s), op, ": pair ", i, ": fast has strides ", python_tuple(f.strides()),
-                    " but slow has strides ", python_tuple(s.strides()));
+  TORCH_CHECK_VALUE(a.sizes() == b.sizes(), op, ": pair ", i, ": ", a_name, " has shape ", python_tuple(a.sizes()),
+                    " but ", b_name, " has shape ", python_tuple(b.sizes()));
+  TORCH_CHECK_VALUE(same_layout(a, b), op, ": pair ", i, ": ", a_name, " has strides ", python_tuple(a.strides()),
+                    " but ", b_name, " has strides ", python_tuple(b.strides()));
 }
 
 void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow") {
@@ -170,12 +172,7 @@ void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::Tensor
     TORCH_CHECK_VALUE(m.scalar_type() == slow[i].scalar_type(), op, ": pair ", i, ": momentum has dtype ",
                       python_dtype(m.scalar_type()), " but slow has ", python_dtype(slow[i].scalar_type()),
                       "; the outer momentum is kept in the slow weights' dtype");
-    TORCH_CHECK_NOT_IMPLEMENTED(m.device() == fast[0].device(), op, ": pair ", i, " has momentum on ", m.device(),
-                                " but pair 0 is on ", fast[0].device(), "; one call of the fused kernel runs on one device");
-    TORCH_CHECK_VALUE(m.sizes() == slow[i].sizes(), op, ": pair ", i, ": momentum has shape ", python_tuple(m.sizes()),
-                      " but slow has shape ", python_tuple(slow[i].sizes()));
-    TORCH_CHECK_VALUE(same_layout(m, slow[i]), op, ": pair ", i, ": momentum has strides ", python_tuple(m.strides()),
-                      " but slow has strides ", python_tuple(slow[i].strides()));
+    check_pair_layout(op, i, m, slow[i], fast[0].device(), "momentum", "slow");
   }
 }
 

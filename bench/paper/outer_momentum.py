@@ -16,9 +16,7 @@ import statistics
 
 import torch
 from results_io import save
-from robustness import digits_split, make_model, val_loss
-
-from lookahead_fused import Lookahead
+from robustness import digits_split, train
 
 SETTINGS = [  # (label, outer momentum or None for plain Adam, nesterov)
     ("Adam", None, False),
@@ -30,24 +28,12 @@ SETTINGS = [  # (label, outer momentum or None for plain Adam, nesterov)
 ]
 
 
-def curve(lr: float, mu, nesterov: bool, seed: int, epochs: int, data, batch: int = 64) -> list[float]:
-    (x, y), val = data
-    model = make_model(seed)
-    inner = torch.optim.Adam(model.parameters(), lr=lr)
-    opt = inner if mu is None else Lookahead(inner, k=5, alpha=0.5, outer_momentum=mu, nesterov=nesterov)
-    g = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=g).split(batch):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-        if mu is None:
-            losses.append(val_loss(model, val))
-        else:
-            with opt.slow_weights():
-                losses.append(val_loss(model, val))
-    return losses
+def curve(lr: float, mu, nesterov: bool, seed: int, epochs: int, data) -> list[float]:
+    """robustness.train with inner Adam: plain Adam when mu is None, else Lookahead with outer momentum mu."""
+    adam = lambda params: torch.optim.Adam(params, lr=lr)  # noqa: E731
+    if mu is None:
+        return train(adam, False, epochs, data, seed)
+    return train(adam, True, epochs, data, seed, outer_momentum=mu, nesterov=nesterov)
 
 
 def study(lrs=(1e-3, 1e-2), seeds=range(5), epochs=30) -> dict:

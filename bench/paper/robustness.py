@@ -45,12 +45,12 @@ def val_loss(model, val) -> float:
     return loss if math.isfinite(loss) else float("inf")
 
 
-def train(make_inner, lookahead: bool, epochs: int, data, seed=0, batch=64, alpha=0.5):
-    """Validation loss after each epoch (Lookahead evaluated with its slow weights)."""
+def train(make_inner, lookahead: bool, epochs: int, data, seed=0, batch=64, alpha=0.5, **lookahead_options):
+    """Validation loss after each epoch (Lookahead, k=5, evaluated with its slow weights)."""
     (x, y), val = data
     model = make_model(seed)
     inner = make_inner(model.parameters())
-    opt = Lookahead(inner, k=5, alpha=alpha) if lookahead else inner
+    opt = Lookahead(inner, k=5, alpha=alpha, **lookahead_options) if lookahead else inner
     g = torch.Generator().manual_seed(seed)
     curve = []
     for _ in range(epochs):

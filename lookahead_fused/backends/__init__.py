@@ -57,13 +57,15 @@ def _device_types(name: str) -> tuple[str, ...] | None:
     return _BY_NAME[name].device_types
 
 
-def group_pairs(first, second):
-    """[(firsts, seconds)] with one device and one dtype pair in each group, in first-seen order."""
-    groups: dict[tuple, tuple[list, list]] = {}
-    for x, y in zip(first, second):
-        xs, ys = groups.setdefault((x.device, x.dtype, y.dtype), ([], []))
-        xs.append(x)
-        ys.append(y)
+def group_pairs(*lists):
+    """The lists (fast, slow[, momentum]) split into groups with one device and one (fast, slow) dtype
+    pair each, in first-seen order: [(firsts, seconds[, thirds])], entry i of a group taking the
+    i-th tensor of each of its lists."""
+    groups: dict[tuple, tuple[list, ...]] = {}
+    for tensors in zip(*lists):
+        columns = groups.setdefault((tensors[0].device, tensors[0].dtype, tensors[1].dtype), tuple([] for _ in lists))
+        for column, t in zip(columns, tensors):
+            column.append(t)
     return list(groups.values())
 
 

@@ -29,11 +29,7 @@ def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> N
 def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
     """The momentum sync as a user writes it with foreach ops ([NOTE: momentum sync] in
     reference.py): one pass per op, in the opmath of each group (copies for 16-bit state)."""
-    groups: dict[tuple, list[int]] = {}
-    for i, (f, s) in enumerate(zip(fast, slow)):
-        groups.setdefault((f.device, f.dtype, s.dtype), []).append(i)
-    for indices in groups.values():
-        fasts, slows, moms = ([tensors[i] for i in indices] for tensors in (fast, slow, momentum))
+    for fasts, slows, moms in group_pairs(fast, slow, momentum):
         opmath = opmath_dtype(slows[0].dtype)
         fo, so, mo = ([t.to(opmath) for t in tensors] for tensors in (fasts, slows, moms))  # no copy if opmath
         m_new = torch._foreach_add(torch._foreach_mul(mo, mu), torch._foreach_sub(fo, so))

@@ -10,6 +10,7 @@ import torch
 from ..contract import opmath_dtype
 from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
+from .step_gate import momentum_and_target
 
 
 def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
@@ -25,9 +26,8 @@ def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool
     lerp(slow, f + mu (nesterov ? m_new : m_old), alpha); fast <- slow."""
     for f, s, m in zip(fast, slow, momentum):
         opmath = opmath_dtype(s.dtype)
-        fo, so, mo = f.to(opmath), s.to(opmath), m.to(opmath)
-        m_new = (mu * mo + (fo - so)).to(m.dtype)
-        target = fo + mu * (m_new.to(opmath) if nesterov else mo)
+        so = s.to(opmath)
+        m_new, target = momentum_and_target(f.to(opmath), so, m.to(opmath), m.dtype, mu, nesterov)
         s.copy_(torch.lerp(so, target, alpha))
         m.copy_(m_new)
         f.copy_(s)

@@ -11,29 +11,36 @@ import torch
 from ..contract import opmath_dtype
 
 
+def _two_sided_lerp(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """[NOTE: two-sided lerp] the contract's formula, as torch.lerp evaluates it, for a tensor w."""
+    return torch.where(w.abs() < 0.5, s + w * (t - s), t - (t - s) * (1 - w))
+
+
+def momentum_and_target(fo, so, mo, momentum_dtype, mu: float, nesterov: bool):
+    """[NOTE: momentum sync] in opmath: m' = mu m + (f - s), rounded to `momentum_dtype` as storing
+    it does, and the target t = f + mu (nesterov ? m' : m) that slow is lerped toward."""
+    m_new = (mu * mo + (fo - so)).to(momentum_dtype)
+    return m_new, fo + mu * (m_new.to(fo.dtype) if nesterov else mo)
+
+
 def masked_sync_on_step_(fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
     syncs = step.reshape(()) % k == 0
     for f, s in zip(fast, slow):
         opmath = opmath_dtype(s.dtype)
-        w = alpha.reshape(()).to(opmath)
-        so, fo = s.to(opmath), f.to(opmath)
-        # [NOTE: two-sided lerp] the contract's formula, as torch.lerp evaluates it
-        lerped = torch.where(w.abs() < 0.5, so + w * (fo - so), fo - (fo - so) * (1 - w))
+        lerped = _two_sided_lerp(s.to(opmath), f.to(opmath), alpha.reshape(()).to(opmath))
         s.copy_(torch.where(syncs, lerped.to(s.dtype), s))
         f.copy_(torch.where(syncs, s.to(f.dtype), f))
 
 
 def masked_momentum_sync_on_step_(fast, slow, momentum, alpha: torch.Tensor, step: torch.Tensor, k: int, mu: float,
                                   nesterov: bool) -> None:
-    """The momentum sync ([NOTE: momentum sync] in reference.py), kept or dropped by the gate."""
+    """The momentum sync, kept or dropped by the gate."""
     syncs = step.reshape(()) % k == 0
     for f, s, m in zip(fast, slow, momentum):
         opmath = opmath_dtype(s.dtype)
-        w = alpha.reshape(()).to(opmath)
-        so, fo, mo = s.to(opmath), f.to(opmath), m.to(opmath)
-        m_new = (mu * mo + (fo - so)).to(m.dtype)
-        target = fo + mu * (m_new.to(opmath) if nesterov else mo)
-        lerped = torch.where(w.abs() < 0.5, so + w * (target - so), target - (target - so) * (1 - w))
+        so = s.to(opmath)
+        m_new, target = momentum_and_target(f.to(opmath), so, m.to(opmath), m.dtype, mu, nesterov)
+        lerped = _two_sided_lerp(so, target, alpha.reshape(()).to(opmath))
         s.copy_(torch.where(syncs, lerped.to(s.dtype), s))
         m.copy_(torch.where(syncs, m_new, m))
         f.copy_(torch.where(syncs, s.to(f.dtype), f))

@@ -29,7 +29,7 @@ import triton.language as tl
 from ..contract import opmath_dtype
 from ..device_scalars import device_scalar
 from ..slow_state import VECTOR_BYTES
-from . import BackendUnavailable, triton_interpreting
+from . import BackendUnavailable, group_pairs, triton_interpreting
 
 CHUNK_BITS = 40
 _CANDIDATES = [(1024, 4), (2048, 4), (2048, 8), (4096, 8)]  # (BLOCK, num_warps)
@@ -163,14 +163,11 @@ class _Group:
 class _Plan:
     def __init__(self, lists, device):
         entries = [tensors for tensors in zip(*lists) if tensors[0].numel()]
-        by_dtypes: dict[tuple, list] = {}
-        for tensors in entries:  # one device here
-            by_dtypes.setdefault((tensors[0].dtype, tensors[1].dtype), []).append(tensors)
         self.groups = []
-        for (fast_dtype, slow_dtype), group in by_dtypes.items():
-            block, warps = _config(device, fast_dtype, slow_dtype)
+        for columns in group_pairs(*zip(*entries)):  # one device here
+            block, warps = _config(device, columns[0][0].dtype, columns[1][0].dtype)
             for aligned in (True, False):  # [NOTE: Triton vector accesses]
-                chosen = [tensors for tensors in group if _on_vector_boundary(*tensors) == aligned]
+                chosen = [tensors for tensors in zip(*columns) if _on_vector_boundary(*tensors) == aligned]
                 if chosen:
                     self.groups.append((_Group([list(column) for column in zip(*chosen)], block, device), block, warps))
 
