@@ -89,7 +89,9 @@ def extensions():
 
     sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/contract.cpp", "csrc/plan.cpp", "csrc/chunking.cpp", "csrc/cpu/sync_cpu.cpp"]
     openmp = ["-fopenmp"]  # at::parallel_for is an OpenMP pragma in our code ([NOTE: OpenMP])
-    cxx_flags = ["-O3", *openmp]
+    # -fno-math-errno: the AdamW loop's square root vectorises only when it need not set errno
+    # ([NOTE: CPU vectorisation] in csrc/cpu/sync_cpu.cpp)
+    cxx_flags = ["-O3", "-fno-math-errno", *openmp]
     if kind == "cuda":
         archs = os.environ["TORCH_CUDA_ARCH_LIST"]
         defines = ["-DLOOKAHEAD_FUSED_WITH_CUDA", f'-DLOOKAHEAD_FUSED_CUDA_ARCHS="{archs}"']

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import outer_momentum  # noqa: E402
+import adamw_step  # noqa: E402
 import step_overhead  # noqa: E402
 from model_shapes import MODELS  # noqa: E402
 from timing import SPREAD_WARN_PCT, cache_bytes, kernel_launches, per_round, rounds_with_bandwidth, summary  # noqa: E402
@@ -143,10 +144,19 @@ def print_overhead(rows, model):
           f"median [p10-p90] over {rows[0]['overhead_pct']['reps']} rounds:")  # fmt: skip
     for r in rows:
         print(
-            f"  {r['inner']:<14} {r['lookahead']:<12} {r['k']} steps {span(r['k_steps'], 'ms'):>24} ms, "
+            f"  {r['inner']:<14} {r['lookahead']:<26} {r['k']} steps {span(r['k_steps'], 'ms'):>24} ms, "
             f"with Lookahead {span(r['k_steps_with_lookahead'], 'ms'):>24} ms: overhead {span(r['overhead_pct'], digits=1):>18} %"
             f" (floors: {r['floor_pct']:.1f} % by bytes, {span(r['time_floor_pct'], digits=1)} % by time)"
         )
+
+
+def print_adamw_step(r, model):
+    steps = ", ".join(f"{name} {span(s, 'ms')} ms" for name, s in r["step_ms"].items())
+    print(f"\nOne step each ({model}, fp32, {r['step_ms']['adamw']['reps']} rounds; bench/adamw_step.py): {steps}")
+    print(f"Whole-step overhead at k={r['k']} over {r['adamw']}, composed per round from those steps:")
+    for name, key in (("LookaheadAdamW", "lookahead_adamw"), ("Lookahead(AdamW)", "lookahead")):
+        print(f"  {name:<17} {span(r[key + '_overhead_pct'], digits=1):>18} % (floors: {r[key + '_floor_pct']:.1f} % "
+              f"by bytes, {span(r[key + '_time_floor_pct'], digits=1)} % by time)")  # fmt: skip
 
 
 def warnings_for(cases, overhead) -> list[str]:
@@ -221,6 +231,9 @@ def main(argv=None):
         print(f"  whole-step overhead on {overhead_model} ...", file=sys.stderr, flush=True)
         overhead = step_overhead.measure(MODELS[overhead_model](), device, k=5, rounds=args.reps, budget_s=2 * budget_s)
         print_overhead(overhead, overhead_model)
+        print(f"  LookaheadAdamW step by step on {overhead_model} ...", file=sys.stderr, flush=True)
+        fused_step = adamw_step.measure(MODELS[overhead_model](), device, rounds=args.reps, budget_s=budget_s)
+        print_adamw_step(fused_step, overhead_model)
     momentum_models = args.momentum_models
     if momentum_models is None:
         momentum_models = ["gpt2-small" if device.type == "cuda" else "resnet50"]
@@ -245,6 +258,7 @@ def main(argv=None):
         "memory_bandwidth_GBps": bandwidth,
         "cases": cases,
         "step_overhead": overhead,
+        "lookahead_adamw_step": fused_step if not args.no_overhead else None,
         "outer_momentum": momentum_cases,
         "warnings": warnings,
     }

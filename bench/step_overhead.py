@@ -6,6 +6,10 @@ exp_avg_sq (7 x 4 bytes per fp32 param), the sync moves 16, so with k = 5 the fl
 memory bandwidth measured in the same round, over the measured k plain steps; an overhead below it
 is a measurement error. Plain, host-branch and capturable steps of every inner AdamW and the two
 bandwidth timings run in interleaved rounds (timing.py); each ratio is taken per round.
+
+LookaheadAdamW (AdamW and the sync in one pass) is measured against the fused AdamW (foreach where
+there is none): its sync adds only the slow weight's read and write, 8 bytes, so its bytes floor is
+8 / (k x 28) = 5.7 % at k = 5.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import math
 
 import torch
 
-from lookahead_fused import Lookahead
+from lookahead_fused import Lookahead, LookaheadAdamW
 from timing import per_round, rounds_with_bandwidth, summary
 
 ADAMW_BYTES_PER_PARAM = 7 * 4
 SYNC_BYTES_PER_PARAM = 16
+FUSED_SYNC_BYTES_PER_PARAM = 8  # LookaheadAdamW: slow's read and write inside AdamW's pass
 
 
 def _params(shapes, device):
@@ -41,7 +46,6 @@ def inner_variants(device: torch.device) -> dict[str, dict]:
 
 def measure(shapes, device: torch.device, k: int, rounds: int | None = None, budget_s: float = 16.0) -> list[dict]:
     numel = sum(math.prod(s) for s in shapes)
-    floor_pct = 100 * SYNC_BYTES_PER_PARAM / (k * ADAMW_BYTES_PER_PARAM)
     variants = {}
     keys = []
 
@@ -58,11 +62,18 @@ def measure(shapes, device: torch.device, k: int, rounds: int | None = None, bud
             wrapped = Lookahead(torch.optim.AdamW(_params(shapes, device), lr=1e-4, **inner_options), k=k, capturable=capturable)
             variants[f"{name} + Lookahead {mode}"] = functools.partial(k_steps, wrapped)
             keys.append((name, mode))
+    baseline = "AdamW fused" if "AdamW fused" in variants else "AdamW foreach"
+    for mode in ("host branch", "capturable"):
+        fused_adamw = LookaheadAdamW(_params(shapes, device), lr=1e-4, k=k, capturable=mode == "capturable")
+        variants[f"LookaheadAdamW {mode}"] = functools.partial(k_steps, fused_adamw)
     samples, bandwidth = rounds_with_bandwidth(variants, device, rounds, budget_s, 7, 200)
-    sync_floor = per_round(lambda bytes_per_second: numel * SYNC_BYTES_PER_PARAM / bytes_per_second, bandwidth)
     rows = []
-    for name, mode in keys:
-        plain, wrapped = samples[name], samples[f"{name} + Lookahead {mode}"]
+    for name, mode in keys + [(baseline, "LookaheadAdamW host branch"), (baseline, "LookaheadAdamW capturable")]:
+        fused = mode.startswith("LookaheadAdamW")
+        sync_bytes = FUSED_SYNC_BYTES_PER_PARAM if fused else SYNC_BYTES_PER_PARAM
+        sync_floor = per_round(lambda bytes_per_second: numel * sync_bytes / bytes_per_second, bandwidth)
+        floor_pct = 100 * sync_bytes / (k * ADAMW_BYTES_PER_PARAM)
+        plain, wrapped = samples[name], samples[mode if fused else f"{name} + Lookahead {mode}"]
         rows.append(
             {
                 "inner": name,

@@ -1,6 +1,7 @@
 #include "contract.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -8,6 +9,7 @@
 
 #include <c10/util/Exception.h>
 
+#include "adamw.h"
 #include "dtypes.h"
 
 namespace lookahead_fused {
@@ -102,7 +104,9 @@ void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists) 
     }
   }
   std::sort(spans.begin(), spans.end());
-  static const char* names[] = {"fast", "slow", "momentum"};
+  static const char* sync_names[] = {"fast", "slow", "momentum"};
+  static const char* adamw_names[] = {"param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"};
+  const char* const* names = lists.size() >= 5 ? adamw_names : sync_names;
   for (size_t k = 1; k < spans.size(); ++k) {
     const auto& [start_a, end_a, list_a, i] = spans[k - 1];
     const auto& [start_b, end_b, list_b, j] = spans[k];
@@ -115,8 +119,7 @@ void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists) 
   }
 }
 
-void check_sync_pairs(at::TensorList fast, at::TensorList slow) {
-  const char* op = "lookahead_sync_";
+void check_sync_pairs(at::TensorList fast, at::TensorList slow, const char* op) {
   check_lengths(op, fast, slow);
   for (size_t i = 0; i < fast.size(); ++i) {
     const at::Tensor& f = fast[i];
@@ -162,9 +165,8 @@ void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Ten
                     "; the kernel reads both where it runs");
 }
 
-void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum) {
-  check_sync_pairs(fast, slow);
-  const char* op = "lookahead_sync_";
+void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum, const char* op) {
+  check_sync_pairs(fast, slow, op);
   check_lengths(op, fast, momentum, "momentum");
   for (size_t i = 0; i < momentum.size(); ++i) {
     const at::Tensor& m = momentum[i];
@@ -174,6 +176,69 @@ void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::Tensor
                       "; the outer momentum is kept in the slow weights' dtype");
     check_pair_layout(op, i, m, slow[i], fast[0].device(), "momentum", "slow");
   }
+}
+
+namespace {
+
+void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at::Tensor& rows) {
+  const char* op = "lookahead_adamw_step_";
+  TORCH_CHECK_VALUE(hyper.defined() && hyper.scalar_type() == at::kDouble && hyper.dim() == 2 &&
+                        hyper.size(1) == kAdamWColumns && hyper.is_contiguous(),
+                    op, ": hyper must be a contiguous float64 tensor of shape (rows, ", int64_t(kAdamWColumns), ")");
+  TORCH_CHECK_VALUE(rows.defined() && rows.scalar_type() == at::kLong && rows.dim() == 1 &&
+                        rows.numel() == static_cast<int64_t>(params.size()) && rows.is_contiguous(),
+                    op, ": rows must be a contiguous int64 tensor of one row index per param (", params.size(), ")");
+  if (params.empty()) return;
+  const at::Device& device = params[0].device();
+  TORCH_CHECK_VALUE(hyper.device() == device && rows.device() == device, op, ": hyper is on ", hyper.device(),
+                    " and rows on ", rows.device(), " but the params are on ", device,
+                    "; the kernel reads both where it runs");
+  if (!device.is_cpu()) return;  // reading them would synchronise with the device
+  const int64_t* row_of = rows.const_data_ptr<int64_t>();
+  for (size_t i = 0; i < params.size(); ++i) {
+    TORCH_CHECK_VALUE(row_of[i] >= 0 && row_of[i] < hyper.size(0), op, ": param ", i, " names row ", row_of[i],
+                      " of a hyper table of ", hyper.size(0), " rows");
+  }
+  const double* h = hyper.const_data_ptr<double>();
+  for (int64_t r = 0; r < hyper.size(0); ++r, h += kAdamWColumns) {
+    const bool valid = (h[kMaximize] == 0 || h[kMaximize] == 1) && std::isfinite(h[kLr]) && h[kLr] >= 0 && h[kBeta1] >= 0 && h[kBeta1] < 1 && h[kBeta2] >= 0 &&
+                       h[kBeta2] < 1 && std::isfinite(h[kEps]) && h[kEps] >= 0 && std::isfinite(h[kWeightDecay]) &&
+                       h[kWeightDecay] >= 0 && std::isfinite(h[kStep]) && h[kStep] >= 1 && h[kAlpha] >= 0 &&
+                       h[kAlpha] <= 1 && (h[kSyncFlag] == 0 || h[kSyncFlag] == 1);
+    TORCH_CHECK_VALUE(valid, op, ": hyper row ", r, " (lr, beta1, beta2, eps, weight_decay, step, alpha, sync, ",
+                      "maximize) = (", h[kLr], ", ", h[kBeta1], ", ", h[kBeta2], ", ", h[kEps], ", ", h[kWeightDecay],
+                      ", ", h[kStep], ", ", h[kAlpha], ", ", h[kSyncFlag], ", ", h[kMaximize], ") is out of range: lr, ",
+                      "eps, weight_decay >= 0; betas in [0, 1); step >= 1; alpha in [0, 1]; sync and maximize 0 or 1");
+  }
+}
+
+}  // namespace
+
+void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper, const at::Tensor& rows) {
+  const char* op = "lookahead_adamw_step_";
+  static const char* names[] = {"param", "grad", "exp_avg", "exp_avg_sq"};
+  at::TensorList params = lists[0];
+  for (size_t l = 1; l < lists.size(); ++l) {
+    const char* name = l < 4 ? names[l] : l == 4 ? "slow" : "momentum";
+    if (l == 5 && lists[l].empty()) continue;
+    check_lengths(op, params, lists[l], name);
+  }
+  for (size_t i = 0; i < params.size(); ++i) {
+    check_tensor(params[i], Where{op, i, "param"});
+    for (int l = 1; l < 4; ++l) {
+      const at::Tensor& t = lists[l][i];
+      check_tensor(t, Where{op, i, names[l]});
+      TORCH_CHECK_VALUE(t.scalar_type() == params[i].scalar_type(), op, ": pair ", i, ": ", names[l], " has dtype ",
+                        python_dtype(t.scalar_type()), " but param has ", python_dtype(params[i].scalar_type()));
+      check_pair_layout(op, i, t, params[i], params[0].device(), names[l], "param");
+    }
+  }
+  if (lists[5].empty()) {
+    check_sync_pairs(params, lists[4], op);
+  } else {
+    check_momentum_triples(params, lists[4], lists[5], op);
+  }
+  check_adamw_hyper(params, hyper, rows);
 }
 
 void check_sync_args(at::TensorList fast, at::TensorList slow) {

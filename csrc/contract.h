@@ -12,14 +12,21 @@ namespace lookahead_fused {
 // tensors are not all on one device (one call of a fused kernel runs on one device).
 //
 // The per-pair checks: dtypes, shapes, strides, density, device.
-void check_sync_pairs(at::TensorList fast, at::TensorList slow);
+void check_sync_pairs(at::TensorList fast, at::TensorList slow, const char* op = "lookahead_sync_");
 void check_swap_pairs(at::TensorList first, at::TensorList second);
 // The pairs, and a momentum list beside them: slow's dtype, shape and strides, the same device.
-void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum);
+void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
+                            const char* op = "lookahead_sync_");
 // No two tensors share memory. Its outcome depends only on addresses, sizes and dtypes, which a
 // cached plan's key holds, so a plan found in the cache has passed it already.
 // The lists are named fast, slow, momentum in the messages.
 void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists);
+// AdamW's step with the sync (ops.h adamw_step_): grads, exp_avgs and exp_avg_sqs beside the params
+// (their dtype, shape, strides and device), the slow weights and outer momenta as for the momentum
+// sync (momentum may be empty), the hyper table a contiguous float64 [rows, kAdamWColumns] tensor
+// and `rows` an int64 tensor of one row index per param, both on the params' device; on the CPU
+// (where reading them is free) every index is in range and every row holds valid values.
+void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper, const at::Tensor& rows);
 // Both of the above (what the pybind check_sync_args runs).
 void check_sync_args(at::TensorList fast, at::TensorList slow);
 // The step gate of sync_on_step_: alpha a one-element float32/float64 tensor, step a one-element

@@ -1,5 +1,5 @@
 // lookahead_fused._C: the torch.library ops lookahead_fused::sync_, ::sync_on_step_, ::swap_,
-// ::momentum_sync_ and ::momentum_sync_on_step_ (CPU, CUDA and Meta kernels, ops.h), the same ops as
+// ::momentum_sync_, ::momentum_sync_on_step_ and ::adamw_step_ (CPU, CUDA and Meta kernels, ops.h), the same ops as
 // eager pybind11 functions, and a small pybind11 surface: build info, the plan class, plan-cache
 // statistics.
 #include <torch/extension.h>
@@ -73,7 +73,8 @@ py::list dtype_pairs() {
   m.impl("sync_on_step_", &lookahead_fused::sync_on_step##kernel_suffix);                    \
   m.impl("swap_", &lookahead_fused::swap##kernel_suffix);                                    \
   m.impl("momentum_sync_", &lookahead_fused::momentum_sync##kernel_suffix);                  \
-  m.impl("momentum_sync_on_step_", &lookahead_fused::momentum_sync_on_step##kernel_suffix);
+  m.impl("momentum_sync_on_step_", &lookahead_fused::momentum_sync_on_step##kernel_suffix); \
+  m.impl("adamw_step_", &lookahead_fused::adamw_step##kernel_suffix);
 
 TORCH_LIBRARY(lookahead_fused, m) {
   m.def("sync_(Tensor(a!)[] fast, Tensor(b!)[] slow, float alpha) -> ()");
@@ -83,6 +84,9 @@ TORCH_LIBRARY(lookahead_fused, m) {
         "bool nesterov) -> ()");
   m.def("momentum_sync_on_step_(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor(c!)[] momentum, Tensor alpha, "
         "Tensor step, int k, float mu, bool nesterov) -> ()");
+  m.def("adamw_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
+        "Tensor(d!)[] slow, Tensor(e!)[] momentum, Tensor hyper, Tensor rows, float mu, bool nesterov) "
+        "-> ()");
 }
 
 TORCH_LIBRARY_IMPL(lookahead_fused, CPU, m) { LOOKAHEAD_REGISTER_KERNELS(m, _) }
@@ -134,6 +138,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     eager(fast, [&] { momentum_sync_on_step_(fast, slow, momentum, alpha, step, k, mu, nesterov); },
           [&] { momentum_sync_on_step_meta(fast, slow, momentum, alpha, step, k, mu, nesterov); });
   }, "lookahead_fused::momentum_sync_on_step_ without the dispatcher ([NOTE: eager entry points]).");
+  m.def("adamw_step_", [](const Tensors& params, const Tensors& grads, const Tensors& exp_avgs,
+                          const Tensors& exp_avg_sqs, const Tensors& slow, const Tensors& momentum,
+                          const at::Tensor& hyper, const at::Tensor& rows, double mu, bool nesterov) {
+    eager(params, [&] { adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov); },
+          [&] { adamw_step_meta(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov); });
+  }, "lookahead_fused::adamw_step_ without the dispatcher ([NOTE: eager entry points]).");
   m.def("cpu_parallel_threads", &cpu_parallel_threads,
         "How many threads the CPU kernel's at::parallel_for uses for this many one-task chunks.");
   m.def("check_sync_args", [](const Tensors& fast, const Tensors& slow) {

@@ -139,6 +139,39 @@ void momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::Tensor
   run_on_step({fast, slow, momentum}, TableOp::kMomentumSync, alpha, step, k, UpdateArgs{0.0, mu, nesterov});
 }
 
+namespace {
+
+// The lists of an AdamW step as the table takes them ([NOTE: entry dtypes]): without outer
+// momentum, five.
+TensorLists adamw_lists(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                        at::TensorList exp_avg_sqs, at::TensorList slow, at::TensorList momentum) {
+  TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow};
+  if (!momentum.empty()) lists.push_back(momentum);
+  return lists;
+}
+
+}  // namespace
+
+void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                 at::TensorList slow, at::TensorList momentum, const at::Tensor& hyper, const at::Tensor& rows, double mu,
+                 bool nesterov) {
+  check_mu(mu);
+  check_adamw_args({params, grads, exp_avgs, exp_avg_sqs, slow, momentum}, hyper, rows);
+  TORCH_CHECK_VALUE(mu == 0.0 || !momentum.empty(), "lookahead_adamw_step_: outer momentum mu = ", mu,
+                    " needs the momentum tensors");
+  UpdateArgs args;
+  args.mu = mu;
+  args.nesterov = nesterov;
+  args.hyper = hyper.const_data_ptr<double>();
+  args.rows = rows.const_data_ptr<int64_t>();
+  const TensorLists lists = adamw_lists(params, grads, exp_avgs, exp_avg_sqs, slow, momentum);
+  launch_on_plan("lookahead_adamw_step_", lists, momentum.empty() ? TableOp::kAdamW : TableOp::kAdamWMomentum, args,
+                 nullptr);
+  TensorLists written = lists;
+  written.erase(written.begin() + 1);  // the grads are only read
+  bump_versions(written);
+}
+
 void sync_meta(at::TensorList fast, at::TensorList slow, double alpha) {
   check_alpha(alpha);
   check_all_meta("lookahead_sync_", {fast, slow});
@@ -165,6 +198,15 @@ void momentum_sync_on_step_meta(at::TensorList fast, at::TensorList slow, at::Te
   check_mu(mu);
   check_all_meta("lookahead_sync_", {fast, slow, momentum});
   check_step_gate(fast, alpha, step, k);
+}
+
+void adamw_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                     at::TensorList slow, at::TensorList momentum, const at::Tensor& /*hyper*/,
+                     const at::Tensor& /*rows*/, double mu, bool /*nesterov*/) {
+  check_mu(mu);
+  TensorLists lists = adamw_lists(params, grads, exp_avgs, exp_avg_sqs, slow, momentum);
+  if (momentum.empty()) lists.pop_back();
+  check_all_meta("lookahead_adamw_step_", lists);
 }
 
 }  // namespace lookahead_fused

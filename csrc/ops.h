@@ -15,6 +15,11 @@ void momentum_sync_(at::TensorList fast, at::TensorList slow, at::TensorList mom
                     bool nesterov);
 void momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::TensorList momentum, const at::Tensor& alpha,
                             const at::Tensor& step, int64_t k, double mu, bool nesterov);
+// AdamW's step for every param and, where the hyper table's sync flag is set, the sync (the momentum
+// sync when `momentum` is not empty) of the new params, in one pass (adamw.h). grads are read only.
+void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                 at::TensorList slow, at::TensorList momentum, const at::Tensor& hyper, const at::Tensor& rows, double mu,
+                 bool nesterov);
 
 // Under torch.compile's fake tensors (meta tensors): the checks that need no sizes, and no writes.
 void sync_meta(at::TensorList fast, at::TensorList slow, double alpha);
@@ -25,5 +30,8 @@ void momentum_sync_meta(at::TensorList fast, at::TensorList slow, at::TensorList
                         bool nesterov);
 void momentum_sync_on_step_meta(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
                                 const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu, bool nesterov);
+void adamw_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                     at::TensorList slow, at::TensorList momentum, const at::Tensor& hyper, const at::Tensor& rows,
+                     double mu, bool nesterov);
 
 }  // namespace lookahead_fused

@@ -31,9 +31,10 @@ std::vector<int64_t> entry_words_of(const TensorLists& lists) {
       element_sizes[t] = static_cast<int64_t>(tensor.element_size());
       words.push_back(static_cast<int64_t>(addresses[t]));
     }
-    const int64_t code = pair_code(lists[0][i].scalar_type(), lists[1][i].scalar_type());
+    const at::Tensor& state = lists[fast_tensors_of(depth)][i];  // [NOTE: entry dtypes]
+    const int64_t code = pair_code(lists[0][i].scalar_type(), state.scalar_type());
     TORCH_CHECK(code >= 0, "lookahead_fused: no kernel for fast ", lists[0][i].scalar_type(), " with slow ",
-                lists[1][i].scalar_type());
+                state.scalar_type());
     words.push_back(lists[0][i].numel());
     words.push_back(code | ((common_head(addresses, element_sizes, depth) + 1) << 8));
   }

@@ -10,9 +10,14 @@
 //     runs scalar; tensors whose ends are offset alike keep their vector body);
 //   then per chunk one word: entry index << kChunkBits | chunk index, chunk = chunk_elems elements,
 //   chosen per plan (chunking.h, [NOTE: chunk size from the bytes model]).
-// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync), like the depth of
-// PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU) takes whole chunks, so every tensor
-// size shares one grid. The state tensors of an entry share one dtype (the slow dtype).
+// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync, 5 or 6 for AdamW's
+// step with the sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
+// takes whole chunks, so every tensor size shares one grid.
+//
+// [NOTE: entry dtypes] The first fast_tensors_of(depth) tensors of an entry have the fast dtype, the
+// rest the state dtype (the slow dtype), and the pair code is that of (fast, first state tensor):
+// one fast tensor for the syncs and the swap; four for AdamW (param, grad, exp_avg, exp_avg_sq, as
+// torch.optim.AdamW keeps its moments in the param's dtype), then slow and the outer momentum.
 #pragma once
 
 #include <cstdint>
@@ -55,20 +60,28 @@ LOOKAHEAD_DTYPES(LOOKAHEAD_DTYPE_BYTES)
 
 constexpr int kChunkBits = 40;  // chunk index bits; the entry index takes the 23 bits above
 constexpr int kVecBytes = 16;
-constexpr int kMaxDepth = 3;
+constexpr int kMaxDepth = 6;
 
 LOOKAHEAD_HOST_DEVICE inline constexpr int64_t entry_words(int depth) { return depth + 2; }
+LOOKAHEAD_HOST_DEVICE inline constexpr int fast_tensors_of(int depth) { return depth >= 5 ? 4 : 1; }
 
 // The fused updates. kSync: slow <- lerp(slow, fast, alpha); fast <- slow. kSwap: exchange.
-// kMomentumSync: the sync with outer momentum (docs/design.md, "The momentum sync").
-enum class TableOp { kSync, kSwap, kMomentumSync };
+// kMomentumSync: the sync with outer momentum (docs/design.md, "The momentum sync"). kAdamW: one
+// AdamW step, then on a sync step the sync (kAdamWMomentum: the momentum sync) of the new params,
+// in the same pass (adamw.h, docs/design.md "LookaheadAdamW").
+enum class TableOp { kSync, kSwap, kMomentumSync, kAdamW, kAdamWMomentum };
 
-inline constexpr int depth_of(TableOp op) { return op == TableOp::kMomentumSync ? 3 : 2; }
+inline constexpr int depth_of(TableOp op) {
+  return op == TableOp::kAdamWMomentum ? 6 : op == TableOp::kAdamW ? 5 : op == TableOp::kMomentumSync ? 3 : 2;
+}
 
-struct UpdateArgs {  // the scalars of an update; only the momentum sync reads mu and nesterov
+struct UpdateArgs {  // the scalars of an update; each op reads its own
   double alpha = 0.0;
   double mu = 0.0;
   bool nesterov = false;
+  // AdamW: hyper[rows[entry] * kAdamWColumns + column] (adamw.h), in the kernel's memory.
+  const double* hyper = nullptr;
+  const int64_t* rows = nullptr;
 };
 
 struct TableView {  // what a kernel needs: the table, its shape, the chunk size
@@ -85,9 +98,10 @@ LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) 
 // The bytes of one element of every tensor of an entry (the planner's bytes model), or 0 for a
 // code this build does not know.
 inline int64_t entry_element_bytes(int64_t code, int depth) {
+  const int fast_tensors = fast_tensors_of(depth);
   switch (code) {
 #define LOOKAHEAD_PAIR_BYTES(code, fast, state) \
-  case code: return kBytes##fast + (depth - 1) * kBytes##state;
+  case code: return fast_tensors * kBytes##fast + (depth - fast_tensors) * kBytes##state;
     LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PAIR_BYTES)
 #undef LOOKAHEAD_PAIR_BYTES
     default: return 0;

@@ -35,6 +35,9 @@ def allowed_slow_dtypes(fast_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
 DTYPE_PAIRS = tuple((fast, slow) for fast in FAST_DTYPES for slow in allowed_slow_dtypes(fast))  # (fast, slow)
 
 
+ADAMW_COLUMNS = 9  # kAdamWColumns in csrc/adamw.h
+
+
 def check_mu(mu, *, where: str = "outer_momentum") -> float:
     """The outer momentum: a real, finite number in [0, 1); returned as a Python float."""
     if isinstance(mu, bool) or not isinstance(mu, numbers.Real):
@@ -129,7 +132,7 @@ def check_no_overlap(*lists: Sequence[torch.Tensor], op: str) -> None:
     for (device_a, _, end_a, *a), (device_b, start_b, _, *b) in zip(spans, spans[1:]):
         if device_a == device_b and start_b < end_a:
             (list_a, i), (list_b, j) = sorted((a, b))
-            names = ("fast", "slow", "momentum")
+            names = ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum") if len(lists) >= 5 else ("fast", "slow", "momentum")
             raise ValueError(
                 f"{op}: pair {i} ({names[list_a]}) and pair {j} ({names[list_b]}) share memory; "
                 "every tensor must have its own storage"
@@ -173,6 +176,37 @@ def check_sync_args(fast, slow, alpha, *, overlap: bool = True) -> float:
     if overlap:
         check_no_overlap(fast, slow, op=op)
     return alpha
+
+
+def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu) -> None:
+    """Validate a lookahead_adamw_step_ call for the pure-PyTorch and Triton backends (the native
+    ones check it in C++, csrc/contract.cpp): the lists, one device, the hyper table and its rows."""
+    op = "lookahead_adamw_step_"
+    others = {"grad": grads, "exp_avg": exp_avgs, "exp_avg_sq": exp_avg_sqs}
+    for name, tensors in others.items():
+        if len(tensors) != len(params):
+            raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
+    if momentum:
+        check_momentum_args(params, slow, momentum, 0.0, mu)
+    else:
+        check_sync_args(params, slow, 0.0, overlap=False)
+    for i, p in enumerate(params):
+        for name, tensors in others.items():
+            t = tensors[i]
+            check_param_tensor(t, where=f"{op}: pair {i}: {name}")
+            if t.dtype != p.dtype:
+                raise ValueError(f"{op}: pair {i}: {name} has dtype {t.dtype} but param has {p.dtype}")
+            _check_pair_layout(i, t, p, op=op, names=(name, "param"))
+    devices = {t.device for t in params}
+    if len(devices) > 1:
+        raise ValueError(f"{op}: params on {sorted(map(str, devices))}; one call runs on one device")
+    if hyper.dtype != torch.float64 or hyper.dim() != 2 or hyper.shape[1] != ADAMW_COLUMNS:
+        raise ValueError(f"{op}: hyper must be a contiguous float64 tensor of shape (rows, {ADAMW_COLUMNS})")
+    if rows.dtype != torch.int64 or tuple(rows.shape) != (len(params),):
+        raise ValueError(f"{op}: rows must be a contiguous int64 tensor of one row index per param ({len(params)})")
+    if params and bool(((rows < 0) | (rows >= hyper.shape[0])).any()):
+        raise ValueError(f"{op}: a param names a row outside the hyper table of {hyper.shape[0]} rows")
+    check_no_overlap(params, grads, exp_avgs, exp_avg_sqs, slow, *([momentum] if momentum else []), op=op)
 
 
 def check_momentum_args(fast, slow, momentum, alpha, mu) -> tuple[float, float]:

@@ -204,6 +204,32 @@ def _sync_on_step_traced(fast, slow, extra, alpha, step, k, scalars, method, bac
     getattr(module, method)(list(fast), list(slow), *map(list, extra), alpha.to(device), step.to(device), k, *scalars)
 
 
+_ADAMW_OP = "lookahead_adamw_step_"
+
+
+@torch.no_grad()
+def lookahead_adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, hyper: torch.Tensor, rows: torch.Tensor, *,
+                          momentum=None, mu: float = 0.0, nesterov: bool = False, backend: str = "auto") -> None:  # fmt: skip
+    """One AdamW step for every param and, on a sync step, the Lookahead sync of the new params, in
+    one pass (docs/design.md, "LookaheadAdamW"; the math of csrc/adamw.h). Param i takes the
+    scalars of row rows[i] of `hyper`, a float64 (rows, 9) table on the params' device with the
+    columns of backends.reference.ADAMW_COLUMNS (lr, beta1, beta2, eps, weight_decay, step after
+    this step, alpha, sync 0/1, maximize 0/1). With `momentum` (beside slow, in its dtype) the sync
+    is the momentum sync with mu and nesterov. One device per call. Raises before writing."""
+    backends.check_backend_name(backend)
+    mu = contract.check_mu(mu, where=f"{_ADAMW_OP}: outer momentum mu")
+    momentum = list(momentum) if momentum else []
+    lists = local_shards(params, grads, exp_avgs, exp_avg_sqs, slow, *([momentum] if momentum else []), op=_ADAMW_OP)
+    params, grads, exp_avgs, exp_avg_sqs, slow = lists[:5]
+    momentum = lists[5] if momentum else []
+    args = (grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, bool(nesterov))
+    if _run_native("adamw_step_", params, *args, backend=backend):
+        return
+    contract.check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu)
+    if params:
+        backends.resolve(backend, params[0].device.type).adamw_step_(params, *args)
+
+
 @torch.no_grad()
 def swap_(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], *, backend: str = "auto") -> None:
     """Exchange the contents of a[i] and b[i] in place (same dtype, shape, strides, device)."""

@@ -262,9 +262,12 @@ class Lookahead(Optimizer):
                     else:
                         masked_sync_on_step_(*strided, alpha_tensor, counter, self.k)
         if self.pullback_momentum == "reset":
-            syncs = counter % self.k == 0
-            for _, buffer in tensor_groups.first_moments(self, self._params()):
-                buffer.masked_fill_(syncs.to(buffer.device), 0)
+            self._reset_first_moments_on_device_gate()
+
+    def _reset_first_moments_on_device_gate(self) -> None:
+        syncs = self._step_count_tensor % self.k == 0
+        for _, buffer in tensor_groups.first_moments(self, self._params()):
+            buffer.masked_fill_(syncs.to(buffer.device), 0)
 
     def _alpha_on(self, device: torch.device, alpha: float, compiling: bool) -> torch.Tensor:
         """alpha as a device tensor: a constant in a compiled graph; kept (stable memory) for capture."""
@@ -283,8 +286,14 @@ class Lookahead(Optimizer):
             alpha = self._adaptive.choose(fast, slow)
             merged_fast, merged_slow = pairs.get(alpha, ([], []))
             pairs[alpha] = (merged_fast + fast, merged_slow + slow)
-        mu, nesterov = self.defaults["outer_momentum"], self.defaults["nesterov"]
-        for alpha, lists in tensor_groups.launches(self, pairs):
+        self._run_launches(tensor_groups.launches(self, pairs))
+        if self.pullback_momentum == "reset":
+            self._reset_first_moments()
+
+    def _run_launches(self, launches: list) -> None:
+        """The checked launches of a sync (tensor_groups.launches): fused, and strided params beside."""
+        mu, nesterov, backend = self.defaults["outer_momentum"], self.defaults["nesterov"], self.defaults["backend"]
+        for alpha, lists in launches:
             fused, strided = tensor_groups.split_strided(self, *lists)
             if len(lists) == 3:
                 ops.run_checked_sync_(fused[0], fused[1], alpha, momentum=fused[2], mu=mu, nesterov=nesterov, backend=backend)
@@ -292,9 +301,10 @@ class Lookahead(Optimizer):
             else:
                 ops.run_checked_sync_(fused[0], fused[1], alpha, backend=backend)
                 reference.sync_(*strided, alpha)
-        if self.pullback_momentum == "reset":
-            for _, buffer in tensor_groups.first_moments(self, self._params()):
-                buffer.zero_()
+
+    def _reset_first_moments(self) -> None:
+        for _, buffer in tensor_groups.first_moments(self, self._params()):
+            buffer.zero_()
 
     @torch.no_grad()
     def init_state(self) -> None:

@@ -17,6 +17,12 @@ def dtensor_type():
     return DTensor
 
 
+_LIST_NAMES = {
+    "lookahead_sync_": ("fast", "slow", "momentum"),
+    "lookahead_adamw_step_": ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"),
+}
+
+
 def local_shards(first, second, *more, op: str):
     """The lists with every DTensor replaced by its local shard; ValueError for a pair that mixes a
     DTensor with a plain tensor, or DTensors laid out differently. Plain lists pass as they are.
@@ -27,7 +33,7 @@ def local_shards(first, second, *more, op: str):
     # here instead of the 0.37 ms of an isinstance generator (the CPU kernel's fixed cost, issue 14).
     if dtensor is None or not any(issubclass(kind, dtensor) for kind in set(map(type, chain(*lists)))):
         return lists
-    names = ("fast", "slow", "momentum") if op == "lookahead_sync_" else ("first", "second")
+    names = _LIST_NAMES.get(op, ("first", "second"))
     for other, name in zip(lists[1:], names[1:]):
         for i, (x, y) in enumerate(zip(first, other)):
             if isinstance(x, dtensor) != isinstance(y, dtensor):

@@ -9,7 +9,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from lookahead_fused import Lookahead, ops
+from lookahead_fused import Lookahead, LookaheadAdamW, ops
 from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM
 
 K = 3
@@ -21,10 +21,13 @@ def make_model():
     return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
 
 
-def make_optimizer(model):
-    """Pullback momenta and Nesterov outer momentum: every per-param state Lookahead keeps."""
-    return Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), k=K, alpha=0.5, pullback_momentum="pullback",
-                     outer_momentum=0.5, nesterov=True)  # fmt: skip
+def make_optimizer(model, kind="lookahead"):
+    """Pullback momenta and Nesterov outer momentum: every per-param state Lookahead keeps; around
+    Adam, or LookaheadAdamW (kind "lookahead_adamw": the same options, AdamW's step fused with the sync)."""
+    options = {"k": K, "alpha": 0.5, "pullback_momentum": "pullback", "outer_momentum": 0.5, "nesterov": True}
+    if kind == "lookahead_adamw":
+        return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, **options)
+    return Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), **options)
 
 
 def batch(step, rank=0, world=1):
@@ -92,7 +95,7 @@ def ddp_worker(rank, world, init_file, out_dir, steps):
     _finish()
 
 
-def fsdp2_worker(rank, world, init_file, out_dir, steps):
+def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
     """fully_shard, train, save with torch.distributed.checkpoint mid-cycle (the state dicts as they
     are, and through torch's get_state_dict), train on; then fresh models and optimizers load each
     checkpoint and train the same steps."""
@@ -117,7 +120,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps):
     checkpoint_dir, helper_dir = os.path.join(out_dir, "dcp"), os.path.join(out_dir, "dcp-helpers")
     saved_at = steps // 2 + 1  # not a multiple of K: the counter matters
     model = sharded_model()
-    opt = make_optimizer(model)
+    opt = make_optimizer(model, kind)
     layouts_match = all(
         type(opt.state[p][SLOW_PARAM]) is type(p) and opt.state[p][SLOW_PARAM].placements == p.placements
         for p in model.parameters()
@@ -142,7 +145,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps):
     )
 
     resumed_model = sharded_model()
-    resumed = make_optimizer(resumed_model)
+    resumed = make_optimizer(resumed_model, kind)
     resumed.init_state()
     template = {"model": resumed_model.state_dict(), "optim": resumed.state_dict()}
     dcp.load(template, checkpoint_id=checkpoint_dir)
@@ -153,7 +156,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps):
     second = full(resumed_model.parameters()) + full(resumed.state[p][SLOW_PARAM] for p in resumed_model.parameters())
 
     helper_model = sharded_model()
-    helper_opt = make_optimizer(helper_model)
+    helper_opt = make_optimizer(helper_model, kind)
     helper_opt.init_state()
     model_sd, optim_sd = get_state_dict(helper_model, helper_opt)
     template = {"model": model_sd, "optim": optim_sd}

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import adamw_step  # noqa: E402
 import bench_sync  # noqa: E402
 import timing  # noqa: E402
 import step_overhead  # noqa: E402
@@ -86,12 +87,26 @@ def test_tiny_run_writes_a_complete_report(tmp_path, capsys):
 def test_step_overhead_rows_and_floors():
     rows = step_overhead.measure([(64, 32), (64,)], torch.device("cpu"), k=5, rounds=3)
     assert [r["inner"] for r in rows][0] == "AdamW foreach"
-    assert {r["lookahead"] for r in rows} == {"host branch", "capturable"}
+    modes = {"host branch", "capturable", "LookaheadAdamW host branch", "LookaheadAdamW capturable"}
+    assert {r["lookahead"] for r in rows} == modes
     for r in rows:
-        assert r["floor_pct"] == pytest.approx(100 * 16 / (5 * 28))
+        fused = r["lookahead"].startswith("LookaheadAdamW")  # the sync's 8 bytes inside AdamW's pass, not 16
+        assert r["floor_pct"] == pytest.approx(100 * (8 if fused else 16) / (5 * 28))
         for figure, unit in (("k_steps", "ms"), ("k_steps_with_lookahead", "ms"), ("overhead_pct", ""), ("time_floor_pct", "")):
             assert_is_summary(r[figure], unit)
             assert r[figure]["reps"] == 3
+
+
+def test_adamw_step_composes_overheads_against_both_floors():
+    r = adamw_step.measure([(64, 32), (64,)], torch.device("cpu"), rounds=3)
+    assert set(r["step_ms"]) == {"adamw", "lookahead_adamw", "lookahead_adamw_sync", "lookahead_sync"}
+    for figure in r["step_ms"].values():
+        assert_is_summary(figure, "ms")
+        assert figure["reps"] == 3
+    assert r["lookahead_adamw_floor_pct"] == pytest.approx(100 * 8 / (5 * 28))
+    assert r["lookahead_floor_pct"] == pytest.approx(100 * 16 / (5 * 28))
+    for key in ("lookahead_adamw_overhead_pct", "lookahead_overhead_pct", "lookahead_adamw_time_floor_pct"):
+        assert_is_summary(r[key])
 
 
 def test_warnings_name_noise_and_figures_below_their_floor():

@@ -45,3 +45,21 @@ def test_baseline_chunk_loop_uses_packed_sse2():
     code = disassembly("run_chunk_baseline")
     assert count(r"\bsubps\b", code) >= 2 and count(r"\bmulps\b", code) >= 2, "float32 lerp: not packed"
     assert count(r"\bmovups\b", code) >= 4, "no 128-bit unaligned loads/stores"
+
+
+# AdamW's loops (csrc/cpu/sync_cpu.cpp adamw_loop): 7 variants (no sync; sync, two lerp sides;
+# momentum sync, two sides x heavy ball / Nesterov) per dtype pair. Those of the float32-opmath pairs
+# that GCC vectorises (float32, bfloat16, bfloat16 + float32 slow: 21 loops) and of float64 (7) each
+# take the square root of 8 (4) lanes at once; with errno semantics (no -fno-math-errno) or with the
+# pointers not restrict, the loops stay scalar and these counts drop to 0. float16 stays scalar (as
+# in the sync: GCC 12 does not vectorise its conversions).
+def test_avx2_adamw_loops_are_256_bits_wide():
+    code = disassembly("run_chunk_avx2")
+    assert count(r"\bvsqrtps\b[^\n]*%ymm", code) >= 21, "AdamW float32 opmath: square root not 8 lanes wide"
+    assert count(r"\bvsqrtpd\b[^\n]*%ymm", code) >= 7, "AdamW float64: square root not 4 lanes wide"
+    assert count(r"\bvdivps\b[^\n]*%ymm", code) >= 2 * 21, "AdamW float32 opmath: divisions not 8 lanes wide"
+
+
+def test_baseline_adamw_loops_use_packed_sse2():
+    code = disassembly("run_chunk_baseline")
+    assert count(r"\bsqrtps\b", code) >= 21 and count(r"\bsqrtpd\b", code) >= 7, "AdamW: square root not packed"

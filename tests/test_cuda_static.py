@@ -19,8 +19,17 @@ pytestmark = pytest.mark.skipif(not _C.build_info()["cuda"], reason="the extensi
 THREADS_PER_BLOCK = 256
 REGISTERS_PER_SM = 65536
 MIN_BLOCKS_PER_SM = 2
-# Per op (csrc/cuda/table_kernel.cuh): tensors per entry, and vector steps unrolled (kUnrollFor).
-OPS = {"SyncOp": (2, 4), "SwapOp": (2, 4), "GatedSyncOp": (2, 4), "MomentumSyncOp": (3, 2), "GatedMomentumSyncOp": (3, 2)}
+# Per op (csrc/cuda/table_kernel.cuh): tensors per entry, vector steps unrolled (kUnrollFor; AdamW's
+# step runs one at a time), and the entry's tensors in the fast dtype ([NOTE: entry dtypes]).
+OPS = {
+    "SyncOp": (2, 4, 1),
+    "SwapOp": (2, 4, 1),
+    "GatedSyncOp": (2, 4, 1),
+    "MomentumSyncOp": (3, 2, 1),
+    "GatedMomentumSyncOp": (3, 2, 1),
+    "AdamWOp5": (5, 1, 4),
+    "AdamWOp6": (6, 1, 4),
+}
 MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
 
 
@@ -63,7 +72,7 @@ def sass_functions() -> dict[tuple[str, str], list[str]]:
         elif m := re.search(r"Function : (\S+)", line):
             name = m.group(1)
             functions[(arch, name)] = []
-        elif name and (m := re.search(r"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)", line)):
+        elif name and (m := re.search(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)", line)):
             functions[(arch, name)].append(m.group(1))
     return functions
 
@@ -85,8 +94,10 @@ def load_runs(opcodes: list[str]) -> list[int]:
 
 
 def op_of(kernel: str) -> str:
-    """The op a table_kernel instantiation runs (its template argument's name)."""
-    return re.search(r"table_kernelINS_\d+(\w+?Op)E", kernel).group(1)
+    """The op a table_kernel instantiation runs: its template argument's name, and the depth of
+    AdamWOp<depth> (mangled ...AdamWOpILi5EEE...)."""
+    m = re.search(r"table_kernelINS_\d+(\w+?Op)(?:ILi(\d)E)?E", kernel)
+    return m.group(1) + (m.group(2) or "")
 
 
 def test_every_built_arch_has_every_kernel():
@@ -109,7 +120,7 @@ def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight(
         assert loads and stores, f"{arch} {kernel}: no 128-bit global loads or stores"
         runs = load_runs(opcodes)
         # the unrolled groups: a step loads one pack per tensor for same-dtype entries, and two per
-        # float32 state tensor beside a 16-bit fast one; every load of a group before any math
-        depth, unroll = OPS[op_of(kernel)]
-        same_dtype, mixed = depth, 1 + 2 * (depth - 1)
+        # float32 state tensor beside 16-bit fast ones; every load of a group before any math
+        depth, unroll, fast = OPS[op_of(kernel)]
+        same_dtype, mixed = depth, fast + 2 * (depth - fast)
         assert same_dtype * unroll in runs and mixed * unroll in runs, f"{arch} {kernel}: load runs {runs}"

@@ -20,13 +20,13 @@ WORLD = 2
 STEPS = 7
 
 
-def _spawn(worker, tmp_path):
-    mp.spawn(worker, args=(WORLD, str(tmp_path / "init"), str(tmp_path), STEPS), nprocs=WORLD, join=True)
+def _spawn(worker, tmp_path, *extra):
+    mp.spawn(worker, args=(WORLD, str(tmp_path / "init"), str(tmp_path), STEPS, *extra), nprocs=WORLD, join=True)
 
 
-def _one_process_run():
+def _one_process_run(kind="lookahead"):
     model = workers.make_model()
-    opt = workers.make_optimizer(model)
+    opt = workers.make_optimizer(model, kind)
     workers.train(model, opt, range(1, STEPS + 1))
     return model, opt
 
@@ -41,8 +41,9 @@ def test_ddp_ranks_stay_identical_and_match_one_process(tmp_path):
         torch.testing.assert_close(p_ddp, p_one.detach(), rtol=1e-9, atol=1e-12)
 
 
-def test_fsdp2_shards_the_slow_weights_and_resumes_from_a_distributed_checkpoint(tmp_path):
-    _spawn(workers.fsdp2_worker, tmp_path)
+@pytest.mark.parametrize("kind", ["lookahead", "lookahead_adamw"])
+def test_fsdp2_shards_the_slow_weights_and_resumes_from_a_distributed_checkpoint(tmp_path, kind):
+    _spawn(workers.fsdp2_worker, tmp_path, kind)
     result = torch.load(os.path.join(tmp_path, "fsdp2.pt"))
     assert result["layouts_match"], "a slow weight is not a DTensor with its param's placements"
     assert result["momenta_sharded"], "a slow momentum is not sharded like its param"
@@ -54,7 +55,7 @@ def test_fsdp2_shards_the_slow_weights_and_resumes_from_a_distributed_checkpoint
     for a, b, c in zip(result["first"], result["second"], result["third"]):
         assert torch.equal(a, b), "the resumed run left the trajectory"
         assert torch.equal(a, c), "the run resumed through get_state_dict/set_state_dict left the trajectory"
-    model, opt = _one_process_run()
+    model, opt = _one_process_run(kind)
     expected = [p.detach() for p in model.parameters()] + [opt.state[p]["slow_param"] for p in model.parameters()]
     for got, want in zip(result["first"], expected):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)

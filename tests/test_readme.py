@@ -21,7 +21,7 @@ def snippets() -> dict[str, str]:
 
 
 def test_every_integration_has_a_tested_snippet():
-    assert {"use", "from-timm", "amp", "compile", "cuda-graphs", "ddp", "fsdp2"} <= set(snippets())
+    assert {"use", "lookahead-adamw", "from-timm", "amp", "compile", "cuda-graphs", "ddp", "fsdp2"} <= set(snippets())
 
 
 @pytest.mark.parametrize("name", sorted(snippets()))

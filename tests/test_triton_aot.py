@@ -39,6 +39,14 @@ MODES = {  # name -> (SWAP, LERP_SIDE, GATED, ALIGNED, MOMENTUM, NESTEROV)
     "momentum": (False, 1, False, True, True, False),
     "gated-nesterov": (False, 2, True, True, True, True),
 }
+# AdamW's fused step (backends/triton_adamw.py): name -> (ALIGNED, MOMENTUM, NESTEROV)
+ADAMW_MODES = {"adamw": (True, False, False), "adamw-nesterov": (True, True, True), "adamw-misaligned": (False, False, False)}
+ADAMW_SIGNATURE = {
+    **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "mom")},
+    "numels": "*i64", "row_of": "*i64", "chunks": "*i64", "num_chunks": "i64", "derived": "*fp64", "mu_ptr": "*fp32",
+    **{name: "constexpr" for name in ("FAST", "SLOW", "OPMATH", "ALIGNED", "BLOCK", "CHUNK_BITS", "MOMENTUM", "NESTEROV",
+                                      "COLUMNS")},
+}  # fmt: skip
 GLOBAL_ACCESS = re.compile(r"(?:ld|st)\.global[.\w]*")
 VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
 
@@ -48,9 +56,11 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
     TRITON_INTERPRET (see compile_all)."""
     from lookahead_fused.backends import triton_kernels
 
-    swap, side, gated, aligned, momentum, nesterov = MODES[mode]
     opmath = triton_kernels.opmath_dtype(slow_dtype)
     scalar = "*fp64" if opmath == torch.float64 else "*fp32"
+    if mode in ADAMW_MODES:
+        return compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar)
+    swap, side, gated, aligned, momentum, nesterov = MODES[mode]
     signature = dict(SIGNATURE, alpha_ptr=scalar, mu_ptr=scalar)
     tl_dtypes = triton_kernels._TL_DTYPES
     constexprs = {
@@ -63,10 +73,26 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
     return compiled.asm["ptx"], len(compiled.asm["cubin"])
 
 
+def compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar):
+    from lookahead_fused.backends import triton_adamw, triton_kernels
+
+    aligned, momentum, nesterov = ADAMW_MODES[mode]
+    tl_dtypes = triton_kernels._TL_DTYPES
+    constexprs = {
+        "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath], "ALIGNED": aligned,
+        "BLOCK": 1024, "CHUNK_BITS": triton_kernels.CHUNK_BITS, "MOMENTUM": momentum, "NESTEROV": nesterov,
+        "COLUMNS": triton_adamw._DERIVED,
+    }  # fmt: skip
+    signature = dict(ADAMW_SIGNATURE, mu_ptr=scalar)
+    source = ASTSource(fn=triton_adamw._adamw_table_kernel, signature=signature, constexprs=constexprs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+    return compiled.asm["ptx"], len(compiled.asm["cubin"])
+
+
 CASES = [
     (fast, slow, mode, arch)
     for fast, slow in DTYPE_PAIRS
-    for mode in MODES
+    for mode in [*MODES, *ADAMW_MODES]
     for arch in ARCHS
     if not (mode == "swap" and fast != slow)  # the swap pairs tensors of one dtype
 ]
@@ -102,6 +128,9 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
     assert variant["cubin_bytes"] > 0, "no cubin"
     ptx = variant["ptx"]
     accesses = {m.group(1) for m in VECTOR_16_BYTES.finditer(ptx)}
-    if MODES[mode][3]:
+    if mode in ADAMW_MODES:  # IEEE-rounded division and square root, as the C++ kernels'
+        assert "div.full" not in ptx and "div.approx" not in ptx and "sqrt.approx" not in ptx, "approximate math"
+        assert re.search(r"div\.rn\.f(32|64)", ptx) and re.search(r"sqrt\.rn\.f(32|64)", ptx), "no rounded div/sqrt"
+    if (MODES.get(mode) or ADAMW_MODES[mode])[3 if mode in MODES else 0]:
         seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
         assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"

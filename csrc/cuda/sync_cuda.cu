@@ -48,7 +48,8 @@ int64_t cuda_resident_blocks(int device_index) {
     int sms = 0;
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_index));
     blocks = int64_t(sms) * std::min({blocks_per_sm<SyncOp>(), blocks_per_sm<SwapOp>(), blocks_per_sm<GatedSyncOp>(),
-                                      blocks_per_sm<MomentumSyncOp>(), blocks_per_sm<GatedMomentumSyncOp>()});
+                                      blocks_per_sm<MomentumSyncOp>(), blocks_per_sm<GatedMomentumSyncOp>(),
+                                      blocks_per_sm<AdamWOp<5>>(), blocks_per_sm<AdamWOp<6>>()});
     if (device_index < 64) blocks_per_device[device_index].store(blocks);
   }
   return blocks;
@@ -71,6 +72,12 @@ void launch_cuda(TableView table, TableOp op, UpdateArgs args, void* stream, int
     case TableOp::kSwap: return launch(table, SwapOp{}, cuda_stream, device_index);
     case TableOp::kMomentumSync:
       return launch(table, MomentumSyncOp{args.alpha, args.mu, args.nesterov}, cuda_stream, device_index);
+    case TableOp::kAdamW:
+      return launch(table, AdamWOp<5>{args.hyper, args.rows, args.mu, args.nesterov}, cuda_stream,
+                    device_index);
+    case TableOp::kAdamWMomentum:
+      return launch(table, AdamWOp<6>{args.hyper, args.rows, args.mu, args.nesterov}, cuda_stream,
+                    device_index);
   }
 }
 

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include "../adamw.h"
 #include "../table.h"
 
 #ifdef __CUDACC__
@@ -219,6 +220,130 @@ struct GatedMomentumSyncOp {
   LOOKAHEAD_KERNEL_FN MomentumSyncOp resolved() const { return MomentumSyncOp{alpha_of(gate), mu, nesterov}; }
 };
 
+// AdamW's step with the sync in one pass ([NOTE: AdamW hyper table] in adamw.h): kDepth 5 for the
+// plain sync, 6 for the momentum sync. Each entry resolves its row, and runs the step alone (the
+// slow weights untouched) or with the sync, as the row's sync flag says.
+template <int D>
+struct AdamWOp {
+  static constexpr int kDepth = D;
+  const double* hyper;
+  const int64_t* rows;
+  double mu;
+  bool nesterov;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
+  LOOKAHEAD_KERNEL_FN AdamWOp resolved() const { return *this; }
+};
+
+template <typename Op>
+struct IsAdamW : std::false_type {};
+template <int D>
+struct IsAdamW<AdamWOp<D>> : std::true_type {};
+
+struct NoSyncOp {};  // the step alone
+
+// One entry's elements: param, grad, exp_avg, exp_avg_sq in F; kStates state tensors in S (0 when
+// the step does not sync).
+template <typename Mem, typename F, typename S, int kStates, typename Sync>
+struct AdamWEntry {
+  using T = opmath_t<S>;
+  static constexpr int kElems = Pack<F>::kSize;
+  static constexpr int kStatePacks = kElems / Pack<S>::kSize;
+  F* p;
+  const F* g;
+  F* m;
+  F* v;
+  S* state[kStates > 0 ? kStates : 1];
+  AdamWConstants<T> c;
+  Sync sync;
+
+  LOOKAHEAD_KERNEL_FN void element(F& pe, F ge, F& me, F& ve, S* st) const {
+    T mi = widen(me), vi = widen(ve);
+    const T pi = adamw_element(T(widen(pe)), T(widen(ge)), mi, vi, c, [](T x) { return round_to<F>(x); });
+    me = narrow<F>(mi);
+    ve = narrow<F>(vi);
+    pe = narrow<F>(pi);  // the param as Lookahead(AdamW) stores it before the sync reads it
+    if constexpr (kStates == 1) sync.element(pe, st[0]);
+    if constexpr (kStates == 2) sync.element(pe, st[0], st[1]);
+  }
+  LOOKAHEAD_KERNEL_FN void scalar(int64_t i) const {
+    F pe = Mem::load(p + i), me = Mem::load(m + i), ve = Mem::load(v + i);
+    S st[kStates > 0 ? kStates : 1];
+#pragma unroll
+    for (int t = 0; t < kStates; ++t) st[t] = Mem::load(state[t] + i);
+    element(pe, Mem::load(g + i), me, ve, st);
+    Mem::store(p + i, pe);
+    Mem::store(m + i, me);
+    Mem::store(v + i, ve);
+#pragma unroll
+    for (int t = 0; t < kStates; ++t) Mem::store(state[t] + i, st[t]);
+  }
+  LOOKAHEAD_KERNEL_FN void vector(int64_t at) const {  // kElems elements from `at`, 16-byte aligned
+    Pack<F> pp = Mem::load_pack(p + at), gp = Mem::load_pack(g + at), mp = Mem::load_pack(m + at),
+            vp = Mem::load_pack(v + at);
+    Pack<S> sp[kStates > 0 ? kStates : 1][kStatePacks];
+#pragma unroll
+    for (int t = 0; t < kStates; ++t) {
+#pragma unroll
+      for (int k = 0; k < kStatePacks; ++k) sp[t][k] = Mem::load_pack(state[t] + at + k * Pack<S>::kSize);
+    }
+#pragma unroll
+    for (int j = 0; j < kElems; ++j) {
+      S st[kStates > 0 ? kStates : 1];
+#pragma unroll
+      for (int t = 0; t < kStates; ++t) st[t] = sp[t][j / Pack<S>::kSize].v[j % Pack<S>::kSize];
+      element(pp.v[j], gp.v[j], mp.v[j], vp.v[j], st);
+#pragma unroll
+      for (int t = 0; t < kStates; ++t) sp[t][j / Pack<S>::kSize].v[j % Pack<S>::kSize] = st[t];
+    }
+    Mem::store_pack(p + at, pp);
+    Mem::store_pack(m + at, mp);
+    Mem::store_pack(v + at, vp);
+#pragma unroll
+    for (int t = 0; t < kStates; ++t) {
+#pragma unroll
+      for (int k = 0; k < kStatePacks; ++k) Mem::store_pack(state[t] + at + k * Pack<S>::kSize, sp[t][k]);
+    }
+  }
+  // Elements [lo, hi) as thread `tid` runs them: the unaligned head and tail one element a thread,
+  // the body in 16-byte steps (no unrolling: a step holds up to 8 packs).
+  LOOKAHEAD_KERNEL_FN void run(int64_t lo, int64_t hi, int64_t head, int64_t tid) const {
+    if (head < 0) {
+      for (int64_t i = lo + tid; i < hi; i += kThreads) scalar(i);
+      return;
+    }
+    constexpr int64_t V = kElems;
+    int64_t vector_lo = lo + (((head - lo) % V) + V) % V;
+    if (vector_lo > hi) vector_lo = hi;
+    const int64_t steps = (hi - vector_lo) / V;
+    const int64_t vector_hi = vector_lo + steps * V;
+    if (tid < vector_lo - lo) scalar(lo + tid);
+    if (tid < hi - vector_hi) scalar(vector_hi + tid);
+    for (int64_t k = tid; k < steps; k += kThreads) vector(vector_lo + k * V);
+  }
+};
+
+template <typename Mem, typename F, typename S, int D>
+LOOKAHEAD_KERNEL_FN void run_adamw_entry(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t hi,
+                                         const AdamWOp<D>& op, int64_t tid) {
+  using T = opmath_t<S>;
+  const AdamWConstants<T> c(op.hyper + op.rows[entry_index] * kAdamWColumns);
+  F* p = reinterpret_cast<F*>(entry[0]);
+  const F* g = reinterpret_cast<const F*>(entry[1]);
+  F* m = reinterpret_cast<F*>(entry[2]);
+  F* v = reinterpret_cast<F*>(entry[3]);
+  S* s = reinterpret_cast<S*>(entry[4]);
+  const int64_t head = head_of(entry[D + 1]);
+  if (!c.syncs) {
+    AdamWEntry<Mem, F, S, 0, NoSyncOp>{p, g, m, v, {nullptr}, c, NoSyncOp{}}.run(lo, hi, head, tid);
+  } else if constexpr (D == 5) {
+    AdamWEntry<Mem, F, S, 1, SyncOp>{p, g, m, v, {s}, c, SyncOp{c.alpha}}.run(lo, hi, head, tid);
+  } else {
+    AdamWEntry<Mem, F, S, 2, MomentumSyncOp>{p, g, m, v, {s, reinterpret_cast<S*>(entry[5])}, c,
+                                            MomentumSyncOp{c.alpha, op.mu, op.nesterov}}
+        .run(lo, hi, head, tid);
+  }
+}
+
 template <typename Mem, typename F, typename S, typename Op>
 LOOKAHEAD_KERNEL_FN void scalar_element(F* fast, S* const* state, int64_t i, const Op& op) {
   F f = Mem::load(fast + i);
@@ -300,12 +425,17 @@ LOOKAHEAD_KERNEL_FN void run_range(F* __restrict__ fast, S* const* state, int64_
 }
 
 template <typename Mem, typename F, typename S, typename Op>
-LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t lo, int64_t hi, const Op& op, int64_t tid) {
-  constexpr int kStates = Op::kDepth - 1;
-  S* state[kStates];
+LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t hi, const Op& op,
+                                   int64_t tid) {
+  if constexpr (IsAdamW<Op>::value) {
+    run_adamw_entry<Mem, F, S>(entry, entry_index, lo, hi, op, tid);
+  } else {
+    constexpr int kStates = Op::kDepth - 1;
+    S* state[kStates];
 #pragma unroll
-  for (int t = 0; t < kStates; ++t) state[t] = reinterpret_cast<S*>(entry[1 + t]);
-  run_range<Mem>(reinterpret_cast<F*>(entry[0]), state, lo, hi, head_of(entry[Op::kDepth + 1]), op, tid);
+    for (int t = 0; t < kStates; ++t) state[t] = reinterpret_cast<S*>(entry[1 + t]);
+    run_range<Mem>(reinterpret_cast<F*>(entry[0]), state, lo, hi, head_of(entry[Op::kDepth + 1]), op, tid);
+  }
 }
 
 // What thread `tid` of block `block` (of `grid`) does: grid-stride over the chunks of every entry;
@@ -320,14 +450,15 @@ LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t
   const int64_t* chunks = words + num_entries * kStride;
   for (int64_t c = block; c < num_chunks; c += grid) {
     const int64_t packed = chunks[c];
-    const int64_t* entry = words + (packed >> kChunkBits) * kStride;
+    const int64_t entry_index = packed >> kChunkBits;
+    const int64_t* entry = words + entry_index * kStride;
     const int64_t lo = (packed & ((int64_t(1) << kChunkBits) - 1)) * chunk_elems;
     const int64_t chunk_end = lo + chunk_elems;
     const int64_t numel = entry[Gate::kDepth];
     const int64_t hi = chunk_end < numel ? chunk_end : numel;
     switch (pair_code_of(entry[Gate::kDepth + 1])) {
 #define LOOKAHEAD_CUDA_CASE(code, fast, state) \
-  case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, lo, hi, op, tid); break;
+  case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, entry_index, lo, hi, op, tid); break;
       LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_CUDA_CASE)
 #undef LOOKAHEAD_CUDA_CASE
       default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));

@@ -5,8 +5,9 @@ in this process (and why not), and which one "auto" picks for a device.
 module-like object (or raises BackendUnavailable saying why not), and one line in BACKENDS. The
 object has `sync_(fast, slow, alpha)`, `sync_on_step_(fast, slow, alpha_tensor, step, k)`,
 `swap_(a, b)`, `momentum_sync_(fast, slow, momentum, alpha, mu, nesterov)` and
-`momentum_sync_on_step_(fast, slow, momentum, alpha_tensor, step, k, mu, nesterov)`, each called
-with one device per call. Most trust their inputs (ops.py checks the contract first); one whose
+`momentum_sync_on_step_(fast, slow, momentum, alpha_tensor, step, k, mu, nesterov)` and
+`adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov)`
+(lookahead_fused/adamw.py), each called with one device per call. Most trust their inputs (ops.py checks the contract first); one whose
 `checks_contract` is true checks it itself, before writing, and offers `check_sync_args`.
 """
 

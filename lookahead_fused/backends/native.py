@@ -66,6 +66,10 @@ class NativeBackend:
     def momentum_sync_on_step_(self, fast, slow, momentum, alpha, step, k: int, mu: float, nesterov: bool) -> None:
         self._entry("momentum_sync_on_step_")(fast, slow, momentum, alpha, step, k, mu, nesterov)
 
+    def adamw_step_(self, params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu: float,
+                    nesterov: bool) -> None:  # fmt: skip
+        self._entry("adamw_step_")(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov)
+
     def check_sync_args(self, fast, slow) -> None:
         extension().check_sync_args(fast, slow)
 

@@ -3,6 +3,7 @@ against, and the float64 evaluation of the contract that the tests use as their 
 
 from __future__ import annotations
 
+import math
 import sys
 
 import torch
@@ -38,6 +39,39 @@ def momentum_sync_float64(fast, slow, momentum, alpha: float, mu: float, nestero
     f, s, m = fast.double(), slow.double(), momentum.double()
     m_new = mu * m + (f - s)
     return sync_float64(f + mu * (m_new if nesterov else m), s, alpha), m_new
+
+
+# The columns of a row of the AdamW hyper table ([NOTE: AdamW hyper table] in csrc/adamw.h).
+ADAMW_COLUMNS = ("lr", "beta1", "beta2", "eps", "weight_decay", "step", "alpha", "sync", "maximize")
+
+
+def adamw_constants(row) -> tuple:
+    """(decay, beta1, beta2, eps, step_size, bc2_sqrt, alpha, syncs, grad_sign) of one row, in
+    float64 as torch.optim.AdamW derives them on the host."""
+    lr, beta1, beta2, eps, weight_decay, step, alpha, syncs, maximize = row
+    step_size = lr / (1.0 - beta1**step)
+    bc2_sqrt = math.sqrt(1.0 - beta2**step)
+    return 1.0 - lr * weight_decay, beta1, beta2, eps, step_size, bc2_sqrt, alpha, bool(syncs), -1.0 if maximize else 1.0
+
+
+def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu: float, nesterov: bool) -> None:
+    """AdamW's step for every param, and on a sync row the sync of the new param, per tensor with
+    torch ops in opmath: the math of csrc/adamw.h (decoupled weight decay, bias correction, the
+    moments rounded as stored before the param's update reads them). momentum: [] without outer
+    momentum."""
+    table, row_of = hyper.tolist(), rows.tolist()
+    for i, (p, g, m, v, s) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, slow)):
+        decay, beta1, beta2, eps, step_size, bc2_sqrt, alpha, syncs, sign = adamw_constants(table[row_of[i]])
+        opmath = opmath_dtype(p.dtype)
+        go = g.to(opmath) * sign
+        m.copy_(torch.lerp(m.to(opmath), go, 1.0 - beta1))
+        v.copy_(v.to(opmath) * beta2 + (1.0 - beta2) * (go * go))
+        denom = v.to(opmath).sqrt() / bc2_sqrt + eps
+        p.copy_(p.to(opmath) * decay - step_size * (m.to(opmath) / denom))
+        if syncs and momentum:
+            momentum_sync_([p], [s], [momentum[i]], alpha, mu, nesterov)
+        elif syncs:
+            sync_([p], [s], alpha)
 
 
 def swap_(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:

@@ -67,29 +67,34 @@ def _sync_block(fast, slow, mom, offsets, mask, alpha_ptr, mu_ptr, FAST, SLOW, O
         tl.store(fast + offsets, s, mask=mask)
         tl.store(slow + offsets, f, mask=mask)
     else:
-        # [NOTE: two-sided lerp] as in the C++ kernels; exact at alpha 0 and 1.
         w = tl.load(alpha_ptr)
-        fo = f.to(OPMATH)
-        so = s.to(OPMATH)
-        target = fo
-        if MOMENTUM:  # [NOTE: momentum sync] a lerp toward f + mu * (nesterov ? m_new : m_old)
-            mu = tl.load(mu_ptr)
-            mo = tl.load(mom + offsets, mask=mask).to(OPMATH)
-            m_new = _round(mu * mo + (fo - so), SLOW)
-            if NESTEROV:
-                target = fo + mu * m_new.to(OPMATH)
-            else:
-                target = fo + mu * mo
-            tl.store(mom + offsets, m_new, mask=mask)
-        if LERP_SIDE == 0:  # _SMALL_ALPHA
-            r = so + w * (target - so)
-        elif LERP_SIDE == 1:  # _LARGE_ALPHA
-            r = target - (target - so) * (1.0 - w)
-        else:  # alpha is known only on the device
-            r = tl.where(tl.abs(w) < 0.5, so + w * (target - so), target - (target - so) * (1.0 - w))
-        new_slow = _round(r, SLOW)
-        tl.store(slow + offsets, new_slow, mask=mask)
-        tl.store(fast + offsets, _round(new_slow.to(OPMATH), FAST), mask=mask)
+        mu = tl.load(mu_ptr) if MOMENTUM else w
+        _sync_values(f.to(OPMATH), s.to(OPMATH), fast, slow, mom, offsets, mask, w, mu, FAST, SLOW, OPMATH, LERP_SIDE,
+                     MOMENTUM, NESTEROV)  # fmt: skip
+
+
+@triton.jit
+def _sync_values(fo, so, fast, slow, mom, offsets, mask, w, mu, FAST, SLOW, OPMATH, LERP_SIDE, MOMENTUM, NESTEROV):
+    """The sync of fast values `fo` (opmath) with slow values `so`: stores slow, fast and the momentum."""
+    # [NOTE: two-sided lerp] as in the C++ kernels; exact at alpha 0 and 1.
+    target = fo
+    if MOMENTUM:  # [NOTE: momentum sync] a lerp toward f + mu * (nesterov ? m_new : m_old)
+        mo = tl.load(mom + offsets, mask=mask).to(OPMATH)
+        m_new = _round(mu * mo + (fo - so), SLOW)
+        if NESTEROV:
+            target = fo + mu * m_new.to(OPMATH)
+        else:
+            target = fo + mu * mo
+        tl.store(mom + offsets, m_new, mask=mask)
+    if LERP_SIDE == 0:  # _SMALL_ALPHA
+        r = so + w * (target - so)
+    elif LERP_SIDE == 1:  # _LARGE_ALPHA
+        r = target - (target - so) * (1.0 - w)
+    else:  # alpha is known only on the device
+        r = tl.where(tl.abs(w) < 0.5, so + w * (target - so), target - (target - so) * (1.0 - w))
+    new_slow = _round(r, SLOW)
+    tl.store(slow + offsets, new_slow, mask=mask)
+    tl.store(fast + offsets, _round(new_slow.to(OPMATH), FAST), mask=mask)
 
 
 @triton.jit
@@ -175,24 +180,30 @@ class _Plan:
 _plans: OrderedDict = OrderedDict()
 
 
-def _plan_for(lists) -> _Plan:
+def cached_plan(plans: OrderedDict, lists, state_index: int, build, op: str):
+    """The plan of `lists` from `plans` (an LRU of _CACHED_PLANS), keyed by content: every address,
+    the sizes, and the dtypes of lists[0] and lists[state_index]; build(lists, device) on a miss."""
     device = lists[0][0].device
     key = (device, len(lists), tuple((*(t.data_ptr() for t in tensors), tensors[0].numel(), tensors[0].dtype,
-                                      tensors[1].dtype) for tensors in zip(*lists)))  # fmt: skip
-    plan = _plans.get(key)
+                                      tensors[state_index].dtype) for tensors in zip(*lists)))  # fmt: skip
+    plan = plans.get(key)
     if plan is None:
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             raise RuntimeError(
-                "triton_sync_: these tensors have no kernel plan yet, and one cannot be built while a CUDA graph is "
+                f"{op}: these tensors have no kernel plan yet, and one cannot be built while a CUDA graph is "
                 "being captured (its upload is a blocking host-to-device copy). Run the same step once eagerly "
                 "before capturing (warm-up), with the same tensors."
             )
-        plan = _plans[key] = _Plan(lists, device)
-        if len(_plans) > _CACHED_PLANS:
-            _plans.popitem(last=False)
+        plan = plans[key] = build(lists, device)
+        if len(plans) > _CACHED_PLANS:
+            plans.popitem(last=False)
     else:
-        _plans.move_to_end(key)
+        plans.move_to_end(key)
     return plan
+
+
+def _plan_for(lists) -> _Plan:
+    return cached_plan(_plans, lists, 1, _Plan, "triton_sync_")
 
 
 def _launch(group: _Group, block, warps, alpha, swap, gate=None, mu=0.0, nesterov=False):
@@ -333,6 +344,11 @@ class TritonBackend:
 
     def momentum_sync_on_step_(self, fast, slow, momentum, alpha, step, k: int, mu: float, nesterov: bool) -> None:
         triton_momentum_sync_on_step_(list(fast), list(slow), list(momentum), alpha, step, int(k), float(mu), bool(nesterov))
+
+    def adamw_step_(self, params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov) -> None:
+        from .triton_adamw import adamw_step_  # [NOTE: Triton AdamW]
+
+        adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, float(mu), bool(nesterov))
 
 
 def load() -> TritonBackend:

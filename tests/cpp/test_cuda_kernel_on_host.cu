@@ -285,6 +285,90 @@ void check_momentum_case(int64_t n, int64_t offsets[3], double alpha, double mu,
   }
 }
 
+// AdamW's step with (sync) or without the sync, with (depth 6) or without (5) outer momentum, on one
+// entry: every element of param, exp_avg, exp_avg_sq written once, the grad never, the state tensors
+// once on a sync step and never otherwise; values against a float64 evaluation (csrc/adamw.h), the
+// param's update reading the moments as the kernel stored them.
+template <typename F, typename S>
+void check_adamw_case(int64_t n, int64_t offset, bool sync, bool with_momentum, int grid_cap, int64_t chunk,
+                      std::mt19937& rng) {
+  const int depth = with_momentum ? 6 : 5;
+  Buffer<F> p(n, offset), g(n, offset), m(n, offset), v(n, offset);
+  Buffer<S> s(n, 0), b(n, 0);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> p0(n), g0(n), m0(n), v0(n), s0(n), b0(n);
+  for (int64_t i = 0; i < n; ++i) {
+    p.data[i] = from_double<F>(normal(rng));
+    g.data[i] = from_double<F>(normal(rng));
+    m.data[i] = from_double<F>(0.1 * normal(rng));
+    v.data[i] = from_double<F>(0.01 + 0.1 * std::fabs(normal(rng)));
+    s.data[i] = from_double<S>(normal(rng));
+    b.data[i] = from_double<S>(0.1 * normal(rng));
+    p0[i] = to_double(p.data[i]), g0[i] = to_double(g.data[i]), m0[i] = to_double(m.data[i]);
+    v0[i] = to_double(v.data[i]), s0[i] = to_double(s.data[i]), b0[i] = to_double(b.data[i]);
+  }
+  const double lr = 1e-2, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, wd = 0.1, step = 3, alpha = 0.5, mu = 0.9;
+  const double hyper[kAdamWColumns] = {lr, beta1, beta2, eps, wd, step, alpha, sync ? 1.0 : 0.0, 0.0};
+  const int64_t rows[1] = {0};
+  uintptr_t addresses[6] = {reinterpret_cast<uintptr_t>(p.data), reinterpret_cast<uintptr_t>(g.data),
+                            reinterpret_cast<uintptr_t>(m.data), reinterpret_cast<uintptr_t>(v.data),
+                            reinterpret_cast<uintptr_t>(s.data), reinterpret_cast<uintptr_t>(b.data)};
+  int64_t sizes[6] = {sizeof(F), sizeof(F), sizeof(F), sizeof(F), sizeof(S), sizeof(S)};
+  std::vector<int64_t> words(addresses, addresses + depth);
+  words.push_back(n);
+  words.push_back(pair_code_for<F, S>() | ((common_head(addresses, sizes, depth) + 1) << 8));
+  for (int64_t c = 0; c * chunk < n; ++c) words.push_back(c);
+  const int64_t num_chunks = int64_t(words.size()) - entry_words(depth);
+  tracked.clear();
+  for (int t = 0; t < depth; ++t) tracked.push_back({addresses[t], addresses[t] + n * sizes[t], size_t(sizes[t]), std::vector<int>(n)});
+  const int64_t grid = std::min<int64_t>(std::max<int64_t>(num_chunks, 1), grid_cap);
+  if (with_momentum) {
+    run_on_host(words, num_chunks, chunk, AdamWOp<6>{hyper, rows, mu, true}, grid);
+  } else {
+    run_on_host(words, num_chunks, chunk, AdamWOp<5>{hyper, rows, 0.0, false}, grid);
+  }
+  char where[160];
+  std::snprintf(where, sizeof where, "adamw: n %lld, offset %lld, sync %d, momentum %d, chunk %lld", (long long)n,
+                (long long)offset, int(sync), int(with_momentum), (long long)chunk);
+  const double step_size = lr / (1 - std::pow(beta1, step)), bc2_sqrt = std::sqrt(1 - std::pow(beta2, step));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int t = 0; t < depth; ++t) {
+      const int expected_writes = t == 1 ? 0 : t < 4 ? 1 : int(sync);
+      if (tracked[t].writes[i] != expected_writes) {
+        fail(std::string(where) + ": tensor " + std::to_string(t) + " element " + std::to_string(i) + " written " +
+             std::to_string(tracked[t].writes[i]) + " times");
+        return;
+      }
+    }
+    const double mi = to_double(m.data[i]), vi = to_double(v.data[i]);
+    if (std::fabs(mi - (m0[i] + (1 - beta1) * (g0[i] - m0[i]))) > 2 * ulp<F>(std::max(std::fabs(m0[i]), std::fabs(g0[i])))) {
+      fail(std::string(where) + ": exp_avg " + std::to_string(i));
+    }
+    if (std::fabs(vi - (beta2 * v0[i] + (1 - beta2) * g0[i] * g0[i])) > 4 * ulp<F>(std::max(v0[i], g0[i] * g0[i]))) {
+      fail(std::string(where) + ": exp_avg_sq " + std::to_string(i));
+    }
+    const double update = step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+    const double p_expected = p0[i] * (1 - lr * wd) - update;
+    const double fast_error = 8 * ulp<F>(std::max(std::fabs(p0[i]), std::fabs(update)));
+    const double pi = to_double(p.data[i]), si = to_double(s.data[i]), bi = to_double(b.data[i]);
+    if (!sync) {
+      if (std::fabs(pi - p_expected) > fast_error) fail(std::string(where) + ": param " + std::to_string(i));
+      if (si != s0[i] || bi != b0[i]) fail(std::string(where) + ": state moved off a sync step");
+      continue;
+    }
+    if (pi != to_double(from_double<F>(si))) fail(std::string(where) + ": param is not slow cast");
+    const double f = to_double(from_double<F>(p_expected));
+    const double b_expected = with_momentum ? mu * b0[i] + (f - s0[i]) : 0.0;
+    const double target = f + (with_momentum ? mu * b_expected : 0.0);
+    const double s_expected = s0[i] + alpha * (target - s0[i]);
+    const double magnitude = std::max({std::fabs(f), std::fabs(s0[i]), std::fabs(b0[i]), std::fabs(target)});
+    if (std::fabs(si - s_expected) > 2 * fast_error + 8 * ulp<S>(magnitude)) fail(std::string(where) + ": slow " + std::to_string(i));
+    if (with_momentum && std::fabs(bi - b_expected) > fast_error + 4 * ulp<S>(magnitude)) {
+      fail(std::string(where) + ": momentum " + std::to_string(i));
+    }
+  }
+}
+
 template <typename F, typename S>
 void check_pair(std::mt19937& rng) {
   constexpr int64_t V = kVecBytes / sizeof(F);
@@ -314,6 +398,15 @@ void check_pair(std::mt19937& rng) {
   for (Kind kind : {Kind::kGatedOn, Kind::kGatedOff}) {
     int64_t offsets[3] = {1, 1, 1};
     check_momentum_case<F, S>(3 * kChunkQuantum + 5, offsets, 0.7, 0.5, true, kind, 2, kChunkQuantum, rng);
+  }
+  for (int64_t offset : {int64_t(0), int64_t(1)}) {
+    for (int64_t n : {int64_t(1), V + 1, int64_t(kThreads) * V + 3, 3 * kChunkQuantum + 5}) {
+      for (bool sync : {false, true}) {
+        for (bool with_momentum : {false, true}) {
+          check_adamw_case<F, S>(n, offset, sync, with_momentum, 2, kChunkQuantum, rng);
+        }
+      }
+    }
   }
   for (int64_t chunk : {kChunkQuantum, 3 * kChunkQuantum, kMaxChunkElems}) {  // sizes a plan takes (chunking.h)
     for (auto offsets : {std::pair<int64_t, int64_t>{0, 0}, {1, 1}, {1, 0}}) {

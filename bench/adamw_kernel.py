@@ -1,0 +1,69 @@
+"""The fused AdamW op alone (ops.lookahead_adamw_step_), one 4M-element tensor per dtype pair, in ns
+per element: the step alone, with the sync, with the momentum sync, against torch's fused AdamW
+kernel (torch._fused_adamw_) on the same tensors where torch has one. Interleaved rounds, medians.
+
+    python bench/adamw_kernel.py [--threads N] [--numel N] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+from timing import interleaved_rounds
+
+from lookahead_fused import ops
+from lookahead_fused.backends.reference import ADAMW_COLUMNS
+from lookahead_fused.contract import DTYPE_PAIRS
+
+
+def variants(fast_dtype, slow_dtype, numel: int) -> dict:
+    p, g = torch.randn(numel, dtype=fast_dtype), torch.randn(numel, dtype=fast_dtype) * 1e-3
+    m, v = torch.zeros(numel, dtype=fast_dtype), torch.zeros(numel, dtype=fast_dtype)
+    slow, momentum = p.to(slow_dtype, copy=True), torch.zeros(numel, dtype=slow_dtype)
+    rows = torch.zeros(1, dtype=torch.int64)
+
+    def table(syncs):
+        row = {"lr": 1e-4, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2, "step": 3.0,
+               "alpha": 0.5, "sync": float(syncs), "maximize": 0.0}  # fmt: skip
+        return torch.tensor([[row[c] for c in ADAMW_COLUMNS]], dtype=torch.float64)
+
+    step, sync = table(False), table(True)
+    found = {
+        "step": lambda: ops.lookahead_adamw_step_([p], [g], [m], [v], [slow], step, rows),
+        "step+sync": lambda: ops.lookahead_adamw_step_([p], [g], [m], [v], [slow], sync, rows),
+        "step+momentum sync": lambda: ops.lookahead_adamw_step_([p], [g], [m], [v], [slow], sync, rows,
+                                                                momentum=[momentum], mu=0.9, nesterov=True),  # fmt: skip
+    }
+    torch_step = [torch.tensor(3.0)]
+    try:
+        torch._fused_adamw_([p.clone()], [g], [m.clone()], [v.clone()], [], [torch.tensor(3.0)], lr=1e-4, beta1=0.9,
+                            beta2=0.999, weight_decay=1e-2, eps=1e-8, amsgrad=False, maximize=False)  # fmt: skip
+        tp, tm, tv = p.clone(), m.clone(), v.clone()
+        found["torch fused AdamW"] = lambda: torch._fused_adamw_([tp], [g], [tm], [tv], [], torch_step, lr=1e-4, beta1=0.9,
+                                                                 beta2=0.999, weight_decay=1e-2, eps=1e-8,
+                                                                 amsgrad=False, maximize=False)  # fmt: skip
+    except RuntimeError:
+        pass
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--numel", type=int, default=1 << 22)
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"ns per element, median of {args.rounds} interleaved rounds, {args.numel} elements, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+    for fast_dtype, slow_dtype in DTYPE_PAIRS:
+        samples = interleaved_rounds(variants(fast_dtype, slow_dtype, args.numel), torch.device("cpu"), args.rounds)
+        name = f"{str(fast_dtype).removeprefix('torch.')} + {str(slow_dtype).removeprefix('torch.')} slow"
+        print(f"  {name:<28}" + "".join(f"  {k}: {1e9 * statistics.median(s) / args.numel:5.2f}" for k, s in samples.items()))
+
+
+if __name__ == "__main__":
+    main()

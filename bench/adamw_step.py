@@ -1,0 +1,107 @@
+"""LookaheadAdamW against torch's fused AdamW, step by step: what a non-sync step and a sync step cost.
+
+    python bench/adamw_step.py [MODEL ...]   (default resnet50; also in bash bench/run.sh)
+
+Variants, each a real optimizer step over the same parameter set (fp32, grads set once):
+
+    adamw                  torch.optim.AdamW(fused=True) (foreach where there is no fused one)
+    lookahead_adamw        LookaheadAdamW on a non-sync step (k = 10**9)
+    lookahead_adamw_sync   LookaheadAdamW on a sync step (k = 1)
+    lookahead_sync         Lookahead(AdamW(fused=True)) on a sync step (k = 1): AdamW, then the sync
+
+Timed in interleaved rounds with the two bandwidth timings (timing.py). Per round, the whole-step
+overhead at k = 5 is composed from that round's steps: LookaheadAdamW (4 x lookahead_adamw +
+lookahead_adamw_sync) / (5 x adamw) - 1 and Lookahead(AdamW) (4 x adamw + lookahead_sync) /
+(5 x adamw) - 1, against their floors by bytes (8 and 16 bytes of sync over 5 x 28 bytes of AdamW:
+5.7 % and 11.4 %) and by time (those bytes at the round's bandwidth over 5 adamw steps). Composing
+from single steps drops the k-step variance of step_overhead.py (one sample per five steps) and
+assumes steps are independent, which they are here (no allocation, the same tensors each step).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from timing import interleaved_rounds, per_round, rounds_with_bandwidth, summary
+
+from lookahead_fused import Lookahead, LookaheadAdamW
+
+K = 5
+ADAMW_BYTES, SYNC_BYTES, FUSED_SYNC_BYTES = 28, 16, 8
+NEVER = 10**9
+
+
+def _params(shapes, device):
+    params = [torch.nn.Parameter(torch.randn(shape, device=device)) for shape in shapes]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    return params
+
+
+def _adamw_options(device) -> dict:
+    try:
+        torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1, device=device))], fused=True)
+        return {"fused": True}
+    except (RuntimeError, ValueError):
+        return {"foreach": True}
+
+
+def measure(shapes, device: torch.device, rounds: int | None = None, budget_s: float = 8.0) -> dict:
+    numel = sum(math.prod(s) for s in shapes)
+    options = _adamw_options(device)
+    optimizers = {
+        "adamw": torch.optim.AdamW(_params(shapes, device), lr=1e-4, **options),
+        "lookahead_adamw": LookaheadAdamW(_params(shapes, device), lr=1e-4, k=NEVER),
+        "lookahead_adamw_sync": LookaheadAdamW(_params(shapes, device), lr=1e-4, k=1),
+        "lookahead_sync": Lookahead(torch.optim.AdamW(_params(shapes, device), lr=1e-4, **options), k=1),
+    }
+    samples, bandwidth = rounds_with_bandwidth({name: opt.step for name, opt in optimizers.items()}, device, rounds,
+                                               budget_s, 7, 400)  # fmt: skip
+    adamw = samples["adamw"]
+    fused = per_round(lambda a, n, s: 100 * ((K - 1) * n + s) / (K * a) - 100, adamw, samples["lookahead_adamw"],
+                      samples["lookahead_adamw_sync"])  # fmt: skip
+    composed = per_round(lambda a, s: 100 * ((K - 1) * a + s) / (K * a) - 100, adamw, samples["lookahead_sync"])
+    time_floor = lambda nbytes: per_round(lambda bw, a: 100 * numel * nbytes / bw / (K * a), bandwidth, adamw)  # noqa: E731
+    return {
+        "params": numel,
+        "k": K,
+        "adamw": "AdamW fused" if options.get("fused") else "AdamW foreach",
+        "step_ms": {name: summary(series, 1e3, "ms") for name, series in samples.items() if name in optimizers},
+        "lookahead_adamw_overhead_pct": summary(fused),
+        "lookahead_adamw_floor_pct": 100 * FUSED_SYNC_BYTES / (K * ADAMW_BYTES),
+        "lookahead_adamw_time_floor_pct": summary(time_floor(FUSED_SYNC_BYTES)),
+        "lookahead_overhead_pct": summary(composed),
+        "lookahead_floor_pct": 100 * SYNC_BYTES / (K * ADAMW_BYTES),
+        "lookahead_time_floor_pct": summary(time_floor(SYNC_BYTES)),
+    }
+
+
+def host_overhead(count: int = 161, numel: int = 8, rounds: int = 300) -> dict:
+    """Microseconds per step on `count` tiny params (ResNet-50 has 161 tensors): the host work of a
+    step, kernels aside. torch's fused AdamW against LookaheadAdamW on a non-sync and a sync step."""
+    device = torch.device("cpu")
+    shapes = [(numel,)] * count
+    optimizers = {
+        "adamw": torch.optim.AdamW(_params(shapes, device), **_adamw_options(device)),
+        "lookahead_adamw": LookaheadAdamW(_params(shapes, device), k=NEVER),
+        "lookahead_adamw_sync": LookaheadAdamW(_params(shapes, device), k=1),
+    }
+    samples = interleaved_rounds({name: opt.step for name, opt in optimizers.items()}, device, rounds)
+    return {name: summary(samples[name], 1e6, "us") for name in optimizers}
+
+
+if __name__ == "__main__":
+    import sys
+
+    from model_shapes import MODELS
+
+    for model in sys.argv[1:] or ["resnet50"]:
+        r = measure(MODELS[model](), torch.device("cpu"), budget_s=20.0)
+        show = lambda s: f"{s['median']:.1f} [{s['p10']:.1f}-{s['p90']:.1f}]"  # noqa: E731
+        print(f"{model}: steps (ms) " + ", ".join(f"{k} {v['median_ms']:.2f}" for k, v in r["step_ms"].items()))
+        for name, key in (("LookaheadAdamW", "lookahead_adamw"), ("Lookahead(AdamW)", "lookahead")):
+            print(f"  {name}: overhead {show(r[key + '_overhead_pct'])} % over {r['step_ms']['adamw']['reps']} rounds; "
+                  f"floors {r[key + '_floor_pct']:.1f} % (bytes), {show(r[key + '_time_floor_pct'])} % (time)")  # fmt: skip
+    print("host work per step, 161 params of 8 elements (us): "
+          + ", ".join(f"{k} {v['median_us']:.0f} [{v['p10_us']:.0f}-{v['p90_us']:.0f}]" for k, v in host_overhead().items()))  # fmt: skip

@@ -1,0 +1,80 @@
+// AdamW's step on one element, shared by the CPU kernel (cpu/sync_cpu.cpp) and the CUDA kernel
+// (cuda/table_kernel.cuh), so both compute the same thing by construction. No torch headers.
+//
+// [NOTE: AdamW hyper table] The scalars of a fused AdamW step are a float64 table in the kernel's
+// memory, one row per param group (or per group and step count, when params of a group have taken
+// different numbers of steps), and an int64 row index per entry: the host writes it before the
+// launch (lookahead_fused/adamw.py), or, with capturable=True, device ops do, so a captured graph
+// reads the new lr, step and sync flag on every replay. The rows are checked on the host before a
+// CPU launch (contract.cpp); for a device launch the writer is trusted (reading them would
+// synchronise). `step` is the count after this step.
+// The bias corrections are derived from the row once per chunk, in float64, as torch derives them
+// on the host; the per-element math runs in the opmath type (float for 16-bit params), as torch's
+// fused AdamW does, in the order of torch's single-tensor AdamW (decoupled weight decay first).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "table.h"
+
+#ifdef __CUDACC__
+#define LOOKAHEAD_MATH_FN __host__ __device__ __forceinline__
+#else
+#define LOOKAHEAD_MATH_FN inline __attribute__((always_inline))
+#endif
+
+namespace lookahead_fused {
+
+// The columns of a row; maximize is 1 to ascend (torch's maximize=True), sync is 1 on a sync step.
+enum AdamWColumn : int64_t {
+  kLr, kBeta1, kBeta2, kEps, kWeightDecay, kStep, kAlpha, kSyncFlag, kMaximize, kAdamWColumns
+};
+
+// One row, resolved for the elements of an entry, in the opmath type T.
+template <typename T>
+struct AdamWConstants {
+  T decay;                      // 1 - lr * weight_decay
+  // exp_avg <- lerp(exp_avg, grad, w1 = 1 - beta1), two-sided like torch.lerp: m + w1 (g - m) for
+  // w1 < 0.5, else g - (g - m)(1 - w1), which is g + beta1 (m - g) exactly; so both are from + w (to -
+  // from) with (from, to, w) = (m, g, w1) or (g, m, beta1), picked by selects the vectoriser keeps
+  // (a branch between two formulas left the loop scalar: "control flow in loop")
+  T m_weight;
+  bool small_w1;
+  T beta2, one_minus_beta2;
+  T eps, step_size, bc2_sqrt;   // lr / (1 - beta1^step), sqrt(1 - beta2^step)
+  T grad_sign;                  // -1 with maximize
+  double alpha;                 // the sync's, when `syncs`
+  bool syncs;
+
+  LOOKAHEAD_MATH_FN explicit AdamWConstants(const double* row) {
+    const double beta1 = row[kBeta1], beta2_d = row[kBeta2], step = row[kStep];
+    decay = T(1.0 - row[kLr] * row[kWeightDecay]);
+    small_w1 = 1.0 - beta1 < 0.5;
+    m_weight = small_w1 ? T(1.0 - beta1) : T(beta1);
+    beta2 = T(beta2_d);
+    one_minus_beta2 = T(1.0 - beta2_d);
+    eps = T(row[kEps]);
+    step_size = T(row[kLr] / (1.0 - pow(beta1, step)));
+    bc2_sqrt = T(sqrt(1.0 - pow(beta2_d, step)));
+    grad_sign = row[kMaximize] != 0.0 ? T(-1) : T(1);
+    alpha = row[kAlpha];
+    syncs = row[kSyncFlag] != 0.0;
+  }
+};
+
+// The new param (not yet rounded) from param p and grad g; m and v are updated and rounded to their
+// storage by `round`, and the param's update uses the rounded moments (as torch's AdamW, which
+// stores them before it reads them).
+template <typename T, typename Round>
+LOOKAHEAD_MATH_FN T adamw_element(T p, T g, T& m, T& v, const AdamWConstants<T>& c, Round round) {
+  using std::sqrt;
+  g = g * c.grad_sign;
+  const T from = c.small_w1 ? m : g, to = c.small_w1 ? g : m;
+  m = round(from + c.m_weight * (to - from));
+  v = round(c.beta2 * v + c.one_minus_beta2 * (g * g));
+  const T denom = sqrt(v) / c.bc2_sqrt + c.eps;
+  return p * c.decay - c.step_size * (m / denom);
+}
+
+}  // namespace lookahead_fused

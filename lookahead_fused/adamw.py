@@ -1,0 +1,280 @@
+"""LookaheadAdamW: AdamW with the Lookahead sync inside its own fused step.
+
+Lookahead around a fused AdamW reads and writes the params twice on a sync step: AdamW's pass
+(p, g, m, v read; p, m, v written: 28 B per fp32 param), then the sync's (p and slow: 16 B). Here
+one launch per device and step runs AdamW's update for every param and, on a sync step, moves the
+slow weights (and the outer momentum) toward the new params and resets them, in the same pass: the
+sync adds only slow's read and write (8 B). The math is csrc/adamw.h; the scalars reach the kernel
+as a small float64 table ([NOTE: AdamW hyper table]).
+
+[NOTE: LookaheadAdamW is a Lookahead] The class is a Lookahead whose inner optimizer is a
+torch.optim.AdamW that never steps itself: it holds the param groups (lr, betas, eps, weight_decay,
+maximize, which schedulers drive) and the per-param state under torch's keys (step, exp_avg,
+exp_avg_sq), so state_dict() is Lookahead(AdamW)'s format and a checkpoint moves between the two
+either way; slow_weights(), sync_lookahead(), per-group alpha, pullback momentum, outer momentum
+and the checkpoint code are Lookahead's. Only step() differs.
+
+[NOTE: AdamW rows] Host steps (capturable=False) write one row per (group, step count), usually
+one per group: the counts are read from the CPU step tensors torch.optim.AdamW keeps, so params
+that have taken different numbers of steps (a param without a grad for a while) keep torch's
+per-param bias correction. With capturable=True the table lives on the device with one row per
+param, and device ops write the step and sync columns on every step, so a captured CUDA graph
+replays them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import ops, tensor_groups
+from .adaptive_alpha import ADAPTIVE
+from .backends import reference
+from .adamw_state import Layout
+from .optimizer import Lookahead
+
+_COLUMN = {name: i for i, name in enumerate(reference.ADAMW_COLUMNS)}
+_CACHED_ROW_TENSORS = 8
+
+
+class LookaheadAdamW(Lookahead):
+    """AdamW (torch.optim.AdamW's math and state) with Lookahead every k steps, fused in one pass.
+
+    Equal to Lookahead(torch.optim.AdamW(params, lr, betas, eps, weight_decay, maximize=maximize),
+    k, alpha, ...) with the same options to within a few ulp per step. amsgrad=True is refused.
+    Params without a grad take no AdamW step (as in torch) but are synced; strided params run the
+    per-tensor reference beside the fused launch. See lookahead_fused.Lookahead for the Lookahead
+    options; alpha="adaptive" is not supported here."""
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=1e-2,
+        *,
+        amsgrad=False,
+        maximize=False,
+        k=5,
+        alpha=0.5,
+        slow_dtype=None,
+        pullback_momentum="none",
+        outer_momentum=0.0,
+        nesterov=False,
+        capturable=False,
+        backend="auto",
+    ):
+        if amsgrad:
+            raise ValueError(
+                "LookaheadAdamW does not support amsgrad=True (its fused step keeps no max_exp_avg_sq); use "
+                "Lookahead(torch.optim.AdamW(params, amsgrad=True))"
+            )
+        if isinstance(alpha, str) and alpha == ADAPTIVE:
+            raise ValueError("LookaheadAdamW takes a number alpha; for alpha='adaptive' use Lookahead(torch.optim.AdamW(...))")
+        inner = torch.optim.AdamW(
+            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize,
+            capturable=capturable, foreach=False,
+        )  # fmt: skip
+        self._row_tensors: dict = {}
+        self._device_tables: dict = {}
+        self._cached_layout: Layout | None = None
+        self._state_version = 0
+        super().__init__(
+            inner, k, alpha, pullback_momentum=pullback_momentum, outer_momentum=outer_momentum, nesterov=nesterov,
+            slow_dtype=slow_dtype, backend=backend, capturable=capturable,
+        )  # fmt: skip
+        if capturable and self._strided_ids:
+            raise ValueError("LookaheadAdamW(capturable=True) needs dense params (a strided view runs the host loop)")
+        if capturable and backend in ("reference", "foreach") and self._step_count_tensor.device.type != "cpu":
+            raise ValueError(
+                f"LookaheadAdamW(capturable=True) on a GPU needs a fused backend ('cuda', 'triton' or 'auto'): the "
+                f"{backend!r} loop reads the hyper table on the host, which a CUDA graph cannot capture"
+            )
+
+    def _check_group(self, group: dict, where: str) -> None:
+        if group.get("amsgrad"):
+            raise ValueError(f"{where}: LookaheadAdamW does not support amsgrad=True")
+        super()._check_group(group, where)
+
+    def __repr__(self) -> str:
+        return "LookaheadAdamW" + super().__repr__()[len("Lookahead"):]
+
+    # -- stepping --------------------------------------------------------------------------------
+    # [NOTE: LookaheadAdamW under torch.compile] The step is one fused launch already, so tracing
+    # it would gain nothing, and its bookkeeping (the cached layout, the host table) is host work
+    # that a trace would turn into guards. So a compiled function runs it eagerly: one graph break
+    # at the call (torch.optim's own steps break there too), the same graph on every step, sync or
+    # not, and no recompiles.
+    @torch.compiler.disable
+    @torch.no_grad()
+    def step(self, closure=None):
+        """AdamW's step for every param with a grad and, after every k-th step, the sync, in one
+        launch per device. Returns the closure's loss."""
+        self._refuse_inside_slow_weights("step()")
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if self.defaults["capturable"]:
+            self._device_step()
+        else:
+            self._host_step()
+        return loss
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        self._state_version += 1
+
+    def _restore(self, loaded) -> None:
+        super()._restore(loaded)
+        self._state_version += 1  # new state tensors: the next step rebuilds its layout
+
+    def _entries(self, require_grads: bool) -> list[tuple[int, torch.Tensor]]:
+        """(group index, param) for every param with a grad, group by group."""
+        found = []
+        for g, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                grad = p.grad
+                if grad is None:
+                    if require_grads:
+                        raise ValueError(
+                            f"LookaheadAdamW(capturable=True): param group {g}: param {i} has no grad; a captured "
+                            "step updates every param, so each needs a grad (zero it instead of setting it to None)"
+                        )
+                    continue
+                if grad.is_sparse:
+                    raise RuntimeError(f"param group {g}: param {i}: AdamW does not support sparse gradients")
+                found.append((g, p))
+        return found
+
+    def _layout(self, require_grads: bool, syncs: bool) -> Layout:
+        entries = self._entries(require_grads)
+        layout = self._cached_layout
+        if (
+            layout is None
+            or layout.version != self._state_version
+            or layout.key != tuple(id(p) for _, p in entries)
+            or (syncs and not layout.holds_current_state(self))
+        ):
+            layout = self._cached_layout = Layout(self, entries, self._state_version)
+        return layout
+
+    def _group_row(self, g: int, step: float, syncs: bool, alphas: list) -> list[float]:
+        group = self.param_groups[g]
+        beta1, beta2 = group["betas"]
+        return [float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]),
+                step, float(alphas[g]), float(syncs), float(bool(group["maximize"]))]  # fmt: skip
+
+    def _host_rows(self, layout: Layout, steps: list[float], syncs: bool) -> tuple[torch.Tensor, list[int]]:
+        """The host table and each entry's row: one row per (group, step count) ([NOTE: AdamW rows])."""
+        alphas = self.group_alphas()
+        table, rows = [], [0] * len(steps)
+        for g, start, end in layout.spans:
+            counts = steps[start:end]
+            if counts.count(counts[0]) == len(counts):  # the common case: the group stepped together
+                rows[start:end] = [len(table)] * (end - start)
+                table.append(self._group_row(g, counts[0], syncs, alphas))
+                continue
+            row_of: dict[float, int] = {}
+            for n, count in enumerate(counts, start):
+                if count not in row_of:
+                    row_of[count] = len(table)
+                    table.append(self._group_row(g, count, syncs, alphas))
+                rows[n] = row_of[count]
+        return torch.tensor(table, dtype=torch.float64).reshape(-1, len(reference.ADAMW_COLUMNS)), rows
+
+    def _rows_on(self, device: torch.device, rows: list[int]) -> torch.Tensor:
+        key = (device, tuple(rows))
+        held = self._row_tensors.get(key)
+        if held is None:
+            if len(self._row_tensors) >= _CACHED_ROW_TENSORS:
+                self._row_tensors.clear()
+            held = self._row_tensors[key] = torch.tensor(rows, dtype=torch.int64).to(device)
+        return held
+
+    def _host_step(self) -> None:
+        """capturable=False: the host knows the counter and the step counts ([NOTE: AdamW rows])."""
+        syncs = (self.step_count + 1) % self.k == 0
+        if syncs:
+            pairs = tensor_groups.weight_pairs(self)  # checks the pairs (and moves slow weights along) first
+        layout = self._layout(require_grads=False, syncs=syncs)
+        host_table, rows = self._host_rows(layout, (layout.steps + 1).tolist(), syncs)
+        mu, nesterov, backend = self.defaults["outer_momentum"], self.defaults["nesterov"], self.defaults["backend"]
+        for device, launch in layout.fused.items():
+            hyper = host_table if device.type == "cpu" else host_table.pin_memory().to(device, non_blocking=True)
+            ops.lookahead_adamw_step_(launch.params, [p.grad for p in launch.params], launch.exp_avgs, launch.exp_avg_sqs,
+                                      launch.slow, hyper, self._rows_on(device, [rows[n] for n in launch.entries]),
+                                      momentum=launch.outer or None, mu=mu, nesterov=nesterov, backend=backend)  # fmt: skip
+        for launch in layout.strided.values():
+            reference.adamw_step_(launch.params, [p.grad for p in launch.params], launch.exp_avgs, launch.exp_avg_sqs,
+                                  launch.slow, launch.outer, host_table, torch.tensor([rows[n] for n in launch.entries]),
+                                  mu, nesterov)  # fmt: skip
+        layout.steps.add_(1)
+        self._step_count_tensor.add_(1)
+        if syncs:
+            self._sync_rest(pairs, set(layout.key))
+
+    def _sync_rest(self, pairs: dict, stepped: set) -> None:
+        """After a fused sync step: the sync of the params that took no AdamW step (no grad), with
+        their pullback momenta, then the pullback momenta of the stepped params (their own launch,
+        as in Lookahead), or the reset."""
+        rest, moments = {}, []
+        for alpha, (fast, slow) in pairs.items():
+            kept = [(f, s) for f, s in zip(fast, slow) if id(f) not in stepped]
+            if kept:
+                rest[alpha] = ([f for f, _ in kept], [s for _, s in kept])
+            if self.pullback_momentum == "pullback":
+                moment_fast, moment_slow = tensor_groups.momentum_pairs(self, [f for f in fast if id(f) in stepped])
+                if moment_fast:
+                    moments.append((alpha, (moment_fast, moment_slow)))
+        self._run_launches(tensor_groups.launches(self, rest) + moments)
+        if self.pullback_momentum == "reset":
+            self._reset_first_moments()
+
+    def _device_step(self) -> None:
+        """capturable=True: a device table with one row per param; device ops write its step and sync
+        columns, so the same launches run on every step (a CUDA graph replays them)."""
+        layout = self._layout(require_grads=True, syncs=False)
+        for device, launch in layout.fused.items():  # one device (capturable.py checks it)
+            hyper, rows = self._device_table(layout, device)
+            mu = self.defaults["outer_momentum"]
+            ops.lookahead_adamw_step_(launch.params, [p.grad for p in launch.params], launch.exp_avgs, launch.exp_avg_sqs,
+                                      launch.slow, hyper, rows, momentum=launch.outer or None, mu=mu,
+                                      nesterov=self.defaults["nesterov"], backend=self.defaults["backend"])  # fmt: skip
+        self._step_count_tensor.add_(1)
+        if self.pullback_momentum == "reset":
+            self._reset_first_moments_on_device_gate()
+        elif self.pullback_momentum == "pullback":
+            for alpha, (fast, _) in tensor_groups.weight_pairs(self, check=False).items():
+                moment_fast, moment_slow = tensor_groups.momentum_pairs(self, fast)
+                if moment_fast:
+                    alpha_tensor = self._alpha_on(moment_fast[0].device, alpha, compiling=False)
+                    ops.lookahead_sync_on_step_(moment_fast, moment_slow, alpha_tensor, self._step_count_tensor, self.k,
+                                                backend=self.defaults["backend"])  # fmt: skip
+
+    def _device_table(self, layout: Layout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The device table of `layout` for this step: host-known columns rewritten when they change
+        (not while capturing: a captured graph keeps the values it was captured with, as torch's
+        capturable AdamW does with a float lr), tensor lrs copied on the device, the steps advanced
+        and the sync flag set from the counter."""
+        alphas = self.group_alphas()
+        host_rows = [self._group_row(g, 1.0, False, alphas) for g, _ in layout.entries]
+        held = self._device_tables.get(id(layout))
+        if held is None or held[0] is not layout or held[3] != host_rows:
+            if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+                raise RuntimeError(
+                    "LookaheadAdamW(capturable=True): the hyperparameters changed (or the params did) while a CUDA "
+                    "graph is being captured; run one step eagerly first, and give a changing lr as a tensor"
+                )
+            hyper = torch.tensor(host_rows, dtype=torch.float64).reshape(-1, len(reference.ADAMW_COLUMNS)).to(device)
+            held = (layout, hyper, torch.arange(len(host_rows), dtype=torch.int64, device=device), host_rows)
+            self._device_tables = {id(layout): held}
+        _, hyper, rows, _ = held
+        layout.steps.add_(1)
+        hyper[:, _COLUMN["step"]].copy_(layout.steps)
+        hyper[:, _COLUMN["sync"]].copy_(((self._step_count_tensor + 1) % self.k == 0).to(device))
+        for g, start, end in layout.spans:
+            lr = self.param_groups[g]["lr"]
+            if isinstance(lr, torch.Tensor):
+                hyper[start:end, _COLUMN["lr"]].copy_(lr.expand(end - start))
+        return hyper, rows

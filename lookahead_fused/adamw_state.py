@@ -1,0 +1,92 @@
+"""LookaheadAdamW's per-step bookkeeping, built once per set of params with grads and reused while
+that set and the state tensors stay: each device's launch lists, and the params' step counts.
+
+[NOTE: shared step counts] torch.optim.AdamW keeps a 0-dim 'step' tensor per param and adds 1 to
+each every step (a foreach call over N tensors: ~0.3 ms for ResNet-50's 161 on the CPU, 2 % of its
+fused step). Here the 'step' of each param with a grad is a view of one float32 buffer (on the CPU,
+or on the device with capturable=True), so a step adds 1 with one op and the host reads every count
+with one tolist(). state_dict() holds the views, which torch.optim.AdamW loads like its own; the
+step tensors of a loaded checkpoint are gathered into a new buffer when the layout is rebuilt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .slow_state import OUTER_MOMENTUM, SLOW_PARAM
+
+
+@dataclass
+class DeviceLaunch:
+    """The tensors of one device's launch: fused (dense params) and strided ones (the reference loop)."""
+
+    params: list = field(default_factory=list)
+    exp_avgs: list = field(default_factory=list)
+    exp_avg_sqs: list = field(default_factory=list)
+    slow: list = field(default_factory=list)
+    outer: list = field(default_factory=list)  # the outer momenta, or empty
+    entries: list = field(default_factory=list)  # positions in Layout.entries
+
+
+class Layout:
+    """entries: [(group index, param)] of the params with a grad, group by group."""
+
+    def __init__(self, opt, entries: list, version: int):
+        self.key = tuple(id(p) for _, p in entries)
+        self.version = version
+        self.entries = entries
+        self.spans = _group_spans(entries)  # [(group, start, end)]
+        capturable = opt.defaults["capturable"]
+        for _, p in entries:
+            state = opt.optimizer.state[p]
+            if not state:  # as torch.optim.AdamW's first step creates it
+                state["step"] = torch.zeros((), dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        self.steps = _shared_steps(opt, entries, entries[0][1].device if capturable and entries else torch.device("cpu"))
+        mu = opt.defaults["outer_momentum"]
+        self.fused: dict[torch.device, DeviceLaunch] = {}
+        self.strided: dict[torch.device, DeviceLaunch] = {}
+        for n, (_, p) in enumerate(entries):
+            target = self.strided if id(p) in opt._strided_ids else self.fused
+            launch = target.setdefault(p.device, DeviceLaunch())
+            inner, outer = opt.optimizer.state[p], opt.state[p]
+            launch.params.append(p)
+            launch.exp_avgs.append(inner["exp_avg"])
+            launch.exp_avg_sqs.append(inner["exp_avg_sq"])
+            launch.slow.append(outer[SLOW_PARAM])
+            if mu:
+                launch.outer.append(outer[OUTER_MOMENTUM])
+            launch.entries.append(n)
+
+    def holds_current_state(self, opt) -> bool:
+        """Whether the slow weights are still the tensors this layout holds (a sync's check may move
+        them to a param's new device or layout)."""
+        return all(
+            s is opt.state[p][SLOW_PARAM]
+            for launches in (self.fused, self.strided)
+            for launch in launches.values()
+            for p, s in zip(launch.params, launch.slow)
+        )
+
+
+def _group_spans(entries: list) -> list[tuple[int, int, int]]:
+    spans = []
+    for n, (g, _) in enumerate(entries):
+        if spans and spans[-1][0] == g:
+            spans[-1] = (g, spans[-1][1], n + 1)
+        else:
+            spans.append((g, n, n + 1))
+    return spans
+
+
+def _shared_steps(opt, entries: list, device: torch.device) -> torch.Tensor:
+    """One buffer of the entries' step counts; each param's state['step'] becomes a view of it
+    ([NOTE: shared step counts])."""
+    steps = [opt.optimizer.state[p]["step"] for _, p in entries]
+    buffer = torch.stack([s.to(device=device, dtype=torch.float32) for s in steps]) if steps else torch.zeros(0, device=device)
+    for n, (_, p) in enumerate(entries):
+        opt.optimizer.state[p]["step"] = buffer[n]
+    return buffer

@@ -1,0 +1,182 @@
+"""AdamW's fused step with the sync for the "triton" backend: one launch per dtype pair and alignment
+class, the math of csrc/adamw.h ([NOTE: Triton AdamW]).
+
+[NOTE: Triton AdamW] The plan is the sync's ([NOTE: Triton plan] in triton_kernels.py) with six
+address tables (param, grad, exp_avg, exp_avg_sq, slow, outer momentum) and each entry's row of the
+hyper table. The bias corrections and the other per-row constants are derived from the hyper
+table by torch ops on its device before the launch (a few tiny kernels, which a CUDA graph
+captures), so the kernel loads them instead of computing pow: float64, as the C++ kernels derive
+them. Square roots and divisions are IEEE-rounded (tl.sqrt_rn, tl.div_rn), like the C++ kernels'.
+On a non-sync row the slow weights are not read. The block size is not tuned for this op (BLOCK
+1024, 4 warps on a GPU): unmeasured on a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+
+import torch
+import triton
+import triton.language as tl
+
+from ..contract import opmath_dtype
+from ..device_scalars import device_scalar
+from . import triton_interpreting
+from .triton_kernels import (
+    _INTERPRETER_CONFIG, _TL_DTYPES, CHUNK_BITS, _max_programs, _on_vector_boundary, _round, _sync_values, cached_plan,
+)  # fmt: skip
+
+_GPU_CONFIG = (1024, 4)
+# The derived columns, per row (see _derived): the kernel's view of csrc/adamw.h's AdamWConstants.
+_DECAY, _M_WEIGHT, _SMALL_W1, _BETA2, _ONE_MINUS_BETA2, _EPS, _STEP_SIZE, _BC2_SQRT, _SIGN, _ALPHA, _SYNC = (
+    tl.constexpr(i) for i in range(11)
+)
+_DERIVED = 11
+
+
+def _derived(hyper: torch.Tensor) -> torch.Tensor:
+    """The per-row constants of csrc/adamw.h from the hyper table, in float64 on its device."""
+    lr, beta1, beta2, eps, weight_decay, step, alpha, syncs, maximize = hyper.unbind(1)
+    small = (1.0 - beta1) < 0.5
+    columns = [
+        1.0 - lr * weight_decay, torch.where(small, 1.0 - beta1, beta1), small.double(), beta2, 1.0 - beta2, eps,
+        lr / (1.0 - torch.pow(beta1, step)), torch.sqrt(1.0 - torch.pow(beta2, step)), 1.0 - 2.0 * maximize, alpha, syncs,
+    ]  # fmt: skip
+    return torch.stack(columns, 1).contiguous()
+
+
+@triton.jit
+def _sqrt_rn(x, OPMATH: tl.constexpr):
+    """IEEE-rounded square root: sqrt_rn for float32 (tl.sqrt may be approximate); float64's is exact."""
+    if OPMATH == tl.float64:
+        return tl.sqrt(x)
+    else:
+        return tl.sqrt_rn(x)
+
+
+@triton.jit
+def _div_rn(a, b, OPMATH: tl.constexpr):
+    """IEEE-rounded division (float32's `/` may be approximate; float64's is rounded)."""
+    if OPMATH == tl.float64:
+        return a / b
+    else:
+        return tl.div_rn(a, b)
+
+
+@triton.jit
+def _adamw_table_kernel(
+    param_addresses, grad_addresses, exp_avg_addresses, exp_avg_sq_addresses, slow_addresses, mom_addresses,
+    numels, row_of, chunks, num_chunks, derived, mu_ptr,
+    FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
+    CHUNK_BITS: tl.constexpr, MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr, COLUMNS: tl.constexpr,
+):  # fmt: skip
+    for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):  # [NOTE: Triton grid]
+        packed = tl.load(chunks + c)
+        entry = packed >> CHUNK_BITS
+        start = tl.multiple_of((packed & ((1 << CHUNK_BITS) - 1)) * BLOCK, BLOCK)
+        row = derived + tl.load(row_of + entry) * COLUMNS
+        param = tl.load(param_addresses + entry).to(tl.pointer_type(FAST))
+        grad = tl.load(grad_addresses + entry).to(tl.pointer_type(FAST))
+        exp_avg = tl.load(exp_avg_addresses + entry).to(tl.pointer_type(FAST))
+        exp_avg_sq = tl.load(exp_avg_sq_addresses + entry).to(tl.pointer_type(FAST))
+        slow = tl.load(slow_addresses + entry).to(tl.pointer_type(SLOW))
+        mom = tl.load(mom_addresses + entry).to(tl.pointer_type(SLOW))  # slow's own table without MOMENTUM
+        if ALIGNED:  # [NOTE: Triton vector accesses]
+            param = tl.multiple_of(param, 16)
+            grad = tl.multiple_of(grad, 16)
+            exp_avg = tl.multiple_of(exp_avg, 16)
+            exp_avg_sq = tl.multiple_of(exp_avg_sq, 16)
+            slow = tl.multiple_of(slow, 16)
+            mom = tl.multiple_of(mom, 16)
+        offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
+        numel = tl.load(numels + entry)
+        if start + BLOCK <= numel:  # unmasked, so aligned entries get 16-byte accesses ([NOTE: Triton vector accesses])
+            _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, None, row, mu_ptr, FAST, SLOW, OPMATH,
+                         MOMENTUM, NESTEROV)  # fmt: skip
+        else:
+            _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, offsets < numel, row, mu_ptr, FAST, SLOW,
+                         OPMATH, MOMENTUM, NESTEROV)  # fmt: skip
+
+
+@triton.jit
+def _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, mask, row, mu_ptr, FAST, SLOW, OPMATH, MOMENTUM,
+                 NESTEROV):  # fmt: skip
+    g = tl.load(grad + offsets, mask=mask).to(OPMATH) * tl.load(row + _SIGN).to(OPMATH)
+    m = tl.load(exp_avg + offsets, mask=mask).to(OPMATH)
+    small = tl.load(row + _SMALL_W1) != 0.0  # lerp(m, g, 1 - beta1) from m, else from g
+    low = tl.where(small, m, g)
+    high = tl.where(small, g, m)
+    m_new = _round(low + tl.load(row + _M_WEIGHT).to(OPMATH) * (high - low), FAST)
+    v = tl.load(exp_avg_sq + offsets, mask=mask).to(OPMATH)
+    v_new = _round(tl.load(row + _BETA2).to(OPMATH) * v + tl.load(row + _ONE_MINUS_BETA2).to(OPMATH) * (g * g), FAST)
+    tl.store(exp_avg + offsets, m_new, mask=mask)
+    tl.store(exp_avg_sq + offsets, v_new, mask=mask)
+    denom = _div_rn(_sqrt_rn(v_new.to(OPMATH), OPMATH), tl.load(row + _BC2_SQRT).to(OPMATH), OPMATH) + tl.load(row + _EPS).to(OPMATH)
+    p = tl.load(param + offsets, mask=mask).to(OPMATH) * tl.load(row + _DECAY).to(OPMATH)
+    p = p - tl.load(row + _STEP_SIZE).to(OPMATH) * _div_rn(m_new.to(OPMATH), denom, OPMATH)
+    p_stored = _round(p, FAST)
+    if tl.load(row + _SYNC) != 0.0:  # the sync of the param as stored
+        w = tl.load(row + _ALPHA).to(OPMATH)
+        so = tl.load(slow + offsets, mask=mask).to(OPMATH)
+        _sync_values(p_stored.to(OPMATH), so, param, slow, mom, offsets, mask, w, tl.load(mu_ptr), FAST, SLOW,
+                     OPMATH, 2, MOMENTUM, NESTEROV)  # fmt: skip
+    else:
+        tl.store(param + offsets, p_stored, mask=mask)
+
+
+class _AdamWGroup:
+    """The tables of one launch: entries of one dtype pair and alignment class."""
+
+    def __init__(self, lists, entries, block, device):
+        params = lists[0]
+        self.fast_dtype, self.slow_dtype = params[0].dtype, lists[4][0].dtype
+        self.momentum = len(lists) == 6
+        self.aligned = all(map(_on_vector_boundary, *lists))
+        chunk_words = [(i << CHUNK_BITS) | c for i, p in enumerate(params) for c in range(triton.cdiv(p.numel(), block))]
+        self.num_chunks = len(chunk_words)
+        words = [t.data_ptr() for tensors in lists for t in tensors] + [p.numel() for p in params] + entries + chunk_words
+        table = self.tables = torch.tensor(words, dtype=torch.int64).to(device)
+        n, depth = len(params), len(lists)
+        self.addresses = [table[i * n : (i + 1) * n] for i in range(depth)]
+        if not self.momentum:
+            self.addresses.append(self.addresses[4])
+        self.numels = table[depth * n : (depth + 1) * n]
+        self.entries = table[(depth + 1) * n : (depth + 2) * n]  # positions in the call, to look up their rows
+        self.chunks = table[(depth + 2) * n :]
+
+
+_plans: OrderedDict = OrderedDict()
+
+
+def _groups(lists, device) -> list[_AdamWGroup]:
+    """The launches of a call: one per dtype pair and alignment class ([NOTE: Triton vector accesses])."""
+    block, _ = _INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
+    classes: dict[tuple, list] = {}
+    for n, tensors in enumerate(zip(*lists)):
+        if tensors[0].numel():
+            classes.setdefault((tensors[0].dtype, tensors[4].dtype, _on_vector_boundary(*tensors)), []).append((n, *tensors))
+    groups = []
+    for chosen in classes.values():
+        entries, *columns = (list(column) for column in zip(*chosen))
+        groups.append(_AdamWGroup(columns, entries, block, device))
+    return groups
+
+
+def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu: float, nesterov: bool) -> None:
+    lists = [list(params), list(grads), list(exp_avgs), list(exp_avg_sqs), list(slow)] + ([list(momentum)] if momentum else [])
+    if not lists[0]:
+        return
+    device = lists[0][0].device
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        derived = _derived(hyper)
+        block, warps = _INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
+        for group in cached_plan(_plans, lists, 4, _groups, "lookahead_adamw_step_"):
+            opmath = opmath_dtype(group.slow_dtype)
+            _adamw_table_kernel[(min(group.num_chunks, _max_programs(device)),)](
+                *group.addresses, group.numels, rows[group.entries], group.chunks, group.num_chunks, derived,
+                device_scalar(float(mu), opmath, device),
+                FAST=_TL_DTYPES[group.fast_dtype], SLOW=_TL_DTYPES[group.slow_dtype], OPMATH=_TL_DTYPES[opmath],
+                ALIGNED=group.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS, MOMENTUM=group.momentum,
+                NESTEROV=bool(nesterov), COLUMNS=_DERIVED, num_warps=warps,
+            )  # fmt: skip
