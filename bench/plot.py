@@ -34,7 +34,12 @@ def _grouped_bars(ax, cases: list[dict], backends: list[str], colors: dict[str, 
 
 
 def _overhead_panel(ax, rows: list[dict]) -> None:
-    labels = [f"{r['inner']}\n{r['lookahead']}" for r in rows]
+    labels = [
+        f"LookaheadAdamW\n{r['lookahead'].removeprefix('LookaheadAdamW ')}\n(vs {r['inner']})"
+        if r["lookahead"].startswith("LookaheadAdamW")
+        else f"{r['inner']}\n+ Lookahead\n{r['lookahead']}"
+        for r in rows
+    ]
     x = np.arange(len(rows))
     medians = np.array([r["overhead_pct"]["median"] for r in rows])
     errors = np.array([medians - [r["overhead_pct"]["p10"] for r in rows], [r["overhead_pct"]["p90"] for r in rows] - medians])
@@ -45,6 +50,7 @@ def _overhead_panel(ax, rows: list[dict]) -> None:
                label="floor by time (sync bytes at measured bandwidth / measured AdamW steps)")  # fmt: skip
     ax.set_xticks(x, labels, fontsize=7)
     ax.set_ylabel("overhead over AdamW alone, %")
+    ax.set_ylim(top=1.5 * max(r["overhead_pct"]["p90"] for r in rows))  # room for the legend
     ax.set_title(f"Whole training step: what Lookahead adds (k={rows[0]['k']}, {rows[0]['params'] / 1e6:.1f}M fp32 params)",
                  fontsize=10)  # fmt: skip
     ax.legend(fontsize=7)
