@@ -204,7 +204,9 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
         raise ValueError(f"{op}: hyper must be a contiguous float64 tensor of shape (rows, {ADAMW_COLUMNS})")
     if rows.dtype != torch.int64 or tuple(rows.shape) != (len(params),):
         raise ValueError(f"{op}: rows must be a contiguous int64 tensor of one row index per param ({len(params)})")
-    if params and bool(((rows < 0) | (rows >= hyper.shape[0])).any()):
+    # the values only where reading them is free (csrc/contract.cpp does the same): on a GPU it would
+    # synchronise, and a captured step could not run it
+    if params and rows.device.type == "cpu" and bool(((rows < 0) | (rows >= hyper.shape[0])).any()):
         raise ValueError(f"{op}: a param names a row outside the hyper table of {hyper.shape[0]} rows")
     check_no_overlap(params, grads, exp_avgs, exp_avg_sqs, slow, *([momentum] if momentum else []), op=op)
 
