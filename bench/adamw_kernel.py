@@ -14,8 +14,7 @@ import torch
 from timing import interleaved_rounds
 
 from lookahead_fused import ops
-from lookahead_fused.backends.reference import ADAMW_COLUMNS
-from lookahead_fused.contract import DTYPE_PAIRS
+from lookahead_fused.contract import ADAMW_COLUMNS, DTYPE_PAIRS
 
 
 def variants(fast_dtype, slow_dtype, numel: int) -> dict:

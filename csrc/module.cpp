@@ -6,6 +6,7 @@
 #include <torch/library.h>
 #include <torch/version.h>
 
+#include "adamw.h"
 #include "contract.h"
 #include "cpu/sync_cpu.h"
 #include "dtypes.h"
@@ -113,6 +114,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     info["torch_version"] = TORCH_VERSION;
     info["cpu_kernel_isa"] = cpu_kernel_isa();
     info["dtype_pairs"] = dtype_pairs();
+    info["adamw_columns"] = int64_t(kAdamWColumns);
     return info;
   });
   using Tensors = std::vector<at::Tensor>;

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import torch
 
-from . import ops, tensor_groups
+from . import contract, ops, tensor_groups
 from .adaptive_alpha import ADAPTIVE
 from .backends import reference
 from .adamw_state import Layout
 from .optimizer import Lookahead
 
-_COLUMN = {name: i for i, name in enumerate(reference.ADAMW_COLUMNS)}
+_COLUMN = {name: i for i, name in enumerate(contract.ADAMW_COLUMNS)}
 _CACHED_ROW_TENSORS = 8
 
 
@@ -181,7 +181,7 @@ class LookaheadAdamW(Lookahead):
                     row_of[count] = len(table)
                     table.append(self._group_row(g, count, syncs, alphas))
                 rows[n] = row_of[count]
-        return torch.tensor(table, dtype=torch.float64).reshape(-1, len(reference.ADAMW_COLUMNS)), rows
+        return torch.tensor(table, dtype=torch.float64).reshape(-1, len(contract.ADAMW_COLUMNS)), rows
 
     def _rows_on(self, device: torch.device, rows: list[int]) -> torch.Tensor:
         key = (device, tuple(rows))
@@ -266,7 +266,7 @@ class LookaheadAdamW(Lookahead):
                     "LookaheadAdamW(capturable=True): the hyperparameters changed (or the params did) while a CUDA "
                     "graph is being captured; run one step eagerly first, and give a changing lr as a tensor"
                 )
-            hyper = torch.tensor(host_rows, dtype=torch.float64).reshape(-1, len(reference.ADAMW_COLUMNS)).to(device)
+            hyper = torch.tensor(host_rows, dtype=torch.float64).reshape(-1, len(contract.ADAMW_COLUMNS)).to(device)
             held = (layout, hyper, torch.arange(len(host_rows), dtype=torch.int64, device=device), host_rows)
             self._device_tables = {id(layout): held}
         _, hyper, rows, _ = held

@@ -35,7 +35,9 @@ def allowed_slow_dtypes(fast_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
 DTYPE_PAIRS = tuple((fast, slow) for fast in FAST_DTYPES for slow in allowed_slow_dtypes(fast))  # (fast, slow)
 
 
-ADAMW_COLUMNS = 9  # kAdamWColumns in csrc/adamw.h
+# The columns of a row of the AdamW hyper table, in order ([NOTE: AdamW hyper table] in
+# csrc/adamw.h, whose AdamWColumn enum build_info() reports as "adamw_columns").
+ADAMW_COLUMNS = ("lr", "beta1", "beta2", "eps", "weight_decay", "step", "alpha", "sync", "maximize")
 
 
 def check_mu(mu, *, where: str = "outer_momentum") -> float:
@@ -200,8 +202,8 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
     devices = {t.device for t in params}
     if len(devices) > 1:
         raise ValueError(f"{op}: params on {sorted(map(str, devices))}; one call runs on one device")
-    if hyper.dtype != torch.float64 or hyper.dim() != 2 or hyper.shape[1] != ADAMW_COLUMNS:
-        raise ValueError(f"{op}: hyper must be a contiguous float64 tensor of shape (rows, {ADAMW_COLUMNS})")
+    if hyper.dtype != torch.float64 or hyper.dim() != 2 or hyper.shape[1] != len(ADAMW_COLUMNS):
+        raise ValueError(f"{op}: hyper must be a contiguous float64 tensor of shape (rows, {len(ADAMW_COLUMNS)})")
     if rows.dtype != torch.int64 or tuple(rows.shape) != (len(params),):
         raise ValueError(f"{op}: rows must be a contiguous int64 tensor of one row index per param ({len(params)})")
     # the values only where reading them is free (csrc/contract.cpp does the same): on a GPU it would

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lookahead_fused import Lookahead, LookaheadAdamW, ops
-from lookahead_fused.backends.reference import ADAMW_COLUMNS, adamw_constants, sync_float64, momentum_sync_float64
+from lookahead_fused.backends.reference import adamw_constants, momentum_sync_float64, sync_float64
+from lookahead_fused.contract import ADAMW_COLUMNS
 
 from .matrix import DTYPE_PAIRS, dtype_id, make_pair_lists, ulp
 
@@ -296,3 +297,8 @@ def test_a_compiled_training_step_follows_eager_and_never_recompiles():
     finally:
         torch._dynamo.reset()
     assert opts[1].step_count == 9
+
+
+def test_python_and_cpp_agree_on_the_hyper_table_columns():
+    _C = pytest.importorskip("lookahead_fused._C", reason="the C++ extension is not built")
+    assert _C.build_info()["adamw_columns"] == len(ADAMW_COLUMNS)

@@ -41,10 +41,6 @@ def momentum_sync_float64(fast, slow, momentum, alpha: float, mu: float, nestero
     return sync_float64(f + mu * (m_new if nesterov else m), s, alpha), m_new
 
 
-# The columns of a row of the AdamW hyper table ([NOTE: AdamW hyper table] in csrc/adamw.h).
-ADAMW_COLUMNS = ("lr", "beta1", "beta2", "eps", "weight_decay", "step", "alpha", "sync", "maximize")
-
-
 def adamw_constants(row) -> tuple:
     """(decay, beta1, beta2, eps, step_size, bc2_sqrt, alpha, syncs, grad_sign) of one row, in
     float64 as torch.optim.AdamW derives them on the host."""
