@@ -22,6 +22,7 @@
 // scalar call, and the whole AdamW loop scalar with it (3.4 ns an element on one thread, 4x torch's
 // fused AdamW; measured 2026-11-24).
 #define LOOKAHEAD_INLINE inline __attribute__((always_inline))
+#define LOOKAHEAD_LAMBDA_INLINE __attribute__((always_inline))
 
 namespace lookahead_fused {
 namespace {
@@ -140,23 +141,32 @@ LOOKAHEAD_INLINE void update_loop(typename Fast::storage* __restrict__ fast, typ
   }
 }
 
+// Calls loop(update) with the sync's functor: the plain sync, or with `momentum` the momentum sync;
+// the lerp's side and Nesterov are template arguments ([NOTE: two-sided lerp]), so each variant is
+// a loop of its own. `loop` must be an always-inline lambda, so that its loop is compiled into the
+// caller's ISA ([NOTE: CPU vectorisation]).
+template <class T, class Loop>
+LOOKAHEAD_INLINE void with_sync_update(double alpha, bool momentum, double mu, bool nesterov, Loop loop) {
+  const T w = static_cast<T>(alpha), one_minus_w = T(1) - w, mu_t = static_cast<T>(mu);
+  const bool small = std::abs(alpha) < 0.5;
+  if (!momentum) {
+    if (small) return loop(SyncUpdate<T, true>{w, one_minus_w});
+    return loop(SyncUpdate<T, false>{w, one_minus_w});
+  }
+  if (small && nesterov) return loop(MomentumSyncUpdate<T, true, true>{w, one_minus_w, mu_t});
+  if (small) return loop(MomentumSyncUpdate<T, true, false>{w, one_minus_w, mu_t});
+  if (nesterov) return loop(MomentumSyncUpdate<T, false, true>{w, one_minus_w, mu_t});
+  return loop(MomentumSyncUpdate<T, false, false>{w, one_minus_w, mu_t});
+}
+
 template <class Fast, class Slow>
 LOOKAHEAD_INLINE void update_entry(const int64_t* entry, int64_t lo, int64_t n, TableOp op, const UpdateArgs& args) {
-  using T = typename Slow::opmath;
   auto* f = reinterpret_cast<typename Fast::storage*>(entry[0]) + lo;
   auto* s = reinterpret_cast<typename Slow::storage*>(entry[1]) + lo;
-  const T w = static_cast<T>(args.alpha), one_minus_w = T(1) - w;
-  const bool small = std::abs(args.alpha) < 0.5;
-  if (op == TableOp::kSync) {
-    if (small) return update_loop<Fast, Slow>(f, s, nullptr, n, SyncUpdate<T, true>{w, one_minus_w});
-    return update_loop<Fast, Slow>(f, s, nullptr, n, SyncUpdate<T, false>{w, one_minus_w});
-  }
-  auto* m = reinterpret_cast<typename Slow::storage*>(entry[2]) + lo;
-  const T mu = static_cast<T>(args.mu);
-  if (small && args.nesterov) return update_loop<Fast, Slow>(f, s, m, n, MomentumSyncUpdate<T, true, true>{w, one_minus_w, mu});
-  if (small) return update_loop<Fast, Slow>(f, s, m, n, MomentumSyncUpdate<T, true, false>{w, one_minus_w, mu});
-  if (args.nesterov) return update_loop<Fast, Slow>(f, s, m, n, MomentumSyncUpdate<T, false, true>{w, one_minus_w, mu});
-  return update_loop<Fast, Slow>(f, s, m, n, MomentumSyncUpdate<T, false, false>{w, one_minus_w, mu});
+  auto* m = op == TableOp::kMomentumSync ? reinterpret_cast<typename Slow::storage*>(entry[2]) + lo : nullptr;
+  with_sync_update<typename Slow::opmath>(
+      args.alpha, op == TableOp::kMomentumSync, args.mu, args.nesterov,
+      [&](const auto& update) LOOKAHEAD_LAMBDA_INLINE { update_loop<Fast, Slow>(f, s, m, n, update); });
 }
 
 struct NoSync {  // AdamW's step alone: the state tensors are not touched
@@ -201,16 +211,8 @@ LOOKAHEAD_INLINE void adamw_entry(const int64_t* entry, int64_t entry_index, int
   auto* b = op == TableOp::kAdamWMomentum ? reinterpret_cast<SlowStorage*>(entry[5]) + lo : nullptr;
   const AdamWConstants<T> c(args.hyper + args.rows[entry_index] * kAdamWColumns);
   if (!c.syncs) return adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, NoSync{});
-  const T w = static_cast<T>(c.alpha), one_minus_w = T(1) - w, mu = static_cast<T>(args.mu);
-  const bool small = std::abs(c.alpha) < 0.5;
-  if (op == TableOp::kAdamW) {
-    if (small) return adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, SyncUpdate<T, true>{w, one_minus_w});
-    return adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, SyncUpdate<T, false>{w, one_minus_w});
-  }
-  if (small && args.nesterov) return adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, MomentumSyncUpdate<T, true, true>{w, one_minus_w, mu});
-  if (small) return adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, MomentumSyncUpdate<T, true, false>{w, one_minus_w, mu});
-  if (args.nesterov) return adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, MomentumSyncUpdate<T, false, true>{w, one_minus_w, mu});
-  return adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, MomentumSyncUpdate<T, false, false>{w, one_minus_w, mu});
+  with_sync_update<T>(c.alpha, op == TableOp::kAdamWMomentum, args.mu, args.nesterov,
+                      [&](const auto& update) LOOKAHEAD_LAMBDA_INLINE { adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, update); });
 }
 
 template <typename Word>  // a swap moves bits: only the element width matters
