@@ -220,6 +220,21 @@ struct GatedMomentumSyncOp {
   LOOKAHEAD_KERNEL_FN MomentumSyncOp resolved() const { return MomentumSyncOp{alpha_of(gate), mu, nesterov}; }
 };
 
+// How elements [lo, hi) of an entry split for vector steps of V elements, where `head` (>= 0) is the
+// first index at which every tensor of the entry is 16-byte aligned (table.h): the vector body
+// [lo_vector, lo_vector + steps * V), and the unaligned elements before and after it, fewer than V
+// each, which one thread apiece runs scalar.
+struct VectorSpan {
+  int64_t lo_vector, steps, hi_vector;
+};
+
+LOOKAHEAD_KERNEL_FN VectorSpan vector_span(int64_t lo, int64_t hi, int64_t head, int64_t V) {
+  int64_t lo_vector = lo + (((head - lo) % V) + V) % V;  // first index >= lo that is congruent to head
+  if (lo_vector > hi) lo_vector = hi;
+  const int64_t steps = (hi - lo_vector) / V;
+  return {lo_vector, steps, lo_vector + steps * V};
+}
+
 // AdamW's step with the sync in one pass ([NOTE: AdamW hyper table] in adamw.h): kDepth 5 for the
 // plain sync, 6 for the momentum sync. Each entry resolves its row, and runs the step alone (the
 // slow weights untouched) or with the sync, as the row's sync flag says.
@@ -311,14 +326,10 @@ struct AdamWEntry {
       for (int64_t i = lo + tid; i < hi; i += kThreads) scalar(i);
       return;
     }
-    constexpr int64_t V = kElems;
-    int64_t vector_lo = lo + (((head - lo) % V) + V) % V;
-    if (vector_lo > hi) vector_lo = hi;
-    const int64_t steps = (hi - vector_lo) / V;
-    const int64_t vector_hi = vector_lo + steps * V;
-    if (tid < vector_lo - lo) scalar(lo + tid);
-    if (tid < hi - vector_hi) scalar(vector_hi + tid);
-    for (int64_t k = tid; k < steps; k += kThreads) vector(vector_lo + k * V);
+    const VectorSpan span = vector_span(lo, hi, head, kElems);
+    if (tid < span.lo_vector - lo) scalar(lo + tid);
+    if (tid < hi - span.hi_vector) scalar(span.hi_vector + tid);
+    for (int64_t k = tid; k < span.steps; k += kThreads) vector(span.lo_vector + k * kElems);
   }
 };
 
@@ -394,12 +405,10 @@ LOOKAHEAD_KERNEL_FN void run_range(F* __restrict__ fast, S* const* state, int64_
     for (; i < hi; i += kThreads) scalar_element<Mem>(fast, state, i, op);
     return;
   }
-  int64_t vector_lo = lo + (((head - lo) % V) + V) % V;  // first index >= lo that is congruent to head
-  if (vector_lo > hi) vector_lo = hi;
-  const int64_t steps = (hi - vector_lo) / V;
-  const int64_t vector_hi = vector_lo + steps * V;
+  const VectorSpan span = vector_span(lo, hi, head, V);
+  const int64_t vector_lo = span.lo_vector, steps = span.steps;
   if (tid < vector_lo - lo) scalar_element<Mem>(fast, state, lo + tid, op);
-  if (tid < hi - vector_hi) scalar_element<Mem>(fast, state, vector_hi + tid, op);
+  if (tid < hi - span.hi_vector) scalar_element<Mem>(fast, state, span.hi_vector + tid, op);
   // [NOTE: unrolled body] Whole groups of kUnroll steps first, with no bounds test inside: all the
   // loads of a group are issued before any math, and no step is loaded under a condition (a step
   // left uninitialised on some path kept every dtype path's registers live together: 255 registers
