@@ -76,7 +76,7 @@ class LookaheadAdamW(Lookahead):
             capturable=capturable, foreach=False,
         )  # fmt: skip
         self._row_tensors: dict = {}
-        self._device_tables: dict = {}
+        self._device_table_held: tuple | None = None  # (layout, hyper, rows, each group's host-known row)
         self._cached_layout: Layout | None = None
         self._state_version = 0
         super().__init__(
@@ -159,11 +159,11 @@ class LookaheadAdamW(Lookahead):
             layout = self._cached_layout = Layout(self, entries, self._state_version)
         return layout
 
-    def _group_row(self, g: int, step: float, syncs: bool, alphas: list) -> list[float]:
+    def _group_row(self, g: int, step: float, syncs: bool, alphas: list, lr: float) -> list[float]:
         group = self.param_groups[g]
         beta1, beta2 = group["betas"]
-        return [float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]),
-                step, float(alphas[g]), float(syncs), float(bool(group["maximize"]))]  # fmt: skip
+        return [lr, float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]), step,
+                float(alphas[g]), float(syncs), float(bool(group["maximize"]))]  # fmt: skip
 
     def _host_rows(self, layout: Layout, steps: list[float], syncs: bool) -> tuple[torch.Tensor, list[int]]:
         """The host table and each entry's row: one row per (group, step count) ([NOTE: AdamW rows])."""
@@ -171,15 +171,16 @@ class LookaheadAdamW(Lookahead):
         table, rows = [], [0] * len(steps)
         for g, start, end in layout.spans:
             counts = steps[start:end]
+            lr = float(self.param_groups[g]["lr"])
             if counts.count(counts[0]) == len(counts):  # the common case: the group stepped together
                 rows[start:end] = [len(table)] * (end - start)
-                table.append(self._group_row(g, counts[0], syncs, alphas))
+                table.append(self._group_row(g, counts[0], syncs, alphas, lr))
                 continue
             row_of: dict[float, int] = {}
             for n, count in enumerate(counts, start):
                 if count not in row_of:
                     row_of[count] = len(table)
-                    table.append(self._group_row(g, count, syncs, alphas))
+                    table.append(self._group_row(g, count, syncs, alphas, lr))
                 rows[n] = row_of[count]
         return torch.tensor(table, dtype=torch.float64).reshape(-1, len(contract.ADAMW_COLUMNS)), rows
 
@@ -235,12 +236,13 @@ class LookaheadAdamW(Lookahead):
         """capturable=True: a device table with one row per param; device ops write its step and sync
         columns, so the same launches run on every step (a CUDA graph replays them)."""
         layout = self._layout(require_grads=True, syncs=False)
-        for device, launch in layout.fused.items():  # one device (capturable.py checks it)
+        if layout.fused:
+            ((device, launch),) = layout.fused.items()  # one device: capturable.py checks it, and no strided params
             hyper, rows = self._device_table(layout, device)
-            mu = self.defaults["outer_momentum"]
             ops.lookahead_adamw_step_(launch.params, [p.grad for p in launch.params], launch.exp_avgs, launch.exp_avg_sqs,
-                                      launch.slow, hyper, rows, momentum=launch.outer or None, mu=mu,
-                                      nesterov=self.defaults["nesterov"], backend=self.defaults["backend"])  # fmt: skip
+                                      launch.slow, hyper, rows, momentum=launch.outer or None,
+                                      mu=self.defaults["outer_momentum"], nesterov=self.defaults["nesterov"],
+                                      backend=self.defaults["backend"])  # fmt: skip
         self._step_count_tensor.add_(1)
         if self.pullback_momentum == "reset":
             self._reset_first_moments_on_device_gate()
@@ -253,22 +255,26 @@ class LookaheadAdamW(Lookahead):
                                                 backend=self.defaults["backend"])  # fmt: skip
 
     def _device_table(self, layout: Layout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The device table of `layout` for this step: host-known columns rewritten when they change
-        (not while capturing: a captured graph keeps the values it was captured with, as torch's
-        capturable AdamW does with a float lr), tensor lrs copied on the device, the steps advanced
-        and the sync flag set from the counter."""
+        """The device table of `layout` for this step: the host-known columns of each group, rewritten
+        when they change (not while capturing: a captured graph keeps the values it was captured
+        with, as torch's capturable AdamW does with a float lr), tensor lrs copied on the device
+        (never read on the host), the steps advanced and the sync flag set from the counter."""
         alphas = self.group_alphas()
-        host_rows = [self._group_row(g, 1.0, False, alphas) for g, _ in layout.entries]
-        held = self._device_tables.get(id(layout))
-        if held is None or held[0] is not layout or held[3] != host_rows:
+        group_rows = []
+        for g, _, _ in layout.spans:
+            lr = self.param_groups[g]["lr"]
+            group_rows.append(self._group_row(g, 1.0, False, alphas, 0.0 if isinstance(lr, torch.Tensor) else float(lr)))
+        held = self._device_table_held
+        if held is None or held[0] is not layout or held[3] != group_rows:
             if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
                 raise RuntimeError(
                     "LookaheadAdamW(capturable=True): the hyperparameters changed (or the params did) while a CUDA "
                     "graph is being captured; run one step eagerly first, and give a changing lr as a tensor"
                 )
-            hyper = torch.tensor(host_rows, dtype=torch.float64).reshape(-1, len(contract.ADAMW_COLUMNS)).to(device)
-            held = (layout, hyper, torch.arange(len(host_rows), dtype=torch.int64, device=device), host_rows)
-            self._device_tables = {id(layout): held}
+            entry_rows = [row for (_, start, end), row in zip(layout.spans, group_rows) for _ in range(end - start)]
+            hyper = torch.tensor(entry_rows, dtype=torch.float64).reshape(-1, len(contract.ADAMW_COLUMNS)).to(device)
+            held = (layout, hyper, torch.arange(len(entry_rows), dtype=torch.int64, device=device), group_rows)
+            self._device_table_held = held
         _, hyper, rows, _ = held
         layout.steps.add_(1)
         hyper[:, _COLUMN["step"]].copy_(layout.steps)

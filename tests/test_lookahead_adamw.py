@@ -302,3 +302,21 @@ def test_a_compiled_training_step_follows_eager_and_never_recompiles():
 def test_python_and_cpp_agree_on_the_hyper_table_columns():
     _C = pytest.importorskip("lookahead_fused._C", reason="the C++ extension is not built")
     assert _C.build_info()["adamw_columns"] == len(ADAMW_COLUMNS)
+
+
+def test_capturable_tensor_lr_follows_its_scheduler_without_rebuilding_the_device_table():
+    """A tensor lr is copied on the device each step, never read on the host (a captured graph could
+    not), so a scheduler driving it changes no host-known column and the table stays the same."""
+    a, b = _model(torch.float64), _model(torch.float64)
+    reference = Lookahead(torch.optim.AdamW(a.parameters(), lr=torch.tensor(1e-2, dtype=torch.float64)), k=3)
+    fused = LookaheadAdamW(b.parameters(), lr=torch.tensor(1e-2, dtype=torch.float64), k=3, capturable=True)
+    schedulers = [torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5) for o in (reference, fused)]
+    _train(a, reference, 1, scheduler=schedulers[0])
+    _train(b, fused, 1, scheduler=schedulers[1])
+    table = fused._device_table_held[1]
+    _train(a, reference, 9, seed=3, scheduler=schedulers[0])
+    _train(b, fused, 9, seed=3, scheduler=schedulers[1])
+    assert fused._device_table_held[1] is table
+    assert float(fused.param_groups[0]["lr"]) == 1e-2 * 0.5**5
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-10, atol=1e-14)
