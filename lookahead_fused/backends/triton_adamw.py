@@ -1,8 +1,9 @@
 """AdamW's fused step with the sync for the "triton" backend: one launch per dtype pair and alignment
 class, the math of csrc/adamw.h ([NOTE: Triton AdamW]).
 
-[NOTE: Triton AdamW] The plan is the sync's ([NOTE: Triton plan] in triton_kernels.py) with six
-address tables (param, grad, exp_avg, exp_avg_sq, slow, outer momentum) and each entry's row of the
+[NOTE: Triton AdamW] The plan is the sync's ([NOTE: Triton plan] in triton_kernels.py: the same
+table builder, cache and launch loop, so also its stream and capture keep-alive) with six address
+tables (param, grad, exp_avg, exp_avg_sq, slow, outer momentum) and each entry's row of the
 hyper table. The bias corrections and the other per-row constants are derived from the hyper
 table by torch ops on its device before the launch (a few tiny kernels, which a CUDA graph
 captures), so the kernel loads them instead of computing pow: float64, as the C++ kernels derive
@@ -24,7 +25,8 @@ from ..contract import opmath_dtype
 from ..device_scalars import device_scalar
 from . import triton_interpreting
 from .triton_kernels import (
-    _INTERPRETER_CONFIG, _TL_DTYPES, CHUNK_BITS, _max_programs, _on_vector_boundary, _round, _sync_values, cached_plan,
+    _INTERPRETER_CONFIG, _TL_DTYPES, CHUNK_BITS, _max_programs, _on_vector_boundary, _round, _sync_values, _Table,
+    cached_plan, run_plan,
 )  # fmt: skip
 
 _GPU_CONFIG = (1024, 4)
@@ -125,42 +127,34 @@ def _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, mask, row
         tl.store(param + offsets, p_stored, mask=mask)
 
 
-class _AdamWGroup:
-    """The tables of one launch: entries of one dtype pair and alignment class."""
+class _AdamWGroup(_Table):
+    """The tables of one launch: entries of one dtype pair and alignment class, and each entry's
+    position in the call (`extra`), by which it finds its row of the hyper table."""
 
     def __init__(self, lists, entries, block, device):
-        params = lists[0]
-        self.fast_dtype, self.slow_dtype = params[0].dtype, lists[4][0].dtype
+        super().__init__(lists, block, device, 4, extra=entries)
         self.momentum = len(lists) == 6
-        self.aligned = all(map(_on_vector_boundary, *lists))
-        chunk_words = [(i << CHUNK_BITS) | c for i, p in enumerate(params) for c in range(triton.cdiv(p.numel(), block))]
-        self.num_chunks = len(chunk_words)
-        words = [t.data_ptr() for tensors in lists for t in tensors] + [p.numel() for p in params] + entries + chunk_words
-        table = self.tables = torch.tensor(words, dtype=torch.int64).to(device)
-        n, depth = len(params), len(lists)
-        self.addresses = [table[i * n : (i + 1) * n] for i in range(depth)]
         if not self.momentum:
-            self.addresses.append(self.addresses[4])
-        self.numels = table[depth * n : (depth + 1) * n]
-        self.entries = table[(depth + 1) * n : (depth + 2) * n]  # positions in the call, to look up their rows
-        self.chunks = table[(depth + 2) * n :]
+            self.addresses.append(self.addresses[4])  # the kernel's momentum table: slow's own, never read
+
+
+class _AdamWPlan:
+    """The launches of a call: one per dtype pair and alignment class ([NOTE: Triton vector accesses])."""
+
+    def __init__(self, lists, device):
+        block, warps = _INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
+        classes: dict[tuple, list] = {}
+        for n, tensors in enumerate(zip(*lists)):
+            if tensors[0].numel():
+                key = (tensors[0].dtype, tensors[4].dtype, _on_vector_boundary(*tensors))
+                classes.setdefault(key, []).append((n, *tensors))
+        self.groups = []
+        for chosen in classes.values():
+            entries, *columns = (list(column) for column in zip(*chosen))
+            self.groups.append((_AdamWGroup(columns, entries, block, device), block, warps))
 
 
 _plans: OrderedDict = OrderedDict()
-
-
-def _groups(lists, device) -> list[_AdamWGroup]:
-    """The launches of a call: one per dtype pair and alignment class ([NOTE: Triton vector accesses])."""
-    block, _ = _INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
-    classes: dict[tuple, list] = {}
-    for n, tensors in enumerate(zip(*lists)):
-        if tensors[0].numel():
-            classes.setdefault((tensors[0].dtype, tensors[4].dtype, _on_vector_boundary(*tensors)), []).append((n, *tensors))
-    groups = []
-    for chosen in classes.values():
-        entries, *columns = (list(column) for column in zip(*chosen))
-        groups.append(_AdamWGroup(columns, entries, block, device))
-    return groups
 
 
 def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu: float, nesterov: bool) -> None:
@@ -170,13 +164,15 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
     device = lists[0][0].device
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         derived = _derived(hyper)
-        block, warps = _INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
-        for group in cached_plan(_plans, lists, 4, _groups, "lookahead_adamw_step_"):
+
+        def launch(group, block, warps):
             opmath = opmath_dtype(group.slow_dtype)
             _adamw_table_kernel[(min(group.num_chunks, _max_programs(device)),)](
-                *group.addresses, group.numels, rows[group.entries], group.chunks, group.num_chunks, derived,
+                *group.addresses, group.numels, rows[group.extra], group.chunks, group.num_chunks, derived,
                 device_scalar(float(mu), opmath, device),
                 FAST=_TL_DTYPES[group.fast_dtype], SLOW=_TL_DTYPES[group.slow_dtype], OPMATH=_TL_DTYPES[opmath],
                 ALIGNED=group.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS, MOMENTUM=group.momentum,
                 NESTEROV=bool(nesterov), COLUMNS=_DERIVED, num_warps=warps,
             )  # fmt: skip
+
+        run_plan(cached_plan(_plans, lists, 4, _AdamWPlan, "lookahead_adamw_step_"), device, launch)

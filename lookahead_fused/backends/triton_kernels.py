@@ -40,7 +40,7 @@ _CACHED_PLANS = 8
 
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
 
-launch_count = 0  # sync and swap launches so far, not the block-size benchmark's (tests count launches per sync)
+launch_count = 0  # launches of plans so far, not the block-size benchmark's (tests count launches per sync)
 _captured: list = []  # plans that captured graphs launch with: [NOTE: Triton plans under capture]
 _SMALL_ALPHA, _LARGE_ALPHA, _ALPHA_ON_DEVICE = 0, 1, 2  # LERP_SIDE: the lerp's side, if the host knows alpha
 
@@ -144,25 +144,36 @@ def _on_vector_boundary(*tensors) -> bool:
     return all(t.data_ptr() % VECTOR_BYTES == 0 for t in tensors)
 
 
-class _Group:
+class _Table:
+    """The tables of one launch on its device ([NOTE: Triton plan]): per entry the address of each
+    list's tensor, then each entry's numel, then `extra` (one word per entry, if any), then the chunk
+    map. `state_index`: the list that holds the slow weights (its dtype is the launch's state dtype)."""
+
+    def __init__(self, lists, block, device, state_index, extra=None):
+        first = lists[0]
+        self.fast_dtype, self.slow_dtype = first[0].dtype, lists[state_index][0].dtype
+        self.aligned = all(map(_on_vector_boundary, *lists))
+        chunk_words = [(i << CHUNK_BITS) | c for i, f in enumerate(first) for c in range(triton.cdiv(f.numel(), block))]
+        self.num_chunks = len(chunk_words)
+        words = [t.data_ptr() for tensors in lists for t in tensors] + [f.numel() for f in first]
+        words += (extra or []) + chunk_words
+        table = self.tables = torch.tensor(words, dtype=torch.int64).to(device)
+        self.stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
+        n, depth = len(first), len(lists)
+        self.addresses = [table[i * n : (i + 1) * n] for i in range(depth)]
+        self.numels = table[depth * n : (depth + 1) * n]
+        self.extra = table[(depth + 1) * n : (depth + 2) * n] if extra is not None else None
+        self.chunks = table[(depth + 1 + (extra is not None)) * n :]
+
+
+class _Group(_Table):
     """The tables of one dtype pair: what one launch needs. `lists`: fast, slow[, momentum]."""
 
     def __init__(self, lists, block, device):
-        fast = lists[0]
-        self.fast_dtype, self.slow_dtype = fast[0].dtype, lists[1][0].dtype
+        super().__init__(lists, block, device, 1)
         self.momentum = len(lists) == 3
-        self.aligned = all(map(_on_vector_boundary, *lists))
-        chunk_words = [(i << CHUNK_BITS) | c for i, f in enumerate(fast) for c in range(triton.cdiv(f.numel(), block))]
-        self.num_chunks = len(chunk_words)
-        words = [t.data_ptr() for tensors in lists for t in tensors] + [f.numel() for f in fast] + chunk_words
-        table = torch.tensor(words, dtype=torch.int64).to(device)
-        self.stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
-        self.tables = table
-        n, depth = len(fast), len(lists)
-        self.fast_addresses, self.slow_addresses = table[:n], table[n : 2 * n]
-        self.mom_addresses = table[2 * n : 3 * n] if self.momentum else self.slow_addresses
-        self.numels = table[depth * n : (depth + 1) * n]
-        self.chunks = table[(depth + 1) * n :]
+        self.fast_addresses, self.slow_addresses = self.addresses[:2]
+        self.mom_addresses = self.addresses[2] if self.momentum else self.slow_addresses
 
 
 class _Plan:
@@ -250,21 +261,29 @@ def _config(device, fast_dtype, slow_dtype) -> tuple[int, int]:
     return min(timings, key=timings.get)
 
 
-def _run(lists, alpha, swap, gate=None, mu=0.0, nesterov=False):
+def run_plan(plan, device: torch.device, launch) -> None:
+    """launch(group, block, warps) for each launch of `plan` (its `.groups`), on `device`'s current
+    stream: an evicted plan's tables stay alive for the launch, and a captured graph keeps its plan
+    ([NOTE: Triton plans under capture])."""
     global launch_count
+    on_gpu = device.type == "cuda"
+    stream = torch.cuda.current_stream() if on_gpu else None
+    for group, block, warps in plan.groups:
+        if stream is not None and stream != group.stream:
+            group.tables.record_stream(stream)
+        launch(group, block, warps)
+        launch_count += 1
+    if on_gpu and torch.cuda.is_current_stream_capturing():
+        _captured.append(plan)
+
+
+def _run(lists, alpha, swap, gate=None, mu=0.0, nesterov=False):
     if not lists[0]:
         return
-    on_gpu = lists[0][0].is_cuda
-    with torch.cuda.device(lists[0][0].device) if on_gpu else contextlib.nullcontext():
-        plan = _plan_for(lists)
-        stream = torch.cuda.current_stream() if on_gpu else None
-        for group, block, warps in plan.groups:
-            if stream is not None and stream != group.stream:
-                group.tables.record_stream(stream)  # an evicted plan's tables stay alive for this launch
-            _launch(group, block, warps, alpha, swap, gate, mu, nesterov)
-            launch_count += 1
-        if on_gpu and torch.cuda.is_current_stream_capturing():
-            _captured.append(plan)
+    device = lists[0][0].device
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        run_plan(_plan_for(lists), device, lambda group, block, warps: _launch(group, block, warps, alpha, swap, gate,
+                                                                               mu, nesterov))  # fmt: skip
 
 
 @torch.library.custom_op("lookahead_fused::triton_sync_", mutates_args=("fast", "slow"))
