@@ -85,6 +85,10 @@ void check_pair_layout(const char* op, size_t i, const at::Tensor& a, const at::
                     " but ", b_name, " has strides ", python_tuple(b.strides()));
 }
 
+// The lists of a call by position, as the messages name them.
+const char* const kSyncListNames[] = {"fast", "slow", "momentum"};
+const char* const kAdamWListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"};
+
 void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow") {
   TORCH_CHECK_VALUE(fast.size() == other.size(), op, ": fast has ", fast.size(), " tensors but ", other_name, " has ",
                     other.size());
@@ -104,9 +108,7 @@ void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists) 
     }
   }
   std::sort(spans.begin(), spans.end());
-  static const char* sync_names[] = {"fast", "slow", "momentum"};
-  static const char* adamw_names[] = {"param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"};
-  const char* const* names = lists.size() >= 5 ? adamw_names : sync_names;
+  const char* const* names = lists.size() >= 5 ? kAdamWListNames : kSyncListNames;
   for (size_t k = 1; k < spans.size(); ++k) {
     const auto& [start_a, end_a, list_a, i] = spans[k - 1];
     const auto& [start_b, end_b, list_b, j] = spans[k];
@@ -201,10 +203,11 @@ void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at:
   }
   const double* h = hyper.const_data_ptr<double>();
   for (int64_t r = 0; r < hyper.size(0); ++r, h += kAdamWColumns) {
-    const bool valid = (h[kMaximize] == 0 || h[kMaximize] == 1) && std::isfinite(h[kLr]) && h[kLr] >= 0 && h[kBeta1] >= 0 && h[kBeta1] < 1 && h[kBeta2] >= 0 &&
+    const bool valid = std::isfinite(h[kLr]) && h[kLr] >= 0 && h[kBeta1] >= 0 && h[kBeta1] < 1 && h[kBeta2] >= 0 &&
                        h[kBeta2] < 1 && std::isfinite(h[kEps]) && h[kEps] >= 0 && std::isfinite(h[kWeightDecay]) &&
                        h[kWeightDecay] >= 0 && std::isfinite(h[kStep]) && h[kStep] >= 1 && h[kAlpha] >= 0 &&
-                       h[kAlpha] <= 1 && (h[kSyncFlag] == 0 || h[kSyncFlag] == 1);
+                       h[kAlpha] <= 1 && (h[kSyncFlag] == 0 || h[kSyncFlag] == 1) &&
+                       (h[kMaximize] == 0 || h[kMaximize] == 1);
     TORCH_CHECK_VALUE(valid, op, ": hyper row ", r, " (lr, beta1, beta2, eps, weight_decay, step, alpha, sync, ",
                       "maximize) = (", h[kLr], ", ", h[kBeta1], ", ", h[kBeta2], ", ", h[kEps], ", ", h[kWeightDecay],
                       ", ", h[kStep], ", ", h[kAlpha], ", ", h[kSyncFlag], ", ", h[kMaximize], ") is out of range: lr, ",
@@ -216,12 +219,11 @@ void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at:
 
 void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper, const at::Tensor& rows) {
   const char* op = "lookahead_adamw_step_";
-  static const char* names[] = {"param", "grad", "exp_avg", "exp_avg_sq"};
+  const char* const* names = kAdamWListNames;
   at::TensorList params = lists[0];
   for (size_t l = 1; l < lists.size(); ++l) {
-    const char* name = l < 4 ? names[l] : l == 4 ? "slow" : "momentum";
     if (l == 5 && lists[l].empty()) continue;
-    check_lengths(op, params, lists[l], name);
+    check_lengths(op, params, lists[l], names[l]);
   }
   for (size_t i = 0; i < params.size(); ++i) {
     check_tensor(params[i], Where{op, i, "param"});
