@@ -27,7 +27,7 @@ class DeviceLaunch:
     exp_avg_sqs: list = field(default_factory=list)
     slow: list = field(default_factory=list)
     outer: list = field(default_factory=list)  # the outer momenta, or empty
-    entries: list = field(default_factory=list)  # positions in Layout.entries
+    entries: list = field(default_factory=list)  # positions in the layout's entries (their rows)
 
 
 class Layout:
@@ -36,7 +36,6 @@ class Layout:
     def __init__(self, opt, entries: list, version: int):
         self.key = tuple(id(p) for _, p in entries)
         self.version = version
-        self.entries = entries
         self.spans = _group_spans(entries)  # [(group, start, end)]
         capturable = opt.defaults["capturable"]
         for _, p in entries:
