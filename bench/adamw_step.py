@@ -23,38 +23,25 @@ from __future__ import annotations
 import math
 
 import torch
+from step_overhead import (
+    ADAMW_BYTES_PER_PARAM, FUSED_SYNC_BYTES_PER_PARAM, SYNC_BYTES_PER_PARAM, fastest_adamw, params_with_grads,
+)  # fmt: skip
 from timing import interleaved_rounds, per_round, rounds_with_bandwidth, summary
 
 from lookahead_fused import Lookahead, LookaheadAdamW
 
 K = 5
-ADAMW_BYTES, SYNC_BYTES, FUSED_SYNC_BYTES = 28, 16, 8
 NEVER = 10**9
-
-
-def _params(shapes, device):
-    params = [torch.nn.Parameter(torch.randn(shape, device=device)) for shape in shapes]
-    for p in params:
-        p.grad = torch.randn_like(p) * 1e-3
-    return params
-
-
-def _adamw_options(device) -> dict:
-    try:
-        torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1, device=device))], fused=True)
-        return {"fused": True}
-    except (RuntimeError, ValueError):
-        return {"foreach": True}
 
 
 def measure(shapes, device: torch.device, rounds: int | None = None, budget_s: float = 8.0) -> dict:
     numel = sum(math.prod(s) for s in shapes)
-    options = _adamw_options(device)
+    adamw_name, options = fastest_adamw(device)
     optimizers = {
-        "adamw": torch.optim.AdamW(_params(shapes, device), lr=1e-4, **options),
-        "lookahead_adamw": LookaheadAdamW(_params(shapes, device), lr=1e-4, k=NEVER),
-        "lookahead_adamw_sync": LookaheadAdamW(_params(shapes, device), lr=1e-4, k=1),
-        "lookahead_sync": Lookahead(torch.optim.AdamW(_params(shapes, device), lr=1e-4, **options), k=1),
+        "adamw": torch.optim.AdamW(params_with_grads(shapes, device), lr=1e-4, **options),
+        "lookahead_adamw": LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=NEVER),
+        "lookahead_adamw_sync": LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=1),
+        "lookahead_sync": Lookahead(torch.optim.AdamW(params_with_grads(shapes, device), lr=1e-4, **options), k=1),
     }
     samples, bandwidth = rounds_with_bandwidth({name: opt.step for name, opt in optimizers.items()}, device, rounds,
                                                budget_s, 7, 400)  # fmt: skip
@@ -66,14 +53,14 @@ def measure(shapes, device: torch.device, rounds: int | None = None, budget_s: f
     return {
         "params": numel,
         "k": K,
-        "adamw": "AdamW fused" if options.get("fused") else "AdamW foreach",
+        "adamw": adamw_name,
         "step_ms": {name: summary(series, 1e3, "ms") for name, series in samples.items() if name in optimizers},
         "lookahead_adamw_overhead_pct": summary(fused),
-        "lookahead_adamw_floor_pct": 100 * FUSED_SYNC_BYTES / (K * ADAMW_BYTES),
-        "lookahead_adamw_time_floor_pct": summary(time_floor(FUSED_SYNC_BYTES)),
+        "lookahead_adamw_floor_pct": 100 * FUSED_SYNC_BYTES_PER_PARAM / (K * ADAMW_BYTES_PER_PARAM),
+        "lookahead_adamw_time_floor_pct": summary(time_floor(FUSED_SYNC_BYTES_PER_PARAM)),
         "lookahead_overhead_pct": summary(composed),
-        "lookahead_floor_pct": 100 * SYNC_BYTES / (K * ADAMW_BYTES),
-        "lookahead_time_floor_pct": summary(time_floor(SYNC_BYTES)),
+        "lookahead_floor_pct": 100 * SYNC_BYTES_PER_PARAM / (K * ADAMW_BYTES_PER_PARAM),
+        "lookahead_time_floor_pct": summary(time_floor(SYNC_BYTES_PER_PARAM)),
     }
 
 
@@ -83,9 +70,9 @@ def host_overhead(count: int = 161, numel: int = 8, rounds: int = 300) -> dict:
     device = torch.device("cpu")
     shapes = [(numel,)] * count
     optimizers = {
-        "adamw": torch.optim.AdamW(_params(shapes, device), **_adamw_options(device)),
-        "lookahead_adamw": LookaheadAdamW(_params(shapes, device), k=NEVER),
-        "lookahead_adamw_sync": LookaheadAdamW(_params(shapes, device), k=1),
+        "adamw": torch.optim.AdamW(params_with_grads(shapes, device), **fastest_adamw(device)[1]),
+        "lookahead_adamw": LookaheadAdamW(params_with_grads(shapes, device), k=NEVER),
+        "lookahead_adamw_sync": LookaheadAdamW(params_with_grads(shapes, device), k=1),
     }
     samples = interleaved_rounds({name: opt.step for name, opt in optimizers.items()}, device, rounds)
     return {name: summary(samples[name], 1e6, "us") for name in optimizers}

@@ -27,11 +27,16 @@ SYNC_BYTES_PER_PARAM = 16
 FUSED_SYNC_BYTES_PER_PARAM = 8  # LookaheadAdamW: slow's read and write inside AdamW's pass
 
 
-def _params(shapes, device):
+def params_with_grads(shapes, device):
     params = [torch.nn.Parameter(torch.randn(shape, device=device)) for shape in shapes]
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
     return params
+
+
+def fastest_adamw(device: torch.device) -> tuple[str, dict]:
+    """(name, options) of torch's fastest AdamW here: the fused one, else foreach."""
+    return list(inner_variants(device).items())[-1]
 
 
 def inner_variants(device: torch.device) -> dict[str, dict]:
@@ -54,17 +59,17 @@ def measure(shapes, device: torch.device, k: int, rounds: int | None = None, bud
             opt.step()
 
     for name, options in inner_variants(device).items():
-        variants[name] = functools.partial(k_steps, torch.optim.AdamW(_params(shapes, device), lr=1e-4, **options))
+        variants[name] = functools.partial(k_steps, torch.optim.AdamW(params_with_grads(shapes, device), lr=1e-4, **options))
         # "capturable": the step-gated sync runs every step (what CUDA graphs and torch.compile run)
         for mode in ("host branch", "capturable"):
             capturable = mode == "capturable"
             inner_options = dict(options, capturable=True) if capturable and device.type == "cuda" else options
-            wrapped = Lookahead(torch.optim.AdamW(_params(shapes, device), lr=1e-4, **inner_options), k=k, capturable=capturable)
+            wrapped = Lookahead(torch.optim.AdamW(params_with_grads(shapes, device), lr=1e-4, **inner_options), k=k, capturable=capturable)
             variants[f"{name} + Lookahead {mode}"] = functools.partial(k_steps, wrapped)
             keys.append((name, mode))
-    baseline = "AdamW fused" if "AdamW fused" in variants else "AdamW foreach"
+    baseline = fastest_adamw(device)[0]
     for mode in ("host branch", "capturable"):
-        fused_adamw = LookaheadAdamW(_params(shapes, device), lr=1e-4, k=k, capturable=mode == "capturable")
+        fused_adamw = LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=k, capturable=mode == "capturable")
         variants[f"LookaheadAdamW {mode}"] = functools.partial(k_steps, fused_adamw)
     samples, bandwidth = rounds_with_bandwidth(variants, device, rounds, budget_s, 7, 200)
     rows = []
