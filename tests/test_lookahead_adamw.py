@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lookahead_fused import Lookahead, LookaheadAdamW, ops
-from lookahead_fused.backends.reference import adamw_constants, momentum_sync_float64, sync_float64
+from lookahead_fused.backends.reference import momentum_sync_float64, sync_float64
 from lookahead_fused.contract import ADAMW_COLUMNS
 
 from .matrix import DTYPE_PAIRS, dtype_id, make_pair_lists, ulp
@@ -43,12 +43,13 @@ def adamw_float64(p, g, m, v, row, stored_m, stored_v):
     """(new exp_avg, new exp_avg_sq, new param, the update's size) in float64. The param's update
     reads the moments as the kernel stored them (`stored_m`, `stored_v`), as csrc/adamw.h does, so
     the moments' own rounding (checked on its own) does not enter the param's bound."""
-    decay, beta1, beta2, eps, step_size, bc2_sqrt, _, _, sign = adamw_constants(row)
-    g64 = g.double() * sign
+    lr, beta1, beta2, eps, weight_decay, step, _, _, maximize = row  # torch.optim.AdamW's math, written out
+    g64 = g.double() * (-1.0 if maximize else 1.0)
     m_new = m.double() + (1 - beta1) * (g64 - m.double())
     v_new = beta2 * v.double() + (1 - beta2) * g64 * g64
-    update = step_size * stored_m.double() / (stored_v.double().sqrt() / bc2_sqrt + eps)
-    return m_new, v_new, p.double() * decay - update, update.abs()
+    bias_correction1, bias_correction2 = 1 - beta1**step, 1 - beta2**step
+    update = lr / bias_correction1 * stored_m.double() / (stored_v.double().sqrt() / bias_correction2**0.5 + eps)
+    return m_new, v_new, p.double() * (1 - lr * weight_decay) - update, update.abs()
 
 
 def bounded(actual, expected, bound, what):
