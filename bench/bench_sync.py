@@ -113,6 +113,11 @@ def span(figure: dict, unit: str = "", digits: int = 2) -> str:
     return f"{figure['median' + suffix]:.{digits}f} [{figure['p10' + suffix]:.{digits}f}-{figure['p90' + suffix]:.{digits}f}]"
 
 
+def median_interval(figure: dict, digits: int = 1) -> str:
+    """The 95 % confidence interval of a summary's median (timing.median_ci95_rank)."""
+    return f"{figure['median_ci95_low']:.{digits}f}-{figure['median_ci95_high']:.{digits}f}"
+
+
 def print_table(cases, bandwidth, device_name):
     print(f"\nLookahead sync, {device_name}, memory bandwidth {span(bandwidth, 'GBps', 1)} GB/s (read+write; "
           "median [p10-p90] of the cases' own)")  # fmt: skip
@@ -141,12 +146,14 @@ def print_table(cases, bandwidth, device_name):
 
 def print_overhead(rows, model):
     print(f"\nWhole-step overhead of Lookahead (k={rows[0]['k']}) over AdamW alone, {model}, fp32, "
-          f"median [p10-p90] over {rows[0]['overhead_pct']['reps']} rounds:")  # fmt: skip
+          f"median [p10-p90] over {rows[0]['overhead_pct']['reps']} rounds, and where the overhead's median lies "
+          "with 95 % confidence:")  # fmt: skip
     for r in rows:
         print(
             f"  {r['inner']:<14} {r['lookahead']:<26} {r['k']} steps {span(r['k_steps'], 'ms'):>24} ms, "
             f"with Lookahead {span(r['k_steps_with_lookahead'], 'ms'):>24} ms: overhead {span(r['overhead_pct'], digits=1):>18} %"
-            f" (floors: {r['floor_pct']:.1f} % by bytes, {span(r['time_floor_pct'], digits=1)} % by time)"
+            f" (median in {median_interval(r['overhead_pct'])}; floors: {r['floor_pct']:.1f} % by bytes, "
+            f"{span(r['time_floor_pct'], digits=1)} % by time)"
         )
 
 

@@ -71,15 +71,32 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def median_ci95_rank(n: int) -> int:
+    """j such that [ordered[j], ordered[n - 1 - j]] is a distribution-free 95 % confidence interval of
+    the median of n independent samples: the largest j with P(Binomial(n, 1/2) <= j) <= 2.5 %, the
+    chance that j + 1 or fewer samples fall below the true median (and as much for above). 0 (min
+    to max) when n < 6, where even that interval covers less than 95 %."""
+    j, at_most_j = 0, 1  # at_most_j: 2**n P(Binomial(n, 1/2) <= j)
+    while 40 * (at_most_j + math.comb(n, j + 1)) <= 2**n:
+        j += 1
+        at_most_j += math.comb(n, j)
+    return j
+
+
 def summary(values: Sequence[float], scale: float = 1.0, unit: str = "") -> dict:
-    """median, min, max, p10, p90 (times `scale`, keys suffixed `_unit`), reps, and spread_pct: the
-    p10-p90 range in % of the median."""
+    """median, min, max, p10, p90 (times `scale`, keys suffixed `_unit`), reps, spread_pct: the
+    p10-p90 range in % of the median, and median_ci95_low/high: where the median itself lies with
+    95 % confidence, if the rounds are independent (interleaved rounds make a per-round ratio so,
+    nearly: drift hits both of its timings)."""
     ordered = sorted(v * scale for v in values)
     suffix = f"_{unit}" if unit else ""
     median = statistics.median(ordered)
     p10, p90 = _percentile(ordered, 0.1), _percentile(ordered, 0.9)
+    j = median_ci95_rank(len(ordered))
     return {
         f"median{suffix}": median,
+        f"median_ci95_low{suffix}": ordered[j],
+        f"median_ci95_high{suffix}": ordered[len(ordered) - 1 - j],
         f"min{suffix}": ordered[0],
         f"max{suffix}": ordered[-1],
         f"p10{suffix}": p10,

@@ -42,6 +42,7 @@ def assert_is_summary(figure, unit=""):
     suffix = f"_{unit}" if unit else ""
     low, p10, median, p90, high = (figure[k + suffix] for k in ("min", "p10", "median", "p90", "max"))
     assert low <= p10 <= median <= p90 <= high
+    assert low <= figure["median_ci95_low" + suffix] <= median <= figure["median_ci95_high" + suffix] <= high
     assert figure["reps"] >= 1
     assert figure["spread_pct"] == pytest.approx(100 * (p90 - p10) / abs(median))
 
@@ -49,7 +50,18 @@ def assert_is_summary(figure, unit=""):
 def test_summary_of_known_values():
     figure = timing.summary([4.0, 1.0, 3.0, 2.0, 5.0], scale=1e3, unit="ms")
     assert figure == {"median_ms": 3000.0, "min_ms": 1000.0, "max_ms": 5000.0, "p10_ms": pytest.approx(1400.0),
-                      "p90_ms": pytest.approx(4600.0), "reps": 5, "spread_pct": pytest.approx(100 * 3200 / 3000)}  # fmt: skip
+                      "p90_ms": pytest.approx(4600.0), "reps": 5, "spread_pct": pytest.approx(100 * 3200 / 3000),
+                      "median_ci95_low_ms": 1000.0, "median_ci95_high_ms": 5000.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(  # the published table of order statistics (1-based) bounding the median at 95 %
+    "n,low,high", [(6, 1, 6), (10, 2, 9), (20, 6, 15), (50, 18, 33), (100, 40, 61), (1000, 469, 532)]
+)
+def test_median_interval_matches_the_binomial_table(n, low, high):
+    j = timing.median_ci95_rank(n)
+    assert (j + 1, n - j) == (low, high)
+    figure = timing.summary(range(1, n + 1))
+    assert (figure["median_ci95_low"], figure["median_ci95_high"]) == (low, high)
 
 
 def test_rounds_interleave_in_rotating_order():
