@@ -1,11 +1,13 @@
-"""capturable=True: the counter and alpha live on the params' device and every step runs the
-step-gated sync. On the CPU this checks the logic (the same trajectory as the host-side branch, bit
-for bit); the CUDA-graph capture itself is tests/test_cuda.py's, on a GPU."""
+"""capturable=True: the counter and alpha live on the params' device and the sync is the
+step-gated one: on a GPU on every step, on the CPU (where the host reads the counter) on the sync
+steps ([NOTE: a gate the host can read]). On the CPU this checks the logic (the same trajectory as
+the host-side branch, bit for bit); the CUDA-graph capture itself is tests/test_cuda_graphs.py's, on
+a GPU; every-step gating is also what a compiled step runs (tests/test_compile.py)."""
 
 import pytest
 import torch
 
-from lookahead_fused import Lookahead
+from lookahead_fused import Lookahead, ops
 
 from .helpers import assert_bitwise_equal, clone_params, make_params, run
 
@@ -81,3 +83,17 @@ def test_a_group_on_another_device_is_refused_and_nothing_is_added():
     with pytest.raises(ValueError, match="param group 1 is on meta, not cpu"):
         opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, device="meta"))]})
     assert len(opt.param_groups) == 1 and len(opt.optimizer.param_groups) == 1
+
+
+def test_on_the_cpu_the_gated_sync_runs_on_the_sync_steps_only(monkeypatch):
+    real = ops.lookahead_sync_on_step_
+    counters_at_call = []
+    monkeypatch.setattr(ops, "lookahead_sync_on_step_", lambda *a, **kw: (counters_at_call.append(int(a[3])), real(*a, **kw)))
+    params = make_params(torch.float32)
+    opt = Lookahead(torch.optim.SGD(params, lr=0.1), k=3, capturable=True)
+    versions = [p._version for p in params]
+    run(opt, params, 2)
+    assert counters_at_call == []
+    assert [p._version for p in params] == [v + 2 for v in versions]  # the SGD steps' bumps only
+    run(opt, params, 5, first_step=2)
+    assert counters_at_call == [3, 6]
