@@ -244,6 +244,8 @@ class LookaheadAdamW(Lookahead):
                                       mu=self.defaults["outer_momentum"], nesterov=self.defaults["nesterov"],
                                       backend=self.defaults["backend"])  # fmt: skip
         self._step_count_tensor.add_(1)
+        if self._counter_on_host() and self.step_count % self.k:
+            return  # the momenta's gated reset or sync would do nothing ([NOTE: a gate the host can read])
         if self.pullback_momentum == "reset":
             self._reset_first_moments_on_device_gate()
         elif self.pullback_momentum == "pullback":

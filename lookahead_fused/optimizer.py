@@ -241,7 +241,7 @@ class Lookahead(Optimizer):
         self._refuse_inside_slow_weights("step()")
         compiling = torch.compiler.is_compiling()
         gated = self.defaults["capturable"] or (compiling and self._adaptive is None)
-        every_step = gated and (compiling or self._step_count_tensor.device.type != "cpu")
+        every_step = gated and (compiling or not self._counter_on_host())
         syncs_now = every_step or (self.step_count + 1) % self.k == 0
         if syncs_now:  # check the weight pairs before the inner step changes anything
             pairs = tensor_groups.weight_pairs(self, check=not compiling)
@@ -252,6 +252,10 @@ class Lookahead(Optimizer):
         elif syncs_now:
             self._sync(pairs)
         return loss
+
+    def _counter_on_host(self) -> bool:
+        """Whether the step counter is host memory ([NOTE: a gate the host can read])."""
+        return self._step_count_tensor.device.type == "cpu"
 
     def _sync_on_device_gate(self, pairs: dict, compiling: bool) -> None:
         counter = self._step_count_tensor

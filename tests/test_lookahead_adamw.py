@@ -161,6 +161,7 @@ OPTIONS = [
     {"pullback_momentum": "reset", "maximize": True},
     {"capturable": True, "outer_momentum": 0.5},
     {"capturable": True, "pullback_momentum": "pullback"},
+    {"capturable": True, "pullback_momentum": "reset"},
 ]
 
 
@@ -195,6 +196,15 @@ def test_one_fused_launch_per_step(monkeypatch):
     monkeypatch.setattr(ops, "run_checked_sync_", lambda *a, **k: (calls.__setitem__("sync", calls["sync"] + 1), real_sync(*a, **k)))
     _train(model, opt, 4)
     assert calls == {"adamw": 4, "sync": 0}
+
+
+def test_capturable_on_the_cpu_syncs_the_pullback_momenta_on_the_sync_steps_only(monkeypatch):
+    real = ops.lookahead_sync_on_step_
+    counters_at_call = []
+    monkeypatch.setattr(ops, "lookahead_sync_on_step_", lambda *a, **kw: (counters_at_call.append(int(a[3])), real(*a, **kw)))
+    model = _model(torch.float32)
+    _train(model, LookaheadAdamW(model.parameters(), k=3, pullback_momentum="pullback", capturable=True), 7)
+    assert counters_at_call == [3, 6]
 
 
 @pytest.mark.parametrize("source_is_fused", [True, False])
