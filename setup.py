@@ -88,9 +88,10 @@ def extensions():
         return [Extension("lookahead_fused._C", sources=[])], {"build_ext": refusing_build_ext(TORCH_NOT_IMPORTABLE.format(error=error))}
 
     sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/contract.cpp", "csrc/plan.cpp", "csrc/chunking.cpp", "csrc/cpu/sync_cpu.cpp"]
-    openmp = ["-fopenmp"]  # at::parallel_for is an OpenMP pragma in our code ([NOTE: OpenMP])
+    # at::parallel_for is an OpenMP pragma in our code (see [NOTE: OpenMP] in csrc/cpu/sync_cpu.cpp)
+    openmp = ["-fopenmp"]
     # -fno-math-errno: the AdamW loop's square root vectorises only when it need not set errno
-    # ([NOTE: CPU vectorisation] in csrc/cpu/sync_cpu.cpp)
+    # (see [NOTE: CPU vectorisation] in csrc/cpu/sync_cpu.cpp)
     cxx_flags = ["-O3", "-fno-math-errno", *openmp]
     if kind == "cuda":
         archs = os.environ["TORCH_CUDA_ARCH_LIST"]

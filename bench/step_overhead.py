@@ -61,7 +61,7 @@ def measure(shapes, device: torch.device, k: int, rounds: int | None = None, bud
     for name, options in inner_variants(device).items():
         variants[name] = functools.partial(k_steps, torch.optim.AdamW(params_with_grads(shapes, device), lr=1e-4, **options))
         # "capturable": on a GPU the step-gated sync runs every step (what CUDA graphs replay); on the
-        # CPU the sync steps only ([NOTE: a gate the host can read] in lookahead_fused/optimizer.py)
+        # CPU the sync steps only (see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py)
         for mode in ("host branch", "capturable"):
             capturable = mode == "capturable"
             inner_options = dict(options, capturable=True) if capturable and device.type == "cuda" else options

@@ -20,7 +20,7 @@ namespace lookahead_fused {
 // elements, 258 chunks in one round). The model is pessimistic about uneven lanes (the blocks still
 // running can draw the bandwidth of those that finished, up to what one SM can take) and is
 // unmeasured on a GPU. The CPU kernel keeps kMaxChunkElems: its threads take contiguous runs of
-// chunks ([NOTE: CPU grain]).
+// chunks (see [NOTE: CPU grain] in csrc/cpu/sync_cpu.cpp).
 int64_t busiest_lane_bytes(const int64_t* words, int64_t num_entries, int depth, int64_t lanes, int64_t chunk) {
   const int64_t stride = entry_words(depth);
   int64_t num_chunks = 0;

@@ -1,4 +1,4 @@
-// How big a chunk of the tensor table is, per plan (see [NOTE: table layout] in table.h).
+// How big a chunk of the tensor table is, per plan (see [NOTE: table layout] in csrc/table.h).
 #pragma once
 
 #include <cstdint>
@@ -10,7 +10,7 @@ constexpr int64_t kMaxChunkElems = 1 << 16;  // the CPU kernel's chunk, and the 
 
 // The chunk size (elements) for a table of `num_entries` entries of `depth` tensors (`words`,
 // entry_words(depth) each) run by `lanes` concurrent workers that take chunks round-robin, as the
-// CUDA grid does ([NOTE: chunk size from the bytes model]). lanes <= 0: kMaxChunkElems.
+// CUDA grid does (see [NOTE: chunk size from the bytes model] in csrc/chunking.cpp). lanes <= 0: kMaxChunkElems.
 int64_t choose_chunk_elements(const int64_t* words, int64_t num_entries, int depth, int64_t lanes);
 
 // The bytes the busiest lane moves with chunks of `chunk` elements, counting kChunkCostBytes per

@@ -1,4 +1,4 @@
-// The dtype lists of table.h ([NOTE: dtype list]) in torch's terms, for the planner, the checks and
+// The dtype lists of table.h (see [NOTE: dtype list] in csrc/table.h) in torch's terms, for the planner, the checks and
 // build_info(): everything about which dtypes exist is expanded from those two lists.
 #pragma once
 

@@ -54,7 +54,7 @@ struct PlanHandle {
   }
 };
 
-// [(pair code, fast dtype, state dtype)] of [NOTE: dtype list], by Python names.
+// [(pair code, fast dtype, state dtype)] of the dtype list (see [NOTE: dtype list] in csrc/table.h), by Python names.
 py::list dtype_pairs() {
   py::list pairs;
 #define LOOKAHEAD_NAME(token, scalar_type, name, bytes) const char* kName##token = name;
@@ -120,32 +120,33 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using Tensors = std::vector<at::Tensor>;
   m.def("sync_", [](const Tensors& fast, const Tensors& slow, double alpha) {
     eager(fast, [&] { sync_(fast, slow, alpha); }, [&] { sync_meta(fast, slow, alpha); });
-  }, "lookahead_fused::sync_ without the dispatcher ([NOTE: eager entry points]).");
+  }, "lookahead_fused::sync_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
   m.def("sync_on_step_", [](const Tensors& fast, const Tensors& slow, const at::Tensor& alpha, const at::Tensor& step,
                             int64_t k) {
     eager(fast, [&] { sync_on_step_(fast, slow, alpha, step, k); },
           [&] { sync_on_step_meta(fast, slow, alpha, step, k); });
-  }, "lookahead_fused::sync_on_step_ without the dispatcher ([NOTE: eager entry points]).");
+  }, "lookahead_fused::sync_on_step_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
   m.def("swap_", [](const Tensors& first, const Tensors& second) {
     eager(first, [&] { swap_(first, second); }, [&] { swap_meta(first, second); });
-  }, "lookahead_fused::swap_ without the dispatcher ([NOTE: eager entry points]).");
+  }, "lookahead_fused::swap_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
   m.def("momentum_sync_", [](const Tensors& fast, const Tensors& slow, const Tensors& momentum, double alpha, double mu,
                              bool nesterov) {
     eager(fast, [&] { momentum_sync_(fast, slow, momentum, alpha, mu, nesterov); },
           [&] { momentum_sync_meta(fast, slow, momentum, alpha, mu, nesterov); });
-  }, "lookahead_fused::momentum_sync_ without the dispatcher ([NOTE: eager entry points]).");
+  }, "lookahead_fused::momentum_sync_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
   m.def("momentum_sync_on_step_", [](const Tensors& fast, const Tensors& slow, const Tensors& momentum,
                                      const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu,
                                      bool nesterov) {
     eager(fast, [&] { momentum_sync_on_step_(fast, slow, momentum, alpha, step, k, mu, nesterov); },
           [&] { momentum_sync_on_step_meta(fast, slow, momentum, alpha, step, k, mu, nesterov); });
-  }, "lookahead_fused::momentum_sync_on_step_ without the dispatcher ([NOTE: eager entry points]).");
+  },
+        "lookahead_fused::momentum_sync_on_step_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
   m.def("adamw_step_", [](const Tensors& params, const Tensors& grads, const Tensors& exp_avgs,
                           const Tensors& exp_avg_sqs, const Tensors& slow, const Tensors& momentum,
                           const at::Tensor& hyper, const at::Tensor& rows, double mu, bool nesterov) {
     eager(params, [&] { adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov); },
           [&] { adamw_step_meta(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov); });
-  }, "lookahead_fused::adamw_step_ without the dispatcher ([NOTE: eager entry points]).");
+  }, "lookahead_fused::adamw_step_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
   m.def("cpu_parallel_threads", &cpu_parallel_threads,
         "How many threads the CPU kernel's at::parallel_for uses for this many one-task chunks.");
   m.def("check_sync_args", [](const Tensors& fast, const Tensors& slow) {

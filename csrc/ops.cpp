@@ -57,7 +57,8 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
                   "eagerly before capturing (warm-up), with the same tensors.");
       check_no_overlap(name, lists);
     });
-    if (capturing) keep_alive_with_captured_graph(plan, stream.stream());  // [NOTE: plans under capture]
+    // See [NOTE: plans under capture] in csrc/cuda/capture.cpp
+    if (capturing) keep_alive_with_captured_graph(plan, stream.stream());
     plan->device_words.record_stream(stream);  // a plan evicted from the cache stays alive for this launch
     if (gate != nullptr) {
       launch_cuda_on_step(plan->device_view(), op, *gate, args, stream.stream(), plan->device.index());
@@ -77,7 +78,7 @@ void run(const char* name, const TensorLists& lists, TableOp op, const UpdateArg
   bump_versions(lists);
 }
 
-// See [NOTE: step gate] in table.h. On the CPU the gate is host memory and is read here; there
+// See [NOTE: step gate] in csrc/table.h. On the CPU the gate is host memory and is read here; there
 // alpha's value is checked too, which on a GPU would cost a synchronisation.
 void run_on_step(const TensorLists& lists, TableOp op, const at::Tensor& alpha, const at::Tensor& step, int64_t k,
                  UpdateArgs args) {
@@ -141,7 +142,7 @@ void momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::Tensor
 
 namespace {
 
-// The lists of an AdamW step as the table takes them ([NOTE: entry dtypes]): without outer
+// The lists of an AdamW step as the table takes them (see [NOTE: entry dtypes] in csrc/table.h): without outer
 // momentum, five.
 TensorLists adamw_lists(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
                         at::TensorList exp_avg_sqs, at::TensorList slow, at::TensorList momentum) {

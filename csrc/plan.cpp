@@ -31,7 +31,7 @@ std::vector<int64_t> entry_words_of(const TensorLists& lists) {
       element_sizes[t] = static_cast<int64_t>(tensor.element_size());
       words.push_back(static_cast<int64_t>(addresses[t]));
     }
-    const at::Tensor& state = lists[fast_tensors_of(depth)][i];  // [NOTE: entry dtypes]
+    const at::Tensor& state = lists[fast_tensors_of(depth)][i];  // See [NOTE: entry dtypes] in csrc/table.h
     const int64_t code = pair_code(lists[0][i].scalar_type(), state.scalar_type());
     TORCH_CHECK(code >= 0, "lookahead_fused: no kernel for fast ", lists[0][i].scalar_type(), " with slow ",
                 state.scalar_type());

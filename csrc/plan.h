@@ -1,4 +1,4 @@
-// A plan: the tensor table of one parameter set (see [NOTE: table layout] in table.h), kept on the
+// A plan: the tensor table of one parameter set (see [NOTE: table layout] in csrc/table.h), kept on the
 // host and, for CUDA, once on the device; found again by content, so a training loop that updates
 // the same tensors reuses it: no host-to-device copy and one launch per update in steady state.
 #pragma once

@@ -9,7 +9,7 @@
 //     entry is 16-byte aligned (< kVecBytes), or -1 when they never align together (then the entry
 //     runs scalar; tensors whose ends are offset alike keep their vector body);
 //   then per chunk one word: entry index << kChunkBits | chunk index, chunk = chunk_elems elements,
-//   chosen per plan (chunking.h, [NOTE: chunk size from the bytes model]).
+//   chosen per plan (chunking.h, see [NOTE: chunk size from the bytes model] in csrc/chunking.cpp).
 // `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync, 5 or 6 for AdamW's
 // step with the sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
 // takes whole chunks, so every tensor size shares one grid.

@@ -5,7 +5,7 @@ Lookahead around a fused AdamW reads and writes the params twice on a sync step:
 one launch per device and step runs AdamW's update for every param and, on a sync step, moves the
 slow weights (and the outer momentum) toward the new params and resets them, in the same pass: the
 sync adds only slow's read and write (8 B). The math is csrc/adamw.h; the scalars reach the kernel
-as a small float64 table ([NOTE: AdamW hyper table]).
+as a small float64 table (see [NOTE: AdamW hyper table] in csrc/adamw.h).
 
 [NOTE: LookaheadAdamW is a Lookahead] The class is a Lookahead whose inner optimizer is a
 torch.optim.AdamW that never steps itself: it holds the param groups (lr, betas, eps, weight_decay,
@@ -166,7 +166,8 @@ class LookaheadAdamW(Lookahead):
                 float(alphas[g]), float(syncs), float(bool(group["maximize"]))]  # fmt: skip
 
     def _host_rows(self, layout: Layout, steps: list[float], syncs: bool) -> tuple[torch.Tensor, list[int]]:
-        """The host table and each entry's row: one row per (group, step count) ([NOTE: AdamW rows])."""
+        """The host table and each entry's row: one row per (group, step count) (see [NOTE: AdamW rows] in
+        lookahead_fused/adamw.py)."""
         alphas = self.group_alphas()
         table, rows = [], [0] * len(steps)
         for g, start, end in layout.spans:
@@ -194,7 +195,8 @@ class LookaheadAdamW(Lookahead):
         return held
 
     def _host_step(self) -> None:
-        """capturable=False: the host knows the counter and the step counts ([NOTE: AdamW rows])."""
+        """capturable=False: the host knows the counter and the step counts (see [NOTE: AdamW rows] in
+        lookahead_fused/adamw.py)."""
         syncs = (self.step_count + 1) % self.k == 0
         if syncs:
             pairs = tensor_groups.weight_pairs(self)  # checks the pairs (and moves slow weights along) first
@@ -245,7 +247,9 @@ class LookaheadAdamW(Lookahead):
                                       backend=self.defaults["backend"])  # fmt: skip
         self._step_count_tensor.add_(1)
         if self._counter_on_host() and self.step_count % self.k:
-            return  # the momenta's gated reset or sync would do nothing ([NOTE: a gate the host can read])
+            # the momenta's gated reset or sync would do nothing (see [NOTE: a gate the host can read] in
+            # lookahead_fused/optimizer.py)
+            return
         if self.pullback_momentum == "reset":
             self._reset_first_moments_on_device_gate()
         elif self.pullback_momentum == "pullback":

@@ -83,7 +83,7 @@ def _group_spans(entries: list) -> list[tuple[int, int, int]]:
 
 def _shared_steps(opt, entries: list, device: torch.device) -> torch.Tensor:
     """One buffer of the entries' step counts; each param's state['step'] becomes a view of it
-    ([NOTE: shared step counts])."""
+    (see [NOTE: shared step counts] in lookahead_fused/adamw_state.py)."""
     steps = [opt.optimizer.state[p]["step"] for _, p in entries]
     buffer = torch.stack([s.to(device=device, dtype=torch.float32) for s in steps]) if steps else torch.zeros(0, device=device)
     for n, (_, p) in enumerate(entries):

@@ -73,7 +73,7 @@ def pack(opt) -> dict:
         state[saved_id] = entry
     section = section_for(opt, opt._step_count_tensor.cpu().clone(), opt.k)
     groups = inner["param_groups"]  # new dicts (the inner's state_dict() packs them): ours to extend
-    for group in groups:  # see [NOTE: section mirror]
+    for group in groups:  # See [NOTE: section mirror] in lookahead_fused/checkpoint.py
         group[SECTION] = dict(section, step=section["step"].clone())
     return {"state": state, "param_groups": groups, SECTION: section}
 

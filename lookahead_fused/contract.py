@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-# [NOTE: dtype list] The element types, once for Python (C++ has its own list in csrc/table.h, and a
+# The element types, once for Python (see [NOTE: dtype list] in csrc/table.h for C++'s list, and a
 # test compares the two through _C.build_info()): the checks, messages and tests derive from these.
 FAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 LOW_PRECISION_DTYPES = (torch.float16, torch.bfloat16)
@@ -35,8 +35,8 @@ def allowed_slow_dtypes(fast_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
 DTYPE_PAIRS = tuple((fast, slow) for fast in FAST_DTYPES for slow in allowed_slow_dtypes(fast))  # (fast, slow)
 
 
-# The columns of a row of the AdamW hyper table, in order ([NOTE: AdamW hyper table] in
-# csrc/adamw.h, whose AdamWColumn enum build_info() reports as "adamw_columns").
+# The columns of a row of the AdamW hyper table, in order (see [NOTE: AdamW hyper table] in csrc/adamw.h,
+# whose AdamWColumn enum build_info() reports as "adamw_columns").
 ADAMW_COLUMNS = ("lr", "beta1", "beta2", "eps", "weight_decay", "step", "alpha", "sync", "maximize")
 
 
@@ -72,7 +72,7 @@ def check_alpha(alpha, *, where: str = "alpha") -> float:
 def check_param(t: torch.Tensor, *, where: str) -> None:
     """What a param needs for Lookahead: a strided floating-point tensor whose elements do not
     overlap in memory (as for any in-place update). It may be a strided view that is not dense
-    ([NOTE: strided params] in optimizer.py)."""
+    (see [NOTE: strided params] in lookahead_fused/optimizer.py)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{where} is a {type(t).__name__}, not a torch.Tensor")
     if t.layout != torch.strided:

@@ -60,7 +60,8 @@ class Lookahead(Optimizer):
     sync; "pullback" interpolates them like the weights, against their own slow copies (zero at start).
     momentum_key: the inner optimizer's state key of that buffer (e.g. "exp_avg"); known for torch's
     optimizers and common timm / pytorch_optimizer ones, needed for any other with pullback_momentum.
-    outer_momentum (mu) and nesterov: momentum on the slow weights ([NOTE: outer momentum]); mu = 0
+    outer_momentum (mu) and nesterov: momentum on the slow weights (see [NOTE: outer momentum] in
+    lookahead_fused/optimizer.py); mu = 0
     is plain Lookahead bit for bit; nesterov=True with mu > 0 is SNOO's outer step.
     slow_dtype: None keeps slow weights in each param's dtype; torch.float32 keeps them in float32 for
     float16/bfloat16 params. backend: "auto" or a name from ops.available_backends().
@@ -112,7 +113,8 @@ class Lookahead(Optimizer):
         self._step_count_tensor = torch.zeros((), dtype=torch.int64, device=capturable_device(optimizer, capturable, alpha))
         self._alpha_tensors: dict[tuple[float, torch.device], torch.Tensor] = {}
         self._in_slow_weights = False
-        self._strided_ids: set[int] = set()  # params that are not dense ([NOTE: strided params])
+        # params that are not dense (see [NOTE: strided params] in lookahead_fused/optimizer.py)
+        self._strided_ids: set[int] = set()
         self._constructing = True
         # Optimizer.__init__ sets up the hooks and calls add_param_group for each inner group,
         # which only creates the slow weights, as the groups are already the inner's.
@@ -120,7 +122,8 @@ class Lookahead(Optimizer):
         self._constructing = False
         backends.prepare(backend, {p.device.type for p in self._params()})
 
-    # -- the shared param_groups (see [NOTE: shared param_groups]) ---------------------------------
+    # -- the shared param_groups (see [NOTE: shared param_groups] in lookahead_fused/optimizer.py)
+    # ---------------------------------
     @property
     def param_groups(self):
         return self.optimizer.param_groups
@@ -254,7 +257,8 @@ class Lookahead(Optimizer):
         return loss
 
     def _counter_on_host(self) -> bool:
-        """Whether the step counter is host memory ([NOTE: a gate the host can read])."""
+        """Whether the step counter is host memory (see [NOTE: a gate the host can read] in
+        lookahead_fused/optimizer.py)."""
         return self._step_count_tensor.device.type == "cpu"
 
     def _sync_on_device_gate(self, pairs: dict, compiling: bool) -> None:

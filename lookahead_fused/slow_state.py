@@ -43,7 +43,7 @@ def in_phase(tensor: torch.Tensor, like: torch.Tensor) -> bool:
 
 def copy_as(tensor: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A new tensor holding `tensor`'s values in `dtype`, with the device and memory order of `like`,
-    and in its 16-byte phase ([NOTE: slow weights in phase])."""
+    and in its 16-byte phase (see [NOTE: slow weights in phase] in lookahead_fused/slow_state.py)."""
     template = torch.empty_like(like, dtype=dtype, memory_format=torch.preserve_format)
     if in_phase(template, like) or not contract.is_non_overlapping_and_dense(template):
         return template.copy_(tensor)

@@ -37,7 +37,7 @@ def weight_pairs(opt, check: bool = True) -> dict:
 
 def launches(opt, pairs: dict, check: bool = True) -> list[tuple]:
     """The updates of one sync. Without outer momentum, the pullback momenta join their params'
-    launch; with it, they take one of their own ([NOTE: outer momentum] in optimizer.py)."""
+    launch; with it, they take one of their own (see [NOTE: outer momentum] in lookahead_fused/optimizer.py)."""
     mu = opt.defaults["outer_momentum"]
     found = []
     for alpha, (fast, slow) in pairs.items():
@@ -64,7 +64,8 @@ def check_launches(opt, found: list[tuple]) -> None:
 
 
 def split_strided(opt, *lists: list) -> tuple[tuple[list, ...], tuple[list, ...]]:
-    """(fused lists, strided lists), split by the first list's tensors ([NOTE: strided params])."""
+    """(fused lists, strided lists), split by the first list's tensors (see [NOTE: strided params] in
+    lookahead_fused/optimizer.py)."""
     if not opt._strided_ids:
         return lists, tuple([] for _ in lists)
     fused, strided = tuple([] for _ in lists), tuple([] for _ in lists)

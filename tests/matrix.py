@@ -10,7 +10,8 @@ import torch
 
 from lookahead_fused.backends import backends_for_device
 from lookahead_fused.backends.reference import momentum_sync_float64, sync_float64
-from lookahead_fused.contract import DTYPE_PAIRS  # noqa: F401  (the one Python list: [NOTE: dtype list])
+# noqa: F401  (the one Python list: see [NOTE: dtype list] in csrc/table.h)
+from lookahead_fused.contract import DTYPE_PAIRS
 SIZES = [0, 1, 7, 4097, 65537, 278011]  # empty, one element, odd, over one vector step, over one CPU chunk
 OFFSETS = [0, 1, 3]  # elements into a buffer: aligned, and two ways of missing a 16-byte boundary
 ALPHAS = [0.0, 0.3, 0.5, 0.7, 1.0]  # the exact ends, both sides of the two-sided lerp, its switch
@@ -100,7 +101,8 @@ def check_against_contract(fast_before, slow_before, fast, slow, alpha):
 
 
 def check_momentum_against_contract(fast_before, slow_before, momentum_before, fast, slow, momentum, alpha, mu, nesterov):
-    """The triples after a momentum sync against its float64 evaluation ([NOTE: momentum sync]): slow
+    """The triples after a momentum sync against its float64 evaluation (see [NOTE: momentum sync] in
+    csrc/cpu/sync_cpu.cpp): slow
     within 8 ulp and momentum within 4 ulp (of the state dtype) of the largest magnitude involved;
     fast == slow cast exactly."""
     for i, tensors in enumerate(zip(fast_before, slow_before, momentum_before, fast, slow, momentum)):

@@ -1,6 +1,7 @@
 """capturable=True: the counter and alpha live on the params' device and the sync is the
 step-gated one: on a GPU on every step, on the CPU (where the host reads the counter) on the sync
-steps ([NOTE: a gate the host can read]). On the CPU this checks the logic (the same trajectory as
+steps (see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py). On the CPU this checks the logic (the same
+trajectory as
 the host-side branch, bit for bit); the CUDA-graph capture itself is tests/test_cuda_graphs.py's, on
 a GPU; every-step gating is also what a compiled step runs (tests/test_compile.py)."""
 

@@ -1,5 +1,5 @@
-"""The CPU kernel as built, read with objdump: the AVX2 copy of the chunk loop ([NOTE: CPU
-vectorisation] in csrc/cpu/sync_cpu.cpp) does its lerp 8 floats (4 doubles) at a time in 256-bit
+"""The CPU kernel as built, read with objdump: the AVX2 copy of the chunk loop
+(see [NOTE: CPU vectorisation] in csrc/cpu/sync_cpu.cpp) does its lerp 8 floats (4 doubles) at a time in 256-bit
 registers, widens bfloat16 8 lanes at a time, and stores whole 256-bit vectors; the baseline copy
 uses SSE2's packed instructions. A compiler or flag change that leaves a loop scalar fails here."""
 

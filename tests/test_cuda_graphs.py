@@ -107,7 +107,8 @@ def _captured_sync(fast, slow, backend):
 
 @pytest.mark.skipif("cuda" not in ops.available_backends(), reason="needs the CUDA build")
 def test_a_captured_plan_outlives_the_cache():
-    """[NOTE: plans under capture]: evicting the plan must not free the table a graph launches with."""
+    """See [NOTE: plans under capture] in csrc/cuda/capture.cpp: evicting the plan must not free the table a graph
+    launches with."""
     from lookahead_fused import _C
 
     fast = [torch.randn(4097, device="cuda"), torch.randn(70000, device="cuda")]

@@ -1,7 +1,7 @@
 """The CUDA kernels as built, read without a GPU: cuobjdump (shipped in the triton wheel) lists every
 kernel of every arch in the extension. Each must use no stack (no spills), few enough registers
 for two blocks of 256 threads per SM, 128-bit global loads and stores, and in its unrolled body
-issue all the loads of a group before any math ([NOTE: unrolled body] in csrc/cuda/sync_cuda.cu)."""
+issue all the loads of a group before any math (see [NOTE: unrolled body] in csrc/cuda/table_kernel.cuh)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ THREADS_PER_BLOCK = 256
 REGISTERS_PER_SM = 65536
 MIN_BLOCKS_PER_SM = 2
 # Per op (csrc/cuda/table_kernel.cuh): tensors per entry, vector steps unrolled (kUnrollFor; AdamW's
-# step runs one at a time), and the entry's tensors in the fast dtype ([NOTE: entry dtypes]).
+# step runs one at a time), and the entry's tensors in the fast dtype (see [NOTE: entry dtypes] in csrc/table.h).
 OPS = {
     "SyncOp": (2, 4, 1),
     "SwapOp": (2, 4, 1),

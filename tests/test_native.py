@@ -73,7 +73,8 @@ def test_plan_chunks_cover_every_element():
     sizes = [0, 1, 65536, 65537, 200000]
     fast, slow = make_pair_lists(sizes, torch.bfloat16, torch.float32)
     plan = _C.SyncPlan(fast, slow)
-    assert plan.chunk_elements == 65536  # CPU plans keep the largest chunk ([NOTE: CPU grain])
+    # CPU plans keep the largest chunk (see [NOTE: CPU grain] in csrc/cpu/sync_cpu.cpp)
+    assert plan.chunk_elements == 65536
     assert plan.num_pairs == 5
     assert plan.num_chunks == sum(-(-n // 65536) for n in sizes)
     fast0, slow0 = snapshot(fast), snapshot(slow)
@@ -122,7 +123,7 @@ def test_package_works_without_the_extension():
 
 
 def test_cpu_kernel_runs_on_several_threads():
-    """[NOTE: OpenMP] in csrc/cpu/sync_cpu.cpp: without OpenMP in the build, every chunk runs on one thread."""
+    """See [NOTE: OpenMP] in csrc/cpu/sync_cpu.cpp: without OpenMP in the build, every chunk runs on one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -132,7 +133,7 @@ def test_cpu_kernel_runs_on_several_threads():
 
 
 def test_the_dtype_lists_of_cpp_and_python_agree():
-    """[NOTE: dtype list]: csrc/table.h's LOOKAHEAD_DTYPE_PAIRS, as the built extension reports it,
+    """See [NOTE: dtype list] in csrc/table.h: csrc/table.h's LOOKAHEAD_DTYPE_PAIRS, as the built extension reports it,
     is lookahead_fused.contract.DTYPE_PAIRS, and every code is distinct."""
     from lookahead_fused.contract import DTYPE_PAIRS
 

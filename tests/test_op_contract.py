@@ -191,7 +191,8 @@ def _assert_unchanged(tensors, before):
 
 
 def test_sync_and_swap_bump_every_version(device_backend):
-    """[NOTE: versions]: autograd sees every tensor an op may write as modified, as after torch's own
+    """See [NOTE: versions] in csrc/ops.cpp: autograd sees every tensor an op may write as modified, as after torch's
+    own
     in-place and foreach ops."""
     device, backend = device_backend
     fast, slow = make_pair_lists([3, 0, 4097], torch.float32, torch.float32, device=device)

@@ -1,4 +1,4 @@
-"""Lookahead with outer momentum ([NOTE: outer momentum] in optimizer.py): the trajectory of the
+"""Lookahead with outer momentum (see [NOTE: outer momentum] in lookahead_fused/optimizer.py): the trajectory of the
 outer SGD written out (tests/helpers.py's PlainLookahead), mu = 0 bit for bit plain Lookahead, the
 checkpoint mid-period, the device-side gate, torch.compile, strided params, and what is refused."""
 

@@ -208,7 +208,8 @@ def test_the_real_pytorch_optimizer_checkpoint_continues_its_trajectory():
     resume_and_compare(peer, params, peer.state_dict(), 12, k=5, alpha=0.5, match="pytorch_optimizer Lookahead checkpoint")
 
 
-# --- params torch.optim accepts: strided views ([NOTE: strided params]) -----------------------
+# --- params torch.optim accepts: strided views (see [NOTE: strided params] in lookahead_fused/optimizer.py)
+# -----------------------
 
 
 def strided_params():

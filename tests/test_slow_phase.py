@@ -1,5 +1,5 @@
-"""Slow weights and slow momenta sit in their fast tensor's 16-byte phase ([NOTE: slow weights in
-phase] in lookahead_fused/slow_state.py), so that params that are views at odd offsets (flat
+"""Slow weights and slow momenta sit in their fast tensor's 16-byte phase
+(see [NOTE: slow weights in phase] in lookahead_fused/slow_state.py), so that params that are views at odd offsets (flat
 buffers, buckets) keep the fused kernels' vector path: the plan gives every pair a vector head."""
 
 import pytest

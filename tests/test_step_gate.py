@@ -1,5 +1,5 @@
 """lookahead_sync_on_step_: the sync when step % k == 0, nothing otherwise, decided where the step
-counter lives ([NOTE: step gate] in csrc/table.h). Checked through ops (which reads a CPU step on
+counter lives (see [NOTE: step gate] in csrc/table.h). Checked through ops (which reads a CPU step on
 the host) and through each backend's own gated path (the C++ CPU gate, the Triton kernel's mask,
 the masked fallback of the pure-PyTorch backends), which is what a device counter or a compiled
 step runs."""

@@ -12,7 +12,8 @@ from .helpers import make_params
 from .matrix import DTYPE_PAIRS, make_pair_lists
 
 pytestmark = pytest.mark.skipif("triton" not in available_backends(), reason="triton backend unavailable")
-kernels = pytest.importorskip("lookahead_fused.backends.triton_kernels")
+plans = pytest.importorskip("lookahead_fused.backends.triton.plans")
+from lookahead_fused.backends.triton import sync as triton_sync  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -22,9 +23,9 @@ def _lists(sizes, fast_dtype, slow_dtype, seed=0):
 
 
 def launches_during(fn):
-    before = kernels.launch_count
+    before = plans.launch_count
     fn()
-    return kernels.launch_count - before
+    return plans.launch_count - before
 
 
 def test_one_launch_per_sync_for_1000_tensors():
@@ -43,13 +44,13 @@ def test_one_launch_per_dtype_pair():
 
 def test_plan_is_reused_and_rebuilt_after_reallocation():
     fast, slow = _lists([5, 17], torch.float32, torch.float32)
-    kernels._plans.clear()
+    triton_sync.sync_plans.clear()
     for _ in range(3):
         ops.lookahead_sync_(fast, slow, 0.5, backend="triton")
-    assert len(kernels._plans) == 1
+    assert len(triton_sync.sync_plans) == 1
     fast[0] = fast[0].clone()
     ops.lookahead_sync_(fast, slow, 0.5, backend="triton")
-    assert len(kernels._plans) == 2
+    assert len(triton_sync.sync_plans) == 2
 
 
 def test_lookahead_class_one_launch_per_sync():

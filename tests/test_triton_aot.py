@@ -2,7 +2,8 @@
 no GPU needed, and the interpreter (which the other CPU tests use) accepts code that the compiler
 rejects. Every dtype pair compiles in each mode the backend launches (a lerp with alpha known on the
 host, alpha read on the device behind the step gate, the swap, misaligned pairs), and the aligned
-launches use 16-byte global loads and stores ([NOTE: Triton vector accesses])."""
+launches use 16-byte global loads and stores (see [NOTE: Triton vector accesses] in
+lookahead_fused/backends/triton/sync.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ triton = pytest.importorskip("triton")
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
+from lookahead_fused.contract import opmath_dtype  # noqa: E402
 from tests.matrix import DTYPE_PAIRS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +41,7 @@ MODES = {  # name -> (SWAP, LERP_SIDE, GATED, ALIGNED, MOMENTUM, NESTEROV)
     "momentum": (False, 1, False, True, True, False),
     "gated-nesterov": (False, 2, True, True, True, True),
 }
-# AdamW's fused step (backends/triton_adamw.py): name -> (ALIGNED, MOMENTUM, NESTEROV)
+# AdamW's fused step (backends/triton/adamw.py): name -> (ALIGNED, MOMENTUM, NESTEROV)
 ADAMW_MODES = {"adamw": (True, False, False), "adamw-nesterov": (True, True, True), "adamw-misaligned": (False, False, False)}
 ADAMW_SIGNATURE = {
     **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "mom")},
@@ -54,37 +56,37 @@ VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
 def compile_variant(fast_dtype, slow_dtype, mode, arch):
     """PTX and cubin of one variant. Runs where triton.jit makes compilable kernels, i.e. without
     TRITON_INTERPRET (see compile_all)."""
-    from lookahead_fused.backends import triton_kernels
+    from lookahead_fused.backends.triton import elementwise, plans, sync
 
-    opmath = triton_kernels.opmath_dtype(slow_dtype)
+    opmath = opmath_dtype(slow_dtype)
     scalar = "*fp64" if opmath == torch.float64 else "*fp32"
     if mode in ADAMW_MODES:
         return compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar)
     swap, side, gated, aligned, momentum, nesterov = MODES[mode]
     signature = dict(SIGNATURE, alpha_ptr=scalar, mu_ptr=scalar)
-    tl_dtypes = triton_kernels._TL_DTYPES
+    tl_dtypes = elementwise.TL_DTYPES
     constexprs = {
         "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath], "SWAP": swap,
-        "LERP_SIDE": side, "GATED": gated, "ALIGNED": aligned, "BLOCK": 1024, "CHUNK_BITS": triton_kernels.CHUNK_BITS,
+        "LERP_SIDE": side, "GATED": gated, "ALIGNED": aligned, "BLOCK": 1024, "CHUNK_BITS": plans.CHUNK_BITS,
         "MOMENTUM": momentum, "NESTEROV": nesterov,
     }  # fmt: skip
-    source = ASTSource(fn=triton_kernels._table_kernel, signature=signature, constexprs=constexprs)
+    source = ASTSource(fn=sync.table_kernel, signature=signature, constexprs=constexprs)
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
     return compiled.asm["ptx"], len(compiled.asm["cubin"])
 
 
 def compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar):
-    from lookahead_fused.backends import triton_adamw, triton_kernels
+    from lookahead_fused.backends.triton import adamw, elementwise, plans
 
     aligned, momentum, nesterov = ADAMW_MODES[mode]
-    tl_dtypes = triton_kernels._TL_DTYPES
+    tl_dtypes = elementwise.TL_DTYPES
     constexprs = {
         "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath], "ALIGNED": aligned,
-        "BLOCK": 1024, "CHUNK_BITS": triton_kernels.CHUNK_BITS, "MOMENTUM": momentum, "NESTEROV": nesterov,
-        "COLUMNS": triton_adamw._DERIVED,
+        "BLOCK": 1024, "CHUNK_BITS": plans.CHUNK_BITS, "MOMENTUM": momentum, "NESTEROV": nesterov,
+        "COLUMNS": adamw.DERIVED_COLUMNS,
     }  # fmt: skip
     signature = dict(ADAMW_SIGNATURE, mu_ptr=scalar)
-    source = ASTSource(fn=triton_adamw._adamw_table_kernel, signature=signature, constexprs=constexprs)
+    source = ASTSource(fn=adamw.adamw_table_kernel, signature=signature, constexprs=constexprs)
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
     return compiled.asm["ptx"], len(compiled.asm["cubin"])
 

@@ -142,9 +142,10 @@ LOOKAHEAD_INLINE void update_loop(typename Fast::storage* __restrict__ fast, typ
 }
 
 // Calls loop(update) with the sync's functor: the plain sync, or with `momentum` the momentum sync;
-// the lerp's side and Nesterov are template arguments ([NOTE: two-sided lerp]), so each variant is
+// the lerp's side and Nesterov are template arguments (see [NOTE: two-sided lerp] in csrc/cpu/sync_cpu.cpp), so each
+// variant is
 // a loop of its own. `loop` must be an always-inline lambda, so that its loop is compiled into the
-// caller's ISA ([NOTE: CPU vectorisation]).
+// caller's ISA (see [NOTE: CPU vectorisation] in csrc/cpu/sync_cpu.cpp).
 template <class T, class Loop>
 LOOKAHEAD_INLINE void with_sync_update(double alpha, bool momentum, double mu, bool nesterov, Loop loop) {
   const T w = static_cast<T>(alpha), one_minus_w = T(1) - w, mu_t = static_cast<T>(mu);

@@ -10,7 +10,7 @@ void run_cpu(const Plan& plan, TableOp op, const UpdateArgs& args);
 // "avx2" or "baseline": which compiled variant of the loops this CPU runs.
 const char* cpu_kernel_isa();
 
-// How many threads at::parallel_for gives `tasks` one-task chunks here (see [NOTE: OpenMP]).
+// How many threads at::parallel_for gives `tasks` one-task chunks here (see [NOTE: OpenMP] in csrc/cpu/sync_cpu.cpp).
 int64_t cpu_parallel_threads(int64_t tasks);
 
 }  // namespace lookahead_fused

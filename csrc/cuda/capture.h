@@ -1,4 +1,4 @@
-// Plans and CUDA graph capture: see [NOTE: plans under capture] in capture.cpp.
+// Plans and CUDA graph capture: see [NOTE: plans under capture] in csrc/cuda/capture.cpp.
 #pragma once
 
 #include <memory>

@@ -1,4 +1,4 @@
-// The fused update kernels: one launch walks the whole tensor table (see [NOTE: table layout]).
+// The fused update kernels: one launch walks the whole tensor table (see [NOTE: table layout] in csrc/table.h).
 // Light includes only (no torch/extension.h): this translation unit is compiled once per arch.
 #include <algorithm>
 #include <array>

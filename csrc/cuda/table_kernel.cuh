@@ -1,4 +1,4 @@
-// The body of the fused sync/swap kernel (see [NOTE: table layout] in table.h), as what one thread
+// The body of the fused sync/swap kernel (see [NOTE: table layout] in csrc/table.h), as what one thread
 // of one block does, for two callers: the CUDA kernel in sync_cuda.cu, and the host emulation in
 // tests/cpp/test_cuda_kernel_on_host.cu, which runs every block and thread of a launch in turn
 // (the kernel has no communication between threads, so in-order emulation is faithful) through a
@@ -58,7 +58,7 @@ template <typename T> LOOKAHEAD_KERNEL_FN T narrow(double v) { return v; }
 template <typename S>
 using opmath_t = decltype(widen(S()));
 
-// 16 bytes of T: the unit of every vector load and store. [NOTE: 16-byte packs] A float32 slow
+// [NOTE: 16-byte packs] 16 bytes of T: the unit of every vector load and store. A float32 slow
 // tensor paired with a 16-bit fast one takes two packs per step; one 32-byte type would need
 // 32-byte alignment, which a tensor at a 16-byte boundary does not have.
 template <typename T>
@@ -94,7 +94,7 @@ struct DeviceMemory {
 #endif
 };
 
-// Element types of the CUDA kernels by the tokens of [NOTE: dtype list].
+// Element types of the CUDA kernels by the tokens of the dtype list (see [NOTE: dtype list] in csrc/table.h).
 using CudaF32 = float;
 using CudaF64 = double;
 using CudaF16 = __half;
@@ -136,7 +136,8 @@ struct Step {  // one vector step: kVecBytes of fast and the same elements of ea
   }
 };
 
-// [NOTE: two-sided lerp] as in the CPU kernel: exact at alpha 0 and 1; the branch is uniform.
+// The two-sided lerp as in the CPU kernel (see [NOTE: two-sided lerp] in csrc/cpu/sync_cpu.cpp): exact at alpha 0
+// and 1; the branch is uniform.
 template <typename T>
 struct Lerp {
   bool small;
@@ -149,7 +150,7 @@ template <typename S, typename T>
 LOOKAHEAD_KERNEL_FN T round_to(T v) { return widen(narrow<S>(v)); }
 
 // The fused updates, one functor each over an entry's elements (fast, then its state tensors);
-// kDepth is the tensors per entry. Each op is also its own gate (see [NOTE: step gate]): skips()
+// kDepth is the tensors per entry. Each op is also its own gate (see [NOTE: step gate] in csrc/table.h): skips()
 // and resolved() run once per thread before any chunk; only the gated ops read memory there.
 struct SyncOp {
   static constexpr int kDepth = 2;
@@ -179,7 +180,8 @@ struct SwapOp {  // the host sends only same-dtype pairs to a swap (check_swap_p
   }
 };
 
-// [NOTE: momentum sync] as in the CPU kernel: a lerp of slow toward f + mu * (nesterov ? m_new : m_old),
+// The momentum sync as in the CPU kernel (see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp): a lerp of slow
+// toward f + mu * (nesterov ? m_new : m_old),
 // so mu = 0 is the plain sync bit for bit.
 struct MomentumSyncOp {
   static constexpr int kDepth = 3;
@@ -235,7 +237,7 @@ LOOKAHEAD_KERNEL_FN VectorSpan vector_span(int64_t lo, int64_t hi, int64_t head,
   return {lo_vector, steps, lo_vector + steps * V};
 }
 
-// AdamW's step with the sync in one pass ([NOTE: AdamW hyper table] in adamw.h): kDepth 5 for the
+// AdamW's step with the sync in one pass (see [NOTE: AdamW hyper table] in csrc/adamw.h): kDepth 5 for the
 // plain sync, 6 for the momentum sync. Each entry resolves its row, and runs the step alone (the
 // slow weights untouched) or with the sync, as the row's sync flag says.
 template <int D>

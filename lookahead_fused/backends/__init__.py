@@ -34,7 +34,7 @@ BACKENDS = (
     Backend("cpu", ("cpu",), "native:load_cpu", "build the C++ extension: pip install --no-build-isolation ."),
     Backend("cuda", ("cuda",), "native:load_cuda", "build the C++/CUDA extension with nvcc on PATH "
             "(pip install --no-build-isolation .) and run on a machine with a CUDA GPU"),  # fmt: skip
-    Backend("triton", ("cuda",), "triton_kernels:load", "install triton and run on a machine with a CUDA GPU"),
+    Backend("triton", ("cuda",), "triton:load", "install triton and run on a machine with a CUDA GPU"),
 )
 _BY_NAME = {backend.name: backend for backend in BACKENDS}
 BACKEND_NAMES = tuple(_BY_NAME)

@@ -29,8 +29,9 @@ def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> N
 
 
 def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
-    """The momentum sync as a user writes it with foreach ops ([NOTE: momentum sync] in
-    reference.py): one pass per op, in the opmath of each group (copies for 16-bit state)."""
+    """The momentum sync as a user writes it with foreach ops
+    (see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp): one pass per op, in the opmath of each group (copies for
+    16-bit state)."""
     for fasts, slows, moms in group_pairs(fast, slow, momentum):
         opmath = opmath_dtype(slows[0].dtype)
         fo, so, mo = ([t.to(opmath) for t in tensors] for tensors in (fasts, slows, moms))  # no copy if opmath
@@ -44,5 +45,5 @@ def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool
 
 
 def load():
-    """This module is the backend ([NOTE: backend protocol] in backends/__init__.py)."""
+    """This module is the backend (see [NOTE: backend protocol] in lookahead_fused/backends/__init__.py)."""
     return sys.modules[__name__]

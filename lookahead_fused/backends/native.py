@@ -40,7 +40,7 @@ def extension():
 
 class NativeBackend:
     """Eager calls go to the extension's pybind11 functions, which skip the dispatcher's per-tensor
-    work ([NOTE: eager entry points] in csrc/module.cpp); a compiled step calls the torch.library
+    work (see [NOTE: eager entry points] in csrc/module.cpp); a compiled step calls the torch.library
     ops, which torch.compile can trace."""
 
     checks_contract = True  # ops.py leaves the contract checks to C++

@@ -23,7 +23,8 @@ def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> N
 
 
 def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
-    """[NOTE: momentum sync] per tensor, in opmath: m <- mu m + (f - s), rounded as stored; slow <-
+    """The momentum sync (see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp) per tensor, in opmath: m <- mu m + (f -
+    s), rounded as stored; slow <-
     lerp(slow, f + mu (nesterov ? m_new : m_old), alpha); fast <- slow."""
     for f, s, m in zip(fast, slow, momentum):
         opmath = opmath_dtype(s.dtype)
@@ -86,5 +87,5 @@ def sync_float64(fast: torch.Tensor, slow: torch.Tensor, alpha: float) -> torch.
 
 
 def load():
-    """This module is the backend ([NOTE: backend protocol] in backends/__init__.py)."""
+    """This module is the backend (see [NOTE: backend protocol] in lookahead_fused/backends/__init__.py)."""
     return sys.modules[__name__]

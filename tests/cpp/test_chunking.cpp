@@ -1,4 +1,4 @@
-// The planner's chunk size ([NOTE: chunk size from the bytes model] in csrc/chunking.cpp): the bytes
+// The planner's chunk size (see [NOTE: chunk size from the bytes model] in csrc/chunking.cpp): the bytes
 // model counts every element once, and the chosen chunking keeps the busiest CUDA block close to
 // the physical lower bound (every byte of the set spread evenly over the resident blocks).
 #include <cstdio>

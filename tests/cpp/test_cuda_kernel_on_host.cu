@@ -126,7 +126,7 @@ void run_on_host(const std::vector<int64_t>& words, int64_t num_chunks, int64_t 
   }
 }
 
-// The pair code of (F, S) from [NOTE: dtype list], as the planner would set it.
+// The pair code of (F, S) from the dtype list (see [NOTE: dtype list] in csrc/table.h), as the planner would set it.
 template <typename F, typename S>
 int64_t pair_code_for() {
 #define LOOKAHEAD_TEST_CODE(pair, fast_token, state_token) \
@@ -211,7 +211,8 @@ void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alph
   }
 }
 
-// The momentum sync (depth 3, [NOTE: momentum sync]): fast, slow and momentum at their own offsets;
+// The momentum sync (depth 3, see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp): fast, slow and momentum at their own
+// offsets;
 // gated (on or off) or not. Each element of all three written exactly once; slow against the float64
 // evaluation within 8 ulp of the largest magnitude involved, momentum within 4; mu = 0 keeps the
 // plain sync's exact ends (alpha 0: slow unchanged; alpha 1: slow = old fast).

@@ -1,7 +1,8 @@
 """AdamW's fused step with the sync for the "triton" backend: one launch per dtype pair and alignment
-class, the math of csrc/adamw.h ([NOTE: Triton AdamW]).
+class, the math of csrc/adamw.h (see [NOTE: Triton AdamW] in lookahead_fused/backends/triton/adamw.py).
 
-[NOTE: Triton AdamW] The plan is the sync's ([NOTE: Triton plan] in triton_kernels.py: the same
+[NOTE: Triton AdamW] The plan is the sync's (see [NOTE: Triton plan] in lookahead_fused/backends/triton/__init__.py: the
+same
 table builder, cache and launch loop, so also its stream and capture keep-alive) with six address
 tables (param, grad, exp_avg, exp_avg_sq, slow, outer momentum) and each entry's row of the
 hyper table. The bias corrections and the other per-row constants are derived from the hyper
@@ -21,20 +22,18 @@ import torch
 import triton
 import triton.language as tl
 
-from ..contract import opmath_dtype
-from ..device_scalars import device_scalar
-from . import triton_interpreting
-from .triton_kernels import (
-    _INTERPRETER_CONFIG, _TL_DTYPES, CHUNK_BITS, _max_programs, _on_vector_boundary, _round, _sync_values, _Table,
-    cached_plan, run_plan,
-)  # fmt: skip
+from ...contract import opmath_dtype
+from ...device_scalars import device_scalar
+from .. import triton_interpreting
+from .elementwise import TL_DTYPES, round_to, sync_values
+from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, max_programs, on_vector_boundary, run_plan
 
 _GPU_CONFIG = (1024, 4)
 # The derived columns, per row (see _derived): the kernel's view of csrc/adamw.h's AdamWConstants.
 _DECAY, _M_WEIGHT, _SMALL_W1, _BETA2, _ONE_MINUS_BETA2, _EPS, _STEP_SIZE, _BC2_SQRT, _SIGN, _ALPHA, _SYNC = (
     tl.constexpr(i) for i in range(11)
 )
-_DERIVED = 11
+DERIVED_COLUMNS = 11
 
 
 def _derived(hyper: torch.Tensor) -> torch.Tensor:
@@ -67,13 +66,14 @@ def _div_rn(a, b, OPMATH: tl.constexpr):
 
 
 @triton.jit
-def _adamw_table_kernel(
+def adamw_table_kernel(
     param_addresses, grad_addresses, exp_avg_addresses, exp_avg_sq_addresses, slow_addresses, mom_addresses,
     numels, row_of, chunks, num_chunks, derived, mu_ptr,
     FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
     CHUNK_BITS: tl.constexpr, MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr, COLUMNS: tl.constexpr,
 ):  # fmt: skip
-    for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):  # [NOTE: Triton grid]
+    # See [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py
+    for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
         packed = tl.load(chunks + c)
         entry = packed >> CHUNK_BITS
         start = tl.multiple_of((packed & ((1 << CHUNK_BITS) - 1)) * BLOCK, BLOCK)
@@ -84,7 +84,7 @@ def _adamw_table_kernel(
         exp_avg_sq = tl.load(exp_avg_sq_addresses + entry).to(tl.pointer_type(FAST))
         slow = tl.load(slow_addresses + entry).to(tl.pointer_type(SLOW))
         mom = tl.load(mom_addresses + entry).to(tl.pointer_type(SLOW))  # slow's own table without MOMENTUM
-        if ALIGNED:  # [NOTE: Triton vector accesses]
+        if ALIGNED:  # See [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py
             param = tl.multiple_of(param, 16)
             grad = tl.multiple_of(grad, 16)
             exp_avg = tl.multiple_of(exp_avg, 16)
@@ -93,7 +93,9 @@ def _adamw_table_kernel(
             mom = tl.multiple_of(mom, 16)
         offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
         numel = tl.load(numels + entry)
-        if start + BLOCK <= numel:  # unmasked, so aligned entries get 16-byte accesses ([NOTE: Triton vector accesses])
+        # unmasked, so aligned entries get 16-byte accesses (see [NOTE: Triton vector accesses] in
+        # lookahead_fused/backends/triton/sync.py)
+        if start + BLOCK <= numel:
             _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, None, row, mu_ptr, FAST, SLOW, OPMATH,
                          MOMENTUM, NESTEROV)  # fmt: skip
         else:
@@ -109,25 +111,25 @@ def _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, mask, row
     small = tl.load(row + _SMALL_W1) != 0.0  # lerp(m, g, 1 - beta1) from m, else from g
     low = tl.where(small, m, g)
     high = tl.where(small, g, m)
-    m_new = _round(low + tl.load(row + _M_WEIGHT).to(OPMATH) * (high - low), FAST)
+    m_new = round_to(low + tl.load(row + _M_WEIGHT).to(OPMATH) * (high - low), FAST)
     v = tl.load(exp_avg_sq + offsets, mask=mask).to(OPMATH)
-    v_new = _round(tl.load(row + _BETA2).to(OPMATH) * v + tl.load(row + _ONE_MINUS_BETA2).to(OPMATH) * (g * g), FAST)
+    v_new = round_to(tl.load(row + _BETA2).to(OPMATH) * v + tl.load(row + _ONE_MINUS_BETA2).to(OPMATH) * (g * g), FAST)
     tl.store(exp_avg + offsets, m_new, mask=mask)
     tl.store(exp_avg_sq + offsets, v_new, mask=mask)
     denom = _div_rn(_sqrt_rn(v_new.to(OPMATH), OPMATH), tl.load(row + _BC2_SQRT).to(OPMATH), OPMATH) + tl.load(row + _EPS).to(OPMATH)
     p = tl.load(param + offsets, mask=mask).to(OPMATH) * tl.load(row + _DECAY).to(OPMATH)
     p = p - tl.load(row + _STEP_SIZE).to(OPMATH) * _div_rn(m_new.to(OPMATH), denom, OPMATH)
-    p_stored = _round(p, FAST)
+    p_stored = round_to(p, FAST)
     if tl.load(row + _SYNC) != 0.0:  # the sync of the param as stored
         w = tl.load(row + _ALPHA).to(OPMATH)
         so = tl.load(slow + offsets, mask=mask).to(OPMATH)
-        _sync_values(p_stored.to(OPMATH), so, param, slow, mom, offsets, mask, w, tl.load(mu_ptr), FAST, SLOW,
+        sync_values(p_stored.to(OPMATH), so, param, slow, mom, offsets, mask, w, tl.load(mu_ptr), FAST, SLOW,
                      OPMATH, 2, MOMENTUM, NESTEROV)  # fmt: skip
     else:
         tl.store(param + offsets, p_stored, mask=mask)
 
 
-class _AdamWGroup(_Table):
+class _AdamWGroup(Table):
     """The tables of one launch: entries of one dtype pair and alignment class, and each entry's
     position in the call (`extra`), by which it finds its row of the hyper table."""
 
@@ -139,14 +141,15 @@ class _AdamWGroup(_Table):
 
 
 class _AdamWPlan:
-    """The launches of a call: one per dtype pair and alignment class ([NOTE: Triton vector accesses])."""
+    """The launches of a call: one per dtype pair and alignment class (see [NOTE: Triton vector accesses] in
+    lookahead_fused/backends/triton/sync.py)."""
 
     def __init__(self, lists, device):
-        block, warps = _INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
+        block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
         classes: dict[tuple, list] = {}
         for n, tensors in enumerate(zip(*lists)):
             if tensors[0].numel():
-                key = (tensors[0].dtype, tensors[4].dtype, _on_vector_boundary(*tensors))
+                key = (tensors[0].dtype, tensors[4].dtype, on_vector_boundary(*tensors))
                 classes.setdefault(key, []).append((n, *tensors))
         self.groups = []
         for chosen in classes.values():
@@ -154,7 +157,7 @@ class _AdamWPlan:
             self.groups.append((_AdamWGroup(columns, entries, block, device), block, warps))
 
 
-_plans: OrderedDict = OrderedDict()
+_adamw_plans: OrderedDict = OrderedDict()
 
 
 def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu: float, nesterov: bool) -> None:
@@ -167,12 +170,12 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
 
         def launch(group, block, warps):
             opmath = opmath_dtype(group.slow_dtype)
-            _adamw_table_kernel[(min(group.num_chunks, _max_programs(device)),)](
+            adamw_table_kernel[(min(group.num_chunks, max_programs(device)),)](
                 *group.addresses, group.numels, rows[group.extra], group.chunks, group.num_chunks, derived,
                 device_scalar(float(mu), opmath, device),
-                FAST=_TL_DTYPES[group.fast_dtype], SLOW=_TL_DTYPES[group.slow_dtype], OPMATH=_TL_DTYPES[opmath],
+                FAST=TL_DTYPES[group.fast_dtype], SLOW=TL_DTYPES[group.slow_dtype], OPMATH=TL_DTYPES[opmath],
                 ALIGNED=group.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS, MOMENTUM=group.momentum,
-                NESTEROV=bool(nesterov), COLUMNS=_DERIVED, num_warps=warps,
+                NESTEROV=bool(nesterov), COLUMNS=DERIVED_COLUMNS, num_warps=warps,
             )  # fmt: skip
 
-        run_plan(cached_plan(_plans, lists, 4, _AdamWPlan, "lookahead_adamw_step_"), device, launch)
+        run_plan(cached_plan(_adamw_plans, lists, 4, _AdamWPlan, "lookahead_adamw_step_"), device, launch)
