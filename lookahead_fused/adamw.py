@@ -31,6 +31,7 @@ from .adaptive_alpha import ADAPTIVE
 from .backends import reference
 from .adamw_state import Layout
 from .optimizer import Lookahead
+from .shared_state import on_the_lookahead
 
 _COLUMN = {name: i for i, name in enumerate(contract.ADAMW_COLUMNS)}
 _CACHED_ROW_TENSORS = 8
@@ -110,7 +111,8 @@ class LookaheadAdamW(Lookahead):
     def step(self, closure=None):
         """AdamW's step for every param with a grad and, after every k-th step, the sync, in one
         launch per device. Returns the closure's loss."""
-        self._refuse_inside_slow_weights("step()")
+        if self._shared.in_slow_weights:
+            self._refuse_inside_slow_weights("step()")
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -121,6 +123,7 @@ class LookaheadAdamW(Lookahead):
             self._host_step()
         return loss
 
+    @on_the_lookahead
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
         self._state_version += 1
