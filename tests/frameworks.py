@@ -56,3 +56,12 @@ def assert_same_end_state(resumed: dict, uninterrupted: dict) -> None:
     assert_bitwise_equal(resumed["params"], uninterrupted["params"])
     assert_bitwise_equal(resumed["slow"], uninterrupted["slow"])
     assert not all(torch.equal(p, s) for p, s in zip(resumed["params"], resumed["slow"])), "ends on a sync step"
+
+
+def assert_saved_with_slow_weights(saved: dict, handle, module: torch.nn.Module) -> None:
+    """`saved` (a state_dict) is `module`'s with the slow weights of the Lookahead behind `handle`,
+    which differ from the fast ones the module holds."""
+    with lookahead_of(handle).slow_weights():
+        expected = {name: t.clone() for name, t in module.state_dict().items()}
+    assert saved.keys() == expected.keys() and all(torch.equal(saved[n], expected[n]) for n in saved)
+    assert not all(torch.equal(saved[n], t) for n, t in module.state_dict().items())

@@ -13,7 +13,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lookahead_fused import lookahead_of  # noqa: E402
 from lookahead_fused.integrations.lightning import SlowWeightsValidation  # noqa: E402
 
-from .frameworks import K, OPTIMIZERS, SAVE_AT, assert_same_end_state, build_optimizer, end_state, params_equal  # noqa: E402
+from .frameworks import (  # noqa: E402
+    K, OPTIMIZERS, SAVE_AT, assert_same_end_state, assert_saved_with_slow_weights, build_optimizer, end_state, params_equal,
+)  # fmt: skip
 
 BATCHES_PER_EPOCH = SAVE_AT  # a checkpoint at the end of the first epoch is mid-period
 
@@ -125,12 +127,7 @@ def test_validation_with_slow_weights_and_a_mid_period_resume_are_bitwise(tmp_pa
 def test_the_final_model_is_saved_with_the_slow_weights(tmp_path):
     module = TinyModule("LookaheadAdamW")
     _trainer(tmp_path, 1, [SlowWeightsValidation(save_final_model_to=tmp_path / "final.pt")]).fit(module)
-    saved = torch.load(tmp_path / "final.pt")
-    lookahead = lookahead_of(module.optimizers())
-    with lookahead.slow_weights():
-        expected = {name: t.clone() for name, t in module.state_dict().items()}
-    assert saved.keys() == expected.keys() and all(torch.equal(saved[n], expected[n]) for n in saved)
-    assert not all(torch.equal(saved[n], t) for n, t in module.state_dict().items())
+    assert_saved_with_slow_weights(torch.load(tmp_path / "final.pt"), module.optimizers(), module)
 
 
 def test_the_callback_refuses_a_trainer_without_a_lookahead(tmp_path):
