@@ -2,7 +2,7 @@
 
 transformers' `trainer.optimizer` and accelerate's prepared optimizer are AcceleratedOptimizers (the
 optimizer under `.optimizer`); Lightning's `self.optimizers()` is a LightningOptimizer (under
-`._optimizer`, and itself an instance of the wrapped class: [NOTE: one state for every handle] in
+`._optimizer`, and itself an instance of the wrapped class: see [NOTE: one state for every handle] in
 lookahead_fused/shared_state.py). `lookahead_of` walks such a chain down to the Lookahead.
 """
 

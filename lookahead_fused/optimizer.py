@@ -114,7 +114,7 @@ class Lookahead(Optimizer):
         self._alpha_tensors: dict[tuple[float, torch.device], torch.Tensor] = {}
         self._strided_ids: set[int] = set()  # params that are not dense ([NOTE: strided params])
         self._constructing = True
-        self._shared = SharedState(self)  # what every handle sees ([NOTE: one state for every handle])
+        self._shared = SharedState(self)  # see [NOTE: one state for every handle] in lookahead_fused/shared_state.py
         # Optimizer.__init__ sets up the hooks and calls add_param_group for each inner group,
         # which only creates the slow weights, as the groups are already the inner's.
         super().__init__(optimizer.param_groups, defaults)

@@ -3,8 +3,8 @@ training frameworks put around it.
 
 [NOTE: one state for every handle] Lightning's `LightningOptimizer` becomes, on the fly, a subclass
 of both itself and the wrapped optimizer's class, and forwards the attribute reads it cannot answer
-to the wrapped optimizer (older versions copied its `__dict__` instead: a new dict, the same
-objects). So `lightning_optimizer.slow_weights()` runs Lookahead's code with `self` the wrapper: an
+to the wrapped optimizer (a wrapper that copies the wrapped `__dict__` instead holds the same
+objects, and is served the same way). So `lightning_optimizer.slow_weights()` runs Lookahead's code with `self` the wrapper: an
 attribute assigned there stays on the wrapper, and its `self.optimizer` is the Lookahead, not the
 inner optimizer. Two rules make every handle behave as the Lookahead:
 
