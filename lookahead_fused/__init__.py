@@ -5,12 +5,15 @@
 
     from lookahead_fused import LookaheadAdamW   # AdamW and the sync in one fused pass
     opt = LookaheadAdamW(model.parameters(), lr=1e-3, k=5, alpha=0.5)
+
+    lookahead_of(handle)   # the Lookahead behind a framework's wrapper (accelerate, transformers, Lightning)
 """
 
 from . import ops
 from .backends import available_backends, unavailable_backends
 from .adamw import LookaheadAdamW
 from .optimizer import Lookahead
+from .handles import lookahead_of
 
 __version__ = "0.1.0"
-__all__ = ["Lookahead", "LookaheadAdamW", "ops", "available_backends", "unavailable_backends", "__version__"]
+__all__ = ["Lookahead", "LookaheadAdamW", "lookahead_of", "ops", "available_backends", "unavailable_backends", "__version__"]

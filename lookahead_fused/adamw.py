@@ -31,6 +31,7 @@ from .adaptive_alpha import ADAPTIVE
 from .backends import reference
 from .adamw_state import Layout
 from .optimizer import Lookahead
+from .shared_state import on_the_lookahead
 
 _COLUMN = {name: i for i, name in enumerate(contract.ADAMW_COLUMNS)}
 _CACHED_ROW_TENSORS = 8
@@ -110,7 +111,8 @@ class LookaheadAdamW(Lookahead):
     def step(self, closure=None):
         """AdamW's step for every param with a grad and, after every k-th step, the sync, in one
         launch per device. Returns the closure's loss."""
-        self._refuse_inside_slow_weights("step()")
+        if self._shared.in_slow_weights:
+            self._refuse_inside_slow_weights("step()")
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -121,6 +123,7 @@ class LookaheadAdamW(Lookahead):
             self._host_step()
         return loss
 
+    @on_the_lookahead
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
         self._state_version += 1
@@ -166,8 +169,8 @@ class LookaheadAdamW(Lookahead):
                 float(alphas[g]), float(syncs), float(bool(group["maximize"]))]  # fmt: skip
 
     def _host_rows(self, layout: Layout, steps: list[float], syncs: bool) -> tuple[torch.Tensor, list[int]]:
-        """The host table and each entry's row: one row per (group, step count) (see [NOTE: AdamW rows] in
-        lookahead_fused/adamw.py)."""
+        """The host table and each entry's row: one row per (group, step count)
+        (see [NOTE: AdamW rows] in lookahead_fused/adamw.py)."""
         alphas = self.group_alphas()
         table, rows = [], [0] * len(steps)
         for g, start, end in layout.spans:
@@ -195,8 +198,8 @@ class LookaheadAdamW(Lookahead):
         return held
 
     def _host_step(self) -> None:
-        """capturable=False: the host knows the counter and the step counts (see [NOTE: AdamW rows] in
-        lookahead_fused/adamw.py)."""
+        """capturable=False: the host knows the counter and the step counts
+        (see [NOTE: AdamW rows] in lookahead_fused/adamw.py)."""
         syncs = (self.step_count + 1) % self.k == 0
         if syncs:
             pairs = tensor_groups.weight_pairs(self)  # checks the pairs (and moves slow weights along) first
@@ -247,8 +250,8 @@ class LookaheadAdamW(Lookahead):
                                       backend=self.defaults["backend"])  # fmt: skip
         self._step_count_tensor.add_(1)
         if self._counter_on_host() and self.step_count % self.k:
-            # the momenta's gated reset or sync would do nothing (see [NOTE: a gate the host can read] in
-            # lookahead_fused/optimizer.py)
+            # the momenta's gated reset or sync would do nothing
+            # (see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py)
             return
         if self.pullback_momentum == "reset":
             self._reset_first_moments_on_device_gate()

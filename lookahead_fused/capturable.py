@@ -3,8 +3,8 @@ built (and when a group is added), so a CUDA graph capture does not fail halfway
 
 The step counter and each alpha then live on the params' device, and every step runs the
 step-gated sync (ops.lookahead_sync_on_step_), which decides on the device whether to sync (on the
-CPU, where the host reads the counter, only the sync steps run it: see [NOTE: a gate the host can read] in
-lookahead_fused/optimizer.py
+CPU, where the host reads the counter, only the sync steps run it:
+see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py
 in optimizer.py).
 """
 

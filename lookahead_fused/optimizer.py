@@ -28,11 +28,12 @@ import contextlib
 import torch
 from torch.optim import Optimizer
 
-from . import backends, checkpoint, contract, momentum, ops, peer_checkpoints, tensor_groups
+from . import backends, checkpoint, contract, momentum, ops, peer_checkpoints, tensor_groups, wrapping
 from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .backends import reference
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
 from .capturable import capturable_device, check_capturable_group
+from .shared_state import SharedState, on_the_lookahead
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as
 
 
@@ -60,8 +61,8 @@ class Lookahead(Optimizer):
     sync; "pullback" interpolates them like the weights, against their own slow copies (zero at start).
     momentum_key: the inner optimizer's state key of that buffer (e.g. "exp_avg"); known for torch's
     optimizers and common timm / pytorch_optimizer ones, needed for any other with pullback_momentum.
-    outer_momentum (mu) and nesterov: momentum on the slow weights (see [NOTE: outer momentum] in
-    lookahead_fused/optimizer.py); mu = 0
+    outer_momentum (mu) and nesterov: momentum on the slow weights
+    (see [NOTE: outer momentum] in lookahead_fused/optimizer.py); mu = 0
     is plain Lookahead bit for bit; nesterov=True with mu > 0 is SNOO's outer step.
     slow_dtype: None keeps slow weights in each param's dtype; torch.float32 keeps them in float32 for
     float16/bfloat16 params. backend: "auto" or a name from ops.available_backends().
@@ -112,10 +113,10 @@ class Lookahead(Optimizer):
         self.optimizer = optimizer
         self._step_count_tensor = torch.zeros((), dtype=torch.int64, device=capturable_device(optimizer, capturable, alpha))
         self._alpha_tensors: dict[tuple[float, torch.device], torch.Tensor] = {}
-        self._in_slow_weights = False
         # params that are not dense (see [NOTE: strided params] in lookahead_fused/optimizer.py)
         self._strided_ids: set[int] = set()
         self._constructing = True
+        self._shared = SharedState(self)  # see [NOTE: one state for every handle] in lookahead_fused/shared_state.py
         # Optimizer.__init__ sets up the hooks and calls add_param_group for each inner group,
         # which only creates the slow weights, as the groups are already the inner's.
         super().__init__(optimizer.param_groups, defaults)
@@ -135,6 +136,16 @@ class Lookahead(Optimizer):
 
     def __getstate__(self):
         return {key: value for key, value in self.__dict__.items() if key != "param_groups"}
+
+    @classmethod
+    def wrapping(cls, inner_class: type, **options) -> type:
+        """A Lookahead class that takes the inner optimizer's arguments: `Lookahead.wrapping(torch.optim.AdamW,
+        k=5)(params, lr=1e-3)` is `Lookahead(torch.optim.AdamW(params, lr=1e-3), k=5)`. For trainers that
+        build the optimizer as `cls(param_groups, **kwargs)`, as transformers' `optimizer_cls_and_kwargs`
+        does (see lookahead_fused/wrapping.py)."""
+        if cls is not Lookahead:
+            raise TypeError(f"{cls.__name__} takes the params itself: pass ({cls.__name__}, {{...}}) as the class")
+        return wrapping.wrapping_class(cls, inner_class, options)
 
     # -- configuration ---------------------------------------------------------------------------
     @property
@@ -169,6 +180,7 @@ class Lookahead(Optimizer):
         )
 
     # -- param groups ----------------------------------------------------------------------------
+    @on_the_lookahead
     def add_param_group(self, param_group: dict) -> None:
         """Add a group to the inner optimizer (if it is not already one of its groups) and create its
         slow weights from the current params. Everything is checked before anything is added."""
@@ -241,7 +253,8 @@ class Lookahead(Optimizer):
         flushed (1.5-2.3 ms per 5 ResNet-50 steps, 2-3 points of the step; bench/RESULTS.md, issue
         14). So there it checks and runs the gated op on the sync steps only, as the host branch does;
         a bad pair is still refused before the inner step of a sync step writes anything."""
-        self._refuse_inside_slow_weights("step()")
+        if self._shared.in_slow_weights:
+            self._refuse_inside_slow_weights("step()")
         compiling = torch.compiler.is_compiling()
         gated = self.defaults["capturable"] or (compiling and self._adaptive is None)
         every_step = gated and (compiling or not self._counter_on_host())
@@ -257,8 +270,8 @@ class Lookahead(Optimizer):
         return loss
 
     def _counter_on_host(self) -> bool:
-        """Whether the step counter is host memory (see [NOTE: a gate the host can read] in
-        lookahead_fused/optimizer.py)."""
+        """Whether the step counter is host memory
+        (see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py)."""
         return self._step_count_tensor.device.type == "cpu"
 
     def _sync_on_device_gate(self, pairs: dict, compiling: bool) -> None:
@@ -322,6 +335,7 @@ class Lookahead(Optimizer):
         for _, buffer in tensor_groups.first_moments(self, self._params()):
             buffer.zero_()
 
+    @on_the_lookahead
     @torch.no_grad()
     def init_state(self) -> None:
         """Create the inner optimizer's per-param state as its first step would, with zero grads and
@@ -355,6 +369,7 @@ class Lookahead(Optimizer):
             tensor_groups.momentum_pairs(self, self._params())
 
     # -- evaluation with the slow weights ---------------------------------------------------------
+    @on_the_lookahead
     @contextlib.contextmanager
     def slow_weights(self):
         """Put the slow weights into the params for the block; the fast ones come back on exit, also
@@ -374,17 +389,18 @@ class Lookahead(Optimizer):
             reference.swap_(strided_params, strided_slow)
             for p, s in widened:
                 p.copy_(s)
-        self._in_slow_weights = True
+        self._shared.in_slow_weights = True
         try:
             yield self
         finally:
-            self._in_slow_weights = False
+            self._shared.in_slow_weights = False
             with torch.no_grad():
                 ops.swap_(fused_params, fused_slow, backend=backend)
                 reference.swap_(strided_params, strided_slow)
                 for (p, _), fast in zip(widened, held_fast):
                     p.copy_(fast)
 
+    @on_the_lookahead
     def sync_lookahead(self) -> None:
         """Sync now, whatever the step: move the slow weights toward the params by each group's alpha
         and set the params to them (timm's meaning: its train.py calls this at the end of each epoch,
@@ -395,10 +411,11 @@ class Lookahead(Optimizer):
         self._sync(tensor_groups.weight_pairs(self))
 
     def _refuse_inside_slow_weights(self, what: str) -> None:
-        if self._in_slow_weights:
+        if self._shared.in_slow_weights:
             raise RuntimeError(f"{what} inside `with optimizer.slow_weights():`; the params hold the slow weights there")
 
     # -- checkpoints -----------------------------------------------------------------------------
+    @on_the_lookahead
     def state_dict(self) -> dict:
         """The inner optimizer's state dict, with each param's slow weight (and slow momentum) added to
         its state entry, and the counter and k/alpha/mode under "lookahead"."""
@@ -435,6 +452,7 @@ class Lookahead(Optimizer):
                 saved = loaded.outer_momentum.get(p)
                 self.state[p][OUTER_MOMENTUM] = saved if saved is not None else self._zero_outer_momentum(p)
 
+    @on_the_lookahead
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore a state_dict() of this class, a timm or pytorch_optimizer Lookahead checkpoint
         (converted, with a warning: peer_checkpoints.py), or a plain inner-optimizer one (with a

@@ -64,8 +64,8 @@ def check_launches(opt, found: list[tuple]) -> None:
 
 
 def split_strided(opt, *lists: list) -> tuple[tuple[list, ...], tuple[list, ...]]:
-    """(fused lists, strided lists), split by the first list's tensors (see [NOTE: strided params] in
-    lookahead_fused/optimizer.py)."""
+    """(fused lists, strided lists), split by the first list's tensors
+    (see [NOTE: strided params] in lookahead_fused/optimizer.py)."""
     if not opt._strided_ids:
         return lists, tuple([] for _ in lists)
     fused, strided = tuple([] for _ in lists), tuple([] for _ in lists)

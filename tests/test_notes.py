@@ -16,7 +16,8 @@ TEXT_SUFFIXES = {".py", ".cpp", ".h", ".cu", ".cuh", ".md", ".txt", ".toml", ".s
 
 def tracked_text_files() -> list[Path]:
     listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    return [ROOT / name for name in listed if Path(name).suffix in TEXT_SUFFIXES and (ROOT / name).is_file()]
+    return [ROOT / name for name in listed
+            if Path(name).suffix in TEXT_SUFFIXES and (ROOT / name).is_file() and ROOT / name != Path(__file__)]  # fmt: skip
 
 
 def scan():

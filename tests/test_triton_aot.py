@@ -2,8 +2,8 @@
 no GPU needed, and the interpreter (which the other CPU tests use) accepts code that the compiler
 rejects. Every dtype pair compiles in each mode the backend launches (a lerp with alpha known on the
 host, alpha read on the device behind the step gate, the swap, misaligned pairs), and the aligned
-launches use 16-byte global loads and stores (see [NOTE: Triton vector accesses] in
-lookahead_fused/backends/triton/sync.py)."""
+launches use 16-byte global loads and stores
+(see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
 
 from __future__ import annotations
 

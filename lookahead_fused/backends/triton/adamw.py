@@ -93,8 +93,8 @@ def adamw_table_kernel(
             mom = tl.multiple_of(mom, 16)
         offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
         numel = tl.load(numels + entry)
-        # unmasked, so aligned entries get 16-byte accesses (see [NOTE: Triton vector accesses] in
-        # lookahead_fused/backends/triton/sync.py)
+        # unmasked, so aligned entries get 16-byte accesses
+        # (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)
         if start + BLOCK <= numel:
             _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, None, row, mu_ptr, FAST, SLOW, OPMATH,
                          MOMENTUM, NESTEROV)  # fmt: skip
@@ -141,8 +141,8 @@ class _AdamWGroup(Table):
 
 
 class _AdamWPlan:
-    """The launches of a call: one per dtype pair and alignment class (see [NOTE: Triton vector accesses] in
-    lookahead_fused/backends/triton/sync.py)."""
+    """The launches of a call: one per dtype pair and alignment class
+    (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
 
     def __init__(self, lists, device):
         block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG

@@ -26,8 +26,8 @@ _captured: list = []
 
 
 def on_vector_boundary(*tensors) -> bool:
-    """Whether every tensor of an entry starts on a 16-byte boundary (see [NOTE: Triton vector accesses] in
-    lookahead_fused/backends/triton/sync.py)."""
+    """Whether every tensor of an entry starts on a 16-byte boundary
+    (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
     return all(t.data_ptr() % VECTOR_BYTES == 0 for t in tensors)
 
 

@@ -137,8 +137,8 @@ def _launch(group: _Group, block, warps, alpha, swap, gate=None, mu=0.0, nestero
 
 @functools.cache
 def _config(device, fast_dtype, slow_dtype) -> tuple[int, int]:
-    """(BLOCK, num_warps) for a dtype pair on a device: see [NOTE: Triton block size] in
-    lookahead_fused/backends/triton/sync.py."""
+    """(BLOCK, num_warps) for a dtype pair on a device:
+    see [NOTE: Triton block size] in lookahead_fused/backends/triton/sync.py."""
     if triton_interpreting() or device.type != "cuda":
         return INTERPRETER_CONFIG
     numel = 8 * 2**20  # 8 tensors of 8M elements: long enough to be bandwidth-bound
