@@ -1,9 +1,14 @@
 """Lookahead's state_dict format, and reading one back with every check done before anything changes.
 
-    {"state": {id: {<inner optimizer entries>, "lookahead_slow_param": T, ["lookahead_slow_momentum": T]}},
+    {"state": {id: {<inner optimizer entries>, "lookahead_slow_param": T, ["lookahead_slow_momentum": T],
+                    ["lookahead_outer_momentum": T]}},
      "param_groups": <the inner optimizer's groups>,
      "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha" (a number or "adaptive"),
-                   "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha"}}
+                   "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha",
+                   "outer_momentum", "nesterov"}}
+
+"lookahead_slow_momentum" is the slow copy of the inner optimizer's first moment (pullback
+momentum); "lookahead_outer_momentum" the momentum on the slow weight (outer_momentum > 0).
 
 [NOTE: section mirror] The "lookahead" section is also copied into every param group, because
 torch.distributed.checkpoint.state_dict's get/set_optimizer_state_dict keep only "state" and

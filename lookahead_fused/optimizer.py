@@ -250,8 +250,7 @@ class Lookahead(Optimizer):
         [NOTE: a gate the host can read] capturable=True with params on the CPU keeps its counter in
         host memory, where the gated op would read it anyway: a non-sync step would only check every
         pair and bump versions of tensors nothing writes, from caches the training step has just
-        flushed (1.5-2.3 ms per 5 ResNet-50 steps, 2-3 points of the step; bench/RESULTS.md, issue
-        14). So there it checks and runs the gated op on the sync steps only, as the host branch does;
+        flushed (measured in bench/RESULTS.md, issue 14). So there it checks and runs the gated op on the sync steps only, as the host branch does;
         a bad pair is still refused before the inner step of a sync step writes anything."""
         if self._shared.in_slow_weights:
             self._refuse_inside_slow_weights("step()")

@@ -1,6 +1,7 @@
-// The body of the fused sync/swap kernel (see [NOTE: table layout] in csrc/table.h), as what one thread
-// of one block does, for two callers: the CUDA kernel in sync_cuda.cu, and the host emulation in
-// tests/cpp/test_cuda_kernel_on_host.cu, which runs every block and thread of a launch in turn
+// The body of the fused table kernels (the sync, the swap, the momentum sync and AdamW's step;
+// see [NOTE: table layout] in csrc/table.h), as what one thread of one block does, for two callers:
+// the CUDA kernel in sync_cuda.cu, and the host emulation in tests/cpp/test_cuda_kernel_on_host.cu,
+// which runs every block and thread of a launch in turn
 // (the kernel has no communication between threads, so in-order emulation is faithful) through a
 // memory policy that records every access. No torch headers.
 #pragma once

@@ -1,5 +1,7 @@
 """The "cpu" and "cuda" backends: the fused C++/CUDA kernels of lookahead_fused._C, reached through
-the torch.library ops lookahead_fused::sync_ and ::swap_ (so torch.compile sees them too).
+the torch.library ops of csrc/module.cpp (lookahead_fused::sync_, ::sync_on_step_, ::swap_,
+::momentum_sync_, ::momentum_sync_on_step_, ::adamw_step_; so torch.compile sees them too), and in
+eager mode through their pybind twins (see [NOTE: eager entry points] in csrc/module.cpp).
 
 They check the op contract in C++ (csrc/contract.cpp, the same messages as contract.py), which
 costs microseconds where the Python checks cost milliseconds on thousands of tensors.
