@@ -30,6 +30,8 @@ def scan():
             if defined:
                 definitions[defined.group(1)].append((relative, number))
             for mention in MENTION.finditer(text):
+                if mention.group(1).startswith("<"):  # a placeholder, as where the convention is written down
+                    continue
                 if not (defined and mention.start() == text.index("[NOTE: ")):
                     mentions.append((relative, number, text, mention.start(), mention.group(1)))
     return definitions, mentions

@@ -1,7 +1,7 @@
 """Backend registry: the one place that knows which implementations exist, whether each is usable
 in this process (and why not), and which one "auto" picks for a device.
 
-[NOTE: backend protocol] A backend is one file in this package with a loader that returns a
+[NOTE: backend protocol] A backend is one module in this package (a file or a package) with a loader that returns a
 module-like object (or raises BackendUnavailable saying why not), and one line in BACKENDS. The
 object has `sync_(fast, slow, alpha)`, `sync_on_step_(fast, slow, alpha_tensor, step, k)`,
 `swap_(a, b)`, `momentum_sync_(fast, slow, momentum, alpha, mu, nesterov)` and
