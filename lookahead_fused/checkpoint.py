@@ -30,7 +30,7 @@ from itertools import chain
 
 import torch
 
-from . import contract, momentum
+from . import contract, first_moment
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as
 
@@ -109,8 +109,8 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
     version = section.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"state_dict['lookahead'] has format_version {version!r}; this version reads {FORMAT_VERSION}")
-    mode = momentum.check_mode(section.get("pullback_momentum"))
-    momentum.first_moment_key(opt.optimizer, mode, opt.defaults["momentum_key"])
+    mode = first_moment.check_mode(section.get("pullback_momentum"))
+    first_moment.first_moment_key(opt.optimizer, mode, opt.defaults["momentum_key"])
     config = {
         "k": contract.check_k(section.get("k")),
         ALPHA_KEY: check_alpha_or_adaptive(
@@ -178,7 +178,7 @@ def read(opt, state_dict) -> Loaded:
             check_alpha_or_adaptive(
                 saved[ALPHA_KEY], opt._adaptive is not None, where=f"the state_dict's param group {g}: {ALPHA_KEY}"
             )
-        momentum.check_group_keeps_first_moment(opt.optimizer, saved, mode, where=f"the state_dict's param group {g}")
+        first_moment.check_group_keeps_first_moment(opt.optimizer, saved, mode, where=f"the state_dict's param group {g}")
         for j, (saved_id, p) in enumerate(zip(saved["params"], group["params"])):
             where = f"param group {g}, param {j}"
             entry = state_dict["state"].get(saved_id, {})

@@ -28,7 +28,7 @@ import contextlib
 import torch
 from torch.optim import Optimizer
 
-from . import backends, checkpoint, contract, momentum, ops, peer_checkpoints, tensor_groups, wrapping
+from . import backends, checkpoint, contract, first_moment, ops, peer_checkpoints, tensor_groups, wrapping
 from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .backends import reference
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
@@ -94,7 +94,7 @@ class Lookahead(Optimizer):
         defaults = {
             "k": contract.check_k(k),
             ALPHA_KEY: ADAPTIVE if alpha == ADAPTIVE else contract.check_alpha(alpha),
-            "pullback_momentum": momentum.check_mode(pullback_momentum),
+            "pullback_momentum": first_moment.check_mode(pullback_momentum),
             "momentum_key": momentum_key,
             "outer_momentum": contract.check_mu(outer_momentum),
             "nesterov": _check_nesterov(nesterov, outer_momentum),
@@ -109,7 +109,7 @@ class Lookahead(Optimizer):
                 "defined with outer_momentum > 0: pass a number alpha, or outer_momentum=0"
             )
         self._adaptive = AdaptiveAlpha(optimizer, alpha_bounds, curvature, gradient) if alpha == ADAPTIVE else None
-        self._momentum_key = momentum.first_moment_key(optimizer, pullback_momentum, momentum_key)
+        self._momentum_key = first_moment.first_moment_key(optimizer, pullback_momentum, momentum_key)
         self.optimizer = optimizer
         self._step_count_tensor = torch.zeros((), dtype=torch.int64, device=capturable_device(optimizer, capturable, alpha))
         self._alpha_tensors: dict[tuple[float, torch.device], torch.Tensor] = {}
@@ -208,7 +208,7 @@ class Lookahead(Optimizer):
             check_alpha_or_adaptive(group[ALPHA_KEY], self._adaptive is not None, where=f"{where}: {ALPHA_KEY}")
         for i, p in enumerate(group["params"]):
             contract.check_param(p, where=f"{where}: param {i}")
-        momentum.check_group_keeps_first_moment(self.optimizer, group, self.pullback_momentum, where)
+        first_moment.check_group_keeps_first_moment(self.optimizer, group, self.pullback_momentum, where)
         if self.defaults["capturable"]:
             check_capturable_group(self.optimizer, group, self._step_count_tensor.device, where)
 
@@ -443,7 +443,7 @@ class Lookahead(Optimizer):
                 self._adaptive.bounds = config.pop("alpha_bounds")
                 self._adaptive.last_alpha = config.pop("last_adaptive_alpha")
             self.defaults.update(config)
-            self._momentum_key = momentum.first_moment_key(self.optimizer, self.pullback_momentum, self.defaults["momentum_key"])
+            self._momentum_key = first_moment.first_moment_key(self.optimizer, self.pullback_momentum, self.defaults["momentum_key"])
         else:
             self._step_count_tensor.zero_()
         if self.defaults["outer_momentum"]:  # saved ones, or zero (a checkpoint from before outer momentum)

@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from . import momentum
+from . import first_moment
 from .checkpoint import SAVED_SLOW_MOMENTUM, SAVED_SLOW_PARAM, SECTION, section_for
 from .slow_state import ALPHA_KEY
 
@@ -100,7 +100,7 @@ def _from_pytorch_optimizer(opt, state_dict) -> dict:
     groups = inner["param_groups"]
     _check_layout(opt, groups, "pytorch_optimizer")
     counter = _the_same_in_every_group(groups, PEER_COUNTER, "pytorch_optimizer")
-    inner_key = opt.defaults["momentum_key"] or momentum.known_key(opt.optimizer)
+    inner_key = opt.defaults["momentum_key"] or first_moment.known_key(opt.optimizer)
     keeps_momentum_buffer = inner_key == PEER_MOMENTUM_BUFFER  # SGD's, RMSprop's, LARS's own buffer stays
     state, missing, dropped = {}, 0, []
     for g, (saved_group, group) in enumerate(zip(groups, opt.param_groups)):

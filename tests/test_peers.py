@@ -348,10 +348,10 @@ def test_momentum_key_names_the_first_moment_of_any_optimizer(mode):
 )  # fmt: skip
 def test_known_third_party_first_moment_keys(package, name, key):
     """Recognised by package and class name, without importing the package (a stand-in class here)."""
-    from lookahead_fused import momentum
+    from lookahead_fused import first_moment
 
     module = types.ModuleType(f"{package}.optim.stand_in")
     cls = type(name, (MomentumSGD,), {"__module__": module.__name__})
-    assert momentum.first_moment_key(cls(make_params()), "reset") == key
-    assert momentum.first_moment_key(cls(make_params()), "reset", momentum_key="velocity") == "velocity"
+    assert first_moment.first_moment_key(cls(make_params()), "reset") == key
+    assert first_moment.first_moment_key(cls(make_params()), "reset", momentum_key="velocity") == "velocity"
     assert f"{package}.optim.stand_in" not in sys.modules

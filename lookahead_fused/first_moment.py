@@ -1,4 +1,5 @@
-"""Which state entry holds an inner optimizer's first moment, for pullback_momentum="reset"/"pullback":
+"""The inner optimizer's first moment (its momentum buffer or exp_avg: not the outer momentum on the
+slow weights): which state entry holds it, for pullback_momentum="reset"/"pullback",
 named by the user (momentum_key=), or known for torch's optimizers and common third-party ones."""
 
 from __future__ import annotations
