@@ -11,11 +11,9 @@ import torch
 from lookahead_fused import Lookahead, ops
 
 from .helpers import assert_bitwise_equal, clone_params, make_params, run
+from .optimizers import inners
 
-INNER = {
-    "sgd momentum": lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9),
-    "adam": lambda params: torch.optim.Adam(params, lr=0.05),
-}
+INNER = {name: inner.build for name, inner in inners("sgd-momentum", "adam").items()}
 
 
 @pytest.mark.parametrize("pullback", ["none", "reset", "pullback"])
