@@ -28,18 +28,8 @@ import torch._dynamo
 
 from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM
 
-from .helpers import (
-    PlainLookahead,
-    PytorchOptimizerStyle,
-    TimmStyle,
-    assert_bitwise_equal,
-    clone_params,
-    make_params,
-    run,
-    set_grads,
-    snapshot,
-    step_side_by_side,
-)
+from .helpers import (PlainLookahead, PytorchOptimizerStyle, TimmStyle, assert_bitwise_equal, clone_params, make_params, run,
+                      set_grads, snapshot, step_side_by_side)  # fmt: skip
 from .optimizers import records
 
 SHAPES = ((3, 4), (3,), (5,))
