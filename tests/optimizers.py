@@ -46,7 +46,8 @@ def inners(*names: str) -> dict[str, Inner]:
 class OptimizerRecord:
     """One optimizer configuration: `inner` (for LookaheadAdamW, the torch.optim.AdamW it equals,
     which the float64 oracle and the peers wrap), the Lookahead `options`, and what it supports:
-    capturable=True, torch.compile of its step, loading timm / pytorch_optimizer checkpoints."""
+    capturable=True, torch.compile of its step, loading timm / pytorch_optimizer checkpoints, and
+    evaluation by tests/helpers.PlainLookahead (Algorithm 1 in float64, which has no adaptive alpha)."""
 
     name: str
     inner: Inner
@@ -55,6 +56,7 @@ class OptimizerRecord:
     capturable: bool = True
     compile: bool = True
     peer_checkpoints: bool = True
+    float64_oracle: bool = True
 
     def __post_init__(self):
         if self.fused_adamw and self.inner.name != "adamw":
@@ -65,7 +67,7 @@ class OptimizerRecord:
         return self.options["k"]
 
     @property
-    def alpha(self) -> float:
+    def alpha(self) -> float | str:
         return self.options["alpha"]
 
     def build(self, params, **overrides):
@@ -98,6 +100,10 @@ RECORDS = [
     _lookahead("sgd-momentum", "-outer-nesterov", outer_momentum=0.9, nesterov=True, alpha=0.7),
     _lookahead("adam", "-reset", pullback_momentum="reset", alpha=0.4),
     _lookahead("adamw", "-outer", outer_momentum=0.5, pullback_momentum="pullback"),
+    # alpha="adaptive" is chosen on the host at each sync: refused with capturable=True, and not
+    # compiled here; a peer's per-group alpha would replace it; the oracle has no adaptive alpha
+    OptimizerRecord("lookahead-adam-adaptive", INNERS["adam"], {"k": 3, "alpha": "adaptive"}, capturable=False,
+                    compile=False, peer_checkpoints=False, float64_oracle=False),  # fmt: skip
     OptimizerRecord("LookaheadAdamW", INNERS["adamw"], {"k": 3, "alpha": 0.5}, fused_adamw=True),
     OptimizerRecord("LookaheadAdamW-outer-nesterov", INNERS["adamw"], {"k": 3, "alpha": 0.6, "outer_momentum": 0.9,
                     "nesterov": True}, fused_adamw=True),  # fmt: skip
@@ -106,6 +112,6 @@ RECORDS = [
 ]
 
 
-def records(supporting: str | None = None) -> list[OptimizerRecord]:
-    """The records, or those whose flag `supporting` (e.g. "capturable") is set."""
-    return [r for r in RECORDS if supporting is None or getattr(r, supporting)]
+def records(*supporting: str) -> list[OptimizerRecord]:
+    """The records whose flags `supporting` (e.g. "capturable") are all set; all without flags."""
+    return [r for r in RECORDS if all(getattr(r, flag) for flag in supporting)]

@@ -13,7 +13,7 @@ from lookahead_fused import Lookahead, ops
 from .helpers import assert_bitwise_equal, clone_params, make_params, run
 from .optimizers import inners
 
-INNER = {name: inner.build for name, inner in inners("sgd-momentum", "adam").items()}
+INNER = inners("sgd-momentum", "adam")
 
 
 @pytest.mark.parametrize("pullback", ["none", "reset", "pullback"])
@@ -21,8 +21,8 @@ INNER = {name: inner.build for name, inner in inners("sgd-momentum", "adam").ite
 def test_capturable_follows_the_host_branch_bit_for_bit(backend, inner, pullback):
     params = make_params(torch.float32)
     twin = clone_params(params)
-    host = Lookahead(INNER[inner](params), k=3, alpha=0.4, pullback_momentum=pullback, backend=backend)
-    device = Lookahead(INNER[inner](twin), k=3, alpha=0.4, pullback_momentum=pullback, backend=backend, capturable=True)
+    host = Lookahead(INNER[inner].build(params), k=3, alpha=0.4, pullback_momentum=pullback, backend=backend)
+    device = Lookahead(INNER[inner].build(twin), k=3, alpha=0.4, pullback_momentum=pullback, backend=backend, capturable=True)
     for step in range(11):
         run(host, params, 1, first_step=step)
         run(device, twin, 1, first_step=step)

@@ -43,10 +43,10 @@ PEER_OUTER_MOMENTUM_DEFECT = pytest.mark.xfail(
 )
 
 
-def over(supporting: str | None = None, defect=None, affected=lambda record: False):
-    """Parametrize a test over the records (that support `supporting`), by name; the `affected`
+def over(*supporting: str, defect=None, affected=lambda record: False):
+    """Parametrize a test over the records that support all of `supporting`, by name; the `affected`
     ones carry the mark `defect`."""
-    chosen = [pytest.param(r, id=r.name, marks=[defect] if defect and affected(r) else []) for r in records(supporting)]
+    chosen = [pytest.param(r, id=r.name, marks=[defect] if defect and affected(r) else []) for r in records(*supporting)]
     return pytest.mark.parametrize("record", chosen)
 
 
@@ -97,7 +97,7 @@ def assert_follows(ours, params, oracle, oracle_params):
     assert ours.step_count == oracle.count
 
 
-@over()
+@over("float64_oracle")
 def test_trajectory_follows_algorithm_1_in_float64(record):
     ours, params, oracle, oracle_params = with_oracle(record)
     for step in range(3 * record.k + 2):
@@ -141,7 +141,7 @@ def test_slow_weights_window(record):
     assert_bitwise_equal(full_state(opt, params), before)
 
 
-@over()
+@over("float64_oracle")
 def test_sync_lookahead_syncs_once_and_keeps_the_counter(record):
     ours, params, oracle, oracle_params = with_oracle(record)
     synced_at = record.k + 1
@@ -236,6 +236,12 @@ def test_capturable_on_the_cpu_follows_the_host_branch_bit_for_bit(record):
         assert_bitwise_equal(full_state(device, twin), full_state(host, params))
 
 
+@pytest.mark.parametrize("record", [r for r in records() if not r.capturable], ids=lambda r: r.name)
+def test_capturable_is_refused_where_a_record_does_not_support_it(record):
+    with pytest.raises(ValueError, match="capturable"):
+        record.build(make_params(shapes=SHAPES), capturable=True)
+
+
 def peer_run(record, peer: str, params, steps: int):
     """A timm- or pytorch_optimizer-style Lookahead around the record's inner optimizer after `steps`
     steps: (its checkpoint, its slow weights, the counter that our Lookahead continues from)."""
@@ -248,7 +254,8 @@ def peer_run(record, peer: str, params, steps: int):
     return opt.state_dict(), [opt.slow[p] for p in params], steps % record.k  # its counter restarts at each sync
 
 
-@over("peer_checkpoints", PEER_OUTER_MOMENTUM_DEFECT, lambda record: record.options.get("outer_momentum", 0.0) > 0)
+@over("peer_checkpoints", "float64_oracle", defect=PEER_OUTER_MOMENTUM_DEFECT,
+      affected=lambda record: record.options.get("outer_momentum", 0.0) > 0)
 @pytest.mark.parametrize("peer", ["timm", "pytorch_optimizer"])
 def test_a_peer_checkpoint_loads_and_the_run_continues_as_algorithm_1(record, peer):
     params = make_params(shapes=SHAPES)

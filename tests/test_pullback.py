@@ -9,7 +9,6 @@ from .helpers import PlainLookahead, clone_params, make_params, set_grads, step_
 from .optimizers import INNERS
 
 
-
 @pytest.mark.parametrize("mode", ["none", "reset", "pullback"])
 @pytest.mark.parametrize("inner", list(INNERS))
 def test_pullback_modes_match_hand_implementation(backend, inner, mode):
