@@ -36,8 +36,6 @@ SHAPES = ((3, 4), (3,), (5,))
 RTOL, ATOL = 1e-10, 1e-14  # against the float64 oracle
 COMPILED = ("lookahead-sgd-momentum-pullback", "LookaheadAdamW-outer-nesterov")
 INSIDE = r"inside `with optimizer.slow_weights\(\):`"
-
-
 PEER_OUTER_MOMENTUM_DEFECT = pytest.mark.xfail(
     strict=True, raises=ValueError, reason="a peer checkpoint is refused with outer_momentum > 0 (module docstring)"
 )
