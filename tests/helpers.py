@@ -103,8 +103,12 @@ class PlainLookahead:
     def step(self):
         self.inner.step()
         self.count += 1
-        if self.count % self.k:
-            return
+        if self.count % self.k == 0:
+            self.sync()
+
+    @torch.no_grad()
+    def sync(self):
+        """The sync of every param (and of the first moments, with pullback), whatever the count."""
         for group in self.inner.param_groups:
             alpha = group.get("lookahead_alpha", self.alpha)
             for p in group["params"]:
@@ -121,6 +125,63 @@ class PlainLookahead:
                     if p not in self.slow_momentum:
                         self.slow_momentum[p] = torch.zeros_like(buffer, dtype=self.slow[p].dtype)
                     self._pull(self.slow_momentum[p], buffer, alpha)
+
+
+class TimmStyle:
+    """timm's Lookahead as it behaves: group counters, slow weights created at the first sync from
+    the fast weights then (only for params with a gradient), checkpoint = the inner state_dict."""
+
+    def __init__(self, inner, alpha=0.5, k=6):
+        self.inner = inner
+        for group in inner.param_groups:
+            group.update(lookahead_alpha=alpha, lookahead_k=k, lookahead_step=0)
+
+    @torch.no_grad()
+    def step(self):
+        self.inner.step()
+        for group in self.inner.param_groups:
+            group["lookahead_step"] += 1
+            if group["lookahead_step"] % group["lookahead_k"] == 0:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.inner.state[p]
+                    slow = state.setdefault("lookahead_slow_buff", p.detach().clone())
+                    slow.add_(p - slow, alpha=group["lookahead_alpha"])
+                    p.copy_(slow)
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+
+class PytorchOptimizerStyle:
+    """pytorch_optimizer's Lookahead (3.x/4.x) as it behaves: slow weights at construction, a group
+    counter reset at each sync, p <- lerp(p, slow, 1 - alpha), checkpoint keyed by (group, index)."""
+
+    def __init__(self, inner, k=5, alpha=0.5):
+        self.inner, self.k, self.alpha = inner, k, alpha
+        self.slow = {}
+        for group in inner.param_groups:
+            group["counter"] = 0
+            for p in group["params"]:
+                self.slow[p] = p.detach().clone()
+
+    @torch.no_grad()
+    def step(self):
+        self.inner.step()
+        for group in self.inner.param_groups:
+            group["counter"] += 1
+            if group["counter"] >= self.k:
+                group["counter"] = 0
+                for p in group["params"]:
+                    p.lerp_(self.slow[p], 1.0 - self.alpha)
+                    self.slow[p].copy_(p)
+
+    def state_dict(self):
+        lookahead_state = {
+            (g, i): {"slow_params": self.slow[p]} for g, group in enumerate(self.inner.param_groups) for i, p in enumerate(group["params"])
+        }
+        return {"lookahead_state": lookahead_state, "base_optimizer": self.inner.state_dict()}
 
 
 def step_side_by_side(step, *runs):

@@ -25,12 +25,6 @@ if MATRIX == "small":
     SIZES, OFFSETS, ALPHAS, MOMENTA = [0, 7, 4097], [0, 1], [0.7], [(0.9, True)]
 elif MATRIX != "full":
     raise ValueError(f"LOOKAHEAD_FUSED_TEST_MATRIX must be 'full' or 'small', got {MATRIX!r}")
-# Inner optimizers the optimizer-level tests wrap: name -> (constructor, state key of its first moment)
-INNER_OPTIMIZERS = {
-    "sgd-momentum": (lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9), "momentum_buffer"),
-    "adamw": (lambda params: torch.optim.AdamW(params, lr=0.05, weight_decay=0.01), "exp_avg"),
-    "nadam": (lambda params: torch.optim.NAdam(params, lr=0.05), "exp_avg"),
-}
 
 
 def dtype_id(dtype) -> str:

@@ -16,11 +16,9 @@ from .helpers import (
     snapshot,
     step_side_by_side,
 )
+from .optimizers import inners
 
-INNERS = {
-    "sgd_momentum": (lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), "momentum_buffer"),
-    "adam": (lambda ps: torch.optim.Adam(ps, lr=0.01), "exp_avg"),
-}
+INNERS = inners("sgd-momentum", "adam")
 
 
 def test_hand_computed_trajectory(backend):
@@ -45,7 +43,7 @@ def test_hand_computed_trajectory(backend):
 @pytest.mark.parametrize("alpha", [0.3, 0.5, 0.8])
 @pytest.mark.parametrize("inner", list(INNERS))
 def test_matches_plain_algorithm(backend, inner, k, alpha):
-    make_inner, _ = INNERS[inner]
+    make_inner = INNERS[inner].build
     params = make_params()
     ours, theirs = clone_params(params), clone_params(params)
     opt = Lookahead(make_inner(ours), k=k, alpha=alpha, backend=backend)
@@ -68,7 +66,7 @@ def test_matches_plain_algorithm_in_float32(backend):
 
 @pytest.mark.parametrize("inner", list(INNERS))
 def test_alpha_one_reproduces_inner_optimizer_bitwise(backend, inner):
-    make_inner, _ = INNERS[inner]
+    make_inner = INNERS[inner].build
     params = make_params(torch.float32)
     ours, alone = clone_params(params), clone_params(params)
     opt = Lookahead(make_inner(ours), k=2, alpha=1.0, backend=backend)

@@ -11,11 +11,9 @@ import torch
 from lookahead_fused import Lookahead, ops
 
 from .helpers import assert_bitwise_equal, clone_params, make_params, run
+from .optimizers import inners
 
-INNER = {
-    "sgd momentum": lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9),
-    "adam": lambda params: torch.optim.Adam(params, lr=0.05),
-}
+INNER = inners("sgd-momentum", "adam")
 
 
 @pytest.mark.parametrize("pullback", ["none", "reset", "pullback"])
@@ -23,8 +21,8 @@ INNER = {
 def test_capturable_follows_the_host_branch_bit_for_bit(backend, inner, pullback):
     params = make_params(torch.float32)
     twin = clone_params(params)
-    host = Lookahead(INNER[inner](params), k=3, alpha=0.4, pullback_momentum=pullback, backend=backend)
-    device = Lookahead(INNER[inner](twin), k=3, alpha=0.4, pullback_momentum=pullback, backend=backend, capturable=True)
+    host = Lookahead(INNER[inner].build(params), k=3, alpha=0.4, pullback_momentum=pullback, backend=backend)
+    device = Lookahead(INNER[inner].build(twin), k=3, alpha=0.4, pullback_momentum=pullback, backend=backend, capturable=True)
     for step in range(11):
         run(host, params, 1, first_step=step)
         run(device, twin, 1, first_step=step)

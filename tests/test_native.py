@@ -1,4 +1,4 @@
-"""The C++ extension: build info, the plan and its cache, torch.library registration (opcheck),
+"""The C++ extension: build info, the plan and its cache (its torch.library ops: tests/test_opcheck.py),
 and the package without the extension."""
 
 import os
@@ -80,14 +80,6 @@ def test_plan_chunks_cover_every_element():
     fast0, slow0 = snapshot(fast), snapshot(slow)
     ops.lookahead_sync_(fast, slow, 0.3, backend="cpu")
     check_against_contract(fast0, slow0, fast, slow, 0.3)
-
-
-@pytest.mark.parametrize("fast_dtype,slow_dtype", [(torch.float32, torch.float32), (torch.bfloat16, torch.float32)])
-def test_opcheck(fast_dtype, slow_dtype):
-    fast, slow = make_pair_lists([3, 17], fast_dtype, slow_dtype)
-    torch.library.opcheck(torch.ops.lookahead_fused.sync_.default, (fast, slow, 0.4))
-    a, b = make_pair_lists([3, 17], fast_dtype, fast_dtype)
-    torch.library.opcheck(torch.ops.lookahead_fused.swap_.default, (a, b))
 
 
 def test_op_rejects_bad_alpha_in_cpp_too():

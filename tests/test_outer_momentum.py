@@ -13,20 +13,21 @@ from lookahead_fused import Lookahead
 from lookahead_fused.slow_state import OUTER_MOMENTUM
 
 from .helpers import PlainLookahead, assert_bitwise_equal, make_params, run, set_grads
-from .matrix import INNER_OPTIMIZERS
+from .optimizers import inners
 
 SHAPES = ((3, 4), (3,), (5,))
+INNERS = inners("sgd-momentum", "adamw", "nadam")
 
 
 def adamw(params):
     return torch.optim.AdamW(params, lr=0.05, weight_decay=0.01)
 
 
-@pytest.mark.parametrize("inner", list(INNER_OPTIMIZERS))
+@pytest.mark.parametrize("inner", list(INNERS))
 @pytest.mark.parametrize("pullback", ["none", "reset", "pullback"])
 @pytest.mark.parametrize("mu,nesterov", [(0.5, False), (0.9, False), (0.9, True)])
 def test_follows_the_outer_sgd_written_out(backend, mu, nesterov, pullback, inner):
-    make_inner, key = INNER_OPTIMIZERS[inner]
+    make_inner, key = INNERS[inner].build, INNERS[inner].momentum_key
     params, oracle_params = make_params(shapes=SHAPES), make_params(shapes=SHAPES)
     ours = Lookahead(make_inner(params), k=3, alpha=0.7, outer_momentum=mu, nesterov=nesterov, pullback_momentum=pullback,
                      backend=backend)  # fmt: skip

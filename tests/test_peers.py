@@ -2,7 +2,7 @@
 trajectory, params torch.optim accepts (strided views) work, timm's sync_lookahead(), param groups
 alike in the checkpoint, and pullback for any inner optimizer (momentum_key=).
 
-The peers' semantics are written out here (TimmStyle, PytorchOptimizerStyle) so CI checks the
+The peers' semantics are written out (tests/helpers.py: TimmStyle, PytorchOptimizerStyle) so CI checks the
 conversions without either package; the same checks run against the real packages when they are
 importable."""
 
@@ -18,7 +18,7 @@ import torch
 
 from lookahead_fused import Lookahead, ops
 
-from .helpers import PlainLookahead, make_params, set_grads
+from .helpers import PlainLookahead, PytorchOptimizerStyle, TimmStyle, make_params, set_grads
 
 SHAPES = ((3, 4), (3,), (2, 2))
 
@@ -36,63 +36,6 @@ def train(opt, params, steps, first_step=0):
 def assert_close(actual, expected, tolerance=1e-12):
     for a, e in zip(actual, expected):
         assert torch.allclose(a.detach(), e.detach(), rtol=tolerance, atol=tolerance), (a - e).abs().max()
-
-
-class TimmStyle:
-    """timm's Lookahead as it behaves: group counters, slow weights created at the first sync from
-    the fast weights then (only for params with a gradient), checkpoint = the inner state_dict."""
-
-    def __init__(self, inner, alpha=0.5, k=6):
-        self.inner = inner
-        for group in inner.param_groups:
-            group.update(lookahead_alpha=alpha, lookahead_k=k, lookahead_step=0)
-
-    @torch.no_grad()
-    def step(self):
-        self.inner.step()
-        for group in self.inner.param_groups:
-            group["lookahead_step"] += 1
-            if group["lookahead_step"] % group["lookahead_k"] == 0:
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    state = self.inner.state[p]
-                    slow = state.setdefault("lookahead_slow_buff", p.detach().clone())
-                    slow.add_(p - slow, alpha=group["lookahead_alpha"])
-                    p.copy_(slow)
-
-    def state_dict(self):
-        return self.inner.state_dict()
-
-
-class PytorchOptimizerStyle:
-    """pytorch_optimizer's Lookahead (3.x/4.x) as it behaves: slow weights at construction, a group
-    counter reset at each sync, p <- lerp(p, slow, 1 - alpha), checkpoint keyed by (group, index)."""
-
-    def __init__(self, inner, k=5, alpha=0.5):
-        self.inner, self.k, self.alpha = inner, k, alpha
-        self.slow = {}
-        for group in inner.param_groups:
-            group["counter"] = 0
-            for p in group["params"]:
-                self.slow[p] = p.detach().clone()
-
-    @torch.no_grad()
-    def step(self):
-        self.inner.step()
-        for group in self.inner.param_groups:
-            group["counter"] += 1
-            if group["counter"] >= self.k:
-                group["counter"] = 0
-                for p in group["params"]:
-                    p.lerp_(self.slow[p], 1.0 - self.alpha)
-                    self.slow[p].copy_(p)
-
-    def state_dict(self):
-        lookahead_state = {
-            (g, i): {"slow_params": self.slow[p]} for g, group in enumerate(self.inner.param_groups) for i, p in enumerate(group["params"])
-        }
-        return {"lookahead_state": lookahead_state, "base_optimizer": self.inner.state_dict()}
 
 
 def resume_and_compare(peer, peer_params, state_dict, steps_before, k, alpha, match):

@@ -6,20 +6,13 @@ import torch
 from lookahead_fused import Lookahead
 
 from .helpers import PlainLookahead, clone_params, make_params, set_grads, step_side_by_side
-
-INNERS = {
-    "SGD": (lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), "momentum_buffer"),
-    "Adam": (lambda ps: torch.optim.Adam(ps, lr=0.01), "exp_avg"),
-    "AdamW": (lambda ps: torch.optim.AdamW(ps, lr=0.01), "exp_avg"),
-    "NAdam": (lambda ps: torch.optim.NAdam(ps, lr=0.01), "exp_avg"),
-    "RAdam": (lambda ps: torch.optim.RAdam(ps, lr=0.01), "exp_avg"),
-}
+from .optimizers import INNERS
 
 
 @pytest.mark.parametrize("mode", ["none", "reset", "pullback"])
 @pytest.mark.parametrize("inner", list(INNERS))
 def test_pullback_modes_match_hand_implementation(backend, inner, mode):
-    make_inner, key = INNERS[inner]
+    make_inner, key = INNERS[inner].build, INNERS[inner].momentum_key
     params = make_params()
     ours, theirs = clone_params(params), clone_params(params)
     opt = Lookahead(make_inner(ours), k=3, alpha=0.4, pullback_momentum=mode, backend=backend)

@@ -115,16 +115,6 @@ def test_bad_pairs_are_rejected_off_the_sync_steps_too(backend):
         ops.lookahead_sync_on_step_([shared], [shared], 0.5, torch.tensor(1), 3, backend=backend)
 
 
-def test_opcheck_native():
-    if "cpu" not in ops.available_backends():
-        pytest.skip("the C++ extension is not built")
-    for step in (2, 3):
-        fast, slow = make_pair_lists([3, 17], torch.bfloat16, torch.float32)
-        args = (fast, slow, torch.tensor(0.4, dtype=torch.float64), torch.tensor(step), 3)
-        torch.library.opcheck(torch.ops.lookahead_fused.sync_on_step_.default, args)
-
-
-
 def test_a_number_alpha_is_made_a_tensor_once():
     """A number alpha becomes the one-element tensor the gated kernels read once per device and
     value, not at every step (on a GPU that would be a host-to-device copy per step)."""

@@ -1,6 +1,6 @@
 """The "triton" backend's own properties: one launch per dtype pair whatever the number of tensors,
-its plan reused, and its torch.library registration. (Its results are checked by the
-backend-parametrized tests; without a GPU they run in Triton's interpreter.)"""
+its plan reused (its torch.library ops: tests/test_opcheck.py; its results are checked by the
+backend-parametrized tests; without a GPU they run in Triton's interpreter)."""
 
 import pytest
 import torch
@@ -60,13 +60,6 @@ def test_lookahead_class_one_launch_per_sync():
         p.grad = torch.ones_like(p)
     assert launches_during(lambda: opt.step()) == 0
     assert launches_during(lambda: opt.step()) == 1
-
-
-@pytest.mark.parametrize("op", ["triton_sync_", "triton_swap_"])
-def test_opcheck(op):
-    fast, slow = _lists([3, 17], torch.float32, torch.float32)
-    args = (fast, slow, 0.4) if op == "triton_sync_" else (fast, slow)
-    torch.library.opcheck(getattr(torch.ops.lookahead_fused, op).default, args)
 
 
 def test_explicit_triton_on_an_unsupported_device_is_refused():

@@ -1,0 +1,113 @@
+"""torch.library.opcheck (schema, fake tensors, autograd registration, AOT dispatch) on every op of
+every backend that registers one: the six ops of the C++ extension (csrc/module.cpp) and the five
+custom ops of the Triton backend (lookahead_fused/backends/triton/sync.py; without a GPU they run in
+Triton's interpreter on CPU tensors), the native ones on CUDA too when there is a GPU. Each op is listed once, with the argument sets it is
+checked on: both dtype pairs of one storage size and a widened one, sync and non-sync steps."""
+
+import pytest
+import torch
+
+from lookahead_fused import available_backends
+from lookahead_fused.contract import ADAMW_COLUMNS
+
+from .matrix import make_pair_lists
+
+SIZES = [3, 17]
+PAIRS = [(torch.float32, torch.float32), (torch.bfloat16, torch.float32)]
+ALPHA, MU, K = 0.4, 0.9, 3
+ROW = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, step=3.0, alpha=ALPHA, sync=0.0, maximize=0.0)
+
+
+def _triple(fast_dtype, slow_dtype):
+    """fast, slow and a momentum (slow's dtype) for each size."""
+    fast, slow = make_pair_lists(SIZES, fast_dtype, slow_dtype)
+    _, momentum = make_pair_lists(SIZES, fast_dtype, slow_dtype, seed=1)
+    return fast, slow, momentum
+
+
+def _gate(step):
+    return torch.tensor(ALPHA, dtype=torch.float64), torch.tensor(step)
+
+
+def sync_args():
+    return [(*make_pair_lists(SIZES, f, s), ALPHA) for f, s in PAIRS]
+
+
+def sync_on_step_args():
+    return [(*make_pair_lists(SIZES, f, s), *_gate(step), K) for f, s in PAIRS for step in (2, 3)]
+
+
+def swap_args():
+    return [make_pair_lists(SIZES, f, f) for f, _ in PAIRS]
+
+
+def momentum_sync_args():
+    return [(*_triple(f, s), ALPHA, MU, nesterov) for f, s in PAIRS for nesterov in (False, True)]
+
+
+def momentum_sync_on_step_args():
+    return [(*_triple(f, s), *_gate(step), K, MU, True) for f, s in PAIRS for step in (2, 3)]
+
+
+def adamw_step_args():
+    """params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov: a step without
+    a sync, one with the plain sync, one with the momentum sync."""
+    cases = []
+    for (f, s), sync, mu in [(PAIRS[0], 0.0, 0.0), (PAIRS[1], 1.0, 0.0), (PAIRS[1], 1.0, MU)]:
+        params, slow, momentum = _triple(f, s)
+        grads, exp_avgs = make_pair_lists(SIZES, f, f, seed=2)
+        exp_avg_sqs = [(g.float() ** 2 + 0.1).to(f) for g in make_pair_lists(SIZES, f, f, seed=3)[0]]
+        hyper = torch.tensor([[dict(ROW, sync=sync)[c] for c in ADAMW_COLUMNS]], dtype=torch.float64)
+        rows = torch.zeros(len(SIZES), dtype=torch.int64)
+        cases.append((params, grads, exp_avgs, exp_avg_sqs, slow, momentum if mu else [], hyper, rows, mu, True))
+    return cases
+
+
+# op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
+OPS = {
+    "sync_": ("native", sync_args),
+    "sync_on_step_": ("native", sync_on_step_args),
+    "swap_": ("native", swap_args),
+    "momentum_sync_": ("native", momentum_sync_args),
+    "momentum_sync_on_step_": ("native", momentum_sync_on_step_args),
+    "adamw_step_": ("native", adamw_step_args),
+    "triton_sync_": ("triton", sync_args),
+    "triton_sync_on_step_": ("triton", sync_on_step_args),
+    "triton_swap_": ("triton", swap_args),
+    "triton_momentum_sync_": ("triton", momentum_sync_args),
+    "triton_momentum_sync_on_step_": ("triton", momentum_sync_on_step_args),
+}
+GPU = torch.cuda.is_available()
+# (op, device, the backend name that must be available): the native ops on the CPU and, with a GPU,
+# on CUDA; the Triton ops on the GPU, or without one in the interpreter on the CPU
+CASES = [
+    (op, device, needs)
+    for op, (registrar, _) in OPS.items()
+    for device, needs in (
+        [("cpu", "cpu")] + ([("cuda", "cuda")] if GPU else []) if registrar == "native" else [("cuda" if GPU else "cpu", "triton")]
+    )
+]
+
+
+def _on(device, args):
+    return tuple([t.to(device) for t in a] if isinstance(a, list) else a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+
+
+@pytest.mark.parametrize("op,device,needs", CASES, ids=[f"{op}-{device}" for op, device, _ in CASES])
+def test_opcheck(op, device, needs):
+    if needs not in available_backends():
+        pytest.skip(f"the {needs!r} backend, which {op} on {device} needs, is unavailable")
+    if needs == "triton":
+        from lookahead_fused.backends.triton import sync  # noqa: F401  (registers the triton_* ops)
+    for args in OPS[op][1]():
+        torch.library.opcheck(getattr(torch.ops.lookahead_fused, op).default, _on(device, args))
+
+
+def test_every_registered_op_is_checked():
+    """A new op in the lookahead_fused namespace must join OPS."""
+    if not {"cpu", "triton"} <= set(available_backends()):
+        pytest.skip("needs both the C++ extension and the Triton backend to see every op")
+    from lookahead_fused.backends.triton import sync  # noqa: F401
+
+    registered = {name.split("::")[1] for name in torch._C._dispatch_get_all_op_names() if name.startswith("lookahead_fused::")}
+    assert registered == set(OPS)
