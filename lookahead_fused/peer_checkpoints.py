@@ -92,7 +92,16 @@ def _from_timm(opt, state_dict) -> dict:
         f"dropped.{note}",
         stacklevel=4,
     )
-    return {"state": state, "param_groups": converted_groups, SECTION: section_for(opt, torch.tensor(int(step)), int(k))}
+    return {"state": state, "param_groups": converted_groups, SECTION: _peer_section(opt, torch.tensor(int(step)), int(k))}
+
+
+def _peer_section(opt, step: torch.Tensor, k: int) -> dict:
+    """This optimizer's "lookahead" section with the peer's counter and k, less the outer momentum:
+    a peer keeps none, so checkpoint.read keeps this optimizer's mu and starts its momentum at zero,
+    as for a checkpoint saved before outer momentum existed."""
+    section = section_for(opt, step, k)
+    del section["outer_momentum"], section["nesterov"]
+    return section
 
 
 def _from_pytorch_optimizer(opt, state_dict) -> dict:
@@ -132,4 +141,4 @@ def _from_pytorch_optimizer(opt, state_dict) -> dict:
         f"step {counter}; it saves no k or alpha, so this optimizer's k={opt.k} and alpha={opt.alpha!r} apply.{note}",
         stacklevel=4,
     )
-    return {"state": state, "param_groups": converted_groups, SECTION: section_for(opt, torch.tensor(int(counter)), opt.k)}
+    return {"state": state, "param_groups": converted_groups, SECTION: _peer_section(opt, torch.tensor(int(counter)), opt.k)}

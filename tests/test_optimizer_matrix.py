@@ -10,13 +10,7 @@ compiled step, which follows eager to rtol 1e-10 too.
 torch.compile is slow on the CPU (tens of seconds a record), so it runs on two representative
 records, COMPILED (one of each class), not on every record that supports it. The Lookahead one has
 an SGD inner optimizer: a compiled torch.optim.Adam computes its bias correction from a float32
-step and leaves eager by 1e-7 in float64, which is torch's inner step, not the Lookahead's.
-
-Known defect, marked strict xfail (the test fails when it is fixed): a timm or pytorch_optimizer
-checkpoint loaded into a Lookahead with outer_momentum > 0 is refused ("the state_dict was saved
-with outer momentum but has no lookahead_outer_momentum"): peer_checkpoints.convert writes this
-optimizer's outer_momentum into the converted section, and checkpoint.read then asks for the
-outer momentum a peer never saves, where a checkpoint without it should start it at zero."""
+step and leaves eager by 1e-7 in float64, which is torch's inner step, not the Lookahead's."""
 
 from __future__ import annotations
 
@@ -36,16 +30,11 @@ SHAPES = ((3, 4), (3,), (5,))
 RTOL, ATOL = 1e-10, 1e-14  # against the float64 oracle
 COMPILED = ("lookahead-sgd-momentum-pullback", "LookaheadAdamW-outer-nesterov")
 INSIDE = r"inside `with optimizer.slow_weights\(\):`"
-PEER_OUTER_MOMENTUM_DEFECT = pytest.mark.xfail(
-    strict=True, raises=ValueError, reason="a peer checkpoint is refused with outer_momentum > 0 (module docstring)"
-)
 
 
-def over(*supporting: str, defect=None, affected=lambda record: False):
-    """Parametrize a test over the records that support all of `supporting`, by name; the `affected`
-    ones carry the mark `defect`."""
-    chosen = [pytest.param(r, id=r.name, marks=[defect] if defect and affected(r) else []) for r in records(*supporting)]
-    return pytest.mark.parametrize("record", chosen)
+def over(*supporting: str):
+    """Parametrize a test over the records that support all of `supporting`, by name."""
+    return pytest.mark.parametrize("record", [pytest.param(r, id=r.name) for r in records(*supporting)])
 
 
 def trained(record, steps: int, dtype=torch.float64, **overrides):
@@ -252,8 +241,7 @@ def peer_run(record, peer: str, params, steps: int):
     return opt.state_dict(), [opt.slow[p] for p in params], steps % record.k  # its counter restarts at each sync
 
 
-@over("peer_checkpoints", "float64_oracle", defect=PEER_OUTER_MOMENTUM_DEFECT,
-      affected=lambda record: record.options.get("outer_momentum", 0.0) > 0)
+@over("peer_checkpoints", "float64_oracle")
 @pytest.mark.parametrize("peer", ["timm", "pytorch_optimizer"])
 def test_a_peer_checkpoint_loads_and_the_run_continues_as_algorithm_1(record, peer):
     params = make_params(shapes=SHAPES)
