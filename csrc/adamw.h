@@ -26,9 +26,25 @@
 
 namespace lookahead_fused {
 
-// The columns of a row; maximize is 1 to ascend (torch's maximize=True), sync is 1 on a sync step.
+// The columns of a row, in order, with the names Python gives them (contract.ADAMW_COLUMNS, which a
+// test compares with build_info()'s "adamw_columns"); maximize is 1 to ascend (torch's
+// maximize=True), sync is 1 on a sync step.
+#define LOOKAHEAD_ADAMW_COLUMNS(X) \
+  X(kLr, "lr")                     \
+  X(kBeta1, "beta1")               \
+  X(kBeta2, "beta2")               \
+  X(kEps, "eps")                   \
+  X(kWeightDecay, "weight_decay")  \
+  X(kStep, "step")                 \
+  X(kAlpha, "alpha")               \
+  X(kSyncFlag, "sync")             \
+  X(kMaximize, "maximize")
+
 enum AdamWColumn : int64_t {
-  kLr, kBeta1, kBeta2, kEps, kWeightDecay, kStep, kAlpha, kSyncFlag, kMaximize, kAdamWColumns
+#define LOOKAHEAD_COLUMN_TOKEN(token, name) token,
+  LOOKAHEAD_ADAMW_COLUMNS(LOOKAHEAD_COLUMN_TOKEN)
+#undef LOOKAHEAD_COLUMN_TOKEN
+  kAdamWColumns
 };
 
 // One row, resolved for the elements of an entry, in the opmath type T.

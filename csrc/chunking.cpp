@@ -21,7 +21,8 @@ namespace lookahead_fused {
 // running can draw the bandwidth of those that finished, up to what one SM can take) and is
 // unmeasured on a GPU. The CPU kernel keeps kMaxChunkElems: its threads take contiguous runs of
 // chunks (see [NOTE: CPU grain] in csrc/cpu/sync_cpu.cpp).
-int64_t busiest_lane_bytes(const int64_t* words, int64_t num_entries, int depth, int64_t lanes, int64_t chunk) {
+int64_t busiest_lane_bytes(const int64_t* words, int64_t num_entries, EntryRoles roles, int64_t lanes, int64_t chunk) {
+  const int depth = roles.depth;
   const int64_t stride = entry_words(depth);
   int64_t num_chunks = 0;
   for (int64_t t = 0; t < num_entries; ++t) num_chunks += (words[t * stride + depth] + chunk - 1) / chunk;
@@ -30,7 +31,7 @@ int64_t busiest_lane_bytes(const int64_t* words, int64_t num_entries, int depth,
   int64_t c = 0;
   for (int64_t t = 0; t < num_entries; ++t) {
     const int64_t numel = words[t * stride + depth];
-    const int64_t bytes_per_element = 2 * entry_element_bytes(pair_code_of(words[t * stride + depth + 1]), depth);
+    const int64_t bytes_per_element = 2 * entry_element_bytes(pair_code_of(words[t * stride + depth + 1]), roles);
     for (int64_t lo = 0; lo < numel; lo += chunk, ++c) {
       lane[c % grid] += std::min(chunk, numel - lo) * bytes_per_element + kChunkCostBytes;
     }
@@ -38,12 +39,12 @@ int64_t busiest_lane_bytes(const int64_t* words, int64_t num_entries, int depth,
   return *std::max_element(lane.begin(), lane.end());
 }
 
-int64_t choose_chunk_elements(const int64_t* words, int64_t num_entries, int depth, int64_t lanes) {
+int64_t choose_chunk_elements(const int64_t* words, int64_t num_entries, EntryRoles roles, int64_t lanes) {
   if (lanes <= 0) return kMaxChunkElems;
   int64_t best = kMaxChunkElems;
-  int64_t best_bytes = busiest_lane_bytes(words, num_entries, depth, lanes, best);
+  int64_t best_bytes = busiest_lane_bytes(words, num_entries, roles, lanes, best);
   for (int64_t chunk = kMaxChunkElems - kChunkQuantum; chunk >= kChunkQuantum; chunk -= kChunkQuantum) {
-    const int64_t bytes = busiest_lane_bytes(words, num_entries, depth, lanes, chunk);
+    const int64_t bytes = busiest_lane_bytes(words, num_entries, roles, lanes, chunk);
     if (bytes * 101 < best_bytes * 100) {
       best = chunk;
       best_bytes = bytes;

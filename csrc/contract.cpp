@@ -11,6 +11,7 @@
 
 #include "adamw.h"
 #include "dtypes.h"
+#include "plan.h"
 
 namespace lookahead_fused {
 namespace {
@@ -243,9 +244,18 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
   check_adamw_hyper(params, hyper, rows);
 }
 
-void check_sync_args(at::TensorList fast, at::TensorList slow) {
-  check_sync_pairs(fast, slow);
-  check_no_overlap("lookahead_sync_", {fast, slow});
+void check_sync_args(at::TensorList fast, at::TensorList slow, at::TensorList momentum) {
+  TensorLists lists{fast, slow};
+  if (momentum.empty()) {
+    check_sync_pairs(fast, slow);
+  } else {
+    check_momentum_triples(fast, slow, momentum);
+    lists.push_back(momentum);
+  }
+  // see [NOTE: overlap once per plan] in csrc/contract.h
+  const bool meta = !fast.empty() && fast[0].is_meta();
+  const EntryRoles roles = roles_of(momentum.empty() ? TableOp::kSync : TableOp::kMomentumSync);
+  if (meta || !is_plan_cached(lists, roles)) check_no_overlap("lookahead_sync_", lists);
 }
 
 }  // namespace lookahead_fused

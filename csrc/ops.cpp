@@ -51,7 +51,7 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
     c10::cuda::CUDAGuard guard(first.device());
     auto stream = c10::cuda::getCurrentCUDAStream(first.device().index());
     const bool capturing = is_capturing(stream.stream());
-    auto plan = find_or_build_plan(lists, [&] {
+    auto plan = find_or_build_plan(lists, roles_of(op), [&] {
       TORCH_CHECK(!capturing, name, ": these tensors have no kernel plan yet, and one cannot be built while a CUDA ",
                   "graph is being captured (its upload is a blocking host-to-device copy). Run the same step once ",
                   "eagerly before capturing (warm-up), with the same tensors.");
@@ -68,7 +68,7 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
     return;
   }
 #endif
-  auto plan = find_or_build_plan(lists, [&] { check_no_overlap(name, lists); });
+  auto plan = find_or_build_plan(lists, roles_of(op), [&] { check_no_overlap(name, lists); });
   TORCH_CHECK(plan->device.is_cpu(), "lookahead_fused: no kernel for tensors on ", plan->device);
   if (gate == nullptr) run_cpu(*plan, op, args);  // a CPU caller resolves its gate on the host
 }

@@ -15,10 +15,12 @@ namespace {
 constexpr size_t kCachedPlans = 8;
 
 // The per-entry part of the table: all that a plan depends on, so it is also the cache key.
-std::vector<int64_t> entry_words_of(const TensorLists& lists) {
+std::vector<int64_t> entry_words_of(const TensorLists& lists, EntryRoles roles) {
   const int depth = static_cast<int>(lists.size());
   TORCH_CHECK(depth >= 2 && depth <= kMaxDepth, "lookahead_fused: a table entry holds 2 to ", kMaxDepth,
               " tensors, got ", depth);
+  TORCH_CHECK(depth == roles.depth && roles.fast >= 1 && roles.fast < depth, "lookahead_fused: ", depth,
+              " lists for an op whose entries hold ", roles.depth, " tensors, ", roles.fast, " of the fast dtype");
   const size_t entries = lists[0].size();
   std::vector<int64_t> words;
   words.reserve(entries * entry_words(depth));
@@ -31,7 +33,7 @@ std::vector<int64_t> entry_words_of(const TensorLists& lists) {
       element_sizes[t] = static_cast<int64_t>(tensor.element_size());
       words.push_back(static_cast<int64_t>(addresses[t]));
     }
-    const at::Tensor& state = lists[fast_tensors_of(depth)][i];  // See [NOTE: entry dtypes] in csrc/table.h
+    const at::Tensor& state = lists[roles.fast][i];  // see [NOTE: entry dtypes] in csrc/table.h
     const int64_t code = pair_code(lists[0][i].scalar_type(), state.scalar_type());
     TORCH_CHECK(code >= 0, "lookahead_fused: no kernel for fast ", lists[0][i].scalar_type(), " with slow ",
                 state.scalar_type());
@@ -50,15 +52,16 @@ int64_t resident_lanes(at::Device device) {
   return 0;
 }
 
-std::shared_ptr<Plan> plan_from_words(std::vector<int64_t> words, int depth, at::Device device) {
+std::shared_ptr<Plan> plan_from_words(std::vector<int64_t> words, EntryRoles roles, at::Device device) {
   auto plan = std::make_shared<Plan>();
   plan->device = device;
-  plan->depth = depth;
+  plan->roles = roles;
+  const int depth = roles.depth;
   const int64_t stride = entry_words(depth);
   plan->num_entries = static_cast<int64_t>(words.size()) / stride;
   TORCH_CHECK(plan->num_entries < (int64_t(1) << (63 - kChunkBits)), "lookahead_fused: too many tensors in one call (",
               plan->num_entries, ")");
-  plan->chunk_elems = choose_chunk_elements(words.data(), plan->num_entries, depth, resident_lanes(device));
+  plan->chunk_elems = choose_chunk_elements(words.data(), plan->num_entries, roles, resident_lanes(device));
   for (int64_t t = 0; t < plan->num_entries; ++t) {
     int64_t numel = words[t * stride + depth];
     plan->num_elements += numel;
@@ -88,32 +91,49 @@ PlanCache& cache() {
   return instance;
 }
 
-}  // namespace
-
-std::shared_ptr<const Plan> build_plan(const TensorLists& lists) {
-  return plan_from_words(entry_words_of(lists), static_cast<int>(lists.size()), device_of(lists));
+// The cached plan whose key is `key`, or the cache's end; the caller holds the cache's mutex.
+std::list<std::shared_ptr<const Plan>>::iterator cached_plan(PlanCache& c, const std::vector<int64_t>& key,
+                                                             EntryRoles roles, at::Device device) {
+  for (auto it = c.plans.begin(); it != c.plans.end(); ++it) {
+    const Plan& plan = **it;
+    if (plan.device == device && plan.roles.depth == roles.depth && plan.roles.fast == roles.fast &&
+        plan.num_entries * entry_words(roles.depth) == static_cast<int64_t>(key.size()) &&
+        std::equal(key.begin(), key.end(), plan.words.begin())) {
+      return it;
+    }
+  }
+  return c.plans.end();
 }
 
-std::shared_ptr<const Plan> find_or_build_plan(const TensorLists& lists, const std::function<void()>& check_before_build) {
+}  // namespace
+
+std::shared_ptr<const Plan> build_plan(const TensorLists& lists, EntryRoles roles) {
+  return plan_from_words(entry_words_of(lists, roles), roles, device_of(lists));
+}
+
+bool is_plan_cached(const TensorLists& lists, EntryRoles roles) {
+  std::vector<int64_t> key = entry_words_of(lists, roles);
+  auto& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return cached_plan(c, key, roles, device_of(lists)) != c.plans.end();
+}
+
+std::shared_ptr<const Plan> find_or_build_plan(const TensorLists& lists, EntryRoles roles,
+                                               const std::function<void()>& check_before_build) {
   const at::Device device = device_of(lists);
-  const int depth = static_cast<int>(lists.size());
-  std::vector<int64_t> key = entry_words_of(lists);
+  std::vector<int64_t> key = entry_words_of(lists, roles);
   auto& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mutex);
-    for (auto it = c.plans.begin(); it != c.plans.end(); ++it) {
-      const Plan& plan = **it;
-      if (plan.device == device && plan.depth == depth &&
-          plan.num_entries * entry_words(depth) == static_cast<int64_t>(key.size()) &&
-          std::equal(key.begin(), key.end(), plan.words.begin())) {
-        c.plans.splice(c.plans.begin(), c.plans, it);
-        ++c.stats.hits;
-        return c.plans.front();
-      }
+    auto it = cached_plan(c, key, roles, device);
+    if (it != c.plans.end()) {
+      c.plans.splice(c.plans.begin(), c.plans, it);
+      ++c.stats.hits;
+      return c.plans.front();
     }
   }
   check_before_build();
-  std::shared_ptr<const Plan> plan = plan_from_words(std::move(key), depth, device);
+  std::shared_ptr<const Plan> plan = plan_from_words(std::move(key), roles, device);
   std::lock_guard<std::mutex> lock(c.mutex);
   ++c.stats.builds;
   c.plans.push_front(plan);

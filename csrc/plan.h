@@ -17,16 +17,16 @@ namespace lookahead_fused {
 struct Plan {
   std::vector<int64_t> words;  // the whole table on the host
   at::Tensor device_words;     // the same on the CUDA device (undefined for CPU plans)
-  int depth = 2;               // tensors per entry
+  EntryRoles roles{2, 1};      // tensors per entry, and which have the fast dtype
   int64_t num_entries = 0;
   int64_t num_chunks = 0;
   int64_t num_elements = 0;  // over every entry
   int64_t chunk_elems = 0;   // elements of a chunk (chunking.h)
   at::Device device{at::kCPU};
 
-  TableView host_view() const { return {words.data(), num_entries, num_chunks, chunk_elems, depth}; }
+  TableView host_view() const { return {words.data(), num_entries, num_chunks, chunk_elems, roles.depth}; }
   TableView device_view() const {
-    return {device_words.const_data_ptr<int64_t>(), num_entries, num_chunks, chunk_elems, depth};
+    return {device_words.const_data_ptr<int64_t>(), num_entries, num_chunks, chunk_elems, roles.depth};
   }
 };
 
@@ -36,15 +36,21 @@ struct PlanCacheStats {
 };
 
 // The tensor lists of one call: lists[0] the fast tensors, then the state lists, entry i taking the
-// i-th tensor of each (the checks of contract.h have accepted them).
+// i-th tensor of each (the checks of contract.h have accepted them), in the roles of the op
+// (roles_of in table.h).
 using TensorLists = std::vector<at::TensorList>;
 
 // The plan for `lists`; on a miss, `check_before_build` runs (the overlap check) and then the plan is
 // built and cached.
-std::shared_ptr<const Plan> find_or_build_plan(const TensorLists& lists, const std::function<void()>& check_before_build);
+std::shared_ptr<const Plan> find_or_build_plan(const TensorLists& lists, EntryRoles roles,
+                                               const std::function<void()>& check_before_build);
+
+// Whether a plan for `lists` is cached, so their overlap check has passed (a lookup that neither
+// counts in the statistics nor changes the cache's order).
+bool is_plan_cached(const TensorLists& lists, EntryRoles roles);
 
 // The plan for `lists`, always newly built (the pybind SyncPlan class holds one).
-std::shared_ptr<const Plan> build_plan(const TensorLists& lists);
+std::shared_ptr<const Plan> build_plan(const TensorLists& lists, EntryRoles roles);
 
 PlanCacheStats plan_cache_stats();
 void clear_plan_cache();

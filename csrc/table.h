@@ -14,10 +14,12 @@
 // step with the sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
 // takes whole chunks, so every tensor size shares one grid.
 //
-// [NOTE: entry dtypes] The first fast_tensors_of(depth) tensors of an entry have the fast dtype, the
-// rest the state dtype (the slow dtype), and the pair code is that of (fast, first state tensor):
-// one fast tensor for the syncs and the swap; four for AdamW (param, grad, exp_avg, exp_avg_sq, as
-// torch.optim.AdamW keeps its moments in the param's dtype), then slow and the outer momentum.
+// [NOTE: entry dtypes] Each op names the roles of an entry's tensors (roles_of): the first `fast` of
+// its `depth` tensors have the fast dtype, the rest the state dtype (the slow dtype), and the pair
+// code is that of (fast, first state tensor): one fast tensor for the syncs and the swap; four for
+// AdamW (param, grad, exp_avg, exp_avg_sq, as torch.optim.AdamW keeps its moments in the param's
+// dtype), then slow and the outer momentum. The plan takes the roles from the op, never from the
+// depth, so a new op of any depth says which of its tensors are which.
 #pragma once
 
 #include <cstdint>
@@ -63,7 +65,6 @@ constexpr int kVecBytes = 16;
 constexpr int kMaxDepth = 6;
 
 LOOKAHEAD_HOST_DEVICE inline constexpr int64_t entry_words(int depth) { return depth + 2; }
-LOOKAHEAD_HOST_DEVICE inline constexpr int fast_tensors_of(int depth) { return depth >= 5 ? 4 : 1; }
 
 // The fused updates. kSync: slow <- lerp(slow, fast, alpha); fast <- slow. kSwap: exchange.
 // kMomentumSync: the sync with outer momentum (docs/design.md, "The momentum sync"). kAdamW: one
@@ -71,9 +72,23 @@ LOOKAHEAD_HOST_DEVICE inline constexpr int fast_tensors_of(int depth) { return d
 // in the same pass (adamw.h, docs/design.md "LookaheadAdamW").
 enum class TableOp { kSync, kSwap, kMomentumSync, kAdamW, kAdamWMomentum };
 
-inline constexpr int depth_of(TableOp op) {
-  return op == TableOp::kAdamWMomentum ? 6 : op == TableOp::kAdamW ? 5 : op == TableOp::kMomentumSync ? 3 : 2;
+struct EntryRoles {  // see [NOTE: entry dtypes] in csrc/table.h
+  int depth;  // tensors per entry
+  int fast;   // how many of them, first, have the fast dtype
+};
+
+inline constexpr EntryRoles roles_of(TableOp op) {
+  switch (op) {
+    case TableOp::kSync: return {2, 1};
+    case TableOp::kSwap: return {2, 1};
+    case TableOp::kMomentumSync: return {3, 1};
+    case TableOp::kAdamW: return {5, 4};
+    case TableOp::kAdamWMomentum: return {6, 4};
+  }
+  return {0, 0};
 }
+
+inline constexpr int depth_of(TableOp op) { return roles_of(op).depth; }
 
 struct UpdateArgs {  // the scalars of an update; each op reads its own
   double alpha = 0.0;
@@ -97,11 +112,10 @@ LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) 
 
 // The bytes of one element of every tensor of an entry (the planner's bytes model), or 0 for a
 // code this build does not know.
-inline int64_t entry_element_bytes(int64_t code, int depth) {
-  const int fast_tensors = fast_tensors_of(depth);
+inline int64_t entry_element_bytes(int64_t code, EntryRoles roles) {
   switch (code) {
-#define LOOKAHEAD_PAIR_BYTES(code, fast, state) \
-  case code: return fast_tensors * kBytes##fast + (depth - fast_tensors) * kBytes##state;
+#define LOOKAHEAD_PAIR_BYTES(code, fast_token, state_token) \
+  case code: return roles.fast * kBytes##fast_token + (roles.depth - roles.fast) * kBytes##state_token;
     LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PAIR_BYTES)
 #undef LOOKAHEAD_PAIR_BYTES
     default: return 0;

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from . import contract, ops, tensor_groups
+from . import contract, ops
 from .adaptive_alpha import ADAPTIVE
 from .backends import reference
 from .adamw_state import Layout
@@ -79,12 +79,11 @@ class LookaheadAdamW(Lookahead):
         self._row_tensors: dict = {}
         self._device_table_held: tuple | None = None  # (layout, hyper, rows, each group's host-known row)
         self._cached_layout: Layout | None = None
-        self._state_version = 0
         super().__init__(
             inner, k, alpha, pullback_momentum=pullback_momentum, outer_momentum=outer_momentum, nesterov=nesterov,
             slow_dtype=slow_dtype, backend=backend, capturable=capturable,
         )  # fmt: skip
-        if capturable and self._strided_ids:
+        if capturable and self._sync.strided_ids:
             raise ValueError("LookaheadAdamW(capturable=True) needs dense params (a strided view runs the host loop)")
         if capturable and backend in ("reference", "foreach") and self._step_count_tensor.device.type != "cpu":
             raise ValueError(
@@ -123,15 +122,6 @@ class LookaheadAdamW(Lookahead):
             self._host_step()
         return loss
 
-    @on_the_lookahead
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        self._state_version += 1
-
-    def _restore(self, loaded) -> None:
-        super()._restore(loaded)
-        self._state_version += 1  # new state tensors: the next step rebuilds its layout
-
     def _entries(self, require_grads: bool) -> list[tuple[int, torch.Tensor]]:
         """(group index, param) for every param with a grad, group by group."""
         found = []
@@ -150,16 +140,11 @@ class LookaheadAdamW(Lookahead):
                 found.append((g, p))
         return found
 
-    def _layout(self, require_grads: bool, syncs: bool) -> Layout:
+    def _layout(self, require_grads: bool) -> Layout:
         entries = self._entries(require_grads)
         layout = self._cached_layout
-        if (
-            layout is None
-            or layout.version != self._state_version
-            or layout.key != tuple(id(p) for _, p in entries)
-            or (syncs and not layout.holds_current_state(self))
-        ):
-            layout = self._cached_layout = Layout(self, entries, self._state_version)
+        if layout is None or layout.generation != self._sync.generation or layout.key != tuple(id(p) for _, p in entries):
+            layout = self._cached_layout = Layout(self, entries, self._sync.generation, self._sync.strided_ids)
         return layout
 
     def _group_row(self, g: int, step: float, syncs: bool, alphas: list, lr: float) -> list[float]:
@@ -202,8 +187,8 @@ class LookaheadAdamW(Lookahead):
         (see [NOTE: AdamW rows] in lookahead_fused/adamw.py)."""
         syncs = (self.step_count + 1) % self.k == 0
         if syncs:
-            pairs = tensor_groups.weight_pairs(self)  # checks the pairs (and moves slow weights along) first
-        layout = self._layout(require_grads=False, syncs=syncs)
+            launches = self._sync.launches()  # checks them (and moves slow weights along) first
+        layout = self._layout(require_grads=False)
         host_table, rows = self._host_rows(layout, (layout.steps + 1).tolist(), syncs)
         mu, nesterov, backend = self.defaults["outer_momentum"], self.defaults["nesterov"], self.defaults["backend"]
         for device, launch in layout.fused.items():
@@ -217,30 +202,13 @@ class LookaheadAdamW(Lookahead):
                                   mu, nesterov)  # fmt: skip
         layout.steps.add_(1)
         self._step_count_tensor.add_(1)
-        if syncs:
-            self._sync_rest(pairs, set(layout.key))
-
-    def _sync_rest(self, pairs: dict, stepped: set) -> None:
-        """After a fused sync step: the sync of the params that took no AdamW step (no grad), with
-        their pullback momenta, then the pullback momenta of the stepped params (their own launch,
-        as in Lookahead), or the reset."""
-        rest, moments = {}, []
-        for alpha, (fast, slow) in pairs.items():
-            kept = [(f, s) for f, s in zip(fast, slow) if id(f) not in stepped]
-            if kept:
-                rest[alpha] = ([f for f, _ in kept], [s for _, s in kept])
-            if self.pullback_momentum == "pullback":
-                moment_fast, moment_slow = tensor_groups.momentum_pairs(self, [f for f in fast if id(f) in stepped])
-                if moment_fast:
-                    moments.append((alpha, (moment_fast, moment_slow)))
-        self._run_launches(tensor_groups.launches(self, rest) + moments)
-        if self.pullback_momentum == "reset":
-            self._reset_first_moments()
+        if syncs:  # the params that took no AdamW step (no grad), the pullback momenta, or the reset
+            self._sync.run(launches, skip_weights=set(layout.key))
 
     def _device_step(self) -> None:
         """capturable=True: a device table with one row per param; device ops write its step and sync
         columns, so the same launches run on every step (a CUDA graph replays them)."""
-        layout = self._layout(require_grads=True, syncs=False)
+        layout = self._layout(require_grads=True)
         if layout.fused:
             ((device, launch),) = layout.fused.items()  # one device: capturable.py checks it, and no strided params
             hyper, rows = self._device_table(layout, device)
@@ -253,15 +221,8 @@ class LookaheadAdamW(Lookahead):
             # the momenta's gated reset or sync would do nothing
             # (see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py)
             return
-        if self.pullback_momentum == "reset":
-            self._reset_first_moments_on_device_gate()
-        elif self.pullback_momentum == "pullback":
-            for alpha, (fast, _) in tensor_groups.weight_pairs(self, check=False).items():
-                moment_fast, moment_slow = tensor_groups.momentum_pairs(self, fast)
-                if moment_fast:
-                    alpha_tensor = self._alpha_on(moment_fast[0].device, alpha, compiling=False)
-                    ops.lookahead_sync_on_step_(moment_fast, moment_slow, alpha_tensor, self._step_count_tensor, self.k,
-                                                backend=self.defaults["backend"])  # fmt: skip
+        if self.pullback_momentum != "none":
+            self._sync.run_gated(self._sync.launches(check=False), self._step_count_tensor, compiling=False, weights=False)
 
     def _device_table(self, layout: Layout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The device table of `layout` for this step: the host-known columns of each group, rewritten

@@ -31,11 +31,12 @@ class DeviceLaunch:
 
 
 class Layout:
-    """entries: [(group index, param)] of the params with a grad, group by group."""
+    """entries: [(group index, param)] of the params with a grad, group by group; generation: the
+    Sync's count of slow-state changes it was built at; strided_ids: the params the fused launch skips."""
 
-    def __init__(self, opt, entries: list, version: int):
+    def __init__(self, opt, entries: list, generation: int, strided_ids: set):
         self.key = tuple(id(p) for _, p in entries)
-        self.version = version
+        self.generation = generation
         self.spans = _group_spans(entries)  # [(group, start, end)]
         capturable = opt.defaults["capturable"]
         for _, p in entries:
@@ -49,7 +50,7 @@ class Layout:
         self.fused: dict[torch.device, DeviceLaunch] = {}
         self.strided: dict[torch.device, DeviceLaunch] = {}
         for n, (_, p) in enumerate(entries):
-            target = self.strided if id(p) in opt._strided_ids else self.fused
+            target = self.strided if id(p) in strided_ids else self.fused
             launch = target.setdefault(p.device, DeviceLaunch())
             inner, outer = opt.optimizer.state[p], opt.state[p]
             launch.params.append(p)
@@ -59,16 +60,6 @@ class Layout:
             if mu:
                 launch.outer.append(outer[OUTER_MOMENTUM])
             launch.entries.append(n)
-
-    def holds_current_state(self, opt) -> bool:
-        """Whether the slow weights are still the tensors this layout holds (a sync's check may move
-        them to a param's new device or layout)."""
-        return all(
-            s is opt.state[p][SLOW_PARAM]
-            for launches in (self.fused, self.strided)
-            for launch in launches.values()
-            for p, s in zip(launch.params, launch.slow)
-        )
 
 
 def _group_spans(entries: list) -> list[tuple[int, int, int]]:

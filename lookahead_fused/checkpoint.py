@@ -57,12 +57,13 @@ def section_for(opt, step: torch.Tensor, k: int) -> dict:
         "outer_momentum": opt.defaults["outer_momentum"],
         "nesterov": opt.defaults["nesterov"],
         "slow_dtype": dtype_name(opt.defaults["slow_dtype"]),
-        "alpha_bounds": list(opt._adaptive.bounds) if opt._adaptive else None,
+        "alpha_bounds": list(opt.alpha_bounds) if opt.alpha_bounds else None,
         "last_adaptive_alpha": opt.last_adaptive_alpha,
     }
 
 
-def pack(opt) -> dict:
+def pack(opt, step: torch.Tensor) -> dict:
+    """`opt`'s state_dict at step counter `step`."""
     inner = opt.optimizer.state_dict()
     state = dict(inner["state"])
     saved_ids = chain.from_iterable(group["params"] for group in inner["param_groups"])
@@ -76,7 +77,7 @@ def pack(opt) -> dict:
         if OUTER_MOMENTUM in mine:
             entry[SAVED_OUTER_MOMENTUM] = mine[OUTER_MOMENTUM]
         state[saved_id] = entry
-    section = section_for(opt, opt._step_count_tensor.cpu().clone(), opt.k)
+    section = section_for(opt, step.cpu().clone(), opt.k)
     groups = inner["param_groups"]  # new dicts (the inner's state_dict() packs them): ours to extend
     for group in groups:  # See [NOTE: section mirror] in lookahead_fused/checkpoint.py
         group[SECTION] = dict(section, step=section["step"].clone())
@@ -114,7 +115,7 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
     config = {
         "k": contract.check_k(section.get("k")),
         ALPHA_KEY: check_alpha_or_adaptive(
-            section.get("alpha"), opt._adaptive is not None, where="state_dict['lookahead']['alpha']"
+            section.get("alpha"), opt.alpha_bounds is not None, where="state_dict['lookahead']['alpha']"
         ),
         "pullback_momentum": mode,
     }
@@ -176,7 +177,7 @@ def read(opt, state_dict) -> Loaded:
             )
         if ALPHA_KEY in saved:
             check_alpha_or_adaptive(
-                saved[ALPHA_KEY], opt._adaptive is not None, where=f"the state_dict's param group {g}: {ALPHA_KEY}"
+                saved[ALPHA_KEY], opt.alpha_bounds is not None, where=f"the state_dict's param group {g}: {ALPHA_KEY}"
             )
         first_moment.check_group_keeps_first_moment(opt.optimizer, saved, mode, where=f"the state_dict's param group {g}")
         for j, (saved_id, p) in enumerate(zip(saved["params"], group["params"])):

@@ -36,7 +36,7 @@ DTYPE_PAIRS = tuple((fast, slow) for fast in FAST_DTYPES for slow in allowed_slo
 
 
 # The columns of a row of the AdamW hyper table, in order (see [NOTE: AdamW hyper table] in csrc/adamw.h,
-# whose AdamWColumn enum build_info() reports as "adamw_columns").
+# whose LOOKAHEAD_ADAMW_COLUMNS build_info() reports by name as "adamw_columns").
 ADAMW_COLUMNS = ("lr", "beta1", "beta2", "eps", "weight_decay", "step", "alpha", "sync", "maximize")
 
 

@@ -77,8 +77,11 @@ def check_sync_args(fast, slow, alpha, *, momentum=None, mu: float = 0.0, backen
     """Raise, as lookahead_sync_ would, if the call breaks the contract; write nothing. Returns alpha."""
     alpha = _check_call(fast, slow, alpha, backend)
     if momentum is not None:
+        mu = contract.check_mu(mu, where=f"{_OP}: outer momentum mu")
         fast, slow, momentum = local_shards(fast, slow, momentum, op=_OP)
-        return contract.check_momentum_args(fast, slow, momentum, alpha, mu)[0]
+        if not _run_native("check_sync_args", fast, slow, momentum, backend=backend):
+            contract.check_momentum_args(fast, slow, momentum, alpha, mu)
+        return alpha
     fast, slow = local_shards(fast, slow, op=_OP)
     if not _run_native("check_sync_args", fast, slow, backend=backend):
         contract.check_sync_args(fast, slow, alpha)

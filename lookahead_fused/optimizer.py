@@ -28,13 +28,13 @@ import contextlib
 import torch
 from torch.optim import Optimizer
 
-from . import backends, checkpoint, contract, first_moment, ops, peer_checkpoints, tensor_groups, wrapping
+from . import backends, checkpoint, contract, first_moment, ops, peer_checkpoints, wrapping
 from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .backends import reference
-from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
 from .capturable import capturable_device, check_capturable_group
 from .shared_state import SharedState, on_the_lookahead
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as, slow_dtype_for
+from .sync import Sync
 
 
 def _check_nesterov(nesterov, outer_momentum) -> bool:
@@ -109,16 +109,14 @@ class Lookahead(Optimizer):
                 "defined with outer_momentum > 0: pass a number alpha, or outer_momentum=0"
             )
         self._adaptive = AdaptiveAlpha(optimizer, alpha_bounds, curvature, gradient) if alpha == ADAPTIVE else None
-        self._momentum_key = first_moment.first_moment_key(optimizer, pullback_momentum, momentum_key)
+        first_moment.first_moment_key(optimizer, pullback_momentum, momentum_key)
         self.optimizer = optimizer
         self._step_count_tensor = torch.zeros((), dtype=torch.int64, device=capturable_device(optimizer, capturable, alpha))
-        self._alpha_tensors: dict[tuple[float, torch.device], torch.Tensor] = {}
-        # params that are not dense (see [NOTE: strided params] in lookahead_fused/optimizer.py)
-        self._strided_ids: set[int] = set()
         self._constructing = True
         self._shared = SharedState(self)  # see [NOTE: one state for every handle] in lookahead_fused/shared_state.py
         # Optimizer.__init__ sets up the hooks and calls add_param_group for each inner group,
         # which only creates the slow weights, as the groups are already the inner's.
+        self._sync = None
         super().__init__(optimizer.param_groups, defaults)
         self._constructing = False
         backends.prepare(backend, {p.device.type for p in self._params()})
@@ -158,6 +156,11 @@ class Lookahead(Optimizer):
         return self.defaults[ALPHA_KEY]
 
     @property
+    def alpha_bounds(self) -> tuple[float, float] | None:
+        """The bounds alpha="adaptive" clips its alpha to (None when alpha is fixed at construction)."""
+        return self._adaptive.bounds if self._adaptive else None
+
+    @property
     def last_adaptive_alpha(self) -> float | None:
         """The alpha that alpha="adaptive" chose at the last sync (None before one, or when fixed)."""
         return self._adaptive.last_alpha if self._adaptive else None
@@ -165,6 +168,12 @@ class Lookahead(Optimizer):
     @property
     def pullback_momentum(self) -> str:
         return self.defaults["pullback_momentum"]
+
+    @property
+    def momentum_key(self) -> str | None:
+        """The inner optimizer's state key of the first moment that pullback_momentum resets or pulls
+        back (None with pullback_momentum="none")."""
+        return self._sync.momentum_key
 
     @property
     def step_count(self) -> int:
@@ -200,8 +209,9 @@ class Lookahead(Optimizer):
                 self.state[p][SLOW_PARAM] = copy_as(p, p, self.slow_dtype_for(p))
                 if self.defaults["outer_momentum"]:
                     self.state[p][OUTER_MOMENTUM] = self._zero_outer_momentum(p)
-                if not contract.is_non_overlapping_and_dense(p):
-                    self._strided_ids.add(id(p))
+        if self._sync is None:
+            self._sync = Sync(self.optimizer, self.state, self.defaults, self._adaptive)
+        self._sync.add_params(param_group["params"])
 
     def _check_group(self, group: dict, where: str) -> None:
         if ALPHA_KEY in group:
@@ -221,19 +231,11 @@ class Lookahead(Optimizer):
         return copy_as(torch.zeros_like(param), param, self.slow_dtype_for(param))
 
     def slow_dtype_for(self, param: torch.Tensor) -> torch.dtype:
-        slow_dtype = self.defaults["slow_dtype"]
-        if slow_dtype is not None and param.dtype in contract.LOW_PRECISION_DTYPES:
-            return slow_dtype
-        return param.dtype
+        return slow_dtype_for(param, self.defaults["slow_dtype"])
 
     def group_alphas(self) -> list[float | str]:
         """Each group's alpha, checked (a user may have edited a group's "lookahead_alpha")."""
-        return [
-            check_alpha_or_adaptive(
-                group.get(ALPHA_KEY, self.alpha), self._adaptive is not None, where=f"param group {g}: {ALPHA_KEY}"
-            )
-            for g, group in enumerate(self.param_groups)
-        ]
+        return self._sync.group_alphas()
 
     # -- stepping --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -258,81 +260,20 @@ class Lookahead(Optimizer):
         gated = self.defaults["capturable"] or (compiling and self._adaptive is None)
         every_step = gated and (compiling or not self._counter_on_host())
         syncs_now = every_step or (self.step_count + 1) % self.k == 0
-        if syncs_now:  # check the weight pairs before the inner step changes anything
-            pairs = tensor_groups.weight_pairs(self, check=not compiling)
+        if syncs_now:  # check the launches before the inner step changes anything
+            launches = self._sync.launches(check=not compiling)
         loss = self.optimizer.step(closure)
         self._step_count_tensor.add_(1)
         if gated and syncs_now:
-            self._sync_on_device_gate(pairs, compiling)
+            self._sync.run_gated(launches, self._step_count_tensor, compiling)
         elif syncs_now:
-            self._sync(pairs)
+            self._sync.run(launches)
         return loss
 
     def _counter_on_host(self) -> bool:
         """Whether the step counter is host memory
         (see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py)."""
         return self._step_count_tensor.device.type == "cpu"
-
-    def _sync_on_device_gate(self, pairs: dict, compiling: bool) -> None:
-        counter = self._step_count_tensor
-        mu, nesterov, backend = self.defaults["outer_momentum"], self.defaults["nesterov"], self.defaults["backend"]
-        for alpha, lists in tensor_groups.launches(self, pairs, check=not compiling):
-            alpha_tensor = self._alpha_on(lists[0][0].device, alpha, compiling)
-            fused, strided = tensor_groups.split_strided(self, *lists)
-            if fused[0]:
-                momentum = fused[2] if len(fused) == 3 else None
-                ops.lookahead_sync_on_step_(fused[0], fused[1], alpha_tensor, counter, self.k, momentum=momentum, mu=mu,
-                                            nesterov=nesterov, backend=backend)  # fmt: skip
-            if strided[0]:
-                with torch.no_grad():
-                    if len(strided) == 3:
-                        masked_momentum_sync_on_step_(*strided, alpha_tensor, counter, self.k, mu, nesterov)
-                    else:
-                        masked_sync_on_step_(*strided, alpha_tensor, counter, self.k)
-        if self.pullback_momentum == "reset":
-            self._reset_first_moments_on_device_gate()
-
-    def _reset_first_moments_on_device_gate(self) -> None:
-        syncs = self._step_count_tensor % self.k == 0
-        for _, buffer in tensor_groups.first_moments(self, self._params()):
-            buffer.masked_fill_(syncs.to(buffer.device), 0)
-
-    def _alpha_on(self, device: torch.device, alpha: float, compiling: bool) -> torch.Tensor:
-        """alpha as a device tensor: a constant in a compiled graph; kept (stable memory) for capture."""
-        if compiling:
-            return torch.full((), alpha, dtype=torch.float64, device=device)
-        key = (alpha, device)
-        if key not in self._alpha_tensors:
-            self._alpha_tensors[key] = torch.full((), alpha, dtype=torch.float64, device=device)
-        return self._alpha_tensors[key]
-
-    @torch.no_grad()
-    def _sync(self, pairs: dict) -> None:
-        backend = self.defaults["backend"]
-        if ADAPTIVE in pairs:  # before the momenta join: alpha* is about the weights only
-            fast, slow = pairs.pop(ADAPTIVE)
-            alpha = self._adaptive.choose(fast, slow)
-            merged_fast, merged_slow = pairs.get(alpha, ([], []))
-            pairs[alpha] = (merged_fast + fast, merged_slow + slow)
-        self._run_launches(tensor_groups.launches(self, pairs))
-        if self.pullback_momentum == "reset":
-            self._reset_first_moments()
-
-    def _run_launches(self, launches: list) -> None:
-        """The checked launches of a sync (tensor_groups.launches): fused, and strided params beside."""
-        mu, nesterov, backend = self.defaults["outer_momentum"], self.defaults["nesterov"], self.defaults["backend"]
-        for alpha, lists in launches:
-            fused, strided = tensor_groups.split_strided(self, *lists)
-            if len(lists) == 3:
-                ops.run_checked_sync_(fused[0], fused[1], alpha, momentum=fused[2], mu=mu, nesterov=nesterov, backend=backend)
-                reference.momentum_sync_(*strided, alpha, mu, nesterov)
-            else:
-                ops.run_checked_sync_(fused[0], fused[1], alpha, backend=backend)
-                reference.sync_(*strided, alpha)
-
-    def _reset_first_moments(self) -> None:
-        for _, buffer in tensor_groups.first_moments(self, self._params()):
-            buffer.zero_()
 
     @on_the_lookahead
     @torch.no_grad()
@@ -364,8 +305,7 @@ class Lookahead(Optimizer):
     def _create_slow_momenta(self) -> None:
         """With "pullback", a slow momentum (zero: the inner state at phi_0) for every first moment
         that has none yet, so a checkpoint has the same keys before and after the first sync."""
-        if self.pullback_momentum == "pullback":
-            tensor_groups.momentum_pairs(self, self._params())
+        self._sync.create_slow_momenta()
 
     # -- evaluation with the slow weights ---------------------------------------------------------
     @on_the_lookahead
@@ -378,8 +318,8 @@ class Lookahead(Optimizer):
         params = self._params()
         swapped = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype == p.dtype]
         widened = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype != p.dtype]
-        (fused_params, fused_slow), (strided_params, strided_slow) = tensor_groups.split_strided(
-            self, [p for p, _ in swapped], [s for _, s in swapped]
+        (fused_params, fused_slow), (strided_params, strided_slow) = self._sync.split_strided(
+            [p for p, _ in swapped], [s for _, s in swapped]
         )
         backend = self.defaults["backend"]
         with torch.no_grad():
@@ -407,7 +347,7 @@ class Lookahead(Optimizer):
         the regular syncs stay at the multiples of k. To evaluate the slow weights without changing
         anything, use `with optimizer.slow_weights():` instead."""
         self._refuse_inside_slow_weights("sync_lookahead()")
-        self._sync(tensor_groups.weight_pairs(self))
+        self._sync.run(self._sync.launches())
 
     def _refuse_inside_slow_weights(self, what: str) -> None:
         if self._shared.in_slow_weights:
@@ -422,7 +362,7 @@ class Lookahead(Optimizer):
         for hook in self._optimizer_state_dict_pre_hooks.values():
             hook(self)
         self._create_slow_momenta()
-        state_dict = checkpoint.pack(self)
+        state_dict = checkpoint.pack(self, self._step_count_tensor)
         for hook in self._optimizer_state_dict_post_hooks.values():
             result = hook(self, state_dict)
             if result is not None:
@@ -443,13 +383,13 @@ class Lookahead(Optimizer):
                 self._adaptive.bounds = config.pop("alpha_bounds")
                 self._adaptive.last_alpha = config.pop("last_adaptive_alpha")
             self.defaults.update(config)
-            self._momentum_key = first_moment.first_moment_key(self.optimizer, self.pullback_momentum, self.defaults["momentum_key"])
         else:
             self._step_count_tensor.zero_()
         if self.defaults["outer_momentum"]:  # saved ones, or zero (a checkpoint from before outer momentum)
             for p in self._params():
                 saved = loaded.outer_momentum.get(p)
                 self.state[p][OUTER_MOMENTUM] = saved if saved is not None else self._zero_outer_momentum(p)
+        self._sync.invalidate()
 
     @on_the_lookahead
     def load_state_dict(self, state_dict: dict) -> None:

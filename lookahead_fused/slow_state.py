@@ -13,6 +13,14 @@ SLOW_MOMENTUM = "slow_momentum"  # the slow copy of its first-moment buffer, for
 OUTER_MOMENTUM = "outer_momentum"  # the momentum on its slow weight, for outer_momentum > 0
 
 
+def slow_dtype_for(param: torch.Tensor, slow_dtype: torch.dtype | None) -> torch.dtype:
+    """The dtype of `param`'s slow state: `slow_dtype` (float32) for a float16/bfloat16 param, if
+    given; else the param's own."""
+    if slow_dtype is not None and param.dtype in contract.LOW_PRECISION_DTYPES:
+        return slow_dtype
+    return param.dtype
+
+
 VECTOR_BYTES = 16  # the fused kernels' vector width (kVecBytes in csrc/table.h)
 
 

@@ -27,8 +27,8 @@ def test_capturable_follows_the_host_branch_bit_for_bit(backend, inner, pullback
         run(host, params, 1, first_step=step)
         run(device, twin, 1, first_step=step)
         assert_bitwise_equal(twin, params)
-        moments = [device.optimizer.state[p].get(device._momentum_key) for p in twin]
-        expected = [host.optimizer.state[p].get(host._momentum_key) for p in params]
+        moments = [device.optimizer.state[p].get(device.momentum_key) for p in twin]
+        expected = [host.optimizer.state[p].get(host.momentum_key) for p in params]
         assert_bitwise_equal([m for m in moments if m is not None], [m for m in expected if m is not None])
     assert device.step_count == host.step_count == 11
 
@@ -51,7 +51,7 @@ def test_counter_and_alpha_live_on_the_params_device():
     opt = Lookahead(torch.optim.SGD(params, lr=0.1), k=2, capturable=True)
     run(opt, params, 2)
     assert opt._step_count_tensor.device == params[0].device
-    assert all(alpha.device == params[0].device for alpha in opt._alpha_tensors.values())
+    assert all(alpha.device == params[0].device for alpha in opt._sync.alpha_tensors.values())
 
 
 def test_loading_a_checkpoint_keeps_the_counter_tensor_a_captured_graph_holds():

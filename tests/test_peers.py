@@ -16,7 +16,7 @@ import types
 import pytest
 import torch
 
-from lookahead_fused import Lookahead, ops
+from lookahead_fused import Lookahead, sync
 
 from .helpers import PlainLookahead, PytorchOptimizerStyle, TimmStyle, make_params, set_grads
 
@@ -171,8 +171,8 @@ def test_strided_params_follow_algorithm_1_and_the_dense_ones_keep_one_fused_lau
     ours = Lookahead(adamw(params), k=3, alpha=0.5)
     oracle = PlainLookahead(adamw(oracle_params), k=3, alpha=0.5)
     fused_calls = []
-    real = ops.run_checked_sync_
-    monkeypatch.setattr(ops, "run_checked_sync_", lambda fast, slow, alpha, **kw: (fused_calls.append(len(fast)), real(fast, slow, alpha, **kw)))
+    real = sync.run_fused
+    monkeypatch.setattr(sync, "run_fused", lambda launch, lists, *a: (fused_calls.append(len(lists[0])), real(launch, lists, *a)))
     for step in range(7):
         set_grads(params, step)
         set_grads(oracle_params, step)

@@ -27,7 +27,8 @@ void expect(bool ok, const std::string& what) {
 
 void sync(std::vector<at::Tensor>& fast, std::vector<at::Tensor>& slow, double alpha) {
   check_sync_pairs(fast, slow);
-  auto plan = find_or_build_plan({fast, slow}, [&] { check_no_overlap("lookahead_sync_", {fast, slow}); });
+  auto plan = find_or_build_plan({fast, slow}, roles_of(TableOp::kSync),
+                                 [&] { check_no_overlap("lookahead_sync_", {fast, slow}); });
   run_cpu(*plan, TableOp::kSync, UpdateArgs{alpha});
 }
 

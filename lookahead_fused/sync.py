@@ -1,0 +1,353 @@
+"""The Lookahead sync, in one place: which tensors a sync moves (its launches), their check against
+the op contract before the inner step writes anything, and the launches themselves, decided on the
+host or gated on the device by the step counter. Lookahead.step, sync_lookahead and LookaheadAdamW
+all sync through a Sync.
+
+Its inputs are explicit: the inner optimizer (the param groups and the first moments), the slow
+state (Lookahead's per-param state), the options (Lookahead's defaults: k, alpha, outer momentum,
+nesterov, pullback mode, slow dtype, backend) and the adaptive-alpha chooser, if any.
+
+[NOTE: launches held] The tensors of a sync (per alpha and device: params, slow weights, outer
+momenta, split into the fused launch and the strided params beside it) are gathered once and held,
+by a native backend in C++ too, while the param groups hold the same params and no slow state was
+replaced (invalidate(): a new group, a loaded checkpoint, a slow weight moved after its param).
+Gathering them takes a dict lookup per param, each through Tensor.__hash__ in Python, and handing a
+list of tensors to C++ converts every tensor; on thousands of params either costs more than the
+sync's own host work. Under torch.compile they are gathered afresh, since a trace would turn the
+held lists into guards. The pullback momenta are gathered at every sync: the inner optimizer
+creates and replaces its buffers as it likes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from dataclasses import dataclass, field
+from itertools import chain
+
+import torch
+
+from . import backends, contract, first_moment, ops
+from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive
+from .backends import reference
+from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
+from .sharded import dtensor_type
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, rehome, slow_dtype_for
+
+
+@dataclass
+class Launch:
+    """The tensors of one alpha on one device: `fused` lists run in one launch of `backend`, `strided`
+    ones through the reference loop beside it (see [NOTE: strided params] in lookahead_fused/optimizer.py).
+    Each is (params, slow weights) or, with outer momentum, (params, slow weights, outer momenta).
+    `backend` is None when the lists hold DTensors, which the ops unwrap to their local shards;
+    `held` the fused lists held by a native backend (see [NOTE: held tensor lists] in csrc/module.cpp)."""
+
+    alpha: float | str
+    fused: tuple
+    strided: tuple
+    backend: object | None
+    held: object | None = None
+    moments: tuple = field(default_factory=lambda: ([], []))  # the pullback momenta: (first moments, their slow copies)
+
+    def replaced(self, **changes) -> Launch:
+        return dataclasses.replace(self, **changes)
+
+
+class Sync:
+    def __init__(self, inner: torch.optim.Optimizer, slow_state, options: dict, adaptive=None):
+        self.inner = inner
+        self.slow_state = slow_state
+        self.options = options
+        self.adaptive = adaptive
+        self.strided_ids: set[int] = set()
+        self.alpha_tensors: dict[tuple[float, torch.device], torch.Tensor] = {}
+        self.generation = 0  # counts the changes of the slow state's tensors (LookaheadAdamW's layout follows it)
+        # momentum_key, and _held: (params, alphas, launches) (see [NOTE: launches held] in lookahead_fused/sync.py)
+        self.invalidate()
+
+    def __getstate__(self) -> dict:
+        """A copy (pickle, deepcopy) gathers its launches anew: the held lists are the originals' tensors."""
+        return {**self.__dict__, "_held": None}
+
+    # -- what a sync moves ------------------------------------------------------------------------
+    def add_params(self, params) -> None:
+        """Params that have just got their slow state."""
+        self.strided_ids.update(id(p) for p in params if not contract.is_non_overlapping_and_dense(p))
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """The slow state or the options changed: gather the launches again at the next sync."""
+        self.momentum_key = first_moment.first_moment_key(
+            self.inner, self.options["pullback_momentum"], self.options["momentum_key"]
+        )
+        self._held = None
+        self.generation += 1
+
+    def split_strided(self, *lists: list) -> tuple[tuple[list, ...], tuple[list, ...]]:
+        """(fused lists, strided lists), split by the first list's tensors
+        (see [NOTE: strided params] in lookahead_fused/optimizer.py)."""
+        fused, strided = tuple([] for _ in lists), tuple([] for _ in lists)
+        for tensors in zip(*lists):
+            target = strided if id(tensors[0]) in self.strided_ids else fused
+            for column, t in zip(target, tensors):
+                column.append(t)
+        return fused, strided
+
+    def params(self) -> list[torch.Tensor]:
+        return [p for group in self.inner.param_groups for p in group["params"]]
+
+    def group_alphas(self) -> list[float | str]:
+        """Each group's alpha, checked (a user may have edited a group's "lookahead_alpha"); the held
+        ones were checked when they were gathered."""
+        raw = self._raw_alphas()
+        if self._held is not None and raw == self._held[1]:
+            return raw
+        return [
+            check_alpha_or_adaptive(alpha, self.adaptive is not None, where=f"param group {g}: {ALPHA_KEY}")
+            for g, alpha in enumerate(raw)
+        ]
+
+    def _raw_alphas(self) -> list:
+        default = self.options[ALPHA_KEY]
+        return [group.get(ALPHA_KEY, default) for group in self.inner.param_groups]
+
+    def _gather(self, alphas: list) -> list[Launch]:
+        keys = (SLOW_PARAM, OUTER_MOMENTUM) if self.options["outer_momentum"] else (SLOW_PARAM,)
+        by_launch: dict = {}  # (alpha, device) -> lists
+        for group, alpha in zip(self.inner.param_groups, alphas):
+            for p in group["params"]:
+                state = self.slow_state[p]
+                lists = by_launch.setdefault((alpha, p.device), tuple([] for _ in range(1 + len(keys))))
+                lists[0].append(p)
+                for column, key in zip(lists[1:], keys):
+                    column.append(state[key])
+        dtensor = dtensor_type()
+        launches = []
+        for (alpha, device), lists in by_launch.items():
+            sharded = dtensor is not None and any(isinstance(p, dtensor) for p in lists[0])
+            # a compiled step runs the gated ops, which pick the backend themselves
+            direct = not sharded and not torch.compiler.is_compiling()
+            backend = backends.resolve(self.options["backend"], device.type) if direct else None
+            fused, strided = self.split_strided(*lists)
+            held = backend.hold(fused) if fused[0] and getattr(backend, "checks_contract", False) else None
+            launches.append(Launch(alpha, fused, strided, backend, held))
+        return launches
+
+    def launches(self, check: bool = True) -> list[Launch]:
+        """The weights' launches of a sync, checked against the op contract (unless `check` is False,
+        as under torch.compile). A param that moved (model.to(), a new layout) takes its slow state
+        along. Raises, writing nothing, when a launch breaks the contract."""
+        if torch.compiler.is_compiling():
+            return self._gather(self.group_alphas())
+        params = self._held[0] if self._held is not None else None
+        current = chain.from_iterable(group["params"] for group in self.inner.param_groups)
+        if (
+            params is None
+            or self._held[1] != self._raw_alphas()
+            or sum(len(group["params"]) for group in self.inner.param_groups) != len(params)
+            or not all(map(operator.is_, params, current))
+        ):
+            launches = self._gather(self.group_alphas())
+            self._held = (self.params(), self._raw_alphas(), launches)
+        launches = self._held[2]
+        if not check:
+            return launches
+        try:
+            self._check(launches)
+        except ValueError:  # move the slow state along, and check again
+            self._rehome()
+            launches = self.launches(check=False)
+            self._check(launches)
+        return launches
+
+    def _rehome(self) -> None:
+        for p in self.params():
+            state = self.slow_state[p]
+            for key in (SLOW_PARAM, OUTER_MOMENTUM):
+                if key in state:
+                    state[key] = rehome(state[key], p)
+        self._held = None
+        self.generation += 1
+
+    def _check(self, launches: list[Launch]) -> None:
+        """Raise, as the ops would, if a launch breaks the op contract (the strided params excepted:
+        the reference loop takes any layout)."""
+        for launch in launches:
+            if launch.held is not None:
+                launch.held.check_sync_args()
+            else:
+                self._check_lists(launch, *launch.fused)
+
+    def _check_lists(self, launch: Launch, fast, slow, momentum=None) -> None:
+        """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
+        mu were checked when they were set."""
+        if launch.backend is None:
+            alpha = self.adaptive.bounds[0] if launch.alpha == ADAPTIVE else launch.alpha  # chosen at the sync
+            ops.check_sync_args(fast, slow, alpha, momentum=momentum, mu=self.options["outer_momentum"],
+                                backend=self.options["backend"])  # fmt: skip
+        elif getattr(launch.backend, "checks_contract", False):
+            launch.backend.check_sync_args(fast, slow, momentum or ())
+        elif momentum is not None:
+            contract.check_momentum_args(fast, slow, momentum, 0.0, self.options["outer_momentum"])
+        else:
+            contract.check_sync_args(fast, slow, 0.0)
+
+    # -- the pullback momenta ---------------------------------------------------------------------
+    def first_moments(self, params) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(param, first-moment buffer) for the params whose inner state has one by now."""
+        found = []
+        for p in params:
+            buffer = self.inner.state.get(p, {}).get(self.momentum_key)
+            if isinstance(buffer, torch.Tensor):
+                found.append((p, buffer))
+        return found
+
+    def momentum_pairs(self, params) -> tuple[list, list]:
+        """(first-moment buffers, their slow copies) for "pullback"; a missing slow copy starts at
+        zero (the inner optimizer's state at phi_0)."""
+        fast, slow = [], []
+        for p, buffer in self.first_moments(params):
+            state = self.slow_state[p]
+            held = state.get(SLOW_MOMENTUM)
+            if held is None:
+                held = torch.zeros_like(buffer, dtype=slow_dtype_for(buffer, self.options["slow_dtype"]))
+            state[SLOW_MOMENTUM] = rehome(held, buffer)
+            fast.append(buffer)
+            slow.append(state[SLOW_MOMENTUM])
+        return fast, slow
+
+    def create_slow_momenta(self) -> None:
+        """With "pullback", a slow momentum for every first moment that has none yet."""
+        if self.options["pullback_momentum"] == "pullback":
+            self.momentum_pairs(self.params())
+
+    def _with_moments(self, launches: list[Launch], check: bool) -> list[Launch]:
+        """The launches with their pullback momenta, checked as they will run before any runs: joined
+        with the weights' launch, or without outer momentum in a launch of their own."""
+        if self.options["pullback_momentum"] != "pullback":
+            return launches
+        found = [launch.replaced(moments=self.momentum_pairs(chain(launch.fused[0], launch.strided[0]))) for launch in launches]
+        if check:
+            for launch in found:
+                self._check_lists(launch, *(launch.moments if self.options["outer_momentum"] else _joined(launch.fused, launch.moments)))
+        return found
+
+    # -- the sync, decided on the host ------------------------------------------------------------
+    @torch.no_grad()
+    def run(self, launches: list[Launch], skip_weights=frozenset()) -> None:
+        """Sync the checked `launches` now: the weights (but those whose id is in `skip_weights`,
+        which a fused AdamW pass has synced) and their pullback momenta, or the reset."""
+        launches = self._with_moments(self._choose_adaptive(launches), check=True)
+        mu, nesterov, backend = self.options["outer_momentum"], self.options["nesterov"], self.options["backend"]
+        for launch in launches:
+            fused, strided = _without(launch.fused, skip_weights), _without(launch.strided, skip_weights)
+            moments = launch.moments
+            if moments[0] and not mu:  # they join the weights' launch (see [NOTE: outer momentum] in lookahead_fused/optimizer.py)
+                fused, moments = _joined(fused, moments), ([], [])
+            if fused[0]:
+                run_fused(launch, fused, mu, nesterov, backend)
+            if strided[0]:
+                _run(reference, strided, launch.alpha, mu, nesterov, backend)
+            if moments[0]:
+                run_fused(launch, moments, mu, nesterov, backend)
+        if self.options["pullback_momentum"] == "reset":
+            for _, buffer in self.first_moments(self.params()):
+                buffer.zero_()
+
+    def _choose_adaptive(self, launches: list[Launch]) -> list[Launch]:
+        """alpha="adaptive": choose it from the weights (before the momenta join), and run its params
+        in the launch of that alpha on their device, if another group has it."""
+        adaptive = [launch for launch in launches if launch.alpha == ADAPTIVE]
+        if not adaptive:
+            return launches
+        fast = [t for launch in adaptive for t in launch.fused[0] + launch.strided[0]]
+        slow = [t for launch in adaptive for t in launch.fused[1] + launch.strided[1]]
+        alpha = self.adaptive.choose(fast, slow)
+        chosen = {_device_of(launch): launch.replaced(alpha=alpha) for launch in adaptive}
+        others = []
+        for launch in launches:
+            device = _device_of(launch)
+            if launch.alpha == alpha and device in chosen:
+                joining = chosen[device]
+                chosen[device] = launch.replaced(fused=_joined(launch.fused, joining.fused), strided=_joined(launch.strided, joining.strided))
+            elif launch.alpha != ADAPTIVE:
+                others.append(launch)
+        return others + list(chosen.values())
+
+    # -- the sync, gated on the device ------------------------------------------------------------
+    @torch.no_grad()
+    def run_gated(self, launches: list[Launch], counter: torch.Tensor, compiling: bool, weights: bool = True) -> None:
+        """The step-gated sync (see [NOTE: step gate] in csrc/table.h): the same launches on every
+        step, each syncing when counter % k == 0, decided where the counter lives. Without
+        `weights`, only the pullback momenta (LookaheadAdamW syncs the weights in its own pass)."""
+        k, mu, nesterov, backend = (self.options[key] for key in ("k", "outer_momentum", "nesterov", "backend"))
+        for launch in self._with_moments(launches, check=not compiling):
+            fused, strided, moments = launch.fused, launch.strided, launch.moments
+            alpha = self._alpha_on(_device_of(launch, counter), launch.alpha, compiling)
+            if weights and not mu:
+                fused, moments = _joined(fused, moments), ([], [])
+            if weights and fused[0] and mu:
+                ops.lookahead_sync_on_step_(*fused[:2], alpha, counter, k, momentum=fused[2], mu=mu, nesterov=nesterov,
+                                            backend=backend)  # fmt: skip
+            elif weights and fused[0]:
+                ops.lookahead_sync_on_step_(*fused, alpha, counter, k, backend=backend)
+            if weights and strided[0] and mu:
+                masked_momentum_sync_on_step_(*strided, alpha, counter, k, mu, nesterov)
+            elif weights and strided[0]:
+                masked_sync_on_step_(*strided, alpha, counter, k)
+            if moments[0]:
+                ops.lookahead_sync_on_step_(*moments, alpha, counter, k, backend=backend)
+        if self.options["pullback_momentum"] == "reset":
+            syncs = counter % k == 0
+            for _, buffer in self.first_moments(self.params()):
+                buffer.masked_fill_(syncs.to(buffer.device), 0)
+
+    def _alpha_on(self, device: torch.device, alpha: float, compiling: bool) -> torch.Tensor:
+        """alpha as a device tensor: a constant in a compiled graph; kept (stable memory) for capture."""
+        if compiling:
+            return torch.full((), alpha, dtype=torch.float64, device=device)
+        key = (alpha, device)
+        if key not in self.alpha_tensors:
+            self.alpha_tensors[key] = torch.full((), alpha, dtype=torch.float64, device=device)
+        return self.alpha_tensors[key]
+
+
+def run_fused(launch: Launch, lists: tuple, mu: float, nesterov: bool, backend_name: str) -> None:
+    """One fused launch of `lists` at the launch's alpha: through the held lists when they are the
+    launch's own, else handed to its backend."""
+    if lists is launch.fused and launch.held is not None and len(lists) == 3:
+        launch.held.momentum_sync_(launch.alpha, mu, nesterov)
+    elif lists is launch.fused and launch.held is not None:
+        launch.held.sync_(launch.alpha)
+    else:
+        _run(launch.backend, lists, launch.alpha, mu, nesterov, backend_name)
+
+
+def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend_name: str) -> None:
+    """One checked launch: the plain sync of two lists, the momentum sync of three. A launch without a
+    backend (DTensors) goes through the ops, which unwrap the local shards."""
+    if backend is None and len(lists) == 3:
+        ops.run_checked_sync_(*lists[:2], alpha, momentum=lists[2], mu=mu, nesterov=nesterov, backend=backend_name)
+    elif backend is None:
+        ops.run_checked_sync_(*lists, alpha, backend=backend_name)
+    elif len(lists) == 3:
+        backend.momentum_sync_(*lists, alpha, mu, nesterov)
+    else:
+        backend.sync_(*lists, alpha)
+
+
+def _device_of(launch: Launch, default: torch.Tensor | None = None) -> torch.device:
+    return (launch.fused[0] or launch.strided[0] or launch.moments[0] or [default])[0].device
+
+
+def _without(lists: tuple, skip) -> tuple:
+    """`lists` without the entries whose first tensor's id is in `skip`."""
+    if not skip or not lists[0]:
+        return lists
+    kept = [tensors for tensors in zip(*lists) if id(tensors[0]) not in skip]
+    return tuple(list(column) for column in zip(*kept)) if kept else tuple([] for _ in lists)
+
+
+def _joined(a: tuple, b: tuple) -> tuple:
+    return tuple(x + y for x, y in zip(a, b))
