@@ -27,6 +27,20 @@ elif MATRIX != "full":
     raise ValueError(f"LOOKAHEAD_FUSED_TEST_MATRIX must be 'full' or 'small', got {MATRIX!r}")
 
 
+def sizes_for(device_backend: tuple[str, str]) -> list[int]:
+    """The tensor sizes a (device, backend) runs the matrix on.
+
+    [NOTE: interpreter sizes] Triton's interpreter (the Triton backend on the CPU, without a GPU) runs
+    a kernel program by program in numpy, so a test's time grows with its elements: 278011 elements,
+    there to span many of the CUDA kernel's chunks, made most of the CPU run's time, and cover nothing
+    the interpreter's 8192-element chunks do not already cover at 65537 (9 chunks over its 3
+    programs, so they stride). Compiled on a GPU, the Triton backend runs every size."""
+    device, backend = device_backend
+    if backend == "triton" and device == "cpu":
+        return [n for n in SIZES if n <= 65537]
+    return SIZES
+
+
 def dtype_id(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 

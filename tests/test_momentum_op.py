@@ -14,11 +14,11 @@ from .matrix import (
     DTYPE_PAIRS,
     MOMENTA,
     OFFSETS,
-    SIZES,
     check_momentum_against_contract,
     dtype_id,
     make_pair_lists,
     random_values,
+    sizes_for,
 )
 
 
@@ -40,8 +40,9 @@ def make_momenta(sizes, dtype, device, offset=0, seed=7):
 @pytest.mark.parametrize("fast_dtype,slow_dtype", DTYPE_PAIRS, ids=dtype_id)
 def test_momentum_sync_matches_float64_reference(device_backend, fast_dtype, slow_dtype, alpha, offset, mu, nesterov):
     device, backend = device_backend
-    fast, slow = make_pair_lists(SIZES, fast_dtype, slow_dtype, offset=offset, device=device)
-    momentum = make_momenta(SIZES, slow_dtype, device, offset=offset)
+    sizes = sizes_for(device_backend)
+    fast, slow = make_pair_lists(sizes, fast_dtype, slow_dtype, offset=offset, device=device)
+    momentum = make_momenta(sizes, slow_dtype, device, offset=offset)
     before = snapshot(fast), snapshot(slow), snapshot(momentum)
     ops.lookahead_sync_(fast, slow, alpha, momentum=momentum, mu=mu, nesterov=nesterov, backend=backend)
     check_momentum_against_contract(*before, fast, slow, momentum, alpha, mu, nesterov)
@@ -51,9 +52,10 @@ def test_momentum_sync_matches_float64_reference(device_backend, fast_dtype, slo
 @pytest.mark.parametrize("fast_dtype,slow_dtype", DTYPE_PAIRS, ids=dtype_id)
 def test_mu_zero_is_the_plain_sync_bit_for_bit(device_backend, fast_dtype, slow_dtype, alpha):
     device, backend = device_backend
-    fast, slow = make_pair_lists(SIZES, fast_dtype, slow_dtype, device=device)
+    sizes = sizes_for(device_backend)
+    fast, slow = make_pair_lists(sizes, fast_dtype, slow_dtype, device=device)
     plain_fast, plain_slow = snapshot(fast), snapshot(slow)
-    momentum = make_momenta(SIZES, slow_dtype, device)
+    momentum = make_momenta(sizes, slow_dtype, device)
     ops.lookahead_sync_(fast, slow, alpha, momentum=momentum, mu=0.0, nesterov=True, backend=backend)
     ops.lookahead_sync_(plain_fast, plain_slow, alpha, backend=backend)
     assert_bitwise_equal(fast + slow, plain_fast + plain_slow)

@@ -11,14 +11,14 @@ from lookahead_fused import ops
 from lookahead_fused.backends.reference import sync_float64
 
 from .helpers import assert_bitwise_equal, snapshot
-from .matrix import ALPHAS, DTYPE_PAIRS, OFFSETS, SIZES, check_against_contract, dtype_id, make_pair_lists
+from .matrix import ALPHAS, DTYPE_PAIRS, OFFSETS, check_against_contract, dtype_id, make_pair_lists, sizes_for
 
 @pytest.mark.parametrize("offset", OFFSETS)
 @pytest.mark.parametrize("alpha", ALPHAS)
 @pytest.mark.parametrize("fast_dtype,slow_dtype", DTYPE_PAIRS, ids=dtype_id)
 def test_sync_matches_float64_reference(device_backend, fast_dtype, slow_dtype, alpha, offset):
     device, backend = device_backend
-    fast, slow = make_pair_lists(SIZES, fast_dtype, slow_dtype, offset=offset, device=device)
+    fast, slow = make_pair_lists(sizes_for(device_backend), fast_dtype, slow_dtype, offset=offset, device=device)
     if offset:
         assert all(t.data_ptr() % 16 for t in fast + slow if t.numel())
     fast0, slow0 = snapshot(fast), snapshot(slow)
@@ -87,7 +87,7 @@ def test_sync_works_on_params_that_require_grad(backend):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 def test_swap_exchanges_contents_exactly(device_backend, dtype, offset):
     device, backend = device_backend
-    a, b = make_pair_lists(SIZES, dtype, dtype, offset=offset, device=device)
+    a, b = make_pair_lists(sizes_for(device_backend), dtype, dtype, offset=offset, device=device)
     a0, b0 = snapshot(a), snapshot(b)
     pointers = [t.data_ptr() for t in a + b]
     ops.swap_(a, b, backend=backend)

@@ -12,7 +12,7 @@ import torch
 from lookahead_fused import backends, ops
 
 from .helpers import assert_bitwise_equal, snapshot
-from .matrix import DTYPE_PAIRS, SIZES, check_against_contract, dtype_id, make_pair_lists
+from .matrix import DTYPE_PAIRS, SIZES, check_against_contract, dtype_id, make_pair_lists, sizes_for
 
 
 def _gated_path(device, backend):
@@ -36,7 +36,7 @@ PATHS = {"ops": _through_ops, "backend's gate": _gated_path}
 def test_syncs_exactly_on_multiples_of_k(device_backend, path, fast_dtype, slow_dtype, alpha):
     device, backend = device_backend
     run = PATHS[path](device, backend)
-    fast, slow = make_pair_lists(SIZES, fast_dtype, slow_dtype, offset=1, device=device)
+    fast, slow = make_pair_lists(sizes_for(device_backend), fast_dtype, slow_dtype, offset=1, device=device)
     for step in (1, 2, 4, 5):  # k = 3: not a sync step
         before = snapshot(fast + slow)
         run(fast, slow, alpha, torch.tensor(step, device=device), 3)
