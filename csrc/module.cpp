@@ -54,19 +54,6 @@ struct PlanHandle {
   }
 };
 
-// [NOTE: held tensor lists] The tensor lists of one launch, converted from Python once and held for
-// the optimizer's syncs (see [NOTE: launches held] in lookahead_fused/sync.py). Converting a Python list
-// of tensors costs a type check and a reference count per tensor, on every call; for thousands of
-// params that was most of a sync's host work. Holding the tensors does not freeze them: every call
-// checks them as they are now (a param's data set anew is seen through its TensorImpl).
-struct HeldLists {
-  std::vector<std::vector<at::Tensor>> lists;  // fast, slow[, momentum]
-  explicit HeldLists(std::vector<std::vector<at::Tensor>> held) : lists(std::move(held)) {
-    TORCH_CHECK_VALUE(lists.size() == 2 || lists.size() == 3, "HeldLists takes (fast, slow) or (fast, slow, momentum)");
-  }
-  at::TensorList momentum() const { return lists.size() == 3 ? at::TensorList(lists[2]) : at::TensorList(); }
-};
-
 // [(pair code, fast dtype, state dtype)] of the dtype list (see [NOTE: dtype list] in csrc/table.h), by Python names.
 py::list dtype_pairs() {
   py::list pairs;
@@ -188,24 +175,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The table of a new plan for `lists` whose first `fast` lists have the fast dtype, as an int64 CPU tensor; "
         "for tests of any op's entry roles.",
         py::arg("lists"), py::arg("fast"));  // see [NOTE: entry dtypes] in csrc/table.h
-  py::class_<HeldLists>(m, "HeldLists", "Tensor lists held for repeated syncs (see [NOTE: held tensor lists] in csrc/module.cpp).")
-      .def(py::init<std::vector<Tensors>>(), py::arg("lists"))
-      .def("__len__", [](const HeldLists& h) { return h.lists[0].size(); })
-      .def("check_sync_args", [](const HeldLists& h) {
-        pybind11::gil_scoped_release no_gil;
-        check_sync_args(h.lists[0], h.lists[1], h.momentum());
-      }, "check_sync_args on the held lists.")
-      .def("sync_", [](const HeldLists& h, double alpha) {
-        TORCH_CHECK_VALUE(h.lists.size() == 2, "HeldLists.sync_ takes (fast, slow); these hold momentum too");
-        pybind11::gil_scoped_release no_gil;
-        sync_(h.lists[0], h.lists[1], alpha);
-      }, "lookahead_fused::sync_ on the held (fast, slow).", py::arg("alpha"))
-      .def("momentum_sync_", [](const HeldLists& h, double alpha, double mu, bool nesterov) {
-        TORCH_CHECK_VALUE(h.lists.size() == 3, "HeldLists.momentum_sync_ takes (fast, slow, momentum)");
-        pybind11::gil_scoped_release no_gil;
-        momentum_sync_(h.lists[0], h.lists[1], h.lists[2], alpha, mu, nesterov);
-      }, "lookahead_fused::momentum_sync_ on the held (fast, slow, momentum).", py::arg("alpha"), py::arg("mu"),
-         py::arg("nesterov"));
   py::class_<PlanHandle>(m, "SyncPlan", "The tensor table of one parameter set (see csrc/table.h).")
       .def(py::init<const Tensors&, const Tensors&>(), py::arg("fast"), py::arg("slow"))
       .def_property_readonly("num_pairs", [](const PlanHandle& h) { return h.plan->num_entries; })

@@ -8,14 +8,15 @@ state (Lookahead's per-param state), the options (Lookahead's defaults: k, alpha
 nesterov, pullback mode, slow dtype, backend) and the adaptive-alpha chooser, if any.
 
 [NOTE: launches held] The tensors of a sync (per alpha and device: params, slow weights, outer
-momenta, split into the fused launch and the strided params beside it) are gathered once and held,
-by a native backend in C++ too, while the param groups hold the same params and no slow state was
-replaced (invalidate(): a new group, a loaded checkpoint, a slow weight moved after its param).
-Gathering them takes a dict lookup per param, each through Tensor.__hash__ in Python, and handing a
-list of tensors to C++ converts every tensor; on thousands of params either costs more than the
-sync's own host work. Under torch.compile they are gathered afresh, since a trace would turn the
-held lists into guards. The pullback momenta are gathered at every sync: the inner optimizer
-creates and replaces its buffers as it likes.
+momenta, split into the fused launch and the strided params beside it) are gathered once and held
+while the param groups hold the same params and no slow state was replaced (invalidate(): a new
+group, a loaded checkpoint, a slow weight moved after its param). Gathering them takes a dict lookup
+per param, each through Tensor.__hash__ in Python, which on thousands of params costs more than the
+sync's own host work. They are held as Python lists: each call hands the tensors to the kernel as
+they are now, so a param whose tensor torch.utils.swap_tensors replaced under the same Python object
+is synced as it is (C++ references would also make that swap refuse). Under torch.compile they are
+gathered afresh, since a trace would turn the held lists into guards. The pullback momenta are
+gathered at every sync: the inner optimizer creates and replaces its buffers as it likes.
 """
 
 from __future__ import annotations
@@ -40,14 +41,12 @@ class Launch:
     """The tensors of one alpha on one device: `fused` lists run in one launch of `backend`, `strided`
     ones through the reference loop beside it (see [NOTE: strided params] in lookahead_fused/optimizer.py).
     Each is (params, slow weights) or, with outer momentum, (params, slow weights, outer momenta).
-    `backend` is None when the lists hold DTensors, which the ops unwrap to their local shards;
-    `held` the fused lists held by a native backend (see [NOTE: held tensor lists] in csrc/module.cpp)."""
+    `backend` is None when the lists hold DTensors, which the ops unwrap to their local shards."""
 
     alpha: float | str
     fused: tuple
     strided: tuple
     backend: object | None
-    held: object | None = None
     moments: tuple = field(default_factory=lambda: ([], []))  # the pullback momenta: (first moments, their slow copies)
 
     def replaced(self, **changes) -> Launch:
@@ -129,9 +128,7 @@ class Sync:
             # a compiled step runs the gated ops, which pick the backend themselves
             direct = not sharded and not torch.compiler.is_compiling()
             backend = backends.resolve(self.options["backend"], device.type) if direct else None
-            fused, strided = self.split_strided(*lists)
-            held = backend.hold(fused) if fused[0] and getattr(backend, "checks_contract", False) else None
-            launches.append(Launch(alpha, fused, strided, backend, held))
+            launches.append(Launch(alpha, *self.split_strided(*lists), backend))
         return launches
 
     def launches(self, check: bool = True) -> list[Launch]:
@@ -155,7 +152,8 @@ class Sync:
             return launches
         try:
             self._check(launches)
-        except ValueError:  # move the slow state along, and check again
+        except (ValueError, NotImplementedError):  # a param moved (a new device raises NotImplementedError):
+            # move the slow state along, and check again
             self._rehome()
             launches = self.launches(check=False)
             self._check(launches)
@@ -174,10 +172,7 @@ class Sync:
         """Raise, as the ops would, if a launch breaks the op contract (the strided params excepted:
         the reference loop takes any layout)."""
         for launch in launches:
-            if launch.held is not None:
-                launch.held.check_sync_args()
-            else:
-                self._check_lists(launch, *launch.fused)
+            self._check_lists(launch, *launch.fused)
 
     def _check_lists(self, launch: Launch, fast, slow, momentum=None) -> None:
         """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
@@ -270,7 +265,9 @@ class Sync:
             device = _device_of(launch)
             if launch.alpha == alpha and device in chosen:
                 joining = chosen[device]
-                chosen[device] = launch.replaced(fused=_joined(launch.fused, joining.fused), strided=_joined(launch.strided, joining.strided))
+                backend = launch.backend if joining.backend is not None else None  # DTensors: through the ops
+                chosen[device] = launch.replaced(fused=_joined(launch.fused, joining.fused), strided=_joined(launch.strided, joining.strided),
+                                                 backend=backend)  # fmt: skip
             elif launch.alpha != ADAPTIVE:
                 others.append(launch)
         return others + list(chosen.values())
@@ -314,14 +311,8 @@ class Sync:
 
 
 def run_fused(launch: Launch, lists: tuple, mu: float, nesterov: bool, backend_name: str) -> None:
-    """One fused launch of `lists` at the launch's alpha: through the held lists when they are the
-    launch's own, else handed to its backend."""
-    if lists is launch.fused and launch.held is not None and len(lists) == 3:
-        launch.held.momentum_sync_(launch.alpha, mu, nesterov)
-    elif lists is launch.fused and launch.held is not None:
-        launch.held.sync_(launch.alpha)
-    else:
-        _run(launch.backend, lists, launch.alpha, mu, nesterov, backend_name)
+    """One fused launch of `lists`, checked, at the launch's alpha."""
+    _run(launch.backend, lists, launch.alpha, mu, nesterov, backend_name)
 
 
 def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend_name: str) -> None:

@@ -121,3 +121,26 @@ def test_a_group_can_take_the_adaptive_alpha_only_from_an_adaptive_optimizer():
     fixed = Lookahead(torch.optim.Adam(clone_params(params)[:2], lr=0.01), k=2, alpha=0.5)
     with pytest.raises(ValueError, match="param group 1: lookahead_alpha is 'adaptive'"):
         fixed.add_param_group({"params": [torch.nn.Parameter(torch.zeros(3))], "lookahead_alpha": "adaptive"})
+
+
+def test_a_chosen_alpha_that_another_group_has_syncs_both_groups(backend):
+    # the closed form (> 0.1) is clipped to 0.1, which the fixed group has: one launch of both groups
+    x = torch.nn.Parameter(START.clone())
+    fixed = [torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64)) for _ in range(2)]
+    inner = torch.optim.SGD([{"params": [x]}, {"params": fixed, "lookahead_alpha": 0.1}], lr=0.45)
+    opt = Lookahead(inner, k=3, alpha="adaptive", alpha_bounds=(0.0, 0.1), curvature=lambda p: A,
+                    gradient=lambda p: A * (p - OPTIMUM), backend=backend)  # fmt: skip
+    theta_k, starts = START.clone(), [p.detach().clone() for p in fixed]
+    fixed_k = [s.clone() for s in starts]
+    for _ in range(3):
+        theta_k = theta_k - 0.45 * A * (theta_k - OPTIMUM)
+        fixed_k = [f - 0.45 * f for f in fixed_k]  # the gradient of 0.5 |p|^2
+        x.grad = A * (x.detach() - OPTIMUM)
+        for p in fixed:
+            p.grad = p.detach().clone()
+        opt.step()
+    assert opt.last_adaptive_alpha == 0.1
+    torch.testing.assert_close(x.detach(), START + 0.1 * (theta_k - START), rtol=1e-12, atol=1e-12)
+    for p, start, end in zip(fixed, starts, fixed_k):
+        torch.testing.assert_close(p.detach(), start + 0.1 * (end - start), rtol=1e-12, atol=1e-12)
+    assert all(torch.equal(p.detach(), opt.state[p]["slow_param"]) for p in [x, *fixed])

@@ -12,7 +12,7 @@ import lookahead_fused
 from lookahead_fused import Lookahead, LookaheadAdamW
 
 PACKAGE = os.path.dirname(lookahead_fused.__file__)
-DOCUMENTED_PATH = ["optimizer.py", "sync.py"]  # then the extension (csrc/), through the held lists
+DOCUMENTED_PATH = ["optimizer.py", "sync.py", "backends/native.py"]  # then the extension (csrc/)
 
 
 def files_entered(fn) -> list[str]:
@@ -47,8 +47,8 @@ def test_a_sync_step_enters_each_documented_file_once_in_order(outer_momentum):
     opt = Lookahead(torch.optim.SGD(params, lr=0.1), k=1, outer_momentum=outer_momentum, backend="cpu")
     opt.step()
     entered = files_entered(opt.step)
-    # the check before the inner step and the launch after it are both in sync.py
-    assert entered == DOCUMENTED_PATH
+    # the check before the inner step, then the launch after it: the same files, one way each time
+    assert entered == DOCUMENTED_PATH + DOCUMENTED_PATH[1:]
 
 
 def test_lookahead_adamw_adds_its_own_files_only():
@@ -75,3 +75,21 @@ def test_held_launches_follow_every_change_of_what_they_hold():
     reloaded = opt._sync.launches()
     assert reloaded is not grown
     assert all(s is opt.state[p]["slow_param"] for launch in reloaded for p, s in zip(*launch.fused[:2]))
+
+
+def test_a_param_given_another_tensorimpl_is_synced_as_it_is_now(backend):
+    # torch.utils.swap_tensors (module.to() and load_state_dict swap params so with
+    # torch.__future__.set_swap_module_params_on_conversion) keeps the Python object, not the tensor
+    params = _params(3)
+    opt = Lookahead(torch.optim.SGD(params, lr=0.5), k=1, alpha=0.5, backend=backend)
+    opt.step()
+    for p in params:
+        torch.utils.swap_tensors(p, torch.nn.Parameter(p.detach() + 4.0))
+        p.grad = torch.ones_like(p)
+    slow_before = [opt.state[p]["slow_param"].clone() for p in params]
+    fast_after_inner = [p.detach() - 0.5 for p in params]
+    opt.step()
+    for p, slow, fast in zip(params, slow_before, fast_after_inner):
+        expected = slow + 0.5 * (fast - slow)
+        torch.testing.assert_close(opt.state[p]["slow_param"], expected)
+        assert torch.equal(p.detach(), opt.state[p]["slow_param"])

@@ -75,12 +75,6 @@ class NativeBackend:
     def check_sync_args(self, fast, slow, momentum=()) -> None:
         extension().check_sync_args(fast, slow, momentum)
 
-    def hold(self, lists):
-        """The lists (fast, slow[, momentum]) held in C++ for repeated syncs: their check_sync_args(),
-        sync_(alpha) and momentum_sync_(alpha, mu, nesterov) take no per-tensor conversion
-        (see [NOTE: held tensor lists] in csrc/module.cpp)."""
-        return extension().HeldLists([list(tensors) for tensors in lists])
-
 
 def load_cpu() -> NativeBackend:
     extension()
