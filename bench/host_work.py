@@ -113,15 +113,13 @@ def main() -> None:
             time, pct = results[name]["time"], results[name]["pct_of_limit"]
             print(f"{name:24s} {time['median_ms']:.2f} ms [{time['p10_ms']:.2f}-{time['p90_ms']:.2f}], "
                   f"{pct['median']:.0f} [{pct['p10']:.0f}-{pct['p90']:.0f}] % of the limit")  # fmt: skip
-        if args.json:
-            with open(args.json, "w") as out:
-                json.dump(results, out, indent=1)
-        return
-    results = report(args.pairs, args.rounds, args.backend)
-    for temperature in ("warm", "cold"):
-        print(f"{temperature} ({args.pairs} pairs, {args.rounds} rounds, backend {args.backend}): median [p10-p90] us")
-        for name, figure in results[temperature].items():
-            print(f"  {name:28s} {figure['median_us']:8.1f} [{figure['p10_us']:.1f}-{figure['p90_us']:.1f}]")
+    else:
+        results = report(args.pairs, args.rounds, args.backend)
+        for temperature in ("warm", "cold"):
+            print(f"{temperature} ({args.pairs} pairs, {args.rounds} rounds, backend {args.backend}): "
+                  "median [p10-p90] us")  # fmt: skip
+            for name, figure in results[temperature].items():
+                print(f"  {name:28s} {figure['median_us']:8.1f} [{figure['p10_us']:.1f}-{figure['p90_us']:.1f}]")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=1)

@@ -224,7 +224,7 @@ class Lookahead(Optimizer):
 
     def _params(self) -> list[torch.Tensor]:
         """Every param, group by group."""
-        return [p for group in self.param_groups for p in group["params"]]
+        return self._sync.params()
 
     def _zero_outer_momentum(self, param: torch.Tensor) -> torch.Tensor:
         """A zero outer momentum for `param`: its slow weight's dtype, device, layout and phase."""

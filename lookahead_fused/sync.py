@@ -49,9 +49,6 @@ class Launch:
     backend: object | None
     moments: tuple = field(default_factory=lambda: ([], []))  # the pullback momenta: (first moments, their slow copies)
 
-    def replaced(self, **changes) -> Launch:
-        return dataclasses.replace(self, **changes)
-
 
 class Sync:
     def __init__(self, inner: torch.optim.Optimizer, slow_state, options: dict, adaptive=None):
@@ -137,16 +134,11 @@ class Sync:
         along. Raises, writing nothing, when a launch breaks the contract."""
         if torch.compiler.is_compiling():
             return self._gather(self.group_alphas())
-        params = self._held[0] if self._held is not None else None
-        current = chain.from_iterable(group["params"] for group in self.inner.param_groups)
-        if (
-            params is None
-            or self._held[1] != self._raw_alphas()
-            or sum(len(group["params"]) for group in self.inner.param_groups) != len(params)
-            or not all(map(operator.is_, params, current))
-        ):
-            launches = self._gather(self.group_alphas())
-            self._held = (self.params(), self._raw_alphas(), launches)
+        params, raw_alphas = self.params(), self._raw_alphas()
+        held = self._held
+        same_params = held is not None and len(held[0]) == len(params) and all(map(operator.is_, held[0], params))
+        if not same_params or held[1] != raw_alphas:
+            self._held = (params, raw_alphas, self._gather(self.group_alphas()))
         launches = self._held[2]
         if not check:
             return launches
@@ -165,8 +157,7 @@ class Sync:
             for key in (SLOW_PARAM, OUTER_MOMENTUM):
                 if key in state:
                     state[key] = rehome(state[key], p)
-        self._held = None
-        self.generation += 1
+        self.invalidate()
 
     def _check(self, launches: list[Launch]) -> None:
         """Raise, as the ops would, if a launch breaks the op contract (the strided params excepted:
@@ -222,10 +213,14 @@ class Sync:
         with the weights' launch, or without outer momentum in a launch of their own."""
         if self.options["pullback_momentum"] != "pullback":
             return launches
-        found = [launch.replaced(moments=self.momentum_pairs(chain(launch.fused[0], launch.strided[0]))) for launch in launches]
+        found = [
+            dataclasses.replace(launch, moments=self.momentum_pairs(chain(launch.fused[0], launch.strided[0])))
+            for launch in launches
+        ]
         if check:
             for launch in found:
-                self._check_lists(launch, *(launch.moments if self.options["outer_momentum"] else _joined(launch.fused, launch.moments)))
+                joined = launch.moments if self.options["outer_momentum"] else _joined(launch.fused, launch.moments)
+                self._check_lists(launch, *joined)
         return found
 
     # -- the sync, decided on the host ------------------------------------------------------------
@@ -238,7 +233,9 @@ class Sync:
         for launch in launches:
             fused, strided = _without(launch.fused, skip_weights), _without(launch.strided, skip_weights)
             moments = launch.moments
-            if moments[0] and not mu:  # they join the weights' launch (see [NOTE: outer momentum] in lookahead_fused/optimizer.py)
+            # without outer momentum they join the weights' launch
+            # (see [NOTE: outer momentum] in lookahead_fused/optimizer.py)
+            if moments[0] and not mu:
                 fused, moments = _joined(fused, moments), ([], [])
             if fused[0]:
                 run_fused(launch, fused, mu, nesterov, backend)
@@ -259,15 +256,17 @@ class Sync:
         fast = [t for launch in adaptive for t in launch.fused[0] + launch.strided[0]]
         slow = [t for launch in adaptive for t in launch.fused[1] + launch.strided[1]]
         alpha = self.adaptive.choose(fast, slow)
-        chosen = {_device_of(launch): launch.replaced(alpha=alpha) for launch in adaptive}
+        chosen = {_device_of(launch): dataclasses.replace(launch, alpha=alpha) for launch in adaptive}
         others = []
         for launch in launches:
             device = _device_of(launch)
             if launch.alpha == alpha and device in chosen:
                 joining = chosen[device]
                 backend = launch.backend if joining.backend is not None else None  # DTensors: through the ops
-                chosen[device] = launch.replaced(fused=_joined(launch.fused, joining.fused), strided=_joined(launch.strided, joining.strided),
-                                                 backend=backend)  # fmt: skip
+                chosen[device] = dataclasses.replace(
+                    launch, fused=_joined(launch.fused, joining.fused), strided=_joined(launch.strided, joining.strided),
+                    backend=backend,
+                )
             elif launch.alpha != ADAPTIVE:
                 others.append(launch)
         return others + list(chosen.values())
