@@ -9,7 +9,10 @@ Variants, in interleaved rounds (timing.py):
   sync_lookahead      Lookahead(SGD).sync_lookahead(): the check and the sync of every pair.
   step k=1            Lookahead(SGD, k=1).step(): the check before the inner step, then the sync.
   SGD step            the inner SGD step alone (lr=0), so `step k=1 - SGD step` is the sync's share.
-Each plain and with outer momentum (mu = 0.9, three tensors per param).
+Each plain and with outer momentum (mu = 0.9, three tensors per param). With the C++ extension,
+two parts of the plain sync on the same lists, what any one sync call through it costs:
+  _C.sync_ alone           the op's eager entry: its check, plan lookup, kernel, version bumps.
+  _C.check_sync_lists alone  the check alone.
 
 With --numel N (say 4096) the params are N elements each and the sync moves real bytes: then
 sync_lookahead runs beside the two bandwidth timings of timing.py, and its time is also given in %
@@ -48,6 +51,13 @@ def variants(pairs: int, backend: str) -> dict:
         found[f"sync_lookahead{label}"] = every_k.sync_lookahead
         found[f"step k=1{label}"] = every_step.step
         found[f"SGD step{label}"] = inner.step
+    if backend == "cpu":
+        from lookahead_fused import _C
+
+        fast = [torch.randn(1) for _ in range(pairs)]
+        slow = [f.clone() for f in fast]
+        found["_C.sync_ alone"] = lambda: _C.sync_(fast, slow, 0.5)
+        found["_C.check_sync_lists alone"] = lambda: _C.check_sync_lists(fast, slow)
     return found
 
 

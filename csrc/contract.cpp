@@ -244,7 +244,7 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
   check_adamw_hyper(params, hyper, rows);
 }
 
-void check_sync_args(at::TensorList fast, at::TensorList slow, at::TensorList momentum) {
+void check_sync_lists(at::TensorList fast, at::TensorList slow, at::TensorList momentum) {
   TensorLists lists{fast, slow};
   if (momentum.empty()) {
     check_sync_pairs(fast, slow);

@@ -19,7 +19,7 @@ void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::Tensor
                             const char* op = "lookahead_sync_");
 // [NOTE: overlap once per plan] No two tensors share memory. Its outcome depends only on addresses,
 // sizes and dtypes, which a cached plan's key holds, so a plan found in the cache has passed it
-// already, and neither the ops nor check_sync_args repeat it for one.
+// already, and neither the ops nor check_sync_lists repeat it for one.
 // The lists are named fast, slow, momentum in the messages.
 void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists);
 // AdamW's step with the sync (ops.h adamw_step_): grads, exp_avgs and exp_avg_sqs beside the params
@@ -30,8 +30,8 @@ void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists);
 void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper, const at::Tensor& rows);
 // What lookahead_sync_ checks before it writes, with or without outer momentum (`momentum` empty):
 // the pairs (or triples), and their overlap unless a plan for them is cached. The pybind
-// check_sync_args runs it.
-void check_sync_args(at::TensorList fast, at::TensorList slow, at::TensorList momentum = {});
+// check_sync_lists runs it.
+void check_sync_lists(at::TensorList fast, at::TensorList slow, at::TensorList momentum = {});
 // The step gate of sync_on_step_: alpha a one-element float32/float64 tensor, step a one-element
 // int64 tensor, both on the pairs' device (when there are pairs); k >= 1.
 void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Tensor& step, int64_t k);

@@ -1,7 +1,6 @@
-// lookahead_fused._C: the torch.library ops lookahead_fused::sync_, ::sync_on_step_, ::swap_,
-// ::momentum_sync_, ::momentum_sync_on_step_ and ::adamw_step_ (CPU, CUDA and Meta kernels, ops.h), the same ops as
-// eager pybind11 functions, and a small pybind11 surface: build info, the plan class, plan-cache
-// statistics.
+// lookahead_fused._C: the torch.library ops of the op list (op_list.h) with their CPU, CUDA and
+// Meta kernels (ops.h), the same ops as eager pybind11 functions, and a small pybind11 surface:
+// build info, the list check, the plan class, plan-cache statistics.
 #include <torch/extension.h>
 #include <torch/library.h>
 #include <torch/version.h>
@@ -10,6 +9,7 @@
 #include "contract.h"
 #include "cpu/sync_cpu.h"
 #include "dtypes.h"
+#include "op_list.h"
 #include "ops.h"
 #include "plan.h"
 
@@ -30,21 +30,34 @@ namespace {
 // out again with the GIL released, and each copy of a tensor that Python also holds takes the GIL
 // back to count the reference. Here the lists are converted once, with the GIL held, and released
 // only around the work. torch.compile keeps calling the torch.library ops (the NativeBackend picks).
-template <typename RealOp, typename MetaOp>
-void eager(at::TensorList first, RealOp real, MetaOp meta) {
-  pybind11::gil_scoped_release no_gil;
-  if (!first.empty() && first[0].is_meta()) {
-    meta();
-  } else {
-    real();
+template <typename T>
+struct PythonArgument {  // how pybind11 hands over a kernel parameter
+  using type = T;
+};
+template <>
+struct PythonArgument<at::TensorList> {
+  using type = const std::vector<at::Tensor>&;
+};
+
+template <auto Kernel, auto MetaKernel>
+struct Eager;
+template <typename First, typename... Rest, void (*Kernel)(First, Rest...), void (*MetaKernel)(First, Rest...)>
+struct Eager<Kernel, MetaKernel> {
+  static void call(typename PythonArgument<First>::type first, typename PythonArgument<Rest>::type... rest) {
+    pybind11::gil_scoped_release no_gil;
+    if (!first.empty() && first[0].is_meta()) {
+      MetaKernel(first, rest...);
+    } else {
+      Kernel(first, rest...);
+    }
   }
-}
+};
 
 // The plan class of the Python module: a table built once for a parameter set, for inspection.
 struct PlanHandle {
   std::shared_ptr<const Plan> plan;
   PlanHandle(const std::vector<at::Tensor>& fast, const std::vector<at::Tensor>& slow) {
-    check_sync_args(fast, slow);
+    check_sync_lists(fast, slow);
     plan = build_plan({fast, slow}, roles_of(TableOp::kSync));
   }
   at::Tensor words() const {
@@ -69,34 +82,22 @@ py::list dtype_pairs() {
 }  // namespace
 }  // namespace lookahead_fused
 
-#define LOOKAHEAD_REGISTER_KERNELS(m, kernel_suffix)                                          \
-  m.impl("sync_", &lookahead_fused::sync##kernel_suffix);                                    \
-  m.impl("sync_on_step_", &lookahead_fused::sync_on_step##kernel_suffix);                    \
-  m.impl("swap_", &lookahead_fused::swap##kernel_suffix);                                    \
-  m.impl("momentum_sync_", &lookahead_fused::momentum_sync##kernel_suffix);                  \
-  m.impl("momentum_sync_on_step_", &lookahead_fused::momentum_sync_on_step##kernel_suffix); \
-  m.impl("adamw_step_", &lookahead_fused::adamw_step##kernel_suffix);
+#define LOOKAHEAD_IMPL_KERNEL(name, schema, parameters) m.impl(#name, &lookahead_fused::name);
+#define LOOKAHEAD_IMPL_META_KERNEL(name, schema, parameters) m.impl(#name, &lookahead_fused::name##meta);
 
 TORCH_LIBRARY(lookahead_fused, m) {
-  m.def("sync_(Tensor(a!)[] fast, Tensor(b!)[] slow, float alpha) -> ()");
-  m.def("sync_on_step_(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor alpha, Tensor step, int k) -> ()");
-  m.def("swap_(Tensor(a!)[] first, Tensor(b!)[] second) -> ()");
-  m.def("momentum_sync_(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor(c!)[] momentum, float alpha, float mu, "
-        "bool nesterov) -> ()");
-  m.def("momentum_sync_on_step_(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor(c!)[] momentum, Tensor alpha, "
-        "Tensor step, int k, float mu, bool nesterov) -> ()");
-  m.def("adamw_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
-        "Tensor(d!)[] slow, Tensor(e!)[] momentum, Tensor hyper, Tensor rows, float mu, bool nesterov) "
-        "-> ()");
+#define LOOKAHEAD_DEF_OP(name, schema, parameters) m.def(#name schema);
+  LOOKAHEAD_OPS(LOOKAHEAD_DEF_OP)
+#undef LOOKAHEAD_DEF_OP
 }
 
-TORCH_LIBRARY_IMPL(lookahead_fused, CPU, m) { LOOKAHEAD_REGISTER_KERNELS(m, _) }
+TORCH_LIBRARY_IMPL(lookahead_fused, CPU, m) { LOOKAHEAD_OPS(LOOKAHEAD_IMPL_KERNEL) }
 
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
-TORCH_LIBRARY_IMPL(lookahead_fused, CUDA, m) { LOOKAHEAD_REGISTER_KERNELS(m, _) }
+TORCH_LIBRARY_IMPL(lookahead_fused, CUDA, m) { LOOKAHEAD_OPS(LOOKAHEAD_IMPL_KERNEL) }
 #endif
 
-TORCH_LIBRARY_IMPL(lookahead_fused, Meta, m) { LOOKAHEAD_REGISTER_KERNELS(m, _meta) }
+TORCH_LIBRARY_IMPL(lookahead_fused, Meta, m) { LOOKAHEAD_OPS(LOOKAHEAD_IMPL_META_KERNEL) }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using namespace lookahead_fused;
@@ -119,43 +120,24 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     LOOKAHEAD_ADAMW_COLUMNS(LOOKAHEAD_COLUMN_NAME)
 #undef LOOKAHEAD_COLUMN_NAME
     info["adamw_columns"] = columns;
+    py::list ops;
+#define LOOKAHEAD_OP_SCHEMA(name, schema, parameters) ops.append(py::make_tuple(#name, schema));
+    LOOKAHEAD_OPS(LOOKAHEAD_OP_SCHEMA)
+#undef LOOKAHEAD_OP_SCHEMA
+    info["ops"] = ops;
     return info;
   });
   using Tensors = std::vector<at::Tensor>;
-  m.def("sync_", [](const Tensors& fast, const Tensors& slow, double alpha) {
-    eager(fast, [&] { sync_(fast, slow, alpha); }, [&] { sync_meta(fast, slow, alpha); });
-  }, "lookahead_fused::sync_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
-  m.def("sync_on_step_", [](const Tensors& fast, const Tensors& slow, const at::Tensor& alpha, const at::Tensor& step,
-                            int64_t k) {
-    eager(fast, [&] { sync_on_step_(fast, slow, alpha, step, k); },
-          [&] { sync_on_step_meta(fast, slow, alpha, step, k); });
-  }, "lookahead_fused::sync_on_step_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
-  m.def("swap_", [](const Tensors& first, const Tensors& second) {
-    eager(first, [&] { swap_(first, second); }, [&] { swap_meta(first, second); });
-  }, "lookahead_fused::swap_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
-  m.def("momentum_sync_", [](const Tensors& fast, const Tensors& slow, const Tensors& momentum, double alpha, double mu,
-                             bool nesterov) {
-    eager(fast, [&] { momentum_sync_(fast, slow, momentum, alpha, mu, nesterov); },
-          [&] { momentum_sync_meta(fast, slow, momentum, alpha, mu, nesterov); });
-  }, "lookahead_fused::momentum_sync_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
-  m.def("momentum_sync_on_step_", [](const Tensors& fast, const Tensors& slow, const Tensors& momentum,
-                                     const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu,
-                                     bool nesterov) {
-    eager(fast, [&] { momentum_sync_on_step_(fast, slow, momentum, alpha, step, k, mu, nesterov); },
-          [&] { momentum_sync_on_step_meta(fast, slow, momentum, alpha, step, k, mu, nesterov); });
-  },
-        "lookahead_fused::momentum_sync_on_step_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
-  m.def("adamw_step_", [](const Tensors& params, const Tensors& grads, const Tensors& exp_avgs,
-                          const Tensors& exp_avg_sqs, const Tensors& slow, const Tensors& momentum,
-                          const at::Tensor& hyper, const at::Tensor& rows, double mu, bool nesterov) {
-    eager(params, [&] { adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov); },
-          [&] { adamw_step_meta(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov); });
-  }, "lookahead_fused::adamw_step_ without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
+#define LOOKAHEAD_EAGER_OP(name, schema, parameters)                       \
+  m.def(#name, &Eager<&lookahead_fused::name, &lookahead_fused::name##meta>::call, \
+        "lookahead_fused::" #name " without the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).");
+  LOOKAHEAD_OPS(LOOKAHEAD_EAGER_OP)
+#undef LOOKAHEAD_EAGER_OP
   m.def("cpu_parallel_threads", &cpu_parallel_threads,
         "How many threads the CPU kernel's at::parallel_for uses for this many one-task chunks.");
-  m.def("check_sync_args", [](const Tensors& fast, const Tensors& slow, const Tensors& momentum) {
+  m.def("check_sync_lists", [](const Tensors& fast, const Tensors& slow, const Tensors& momentum) {
     pybind11::gil_scoped_release no_gil;
-    check_sync_args(fast, slow, momentum);
+    check_sync_lists(fast, slow, momentum);
   }, "Raise ValueError, as lookahead_sync_ would, if the pairs (with `momentum`, the triples) break the op "
      "contract; write nothing.", py::arg("fast"), py::arg("slow"), py::arg("momentum") = Tensors{});
   m.def("plan_cache_stats", [] {

@@ -160,12 +160,18 @@ def _check_pair_layout(i: int, a: torch.Tensor, b: torch.Tensor, *, op: str, nam
         raise ValueError(f"{op}: pair {i}: {first} has strides {a.stride()} but {second} has strides {b.stride()}")
 
 
-def check_sync_args(fast, slow, alpha, *, overlap: bool = True) -> float:
-    """Validate a lookahead_sync_ call; return alpha as a float. overlap=False leaves the overlap
+def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True) -> None:
+    """Validate the tensor lists of a lookahead_sync_ call: the pairs, and with `momentum` the outer
+    momentum beside slow (its dtype, shape and strides), as csrc/contract.cpp's check_sync_lists, word
+    for word. alpha and mu are checked apart (check_alpha, check_mu). overlap=False leaves the overlap
     check to a caller that has more lists."""
     op = "lookahead_sync_"
     check_lists(fast, slow, op=op)
-    alpha = check_alpha(alpha, where=f"{op}: alpha")
+    if momentum is not None:
+        if isinstance(momentum, torch.Tensor) or not isinstance(momentum, Sequence):
+            raise TypeError(f"{op}: momentum must be a list or tuple of tensors, got {type(momentum).__name__}")
+        if len(momentum) != len(fast):
+            raise ValueError(f"{op}: fast has {len(fast)} tensors but momentum has {len(momentum)}")
     for i, (f, s) in enumerate(zip(fast, slow)):
         check_param_tensor(f, where=f"{op}: pair {i}: fast")
         check_param_tensor(s, where=f"{op}: pair {i}: slow")
@@ -175,9 +181,16 @@ def check_sync_args(fast, slow, alpha, *, overlap: bool = True) -> float:
                 "slow must have the fast dtype, or float32 for float16/bfloat16 fast"
             )
         _check_pair_layout(i, f, s, op=op)
+    for i, (s, m) in enumerate(zip(slow, momentum or ())):
+        check_param_tensor(m, where=f"{op}: pair {i}: momentum")
+        if m.dtype != s.dtype:
+            raise ValueError(
+                f"{op}: pair {i}: momentum has dtype {m.dtype} but slow has {s.dtype}; "
+                "the outer momentum is kept in the slow weights' dtype"
+            )
+        _check_pair_layout(i, m, s, op=op, names=("momentum", "slow"))
     if overlap:
-        check_no_overlap(fast, slow, op=op)
-    return alpha
+        check_no_overlap(fast, slow, *(() if momentum is None else (momentum,)), op=op)
 
 
 def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu) -> None:
@@ -189,9 +202,8 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
         if len(tensors) != len(params):
             raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
     if momentum:
-        check_momentum_args(params, slow, momentum, 0.0, mu)
-    else:
-        check_sync_args(params, slow, 0.0, overlap=False)
+        check_mu(mu, where="lookahead_sync_: outer momentum mu")
+    check_sync_lists(params, slow, momentum or None, overlap=False)
     for i, p in enumerate(params):
         for name, tensors in others.items():
             t = tensors[i]
@@ -211,28 +223,6 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
     if params and rows.device.type == "cpu" and bool(((rows < 0) | (rows >= hyper.shape[0])).any()):
         raise ValueError(f"{op}: a param names a row outside the hyper table of {hyper.shape[0]} rows")
     check_no_overlap(params, grads, exp_avgs, exp_avg_sqs, slow, *([momentum] if momentum else []), op=op)
-
-
-def check_momentum_args(fast, slow, momentum, alpha, mu) -> tuple[float, float]:
-    """Validate a lookahead_sync_ call with outer momentum (csrc/contract.cpp word for word); return
-    (alpha, mu) as floats. The momentum tensors have slow's dtype, shape and strides."""
-    op = "lookahead_sync_"
-    mu = check_mu(mu, where=f"{op}: outer momentum mu")
-    if isinstance(momentum, torch.Tensor) or not isinstance(momentum, Sequence):
-        raise TypeError(f"{op}: momentum must be a list or tuple of tensors, got {type(momentum).__name__}")
-    if len(momentum) != len(fast):
-        raise ValueError(f"{op}: fast has {len(fast)} tensors but momentum has {len(momentum)}")
-    alpha = check_sync_args(fast, slow, alpha, overlap=False)
-    for i, (s, m) in enumerate(zip(slow, momentum)):
-        check_param_tensor(m, where=f"{op}: pair {i}: momentum")
-        if m.dtype != s.dtype:
-            raise ValueError(
-                f"{op}: pair {i}: momentum has dtype {m.dtype} but slow has {s.dtype}; "
-                "the outer momentum is kept in the slow weights' dtype"
-            )
-        _check_pair_layout(i, m, s, op=op, names=("momentum", "slow"))
-    check_no_overlap(fast, slow, momentum, op=op)
-    return alpha, mu
 
 
 def _describe(t) -> str:

@@ -79,12 +79,12 @@ def check_sync_args(fast, slow, alpha, *, momentum=None, mu: float = 0.0, backen
     if momentum is not None:
         mu = contract.check_mu(mu, where=f"{_OP}: outer momentum mu")
         fast, slow, momentum = local_shards(fast, slow, momentum, op=_OP)
-        if not _run_native("check_sync_args", fast, slow, momentum, backend=backend):
-            contract.check_momentum_args(fast, slow, momentum, alpha, mu)
+        if not _run_native("check_sync_lists", fast, slow, momentum, backend=backend):
+            contract.check_sync_lists(fast, slow, momentum)
         return alpha
     fast, slow = local_shards(fast, slow, op=_OP)
-    if not _run_native("check_sync_args", fast, slow, backend=backend):
-        contract.check_sync_args(fast, slow, alpha)
+    if not _run_native("check_sync_lists", fast, slow, backend=backend):
+        contract.check_sync_lists(fast, slow)
     return alpha
 
 
@@ -113,7 +113,7 @@ def lookahead_sync_(
     fast, slow = local_shards(fast, slow, op=_OP)
     if _run_native("sync_", fast, slow, alpha, backend=backend):
         return
-    contract.check_sync_args(fast, slow, alpha)
+    contract.check_sync_lists(fast, slow)
     _sync_by_device(fast, slow, alpha, backend)
 
 
@@ -140,7 +140,7 @@ def _momentum_sync(fast, slow, momentum, alpha, mu, nesterov, backend, *, checke
     if _run_native("momentum_sync_", fast, slow, momentum, alpha, mu, nesterov, backend=backend):
         return
     if not checked:
-        contract.check_momentum_args(fast, slow, momentum, alpha, mu)
+        contract.check_sync_lists(fast, slow, momentum)
     for module, (fasts, slows, moms) in _by_device(backend, fast, slow, momentum):
         module.momentum_sync_(fasts, slows, moms, alpha, mu, nesterov)
 
@@ -177,10 +177,7 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, mo
     contract.check_step_gate(fast, alpha_tensor, step, k)
     if _run_native(method, fast, slow, *extra, alpha_tensor, step, k, *scalars, backend=backend):
         return
-    if momentum is None:
-        contract.check_sync_args(fast, slow, 0.0)
-    else:
-        contract.check_momentum_args(fast, slow, extra[0], 0.0, mu)
+    contract.check_sync_lists(fast, slow, extra[0] if extra else None)
     if step.device.type == "cpu":  # host memory: read it, and spare the masked fallback its work
         if isinstance(alpha, torch.Tensor):  # a number was checked above
             alpha = contract.check_alpha(float(alpha), where="lookahead_sync_: alpha")

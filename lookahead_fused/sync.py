@@ -173,11 +173,9 @@ class Sync:
             ops.check_sync_args(fast, slow, alpha, momentum=momentum, mu=self.options["outer_momentum"],
                                 backend=self.options["backend"])  # fmt: skip
         elif getattr(launch.backend, "checks_contract", False):
-            launch.backend.check_sync_args(fast, slow, momentum or ())
-        elif momentum is not None:
-            contract.check_momentum_args(fast, slow, momentum, 0.0, self.options["outer_momentum"])
+            launch.backend.check_sync_lists(fast, slow, momentum or ())
         else:
-            contract.check_sync_args(fast, slow, 0.0)
+            contract.check_sync_lists(fast, slow, momentum)
 
     # -- the pullback momenta ---------------------------------------------------------------------
     def first_moments(self, params) -> list[tuple[torch.Tensor, torch.Tensor]]:

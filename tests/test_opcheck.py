@@ -1,14 +1,16 @@
 """torch.library.opcheck (schema, fake tensors, autograd registration, AOT dispatch) on every op of
-every backend that registers one: the six ops of the C++ extension (csrc/module.cpp) and the five
-custom ops of the Triton backend (lookahead_fused/backends/triton/sync.py; without a GPU they run in
-Triton's interpreter on CPU tensors), the native ones on CUDA too when there is a GPU. Each op is listed once, with the argument sets it is
-checked on: both dtype pairs of one storage size and a widened one, sync and non-sync steps."""
+every backend that registers one: each op of the op list (lookahead_fused/op_list.py) as the C++
+extension registers it (csrc/module.cpp), on CUDA too when there is a GPU, and as the Triton
+backend's custom op triton_<name> (lookahead_fused/backends/triton/__init__.py; without a GPU it
+runs in Triton's interpreter on CPU tensors). Each op has its argument sets here: both dtype pairs
+of one storage size and a widened one, sync and non-sync steps."""
 
 import pytest
 import torch
 
 from lookahead_fused import available_backends
 from lookahead_fused.contract import ADAMW_COLUMNS
+from lookahead_fused.op_list import OP_NAMES
 
 from .matrix import make_pair_lists
 
@@ -63,19 +65,17 @@ def adamw_step_args():
     return cases
 
 
-# op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
-OPS = {
-    "sync_": ("native", sync_args),
-    "sync_on_step_": ("native", sync_on_step_args),
-    "swap_": ("native", swap_args),
-    "momentum_sync_": ("native", momentum_sync_args),
-    "momentum_sync_on_step_": ("native", momentum_sync_on_step_args),
-    "adamw_step_": ("native", adamw_step_args),
-    "triton_sync_": ("triton", sync_args),
-    "triton_sync_on_step_": ("triton", sync_on_step_args),
-    "triton_swap_": ("triton", swap_args),
-    "triton_momentum_sync_": ("triton", momentum_sync_args),
-    "triton_momentum_sync_on_step_": ("triton", momentum_sync_on_step_args),
+ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
+    "sync_": sync_args,
+    "sync_on_step_": sync_on_step_args,
+    "swap_": swap_args,
+    "momentum_sync_": momentum_sync_args,
+    "momentum_sync_on_step_": momentum_sync_on_step_args,
+    "adamw_step_": adamw_step_args,
+}
+# registered op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
+OPS = {name: ("native", ARGUMENT_SETS[name]) for name in OP_NAMES} | {
+    f"triton_{name}": ("triton", ARGUMENT_SETS[name]) for name in OP_NAMES
 }
 GPU = torch.cuda.is_available()
 # (op, device, the backend name that must be available): the native ops on the CPU and, with a GPU,
@@ -98,16 +98,18 @@ def test_opcheck(op, device, needs):
     if needs not in available_backends():
         pytest.skip(f"the {needs!r} backend, which {op} on {device} needs, is unavailable")
     if needs == "triton":
-        from lookahead_fused.backends.triton import sync  # noqa: F401  (registers the triton_* ops)
+        import lookahead_fused.backends.triton  # noqa: F401  (registers the triton_* ops)
     for args in OPS[op][1]():
         torch.library.opcheck(getattr(torch.ops.lookahead_fused, op).default, _on(device, args))
 
 
 def test_every_registered_op_is_checked():
-    """A new op in the lookahead_fused namespace must join OPS."""
+    """Every op in the lookahead_fused namespace is one of the op list's, natively or as Triton's, and has
+    its argument sets here."""
+    assert set(ARGUMENT_SETS) == set(OP_NAMES)
     if not {"cpu", "triton"} <= set(available_backends()):
         pytest.skip("needs both the C++ extension and the Triton backend to see every op")
-    from lookahead_fused.backends.triton import sync  # noqa: F401
+    import lookahead_fused.backends.triton  # noqa: F401
 
     registered = {name.split("::")[1] for name in torch._C._dispatch_get_all_op_names() if name.startswith("lookahead_fused::")}
     assert registered == set(OPS)

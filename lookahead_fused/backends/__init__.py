@@ -1,14 +1,13 @@
 """Backend registry: the one place that knows which implementations exist, whether each is usable
 in this process (and why not), and which one "auto" picks for a device.
 
-[NOTE: backend protocol] A backend is one module in this package (a file or a package) with a loader that returns a
-module-like object (or raises BackendUnavailable saying why not), and one line in BACKENDS. The
-object has `sync_(fast, slow, alpha)`, `sync_on_step_(fast, slow, alpha_tensor, step, k)`,
-`swap_(a, b)`, `momentum_sync_(fast, slow, momentum, alpha, mu, nesterov)` and
-`momentum_sync_on_step_(fast, slow, momentum, alpha_tensor, step, k, mu, nesterov)` and
-`adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov)`
-(lookahead_fused/adamw.py), each called with one device per call. Most trust their inputs (ops.py checks the contract first); one whose
-`checks_contract` is true checks it itself, before writing, and offers `check_sync_args`.
+[NOTE: backend protocol] A backend is one module in this package (a file or a package) with a
+loader that returns a module-like object (or raises BackendUnavailable saying why not), and one line
+in BACKENDS. The object has one callable per op of the op list, by the op's name, taking the op's
+arguments in the list's order (see [NOTE: op list] in lookahead_fused/op_list.py), each called with
+one device per call. Most trust their inputs (ops.py checks the contract first); one whose
+`checks_contract` is true checks it itself, before writing, and offers `check_sync_lists(fast, slow,
+momentum=())`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The "cpu" and "cuda" backends: the fused C++/CUDA kernels of lookahead_fused._C, reached through
-the torch.library ops of csrc/module.cpp (lookahead_fused::sync_, ::sync_on_step_, ::swap_,
-::momentum_sync_, ::momentum_sync_on_step_, ::adamw_step_; so torch.compile sees them too), and in
-eager mode through their pybind twins (see [NOTE: eager entry points] in csrc/module.cpp).
+the torch.library ops of csrc/module.cpp (lookahead_fused::<name> for each op of the op list,
+lookahead_fused/op_list.py; so torch.compile sees them too), and in eager mode through their
+pybind twins (see [NOTE: eager entry points] in csrc/module.cpp).
 
 They check the op contract in C++ (csrc/contract.cpp, the same messages as contract.py), which
 costs microseconds where the Python checks cost milliseconds on thousands of tensors.
@@ -14,6 +14,7 @@ import warnings
 
 import torch
 
+from ..op_list import OP_NAMES
 from . import BackendUnavailable
 
 
@@ -40,40 +41,31 @@ def extension():
     return module
 
 
+def _forwarding(op_name: str):
+    def forward(*args) -> None:
+        if torch.compiler.is_compiling():
+            getattr(torch.ops.lookahead_fused, op_name)(*args)
+        else:
+            getattr(extension(), op_name)(*args)
+
+    forward.__name__ = op_name
+    return forward
+
+
 class NativeBackend:
-    """Eager calls go to the extension's pybind11 functions, which skip the dispatcher's per-tensor
-    work (see [NOTE: eager entry points] in csrc/module.cpp); a compiled step calls the torch.library
-    ops, which torch.compile can trace."""
+    """One method per op of the op list. Eager calls go to the extension's pybind11 functions, which
+    skip the dispatcher's per-tensor work (see [NOTE: eager entry points] in csrc/module.cpp); a
+    compiled step calls the torch.library ops, which torch.compile can trace."""
 
     checks_contract = True  # ops.py leaves the contract checks to C++
 
     def __init__(self, name: str):
         self.name = name
+        for op_name in OP_NAMES:
+            setattr(self, op_name, _forwarding(op_name))
 
-    def _entry(self, op: str):
-        return getattr(torch.ops.lookahead_fused, op) if torch.compiler.is_compiling() else getattr(extension(), op)
-
-    def sync_(self, fast, slow, alpha: float) -> None:
-        self._entry("sync_")(fast, slow, alpha)
-
-    def sync_on_step_(self, fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
-        self._entry("sync_on_step_")(fast, slow, alpha, step, k)
-
-    def swap_(self, first, second) -> None:
-        self._entry("swap_")(first, second)
-
-    def momentum_sync_(self, fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
-        self._entry("momentum_sync_")(fast, slow, momentum, alpha, mu, nesterov)
-
-    def momentum_sync_on_step_(self, fast, slow, momentum, alpha, step, k: int, mu: float, nesterov: bool) -> None:
-        self._entry("momentum_sync_on_step_")(fast, slow, momentum, alpha, step, k, mu, nesterov)
-
-    def adamw_step_(self, params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu: float,
-                    nesterov: bool) -> None:  # fmt: skip
-        self._entry("adamw_step_")(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov)
-
-    def check_sync_args(self, fast, slow, momentum=()) -> None:
-        extension().check_sync_args(fast, slow, momentum)
+    def check_sync_lists(self, fast, slow, momentum=()) -> None:
+        extension().check_sync_lists(fast, slow, momentum)
 
 
 def load_cpu() -> NativeBackend:

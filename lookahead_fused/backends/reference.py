@@ -71,8 +71,8 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
             sync_([p], [s], alpha)
 
 
-def swap_(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
-    for x, y in zip(a, b):
+def swap_(first: list[torch.Tensor], second: list[torch.Tensor]) -> None:
+    for x, y in zip(first, second):
         held = x.clone()  # one tensor at a time: never a full copy of the model
         x.copy_(y)
         y.copy_(held)

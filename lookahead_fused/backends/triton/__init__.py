@@ -9,40 +9,63 @@ BLOCK elements). It is found again by content (addresses, sizes, dtypes), so ste
 nothing. Triton fixes a pointer's element type at compile time, so each dtype pair is its own
 launch, split once more into the pairs that start on 16-byte boundaries and the rest
 (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py).
+
+[NOTE: Triton custom ops] Each op of the op list (see [NOTE: op list] in lookahead_fused/op_list.py)
+is registered from that list as the custom op lookahead_fused::triton_<name>, with the list's
+schema and a fake that does nothing, so that torch.compile keeps each whole: tracing into a
+kernel would hand it fake tensors, whose addresses a table cannot hold.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ...op_list import OPS
 from .. import BackendUnavailable, triton_interpreting
-from .adamw import adamw_step_
-from .sync import triton_momentum_sync_, triton_momentum_sync_on_step_, triton_swap_, triton_sync_, triton_sync_on_step_
+from . import adamw, sync
+
+IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised arguments
+    "sync_": sync.sync_,
+    "sync_on_step_": sync.sync_on_step_,
+    "swap_": sync.swap_,
+    "momentum_sync_": sync.momentum_sync_,
+    "momentum_sync_on_step_": sync.momentum_sync_on_step_,
+    "adamw_step_": adamw.adamw_step_,
+}
+
+
+def _fake(*args) -> None:
+    return None
+
+
+def _register(op):
+    custom = torch.library.custom_op(
+        f"lookahead_fused::triton_{op.name}", IMPLEMENTATIONS[op.name], mutates_args=op.written, schema=op.schema()
+    )
+    custom.register_fake(_fake)
+    return custom
+
+
+CUSTOM_OPS = {op.name: _register(op) for op in OPS}
+
+
+def _forwarding(op, custom):
+    def forward(*args) -> None:
+        custom(*op.normalize(args))
+
+    forward.__name__ = op.name
+    return forward
 
 
 class TritonBackend:
-    """Trusts its inputs: lookahead_fused.ops checks the contract in Python first."""
+    """Trusts its inputs: lookahead_fused.ops checks the contract in Python first. One method per op
+    of the op list, each calling its custom op."""
 
     name = "triton"
 
-    def sync_(self, fast, slow, alpha: float) -> None:
-        triton_sync_(list(fast), list(slow), float(alpha))
-
-    def sync_on_step_(self, fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
-        triton_sync_on_step_(list(fast), list(slow), alpha, step, int(k))
-
-    def swap_(self, first, second) -> None:
-        triton_swap_(list(first), list(second))
-
-    def momentum_sync_(self, fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
-        triton_momentum_sync_(list(fast), list(slow), list(momentum), float(alpha), float(mu), bool(nesterov))
-
-    def momentum_sync_on_step_(self, fast, slow, momentum, alpha, step, k: int, mu: float, nesterov: bool) -> None:
-        triton_momentum_sync_on_step_(list(fast), list(slow), list(momentum), alpha, step, int(k), float(mu),
-                                      bool(nesterov))
-
-    def adamw_step_(self, params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu, nesterov) -> None:
-        adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, float(mu), bool(nesterov))
+    def __init__(self):
+        for op in OPS:
+            setattr(self, op.name, _forwarding(op, CUSTOM_OPS[op.name]))
 
 
 def load() -> TritonBackend:

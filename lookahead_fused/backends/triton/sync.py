@@ -1,7 +1,6 @@
-"""The sync, the momentum sync and the swap: one Triton launch per dtype pair and alignment class,
-registered as opaque custom ops (lookahead_fused::triton_sync_ and its kin) so that torch.compile
-keeps each whole: tracing into the kernel would hand it fake tensors, whose addresses a table
-cannot hold.
+"""The sync, the momentum sync and the swap: one Triton launch per dtype pair and alignment class.
+The package registers them as custom ops
+(see [NOTE: Triton custom ops] in lookahead_fused/backends/triton/__init__.py).
 
 [NOTE: Triton block size] triton.autotune would re-run an in-place kernel on the caller's tensors.
 Instead, the first launch for a dtype pair on a GPU times each candidate (BLOCK, num_warps) on
@@ -163,59 +162,22 @@ def _run(lists, alpha, swap, gate=None, mu=0.0, nesterov=False):
                                                                                mu, nesterov))  # fmt: skip
 
 
-@torch.library.custom_op("lookahead_fused::triton_sync_", mutates_args=("fast", "slow"))
-def triton_sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
+def sync_(fast, slow, alpha: float) -> None:
     _run([fast, slow], alpha, swap=False)
 
 
-@triton_sync_.register_fake
-def _(fast, slow, alpha):
-    return None
-
-
-@torch.library.custom_op("lookahead_fused::triton_sync_on_step_", mutates_args=("fast", "slow"))
-def triton_sync_on_step_(
-    fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: torch.Tensor, step: torch.Tensor, k: int
-) -> None:
+def sync_on_step_(fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
     _run([fast, slow], alpha, swap=False, gate=(step.reshape(1), k))
 
 
-@triton_sync_on_step_.register_fake
-def _(fast, slow, alpha, step, k):
-    return None
-
-
-@torch.library.custom_op("lookahead_fused::triton_swap_", mutates_args=("first", "second"))
-def triton_swap_(first: list[torch.Tensor], second: list[torch.Tensor]) -> None:
+def swap_(first, second) -> None:
     _run([first, second], 0.0, swap=True)
 
 
-@triton_swap_.register_fake
-def _(first, second):
-    return None
-
-
-@torch.library.custom_op("lookahead_fused::triton_momentum_sync_", mutates_args=("fast", "slow", "momentum"))
-def triton_momentum_sync_(
-    fast: list[torch.Tensor], slow: list[torch.Tensor], momentum: list[torch.Tensor], alpha: float, mu: float,
-    nesterov: bool,
-) -> None:  # fmt: skip
+def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
     _run([fast, slow, momentum], alpha, swap=False, mu=mu, nesterov=nesterov)
 
 
-@triton_momentum_sync_.register_fake
-def _(fast, slow, momentum, alpha, mu, nesterov):
-    return None
-
-
-@torch.library.custom_op("lookahead_fused::triton_momentum_sync_on_step_", mutates_args=("fast", "slow", "momentum"))
-def triton_momentum_sync_on_step_(
-    fast: list[torch.Tensor], slow: list[torch.Tensor], momentum: list[torch.Tensor], alpha: torch.Tensor,
-    step: torch.Tensor, k: int, mu: float, nesterov: bool,
-) -> None:  # fmt: skip
+def momentum_sync_on_step_(fast, slow, momentum, alpha: torch.Tensor, step: torch.Tensor, k: int, mu: float,
+                           nesterov: bool) -> None:  # fmt: skip
     _run([fast, slow, momentum], alpha, swap=False, gate=(step.reshape(1), k), mu=mu, nesterov=nesterov)
-
-
-@triton_momentum_sync_on_step_.register_fake
-def _(fast, slow, momentum, alpha, step, k, mu, nesterov):
-    return None
