@@ -1,4 +1,5 @@
-"""Lookahead's state_dict format, and reading one back with every check done before anything changes.
+"""Lookahead's state_dict format, reading one back with every check done before anything changes, and
+committing what was read.
 
     {"state": {id: {<inner optimizer entries>, "lookahead_slow_param": T, ["lookahead_slow_momentum": T],
                     ["lookahead_outer_momentum": T]}},
@@ -32,7 +33,7 @@ import torch
 
 from . import contract, first_moment
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as, zero_outer_momentum
 
 FORMAT_VERSION = 1
 SECTION = "lookahead"
@@ -206,3 +207,27 @@ def read(opt, state_dict) -> Loaded:
             stacklevel=3,
         )
     return loaded
+
+
+def restore(loaded: Loaded, state, step_count: torch.Tensor, defaults: dict, adaptive) -> None:
+    """Commit `loaded` (after the inner optimizer has loaded its part): the slow state into `state`,
+    the counter into `step_count` in place (a captured CUDA graph holds that tensor), the saved
+    configuration into `defaults` and the AdaptiveAlpha `adaptive`."""
+    state.clear()
+    for p, slow in loaded.slow.items():
+        state[p][SLOW_PARAM] = slow
+    for p, slow_momentum in loaded.slow_momentum.items():
+        state[p][SLOW_MOMENTUM] = slow_momentum
+    if loaded.step is not None:
+        step_count.copy_(loaded.step)
+        config = dict(loaded.config)
+        if "alpha_bounds" in config:
+            adaptive.bounds = config.pop("alpha_bounds")
+            adaptive.last_alpha = config.pop("last_adaptive_alpha")
+        defaults.update(config)
+    else:
+        step_count.zero_()
+    if defaults["outer_momentum"]:  # saved ones, or zero (a checkpoint from before outer momentum)
+        for p in loaded.slow:
+            saved = loaded.outer_momentum.get(p)
+            state[p][OUTER_MOMENTUM] = saved if saved is not None else zero_outer_momentum(p, defaults["slow_dtype"])

@@ -28,30 +28,14 @@ import contextlib
 import torch
 from torch.optim import Optimizer
 
-from . import backends, checkpoint, contract, first_moment, ops, peer_checkpoints, wrapping
+from . import backends, checkpoint, contract, first_moment, options, peer_checkpoints, wrapping
 from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
-from .backends import reference
 from .capturable import capturable_device, check_capturable_group
+from .inner_state import create_inner_state
 from .shared_state import SharedState, on_the_lookahead
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as, slow_dtype_for
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_PARAM, copy_as, slow_dtype_for, zero_outer_momentum
 from .sync import Sync
-
-
-def _check_nesterov(nesterov, outer_momentum) -> bool:
-    if not isinstance(nesterov, bool):
-        raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
-    if nesterov and not outer_momentum:
-        raise ValueError("nesterov=True needs outer_momentum > 0 (as torch.optim.SGD's nesterov needs momentum)")
-    return nesterov
-
-
-def _check_slow_dtype(slow_dtype):
-    if slow_dtype not in (None, torch.float32):
-        raise ValueError(
-            f"slow_dtype must be None (the param's dtype) or torch.float32 (fp32 slow weights for "
-            f"float16/bfloat16 params), got {slow_dtype!r}"
-        )
-    return slow_dtype
+from .weight_swap import slow_weights_in
 
 
 class Lookahead(Optimizer):
@@ -91,23 +75,10 @@ class Lookahead(Optimizer):
             raise TypeError("cannot wrap a Lookahead in a Lookahead; wrap the inner optimizer once")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        defaults = {
-            "k": contract.check_k(k),
-            ALPHA_KEY: ADAPTIVE if alpha == ADAPTIVE else contract.check_alpha(alpha),
-            "pullback_momentum": first_moment.check_mode(pullback_momentum),
-            "momentum_key": momentum_key,
-            "outer_momentum": contract.check_mu(outer_momentum),
-            "nesterov": _check_nesterov(nesterov, outer_momentum),
-            "slow_dtype": _check_slow_dtype(slow_dtype),
-            "backend": backends.check_backend_name(backend),
-            "capturable": bool(capturable),
-        }
-        backends.require_available(backend)
-        if alpha == ADAPTIVE and defaults["outer_momentum"]:
-            raise ValueError(
-                "alpha='adaptive' chooses the alpha of the plain interpolation (the paper's section 3.1); it is not "
-                "defined with outer_momentum > 0: pass a number alpha, or outer_momentum=0"
-            )
+        defaults = options.checked_defaults(
+            k=k, alpha=alpha, pullback_momentum=pullback_momentum, momentum_key=momentum_key, outer_momentum=outer_momentum,
+            nesterov=nesterov, slow_dtype=slow_dtype, backend=backend, capturable=capturable,
+        )  # fmt: skip
         self._adaptive = AdaptiveAlpha(optimizer, alpha_bounds, curvature, gradient) if alpha == ADAPTIVE else None
         first_moment.first_moment_key(optimizer, pullback_momentum, momentum_key)
         self.optimizer = optimizer
@@ -122,7 +93,6 @@ class Lookahead(Optimizer):
         backends.prepare(backend, {p.device.type for p in self._params()})
 
     # -- the shared param_groups (see [NOTE: shared param_groups] in lookahead_fused/optimizer.py)
-    # ---------------------------------
     @property
     def param_groups(self):
         return self.optimizer.param_groups
@@ -181,12 +151,7 @@ class Lookahead(Optimizer):
         return int(self._step_count_tensor)
 
     def __repr__(self) -> str:
-        return (
-            f"Lookahead(k={self.k}, alpha={self.alpha}, pullback_momentum={self.pullback_momentum!r}, "
-            f"slow_dtype={self.defaults['slow_dtype']}, backend={self.defaults['backend']!r}, "
-            f"capturable={self.defaults['capturable']},\n"
-            f"  optimizer={self.optimizer!r})"
-        )
+        return options.describe(self.defaults, self.optimizer)
 
     # -- param groups ----------------------------------------------------------------------------
     @on_the_lookahead
@@ -208,7 +173,7 @@ class Lookahead(Optimizer):
             for p in param_group["params"]:
                 self.state[p][SLOW_PARAM] = copy_as(p, p, self.slow_dtype_for(p))
                 if self.defaults["outer_momentum"]:
-                    self.state[p][OUTER_MOMENTUM] = self._zero_outer_momentum(p)
+                    self.state[p][OUTER_MOMENTUM] = zero_outer_momentum(p, self.defaults["slow_dtype"])
         if self._sync is None:
             self._sync = Sync(self.optimizer, self.state, self.defaults, self._adaptive)
         self._sync.add_params(param_group["params"])
@@ -225,10 +190,6 @@ class Lookahead(Optimizer):
     def _params(self) -> list[torch.Tensor]:
         """Every param, group by group."""
         return self._sync.params()
-
-    def _zero_outer_momentum(self, param: torch.Tensor) -> torch.Tensor:
-        """A zero outer momentum for `param`: its slow weight's dtype, device, layout and phase."""
-        return copy_as(torch.zeros_like(param), param, self.slow_dtype_for(param))
 
     def slow_dtype_for(self, param: torch.Tensor) -> torch.dtype:
         return slow_dtype_for(param, self.defaults["slow_dtype"])
@@ -284,27 +245,7 @@ class Lookahead(Optimizer):
         in place. The values it creates are placeholders for that load."""
         if self.optimizer.state:
             return
-        params = self._params()
-        held_grads = [p.grad for p in params]
-        held_lrs = [group.get("lr") for group in self.param_groups]
-        try:
-            for p in params:
-                p.grad = torch.zeros_like(p)
-            for group, lr in zip(self.param_groups, held_lrs):
-                if lr is not None:
-                    group["lr"] = torch.zeros_like(lr) if isinstance(lr, torch.Tensor) else 0.0
-            self.optimizer.step()
-        finally:
-            for p, grad in zip(params, held_grads):
-                p.grad = grad
-            for group, lr in zip(self.param_groups, held_lrs):
-                if lr is not None:
-                    group["lr"] = lr
-        self._create_slow_momenta()
-
-    def _create_slow_momenta(self) -> None:
-        """With "pullback", a slow momentum (zero: the inner state at phi_0) for every first moment
-        that has none yet, so a checkpoint has the same keys before and after the first sync."""
+        create_inner_state(self.optimizer, self._params())
         self._sync.create_slow_momenta()
 
     # -- evaluation with the slow weights ---------------------------------------------------------
@@ -316,28 +257,13 @@ class Lookahead(Optimizer):
         set from them (rounded) and restored from a copy of the params, not of the slow weights."""
         self._refuse_inside_slow_weights("slow_weights()")
         params = self._params()
-        swapped = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype == p.dtype]
-        widened = [(p, self.state[p][SLOW_PARAM]) for p in params if self.state[p][SLOW_PARAM].dtype != p.dtype]
-        (fused_params, fused_slow), (strided_params, strided_slow) = self._sync.split_strided(
-            [p for p, _ in swapped], [s for _, s in swapped]
-        )
-        backend = self.defaults["backend"]
-        with torch.no_grad():
-            held_fast = [p.clone() for p, _ in widened]
-            ops.swap_(fused_params, fused_slow, backend=backend)
-            reference.swap_(strided_params, strided_slow)
-            for p, s in widened:
-                p.copy_(s)
-        self._shared.in_slow_weights = True
-        try:
-            yield self
-        finally:
-            self._shared.in_slow_weights = False
-            with torch.no_grad():
-                ops.swap_(fused_params, fused_slow, backend=backend)
-                reference.swap_(strided_params, strided_slow)
-                for (p, _), fast in zip(widened, held_fast):
-                    p.copy_(fast)
+        slow = [self.state[p][SLOW_PARAM] for p in params]
+        with slow_weights_in(params, slow, self._sync.split_strided, self.defaults["backend"]):
+            self._shared.in_slow_weights = True
+            try:
+                yield self
+            finally:
+                self._shared.in_slow_weights = False
 
     @on_the_lookahead
     def sync_lookahead(self) -> None:
@@ -361,35 +287,13 @@ class Lookahead(Optimizer):
         self._refuse_inside_slow_weights("state_dict()")
         for hook in self._optimizer_state_dict_pre_hooks.values():
             hook(self)
-        self._create_slow_momenta()
+        self._sync.create_slow_momenta()
         state_dict = checkpoint.pack(self, self._step_count_tensor)
         for hook in self._optimizer_state_dict_post_hooks.values():
             result = hook(self, state_dict)
             if result is not None:
                 state_dict = result
         return state_dict
-
-    def _restore(self, loaded: checkpoint.Loaded) -> None:
-        """Commit a checked checkpoint (after the inner optimizer has loaded its part)."""
-        self.state.clear()
-        for p, slow in loaded.slow.items():
-            self.state[p][SLOW_PARAM] = slow
-        for p, slow_momentum in loaded.slow_momentum.items():
-            self.state[p][SLOW_MOMENTUM] = slow_momentum
-        if loaded.step is not None:
-            self._step_count_tensor.copy_(loaded.step)  # in place: a captured CUDA graph holds this tensor
-            config = dict(loaded.config)
-            if "alpha_bounds" in config:
-                self._adaptive.bounds = config.pop("alpha_bounds")
-                self._adaptive.last_alpha = config.pop("last_adaptive_alpha")
-            self.defaults.update(config)
-        else:
-            self._step_count_tensor.zero_()
-        if self.defaults["outer_momentum"]:  # saved ones, or zero (a checkpoint from before outer momentum)
-            for p in self._params():
-                saved = loaded.outer_momentum.get(p)
-                self.state[p][OUTER_MOMENTUM] = saved if saved is not None else self._zero_outer_momentum(p)
-        self._sync.invalidate()
 
     @on_the_lookahead
     def load_state_dict(self, state_dict: dict) -> None:
@@ -406,6 +310,7 @@ class Lookahead(Optimizer):
         state_dict = peer_checkpoints.convert(self, state_dict)
         loaded = checkpoint.read(self, state_dict)
         self.optimizer.load_state_dict(loaded.inner_state_dict)
-        self._restore(loaded)
+        checkpoint.restore(loaded, self.state, self._step_count_tensor, self.defaults, self._adaptive)
+        self._sync.invalidate()
         for hook in self._optimizer_load_state_dict_post_hooks.values():
             hook(self)

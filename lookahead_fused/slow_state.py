@@ -68,3 +68,8 @@ def rehome(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if tensor.device == like.device and contract.same_layout(tensor, like) and in_phase(tensor, like):
         return tensor
     return copy_as(tensor, like, tensor.dtype)
+
+
+def zero_outer_momentum(param: torch.Tensor, slow_dtype: torch.dtype | None) -> torch.Tensor:
+    """A zero outer momentum for `param`: its slow weight's dtype, device, layout and phase."""
+    return copy_as(torch.zeros_like(param), param, slow_dtype_for(param, slow_dtype))
