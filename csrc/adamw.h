@@ -1,5 +1,6 @@
 // AdamW's step on one element, shared by the CPU kernel (cpu/sync_cpu.cpp) and the CUDA kernel
-// (cuda/table_kernel.cuh), so both compute the same thing by construction. No torch headers.
+// (cuda/table_kernel.cuh), so both compute the same thing by construction; the sync that may follow
+// it is element_math.h. No torch headers.
 //
 // [NOTE: AdamW hyper table] The scalars of a fused AdamW step are a float64 table in the kernel's
 // memory, one row per param group (or per group and step count, when params of a group have taken
@@ -16,13 +17,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "element_math.h"
 #include "table.h"
-
-#ifdef __CUDACC__
-#define LOOKAHEAD_MATH_FN __host__ __device__ __forceinline__
-#else
-#define LOOKAHEAD_MATH_FN inline __attribute__((always_inline))
-#endif
 
 namespace lookahead_fused {
 

@@ -110,7 +110,7 @@ def check_against_contract(fast_before, slow_before, fast, slow, alpha):
 
 def check_momentum_against_contract(fast_before, slow_before, momentum_before, fast, slow, momentum, alpha, mu, nesterov):
     """The triples after a momentum sync against its float64 evaluation
-    (see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp): slow
+    (see [NOTE: momentum sync] in csrc/element_math.h): slow
     within 8 ulp and momentum within 4 ulp (of the state dtype) of the largest magnitude involved;
     fast == slow cast exactly."""
     for i, tensors in enumerate(zip(fast_before, slow_before, momentum_before, fast, slow, momentum)):

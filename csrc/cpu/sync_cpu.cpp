@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include "../adamw.h"
+#include "../element_math.h"
 
 // [NOTE: CPU vectorisation] The loops below are plain C++ that GCC vectorises, compiled twice: once
 // for the baseline x86-64 (SSE2) and once inside functions marked target("avx2,fma,f16c"), chosen
@@ -74,58 +75,20 @@ struct F16 {  // GCC's _Float16: IEEE binary16, round to nearest even; GCC 12 ke
   }
 };
 
-// [NOTE: two-sided lerp] The contract's formula, the one torch.lerp uses: s + w (f - s) for |w| < 0.5,
-// else f - (f - s)(1 - w); exact at w = 0 and w = 1. The branch is uniform over a call, so it is a
-// template argument that selects a loop instead of sitting inside one.
-template <bool kSmallAlpha, class T>
-LOOKAHEAD_INLINE T lerp(T s, T f, T w, T one_minus_w) {
-  return kSmallAlpha ? s + w * (f - s) : f - (f - s) * one_minus_w;
-}
-
-// The fused updates, one functor each over the opmath values of an entry's elements: `fast`, then
-// the state values (the slow weight, and the outer momentum for depth 3). `round` rounds a value to
-// the state dtype, as storing it would. The loop below loads, calls, and stores.
-template <class T, bool kSmallAlpha>
-struct SyncUpdate {
-  static constexpr int kDepth = 2;
-  T w, one_minus_w;
-  template <class Round>
-  LOOKAHEAD_INLINE void operator()(T& fast, T* state, Round round) const {
-    state[0] = round(lerp<kSmallAlpha>(state[0], fast, w, one_minus_w));
-    fast = state[0];
-  }
-};
-
-// [NOTE: momentum sync] m <- mu m + (f - s); u <- d + mu m if nesterov, else m; s <- s + alpha u.
-// Written as a lerp of s toward the target t = s + u = f + mu (nesterov ? m_new : m_old), so that
-// mu = 0 gives t = f exactly and the update is the plain sync bit for bit.
-template <class T, bool kSmallAlpha, bool kNesterov>
-struct MomentumSyncUpdate {
-  static constexpr int kDepth = 3;
-  T w, one_minus_w, mu;
-  template <class Round>
-  LOOKAHEAD_INLINE void operator()(T& fast, T* state, Round round) const {
-    const T momentum = round(mu * state[1] + (fast - state[0]));
-    const T target = fast + mu * (kNesterov ? momentum : state[1]);
-    state[0] = round(lerp<kSmallAlpha>(state[0], target, w, one_minus_w));
-    state[1] = momentum;
-    fast = state[0];
-  }
-};
-
-// Element i of a sync whose fast value is `f` (opmath): loads the state, updates, stores it, and
-// returns the new fast value.
+// Element i of a sync (element_math.h) whose fast value is `f` (opmath): loads the state, updates,
+// stores it, and returns the new fast value.
 template <class Slow, class Update>
 LOOKAHEAD_INLINE typename Slow::opmath sync_element(typename Slow::opmath f, typename Slow::storage* slow,
                                                     typename Slow::storage* momentum, int64_t i, const Update& update) {
   using T = typename Slow::opmath;
-  T state[Update::kDepth - 1];
+  T state[Update::kStates];
   state[0] = Slow::load(slow[i]);
-  if constexpr (Update::kDepth == 3) state[1] = Slow::load(momentum[i]);
+  if constexpr (Update::kStates == 2) state[1] = Slow::load(momentum[i]);
   update(f, state, [](T x) { return Slow::load(Slow::store(x)); });
-  slow[i] = Slow::store(state[0]);
-  if constexpr (Update::kDepth == 3) momentum[i] = Slow::store(state[1]);
-  return f;
+  const typename Slow::storage new_slow = Slow::store(state[0]);
+  slow[i] = new_slow;
+  if constexpr (Update::kStates == 2) momentum[i] = Slow::store(state[1]);
+  return Slow::load(new_slow);
 }
 
 template <class Fast, class Slow, class Update>
@@ -141,23 +104,22 @@ LOOKAHEAD_INLINE void update_loop(typename Fast::storage* __restrict__ fast, typ
   }
 }
 
-// Calls loop(update) with the sync's functor: the plain sync, or with `momentum` the momentum sync;
-// the lerp's side and Nesterov are template arguments (see [NOTE: two-sided lerp] in csrc/cpu/sync_cpu.cpp), so each
-// variant is
-// a loop of its own. `loop` must be an always-inline lambda, so that its loop is compiled into the
-// caller's ISA (see [NOTE: CPU vectorisation] in csrc/cpu/sync_cpu.cpp).
+// Calls loop(update) with the sync's update (element_math.h): the plain sync, or with `momentum`
+// the momentum sync; the lerp's side and Nesterov are Fixed flags, so each variant is a loop of its
+// own. `loop` must be an always-inline lambda, so that its loop is compiled into the caller's ISA
+// (see [NOTE: CPU vectorisation] in csrc/cpu/sync_cpu.cpp).
 template <class T, class Loop>
 LOOKAHEAD_INLINE void with_sync_update(double alpha, bool momentum, double mu, bool nesterov, Loop loop) {
-  const T w = static_cast<T>(alpha), one_minus_w = T(1) - w, mu_t = static_cast<T>(mu);
-  const bool small = std::abs(alpha) < 0.5;
-  if (!momentum) {
-    if (small) return loop(SyncUpdate<T, true>{w, one_minus_w});
-    return loop(SyncUpdate<T, false>{w, one_minus_w});
-  }
-  if (small && nesterov) return loop(MomentumSyncUpdate<T, true, true>{w, one_minus_w, mu_t});
-  if (small) return loop(MomentumSyncUpdate<T, true, false>{w, one_minus_w, mu_t});
-  if (nesterov) return loop(MomentumSyncUpdate<T, false, true>{w, one_minus_w, mu_t});
-  return loop(MomentumSyncUpdate<T, false, false>{w, one_minus_w, mu_t});
+  const T mu_t = static_cast<T>(mu);
+  auto with_side = [&](auto small) LOOKAHEAD_LAMBDA_INLINE {
+    using Small = decltype(small);
+    const TwoSidedLerp<T, Small> lerp = two_sided_lerp<T>(alpha, small);
+    if (!momentum) return loop(SyncMath<T, Small>{lerp});
+    if (nesterov) return loop(MomentumSyncMath<T, Small, Fixed<true>>{lerp, mu_t, {}});
+    return loop(MomentumSyncMath<T, Small, Fixed<false>>{lerp, mu_t, {}});
+  };
+  if (lerp_from_slow(alpha)) return with_side(Fixed<true>{});
+  return with_side(Fixed<false>{});
 }
 
 template <class Fast, class Slow>
@@ -171,7 +133,7 @@ LOOKAHEAD_INLINE void update_entry(const int64_t* entry, int64_t lo, int64_t n, 
 }
 
 struct NoSync {  // AdamW's step alone: the state tensors are not touched
-  static constexpr int kDepth = 1;
+  static constexpr int kStates = 0;
 };
 
 // AdamW's step (adamw.h) and then, unless Sync is NoSync, the sync of the new param: the param is
@@ -190,7 +152,7 @@ LOOKAHEAD_INLINE void adamw_loop(typename Fast::storage* __restrict__ p, const t
     const T pi = adamw_element(Fast::load(p[i]), Fast::load(g[i]), mi, vi, c, round_fast);
     m[i] = Fast::store(mi);
     v[i] = Fast::store(vi);
-    if constexpr (Sync::kDepth == 1) {
+    if constexpr (Sync::kStates == 0) {
       p[i] = Fast::store(pi);
     } else {
       p[i] = Fast::store(sync_element<Slow>(round_fast(pi), s, b, i, sync));

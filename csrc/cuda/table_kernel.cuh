@@ -3,7 +3,8 @@
 // the CUDA kernel in sync_cuda.cu, and the host emulation in tests/cpp/test_cuda_kernel_on_host.cu,
 // which runs every block and thread of a launch in turn
 // (the kernel has no communication between threads, so in-order emulation is faithful) through a
-// memory policy that records every access. No torch headers.
+// memory policy that records every access. The element math is element_math.h and adamw.h, shared
+// with the CPU kernel; every op goes through one walker (run_range). No torch headers.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -17,6 +18,7 @@
 #include <type_traits>
 
 #include "../adamw.h"
+#include "../element_math.h"
 #include "../table.h"
 
 #ifdef __CUDACC__
@@ -37,12 +39,12 @@ LOOKAHEAD_KERNEL_FN void unknown_pair_code(int64_t code) {
 }
 
 constexpr int kThreads = 256;  // >= the elements of one vector step, so one pass covers head and tail
-// Vector steps in flight per thread (loads first, then math and stores): 4 for an entry of two
-// tensors; 2 for three, whose steps hold up to 5 packs (a 16-bit fast tensor with two float32 state
-// tensors): 4 of those would not fit the 128 registers of two blocks per SM, and the compiler then
-// interleaves loads with math.
+// Vector steps in flight per thread (loads first, then math and stores), by the tensors of a table
+// entry: 4 for two; 2 for three, whose steps hold up to 5 packs (a 16-bit fast tensor with two
+// float32 state tensors): 4 of those would not fit the 128 registers of two blocks per SM, and the
+// compiler then interleaves loads with math; 1 for AdamW's five and six, whose steps hold up to 8.
 template <int kDepth>
-constexpr int kUnrollFor = kDepth == 2 ? 4 : 2;
+constexpr int kUnrollFor = kDepth == 2 ? 4 : kDepth == 3 ? 2 : 1;
 constexpr int kMinBlocksPerSM = 2;  // caps registers at 128 a thread: two blocks of 256 threads fit an SM
 
 LOOKAHEAD_KERNEL_FN float widen(float v) { return v; }
@@ -101,105 +103,71 @@ using CudaF64 = double;
 using CudaF16 = __half;
 using CudaBF16 = __nv_bfloat16;
 
-template <typename F, typename S, int kStates, typename Mem>
-struct Step {  // one vector step: kVecBytes of fast and the same elements of each state tensor
-  static constexpr int kElems = Pack<F>::kSize;
-  static constexpr int kStatePacks = kElems / Pack<S>::kSize;
-  Pack<F> fast;
-  Pack<S> state[kStates][kStatePacks];
-  LOOKAHEAD_KERNEL_FN void load(const F* f, S* const* s, int64_t at) {
-    fast = Mem::load_pack(f + at);
-#pragma unroll
-    for (int t = 0; t < kStates; ++t) {
-#pragma unroll
-      for (int k = 0; k < kStatePacks; ++k) state[t][k] = Mem::load_pack(s[t] + at + k * Pack<S>::kSize);
-    }
-  }
-  LOOKAHEAD_KERNEL_FN S& at(int t, int j) { return state[t][j / Pack<S>::kSize].v[j % Pack<S>::kSize]; }
-  LOOKAHEAD_KERNEL_FN void store(F* f, S* const* s, int64_t at) const {
-    Mem::store_pack(f + at, fast);
-#pragma unroll
-    for (int t = 0; t < kStates; ++t) {
-#pragma unroll
-      for (int k = 0; k < kStatePacks; ++k) Mem::store_pack(s[t] + at + k * Pack<S>::kSize, state[t][k]);
-    }
-  }
-  template <typename Op>
-  LOOKAHEAD_KERNEL_FN void apply(const Op& op) {
-#pragma unroll
-    for (int j = 0; j < kElems; ++j) {
-      if constexpr (kStates == 1) {
-        op.element(fast.v[j], at(0, j));
-      } else {
-        op.element(fast.v[j], at(0, j), at(1, j));
-      }
-    }
-  }
-};
-
-// The two-sided lerp as in the CPU kernel (see [NOTE: two-sided lerp] in csrc/cpu/sync_cpu.cpp): exact at alpha 0
-// and 1; the branch is uniform.
-template <typename T>
-struct Lerp {
-  bool small;
-  T w, one_minus_w;
-  LOOKAHEAD_KERNEL_FN explicit Lerp(double alpha) : small(fabs(alpha) < 0.5), w(T(alpha)), one_minus_w(T(1) - T(alpha)) {}
-  LOOKAHEAD_KERNEL_FN T operator()(T s, T f) const { return small ? s + w * (f - s) : f - (f - s) * one_minus_w; }
-};
-
 template <typename S, typename T>
 LOOKAHEAD_KERNEL_FN T round_to(T v) { return widen(narrow<S>(v)); }
 
-// The fused updates, one functor each over an entry's elements (fast, then its state tensors);
-// kDepth is the tensors per entry. Each op is also its own gate (see [NOTE: step gate] in csrc/table.h): skips()
-// and resolved() run once per thread before any chunk; only the gated ops read memory there.
+// One element of a sync (element_math.h) on storage values: `fast`, and the state values in S. The
+// states are spelled out, not looped over: a loop here, even unrolled, changed how the compiler
+// unrolls the walker's leftover steps.
+template <typename F, typename S, typename Math>
+LOOKAHEAD_KERNEL_FN void sync_element(F& fast, S* state, const Math& math) {
+  static_assert(Math::kStates == 1 || Math::kStates == 2);
+  using T = opmath_t<S>;
+  T values[Math::kStates];
+  values[0] = widen(state[0]);
+  if constexpr (Math::kStates == 2) values[1] = widen(state[1]);
+  math(T(widen(fast)), values, [](T x) { return round_to<S>(x); });
+  state[0] = narrow<S>(values[0]);
+  if constexpr (Math::kStates == 2) state[1] = narrow<S>(values[1]);
+  fast = narrow<F>(widen(state[0]));
+}
+
+// The fused updates, one op each, as the walker (run_range) sees them: an entry's first kFast
+// tensors are in the fast dtype F, the next kStates in the state dtype S, and element(fast, state)
+// updates one element of each in place (storage values); the fast tensors with a bit in kReadOnly
+// are loaded but never stored. kDepth is the table's tensors per entry. Each op is also its own gate
+// (see [NOTE: step gate] in csrc/table.h): skips() and resolved() run once per thread before any
+// chunk; only the gated ops read memory there.
 struct SyncOp {
-  static constexpr int kDepth = 2;
+  static constexpr int kDepth = 2, kFast = 1, kStates = 1;
+  static constexpr unsigned kReadOnly = 0;
   double alpha;
   LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
   LOOKAHEAD_KERNEL_FN SyncOp resolved() const { return *this; }
   template <typename F, typename S>
-  LOOKAHEAD_KERNEL_FN void element(F& fast, S& slow) const {
+  LOOKAHEAD_KERNEL_FN void element(F* fast, S* state) const {
     using T = opmath_t<S>;
-    S result = narrow<S>(Lerp<T>(alpha)(widen(slow), widen(fast)));
-    slow = result;
-    fast = narrow<F>(widen(result));
+    sync_element(fast[0], state, SyncMath<T, bool>{two_sided_lerp<T>(alpha, lerp_from_slow(alpha))});
   }
 };
 
 struct SwapOp {  // the host sends only same-dtype pairs to a swap (check_swap_pairs)
-  static constexpr int kDepth = 2;
+  static constexpr int kDepth = 2, kFast = 1, kStates = 1;
+  static constexpr unsigned kReadOnly = 0;
   LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
   LOOKAHEAD_KERNEL_FN SwapOp resolved() const { return *this; }
   template <typename F, typename S>
-  LOOKAHEAD_KERNEL_FN void element(F& first, S& second) const {
+  LOOKAHEAD_KERNEL_FN void element(F* first, S* second) const {
     if constexpr (std::is_same_v<F, S>) {
-      F held = first;
-      first = second;
-      second = held;
+      F held = first[0];
+      first[0] = second[0];
+      second[0] = held;
     }
   }
 };
 
-// The momentum sync as in the CPU kernel (see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp): a lerp of slow
-// toward f + mu * (nesterov ? m_new : m_old),
-// so mu = 0 is the plain sync bit for bit.
 struct MomentumSyncOp {
-  static constexpr int kDepth = 3;
+  static constexpr int kDepth = 3, kFast = 1, kStates = 2;
+  static constexpr unsigned kReadOnly = 0;
   double alpha, mu;
   bool nesterov;
   LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
   LOOKAHEAD_KERNEL_FN MomentumSyncOp resolved() const { return *this; }
   template <typename F, typename S>
-  LOOKAHEAD_KERNEL_FN void element(F& fast, S& slow, S& momentum) const {
+  LOOKAHEAD_KERNEL_FN void element(F* fast, S* state) const {
     using T = opmath_t<S>;
-    const T f = widen(fast), s = widen(slow), m = widen(momentum), mu_t = T(mu);
-    const T m_new = round_to<S>(mu_t * m + (f - s));
-    const T target = f + mu_t * (nesterov ? m_new : m);
-    S result = narrow<S>(Lerp<T>(alpha)(s, target));
-    slow = result;
-    momentum = narrow<S>(m_new);
-    fast = narrow<F>(widen(result));
+    sync_element(fast[0], state,
+                 MomentumSyncMath<T, bool, bool>{two_sided_lerp<T>(alpha, lerp_from_slow(alpha)), T(mu), nesterov});
   }
 };
 
@@ -223,6 +191,125 @@ struct GatedMomentumSyncOp {
   LOOKAHEAD_KERNEL_FN MomentumSyncOp resolved() const { return MomentumSyncOp{alpha_of(gate), mu, nesterov}; }
 };
 
+// AdamW's step with the sync in one pass (see [NOTE: AdamW hyper table] in csrc/adamw.h): kDepth 5 for the
+// plain sync, 6 for the momentum sync. Each entry resolves its row, and runs an AdamWStep: the step
+// alone (the slow weights untouched) or with the sync, as the row's sync flag says.
+template <int D>
+struct AdamWOp {
+  static constexpr int kDepth = D;
+  const double* hyper;
+  const int64_t* rows;
+  double mu;
+  bool nesterov;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
+  LOOKAHEAD_KERNEL_FN AdamWOp resolved() const { return *this; }
+};
+
+struct NoSyncOp {  // the step alone
+  static constexpr int kStates = 0;
+};
+
+// One entry's AdamW step in opmath T: param, grad (read only), exp_avg, exp_avg_sq in F, then
+// `sync` (SyncOp, MomentumSyncOp or NoSyncOp) of the new param with its state tensors in S.
+template <int D, typename T, typename Sync>
+struct AdamWStep {
+  static constexpr int kDepth = D, kFast = 4, kStates = Sync::kStates;
+  static constexpr unsigned kReadOnly = 1u << 1;  // the grad
+  AdamWConstants<T> c;
+  Sync sync;
+  template <typename F, typename S>
+  LOOKAHEAD_KERNEL_FN void element(F* fast, S* state) const {
+    T m = widen(fast[2]), v = widen(fast[3]);
+    const T p = adamw_element(T(widen(fast[0])), T(widen(fast[1])), m, v, c, [](T x) { return round_to<F>(x); });
+    fast[2] = narrow<F>(m);
+    fast[3] = narrow<F>(v);
+    fast[0] = narrow<F>(p);  // the param as Lookahead(AdamW) stores it before the sync reads it
+    if constexpr (kStates > 0) sync.element(fast, state);
+  }
+};
+
+template <int kCount>
+constexpr int kSlots = kCount > 0 ? kCount : 1;  // the length of an array of kCount values (C++ has no empty one)
+
+template <typename Op>
+LOOKAHEAD_KERNEL_FN constexpr bool stores_fast(int t) { return !((Op::kReadOnly >> t) & 1u); }
+
+template <typename F, typename S, typename Op, typename Mem>
+struct Step {  // one vector step: 16 bytes of each fast tensor and the same elements of each state tensor
+  static constexpr int kFast = Op::kFast, kStates = Op::kStates;
+  static constexpr int kElems = Pack<F>::kSize;
+  static constexpr int kStatePacks = kElems / Pack<S>::kSize;
+  Pack<F> fast[kFast];
+  Pack<S> state[kSlots<kStates>][kStatePacks];
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t at) {
+#pragma unroll
+    for (int t = 0; t < kFast; ++t) fast[t] = Mem::load_pack(f[t] + at);
+#pragma unroll
+    for (int t = 0; t < kStates; ++t) {
+#pragma unroll
+      for (int k = 0; k < kStatePacks; ++k) state[t][k] = Mem::load_pack(s[t] + at + k * Pack<S>::kSize);
+    }
+  }
+  LOOKAHEAD_KERNEL_FN S& at(int t, int j) { return state[t][j / Pack<S>::kSize].v[j % Pack<S>::kSize]; }
+  LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t at) const {
+#pragma unroll
+    for (int t = 0; t < kFast; ++t) {
+      if (stores_fast<Op>(t)) Mem::store_pack(f[t] + at, fast[t]);
+    }
+#pragma unroll
+    for (int t = 0; t < kStates; ++t) {
+#pragma unroll
+      for (int k = 0; k < kStatePacks; ++k) Mem::store_pack(s[t] + at + k * Pack<S>::kSize, state[t][k]);
+    }
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const Op& op) {
+#pragma unroll
+    for (int j = 0; j < kElems; ++j) {
+      F f[kFast];
+      S s[kSlots<kStates>];
+#pragma unroll
+      for (int t = 0; t < kFast; ++t) f[t] = fast[t].v[j];
+#pragma unroll
+      for (int t = 0; t < kStates; ++t) s[t] = at(t, j);
+      op.element(f, s);
+#pragma unroll
+      for (int t = 0; t < kFast; ++t) fast[t].v[j] = f[t];
+#pragma unroll
+      for (int t = 0; t < kStates; ++t) at(t, j) = s[t];
+    }
+  }
+};
+
+// One element of every tensor of an entry, at index i: loaded, updated, stored.
+template <typename Mem, typename F, typename S, typename Op>
+struct ScalarStep {
+  F fast[Op::kFast];
+  S state[kSlots<Op::kStates>];
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t i) {
+#pragma unroll
+    for (int t = 0; t < Op::kFast; ++t) fast[t] = Mem::load(f[t] + i);
+#pragma unroll
+    for (int t = 0; t < Op::kStates; ++t) state[t] = Mem::load(s[t] + i);
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const Op& op) { op.element(fast, state); }
+  LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t i) const {
+#pragma unroll
+    for (int t = 0; t < Op::kFast; ++t) {
+      if (stores_fast<Op>(t)) Mem::store(f[t] + i, fast[t]);
+    }
+#pragma unroll
+    for (int t = 0; t < Op::kStates; ++t) Mem::store(s[t] + i, state[t]);
+  }
+};
+
+template <typename Mem, typename F, typename S, typename Op>
+LOOKAHEAD_KERNEL_FN void scalar_element(F* const* fast, S* const* state, int64_t i, const Op& op) {
+  ScalarStep<Mem, F, S, Op> step;
+  step.load(fast, state, i);
+  step.apply(op);
+  step.store(fast, state, i);
+}
+
 // How elements [lo, hi) of an entry split for vector steps of V elements, where `head` (>= 0) is the
 // first index at which every tensor of the entry is 16-byte aligned (table.h): the vector body
 // [lo_vector, lo_vector + steps * V), and the unaligned elements before and after it, fewer than V
@@ -238,174 +325,29 @@ LOOKAHEAD_KERNEL_FN VectorSpan vector_span(int64_t lo, int64_t hi, int64_t head,
   return {lo_vector, steps, lo_vector + steps * V};
 }
 
-// AdamW's step with the sync in one pass (see [NOTE: AdamW hyper table] in csrc/adamw.h): kDepth 5 for the
-// plain sync, 6 for the momentum sync. Each entry resolves its row, and runs the step alone (the
-// slow weights untouched) or with the sync, as the row's sync flag says.
-template <int D>
-struct AdamWOp {
-  static constexpr int kDepth = D;
-  const double* hyper;
-  const int64_t* rows;
-  double mu;
-  bool nesterov;
-  LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
-  LOOKAHEAD_KERNEL_FN AdamWOp resolved() const { return *this; }
-};
-
-template <typename Op>
-struct IsAdamW : std::false_type {};
-template <int D>
-struct IsAdamW<AdamWOp<D>> : std::true_type {};
-
-struct NoSyncOp {};  // the step alone
-
-// One entry's elements: param, grad, exp_avg, exp_avg_sq in F; kStates state tensors in S (0 when
-// the step does not sync).
-template <typename Mem, typename F, typename S, int kStates, typename Sync>
-struct AdamWEntry {
-  using T = opmath_t<S>;
-  static constexpr int kElems = Pack<F>::kSize;
-  static constexpr int kStatePacks = kElems / Pack<S>::kSize;
-  F* p;
-  const F* g;
-  F* m;
-  F* v;
-  S* state[kStates > 0 ? kStates : 1];
-  AdamWConstants<T> c;
-  Sync sync;
-
-  LOOKAHEAD_KERNEL_FN void element(F& pe, F ge, F& me, F& ve, S* st) const {
-    T mi = widen(me), vi = widen(ve);
-    const T pi = adamw_element(T(widen(pe)), T(widen(ge)), mi, vi, c, [](T x) { return round_to<F>(x); });
-    me = narrow<F>(mi);
-    ve = narrow<F>(vi);
-    pe = narrow<F>(pi);  // the param as Lookahead(AdamW) stores it before the sync reads it
-    if constexpr (kStates == 1) sync.element(pe, st[0]);
-    if constexpr (kStates == 2) sync.element(pe, st[0], st[1]);
-  }
-  LOOKAHEAD_KERNEL_FN void scalar(int64_t i) const {
-    F pe = Mem::load(p + i), me = Mem::load(m + i), ve = Mem::load(v + i);
-    S st[kStates > 0 ? kStates : 1];
-#pragma unroll
-    for (int t = 0; t < kStates; ++t) st[t] = Mem::load(state[t] + i);
-    element(pe, Mem::load(g + i), me, ve, st);
-    Mem::store(p + i, pe);
-    Mem::store(m + i, me);
-    Mem::store(v + i, ve);
-#pragma unroll
-    for (int t = 0; t < kStates; ++t) Mem::store(state[t] + i, st[t]);
-  }
-  LOOKAHEAD_KERNEL_FN void vector(int64_t at) const {  // kElems elements from `at`, 16-byte aligned
-    Pack<F> pp = Mem::load_pack(p + at), gp = Mem::load_pack(g + at), mp = Mem::load_pack(m + at),
-            vp = Mem::load_pack(v + at);
-    Pack<S> sp[kStates > 0 ? kStates : 1][kStatePacks];
-#pragma unroll
-    for (int t = 0; t < kStates; ++t) {
-#pragma unroll
-      for (int k = 0; k < kStatePacks; ++k) sp[t][k] = Mem::load_pack(state[t] + at + k * Pack<S>::kSize);
-    }
-#pragma unroll
-    for (int j = 0; j < kElems; ++j) {
-      S st[kStates > 0 ? kStates : 1];
-#pragma unroll
-      for (int t = 0; t < kStates; ++t) st[t] = sp[t][j / Pack<S>::kSize].v[j % Pack<S>::kSize];
-      element(pp.v[j], gp.v[j], mp.v[j], vp.v[j], st);
-#pragma unroll
-      for (int t = 0; t < kStates; ++t) sp[t][j / Pack<S>::kSize].v[j % Pack<S>::kSize] = st[t];
-    }
-    Mem::store_pack(p + at, pp);
-    Mem::store_pack(m + at, mp);
-    Mem::store_pack(v + at, vp);
-#pragma unroll
-    for (int t = 0; t < kStates; ++t) {
-#pragma unroll
-      for (int k = 0; k < kStatePacks; ++k) Mem::store_pack(state[t] + at + k * Pack<S>::kSize, sp[t][k]);
-    }
-  }
-  // Elements [lo, hi) as thread `tid` runs them: the unaligned head and tail one element a thread,
-  // the body in 16-byte steps (no unrolling: a step holds up to 8 packs).
-  LOOKAHEAD_KERNEL_FN void run(int64_t lo, int64_t hi, int64_t head, int64_t tid) const {
-    if (head < 0) {
-      for (int64_t i = lo + tid; i < hi; i += kThreads) scalar(i);
-      return;
-    }
-    const VectorSpan span = vector_span(lo, hi, head, kElems);
-    if (tid < span.lo_vector - lo) scalar(lo + tid);
-    if (tid < hi - span.hi_vector) scalar(span.hi_vector + tid);
-    for (int64_t k = tid; k < span.steps; k += kThreads) vector(span.lo_vector + k * kElems);
-  }
-};
-
-template <typename Mem, typename F, typename S, int D>
-LOOKAHEAD_KERNEL_FN void run_adamw_entry(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t hi,
-                                         const AdamWOp<D>& op, int64_t tid) {
-  using T = opmath_t<S>;
-  const AdamWConstants<T> c(op.hyper + op.rows[entry_index] * kAdamWColumns);
-  F* p = reinterpret_cast<F*>(entry[0]);
-  const F* g = reinterpret_cast<const F*>(entry[1]);
-  F* m = reinterpret_cast<F*>(entry[2]);
-  F* v = reinterpret_cast<F*>(entry[3]);
-  S* s = reinterpret_cast<S*>(entry[4]);
-  const int64_t head = head_of(entry[D + 1]);
-  if (!c.syncs) {
-    AdamWEntry<Mem, F, S, 0, NoSyncOp>{p, g, m, v, {nullptr}, c, NoSyncOp{}}.run(lo, hi, head, tid);
-  } else if constexpr (D == 5) {
-    AdamWEntry<Mem, F, S, 1, SyncOp>{p, g, m, v, {s}, c, SyncOp{c.alpha}}.run(lo, hi, head, tid);
-  } else {
-    AdamWEntry<Mem, F, S, 2, MomentumSyncOp>{p, g, m, v, {s, reinterpret_cast<S*>(entry[5])}, c,
-                                            MomentumSyncOp{c.alpha, op.mu, op.nesterov}}
-        .run(lo, hi, head, tid);
-  }
-}
-
+// Elements [lo, hi) of one entry's tensors (`fast`, then `state`), as thread `tid` of a block runs
+// them, for any op. `head` is where every tensor of the entry reaches a 16-byte boundary (table.h).
 template <typename Mem, typename F, typename S, typename Op>
-LOOKAHEAD_KERNEL_FN void scalar_element(F* fast, S* const* state, int64_t i, const Op& op) {
-  F f = Mem::load(fast + i);
-  S s0 = Mem::load(state[0] + i);
-  if constexpr (Op::kDepth == 2) {
-    op.element(f, s0);
-  } else {
-    S s1 = Mem::load(state[1] + i);
-    op.element(f, s0, s1);
-    Mem::store(state[1] + i, s1);
-  }
-  Mem::store(fast + i, f);
-  Mem::store(state[0] + i, s0);
-}
-
-// Elements [lo, hi) of one entry, as thread `tid` of a block runs them. `head` is where every tensor
-// of the entry reaches a 16-byte boundary (table.h).
-template <typename Mem, typename F, typename S, typename Op>
-LOOKAHEAD_KERNEL_FN void run_range(F* __restrict__ fast, S* const* state, int64_t lo, int64_t hi, int64_t head,
+LOOKAHEAD_KERNEL_FN void run_range(F* const* fast, S* const* state, int64_t lo, int64_t hi, int64_t head,
                                    const Op& op, int64_t tid) {
-  constexpr int kStates = Op::kDepth - 1;
   constexpr int kUnroll = kUnrollFor<Op::kDepth>;
-  using StepT = Step<F, S, kStates, Mem>;
+  using StepT = Step<F, S, Op, Mem>;
   constexpr int64_t V = StepT::kElems;
   if (head < 0) {  // never aligned together: scalar, but still every load of a group before any store
     int64_t i = lo + tid;
     for (; i + int64_t(kUnroll - 1) * kThreads < hi; i += int64_t(kThreads) * kUnroll) {
-      F f[kUnroll];
-      S s[kUnroll][kStates];
+      ScalarStep<Mem, F, S, Op> step[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) step[u].load(fast, state, i + u * kThreads);
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        f[u] = Mem::load(fast + i + u * kThreads);
-#pragma unroll
-        for (int t = 0; t < kStates; ++t) s[u][t] = Mem::load(state[t] + i + u * kThreads);
-      }
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        if constexpr (kStates == 1) {
-          op.element(f[u], s[u][0]);
-        } else {
-          op.element(f[u], s[u][0], s[u][1]);
-        }
-        Mem::store(fast + i + u * kThreads, f[u]);
-#pragma unroll
-        for (int t = 0; t < kStates; ++t) Mem::store(state[t] + i + u * kThreads, s[u][t]);
+        step[u].apply(op);
+        step[u].store(fast, state, i + u * kThreads);
       }
     }
-    for (; i < hi; i += kThreads) scalar_element<Mem>(fast, state, i, op);
+    if constexpr (kUnroll > 1) {
+      for (; i < hi; i += kThreads) scalar_element<Mem>(fast, state, i, op);
+    }
     return;
   }
   const VectorSpan span = vector_span(lo, hi, head, V);
@@ -428,25 +370,45 @@ LOOKAHEAD_KERNEL_FN void run_range(F* __restrict__ fast, S* const* state, int64_
       step[u].store(fast, state, vector_lo + (base + int64_t(u) * kThreads) * V);
     }
   }
-  for (int64_t k = base; k < steps; k += kThreads) {
-    StepT step;
-    step.load(fast, state, vector_lo + k * V);
-    step.apply(op);
-    step.store(fast, state, vector_lo + k * V);
+  if constexpr (kUnroll > 1) {
+    for (int64_t k = base; k < steps; k += kThreads) {
+      StepT step;
+      step.load(fast, state, vector_lo + k * V);
+      step.apply(op);
+      step.store(fast, state, vector_lo + k * V);
+    }
   }
 }
 
+// The tensors of an entry that `op` walks, from the table's words: kFast, then kStates.
 template <typename Mem, typename F, typename S, typename Op>
-LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t hi, const Op& op,
-                                   int64_t tid) {
-  if constexpr (IsAdamW<Op>::value) {
-    run_adamw_entry<Mem, F, S>(entry, entry_index, lo, hi, op, tid);
-  } else {
-    constexpr int kStates = Op::kDepth - 1;
-    S* state[kStates];
+LOOKAHEAD_KERNEL_FN void run_tensors(const int64_t* entry, int64_t lo, int64_t hi, const Op& op, int64_t tid) {
+  F* fast[Op::kFast];
+  S* state[kSlots<Op::kStates>] = {};
 #pragma unroll
-    for (int t = 0; t < kStates; ++t) state[t] = reinterpret_cast<S*>(entry[1 + t]);
-    run_range<Mem>(reinterpret_cast<F*>(entry[0]), state, lo, hi, head_of(entry[Op::kDepth + 1]), op, tid);
+  for (int t = 0; t < Op::kFast; ++t) fast[t] = reinterpret_cast<F*>(entry[t]);
+#pragma unroll
+  for (int t = 0; t < Op::kStates; ++t) state[t] = reinterpret_cast<S*>(entry[Op::kFast + t]);
+  run_range<Mem>(fast, state, lo, hi, head_of(entry[Op::kDepth + 1]), op, tid);
+}
+
+template <typename Mem, typename F, typename S, typename Op>
+LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t, int64_t lo, int64_t hi, const Op& op, int64_t tid) {
+  run_tensors<Mem, F, S>(entry, lo, hi, op, tid);
+}
+
+template <typename Mem, typename F, typename S, int D>
+LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t hi,
+                                   const AdamWOp<D>& op, int64_t tid) {
+  using T = opmath_t<S>;
+  const AdamWConstants<T> c(op.hyper + op.rows[entry_index] * kAdamWColumns);
+  if (!c.syncs) {
+    run_tensors<Mem, F, S>(entry, lo, hi, AdamWStep<D, T, NoSyncOp>{c, {}}, tid);
+  } else if constexpr (D == 5) {
+    run_tensors<Mem, F, S>(entry, lo, hi, AdamWStep<D, T, SyncOp>{c, SyncOp{c.alpha}}, tid);
+  } else {
+    run_tensors<Mem, F, S>(entry, lo, hi, AdamWStep<D, T, MomentumSyncOp>{c, MomentumSyncOp{c.alpha, op.mu, op.nesterov}},
+                           tid);
   }
 }
 

@@ -30,7 +30,7 @@ def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> N
 
 def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
     """The momentum sync as a user writes it with foreach ops
-    (see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp): one pass per op, in the opmath of each group (copies for
+    (see [NOTE: momentum sync] in csrc/element_math.h): one pass per op, in the opmath of each group (copies for
     16-bit state)."""
     for fasts, slows, moms in group_pairs(fast, slow, momentum):
         opmath = opmath_dtype(slows[0].dtype)

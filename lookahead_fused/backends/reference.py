@@ -23,7 +23,7 @@ def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> N
 
 
 def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
-    """The momentum sync (see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp) per tensor, in opmath: m <- mu m + (f -
+    """The momentum sync (see [NOTE: momentum sync] in csrc/element_math.h) per tensor, in opmath: m <- mu m + (f -
     s), rounded as stored; slow <-
     lerp(slow, f + mu (nesterov ? m_new : m_old), alpha); fast <- slow."""
     for f, s, m in zip(fast, slow, momentum):

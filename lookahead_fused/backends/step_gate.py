@@ -13,12 +13,12 @@ from ..contract import opmath_dtype
 
 def _two_sided_lerp(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """The contract's two-sided lerp, as torch.lerp evaluates it, for a tensor w
-    (see [NOTE: two-sided lerp] in csrc/cpu/sync_cpu.cpp)."""
+    (see [NOTE: two-sided lerp] in csrc/element_math.h)."""
     return torch.where(w.abs() < 0.5, s + w * (t - s), t - (t - s) * (1 - w))
 
 
 def momentum_and_target(fo, so, mo, momentum_dtype, mu: float, nesterov: bool):
-    """The momentum sync (see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp) in opmath: m' = mu m + (f - s), rounded to
+    """The momentum sync (see [NOTE: momentum sync] in csrc/element_math.h) in opmath: m' = mu m + (f - s), rounded to
     `momentum_dtype` as storing
     it does, and the target t = f + mu (nesterov ? m' : m) that slow is lerped toward."""
     m_new = (mu * mo + (fo - so)).to(momentum_dtype)

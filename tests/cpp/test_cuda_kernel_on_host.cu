@@ -211,9 +211,8 @@ void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alph
   }
 }
 
-// The momentum sync (depth 3, see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp): fast, slow and momentum at their own
-// offsets;
-// gated (on or off) or not. Each element of all three written exactly once; slow against the float64
+// The momentum sync (depth 3, see [NOTE: momentum sync] in csrc/element_math.h): fast, slow and
+// momentum at their own offsets; gated (on or off) or not. Each element of all three written exactly once; slow against the float64
 // evaluation within 8 ulp of the largest magnitude involved, momentum within 4; mu = 0 keeps the
 // plain sync's exact ends (alpha 0: slow unchanged; alpha 1: slow = old fast).
 template <typename F, typename S>

@@ -27,9 +27,9 @@ def round_to(x, DTYPE: tl.constexpr):
 @triton.jit
 def sync_values(fo, so, fast, slow, mom, offsets, mask, w, mu, FAST, SLOW, OPMATH, LERP_SIDE, MOMENTUM, NESTEROV):
     """The sync of fast values `fo` (opmath) with slow values `so`: stores slow, fast and the momentum."""
-    # The two-sided lerp as in the C++ kernels (see [NOTE: two-sided lerp] in csrc/cpu/sync_cpu.cpp).
+    # The two-sided lerp as in the C++ kernels (see [NOTE: two-sided lerp] in csrc/element_math.h).
     target = fo
-    # a lerp toward f + mu * (nesterov ? m_new : m_old): see [NOTE: momentum sync] in csrc/cpu/sync_cpu.cpp
+    # a lerp toward f + mu * (nesterov ? m_new : m_old): see [NOTE: momentum sync] in csrc/element_math.h
     if MOMENTUM:
         mo = tl.load(mom + offsets, mask=mask).to(OPMATH)
         m_new = round_to(mu * mo + (fo - so), SLOW)
