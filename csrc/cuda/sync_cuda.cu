@@ -37,6 +37,18 @@ void launch(TableView table, Op op, cudaStream_t stream, int device_index) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// Each CUDA op's tensors per entry agree with the roles the planner builds its table from
+// (see [NOTE: entry dtypes] in csrc/table.h): a new op whose two disagree does not compile.
+template <typename Op>
+constexpr bool has_roles_of(TableOp op) {
+  return roles_of(op).depth == Op::kDepth && roles_of(op).fast == Op::kFast && Op::kFast + Op::kStates == Op::kDepth;
+}
+static_assert(has_roles_of<SyncOp>(TableOp::kSync));
+static_assert(has_roles_of<SwapOp>(TableOp::kSwap));
+static_assert(has_roles_of<MomentumSyncOp>(TableOp::kMomentumSync));
+static_assert(has_roles_of<AdamWStep<5, float, SyncOp>>(TableOp::kAdamW));
+static_assert(has_roles_of<AdamWStep<6, float, MomentumSyncOp>>(TableOp::kAdamWMomentum));
+
 }  // namespace
 
 // The same grid for every op: the fewest resident blocks of its instantiations (all are bounded to
