@@ -12,6 +12,7 @@
 #include "adamw.h"
 #include "dtypes.h"
 #include "plan.h"
+#include "prefetch.h"
 
 namespace lookahead_fused {
 namespace {
@@ -86,6 +87,23 @@ void check_pair_layout(const char* op, size_t i, const at::Tensor& a, const at::
                     " but ", b_name, " has strides ", python_tuple(b.strides()));
 }
 
+// [NOTE: plainly valid pairs] Nearly every pair of a call is plainly valid: both tensors defined,
+// strided and contiguous, of one shape, on pair 0's device, with dtypes that go together. Each check
+// below tries that first, on the tensors' own fields, and sends any other pair (a channels_last one,
+// a bad one) through the full checks, which name what is wrong. The quick test accepts nothing the
+// full checks refuse: contiguous implies dense and non-overlapping, and two contiguous tensors of one
+// shape have the same strides.
+bool plainly_alike(const at::Tensor& a, const at::Tensor& b, const at::Device& device) {
+  return a.defined() && b.defined() && a.layout() == at::kStrided && b.layout() == at::kStrided &&
+         a.device() == device && b.device() == device && a.is_contiguous() && b.is_contiguous() &&
+         a.sizes() == b.sizes();
+}
+
+// Pair 0's device, where the quick test compares the others' (an undefined tensor fails it first).
+at::Device device_of_first(at::TensorList tensors) {
+  return tensors.empty() || !tensors[0].defined() ? at::Device(at::kCPU) : tensors[0].device();
+}
+
 // The lists of a call by position, as the messages name them.
 const char* const kSyncListNames[] = {"fast", "slow", "momentum"};
 const char* const kAdamWListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"};
@@ -124,9 +142,14 @@ void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists) 
 
 void check_sync_pairs(at::TensorList fast, at::TensorList slow, const char* op) {
   check_lengths(op, fast, slow);
+  const at::Device device = device_of_first(fast);
   for (size_t i = 0; i < fast.size(); ++i) {
+    prefetch_ahead(fast, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    prefetch_ahead(slow, i);
     const at::Tensor& f = fast[i];
     const at::Tensor& s = slow[i];
+    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
+    if (plainly_alike(f, s, device) && pair_code(f.scalar_type(), s.scalar_type()) >= 0) continue;
     check_tensor(f, Where{op, i, "fast"});
     check_tensor(s, Where{op, i, "slow"});
     TORCH_CHECK_VALUE(pair_code(f.scalar_type(), s.scalar_type()) >= 0, op, ": pair ", i, ": slow dtype ", python_dtype(s.scalar_type()),
@@ -139,7 +162,12 @@ void check_sync_pairs(at::TensorList fast, at::TensorList slow, const char* op) 
 void check_swap_pairs(at::TensorList first, at::TensorList second) {
   const char* op = "swap_";
   check_lengths(op, first, second);
+  const at::Device device = device_of_first(first);
   for (size_t i = 0; i < first.size(); ++i) {
+    if (plainly_alike(first[i], second[i], device) && first[i].scalar_type() == second[i].scalar_type() &&
+        is_supported_dtype(first[i].scalar_type())) {
+      continue;
+    }
     check_tensor(first[i], Where{op, i, "first"});
     check_tensor(second[i], Where{op, i, "second"});
     TORCH_CHECK_VALUE(first[i].scalar_type() == second[i].scalar_type(), op, ": pair ", i, ": dtypes differ (",
@@ -171,8 +199,11 @@ void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Ten
 void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum, const char* op) {
   check_sync_pairs(fast, slow, op);
   check_lengths(op, fast, momentum, "momentum");
+  const at::Device device = device_of_first(fast);
   for (size_t i = 0; i < momentum.size(); ++i) {
+    prefetch_ahead(momentum, i);
     const at::Tensor& m = momentum[i];
+    if (plainly_alike(m, slow[i], device) && m.scalar_type() == slow[i].scalar_type()) continue;
     check_tensor(m, Where{op, i, "momentum"});
     TORCH_CHECK_VALUE(m.scalar_type() == slow[i].scalar_type(), op, ": pair ", i, ": momentum has dtype ",
                       python_dtype(m.scalar_type()), " but slow has ", python_dtype(slow[i].scalar_type()),
@@ -226,10 +257,13 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
     if (l == 5 && lists[l].empty()) continue;
     check_lengths(op, params, lists[l], names[l]);
   }
+  const at::Device device = device_of_first(params);
   for (size_t i = 0; i < params.size(); ++i) {
+    for (int l = 0; l < 4; ++l) prefetch_ahead(lists[l], i);
     check_tensor(params[i], Where{op, i, "param"});
     for (int l = 1; l < 4; ++l) {
       const at::Tensor& t = lists[l][i];
+      if (plainly_alike(t, params[i], device) && t.scalar_type() == params[i].scalar_type()) continue;
       check_tensor(t, Where{op, i, names[l]});
       TORCH_CHECK_VALUE(t.scalar_type() == params[i].scalar_type(), op, ": pair ", i, ": ", names[l], " has dtype ",
                         python_dtype(t.scalar_type()), " but param has ", python_dtype(params[i].scalar_type()));

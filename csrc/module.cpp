@@ -1,6 +1,7 @@
 // lookahead_fused._C: the torch.library ops of the op list (op_list.h) with their CPU, CUDA and
-// Meta kernels (ops.h), the same ops as eager pybind11 functions, and a small pybind11 surface:
-// build info, the list check, the plan class, plan-cache statistics.
+// Meta kernels (ops.h), the same ops as eager pybind11 functions taking borrowed tensor lists, and a
+// small pybind11 surface: build info, the list check, the plan class, plan-cache statistics.
+#include <torch/csrc/autograd/python_variable.h>
 #include <torch/extension.h>
 #include <torch/library.h>
 #include <torch/version.h>
@@ -12,6 +13,7 @@
 #include "op_list.h"
 #include "ops.h"
 #include "plan.h"
+#include "prefetch.h"
 
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
 #include <cuda_runtime_api.h>  // CUDART_VERSION
@@ -21,6 +23,88 @@
 #define LOOKAHEAD_FUSED_CUDA_ARCHS ""
 #endif
 
+// [NOTE: borrowed lists] pybind11's own list conversion copies every at::Tensor into a vector, and
+// each copy counts a reference on the TensorImpl, atomically, and counts it down again when the
+// call ends, which on thousands of small tensors outweighed the rest of the call (bench/RESULTS.md,
+// issue 25). Here the
+// Python sequence is copied into a tuple (its own references to the Python tensors, each of which
+// owns its TensorImpl), and the kernel gets at::Tensors borrowed from those, with no reference
+// counted. They are valid while the tuple lives, which is until the call has returned and the GIL is
+// held again. A list that another thread changes during the call leaves the tuple as it was. Another
+// thread that gives one of the tensors new data (`p.data = ...`) while the kernel runs races with
+// it, as with any torch op that releases the GIL: a counted reference keeps the TensorImpl, not its
+// old storage.
+namespace lookahead_fused {
+
+class BorrowedTensors {
+ public:
+  BorrowedTensors() = default;
+  BorrowedTensors(const BorrowedTensors&) = delete;
+  BorrowedTensors& operator=(const BorrowedTensors&) = delete;
+  ~BorrowedTensors() { release(); }
+
+  // Borrow the tensors of `sequence` (a list or tuple); false, borrowing nothing, when it is not one
+  // or holds anything but tensors.
+  bool borrow(pybind11::handle sequence) {
+    PyObject* source = sequence.ptr();
+    if (!PyList_Check(source) && !PyTuple_Check(source)) return false;
+    const Py_ssize_t size = PySequence_Fast_GET_SIZE(source);
+    PyObject** items = PySequence_Fast_ITEMS(source);
+    if (PyTuple_Check(source)) {
+      owner_ = pybind11::reinterpret_borrow<pybind11::object>(source);
+    } else {  // a copy, so that the tensors stay referenced whatever happens to the list
+      owner_ = pybind11::reinterpret_steal<pybind11::object>(PyTuple_New(size));
+      if (!owner_) throw pybind11::error_already_set();
+      for (Py_ssize_t i = 0; i < size; ++i) {
+        if (i + static_cast<Py_ssize_t>(kPrefetchAhead) < size) __builtin_prefetch(items[i + kPrefetchAhead]);
+        Py_INCREF(items[i]);
+        PyTuple_SET_ITEM(owner_.ptr(), i, items[i]);
+      }
+      items = PySequence_Fast_ITEMS(owner_.ptr());
+    }
+    tensors_.reserve(size);
+    for (Py_ssize_t i = 0; i < size; ++i) {
+      PyObject* item = items[i];
+      if (!THPVariable_Check(item)) {
+        release();
+        return false;
+      }
+      tensors_.push_back(c10::MaybeOwnedTraits<at::Tensor>::createBorrow(THPVariable_Unpack(item)));
+    }
+    return true;
+  }
+
+  operator at::TensorList() const { return tensors_; }
+
+ private:
+  void release() {
+    for (at::Tensor& t : tensors_) c10::MaybeOwnedTraits<at::Tensor>::destroyBorrow(t);
+    tensors_.clear();
+    owner_ = pybind11::object();
+  }
+
+  pybind11::object owner_;           // the tuple of the Python tensors
+  std::vector<at::Tensor> tensors_;  // borrowed from them: no reference counted
+};
+
+}  // namespace lookahead_fused
+
+namespace pybind11::detail {
+
+template <>
+struct type_caster<lookahead_fused::BorrowedTensors> {
+  static constexpr auto name = const_name("list[torch.Tensor]");
+  template <typename>
+  using cast_op_type = const lookahead_fused::BorrowedTensors&;
+  operator const lookahead_fused::BorrowedTensors&() const { return value; }
+  bool load(handle source, bool /*convert*/) { return value.borrow(source); }
+
+ private:
+  lookahead_fused::BorrowedTensors value;
+};
+
+}  // namespace pybind11::detail
+
 namespace lookahead_fused {
 namespace {
 
@@ -28,27 +112,30 @@ namespace {
 // lookahead_fused.backends.native. Through the dispatcher, a call with 4000 tensors spent ~0.45 ms
 // before the kernel ran (issue 14): the boxed call copies every tensor into its argument stack and
 // out again with the GIL released, and each copy of a tensor that Python also holds takes the GIL
-// back to count the reference. Here the lists are converted once, with the GIL held, and released
-// only around the work. torch.compile keeps calling the torch.library ops (the NativeBackend picks).
+// back to count the reference. Here the lists are borrowed with the GIL held, and it is released
+// only around the work; see [NOTE: borrowed lists] in csrc/module.cpp
+// torch.compile keeps calling the torch.library ops (the NativeBackend picks).
 template <typename T>
 struct PythonArgument {  // how pybind11 hands over a kernel parameter
   using type = T;
 };
 template <>
 struct PythonArgument<at::TensorList> {
-  using type = const std::vector<at::Tensor>&;
+  using type = const BorrowedTensors&;
 };
 
 template <auto Kernel, auto MetaKernel>
 struct Eager;
-template <typename First, typename... Rest, void (*Kernel)(First, Rest...), void (*MetaKernel)(First, Rest...)>
+template <typename... Parameters, void (*Kernel)(at::TensorList, Parameters...),
+          void (*MetaKernel)(at::TensorList, Parameters...)>
 struct Eager<Kernel, MetaKernel> {
-  static void call(typename PythonArgument<First>::type first, typename PythonArgument<Rest>::type... rest) {
+  static void call(const BorrowedTensors& first, typename PythonArgument<Parameters>::type... rest) {
     pybind11::gil_scoped_release no_gil;
-    if (!first.empty() && first[0].is_meta()) {
-      MetaKernel(first, rest...);
+    const at::TensorList fast = first;
+    if (!fast.empty() && fast[0].is_meta()) {
+      MetaKernel(fast, rest...);
     } else {
-      Kernel(first, rest...);
+      Kernel(fast, rest...);
     }
   }
 };
@@ -135,11 +222,25 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #undef LOOKAHEAD_EAGER_OP
   m.def("cpu_parallel_threads", &cpu_parallel_threads,
         "How many threads the CPU kernel's at::parallel_for uses for this many one-task chunks.");
-  m.def("check_sync_lists", [](const Tensors& fast, const Tensors& slow, const Tensors& momentum) {
+  m.def("check_sync_lists", [](const BorrowedTensors& fast, const BorrowedTensors& slow, const BorrowedTensors& momentum) {
     pybind11::gil_scoped_release no_gil;
     check_sync_lists(fast, slow, momentum);
   }, "Raise ValueError, as lookahead_sync_ would, if the pairs (with `momentum`, the triples) break the op "
-     "contract; write nothing.", py::arg("fast"), py::arg("slow"), py::arg("momentum") = Tensors{});
+     "contract; write nothing.", py::arg("fast"), py::arg("slow"), py::arg("momentum") = py::tuple());
+  m.def("same_objects", [](const py::list& held, const py::list& now) {
+    if (held.size() != now.size()) return false;
+    for (size_t g = 0; g < held.size(); ++g) {
+      PyObject* a = PyList_GET_ITEM(held.ptr(), g);
+      PyObject* b = PyList_GET_ITEM(now.ptr(), g);
+      if (!PyList_Check(a) || !PyList_Check(b) || PyList_GET_SIZE(a) != PyList_GET_SIZE(b)) return false;
+      for (Py_ssize_t i = 0; i < PyList_GET_SIZE(a); ++i) {
+        if (PyList_GET_ITEM(a, i) != PyList_GET_ITEM(b, i)) return false;
+      }
+    }
+    return true;
+  }, "Whether two lists of lists hold the same objects in the same places, compared by address without "
+     "touching the objects (the held launches' test, see [NOTE: launches held] in lookahead_fused/sync.py).",
+     py::arg("held"), py::arg("now"));
   m.def("plan_cache_stats", [] {
     auto stats = plan_cache_stats();
     py::dict out;

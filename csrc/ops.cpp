@@ -7,6 +7,7 @@
 #include "contract.h"
 #include "cpu/sync_cpu.h"
 #include "plan.h"
+#include "prefetch.h"
 #include "table.h"
 
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
@@ -34,8 +35,9 @@ void check_mu(double mu) {
 // Both entry points (the dispatcher and the eager pybind calls) come through run().
 void bump_versions(const TensorLists& lists) {
   for (at::TensorList list : lists) {
-    for (const at::Tensor& t : list) {
-      if (!t.is_inference()) torch::autograd::impl::bump_version(t);
+    for (size_t i = 0; i < list.size(); ++i) {
+      prefetch_ahead(list, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+      if (!list[i].is_inference()) torch::autograd::impl::bump_version(list[i]);
     }
   }
 }

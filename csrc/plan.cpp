@@ -8,6 +8,7 @@
 
 #include "chunking.h"
 #include "dtypes.h"
+#include "prefetch.h"
 
 namespace lookahead_fused {
 namespace {
@@ -91,16 +92,35 @@ PlanCache& cache() {
   return instance;
 }
 
-// The cached plan whose key is `key`, or the cache's end; the caller holds the cache's mutex.
-std::list<std::shared_ptr<const Plan>>::iterator cached_plan(PlanCache& c, const std::vector<int64_t>& key,
-                                                             EntryRoles roles, at::Device device) {
-  for (auto it = c.plans.begin(); it != c.plans.end(); ++it) {
-    const Plan& plan = **it;
-    if (plan.device == device && plan.roles.depth == roles.depth && plan.roles.fast == roles.fast &&
-        plan.num_entries * entry_words(roles.depth) == static_cast<int64_t>(key.size()) &&
-        std::equal(key.begin(), key.end(), plan.words.begin())) {
-      return it;
+// Whether `plan` is the plan of `lists`: each entry's addresses, size and pair code as in its words.
+// They are all that the rest of its words follow from, since the contract gives every tensor the
+// dtype of its role (see [NOTE: entry dtypes] in csrc/table.h). Cheaper than computing the words.
+bool plan_is_for(const Plan& plan, const TensorLists& lists, EntryRoles roles, at::Device device) {
+  const int depth = roles.depth;
+  if (static_cast<int>(lists.size()) != depth || plan.device != device || plan.roles.depth != depth ||
+      plan.roles.fast != roles.fast || plan.num_entries != static_cast<int64_t>(lists[0].size())) {
+    return false;
+  }
+  const int64_t* words = plan.words.data();
+  for (size_t i = 0; i < lists[0].size(); ++i, words += entry_words(depth)) {
+    for (int t = 0; t < depth; ++t) prefetch_ahead(lists[t], i, /*storage=*/true);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    for (int t = 0; t < depth; ++t) {
+      if (words[t] != reinterpret_cast<intptr_t>(lists[t][i].data_ptr())) return false;
     }
+    const at::Tensor& fast = lists[0][i];
+    if (words[depth] != fast.numel() ||
+        pair_code_of(words[depth + 1]) != pair_code(fast.scalar_type(), lists[roles.fast][i].scalar_type())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The cached plan of `lists`, or the cache's end; the caller holds the cache's mutex.
+std::list<std::shared_ptr<const Plan>>::iterator cached_plan(PlanCache& c, const TensorLists& lists, EntryRoles roles,
+                                                             at::Device device) {
+  for (auto it = c.plans.begin(); it != c.plans.end(); ++it) {
+    if (plan_is_for(**it, lists, roles, device)) return it;
   }
   return c.plans.end();
 }
@@ -112,20 +132,18 @@ std::shared_ptr<const Plan> build_plan(const TensorLists& lists, EntryRoles role
 }
 
 bool is_plan_cached(const TensorLists& lists, EntryRoles roles) {
-  std::vector<int64_t> key = entry_words_of(lists, roles);
   auto& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
-  return cached_plan(c, key, roles, device_of(lists)) != c.plans.end();
+  return cached_plan(c, lists, roles, device_of(lists)) != c.plans.end();
 }
 
 std::shared_ptr<const Plan> find_or_build_plan(const TensorLists& lists, EntryRoles roles,
                                                const std::function<void()>& check_before_build) {
   const at::Device device = device_of(lists);
-  std::vector<int64_t> key = entry_words_of(lists, roles);
   auto& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mutex);
-    auto it = cached_plan(c, key, roles, device);
+    auto it = cached_plan(c, lists, roles, device);
     if (it != c.plans.end()) {
       c.plans.splice(c.plans.begin(), c.plans, it);
       ++c.stats.hits;
@@ -133,7 +151,7 @@ std::shared_ptr<const Plan> find_or_build_plan(const TensorLists& lists, EntryRo
     }
   }
   check_before_build();
-  std::shared_ptr<const Plan> plan = plan_from_words(std::move(key), roles, device);
+  std::shared_ptr<const Plan> plan = plan_from_words(entry_words_of(lists, roles), roles, device);
   std::lock_guard<std::mutex> lock(c.mutex);
   ++c.stats.builds;
   c.plans.push_front(plan);

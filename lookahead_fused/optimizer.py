@@ -273,7 +273,7 @@ class Lookahead(Optimizer):
         the regular syncs stay at the multiples of k. To evaluate the slow weights without changing
         anything, use `with optimizer.slow_weights():` instead."""
         self._refuse_inside_slow_weights("sync_lookahead()")
-        self._sync.run(self._sync.launches())
+        self._sync.run_now()
 
     def _refuse_inside_slow_weights(self, what: str) -> None:
         if self._shared.in_slow_weights:

@@ -9,14 +9,16 @@ nesterov, pullback mode, slow dtype, backend) and the adaptive-alpha chooser, if
 
 [NOTE: launches held] The tensors of a sync (per alpha and device: params, slow weights, outer
 momenta, split into the fused launch and the strided params beside it) are gathered once and held
-while the param groups hold the same params and no slow state was replaced (invalidate(): a new
-group, a loaded checkpoint, a slow weight moved after its param). Gathering them takes a dict lookup
-per param, each through Tensor.__hash__ in Python, which on thousands of params costs more than the
-sync's own host work. They are held as Python lists: each call hands the tensors to the kernel as
-they are now, so a param whose tensor torch.utils.swap_tensors replaced under the same Python object
-is synced as it is (C++ references would also make that swap refuse). Under torch.compile they are
-gathered afresh, since a trace would turn the held lists into guards. The pullback momenta are
-gathered at every sync: the inner optimizer creates and replaces its buffers as it likes.
+while the param groups hold the same params (compared by address, in C++ when the extension is
+built: a Python loop would write each param's reference count) and no slow state was replaced
+(invalidate(): a new group, a loaded checkpoint, a slow weight moved after its param). Gathering
+them takes a dict lookup per param, each through Tensor.__hash__ in Python, which on thousands of
+params costs more than the sync's own host work. They are held as Python lists: each call hands
+the tensors to the kernel as they are now, so a param whose tensor torch.utils.swap_tensors
+replaced under the same Python object is synced as it is (C++ references would also make that swap
+refuse). Under torch.compile they are gathered afresh, since a trace would turn the held lists into
+guards. The pullback momenta are gathered at every sync: the inner optimizer creates and replaces
+its buffers as it likes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ from .backends import reference
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
 from .sharded import dtensor_type
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, rehome, slow_dtype_for
+
+
+def _same_objects_in_python(held: list[list], now: list[list]) -> bool:
+    return len(held) == len(now) and all(len(a) == len(b) and all(map(operator.is_, a, b)) for a, b in zip(held, now))
+
+
+try:  # the same test in C++ (see [NOTE: launches held] in lookahead_fused/sync.py)
+    from ._C import same_objects
+except ImportError:
+    same_objects = _same_objects_in_python
 
 
 @dataclass
@@ -59,7 +71,8 @@ class Sync:
         self.strided_ids: set[int] = set()
         self.alpha_tensors: dict[tuple[float, torch.device], torch.Tensor] = {}
         self.generation = 0  # counts the changes of the slow state's tensors (LookaheadAdamW's layout follows it)
-        # momentum_key, and _held: (params, alphas, launches) (see [NOTE: launches held] in lookahead_fused/sync.py)
+        # momentum_key, and _held: (each group's params, alphas, launches)
+        # (see [NOTE: launches held] in lookahead_fused/sync.py)
         self.invalidate()
 
     def __getstate__(self) -> dict:
@@ -134,11 +147,10 @@ class Sync:
         along. Raises, writing nothing, when a launch breaks the contract."""
         if torch.compiler.is_compiling():
             return self._gather(self.group_alphas())
-        params, raw_alphas = self.params(), self._raw_alphas()
+        group_params, raw_alphas = [group["params"] for group in self.inner.param_groups], self._raw_alphas()
         held = self._held
-        same_params = held is not None and len(held[0]) == len(params) and all(map(operator.is_, held[0], params))
-        if not same_params or held[1] != raw_alphas:
-            self._held = (params, raw_alphas, self._gather(self.group_alphas()))
+        if held is None or held[1] != raw_alphas or not same_objects(held[0], group_params):
+            self._held = ([list(params) for params in group_params], raw_alphas, self._gather(self.group_alphas()))
         launches = self._held[2]
         if not check:
             return launches
@@ -222,6 +234,34 @@ class Sync:
         return found
 
     # -- the sync, decided on the host ------------------------------------------------------------
+    # [NOTE: a launch its op checks] A sync that is one fused launch of a backend that checks the
+    # contract itself (no strided params, no pullback momenta, no adaptive alpha to choose first) is
+    # checked by its op alone, which refuses before it writes. Only when it refuses is the sync
+    # checked again as a whole (Sync.launches), which moves a moved param's slow state along or
+    # raises. Any other sync, and every sync of step(), whose inner step writes first, is checked
+    # whole before anything is written.
+    def run_now(self) -> None:
+        """Gather, check and run a sync at once: sync_lookahead(), where nothing writes between the
+        check and the sync (see [NOTE: a launch its op checks] in lookahead_fused/sync.py)."""
+        launches = self.launches(check=False)
+        if len(launches) == 1 and self._checked_by_its_op(launches[0]):
+            try:
+                self.run(launches)
+                return
+            except (ValueError, NotImplementedError):
+                pass  # the op wrote nothing: check as below, which moves a moved param's slow state along
+        self.run(self.launches())
+
+    def _checked_by_its_op(self, launch: Launch) -> bool:
+        """Whether its op alone checks `launch`
+        (see [NOTE: a launch its op checks] in lookahead_fused/sync.py)."""
+        return (
+            getattr(launch.backend, "checks_contract", False)
+            and not launch.strided[0]
+            and launch.alpha != ADAPTIVE
+            and self.options["pullback_momentum"] != "pullback"
+        )
+
     @torch.no_grad()
     def run(self, launches: list[Launch], skip_weights=frozenset()) -> None:
         """Sync the checked `launches` now: the weights (but those whose id is in `skip_weights`,

@@ -144,13 +144,17 @@ def test_slow_dtype_leaves_float32_params_alone():
     assert all(opt.state[p]["slow_param"].dtype == torch.float32 for p in params)
 
 
-def test_slow_weights_follow_a_param_whose_storage_was_replaced(backend):
+@pytest.mark.parametrize("sync", ["step", "sync_lookahead"])
+def test_slow_weights_follow_a_param_whose_storage_was_replaced(backend, sync):
     params = make_params(torch.float32)
     opt = Lookahead(torch.optim.SGD(params, lr=0.1), k=2, backend=backend)
     run(opt, params, 1)
     with torch.no_grad():  # what model.to(...) does to a param: same object, new storage
         params[0].data = params[0].data.t().contiguous().t()
-    run(opt, params, 1, first_step=1)
+    if sync == "step":
+        run(opt, params, 1, first_step=1)
+    else:  # refused by the op alone (see [NOTE: a launch its op checks] in lookahead_fused/sync.py)
+        opt.sync_lookahead()
     assert_bitwise_equal(params, [opt.state[p]["slow_param"] for p in params])
     assert opt.state[params[0]]["slow_param"].stride() == params[0].stride()
 

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import pytest
 import torch
@@ -49,6 +50,61 @@ def test_plan_is_rebuilt_when_a_tensor_is_reallocated():
     ops.lookahead_sync_(fast, slow, 0.5, backend="cpu")
     assert _C.plan_cache_stats()["builds"] == 2
     check_against_contract(fast0, slow0, fast, slow, 0.5)
+
+
+@pytest.mark.parametrize("change", ["size", "dtype"])
+def test_plan_is_rebuilt_for_the_same_addresses_with_another_size_or_dtype(change):
+    fast_memory, slow_memory = torch.rand(64), torch.rand(64)
+    ops.lookahead_sync_([fast_memory[:32]], [slow_memory[:32]], 0.5, backend="cpu")
+    if change == "size":  # the same addresses, fewer elements
+        fast, slow = [fast_memory[:16]], [slow_memory[:16]]
+    else:  # the same addresses and bytes, bfloat16 params beside the float32 slow weights
+        fast, slow = [fast_memory.view(torch.bfloat16)[:32]], [slow_memory[:32]]
+        fast[0].copy_(torch.rand(32))
+    fast0, slow0 = snapshot(fast), snapshot(slow)
+    ops.lookahead_sync_(fast, slow, 0.5, backend="cpu")
+    assert _C.plan_cache_stats()["builds"] == 2
+    check_against_contract(fast0, slow0, fast, slow, 0.5)
+
+
+def test_eager_ops_borrow_their_lists_without_keeping_or_dropping_a_reference():
+    fast, slow = make_pair_lists([5, 300], torch.float32, torch.float32)
+    counts = [sys.getrefcount(t) for t in fast + slow]
+    for _ in range(100):  # a reference dropped per call would have freed them
+        _C.sync_(fast, tuple(slow), 0.5)
+        _C.check_sync_lists(fast, slow)
+    assert [sys.getrefcount(t) for t in fast + slow] == counts
+    assert all(torch.equal(f, s) for f, s in zip(fast, slow))
+    watched = weakref.ref(fast[0])
+    del fast
+    assert watched() is None, "a reference kept after the call"
+
+
+def test_eager_ops_refuse_a_list_holding_anything_but_tensors_before_writing():
+    fast, slow = make_pair_lists([5, 6], torch.float32, torch.float32)
+    before = snapshot(fast + slow)
+    for bad_fast, bad_slow in ((fast + [1.0], slow + [slow[0]]), (fast, "ab"), (fast, None)):
+        with pytest.raises(TypeError, match="incompatible function arguments"):
+            _C.sync_(bad_fast, bad_slow, 0.5)
+    assert all(torch.equal(a, b) for a, b in zip(fast + slow, before))
+
+
+def test_same_objects_compares_identity_as_the_python_fallback_does():
+    from lookahead_fused.sync import _same_objects_in_python
+
+    a, b, c = torch.zeros(1), torch.zeros(1), torch.zeros(1)
+    twin_of_b = torch.zeros(1)  # an equal value, another object
+    cases = [
+        ([[a, b], [c]], [[a, b], [c]], True),
+        ([[a, b], [c]], [[a, twin_of_b], [c]], False),
+        ([[a, b], [c]], [[a, b]], False),
+        ([[a, b], [c]], [[a], [b, c]], False),
+        ([[a, b], []], [[a, b], []], True),
+        ([], [], True),
+    ]
+    for held, now, same in cases:
+        assert _C.same_objects(held, now) is same
+        assert _same_objects_in_python(held, now) is same
 
 
 def test_lookahead_class_builds_its_plan_once():

@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include "../adamw.h"
+#include "../prefetch.h"
 #include "../element_math.h"
 
 // [NOTE: CPU vectorisation] The loops below are plain C++ that GCC vectorises, compiled twice: once
@@ -274,6 +275,11 @@ void run_cpu(const Plan& plan, TableOp op, const UpdateArgs& args) {
   const int64_t grain = std::max<int64_t>(1, (table.num_chunks * kMinTaskElements + elements - 1) / elements);
   at::parallel_for(0, table.num_chunks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
+      if (c + kPrefetchAhead < end && (chunks[c + kPrefetchAhead] & ((int64_t(1) << kChunkBits) - 1)) == 0) {
+        // a small tensor's first chunk: ask for its first line (see [NOTE: prefetch ahead] in csrc/prefetch.h)
+        const int64_t* ahead = table.words + (chunks[c + kPrefetchAhead] >> kChunkBits) * stride;
+        for (int t = 0; t < table.depth; ++t) __builtin_prefetch(reinterpret_cast<const void*>(ahead[t]));
+      }
       const int64_t entry_index = chunks[c] >> kChunkBits;
       const int64_t* entry = table.words + entry_index * stride;
       int64_t lo = (chunks[c] & ((int64_t(1) << kChunkBits) - 1)) * table.chunk_elems;
