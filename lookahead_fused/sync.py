@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import sys
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -42,10 +43,12 @@ def _same_objects_in_python(held: list[list], now: list[list]) -> bool:
     return len(held) == len(now) and all(len(a) == len(b) and all(map(operator.is_, a, b)) for a, b in zip(held, now))
 
 
-try:  # the same test in C++ (see [NOTE: launches held] in lookahead_fused/sync.py)
-    from ._C import same_objects
-except ImportError:
-    same_objects = _same_objects_in_python
+def same_objects(held: list[list], now: list[list]) -> bool:
+    """Whether each list of `now` holds the objects of `held`'s, by identity: in C++ once a native
+    backend has loaded the extension (see [NOTE: launches held] in lookahead_fused/sync.py), so
+    importing the package loads nothing more."""
+    native = getattr(sys.modules.get(f"{__package__}._C"), "same_objects", None)
+    return (native or _same_objects_in_python)(held, now)
 
 
 @dataclass
