@@ -87,18 +87,6 @@ void check_pair_layout(const char* op, size_t i, const at::Tensor& a, const at::
                     " but ", b_name, " has strides ", python_tuple(b.strides()));
 }
 
-// [NOTE: plainly valid pairs] Nearly every pair of a call is plainly valid: both tensors defined,
-// strided and contiguous, of one shape, on pair 0's device, with dtypes that go together. Each check
-// below tries that first, on the tensors' own fields, and sends any other pair (a channels_last one,
-// a bad one) through the full checks, which name what is wrong. The quick test accepts nothing the
-// full checks refuse: contiguous implies dense and non-overlapping, and two contiguous tensors of one
-// shape have the same strides.
-bool plainly_alike(const at::Tensor& a, const at::Tensor& b, const at::Device& device) {
-  return a.defined() && b.defined() && a.layout() == at::kStrided && b.layout() == at::kStrided &&
-         a.device() == device && b.device() == device && a.is_contiguous() && b.is_contiguous() &&
-         a.sizes() == b.sizes();
-}
-
 // Pair 0's device, where the quick test compares the others' (an undefined tensor fails it first).
 at::Device device_of_first(at::TensorList tensors) {
   return tensors.empty() || !tensors[0].defined() ? at::Device(at::kCPU) : tensors[0].device();
@@ -114,6 +102,16 @@ void check_lengths(const char* op, at::TensorList fast, at::TensorList other, co
 }
 
 }  // namespace
+
+// [NOTE: plainly valid pairs] Nearly every pair of a call is plainly valid: both tensors defined,
+// strided and contiguous, of one shape, on pair 0's device, with dtypes that go together. Each check
+// below tries that first, on the tensors' own fields, and sends any other pair (a channels_last one,
+// a bad one) through the full checks, which name what is wrong. The quick test accepts nothing the
+// full checks refuse: contiguous implies dense and non-overlapping, and two contiguous tensors of one
+// shape have the same strides.
+bool plainly_alike(const at::Tensor& a, const at::Tensor& b, const at::Device& device) {
+  return plainly_valid(a, device) && plainly_valid(b, device) && a.sizes() == b.sizes();
+}
 
 void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists) {
   std::vector<std::tuple<uintptr_t, uintptr_t, int, size_t>> spans;  // start, end, list, index
@@ -280,15 +278,17 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
 
 void check_sync_lists(at::TensorList fast, at::TensorList slow, at::TensorList momentum) {
   TensorLists lists{fast, slow};
+  if (!momentum.empty()) lists.push_back(momentum);
+  const EntryRoles roles = roles_of(momentum.empty() ? TableOp::kSync : TableOp::kMomentumSync);
+  // see [NOTE: a cached plan vouches] in csrc/plan.h
+  if (find_vouching_plan(lists, roles, /*for_launch=*/false)) return;
   if (momentum.empty()) {
     check_sync_pairs(fast, slow);
   } else {
     check_momentum_triples(fast, slow, momentum);
-    lists.push_back(momentum);
   }
   // see [NOTE: overlap once per plan] in csrc/contract.h
   const bool meta = !fast.empty() && fast[0].is_meta();
-  const EntryRoles roles = roles_of(momentum.empty() ? TableOp::kSync : TableOp::kMomentumSync);
   if (meta || !is_plan_cached(lists, roles)) check_no_overlap("lookahead_sync_", lists);
 }
 

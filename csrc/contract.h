@@ -8,6 +8,14 @@
 
 namespace lookahead_fused {
 
+// Whether `t` is plainly valid: defined, strided and contiguous, on `device`; and whether `a` and `b`
+// are plainly alike: both plainly valid, of one shape. Their dtypes are the caller's test
+// (see [NOTE: plainly valid pairs] in csrc/contract.cpp).
+inline bool plainly_valid(const at::Tensor& t, const at::Device& device) {
+  return t.defined() && t.layout() == at::kStrided && t.device() == device && t.is_contiguous();
+}
+bool plainly_alike(const at::Tensor& a, const at::Tensor& b, const at::Device& device);
+
 // Each raises c10::ValueError naming the pair and the problem, or c10::NotImplementedError when the
 // tensors are not all on one device (one call of a fused kernel runs on one device).
 //

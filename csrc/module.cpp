@@ -26,14 +26,13 @@
 // [NOTE: borrowed lists] pybind11's own list conversion copies every at::Tensor into a vector, and
 // each copy counts a reference on the TensorImpl, atomically, and counts it down again when the
 // call ends, which on thousands of small tensors outweighed the rest of the call (bench/RESULTS.md,
-// issue 25). Here the
-// Python sequence is copied into a tuple (its own references to the Python tensors, each of which
-// owns its TensorImpl), and the kernel gets at::Tensors borrowed from those, with no reference
-// counted. They are valid while the tuple lives, which is until the call has returned and the GIL is
-// held again. A list that another thread changes during the call leaves the tuple as it was. Another
-// thread that gives one of the tensors new data (`p.data = ...`) while the kernel runs races with
-// it, as with any torch op that releases the GIL: a counted reference keeps the TensorImpl, not its
-// old storage.
+// issue 25). Here the Python sequence is copied into a tuple (its own references to the Python
+// tensors, each of which owns its TensorImpl), and the kernel gets at::Tensors borrowed from those,
+// with no reference counted. They are valid while the tuple lives, which is until the call has
+// returned and the GIL is held again. A list that another thread changes during the call leaves the
+// tuple as it was. Another thread that gives one of the tensors new data (`p.data = ...`) while the
+// kernel runs races with it, as with any torch op that releases the GIL: a counted reference keeps
+// the TensorImpl, not its old storage.
 namespace lookahead_fused {
 
 class BorrowedTensors {
@@ -113,7 +112,7 @@ namespace {
 // before the kernel ran (issue 14): the boxed call copies every tensor into its argument stack and
 // out again with the GIL released, and each copy of a tensor that Python also holds takes the GIL
 // back to count the reference. Here the lists are borrowed with the GIL held, and it is released
-// only around the work; see [NOTE: borrowed lists] in csrc/module.cpp
+// only around the work (see [NOTE: borrowed lists] in csrc/module.cpp).
 // torch.compile keeps calling the torch.library ops (the NativeBackend picks).
 template <typename T>
 struct PythonArgument {  // how pybind11 hands over a kernel parameter

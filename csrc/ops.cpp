@@ -37,14 +37,16 @@ void bump_versions(const TensorLists& lists) {
   for (at::TensorList list : lists) {
     for (size_t i = 0; i < list.size(); ++i) {
       prefetch_ahead(list, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+      prefetch_version_ahead(list, i);
       if (!list[i].is_inference()) torch::autograd::impl::bump_version(list[i]);
     }
   }
 }
 
-// `gate`: null, or the step gate in device memory (only the CUDA kernel takes one).
+// `gate`: null, or the step gate in device memory (only the CUDA kernel takes one). `plan`: the lists'
+// plan if the check found it (see [NOTE: a cached plan vouches] in csrc/plan.h), else null.
 void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, const UpdateArgs& args,
-                    const StepGate* gate) {
+                    const StepGate* gate, std::shared_ptr<const Plan> plan = nullptr) {
   if (lists[0].empty()) return;
   const at::Tensor& first = lists[0][0];
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
@@ -53,7 +55,7 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
     c10::cuda::CUDAGuard guard(first.device());
     auto stream = c10::cuda::getCurrentCUDAStream(first.device().index());
     const bool capturing = is_capturing(stream.stream());
-    auto plan = find_or_build_plan(lists, roles_of(op), [&] {
+    if (!plan) plan = find_or_build_plan(lists, roles_of(op), [&] {
       TORCH_CHECK(!capturing, name, ": these tensors have no kernel plan yet, and one cannot be built while a CUDA ",
                   "graph is being captured (its upload is a blocking host-to-device copy). Run the same step once ",
                   "eagerly before capturing (warm-up), with the same tensors.");
@@ -70,27 +72,42 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
     return;
   }
 #endif
-  auto plan = find_or_build_plan(lists, roles_of(op), [&] { check_no_overlap(name, lists); });
+  if (!plan) plan = find_or_build_plan(lists, roles_of(op), [&] { check_no_overlap(name, lists); });
   TORCH_CHECK(plan->device.is_cpu(), "lookahead_fused: no kernel for tensors on ", plan->device);
   if (gate == nullptr) run_cpu(*plan, op, args);  // a CPU caller resolves its gate on the host
 }
 
-void run(const char* name, const TensorLists& lists, TableOp op, const UpdateArgs& args, const StepGate* gate = nullptr) {
-  launch_on_plan(name, lists, op, args, gate);
+void run(const char* name, const TensorLists& lists, TableOp op, const UpdateArgs& args, const StepGate* gate = nullptr,
+         std::shared_ptr<const Plan> plan = nullptr) {
+  launch_on_plan(name, lists, op, args, gate, std::move(plan));
   bump_versions(lists);
 }
 
 // See [NOTE: step gate] in csrc/table.h. On the CPU the gate is host memory and is read here; there
 // alpha's value is checked too, which on a GPU would cost a synchronisation.
 void run_on_step(const TensorLists& lists, TableOp op, const at::Tensor& alpha, const at::Tensor& step, int64_t k,
-                 UpdateArgs args) {
+                 UpdateArgs args, std::shared_ptr<const Plan> plan) {
   if (lists[0].empty()) return;
   StepGate gate{step.const_data_ptr<int64_t>(), k, alpha.const_data_ptr(), alpha.scalar_type() == at::kDouble};
-  if (!lists[0][0].is_cpu()) return run("lookahead_sync_", lists, op, args, &gate);
+  if (!lists[0][0].is_cpu()) return run("lookahead_sync_", lists, op, args, &gate, std::move(plan));
   args.alpha = alpha.item<double>();
   check_alpha(args.alpha);
   bool syncs = step.item<int64_t>() % k == 0;
-  run("lookahead_sync_", lists, op, args, syncs ? nullptr : &gate);  // checks either way
+  run("lookahead_sync_", lists, op, args, syncs ? nullptr : &gate, std::move(plan));  // checks either way
+}
+
+// A sync's lists (two, or three with outer momentum) checked before anything is written: their plan
+// if a cached one vouches for them, else null after the full checks
+// (see [NOTE: a cached plan vouches] in csrc/plan.h).
+std::shared_ptr<const Plan> check_sync(const TensorLists& lists) {
+  const TableOp op = lists.size() == 2 ? TableOp::kSync : TableOp::kMomentumSync;
+  if (auto plan = find_vouching_plan(lists, roles_of(op), /*for_launch=*/true)) return plan;
+  if (lists.size() == 2) {
+    check_sync_pairs(lists[0], lists[1]);
+  } else {
+    check_momentum_triples(lists[0], lists[1], lists[2]);
+  }
+  return nullptr;
 }
 
 // Tensors on another device beside meta ones make a mixed-device call, which lookahead_fused.ops splits.
@@ -110,15 +127,17 @@ void check_all_meta(const char* op, const TensorLists& lists) {
 
 void sync_(at::TensorList fast, at::TensorList slow, double alpha) {
   check_alpha(alpha);
-  check_sync_pairs(fast, slow);
-  run("lookahead_sync_", {fast, slow}, TableOp::kSync, UpdateArgs{alpha});
+  const TensorLists lists{fast, slow};
+  auto plan = check_sync(lists);
+  run("lookahead_sync_", lists, TableOp::kSync, UpdateArgs{alpha}, nullptr, std::move(plan));
 }
 
 void sync_on_step_(at::TensorList fast, at::TensorList slow, const at::Tensor& alpha, const at::Tensor& step,
                    int64_t k) {
   check_step_gate(fast, alpha, step, k);
-  check_sync_pairs(fast, slow);
-  run_on_step({fast, slow}, TableOp::kSync, alpha, step, k, UpdateArgs{});
+  const TensorLists lists{fast, slow};
+  auto plan = check_sync(lists);
+  run_on_step(lists, TableOp::kSync, alpha, step, k, UpdateArgs{}, std::move(plan));
 }
 
 void swap_(at::TensorList first, at::TensorList second) {
@@ -130,16 +149,18 @@ void momentum_sync_(at::TensorList fast, at::TensorList slow, at::TensorList mom
                     bool nesterov) {
   check_alpha(alpha);
   check_mu(mu);
-  check_momentum_triples(fast, slow, momentum);
-  run("lookahead_sync_", {fast, slow, momentum}, TableOp::kMomentumSync, UpdateArgs{alpha, mu, nesterov});
+  const TensorLists lists{fast, slow, momentum};
+  auto plan = check_sync(lists);
+  run("lookahead_sync_", lists, TableOp::kMomentumSync, UpdateArgs{alpha, mu, nesterov}, nullptr, std::move(plan));
 }
 
 void momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::TensorList momentum, const at::Tensor& alpha,
                             const at::Tensor& step, int64_t k, double mu, bool nesterov) {
   check_mu(mu);
   check_step_gate(fast, alpha, step, k);
-  check_momentum_triples(fast, slow, momentum);
-  run_on_step({fast, slow, momentum}, TableOp::kMomentumSync, alpha, step, k, UpdateArgs{0.0, mu, nesterov});
+  const TensorLists lists{fast, slow, momentum};
+  auto plan = check_sync(lists);
+  run_on_step(lists, TableOp::kMomentumSync, alpha, step, k, UpdateArgs{0.0, mu, nesterov}, std::move(plan));
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #include "plan.h"
 
+#include <algorithm>
 #include <list>
 #include <mutex>
 
@@ -7,6 +8,7 @@
 #include <c10/util/Exception.h>
 
 #include "chunking.h"
+#include "contract.h"
 #include "dtypes.h"
 #include "prefetch.h"
 
@@ -103,13 +105,49 @@ bool plan_is_for(const Plan& plan, const TensorLists& lists, EntryRoles roles, a
   }
   const int64_t* words = plan.words.data();
   for (size_t i = 0; i < lists[0].size(); ++i, words += entry_words(depth)) {
-    for (int t = 0; t < depth; ++t) prefetch_ahead(lists[t], i, /*storage=*/true);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    for (int t = 0; t < depth; ++t) prefetch_ahead(lists[t], i, /*storage=*/true);
     for (int t = 0; t < depth; ++t) {
       if (words[t] != reinterpret_cast<intptr_t>(lists[t][i].data_ptr())) return false;
     }
     const at::Tensor& fast = lists[0][i];
     if (words[depth] != fast.numel() ||
         pair_code_of(words[depth + 1]) != pair_code(fast.scalar_type(), lists[roles.fast][i].scalar_type())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Whether `lists` plainly match `plan`, entry by entry (see [NOTE: a cached plan vouches] in csrc/plan.h).
+bool plainly_matches(const Plan& plan, const TensorLists& lists, EntryRoles roles, at::Device device) {
+  const int depth = roles.depth;
+  if (static_cast<int>(lists.size()) != depth || plan.device != device || plan.roles.depth != depth ||
+      plan.roles.fast != roles.fast) {
+    return false;
+  }
+  const auto entries = static_cast<size_t>(plan.num_entries);
+  for (at::TensorList list : lists) {
+    if (list.size() != entries) return false;
+  }
+  const int64_t* words = plan.words.data();
+  for (size_t i = 0; i < entries; ++i, words += entry_words(depth)) {
+    // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    for (int t = 0; t < depth; ++t) prefetch_ahead(lists[t], i, /*storage=*/true);
+    const at::Tensor& fast = lists[0][i];
+    if (!plainly_valid(fast, device) || words[0] != reinterpret_cast<intptr_t>(fast.data_ptr())) return false;
+    const c10::IntArrayRef shape = fast.sizes();
+    const at::ScalarType fast_type = fast.scalar_type();
+    const at::ScalarType state_type = lists[roles.fast][i].scalar_type();
+    for (int t = 1; t < depth; ++t) {
+      const at::Tensor& tensor = lists[t][i];
+      if (!plainly_valid(tensor, device) || tensor.sizes() != shape ||
+          tensor.scalar_type() != (t < roles.fast ? fast_type : state_type) ||
+          words[t] != reinterpret_cast<intptr_t>(tensor.data_ptr())) {
+        return false;
+      }
+    }
+    if (words[depth] != fast.numel() || pair_code_of(words[depth + 1]) != pair_code(fast_type, state_type)) {
       return false;
     }
   }
@@ -129,6 +167,33 @@ std::list<std::shared_ptr<const Plan>>::iterator cached_plan(PlanCache& c, const
 
 std::shared_ptr<const Plan> build_plan(const TensorLists& lists, EntryRoles roles) {
   return plan_from_words(entry_words_of(lists, roles), roles, device_of(lists));
+}
+
+std::shared_ptr<const Plan> find_vouching_plan(const TensorLists& lists, EntryRoles roles, bool for_launch) {
+  if (lists.empty() || lists[0].empty()) return nullptr;
+  const at::Tensor& first = lists[0][0];
+  if (!first.defined() || first.is_meta() || !plainly_valid(first, first.device())) return nullptr;
+  const auto first_address = reinterpret_cast<intptr_t>(first.data_ptr());
+  auto& c = cache();
+  std::shared_ptr<const Plan> candidate;
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    for (const auto& plan : c.plans) {
+      if (plan->num_entries == static_cast<int64_t>(lists[0].size()) && plan->roles.depth == roles.depth &&
+          plan->words[0] == first_address) {
+        candidate = plan;
+        break;
+      }
+    }
+  }
+  if (!candidate || !plainly_matches(*candidate, lists, roles, first.device())) return nullptr;
+  if (for_launch) {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    ++c.stats.hits;
+    auto it = std::find(c.plans.begin(), c.plans.end(), candidate);
+    if (it != c.plans.end()) c.plans.splice(c.plans.begin(), c.plans, it);
+  }
+  return candidate;
 }
 
 bool is_plan_cached(const TensorLists& lists, EntryRoles roles) {

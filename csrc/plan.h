@@ -45,6 +45,16 @@ using TensorLists = std::vector<at::TensorList>;
 std::shared_ptr<const Plan> find_or_build_plan(const TensorLists& lists, EntryRoles roles,
                                                const std::function<void()>& check_before_build);
 
+// [NOTE: a cached plan vouches] A plan enters the cache only after its lists passed the op's whole
+// check (csrc/ops.cpp). Lists whose every entry holds the addresses, size and pair code of a cached
+// plan's entry, with its tensors plainly alike (see [NOTE: plainly valid pairs] in csrc/contract.cpp)
+// and each of its role's dtype, pass that check too: what it reads is the same, and the overlap check
+// depends only on addresses, sizes and dtypes. So a sync's check looks for such a plan first, in one
+// walk over the tensors that checks and compares at once, and runs the full checks (which name what
+// is wrong) and the general lookup only when none is found. With `for_launch` a found plan counts as
+// a hit and becomes the most recently used.
+std::shared_ptr<const Plan> find_vouching_plan(const TensorLists& lists, EntryRoles roles, bool for_launch);
+
 // Whether a plan for `lists` is cached, so their overlap check has passed (a lookup that neither
 // counts in the statistics nor changes the cache's order).
 bool is_plan_cached(const TensorLists& lists, EntryRoles roles);

@@ -9,6 +9,8 @@
 // several tensors are in flight at once. A hint only: it reads nothing and cannot fault.
 #pragma once
 
+#include <cstring>
+
 #include <ATen/core/Tensor.h>
 
 namespace lookahead_fused {
@@ -24,8 +26,20 @@ inline void prefetch_ahead(at::TensorList tensors, size_t i, bool storage = fals
     for (size_t line = 0; line < sizeof(c10::TensorImpl); line += 64) __builtin_prefetch(impl + line);
   }
   if (storage && i + kPrefetchAhead / 2 < tensors.size()) {
-    const c10::TensorImpl* impl = tensors[i + kPrefetchAhead / 2].unsafeGetTensorImpl();
-    if (impl->has_storage()) __builtin_prefetch(impl->unsafe_storage().unsafeGetStorageImpl());
+    // null for a tensor without storage: a prefetch of it does nothing
+    __builtin_prefetch(tensors[i + kPrefetchAhead / 2].unsafeGetTensorImpl()->unsafe_storage().unsafeGetStorageImpl());
+  }
+}
+
+// Asks for the version counter of tensor i + kPrefetchAhead / 2 of `tensors`, which a version bump
+// writes: a heap object of its own, reached from the TensorImpl asked for kPrefetchAhead / 2 steps
+// before. c10::VariableVersion holds only the pointer to it, which the accessor does not expose.
+inline void prefetch_version_ahead(at::TensorList tensors, size_t i) {
+  static_assert(sizeof(c10::VariableVersion) == sizeof(void*), "c10::VariableVersion is no longer one pointer");
+  if (i + kPrefetchAhead / 2 < tensors.size()) {
+    const void* counter = nullptr;
+    std::memcpy(&counter, &tensors[i + kPrefetchAhead / 2].unsafeGetTensorImpl()->version_counter(), sizeof(counter));
+    if (counter != nullptr) __builtin_prefetch(counter, /*rw=*/1);
   }
 }
 

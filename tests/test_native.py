@@ -67,6 +67,44 @@ def test_plan_is_rebuilt_for_the_same_addresses_with_another_size_or_dtype(chang
     check_against_contract(fast0, slow0, fast, slow, 0.5)
 
 
+def _changed_lists(change: str):
+    """(valid lists, lists of the same addresses and sizes that the contract refuses) for `change`."""
+    memory = [torch.rand(16) for _ in range(3)]
+    valid = [[m[:16].view(4, 4)] for m in memory]
+    if change == "transposed fast":  # same address, size and dtype; other strides than slow's
+        return valid, [[valid[0][0].t()], valid[1], valid[2]]
+    if change == "reshaped slow":  # same address and size, another shape
+        return valid, [valid[0], [memory[1].view(2, 8)], valid[2]]
+    if change == "momentum dtype":  # the same address and element count, not slow's dtype
+        return valid, [valid[0], valid[1], [memory[2].view(torch.bfloat16)[:16].view(4, 4)]]
+    if change == "longer slow":
+        return valid, [valid[0], valid[1] + [torch.rand(4, 4)], valid[2]]
+    raise AssertionError(change)
+
+
+@pytest.mark.parametrize("change", ["transposed fast", "reshaped slow", "momentum dtype", "longer slow"])
+@pytest.mark.parametrize("entry", ["momentum_sync_", "check_sync_lists"])
+def test_a_cached_plan_vouches_only_for_lists_the_full_check_accepts(change, entry):
+    """see [NOTE: a cached plan vouches] in csrc/plan.h: with the plan of the same addresses cached, a
+    refused call raises what it raises without it, and writes nothing."""
+    valid, changed = _changed_lists(change)
+    call = {
+        "momentum_sync_": lambda lists: _C.momentum_sync_(*lists, 0.5, 0.9, False),
+        "check_sync_lists": lambda lists: _C.check_sync_lists(*lists),
+    }[entry]
+    messages = []
+    for cached in (False, True):
+        _C.clear_plan_cache()
+        if cached:
+            _C.momentum_sync_(*valid, 0.5, 0.9, False)
+        before = snapshot([t for lists in changed for t in lists])
+        with pytest.raises(ValueError) as refused:
+            call(changed)
+        assert all(torch.equal(a, b) for a, b in zip([t for lists in changed for t in lists], before))
+        messages.append(str(refused.value).splitlines()[0])
+    assert messages[0] == messages[1]
+
+
 def test_eager_ops_borrow_their_lists_without_keeping_or_dropping_a_reference():
     fast, slow = make_pair_lists([5, 300], torch.float32, torch.float32)
     counts = [sys.getrefcount(t) for t in fast + slow]
