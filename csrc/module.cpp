@@ -7,6 +7,7 @@
 #include <torch/version.h>
 
 #include "adamw.h"
+#include "bf16_int8.h"
 #include "contract.h"
 #include "cpu/sync_cpu.h"
 #include "dtypes.h"
@@ -257,6 +258,35 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The table of a new plan for `lists` whose first `fast` lists have the fast dtype, as an int64 CPU tensor; "
         "for tests of any op's entry roles.",
         py::arg("lists"), py::arg("fast"));  // see [NOTE: entry dtypes] in csrc/table.h
+  m.def("encode_bf16_int8", [](const at::Tensor& x) {
+    TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat && x.is_cpu(), "encode_bf16_int8 takes a float32 CPU tensor");
+    const at::Tensor values = x.contiguous();
+    at::Tensor high = at::empty(values.sizes(), values.options().dtype(at::kBFloat16));
+    at::Tensor residual = at::empty(values.sizes(), values.options().dtype(at::kChar));
+    const float* in = values.const_data_ptr<float>();
+    auto* high_bits = reinterpret_cast<uint16_t*>(high.mutable_data_ptr());
+    auto* q = residual.mutable_data_ptr<int8_t>();
+    for (int64_t i = 0; i < values.numel(); ++i) {
+      const Bf16Int8 code = encode_bf16_int8(in[i]);
+      high_bits[i] = code.high;
+      q[i] = code.residual;
+    }
+    return py::make_tuple(high, residual);
+  }, "The element math of the bf16+int8 encoding (csrc/bf16_int8.h) on a CPU tensor: (hi, q); for tests.",
+     py::arg("x"));
+  m.def("decode_bf16_int8", [](const at::Tensor& high, const at::Tensor& residual) {
+    TORCH_CHECK_VALUE(high.scalar_type() == at::kBFloat16 && residual.scalar_type() == at::kChar && high.is_cpu() &&
+                          residual.is_cpu() && high.sizes() == residual.sizes(),
+                      "decode_bf16_int8 takes a bfloat16 and an int8 CPU tensor of one shape");
+    const at::Tensor h = high.contiguous(), r = residual.contiguous();
+    at::Tensor out = at::empty(h.sizes(), h.options().dtype(at::kFloat));
+    const auto* high_bits = reinterpret_cast<const uint16_t*>(h.const_data_ptr());
+    const int8_t* q = r.const_data_ptr<int8_t>();
+    float* values = out.mutable_data_ptr<float>();
+    for (int64_t i = 0; i < h.numel(); ++i) values[i] = decode_bf16_int8(high_bits[i], q[i]);
+    return out;
+  }, "The element math of the bf16+int8 decoding (csrc/bf16_int8.h) on CPU tensors; for tests.",
+     py::arg("high"), py::arg("residual"));
   py::class_<PlanHandle>(m, "SyncPlan", "The tensor table of one parameter set (see csrc/table.h).")
       .def(py::init<const Tensors&, const Tensors&>(), py::arg("fast"), py::arg("slow"))
       .def_property_readonly("num_pairs", [](const PlanHandle& h) { return h.plan->num_entries; })
