@@ -33,8 +33,9 @@ def drift_after(k: int, blocks: int, block: int, drift: float, stochastic: bool,
         offset = believed_slow - param
         scale = offset.abs().amax(1, keepdim=True) / 127
         units = offset / scale
-        rounded = torch.floor(units + torch.rand(units.shape, generator=generator)) if stochastic else torch.round(units)
-        codes = rounded.clamp(-127, 127)
+        if stochastic:
+            units = torch.floor(units + torch.rand(units.shape, generator=generator))
+        codes = torch.round(units).clamp(-127, 127)
     error = (param + codes * scale - slow).abs().amax(1)
     return error / (param - slow).abs().amax(1)
 
@@ -49,7 +50,9 @@ def main() -> None:
     print("k   rounding    error / displacement in %: max [per seed], median [per seed]")
     for k in (5, 10, 20, 50):
         for stochastic in (False, True):
-            ratios = [drift_after(k, args.blocks, args.block, args.drift, stochastic, seed) for seed in range(args.seeds)]
+            ratios = [
+                drift_after(k, args.blocks, args.block, args.drift, stochastic, seed) for seed in range(args.seeds)
+            ]
             maxima = ", ".join(f"{100 * float(r.max()):.2f}" for r in ratios)
             medians = ", ".join(f"{100 * float(r.median()):.2f}" for r in ratios)
             print(f"{k:<3d} {'stochastic' if stochastic else 'nearest':11s} max [{maxima}], median [{medians}]")
