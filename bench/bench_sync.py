@@ -33,7 +33,7 @@ import outer_momentum  # noqa: E402
 import adamw_step  # noqa: E402
 import step_overhead  # noqa: E402
 from model_shapes import MODELS  # noqa: E402
-from timing import SPREAD_WARN_PCT, cache_bytes, kernel_launches, per_round, rounds_with_bandwidth, summary  # noqa: E402
+from timing import SPREAD_WARN_PCT, cache_bytes, kernel_launches, per_round, rounds_with_bandwidth, span, summary  # noqa: E402
 
 from lookahead_fused import ops  # noqa: E402
 from lookahead_fused.backends import backends_for_device  # noqa: E402
@@ -105,12 +105,6 @@ def run_case(model, dtype_name, device, backends, rounds, budget_s) -> dict:
                 result[f"x_vs_{base}"] = summary(per_round(lambda b, t: b / t, samples[base], times))
         case["backends"][name] = result
     return case
-
-
-def span(figure: dict, unit: str = "", digits: int = 2) -> str:
-    """median [p10-p90] of a summary."""
-    suffix = f"_{unit}" if unit else ""
-    return f"{figure['median' + suffix]:.{digits}f} [{figure['p10' + suffix]:.{digits}f}-{figure['p90' + suffix]:.{digits}f}]"
 
 
 def median_interval(figure: dict, digits: int = 1) -> str:

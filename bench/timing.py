@@ -158,3 +158,9 @@ def kernel_launches(fn, device: torch.device) -> int | None:
         fn()
         torch.cuda.synchronize(device)
     return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA and "Memcpy" not in e.name)
+
+
+def span(figure: dict, unit: str = "", digits: int = 2) -> str:
+    """median [p10-p90] of a summary."""
+    suffix = f"_{unit}" if unit else ""
+    return f"{figure['median' + suffix]:.{digits}f} [{figure['p10' + suffix]:.{digits}f}-{figure['p90' + suffix]:.{digits}f}]"

@@ -54,12 +54,19 @@ std::ostream& operator<<(std::ostream& out, const Where& w) {
   return out << w.op << ": pair " << w.pair << ": " << w.role;
 }
 
-void check_tensor(const at::Tensor& t, const Where& where) {
+// `t` is defined and strided, of `dtype` (a compact state tensor's) or else of a supported dtype, and
+// dense and non-overlapping.
+void check_tensor(const at::Tensor& t, const Where& where, const char* dtype = nullptr) {
   TORCH_CHECK_VALUE(t.defined(), where, " is an undefined tensor");
   TORCH_CHECK_VALUE(t.layout() == at::kStrided, where, " has layout ", t.layout(),
                     "; sparse and other non-strided tensors are not supported");
-  TORCH_CHECK_VALUE(is_supported_dtype(t.scalar_type()), where, " has dtype ", python_dtype(t.scalar_type()),
-                    "; supported: ", supported_dtype_names(), " (complex and integer tensors are not supported)");
+  if (dtype != nullptr) {
+    TORCH_CHECK_VALUE(python_dtype(t.scalar_type()) == dtype, where, " has dtype ", python_dtype(t.scalar_type()),
+                      "; it must be ", dtype);
+  } else {
+    TORCH_CHECK_VALUE(is_supported_dtype(t.scalar_type()), where, " has dtype ", python_dtype(t.scalar_type()),
+                      "; supported: ", supported_dtype_names(), " (complex and integer tensors are not supported)");
+  }
   TORCH_CHECK_VALUE(t.is_non_overlapping_and_dense(), where, " (shape ", python_tuple(t.sizes()), ", strides ",
                     python_tuple(t.strides()), ") is not dense and non-overlapping; pass a contiguous (or "
                     "permuted-contiguous) tensor");
@@ -95,6 +102,7 @@ at::Device device_of_first(at::TensorList tensors) {
 // The lists of a call by position, as the messages name them.
 const char* const kSyncListNames[] = {"fast", "slow", "momentum"};
 const char* const kAdamWListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"};
+const char* const kCompactListNames[] = {"fast", "slow_high", "slow_low"};
 
 void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow") {
   TORCH_CHECK_VALUE(fast.size() == other.size(), op, ": fast has ", fast.size(), " tensors but ", other_name, " has ",
@@ -113,7 +121,16 @@ bool plainly_alike(const at::Tensor& a, const at::Tensor& b, const at::Device& d
   return plainly_valid(a, device) && plainly_valid(b, device) && a.sizes() == b.sizes();
 }
 
-void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists) {
+const char* const* list_names(TableOp op) {
+  switch (op) {
+    case TableOp::kAdamW:
+    case TableOp::kAdamWMomentum: return kAdamWListNames;
+    case TableOp::kCompactSync: return kCompactListNames;
+    default: return kSyncListNames;
+  }
+}
+
+void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists, const char* const* names) {
   std::vector<std::tuple<uintptr_t, uintptr_t, int, size_t>> spans;  // start, end, list, index
   for (int which = 0; which < static_cast<int>(lists.size()); ++which) {
     at::TensorList list = lists[which];
@@ -125,7 +142,7 @@ void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists) 
     }
   }
   std::sort(spans.begin(), spans.end());
-  const char* const* names = lists.size() >= 5 ? kAdamWListNames : kSyncListNames;
+  if (names == nullptr) names = lists.size() >= 5 ? kAdamWListNames : kSyncListNames;
   for (size_t k = 1; k < spans.size(); ++k) {
     const auto& [start_a, end_a, list_a, i] = spans[k - 1];
     const auto& [start_b, end_b, list_b, j] = spans[k];
@@ -210,6 +227,34 @@ void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::Tensor
   }
 }
 
+void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low) {
+  const char* op = kCompactOp;
+  check_lengths(op, fast, high, "slow_high");
+  check_lengths(op, fast, low, "slow_low");
+  const at::Device device = device_of_first(fast);
+  for (size_t i = 0; i < fast.size(); ++i) {
+    prefetch_ahead(fast, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    prefetch_ahead(high, i);
+    prefetch_ahead(low, i);
+    const at::Tensor& f = fast[i];
+    const at::Tensor& h = high[i];
+    const at::Tensor& q = low[i];
+    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
+    if (plainly_alike(f, h, device) && plainly_alike(h, q, device) && compact_code(f.scalar_type()) >= 0 &&
+        h.scalar_type() == kCompactHighType && q.scalar_type() == kCompactResidualType) {
+      continue;
+    }
+    check_tensor(f, Where{op, i, "fast"});
+    TORCH_CHECK_VALUE(compact_code(f.scalar_type()) >= 0, op, ": pair ", i, ": fast has dtype ",
+                      python_dtype(f.scalar_type()), "; bf16+int8 slow weights are for float32, float16 and bfloat16 ",
+                      "params");
+    check_tensor(h, Where{op, i, "slow_high"}, "torch.bfloat16");
+    check_tensor(q, Where{op, i, "slow_low"}, "torch.int8");
+    check_pair_layout(op, i, f, h, fast[0].device(), "fast", "slow_high");
+    check_pair_layout(op, i, f, q, fast[0].device(), "fast", "slow_low");
+  }
+}
+
 namespace {
 
 void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at::Tensor& rows) {
@@ -290,6 +335,17 @@ void check_sync_lists(at::TensorList fast, at::TensorList slow, at::TensorList m
   // see [NOTE: overlap once per plan] in csrc/contract.h
   const bool meta = !fast.empty() && fast[0].is_meta();
   if (meta || !is_plan_cached(lists, roles)) check_no_overlap("lookahead_sync_", lists);
+}
+
+void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low) {
+  const TensorLists lists{fast, high, low};
+  const EntryRoles roles = roles_of(TableOp::kCompactSync);
+  // see [NOTE: a cached plan vouches] in csrc/plan.h
+  if (find_vouching_plan(lists, roles, /*for_launch=*/false)) return;
+  check_compact_triples(fast, high, low);
+  // see [NOTE: overlap once per plan] in csrc/contract.h
+  const bool meta = !fast.empty() && fast[0].is_meta();
+  if (meta || !is_plan_cached(lists, roles)) check_no_overlap(kCompactOp, lists, kCompactListNames);
 }
 
 }  // namespace lookahead_fused

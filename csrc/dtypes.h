@@ -24,6 +24,33 @@ inline int64_t pair_code(at::ScalarType fast, at::ScalarType state) {
   return -1;
 }
 
+// The code of a compact entry whose fast tensor has dtype `fast` (LOOKAHEAD_COMPACT_PAIRS), or -1.
+inline int64_t compact_code(at::ScalarType fast) {
+#define LOOKAHEAD_COMPACT_MATCH(code, fast_token) \
+  if (fast == kScalar##fast_token) return code;
+  LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_COMPACT_MATCH)
+#undef LOOKAHEAD_COMPACT_MATCH
+  return -1;
+}
+
+// The dtypes of a compact entry's state tensors (see [NOTE: entry dtypes] in csrc/table.h).
+constexpr at::ScalarType kCompactHighType = at::kBFloat16;
+constexpr at::ScalarType kCompactResidualType = at::kChar;
+
+// The code of an entry of an op with `roles` whose fast tensor has dtype `fast` and whose first state
+// tensor has dtype `state`, or -1 when no kernel has it.
+inline int64_t entry_code(EntryRoles roles, at::ScalarType fast, at::ScalarType state) {
+  if (roles.compact) return state == kCompactHighType ? compact_code(fast) : -1;
+  return pair_code(fast, state);
+}
+
+// The dtype tensor t of such an entry must have.
+inline at::ScalarType role_dtype(EntryRoles roles, int t, at::ScalarType fast, at::ScalarType state) {
+  if (t < roles.fast) return fast;
+  if (roles.compact) return t == roles.fast ? kCompactHighType : kCompactResidualType;
+  return state;
+}
+
 inline bool is_supported_dtype(at::ScalarType type) {
 #define LOOKAHEAD_DTYPE_MATCH(token, scalar_type, name, bytes) \
   if (type == kScalar##token) return true;

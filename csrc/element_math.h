@@ -15,6 +15,9 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+
+#include "bf16_int8.h"
 
 #ifdef __CUDACC__
 #define LOOKAHEAD_MATH_FN __host__ __device__ __forceinline__
@@ -73,5 +76,18 @@ struct MomentumSyncMath {
     state[1] = momentum;
   }
 };
+
+// [NOTE: compact sync] The sync of a slow weight kept as bf16+int8
+// (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py): s = decode(high, residual); s' = lerp(s, fast, alpha) in float32;
+// (high, residual) <- encode(s'). Returns decode(high, residual), the slow weight as stored, which
+// the caller casts to the fast dtype.
+template <class Small>
+LOOKAHEAD_MATH_FN float compact_sync_element(float fast, uint16_t& high, int8_t& residual,
+                                             const TwoSidedLerp<float, Small>& lerp) {
+  const Bf16Int8 code = encode_bf16_int8(lerp(decode_bf16_int8(high, residual), fast));
+  high = code.high;
+  residual = code.residual;
+  return decode_bf16_int8(code.high, code.residual);
+}
 
 }  // namespace lookahead_fused

@@ -227,6 +227,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     check_sync_lists(fast, slow, momentum);
   }, "Raise ValueError, as lookahead_sync_ would, if the pairs (with `momentum`, the triples) break the op "
      "contract; write nothing.", py::arg("fast"), py::arg("slow"), py::arg("momentum") = py::tuple());
+  m.def("check_compact_lists",
+        [](const BorrowedTensors& fast, const BorrowedTensors& high, const BorrowedTensors& low) {
+          pybind11::gil_scoped_release no_gil;
+          check_compact_lists(fast, high, low);
+        },
+        "Raise ValueError, as lookahead_compact_sync_ would, if the triples break the op contract; write nothing.",
+        py::arg("fast"), py::arg("slow_high"), py::arg("slow_low"));
   m.def("same_objects", [](const py::list& held, const py::list& now) {
     if (held.size() != now.size()) return false;
     for (size_t g = 0; g < held.size(); ++g) {

@@ -28,4 +28,6 @@
     "Tensor(e!)[] momentum, Tensor hyper, Tensor rows, float mu, bool nesterov) -> ()",                         \
     (at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,          \
      at::TensorList slow, at::TensorList momentum, const at::Tensor& hyper, const at::Tensor& rows, double mu,  \
-     bool nesterov))
+     bool nesterov))                                                                                            \
+  X(compact_sync_, "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, float alpha) -> ()",    \
+    (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha))

@@ -20,9 +20,9 @@
 namespace lookahead_fused {
 namespace {
 
-void check_alpha(double alpha) {
-  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha >= 0.0 && alpha <= 1.0,
-                    "lookahead_sync_: alpha must be a finite number in [0, 1], got ", alpha);
+void check_alpha(double alpha, const char* op = "lookahead_sync_") {
+  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha >= 0.0 && alpha <= 1.0, op,
+                    ": alpha must be a finite number in [0, 1], got ", alpha);
 }
 
 void check_mu(double mu) {
@@ -59,7 +59,7 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
       TORCH_CHECK(!capturing, name, ": these tensors have no kernel plan yet, and one cannot be built while a CUDA ",
                   "graph is being captured (its upload is a blocking host-to-device copy). Run the same step once ",
                   "eagerly before capturing (warm-up), with the same tensors.");
-      check_no_overlap(name, lists);
+      check_no_overlap(name, lists, list_names(op));
     });
     // See [NOTE: plans under capture] in csrc/cuda/capture.cpp
     if (capturing) keep_alive_with_captured_graph(plan, stream.stream());
@@ -72,7 +72,7 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
     return;
   }
 #endif
-  if (!plan) plan = find_or_build_plan(lists, roles_of(op), [&] { check_no_overlap(name, lists); });
+  if (!plan) plan = find_or_build_plan(lists, roles_of(op), [&] { check_no_overlap(name, lists, list_names(op)); });
   TORCH_CHECK(plan->device.is_cpu(), "lookahead_fused: no kernel for tensors on ", plan->device);
   if (gate == nullptr) run_cpu(*plan, op, args);  // a CPU caller resolves its gate on the host
 }
@@ -111,10 +111,11 @@ std::shared_ptr<const Plan> check_sync(const TensorLists& lists) {
 }
 
 // Tensors on another device beside meta ones make a mixed-device call, which lookahead_fused.ops splits.
-void check_all_meta(const char* op, const TensorLists& lists) {
+void check_all_meta(const char* op, const TensorLists& lists, TableOp table_op = TableOp::kSync) {
+  const char* const* names = list_names(table_op);
   for (size_t l = 1; l < lists.size(); ++l) {
     TORCH_CHECK_VALUE(lists[0].size() == lists[l].size(), op, ": fast has ", lists[0].size(), " tensors but ",
-                      l == 1 ? "slow" : "momentum", " has ", lists[l].size());
+                      names[l], " has ", lists[l].size());
   }
   for (at::TensorList list : lists) {
     for (const at::Tensor& t : list) {
@@ -161,6 +162,15 @@ void momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::Tensor
   const TensorLists lists{fast, slow, momentum};
   auto plan = check_sync(lists);
   run_on_step(lists, TableOp::kMomentumSync, alpha, step, k, UpdateArgs{0.0, mu, nesterov}, std::move(plan));
+}
+
+void compact_sync_(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha) {
+  check_alpha(alpha, kCompactOp);
+  const TensorLists lists{fast, slow_high, slow_low};
+  // see [NOTE: a cached plan vouches] in csrc/plan.h
+  auto plan = find_vouching_plan(lists, roles_of(TableOp::kCompactSync), /*for_launch=*/true);
+  if (!plan) check_compact_triples(fast, slow_high, slow_low);
+  run(kCompactOp, lists, TableOp::kCompactSync, UpdateArgs{alpha}, nullptr, std::move(plan));
 }
 
 namespace {
@@ -222,6 +232,11 @@ void momentum_sync_on_step_meta(at::TensorList fast, at::TensorList slow, at::Te
   check_mu(mu);
   check_all_meta("lookahead_sync_", {fast, slow, momentum});
   check_step_gate(fast, alpha, step, k);
+}
+
+void compact_sync_meta(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha) {
+  check_alpha(alpha, kCompactOp);
+  check_all_meta(kCompactOp, {fast, slow_high, slow_low}, TableOp::kCompactSync);
 }
 
 void adamw_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,

@@ -10,6 +10,8 @@
 //   adamw_step_: AdamW's step for every param and, where the hyper table's sync flag is set, the
 //     sync (the momentum sync when `momentum` is not empty) of the new params, in one pass (adamw.h);
 //     grads are read only.
+//   compact_sync_: the sync of slow weights kept as bf16+int8, a bfloat16 and an int8 tensor per param
+//     (see [NOTE: compact sync] in csrc/element_math.h).
 #pragma once
 
 #include "op_list.h"

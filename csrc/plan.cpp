@@ -37,7 +37,7 @@ std::vector<int64_t> entry_words_of(const TensorLists& lists, EntryRoles roles) 
       words.push_back(static_cast<int64_t>(addresses[t]));
     }
     const at::Tensor& state = lists[roles.fast][i];  // see [NOTE: entry dtypes] in csrc/table.h
-    const int64_t code = pair_code(lists[0][i].scalar_type(), state.scalar_type());
+    const int64_t code = entry_code(roles, lists[0][i].scalar_type(), state.scalar_type());
     TORCH_CHECK(code >= 0, "lookahead_fused: no kernel for fast ", lists[0][i].scalar_type(), " with slow ",
                 state.scalar_type());
     words.push_back(lists[0][i].numel());
@@ -100,7 +100,8 @@ PlanCache& cache() {
 bool plan_is_for(const Plan& plan, const TensorLists& lists, EntryRoles roles, at::Device device) {
   const int depth = roles.depth;
   if (static_cast<int>(lists.size()) != depth || plan.device != device || plan.roles.depth != depth ||
-      plan.roles.fast != roles.fast || plan.num_entries != static_cast<int64_t>(lists[0].size())) {
+      plan.roles.fast != roles.fast || plan.roles.compact != roles.compact ||
+      plan.num_entries != static_cast<int64_t>(lists[0].size())) {
     return false;
   }
   const int64_t* words = plan.words.data();
@@ -112,7 +113,7 @@ bool plan_is_for(const Plan& plan, const TensorLists& lists, EntryRoles roles, a
     }
     const at::Tensor& fast = lists[0][i];
     if (words[depth] != fast.numel() ||
-        pair_code_of(words[depth + 1]) != pair_code(fast.scalar_type(), lists[roles.fast][i].scalar_type())) {
+        pair_code_of(words[depth + 1]) != entry_code(roles, fast.scalar_type(), lists[roles.fast][i].scalar_type())) {
       return false;
     }
   }
@@ -123,7 +124,7 @@ bool plan_is_for(const Plan& plan, const TensorLists& lists, EntryRoles roles, a
 bool plainly_matches(const Plan& plan, const TensorLists& lists, EntryRoles roles, at::Device device) {
   const int depth = roles.depth;
   if (static_cast<int>(lists.size()) != depth || plan.device != device || plan.roles.depth != depth ||
-      plan.roles.fast != roles.fast) {
+      plan.roles.fast != roles.fast || plan.roles.compact != roles.compact) {
     return false;
   }
   const auto entries = static_cast<size_t>(plan.num_entries);
@@ -142,12 +143,12 @@ bool plainly_matches(const Plan& plan, const TensorLists& lists, EntryRoles role
     for (int t = 1; t < depth; ++t) {
       const at::Tensor& tensor = lists[t][i];
       if (!plainly_valid(tensor, device) || tensor.sizes() != shape ||
-          tensor.scalar_type() != (t < roles.fast ? fast_type : state_type) ||
+          tensor.scalar_type() != role_dtype(roles, t, fast_type, state_type) ||
           words[t] != reinterpret_cast<intptr_t>(tensor.data_ptr())) {
         return false;
       }
     }
-    if (words[depth] != fast.numel() || pair_code_of(words[depth + 1]) != pair_code(fast_type, state_type)) {
+    if (words[depth] != fast.numel() || pair_code_of(words[depth + 1]) != entry_code(roles, fast_type, state_type)) {
       return false;
     }
   }

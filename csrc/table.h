@@ -18,8 +18,10 @@
 // its `depth` tensors have the fast dtype, the rest the state dtype (the slow dtype), and the pair
 // code is that of (fast, first state tensor): one fast tensor for the syncs and the swap; four for
 // AdamW (param, grad, exp_avg, exp_avg_sq, as torch.optim.AdamW keeps its moments in the param's
-// dtype), then slow and the outer momentum. The plan takes the roles from the op, never from the
-// depth, so a new op of any depth says which of its tensors are which.
+// dtype), then slow and the outer momentum. A compact entry (the compact sync) holds the fast
+// tensor, then its bf16+int8 slow weight as a bfloat16 and an int8 tensor; its code is that of the
+// fast dtype in LOOKAHEAD_COMPACT_PAIRS. The plan takes the roles from the op, never from the depth,
+// so a new op of any depth says which of its tensors are which.
 #pragma once
 
 #include <cstdint>
@@ -49,11 +51,24 @@ namespace lookahead_fused {
   X(3, BF16, BF16)               \
   X(4, F16, F32)                 \
   X(5, BF16, F32)
+//   X(code, fast token): the compact sync's entries, whose state is one bf16+int8 slow weight
+//   (a bfloat16 tensor and an int8 tensor; see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py)
+#define LOOKAHEAD_COMPACT_PAIRS(X) \
+  X(6, F32)                        \
+  X(7, F16)                        \
+  X(8, BF16)
+constexpr int64_t kCompactStateBytes = 3;  // one bfloat16 and one int8
 
 enum PairCode : int64_t {
 #define LOOKAHEAD_PAIR_ENUM(code, fast, state) k##fast##state = code,
   LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PAIR_ENUM)
 #undef LOOKAHEAD_PAIR_ENUM
+};
+
+enum CompactCode : int64_t {
+#define LOOKAHEAD_COMPACT_ENUM(code, fast) kCompact##fast = code,
+  LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_COMPACT_ENUM)
+#undef LOOKAHEAD_COMPACT_ENUM
 };
 
 #define LOOKAHEAD_DTYPE_BYTES(token, scalar_type, name, bytes) constexpr int64_t kBytes##token = bytes;
@@ -69,12 +84,14 @@ LOOKAHEAD_HOST_DEVICE inline constexpr int64_t entry_words(int depth) { return d
 // The fused updates. kSync: slow <- lerp(slow, fast, alpha); fast <- slow. kSwap: exchange.
 // kMomentumSync: the sync with outer momentum (docs/design.md, "The momentum sync"). kAdamW: one
 // AdamW step, then on a sync step the sync (kAdamWMomentum: the momentum sync) of the new params,
-// in the same pass (adamw.h, docs/design.md "LookaheadAdamW").
-enum class TableOp { kSync, kSwap, kMomentumSync, kAdamW, kAdamWMomentum };
+// in the same pass (adamw.h, docs/design.md "LookaheadAdamW"). kCompactSync: the sync of slow
+// weights kept as bf16+int8 (docs/design.md, "Compact slow weights").
+enum class TableOp { kSync, kSwap, kMomentumSync, kAdamW, kAdamWMomentum, kCompactSync };
 
 struct EntryRoles {  // see [NOTE: entry dtypes] in csrc/table.h
-  int depth;  // tensors per entry
-  int fast;   // how many of them, first, have the fast dtype
+  int depth;             // tensors per entry
+  int fast;              // how many of them, first, have the fast dtype
+  bool compact = false;  // the state is one bf16+int8 slow weight: a bfloat16 tensor, then an int8 one
 };
 
 inline constexpr EntryRoles roles_of(TableOp op) {
@@ -84,6 +101,7 @@ inline constexpr EntryRoles roles_of(TableOp op) {
     case TableOp::kMomentumSync: return {3, 1};
     case TableOp::kAdamW: return {5, 4};
     case TableOp::kAdamWMomentum: return {6, 4};
+    case TableOp::kCompactSync: return {3, 1, true};
   }
   return {0, 0};
 }
@@ -113,6 +131,15 @@ LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) 
 // The bytes of one element of every tensor of an entry (the planner's bytes model), or 0 for a
 // code this build does not know.
 inline int64_t entry_element_bytes(int64_t code, EntryRoles roles) {
+  if (roles.compact) {
+    switch (code) {
+#define LOOKAHEAD_COMPACT_BYTES(code, fast_token) \
+  case code: return kBytes##fast_token + kCompactStateBytes;
+      LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_COMPACT_BYTES)
+#undef LOOKAHEAD_COMPACT_BYTES
+      default: return 0;
+    }
+  }
   switch (code) {
 #define LOOKAHEAD_PAIR_BYTES(code, fast_token, state_token) \
   case code: return roles.fast * kBytes##fast_token + (roles.depth - roles.fast) * kBytes##state_token;
@@ -123,13 +150,15 @@ inline int64_t entry_element_bytes(int64_t code, EntryRoles roles) {
 }
 
 // The first element index at which all `n` tensors sit on a 16-byte boundary, or -1 if none does.
-// A vector step covers kVecBytes of the first (fast) tensor, so the pattern repeats after that many
-// of its elements (and the state tensors', with elements at least as wide, repeat within it).
+// The pattern repeats after kVecBytes elements of the narrowest tensor (the fast one, or the int8
+// residual of a compact entry).
 inline int64_t common_head(const uintptr_t* addresses, const int64_t* element_sizes, int n) {
+  int64_t narrowest = element_sizes[0];
   for (int t = 0; t < n; ++t) {
     if (addresses[t] % element_sizes[t]) return -1;
+    if (element_sizes[t] < narrowest) narrowest = element_sizes[t];
   }
-  for (int64_t i = 0; i < kVecBytes / element_sizes[0]; ++i) {
+  for (int64_t i = 0; i < kVecBytes / narrowest; ++i) {
     bool aligned = true;
     for (int t = 0; t < n && aligned; ++t) aligned = (addresses[t] + i * element_sizes[t]) % kVecBytes == 0;
     if (aligned) return i;

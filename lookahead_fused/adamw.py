@@ -31,6 +31,7 @@ from .adaptive_alpha import ADAPTIVE
 from .backends import reference
 from .adamw_state import Layout
 from .optimizer import Lookahead
+from .slow_state import is_compact
 
 _COLUMN = {name: i for i, name in enumerate(contract.ADAMW_COLUMNS)}
 _CACHED_ROW_TENSORS = 8
@@ -68,6 +69,11 @@ class LookaheadAdamW(Lookahead):
             raise ValueError(
                 "LookaheadAdamW does not support amsgrad=True (its fused step keeps no max_exp_avg_sq); use "
                 "Lookahead(torch.optim.AdamW(params, amsgrad=True))"
+            )
+        if is_compact(slow_dtype):
+            raise ValueError(
+                "LookaheadAdamW does not take slow_dtype='bf16+int8' yet (its fused step keeps exact slow weights); "
+                "use Lookahead(torch.optim.AdamW(...), slow_dtype='bf16+int8')"
             )
         if isinstance(alpha, str) and alpha == ADAPTIVE:
             raise ValueError("LookaheadAdamW takes a number alpha; for alpha='adaptive' use Lookahead(torch.optim.AdamW(...))")

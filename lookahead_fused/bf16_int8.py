@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import torch
 
+SLOW_DTYPE = "bf16+int8"  # Lookahead's slow_dtype= for slow weights kept in this encoding
 HIGH_DTYPE = torch.bfloat16
 RESIDUAL_DTYPE = torch.int8
+STATE_DTYPES = (HIGH_DTYPE, RESIDUAL_DTYPE)
 BYTES_PER_ELEMENT = 3  # one bfloat16 and one int8
 RESIDUAL_LIMIT = 127  # |q| <= 127; see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py
 RESIDUAL_BITS_BELOW_HIGH = 15  # u = 2^(E - 15)

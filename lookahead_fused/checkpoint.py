@@ -2,14 +2,17 @@
 committing what was read.
 
     {"state": {id: {<inner optimizer entries>, "lookahead_slow_param": T, ["lookahead_slow_momentum": T],
-                    ["lookahead_outer_momentum": T]}},
+                    ["lookahead_outer_momentum": T]}},   (slow_dtype="bf16+int8": "lookahead_slow_high": T,
+                                                          "lookahead_slow_low": T for the slow weight)
      "param_groups": <the inner optimizer's groups>,
      "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha" (a number or "adaptive"),
                    "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha",
                    "outer_momentum", "nesterov"}}
 
 "lookahead_slow_momentum" is the slow copy of the inner optimizer's first moment (pullback
-momentum); "lookahead_outer_momentum" the momentum on the slow weight (outer_momentum > 0).
+momentum); "lookahead_outer_momentum" the momentum on the slow weight (outer_momentum > 0). A slow
+weight kept as bf16+int8 is saved as its two tensors, bit for bit; loaded into an optimizer of another
+slow_dtype it is decoded and converted (and an exact one encoded), with the slow_dtype warning.
 
 [NOTE: section mirror] The "lookahead" section is also copied into every param group, because
 torch.distributed.checkpoint.state_dict's get/set_optimizer_state_dict keep only "state" and
@@ -31,19 +34,25 @@ from itertools import chain
 
 import torch
 
-from . import contract, first_moment
+from . import bf16_int8, contract, first_moment
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, copy_as, zero_outer_momentum
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM, copy_as
+from .slow_state import is_compact, slow_weight_state, zero_outer_momentum
 
 FORMAT_VERSION = 1
 SECTION = "lookahead"
 SAVED_SLOW_PARAM = "lookahead_slow_param"
 SAVED_SLOW_MOMENTUM = "lookahead_slow_momentum"
 SAVED_OUTER_MOMENTUM = "lookahead_outer_momentum"
-_SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM, SAVED_OUTER_MOMENTUM)
+SAVED_SLOW_HIGH = "lookahead_slow_high"
+SAVED_SLOW_LOW = "lookahead_slow_low"
+_SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM, SAVED_OUTER_MOMENTUM, SAVED_SLOW_HIGH, SAVED_SLOW_LOW)
+# a slow weight's state key -> its key in a checkpoint
+_SAVED_SLOW_KEYS = {SLOW_PARAM: SAVED_SLOW_PARAM, SLOW_HIGH: SAVED_SLOW_HIGH, SLOW_LOW: SAVED_SLOW_LOW}
 
 
 def dtype_name(dtype) -> str | None:
+    """None, "float32", or "bf16+int8"."""
     return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
@@ -72,7 +81,9 @@ def pack(opt, step: torch.Tensor) -> dict:
     for saved_id, p in zip(saved_ids, params):
         entry = dict(state.get(saved_id, {}))  # a copy: never write into the inner's live state
         mine = opt.state[p]
-        entry[SAVED_SLOW_PARAM] = mine[SLOW_PARAM]
+        for key, saved_key in _SAVED_SLOW_KEYS.items():
+            if key in mine:
+                entry[saved_key] = mine[key]
         if SLOW_MOMENTUM in mine:
             entry[SAVED_SLOW_MOMENTUM] = mine[SLOW_MOMENTUM]
         if OUTER_MOMENTUM in mine:
@@ -98,7 +109,7 @@ class Loaded:
     """A checked checkpoint, ready to apply: nothing in it aliases the state_dict it came from."""
 
     inner_state_dict: dict
-    slow: dict = field(default_factory=dict)  # param -> slow weight
+    slow: dict = field(default_factory=dict)  # param -> its slow weight's state entries (slow_weight_state)
     slow_momentum: dict = field(default_factory=dict)  # param -> slow first moment
     outer_momentum: dict = field(default_factory=dict)  # param -> momentum of its slow weight
     step: torch.Tensor | None = None
@@ -154,6 +165,26 @@ def _read_saved_tensor(entry, key, p, where) -> torch.Tensor | None:
     return saved
 
 
+def _read_slow_weight(opt, entry, p, where: str, plain: bool) -> dict:
+    """The state entries of `p`'s saved slow weight (exact or bf16+int8) in this optimizer's slow_dtype:
+    kept bit for bit when the kinds agree, else decoded or encoded. A plain checkpoint: the param."""
+    slow_dtype = opt.defaults["slow_dtype"]
+    high = _read_saved_tensor(entry, SAVED_SLOW_HIGH, p, where)
+    low = _read_saved_tensor(entry, SAVED_SLOW_LOW, p, where)
+    if (high is None) != (low is None) or (high is not None and (high.dtype, low.dtype) != bf16_int8.STATE_DTYPES):
+        raise ValueError(
+            f"{where}: a bf16+int8 slow weight needs {SAVED_SLOW_HIGH} (bfloat16) and {SAVED_SLOW_LOW} (int8) together"
+        )
+    if high is not None and is_compact(slow_dtype):
+        return {SLOW_HIGH: copy_as(high, p, high.dtype), SLOW_LOW: copy_as(low, p, low.dtype)}
+    if high is not None:
+        return slow_weight_state(bf16_int8.decode(high.to(p.device), low.to(p.device)), p, slow_dtype)
+    slow = _read_saved_tensor(entry, SAVED_SLOW_PARAM, p, where)
+    if slow is None and not plain:
+        raise ValueError(f"{where}: the state_dict has no {SAVED_SLOW_PARAM}")
+    return slow_weight_state(p if plain else slow, p, slow_dtype)
+
+
 def read(opt, state_dict) -> Loaded:
     if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
         raise ValueError("not an optimizer state_dict: it needs 'state' and 'param_groups'")
@@ -187,11 +218,8 @@ def read(opt, state_dict) -> Loaded:
             inner_entry = {key: value for key, value in entry.items() if key not in _SAVED_KEYS}
             if inner_entry or saved_id in state_dict["state"]:
                 loaded.inner_state_dict["state"][saved_id] = inner_entry
-            slow = _read_saved_tensor(entry, SAVED_SLOW_PARAM, p, where)
-            if slow is None and not plain:
-                raise ValueError(f"{where}: the state_dict has no {SAVED_SLOW_PARAM}")
             with torch.no_grad():
-                loaded.slow[p] = copy_as(p if plain else slow, p, opt.slow_dtype_for(p))
+                loaded.slow[p] = _read_slow_weight(opt, entry, p, where, plain)
                 slow_momentum = _read_saved_tensor(entry, SAVED_SLOW_MOMENTUM, p, where)
                 if slow_momentum is not None:
                     loaded.slow_momentum[p] = copy_as(slow_momentum, p, opt.slow_dtype_for(p))
@@ -215,7 +243,7 @@ def restore(loaded: Loaded, state, step_count: torch.Tensor, defaults: dict, ada
     configuration into `defaults` and the AdaptiveAlpha `adaptive`."""
     state.clear()
     for p, slow in loaded.slow.items():
-        state[p][SLOW_PARAM] = slow
+        state[p].update(slow)
     for p, slow_momentum in loaded.slow_momentum.items():
         state[p][SLOW_MOMENTUM] = slow_momentum
     if loaded.step is not None:

@@ -35,6 +35,15 @@ def allowed_slow_dtypes(fast_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
 DTYPE_PAIRS = tuple((fast, slow) for fast in FAST_DTYPES for slow in allowed_slow_dtypes(fast))  # (fast, slow)
 
 
+# The lists of a call by position, as the messages name them (as csrc/contract.cpp's list_names).
+SYNC_LIST_NAMES = ("fast", "slow", "momentum")
+ADAMW_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum")
+COMPACT_LIST_NAMES = ("fast", "slow_high", "slow_low")
+COMPACT_OP = "lookahead_compact_sync_"
+# The fast dtypes whose slow weights may be kept as bf16+int8, and the dtypes of its two parts.
+COMPACT_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+COMPACT_STATE_DTYPES = (torch.bfloat16, torch.int8)
+
 # The columns of a row of the AdamW hyper table, in order (see [NOTE: AdamW hyper table] in csrc/adamw.h,
 # whose LOOKAHEAD_ADAMW_COLUMNS build_info() reports by name as "adamw_columns").
 ADAMW_COLUMNS = ("lr", "beta1", "beta2", "eps", "weight_decay", "step", "alpha", "sync", "maximize")
@@ -121,8 +130,9 @@ def same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
     return all(sa == sb for size, sa, sb in zip(a.shape, a.stride(), b.stride()) if size != 1)
 
 
-def check_no_overlap(*lists: Sequence[torch.Tensor], op: str) -> None:
-    """No two tensors share a byte of memory, across the lists (fast, slow[, momentum]) and within each."""
+def check_no_overlap(*lists: Sequence[torch.Tensor], op: str, names: tuple[str, ...] | None = None) -> None:
+    """No two tensors share a byte of memory, across the lists (fast, slow[, momentum], unless `names`
+    says otherwise) and within each."""
     spans = []  # (device key, first byte, end byte, which list, index)
     for which, tensors in enumerate(lists):
         for i, t in enumerate(tensors):
@@ -134,7 +144,8 @@ def check_no_overlap(*lists: Sequence[torch.Tensor], op: str) -> None:
     for (device_a, _, end_a, *a), (device_b, start_b, _, *b) in zip(spans, spans[1:]):
         if device_a == device_b and start_b < end_a:
             (list_a, i), (list_b, j) = sorted((a, b))
-            names = ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum") if len(lists) >= 5 else ("fast", "slow", "momentum")
+            if names is None:
+                names = ADAMW_LIST_NAMES if len(lists) >= 5 else SYNC_LIST_NAMES
             raise ValueError(
                 f"{op}: pair {i} ({names[list_a]}) and pair {j} ({names[list_b]}) share memory; "
                 "every tensor must have its own storage"
@@ -191,6 +202,52 @@ def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True) -> None
         _check_pair_layout(i, m, s, op=op, names=("momentum", "slow"))
     if overlap:
         check_no_overlap(fast, slow, *(() if momentum is None else (momentum,)), op=op)
+
+
+def _check_state_tensor(t, dtype: torch.dtype, *, where: str) -> None:
+    """A compact state tensor: a strided tensor of `dtype`, dense (csrc/contract.cpp's check_tensor)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{where} is a {type(t).__name__}, not a torch.Tensor")
+    if t.layout != torch.strided:
+        raise ValueError(f"{where} has layout {t.layout}; sparse and other non-strided tensors are not supported")
+    if t.dtype != dtype:
+        raise ValueError(f"{where} has dtype {t.dtype}; it must be {dtype}")
+    if not is_non_overlapping_and_dense(t):
+        raise ValueError(
+            f"{where} (shape {tuple(t.shape)}, strides {t.stride()}) is not dense and non-overlapping; "
+            "pass a contiguous (or permuted-contiguous) tensor"
+        )
+
+
+def check_compact_list_types(*lists) -> None:
+    """The three lists of a lookahead_compact_sync_ call are lists or tuples."""
+    for name, tensors in zip(COMPACT_LIST_NAMES, lists):
+        if isinstance(tensors, torch.Tensor) or not isinstance(tensors, Sequence):
+            raise TypeError(f"{COMPACT_OP}: {name} must be a list or tuple of tensors, got {type(tensors).__name__}")
+
+
+def check_compact_lists(fast, slow_high, slow_low) -> None:
+    """Validate the lists of a lookahead_compact_sync_ call, as csrc/contract.cpp's
+    check_compact_triples and the overlap check: fast in float32, float16 or bfloat16; beside each a
+    bfloat16 high part and an int8 residual of its shape and strides, on its device; nothing shared."""
+    op = COMPACT_OP
+    check_compact_list_types(fast, slow_high, slow_low)
+    for name, tensors in zip(COMPACT_LIST_NAMES[1:], (slow_high, slow_low)):
+        if len(tensors) != len(fast):
+            raise ValueError(f"{op}: fast has {len(fast)} tensors but {name} has {len(tensors)}")
+    for i, tensors in enumerate(zip(fast, slow_high, slow_low)):
+        f = tensors[0]
+        check_param_tensor(f, where=f"{op}: pair {i}: fast")
+        if f.dtype not in COMPACT_FAST_DTYPES:
+            raise ValueError(
+                f"{op}: pair {i}: fast has dtype {f.dtype}; bf16+int8 slow weights are for float32, float16 and "
+                "bfloat16 params"
+            )
+        for name, t, dtype in zip(COMPACT_LIST_NAMES[1:], tensors[1:], COMPACT_STATE_DTYPES):
+            _check_state_tensor(t, dtype, where=f"{op}: pair {i}: {name}")
+        for name, t in zip(COMPACT_LIST_NAMES[1:], tensors[1:]):
+            _check_pair_layout(i, f, t, op=op, names=("fast", name))
+    check_no_overlap(fast, slow_high, slow_low, op=op, names=COMPACT_LIST_NAMES)
 
 
 def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu) -> None:

@@ -79,5 +79,6 @@ OPS = (
             "hyper:tensor rows:tensor mu:float nesterov:bool"
         ),
     ),
+    OpSpec("compact_sync_", _args("fast:tensors! slow_high:tensors! slow_low:tensors! alpha:float")),
 )
 OP_NAMES = tuple(op.name for op in OPS)

@@ -7,6 +7,9 @@
     lookahead_sync_on_step_(fast, slow, alpha, step, k, [momentum=, mu=, nesterov=])
                                          the same when step % k == 0, decided where step lives
     swap_(a, b)                          exchange the contents of a[i] and b[i]
+    lookahead_compact_sync_(fast, slow_high, slow_low, alpha)
+                                         the sync of slow weights kept as bf16+int8 (docs/design.md,
+                                         "Compact slow weights")
 
 Each checks the whole call first, then runs one backend per device (backends/), so a rejected call
 writes nothing. A call on one device with a native backend ("cpu", "cuda") goes straight to the
@@ -241,3 +244,21 @@ def swap_(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], *, backend: str 
     contract.check_swap_args(a, b)
     for module, (xs, ys) in _by_device(backend, a, b):
         module.swap_(xs, ys)
+
+
+@torch.no_grad()
+def lookahead_compact_sync_(fast, slow_high, slow_low, alpha: float, *, backend: str = "auto") -> None:
+    """The sync of slow weights kept as bf16+int8
+    (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py), for every param in one launch per device: s = decode(slow_high,
+    slow_low); s' = lerp(s, fast, alpha) in float32; (slow_high, slow_low) <- encode(s');
+    fast <- decode(slow_high, slow_low) cast to fast's dtype. fast: float32, float16 or bfloat16;
+    slow_high: bfloat16 and slow_low: int8, each of fast's shape and strides. Raises before writing."""
+    backends.check_backend_name(backend)
+    alpha = contract.check_alpha(alpha, where=f"{contract.COMPACT_OP}: alpha")
+    contract.check_compact_list_types(fast, slow_high, slow_low)
+    fast, slow_high, slow_low = local_shards(fast, slow_high, slow_low, op=contract.COMPACT_OP)
+    if _run_native("compact_sync_", fast, slow_high, slow_low, alpha, backend=backend):
+        return
+    contract.check_compact_lists(fast, slow_high, slow_low)
+    for module, (fasts, highs, lows) in _by_device(backend, fast, slow_high, slow_low):
+        module.compact_sync_(fasts, highs, lows, alpha)

@@ -33,7 +33,8 @@ from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .capturable import capturable_device, check_capturable_group
 from .inner_state import create_inner_state
 from .shared_state import SharedState, on_the_lookahead
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_PARAM, copy_as, slow_dtype_for, zero_outer_momentum
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, is_compact, slow_dtype_for, slow_weight_state, slow_weight_value
+from .slow_state import zero_outer_momentum
 from .sync import Sync
 from .weight_swap import slow_weights_in
 
@@ -49,7 +50,9 @@ class Lookahead(Optimizer):
     (see [NOTE: outer momentum] in lookahead_fused/optimizer.py); mu = 0
     is plain Lookahead bit for bit; nesterov=True with mu > 0 is SNOO's outer step.
     slow_dtype: None keeps slow weights in each param's dtype; torch.float32 keeps them in float32 for
-    float16/bfloat16 params. backend: "auto" or a name from ops.available_backends().
+    float16/bfloat16 params; "bf16+int8" keeps each in 3 bytes, within 2^-15 of its float32 value
+    (docs/design.md, "Compact slow weights";
+    see [NOTE: what compact slow weights support] in lookahead_fused/options.py). backend: "auto" or a name from ops.available_backends().
     alpha="adaptive": at each sync, the alpha of the paper's section 3.1 (adaptive_alpha.py), clipped
     to alpha_bounds, from curvature(param) and gradient(param) (defaults: Adam's second moment, grad).
     """
@@ -171,7 +174,7 @@ class Lookahead(Optimizer):
             self.optimizer.add_param_group(param_group)
         with torch.no_grad():
             for p in param_group["params"]:
-                self.state[p][SLOW_PARAM] = copy_as(p, p, self.slow_dtype_for(p))
+                self.state[p].update(slow_weight_state(p, p, self.defaults["slow_dtype"]))
                 if self.defaults["outer_momentum"]:
                     self.state[p][OUTER_MOMENTUM] = zero_outer_momentum(p, self.defaults["slow_dtype"])
         if self._sync is None:
@@ -181,8 +184,14 @@ class Lookahead(Optimizer):
     def _check_group(self, group: dict, where: str) -> None:
         if ALPHA_KEY in group:
             check_alpha_or_adaptive(group[ALPHA_KEY], self._adaptive is not None, where=f"{where}: {ALPHA_KEY}")
+        compact = is_compact(self.defaults["slow_dtype"])
         for i, p in enumerate(group["params"]):
             contract.check_param(p, where=f"{where}: param {i}")
+            if compact and p.dtype not in contract.COMPACT_FAST_DTYPES:
+                raise ValueError(
+                    f"{where}: param {i} has dtype {p.dtype}; slow_dtype='bf16+int8' keeps the slow weights of "
+                    "float32, float16 and bfloat16 params"
+                )
         first_moment.check_group_keeps_first_moment(self.optimizer, group, self.pullback_momentum, where)
         if self.defaults["capturable"]:
             check_capturable_group(self.optimizer, group, self._step_count_tensor.device, where)
@@ -254,10 +263,11 @@ class Lookahead(Optimizer):
     def slow_weights(self):
         """Put the slow weights into the params for the block; the fast ones come back on exit, also
         on an exception. Same-dtype pairs are swapped in place; params with float32 slow weights are
-        set from them (rounded) and restored from a copy of the params, not of the slow weights."""
+        set from them (rounded) and restored from a copy of the params, not of the slow weights. With
+        slow_dtype="bf16+int8" the slow weights are decoded first, into float32 copies."""
         self._refuse_inside_slow_weights("slow_weights()")
         params = self._params()
-        slow = [self.state[p][SLOW_PARAM] for p in params]
+        slow = [slow_weight_value(self.state[p], p) for p in params]
         with slow_weights_in(params, slow, self._sync.split_strided, self.defaults["backend"]):
             self._shared.in_slow_weights = True
             try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from . import backends, contract, first_moment
+from . import backends, bf16_int8, contract, first_moment
 from .adaptive_alpha import ADAPTIVE
-from .slow_state import ALPHA_KEY
+from .slow_state import ALPHA_KEY, is_compact
 
 
 def check_nesterov(nesterov, outer_momentum) -> bool:
@@ -18,12 +18,39 @@ def check_nesterov(nesterov, outer_momentum) -> bool:
 
 
 def check_slow_dtype(slow_dtype):
-    if slow_dtype not in (None, torch.float32):
+    if not (slow_dtype is None or slow_dtype is torch.float32 or is_compact(slow_dtype)):
         raise ValueError(
-            f"slow_dtype must be None (the param's dtype) or torch.float32 (fp32 slow weights for "
-            f"float16/bfloat16 params), got {slow_dtype!r}"
+            f"slow_dtype must be None (the param's dtype), {bf16_int8.SLOW_DTYPE!r} (3 bytes a weight: "
+            f"docs/design.md, 'Compact slow weights') or torch.float32 (fp32 slow weights for float16/bfloat16 "
+            f"params), got {slow_dtype!r}"
         )
     return slow_dtype
+
+
+# [NOTE: what compact slow weights support] slow_dtype="bf16+int8" has the host-decided sync (one fused
+# launch of the compact sync), checkpoints and slow_weights(); the options that need more (an outer
+# momentum in the encoding, a gated op for capturable=True and torch.compile, an alpha chosen from the
+# slow weights, pullback momenta beside them) are refused at construction, before anything is built.
+_COMPACT_REFUSES = {
+    "outer_momentum": lambda options: options["outer_momentum"] > 0,
+    "capturable": lambda options: options["capturable"],
+    "alpha": lambda options: options[ALPHA_KEY] == ADAPTIVE,
+    "pullback_momentum": lambda options: options["pullback_momentum"] == "pullback",
+}
+
+
+def check_compact_options(defaults: dict) -> None:
+    """see [NOTE: what compact slow weights support] in lookahead_fused/options.py"""
+    if not is_compact(defaults["slow_dtype"]):
+        return
+    for name, refused in _COMPACT_REFUSES.items():
+        if refused(defaults):
+            value = defaults[ALPHA_KEY if name == "alpha" else name]
+            raise ValueError(
+                f"slow_dtype={bf16_int8.SLOW_DTYPE!r} does not support {name}={value!r} yet; it takes "
+                "outer_momentum=0, capturable=False, a number alpha and pullback_momentum 'none' or 'reset' "
+                "(or use slow_dtype=None or torch.float32)"
+            )
 
 
 def checked_defaults(
@@ -41,6 +68,7 @@ def checked_defaults(
         "backend": backends.check_backend_name(backend),
         "capturable": bool(capturable),
     }
+    check_compact_options(defaults)
     backends.require_available(backend)
     if alpha == ADAPTIVE and defaults["outer_momentum"]:
         raise ValueError(

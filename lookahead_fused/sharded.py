@@ -8,6 +8,8 @@ from itertools import chain
 
 import torch
 
+from .contract import ADAMW_LIST_NAMES, COMPACT_LIST_NAMES, COMPACT_OP, SYNC_LIST_NAMES
+
 
 def dtensor_type():
     if not torch.distributed.is_available():
@@ -17,9 +19,10 @@ def dtensor_type():
     return DTensor
 
 
-_LIST_NAMES = {
-    "lookahead_sync_": ("fast", "slow", "momentum"),
-    "lookahead_adamw_step_": ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"),
+_LIST_NAMES = {  # the op -> its lists' names in the messages
+    "lookahead_sync_": SYNC_LIST_NAMES,
+    "lookahead_adamw_step_": ADAMW_LIST_NAMES,
+    COMPACT_OP: COMPACT_LIST_NAMES,
 }
 
 

@@ -4,19 +4,49 @@ from __future__ import annotations
 
 import torch
 
-from . import contract
+from . import bf16_int8, contract
 from .sharded import dtensor_type
 
 ALPHA_KEY = "lookahead_alpha"  # a param group may carry its own alpha under this key
 SLOW_PARAM = "slow_param"  # the slow weight of a param (optimizer.state[p])
 SLOW_MOMENTUM = "slow_momentum"  # the slow copy of its first-moment buffer, for "pullback"
 OUTER_MOMENTUM = "outer_momentum"  # the momentum on its slow weight, for outer_momentum > 0
+# With slow_dtype="bf16+int8" the slow weight is these two tensors instead of SLOW_PARAM
+# (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py).
+SLOW_HIGH = "slow_high"  # its bfloat16 high part
+SLOW_LOW = "slow_low"  # its int8 residual
+
+
+def is_compact(slow_dtype) -> bool:
+    return isinstance(slow_dtype, str) and slow_dtype == bf16_int8.SLOW_DTYPE
+
+
+def slow_keys(slow_dtype) -> tuple[str, ...]:
+    """The keys of a param's slow weight in its state: SLOW_PARAM, or SLOW_HIGH and SLOW_LOW."""
+    return (SLOW_HIGH, SLOW_LOW) if is_compact(slow_dtype) else (SLOW_PARAM,)
+
+
+def slow_weight_state(value: torch.Tensor, param: torch.Tensor, slow_dtype) -> dict:
+    """The state entries of a slow weight holding `value` for `param` (its device, memory order and
+    16-byte phase): {SLOW_PARAM: value in its slow dtype}, or its bf16+int8 encoding."""
+    if not is_compact(slow_dtype):
+        return {SLOW_PARAM: copy_as(value, param, slow_dtype_for(param, slow_dtype))}
+    high, low = bf16_int8.encode(value.float())
+    return {SLOW_HIGH: copy_as(high, param, high.dtype), SLOW_LOW: copy_as(low, param, low.dtype)}
+
+
+def slow_weight_value(state: dict, param: torch.Tensor) -> torch.Tensor:
+    """`param`'s slow weight from its state: the tensor itself, or the float32 value it encodes (in the
+    param's memory order and phase)."""
+    if SLOW_PARAM in state:
+        return state[SLOW_PARAM]
+    return rehome(bf16_int8.decode(state[SLOW_HIGH], state[SLOW_LOW]), param)
 
 
 def slow_dtype_for(param: torch.Tensor, slow_dtype: torch.dtype | None) -> torch.dtype:
     """The dtype of `param`'s slow state: `slow_dtype` (float32) for a float16/bfloat16 param, if
     given; else the param's own."""
-    if slow_dtype is not None and param.dtype in contract.LOW_PRECISION_DTYPES:
+    if slow_dtype is not None and not is_compact(slow_dtype) and param.dtype in contract.LOW_PRECISION_DTYPES:
         return slow_dtype
     return param.dtype
 

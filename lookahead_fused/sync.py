@@ -35,8 +35,9 @@ from . import backends, contract, first_moment, ops
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive
 from .backends import reference
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
-from .sharded import dtensor_type
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, rehome, slow_dtype_for
+from .sharded import dtensor_type, local_shards
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM, is_compact, rehome
+from .slow_state import slow_dtype_for, slow_keys
 
 
 def _same_objects_in_python(held: list[list], now: list[list]) -> bool:
@@ -63,6 +64,7 @@ class Launch:
     strided: tuple
     backend: object | None
     moments: tuple = field(default_factory=lambda: ([], []))  # the pullback momenta: (first moments, their slow copies)
+    compact: bool = False  # the slow weights are (high parts, residuals): the compact sync, not the momentum sync
 
 
 class Sync:
@@ -125,7 +127,8 @@ class Sync:
         return [group.get(ALPHA_KEY, default) for group in self.inner.param_groups]
 
     def _gather(self, alphas: list) -> list[Launch]:
-        keys = (SLOW_PARAM, OUTER_MOMENTUM) if self.options["outer_momentum"] else (SLOW_PARAM,)
+        keys = slow_keys(self.options["slow_dtype"]) + ((OUTER_MOMENTUM,) if self.options["outer_momentum"] else ())
+        compact = is_compact(self.options["slow_dtype"])
         by_launch: dict = {}  # (alpha, device) -> lists
         for group, alpha in zip(self.inner.param_groups, alphas):
             for p in group["params"]:
@@ -141,7 +144,7 @@ class Sync:
             # a compiled step runs the gated ops, which pick the backend themselves
             direct = not sharded and not torch.compiler.is_compiling()
             backend = backends.resolve(self.options["backend"], device.type) if direct else None
-            launches.append(Launch(alpha, *self.split_strided(*lists), backend))
+            launches.append(Launch(alpha, *self.split_strided(*lists), backend, compact=compact))
         return launches
 
     def launches(self, check: bool = True) -> list[Launch]:
@@ -169,7 +172,7 @@ class Sync:
     def _rehome(self) -> None:
         for p in self.params():
             state = self.slow_state[p]
-            for key in (SLOW_PARAM, OUTER_MOMENTUM):
+            for key in (SLOW_PARAM, SLOW_HIGH, SLOW_LOW, OUTER_MOMENTUM):
                 if key in state:
                     state[key] = rehome(state[key], p)
         self.invalidate()
@@ -182,8 +185,14 @@ class Sync:
 
     def _check_lists(self, launch: Launch, fast, slow, momentum=None) -> None:
         """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
-        mu were checked when they were set."""
-        if launch.backend is None:
+        mu were checked when they were set. A compact launch's lists are (fast, high parts, residuals)."""
+        if launch.compact:
+            fast, slow, momentum = local_shards(fast, slow, momentum, op=contract.COMPACT_OP)
+            if getattr(launch.backend, "checks_contract", False):
+                launch.backend.check_compact_lists(fast, slow, momentum)
+            else:
+                contract.check_compact_lists(fast, slow, momentum)
+        elif launch.backend is None:
             alpha = self.adaptive.bounds[0] if launch.alpha == ADAPTIVE else launch.alpha  # chosen at the sync
             ops.check_sync_args(fast, slow, alpha, momentum=momentum, mu=self.options["outer_momentum"],
                                 backend=self.options["backend"])  # fmt: skip
@@ -281,9 +290,9 @@ class Sync:
             if fused[0]:
                 run_fused(launch, fused, mu, nesterov, backend)
             if strided[0]:
-                _run(reference, strided, launch.alpha, mu, nesterov, backend)
+                _run(reference, strided, launch.alpha, mu, nesterov, backend, launch.compact)
             if moments[0]:
-                run_fused(launch, moments, mu, nesterov, backend)
+                _run(launch.backend, moments, launch.alpha, mu, nesterov, backend)
         if self.options["pullback_momentum"] == "reset":
             for _, buffer in self.first_moments(self.params()):
                 buffer.zero_()
@@ -318,6 +327,11 @@ class Sync:
         """The step-gated sync (see [NOTE: step gate] in csrc/table.h): the same launches on every
         step, each syncing when counter % k == 0, decided where the counter lives. Without
         `weights`, only the pullback momenta (LookaheadAdamW syncs the weights in its own pass)."""
+        if is_compact(self.options["slow_dtype"]):
+            raise NotImplementedError(
+                "slow_dtype='bf16+int8' has no step-gated sync yet, which a compiled step() needs: compile the "
+                "model and the inner optimizer's step, and call Lookahead.step() outside torch.compile"
+            )
         k, mu, nesterov, backend = (self.options[key] for key in ("k", "outer_momentum", "nesterov", "backend"))
         for launch in self._with_moments(launches, check=not compiling):
             fused, strided, moments = launch.fused, launch.strided, launch.moments
@@ -351,14 +365,19 @@ class Sync:
 
 
 def run_fused(launch: Launch, lists: tuple, mu: float, nesterov: bool, backend_name: str) -> None:
-    """One fused launch of `lists`, checked, at the launch's alpha."""
-    _run(launch.backend, lists, launch.alpha, mu, nesterov, backend_name)
+    """One fused launch of the weights' `lists`, checked, at the launch's alpha."""
+    _run(launch.backend, lists, launch.alpha, mu, nesterov, backend_name, launch.compact)
 
 
-def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend_name: str) -> None:
-    """One checked launch: the plain sync of two lists, the momentum sync of three. A launch without a
-    backend (DTensors) goes through the ops, which unwrap the local shards."""
-    if backend is None and len(lists) == 3:
+def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend_name: str, compact=False) -> None:
+    """One checked launch: the plain sync of two lists, the momentum sync of three, or with `compact`
+    the compact sync of (fast, high parts, residuals). A launch without a backend (DTensors) goes
+    through the ops, which unwrap the local shards."""
+    if compact and backend is None:
+        ops.lookahead_compact_sync_(*lists, alpha, backend=backend_name)
+    elif compact:
+        backend.compact_sync_(*lists, alpha)
+    elif backend is None and len(lists) == 3:
         ops.run_checked_sync_(*lists[:2], alpha, momentum=lists[2], mu=mu, nesterov=nesterov, backend=backend_name)
     elif backend is None:
         ops.run_checked_sync_(*lists, alpha, backend=backend_name)

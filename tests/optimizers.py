@@ -57,6 +57,7 @@ class OptimizerRecord:
     compile: bool = True
     peer_checkpoints: bool = True
     float64_oracle: bool = True
+    dtype: torch.dtype = torch.float64  # the params' dtype where a test needs no float64 oracle
 
     def __post_init__(self):
         if self.fused_adamw and self.inner.name != "adamw":
@@ -104,6 +105,12 @@ RECORDS = [
     # compiled here; a peer's per-group alpha would replace it; the oracle has no adaptive alpha
     OptimizerRecord("lookahead-adam-adaptive", INNERS["adam"], {"k": 3, "alpha": "adaptive"}, capturable=False,
                     compile=False, peer_checkpoints=False, float64_oracle=False),  # fmt: skip
+    # slow weights kept as bf16+int8
+    # (see [NOTE: what compact slow weights support] in lookahead_fused/options.py): float32 params; no exact float64 oracle (the encoding rounds to 2^-15;
+    # tests/test_compact_slow_weights.py bounds it), so no peer check either, which compares slow weights exactly
+    OptimizerRecord("lookahead-adam-bf16+int8", INNERS["adam"], {"k": 3, "alpha": 0.5, "slow_dtype": "bf16+int8"},
+                    capturable=False, compile=False, peer_checkpoints=False, float64_oracle=False,
+                    dtype=torch.float32),  # fmt: skip
     OptimizerRecord("LookaheadAdamW", INNERS["adamw"], {"k": 3, "alpha": 0.5}, fused_adamw=True),
     OptimizerRecord("LookaheadAdamW-outer-nesterov", INNERS["adamw"], {"k": 3, "alpha": 0.6, "outer_momentum": 0.9,
                     "nesterov": True}, fused_adamw=True),  # fmt: skip

@@ -8,7 +8,7 @@ of one storage size and a widened one, sync and non-sync steps."""
 import pytest
 import torch
 
-from lookahead_fused import available_backends
+from lookahead_fused import available_backends, bf16_int8
 from lookahead_fused.contract import ADAMW_COLUMNS
 from lookahead_fused.op_list import OP_NAMES
 
@@ -65,6 +65,16 @@ def adamw_step_args():
     return cases
 
 
+def compact_sync_args():
+    """float32 and bfloat16 fast tensors, each with its slow weight as bf16+int8."""
+    cases = []
+    for fast_dtype in (torch.float32, torch.bfloat16):
+        fast, slow = make_pair_lists(SIZES, fast_dtype, torch.float32)
+        high, low = zip(*map(bf16_int8.encode, slow))
+        cases.append((fast, list(high), list(low), ALPHA))
+    return cases
+
+
 ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "sync_": sync_args,
     "sync_on_step_": sync_on_step_args,
@@ -72,6 +82,7 @@ ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "momentum_sync_": momentum_sync_args,
     "momentum_sync_on_step_": momentum_sync_on_step_args,
     "adamw_step_": adamw_step_args,
+    "compact_sync_": compact_sync_args,
 }
 # registered op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
 OPS = {name: ("native", ARGUMENT_SETS[name]) for name in OP_NAMES} | {

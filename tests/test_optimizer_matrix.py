@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch._dynamo
 
-from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM
+from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, slow_weight_value
 
 from .helpers import (PlainLookahead, PytorchOptimizerStyle, TimmStyle, assert_bitwise_equal, clone_params, make_params, run,
                       set_grads, snapshot, step_side_by_side)  # fmt: skip
@@ -37,9 +37,9 @@ def over(*supporting: str):
     return pytest.mark.parametrize("record", [pytest.param(r, id=r.name) for r in records(*supporting)])
 
 
-def trained(record, steps: int, dtype=torch.float64, **overrides):
-    """(optimizer, params) after `steps` steps on fresh params."""
-    params = make_params(dtype, shapes=SHAPES)
+def trained(record, steps: int, dtype=None, **overrides):
+    """(optimizer, params) after `steps` steps on fresh params (of the record's dtype by default)."""
+    params = make_params(dtype or record.dtype, shapes=SHAPES)
     opt = record.build(params, **overrides)
     run(opt, params, steps)
     return opt, params
@@ -107,13 +107,13 @@ def test_checkpoint_mid_period_resumes_bit_for_bit(record):
     run(opt, params, 2 * record.k, first_step=saved_at)  # over a sync, to end mid-period again
     run(resumed, resumed_params, 2 * record.k, first_step=saved_at)
     assert_bitwise_equal(full_state(resumed, resumed_params), full_state(opt, params))
-    assert not all(torch.equal(p, opt.state[p][SLOW_PARAM]) for p in params), "ends mid-period"
+    assert not all(torch.equal(p, slow_weight_value(opt.state[p], p)) for p in params), "ends mid-period"
 
 
 @over()
 def test_slow_weights_window(record):
     opt, params = trained(record, record.k + 1, torch.float32)
-    fast, slow = snapshot(params), snapshot([opt.state[p][SLOW_PARAM] for p in params])
+    fast, slow = snapshot(params), snapshot([slow_weight_value(opt.state[p], p) for p in params])
     assert not all(torch.equal(f, s) for f, s in zip(fast, slow)), "mid-period: fast and slow differ"
     before, saved = full_state(opt, params), opt.state_dict()
     with opt.slow_weights():
@@ -151,7 +151,7 @@ def test_sync_lookahead_syncs_once_and_keeps_the_counter(record):
     "options,message", [({"k": 0}, "k must be an int >= 1, got 0"), ({"alpha": 1.5}, r"alpha must be a finite number in \[0, 1\]")]
 )
 def test_bad_options_are_refused_before_anything_changes(record, options, message):
-    params = make_params(shapes=SHAPES)
+    params = make_params(record.dtype, shapes=SHAPES)
     set_grads(params, 0)
     before = snapshot(params + [p.grad for p in params])
     with pytest.raises(ValueError, match=message):
@@ -226,7 +226,7 @@ def test_capturable_on_the_cpu_follows_the_host_branch_bit_for_bit(record):
 @pytest.mark.parametrize("record", [r for r in records() if not r.capturable], ids=lambda r: r.name)
 def test_capturable_is_refused_where_a_record_does_not_support_it(record):
     with pytest.raises(ValueError, match="capturable"):
-        record.build(make_params(shapes=SHAPES), capturable=True)
+        record.build(make_params(record.dtype, shapes=SHAPES), capturable=True)
 
 
 def peer_run(record, peer: str, params, steps: int):

@@ -21,7 +21,7 @@ triton = pytest.importorskip("triton")
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from lookahead_fused.contract import opmath_dtype  # noqa: E402
+from lookahead_fused.contract import COMPACT_FAST_DTYPES, opmath_dtype  # noqa: E402
 from tests.matrix import DTYPE_PAIRS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,13 @@ ADAMW_SIGNATURE = {
     **{name: "constexpr" for name in ("FAST", "SLOW", "OPMATH", "ALIGNED", "BLOCK", "CHUNK_BITS", "MOMENTUM", "NESTEROV",
                                       "COLUMNS")},
 }  # fmt: skip
+# The compact sync (backends/triton/compact.py): name -> (LERP_SIDE, ALIGNED), for each fast dtype it takes
+COMPACT_MODES = {"compact": (0, True), "compact-large-alpha-misaligned": (1, False)}
+COMPACT_SIGNATURE = {
+    **{f"{name}_addresses": "*i64" for name in ("fast", "high", "low")}, "numels": "*i64", "chunks": "*i64",
+    "num_chunks": "i64", "alpha_ptr": "*fp32",
+    **{name: "constexpr" for name in ("FAST", "LERP_SIDE", "ALIGNED", "BLOCK", "CHUNK_BITS", "ROUNDING_SHIFT")},
+}  # fmt: skip
 GLOBAL_ACCESS = re.compile(r"(?:ld|st)\.global[.\w]*")
 VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
 
@@ -62,6 +69,8 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
     scalar = "*fp64" if opmath == torch.float64 else "*fp32"
     if mode in ADAMW_MODES:
         return compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar)
+    if mode in COMPACT_MODES:
+        return compile_compact_variant(fast_dtype, mode, arch)
     swap, side, gated, aligned, momentum, nesterov = MODES[mode]
     signature = dict(SIGNATURE, alpha_ptr=scalar, mu_ptr=scalar)
     tl_dtypes = elementwise.TL_DTYPES
@@ -91,12 +100,27 @@ def compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar):
     return compiled.asm["ptx"], len(compiled.asm["cubin"])
 
 
+def compile_compact_variant(fast_dtype, mode, arch):
+    from lookahead_fused.backends.triton import compact, elementwise, plans
+
+    side, aligned = COMPACT_MODES[mode]
+    constexprs = {
+        "FAST": elementwise.TL_DTYPES[fast_dtype], "LERP_SIDE": side, "ALIGNED": aligned, "BLOCK": 1024,
+        "CHUNK_BITS": plans.CHUNK_BITS, "ROUNDING_SHIFT": compact.ROUNDING_SHIFT,
+    }  # fmt: skip
+    source = ASTSource(fn=compact.compact_kernel, signature=COMPACT_SIGNATURE, constexprs=constexprs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+    return compiled.asm["ptx"], len(compiled.asm["cubin"])
+
+
 CASES = [
     (fast, slow, mode, arch)
     for fast, slow in DTYPE_PAIRS
     for mode in [*MODES, *ADAMW_MODES]
     for arch in ARCHS
     if not (mode == "swap" and fast != slow)  # the swap pairs tensors of one dtype
+] + [  # the compact sync: its slow weight is bf16+int8 whatever the fast dtype (named "bf16+int8" in the ids)
+    (fast, "bf16+int8", mode, arch) for fast in COMPACT_FAST_DTYPES for mode in COMPACT_MODES for arch in ARCHS
 ]
 
 
@@ -133,6 +157,10 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
     if mode in ADAMW_MODES:  # IEEE-rounded division and square root, as the C++ kernels'
         assert "div.full" not in ptx and "div.approx" not in ptx and "sqrt.approx" not in ptx, "approximate math"
         assert re.search(r"div\.rn\.f(32|64)", ptx) and re.search(r"sqrt\.rn\.f(32|64)", ptx), "no rounded div/sqrt"
+    if mode in COMPACT_MODES:  # the encoding is exact only with an IEEE-rounded division; its packs are narrower
+        assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"
+        assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
+        return
     if (MODES.get(mode) or ADAMW_MODES[mode])[3 if mode in MODES else 0]:
         seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
         assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"

@@ -45,8 +45,10 @@ def val_loss(model, val) -> float:
     return loss if math.isfinite(loss) else float("inf")
 
 
-def train(make_inner, lookahead: bool, epochs: int, data, seed=0, batch=64, alpha=0.5, **lookahead_options):
-    """Validation loss after each epoch (Lookahead, k=5, evaluated with its slow weights)."""
+def train(make_inner, lookahead: bool, epochs: int, data, seed=0, batch=64, alpha=0.5, after_step=None,
+          **lookahead_options):  # fmt: skip
+    """Validation loss after each epoch (Lookahead, k=5, evaluated with its slow weights);
+    after_step(opt), if given, runs after every step."""
     (x, y), val = data
     model = make_model(seed)
     inner = make_inner(model.parameters())
@@ -58,6 +60,8 @@ def train(make_inner, lookahead: bool, epochs: int, data, seed=0, batch=64, alph
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
+            if after_step is not None:
+                after_step(opt)
         if lookahead:
             with opt.slow_weights():
                 curve.append(val_loss(model, val))

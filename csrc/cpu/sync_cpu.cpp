@@ -179,6 +179,27 @@ LOOKAHEAD_INLINE void adamw_entry(const int64_t* entry, int64_t entry_index, int
                       [&](const auto& update) LOOKAHEAD_LAMBDA_INLINE { adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, update); });
 }
 
+// The compact sync (see [NOTE: compact sync] in csrc/element_math.h): the fast tensor, then its slow
+// weight's bfloat16 high parts and int8 residuals.
+template <class Fast, class Small>
+LOOKAHEAD_INLINE void compact_loop(typename Fast::storage* __restrict__ fast, uint16_t* __restrict__ high,
+                                   int8_t* __restrict__ residual, int64_t n, const TwoSidedLerp<float, Small>& lerp) {
+  for (int64_t i = 0; i < n; ++i) {
+    fast[i] = Fast::store(compact_sync_element(Fast::load(fast[i]), high[i], residual[i], lerp));
+  }
+}
+
+template <class Fast>
+LOOKAHEAD_INLINE void compact_entry(const int64_t* entry, int64_t lo, int64_t n, const UpdateArgs& args) {
+  auto* f = reinterpret_cast<typename Fast::storage*>(entry[0]) + lo;
+  auto* h = reinterpret_cast<uint16_t*>(entry[1]) + lo;
+  auto* q = reinterpret_cast<int8_t*>(entry[2]) + lo;
+  if (lerp_from_slow(args.alpha)) {
+    return compact_loop<Fast>(f, h, q, n, two_sided_lerp<float>(args.alpha, Fixed<true>{}));
+  }
+  compact_loop<Fast>(f, h, q, n, two_sided_lerp<float>(args.alpha, Fixed<false>{}));
+}
+
 template <typename Word>  // a swap moves bits: only the element width matters
 LOOKAHEAD_INLINE void swap_entry(const int64_t* entry, int64_t lo, int64_t n) {
   Word* __restrict__ a = reinterpret_cast<Word*>(entry[0]) + lo;
@@ -204,6 +225,15 @@ LOOKAHEAD_INLINE void run_chunk(const int64_t* entry, int64_t entry_index, int d
   case pair: return swap_entry<typename fast::storage>(entry, lo, n);
       LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_SWAP_CASE)
 #undef LOOKAHEAD_SWAP_CASE
+      default: unknown_pair_code(code);
+    }
+  }
+  if (op == TableOp::kCompactSync) {
+    switch (code) {
+#define LOOKAHEAD_COMPACT_CASE(pair, fast) \
+  case pair: return compact_entry<fast>(entry, lo, n, args);
+      LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_COMPACT_CASE)
+#undef LOOKAHEAD_COMPACT_CASE
       default: unknown_pair_code(code);
     }
   }

@@ -48,6 +48,7 @@ static_assert(has_roles_of<SwapOp>(TableOp::kSwap));
 static_assert(has_roles_of<MomentumSyncOp>(TableOp::kMomentumSync));
 static_assert(has_roles_of<AdamWStep<5, float, SyncOp>>(TableOp::kAdamW));
 static_assert(has_roles_of<AdamWStep<6, float, MomentumSyncOp>>(TableOp::kAdamWMomentum));
+static_assert(has_roles_of<CompactSyncOp>(TableOp::kCompactSync) && roles_of(TableOp::kCompactSync).compact);
 
 }  // namespace
 
@@ -61,7 +62,8 @@ int64_t cuda_resident_blocks(int device_index) {
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_index));
     blocks = int64_t(sms) * std::min({blocks_per_sm<SyncOp>(), blocks_per_sm<SwapOp>(), blocks_per_sm<GatedSyncOp>(),
                                       blocks_per_sm<MomentumSyncOp>(), blocks_per_sm<GatedMomentumSyncOp>(),
-                                      blocks_per_sm<AdamWOp<5>>(), blocks_per_sm<AdamWOp<6>>()});
+                                      blocks_per_sm<AdamWOp<5>>(), blocks_per_sm<AdamWOp<6>>(),
+                                      blocks_per_sm<CompactSyncOp>()});
     if (device_index < 64) blocks_per_device[device_index].store(blocks);
   }
   return blocks;
@@ -90,6 +92,7 @@ void launch_cuda(TableView table, TableOp op, UpdateArgs args, void* stream, int
     case TableOp::kAdamWMomentum:
       return launch(table, AdamWOp<6>{args.hyper, args.rows, args.mu, args.nesterov}, cuda_stream,
                     device_index);
+    case TableOp::kCompactSync: return launch(table, CompactSyncOp{args.alpha}, cuda_stream, device_index);
   }
 }
 

@@ -1,5 +1,6 @@
-// The body of the fused table kernels (the sync, the swap, the momentum sync and AdamW's step;
-// see [NOTE: table layout] in csrc/table.h), as what one thread of one block does, for two callers:
+// The body of the fused table kernels (the sync, the swap, the momentum sync, AdamW's step and the
+// compact sync; see [NOTE: table layout] in csrc/table.h), as what one thread of one block does, for
+// two callers:
 // the CUDA kernel in sync_cuda.cu, and the host emulation in tests/cpp/test_cuda_kernel_on_host.cu,
 // which runs every block and thread of a launch in turn
 // (the kernel has no communication between threads, so in-order emulation is faithful) through a
@@ -171,6 +172,27 @@ struct MomentumSyncOp {
   }
 };
 
+// The compact sync (see [NOTE: compact sync] in csrc/element_math.h): the fast tensor, then the slow
+// weight's bfloat16 high parts and int8 residuals. The walker hands the two state tensors over as
+// bytes (S = int8_t); its steps (Step and ScalarStep for this op, below) read each as its own type.
+struct CompactSyncOp {
+  static constexpr int kDepth = 3, kFast = 1, kStates = 2;
+  static constexpr unsigned kReadOnly = 0;
+  double alpha;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
+  LOOKAHEAD_KERNEL_FN CompactSyncOp resolved() const { return *this; }
+  template <typename F>
+  LOOKAHEAD_KERNEL_FN void element(F& fast, uint16_t& high, int8_t& residual) const {
+    const auto lerp = two_sided_lerp<float>(alpha, lerp_from_slow(alpha));
+    fast = narrow<F>(compact_sync_element(float(widen(fast)), high, residual, lerp));
+  }
+};
+
+template <typename Op>
+struct HasCompactState : std::false_type {};  // its entries' state is a bf16+int8 slow weight
+template <>
+struct HasCompactState<CompactSyncOp> : std::true_type {};
+
 LOOKAHEAD_KERNEL_FN double alpha_of(const StepGate& gate) {
   return gate.alpha_is_double ? *static_cast<const double*>(gate.alpha) : double(*static_cast<const float*>(gate.alpha));
 }
@@ -280,6 +302,43 @@ struct Step {  // one vector step: 16 bytes of each fast tensor and the same ele
   }
 };
 
+// A vector step of the compact sync: 16 elements, one 16-byte pack of residuals, two of high parts and
+// one to four of the fast tensor.
+template <typename F, typename S, typename Mem>
+struct Step<F, S, CompactSyncOp, Mem> {
+  static constexpr int kElems = Pack<int8_t>::kSize;
+  static constexpr int kFastPacks = kElems / Pack<F>::kSize;
+  static constexpr int kHighPacks = kElems / Pack<uint16_t>::kSize;
+  Pack<F> fast[kFastPacks];
+  Pack<uint16_t> high[kHighPacks];
+  Pack<int8_t> residual;
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t at) {
+#pragma unroll
+    for (int k = 0; k < kFastPacks; ++k) fast[k] = Mem::load_pack(f[0] + at + k * Pack<F>::kSize);
+#pragma unroll
+    for (int k = 0; k < kHighPacks; ++k) {
+      high[k] = Mem::load_pack(reinterpret_cast<const uint16_t*>(s[0]) + at + k * Pack<uint16_t>::kSize);
+    }
+    residual = Mem::load_pack(reinterpret_cast<const int8_t*>(s[1]) + at);
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const CompactSyncOp& op) {
+#pragma unroll
+    for (int j = 0; j < kElems; ++j) {
+      constexpr int kFastSize = Pack<F>::kSize, kHighSize = Pack<uint16_t>::kSize;
+      op.element(fast[j / kFastSize].v[j % kFastSize], high[j / kHighSize].v[j % kHighSize], residual.v[j]);
+    }
+  }
+  LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t at) const {
+#pragma unroll
+    for (int k = 0; k < kFastPacks; ++k) Mem::store_pack(f[0] + at + k * Pack<F>::kSize, fast[k]);
+#pragma unroll
+    for (int k = 0; k < kHighPacks; ++k) {
+      Mem::store_pack(reinterpret_cast<uint16_t*>(s[0]) + at + k * Pack<uint16_t>::kSize, high[k]);
+    }
+    Mem::store_pack(reinterpret_cast<int8_t*>(s[1]) + at, residual);
+  }
+};
+
 // One element of every tensor of an entry, at index i: loaded, updated, stored.
 template <typename Mem, typename F, typename S, typename Op>
 struct ScalarStep {
@@ -299,6 +358,24 @@ struct ScalarStep {
     }
 #pragma unroll
     for (int t = 0; t < Op::kStates; ++t) Mem::store(s[t] + i, state[t]);
+  }
+};
+
+template <typename Mem, typename F, typename S>
+struct ScalarStep<Mem, F, S, CompactSyncOp> {  // the compact sync's element, as its vector step reads it
+  F fast;
+  uint16_t high;
+  int8_t residual;
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t i) {
+    fast = Mem::load(f[0] + i);
+    high = Mem::load(reinterpret_cast<const uint16_t*>(s[0]) + i);
+    residual = Mem::load(reinterpret_cast<const int8_t*>(s[1]) + i);
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const CompactSyncOp& op) { op.element(fast, high, residual); }
+  LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t i) const {
+    Mem::store(f[0] + i, fast);
+    Mem::store(reinterpret_cast<uint16_t*>(s[0]) + i, high);
+    Mem::store(reinterpret_cast<int8_t*>(s[1]) + i, residual);
   }
 };
 
@@ -430,12 +507,22 @@ LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t
     const int64_t chunk_end = lo + chunk_elems;
     const int64_t numel = entry[Gate::kDepth];
     const int64_t hi = chunk_end < numel ? chunk_end : numel;
-    switch (pair_code_of(entry[Gate::kDepth + 1])) {
+    if constexpr (HasCompactState<std::remove_const_t<decltype(op)>>::value) {
+      switch (pair_code_of(entry[Gate::kDepth + 1])) {  // the state tensors go as bytes (CompactSyncOp)
+#define LOOKAHEAD_CUDA_COMPACT_CASE(code, fast) \
+  case code: run_entry<Mem, Cuda##fast, int8_t>(entry, entry_index, lo, hi, op, tid); break;
+        LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_CUDA_COMPACT_CASE)
+#undef LOOKAHEAD_CUDA_COMPACT_CASE
+        default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));
+      }
+    } else {
+      switch (pair_code_of(entry[Gate::kDepth + 1])) {
 #define LOOKAHEAD_CUDA_CASE(code, fast, state) \
   case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, entry_index, lo, hi, op, tid); break;
-      LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_CUDA_CASE)
+        LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_CUDA_CASE)
 #undef LOOKAHEAD_CUDA_CASE
-      default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));
+        default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));
+      }
     }
   }
 }

@@ -67,6 +67,9 @@ class NativeBackend:
     def check_sync_lists(self, fast, slow, momentum=()) -> None:
         extension().check_sync_lists(fast, slow, momentum)
 
+    def check_compact_lists(self, fast, slow_high, slow_low) -> None:
+        extension().check_compact_lists(fast, slow_high, slow_low)
+
 
 def load_cpu() -> NativeBackend:
     extension()

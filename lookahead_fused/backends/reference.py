@@ -8,6 +8,7 @@ import sys
 
 import torch
 
+from .. import bf16_int8
 from ..contract import opmath_dtype
 from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
@@ -69,6 +70,21 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
             momentum_sync_([p], [s], [momentum[i]], alpha, mu, nesterov)
         elif syncs:
             sync_([p], [s], alpha)
+
+
+def compact_sync_(fast, slow_high, slow_low, alpha: float) -> None:
+    """The sync of slow weights kept as bf16+int8 (see [NOTE: compact sync] in csrc/element_math.h) per
+    tensor: decode, lerp in float32, encode with the oracle of bf16_int8.py; fast <- the decoded value."""
+    for f, high, low in zip(fast, slow_high, slow_low):
+        new_high, new_low = bf16_int8.encode(torch.lerp(bf16_int8.decode(high, low), f.float(), alpha))
+        high.copy_(new_high)
+        low.copy_(new_low)
+        f.copy_(bf16_int8.decode(new_high, new_low))
+
+
+def compact_sync_float64(fast, slow_high, slow_low, alpha: float) -> torch.Tensor:
+    """The new slow weight in float64 before it is encoded: what every backend's decoded result approximates."""
+    return sync_float64(fast.double(), bf16_int8.decode(slow_high, slow_low).double(), alpha)
 
 
 def swap_(first: list[torch.Tensor], second: list[torch.Tensor]) -> None:

@@ -105,6 +105,11 @@ void test_element_bytes_follow_the_roles() {
   expect(entry_element_bytes(kBF16F32, roles_of(TableOp::kAdamWMomentum)) == 4 * 2 + 2 * 4,
          "AdamW with outer momentum: four bfloat16, slow and momentum float32");
   expect(entry_element_bytes(kF16F16, roles_of(TableOp::kMomentumSync)) == 3 * 2, "the momentum sync, float16");
+  expect(entry_element_bytes(kCompactF32, roles_of(TableOp::kCompactSync)) == 4 + 3,
+         "the compact sync: float32 fast, bf16+int8 slow");
+  expect(entry_element_bytes(kCompactBF16, roles_of(TableOp::kCompactSync)) == 2 + 3,
+         "the compact sync: bfloat16 fast, bf16+int8 slow");
+  expect(entry_element_bytes(kF32F32, roles_of(TableOp::kCompactSync)) == 0, "a pair code is no compact code");
 }
 
 }  // namespace

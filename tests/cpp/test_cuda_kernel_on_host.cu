@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <algorithm>
+#include <array>
 #include <random>
 #include <string>
 #include <vector>
@@ -211,6 +212,23 @@ void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alph
   }
 }
 
+// The table of one entry of three tensors of n elements each (element sizes `sizes`), in chunks of
+// `chunk`, as the planner would build it; and `tracked` set to those tensors.
+std::vector<int64_t> three_tensor_table(std::array<const void*, 3> data, std::array<int64_t, 3> sizes, int64_t n,
+                                        int64_t code, int64_t chunk) {
+  uintptr_t addresses[3];
+  tracked.clear();
+  for (int t = 0; t < 3; ++t) {
+    addresses[t] = reinterpret_cast<uintptr_t>(data[t]);
+    tracked.push_back({addresses[t], addresses[t] + n * sizes[t], size_t(sizes[t]), std::vector<int>(n)});
+  }
+  const int64_t head = common_head(addresses, sizes.data(), 3);
+  std::vector<int64_t> words = {int64_t(addresses[0]), int64_t(addresses[1]), int64_t(addresses[2]), n,
+                                code | ((head + 1) << 8)};
+  for (int64_t c = 0; c * chunk < n; ++c) words.push_back(c);
+  return words;
+}
+
 // The momentum sync (depth 3, see [NOTE: momentum sync] in csrc/element_math.h): fast, slow and
 // momentum at their own offsets; gated (on or off) or not. Each element of all three written exactly once; slow against the float64
 // evaluation within 8 ulp of the largest magnitude involved, momentum within 4; mu = 0 keeps the
@@ -232,17 +250,9 @@ void check_momentum_case(int64_t n, int64_t offsets[3], double alpha, double mu,
     m0[i] = to_double(momentum.data[i]);
   }
   const int64_t code = pair_code_for<F, S>();
-  uintptr_t addresses[3] = {reinterpret_cast<uintptr_t>(fast.data), reinterpret_cast<uintptr_t>(slow.data),
-                            reinterpret_cast<uintptr_t>(momentum.data)};
-  int64_t sizes[3] = {sizeof(F), sizeof(S), sizeof(S)};
-  int64_t head = common_head(addresses, sizes, 3);
-  std::vector<int64_t> words = {int64_t(addresses[0]), int64_t(addresses[1]), int64_t(addresses[2]), n,
-                                code | ((head + 1) << 8)};
-  for (int64_t c = 0; c * chunk < n; ++c) words.push_back(c);
-  int64_t num_chunks = int64_t(words.size()) - entry_words(3);
-  tracked = {{addresses[0], addresses[0] + n * sizeof(F), sizeof(F), std::vector<int>(n)},
-             {addresses[1], addresses[1] + n * sizeof(S), sizeof(S), std::vector<int>(n)},
-             {addresses[2], addresses[2] + n * sizeof(S), sizeof(S), std::vector<int>(n)}};
+  const std::vector<int64_t> words = three_tensor_table({fast.data, slow.data, momentum.data},
+                                                        {sizeof(F), sizeof(S), sizeof(S)}, n, code, chunk);
+  const int64_t num_chunks = int64_t(words.size()) - entry_words(3);
   const int64_t step_value = kind == Kind::kGatedOff ? 7 : 6;
   const double alpha_value = alpha;
   StepGate gate{&step_value, 3, &alpha_value, true};
@@ -282,6 +292,69 @@ void check_momentum_case(int64_t n, int64_t offsets[3], double alpha, double mu,
     if (mu == 0.0 && alpha == 1.0 && s != to_double(from_double<S>(f0[i]))) {
       fail(std::string(where) + ": mu 0, alpha 1 is not the old fast");
     }
+  }
+}
+
+// The compact sync (depth 3: fast, bfloat16 high parts, int8 residuals;
+// see [NOTE: compact sync] in csrc/element_math.h), each tensor at its own offset: every element of all three written exactly
+// once; the stored pair an encoding the encoder makes (its own fixed point); fast its decoded value
+// cast exactly; alpha 0 leaves the pair unchanged, alpha 1 makes it encode(fast); otherwise the
+// decoded value within 2 float32 ulp (the lerp) plus the encoding's bound of the float64 sync. The
+// element math is the CPU kernel's, checked against the Python oracle bit for bit
+// (tests/test_compact_sync.py, tests/test_bf16_int8.py); this checks the walk.
+template <typename F>
+void check_compact_case(int64_t n, int64_t offsets[3], double alpha, int grid_cap, int64_t chunk, std::mt19937& rng) {
+  Buffer<F> fast(n, offsets[0]);
+  Buffer<uint16_t> high(n, offsets[1]);
+  Buffer<int8_t> low(n, offsets[2]);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> f0(n), s0(n);
+  std::vector<Bf16Int8> code0(n);
+  for (int64_t i = 0; i < n; ++i) {
+    fast.data[i] = from_double<F>(normal(rng));
+    code0[i] = encode_bf16_int8(i % 3 == 0 ? float(to_double(fast.data[i])) : float(normal(rng)));
+    high.data[i] = code0[i].high;
+    low.data[i] = code0[i].residual;
+    f0[i] = to_double(fast.data[i]);
+    s0[i] = decode_bf16_int8(code0[i].high, code0[i].residual);
+  }
+  int64_t code = -1;
+#define LOOKAHEAD_TEST_COMPACT_CODE(pair, fast_token) \
+  if (std::is_same_v<F, Cuda##fast_token>) code = pair;
+  LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_TEST_COMPACT_CODE)
+#undef LOOKAHEAD_TEST_COMPACT_CODE
+  const std::vector<int64_t> words = three_tensor_table({fast.data, high.data, low.data},
+                                                        {sizeof(F), sizeof(uint16_t), sizeof(int8_t)}, n, code, chunk);
+  const int64_t num_chunks = int64_t(words.size()) - entry_words(3);
+  run_on_host(words, num_chunks, chunk, CompactSyncOp{alpha}, std::min<int64_t>(num_chunks, grid_cap));
+  char where[200];
+  std::snprintf(where, sizeof where, "compact sync: code %lld, n %lld, offsets (%lld, %lld, %lld), alpha %.2f, chunk %lld",
+                (long long)code, (long long)n, (long long)offsets[0], (long long)offsets[1], (long long)offsets[2],
+                alpha, (long long)chunk);
+  for (int64_t i = 0; i < n; ++i) {
+    for (const Tracked& t : tracked) {
+      if (t.writes[i] != 1) {
+        fail(std::string(where) + ": element " + std::to_string(i) + " written " + std::to_string(t.writes[i]) + " times");
+        return;
+      }
+    }
+    const float decoded = decode_bf16_int8(high.data[i], low.data[i]);
+    const Bf16Int8 again = encode_bf16_int8(decoded);
+    if (again.high != high.data[i] || again.residual != low.data[i]) fail(std::string(where) + ": not an encoding");
+    if (to_double(fast.data[i]) != to_double(from_double<F>(decoded))) fail(std::string(where) + ": fast is not slow cast");
+    if (alpha == 0.0) {
+      if (high.data[i] != code0[i].high || low.data[i] != code0[i].residual) fail(std::string(where) + ": alpha 0 moved slow");
+      continue;
+    }
+    if (alpha == 1.0) {
+      const Bf16Int8 expected = encode_bf16_int8(float(f0[i]));
+      if (high.data[i] != expected.high || low.data[i] != expected.residual) fail(std::string(where) + ": alpha 1 is not fast");
+      continue;
+    }
+    const double expected = alpha < 0.5 ? s0[i] + alpha * (f0[i] - s0[i]) : f0[i] - (f0[i] - s0[i]) * (1 - alpha);
+    const double lerp_error = 2 * ulp<float>(std::max(std::fabs(f0[i]), std::fabs(s0[i])));
+    const double bound = lerp_error + std::max(std::ldexp(std::fabs(expected) + lerp_error, -15), std::ldexp(1.0, -141));
+    if (std::fabs(decoded - expected) > bound) fail(std::string(where) + ": element " + std::to_string(i));
   }
 }
 
@@ -398,6 +471,17 @@ void check_pair(std::mt19937& rng) {
   for (Kind kind : {Kind::kGatedOn, Kind::kGatedOff}) {
     int64_t offsets[3] = {1, 1, 1};
     check_momentum_case<F, S>(3 * kChunkQuantum + 5, offsets, 0.7, 0.5, true, kind, 2, kChunkQuantum, rng);
+  }
+  if constexpr (std::is_same_v<S, float> && !std::is_same_v<F, double>) {  // once per fast dtype it takes
+    constexpr int64_t kCompactStep = kVecBytes;  // elements of the compact sync's vector step (int8 residuals)
+    constexpr int64_t compact_group = int64_t(kThreads) * kUnrollFor<3> * kCompactStep;
+    for (auto offsets : {std::array<int64_t, 3>{0, 0, 0}, {1, 1, 1}, {0, 3, 5}, {2, 7, 15}}) {
+      for (int64_t n : {int64_t(0), int64_t(1), kCompactStep - 1, kCompactStep + 1, compact_group + kCompactStep + 3,
+                        2 * compact_group + 7}) {
+        for (double alpha : alphas) check_compact_case<F>(n, offsets.data(), alpha, 3, kMaxChunkElems, rng);
+      }
+      check_compact_case<F>(3 * kChunkQuantum + 5, offsets.data(), 0.3, 2, kChunkQuantum, rng);
+    }
   }
   for (int64_t offset : {int64_t(0), int64_t(1)}) {
     for (int64_t n : {int64_t(1), V + 1, int64_t(kThreads) * V + 3, 3 * kChunkQuantum + 5}) {

@@ -1,7 +1,8 @@
 """The "triton" backend: every op as one Triton launch per dtype pair, for CUDA tensors when the C++
 extension is not built, and as a second implementation to check the CUDA kernel. plans.py holds
 the tables, the plan cache and the launch loop; elementwise.py the element math both kernels share;
-sync.py the sync, momentum sync and swap; adamw.py AdamW's fused step.
+sync.py the sync, momentum sync and swap; adamw.py AdamW's fused step; compact.py the sync of
+bf16+int8 slow weights.
 
 [NOTE: Triton plan] A plan per parameter set holds, per dtype pair, a device table of fast and slow
 addresses and sizes plus a chunk map (pair index << 40 | chunk index, one program per chunk of
@@ -22,7 +23,7 @@ import torch
 
 from ...op_list import OPS
 from .. import BackendUnavailable, triton_interpreting
-from . import adamw, sync
+from . import adamw, compact, sync
 
 IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised arguments
     "sync_": sync.sync_,
@@ -31,6 +32,7 @@ IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised argum
     "momentum_sync_": sync.momentum_sync_,
     "momentum_sync_on_step_": sync.momentum_sync_on_step_,
     "adamw_step_": adamw.adamw_step_,
+    "compact_sync_": compact.compact_sync_,
 }
 
 

@@ -1,0 +1,135 @@
+"""The compact sync (see [NOTE: compact sync] in csrc/element_math.h): slow weights kept as bf16+int8,
+one Triton launch per fast dtype and alignment class, over the plans of plans.py. Its encoding is
+integer and exact float32 arithmetic, bit for bit the oracle's
+(see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py), so the interpreter computes what a GPU does.
+
+The block size is fixed (_GPU_CONFIG), not timed per device as the sync's is
+(see [NOTE: Triton block size] in lookahead_fused/backends/triton/sync.py)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+
+import torch
+import triton
+import triton.language as tl
+
+from .. import group_pairs, triton_interpreting
+from .elementwise import LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, round_to
+from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, max_programs, on_vector_boundary, run_plan
+
+_GPU_CONFIG = (2048, 4)  # (BLOCK, num_warps)
+ROUNDING_SHIFT = 12582912.0  # 1.5 * 2^23: (t + it) - it rounds t to an integer, half to even, for |t| < 2^22
+
+
+@triton.jit
+def _residual_unit(high_bits):
+    """u = 2^(E - 15) for bfloat16 bits, from its own bits (csrc/bf16_int8.h's residual_unit)."""
+    biased = ((high_bits >> 7) & 0xFF).to(tl.int32)
+    b = tl.maximum(biased, 1)
+    bits = tl.where(b > 15, (b - 15) << 23, 1 << tl.minimum(b + 7, 30))
+    return bits.to(tl.uint32).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _decode(high_bits, residual):
+    """hi + q u, or hi itself when q = 0."""
+    value = (high_bits.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    return tl.where(residual == 0, value, value + residual.to(tl.float32) * _residual_unit(high_bits))
+
+
+@triton.jit
+def _encode(x, ROUNDING_SHIFT: tl.constexpr):
+    """(bfloat16 bits, int8 residual) of float32 x."""
+    high_bits = round_to(x, tl.bfloat16).to(tl.uint16, bitcast=True)
+    value = (high_bits.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    units = tl.div_rn(x - value, _residual_unit(high_bits))  # IEEE-rounded (exact: u is a power of two)
+    units = tl.minimum(tl.maximum((units + ROUNDING_SHIFT) - ROUNDING_SHIFT, -127.0), 127.0)
+    finite = ((high_bits >> 7) & 0xFF) != 0xFF
+    return high_bits, tl.where(finite, units, 0.0).to(tl.int8)
+
+
+@triton.jit
+def _compact_block(fast, high, low, offsets, mask, w, FAST, LERP_SIDE, ROUNDING_SHIFT: tl.constexpr):
+    f = tl.load(fast + offsets, mask=mask).to(tl.float32)
+    h = tl.load(high + offsets, mask=mask).to(tl.uint16, bitcast=True)
+    q = tl.load(low + offsets, mask=mask)
+    s = _decode(h, q)
+    if LERP_SIDE == 0:  # the two-sided lerp: see [NOTE: two-sided lerp] in csrc/element_math.h
+        r = s + w * (f - s)
+    else:
+        r = f - (f - s) * (1.0 - w)
+    new_high, new_low = _encode(r, ROUNDING_SHIFT)
+    tl.store(high + offsets, new_high.to(tl.bfloat16, bitcast=True), mask=mask)
+    tl.store(low + offsets, new_low, mask=mask)
+    tl.store(fast + offsets, round_to(_decode(new_high, new_low), FAST), mask=mask)
+
+
+@triton.jit
+def compact_kernel(
+    fast_addresses, high_addresses, low_addresses, numels, chunks, num_chunks, alpha_ptr,
+    FAST: tl.constexpr, LERP_SIDE: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
+    CHUNK_BITS: tl.constexpr, ROUNDING_SHIFT: tl.constexpr,
+):  # fmt: skip
+    """The table walk of the sync's kernel:
+    see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py, and
+    see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py."""
+    w = tl.load(alpha_ptr)
+    for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
+        packed = tl.load(chunks + c)
+        pair = packed >> CHUNK_BITS
+        chunk = packed & ((1 << CHUNK_BITS) - 1)
+        fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
+        high = tl.load(high_addresses + pair).to(tl.pointer_type(tl.bfloat16))
+        low = tl.load(low_addresses + pair).to(tl.pointer_type(tl.int8))
+        if ALIGNED:
+            fast = tl.multiple_of(fast, 16)
+            high = tl.multiple_of(high, 16)
+            low = tl.multiple_of(low, 16)
+        start = tl.multiple_of(chunk * BLOCK, BLOCK)
+        offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
+        numel = tl.load(numels + pair)
+        if start + BLOCK <= numel:
+            _compact_block(fast, high, low, offsets, None, w, FAST, LERP_SIDE, ROUNDING_SHIFT)
+        else:
+            _compact_block(fast, high, low, offsets, offsets < numel, w, FAST, LERP_SIDE, ROUNDING_SHIFT)
+
+
+class _Plan:
+    """One Table per fast dtype and alignment class."""
+
+    def __init__(self, lists, device):
+        entries = [tensors for tensors in zip(*lists) if tensors[0].numel()]
+        block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
+        self.groups = []
+        for columns in group_pairs(*zip(*entries)):
+            for aligned in (True, False):
+                chosen = [tensors for tensors in zip(*columns) if on_vector_boundary(*tensors) == aligned]
+                if chosen:
+                    self.groups.append((Table([list(column) for column in zip(*chosen)], block, device, 1), block, warps))
+
+
+compact_plans: OrderedDict = OrderedDict()  # the LRU of cached_plan
+
+
+def _launch(table: Table, block: int, warps: int, alpha: float) -> None:
+    device = table.chunks.device
+    high_addresses, low_addresses = table.addresses[1:]
+    compact_kernel[(min(table.num_chunks, max_programs(device)),)](
+        table.addresses[0], high_addresses, low_addresses, table.numels, table.chunks, table.num_chunks,
+        torch.full((1,), alpha, dtype=torch.float32, device=device),
+        FAST=TL_DTYPES[table.fast_dtype], LERP_SIDE=SMALL_ALPHA if abs(alpha) < 0.5 else LARGE_ALPHA,
+        ALIGNED=table.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS, ROUNDING_SHIFT=ROUNDING_SHIFT, num_warps=warps,
+    )  # fmt: skip
+
+
+def compact_sync_(fast, slow_high, slow_low, alpha: float) -> None:
+    if not fast:
+        return
+    lists = [fast, slow_high, slow_low]
+    device = fast[0].device
+    plan = cached_plan(compact_plans, lists, 1, _Plan, "triton_compact_sync_")
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        run_plan(plan, device, lambda table, block, warps: _launch(table, block, warps, alpha))
+

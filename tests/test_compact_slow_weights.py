@@ -1,0 +1,139 @@
+"""Lookahead(slow_dtype="bf16+int8"): slow weights kept in 3 bytes (docs/design.md, "Compact slow
+weights"). Each sync of step() against the float64 evaluation of that sync from the state before it
+(within 2 float32 ulp plus the encoding's bound), the exact invariants after it, the bytes of the
+state, checkpoints converting between exact and compact slow weights, and the options it refuses.
+The generic behaviours (a checkpoint resumed mid-period bit for bit, slow_weights(), bad input) run
+on its record in tests/test_optimizer_matrix.py."""
+
+import copy
+import warnings
+
+import pytest
+import torch
+
+from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8
+from lookahead_fused.backends.reference import sync_float64
+from lookahead_fused.slow_state import SLOW_HIGH, SLOW_LOW, SLOW_PARAM
+
+from .helpers import make_params, run, set_grads
+from .matrix import backends_under_test, dtype_id, ulp
+
+SHAPES = ((6, 5), (6,), (40,))
+COMPACT = bf16_int8.SLOW_DTYPE
+
+
+def compact_lookahead(params, **options):
+    return Lookahead(torch.optim.SGD(params, lr=0.05, momentum=0.9), **{"k": 3, "alpha": 0.5, "slow_dtype": COMPACT, **options})
+
+
+def decoded(opt, p) -> torch.Tensor:
+    return bf16_int8.decode(opt.state[p][SLOW_HIGH], opt.state[p][SLOW_LOW])
+
+
+@pytest.mark.parametrize("backend", backends_under_test("cpu"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=dtype_id)
+def test_each_sync_of_step_is_the_float64_sync_within_the_encodings_bound(dtype, backend):
+    params = make_params(dtype, shapes=SHAPES)
+    opt = compact_lookahead(params, backend=backend)
+    for step in range(10):
+        set_grads(params, step)
+        states = [(opt.state[p][SLOW_HIGH].clone(), opt.state[p][SLOW_LOW].clone()) for p in params]
+        twin_opt, twin_params = copy.deepcopy((opt, params))
+        for twin, p in zip(twin_params, params):
+            twin.grad = p.grad.clone()  # a Parameter's deepcopy leaves its grad behind
+        twin_opt.optimizer.step()  # the params as the sync finds them
+        opt.step()
+        syncs = (step + 1) % 3 == 0
+        for p, fast, (high, low) in zip(params, twin_params, states):
+            if not syncs:
+                assert torch.equal(opt.state[p][SLOW_HIGH], high) and torch.equal(opt.state[p][SLOW_LOW], low)
+                assert torch.equal(p, fast)
+                continue
+            value = decoded(opt, p)
+            assert torch.equal(p, value.to(dtype)), "the params are the decoded slow weights, cast"
+            again = bf16_int8.encode(value)
+            assert torch.equal(again[0], opt.state[p][SLOW_HIGH]) and torch.equal(again[1], opt.state[p][SLOW_LOW])
+            old = bf16_int8.decode(high, low).double()
+            expected = sync_float64(fast.detach(), old, 0.5)
+            lerp_error = 2 * ulp(torch.maximum(fast.detach().double().abs(), old.abs()), torch.float32)
+            bound = lerp_error + bf16_int8.error_bound(expected.abs() + lerp_error)
+            assert ((value.double() - expected).abs() <= bound).all()
+
+
+@pytest.mark.parametrize("dtype, exact_bytes", [(torch.float32, 4), (torch.bfloat16, 2), (torch.float16, 2)], ids=str)
+def test_the_slow_state_is_3_bytes_a_weight(dtype, exact_bytes):
+    params = make_params(dtype, shapes=SHAPES)
+    compact, exact = compact_lookahead(params), Lookahead(torch.optim.SGD(params, lr=0.1))
+    numel = sum(p.numel() for p in params)
+
+    def state_bytes(opt):
+        return sum(t.numel() * t.element_size() for p in params for t in opt.state[p].values())
+
+    assert state_bytes(compact) == bf16_int8.BYTES_PER_ELEMENT * numel
+    assert state_bytes(exact) == exact_bytes * numel
+
+
+def test_a_strided_param_syncs_through_the_reference_loop():
+    params = [torch.nn.Parameter(torch.randn(6, 10)[:, ::2]), torch.nn.Parameter(torch.randn(6))]
+    opt = compact_lookahead(params)
+    run(opt, params, 6)
+    for p in params:
+        assert torch.equal(p, decoded(opt, p))
+
+
+@pytest.mark.parametrize("param_dtype, exact_slow", [(torch.float32, None), (torch.bfloat16, torch.float32)], ids=str)
+def test_checkpoints_convert_between_exact_and_compact_slow_weights_with_one_warning(param_dtype, exact_slow):
+    params = make_params(param_dtype, shapes=SHAPES)
+    exact = Lookahead(torch.optim.SGD(params, lr=0.05, momentum=0.9), k=3, alpha=0.5, slow_dtype=exact_slow)
+    run(exact, params, 4)  # mid-period
+    compact = compact_lookahead(params)
+    with pytest.warns(UserWarning, match="slow_dtype") as caught:
+        compact.load_state_dict(exact.state_dict())
+    assert len(caught) == 1
+    for p in params:
+        high, low = bf16_int8.encode(exact.state[p][SLOW_PARAM].float())
+        assert torch.equal(compact.state[p][SLOW_HIGH], high) and torch.equal(compact.state[p][SLOW_LOW], low)
+    back = Lookahead(torch.optim.SGD(params, lr=0.05, momentum=0.9), k=3, alpha=0.5, slow_dtype=exact_slow)
+    with pytest.warns(UserWarning, match="slow_dtype") as caught:
+        back.load_state_dict(compact.state_dict())
+    assert len(caught) == 1
+    for p in params:
+        assert torch.equal(back.state[p][SLOW_PARAM], decoded(compact, p).to(back.state[p][SLOW_PARAM].dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compact_lookahead(params).load_state_dict(compact.state_dict())
+
+
+def test_a_checkpoint_with_half_a_compact_slow_weight_is_refused_before_anything_changes():
+    params = make_params(torch.float32, shapes=SHAPES)
+    opt = compact_lookahead(params)
+    run(opt, params, 2)
+    saved = opt.state_dict()
+    del saved["state"][1]["lookahead_slow_low"]
+    before = [t.clone() for p in params for t in opt.state[p].values()]
+    with pytest.raises(ValueError, match="param group 0, param 1: a bf16\\+int8 slow weight needs"):
+        opt.load_state_dict(saved)
+    assert all(torch.equal(a, b) for a, b in zip(before, [t for p in params for t in opt.state[p].values()]))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"outer_momentum": 0.9}, "does not support outer_momentum=0.9"),
+        ({"capturable": True}, "does not support capturable=True"),
+        ({"alpha": "adaptive"}, "does not support alpha='adaptive'"),
+        ({"pullback_momentum": "pullback"}, "does not support pullback_momentum='pullback'"),
+        ({"slow_dtype": "int8"}, "slow_dtype must be None .*'bf16\\+int8'"),
+    ],
+)
+def test_options_it_cannot_take_are_refused_at_construction(options, message):
+    params = make_params(torch.float32, shapes=SHAPES)
+    with pytest.raises(ValueError, match=message):
+        compact_lookahead(params, **options)
+
+
+def test_float64_params_and_lookahead_adamw_are_refused():
+    with pytest.raises(ValueError, match="param group 0: param 0 has dtype torch.float64; slow_dtype='bf16\\+int8'"):
+        compact_lookahead(make_params(torch.float64, shapes=SHAPES))
+    with pytest.raises(ValueError, match="LookaheadAdamW does not take slow_dtype='bf16\\+int8'"):
+        LookaheadAdamW(make_params(torch.float32, shapes=SHAPES), slow_dtype=COMPACT)
