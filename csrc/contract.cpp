@@ -142,7 +142,6 @@ void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists, 
     }
   }
   std::sort(spans.begin(), spans.end());
-  if (names == nullptr) names = lists.size() >= 5 ? kAdamWListNames : kSyncListNames;
   for (size_t k = 1; k < spans.size(); ++k) {
     const auto& [start_a, end_a, list_a, i] = spans[k - 1];
     const auto& [start_b, end_b, list_b, j] = spans[k];
@@ -224,6 +223,15 @@ void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::Tensor
                       python_dtype(m.scalar_type()), " but slow has ", python_dtype(slow[i].scalar_type()),
                       "; the outer momentum is kept in the slow weights' dtype");
     check_pair_layout(op, i, m, slow[i], fast[0].device(), "momentum", "slow");
+  }
+}
+
+void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists) {
+  switch (op) {
+    case TableOp::kSync: return check_sync_pairs(lists[0], lists[1]);
+    case TableOp::kMomentumSync: return check_momentum_triples(lists[0], lists[1], lists[2]);
+    case TableOp::kCompactSync: return check_compact_triples(lists[0], lists[1], lists[2]);
+    default: TORCH_CHECK(false, "lookahead_fused: check_sync_entries takes the sync ops only");
   }
 }
 
@@ -321,31 +329,29 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
   check_adamw_hyper(params, hyper, rows);
 }
 
-void check_sync_lists(at::TensorList fast, at::TensorList slow, at::TensorList momentum) {
-  TensorLists lists{fast, slow};
-  if (!momentum.empty()) lists.push_back(momentum);
-  const EntryRoles roles = roles_of(momentum.empty() ? TableOp::kSync : TableOp::kMomentumSync);
+namespace {
+
+// What a sync op checks before it writes (check_sync_entries), and the lists' overlap unless a plan
+// for them is cached; nothing when a cached plan vouches for them.
+void check_lists_before_write(const char* op_name, TableOp op, const TensorLists& lists) {
+  const EntryRoles roles = roles_of(op);
   // see [NOTE: a cached plan vouches] in csrc/plan.h
   if (find_vouching_plan(lists, roles, /*for_launch=*/false)) return;
-  if (momentum.empty()) {
-    check_sync_pairs(fast, slow);
-  } else {
-    check_momentum_triples(fast, slow, momentum);
-  }
+  check_sync_entries(op, lists);
   // see [NOTE: overlap once per plan] in csrc/contract.h
-  const bool meta = !fast.empty() && fast[0].is_meta();
-  if (meta || !is_plan_cached(lists, roles)) check_no_overlap("lookahead_sync_", lists);
+  const bool meta = !lists[0].empty() && lists[0][0].is_meta();
+  if (meta || !is_plan_cached(lists, roles)) check_no_overlap(op_name, lists, list_names(op));
+}
+
+}  // namespace
+
+void check_sync_lists(at::TensorList fast, at::TensorList slow, at::TensorList momentum) {
+  if (momentum.empty()) return check_lists_before_write("lookahead_sync_", TableOp::kSync, {fast, slow});
+  check_lists_before_write("lookahead_sync_", TableOp::kMomentumSync, {fast, slow, momentum});
 }
 
 void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low) {
-  const TensorLists lists{fast, high, low};
-  const EntryRoles roles = roles_of(TableOp::kCompactSync);
-  // see [NOTE: a cached plan vouches] in csrc/plan.h
-  if (find_vouching_plan(lists, roles, /*for_launch=*/false)) return;
-  check_compact_triples(fast, high, low);
-  // see [NOTE: overlap once per plan] in csrc/contract.h
-  const bool meta = !fast.empty() && fast[0].is_meta();
-  if (meta || !is_plan_cached(lists, roles)) check_no_overlap(kCompactOp, lists, kCompactListNames);
+  check_lists_before_write(kCompactOp, TableOp::kCompactSync, {fast, high, low});
 }
 
 }  // namespace lookahead_fused

@@ -32,15 +32,17 @@ void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::Tensor
 // [NOTE: overlap once per plan] No two tensors share memory. Its outcome depends only on addresses,
 // sizes and dtypes, which a cached plan's key holds, so a plan found in the cache has passed it
 // already, and neither the ops nor check_sync_lists repeat it for one.
-// The lists are named as `names` says (list_names), by default fast, slow, momentum (param, grad,
-// exp_avg, exp_avg_sq, slow, momentum for five or six lists).
-void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists, const char* const* names = nullptr);
+// The lists are named as `names` says (list_names).
+void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists, const char* const* names);
 // The names of an op's lists in the messages.
 const char* const* list_names(TableOp op);
 // The compact sync's triples (see [NOTE: compact sync] in csrc/element_math.h): fast in float32,
 // float16 or bfloat16; slow_high bfloat16 and slow_low int8 beside it, of its shape and strides, on
 // its device.
 void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low);
+// The per-entry checks of a sync op's lists: the pairs (kSync), the triples (kMomentumSync) or the
+// compact triples (kCompactSync).
+void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists);
 // What lookahead_compact_sync_ checks before it writes: the triples, and their overlap unless a plan
 // for them is cached. The pybind check_compact_lists runs it.
 void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low);

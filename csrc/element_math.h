@@ -78,9 +78,9 @@ struct MomentumSyncMath {
 };
 
 // [NOTE: compact sync] The sync of a slow weight kept as bf16+int8
-// (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py): s = decode(high, residual); s' = lerp(s, fast, alpha) in float32;
-// (high, residual) <- encode(s'). Returns decode(high, residual), the slow weight as stored, which
-// the caller casts to the fast dtype.
+// (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py):
+// s = decode(high, residual); s' = lerp(s, fast, alpha) in float32; (high, residual) <- encode(s').
+// Returns decode(high, residual), the slow weight as stored, which the caller casts to the fast dtype.
 template <class Small>
 LOOKAHEAD_MATH_FN float compact_sync_element(float fast, uint16_t& high, int8_t& residual,
                                              const TwoSidedLerp<float, Small>& lerp) {

@@ -96,17 +96,11 @@ void run_on_step(const TensorLists& lists, TableOp op, const at::Tensor& alpha, 
   run("lookahead_sync_", lists, op, args, syncs ? nullptr : &gate, std::move(plan));  // checks either way
 }
 
-// A sync's lists (two, or three with outer momentum) checked before anything is written: their plan
-// if a cached one vouches for them, else null after the full checks
-// (see [NOTE: a cached plan vouches] in csrc/plan.h).
-std::shared_ptr<const Plan> check_sync(const TensorLists& lists) {
-  const TableOp op = lists.size() == 2 ? TableOp::kSync : TableOp::kMomentumSync;
+// A sync op's lists checked before anything is written: their plan if a cached one vouches for them,
+// else null after the full checks (see [NOTE: a cached plan vouches] in csrc/plan.h).
+std::shared_ptr<const Plan> check_sync(TableOp op, const TensorLists& lists) {
   if (auto plan = find_vouching_plan(lists, roles_of(op), /*for_launch=*/true)) return plan;
-  if (lists.size() == 2) {
-    check_sync_pairs(lists[0], lists[1]);
-  } else {
-    check_momentum_triples(lists[0], lists[1], lists[2]);
-  }
+  check_sync_entries(op, lists);
   return nullptr;
 }
 
@@ -129,7 +123,7 @@ void check_all_meta(const char* op, const TensorLists& lists, TableOp table_op =
 void sync_(at::TensorList fast, at::TensorList slow, double alpha) {
   check_alpha(alpha);
   const TensorLists lists{fast, slow};
-  auto plan = check_sync(lists);
+  auto plan = check_sync(TableOp::kSync, lists);
   run("lookahead_sync_", lists, TableOp::kSync, UpdateArgs{alpha}, nullptr, std::move(plan));
 }
 
@@ -137,7 +131,7 @@ void sync_on_step_(at::TensorList fast, at::TensorList slow, const at::Tensor& a
                    int64_t k) {
   check_step_gate(fast, alpha, step, k);
   const TensorLists lists{fast, slow};
-  auto plan = check_sync(lists);
+  auto plan = check_sync(TableOp::kSync, lists);
   run_on_step(lists, TableOp::kSync, alpha, step, k, UpdateArgs{}, std::move(plan));
 }
 
@@ -151,7 +145,7 @@ void momentum_sync_(at::TensorList fast, at::TensorList slow, at::TensorList mom
   check_alpha(alpha);
   check_mu(mu);
   const TensorLists lists{fast, slow, momentum};
-  auto plan = check_sync(lists);
+  auto plan = check_sync(TableOp::kMomentumSync, lists);
   run("lookahead_sync_", lists, TableOp::kMomentumSync, UpdateArgs{alpha, mu, nesterov}, nullptr, std::move(plan));
 }
 
@@ -160,16 +154,14 @@ void momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::Tensor
   check_mu(mu);
   check_step_gate(fast, alpha, step, k);
   const TensorLists lists{fast, slow, momentum};
-  auto plan = check_sync(lists);
+  auto plan = check_sync(TableOp::kMomentumSync, lists);
   run_on_step(lists, TableOp::kMomentumSync, alpha, step, k, UpdateArgs{0.0, mu, nesterov}, std::move(plan));
 }
 
 void compact_sync_(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha) {
   check_alpha(alpha, kCompactOp);
   const TensorLists lists{fast, slow_high, slow_low};
-  // see [NOTE: a cached plan vouches] in csrc/plan.h
-  auto plan = find_vouching_plan(lists, roles_of(TableOp::kCompactSync), /*for_launch=*/true);
-  if (!plan) check_compact_triples(fast, slow_high, slow_low);
+  auto plan = check_sync(TableOp::kCompactSync, lists);
   run(kCompactOp, lists, TableOp::kCompactSync, UpdateArgs{alpha}, nullptr, std::move(plan));
 }
 

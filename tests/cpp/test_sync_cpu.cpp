@@ -28,7 +28,7 @@ void expect(bool ok, const std::string& what) {
 void sync(std::vector<at::Tensor>& fast, std::vector<at::Tensor>& slow, double alpha) {
   check_sync_pairs(fast, slow);
   auto plan = find_or_build_plan({fast, slow}, roles_of(TableOp::kSync),
-                                 [&] { check_no_overlap("lookahead_sync_", {fast, slow}); });
+                                 [&] { check_no_overlap("lookahead_sync_", {fast, slow}, list_names(TableOp::kSync)); });
   run_cpu(*plan, TableOp::kSync, UpdateArgs{alpha});
 }
 

@@ -15,9 +15,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import group_pairs, triton_interpreting
+from .. import triton_interpreting
 from .elementwise import LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, round_to
-from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, max_programs, on_vector_boundary, run_plan
+from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, launch_classes, max_programs, run_plan
 
 _GPU_CONFIG = (2048, 4)  # (BLOCK, num_warps)
 ROUNDING_SHIFT = 12582912.0  # 1.5 * 2^23: (t + it) - it rounds t to an integer, half to even, for |t| < 2^22
@@ -100,14 +100,8 @@ class _Plan:
     """One Table per fast dtype and alignment class."""
 
     def __init__(self, lists, device):
-        entries = [tensors for tensors in zip(*lists) if tensors[0].numel()]
         block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
-        self.groups = []
-        for columns in group_pairs(*zip(*entries)):
-            for aligned in (True, False):
-                chosen = [tensors for tensors in zip(*columns) if on_vector_boundary(*tensors) == aligned]
-                if chosen:
-                    self.groups.append((Table([list(column) for column in zip(*chosen)], block, device, 1), block, warps))
+        self.groups = [(Table(launch, block, device, 1), block, warps) for launch in launch_classes(lists)]
 
 
 compact_plans: OrderedDict = OrderedDict()  # the LRU of cached_plan

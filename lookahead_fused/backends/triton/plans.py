@@ -10,7 +10,7 @@ import torch
 import triton
 
 from ...slow_state import VECTOR_BYTES
-from .. import triton_interpreting
+from .. import group_pairs, triton_interpreting
 
 CHUNK_BITS = 40
 INTERPRETER_CONFIG = (8192, 1)  # (BLOCK, num_warps): few programs, as the interpreter pays per program
@@ -29,6 +29,20 @@ def on_vector_boundary(*tensors) -> bool:
     """Whether every tensor of an entry starts on a 16-byte boundary
     (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
     return all(t.data_ptr() % VECTOR_BYTES == 0 for t in tensors)
+
+
+def launch_classes(lists) -> list[list[list]]:
+    """The lists' non-empty entries split into launches, one per dtype pair of lists[0] and lists[1]
+    and per alignment class (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py),
+    in first-seen order: each launch's lists."""
+    entries = [tensors for tensors in zip(*lists) if tensors[0].numel()]
+    launches = []
+    for columns in group_pairs(*zip(*entries)):  # one device here
+        for aligned in (True, False):
+            chosen = [tensors for tensors in zip(*columns) if on_vector_boundary(*tensors) == aligned]
+            if chosen:
+                launches.append([list(column) for column in zip(*chosen)])
+    return launches
 
 
 class Table:

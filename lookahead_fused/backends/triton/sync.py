@@ -20,9 +20,9 @@ import triton.language as tl
 
 from ...contract import opmath_dtype
 from ...device_scalars import device_scalar
-from .. import group_pairs, triton_interpreting
+from .. import triton_interpreting
 from .elementwise import ALPHA_ON_DEVICE, LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, sync_values
-from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, max_programs, on_vector_boundary, run_plan
+from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, launch_classes, max_programs, run_plan
 
 _CANDIDATES = [(1024, 4), (2048, 4), (2048, 8), (4096, 8)]  # (BLOCK, num_warps)
 
@@ -97,15 +97,10 @@ class _Group(Table):
 
 class _Plan:
     def __init__(self, lists, device):
-        entries = [tensors for tensors in zip(*lists) if tensors[0].numel()]
         self.groups = []
-        for columns in group_pairs(*zip(*entries)):  # one device here
-            block, warps = _config(device, columns[0][0].dtype, columns[1][0].dtype)
-            # See [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py
-            for aligned in (True, False):
-                chosen = [tensors for tensors in zip(*columns) if on_vector_boundary(*tensors) == aligned]
-                if chosen:
-                    self.groups.append((_Group([list(column) for column in zip(*chosen)], block, device), block, warps))
+        for launch in launch_classes(lists):
+            block, warps = _config(device, launch[0][0].dtype, launch[1][0].dtype)
+            self.groups.append((_Group(launch, block, device), block, warps))
 
 
 sync_plans: OrderedDict = OrderedDict()  # the LRU of cached_plan; tests read it
