@@ -9,6 +9,8 @@ Variants, in interleaved rounds (timing.py):
   sync_lookahead      Lookahead(SGD).sync_lookahead(): the check and the sync of every pair.
   step k=1            Lookahead(SGD, k=1).step(): the check before the inner step, then the sync.
   SGD step            the inner SGD step alone (lr=0), so `step k=1 - SGD step` is the sync's share.
+  step k=1, its sync  the same share paired within each call: step k=1's time minus that of the
+                      inner step it ran (timed inside it), free of the noise between two calls.
 Each plain and with outer momentum (mu = 0.9, three tensors per param). With the C++ extension,
 two parts of the plain sync on the same lists, what any one sync call through it costs:
   _C.sync_ alone           the op's eager entry: its check, plan lookup, kernel, version bumps.
@@ -43,14 +45,30 @@ def optimizer_pair(pairs: int, k: int, mu: float, backend: str, numel: int = 1) 
     return inner, Lookahead(inner, k=k, alpha=0.5, outer_momentum=mu, backend=backend)
 
 
-def variants(pairs: int, backend: str) -> dict:
-    found = {}
+class TimedInnerStep:
+    """Stands in for an inner optimizer's step and keeps the seconds of each call."""
+
+    def __init__(self, step):
+        self.step = step
+        self.seconds: list[float] = []
+
+    def __call__(self, closure=None):
+        start = time.perf_counter()
+        loss = self.step(closure)
+        self.seconds.append(time.perf_counter() - start)
+        return loss
+
+
+def variants(pairs: int, backend: str) -> tuple[dict, dict]:
+    """The timed calls, and for each step variant its inner step's timer."""
+    found, inner_timers = {}, {}
     for label, mu in (("", 0.0), (" mu=0.9", 0.9)):
         _, every_k = optimizer_pair(pairs, k=5, mu=mu, backend=backend)
         inner, every_step = optimizer_pair(pairs, k=1, mu=mu, backend=backend)
         found[f"sync_lookahead{label}"] = every_k.sync_lookahead
         found[f"step k=1{label}"] = every_step.step
         found[f"SGD step{label}"] = inner.step
+        inner_timers[f"step k=1{label}"] = inner.step = TimedInnerStep(inner.step)
     if backend == "cpu":
         from lookahead_fused import _C
 
@@ -59,7 +77,7 @@ def variants(pairs: int, backend: str) -> dict:
         found["_C.sync_ alone"] = lambda: _C.sync_(fast, slow, 0.5)
         if hasattr(_C, "check_sync_lists"):  # not in builds before issue 25
             found["_C.check_sync_lists alone"] = lambda: _C.check_sync_lists(fast, slow)
-    return found
+    return found, inner_timers
 
 
 def rounds(found: dict, count: int, cold: bool) -> dict[str, list[float]]:
@@ -81,14 +99,18 @@ def rounds(found: dict, count: int, cold: bool) -> dict[str, list[float]]:
 
 
 def report(pairs: int, count: int, backend: str) -> dict:
-    found = variants(pairs, backend)
+    found, inner_timers = variants(pairs, backend)
     results = {"pairs": pairs, "backend": backend, "torch_threads": torch.get_num_threads()}
     for temperature in ("warm", "cold"):
         samples = rounds(found, count, cold=temperature == "cold")
         figures = {name: summary(values, 1e6, "us") for name, values in samples.items()}
         for label in ("", " mu=0.9"):
-            sync_share = per_round(lambda a, b: a - b, samples[f"step k=1{label}"], samples[f"SGD step{label}"])
+            step_name = f"step k=1{label}"
+            sync_share = per_round(lambda a, b: a - b, samples[step_name], samples[f"SGD step{label}"])
             figures[f"step k=1 - SGD step{label}"] = summary(sync_share, 1e6, "us")
+            inner_seconds = inner_timers[step_name].seconds[-count:]
+            paired = per_round(lambda a, b: a - b, samples[step_name], inner_seconds)
+            figures[f"step k=1, its sync{label}"] = summary(paired, 1e6, "us")
         results[temperature] = figures
     return results
 

@@ -191,8 +191,7 @@ void check_swap_pairs(at::TensorList first, at::TensorList second) {
   }
 }
 
-void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Tensor& step, int64_t k) {
-  const char* op = "lookahead_sync_on_step_";
+void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Tensor& step, int64_t k, const char* op) {
   TORCH_CHECK_VALUE(k >= 1, op, ": k must be an int >= 1, got ", k);
   TORCH_CHECK_VALUE(alpha.defined() && alpha.numel() == 1 &&
                         (alpha.scalar_type() == at::kFloat || alpha.scalar_type() == at::kDouble),

@@ -11,6 +11,7 @@
 namespace lookahead_fused {
 
 constexpr const char* kCompactOp = "lookahead_compact_sync_";  // the compact sync, as the messages name it
+constexpr const char* kCompactGatedOp = "lookahead_compact_sync_on_step_";  // and its step-gated form
 
 // Whether `t` is plainly valid: defined, strided and contiguous, on `device`; and whether `a` and `b`
 // are plainly alike: both plainly valid, of one shape. Their dtypes are the caller's test
@@ -58,6 +59,7 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
 void check_sync_lists(at::TensorList fast, at::TensorList slow, at::TensorList momentum = {});
 // The step gate of sync_on_step_: alpha a one-element float32/float64 tensor, step a one-element
 // int64 tensor, both on the pairs' device (when there are pairs); k >= 1.
-void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Tensor& step, int64_t k);
+void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Tensor& step, int64_t k,
+                     const char* op = "lookahead_sync_on_step_");
 
 }  // namespace lookahead_fused

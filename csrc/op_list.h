@@ -30,4 +30,8 @@
      at::TensorList slow, at::TensorList momentum, const at::Tensor& hyper, const at::Tensor& rows, double mu,  \
      bool nesterov))                                                                                            \
   X(compact_sync_, "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, float alpha) -> ()",    \
-    (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha))
+    (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha))                      \
+  X(compact_sync_on_step_,                                                                                      \
+    "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, Tensor alpha, Tensor step, int k) -> ()", \
+    (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, const at::Tensor& alpha,           \
+     const at::Tensor& step, int64_t k))

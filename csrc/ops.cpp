@@ -85,15 +85,15 @@ void run(const char* name, const TensorLists& lists, TableOp op, const UpdateArg
 
 // See [NOTE: step gate] in csrc/table.h. On the CPU the gate is host memory and is read here; there
 // alpha's value is checked too, which on a GPU would cost a synchronisation.
-void run_on_step(const TensorLists& lists, TableOp op, const at::Tensor& alpha, const at::Tensor& step, int64_t k,
-                 UpdateArgs args, std::shared_ptr<const Plan> plan) {
+void run_on_step(const char* name, const TensorLists& lists, TableOp op, const at::Tensor& alpha,
+                 const at::Tensor& step, int64_t k, UpdateArgs args, std::shared_ptr<const Plan> plan) {
   if (lists[0].empty()) return;
   StepGate gate{step.const_data_ptr<int64_t>(), k, alpha.const_data_ptr(), alpha.scalar_type() == at::kDouble};
-  if (!lists[0][0].is_cpu()) return run("lookahead_sync_", lists, op, args, &gate, std::move(plan));
+  if (!lists[0][0].is_cpu()) return run(name, lists, op, args, &gate, std::move(plan));
   args.alpha = alpha.item<double>();
-  check_alpha(args.alpha);
+  check_alpha(args.alpha, name);
   bool syncs = step.item<int64_t>() % k == 0;
-  run("lookahead_sync_", lists, op, args, syncs ? nullptr : &gate, std::move(plan));  // checks either way
+  run(name, lists, op, args, syncs ? nullptr : &gate, std::move(plan));  // checks either way
 }
 
 // A sync op's lists checked before anything is written: their plan if a cached one vouches for them,
@@ -132,7 +132,7 @@ void sync_on_step_(at::TensorList fast, at::TensorList slow, const at::Tensor& a
   check_step_gate(fast, alpha, step, k);
   const TensorLists lists{fast, slow};
   auto plan = check_sync(TableOp::kSync, lists);
-  run_on_step(lists, TableOp::kSync, alpha, step, k, UpdateArgs{}, std::move(plan));
+  run_on_step("lookahead_sync_", lists, TableOp::kSync, alpha, step, k, UpdateArgs{}, std::move(plan));
 }
 
 void swap_(at::TensorList first, at::TensorList second) {
@@ -155,7 +155,8 @@ void momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::Tensor
   check_step_gate(fast, alpha, step, k);
   const TensorLists lists{fast, slow, momentum};
   auto plan = check_sync(TableOp::kMomentumSync, lists);
-  run_on_step(lists, TableOp::kMomentumSync, alpha, step, k, UpdateArgs{0.0, mu, nesterov}, std::move(plan));
+  run_on_step("lookahead_sync_", lists, TableOp::kMomentumSync, alpha, step, k, UpdateArgs{0.0, mu, nesterov},
+              std::move(plan));
 }
 
 void compact_sync_(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha) {
@@ -163,6 +164,14 @@ void compact_sync_(at::TensorList fast, at::TensorList slow_high, at::TensorList
   const TensorLists lists{fast, slow_high, slow_low};
   auto plan = check_sync(TableOp::kCompactSync, lists);
   run(kCompactOp, lists, TableOp::kCompactSync, UpdateArgs{alpha}, nullptr, std::move(plan));
+}
+
+void compact_sync_on_step_(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
+                           const at::Tensor& alpha, const at::Tensor& step, int64_t k) {
+  check_step_gate(fast, alpha, step, k, kCompactGatedOp);
+  const TensorLists lists{fast, slow_high, slow_low};
+  auto plan = check_sync(TableOp::kCompactSync, lists);
+  run_on_step(kCompactOp, lists, TableOp::kCompactSync, alpha, step, k, UpdateArgs{}, std::move(plan));
 }
 
 namespace {
@@ -229,6 +238,12 @@ void momentum_sync_on_step_meta(at::TensorList fast, at::TensorList slow, at::Te
 void compact_sync_meta(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha) {
   check_alpha(alpha, kCompactOp);
   check_all_meta(kCompactOp, {fast, slow_high, slow_low}, TableOp::kCompactSync);
+}
+
+void compact_sync_on_step_meta(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
+                               const at::Tensor& alpha, const at::Tensor& step, int64_t k) {
+  check_all_meta(kCompactGatedOp, {fast, slow_high, slow_low}, TableOp::kCompactSync);
+  check_step_gate(fast, alpha, step, k, kCompactGatedOp);
 }
 
 void adamw_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,

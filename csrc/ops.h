@@ -3,7 +3,8 @@
 // launches one fused update, and bumps the versions of what it may write. Its Meta twin, for
 // torch.compile's fake tensors, makes the checks that need no sizes and writes nothing.
 //   sync_: slow <- lerp(slow, fast, alpha); fast <- slow.
-//   sync_on_step_, momentum_sync_on_step_: the same when step % k == 0, decided where step lives
+//   sync_on_step_, momentum_sync_on_step_ (and compact_sync_on_step_, below): the same when step % k == 0,
+//     decided where step lives
 //     (see [NOTE: step gate] in csrc/table.h).
 //   swap_: exchange the contents of each pair.
 //   momentum_sync_: the sync with outer momentum (docs/design.md, "The momentum sync").
@@ -11,7 +12,7 @@
 //     sync (the momentum sync when `momentum` is not empty) of the new params, in one pass (adamw.h);
 //     grads are read only.
 //   compact_sync_: the sync of slow weights kept as bf16+int8, a bfloat16 and an int8 tensor per param
-//     (see [NOTE: compact sync] in csrc/element_math.h).
+//     (see [NOTE: compact sync] in csrc/element_math.h); compact_sync_on_step_: the same, step-gated.
 #pragma once
 
 #include "op_list.h"

@@ -52,12 +52,22 @@ def encode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(hi, q): `x` (float32) as its bfloat16 high part and int8 residual."""
     if x.dtype != torch.float32:
         raise TypeError(f"bf16+int8 encodes float32 values, got {x.dtype}")
-    high = x.to(HIGH_DTYPE)
-    high_value = high.float()
+    high, high_value = _round_to_bfloat16(x)
     finite = torch.isfinite(high_value)
     residual = torch.where(finite, x - high_value, torch.zeros_like(x))
     units = torch.round(residual / residual_unit(torch.where(finite, high_value, torch.zeros_like(x))))
     return high, units.clamp(-RESIDUAL_LIMIT, RESIDUAL_LIMIT).to(RESIDUAL_DTYPE)
+
+
+def _round_to_bfloat16(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x rounded to bfloat16, that value in float32), by integer arithmetic on x's bits: nearest, ties
+    to even, as a cast rounds. Not the cast itself, which torch.compile may elide between float32
+    values (inductor keeps low-precision intermediates in float32); the bfloat16 tensor is then a
+    cast of a value it holds exactly."""
+    bits = x.view(torch.int32)
+    rounded = (bits + (0x7FFF + ((bits >> 16) & 1))) & -0x10000  # the low 16 bits cleared
+    value = torch.where(torch.isnan(x), x, rounded.view(torch.float32))
+    return value.to(HIGH_DTYPE), value
 
 
 def decode(high: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ SYNC_LIST_NAMES = ("fast", "slow", "momentum")
 ADAMW_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum")
 COMPACT_LIST_NAMES = ("fast", "slow_high", "slow_low")
 COMPACT_OP = "lookahead_compact_sync_"
+COMPACT_GATED_OP = "lookahead_compact_sync_on_step_"
 # The fast dtypes whose slow weights may be kept as bf16+int8, and the dtypes of its two parts.
 COMPACT_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 COMPACT_STATE_DTYPES = (torch.bfloat16, torch.int8)
@@ -286,10 +287,9 @@ def _describe(t) -> str:
     return f"{t.dtype} of shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
 
 
-def check_step_gate(fast, alpha, step, k) -> None:
-    """The gate of lookahead_sync_on_step_ (csrc/contract.cpp word for word): alpha a one-element
+def check_step_gate(fast, alpha, step, k, op: str = "lookahead_sync_on_step_") -> None:
+    """The gate of a step-gated op (csrc/contract.cpp word for word): alpha a one-element
     float32/float64 tensor, step a one-element int64 tensor, both on the pairs' device; k >= 1."""
-    op = "lookahead_sync_on_step_"
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"{op}: k must be an int >= 1, got {k!r}")
     if not (isinstance(alpha, torch.Tensor) and alpha.numel() == 1 and alpha.dtype in (torch.float32, torch.float64)):

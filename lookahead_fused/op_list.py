@@ -80,5 +80,9 @@ OPS = (
         ),
     ),
     OpSpec("compact_sync_", _args("fast:tensors! slow_high:tensors! slow_low:tensors! alpha:float")),
+    OpSpec(
+        "compact_sync_on_step_",
+        _args("fast:tensors! slow_high:tensors! slow_low:tensors! alpha:tensor step:tensor k:int"),
+    ),
 )
 OP_NAMES = tuple(op.name for op in OPS)

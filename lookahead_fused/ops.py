@@ -10,6 +10,8 @@
     lookahead_compact_sync_(fast, slow_high, slow_low, alpha)
                                          the sync of slow weights kept as bf16+int8 (docs/design.md,
                                          "Compact slow weights")
+    lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step, k)
+                                         the same when step % k == 0, decided where step lives
 
 Each checks the whole call first, then runs one backend per device (backends/), so a rejected call
 writes nothing. A call on one device with a native backend ("cpu", "cuda") goes straight to the
@@ -164,12 +166,32 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, mo
     method = "sync_on_step_" if momentum is None else "momentum_sync_on_step_"
     scalars = () if momentum is None else (mu, bool(nesterov))
     if torch.compiler.is_compiling():
-        return _sync_on_step_traced(fast, slow, extra, alpha, step, k, scalars, method, backend)
+        return _on_step_traced([fast, slow, *extra], alpha, step, k, scalars, method, backend)
     backends.check_backend_name(backend)
     contract.check_lists(fast, slow, op=_OP)
-    fast, slow, *extra = local_shards(fast, slow, *extra, op=_OP)
+    lists = local_shards(fast, slow, *extra, op=_OP)
+
+    def host_sync(alpha: float) -> None:
+        if momentum is None:
+            _sync_by_device(*lists, alpha, backend)
+        else:
+            _momentum_sync(*lists, alpha, mu, bool(nesterov), backend, checked=True)
+
+    check_lists = lambda: contract.check_sync_lists(*lists[:2], lists[2] if extra else None)  # noqa: E731
+    _on_step(lists, alpha, step, k, scalars, method, ("lookahead_sync_on_step_", _OP), check_lists, host_sync, backend)
+
+
+def _on_step(lists, alpha, step, k, scalars, method: str, ops: tuple[str, str], check_lists, host_sync,
+             backend: str) -> None:  # fmt: skip
+    """A step-gated op on lists of one call, their types checked and their local shards taken: the gate
+    checked, then the native op (which checks the lists), or check_lists() and, with the step on the
+    CPU, host_sync(alpha) when step % k == 0, or the gated op of each device's backend. `ops`: the
+    gated op's name and the op's own, as the messages name them (C++'s run_on_step names the latter
+    when it reads alpha on the host)."""
+    op, host_op = ops
+    fast = lists[0]
     if not isinstance(alpha, torch.Tensor):
-        alpha = contract.check_alpha(alpha, where="lookahead_sync_on_step_: alpha")
+        alpha = contract.check_alpha(alpha, where=f"{op}: alpha")
     if fast and isinstance(fast[0], torch.Tensor):
         device = fast[0].device
     else:
@@ -177,34 +199,31 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, mo
     alpha_tensor = alpha if isinstance(alpha, torch.Tensor) else device_scalar(alpha, torch.float64, device)
     if isinstance(step, torch.Tensor) and step.device.type == "cpu" and device.type != "cpu":
         step = step.to(device)  # a CPU counter beside device tensors: no host-side branch either way
-    contract.check_step_gate(fast, alpha_tensor, step, k)
-    if _run_native(method, fast, slow, *extra, alpha_tensor, step, k, *scalars, backend=backend):
+    contract.check_step_gate(fast, alpha_tensor, step, k, op)
+    if _run_native(method, *lists, alpha_tensor, step, k, *scalars, backend=backend):
         return
-    contract.check_sync_lists(fast, slow, extra[0] if extra else None)
+    check_lists()
     if step.device.type == "cpu":  # host memory: read it, and spare the masked fallback its work
         if isinstance(alpha, torch.Tensor):  # a number was checked above
-            alpha = contract.check_alpha(float(alpha), where="lookahead_sync_: alpha")
+            alpha = contract.check_alpha(float(alpha), where=f"{host_op}: alpha")
         if int(step) % k == 0:
-            if momentum is None:
-                _sync_by_device(fast, slow, alpha, backend)
-            else:
-                _momentum_sync(fast, slow, extra[0], alpha, mu, bool(nesterov), backend, checked=True)
+            host_sync(alpha)
         return
-    for module, (fasts, slows, *more) in _by_device(backend, fast, slow, *extra):  # the gate goes to each device
+    for module, (fasts, *more) in _by_device(backend, *lists):  # the gate goes to each device
         where = fasts[0].device
-        getattr(module, method)(fasts, slows, *more, alpha_tensor.to(where), step.to(where), k, *scalars)
+        getattr(module, method)(fasts, *more, alpha_tensor.to(where), step.to(where), k, *scalars)
 
 
-def _sync_on_step_traced(fast, slow, extra, alpha, step, k, scalars, method, backend):
+def _on_step_traced(lists, alpha, step, k, scalars, method, backend):
     """Under torch.compile: only the op itself, so sync and non-sync steps trace the same graph.
     The native kernels check the contract when the compiled code runs; the Python checks would read
     data pointers, which a trace cannot, so the pure-PyTorch and Triton backends rely on the
     caller (Lookahead's pairs are its params and the slow tensors it made for them)."""
-    device = fast[0].device
+    device = lists[0][0].device
     if not isinstance(alpha, torch.Tensor):
         alpha = torch.full((), alpha, dtype=torch.float64, device=device)
     module = backends.resolve(backend, device.type)
-    getattr(module, method)(list(fast), list(slow), *map(list, extra), alpha.to(device), step.to(device), k, *scalars)
+    getattr(module, method)(*map(list, lists), alpha.to(device), step.to(device), k, *scalars)
 
 
 _ADAMW_OP = "lookahead_adamw_step_"
@@ -260,5 +279,24 @@ def lookahead_compact_sync_(fast, slow_high, slow_low, alpha: float, *, backend:
     if _run_native("compact_sync_", fast, slow_high, slow_low, alpha, backend=backend):
         return
     contract.check_compact_lists(fast, slow_high, slow_low)
-    for module, (fasts, highs, lows) in _by_device(backend, fast, slow_high, slow_low):
+    _compact_sync_by_device([fast, slow_high, slow_low], alpha, backend)
+
+
+def _compact_sync_by_device(lists, alpha: float, backend: str) -> None:
+    for module, (fasts, highs, lows) in _by_device(backend, *lists):
         module.compact_sync_(fasts, highs, lows, alpha)
+
+
+@torch.no_grad()
+def lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step: torch.Tensor, k: int, *,
+                                    backend: str = "auto") -> None:  # fmt: skip
+    """lookahead_compact_sync_(fast, slow_high, slow_low, alpha) if step % k == 0, else nothing, decided
+    where step lives, as lookahead_sync_on_step_ decides it (see [NOTE: step gate] in csrc/table.h)."""
+    if torch.compiler.is_compiling():
+        return _on_step_traced([fast, slow_high, slow_low], alpha, step, k, (), "compact_sync_on_step_", backend)
+    backends.check_backend_name(backend)
+    contract.check_compact_list_types(fast, slow_high, slow_low)
+    lists = local_shards(fast, slow_high, slow_low, op=contract.COMPACT_OP)
+    _on_step(lists, alpha, step, k, (), "compact_sync_on_step_", (contract.COMPACT_GATED_OP, contract.COMPACT_OP),
+             lambda: contract.check_compact_lists(*lists), lambda a: _compact_sync_by_device(lists, a, backend),
+             backend)  # fmt: skip

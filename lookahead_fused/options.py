@@ -27,15 +27,15 @@ def check_slow_dtype(slow_dtype):
     return slow_dtype
 
 
-# [NOTE: what compact slow weights support] slow_dtype="bf16+int8" has the host-decided sync (one fused
-# launch of the compact sync), checkpoints and slow_weights(); the options that need more (an outer
-# momentum in the encoding, a gated op for capturable=True and torch.compile, an alpha chosen from the
-# slow weights, pullback momenta beside them) are refused at construction, before anything is built.
+# [NOTE: what compact slow weights support] slow_dtype="bf16+int8" has the host-decided sync and the
+# step-gated one (capturable=True, torch.compile), each one fused launch of the compact sync,
+# checkpoints, slow_weights() and every pullback mode ("pullback" keeps its slow momenta exact, in
+# the first moments' dtype, synced in a launch of their own beside the compact one); the options that
+# need more (an outer momentum in the encoding, an alpha chosen from the slow weights) are refused at
+# construction, before anything is built.
 _COMPACT_REFUSES = {
     "outer_momentum": lambda options: options["outer_momentum"] > 0,
-    "capturable": lambda options: options["capturable"],
     "alpha": lambda options: options[ALPHA_KEY] == ADAPTIVE,
-    "pullback_momentum": lambda options: options["pullback_momentum"] == "pullback",
 }
 
 
@@ -48,7 +48,7 @@ def check_compact_options(defaults: dict) -> None:
             value = defaults[ALPHA_KEY if name == "alpha" else name]
             raise ValueError(
                 f"slow_dtype={bf16_int8.SLOW_DTYPE!r} does not support {name}={value!r} yet; it takes "
-                "outer_momentum=0, capturable=False, a number alpha and pullback_momentum 'none' or 'reset' "
+                "outer_momentum=0 and a number alpha "
                 "(or use slow_dtype=None or torch.float32)"
             )
 

@@ -34,7 +34,7 @@ import torch
 from . import backends, contract, first_moment, ops
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive
 from .backends import reference
-from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
+from .backends.step_gate import masked_compact_sync_on_step_, masked_momentum_sync_on_step_, masked_sync_on_step_
 from .sharded import dtensor_type, local_shards
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM, is_compact, rehome
 from .slow_state import slow_dtype_for, slow_keys
@@ -183,10 +183,11 @@ class Sync:
         for launch in launches:
             self._check_lists(launch, *launch.fused)
 
-    def _check_lists(self, launch: Launch, fast, slow, momentum=None) -> None:
+    def _check_lists(self, launch: Launch, fast, slow, momentum=None, compact: bool | None = None) -> None:
         """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
-        mu were checked when they were set. A compact launch's lists are (fast, high parts, residuals)."""
-        if launch.compact:
+        mu were checked when they were set. A compact launch's weights (`compact` None: the launch's own
+        kind) are (fast, high parts, residuals)."""
+        if launch.compact if compact is None else compact:
             fast, slow, momentum = local_shards(fast, slow, momentum, op=contract.COMPACT_OP)
             if getattr(launch.backend, "checks_contract", False):
                 launch.backend.check_compact_lists(fast, slow, momentum)
@@ -241,8 +242,10 @@ class Sync:
         ]
         if check:
             for launch in found:
-                joined = launch.moments if self.options["outer_momentum"] else _joined(launch.fused, launch.moments)
-                self._check_lists(launch, *joined)
+                if self.options["outer_momentum"] or launch.compact:
+                    self._check_lists(launch, *launch.moments, compact=False)
+                else:
+                    self._check_lists(launch, *_joined(launch.fused, launch.moments))
         return found
 
     # -- the sync, decided on the host ------------------------------------------------------------
@@ -283,9 +286,10 @@ class Sync:
         for launch in launches:
             fused, strided = _without(launch.fused, skip_weights), _without(launch.strided, skip_weights)
             moments = launch.moments
-            # without outer momentum they join the weights' launch
-            # (see [NOTE: outer momentum] in lookahead_fused/optimizer.py)
-            if moments[0] and not mu:
+            # without outer momentum they join the weights' launch, unless those are compact
+            # (see [NOTE: outer momentum] in lookahead_fused/optimizer.py;
+            # see [NOTE: what compact slow weights support] in lookahead_fused/options.py)
+            if moments[0] and not mu and not launch.compact:
                 fused, moments = _joined(fused, moments), ([], [])
             if fused[0]:
                 run_fused(launch, fused, mu, nesterov, backend)
@@ -327,32 +331,42 @@ class Sync:
         """The step-gated sync (see [NOTE: step gate] in csrc/table.h): the same launches on every
         step, each syncing when counter % k == 0, decided where the counter lives. Without
         `weights`, only the pullback momenta (LookaheadAdamW syncs the weights in its own pass)."""
-        if is_compact(self.options["slow_dtype"]):
-            raise NotImplementedError(
-                "slow_dtype='bf16+int8' has no step-gated sync yet, which a compiled step() needs: compile the "
-                "model and the inner optimizer's step, and call Lookahead.step() outside torch.compile"
-            )
-        k, mu, nesterov, backend = (self.options[key] for key in ("k", "outer_momentum", "nesterov", "backend"))
+        k, mu, backend = (self.options[key] for key in ("k", "outer_momentum", "backend"))
         for launch in self._with_moments(launches, check=not compiling):
             fused, strided, moments = launch.fused, launch.strided, launch.moments
             alpha = self._alpha_on(_device_of(launch, counter), launch.alpha, compiling)
-            if weights and not mu:
-                fused, moments = _joined(fused, moments), ([], [])
-            if weights and fused[0] and mu:
-                ops.lookahead_sync_on_step_(*fused[:2], alpha, counter, k, momentum=fused[2], mu=mu, nesterov=nesterov,
-                                            backend=backend)  # fmt: skip
-            elif weights and fused[0]:
-                ops.lookahead_sync_on_step_(*fused, alpha, counter, k, backend=backend)
-            if weights and strided[0] and mu:
-                masked_momentum_sync_on_step_(*strided, alpha, counter, k, mu, nesterov)
-            elif weights and strided[0]:
-                masked_sync_on_step_(*strided, alpha, counter, k)
+            if weights and launch.compact:  # no outer momentum beside these, and the pullback momenta apart
+                # (see [NOTE: what compact slow weights support] in lookahead_fused/options.py)
+                if fused[0]:
+                    ops.lookahead_compact_sync_on_step_(*fused, alpha, counter, k, backend=backend)
+                if strided[0]:
+                    masked_compact_sync_on_step_(*strided, alpha, counter, k)
+            elif weights:
+                self._run_gated_weights(fused, strided, moments, alpha, counter)
+                if not mu:
+                    moments = ([], [])  # they joined the weights' launch
             if moments[0]:
                 ops.lookahead_sync_on_step_(*moments, alpha, counter, k, backend=backend)
         if self.options["pullback_momentum"] == "reset":
             syncs = counter % k == 0
             for _, buffer in self.first_moments(self.params()):
                 buffer.masked_fill_(syncs.to(buffer.device), 0)
+
+    def _run_gated_weights(self, fused, strided, moments, alpha, counter) -> None:
+        """The gated sync of exact slow weights (and outer momenta), the pullback momenta joined to their
+        launch without outer momentum (see [NOTE: outer momentum] in lookahead_fused/optimizer.py)."""
+        k, mu, nesterov, backend = (self.options[key] for key in ("k", "outer_momentum", "nesterov", "backend"))
+        if not mu:
+            fused = _joined(fused, moments)
+        if fused[0] and mu:
+            ops.lookahead_sync_on_step_(*fused[:2], alpha, counter, k, momentum=fused[2], mu=mu, nesterov=nesterov,
+                                        backend=backend)  # fmt: skip
+        elif fused[0]:
+            ops.lookahead_sync_on_step_(*fused, alpha, counter, k, backend=backend)
+        if strided[0] and mu:
+            masked_momentum_sync_on_step_(*strided, alpha, counter, k, mu, nesterov)
+        elif strided[0]:
+            masked_sync_on_step_(*strided, alpha, counter, k)
 
     def _alpha_on(self, device: torch.device, alpha: float, compiling: bool) -> torch.Tensor:
         """alpha as a device tensor: a constant in a compiled graph; kept (stable memory) for capture."""

@@ -9,25 +9,49 @@ import sys
 import torch
 import torch.distributed as dist
 
-from lookahead_fused import Lookahead, LookaheadAdamW, ops
-from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM
+from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8, ops
+from lookahead_fused.slow_state import slow_keys, slow_weight_value
 
 K = 3
 GLOBAL_BATCH = 8
+COMPACT = "lookahead_bf16+int8"
+KINDS = ["lookahead", "lookahead_adamw", COMPACT]
 
 
-def make_model():
+def model_dtype(kind="lookahead") -> torch.dtype:
+    """float64, except for compact slow weights, which take float32, bfloat16 and float16 params."""
+    return torch.float32 if kind == COMPACT else torch.float64
+
+
+def make_model(kind="lookahead"):
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
+    layers = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    return layers.to(model_dtype(kind))
 
 
 def make_optimizer(model, kind="lookahead"):
     """Pullback momenta and Nesterov outer momentum: every per-param state Lookahead keeps; around
-    Adam, or LookaheadAdamW (kind "lookahead_adamw": the same options, AdamW's step fused with the sync)."""
+    Adam, or LookaheadAdamW (kind "lookahead_adamw": the same options, AdamW's step fused with the sync).
+    Kind COMPACT: bf16+int8 slow weights around Adam, with the options they take
+    (see [NOTE: what compact slow weights support] in lookahead_fused/options.py)."""
+    if kind == COMPACT:
+        adam = torch.optim.Adam(model.parameters(), lr=1e-2)
+        return Lookahead(adam, k=K, alpha=0.5, pullback_momentum="pullback", slow_dtype=bf16_int8.SLOW_DTYPE)
     options = {"k": K, "alpha": 0.5, "pullback_momentum": "pullback", "outer_momentum": 0.5, "nesterov": True}
     if kind == "lookahead_adamw":
         return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, **options)
     return Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), **options)
+
+
+def slow_tensors(opt, params):
+    """The tensors that hold the slow weights of `params`, as stored (two per param when compact)."""
+    keys = slow_keys(opt.defaults["slow_dtype"])
+    return [opt.state[p][key] for p in params for key in keys]
+
+
+def slow_values(opt, params):
+    """The slow weights of `params` (decoded when compact)."""
+    return [slow_weight_value(opt.state[p], p) for p in params]
 
 
 def batch(step, rank=0, world=1):
@@ -40,8 +64,9 @@ def batch(step, rank=0, world=1):
 
 
 def train(model, opt, steps, rank=0, world=1):
+    dtype = next(model.parameters()).dtype
     for step in steps:
-        x, y = batch(step, rank, world)
+        x, y = (t.to(dtype) for t in batch(step, rank, world))
         opt.zero_grad()
         torch.nn.functional.mse_loss(model(x), y).backward()
         opt.step()
@@ -88,7 +113,7 @@ def ddp_worker(rank, world, init_file, out_dir, steps):
     opt = make_optimizer(model)
     train(model, opt, range(1, steps + 1), rank, world)
     params = [p.detach() for p in model.parameters()]
-    slow = [opt.state[p][SLOW_PARAM] for p in model.parameters()]
+    slow = slow_tensors(opt, model.parameters())
     identical = _same_on_every_rank(params + slow)
     if rank == 0:
         torch.save({"params": params, "identical": identical, "step": opt.step_count}, os.path.join(out_dir, "ddp.pt"))
@@ -108,7 +133,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
     mesh = init_device_mesh("cpu", (world,))
 
     def sharded_model():
-        model = make_model()
+        model = make_model(kind)
         for layer in model:
             if isinstance(layer, torch.nn.Linear):
                 fully_shard(layer, mesh=mesh)
@@ -117,14 +142,15 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
     def full(tensors):
         return [t.full_tensor().detach() for t in tensors]
 
+    def trajectory(model, opt):
+        """The params, the slow state as stored, and the slow weights' values, gathered."""
+        params = list(model.parameters())
+        return full(params) + full(slow_tensors(opt, params)) + full(slow_values(opt, params))
+
     checkpoint_dir, helper_dir = os.path.join(out_dir, "dcp"), os.path.join(out_dir, "dcp-helpers")
     saved_at = steps // 2 + 1  # not a multiple of K: the counter matters
     model = sharded_model()
     opt = make_optimizer(model, kind)
-    layouts_match = all(
-        type(opt.state[p][SLOW_PARAM]) is type(p) and opt.state[p][SLOW_PARAM].placements == p.placements
-        for p in model.parameters()
-    )
     local_shapes = [tuple(p.to_local().shape) for p in model.parameters()]
     first_param = next(iter(model.parameters()))
     try:  # a sharded param with a plain slow tensor: refused before anything is written
@@ -137,12 +163,14 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
     model_sd, optim_sd = get_state_dict(model, opt)  # torch's helpers: FQN keys, "state"/"param_groups" only
     dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=helper_dir)
     train(model, opt, range(saved_at + 1, steps + 1), rank, world)
-    first = full(model.parameters()) + full(opt.state[p][SLOW_PARAM] for p in model.parameters())
-    momenta_sharded = all(type(opt.state[p][SLOW_MOMENTUM]) is type(p) for p in model.parameters())
-    outer_sharded = all(
-        type(opt.state[p][OUTER_MOMENTUM]) is type(p) and opt.state[p][OUTER_MOMENTUM].placements == p.placements
-        for p in model.parameters()
-    )
+    first = trajectory(model, opt)
+    # every per-param state tensor of the param's shape (all but the inner step counts): sharded like it?
+    sharded_like_param = {
+        key: all(type(opt.state[p][key]) is type(p) and opt.state[p][key].placements == p.placements
+                 for p in model.parameters())  # fmt: skip
+        for key, value in opt.state[first_param].items()
+        if isinstance(value, torch.Tensor) and value.shape == first_param.shape
+    }
 
     resumed_model = sharded_model()
     resumed = make_optimizer(resumed_model, kind)
@@ -153,7 +181,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
     resumed.load_state_dict(template["optim"])
     resumed_step = resumed.step_count
     train(resumed_model, resumed, range(saved_at + 1, steps + 1), rank, world)
-    second = full(resumed_model.parameters()) + full(resumed.state[p][SLOW_PARAM] for p in resumed_model.parameters())
+    second = trajectory(resumed_model, resumed)
 
     helper_model = sharded_model()
     helper_opt = make_optimizer(helper_model, kind)
@@ -164,7 +192,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
     set_state_dict(helper_model, helper_opt, model_state_dict=template["model"], optim_state_dict=template["optim"])
     helper_step = helper_opt.step_count
     train(helper_model, helper_opt, range(saved_at + 1, steps + 1), rank, world)
-    third = full(helper_model.parameters()) + full(helper_opt.state[p][SLOW_PARAM] for p in helper_model.parameters())
+    third = trajectory(helper_model, helper_opt)
     if rank == 0:
         torch.save(
             {
@@ -172,9 +200,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
                 "second": second,
                 "third": third,
                 "helper_step": helper_step,
-                "layouts_match": layouts_match,
-                "momenta_sharded": momenta_sharded,
-                "outer_sharded": outer_sharded,
+                "sharded_like_param": sharded_like_param,
                 "local_shapes": local_shapes,
                 "mixed_refused": mixed_refused,
                 "resumed_step": resumed_step,

@@ -153,6 +153,9 @@ class TimmStyle:
     def state_dict(self):
         return self.inner.state_dict()
 
+    def slow_weight(self, p):
+        return self.inner.state[p]["lookahead_slow_buff"]
+
 
 class PytorchOptimizerStyle:
     """pytorch_optimizer's Lookahead (3.x/4.x) as it behaves: slow weights at construction, a group
@@ -183,12 +186,31 @@ class PytorchOptimizerStyle:
         }
         return {"lookahead_state": lookahead_state, "base_optimizer": self.inner.state_dict()}
 
+    def slow_weight(self, p):
+        return self.slow[p]
+
 
 def step_side_by_side(step, *runs):
     """One step of each (optimizer, params) run, all on batch number `step`."""
     for opt, params in runs:
         set_grads(params, step)
         opt.step()
+
+
+def compiled_beside_eager(eager, params, compiled, twin, steps):
+    """Step `eager` (on `params`) and a torch.compile of `compiled.step` (on `twin`) side by side on
+    batches 0 .. steps - 1, no recompilation allowed after the second step (the first two create the
+    inner state); yields each step's index once both have taken it."""
+    import torch._dynamo
+
+    step = torch.compile(compiled.step)
+    for i in range(steps):
+        set_grads(params, i)
+        set_grads(twin, i)
+        eager.step()
+        with torch._dynamo.config.patch(error_on_recompile=i > 1):
+            step()
+        yield i
 
 
 def run(opt, params, steps, first_step=0):

@@ -109,8 +109,10 @@ RECORDS = [
     # (see [NOTE: what compact slow weights support] in lookahead_fused/options.py): float32 params; no exact float64 oracle (the encoding rounds to 2^-15;
     # tests/test_compact_slow_weights.py bounds it), so no peer check either, which compares slow weights exactly
     OptimizerRecord("lookahead-adam-bf16+int8", INNERS["adam"], {"k": 3, "alpha": 0.5, "slow_dtype": "bf16+int8"},
-                    capturable=False, compile=False, peer_checkpoints=False, float64_oracle=False,
-                    dtype=torch.float32),  # fmt: skip
+                    peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    OptimizerRecord("lookahead-sgd-momentum-pullback-bf16+int8", INNERS["sgd-momentum"],
+                    {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback", "slow_dtype": "bf16+int8"},
+                    peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("LookaheadAdamW", INNERS["adamw"], {"k": 3, "alpha": 0.5}, fused_adamw=True),
     OptimizerRecord("LookaheadAdamW-outer-nesterov", INNERS["adamw"], {"k": 3, "alpha": 0.6, "outer_momentum": 0.9,
                     "nesterov": True}, fused_adamw=True),  # fmt: skip

@@ -11,6 +11,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import adamw_step  # noqa: E402
 import bench_sync  # noqa: E402
+import state_bytes  # noqa: E402
 import timing  # noqa: E402
 import step_overhead  # noqa: E402
 from model_shapes import MODELS  # noqa: E402
@@ -36,6 +37,20 @@ def test_bytes_per_sync_follow_the_design():
     assert bench_sync.sync_bytes(shapes, torch.float32, torch.float32) == 35 * 16
     assert bench_sync.sync_bytes(shapes, torch.bfloat16, torch.float32) == 35 * 12
     assert bench_sync.sync_bytes(shapes, torch.bfloat16, torch.bfloat16) == 35 * 8
+
+
+# Lookahead's own state per parameter in each mode of bench/state_bytes.py, as docs/design.md counts it:
+# 4 B for a float32 slow weight, 2 for a bfloat16 one, 3 for bf16+int8, and as much again for outer momentum.
+LOOKAHEAD_BYTES = [4, 8, 3, 4, 2, 3, 4, 8]
+
+
+def test_state_bytes_count_each_modes_state():
+    assert len(LOOKAHEAD_BYTES) == len(state_bytes.MODES)
+    for (label, dtype, make), expected in zip(state_bytes.MODES, LOOKAHEAD_BYTES):
+        figures = state_bytes.count(make, dtype, shapes=[(16, 8), (8,)])
+        assert figures["lookahead"] == expected, label
+        moments = 2 * torch.empty((), dtype=dtype).element_size()  # AdamW's exp_avg and exp_avg_sq
+        assert moments <= figures["inner"] < moments + 1, label  # + the step counts
 
 
 def assert_is_summary(figure, unit=""):

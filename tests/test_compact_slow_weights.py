@@ -13,9 +13,9 @@ import torch
 
 from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8
 from lookahead_fused.backends.reference import sync_float64
-from lookahead_fused.slow_state import SLOW_HIGH, SLOW_LOW, SLOW_PARAM
+from lookahead_fused.slow_state import SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
 
-from .helpers import make_params, run, set_grads
+from .helpers import compiled_beside_eager, make_params, run, set_grads
 from .matrix import backends_under_test, dtype_id, ulp
 
 SHAPES = ((6, 5), (6,), (40,))
@@ -120,9 +120,7 @@ def test_a_checkpoint_with_half_a_compact_slow_weight_is_refused_before_anything
     "options, message",
     [
         ({"outer_momentum": 0.9}, "does not support outer_momentum=0.9"),
-        ({"capturable": True}, "does not support capturable=True"),
         ({"alpha": "adaptive"}, "does not support alpha='adaptive'"),
-        ({"pullback_momentum": "pullback"}, "does not support pullback_momentum='pullback'"),
         ({"slow_dtype": "int8"}, "slow_dtype must be None .*'bf16\\+int8'"),
     ],
 )
@@ -137,3 +135,52 @@ def test_float64_params_and_lookahead_adamw_are_refused():
         compact_lookahead(make_params(torch.float64, shapes=SHAPES))
     with pytest.raises(ValueError, match="LookaheadAdamW does not take slow_dtype='bf16\\+int8'"):
         LookaheadAdamW(make_params(torch.float32, shapes=SHAPES), slow_dtype=COMPACT)
+
+
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_a_compiled_step_runs_the_gated_compact_sync_and_follows_eager(backend):
+    """torch.compile of step(): the step-gated compact sync traced as one op (the native one, or the
+    masked fallback of the pure-PyTorch backends), no recompilation between sync and non-sync steps,
+    and the run of eager within the sync's contract: a compiled step may round otherwise (the SGD
+    step's update, and the fallback's lerp, which inductor may fuse), and a float32 value one ulp
+    away may encode one residual unit (2^-15 of it) away; four units cover the two syncs."""
+    torch._dynamo.reset()
+    params, twin = make_params(torch.float32, shapes=SHAPES), make_params(torch.float32, shapes=SHAPES)
+    eager, compiled = compact_lookahead(params, backend=backend), compact_lookahead(twin, backend=backend)
+    try:
+        for i in compiled_beside_eager(eager, params, compiled, twin, 7):
+            torch.testing.assert_close(twin, params, rtol=2**-13, atol=1e-6)
+            for p, q in zip(twin, params):
+                value = decoded(compiled, p)
+                torch.testing.assert_close(value, decoded(eager, q), rtol=2**-13, atol=1e-6)
+                if (i + 1) % 3 == 0:
+                    assert torch.equal(p, value), "after a sync the params are the decoded slow weights"
+    finally:
+        torch._dynamo.reset()
+    assert compiled.step_count == eager.step_count == 7
+
+
+@pytest.mark.parametrize("capturable", [False, True])
+def test_pullback_momenta_sync_exactly_beside_compact_slow_weights(capturable):
+    """pullback_momentum="pullback": the slow momenta stay exact (float32, as the first moments), and
+    at each sync the first moment and its slow copy become the exact sync of the two, while the slow
+    weights take the compact one (capturable=True runs the gated ops)."""
+    params = make_params(torch.float32, shapes=SHAPES)
+    opt = compact_lookahead(params, pullback_momentum="pullback", capturable=capturable)
+    for step in range(7):
+        set_grads(params, step)
+        twin_opt, twin_params = copy.deepcopy((opt, params))
+        for twin, p in zip(twin_params, params):
+            twin.grad = p.grad.clone()  # a Parameter's deepcopy leaves its grad behind
+        twin_opt.optimizer.step()  # the first moments as the sync finds them
+        opt.step()
+        if (step + 1) % 3:
+            continue
+        for p, twin in zip(params, twin_params):
+            buffer, slow = opt.optimizer.state[p]["momentum_buffer"], opt.state[p][SLOW_MOMENTUM]
+            assert slow.dtype == torch.float32 and torch.equal(buffer, slow)
+            fast_before = twin_opt.optimizer.state[twin]["momentum_buffer"]
+            slow_before = twin_opt.state[twin].get(SLOW_MOMENTUM, torch.zeros_like(fast_before))
+            expected = sync_float64(fast_before, slow_before, 0.5)
+            bound = 2 * ulp(torch.maximum(fast_before.double().abs(), slow_before.double().abs()), torch.float32)
+            assert ((slow.double() - expected).abs() <= bound).all()

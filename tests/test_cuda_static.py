@@ -30,11 +30,12 @@ OPS = {
     "AdamWOp5": (5, 1, 4),
     "AdamWOp6": (6, 1, 4),
     "CompactSyncOp": (3, 2, 1),
+    "GatedCompactSyncOp": (3, 2, 1),
 }
 # The 128-bit loads of one vector step where the rule below does not give them: the compact sync's
 # step is 16 elements, its fast tensor's packs (four for float32, two for 16-bit), two packs of
 # bfloat16 high parts and one of int8 residuals.
-PACKS_PER_STEP = {"CompactSyncOp": (4 + 2 + 1, 2 + 2 + 1)}
+PACKS_PER_STEP = {op: (4 + 2 + 1, 2 + 2 + 1) for op in ("CompactSyncOp", "GatedCompactSyncOp")}
 MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
 
 

@@ -75,6 +75,10 @@ def compact_sync_args():
     return cases
 
 
+def compact_sync_on_step_args():
+    return [(*case[:3], *_gate(step), K) for case in compact_sync_args() for step in (2, 3)]
+
+
 ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "sync_": sync_args,
     "sync_on_step_": sync_on_step_args,
@@ -83,6 +87,7 @@ ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "momentum_sync_on_step_": momentum_sync_on_step_args,
     "adamw_step_": adamw_step_args,
     "compact_sync_": compact_sync_args,
+    "compact_sync_on_step_": compact_sync_on_step_args,
 }
 # registered op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
 OPS = {name: ("native", ARGUMENT_SETS[name]) for name in OP_NAMES} | {

@@ -22,8 +22,8 @@ import torch._dynamo
 
 from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_MOMENTUM, SLOW_PARAM, slow_weight_value
 
-from .helpers import (PlainLookahead, PytorchOptimizerStyle, TimmStyle, assert_bitwise_equal, clone_params, make_params, run,
-                      set_grads, snapshot, step_side_by_side)  # fmt: skip
+from .helpers import (PlainLookahead, PytorchOptimizerStyle, TimmStyle, assert_bitwise_equal, clone_params,
+                      compiled_beside_eager, make_params, run, set_grads, snapshot, step_side_by_side)  # fmt: skip
 from .optimizers import records
 
 SHAPES = ((3, 4), (3,), (5,))
@@ -198,14 +198,8 @@ def test_a_compiled_step_follows_eager_and_never_recompiles(name):
     torch._dynamo.reset()
     params, twin = make_params(shapes=SHAPES), make_params(shapes=SHAPES)
     eager, compiled = record.build(params), record.build(twin)
-    step = torch.compile(compiled.step)
     try:
-        for i in range(2 * record.k + 1):
-            set_grads(params, i)
-            set_grads(twin, i)
-            eager.step()
-            with torch._dynamo.config.patch(error_on_recompile=i > 1):
-                step()
+        for _ in compiled_beside_eager(eager, params, compiled, twin, 2 * record.k + 1):
             torch.testing.assert_close(twin, params, rtol=RTOL, atol=ATOL)
             torch.testing.assert_close([compiled.state[p][SLOW_PARAM] for p in twin], [eager.state[p][SLOW_PARAM] for p in params],
                                        rtol=RTOL, atol=ATOL)  # fmt: skip

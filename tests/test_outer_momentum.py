@@ -12,7 +12,7 @@ from torch._dynamo.utils import counters
 from lookahead_fused import Lookahead
 from lookahead_fused.slow_state import OUTER_MOMENTUM
 
-from .helpers import PlainLookahead, assert_bitwise_equal, make_params, run, set_grads
+from .helpers import PlainLookahead, assert_bitwise_equal, compiled_beside_eager, make_params, run, set_grads
 from .optimizers import inners
 
 SHAPES = ((3, 4), (3,), (5,))
@@ -100,13 +100,7 @@ def test_compiled_step_never_recompiles_and_follows_eager():
     params, twin = make_params(), make_params()
     eager = Lookahead(torch.optim.SGD(params, lr=0.05), k=2, outer_momentum=0.9, nesterov=True)
     compiled = Lookahead(torch.optim.SGD(twin, lr=0.05), k=2, outer_momentum=0.9, nesterov=True)
-    step = torch.compile(compiled.step)
-    for i in range(7):
-        set_grads(params, i)
-        set_grads(twin, i)
-        eager.step()
-        with torch._dynamo.config.patch(error_on_recompile=i > 1):
-            step()
+    for _ in compiled_beside_eager(eager, params, compiled, twin, 7):
         for a, b in zip(twin, params):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
     torch._dynamo.reset()

@@ -16,7 +16,8 @@ import types
 import pytest
 import torch
 
-from lookahead_fused import Lookahead, sync
+from lookahead_fused import Lookahead, bf16_int8, sync
+from lookahead_fused.slow_state import SLOW_HIGH, SLOW_LOW
 
 from .helpers import PlainLookahead, PytorchOptimizerStyle, TimmStyle, make_params, set_grads
 
@@ -298,3 +299,31 @@ def test_known_third_party_first_moment_keys(package, name, key):
     assert first_moment.first_moment_key(cls(make_params()), "reset") == key
     assert first_moment.first_moment_key(cls(make_params()), "reset", momentum_key="velocity") == "velocity"
     assert f"{package}.optim.stand_in" not in sys.modules
+
+
+@pytest.mark.parametrize("peer_style", [TimmStyle, PytorchOptimizerStyle])
+def test_a_peer_checkpoint_loads_into_compact_slow_weights(peer_style):
+    """A peer's float32 slow weights are encoded on load (with the one warning of the peer's
+    conversion: a peer has no slow_dtype to differ from ours), decode to within the encoding's bound
+    of the peer's, and the run continues beside the peer's (the two differ by that rounding at each sync)."""
+    params = make_params(dtype=torch.float32, shapes=SHAPES)
+    peer = peer_style(adamw(params), k=5, alpha=0.5)
+    train(peer, params, 7)
+    peer_slow = [peer.slow_weight(p).clone() for p in params]
+    ours_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    ours = Lookahead(adamw(ours_params), k=5, alpha=0.5, slow_dtype=bf16_int8.SLOW_DTYPE)
+    with pytest.warns(UserWarning) as caught:
+        ours.load_state_dict(copy.deepcopy(peer.state_dict()))
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "Lookahead checkpoint" in messages[0], messages
+    for p, slow in zip(ours_params, peer_slow, strict=True):
+        state = ours.state[p]
+        assert set(state) == {SLOW_HIGH, SLOW_LOW}
+        decoded = bf16_int8.decode(state[SLOW_HIGH], state[SLOW_LOW])
+        assert torch.all((decoded.double() - slow.double()).abs() <= bf16_int8.error_bound(slow))
+    for step in range(7, 17):
+        set_grads(params, step)
+        set_grads(ours_params, step)
+        peer.step()
+        ours.step()
+    assert_close(ours_params, params, tolerance=1e-3)

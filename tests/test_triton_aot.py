@@ -49,12 +49,15 @@ ADAMW_SIGNATURE = {
     **{name: "constexpr" for name in ("FAST", "SLOW", "OPMATH", "ALIGNED", "BLOCK", "CHUNK_BITS", "MOMENTUM", "NESTEROV",
                                       "COLUMNS")},
 }  # fmt: skip
-# The compact sync (backends/triton/compact.py): name -> (LERP_SIDE, ALIGNED), for each fast dtype it takes
-COMPACT_MODES = {"compact": (0, True), "compact-large-alpha-misaligned": (1, False)}
+# The compact sync (backends/triton/compact.py): name -> (LERP_SIDE, GATED, ALIGNED), for each fast dtype it takes
+COMPACT_MODES = {
+    "compact": (0, False, True), "compact-large-alpha-misaligned": (1, False, False), "compact-gated": (2, True, True),
+}  # fmt: skip
 COMPACT_SIGNATURE = {
     **{f"{name}_addresses": "*i64" for name in ("fast", "high", "low")}, "numels": "*i64", "chunks": "*i64",
-    "num_chunks": "i64", "alpha_ptr": "*fp32",
-    **{name: "constexpr" for name in ("FAST", "LERP_SIDE", "ALIGNED", "BLOCK", "CHUNK_BITS", "ROUNDING_SHIFT")},
+    "num_chunks": "i64", "alpha_ptr": "*fp32", "step_ptr": "*i64", "k": "i64",
+    **{name: "constexpr"
+       for name in ("FAST", "LERP_SIDE", "GATED", "ALIGNED", "BLOCK", "CHUNK_BITS", "ROUNDING_SHIFT")},
 }  # fmt: skip
 GLOBAL_ACCESS = re.compile(r"(?:ld|st)\.global[.\w]*")
 VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
@@ -103,9 +106,9 @@ def compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar):
 def compile_compact_variant(fast_dtype, mode, arch):
     from lookahead_fused.backends.triton import compact, elementwise, plans
 
-    side, aligned = COMPACT_MODES[mode]
+    side, gated, aligned = COMPACT_MODES[mode]
     constexprs = {
-        "FAST": elementwise.TL_DTYPES[fast_dtype], "LERP_SIDE": side, "ALIGNED": aligned, "BLOCK": 1024,
+        "FAST": elementwise.TL_DTYPES[fast_dtype], "LERP_SIDE": side, "GATED": gated, "ALIGNED": aligned, "BLOCK": 1024,
         "CHUNK_BITS": plans.CHUNK_BITS, "ROUNDING_SHIFT": compact.ROUNDING_SHIFT,
     }  # fmt: skip
     source = ASTSource(fn=compact.compact_kernel, signature=COMPACT_SIGNATURE, constexprs=constexprs)

@@ -31,9 +31,11 @@ def best_summary(curves: list[list[float]]) -> float:
     return statistics.fmean(min(c) for c in curves)
 
 
-def plot_seed_curves(data: dict, path, labels: list[str], inner: str) -> None:
-    """One panel per learning rate (data["lrs"]): each label's validation loss per epoch, the mean over
-    the seeds with their min-max band (data["runs"]["<label> @ lr <lr>"]: a curve per seed)."""
+def plot_seed_curves(data: dict, path, labels: list[str], inner: str, task: str = "digits MLP",
+                     x_label: str = "epoch", x_step: int = 1) -> None:  # fmt: skip
+    """One panel per learning rate (data["lrs"]): each label's validation loss per evaluation (every
+    x_step x_labels), the mean over the seeds with their min-max band (data["runs"]["<label> @ lr
+    <lr>"]: a curve per seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,15 +45,16 @@ def plot_seed_curves(data: dict, path, labels: list[str], inner: str) -> None:
     for ax, lr in zip(axes[0], data["lrs"]):
         for label in labels:
             curves = data["runs"][f"{label} @ lr {lr}"]
-            epochs = range(1, len(curves[0]) + 1)
+            epochs = range(x_step, x_step * len(curves[0]) + 1, x_step)
             mean = [statistics.fmean(values) for values in zip(*curves)]
             low = [min(values) for values in zip(*curves)]
             high = [max(values) for values in zip(*curves)]
             line = ax.plot(epochs, mean, label=label)[0]
             ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.15)
-        title = f"digits MLP, {inner} lr={lr}, k={data['k']}, alpha={data['alpha']} ({len(data['seeds'])} seeds: mean, min-max)"
+        seeds = len(data["seeds"])
+        title = f"{task}, {inner} lr={lr}, k={data['k']}, alpha={data['alpha']} ({seeds} seeds: mean, min-max)"
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x_label)
         ax.set_ylabel("validation loss (Lookahead: its slow weights)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -73,8 +76,13 @@ def run_seed_study(name: str, doc: str, study, plot, argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # small matrices: threads only add noise
     data = study(seeds=range(args.seeds), epochs=args.epochs)
+    print_summary(data)
+    save(name, data, plot)
+
+
+def print_summary(data: dict) -> None:
+    """The table of a seed study: each setting's final and best validation losses over the seeds."""
     print(f"{'setting':<32}{'final val loss: mean [min-max]':>34}{'best along the run (mean)':>28}")
     for setting, curves in data["runs"].items():
         mean, low, high = final_summary(curves)
         print(f"{setting:<32}{f'{mean:.4f} [{low:.4f}-{high:.4f}]':>34}{best_summary(curves):>28.4f}")
-    save(name, data, plot)

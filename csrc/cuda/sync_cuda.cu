@@ -63,7 +63,7 @@ int64_t cuda_resident_blocks(int device_index) {
     blocks = int64_t(sms) * std::min({blocks_per_sm<SyncOp>(), blocks_per_sm<SwapOp>(), blocks_per_sm<GatedSyncOp>(),
                                       blocks_per_sm<MomentumSyncOp>(), blocks_per_sm<GatedMomentumSyncOp>(),
                                       blocks_per_sm<AdamWOp<5>>(), blocks_per_sm<AdamWOp<6>>(),
-                                      blocks_per_sm<CompactSyncOp>()});
+                                      blocks_per_sm<CompactSyncOp>(), blocks_per_sm<GatedCompactSyncOp>()});
     if (device_index < 64) blocks_per_device[device_index].store(blocks);
   }
   return blocks;
@@ -71,11 +71,12 @@ int64_t cuda_resident_blocks(int device_index) {
 
 void launch_cuda_on_step(TableView table, TableOp op, StepGate gate, UpdateArgs args, void* stream, int device_index) {
   auto cuda_stream = static_cast<cudaStream_t>(stream);
-  if (op == TableOp::kMomentumSync) {
-    launch(table, GatedMomentumSyncOp{gate, args.mu, args.nesterov}, cuda_stream, device_index);
-  } else {
-    TORCH_CHECK(op == TableOp::kSync, "lookahead_fused: no gated kernel for this op");
-    launch(table, GatedSyncOp{gate}, cuda_stream, device_index);
+  switch (op) {
+    case TableOp::kSync: return launch(table, GatedSyncOp{gate}, cuda_stream, device_index);
+    case TableOp::kMomentumSync:
+      return launch(table, GatedMomentumSyncOp{gate, args.mu, args.nesterov}, cuda_stream, device_index);
+    case TableOp::kCompactSync: return launch(table, GatedCompactSyncOp{gate}, cuda_stream, device_index);
+    default: TORCH_CHECK(false, "lookahead_fused: no gated kernel for this op");
   }
 }
 

@@ -213,6 +213,13 @@ struct GatedMomentumSyncOp {
   LOOKAHEAD_KERNEL_FN MomentumSyncOp resolved() const { return MomentumSyncOp{alpha_of(gate), mu, nesterov}; }
 };
 
+struct GatedCompactSyncOp {
+  static constexpr int kDepth = 3;
+  StepGate gate;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return *gate.step % gate.k != 0; }
+  LOOKAHEAD_KERNEL_FN CompactSyncOp resolved() const { return CompactSyncOp{alpha_of(gate)}; }
+};
+
 // AdamW's step with the sync in one pass (see [NOTE: AdamW hyper table] in csrc/adamw.h): kDepth 5 for the
 // plain sync, 6 for the momentum sync. Each entry resolves its row, and runs an AdamWStep: the step
 // alone (the slow weights untouched) or with the sync, as the row's sync flag says.

@@ -15,6 +15,7 @@ from . import group_pairs
 # and still make several passes; the point of the op is the kernels' one pass).
 # The compact sync: its encoding has no foreach op, so the per-tensor loop.
 from .reference import adamw_step_, compact_sync_, swap_  # noqa: F401
+from .step_gate import masked_compact_sync_on_step_ as compact_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
 

@@ -10,6 +10,7 @@ import torch
 
 from .. import bf16_int8
 from ..contract import opmath_dtype
+from .step_gate import masked_compact_sync_on_step_ as compact_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
 from .step_gate import momentum_and_target

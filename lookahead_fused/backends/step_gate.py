@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import bf16_int8
 from ..contract import opmath_dtype
 
 
@@ -46,3 +47,15 @@ def masked_momentum_sync_on_step_(fast, slow, momentum, alpha: torch.Tensor, ste
         s.copy_(torch.where(syncs, lerped.to(s.dtype), s))
         m.copy_(torch.where(syncs, m_new, m))
         f.copy_(torch.where(syncs, s.to(f.dtype), f))
+
+
+def masked_compact_sync_on_step_(fast, slow_high, slow_low, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
+    """The compact sync (see [NOTE: compact sync] in csrc/element_math.h), kept or dropped by the gate;
+    its lerp is torch.lerp's, as the reference backend's ungated compact sync computes it."""
+    syncs = step.reshape(()) % k == 0
+    w = alpha.reshape(()).to(torch.float32)
+    for f, high, low in zip(fast, slow_high, slow_low):
+        new_high, new_low = bf16_int8.encode(torch.lerp(bf16_int8.decode(high, low), f.float(), w))
+        high.copy_(torch.where(syncs, new_high, high))
+        low.copy_(torch.where(syncs, new_low, low))
+        f.copy_(torch.where(syncs, bf16_int8.decode(high, low).to(f.dtype), f))

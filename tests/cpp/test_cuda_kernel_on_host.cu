@@ -303,7 +303,8 @@ void check_momentum_case(int64_t n, int64_t offsets[3], double alpha, double mu,
 // element math is the CPU kernel's, checked against the Python oracle bit for bit
 // (tests/test_compact_sync.py, tests/test_bf16_int8.py); this checks the walk.
 template <typename F>
-void check_compact_case(int64_t n, int64_t offsets[3], double alpha, int grid_cap, int64_t chunk, std::mt19937& rng) {
+void check_compact_case(int64_t n, int64_t offsets[3], double alpha, int grid_cap, int64_t chunk, std::mt19937& rng,
+                        Kind kind = Kind::kSync) {
   Buffer<F> fast(n, offsets[0]);
   Buffer<uint16_t> high(n, offsets[1]);
   Buffer<int8_t> low(n, offsets[2]);
@@ -326,17 +327,31 @@ void check_compact_case(int64_t n, int64_t offsets[3], double alpha, int grid_ca
   const std::vector<int64_t> words = three_tensor_table({fast.data, high.data, low.data},
                                                         {sizeof(F), sizeof(uint16_t), sizeof(int8_t)}, n, code, chunk);
   const int64_t num_chunks = int64_t(words.size()) - entry_words(3);
-  run_on_host(words, num_chunks, chunk, CompactSyncOp{alpha}, std::min<int64_t>(num_chunks, grid_cap));
+  const int64_t step_value = kind == Kind::kGatedOff ? 7 : 6;
+  const double alpha_value = alpha;
+  StepGate gate{&step_value, 3, &alpha_value, true};
+  const int64_t grid = std::min<int64_t>(num_chunks, grid_cap);
+  if (kind == Kind::kSync) run_on_host(words, num_chunks, chunk, CompactSyncOp{alpha}, grid);
+  else run_on_host(words, num_chunks, chunk, GatedCompactSyncOp{gate}, grid);
   char where[200];
-  std::snprintf(where, sizeof where, "compact sync: code %lld, n %lld, offsets (%lld, %lld, %lld), alpha %.2f, chunk %lld",
-                (long long)code, (long long)n, (long long)offsets[0], (long long)offsets[1], (long long)offsets[2],
-                alpha, (long long)chunk);
+  std::snprintf(where, sizeof where,
+                "compact sync%s: code %lld, n %lld, offsets (%lld, %lld, %lld), alpha %.2f, chunk %lld",
+                kind == Kind::kSync ? "" : (kind == Kind::kGatedOn ? " gated on" : " gated off"), (long long)code,
+                (long long)n, (long long)offsets[0], (long long)offsets[1], (long long)offsets[2], alpha,
+                (long long)chunk);
+  const int expected_writes = kind == Kind::kGatedOff ? 0 : 1;
   for (int64_t i = 0; i < n; ++i) {
     for (const Tracked& t : tracked) {
-      if (t.writes[i] != 1) {
+      if (t.writes[i] != expected_writes) {
         fail(std::string(where) + ": element " + std::to_string(i) + " written " + std::to_string(t.writes[i]) + " times");
         return;
       }
+    }
+    if (kind == Kind::kGatedOff) {
+      if (high.data[i] != code0[i].high || low.data[i] != code0[i].residual || to_double(fast.data[i]) != f0[i]) {
+        fail(std::string(where) + ": element " + std::to_string(i) + " changed off the sync step");
+      }
+      continue;
     }
     const float decoded = decode_bf16_int8(high.data[i], low.data[i]);
     const Bf16Int8 again = encode_bf16_int8(decoded);
@@ -481,6 +496,9 @@ void check_pair(std::mt19937& rng) {
         for (double alpha : alphas) check_compact_case<F>(n, offsets.data(), alpha, 3, kMaxChunkElems, rng);
       }
       check_compact_case<F>(3 * kChunkQuantum + 5, offsets.data(), 0.3, 2, kChunkQuantum, rng);
+      for (Kind kind : {Kind::kGatedOn, Kind::kGatedOff}) {
+        check_compact_case<F>(kChunkQuantum + 37, offsets.data(), 0.7, 3, kMaxChunkElems, rng, kind);
+      }
     }
   }
   for (int64_t offset : {int64_t(0), int64_t(1)}) {

@@ -33,6 +33,7 @@ IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised argum
     "momentum_sync_on_step_": sync.momentum_sync_on_step_,
     "adamw_step_": adamw.adamw_step_,
     "compact_sync_": compact.compact_sync_,
+    "compact_sync_on_step_": compact.compact_sync_on_step_,
 }
 
 

@@ -26,7 +26,8 @@ from ...contract import opmath_dtype
 from ...device_scalars import device_scalar
 from .. import triton_interpreting
 from .elementwise import TL_DTYPES, round_to, sync_values
-from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, max_programs, on_vector_boundary, run_plan
+from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, chunk_of, max_programs, on_vector_boundary
+from .plans import run_plan
 
 _GPU_CONFIG = (1024, 4)
 # The derived columns, per row (see _derived): the kernel's view of csrc/adamw.h's AdamWConstants.
@@ -74,9 +75,7 @@ def adamw_table_kernel(
 ):  # fmt: skip
     # See [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py
     for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
-        packed = tl.load(chunks + c)
-        entry = packed >> CHUNK_BITS
-        start = tl.multiple_of((packed & ((1 << CHUNK_BITS) - 1)) * BLOCK, BLOCK)
+        entry, start, offsets = chunk_of(chunks, c, CHUNK_BITS, BLOCK)
         row = derived + tl.load(row_of + entry) * COLUMNS
         param = tl.load(param_addresses + entry).to(tl.pointer_type(FAST))
         grad = tl.load(grad_addresses + entry).to(tl.pointer_type(FAST))
@@ -91,7 +90,6 @@ def adamw_table_kernel(
             exp_avg_sq = tl.multiple_of(exp_avg_sq, 16)
             slow = tl.multiple_of(slow, 16)
             mom = tl.multiple_of(mom, 16)
-        offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
         numel = tl.load(numels + entry)
         # unmasked, so aligned entries get 16-byte accesses
         # (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)

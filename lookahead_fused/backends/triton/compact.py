@@ -16,8 +16,9 @@ import triton
 import triton.language as tl
 
 from .. import triton_interpreting
-from .elementwise import LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, round_to
-from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, launch_classes, max_programs, run_plan
+from .elementwise import ALPHA_ON_DEVICE, LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, round_to
+from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, chunk_of, gate_is_open, launch_classes
+from .plans import max_programs, run_plan
 
 _GPU_CONFIG = (2048, 4)  # (BLOCK, num_warps)
 ROUNDING_SHIFT = 12582912.0  # 1.5 * 2^23: (t + it) - it rounds t to an integer, half to even, for |t| < 2^22
@@ -58,8 +59,10 @@ def _compact_block(fast, high, low, offsets, mask, w, FAST, LERP_SIDE, ROUNDING_
     s = _decode(h, q)
     if LERP_SIDE == 0:  # the two-sided lerp: see [NOTE: two-sided lerp] in csrc/element_math.h
         r = s + w * (f - s)
-    else:
+    elif LERP_SIDE == 1:
         r = f - (f - s) * (1.0 - w)
+    else:  # alpha is known only on the device
+        r = tl.where(tl.abs(w) < 0.5, s + w * (f - s), f - (f - s) * (1.0 - w))
     new_high, new_low = _encode(r, ROUNDING_SHIFT)
     tl.store(high + offsets, new_high.to(tl.bfloat16, bitcast=True), mask=mask)
     tl.store(low + offsets, new_low, mask=mask)
@@ -68,32 +71,29 @@ def _compact_block(fast, high, low, offsets, mask, w, FAST, LERP_SIDE, ROUNDING_
 
 @triton.jit
 def compact_kernel(
-    fast_addresses, high_addresses, low_addresses, numels, chunks, num_chunks, alpha_ptr,
-    FAST: tl.constexpr, LERP_SIDE: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
+    fast_addresses, high_addresses, low_addresses, numels, chunks, num_chunks, alpha_ptr, step_ptr, k,
+    FAST: tl.constexpr, LERP_SIDE: tl.constexpr, GATED: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
     CHUNK_BITS: tl.constexpr, ROUNDING_SHIFT: tl.constexpr,
 ):  # fmt: skip
     """The table walk of the sync's kernel:
     see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py, and
     see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py."""
     w = tl.load(alpha_ptr)
-    for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
-        packed = tl.load(chunks + c)
-        pair = packed >> CHUNK_BITS
-        chunk = packed & ((1 << CHUNK_BITS) - 1)
-        fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
-        high = tl.load(high_addresses + pair).to(tl.pointer_type(tl.bfloat16))
-        low = tl.load(low_addresses + pair).to(tl.pointer_type(tl.int8))
-        if ALIGNED:
-            fast = tl.multiple_of(fast, 16)
-            high = tl.multiple_of(high, 16)
-            low = tl.multiple_of(low, 16)
-        start = tl.multiple_of(chunk * BLOCK, BLOCK)
-        offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
-        numel = tl.load(numels + pair)
-        if start + BLOCK <= numel:
-            _compact_block(fast, high, low, offsets, None, w, FAST, LERP_SIDE, ROUNDING_SHIFT)
-        else:
-            _compact_block(fast, high, low, offsets, offsets < numel, w, FAST, LERP_SIDE, ROUNDING_SHIFT)
+    if gate_is_open(step_ptr, k, GATED):  # off the sync steps every program returns at once
+        for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
+            pair, start, offsets = chunk_of(chunks, c, CHUNK_BITS, BLOCK)
+            fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
+            high = tl.load(high_addresses + pair).to(tl.pointer_type(tl.bfloat16))
+            low = tl.load(low_addresses + pair).to(tl.pointer_type(tl.int8))
+            if ALIGNED:
+                fast = tl.multiple_of(fast, 16)
+                high = tl.multiple_of(high, 16)
+                low = tl.multiple_of(low, 16)
+            numel = tl.load(numels + pair)
+            if start + BLOCK <= numel:
+                _compact_block(fast, high, low, offsets, None, w, FAST, LERP_SIDE, ROUNDING_SHIFT)
+            else:
+                _compact_block(fast, high, low, offsets, offsets < numel, w, FAST, LERP_SIDE, ROUNDING_SHIFT)
 
 
 class _Plan:
@@ -107,23 +107,36 @@ class _Plan:
 compact_plans: OrderedDict = OrderedDict()  # the LRU of cached_plan
 
 
-def _launch(table: Table, block: int, warps: int, alpha: float) -> None:
+def _launch(table: Table, block: int, warps: int, alpha, gate=None) -> None:
+    """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device."""
     device = table.chunks.device
     high_addresses, low_addresses = table.addresses[1:]
+    if gate is None:
+        alpha_tensor, (step, k) = torch.full((1,), alpha, dtype=torch.float32, device=device), (table.chunks, 1)
+        side = SMALL_ALPHA if abs(alpha) < 0.5 else LARGE_ALPHA
+    else:
+        alpha_tensor, (step, k), side = alpha.reshape(1).to(torch.float32), gate, ALPHA_ON_DEVICE
     compact_kernel[(min(table.num_chunks, max_programs(device)),)](
         table.addresses[0], high_addresses, low_addresses, table.numels, table.chunks, table.num_chunks,
-        torch.full((1,), alpha, dtype=torch.float32, device=device),
-        FAST=TL_DTYPES[table.fast_dtype], LERP_SIDE=SMALL_ALPHA if abs(alpha) < 0.5 else LARGE_ALPHA,
-        ALIGNED=table.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS, ROUNDING_SHIFT=ROUNDING_SHIFT, num_warps=warps,
+        alpha_tensor, step, k,
+        FAST=TL_DTYPES[table.fast_dtype], LERP_SIDE=side, GATED=gate is not None, ALIGNED=table.aligned, BLOCK=block,
+        CHUNK_BITS=CHUNK_BITS, ROUNDING_SHIFT=ROUNDING_SHIFT, num_warps=warps,
     )  # fmt: skip
 
 
-def compact_sync_(fast, slow_high, slow_low, alpha: float) -> None:
-    if not fast:
+def _run(lists, alpha, gate=None) -> None:
+    if not lists[0]:
         return
-    lists = [fast, slow_high, slow_low]
-    device = fast[0].device
+    device = lists[0][0].device
     plan = cached_plan(compact_plans, lists, 1, _Plan, "triton_compact_sync_")
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        run_plan(plan, device, lambda table, block, warps: _launch(table, block, warps, alpha))
+        run_plan(plan, device, lambda table, block, warps: _launch(table, block, warps, alpha, gate))
+
+
+def compact_sync_(fast, slow_high, slow_low, alpha: float) -> None:
+    _run([fast, slow_high, slow_low], alpha)
+
+
+def compact_sync_on_step_(fast, slow_high, slow_low, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
+    _run([fast, slow_high, slow_low], alpha, gate=(step.reshape(1), k))
 

@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 import torch
 import triton
+import triton.language as tl
 
 from ...slow_state import VECTOR_BYTES
 from .. import group_pairs, triton_interpreting
@@ -23,6 +24,26 @@ launch_count = 0  # launches of plans so far, not the block-size benchmark's (te
 # was current at capture; the plan cache may evict that plan later, so every plan a capture used is
 # kept here for the life of the process (a Triton plan has no CUDA user object to tie it to the graph).
 _captured: list = []
+
+
+@triton.jit
+def gate_is_open(step_ptr, k, GATED: tl.constexpr):
+    """Whether a launch runs: always, or when GATED, on a sync step (step % k == 0, read on the device;
+    see [NOTE: step gate] in csrc/table.h)."""
+    go = True
+    if GATED:
+        go = tl.load(step_ptr) % k == 0
+    return go
+
+
+@triton.jit
+def chunk_of(chunks, c, CHUNK_BITS: tl.constexpr, BLOCK: tl.constexpr):
+    """(entry index, first element, the offsets of its BLOCK elements) of chunk word c of a table
+    (entry << CHUNK_BITS | chunk index; int64, as the offsets are), with the hints that the 16-byte accesses need
+    (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
+    packed = tl.load(chunks + c)
+    start = tl.multiple_of((packed & ((1 << CHUNK_BITS) - 1)) * BLOCK, BLOCK)
+    return packed >> CHUNK_BITS, start, tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
 
 
 def on_vector_boundary(*tensors) -> bool:

@@ -22,7 +22,8 @@ from ...contract import opmath_dtype
 from ...device_scalars import device_scalar
 from .. import triton_interpreting
 from .elementwise import ALPHA_ON_DEVICE, LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, sync_values
-from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, launch_classes, max_programs, run_plan
+from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, chunk_of, gate_is_open, launch_classes
+from .plans import max_programs, run_plan
 
 _CANDIDATES = [(1024, 4), (2048, 4), (2048, 8), (4096, 8)]  # (BLOCK, num_warps)
 
@@ -58,15 +59,10 @@ def table_kernel(
     [NOTE: Triton grid] A fixed grid of at most _PROGRAMS_PER_SM programs per SM strides over the
     chunks, so a gated launch off the sync steps is that many programs returning at once, not one
     program per chunk (about a million for a 1B-parameter model at BLOCK 1024)."""
-    go = True
-    if GATED:  # off the sync steps every program returns at once: see [NOTE: step gate] in csrc/table.h
-        go = tl.load(step_ptr) % k == 0
-    if go:
+    if gate_is_open(step_ptr, k, GATED):  # off the sync steps every program returns at once
         # See [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py
         for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
-            packed = tl.load(chunks + c)
-            pair = packed >> CHUNK_BITS
-            chunk = packed & ((1 << CHUNK_BITS) - 1)
+            pair, start, offsets = chunk_of(chunks, c, CHUNK_BITS, BLOCK)
             fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
             slow = tl.load(slow_addresses + pair).to(tl.pointer_type(SLOW))
             mom = tl.load(mom_addresses + pair).to(tl.pointer_type(SLOW))  # slow's own table without MOMENTUM
@@ -74,8 +70,6 @@ def table_kernel(
                 fast = tl.multiple_of(fast, 16)
                 slow = tl.multiple_of(slow, 16)
                 mom = tl.multiple_of(mom, 16)
-            start = tl.multiple_of(chunk * BLOCK, BLOCK)  # int64: chunk is
-            offsets = tl.max_contiguous(tl.multiple_of(start + tl.arange(0, BLOCK), BLOCK), BLOCK)
             numel = tl.load(numels + pair)
             if start + BLOCK <= numel:
                 _sync_block(fast, slow, mom, offsets, None, alpha_ptr, mu_ptr, FAST, SLOW, OPMATH, SWAP, LERP_SIDE,

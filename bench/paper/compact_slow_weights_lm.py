@@ -1,0 +1,64 @@
+"""Does keeping the slow weights in 3 bytes cost quality on a language model? The character-level
+transformer of char_lm.py (float32 params) trained with Lookahead(AdamW), its slow weights kept
+the three ways of compact_slow_weights.py (exact float32, slow_dtype="bf16+int8", and the naive
+bfloat16 copy), five seeds each (initial weights and batches); the validation loss of the slow
+weights every EVERY steps.
+
+    python bench/paper/compact_slow_weights_lm.py   # table + bench/paper/results/compact_slow_weights_lm.png
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from char_lm import corpus, train, validation_windows
+from compact_slow_weights import ALPHA, K, SETTINGS, round_slow_weights_to_bfloat16
+from results_io import plot_seed_curves, print_summary, save
+
+from lookahead_fused import Lookahead, bf16_int8
+
+EVERY = 50
+
+
+def make_optimizer(setting: str, lr: float):
+    slow_dtype = setting if setting == bf16_int8.SLOW_DTYPE else None
+    return lambda params: Lookahead(torch.optim.AdamW(params, lr=lr, weight_decay=0.01), k=K, alpha=ALPHA,
+                                    slow_dtype=slow_dtype)  # fmt: skip
+
+
+def study(lrs, seeds, steps: int) -> dict:
+    train_text, val, source = corpus()
+    data = (train_text, validation_windows(val))
+    out = {"lrs": list(lrs), "seeds": list(seeds), "steps": steps, "every": EVERY, "k": K, "alpha": ALPHA,
+           "corpus": source, "runs": {}}  # fmt: skip
+    for lr in lrs:
+        for setting in SETTINGS:
+            after_step = round_slow_weights_to_bfloat16 if setting == "bf16" else None
+            out["runs"][f"{setting} @ lr {lr}"] = [
+                train(make_optimizer(setting, lr), steps, EVERY, data, seed, after_step) for seed in seeds
+            ]
+            print(f"done: {setting} @ lr {lr}", flush=True)
+    return out
+
+
+def plot(data: dict, path) -> None:
+    plot_seed_curves(data, path, SETTINGS, "inner AdamW", task="char-level transformer", x_label="step",
+                     x_step=data["every"])  # fmt: skip
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--lr", type=float, nargs="+", default=[3e-3])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # small matrices: threads only add noise
+    data = study(args.lr, range(args.seeds), args.steps)
+    print(f"corpus: {data['corpus']}")
+    print_summary(data)
+    save("compact_slow_weights_lm", data, plot)
+
+
+if __name__ == "__main__":
+    main()
