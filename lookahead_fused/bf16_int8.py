@@ -64,9 +64,10 @@ def _round_to_bfloat16(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     to even, as a cast rounds. Not the cast itself, which torch.compile may elide between float32
     values (inductor keeps low-precision intermediates in float32); the bfloat16 tensor is then a
     cast of a value it holds exactly."""
-    bits = x.view(torch.int32)
+    nan = torch.isnan(x)
+    bits = torch.where(nan, 0, x.view(torch.int32))  # a NaN's bits could overflow the addition
     rounded = (bits + (0x7FFF + ((bits >> 16) & 1))) & -0x10000  # the low 16 bits cleared
-    value = torch.where(torch.isnan(x), x, rounded.view(torch.float32))
+    value = torch.where(nan, x, rounded.view(torch.float32))
     return value.to(HIGH_DTYPE), value
 
 

@@ -29,13 +29,12 @@ def check_slow_dtype(slow_dtype):
 
 # [NOTE: what compact slow weights support] slow_dtype="bf16+int8" has the host-decided sync and the
 # step-gated one (capturable=True, torch.compile), each one fused launch of the compact sync,
-# checkpoints, slow_weights() and every pullback mode ("pullback" keeps its slow momenta exact, in
-# the first moments' dtype, synced in a launch of their own beside the compact one); the options that
-# need more (an outer momentum in the encoding, an alpha chosen from the slow weights) are refused at
-# construction, before anything is built.
+# checkpoints, slow_weights(), every pullback mode ("pullback" keeps its slow momenta exact, in the
+# first moments' dtype, synced in a launch of their own beside the compact one) and alpha="adaptive"
+# (chosen from the slow weights decoded one tensor at a time); outer momentum, which needs an outer
+# momentum beside the encoding in the same launch, is refused at construction, before anything is built.
 _COMPACT_REFUSES = {
     "outer_momentum": lambda options: options["outer_momentum"] > 0,
-    "alpha": lambda options: options[ALPHA_KEY] == ADAPTIVE,
 }
 
 
@@ -45,11 +44,9 @@ def check_compact_options(defaults: dict) -> None:
         return
     for name, refused in _COMPACT_REFUSES.items():
         if refused(defaults):
-            value = defaults[ALPHA_KEY if name == "alpha" else name]
             raise ValueError(
-                f"slow_dtype={bf16_int8.SLOW_DTYPE!r} does not support {name}={value!r} yet; it takes "
-                "outer_momentum=0 and a number alpha "
-                "(or use slow_dtype=None or torch.float32)"
+                f"slow_dtype={bf16_int8.SLOW_DTYPE!r} does not support {name}={defaults[name]!r} yet; it takes "
+                "outer_momentum=0 (or use slow_dtype=None or torch.float32)"
             )
 
 

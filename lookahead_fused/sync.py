@@ -31,7 +31,7 @@ from itertools import chain
 
 import torch
 
-from . import backends, contract, first_moment, ops
+from . import backends, bf16_int8, contract, first_moment, ops
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive
 from .backends import reference
 from .backends.step_gate import masked_compact_sync_on_step_, masked_momentum_sync_on_step_, masked_sync_on_step_
@@ -233,7 +233,7 @@ class Sync:
 
     def _with_moments(self, launches: list[Launch], check: bool) -> list[Launch]:
         """The launches with their pullback momenta, checked as they will run before any runs: joined
-        with the weights' launch, or without outer momentum in a launch of their own."""
+        with the weights' launch, or beside outer momentum or compact slow weights in a launch of their own."""
         if self.options["pullback_momentum"] != "pullback":
             return launches
         found = [
@@ -308,7 +308,8 @@ class Sync:
         if not adaptive:
             return launches
         fast = [t for launch in adaptive for t in launch.fused[0] + launch.strided[0]]
-        slow = [t for launch in adaptive for t in launch.fused[1] + launch.strided[1]]
+        slow = chain.from_iterable(_slow_values(launch, lists) for launch in adaptive for lists in (launch.fused,
+                                                                                                 launch.strided))
         alpha = self.adaptive.choose(fast, slow)
         chosen = {_device_of(launch): dataclasses.replace(launch, alpha=alpha) for launch in adaptive}
         others = []
@@ -399,6 +400,14 @@ def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend
         backend.momentum_sync_(*lists, alpha, mu, nesterov)
     else:
         backend.sync_(*lists, alpha)
+
+
+def _slow_values(launch: Launch, lists: tuple):
+    """The slow weights of a launch's `lists`: the tensors, or the values of compact ones, decoded one
+    at a time as they are iterated (never a float32 copy of every slow weight at once)."""
+    if launch.compact:
+        return (bf16_int8.decode(high, low) for high, low in zip(lists[1], lists[2]))
+    return lists[1]
 
 
 def _device_of(launch: Launch, default: torch.Tensor | None = None) -> torch.device:

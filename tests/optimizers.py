@@ -110,6 +110,9 @@ RECORDS = [
     # tests/test_compact_slow_weights.py bounds it), so no peer check either, which compares slow weights exactly
     OptimizerRecord("lookahead-adam-bf16+int8", INNERS["adam"], {"k": 3, "alpha": 0.5, "slow_dtype": "bf16+int8"},
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    OptimizerRecord("lookahead-adam-adaptive-bf16+int8", INNERS["adam"],
+                    {"k": 3, "alpha": "adaptive", "slow_dtype": "bf16+int8"}, capturable=False, compile=False,
+                    peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("lookahead-sgd-momentum-pullback-bf16+int8", INNERS["sgd-momentum"],
                     {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback", "slow_dtype": "bf16+int8"},
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip

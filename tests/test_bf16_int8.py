@@ -29,6 +29,15 @@ CASES = [(e, sign) for e in (0, 1, 127, 200, 254) for sign in (False, True)]  # 
 
 
 @pytest.mark.parametrize("biased_exponent,negative", CASES)
+def test_the_high_part_is_the_cast_to_bfloat16(biased_exponent, negative):
+    """encode rounds by integer arithmetic (compile-safe); it must give a cast's bits, ties to even,
+    overflow to inf at the top of the range included."""
+    x = _values(biased_exponent, negative)
+    high, _ = bf16_int8.encode(x)
+    assert torch.equal(high.view(torch.int16), x.to(torch.bfloat16).view(torch.int16))
+
+
+@pytest.mark.parametrize("biased_exponent,negative", CASES)
 def test_decoded_value_is_within_the_bound_and_exact_in_float32(biased_exponent, negative):
     x = _values(biased_exponent, negative)
     high, residual = bf16_int8.encode(x)

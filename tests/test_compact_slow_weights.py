@@ -120,7 +120,6 @@ def test_a_checkpoint_with_half_a_compact_slow_weight_is_refused_before_anything
     "options, message",
     [
         ({"outer_momentum": 0.9}, "does not support outer_momentum=0.9"),
-        ({"alpha": "adaptive"}, "does not support alpha='adaptive'"),
         ({"slow_dtype": "int8"}, "slow_dtype must be None .*'bf16\\+int8'"),
     ],
 )
@@ -139,8 +138,9 @@ def test_float64_params_and_lookahead_adamw_are_refused():
 
 @pytest.mark.parametrize("backend", ["auto", "reference"])
 def test_a_compiled_step_runs_the_gated_compact_sync_and_follows_eager(backend):
-    """torch.compile of step(): the step-gated compact sync traced as one op (the native one, or the
-    masked fallback of the pure-PyTorch backends), no recompilation between sync and non-sync steps,
+    """torch.compile of step(): the step-gated compact sync (the native op, or the masked fallback of
+    the pure-PyTorch backends; tests/test_compile.py checks that neither breaks the graph), no
+    recompilation between sync and non-sync steps,
     and the run of eager within the sync's contract: a compiled step may round otherwise (the SGD
     step's update, and the fallback's lerp, which inductor may fuse), and a float32 value one ulp
     away may encode one residual unit (2^-15 of it) away; four units cover the two syncs."""
@@ -184,3 +184,30 @@ def test_pullback_momenta_sync_exactly_beside_compact_slow_weights(capturable):
             expected = sync_float64(fast_before, slow_before, 0.5)
             bound = 2 * ulp(torch.maximum(fast_before.double().abs(), slow_before.double().abs()), torch.float32)
             assert ((slow.double() - expected).abs() <= bound).all()
+
+
+def test_an_adaptive_alpha_is_chosen_from_the_decoded_slow_weights():
+    """alpha="adaptive": at each sync the alpha that AdaptiveAlpha chooses from the params and the
+    float32 values the compact slow weights encode (computed on a twin just before the sync), and the
+    compact sync at that alpha, within the encoding's bound."""
+    params = make_params(torch.float32, shapes=SHAPES)
+    opt = Lookahead(torch.optim.Adam(params, lr=0.05), k=3, alpha="adaptive", slow_dtype=COMPACT)
+    for step in range(9):
+        set_grads(params, step)
+        twin_opt, twin_params = copy.deepcopy((opt, params))
+        for twin, p in zip(twin_params, params):
+            twin.grad = p.grad.clone()  # a Parameter's deepcopy leaves its grad behind
+        twin_opt.optimizer.step()  # the params and second moments as the sync finds them
+        opt.step()
+        if (step + 1) % 3:
+            continue
+        before = [decoded(twin_opt, twin) for twin in twin_params]
+        expected_alpha = twin_opt._adaptive.choose(twin_params, before)
+        assert opt._adaptive.last_alpha == expected_alpha
+        for p, fast, old in zip(params, twin_params, before):
+            value = decoded(opt, p)
+            assert torch.equal(p, value)
+            expected = sync_float64(fast.detach(), old.double(), expected_alpha)
+            lerp_error = 2 * ulp(torch.maximum(fast.detach().double().abs(), old.double().abs()), torch.float32)
+            bound = lerp_error + bf16_int8.error_bound(expected.abs() + lerp_error)
+            assert ((value.double() - expected).abs() <= bound).all()

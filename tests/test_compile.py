@@ -104,11 +104,14 @@ class _GraphBreakLocations(logging.Handler):
             self.locations.append(found.group(1))
 
 
-def test_the_only_graph_breaks_are_torch_optims_own():
+@pytest.mark.parametrize("slow_dtype, backend", [(None, "auto"), ("bf16+int8", "auto"), ("bf16+int8", "reference")])
+def test_the_only_graph_breaks_are_torch_optims_own(slow_dtype, backend):
     """torch.optim's steps graph-break around themselves on purpose (torch/optim/optimizer.py,
-    _use_grad); wrapping one in Lookahead adds none of its own."""
+    _use_grad); wrapping one in Lookahead adds none of its own, with exact slow weights or compact
+    ones (the native gated op, or the masked fallback traced op by op)."""
     model = _model()
-    opt = Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), k=2, pullback_momentum="pullback")
+    opt = Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), k=2, pullback_momentum="pullback",
+                    slow_dtype=slow_dtype, backend=backend)  # fmt: skip
     handler = _GraphBreakLocations()
     logger = logging.getLogger("torch._dynamo.symbolic_convert.__graph_breaks")
     torch._logging.set_logs(graph_breaks=True)

@@ -1,5 +1,5 @@
 """capturable=True on a GPU: a whole training step (forward, backward, Adam, Lookahead) captured once
-in a CUDA graph and replayed 3000 times ends where the same steps run eagerly end, and the gated
+in a CUDA graph and replayed 3002 times ends where the same steps run eagerly end, and the gated
 kernel runs off the sync steps without touching anything. Skipped without a CUDA GPU."""
 
 import pytest
@@ -10,7 +10,7 @@ from lookahead_fused.slow_state import slow_weight_value
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-STEPS = 3000
+STEPS = 3002  # WARMUP + STEPS a multiple of K: the run ends on a sync step
 WARMUP = 3
 K = 5
 
@@ -22,8 +22,8 @@ def _setup(backend, outer_momentum=0.0, kind="lookahead"):
                "outer_momentum": outer_momentum, "nesterov": outer_momentum > 0}  # fmt: skip
     if kind == "lookahead_adamw":  # AdamW's step and the sync in one launch, lr a device tensor
         return model, LookaheadAdamW(model.parameters(), lr=torch.tensor(1e-3, device="cuda"), **options)
-    if kind == "lookahead_compact":  # the step-gated compact sync; no pullback momenta beside it
-        options.update(pullback_momentum="reset", slow_dtype=bf16_int8.SLOW_DTYPE)
+    if kind == "lookahead_compact":  # the step-gated compact sync, the pullback momenta in a launch beside it
+        options.update(slow_dtype=bf16_int8.SLOW_DTYPE)
     return model, Lookahead(torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True), **options)
 
 
