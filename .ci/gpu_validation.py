@@ -41,8 +41,9 @@ ENV_MARKER = "validation-env: "  # the line .ci/gpu_probe.py prints
 # Op-level tests: every op of the CUDA kernel and the compiled Triton kernels against the float64
 # reference over the test matrix, one launch per sync, the static checks of the built kernels.
 KERNEL_TESTS = ["tests/test_op_contract.py", "tests/test_momentum_op.py", "tests/test_step_gate.py",
-                "tests/test_lookahead_adamw.py", "tests/test_cuda.py", "tests/test_triton.py",
-                "tests/test_triton_aot.py", "tests/test_cuda_static.py", "tests/test_opcheck.py"]  # fmt: skip
+                "tests/test_lookahead_adamw.py", "tests/test_compact_sync.py", "tests/test_compact_step_gate.py",
+                "tests/test_cuda.py", "tests/test_triton.py", "tests/test_triton_aot.py", "tests/test_cuda_static.py",
+                "tests/test_opcheck.py"]  # fmt: skip
 # Training-level: a captured CUDA graph of a training step against eager, the documented GPU snippets.
 TRAINING_TESTS = ["tests/test_cuda_graphs.py", "tests/test_readme.py", "tests/test_long_run.py"]
 GPU_SELECTION = "cuda or triton"  # -k: the tests' GPU parametrisations and the GPU-only files
@@ -50,7 +51,7 @@ TRAINING_SELECTION = f"{GPU_SELECTION} or test_long_run"  # the long run takes t
 # Under a sanitizer, the broadest single call first (every dtype pair and alignment in one launch), in
 # case the time runs out.
 SANITIZED_TESTS = ["tests/test_cuda.py", "tests/test_op_contract.py", "tests/test_momentum_op.py",
-                   "tests/test_lookahead_adamw.py", "tests/test_step_gate.py"]  # fmt: skip
+                   "tests/test_lookahead_adamw.py", "tests/test_step_gate.py", "tests/test_compact_sync.py"]  # fmt: skip
 SANITIZED_SELECTION = "cuda and not replays_like_eager"
 # The sanitizers run the small op matrix (tests/matrix.py) on the CUDA backend alone.
 SANITIZER_ENV = "LOOKAHEAD_FUSED_TEST_MATRIX=small LOOKAHEAD_FUSED_TEST_BACKENDS=cuda"
