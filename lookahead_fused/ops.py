@@ -181,14 +181,14 @@ def lookahead_sync_on_step_(fast, slow, alpha, step: torch.Tensor, k: int, *, mo
     _on_step(lists, alpha, step, k, scalars, method, ("lookahead_sync_on_step_", _OP), check_lists, host_sync, backend)
 
 
-def _on_step(lists, alpha, step, k, scalars, method: str, ops: tuple[str, str], check_lists, host_sync,
+def _on_step(lists, alpha, step, k, scalars, method: str, names: tuple[str, str], check_lists, host_sync,
              backend: str) -> None:  # fmt: skip
     """A step-gated op on lists of one call, their types checked and their local shards taken: the gate
     checked, then the native op (which checks the lists), or check_lists() and, with the step on the
-    CPU, host_sync(alpha) when step % k == 0, or the gated op of each device's backend. `ops`: the
+    CPU, host_sync(alpha) when step % k == 0, or the gated op of each device's backend. `names`: the
     gated op's name and the op's own, as the messages name them (C++'s run_on_step names the latter
     when it reads alpha on the host)."""
-    op, host_op = ops
+    op, host_op = names
     fast = lists[0]
     if not isinstance(alpha, torch.Tensor):
         alpha = contract.check_alpha(alpha, where=f"{op}: alpha")

@@ -181,13 +181,12 @@ class Sync:
         """Raise, as the ops would, if a launch breaks the op contract (the strided params excepted:
         the reference loop takes any layout)."""
         for launch in launches:
-            self._check_lists(launch, *launch.fused)
+            self._check_lists(launch, *launch.fused, compact=launch.compact)
 
-    def _check_lists(self, launch: Launch, fast, slow, momentum=None, compact: bool | None = None) -> None:
+    def _check_lists(self, launch: Launch, fast, slow, momentum=None, *, compact: bool) -> None:
         """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
-        mu were checked when they were set. A compact launch's weights (`compact` None: the launch's own
-        kind) are (fast, high parts, residuals)."""
-        if launch.compact if compact is None else compact:
+        mu were checked when they were set. `compact` lists are (fast, high parts, residuals)."""
+        if compact:
             fast, slow, momentum = local_shards(fast, slow, momentum, op=contract.COMPACT_OP)
             if getattr(launch.backend, "checks_contract", False):
                 launch.backend.check_compact_lists(fast, slow, momentum)
@@ -242,11 +241,15 @@ class Sync:
         ]
         if check:
             for launch in found:
-                if self.options["outer_momentum"] or launch.compact:
-                    self._check_lists(launch, *launch.moments, compact=False)
-                else:
-                    self._check_lists(launch, *_joined(launch.fused, launch.moments))
+                lists = _joined(launch.fused, launch.moments) if self._moments_join(launch) else launch.moments
+                self._check_lists(launch, *lists, compact=False)
         return found
+
+    def _moments_join(self, launch: Launch) -> bool:
+        """Whether the pullback momenta run in the weights' launch: without outer momentum, beside exact
+        slow weights (see [NOTE: outer momentum] in lookahead_fused/optimizer.py;
+        see [NOTE: what compact slow weights support] in lookahead_fused/options.py)."""
+        return not self.options["outer_momentum"] and not launch.compact
 
     # -- the sync, decided on the host ------------------------------------------------------------
     # [NOTE: a launch its op checks] A sync that is one fused launch of a backend that checks the
@@ -286,10 +289,7 @@ class Sync:
         for launch in launches:
             fused, strided = _without(launch.fused, skip_weights), _without(launch.strided, skip_weights)
             moments = launch.moments
-            # without outer momentum they join the weights' launch, unless those are compact
-            # (see [NOTE: outer momentum] in lookahead_fused/optimizer.py;
-            # see [NOTE: what compact slow weights support] in lookahead_fused/options.py)
-            if moments[0] and not mu and not launch.compact:
+            if moments[0] and self._moments_join(launch):
                 fused, moments = _joined(fused, moments), ([], [])
             if fused[0]:
                 run_fused(launch, fused, mu, nesterov, backend)
@@ -332,20 +332,19 @@ class Sync:
         """The step-gated sync (see [NOTE: step gate] in csrc/table.h): the same launches on every
         step, each syncing when counter % k == 0, decided where the counter lives. Without
         `weights`, only the pullback momenta (LookaheadAdamW syncs the weights in its own pass)."""
-        k, mu, backend = (self.options[key] for key in ("k", "outer_momentum", "backend"))
+        k, backend = self.options["k"], self.options["backend"]
         for launch in self._with_moments(launches, check=not compiling):
             fused, strided, moments = launch.fused, launch.strided, launch.moments
             alpha = self._alpha_on(_device_of(launch, counter), launch.alpha, compiling)
-            if weights and launch.compact:  # no outer momentum beside these, and the pullback momenta apart
-                # (see [NOTE: what compact slow weights support] in lookahead_fused/options.py)
+            if weights and self._moments_join(launch):
+                fused, moments = _joined(fused, moments), ([], [])
+            if weights and launch.compact:
                 if fused[0]:
                     ops.lookahead_compact_sync_on_step_(*fused, alpha, counter, k, backend=backend)
                 if strided[0]:
                     masked_compact_sync_on_step_(*strided, alpha, counter, k)
             elif weights:
-                self._run_gated_weights(fused, strided, moments, alpha, counter)
-                if not mu:
-                    moments = ([], [])  # they joined the weights' launch
+                self._run_gated_weights(fused, strided, alpha, counter)
             if moments[0]:
                 ops.lookahead_sync_on_step_(*moments, alpha, counter, k, backend=backend)
         if self.options["pullback_momentum"] == "reset":
@@ -353,12 +352,9 @@ class Sync:
             for _, buffer in self.first_moments(self.params()):
                 buffer.masked_fill_(syncs.to(buffer.device), 0)
 
-    def _run_gated_weights(self, fused, strided, moments, alpha, counter) -> None:
-        """The gated sync of exact slow weights (and outer momenta), the pullback momenta joined to their
-        launch without outer momentum (see [NOTE: outer momentum] in lookahead_fused/optimizer.py)."""
+    def _run_gated_weights(self, fused, strided, alpha, counter) -> None:
+        """The gated sync of exact slow weights (and their outer momenta, if any)."""
         k, mu, nesterov, backend = (self.options[key] for key in ("k", "outer_momentum", "nesterov", "backend"))
-        if not mu:
-            fused = _joined(fused, moments)
         if fused[0] and mu:
             ops.lookahead_sync_on_step_(*fused[:2], alpha, counter, k, momentum=fused[2], mu=mu, nesterov=nesterov,
                                         backend=backend)  # fmt: skip

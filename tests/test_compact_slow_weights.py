@@ -30,6 +30,26 @@ def decoded(opt, p) -> torch.Tensor:
     return bf16_int8.decode(opt.state[p][SLOW_HIGH], opt.state[p][SLOW_LOW])
 
 
+def twin_before_the_sync(opt, params):
+    """A copy of (opt, params), its grads too, that has taken the inner step alone: the params and
+    the inner state as the sync of opt.step() finds them."""
+    twin_opt, twin_params = copy.deepcopy((opt, params))
+    for twin, p in zip(twin_params, params):
+        twin.grad = p.grad.clone()  # a Parameter's deepcopy leaves its grad behind
+    twin_opt.optimizer.step()
+    return twin_opt, twin_params
+
+
+def assert_the_compact_sync_of(value, fast, old, alpha):
+    """`value` (the decoded slow weight after a sync) is the float64 sync of `fast` with the old slow
+    value within 2 float32 ulp (the lerp) plus the encoding's bound."""
+    old = old.double()
+    expected = sync_float64(fast.detach(), old, alpha)
+    lerp_error = 2 * ulp(torch.maximum(fast.detach().double().abs(), old.abs()), torch.float32)
+    bound = lerp_error + bf16_int8.error_bound(expected.abs() + lerp_error)
+    assert ((value.double() - expected).abs() <= bound).all()
+
+
 @pytest.mark.parametrize("backend", backends_under_test("cpu"))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=dtype_id)
 def test_each_sync_of_step_is_the_float64_sync_within_the_encodings_bound(dtype, backend):
@@ -38,10 +58,7 @@ def test_each_sync_of_step_is_the_float64_sync_within_the_encodings_bound(dtype,
     for step in range(10):
         set_grads(params, step)
         states = [(opt.state[p][SLOW_HIGH].clone(), opt.state[p][SLOW_LOW].clone()) for p in params]
-        twin_opt, twin_params = copy.deepcopy((opt, params))
-        for twin, p in zip(twin_params, params):
-            twin.grad = p.grad.clone()  # a Parameter's deepcopy leaves its grad behind
-        twin_opt.optimizer.step()  # the params as the sync finds them
+        _, twin_params = twin_before_the_sync(opt, params)
         opt.step()
         syncs = (step + 1) % 3 == 0
         for p, fast, (high, low) in zip(params, twin_params, states):
@@ -53,11 +70,7 @@ def test_each_sync_of_step_is_the_float64_sync_within_the_encodings_bound(dtype,
             assert torch.equal(p, value.to(dtype)), "the params are the decoded slow weights, cast"
             again = bf16_int8.encode(value)
             assert torch.equal(again[0], opt.state[p][SLOW_HIGH]) and torch.equal(again[1], opt.state[p][SLOW_LOW])
-            old = bf16_int8.decode(high, low).double()
-            expected = sync_float64(fast.detach(), old, 0.5)
-            lerp_error = 2 * ulp(torch.maximum(fast.detach().double().abs(), old.abs()), torch.float32)
-            bound = lerp_error + bf16_int8.error_bound(expected.abs() + lerp_error)
-            assert ((value.double() - expected).abs() <= bound).all()
+            assert_the_compact_sync_of(value, fast, bf16_int8.decode(high, low), 0.5)
 
 
 @pytest.mark.parametrize("dtype, exact_bytes", [(torch.float32, 4), (torch.bfloat16, 2), (torch.float16, 2)], ids=str)
@@ -169,10 +182,7 @@ def test_pullback_momenta_sync_exactly_beside_compact_slow_weights(capturable):
     opt = compact_lookahead(params, pullback_momentum="pullback", capturable=capturable)
     for step in range(7):
         set_grads(params, step)
-        twin_opt, twin_params = copy.deepcopy((opt, params))
-        for twin, p in zip(twin_params, params):
-            twin.grad = p.grad.clone()  # a Parameter's deepcopy leaves its grad behind
-        twin_opt.optimizer.step()  # the first moments as the sync finds them
+        twin_opt, twin_params = twin_before_the_sync(opt, params)
         opt.step()
         if (step + 1) % 3:
             continue
@@ -194,10 +204,7 @@ def test_an_adaptive_alpha_is_chosen_from_the_decoded_slow_weights():
     opt = Lookahead(torch.optim.Adam(params, lr=0.05), k=3, alpha="adaptive", slow_dtype=COMPACT)
     for step in range(9):
         set_grads(params, step)
-        twin_opt, twin_params = copy.deepcopy((opt, params))
-        for twin, p in zip(twin_params, params):
-            twin.grad = p.grad.clone()  # a Parameter's deepcopy leaves its grad behind
-        twin_opt.optimizer.step()  # the params and second moments as the sync finds them
+        twin_opt, twin_params = twin_before_the_sync(opt, params)
         opt.step()
         if (step + 1) % 3:
             continue
@@ -207,7 +214,4 @@ def test_an_adaptive_alpha_is_chosen_from_the_decoded_slow_weights():
         for p, fast, old in zip(params, twin_params, before):
             value = decoded(opt, p)
             assert torch.equal(p, value)
-            expected = sync_float64(fast.detach(), old.double(), expected_alpha)
-            lerp_error = 2 * ulp(torch.maximum(fast.detach().double().abs(), old.double().abs()), torch.float32)
-            bound = lerp_error + bf16_int8.error_bound(expected.abs() + lerp_error)
-            assert ((value.double() - expected).abs() <= bound).all()
+            assert_the_compact_sync_of(value, fast, old, expected_alpha)
