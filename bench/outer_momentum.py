@@ -2,6 +2,10 @@
 
     fused   ops.lookahead_sync_(fast, slow, alpha, momentum=m, mu=, nesterov=True): one launch,
             reading and writing fast, slow and m once: 2 x (fast + 2 x slow bytes) per param
+    bf16m   the same with a bfloat16 m beside float32 slow weights (momentum_dtype=torch.bfloat16):
+            2 x (fast + slow + 2) bytes, so at the same bandwidth its time over fused's is that
+            ratio (20/24 = 0.83 for fp32, 16/20 = 0.80 for bf16 with fp32 slow); "x fused" is
+            fused's time over its
     loop    the same math per tensor in PyTorch ops (the "reference" backend)
     sgd     a torch.optim.SGD(momentum=mu, nesterov=True, foreach) over the slow weights, fed the
             pseudo-gradient slow - fast, then fast <- slow: DiLoCo's outer step with one worker
@@ -38,12 +42,18 @@ def _variants(fast, slow, momentum, backend):
         torch._foreach_copy_(sgd_fast, [s.detach() for s in sgd_slow])
 
     loop_fast, loop_slow, loop_momentum = [f.clone() for f in fast], [s.clone() for s in slow], [m.clone() for m in momentum]
-    return {
+    narrow_fast, narrow_slow = [f.clone() for f in fast], [s.clone() for s in slow]
+    narrow_momentum = [m.to(torch.bfloat16) for m in momentum]
+    variants = {
         "fused": lambda: ops.lookahead_sync_(fast, slow, ALPHA, momentum=momentum, mu=MU, nesterov=True, backend=backend),
         "loop": lambda: ops.lookahead_sync_(loop_fast, loop_slow, ALPHA, momentum=loop_momentum, mu=MU, nesterov=True,
                                             backend="reference"),  # fmt: skip
         "sgd": sgd_step,
     }
+    if slow[0].dtype == torch.float32:
+        variants["bf16m"] = lambda: ops.lookahead_sync_(narrow_fast, narrow_slow, ALPHA, momentum=narrow_momentum, mu=MU,
+                                                        nesterov=True, backend=backend)  # fmt: skip
+    return variants
 
 
 def measure(model: str, shapes, fast_dtype, slow_dtype, dtype_name: str, device, rounds, budget_s, least, most) -> dict:
@@ -68,14 +78,17 @@ def measure(model: str, shapes, fast_dtype, slow_dtype, dtype_name: str, device,
         "floor": summary(floor, 1e3, "ms"),
         "variants": {},
     }
+    narrow_bytes = params * 2 * (element - torch.empty(0, dtype=slow_dtype).element_size() + 2)  # bf16m's
     for name in variants:
         times = samples[name]
+        moved, own_floor = (narrow_bytes, [f * narrow_bytes / nbytes for f in floor]) if name == "bf16m" else (nbytes, floor)
         case["variants"][name] = {
             "time": summary(times, 1e3, "ms"),
-            "GB/s": nbytes / statistics.median(times) / 1e9,
-            "pct_of_bandwidth": summary(per_round(lambda f, t: 100 * f / t, floor, times)),
+            "GB/s": moved / statistics.median(times) / 1e9,
+            "pct_of_bandwidth": summary(per_round(lambda f, t: 100 * f / t, own_floor, times)),
             "x_vs_loop": summary(per_round(lambda b, t: b / t, samples["loop"], times)),
             "x_vs_sgd": summary(per_round(lambda b, t: b / t, samples["sgd"], times)),
+            "x_vs_fused": summary(per_round(lambda b, t: b / t, samples["fused"], times)),
         }
     return case
 
@@ -85,11 +98,11 @@ def print_table(cases, span) -> None:
         return
     print(f"\nLookahead sync with outer momentum (mu={MU}, Nesterov), alpha={ALPHA}: fused vs the per-tensor loop and "
           "torch SGD on pseudo-gradients; median [p10-p90] over the rounds")  # fmt: skip
-    header = f"{'model':<13}{'dtypes':<11}{'params':>13}{'floor ms':>22}  {'variant':<8}{'ms':>22}{'% of limit':>18}{'x loop':>20}{'x sgd':>20}"
+    header = f"{'model':<13}{'dtypes':<11}{'params':>13}{'floor ms':>22}  {'variant':<8}{'ms':>22}{'% of limit':>18}{'x loop':>20}{'x sgd':>20}{'x fused':>20}"
     print(header)
     print("-" * len(header))
     for case in cases:
         for i, (name, r) in enumerate(case["variants"].items()):
             lead = f"{case['model']:<13}{case['dtypes']:<11}{case['params']:>13,}{span(case['floor'], 'ms'):>22}" if i == 0 else " " * 59
             print(f"{lead}  {name:<8}{span(r['time'], 'ms'):>22}{span(r['pct_of_bandwidth'], digits=0):>18}"
-                  f"{span(r['x_vs_loop']):>20}{span(r['x_vs_sgd']):>20}")  # fmt: skip
+                  f"{span(r['x_vs_loop']):>20}{span(r['x_vs_sgd']):>20}{span(r['x_vs_fused']):>20}")  # fmt: skip

@@ -31,6 +31,8 @@ def lookahead_adam(params, **options):
 MODES = [
     ("Lookahead, exact (slow in the param's dtype)", torch.float32, lookahead_adam),
     ("Lookahead + outer momentum (SNOO)", torch.float32, lambda ps: lookahead_adam(ps, outer_momentum=0.9)),
+    ("Lookahead + outer momentum, momentum_dtype=bfloat16", torch.float32,
+     lambda ps: lookahead_adam(ps, outer_momentum=0.9, momentum_dtype=torch.bfloat16)),
     ("Lookahead, slow_dtype='bf16+int8'", torch.float32,
      lambda ps: lookahead_adam(ps, slow_dtype=bf16_int8.SLOW_DTYPE)),
     ("Lookahead, bf16 params, slow_dtype=float32", torch.bfloat16,

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
+#include <ATen/core/Tensor.h>
 #include <c10/core/ScalarType.h>
 
 #include "table.h"
@@ -33,22 +35,42 @@ inline int64_t compact_code(at::ScalarType fast) {
   return -1;
 }
 
+// The code of a momentum-sync entry whose outer momentum is bfloat16 beside `state` slow weights
+// (LOOKAHEAD_BF16_MOMENTUM_PAIRS), or -1.
+inline int64_t bf16_momentum_code(at::ScalarType fast, at::ScalarType state) {
+#define LOOKAHEAD_BF16_MOMENTUM_MATCH(code, fast_token, state_token) \
+  if (fast == kScalar##fast_token && state == kScalar##state_token) return code;
+  LOOKAHEAD_BF16_MOMENTUM_PAIRS(LOOKAHEAD_BF16_MOMENTUM_MATCH)
+#undef LOOKAHEAD_BF16_MOMENTUM_MATCH
+  return -1;
+}
+
 // The dtypes of a compact entry's state tensors (see [NOTE: entry dtypes] in csrc/table.h).
 constexpr at::ScalarType kCompactHighType = at::kBFloat16;
 constexpr at::ScalarType kCompactResidualType = at::kChar;
 
-// The code of an entry of an op with `roles` whose fast tensor has dtype `fast` and whose first state
-// tensor has dtype `state`, or -1 when no kernel has it.
-inline int64_t entry_code(EntryRoles roles, at::ScalarType fast, at::ScalarType state) {
+// The code of an entry of an op with `roles` whose fast tensor has dtype `fast`, whose first state
+// tensor has dtype `state` and whose outer momentum (if roles name one) has dtype `momentum`, or -1
+// when no kernel has it (see [NOTE: entry dtypes] in csrc/table.h).
+inline int64_t entry_code(EntryRoles roles, at::ScalarType fast, at::ScalarType state, at::ScalarType momentum) {
   if (roles.compact) return state == kCompactHighType ? compact_code(fast) : -1;
+  if (roles.momentum >= 0 && momentum != state) {
+    return momentum == at::kBFloat16 ? bf16_momentum_code(fast, state) : -1;
+  }
   return pair_code(fast, state);
 }
 
+// The dtype of the tensor that plays the outer momentum in an entry of `lists` (the state's when the roles name none).
+inline at::ScalarType momentum_dtype_of(EntryRoles roles, const std::vector<at::TensorList>& lists, size_t i) {
+  return lists[roles.momentum >= 0 ? roles.momentum : roles.fast][i].scalar_type();
+}
+
 // The dtype tensor t of such an entry must have.
-inline at::ScalarType role_dtype(EntryRoles roles, int t, at::ScalarType fast, at::ScalarType state) {
+inline at::ScalarType role_dtype(EntryRoles roles, int t, at::ScalarType fast, at::ScalarType state,
+                                 at::ScalarType momentum) {
   if (t < roles.fast) return fast;
   if (roles.compact) return t == roles.fast ? kCompactHighType : kCompactResidualType;
-  return state;
+  return t == roles.momentum ? momentum : state;
 }
 
 inline bool is_supported_dtype(at::ScalarType type) {

@@ -154,17 +154,25 @@ struct PlanHandle {
   }
 };
 
+#define LOOKAHEAD_NAME(token, scalar_type, name, bytes) constexpr const char* kName##token = name;
+LOOKAHEAD_DTYPES(LOOKAHEAD_NAME)
+#undef LOOKAHEAD_NAME
+#define LOOKAHEAD_PAIR_ENTRY(code, fast, state) pairs.append(py::make_tuple(code, kName##fast, kName##state));
+
 // [(pair code, fast dtype, state dtype)] of the dtype list (see [NOTE: dtype list] in csrc/table.h), by Python names.
 py::list dtype_pairs() {
   py::list pairs;
-#define LOOKAHEAD_NAME(token, scalar_type, name, bytes) const char* kName##token = name;
-  LOOKAHEAD_DTYPES(LOOKAHEAD_NAME)
-#undef LOOKAHEAD_NAME
-#define LOOKAHEAD_PAIR_ENTRY(code, fast, state) pairs.append(py::make_tuple(code, kName##fast, kName##state));
   LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PAIR_ENTRY)
-#undef LOOKAHEAD_PAIR_ENTRY
   return pairs;
 }
+
+// The same of the momentum sync's entries whose outer momentum is bfloat16 (LOOKAHEAD_BF16_MOMENTUM_PAIRS).
+py::list bf16_momentum_pairs() {
+  py::list pairs;
+  LOOKAHEAD_BF16_MOMENTUM_PAIRS(LOOKAHEAD_PAIR_ENTRY)
+  return pairs;
+}
+#undef LOOKAHEAD_PAIR_ENTRY
 
 }  // namespace
 }  // namespace lookahead_fused
@@ -202,6 +210,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     info["torch_version"] = TORCH_VERSION;
     info["cpu_kernel_isa"] = cpu_kernel_isa();
     info["dtype_pairs"] = dtype_pairs();
+    info["bf16_momentum_pairs"] = bf16_momentum_pairs();
     py::list columns;
 #define LOOKAHEAD_COLUMN_NAME(token, name) columns.append(name);
     LOOKAHEAD_ADAMW_COLUMNS(LOOKAHEAD_COLUMN_NAME)

@@ -37,9 +37,10 @@ std::vector<int64_t> entry_words_of(const TensorLists& lists, EntryRoles roles) 
       words.push_back(static_cast<int64_t>(addresses[t]));
     }
     const at::Tensor& state = lists[roles.fast][i];  // see [NOTE: entry dtypes] in csrc/table.h
-    const int64_t code = entry_code(roles, lists[0][i].scalar_type(), state.scalar_type());
+    const at::ScalarType momentum = momentum_dtype_of(roles, lists, i);
+    const int64_t code = entry_code(roles, lists[0][i].scalar_type(), state.scalar_type(), momentum);
     TORCH_CHECK(code >= 0, "lookahead_fused: no kernel for fast ", lists[0][i].scalar_type(), " with slow ",
-                state.scalar_type());
+                state.scalar_type(), " and momentum ", momentum);
     words.push_back(lists[0][i].numel());
     words.push_back(code | ((common_head(addresses, element_sizes, depth) + 1) << 8));
   }
@@ -99,8 +100,7 @@ PlanCache& cache() {
 // dtype of its role (see [NOTE: entry dtypes] in csrc/table.h). Cheaper than computing the words.
 bool plan_is_for(const Plan& plan, const TensorLists& lists, EntryRoles roles, at::Device device) {
   const int depth = roles.depth;
-  if (static_cast<int>(lists.size()) != depth || plan.device != device || plan.roles.depth != depth ||
-      plan.roles.fast != roles.fast || plan.roles.compact != roles.compact ||
+  if (static_cast<int>(lists.size()) != depth || plan.device != device || !(plan.roles == roles) ||
       plan.num_entries != static_cast<int64_t>(lists[0].size())) {
     return false;
   }
@@ -113,7 +113,8 @@ bool plan_is_for(const Plan& plan, const TensorLists& lists, EntryRoles roles, a
     }
     const at::Tensor& fast = lists[0][i];
     if (words[depth] != fast.numel() ||
-        pair_code_of(words[depth + 1]) != entry_code(roles, fast.scalar_type(), lists[roles.fast][i].scalar_type())) {
+        pair_code_of(words[depth + 1]) != entry_code(roles, fast.scalar_type(), lists[roles.fast][i].scalar_type(),
+                                                     momentum_dtype_of(roles, lists, i))) {
       return false;
     }
   }
@@ -123,8 +124,7 @@ bool plan_is_for(const Plan& plan, const TensorLists& lists, EntryRoles roles, a
 // Whether `lists` plainly match `plan`, entry by entry (see [NOTE: a cached plan vouches] in csrc/plan.h).
 bool plainly_matches(const Plan& plan, const TensorLists& lists, EntryRoles roles, at::Device device) {
   const int depth = roles.depth;
-  if (static_cast<int>(lists.size()) != depth || plan.device != device || plan.roles.depth != depth ||
-      plan.roles.fast != roles.fast || plan.roles.compact != roles.compact) {
+  if (static_cast<int>(lists.size()) != depth || plan.device != device || !(plan.roles == roles)) {
     return false;
   }
   const auto entries = static_cast<size_t>(plan.num_entries);
@@ -140,15 +140,17 @@ bool plainly_matches(const Plan& plan, const TensorLists& lists, EntryRoles role
     const c10::IntArrayRef shape = fast.sizes();
     const at::ScalarType fast_type = fast.scalar_type();
     const at::ScalarType state_type = lists[roles.fast][i].scalar_type();
+    const at::ScalarType momentum_type = momentum_dtype_of(roles, lists, i);
     for (int t = 1; t < depth; ++t) {
       const at::Tensor& tensor = lists[t][i];
       if (!plainly_valid(tensor, device) || tensor.sizes() != shape ||
-          tensor.scalar_type() != role_dtype(roles, t, fast_type, state_type) ||
+          tensor.scalar_type() != role_dtype(roles, t, fast_type, state_type, momentum_type) ||
           words[t] != reinterpret_cast<intptr_t>(tensor.data_ptr())) {
         return false;
       }
     }
-    if (words[depth] != fast.numel() || pair_code_of(words[depth + 1]) != entry_code(roles, fast_type, state_type)) {
+    if (words[depth] != fast.numel() ||
+        pair_code_of(words[depth + 1]) != entry_code(roles, fast_type, state_type, momentum_type)) {
       return false;
     }
   }

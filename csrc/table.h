@@ -20,8 +20,10 @@
 // AdamW (param, grad, exp_avg, exp_avg_sq, as torch.optim.AdamW keeps its moments in the param's
 // dtype), then slow and the outer momentum. A compact entry (the compact sync) holds the fast
 // tensor, then its bf16+int8 slow weight as a bfloat16 and an int8 tensor; its code is that of the
-// fast dtype in LOOKAHEAD_COMPACT_PAIRS. The plan takes the roles from the op, never from the depth,
-// so a new op of any depth says which of its tensors are which.
+// fast dtype in LOOKAHEAD_COMPACT_PAIRS. An op may name one state tensor its outer momentum
+// (EntryRoles::momentum): that one has the state dtype, or bfloat16 beside a float32 state, and such
+// an entry's code is that of (fast, state) in LOOKAHEAD_BF16_MOMENTUM_PAIRS. The plan takes the roles
+// from the op, never from the depth, so a new op of any depth says which of its tensors are which.
 #pragma once
 
 #include <cstdint>
@@ -58,11 +60,23 @@ namespace lookahead_fused {
   X(7, F16)                        \
   X(8, BF16)
 constexpr int64_t kCompactStateBytes = 3;  // one bfloat16 and one int8
+//   X(code, fast token, slow token): the momentum sync's entries whose outer momentum is bfloat16 beside
+//   float32 slow weights (momentum_dtype=torch.bfloat16; see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)
+#define LOOKAHEAD_BF16_MOMENTUM_PAIRS(X) \
+  X(9, F32, F32)                         \
+  X(10, F16, F32)                        \
+  X(11, BF16, F32)
 
 enum PairCode : int64_t {
 #define LOOKAHEAD_PAIR_ENUM(code, fast, state) k##fast##state = code,
   LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PAIR_ENUM)
 #undef LOOKAHEAD_PAIR_ENUM
+};
+
+enum Bf16MomentumCode : int64_t {
+#define LOOKAHEAD_BF16_MOMENTUM_ENUM(code, fast, state) k##fast##state##Bf16Momentum = code,
+  LOOKAHEAD_BF16_MOMENTUM_PAIRS(LOOKAHEAD_BF16_MOMENTUM_ENUM)
+#undef LOOKAHEAD_BF16_MOMENTUM_ENUM
 };
 
 enum CompactCode : int64_t {
@@ -92,13 +106,18 @@ struct EntryRoles {  // see [NOTE: entry dtypes] in csrc/table.h
   int depth;             // tensors per entry
   int fast;              // how many of them, first, have the fast dtype
   bool compact = false;  // the state is one bf16+int8 slow weight: a bfloat16 tensor, then an int8 one
+  int momentum = -1;     // the index of the outer momentum, which may be bfloat16 beside a float32 state; -1: none
 };
+
+inline constexpr bool operator==(EntryRoles a, EntryRoles b) {
+  return a.depth == b.depth && a.fast == b.fast && a.compact == b.compact && a.momentum == b.momentum;
+}
 
 inline constexpr EntryRoles roles_of(TableOp op) {
   switch (op) {
     case TableOp::kSync: return {2, 1};
     case TableOp::kSwap: return {2, 1};
-    case TableOp::kMomentumSync: return {3, 1};
+    case TableOp::kMomentumSync: return {3, 1, false, 2};
     case TableOp::kAdamW: return {5, 4};
     case TableOp::kAdamWMomentum: return {6, 4};
     case TableOp::kCompactSync: return {3, 1, true};
@@ -145,6 +164,13 @@ inline int64_t entry_element_bytes(int64_t code, EntryRoles roles) {
   case code: return roles.fast * kBytes##fast_token + (roles.depth - roles.fast) * kBytes##state_token;
     LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PAIR_BYTES)
 #undef LOOKAHEAD_PAIR_BYTES
+#define LOOKAHEAD_BF16_MOMENTUM_BYTES(code, fast_token, state_token)                                      \
+  case code:                                                                                             \
+    return roles.momentum < 0 ? 0                                                                        \
+                              : roles.fast * kBytes##fast_token +                                        \
+                                    (roles.depth - roles.fast - 1) * kBytes##state_token + kBytesBF16;
+    LOOKAHEAD_BF16_MOMENTUM_PAIRS(LOOKAHEAD_BF16_MOMENTUM_BYTES)
+#undef LOOKAHEAD_BF16_MOMENTUM_BYTES
     default: return 0;
   }
 }

@@ -59,6 +59,7 @@ class LookaheadAdamW(Lookahead):
         k=5,
         alpha=0.5,
         slow_dtype=None,
+        momentum_dtype=None,
         pullback_momentum="none",
         outer_momentum=0.0,
         nesterov=False,
@@ -74,6 +75,12 @@ class LookaheadAdamW(Lookahead):
             raise ValueError(
                 "LookaheadAdamW does not take slow_dtype='bf16+int8' yet (its fused step keeps exact slow weights); "
                 "use Lookahead(torch.optim.AdamW(...), slow_dtype='bf16+int8')"
+            )
+        if momentum_dtype is not None:  # see [NOTE: bf16 outer momentum] in lookahead_fused/options.py
+            raise ValueError(
+                f"LookaheadAdamW does not take momentum_dtype={momentum_dtype!r} yet (its fused step keeps the outer "
+                "momentum in the slow weights' dtype); it takes momentum_dtype=None, or use "
+                "Lookahead(torch.optim.AdamW(...), outer_momentum=..., momentum_dtype=torch.bfloat16)"
             )
         if isinstance(alpha, str) and alpha == ADAPTIVE:
             raise ValueError("LookaheadAdamW takes a number alpha; for alpha='adaptive' use Lookahead(torch.optim.AdamW(...))")

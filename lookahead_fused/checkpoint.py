@@ -7,12 +7,13 @@ committing what was read.
      "param_groups": <the inner optimizer's groups>,
      "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha" (a number or "adaptive"),
                    "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha",
-                   "outer_momentum", "nesterov"}}
+                   "outer_momentum", "nesterov", "momentum_dtype"}}
 
 "lookahead_slow_momentum" is the slow copy of the inner optimizer's first moment (pullback
 momentum); "lookahead_outer_momentum" the momentum on the slow weight (outer_momentum > 0). A slow
 weight kept as bf16+int8 is saved as its two tensors, bit for bit; loaded into an optimizer of another
-slow_dtype it is decoded and converted (and an exact one encoded), with the slow_dtype warning.
+slow_dtype it is decoded and converted (and an exact one encoded), with the slow_dtype warning; an
+outer momentum saved in another momentum_dtype is cast, with the momentum_dtype warning.
 
 [NOTE: section mirror] The "lookahead" section is also copied into every param group, because
 torch.distributed.checkpoint.state_dict's get/set_optimizer_state_dict keep only "state" and
@@ -37,7 +38,7 @@ import torch
 from . import bf16_int8, contract, first_moment
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM, copy_as
-from .slow_state import is_compact, slow_weight_state, zero_outer_momentum
+from .slow_state import is_compact, outer_momentum_dtype_for, slow_weight_state, zero_outer_momentum
 
 FORMAT_VERSION = 1
 SECTION = "lookahead"
@@ -67,6 +68,7 @@ def section_for(opt, step: torch.Tensor, k: int) -> dict:
         "outer_momentum": opt.defaults["outer_momentum"],
         "nesterov": opt.defaults["nesterov"],
         "slow_dtype": dtype_name(opt.defaults["slow_dtype"]),
+        "momentum_dtype": dtype_name(opt.defaults["momentum_dtype"]),
         "alpha_bounds": list(opt.alpha_bounds) if opt.alpha_bounds else None,
         "last_adaptive_alpha": opt.last_adaptive_alpha,
     }
@@ -149,6 +151,14 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
             f"slow_dtype={dtype_name(opt.defaults['slow_dtype'])}: the slow weights are cast to this optimizer's",
             stacklevel=4,
         )
+    saved_momentum_dtype = section.get("momentum_dtype")  # absent from checkpoints older than momentum_dtype: None
+    if config.get("outer_momentum", 0.0) and saved_momentum_dtype != dtype_name(opt.defaults["momentum_dtype"]):
+        warnings.warn(
+            f"the checkpoint was saved with momentum_dtype={saved_momentum_dtype}, this optimizer has "
+            f"momentum_dtype={dtype_name(opt.defaults['momentum_dtype'])}: the outer momenta are cast to this "
+            "optimizer's",
+            stacklevel=4,
+        )
     return config, step.to(device="cpu", dtype=torch.int64).clone()
 
 
@@ -227,7 +237,7 @@ def read(opt, state_dict) -> Loaded:
                 if outer is None and loaded.config.get("outer_momentum", 0.0) > 0:
                     raise ValueError(f"{where}: the state_dict was saved with outer momentum but has no {SAVED_OUTER_MOMENTUM}")
                 if outer is not None:
-                    loaded.outer_momentum[p] = copy_as(outer, p, opt.slow_dtype_for(p))
+                    loaded.outer_momentum[p] = copy_as(outer, p, outer_momentum_dtype_for(p, opt.defaults))
     if plain:
         warnings.warn(
             f"the state_dict holds no Lookahead state (a plain {type(opt.optimizer).__name__} checkpoint?): "
@@ -258,4 +268,4 @@ def restore(loaded: Loaded, state, step_count: torch.Tensor, defaults: dict, ada
     if defaults["outer_momentum"]:  # saved ones, or zero (a checkpoint from before outer momentum)
         for p in loaded.slow:
             saved = loaded.outer_momentum.get(p)
-            state[p][OUTER_MOMENTUM] = saved if saved is not None else zero_outer_momentum(p, defaults["slow_dtype"])
+            state[p][OUTER_MOMENTUM] = saved if saved is not None else zero_outer_momentum(p, defaults)

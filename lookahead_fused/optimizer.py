@@ -52,7 +52,10 @@ class Lookahead(Optimizer):
     slow_dtype: None keeps slow weights in each param's dtype; torch.float32 keeps them in float32 for
     float16/bfloat16 params; "bf16+int8" keeps each in 3 bytes, within 2^-15 of its float32 value
     (docs/design.md, "Compact slow weights";
-    see [NOTE: what compact slow weights support] in lookahead_fused/options.py). backend: "auto" or a name from ops.available_backends().
+    see [NOTE: what compact slow weights support] in lookahead_fused/options.py). momentum_dtype: None
+    keeps the outer momentum in the slow weights' dtype; torch.bfloat16 keeps it in 2 bytes beside
+    float32 (or bfloat16) slow weights (see [NOTE: bf16 outer momentum] in lookahead_fused/options.py).
+    backend: "auto" or a name from ops.available_backends().
     alpha="adaptive": at each sync, the alpha of the paper's section 3.1 (adaptive_alpha.py), clipped
     to alpha_bounds, from curvature(param) and gradient(param) (defaults: Adam's second moment, grad).
     """
@@ -68,6 +71,7 @@ class Lookahead(Optimizer):
         outer_momentum=0.0,
         nesterov=False,
         slow_dtype=None,
+        momentum_dtype=None,
         backend="auto",
         capturable=False,
         alpha_bounds=(0.0, 1.0),
@@ -80,7 +84,8 @@ class Lookahead(Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         defaults = options.checked_defaults(
             k=k, alpha=alpha, pullback_momentum=pullback_momentum, momentum_key=momentum_key, outer_momentum=outer_momentum,
-            nesterov=nesterov, slow_dtype=slow_dtype, backend=backend, capturable=capturable,
+            nesterov=nesterov, slow_dtype=slow_dtype, momentum_dtype=momentum_dtype, backend=backend,
+            capturable=capturable,
         )  # fmt: skip
         self._adaptive = AdaptiveAlpha(optimizer, alpha_bounds, curvature, gradient) if alpha == ADAPTIVE else None
         first_moment.first_moment_key(optimizer, pullback_momentum, momentum_key)
@@ -176,7 +181,7 @@ class Lookahead(Optimizer):
             for p in param_group["params"]:
                 self.state[p].update(slow_weight_state(p, p, self.defaults["slow_dtype"]))
                 if self.defaults["outer_momentum"]:
-                    self.state[p][OUTER_MOMENTUM] = zero_outer_momentum(p, self.defaults["slow_dtype"])
+                    self.state[p][OUTER_MOMENTUM] = zero_outer_momentum(p, self.defaults)
         if self._sync is None:
             self._sync = Sync(self.optimizer, self.state, self.defaults, self._adaptive)
         self._sync.add_params(param_group["params"])
@@ -187,6 +192,7 @@ class Lookahead(Optimizer):
         compact = is_compact(self.defaults["slow_dtype"])
         for i, p in enumerate(group["params"]):
             contract.check_param(p, where=f"{where}: param {i}")
+            options.check_momentum_dtype_of(p, self.defaults, where=f"{where}: param {i}")
             if compact and p.dtype not in contract.COMPACT_FAST_DTYPES:
                 raise ValueError(
                     f"{where}: param {i} has dtype {p.dtype}; slow_dtype='bf16+int8' keeps the slow weights of "

@@ -6,7 +6,7 @@ import torch
 
 from . import backends, bf16_int8, contract, first_moment
 from .adaptive_alpha import ADAPTIVE
-from .slow_state import ALPHA_KEY, is_compact
+from .slow_state import ALPHA_KEY, is_compact, slow_dtype_for
 
 
 def check_nesterov(nesterov, outer_momentum) -> bool:
@@ -50,8 +50,44 @@ def check_compact_options(defaults: dict) -> None:
             )
 
 
+# [NOTE: bf16 outer momentum] momentum_dtype=torch.bfloat16 keeps each outer momentum in bfloat16
+# (2 bytes) beside float32 slow weights (bfloat16 slow weights keep theirs in bfloat16 anyway): the
+# momentum sync computes in float32 and rounds the new momentum to nearest even as it stores it, in
+# the same one launch (table codes LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h). Each sync's
+# rounding error is at most 2^-9 of |m|, within 0.2 % of the tensor's max |m|. Params whose slow
+# weights are float64 or float16 are refused when they join, as is momentum_dtype without outer
+# momentum; "int8" and LookaheadAdamW (whose fused step keeps the momentum in slow's dtype) are not
+# built yet and refused at construction.
+MOMENTUM_DTYPES = (None, torch.bfloat16)
+_BF16_MOMENTUM_SLOW_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def check_momentum_dtype(momentum_dtype, outer_momentum):
+    """see [NOTE: bf16 outer momentum] in lookahead_fused/options.py"""
+    if not any(momentum_dtype is accepted for accepted in MOMENTUM_DTYPES):
+        raise ValueError(
+            f"momentum_dtype must be None (the slow weights' dtype) or torch.bfloat16, got {momentum_dtype!r}"
+        )
+    if momentum_dtype is not None and not outer_momentum:
+        raise ValueError(f"momentum_dtype={momentum_dtype} needs outer_momentum > 0: without it there is no outer momentum")
+    return momentum_dtype
+
+
+def check_momentum_dtype_of(param: torch.Tensor, defaults: dict, *, where: str) -> None:
+    """A param joining a Lookahead with momentum_dtype: its slow weights must be float32 or bfloat16."""
+    if defaults["momentum_dtype"] is None:
+        return
+    slow = slow_dtype_for(param, defaults["slow_dtype"])
+    if slow not in _BF16_MOMENTUM_SLOW_DTYPES:
+        raise ValueError(
+            f"{where}: its slow weights are {slow}; momentum_dtype={defaults['momentum_dtype']} keeps the outer "
+            "momentum beside float32 or bfloat16 slow weights (for a float16 param pass slow_dtype=torch.float32)"
+        )
+
+
 def checked_defaults(
-    *, k, alpha, pullback_momentum, momentum_key, outer_momentum, nesterov, slow_dtype, backend, capturable
+    *, k, alpha, pullback_momentum, momentum_key, outer_momentum, nesterov, slow_dtype, backend, capturable,
+    momentum_dtype=None,
 ) -> dict:
     """The defaults of a Lookahead with these options, each checked; `backend` must be available."""
     defaults = {
@@ -62,6 +98,7 @@ def checked_defaults(
         "outer_momentum": contract.check_mu(outer_momentum),
         "nesterov": check_nesterov(nesterov, outer_momentum),
         "slow_dtype": check_slow_dtype(slow_dtype),
+        "momentum_dtype": check_momentum_dtype(momentum_dtype, outer_momentum),
         "backend": backends.check_backend_name(backend),
         "capturable": bool(capturable),
     }
@@ -80,6 +117,8 @@ def describe(defaults: dict, optimizer) -> str:
     return (
         f"Lookahead(k={defaults['k']}, alpha={defaults[ALPHA_KEY]}, "
         f"pullback_momentum={defaults['pullback_momentum']!r}, slow_dtype={defaults['slow_dtype']}, "
+        f"outer_momentum={defaults['outer_momentum']}, nesterov={defaults['nesterov']}, "
+        f"momentum_dtype={defaults['momentum_dtype']}, "
         f"backend={defaults['backend']!r}, capturable={defaults['capturable']},\n"
         f"  optimizer={optimizer!r})"
     )

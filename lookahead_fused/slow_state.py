@@ -100,6 +100,13 @@ def rehome(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return copy_as(tensor, like, tensor.dtype)
 
 
-def zero_outer_momentum(param: torch.Tensor, slow_dtype: torch.dtype | None) -> torch.Tensor:
-    """A zero outer momentum for `param`: its slow weight's dtype, device, layout and phase."""
-    return copy_as(torch.zeros_like(param), param, slow_dtype_for(param, slow_dtype))
+def outer_momentum_dtype_for(param: torch.Tensor, options: dict) -> torch.dtype:
+    """The dtype of `param`'s outer momentum under Lookahead's `options`: their momentum_dtype, or
+    its slow weight's (see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)."""
+    return options.get("momentum_dtype") or slow_dtype_for(param, options["slow_dtype"])
+
+
+def zero_outer_momentum(param: torch.Tensor, options: dict) -> torch.Tensor:
+    """A zero outer momentum for `param`: its dtype (outer_momentum_dtype_for), and the param's device,
+    layout and phase."""
+    return copy_as(torch.zeros_like(param), param, outer_momentum_dtype_for(param, options))

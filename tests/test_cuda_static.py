@@ -36,6 +36,10 @@ OPS = {
 # step is 16 elements, its fast tensor's packs (four for float32, two for 16-bit), two packs of
 # bfloat16 high parts and one of int8 residuals.
 PACKS_PER_STEP = {op: (4 + 2 + 1, 2 + 2 + 1) for op in ("CompactSyncOp", "GatedCompactSyncOp")}
+# The momentum sync's steps with a bfloat16 momentum beside float32 slow weights, 8 elements: the fast
+# tensor's packs (two for float32, one for 16-bit), two of slow weights and one of momentum.
+# see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
+BF16_MOMENTUM_PACKS_PER_STEP = {op: (2 + 2 + 1, 1 + 2 + 1) for op in ("MomentumSyncOp", "GatedMomentumSyncOp")}
 MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
 
 
@@ -130,3 +134,5 @@ def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight(
         depth, unroll, fast = OPS[op_of(kernel)]
         same_dtype, mixed = PACKS_PER_STEP.get(op_of(kernel), (depth, fast + 2 * (depth - fast)))
         assert same_dtype * unroll in runs and mixed * unroll in runs, f"{arch} {kernel}: load runs {runs}"
+        for packs in BF16_MOMENTUM_PACKS_PER_STEP.get(op_of(kernel), ()):
+            assert packs * unroll in runs, f"{arch} {kernel}: bf16 momentum, load runs {runs}"

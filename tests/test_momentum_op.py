@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lookahead_fused import ops
+from lookahead_fused.contract import BF16_MOMENTUM_PAIRS
 
 from .helpers import assert_bitwise_equal, snapshot
 from .matrix import (
@@ -48,6 +49,39 @@ def test_momentum_sync_matches_float64_reference(device_backend, fast_dtype, slo
     check_momentum_against_contract(*before, fast, slow, momentum, alpha, mu, nesterov)
 
 
+@pytest.mark.parametrize("mu,nesterov", MOMENTA)
+@pytest.mark.parametrize("offset", OFFSETS)
+@pytest.mark.parametrize("alpha", [0.3, 0.7, 1.0])
+@pytest.mark.parametrize("fast_dtype,slow_dtype", BF16_MOMENTUM_PAIRS, ids=dtype_id)
+def test_bf16_momentum_sync_matches_float64_reference(device_backend, fast_dtype, slow_dtype, alpha, offset, mu,
+                                                     nesterov):  # fmt: skip
+    """A bfloat16 outer momentum beside float32 slow weights (see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)."""
+    device, backend = device_backend
+    sizes = sizes_for(device_backend)
+    fast, slow = make_pair_lists(sizes, fast_dtype, slow_dtype, offset=offset, device=device)
+    momentum = make_momenta(sizes, torch.bfloat16, device, offset=offset)
+    before = snapshot(fast), snapshot(slow), snapshot(momentum)
+    ops.lookahead_sync_(fast, slow, alpha, momentum=momentum, mu=mu, nesterov=nesterov, backend=backend)
+    assert all(m.dtype == torch.bfloat16 for m in momentum)
+    check_momentum_against_contract(*before, fast, slow, momentum, alpha, mu, nesterov)
+
+
+@pytest.mark.parametrize("fast_dtype,slow_dtype", BF16_MOMENTUM_PAIRS, ids=dtype_id)
+def test_bf16_momentum_at_mu_zero_is_the_rounded_difference_and_the_plain_sync(device_backend, fast_dtype, slow_dtype):
+    """mu = 0: slow and fast are the plain sync's bit for bit, and the momentum is f - s computed in
+    float32, rounded to nearest even in bfloat16: exact invariants, no tolerance."""
+    device, backend = device_backend
+    sizes = sizes_for(device_backend)
+    fast, slow = make_pair_lists(sizes, fast_dtype, slow_dtype, offset=1, device=device)
+    momentum = make_momenta(sizes, torch.bfloat16, device, offset=1)
+    plain_fast, plain_slow = snapshot(fast), snapshot(slow)
+    expected = [(f.float() - s).to(torch.bfloat16) for f, s in zip(fast, slow)]
+    ops.lookahead_sync_(fast, slow, 0.7, momentum=momentum, mu=0.0, backend=backend)
+    ops.lookahead_sync_(plain_fast, plain_slow, 0.7, backend=backend)
+    assert_bitwise_equal(fast + slow, plain_fast + plain_slow)
+    assert_bitwise_equal(momentum, expected)
+
+
 @pytest.mark.parametrize("alpha", ALPHAS)
 @pytest.mark.parametrize("fast_dtype,slow_dtype", DTYPE_PAIRS, ids=dtype_id)
 def test_mu_zero_is_the_plain_sync_bit_for_bit(device_backend, fast_dtype, slow_dtype, alpha):
@@ -85,10 +119,11 @@ def test_equals_torch_sgd_on_pseudo_gradients(device_backend, nesterov):
         assert torch.allclose(s, expected.detach(), rtol=1e-12, atol=1e-12)
 
 
-def test_gated_momentum_sync_runs_only_on_multiples_of_k(device_backend):
+@pytest.mark.parametrize("momentum_dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
+def test_gated_momentum_sync_runs_only_on_multiples_of_k(device_backend, momentum_dtype):
     device, backend = device_backend
     fast, slow = make_pair_lists([0, 7, 4097], torch.bfloat16, torch.float32, offset=1, device=device)
-    momentum = make_momenta([0, 7, 4097], torch.float32, device, offset=1)
+    momentum = make_momenta([0, 7, 4097], momentum_dtype, device, offset=1)
     for step in (1, 2, 4, 5):
         before = snapshot(fast + slow + momentum)
         ops.lookahead_sync_on_step_(fast, slow, 0.7, torch.tensor(step, device=device), 3, momentum=momentum, mu=0.9,
@@ -106,7 +141,12 @@ def _triple():
 
 REJECTED = {
     "momentum dtype": (lambda f, s, m: m.__setitem__(1, torch.zeros(2, 3, dtype=torch.float64)),
-                       "pair 1: momentum has dtype torch.float64 but slow has torch.float32"),
+                       "pair 1: momentum has dtype torch.float64 but slow has torch.float32; the outer momentum is "
+                       "kept in the slow weights' dtype, or in bfloat16 beside float32 slow weights"),
+    "bf16 momentum beside float64 slow": (
+        lambda f, s, m: (f.__setitem__(1, f[1].double()), s.__setitem__(1, s[1].double()),
+                         m.__setitem__(1, torch.zeros(2, 3, dtype=torch.bfloat16))),
+        "pair 1: momentum has dtype torch.bfloat16 but slow has torch.float64"),
     "momentum shape": (lambda f, s, m: m.__setitem__(1, torch.zeros(3, 2)), "pair 1: momentum has shape (3, 2)"),
     "momentum is slow": (lambda f, s, m: m.__setitem__(1, s[1]), "share memory"),
     "one momentum short": (lambda f, s, m: m.pop(), "fast has 2 tensors but momentum has 1"),

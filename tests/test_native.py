@@ -227,3 +227,16 @@ def test_the_dtype_lists_of_cpp_and_python_agree():
     assert len({code for code, _, _ in reported}) == len(reported)
     name = lambda dtype: str(dtype).removeprefix("torch.")  # noqa: E731
     assert sorted((fast, slow) for _, fast, slow in reported) == sorted((name(f), name(s)) for f, s in DTYPE_PAIRS)
+
+
+def test_the_bf16_momentum_lists_of_cpp_and_python_agree():
+    """csrc/table.h's LOOKAHEAD_BF16_MOMENTUM_PAIRS is lookahead_fused.contract.BF16_MOMENTUM_PAIRS, and
+    its codes are distinct from every other entry code."""
+    from lookahead_fused.contract import BF16_MOMENTUM_PAIRS
+
+    info = _C.build_info()
+    reported = info["bf16_momentum_pairs"]
+    codes = {code for code, _, _ in reported}
+    assert len(codes) == len(reported) and not codes & {code for code, _, _ in info["dtype_pairs"]}
+    name = lambda dtype: str(dtype).removeprefix("torch.")  # noqa: E731
+    assert sorted((f, s) for _, f, s in reported) == sorted((name(f), name(s)) for f, s in BF16_MOMENTUM_PAIRS)

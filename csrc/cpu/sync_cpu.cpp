@@ -56,8 +56,9 @@ struct BF16 {
   static LOOKAHEAD_INLINE uint16_t store(float v) {
     uint32_t u;
     std::memcpy(&u, &v, sizeof u);
-    uint16_t rounded = uint16_t((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-    return v != v ? uint16_t(0x7FC0) : rounded;
+    const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t nan = 0u - uint32_t(v != v);  // a mask, not a branch: a select GCC would not vectorise in
+    return uint16_t((rounded & ~nan) | (0x7FC0u & nan));  // every loop (the bf16 momentum's kept it scalar)
   }
 };
 struct F16 {  // GCC's _Float16: IEEE binary16, round to nearest even; GCC 12 keeps these loops scalar
@@ -76,27 +77,34 @@ struct F16 {  // GCC's _Float16: IEEE binary16, round to nearest even; GCC 12 ke
   }
 };
 
-// Element i of a sync (element_math.h) whose fast value is `f` (opmath): loads the state, updates,
-// stores it, and returns the new fast value.
-template <class Slow, class Update>
+// Element i of a sync (element_math.h) whose fast value is `f` (opmath): loads the state (the slow
+// weight, and the outer momentum in Momentum's storage), updates, stores it, and returns the new fast value.
+template <class Slow, class Momentum = Slow, class Update>
 LOOKAHEAD_INLINE typename Slow::opmath sync_element(typename Slow::opmath f, typename Slow::storage* slow,
-                                                    typename Slow::storage* momentum, int64_t i, const Update& update) {
+                                                    typename Momentum::storage* momentum, int64_t i,
+                                                    const Update& update) {
   using T = typename Slow::opmath;
   T state[Update::kStates];
   state[0] = Slow::load(slow[i]);
-  if constexpr (Update::kStates == 2) state[1] = Slow::load(momentum[i]);
-  update(f, state, [](T x) { return Slow::load(Slow::store(x)); });
+  if constexpr (Update::kStates == 2) state[1] = Momentum::load(momentum[i]);
+  // The update rounds its new momentum once, through `round`, and keeps that value as state[1]: its
+  // storage bits are stored as they are, not rounded again (a bfloat16 rounding is a dozen vector ops).
+  typename Momentum::storage rounded{};
+  update(f, state, [&rounded](T x) {
+    rounded = Momentum::store(x);
+    return Momentum::load(rounded);
+  });
   const typename Slow::storage new_slow = Slow::store(state[0]);
   slow[i] = new_slow;
-  if constexpr (Update::kStates == 2) momentum[i] = Slow::store(state[1]);
+  if constexpr (Update::kStates == 2) momentum[i] = rounded;
   return Slow::load(new_slow);
 }
 
-template <class Fast, class Slow, class Update>
+template <class Fast, class Slow, class Momentum, class Update>
 LOOKAHEAD_INLINE void update_loop(typename Fast::storage* __restrict__ fast, typename Slow::storage* __restrict__ slow,
-                                  typename Slow::storage* __restrict__ momentum, int64_t n, const Update& update) {
+                                  typename Momentum::storage* __restrict__ momentum, int64_t n, const Update& update) {
   for (int64_t i = 0; i < n; ++i) {
-    const typename Slow::opmath f = sync_element<Slow>(Fast::load(fast[i]), slow, momentum, i, update);
+    const typename Slow::opmath f = sync_element<Slow, Momentum>(Fast::load(fast[i]), slow, momentum, i, update);
     if constexpr (std::is_same_v<Fast, Slow>) {
       fast[i] = slow[i];
     } else {
@@ -123,14 +131,15 @@ LOOKAHEAD_INLINE void with_sync_update(double alpha, bool momentum, double mu, b
   return with_side(Fixed<false>{});
 }
 
-template <class Fast, class Slow>
+// The sync or momentum sync of one entry; the outer momentum is in Momentum's storage (see [NOTE: entry dtypes] in csrc/table.h).
+template <class Fast, class Slow, class Momentum = Slow>
 LOOKAHEAD_INLINE void update_entry(const int64_t* entry, int64_t lo, int64_t n, TableOp op, const UpdateArgs& args) {
   auto* f = reinterpret_cast<typename Fast::storage*>(entry[0]) + lo;
   auto* s = reinterpret_cast<typename Slow::storage*>(entry[1]) + lo;
-  auto* m = op == TableOp::kMomentumSync ? reinterpret_cast<typename Slow::storage*>(entry[2]) + lo : nullptr;
+  auto* m = op == TableOp::kMomentumSync ? reinterpret_cast<typename Momentum::storage*>(entry[2]) + lo : nullptr;
   with_sync_update<typename Slow::opmath>(
       args.alpha, op == TableOp::kMomentumSync, args.mu, args.nesterov,
-      [&](const auto& update) LOOKAHEAD_LAMBDA_INLINE { update_loop<Fast, Slow>(f, s, m, n, update); });
+      [&](const auto& update) LOOKAHEAD_LAMBDA_INLINE { update_loop<Fast, Slow, Momentum>(f, s, m, n, update); });
 }
 
 struct NoSync {  // AdamW's step alone: the state tensors are not touched
@@ -251,6 +260,10 @@ LOOKAHEAD_INLINE void run_chunk(const int64_t* entry, int64_t entry_index, int d
   case pair: return update_entry<fast, state>(entry, lo, n, op, args);
     LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_UPDATE_CASE)
 #undef LOOKAHEAD_UPDATE_CASE
+#define LOOKAHEAD_BF16_MOMENTUM_CASE(pair, fast, state) \
+  case pair: return update_entry<fast, state, BF16>(entry, lo, n, op, args);
+    LOOKAHEAD_BF16_MOMENTUM_PAIRS(LOOKAHEAD_BF16_MOMENTUM_CASE)
+#undef LOOKAHEAD_BF16_MOMENTUM_CASE
     default: unknown_pair_code(code);
   }
 }

@@ -46,6 +46,9 @@ constexpr bool has_roles_of(TableOp op) {
 static_assert(has_roles_of<SyncOp>(TableOp::kSync));
 static_assert(has_roles_of<SwapOp>(TableOp::kSwap));
 static_assert(has_roles_of<MomentumSyncOp>(TableOp::kMomentumSync));
+// its steps read the entry's state tensor 1 as the bfloat16 momentum
+static_assert(has_roles_of<Bf16MomentumSyncOp>(TableOp::kMomentumSync) &&
+              roles_of(TableOp::kMomentumSync).momentum == Bf16MomentumSyncOp::kFast + 1);
 static_assert(has_roles_of<AdamWStep<5, float, SyncOp>>(TableOp::kAdamW));
 static_assert(has_roles_of<AdamWStep<6, float, MomentumSyncOp>>(TableOp::kAdamWMomentum));
 static_assert(has_roles_of<CompactSyncOp>(TableOp::kCompactSync) && roles_of(TableOp::kCompactSync).compact);

@@ -42,8 +42,9 @@ LOOKAHEAD_KERNEL_FN void unknown_pair_code(int64_t code) {
 constexpr int kThreads = 256;  // >= the elements of one vector step, so one pass covers head and tail
 // Vector steps in flight per thread (loads first, then math and stores), by the tensors of a table
 // entry: 4 for two; 2 for three, whose steps hold up to 5 packs (a 16-bit fast tensor with two
-// float32 state tensors): 4 of those would not fit the 128 registers of two blocks per SM, and the
-// compiler then interleaves loads with math; 1 for AdamW's five and six, whose steps hold up to 8.
+// float32 state tensors; float32 fast and slow with a bfloat16 momentum, whose steps are 8 elements):
+// 4 of those would not fit the 128 registers of two blocks per SM, and the compiler then interleaves
+// loads with math; 1 for AdamW's five and six, whose steps hold up to 8.
 template <int kDepth>
 constexpr int kUnrollFor = kDepth == 2 ? 4 : kDepth == 3 ? 2 : 1;
 constexpr int kMinBlocksPerSM = 2;  // caps registers at 128 a thread: two blocks of 256 threads fit an SM
@@ -107,20 +108,21 @@ using CudaBF16 = __nv_bfloat16;
 template <typename S, typename T>
 LOOKAHEAD_KERNEL_FN T round_to(T v) { return widen(narrow<S>(v)); }
 
-// One element of a sync (element_math.h) on storage values: `fast`, and the state values in S. The
-// states are spelled out, not looped over: a loop here, even unrolled, changed how the compiler
-// unrolls the walker's leftover steps.
-template <typename F, typename S, typename Math>
-LOOKAHEAD_KERNEL_FN void sync_element(F& fast, S* state, const Math& math) {
+// One element of a sync (element_math.h) on storage values: `fast`, the slow weight in S and, for a
+// two-state update, the outer momentum in M (S, or bfloat16 beside a float32 slow weight; unused
+// and may be null for one state). The states are spelled out, not looped over: a loop here, even
+// unrolled, changed how the compiler unrolls the walker's leftover steps.
+template <typename M, typename F, typename S, typename Math>
+LOOKAHEAD_KERNEL_FN void sync_element(F& fast, S& slow, M* momentum, const Math& math) {
   static_assert(Math::kStates == 1 || Math::kStates == 2);
   using T = opmath_t<S>;
   T values[Math::kStates];
-  values[0] = widen(state[0]);
-  if constexpr (Math::kStates == 2) values[1] = widen(state[1]);
-  math(T(widen(fast)), values, [](T x) { return round_to<S>(x); });
-  state[0] = narrow<S>(values[0]);
-  if constexpr (Math::kStates == 2) state[1] = narrow<S>(values[1]);
-  fast = narrow<F>(widen(state[0]));
+  values[0] = widen(slow);
+  if constexpr (Math::kStates == 2) values[1] = widen(*momentum);
+  math(T(widen(fast)), values, [](T x) { return round_to<M>(x); });
+  slow = narrow<S>(values[0]);
+  if constexpr (Math::kStates == 2) *momentum = narrow<M>(values[1]);
+  fast = narrow<F>(widen(slow));
 }
 
 // The fused updates, one op each, as the walker (run_range) sees them: an entry's first kFast
@@ -138,7 +140,7 @@ struct SyncOp {
   template <typename F, typename S>
   LOOKAHEAD_KERNEL_FN void element(F* fast, S* state) const {
     using T = opmath_t<S>;
-    sync_element(fast[0], state, SyncMath<T, bool>{two_sided_lerp<T>(alpha, lerp_from_slow(alpha))});
+    sync_element<S>(fast[0], state[0], nullptr, SyncMath<T, bool>{two_sided_lerp<T>(alpha, lerp_from_slow(alpha))});
   }
 };
 
@@ -164,11 +166,29 @@ struct MomentumSyncOp {
   bool nesterov;
   LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
   LOOKAHEAD_KERNEL_FN MomentumSyncOp resolved() const { return *this; }
+  template <typename T>
+  LOOKAHEAD_KERNEL_FN MomentumSyncMath<T, bool, bool> math() const {
+    return {two_sided_lerp<T>(alpha, lerp_from_slow(alpha)), T(mu), nesterov};
+  }
   template <typename F, typename S>
   LOOKAHEAD_KERNEL_FN void element(F* fast, S* state) const {
-    using T = opmath_t<S>;
-    sync_element(fast[0], state,
-                 MomentumSyncMath<T, bool, bool>{two_sided_lerp<T>(alpha, lerp_from_slow(alpha)), T(mu), nesterov});
+    sync_element<S>(fast[0], state[0], &state[1], math<opmath_t<S>>());
+  }
+};
+
+// [NOTE: bf16 momentum step] The momentum sync of an entry whose outer momentum is bfloat16 beside
+// float32 slow weights (LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h): table_thread runs it for a
+// MomentumSyncOp on those codes only. The walker hands the state tensors over as float32 (S); its
+// steps (Step and ScalarStep for this op, below) read the momentum as bfloat16. The math is
+// MomentumSyncMath in float32, the new momentum rounded as bfloat16 storage rounds it.
+struct Bf16MomentumSyncOp {
+  static constexpr int kDepth = 3, kFast = 1, kStates = 2;
+  static constexpr unsigned kReadOnly = 0;
+  using Momentum = __nv_bfloat16;
+  MomentumSyncOp op;
+  template <typename F>
+  LOOKAHEAD_KERNEL_FN void element(F& fast, float& slow, Momentum& momentum) const {
+    sync_element<Momentum>(fast, slow, &momentum, op.math<float>());
   }
 };
 
@@ -346,6 +366,42 @@ struct Step<F, S, CompactSyncOp, Mem> {
   }
 };
 
+// A vector step of the momentum sync with a bfloat16 momentum: 8 elements, one 16-byte pack of
+// momentum, two of float32 slow weights and one or two of the fast tensor.
+// see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
+template <typename F, typename S, typename Mem>
+struct Step<F, S, Bf16MomentumSyncOp, Mem> {
+  static_assert(std::is_same_v<S, float>);
+  using M = Bf16MomentumSyncOp::Momentum;
+  static constexpr int kElems = Pack<M>::kSize;
+  static constexpr int kFastPacks = kElems / Pack<F>::kSize;
+  static constexpr int kSlowPacks = kElems / Pack<S>::kSize;
+  Pack<F> fast[kFastPacks];
+  Pack<S> slow[kSlowPacks];
+  Pack<M> momentum;
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t at) {
+#pragma unroll
+    for (int k = 0; k < kFastPacks; ++k) fast[k] = Mem::load_pack(f[0] + at + k * Pack<F>::kSize);
+#pragma unroll
+    for (int k = 0; k < kSlowPacks; ++k) slow[k] = Mem::load_pack(s[0] + at + k * Pack<S>::kSize);
+    momentum = Mem::load_pack(reinterpret_cast<const M*>(s[1]) + at);
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const Bf16MomentumSyncOp& op) {
+#pragma unroll
+    for (int j = 0; j < kElems; ++j) {
+      constexpr int kFastSize = Pack<F>::kSize, kSlowSize = Pack<S>::kSize;
+      op.element(fast[j / kFastSize].v[j % kFastSize], slow[j / kSlowSize].v[j % kSlowSize], momentum.v[j]);
+    }
+  }
+  LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t at) const {
+#pragma unroll
+    for (int k = 0; k < kFastPacks; ++k) Mem::store_pack(f[0] + at + k * Pack<F>::kSize, fast[k]);
+#pragma unroll
+    for (int k = 0; k < kSlowPacks; ++k) Mem::store_pack(s[0] + at + k * Pack<S>::kSize, slow[k]);
+    Mem::store_pack(reinterpret_cast<M*>(s[1]) + at, momentum);
+  }
+};
+
 // One element of every tensor of an entry, at index i: loaded, updated, stored.
 template <typename Mem, typename F, typename S, typename Op>
 struct ScalarStep {
@@ -383,6 +439,25 @@ struct ScalarStep<Mem, F, S, CompactSyncOp> {  // the compact sync's element, as
     Mem::store(f[0] + i, fast);
     Mem::store(reinterpret_cast<uint16_t*>(s[0]) + i, high);
     Mem::store(reinterpret_cast<int8_t*>(s[1]) + i, residual);
+  }
+};
+
+template <typename Mem, typename F, typename S>
+struct ScalarStep<Mem, F, S, Bf16MomentumSyncOp> {  // one element, as the op's vector step reads it
+  using M = Bf16MomentumSyncOp::Momentum;
+  F fast;
+  S slow;
+  M momentum;
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t i) {
+    fast = Mem::load(f[0] + i);
+    slow = Mem::load(s[0] + i);
+    momentum = Mem::load(reinterpret_cast<const M*>(s[1]) + i);
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const Bf16MomentumSyncOp& op) { op.element(fast, slow, momentum); }
+  LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t i) const {
+    Mem::store(f[0] + i, fast);
+    Mem::store(s[0] + i, slow);
+    Mem::store(reinterpret_cast<M*>(s[1]) + i, momentum);
   }
 };
 
@@ -514,7 +589,10 @@ LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t
     const int64_t chunk_end = lo + chunk_elems;
     const int64_t numel = entry[Gate::kDepth];
     const int64_t hi = chunk_end < numel ? chunk_end : numel;
-    if constexpr (HasCompactState<std::remove_const_t<decltype(op)>>::value) {
+    using OpT = std::remove_const_t<decltype(op)>;
+#define LOOKAHEAD_CUDA_CASE(code, fast, state) \
+  case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, entry_index, lo, hi, op, tid); break;
+    if constexpr (HasCompactState<OpT>::value) {
       switch (pair_code_of(entry[Gate::kDepth + 1])) {  // the state tensors go as bytes (CompactSyncOp)
 #define LOOKAHEAD_CUDA_COMPACT_CASE(code, fast) \
   case code: run_entry<Mem, Cuda##fast, int8_t>(entry, entry_index, lo, hi, op, tid); break;
@@ -522,15 +600,23 @@ LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t
 #undef LOOKAHEAD_CUDA_COMPACT_CASE
         default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));
       }
+    } else if constexpr (std::is_same_v<OpT, MomentumSyncOp>) {
+      // see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
+      switch (pair_code_of(entry[Gate::kDepth + 1])) {
+        LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_CUDA_CASE)
+#define LOOKAHEAD_CUDA_BF16_MOMENTUM_CASE(code, fast, state) \
+  case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, entry_index, lo, hi, Bf16MomentumSyncOp{op}, tid); break;
+        LOOKAHEAD_BF16_MOMENTUM_PAIRS(LOOKAHEAD_CUDA_BF16_MOMENTUM_CASE)
+#undef LOOKAHEAD_CUDA_BF16_MOMENTUM_CASE
+        default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));
+      }
     } else {
       switch (pair_code_of(entry[Gate::kDepth + 1])) {
-#define LOOKAHEAD_CUDA_CASE(code, fast, state) \
-  case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, entry_index, lo, hi, op, tid); break;
         LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_CUDA_CASE)
-#undef LOOKAHEAD_CUDA_CASE
         default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));
       }
     }
+#undef LOOKAHEAD_CUDA_CASE
   }
 }
 

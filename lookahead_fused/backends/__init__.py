@@ -58,12 +58,12 @@ def _device_types(name: str) -> tuple[str, ...] | None:
 
 
 def group_pairs(*lists):
-    """The lists (fast, slow[, momentum]) split into groups with one device and one (fast, slow) dtype
-    pair each, in first-seen order: [(firsts, seconds[, thirds])], entry i of a group taking the
-    i-th tensor of each of its lists."""
+    """The lists (fast, slow[, momentum]) split into groups with one device and one dtype per list
+    each, in first-seen order: [(firsts, seconds[, thirds])], entry i of a group taking the i-th
+    tensor of each of its lists."""
     groups: dict[tuple, tuple[list, ...]] = {}
     for tensors in zip(*lists):
-        columns = groups.setdefault((tensors[0].device, tensors[0].dtype, tensors[1].dtype), tuple([] for _ in lists))
+        columns = groups.setdefault((tensors[0].device, *(t.dtype for t in tensors)), tuple([] for _ in lists))
         for column, t in zip(columns, tensors):
             column.append(t)
     return list(groups.values())

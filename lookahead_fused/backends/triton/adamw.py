@@ -176,4 +176,4 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
                 NESTEROV=bool(nesterov), COLUMNS=DERIVED_COLUMNS, num_warps=warps,
             )  # fmt: skip
 
-        run_plan(cached_plan(_adamw_plans, lists, 4, _AdamWPlan, "lookahead_adamw_step_"), device, launch)
+        run_plan(cached_plan(_adamw_plans, lists, _AdamWPlan, "lookahead_adamw_step_"), device, launch)

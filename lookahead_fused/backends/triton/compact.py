@@ -128,7 +128,7 @@ def _run(lists, alpha, gate=None) -> None:
     if not lists[0]:
         return
     device = lists[0][0].device
-    plan = cached_plan(compact_plans, lists, 1, _Plan, "triton_compact_sync_")
+    plan = cached_plan(compact_plans, lists, _Plan, "triton_compact_sync_")
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         run_plan(plan, device, lambda table, block, warps: _launch(table, block, warps, alpha, gate))
 

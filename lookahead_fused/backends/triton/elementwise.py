@@ -26,13 +26,14 @@ def round_to(x, DTYPE: tl.constexpr):
 
 @triton.jit
 def sync_values(fo, so, fast, slow, mom, offsets, mask, w, mu, FAST, SLOW, OPMATH, LERP_SIDE, MOMENTUM, NESTEROV):
-    """The sync of fast values `fo` (opmath) with slow values `so`: stores slow, fast and the momentum."""
+    """The sync of fast values `fo` (opmath) with slow values `so`: stores slow, fast and the momentum
+    (in `mom`'s own dtype: see [NOTE: entry dtypes] in csrc/table.h)."""
     # The two-sided lerp as in the C++ kernels (see [NOTE: two-sided lerp] in csrc/element_math.h).
     target = fo
     # a lerp toward f + mu * (nesterov ? m_new : m_old): see [NOTE: momentum sync] in csrc/element_math.h
     if MOMENTUM:
         mo = tl.load(mom + offsets, mask=mask).to(OPMATH)
-        m_new = round_to(mu * mo + (fo - so), SLOW)
+        m_new = round_to(mu * mo + (fo - so), mom.dtype.element_ty)
         if NESTEROV:
             target = fo + mu * m_new.to(OPMATH)
         else:

@@ -89,12 +89,12 @@ class Table:
         self.chunks = table[(depth + 1 + (extra is not None)) * n :]
 
 
-def cached_plan(plans: OrderedDict, lists, state_index: int, build, op: str):
+def cached_plan(plans: OrderedDict, lists, build, op: str):
     """The plan of `lists` from `plans` (an LRU of _CACHED_PLANS), keyed by content: every address,
-    the sizes, and the dtypes of lists[0] and lists[state_index]; build(lists, device) on a miss."""
+    the sizes, and every tensor's dtype; build(lists, device) on a miss."""
     device = lists[0][0].device
-    key = (device, len(lists), tuple((*(t.data_ptr() for t in tensors), tensors[0].numel(), tensors[0].dtype,
-                                      tensors[state_index].dtype) for tensors in zip(*lists)))  # fmt: skip
+    key = (device, len(lists), tuple((*(t.data_ptr() for t in tensors), tensors[0].numel(), *(t.dtype for t in tensors))
+                                     for tensors in zip(*lists)))  # fmt: skip
     plan = plans.get(key)
     if plan is None:
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():

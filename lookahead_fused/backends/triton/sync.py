@@ -48,7 +48,7 @@ def table_kernel(
     fast_addresses, slow_addresses, mom_addresses, numels, chunks, num_chunks, alpha_ptr, mu_ptr, step_ptr, k,
     FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, SWAP: tl.constexpr,
     LERP_SIDE: tl.constexpr, GATED: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
-    CHUNK_BITS: tl.constexpr, MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr,
+    CHUNK_BITS: tl.constexpr, MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr, MOM: tl.constexpr,
 ):  # fmt: skip
     """[NOTE: Triton vector accesses] Addresses loaded from an int64 table carry no alignment, and a
     mask that depends on numel is not uniform over a vector, so Triton emits 2- and 4-byte accesses.
@@ -65,7 +65,7 @@ def table_kernel(
             pair, start, offsets = chunk_of(chunks, c, CHUNK_BITS, BLOCK)
             fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
             slow = tl.load(slow_addresses + pair).to(tl.pointer_type(SLOW))
-            mom = tl.load(mom_addresses + pair).to(tl.pointer_type(SLOW))  # slow's own table without MOMENTUM
+            mom = tl.load(mom_addresses + pair).to(tl.pointer_type(MOM))  # slow's own table without MOMENTUM
             if ALIGNED:
                 fast = tl.multiple_of(fast, 16)
                 slow = tl.multiple_of(slow, 16)
@@ -87,6 +87,7 @@ class _Group(Table):
         self.momentum = len(lists) == 3
         self.fast_addresses, self.slow_addresses = self.addresses[:2]
         self.mom_addresses = self.addresses[2] if self.momentum else self.slow_addresses
+        self.mom_dtype = lists[2][0].dtype if self.momentum else self.slow_dtype  # bfloat16 beside float32 slow, or slow's
 
 
 class _Plan:
@@ -101,7 +102,7 @@ sync_plans: OrderedDict = OrderedDict()  # the LRU of cached_plan; tests read it
 
 
 def _plan_for(lists) -> _Plan:
-    return cached_plan(sync_plans, lists, 1, _Plan, "triton_sync_")
+    return cached_plan(sync_plans, lists, _Plan, "triton_sync_")
 
 
 def _launch(group: _Group, block, warps, alpha, swap, gate=None, mu=0.0, nesterov=False):
@@ -119,7 +120,7 @@ def _launch(group: _Group, block, warps, alpha, swap, gate=None, mu=0.0, nestero
         alpha_tensor, mu_tensor, step, k,
         FAST=TL_DTYPES[group.fast_dtype], SLOW=TL_DTYPES[group.slow_dtype], OPMATH=TL_DTYPES[opmath],
         SWAP=swap, LERP_SIDE=side, GATED=gate is not None, ALIGNED=group.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS,
-        MOMENTUM=group.momentum, NESTEROV=bool(nesterov), num_warps=warps,
+        MOMENTUM=group.momentum, NESTEROV=bool(nesterov), MOM=TL_DTYPES[group.mom_dtype], num_warps=warps,
     )  # fmt: skip
 
 

@@ -1,0 +1,67 @@
+"""Does keeping the outer momentum in bfloat16 cost quality? Lookahead with SNOO's outer momentum
+(mu 0.9, Nesterov) on scikit-learn's digits (robustness.py's split and 64-64-10 MLP, float32
+params), its outer momentum kept two ways beside float32 slow weights:
+
+    exact       float32 outer momentum (momentum_dtype=None)
+    bf16        momentum_dtype=torch.bfloat16: 2 bytes, rounded to nearest even at each sync
+
+Adam (lr 1e-3, and a hot 1e-2) inside, k=5, alpha=0.5; five seeds each (initial weights and batch
+order); the validation loss of the slow weights after every epoch, and the per-seed difference of
+the final losses (bf16 - exact) against the seeds' spread.
+
+    python bench/paper/compact_momentum.py        # table + bench/paper/results/compact_momentum.png
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import torch
+from results_io import RESULTS, plot_seed_curves, run_seed_study
+from robustness import digits_split, train
+
+K, ALPHA, MU = 5, 0.5, 0.9
+SETTINGS = {"exact": None, "bf16": torch.bfloat16}  # label: momentum_dtype
+
+
+def lookahead_options(setting: str) -> dict:
+    return {"outer_momentum": MU, "nesterov": True, "momentum_dtype": SETTINGS[setting]}
+
+
+def curve(setting: str, lr: float, seed: int, epochs: int, data) -> list[float]:
+    adam = lambda params: torch.optim.Adam(params, lr=lr)  # noqa: E731
+    return train(adam, True, epochs, data, seed, alpha=ALPHA, **lookahead_options(setting))
+
+
+def study(lrs=(1e-3, 1e-2), seeds=range(5), epochs=30) -> dict:
+    data = digits_split()
+    out = {"lrs": list(lrs), "seeds": list(seeds), "epochs": epochs, "k": K, "alpha": ALPHA, "outer_momentum": MU,
+           "nesterov": True, "runs": {}}  # fmt: skip
+    for lr in lrs:
+        for setting in SETTINGS:
+            out["runs"][f"{setting} @ lr {lr}"] = [curve(setting, lr, seed, epochs, data) for seed in seeds]
+    return out
+
+
+def print_differences(data: dict) -> None:
+    """Per lr: each seed's final loss, bf16 - exact, against the exact runs' spread over the seeds."""
+    for lr in data["lrs"]:
+        exact = [c[-1] for c in data["runs"][f"exact @ lr {lr}"]]
+        diffs = [c[-1] - e for c, e in zip(data["runs"][f"bf16 @ lr {lr}"], exact)]
+        spread = f"exact's std over seeds {statistics.stdev(exact):.4f}, range {max(exact) - min(exact):.4f}"
+        print(f"lr {lr}: bf16 - exact per seed: {' '.join(f'{d:+.4f}' for d in diffs)}; "
+              f"mean {statistics.fmean(diffs):+.4f}; {spread}")  # fmt: skip
+
+
+def plot(data: dict, path) -> None:
+    plot_seed_curves(data, path, list(SETTINGS), "inner Adam")  # mu and Nesterov: in the json; a longer title overlaps
+
+
+def main(argv=None):
+    run_seed_study("compact_momentum", __doc__, study, plot, argv)
+    print_differences(json.loads((RESULTS / "compact_momentum.json").read_text()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Does keeping the outer momentum in bfloat16 cost quality on a language model? The character-level
+transformer of char_lm.py (float32 params) trained with Lookahead(AdamW) and SNOO's outer momentum
+(mu 0.9, Nesterov), the momentum kept the two ways of compact_momentum.py (exact float32, and
+momentum_dtype=torch.bfloat16), five seeds each (initial weights and batches); the validation loss
+of the slow weights every EVERY steps.
+
+    python bench/paper/compact_momentum_lm.py     # table + bench/paper/results/compact_momentum_lm.png
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from char_lm import corpus, train, validation_windows
+from compact_momentum import ALPHA, K, MU, SETTINGS, lookahead_options, print_differences
+from results_io import plot_seed_curves, print_summary, save
+
+from lookahead_fused import Lookahead
+
+EVERY = 50
+
+
+def make_optimizer(setting: str, lr: float):
+    return lambda params: Lookahead(torch.optim.AdamW(params, lr=lr, weight_decay=0.01), k=K, alpha=ALPHA,
+                                    **lookahead_options(setting))  # fmt: skip
+
+
+def study(lrs, seeds, steps: int) -> dict:
+    train_text, val, source = corpus()
+    data = (train_text, validation_windows(val))
+    out = {"lrs": list(lrs), "seeds": list(seeds), "steps": steps, "every": EVERY, "k": K, "alpha": ALPHA,
+           "outer_momentum": MU, "nesterov": True, "corpus": source, "runs": {}}  # fmt: skip
+    for lr in lrs:
+        for setting in SETTINGS:
+            out["runs"][f"{setting} @ lr {lr}"] = [train(make_optimizer(setting, lr), steps, EVERY, data, seed)
+                                                   for seed in seeds]  # fmt: skip
+            print(f"done: {setting} @ lr {lr}", flush=True)
+    return out
+
+
+def plot(data: dict, path) -> None:
+    plot_seed_curves(data, path, list(SETTINGS), "inner AdamW", task=f"char LM, mu={MU} Nesterov",
+                     x_label="step", x_step=data["every"])  # fmt: skip
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--lr", type=float, nargs="+", default=[3e-3])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # small matrices: threads only add noise
+    data = study(args.lr, range(args.seeds), args.steps)
+    print(f"corpus: {data['corpus']}")
+    print_summary(data)
+    print_differences(data)
+    save("compact_momentum_lm", data, plot)
+
+
+if __name__ == "__main__":
+    main()
