@@ -43,6 +43,8 @@ MODES = [
     ("LookaheadAdamW, exact", torch.float32, lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5)),
     ("LookaheadAdamW + outer momentum (SNOO)", torch.float32,
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9)),
+    ("LookaheadAdamW + outer momentum, momentum_dtype=bfloat16", torch.float32,
+     lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, momentum_dtype=torch.bfloat16)),
 ]  # fmt: skip
 
 

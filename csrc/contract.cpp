@@ -209,8 +209,7 @@ void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Ten
                     "; the kernel reads both where it runs");
 }
 
-void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum, const char* op,
-                            bool bf16_momentum) {
+void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum, const char* op) {
   check_sync_pairs(fast, slow, op);
   check_lengths(op, fast, momentum, "momentum");
   const at::Device device = device_of_first(fast);
@@ -218,15 +217,14 @@ void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::Tensor
     prefetch_ahead(momentum, i);
     const at::Tensor& m = momentum[i];
     const bool kept = m.scalar_type() == slow[i].scalar_type() ||
-                      (bf16_momentum && m.scalar_type() == at::kBFloat16 &&
+                      (m.scalar_type() == at::kBFloat16 &&
                        bf16_momentum_code(fast[i].scalar_type(), slow[i].scalar_type()) >= 0);
     if (plainly_alike(m, slow[i], device) && kept) continue;
     check_tensor(m, Where{op, i, "momentum"});
     TORCH_CHECK_VALUE(kept, op, ": pair ", i, ": momentum has dtype ", python_dtype(m.scalar_type()), " but slow has ",
                       python_dtype(slow[i].scalar_type()),
-                      bf16_momentum ? "; the outer momentum is kept in the slow weights' dtype, or in bfloat16 beside "
-                                      "float32 slow weights"
-                                    : "; the outer momentum is kept in the slow weights' dtype");
+                      "; the outer momentum is kept in the slow weights' dtype, or in bfloat16 beside float32 slow "
+                      "weights");
     check_pair_layout(op, i, m, slow[i], fast[0].device(), "momentum", "slow");
   }
 }
@@ -234,7 +232,7 @@ void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::Tensor
 void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists) {
   switch (op) {
     case TableOp::kSync: return check_sync_pairs(lists[0], lists[1]);
-    case TableOp::kMomentumSync: return check_momentum_triples(lists[0], lists[1], lists[2], "lookahead_sync_", true);
+    case TableOp::kMomentumSync: return check_momentum_triples(lists[0], lists[1], lists[2]);
     case TableOp::kCompactSync: return check_compact_triples(lists[0], lists[1], lists[2]);
     default: TORCH_CHECK(false, "lookahead_fused: check_sync_entries takes the sync ops only");
   }
@@ -329,7 +327,7 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
   if (lists[5].empty()) {
     check_sync_pairs(params, lists[4], op);
   } else {
-    check_momentum_triples(params, lists[4], lists[5], op, /*bf16_momentum=*/false);
+    check_momentum_triples(params, lists[4], lists[5], op);
   }
   check_adamw_hyper(params, hyper, rows);
 }

@@ -27,10 +27,10 @@ bool plainly_alike(const at::Tensor& a, const at::Tensor& b, const at::Device& d
 // The per-pair checks: dtypes, shapes, strides, density, device.
 void check_sync_pairs(at::TensorList fast, at::TensorList slow, const char* op = "lookahead_sync_");
 void check_swap_pairs(at::TensorList first, at::TensorList second);
-// The pairs, and a momentum list beside them: slow's dtype (or with `bf16_momentum` bfloat16 beside
-// float32 slow weights, see [NOTE: entry dtypes] in csrc/table.h), shape and strides, the same device.
+// The pairs, and a momentum list beside them: slow's dtype (or bfloat16 beside float32 slow weights,
+// see [NOTE: entry dtypes] in csrc/table.h), shape and strides, the same device.
 void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
-                            const char* op = "lookahead_sync_", bool bf16_momentum = true);
+                            const char* op = "lookahead_sync_");
 // [NOTE: overlap once per plan] No two tensors share memory. Its outcome depends only on addresses,
 // sizes and dtypes, which a cached plan's key holds, so a plan found in the cache has passed it
 // already, and neither the ops nor check_sync_lists repeat it for one.

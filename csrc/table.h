@@ -60,8 +60,9 @@ namespace lookahead_fused {
   X(7, F16)                        \
   X(8, BF16)
 constexpr int64_t kCompactStateBytes = 3;  // one bfloat16 and one int8
-//   X(code, fast token, slow token): the momentum sync's entries whose outer momentum is bfloat16 beside
-//   float32 slow weights (momentum_dtype=torch.bfloat16; see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)
+//   X(code, fast token, slow token): the entries with outer momentum (the momentum sync's and AdamW's)
+//   whose momentum is bfloat16 beside float32 slow weights (momentum_dtype=torch.bfloat16;
+//   see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)
 #define LOOKAHEAD_BF16_MOMENTUM_PAIRS(X) \
   X(9, F32, F32)                         \
   X(10, F16, F32)                        \
@@ -119,7 +120,7 @@ inline constexpr EntryRoles roles_of(TableOp op) {
     case TableOp::kSwap: return {2, 1};
     case TableOp::kMomentumSync: return {3, 1, false, 2};
     case TableOp::kAdamW: return {5, 4};
-    case TableOp::kAdamWMomentum: return {6, 4};
+    case TableOp::kAdamWMomentum: return {6, 4, false, 5};
     case TableOp::kCompactSync: return {3, 1, true};
   }
   return {0, 0};

@@ -76,12 +76,6 @@ class LookaheadAdamW(Lookahead):
                 "LookaheadAdamW does not take slow_dtype='bf16+int8' yet (its fused step keeps exact slow weights); "
                 "use Lookahead(torch.optim.AdamW(...), slow_dtype='bf16+int8')"
             )
-        if momentum_dtype is not None:  # see [NOTE: bf16 outer momentum] in lookahead_fused/options.py
-            raise ValueError(
-                f"LookaheadAdamW does not take momentum_dtype={momentum_dtype!r} yet (its fused step keeps the outer "
-                "momentum in the slow weights' dtype); it takes momentum_dtype=None, or use "
-                "Lookahead(torch.optim.AdamW(...), outer_momentum=..., momentum_dtype=torch.bfloat16)"
-            )
         if isinstance(alpha, str) and alpha == ADAPTIVE:
             raise ValueError("LookaheadAdamW takes a number alpha; for alpha='adaptive' use Lookahead(torch.optim.AdamW(...))")
         inner = torch.optim.AdamW(
@@ -93,7 +87,7 @@ class LookaheadAdamW(Lookahead):
         self._cached_layout: Layout | None = None
         super().__init__(
             inner, k, alpha, pullback_momentum=pullback_momentum, outer_momentum=outer_momentum, nesterov=nesterov,
-            slow_dtype=slow_dtype, backend=backend, capturable=capturable,
+            slow_dtype=slow_dtype, momentum_dtype=momentum_dtype, backend=backend, capturable=capturable,
         )  # fmt: skip
         if capturable and self._sync.strided_ids:
             raise ValueError("LookaheadAdamW(capturable=True) needs dense params (a strided view runs the host loop)")

@@ -35,10 +35,10 @@ def allowed_slow_dtypes(fast_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
 DTYPE_PAIRS = tuple((fast, slow) for fast in FAST_DTYPES for slow in allowed_slow_dtypes(fast))  # (fast, slow)
 
 
-def allowed_momentum_dtypes(slow_dtype: torch.dtype, *, bf16_momentum: bool = True) -> tuple[torch.dtype, ...]:
-    """The outer momentum is kept in the slow weights' dtype, or (the momentum sync's entries,
-    `bf16_momentum`) in bfloat16 beside float32 slow weights (see [NOTE: entry dtypes] in csrc/table.h)."""
-    if bf16_momentum and slow_dtype == torch.float32:
+def allowed_momentum_dtypes(slow_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
+    """The outer momentum is kept in the slow weights' dtype, or in bfloat16 beside float32 slow
+    weights (see [NOTE: entry dtypes] in csrc/table.h)."""
+    if slow_dtype == torch.float32:
         return (slow_dtype, torch.bfloat16)
     return (slow_dtype,)
 
@@ -184,12 +184,11 @@ def _check_pair_layout(i: int, a: torch.Tensor, b: torch.Tensor, *, op: str, nam
         raise ValueError(f"{op}: pair {i}: {first} has strides {a.stride()} but {second} has strides {b.stride()}")
 
 
-def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True, bf16_momentum: bool = True) -> None:
+def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True) -> None:
     """Validate the tensor lists of a lookahead_sync_ call: the pairs, and with `momentum` the outer
     momentum beside slow (its dtype, shape and strides), as csrc/contract.cpp's check_sync_lists, word
     for word. alpha and mu are checked apart (check_alpha, check_mu). overlap=False leaves the overlap
-    check to a caller that has more lists; bf16_momentum=False refuses a bfloat16 momentum beside
-    float32 slow weights (AdamW's fused step keeps it in slow's dtype)."""
+    check to a caller that has more lists."""
     op = "lookahead_sync_"
     check_lists(fast, slow, op=op)
     if momentum is not None:
@@ -208,11 +207,10 @@ def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True, bf16_mo
         _check_pair_layout(i, f, s, op=op)
     for i, (s, m) in enumerate(zip(slow, momentum or ())):
         check_param_tensor(m, where=f"{op}: pair {i}: momentum")
-        if m.dtype not in allowed_momentum_dtypes(s.dtype, bf16_momentum=bf16_momentum):
-            beside = ", or in bfloat16 beside float32 slow weights" if bf16_momentum else ""
+        if m.dtype not in allowed_momentum_dtypes(s.dtype):
             raise ValueError(
                 f"{op}: pair {i}: momentum has dtype {m.dtype} but slow has {s.dtype}; "
-                f"the outer momentum is kept in the slow weights' dtype{beside}"
+                "the outer momentum is kept in the slow weights' dtype, or in bfloat16 beside float32 slow weights"
             )
         _check_pair_layout(i, m, s, op=op, names=("momentum", "slow"))
     if overlap:
@@ -275,7 +273,7 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
             raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
     if momentum:
         check_mu(mu, where="lookahead_sync_: outer momentum mu")
-    check_sync_lists(params, slow, momentum or None, overlap=False, bf16_momentum=False)
+    check_sync_lists(params, slow, momentum or None, overlap=False)
     for i, p in enumerate(params):
         for name, tensors in others.items():
             t = tensors[i]

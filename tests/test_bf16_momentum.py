@@ -2,7 +2,8 @@
 (see [NOTE: bf16 outer momentum] in lookahead_fused/options.py). Each sync's momentum against the float64
 momentum sync of the same pre-sync values (within 1 % of the tensor's max |m|, and the rounding's
 2^-8 per element), the bytes counted, every backend and the gated path alike, checkpoints (mid-period
-bit for bit; an exact one converts with one warning, and back), and what is refused."""
+bit for bit; an exact one converts with one warning, and back), LookaheadAdamW's fused pass, and what
+is refused."""
 
 import copy
 
@@ -14,6 +15,7 @@ from lookahead_fused.backends.reference import momentum_sync_float64
 from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_PARAM
 
 from .helpers import assert_bitwise_equal, make_params, run, set_grads, snapshot
+from .matrix import check_momentum_against_contract
 
 SHAPES = ((3, 4), (3,), (5,))
 OPTIONS = {"k": 3, "alpha": 0.7, "outer_momentum": 0.9, "nesterov": True}
@@ -139,16 +141,44 @@ def test_params_whose_slow_weights_are_not_float32_or_bfloat16_are_refused(dtype
     assert_bitwise_equal(params, before)
 
 
-def test_lookahead_adamw_refuses_it_and_its_op_refuses_a_bf16_momentum(backend):
-    params = make_params(dtype=torch.float32, shapes=SHAPES)
-    with pytest.raises(ValueError, match="LookaheadAdamW does not take momentum_dtype=torch.bfloat16 yet"):
-        LookaheadAdamW(params, outer_momentum=0.9, momentum_dtype=torch.bfloat16)
-    p = torch.randn(4)
-    lists = [[p], [torch.randn(4)], [torch.zeros(4)], [torch.zeros(4)], [p.clone()]]
-    momentum = [torch.zeros(4, dtype=torch.bfloat16)]
-    before = snapshot([t for column in lists for t in column] + momentum)
-    hyper = torch.tensor([[1e-3, 0.9, 0.999, 1e-8, 0.0, 1.0, 0.5, 1.0, 0.0]], dtype=torch.float64)
-    with pytest.raises(ValueError, match="pair 0: momentum has dtype torch.bfloat16 but slow has torch.float32"):
-        ops.lookahead_adamw_step_(*lists, hyper, torch.zeros(1, dtype=torch.int64), momentum=momentum, mu=0.9,
-                                  nesterov=True, backend=backend)  # fmt: skip
-    assert_bitwise_equal([t for column in lists for t in column] + momentum, before)
+def test_lookahead_adamw_keeps_it_in_its_fused_pass(backend):
+    """LookaheadAdamW(momentum_dtype=torch.bfloat16): the momentum in bfloat16, the same trajectory on
+    the host-decided and the gated path bit for bit, and Lookahead(AdamW)'s with the same options within
+    float32 rounding (the fused AdamW rounds like torch's to a few ulp, and the bfloat16 rounding of m
+    passes such a difference on as at most one bfloat16 ulp of m)."""
+    runs = []
+    for options in ({"backend": backend}, {"backend": backend, "capturable": True}):
+        params = make_params(dtype=torch.float32, shapes=SHAPES)
+        opt = LookaheadAdamW(params, lr=0.05, weight_decay=0.01, **OPTIONS, momentum_dtype=torch.bfloat16, **options)
+        run(opt, params, 10)
+        assert all(opt.state[p][OUTER_MOMENTUM].dtype == torch.bfloat16 for p in params)
+        runs.append(params)
+    assert_bitwise_equal(runs[1], runs[0])
+    composed_params = make_params(dtype=torch.float32, shapes=SHAPES)
+    composed = Lookahead(torch.optim.AdamW(composed_params, lr=0.05, weight_decay=0.01), **OPTIONS,
+                         momentum_dtype=torch.bfloat16, backend=backend)  # fmt: skip
+    run(composed, composed_params, 10)
+    for ours, theirs in zip(runs[0], composed_params):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_the_adamw_op_takes_a_bf16_momentum_as_the_momentum_sync_does(backend):
+    """lookahead_adamw_step_ on a sync row with a bfloat16 momentum: AdamW's step, then the momentum
+    sync of the new param, within the op contract's bounds of its float64 evaluation (the new param
+    taken from the same step run alone, a sync flag of 0)."""
+    g = torch.Generator().manual_seed(3)
+    sizes = [1, 7, 4097]
+    params, grads = [torch.randn(n, generator=g) for n in sizes], [torch.randn(n, generator=g) for n in sizes]
+    slow = [p + 0.01 * torch.randn(p.shape, generator=g) for p in params]
+    momentum = [(0.1 * torch.randn(n, generator=g)).to(torch.bfloat16) for n in sizes]
+    moments = [[torch.zeros(n) for n in sizes] for _ in range(2)]
+    row = [1e-3, 0.9, 0.999, 1e-8, 0.0, 1.0, 0.7, 1.0, 0.0]  # lr, betas, eps, weight decay, step, alpha, sync, maximize
+    rows = torch.zeros(len(sizes), dtype=torch.int64)
+    stepped = snapshot(params)
+    no_sync = torch.tensor([row[:7] + [0.0, 0.0]], dtype=torch.float64)
+    ops.lookahead_adamw_step_(stepped, grads, *map(snapshot, moments), snapshot(slow), no_sync, rows, backend="reference")
+    before = snapshot(slow), snapshot(momentum)
+    ops.lookahead_adamw_step_(params, grads, *moments, slow, torch.tensor([row], dtype=torch.float64), rows,
+                              momentum=momentum, mu=0.9, nesterov=True, backend=backend)  # fmt: skip
+    assert all(m.dtype == torch.bfloat16 for m in momentum)
+    check_momentum_against_contract(stepped, *before, params, slow, momentum, 0.7, 0.9, True)

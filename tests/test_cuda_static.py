@@ -36,10 +36,12 @@ OPS = {
 # step is 16 elements, its fast tensor's packs (four for float32, two for 16-bit), two packs of
 # bfloat16 high parts and one of int8 residuals.
 PACKS_PER_STEP = {op: (4 + 2 + 1, 2 + 2 + 1) for op in ("CompactSyncOp", "GatedCompactSyncOp")}
-# The momentum sync's steps with a bfloat16 momentum beside float32 slow weights, 8 elements: the fast
-# tensor's packs (two for float32, one for 16-bit), two of slow weights and one of momentum.
+# The steps with a bfloat16 momentum beside float32 slow weights, 8 elements: each fast tensor's packs
+# (two for float32, one for 16-bit; one fast tensor for the momentum sync, four for AdamW's step with
+# it), two of slow weights and one of momentum.
 # see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
 BF16_MOMENTUM_PACKS_PER_STEP = {op: (2 + 2 + 1, 1 + 2 + 1) for op in ("MomentumSyncOp", "GatedMomentumSyncOp")}
+BF16_MOMENTUM_PACKS_PER_STEP["AdamWOp6"] = (4 * 2 + 2 + 1, 4 * 1 + 2 + 1)
 MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
 
 

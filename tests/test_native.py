@@ -75,8 +75,8 @@ def _changed_lists(change: str):
         return valid, [[valid[0][0].t()], valid[1], valid[2]]
     if change == "reshaped slow":  # same address and size, another shape
         return valid, [valid[0], [memory[1].view(2, 8)], valid[2]]
-    if change == "momentum dtype":  # the same address and element count, not slow's dtype
-        return valid, [valid[0], valid[1], [memory[2].view(torch.bfloat16)[:16].view(4, 4)]]
+    if change == "momentum dtype":  # the same address and element count, neither slow's dtype nor bfloat16
+        return valid, [valid[0], valid[1], [memory[2].view(torch.float16)[:16].view(4, 4)]]
     if change == "longer slow":
         return valid, [valid[0], valid[1] + [torch.rand(4, 4)], valid[2]]
     raise AssertionError(change)

@@ -31,7 +31,7 @@ SIGNATURE = {
     "num_chunks": "i64", "alpha_ptr": "*fp32", "mu_ptr": "*fp32",
     "step_ptr": "*i64", "k": "i64", "FAST": "constexpr", "SLOW": "constexpr", "OPMATH": "constexpr",
     "SWAP": "constexpr", "LERP_SIDE": "constexpr", "GATED": "constexpr", "ALIGNED": "constexpr",
-    "BLOCK": "constexpr", "CHUNK_BITS": "constexpr", "MOMENTUM": "constexpr", "NESTEROV": "constexpr",
+    "BLOCK": "constexpr", "CHUNK_BITS": "constexpr", "MOMENTUM": "constexpr", "NESTEROV": "constexpr", "MOM": "constexpr",
 }  # fmt: skip
 MODES = {  # name -> (SWAP, LERP_SIDE, GATED, ALIGNED, MOMENTUM, NESTEROV)
     "lerp": (False, 0, False, True, False, False),
@@ -40,14 +40,19 @@ MODES = {  # name -> (SWAP, LERP_SIDE, GATED, ALIGNED, MOMENTUM, NESTEROV)
     "misaligned": (False, 1, False, False, False, False),
     "momentum": (False, 1, False, True, True, False),
     "gated-nesterov": (False, 2, True, True, True, True),
+    "momentum-bf16m": (False, 1, False, True, True, False),
+    "gated-nesterov-bf16m": (False, 2, True, True, True, True),
 }
 # AdamW's fused step (backends/triton/adamw.py): name -> (ALIGNED, MOMENTUM, NESTEROV)
-ADAMW_MODES = {"adamw": (True, False, False), "adamw-nesterov": (True, True, True), "adamw-misaligned": (False, False, False)}
+ADAMW_MODES = {"adamw": (True, False, False), "adamw-nesterov": (True, True, True), "adamw-misaligned": (False, False, False),
+               "adamw-nesterov-bf16m": (True, True, True)}  # fmt: skip
+# Modes whose outer momentum is bfloat16 beside float32 slow weights (MOM; else the slow dtype)
+BF16_MOMENTUM_MODES = ("momentum-bf16m", "gated-nesterov-bf16m", "adamw-nesterov-bf16m")
 ADAMW_SIGNATURE = {
     **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "mom")},
     "numels": "*i64", "row_of": "*i64", "chunks": "*i64", "num_chunks": "i64", "derived": "*fp64", "mu_ptr": "*fp32",
     **{name: "constexpr" for name in ("FAST", "SLOW", "OPMATH", "ALIGNED", "BLOCK", "CHUNK_BITS", "MOMENTUM", "NESTEROV",
-                                      "COLUMNS")},
+                                      "COLUMNS", "MOM")},
 }  # fmt: skip
 # The compact sync (backends/triton/compact.py): name -> (LERP_SIDE, GATED, ALIGNED), for each fast dtype it takes
 COMPACT_MODES = {
@@ -61,6 +66,10 @@ COMPACT_SIGNATURE = {
 }  # fmt: skip
 GLOBAL_ACCESS = re.compile(r"(?:ld|st)\.global[.\w]*")
 VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
+
+
+def momentum_dtype(slow_dtype, mode):
+    return torch.bfloat16 if mode in BF16_MOMENTUM_MODES else slow_dtype
 
 
 def compile_variant(fast_dtype, slow_dtype, mode, arch):
@@ -80,7 +89,7 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
     constexprs = {
         "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath], "SWAP": swap,
         "LERP_SIDE": side, "GATED": gated, "ALIGNED": aligned, "BLOCK": 1024, "CHUNK_BITS": plans.CHUNK_BITS,
-        "MOMENTUM": momentum, "NESTEROV": nesterov,
+        "MOMENTUM": momentum, "NESTEROV": nesterov, "MOM": tl_dtypes[momentum_dtype(slow_dtype, mode)],
     }  # fmt: skip
     source = ASTSource(fn=sync.table_kernel, signature=signature, constexprs=constexprs)
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
@@ -95,7 +104,7 @@ def compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar):
     constexprs = {
         "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath], "ALIGNED": aligned,
         "BLOCK": 1024, "CHUNK_BITS": plans.CHUNK_BITS, "MOMENTUM": momentum, "NESTEROV": nesterov,
-        "COLUMNS": adamw.DERIVED_COLUMNS,
+        "COLUMNS": adamw.DERIVED_COLUMNS, "MOM": tl_dtypes[momentum_dtype(slow_dtype, mode)],
     }  # fmt: skip
     signature = dict(ADAMW_SIGNATURE, mu_ptr=scalar)
     source = ASTSource(fn=adamw.adamw_table_kernel, signature=signature, constexprs=constexprs)
@@ -122,6 +131,7 @@ CASES = [
     for mode in [*MODES, *ADAMW_MODES]
     for arch in ARCHS
     if not (mode == "swap" and fast != slow)  # the swap pairs tensors of one dtype
+    and not (mode in BF16_MOMENTUM_MODES and slow != torch.float32)
 ] + [  # the compact sync: its slow weight is bf16+int8 whatever the fast dtype (named "bf16+int8" in the ids)
     (fast, "bf16+int8", mode, arch) for fast in COMPACT_FAST_DTYPES for mode in COMPACT_MODES for arch in ARCHS
 ]

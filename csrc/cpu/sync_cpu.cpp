@@ -150,10 +150,10 @@ struct NoSync {  // AdamW's step alone: the state tensors are not touched
 // rounded to its dtype first, as Lookahead(AdamW) stores it before its sync reads it. The pointers
 // are restrict parameters: GCC honours restrict on parameters, and without it the loop needs more
 // run-time alias checks than it will version for (10), and stays scalar.
-template <class Fast, class Slow, class Sync>
+template <class Fast, class Slow, class Momentum, class Sync>
 LOOKAHEAD_INLINE void adamw_loop(typename Fast::storage* __restrict__ p, const typename Fast::storage* __restrict__ g,
                                  typename Fast::storage* __restrict__ m, typename Fast::storage* __restrict__ v,
-                                 typename Slow::storage* __restrict__ s, typename Slow::storage* __restrict__ b,
+                                 typename Slow::storage* __restrict__ s, typename Momentum::storage* __restrict__ b,
                                  int64_t n, const AdamWConstants<typename Slow::opmath>& c, const Sync& sync) {
   using T = typename Slow::opmath;
   auto round_fast = [](T x) { return Fast::load(Fast::store(x)); };
@@ -165,12 +165,12 @@ LOOKAHEAD_INLINE void adamw_loop(typename Fast::storage* __restrict__ p, const t
     if constexpr (Sync::kStates == 0) {
       p[i] = Fast::store(pi);
     } else {
-      p[i] = Fast::store(sync_element<Slow>(round_fast(pi), s, b, i, sync));
+      p[i] = Fast::store(sync_element<Slow, Momentum>(round_fast(pi), s, b, i, sync));
     }
   }
 }
 
-template <class Fast, class Slow>
+template <class Fast, class Slow, class Momentum = Slow>
 LOOKAHEAD_INLINE void adamw_entry(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t n, TableOp op,
                                   const UpdateArgs& args) {
   using T = typename Slow::opmath;
@@ -181,11 +181,11 @@ LOOKAHEAD_INLINE void adamw_entry(const int64_t* entry, int64_t entry_index, int
   auto* m = reinterpret_cast<FastStorage*>(entry[2]) + lo;
   auto* v = reinterpret_cast<FastStorage*>(entry[3]) + lo;
   auto* s = reinterpret_cast<SlowStorage*>(entry[4]) + lo;
-  auto* b = op == TableOp::kAdamWMomentum ? reinterpret_cast<SlowStorage*>(entry[5]) + lo : nullptr;
+  auto* b = op == TableOp::kAdamWMomentum ? reinterpret_cast<typename Momentum::storage*>(entry[5]) + lo : nullptr;
   const AdamWConstants<T> c(args.hyper + args.rows[entry_index] * kAdamWColumns);
-  if (!c.syncs) return adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, NoSync{});
+  if (!c.syncs) return adamw_loop<Fast, Slow, Momentum>(p, g, m, v, s, b, n, c, NoSync{});
   with_sync_update<T>(c.alpha, op == TableOp::kAdamWMomentum, args.mu, args.nesterov,
-                      [&](const auto& update) LOOKAHEAD_LAMBDA_INLINE { adamw_loop<Fast, Slow>(p, g, m, v, s, b, n, c, update); });
+                      [&](const auto& update) LOOKAHEAD_LAMBDA_INLINE { adamw_loop<Fast, Slow, Momentum>(p, g, m, v, s, b, n, c, update); });
 }
 
 // The compact sync (see [NOTE: compact sync] in csrc/element_math.h): the fast tensor, then its slow
@@ -252,6 +252,10 @@ LOOKAHEAD_INLINE void run_chunk(const int64_t* entry, int64_t entry_index, int d
   case pair: return adamw_entry<fast, state>(entry, entry_index, lo, n, op, args);
       LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_ADAMW_CASE)
 #undef LOOKAHEAD_ADAMW_CASE
+#define LOOKAHEAD_ADAMW_BF16_MOMENTUM_CASE(pair, fast, state) \
+  case pair: return adamw_entry<fast, state, BF16>(entry, entry_index, lo, n, op, args);
+      LOOKAHEAD_BF16_MOMENTUM_PAIRS(LOOKAHEAD_ADAMW_BF16_MOMENTUM_CASE)
+#undef LOOKAHEAD_ADAMW_BF16_MOMENTUM_CASE
       default: unknown_pair_code(code);
     }
   }

@@ -51,6 +51,8 @@ static_assert(has_roles_of<Bf16MomentumSyncOp>(TableOp::kMomentumSync) &&
               roles_of(TableOp::kMomentumSync).momentum == Bf16MomentumSyncOp::kFast + 1);
 static_assert(has_roles_of<AdamWStep<5, float, SyncOp>>(TableOp::kAdamW));
 static_assert(has_roles_of<AdamWStep<6, float, MomentumSyncOp>>(TableOp::kAdamWMomentum));
+static_assert(has_roles_of<Bf16MomentumAdamWStep>(TableOp::kAdamWMomentum) &&
+              roles_of(TableOp::kAdamWMomentum).momentum == Bf16MomentumAdamWStep::kFast + 1);
 static_assert(has_roles_of<CompactSyncOp>(TableOp::kCompactSync) && roles_of(TableOp::kCompactSync).compact);
 
 }  // namespace

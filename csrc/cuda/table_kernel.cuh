@@ -44,7 +44,8 @@ constexpr int kThreads = 256;  // >= the elements of one vector step, so one pas
 // entry: 4 for two; 2 for three, whose steps hold up to 5 packs (a 16-bit fast tensor with two
 // float32 state tensors; float32 fast and slow with a bfloat16 momentum, whose steps are 8 elements):
 // 4 of those would not fit the 128 registers of two blocks per SM, and the compiler then interleaves
-// loads with math; 1 for AdamW's five and six, whose steps hold up to 8.
+// loads with math; 1 for AdamW's five and six, whose steps hold up to 11 (four float32 fast tensors
+// with a bfloat16 momentum).
 template <int kDepth>
 constexpr int kUnrollFor = kDepth == 2 ? 4 : kDepth == 3 ? 2 : 1;
 constexpr int kMinBlocksPerSM = 2;  // caps registers at 128 a thread: two blocks of 256 threads fit an SM
@@ -177,18 +178,20 @@ struct MomentumSyncOp {
 };
 
 // [NOTE: bf16 momentum step] The momentum sync of an entry whose outer momentum is bfloat16 beside
-// float32 slow weights (LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h): table_thread runs it for a
-// MomentumSyncOp on those codes only. The walker hands the state tensors over as float32 (S); its
-// steps (Step and ScalarStep for this op, below) read the momentum as bfloat16. The math is
-// MomentumSyncMath in float32, the new momentum rounded as bfloat16 storage rounds it.
+// float32 slow weights (LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h): table_thread runs it on
+// those codes only, for a MomentumSyncOp, and after AdamW's step for an AdamWOp<6> on a sync row
+// (Bf16MomentumAdamWStep; Bf16MomentumOpOf names each op's). The walker hands the state tensors over
+// as float32 (S); the steps of these ops (Bf16MomentumStep, Bf16MomentumScalarStep) read the momentum
+// as bfloat16, 8 elements a vector step. The math is MomentumSyncMath in float32, the new momentum
+// rounded as bfloat16 storage rounds it, the Nesterov target reading it rounded.
 struct Bf16MomentumSyncOp {
   static constexpr int kDepth = 3, kFast = 1, kStates = 2;
   static constexpr unsigned kReadOnly = 0;
   using Momentum = __nv_bfloat16;
   MomentumSyncOp op;
   template <typename F>
-  LOOKAHEAD_KERNEL_FN void element(F& fast, float& slow, Momentum& momentum) const {
-    sync_element<Momentum>(fast, slow, &momentum, op.math<float>());
+  LOOKAHEAD_KERNEL_FN void element(F* fast, float& slow, Momentum& momentum) const {
+    sync_element<Momentum>(fast[0], slow, &momentum, op.math<float>());
   }
 };
 
@@ -266,15 +269,50 @@ struct AdamWStep {
   static constexpr unsigned kReadOnly = 1u << 1;  // the grad
   AdamWConstants<T> c;
   Sync sync;
-  template <typename F, typename S>
-  LOOKAHEAD_KERNEL_FN void element(F* fast, S* state) const {
+  template <typename F>
+  LOOKAHEAD_KERNEL_FN void step(F* fast) const {
     T m = widen(fast[2]), v = widen(fast[3]);
     const T p = adamw_element(T(widen(fast[0])), T(widen(fast[1])), m, v, c, [](T x) { return round_to<F>(x); });
     fast[2] = narrow<F>(m);
     fast[3] = narrow<F>(v);
     fast[0] = narrow<F>(p);  // the param as Lookahead(AdamW) stores it before the sync reads it
+  }
+  template <typename F, typename S>
+  LOOKAHEAD_KERNEL_FN void element(F* fast, S* state) const {
+    step(fast);
     if constexpr (kStates > 0) sync.element(fast, state);
   }
+};
+
+// AdamW's step, then the momentum sync with a bfloat16 momentum, on a sync row of an AdamWOp<6>.
+// see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
+struct Bf16MomentumAdamWStep {
+  static constexpr int kDepth = 6, kFast = 4, kStates = 2;
+  static constexpr unsigned kReadOnly = AdamWStep<6, float, MomentumSyncOp>::kReadOnly;
+  using Momentum = Bf16MomentumSyncOp::Momentum;
+  AdamWStep<6, float, MomentumSyncOp> adamw;
+  template <typename F>
+  LOOKAHEAD_KERNEL_FN void element(F* fast, float& slow, Momentum& momentum) const {
+    adamw.step(fast);
+    Bf16MomentumSyncOp{adamw.sync}.element(fast, slow, momentum);
+  }
+};
+
+struct Bf16MomentumAdamWOp {  // an AdamWOp<6> on an entry with a bfloat16 momentum
+  AdamWOp<6> op;
+};
+
+template <typename Op>
+struct Bf16MomentumOpOf {  // the op that runs Op's bf16-momentum entries; void: Op has none (the codes trap)
+  using type = void;
+};
+template <>
+struct Bf16MomentumOpOf<MomentumSyncOp> {
+  using type = Bf16MomentumSyncOp;
+};
+template <>
+struct Bf16MomentumOpOf<AdamWOp<6>> {
+  using type = Bf16MomentumAdamWOp;
 };
 
 template <int kCount>
@@ -366,41 +404,59 @@ struct Step<F, S, CompactSyncOp, Mem> {
   }
 };
 
-// A vector step of the momentum sync with a bfloat16 momentum: 8 elements, one 16-byte pack of
-// momentum, two of float32 slow weights and one or two of the fast tensor.
+// A vector step of an op with a bfloat16 momentum: 8 elements, one 16-byte pack of momentum, two of
+// float32 slow weights and one or two of each fast tensor.
 // see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
-template <typename F, typename S, typename Mem>
-struct Step<F, S, Bf16MomentumSyncOp, Mem> {
+template <typename F, typename S, typename Op, typename Mem>
+struct Bf16MomentumStep {
   static_assert(std::is_same_v<S, float>);
-  using M = Bf16MomentumSyncOp::Momentum;
+  using M = typename Op::Momentum;
+  static constexpr int kFast = Op::kFast;
   static constexpr int kElems = Pack<M>::kSize;
   static constexpr int kFastPacks = kElems / Pack<F>::kSize;
   static constexpr int kSlowPacks = kElems / Pack<S>::kSize;
-  Pack<F> fast[kFastPacks];
+  Pack<F> fast[kFast][kFastPacks];
   Pack<S> slow[kSlowPacks];
   Pack<M> momentum;
   LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t at) {
 #pragma unroll
-    for (int k = 0; k < kFastPacks; ++k) fast[k] = Mem::load_pack(f[0] + at + k * Pack<F>::kSize);
+    for (int t = 0; t < kFast; ++t) {
+#pragma unroll
+      for (int k = 0; k < kFastPacks; ++k) fast[t][k] = Mem::load_pack(f[t] + at + k * Pack<F>::kSize);
+    }
 #pragma unroll
     for (int k = 0; k < kSlowPacks; ++k) slow[k] = Mem::load_pack(s[0] + at + k * Pack<S>::kSize);
     momentum = Mem::load_pack(reinterpret_cast<const M*>(s[1]) + at);
   }
-  LOOKAHEAD_KERNEL_FN void apply(const Bf16MomentumSyncOp& op) {
+  LOOKAHEAD_KERNEL_FN void apply(const Op& op) {
 #pragma unroll
     for (int j = 0; j < kElems; ++j) {
       constexpr int kFastSize = Pack<F>::kSize, kSlowSize = Pack<S>::kSize;
-      op.element(fast[j / kFastSize].v[j % kFastSize], slow[j / kSlowSize].v[j % kSlowSize], momentum.v[j]);
+      F f[kFast];
+#pragma unroll
+      for (int t = 0; t < kFast; ++t) f[t] = fast[t][j / kFastSize].v[j % kFastSize];
+      op.element(f, slow[j / kSlowSize].v[j % kSlowSize], momentum.v[j]);
+#pragma unroll
+      for (int t = 0; t < kFast; ++t) fast[t][j / kFastSize].v[j % kFastSize] = f[t];
     }
   }
   LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t at) const {
 #pragma unroll
-    for (int k = 0; k < kFastPacks; ++k) Mem::store_pack(f[0] + at + k * Pack<F>::kSize, fast[k]);
+    for (int t = 0; t < kFast; ++t) {
+      if (!stores_fast<Op>(t)) continue;
+#pragma unroll
+      for (int k = 0; k < kFastPacks; ++k) Mem::store_pack(f[t] + at + k * Pack<F>::kSize, fast[t][k]);
+    }
 #pragma unroll
     for (int k = 0; k < kSlowPacks; ++k) Mem::store_pack(s[0] + at + k * Pack<S>::kSize, slow[k]);
     Mem::store_pack(reinterpret_cast<M*>(s[1]) + at, momentum);
   }
 };
+
+template <typename F, typename S, typename Mem>
+struct Step<F, S, Bf16MomentumSyncOp, Mem> : Bf16MomentumStep<F, S, Bf16MomentumSyncOp, Mem> {};
+template <typename F, typename S, typename Mem>
+struct Step<F, S, Bf16MomentumAdamWStep, Mem> : Bf16MomentumStep<F, S, Bf16MomentumAdamWStep, Mem> {};
 
 // One element of every tensor of an entry, at index i: loaded, updated, stored.
 template <typename Mem, typename F, typename S, typename Op>
@@ -442,24 +498,33 @@ struct ScalarStep<Mem, F, S, CompactSyncOp> {  // the compact sync's element, as
   }
 };
 
-template <typename Mem, typename F, typename S>
-struct ScalarStep<Mem, F, S, Bf16MomentumSyncOp> {  // one element, as the op's vector step reads it
-  using M = Bf16MomentumSyncOp::Momentum;
-  F fast;
+template <typename Mem, typename F, typename S, typename Op>
+struct Bf16MomentumScalarStep {  // one element, as Bf16MomentumStep reads it
+  using M = typename Op::Momentum;
+  F fast[Op::kFast];
   S slow;
   M momentum;
   LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t i) {
-    fast = Mem::load(f[0] + i);
+#pragma unroll
+    for (int t = 0; t < Op::kFast; ++t) fast[t] = Mem::load(f[t] + i);
     slow = Mem::load(s[0] + i);
     momentum = Mem::load(reinterpret_cast<const M*>(s[1]) + i);
   }
-  LOOKAHEAD_KERNEL_FN void apply(const Bf16MomentumSyncOp& op) { op.element(fast, slow, momentum); }
+  LOOKAHEAD_KERNEL_FN void apply(const Op& op) { op.element(fast, slow, momentum); }
   LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t i) const {
-    Mem::store(f[0] + i, fast);
+#pragma unroll
+    for (int t = 0; t < Op::kFast; ++t) {
+      if (stores_fast<Op>(t)) Mem::store(f[t] + i, fast[t]);
+    }
     Mem::store(s[0] + i, slow);
     Mem::store(reinterpret_cast<M*>(s[1]) + i, momentum);
   }
 };
+
+template <typename Mem, typename F, typename S>
+struct ScalarStep<Mem, F, S, Bf16MomentumSyncOp> : Bf16MomentumScalarStep<Mem, F, S, Bf16MomentumSyncOp> {};
+template <typename Mem, typename F, typename S>
+struct ScalarStep<Mem, F, S, Bf16MomentumAdamWStep> : Bf16MomentumScalarStep<Mem, F, S, Bf16MomentumAdamWStep> {};
 
 template <typename Mem, typename F, typename S, typename Op>
 LOOKAHEAD_KERNEL_FN void scalar_element(F* const* fast, S* const* state, int64_t i, const Op& op) {
@@ -571,6 +636,21 @@ LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t entry_index, in
   }
 }
 
+// An AdamWOp<6> entry with a bfloat16 momentum (S is float): the step alone on a row with sync 0.
+// see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
+template <typename Mem, typename F, typename S>
+LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t hi,
+                                   const Bf16MomentumAdamWOp& bf16, int64_t tid) {
+  const AdamWOp<6>& op = bf16.op;
+  const AdamWConstants<float> c(op.hyper + op.rows[entry_index] * kAdamWColumns);
+  if (!c.syncs) {  // the fast tensors alone, slow and momentum untouched, as for the other codes
+    run_tensors<Mem, F, S>(entry, lo, hi, AdamWStep<6, float, NoSyncOp>{c, {}}, tid);
+  } else {
+    const Bf16MomentumAdamWStep step{{c, MomentumSyncOp{c.alpha, op.mu, op.nesterov}}};
+    run_tensors<Mem, F, S>(entry, lo, hi, step, tid);
+  }
+}
+
 // What thread `tid` of block `block` (of `grid`) does: grid-stride over the chunks of every entry;
 // each chunk's dtype pair is uniform over its block. An unknown pair code traps (a table built by a
 // newer plan.cpp than this kernel must not pass silently).
@@ -600,12 +680,13 @@ LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t
 #undef LOOKAHEAD_CUDA_COMPACT_CASE
         default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));
       }
-    } else if constexpr (std::is_same_v<OpT, MomentumSyncOp>) {
+    } else if constexpr (!std::is_void_v<typename Bf16MomentumOpOf<OpT>::type>) {
       // see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
+      using Bf16Op = typename Bf16MomentumOpOf<OpT>::type;
       switch (pair_code_of(entry[Gate::kDepth + 1])) {
         LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_CUDA_CASE)
 #define LOOKAHEAD_CUDA_BF16_MOMENTUM_CASE(code, fast, state) \
-  case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, entry_index, lo, hi, Bf16MomentumSyncOp{op}, tid); break;
+  case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, entry_index, lo, hi, Bf16Op{op}, tid); break;
         LOOKAHEAD_BF16_MOMENTUM_PAIRS(LOOKAHEAD_CUDA_BF16_MOMENTUM_CASE)
 #undef LOOKAHEAD_CUDA_BF16_MOMENTUM_CASE
         default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));

@@ -71,7 +71,7 @@ def adamw_table_kernel(
     param_addresses, grad_addresses, exp_avg_addresses, exp_avg_sq_addresses, slow_addresses, mom_addresses,
     numels, row_of, chunks, num_chunks, derived, mu_ptr,
     FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
-    CHUNK_BITS: tl.constexpr, MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr, COLUMNS: tl.constexpr,
+    CHUNK_BITS: tl.constexpr, MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr, COLUMNS: tl.constexpr, MOM: tl.constexpr,
 ):  # fmt: skip
     # See [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py
     for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
@@ -82,7 +82,7 @@ def adamw_table_kernel(
         exp_avg = tl.load(exp_avg_addresses + entry).to(tl.pointer_type(FAST))
         exp_avg_sq = tl.load(exp_avg_sq_addresses + entry).to(tl.pointer_type(FAST))
         slow = tl.load(slow_addresses + entry).to(tl.pointer_type(SLOW))
-        mom = tl.load(mom_addresses + entry).to(tl.pointer_type(SLOW))  # slow's own table without MOMENTUM
+        mom = tl.load(mom_addresses + entry).to(tl.pointer_type(MOM))  # slow's own table without MOMENTUM
         if ALIGNED:  # See [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py
             param = tl.multiple_of(param, 16)
             grad = tl.multiple_of(grad, 16)
@@ -134,6 +134,7 @@ class _AdamWGroup(Table):
     def __init__(self, lists, entries, block, device):
         super().__init__(lists, block, device, 4, extra=entries)
         self.momentum = len(lists) == 6
+        self.mom_dtype = lists[5][0].dtype if self.momentum else self.slow_dtype  # bfloat16 beside float32 slow, or slow's
         if not self.momentum:
             self.addresses.append(self.addresses[4])  # the kernel's momentum table: slow's own, never read
 
@@ -147,7 +148,7 @@ class _AdamWPlan:
         classes: dict[tuple, list] = {}
         for n, tensors in enumerate(zip(*lists)):
             if tensors[0].numel():
-                key = (tensors[0].dtype, tensors[4].dtype, on_vector_boundary(*tensors))
+                key = (*(t.dtype for t in tensors[4:]), tensors[0].dtype, on_vector_boundary(*tensors))
                 classes.setdefault(key, []).append((n, *tensors))
         self.groups = []
         for chosen in classes.values():
@@ -173,7 +174,7 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
                 device_scalar(float(mu), opmath, device),
                 FAST=TL_DTYPES[group.fast_dtype], SLOW=TL_DTYPES[group.slow_dtype], OPMATH=TL_DTYPES[opmath],
                 ALIGNED=group.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS, MOMENTUM=group.momentum,
-                NESTEROV=bool(nesterov), COLUMNS=DERIVED_COLUMNS, num_warps=warps,
+                NESTEROV=bool(nesterov), COLUMNS=DERIVED_COLUMNS, MOM=TL_DTYPES[group.mom_dtype], num_warps=warps,
             )  # fmt: skip
 
         run_plan(cached_plan(_adamw_plans, lists, _AdamWPlan, "lookahead_adamw_step_"), device, launch)
