@@ -9,12 +9,10 @@ weights every EVERY steps.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from char_lm import corpus, train, validation_windows
 from compact_slow_weights import ALPHA, K, SETTINGS, round_slow_weights_to_bfloat16
-from results_io import plot_seed_curves, print_summary, save
+from results_io import plot_seed_curves, run_lm_seed_study
 
 from lookahead_fused import Lookahead, bf16_int8
 
@@ -48,16 +46,7 @@ def plot(data: dict, path) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--lr", type=float, nargs="+", default=[3e-3])
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # small matrices: threads only add noise
-    data = study(args.lr, range(args.seeds), args.steps)
-    print(f"corpus: {data['corpus']}")
-    print_summary(data)
-    save("compact_slow_weights_lm", data, plot)
+    run_lm_seed_study("compact_slow_weights_lm", __doc__, study, plot, argv)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,27 @@ def run_seed_study(name: str, doc: str, study, plot, argv=None) -> None:
     save(name, data, plot)
 
 
+def run_lm_seed_study(name: str, doc: str, study, plot, argv=None, report=None) -> None:
+    """The command line of a language-model study: --steps, --seeds and --lr, then study(lrs, seeds,
+    steps) on one thread, the corpus, the table, report(data) if given, and NAME.json and NAME.png."""
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--lr", type=float, nargs="+", default=[3e-3])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # small matrices: threads only add noise
+    data = study(args.lr, range(args.seeds), args.steps)
+    print(f"corpus: {data['corpus']}")
+    print_summary(data)
+    if report is not None:
+        report(data)
+    save(name, data, plot)
+
+
 def print_summary(data: dict) -> None:
     """The table of a seed study: each setting's final and best validation losses over the seeds."""
     print(f"{'setting':<32}{'final val loss: mean [min-max]':>34}{'best along the run (mean)':>28}")
