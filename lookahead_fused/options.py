@@ -55,8 +55,8 @@ def check_compact_options(defaults: dict) -> None:
 # momentum sync computes in float32 and rounds the new momentum to nearest even as it stores it, in
 # the same one launch (table codes LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h). Each sync's
 # rounding error is at most 2^-9 of |m|, within 0.2 % of the tensor's max |m|. Params whose slow
-# weights are float64 or float16 are refused when they join, as is momentum_dtype without outer
-# momentum; "int8" is not built yet and is refused at construction. LookaheadAdamW runs the same
+# weights are float64 or float16 are refused when they join (one made float16 later and then loaded
+# keeps its momentum in its slow weights' dtype), as is momentum_dtype without outer momentum; "int8" is not built yet and is refused at construction. LookaheadAdamW runs the same
 # math inside its fused AdamW pass.
 MOMENTUM_DTYPES = (None, torch.bfloat16)
 _BF16_MOMENTUM_SLOW_DTYPES = (torch.float32, torch.bfloat16)

@@ -101,9 +101,12 @@ def rehome(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def outer_momentum_dtype_for(param: torch.Tensor, options: dict) -> torch.dtype:
-    """The dtype of `param`'s outer momentum under Lookahead's `options`: their momentum_dtype, or
-    its slow weight's (see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)."""
-    return options.get("momentum_dtype") or slow_dtype_for(param, options["slow_dtype"])
+    """The dtype of `param`'s outer momentum under Lookahead's `options`: their momentum_dtype where
+    its slow weight's dtype takes it, else the slow weight's (a param made float16 after it joined,
+    then loaded; see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)."""
+    slow = slow_dtype_for(param, options["slow_dtype"])
+    wanted = options.get("momentum_dtype")
+    return wanted if wanted is not None and wanted in contract.allowed_momentum_dtypes(slow) else slow
 
 
 def zero_outer_momentum(param: torch.Tensor, options: dict) -> torch.Tensor:

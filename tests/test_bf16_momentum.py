@@ -118,6 +118,25 @@ def test_a_checkpoint_of_the_other_momentum_dtype_converts_with_one_warning(save
         assert torch.equal(converted, opt.state[p][OUTER_MOMENTUM].to(converted.dtype))
 
 
+def test_a_param_made_float16_after_it_joined_keeps_syncing_after_a_load():
+    """The slow weights of a param cast to float16 after it joined load as float16, and its outer
+    momentum, which no kernel keeps in bfloat16 beside float16 slow weights, then follows them."""
+    model = torch.nn.Linear(4, 3)
+    opt = Lookahead(torch.optim.SGD(model.parameters(), lr=0.1), k=2, alpha=0.5, outer_momentum=0.9,
+                    momentum_dtype=torch.bfloat16)  # fmt: skip
+    model.half()
+    x = torch.randn(2, 4).half()
+    for _ in range(6):
+        if _ == 3:
+            opt.load_state_dict(opt.state_dict())
+        model(x).float().sum().backward()
+        opt.step()
+        opt.zero_grad()
+    for p in model.parameters():
+        assert opt.state[p][SLOW_PARAM].dtype == torch.float16 == opt.state[p][OUTER_MOMENTUM].dtype
+        assert torch.equal(p.detach(), opt.state[p][SLOW_PARAM])
+
+
 @pytest.mark.parametrize(
     "options,message",
     [
