@@ -56,10 +56,10 @@ def check_compact_options(defaults: dict) -> None:
 # the same one launch (table codes LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h). Each sync's
 # rounding error is at most 2^-9 of |m|, within 0.2 % of the tensor's max |m|. Params whose slow
 # weights are float64 or float16 are refused when they join (one made float16 later and then loaded
-# keeps its momentum in its slow weights' dtype), as is momentum_dtype without outer momentum; "int8" is not built yet and is refused at construction. LookaheadAdamW runs the same
-# math inside its fused AdamW pass.
+# keeps its momentum in its slow weights' dtype), as is momentum_dtype without outer momentum;
+# "int8" is not built yet and is refused at construction. LookaheadAdamW runs the same math inside
+# its fused AdamW pass.
 MOMENTUM_DTYPES = (None, torch.bfloat16)
-_BF16_MOMENTUM_SLOW_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def check_momentum_dtype(momentum_dtype, outer_momentum):
@@ -78,7 +78,7 @@ def check_momentum_dtype_of(param: torch.Tensor, defaults: dict, *, where: str) 
     if defaults["momentum_dtype"] is None:
         return
     slow = slow_dtype_for(param, defaults["slow_dtype"])
-    if slow not in _BF16_MOMENTUM_SLOW_DTYPES:
+    if defaults["momentum_dtype"] not in contract.allowed_momentum_dtypes(slow):
         raise ValueError(
             f"{where}: its slow weights are {slow}; momentum_dtype={defaults['momentum_dtype']} keeps the outer "
             "momentum beside float32 or bfloat16 slow weights (for a float16 param pass slow_dtype=torch.float32)"
