@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from . import int8_blocks
+
 # The element types, once for Python (see [NOTE: dtype list] in csrc/table.h for C++'s list, and a
 # test compares the two through _C.build_info()): the checks, messages and tests derive from these.
 FAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -56,6 +58,12 @@ COMPACT_GATED_OP = "lookahead_compact_sync_on_step_"
 # The fast dtypes whose slow weights may be kept as bf16+int8, and the dtypes of its two parts.
 COMPACT_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 COMPACT_STATE_DTYPES = (torch.bfloat16, torch.int8)
+
+INT8_MOMENTUM_LIST_NAMES = ("fast", "slow", "momentum", "scales")
+INT8_MOMENTUM_OP = "lookahead_int8_momentum_sync_"
+INT8_MOMENTUM_GATED_OP = "lookahead_int8_momentum_sync_on_step_"
+# fast's dtypes; slow is float32, momentum int8 and scales float32 (int8_blocks.CODE_DTYPE, SCALE_DTYPE)
+INT8_MOMENTUM_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 # The columns of a row of the AdamW hyper table, in order (see [NOTE: AdamW hyper table] in csrc/adamw.h,
 # whose LOOKAHEAD_ADAMW_COLUMNS build_info() reports by name as "adamw_columns").
@@ -234,9 +242,7 @@ def _check_state_tensor(t, dtype: torch.dtype, *, where: str) -> None:
 
 def check_compact_list_types(*lists) -> None:
     """The three lists of a lookahead_compact_sync_ call are lists or tuples."""
-    for name, tensors in zip(COMPACT_LIST_NAMES, lists):
-        if isinstance(tensors, torch.Tensor) or not isinstance(tensors, Sequence):
-            raise TypeError(f"{COMPACT_OP}: {name} must be a list or tuple of tensors, got {type(tensors).__name__}")
+    check_list_types(COMPACT_LIST_NAMES, lists, op=COMPACT_OP)
 
 
 def check_compact_lists(fast, slow_high, slow_low) -> None:
@@ -261,6 +267,46 @@ def check_compact_lists(fast, slow_high, slow_low) -> None:
         for name, t in zip(COMPACT_LIST_NAMES[1:], tensors[1:]):
             _check_pair_layout(i, f, t, op=op, names=("fast", name))
     check_no_overlap(fast, slow_high, slow_low, op=op, names=COMPACT_LIST_NAMES)
+
+
+def check_list_types(names: tuple[str, ...], lists, *, op: str) -> None:
+    """Each of `lists` is a list or tuple."""
+    for name, tensors in zip(names, lists, strict=True):
+        if isinstance(tensors, torch.Tensor) or not isinstance(tensors, Sequence):
+            raise TypeError(f"{op}: {name} must be a list or tuple of tensors, got {type(tensors).__name__}")
+
+
+def check_int8_momentum_lists(fast, slow, momentum, scales) -> None:
+    """Validate the lists of a lookahead_int8_momentum_sync_ call, as csrc/contract.cpp's
+    check_int8_momentum_quads and the overlap check: fast in float32, float16 or bfloat16; beside each
+    float32 slow weights and int8 momentum codes of its shape and strides, and its block scales, a
+    contiguous 1-D float32 tensor of ceil(numel / 256) elements (see [NOTE: int8 blocks] in
+    lookahead_fused/int8_blocks.py); one device per entry; nothing shared."""
+    op, names = INT8_MOMENTUM_OP, INT8_MOMENTUM_LIST_NAMES
+    check_list_types(names, (fast, slow, momentum, scales), op=op)
+    for name, tensors in zip(names[1:], (slow, momentum, scales)):
+        if len(tensors) != len(fast):
+            raise ValueError(f"{op}: fast has {len(fast)} tensors but {name} has {len(tensors)}")
+    for i, (f, s, m, sc) in enumerate(zip(fast, slow, momentum, scales)):
+        check_param_tensor(f, where=f"{op}: pair {i}: fast")
+        if f.dtype not in INT8_MOMENTUM_FAST_DTYPES:
+            raise ValueError(
+                f"{op}: pair {i}: fast has dtype {f.dtype}; an int8 outer momentum is for float32, float16 and "
+                "bfloat16 params"
+            )
+        for name, t, dtype in ((names[1], s, torch.float32), (names[2], m, torch.int8), (names[3], sc, torch.float32)):
+            _check_state_tensor(t, dtype, where=f"{op}: pair {i}: {name}")
+        for name, t in ((names[1], s), (names[2], m)):
+            _check_pair_layout(i, f, t, op=op, names=("fast", name))
+        blocks = int8_blocks.scale_count(f.numel())
+        if sc.device != f.device:
+            raise ValueError(f"{op}: pair {i}: fast is on {f.device} but scales is on {sc.device}")
+        if sc.dim() != 1 or sc.numel() != blocks:
+            raise ValueError(
+                f"{op}: pair {i}: scales has shape {tuple(sc.shape)}; it must be ({blocks},), one scale per block "
+                f"of {int8_blocks.BLOCK} of fast's {f.numel()} elements"
+            )
+    check_no_overlap(fast, slow, momentum, scales, op=op, names=names)
 
 
 def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu) -> None:

@@ -84,5 +84,16 @@ OPS = (
         "compact_sync_on_step_",
         _args("fast:tensors! slow_high:tensors! slow_low:tensors! alpha:tensor step:tensor k:int"),
     ),
+    OpSpec(
+        "int8_momentum_sync_",
+        _args("fast:tensors! slow:tensors! momentum:tensors! scales:tensors! alpha:float mu:float nesterov:bool"),
+    ),
+    OpSpec(
+        "int8_momentum_sync_on_step_",
+        _args(
+            "fast:tensors! slow:tensors! momentum:tensors! scales:tensors! alpha:tensor step:tensor k:int mu:float "
+            "nesterov:bool"
+        ),
+    ),
 )
 OP_NAMES = tuple(op.name for op in OPS)

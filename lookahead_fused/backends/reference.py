@@ -8,12 +8,13 @@ import sys
 
 import torch
 
-from .. import bf16_int8
+from .. import bf16_int8, int8_blocks
 from ..contract import opmath_dtype
 from .step_gate import masked_compact_sync_on_step_ as compact_sync_on_step_  # noqa: F401  (the fallback)
+from .step_gate import masked_int8_momentum_sync_on_step_ as int8_momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
-from .step_gate import momentum_and_target
+from .step_gate import int8_momentum_values, momentum_and_target
 
 
 def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
@@ -40,6 +41,27 @@ def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool
 def momentum_sync_float64(fast, slow, momentum, alpha: float, mu: float, nesterov: bool):
     """(new slow, new momentum) evaluated in float64 (not rounded): what every backend approximates."""
     f, s, m = fast.double(), slow.double(), momentum.double()
+    m_new = mu * m + (f - s)
+    return sync_float64(f + mu * (m_new if nesterov else m), s, alpha), m_new
+
+
+def int8_momentum_sync_(fast, slow, momentum, scales, alpha: float, mu: float, nesterov: bool) -> None:
+    """The momentum sync with the momentum kept as int8 blocks (see [NOTE: int8 momentum sync] in
+    csrc/element_math.h) per tensor: decode, the momentum sync in float32, encode with int8_blocks' oracle."""
+    w = torch.tensor(alpha, dtype=torch.float32)
+    for f, s, q, sc in zip(fast, slow, momentum, scales):
+        new_slow, new_codes, new_scales = int8_momentum_values(f, s, q, sc, w, mu, nesterov)
+        s.copy_(int8_blocks.from_memory_order(new_slow, s))
+        q.copy_(int8_blocks.from_memory_order(new_codes, q))
+        sc.copy_(new_scales)
+        f.copy_(s)
+
+
+def int8_momentum_sync_float64(fast, slow, momentum, scales, alpha: float, mu: float, nesterov: bool):
+    """(new slow, new momentum) in float64 from the stored values, the new momentum not encoded: what every
+    backend approximates; each 1-D in memory order."""
+    f, s = int8_blocks.memory_order(fast, slow).double(), int8_blocks.memory_order(slow).double()
+    m = int8_blocks.decode(int8_blocks.memory_order(momentum), scales).double()
     m_new = mu * m + (f - s)
     return sync_float64(f + mu * (m_new if nesterov else m), s, alpha), m_new
 

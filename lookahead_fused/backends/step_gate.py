@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import bf16_int8
+from .. import bf16_int8, int8_blocks
 from ..contract import opmath_dtype
 
 
@@ -24,6 +24,29 @@ def momentum_and_target(fo, so, mo, momentum_dtype, mu: float, nesterov: bool):
     it does, and the target t = f + mu (nesterov ? m' : m) that slow is lerped toward."""
     m_new = (mu * mo + (fo - so)).to(momentum_dtype)
     return m_new, fo + mu * (m_new.to(fo.dtype) if nesterov else mo)
+
+
+def int8_momentum_values(f, s, codes, scales, alpha: torch.Tensor, mu: float, nesterov: bool):
+    """The int8 momentum sync of one tensor (see [NOTE: int8 momentum sync] in csrc/element_math.h), its
+    elements in memory order: (new slow, new codes, new scales), each 1-D. The new momentum is encoded
+    by int8_blocks' oracle and Nesterov's target reads it decoded."""
+    fo, so = int8_blocks.memory_order(f, s).float(), int8_blocks.memory_order(s)
+    m_old = int8_blocks.decode(int8_blocks.memory_order(codes), scales)
+    new_codes, new_scales = int8_blocks.encode(mu * m_old + (fo - so))
+    target = fo + mu * (int8_blocks.decode(new_codes, new_scales) if nesterov else m_old)
+    return _two_sided_lerp(so, target, alpha.reshape(()).to(torch.float32)), new_codes, new_scales
+
+
+def masked_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha: torch.Tensor, step: torch.Tensor, k: int,
+                                       mu: float, nesterov: bool) -> None:
+    """The int8 momentum sync, kept or dropped by the gate."""
+    syncs = step.reshape(()) % k == 0
+    for f, s, q, sc in zip(fast, slow, momentum, scales):
+        new_slow, new_codes, new_scales = int8_momentum_values(f, s, q, sc, alpha, mu, nesterov)
+        s.copy_(torch.where(syncs, int8_blocks.from_memory_order(new_slow, s), s))
+        q.copy_(torch.where(syncs, int8_blocks.from_memory_order(new_codes, q), q))
+        sc.copy_(torch.where(syncs, new_scales, sc))
+        f.copy_(torch.where(syncs, s.to(f.dtype), f))
 
 
 def masked_sync_on_step_(fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:

@@ -23,6 +23,7 @@ import torch
 
 from ...op_list import OPS
 from .. import BackendUnavailable, triton_interpreting
+from .. import reference
 from . import adamw, compact, sync
 
 IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised arguments
@@ -34,6 +35,9 @@ IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised argum
     "adamw_step_": adamw.adamw_step_,
     "compact_sync_": compact.compact_sync_,
     "compact_sync_on_step_": compact.compact_sync_on_step_,
+    # no Triton kernel yet: the per-tensor loop (see [NOTE: int8 momentum backends] in lookahead_fused/ops.py)
+    "int8_momentum_sync_": reference.int8_momentum_sync_,
+    "int8_momentum_sync_on_step_": reference.int8_momentum_sync_on_step_,
 }
 
 
