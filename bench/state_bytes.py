@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8
+from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8, int8_blocks
 
 MODEL_SHAPES = [(1024, 512), (1024,), (512, 1024), (512,)]
 ADAMW_KEYS = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -33,6 +33,8 @@ MODES = [
     ("Lookahead + outer momentum (SNOO)", torch.float32, lambda ps: lookahead_adam(ps, outer_momentum=0.9)),
     ("Lookahead + outer momentum, momentum_dtype=bfloat16", torch.float32,
      lambda ps: lookahead_adam(ps, outer_momentum=0.9, momentum_dtype=torch.bfloat16)),
+    ("Lookahead + outer momentum, momentum_dtype='int8'", torch.float32,
+     lambda ps: lookahead_adam(ps, outer_momentum=0.9, momentum_dtype=int8_blocks.MOMENTUM_DTYPE)),
     ("Lookahead, slow_dtype='bf16+int8'", torch.float32,
      lambda ps: lookahead_adam(ps, slow_dtype=bf16_int8.SLOW_DTYPE)),
     ("Lookahead, bf16 params, slow_dtype=float32", torch.bfloat16,

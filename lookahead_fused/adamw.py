@@ -31,7 +31,7 @@ from .adaptive_alpha import ADAPTIVE
 from .backends import reference
 from .adamw_state import Layout
 from .optimizer import Lookahead
-from .slow_state import is_compact
+from .slow_state import is_compact, is_int8_momentum
 
 _COLUMN = {name: i for i, name in enumerate(contract.ADAMW_COLUMNS)}
 _CACHED_ROW_TENSORS = 8
@@ -75,6 +75,12 @@ class LookaheadAdamW(Lookahead):
             raise ValueError(
                 "LookaheadAdamW does not take slow_dtype='bf16+int8' yet (its fused step keeps exact slow weights); "
                 "use Lookahead(torch.optim.AdamW(...), slow_dtype='bf16+int8')"
+            )
+        if is_int8_momentum(momentum_dtype):  # see [NOTE: int8 outer momentum] in lookahead_fused/options.py
+            raise ValueError(
+                "LookaheadAdamW does not take momentum_dtype='int8' yet (its fused step keeps the outer momentum beside "
+                "AdamW's moments); use momentum_dtype=torch.bfloat16, or Lookahead(torch.optim.AdamW(...), "
+                "outer_momentum=..., momentum_dtype='int8')"
             )
         if isinstance(alpha, str) and alpha == ADAPTIVE:
             raise ValueError("LookaheadAdamW takes a number alpha; for alpha='adaptive' use Lookahead(torch.optim.AdamW(...))")

@@ -3,7 +3,9 @@ committing what was read.
 
     {"state": {id: {<inner optimizer entries>, "lookahead_slow_param": T, ["lookahead_slow_momentum": T],
                     ["lookahead_outer_momentum": T]}},   (slow_dtype="bf16+int8": "lookahead_slow_high": T,
-                                                          "lookahead_slow_low": T for the slow weight)
+                                                          "lookahead_slow_low": T for the slow weight;
+                                                          momentum_dtype="int8": the outer momentum's
+                                                          codes, and "lookahead_outer_momentum_scales": T)
      "param_groups": <the inner optimizer's groups>,
      "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha" (a number or "adaptive"),
                    "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha",
@@ -13,7 +15,8 @@ committing what was read.
 momentum); "lookahead_outer_momentum" the momentum on the slow weight (outer_momentum > 0). A slow
 weight kept as bf16+int8 is saved as its two tensors, bit for bit; loaded into an optimizer of another
 slow_dtype it is decoded and converted (and an exact one encoded), with the slow_dtype warning; an
-outer momentum saved in another momentum_dtype is cast, with the momentum_dtype warning.
+outer momentum saved in another momentum_dtype is cast (int8 blocks decoded or encoded), with the
+momentum_dtype warning; int8 blocks saved in the param's memory order load bit for bit.
 
 [NOTE: section mirror] The "lookahead" section is also copied into every param group, because
 torch.distributed.checkpoint.state_dict's get/set_optimizer_state_dict keep only "state" and
@@ -37,8 +40,10 @@ import torch
 
 from . import bf16_int8, contract, first_moment
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM, copy_as
-from .slow_state import is_compact, outer_momentum_dtype_for, slow_weight_state, zero_outer_momentum
+from . import int8_blocks
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
+from .slow_state import copy_as, is_compact, is_int8_momentum, outer_momentum_dtype_for, outer_momentum_state
+from .slow_state import slow_weight_state, zero_outer_momentum
 
 FORMAT_VERSION = 1
 SECTION = "lookahead"
@@ -47,7 +52,9 @@ SAVED_SLOW_MOMENTUM = "lookahead_slow_momentum"
 SAVED_OUTER_MOMENTUM = "lookahead_outer_momentum"
 SAVED_SLOW_HIGH = "lookahead_slow_high"
 SAVED_SLOW_LOW = "lookahead_slow_low"
-_SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM, SAVED_OUTER_MOMENTUM, SAVED_SLOW_HIGH, SAVED_SLOW_LOW)
+SAVED_OUTER_MOMENTUM_SCALES = "lookahead_outer_momentum_scales"
+_SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM, SAVED_OUTER_MOMENTUM, SAVED_SLOW_HIGH, SAVED_SLOW_LOW,
+               SAVED_OUTER_MOMENTUM_SCALES)  # fmt: skip
 # a slow weight's state key -> its key in a checkpoint
 _SAVED_SLOW_KEYS = {SLOW_PARAM: SAVED_SLOW_PARAM, SLOW_HIGH: SAVED_SLOW_HIGH, SLOW_LOW: SAVED_SLOW_LOW}
 
@@ -90,6 +97,8 @@ def pack(opt, step: torch.Tensor) -> dict:
             entry[SAVED_SLOW_MOMENTUM] = mine[SLOW_MOMENTUM]
         if OUTER_MOMENTUM in mine:
             entry[SAVED_OUTER_MOMENTUM] = mine[OUTER_MOMENTUM]
+        if OUTER_MOMENTUM_SCALES in mine:
+            entry[SAVED_OUTER_MOMENTUM_SCALES] = mine[OUTER_MOMENTUM_SCALES]
         state[saved_id] = entry
     section = section_for(opt, step.cpu().clone(), opt.k)
     groups = inner["param_groups"]  # new dicts (the inner's state_dict() packs them): ours to extend
@@ -113,7 +122,7 @@ class Loaded:
     inner_state_dict: dict
     slow: dict = field(default_factory=dict)  # param -> its slow weight's state entries (slow_weight_state)
     slow_momentum: dict = field(default_factory=dict)  # param -> slow first moment
-    outer_momentum: dict = field(default_factory=dict)  # param -> momentum of its slow weight
+    outer_momentum: dict = field(default_factory=dict)  # param -> its outer momentum's state entries
     step: torch.Tensor | None = None
     config: dict = field(default_factory=dict)  # k, alpha, pullback_momentum
 
@@ -195,6 +204,27 @@ def _read_slow_weight(opt, entry, p, where: str, plain: bool) -> dict:
     return slow_weight_state(p if plain else slow, p, slow_dtype)
 
 
+def _read_outer_momentum(opt, entry, outer: torch.Tensor, p, where: str) -> dict:
+    """The state entries of `p`'s saved outer momentum in this optimizer's momentum_dtype: int8 blocks kept
+    bit for bit when this optimizer keeps them and they are in the param's memory order, else decoded
+    and cast or encoded (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py)."""
+    scales = entry.get(SAVED_OUTER_MOMENTUM_SCALES)
+    if scales is None:
+        if outer.dtype == int8_blocks.CODE_DTYPE:
+            raise ValueError(f"{where}: an int8 outer momentum needs its {SAVED_OUTER_MOMENTUM_SCALES}")
+        return outer_momentum_state(outer, p, opt.defaults)
+    blocks = int8_blocks.scale_count(p.numel())
+    if not isinstance(scales, torch.Tensor) or scales.dtype != int8_blocks.SCALE_DTYPE or scales.shape != (blocks,):
+        found = (tuple(scales.shape), scales.dtype) if isinstance(scales, torch.Tensor) else type(scales).__name__
+        raise ValueError(f"{where}: the state_dict's {SAVED_OUTER_MOMENTUM_SCALES} is {found}; it must be ({blocks},) float32")
+    if outer.dtype != int8_blocks.CODE_DTYPE:
+        raise ValueError(f"{where}: the state_dict's {SAVED_OUTER_MOMENTUM} has dtype {outer.dtype} beside scales; it must be int8")
+    if is_int8_momentum(outer_momentum_dtype_for(p, opt.defaults)) and contract.same_layout(outer, p):
+        return {OUTER_MOMENTUM: copy_as(outer, p, outer.dtype), OUTER_MOMENTUM_SCALES: scales.to(p.device, copy=True)}
+    value = int8_blocks.decode(int8_blocks.memory_order(outer.to(p.device)), scales.to(p.device))
+    return outer_momentum_state(int8_blocks.from_memory_order(value, outer), p, opt.defaults)
+
+
 def read(opt, state_dict) -> Loaded:
     if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
         raise ValueError("not an optimizer state_dict: it needs 'state' and 'param_groups'")
@@ -237,7 +267,7 @@ def read(opt, state_dict) -> Loaded:
                 if outer is None and loaded.config.get("outer_momentum", 0.0) > 0:
                     raise ValueError(f"{where}: the state_dict was saved with outer momentum but has no {SAVED_OUTER_MOMENTUM}")
                 if outer is not None:
-                    loaded.outer_momentum[p] = copy_as(outer, p, outer_momentum_dtype_for(p, opt.defaults))
+                    loaded.outer_momentum[p] = _read_outer_momentum(opt, entry, outer, p, where)
     if plain:
         warnings.warn(
             f"the state_dict holds no Lookahead state (a plain {type(opt.optimizer).__name__} checkpoint?): "
@@ -268,4 +298,4 @@ def restore(loaded: Loaded, state, step_count: torch.Tensor, defaults: dict, ada
     if defaults["outer_momentum"]:  # saved ones, or zero (a checkpoint from before outer momentum)
         for p in loaded.slow:
             saved = loaded.outer_momentum.get(p)
-            state[p][OUTER_MOMENTUM] = saved if saved is not None else zero_outer_momentum(p, defaults)
+            state[p].update(saved if saved is not None else zero_outer_momentum(p, defaults))

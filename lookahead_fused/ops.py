@@ -12,6 +12,11 @@
                                          "Compact slow weights")
     lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step, k)
                                          the same when step % k == 0, decided where step lives
+    lookahead_int8_momentum_sync_(fast, slow, momentum, scales, alpha, mu, nesterov=False)
+                                         the momentum sync with the momentum kept as int8 blocks
+                                         (docs/design.md, "An int8 outer momentum")
+    lookahead_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha, step, k, mu, nesterov=False)
+                                         the same when step % k == 0, decided where step lives
 
 Each checks the whole call first, then runs one backend per device (backends/), so a rejected call
 writes nothing. A call on one device with a native backend ("cpu", "cuda") goes straight to the
@@ -224,6 +229,54 @@ def _on_step_traced(lists, alpha, step, k, scalars, method, backend):
         alpha = torch.full((), alpha, dtype=torch.float64, device=device)
     module = backends.resolve(backend, device.type)
     getattr(module, method)(*map(list, lists), alpha.to(device), step.to(device), k, *scalars)
+
+
+# [NOTE: int8 momentum backends] The int8 momentum sync is one fused launch on the "cpu" backend (the
+# C++ kernel) and on "triton"; the "cuda" backend has no kernel for it yet and runs the per-tensor loop
+# of the reference backend (its C++ op refuses CUDA tensors before writing), as do "reference" and
+# "foreach" (the encoding has no foreach op).
+@torch.no_grad()
+def lookahead_int8_momentum_sync_(fast, slow, momentum, scales, alpha: float, mu: float, nesterov: bool = False, *,
+                                  backend: str = "auto") -> None:  # fmt: skip
+    """The momentum sync (docs/design.md, "The momentum sync") with the outer momentum kept as int8 codes
+    and one float32 scale per block of 256 (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py),
+    for every param in one launch per device: m = mu decode(momentum, scales) + (fast - slow) in float32;
+    (momentum, scales) <- encode(m); slow <- lerp(slow, fast + mu (nesterov ? decode(momentum, scales) :
+    the old m), alpha); fast <- slow cast. fast: float32, float16 or bfloat16; slow float32 and momentum
+    int8 of fast's shape and strides; scales float32 of ceil(numel / 256). Raises before writing."""
+    backends.check_backend_name(backend)
+    op = contract.INT8_MOMENTUM_OP
+    alpha = contract.check_alpha(alpha, where=f"{op}: alpha")
+    mu = contract.check_mu(mu, where=f"{op}: outer momentum mu")
+    lists = (fast, slow, momentum, scales)
+    contract.check_list_types(contract.INT8_MOMENTUM_LIST_NAMES, lists, op=op)
+    if _run_native("int8_momentum_sync_", *lists, alpha, mu, bool(nesterov), backend=backend):
+        return
+    contract.check_int8_momentum_lists(*lists)
+    _int8_momentum_sync_by_device(lists, alpha, mu, bool(nesterov), backend)
+
+
+def _int8_momentum_sync_by_device(lists, alpha: float, mu: float, nesterov: bool, backend: str) -> None:
+    for module, device_lists in _by_device(backend, *lists):
+        module.int8_momentum_sync_(*device_lists, alpha, mu, nesterov)
+
+
+@torch.no_grad()
+def lookahead_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha, step: torch.Tensor, k: int, mu: float,
+                                          nesterov: bool = False, *, backend: str = "auto") -> None:  # fmt: skip
+    """lookahead_int8_momentum_sync_(...) if step % k == 0, else nothing, decided where step lives, as
+    lookahead_sync_on_step_ decides it (see [NOTE: step gate] in csrc/table.h)."""
+    lists = (fast, slow, momentum, scales)
+    scalars = (mu, bool(nesterov))
+    if torch.compiler.is_compiling():
+        return _on_step_traced(lists, alpha, step, k, scalars, "int8_momentum_sync_on_step_", backend)
+    backends.check_backend_name(backend)
+    names = (contract.INT8_MOMENTUM_GATED_OP, contract.INT8_MOMENTUM_OP)
+    contract.check_list_types(contract.INT8_MOMENTUM_LIST_NAMES, lists, op=names[0])
+    mu = contract.check_mu(mu, where=f"{names[0]}: outer momentum mu")
+    _on_step(lists, alpha, step, k, (mu, bool(nesterov)), "int8_momentum_sync_on_step_", names,
+             lambda: contract.check_int8_momentum_lists(*lists),
+             lambda a: _int8_momentum_sync_by_device(lists, a, mu, bool(nesterov), backend), backend)  # fmt: skip
 
 
 _ADAMW_OP = "lookahead_adamw_step_"

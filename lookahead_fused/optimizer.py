@@ -33,7 +33,7 @@ from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .capturable import capturable_device, check_capturable_group
 from .inner_state import create_inner_state
 from .shared_state import SharedState, on_the_lookahead
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, is_compact, slow_dtype_for, slow_weight_state, slow_weight_value
+from .slow_state import ALPHA_KEY, is_compact, slow_dtype_for, slow_weight_state, slow_weight_value
 from .slow_state import zero_outer_momentum
 from .sync import Sync
 from .weight_swap import slow_weights_in
@@ -54,7 +54,9 @@ class Lookahead(Optimizer):
     (docs/design.md, "Compact slow weights";
     see [NOTE: what compact slow weights support] in lookahead_fused/options.py). momentum_dtype: None
     keeps the outer momentum in the slow weights' dtype; torch.bfloat16 keeps it in 2 bytes beside
-    float32 (or bfloat16) slow weights (see [NOTE: bf16 outer momentum] in lookahead_fused/options.py).
+    float32 (or bfloat16) slow weights (see [NOTE: bf16 outer momentum] in lookahead_fused/options.py);
+    "int8" keeps it in int8 blocks, 1.016 bytes an element, beside float32 slow weights
+    (see [NOTE: int8 outer momentum] in lookahead_fused/options.py).
     backend: "auto" or a name from ops.available_backends().
     alpha="adaptive": at each sync, the alpha of the paper's section 3.1 (adaptive_alpha.py), clipped
     to alpha_bounds, from curvature(param) and gradient(param) (defaults: Adam's second moment, grad).
@@ -181,7 +183,7 @@ class Lookahead(Optimizer):
             for p in param_group["params"]:
                 self.state[p].update(slow_weight_state(p, p, self.defaults["slow_dtype"]))
                 if self.defaults["outer_momentum"]:
-                    self.state[p][OUTER_MOMENTUM] = zero_outer_momentum(p, self.defaults)
+                    self.state[p].update(zero_outer_momentum(p, self.defaults))
         if self._sync is None:
             self._sync = Sync(self.optimizer, self.state, self.defaults, self._adaptive)
         self._sync.add_params(param_group["params"])

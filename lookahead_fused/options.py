@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from . import backends, bf16_int8, contract, first_moment
+from . import backends, bf16_int8, contract, first_moment, int8_blocks
 from .adaptive_alpha import ADAPTIVE
-from .slow_state import ALPHA_KEY, is_compact, slow_dtype_for
+from .sharded import dtensor_type
+from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum, momentum_dtype_fits, slow_dtype_for
 
 
 def check_nesterov(nesterov, outer_momentum) -> bool:
@@ -56,17 +57,26 @@ def check_compact_options(defaults: dict) -> None:
 # the same one launch (table codes LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h). Each sync's
 # rounding error is at most 2^-9 of |m|, within 0.2 % of the tensor's max |m|. Params whose slow
 # weights are float64 or float16 are refused when they join (one made float16 later and then loaded
-# keeps its momentum in its slow weights' dtype), as is momentum_dtype without outer momentum;
-# "int8" is not built yet and is refused at construction. LookaheadAdamW runs the same math inside
-# its fused AdamW pass.
-MOMENTUM_DTYPES = (None, torch.bfloat16)
+# keeps its momentum in its slow weights' dtype), as is momentum_dtype without outer momentum.
+# LookaheadAdamW runs the same math inside its fused AdamW pass.
+#
+# [NOTE: int8 outer momentum] momentum_dtype="int8" keeps each outer momentum as int8 codes with one
+# float32 scale per block of 256 (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py), 1.016
+# bytes an element, beside float32 slow weights (float32 params, or float16/bfloat16 ones with
+# slow_dtype=torch.float32): the int8 momentum sync (see [NOTE: int8 momentum sync] in csrc/element_math.h)
+# decodes, computes in float32 and encodes each block as it stores it, one launch per device. Each
+# sync's error is at most 0.4 % of the block's max |m|. The same refusals as bfloat16 at join, and
+# more that it does not support yet: params that are DTensors (FSDP2: the scales would need sharding
+# by local blocks), and LookaheadAdamW (its fused pass keeps the momentum beside AdamW's moments).
+MOMENTUM_DTYPES = (None, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)
 
 
 def check_momentum_dtype(momentum_dtype, outer_momentum):
     """see [NOTE: bf16 outer momentum] in lookahead_fused/options.py"""
-    if not any(momentum_dtype is accepted for accepted in MOMENTUM_DTYPES):
+    if not any(momentum_dtype is accepted or is_int8_momentum(momentum_dtype) for accepted in MOMENTUM_DTYPES):
         raise ValueError(
-            f"momentum_dtype must be None (the slow weights' dtype) or torch.bfloat16, got {momentum_dtype!r}"
+            "momentum_dtype must be None (the slow weights' dtype), torch.bfloat16 or "
+            f"{int8_blocks.MOMENTUM_DTYPE!r} (int8 blocks: docs/design.md), got {momentum_dtype!r}"
         )
     if momentum_dtype is not None and not outer_momentum:
         raise ValueError(f"momentum_dtype={momentum_dtype} needs outer_momentum > 0: without it there is no outer momentum")
@@ -74,14 +84,24 @@ def check_momentum_dtype(momentum_dtype, outer_momentum):
 
 
 def check_momentum_dtype_of(param: torch.Tensor, defaults: dict, *, where: str) -> None:
-    """A param joining a Lookahead with momentum_dtype: its slow weights must be float32 or bfloat16."""
-    if defaults["momentum_dtype"] is None:
+    """A param joining a Lookahead with momentum_dtype: its slow weights must take it (float32 or bfloat16
+    for torch.bfloat16, float32 for "int8"); an int8 momentum refuses DTensors
+    (see [NOTE: int8 outer momentum] in lookahead_fused/options.py)."""
+    wanted = defaults["momentum_dtype"]
+    if wanted is None:
         return
     slow = slow_dtype_for(param, defaults["slow_dtype"])
-    if defaults["momentum_dtype"] not in contract.allowed_momentum_dtypes(slow):
+    if not momentum_dtype_fits(wanted, slow):
+        beside = "float32" if is_int8_momentum(wanted) else "float32 or bfloat16"
         raise ValueError(
-            f"{where}: its slow weights are {slow}; momentum_dtype={defaults['momentum_dtype']} keeps the outer "
-            "momentum beside float32 or bfloat16 slow weights (for a float16 param pass slow_dtype=torch.float32)"
+            f"{where}: its slow weights are {slow}; momentum_dtype={wanted} keeps the outer momentum beside {beside} "
+            "slow weights (for a float16 or bfloat16 param pass slow_dtype=torch.float32)"
+        )
+    dtensor = dtensor_type()
+    if is_int8_momentum(wanted) and dtensor is not None and isinstance(param, dtensor):
+        raise ValueError(
+            f"{where}: it is a DTensor (FSDP2); momentum_dtype={wanted!r} does not support sharded params yet: "
+            "use momentum_dtype=torch.bfloat16 or None"
         )
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from . import bf16_int8, contract
+from . import bf16_int8, contract, int8_blocks
 from .sharded import dtensor_type
 
 ALPHA_KEY = "lookahead_alpha"  # a param group may carry its own alpha under this key
 SLOW_PARAM = "slow_param"  # the slow weight of a param (optimizer.state[p])
 SLOW_MOMENTUM = "slow_momentum"  # the slow copy of its first-moment buffer, for "pullback"
 OUTER_MOMENTUM = "outer_momentum"  # the momentum on its slow weight, for outer_momentum > 0
+# With momentum_dtype="int8", OUTER_MOMENTUM holds its int8 codes and this key its block scales
+# (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py).
+OUTER_MOMENTUM_SCALES = "outer_momentum_scales"
 # With slow_dtype="bf16+int8" the slow weight is these two tensors instead of SLOW_PARAM
 # (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py).
 SLOW_HIGH = "slow_high"  # its bfloat16 high part
@@ -100,16 +103,56 @@ def rehome(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return copy_as(tensor, like, tensor.dtype)
 
 
-def outer_momentum_dtype_for(param: torch.Tensor, options: dict) -> torch.dtype:
-    """The dtype of `param`'s outer momentum under Lookahead's `options`: their momentum_dtype where
-    its slow weight's dtype takes it, else the slow weight's (a param made float16 after it joined,
-    then loaded; see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)."""
+def is_int8_momentum(momentum_dtype) -> bool:
+    return isinstance(momentum_dtype, str) and momentum_dtype == int8_blocks.MOMENTUM_DTYPE
+
+
+def momentum_dtype_fits(momentum_dtype, slow_dtype: torch.dtype) -> bool:
+    """Whether slow weights of `slow_dtype` take an outer momentum in `momentum_dtype` (not None): "int8"
+    beside float32 ones, a dtype where the op contract allows it."""
+    if is_int8_momentum(momentum_dtype):
+        return slow_dtype == torch.float32
+    return momentum_dtype in contract.allowed_momentum_dtypes(slow_dtype)
+
+
+def outer_momentum_dtype_for(param: torch.Tensor, options: dict):
+    """The dtype of `param`'s outer momentum under Lookahead's `options` (a torch.dtype, or "int8"): their
+    momentum_dtype where its slow weight's dtype takes it, else the slow weight's (a param made float16
+    after it joined, then loaded; see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)."""
     slow = slow_dtype_for(param, options["slow_dtype"])
     wanted = options.get("momentum_dtype")
-    return wanted if wanted is not None and wanted in contract.allowed_momentum_dtypes(slow) else slow
+    return wanted if wanted is not None and momentum_dtype_fits(wanted, slow) else slow
 
 
-def zero_outer_momentum(param: torch.Tensor, options: dict) -> torch.Tensor:
-    """A zero outer momentum for `param`: its dtype (outer_momentum_dtype_for), and the param's device,
-    layout and phase."""
-    return copy_as(torch.zeros_like(param), param, outer_momentum_dtype_for(param, options))
+def outer_momentum_keys(options: dict) -> tuple[str, ...]:
+    """The keys of a param's outer momentum in its state: none without outer momentum, OUTER_MOMENTUM,
+    or with momentum_dtype="int8" OUTER_MOMENTUM and OUTER_MOMENTUM_SCALES."""
+    if not options["outer_momentum"]:
+        return ()
+    return (OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES) if is_int8_momentum(options.get("momentum_dtype")) else (OUTER_MOMENTUM,)
+
+
+def outer_momentum_state(value: torch.Tensor, param: torch.Tensor, options: dict) -> dict:
+    """The state entries of an outer momentum holding `value` for `param` (its device, memory order and
+    phase): {OUTER_MOMENTUM: value in its dtype}, or its int8 codes and block scales."""
+    dtype = outer_momentum_dtype_for(param, options)
+    if not is_int8_momentum(dtype):
+        return {OUTER_MOMENTUM: copy_as(value, param, dtype)}
+    like = copy_as(value, param, torch.float32)
+    codes, scales = int8_blocks.encode(int8_blocks.memory_order(like))
+    return {OUTER_MOMENTUM: copy_as(int8_blocks.from_memory_order(codes, like), param, codes.dtype),
+            OUTER_MOMENTUM_SCALES: scales}  # fmt: skip
+
+
+def outer_momentum_value(state: dict) -> torch.Tensor:
+    """A param's outer momentum from its state: the tensor itself, or the float32 value its codes encode."""
+    codes = state[OUTER_MOMENTUM]
+    if OUTER_MOMENTUM_SCALES not in state:
+        return codes
+    flat = int8_blocks.decode(int8_blocks.memory_order(codes), state[OUTER_MOMENTUM_SCALES])
+    return int8_blocks.from_memory_order(flat, codes)
+
+
+def zero_outer_momentum(param: torch.Tensor, options: dict) -> dict:
+    """The state entries of a zero outer momentum for `param` (outer_momentum_state of zeros)."""
+    return outer_momentum_state(torch.zeros_like(param), param, options)

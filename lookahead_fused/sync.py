@@ -34,9 +34,11 @@ import torch
 from . import backends, bf16_int8, contract, first_moment, ops
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive
 from .backends import reference
-from .backends.step_gate import masked_compact_sync_on_step_, masked_momentum_sync_on_step_, masked_sync_on_step_
+from .backends.step_gate import masked_compact_sync_on_step_, masked_int8_momentum_sync_on_step_
+from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
 from .sharded import dtensor_type, local_shards
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM, is_compact, rehome
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
+from .slow_state import is_compact, outer_momentum_keys, rehome
 from .slow_state import slow_dtype_for, slow_keys
 
 
@@ -127,7 +129,7 @@ class Sync:
         return [group.get(ALPHA_KEY, default) for group in self.inner.param_groups]
 
     def _gather(self, alphas: list) -> list[Launch]:
-        keys = slow_keys(self.options["slow_dtype"]) + ((OUTER_MOMENTUM,) if self.options["outer_momentum"] else ())
+        keys = slow_keys(self.options["slow_dtype"]) + outer_momentum_keys(self.options)
         compact = is_compact(self.options["slow_dtype"])
         by_launch: dict = {}  # (alpha, device) -> lists
         for group, alpha in zip(self.inner.param_groups, alphas):
@@ -175,6 +177,8 @@ class Sync:
             for key in (SLOW_PARAM, SLOW_HIGH, SLOW_LOW, OUTER_MOMENTUM):
                 if key in state:
                     state[key] = rehome(state[key], p)
+            if OUTER_MOMENTUM_SCALES in state:  # one per block: it follows the device only
+                state[OUTER_MOMENTUM_SCALES] = state[OUTER_MOMENTUM_SCALES].to(p.device)
         self.invalidate()
 
     def _check(self, launches: list[Launch]) -> None:
@@ -183,23 +187,31 @@ class Sync:
         for launch in launches:
             self._check_lists(launch, *launch.fused, compact=launch.compact)
 
-    def _check_lists(self, launch: Launch, fast, slow, momentum=None, *, compact: bool) -> None:
+    def _check_lists(self, launch: Launch, fast, slow, *rest, compact: bool) -> None:
         """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
-        mu were checked when they were set. `compact` lists are (fast, high parts, residuals)."""
+        mu were checked when they were set. `compact` lists are (fast, high parts, residuals); four lists
+        are (fast, slow, int8 momentum codes, their scales); else (fast, slow[, momentum])."""
         if compact:
-            fast, slow, momentum = local_shards(fast, slow, momentum, op=contract.COMPACT_OP)
+            fast, slow, momentum = local_shards(fast, slow, *rest, op=contract.COMPACT_OP)
             if getattr(launch.backend, "checks_contract", False):
                 launch.backend.check_compact_lists(fast, slow, momentum)
             else:
                 contract.check_compact_lists(fast, slow, momentum)
+        elif is_int8_momentum_lists((fast, slow, *rest)):
+            fast, slow, codes, scales = local_shards(fast, slow, *rest, op=contract.INT8_MOMENTUM_OP)
+            if getattr(launch.backend, "checks_contract", False):
+                launch.backend.check_int8_momentum_lists(fast, slow, codes, scales)
+            else:
+                contract.check_int8_momentum_lists(fast, slow, codes, scales)
         elif launch.backend is None:
+            momentum = rest[0] if rest else None
             alpha = self.adaptive.bounds[0] if launch.alpha == ADAPTIVE else launch.alpha  # chosen at the sync
             ops.check_sync_args(fast, slow, alpha, momentum=momentum, mu=self.options["outer_momentum"],
                                 backend=self.options["backend"])  # fmt: skip
         elif getattr(launch.backend, "checks_contract", False):
-            launch.backend.check_sync_lists(fast, slow, momentum or ())
+            launch.backend.check_sync_lists(fast, slow, rest[0] if rest else ())
         else:
-            contract.check_sync_lists(fast, slow, momentum)
+            contract.check_sync_lists(fast, slow, rest[0] if rest else None)
 
     # -- the pullback momenta ---------------------------------------------------------------------
     def first_moments(self, params) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -355,6 +367,12 @@ class Sync:
     def _run_gated_weights(self, fused, strided, alpha, counter) -> None:
         """The gated sync of exact slow weights (and their outer momenta, if any)."""
         k, mu, nesterov, backend = (self.options[key] for key in ("k", "outer_momentum", "nesterov", "backend"))
+        if is_int8_momentum_lists(fused):
+            if fused[0]:
+                ops.lookahead_int8_momentum_sync_on_step_(*fused, alpha, counter, k, mu, nesterov, backend=backend)
+            if strided[0]:
+                masked_int8_momentum_sync_on_step_(*strided, alpha, counter, k, mu, nesterov)
+            return
         if fused[0] and mu:
             ops.lookahead_sync_on_step_(*fused[:2], alpha, counter, k, momentum=fused[2], mu=mu, nesterov=nesterov,
                                         backend=backend)  # fmt: skip
@@ -384,7 +402,11 @@ def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend
     """One checked launch: the plain sync of two lists, the momentum sync of three, or with `compact`
     the compact sync of (fast, high parts, residuals). A launch without a backend (DTensors) goes
     through the ops, which unwrap the local shards."""
-    if compact and backend is None:
+    if is_int8_momentum_lists(lists) and backend is None:
+        ops.lookahead_int8_momentum_sync_(*lists, alpha, mu, nesterov, backend=backend_name)
+    elif is_int8_momentum_lists(lists):
+        backend.int8_momentum_sync_(*lists, alpha, mu, nesterov)
+    elif compact and backend is None:
         ops.lookahead_compact_sync_(*lists, alpha, backend=backend_name)
     elif compact:
         backend.compact_sync_(*lists, alpha)
@@ -396,6 +418,11 @@ def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend
         backend.momentum_sync_(*lists, alpha, mu, nesterov)
     else:
         backend.sync_(*lists, alpha)
+
+
+def is_int8_momentum_lists(lists: tuple) -> bool:
+    """Whether a launch's lists are (fast, slow, int8 momentum codes, their scales): the only four."""
+    return len(lists) == 4
 
 
 def _slow_values(launch: Launch, lists: tuple):

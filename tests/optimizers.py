@@ -121,6 +121,11 @@ RECORDS = [
     OptimizerRecord("lookahead-sgd-momentum-outer-nesterov-bf16-momentum", INNERS["sgd-momentum"],
                     {"k": 3, "alpha": 0.7, "outer_momentum": 0.9, "nesterov": True, "momentum_dtype": torch.bfloat16},
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    # the outer momentum as int8 blocks (see [NOTE: int8 outer momentum] in lookahead_fused/options.py): float32 params;
+    # no exact float64 oracle (tests/test_int8_momentum.py bounds it)
+    OptimizerRecord("lookahead-sgd-momentum-outer-nesterov-int8-momentum", INNERS["sgd-momentum"],
+                    {"k": 3, "alpha": 0.7, "outer_momentum": 0.9, "nesterov": True, "momentum_dtype": "int8"},
+                    peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("LookaheadAdamW", INNERS["adamw"], {"k": 3, "alpha": 0.5}, fused_adamw=True),
     OptimizerRecord("LookaheadAdamW-outer-nesterov", INNERS["adamw"], {"k": 3, "alpha": 0.6, "outer_momentum": 0.9,
                     "nesterov": True}, fused_adamw=True),  # fmt: skip

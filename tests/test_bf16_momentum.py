@@ -140,8 +140,8 @@ def test_a_param_made_float16_after_it_joined_keeps_syncing_after_a_load():
 @pytest.mark.parametrize(
     "options,message",
     [
-        ({"momentum_dtype": torch.float16}, r"momentum_dtype must be None \(the slow weights' dtype\) or torch.bfloat16"),
-        ({"momentum_dtype": "int8"}, r"momentum_dtype must be None .* or torch.bfloat16, got 'int8'"),
+        ({"momentum_dtype": torch.float16}, r"momentum_dtype must be None \(the slow weights' dtype\), torch.bfloat16 or 'int8'"),
+        ({"momentum_dtype": "bf16"}, r"momentum_dtype must be None .* or 'int8' .*, got 'bf16'"),
         ({"outer_momentum": 0.0, "nesterov": False}, "momentum_dtype=torch.bfloat16 needs outer_momentum > 0"),
     ],
 )

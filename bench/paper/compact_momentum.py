@@ -1,13 +1,16 @@
-"""Does keeping the outer momentum in bfloat16 cost quality? Lookahead with SNOO's outer momentum
-(mu 0.9, Nesterov) on scikit-learn's digits (robustness.py's split and 64-64-10 MLP, float32
-params), its outer momentum kept two ways beside float32 slow weights:
+"""Does keeping the outer momentum compact (bfloat16, or block-scaled int8) cost quality? Lookahead
+with SNOO's outer momentum (mu 0.9, Nesterov) on scikit-learn's digits (robustness.py's split and
+64-64-10 MLP, float32 params), its outer momentum kept three ways beside float32 slow weights:
 
     exact       float32 outer momentum (momentum_dtype=None)
     bf16        momentum_dtype=torch.bfloat16: 2 bytes, rounded to nearest even at each sync
+    int8        momentum_dtype="int8": int8 codes with a float32 scale per block of 256 (1.016 bytes),
+                re-encoded at each sync (lookahead_fused/int8_blocks.py)
 
 Adam (lr 1e-3, and a hot 1e-2) inside, k=5, alpha=0.5; five seeds each (initial weights and batch
 order); the validation loss of the slow weights after every epoch, and the per-seed difference of
-the final losses (bf16 - exact) against the seeds' spread.
+the final losses (bf16 - exact, int8 - exact) against the exact runs' spread over the seeds. Every
+setting runs with backend="foreach" (the same bits as "cpu"; int8 has no C++ kernel yet).
 
     python bench/paper/compact_momentum.py        # table + bench/paper/results/compact_momentum.png
 """
@@ -22,11 +25,12 @@ from results_io import RESULTS, plot_seed_curves, run_seed_study
 from robustness import digits_split, train
 
 K, ALPHA, MU = 5, 0.5, 0.9
-SETTINGS = {"exact": None, "bf16": torch.bfloat16}  # label: momentum_dtype
+SETTINGS = {"exact": None, "bf16": torch.bfloat16, "int8": "int8"}  # label: momentum_dtype
+BACKEND = "foreach"  # the same bits as "cpu", which has no int8 momentum kernel yet
 
 
 def lookahead_options(setting: str) -> dict:
-    return {"outer_momentum": MU, "nesterov": True, "momentum_dtype": SETTINGS[setting]}
+    return {"outer_momentum": MU, "nesterov": True, "momentum_dtype": SETTINGS[setting], "backend": BACKEND}
 
 
 def curve(setting: str, lr: float, seed: int, epochs: int, data) -> list[float]:
@@ -45,13 +49,14 @@ def study(lrs=(1e-3, 1e-2), seeds=range(5), epochs=30) -> dict:
 
 
 def print_differences(data: dict) -> None:
-    """Per lr: each seed's final loss, bf16 - exact, against the exact runs' spread over the seeds."""
+    """Per lr: each seed's final loss, each compact setting - exact, against the exact runs' spread over the seeds."""
     for lr in data["lrs"]:
         exact = [c[-1] for c in data["runs"][f"exact @ lr {lr}"]]
-        diffs = [c[-1] - e for c, e in zip(data["runs"][f"bf16 @ lr {lr}"], exact)]
-        spread = f"exact's std over seeds {statistics.stdev(exact):.4f}, range {max(exact) - min(exact):.4f}"
-        print(f"lr {lr}: bf16 - exact per seed: {' '.join(f'{d:+.4f}' for d in diffs)}; "
-              f"mean {statistics.fmean(diffs):+.4f}; {spread}")  # fmt: skip
+        print(f"lr {lr}: exact's std over seeds {statistics.stdev(exact):.4f}, range {max(exact) - min(exact):.4f}")
+        for setting in (s for s in SETTINGS if s != "exact"):
+            diffs = [c[-1] - e for c, e in zip(data["runs"][f"{setting} @ lr {lr}"], exact)]
+            print(f"  {setting} - exact per seed: {' '.join(f'{d:+.4f}' for d in diffs)}; "
+                  f"mean {statistics.fmean(diffs):+.4f}")  # fmt: skip
 
 
 def plot(data: dict, path) -> None:
