@@ -76,12 +76,6 @@ class LookaheadAdamW(Lookahead):
                 "LookaheadAdamW does not take slow_dtype='bf16+int8' yet (its fused step keeps exact slow weights); "
                 "use Lookahead(torch.optim.AdamW(...), slow_dtype='bf16+int8')"
             )
-        if is_int8_momentum(momentum_dtype):  # see [NOTE: int8 outer momentum] in lookahead_fused/options.py
-            raise ValueError(
-                "LookaheadAdamW does not take momentum_dtype='int8' yet (its fused step keeps the outer momentum beside "
-                "AdamW's moments); use momentum_dtype=torch.bfloat16, or Lookahead(torch.optim.AdamW(...), "
-                "outer_momentum=..., momentum_dtype='int8')"
-            )
         if isinstance(alpha, str) and alpha == ADAPTIVE:
             raise ValueError("LookaheadAdamW takes a number alpha; for alpha='adaptive' use Lookahead(torch.optim.AdamW(...))")
         inner = torch.optim.AdamW(
@@ -102,6 +96,12 @@ class LookaheadAdamW(Lookahead):
                 f"LookaheadAdamW(capturable=True) on a GPU needs a fused backend ('cuda', 'triton' or 'auto'): the "
                 f"{backend!r} loop reads the hyper table on the host, which a CUDA graph cannot capture"
             )
+
+    @property
+    def syncs_apart(self) -> bool:
+        """Whether the sync runs in a launch of its own after AdamW's pass instead of inside it: with
+        momentum_dtype="int8" (see [NOTE: int8 outer momentum] in lookahead_fused/options.py)."""
+        return is_int8_momentum(self.defaults["momentum_dtype"])
 
     def _check_group(self, group: dict, where: str) -> None:
         if group.get("amsgrad"):
@@ -201,7 +201,7 @@ class LookaheadAdamW(Lookahead):
         if syncs:
             launches = self._sync.launches()  # checks them (and moves slow weights along) first
         layout = self._layout(require_grads=False)
-        host_table, rows = self._host_rows(layout, (layout.steps + 1).tolist(), syncs)
+        host_table, rows = self._host_rows(layout, (layout.steps + 1).tolist(), syncs and not self.syncs_apart)
         mu, nesterov, backend = self.defaults["outer_momentum"], self.defaults["nesterov"], self.defaults["backend"]
         for device, launch in layout.fused.items():
             hyper = host_table if device.type == "cpu" else host_table.pin_memory().to(device, non_blocking=True)
@@ -215,12 +215,14 @@ class LookaheadAdamW(Lookahead):
         layout.steps.add_(1)
         self._step_count_tensor.add_(1)
         if syncs:  # the params that took no AdamW step (no grad), the pullback momenta, or the reset
-            self._sync.run(launches, skip_weights=set(layout.key))
+            self._sync.run(launches, skip_weights=frozenset() if self.syncs_apart else set(layout.key))
 
     def _device_step(self) -> None:
         """capturable=True: a device table with one row per param; device ops write its step and sync
         columns, so the same launches run on every step (a CUDA graph replays them)."""
         layout = self._layout(require_grads=True)
+        if self.syncs_apart:  # checked before the AdamW pass writes
+            launches = self._sync.launches()
         if layout.fused:
             ((device, launch),) = layout.fused.items()  # one device: capturable.py checks it, and no strided params
             hyper, rows = self._device_table(layout, device)
@@ -233,7 +235,9 @@ class LookaheadAdamW(Lookahead):
             # the momenta's gated reset or sync would do nothing
             # (see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py)
             return
-        if self.pullback_momentum != "none":
+        if self.syncs_apart:
+            self._sync.run_gated(launches, self._step_count_tensor, compiling=False)
+        elif self.pullback_momentum != "none":
             self._sync.run_gated(self._sync.launches(check=False), self._step_count_tensor, compiling=False, weights=False)
 
     def _device_table(self, layout: Layout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,7 +264,8 @@ class LookaheadAdamW(Lookahead):
         _, hyper, rows, _ = held
         layout.steps.add_(1)
         hyper[:, _COLUMN["step"]].copy_(layout.steps)
-        hyper[:, _COLUMN["sync"]].copy_(((self._step_count_tensor + 1) % self.k == 0).to(device))
+        if not self.syncs_apart:
+            hyper[:, _COLUMN["sync"]].copy_(((self._step_count_tensor + 1) % self.k == 0).to(device))
         for g, start, end in layout.spans:
             lr = self.param_groups[g]["lr"]
             if isinstance(lr, torch.Tensor):

@@ -46,7 +46,7 @@ class Layout:
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         self.steps = _shared_steps(opt, entries, entries[0][1].device if capturable and entries else torch.device("cpu"))
-        mu = opt.defaults["outer_momentum"]
+        mu = opt.defaults["outer_momentum"] and not opt.syncs_apart  # the pass syncs with outer momentum
         self.fused: dict[torch.device, DeviceLaunch] = {}
         self.strided: dict[torch.device, DeviceLaunch] = {}
         for n, (_, p) in enumerate(entries):

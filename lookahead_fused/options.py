@@ -66,8 +66,9 @@ def check_compact_options(defaults: dict) -> None:
 # slow_dtype=torch.float32): the int8 momentum sync (see [NOTE: int8 momentum sync] in csrc/element_math.h)
 # decodes, computes in float32 and encodes each block as it stores it, one launch per device. Each
 # sync's error is at most 0.4 % of the block's max |m|. The same refusals as bfloat16 at join, and
-# more that it does not support yet: params that are DTensors (FSDP2: the scales would need sharding
-# by local blocks), and LookaheadAdamW (its fused pass keeps the momentum beside AdamW's moments).
+# params that are DTensors (FSDP2: the scales would need sharding by local blocks), which it does not
+# support yet. LookaheadAdamW runs it as a launch of its own after its AdamW pass on sync steps (the
+# pass keeps a momentum beside AdamW's moments only in a dtype, not encoded): two launches there.
 MOMENTUM_DTYPES = (None, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)
 
 

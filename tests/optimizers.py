@@ -132,6 +132,9 @@ RECORDS = [
     OptimizerRecord("LookaheadAdamW-outer-nesterov-bf16-momentum", INNERS["adamw"],
                     {"k": 3, "alpha": 0.6, "outer_momentum": 0.9, "nesterov": True, "momentum_dtype": torch.bfloat16},
                     fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    OptimizerRecord("LookaheadAdamW-outer-nesterov-int8-momentum", INNERS["adamw"],
+                    {"k": 3, "alpha": 0.6, "outer_momentum": 0.9, "nesterov": True, "momentum_dtype": "int8"},
+                    fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("LookaheadAdamW-pullback", INNERS["adamw"], {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback"},
                     fused_adamw=True),  # fmt: skip
 ]

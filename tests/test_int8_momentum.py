@@ -279,7 +279,20 @@ def test_params_whose_slow_weights_are_not_float32_are_refused(dtype):
     assert_bitwise_equal(params, before)
 
 
-def test_lookahead_adamw_refuses_it():
-    params = make_params(dtype=torch.float32, shapes=SHAPES)
-    with pytest.raises(ValueError, match="LookaheadAdamW does not take momentum_dtype='int8' yet"):
-        LookaheadAdamW(params, lr=0.05, **OPTIONS)
+def test_lookahead_adamw_syncs_it_after_its_pass(backend):
+    """LookaheadAdamW(momentum_dtype="int8"): AdamW's fused pass, then on sync steps the int8 momentum
+    sync in a launch of its own; the host-decided and gated paths bit for bit alike, and Lookahead(AdamW)
+    with the same options within float32 rounding (the fused AdamW rounds like torch's to a few ulp)."""
+    runs = []
+    for options in ({"backend": backend}, {"backend": backend, "capturable": True}):
+        params = make_params(dtype=torch.float32, shapes=SHAPES)
+        opt = LookaheadAdamW(params, lr=0.05, weight_decay=0.01, **OPTIONS, **options)
+        run(opt, params, 10)
+        assert all(opt.state[p][OUTER_MOMENTUM].dtype == torch.int8 for p in params)
+        runs.append(params)
+    assert_bitwise_equal(runs[1], runs[0])
+    composed_params = make_params(dtype=torch.float32, shapes=SHAPES)
+    composed = Lookahead(torch.optim.AdamW(composed_params, lr=0.05, weight_decay=0.01), **OPTIONS, backend=backend)
+    run(composed, composed_params, 10)
+    for ours, theirs in zip(runs[0], composed_params):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
