@@ -280,8 +280,8 @@ def check_int8_momentum_lists(fast, slow, momentum, scales) -> None:
     """Validate the lists of a lookahead_int8_momentum_sync_ call, as csrc/contract.cpp's
     check_int8_momentum_quads and the overlap check: fast in float32, float16 or bfloat16; beside each
     float32 slow weights and int8 momentum codes of its shape and strides, and its block scales, a
-    contiguous 1-D float32 tensor of ceil(numel / 256) elements (see [NOTE: int8 blocks] in
-    lookahead_fused/int8_blocks.py); one device per entry; nothing shared."""
+    contiguous 1-D float32 tensor of ceil(numel / 256) elements; one device per entry; nothing shared
+    (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py)."""
     op, names = INT8_MOMENTUM_OP, INT8_MOMENTUM_LIST_NAMES
     check_list_types(names, (fast, slow, momentum, scales), op=op)
     for name, tensors in zip(names[1:], (slow, momentum, scales)):
