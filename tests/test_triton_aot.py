@@ -1,8 +1,8 @@
 """The Triton kernel compiled ahead of time for sm_80 and sm_90 with triton.compile and a GPUTarget:
 no GPU needed, and the interpreter (which the other CPU tests use) accepts code that the compiler
 rejects. Every dtype pair compiles in each mode the backend launches (a lerp with alpha known on the
-host, alpha read on the device behind the step gate, the swap, misaligned pairs), and the aligned
-launches use 16-byte global loads and stores
+host, alpha read on the device behind the step gate, the swap, misaligned pairs; the compact and the
+int8 momentum syncs for each fast dtype they take), and the aligned launches use 16-byte global loads and stores
 (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ triton = pytest.importorskip("triton")
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from lookahead_fused.contract import COMPACT_FAST_DTYPES, opmath_dtype  # noqa: E402
+from lookahead_fused.contract import COMPACT_FAST_DTYPES, INT8_MOMENTUM_FAST_DTYPES, opmath_dtype  # noqa: E402
 from tests.matrix import DTYPE_PAIRS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +64,18 @@ COMPACT_SIGNATURE = {
     **{name: "constexpr"
        for name in ("FAST", "LERP_SIDE", "GATED", "ALIGNED", "BLOCK", "CHUNK_BITS", "ROUNDING_SHIFT")},
 }  # fmt: skip
+# The int8 momentum sync (backends/triton/int8_momentum.py): name -> (LERP_SIDE, GATED, ALIGNED, NESTEROV), for each
+# fast dtype it takes
+INT8_MOMENTUM_MODES = {
+    "int8-momentum": (0, False, True, False), "int8-momentum-gated-nesterov": (2, True, True, True),
+    "int8-momentum-large-alpha-misaligned": (1, False, False, False),
+}  # fmt: skip
+INT8_MOMENTUM_SIGNATURE = {
+    **{f"{name}_addresses": "*i64" for name in ("fast", "slow", "codes", "scales")}, "numels": "*i64", "chunks": "*i64",
+    "num_chunks": "i64", "alpha_ptr": "*fp32", "mu_ptr": "*fp32", "step_ptr": "*i64", "k": "i64",
+    **{name: "constexpr" for name in ("FAST", "LERP_SIDE", "GATED", "ALIGNED", "NESTEROV", "BLOCK", "QBLOCK",
+                                      "CHUNK_BITS", "CODE_LIMIT", "FLUSH_BELOW", "ROUNDING_SHIFT")},
+}  # fmt: skip
 GLOBAL_ACCESS = re.compile(r"(?:ld|st)\.global[.\w]*")
 VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
 
@@ -83,6 +95,8 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
         return compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar)
     if mode in COMPACT_MODES:
         return compile_compact_variant(fast_dtype, mode, arch)
+    if mode in INT8_MOMENTUM_MODES:
+        return compile_int8_momentum_variant(fast_dtype, mode, arch)
     swap, side, gated, aligned, momentum, nesterov = MODES[mode]
     signature = dict(SIGNATURE, alpha_ptr=scalar, mu_ptr=scalar)
     tl_dtypes = elementwise.TL_DTYPES
@@ -125,6 +139,24 @@ def compile_compact_variant(fast_dtype, mode, arch):
     return compiled.asm["ptx"], len(compiled.asm["cubin"])
 
 
+def compile_int8_momentum_variant(fast_dtype, mode, arch):
+    from lookahead_fused import int8_blocks
+    from lookahead_fused.backends.triton import compact, elementwise, int8_momentum, plans
+
+    side, gated, aligned, nesterov = INT8_MOMENTUM_MODES[mode]
+    block, warps = int8_momentum._GPU_CONFIG
+    constexprs = {
+        "FAST": elementwise.TL_DTYPES[fast_dtype], "LERP_SIDE": side, "GATED": gated, "ALIGNED": aligned,
+        "NESTEROV": nesterov, "BLOCK": block, "QBLOCK": int8_blocks.BLOCK, "CHUNK_BITS": plans.CHUNK_BITS,
+        "CODE_LIMIT": int8_blocks.CODE_LIMIT, "FLUSH_BELOW": int8_blocks.FLUSH_BELOW,
+        "ROUNDING_SHIFT": compact.ROUNDING_SHIFT,
+    }  # fmt: skip
+    source = ASTSource(fn=int8_momentum.int8_momentum_kernel, signature=INT8_MOMENTUM_SIGNATURE, constexprs=constexprs)
+    options = {"num_warps": warps, **int8_momentum.COMPILE_OPTIONS}
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
+    return compiled.asm["ptx"], len(compiled.asm["cubin"])
+
+
 CASES = [
     (fast, slow, mode, arch)
     for fast, slow in DTYPE_PAIRS
@@ -134,6 +166,9 @@ CASES = [
     and not (mode in BF16_MOMENTUM_MODES and slow != torch.float32)
 ] + [  # the compact sync: its slow weight is bf16+int8 whatever the fast dtype (named "bf16+int8" in the ids)
     (fast, "bf16+int8", mode, arch) for fast in COMPACT_FAST_DTYPES for mode in COMPACT_MODES for arch in ARCHS
+] + [  # the int8 momentum sync: float32 slow weights beside int8 codes and float32 scales ("float32+int8m")
+    (fast, "float32+int8m", mode, arch) for fast in INT8_MOMENTUM_FAST_DTYPES for mode in INT8_MOMENTUM_MODES
+    for arch in ARCHS
 ]
 
 
@@ -173,6 +208,14 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
     if mode in COMPACT_MODES:  # the encoding is exact only with an IEEE-rounded division; its packs are narrower
         assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
+        return
+    if mode in INT8_MOMENTUM_MODES:  # one IEEE operation a step: rounded divisions, no fused multiply-add
+        assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"
+        assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
+        assert not re.search(r"\bfma\.", ptx), "a multiply and an add fused into one rounding"
+        if INT8_MOMENTUM_MODES[mode][2]:
+            seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
+            assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
         return
     if (MODES.get(mode) or ADAMW_MODES[mode])[3 if mode in MODES else 0]:
         seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))

@@ -1,0 +1,162 @@
+"""The momentum sync with the momentum kept as int8 blocks (see [NOTE: int8 momentum sync] in csrc/element_math.h):
+one Triton launch per fast dtype and alignment class, over the plans of plans.py. Each program takes whole
+blocks of 256 elements (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py): a chunk is ROWS blocks,
+the first at element 0 of its tensor, viewed as a [ROWS, 256] tile whose rows are reduced for their scales.
+
+Every step is one IEEE float32 operation as the oracle orders it, so the launch turns off the compiler's
+fusion of a multiply and an add (COMPILE_OPTIONS): the interpreter computes what a GPU does.
+The block size is fixed (_GPU_CONFIG), as the compact sync's is."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+
+import torch
+import triton
+import triton.language as tl
+
+from ... import int8_blocks
+from ...device_scalars import device_scalar
+from .. import triton_interpreting
+from .compact import ROUNDING_SHIFT
+from .elementwise import ALPHA_ON_DEVICE, LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, round_to
+from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, chunk_of, gate_is_open, launch_classes
+from .plans import max_programs, run_plan
+
+_GPU_CONFIG = (2048, 4)  # (BLOCK, num_warps); BLOCK a multiple of int8_blocks.BLOCK
+COMPILE_OPTIONS = {"enable_fp_fusion": False}  # no multiply-add fused into one rounding
+
+
+@triton.jit
+def _encode(m, kept, finite, a, CODE_LIMIT: tl.constexpr, ROUNDING_SHIFT: tl.constexpr):
+    """(codes, scales) of a [ROWS, QBLOCK] tile m, given per row whether it is kept, finite, and its a."""
+    safe = tl.where(kept, a, 1.0)
+    inv = tl.div_rn(CODE_LIMIT * 1.0, safe)  # IEEE-rounded, as the oracle's division
+    scale = tl.where(kept, tl.div_rn(safe, CODE_LIMIT * 1.0), tl.where(finite, 0.0, float("nan")))
+    units = (m * inv[:, None] + ROUNDING_SHIFT) - ROUNDING_SHIFT  # round half to even: |m inv| <= 127.5 < 2^22
+    units = tl.minimum(tl.maximum(units, -CODE_LIMIT * 1.0), CODE_LIMIT * 1.0)
+    return tl.where(kept[:, None], units, 0.0).to(tl.int8), scale
+
+
+@triton.jit
+def _int8_momentum_rows(fast, slow, codes, scales, offsets, rows, mask, row_mask, w, mu, FAST, LERP_SIDE, NESTEROV,
+                        CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr):  # fmt: skip
+    f = tl.load(fast + offsets, mask=mask).to(tl.float32)
+    s = tl.load(slow + offsets, mask=mask)
+    q = tl.load(codes + offsets, mask=mask)
+    old_scale = tl.load(scales + rows, mask=row_mask)
+    m_old = q.to(tl.float32) * old_scale[:, None]
+    m = mu * m_old + (f - s)
+    if mask is not None:  # the tail past numel: zeros, which change no block's max
+        m = tl.where(mask, m, 0.0)
+    finite_values = tl.abs(m) < float("inf")  # false for inf and NaN
+    finite = tl.min(finite_values.to(tl.int32), axis=1) == 1
+    a = tl.max(tl.where(finite_values, tl.abs(m), 0.0), axis=1)
+    new_codes, new_scale = _encode(m, finite & (a >= FLUSH_BELOW), finite, a, CODE_LIMIT, ROUNDING_SHIFT)
+    if NESTEROV:
+        target = f + mu * (new_codes.to(tl.float32) * new_scale[:, None])
+    else:
+        target = f + mu * m_old
+    if LERP_SIDE == 0:  # the two-sided lerp: see [NOTE: two-sided lerp] in csrc/element_math.h
+        r = s + w * (target - s)
+    elif LERP_SIDE == 1:
+        r = target - (target - s) * (1.0 - w)
+    else:  # alpha is known only on the device
+        r = tl.where(tl.abs(w) < 0.5, s + w * (target - s), target - (target - s) * (1.0 - w))
+    tl.store(slow + offsets, r, mask=mask)
+    tl.store(codes + offsets, new_codes, mask=mask)
+    tl.store(scales + rows, new_scale, mask=row_mask)
+    tl.store(fast + offsets, round_to(r, FAST), mask=mask)
+
+
+@triton.jit
+def int8_momentum_kernel(
+    fast_addresses, slow_addresses, codes_addresses, scales_addresses, numels, chunks, num_chunks, alpha_ptr, mu_ptr,
+    step_ptr, k,
+    FAST: tl.constexpr, LERP_SIDE: tl.constexpr, GATED: tl.constexpr, ALIGNED: tl.constexpr, NESTEROV: tl.constexpr,
+    BLOCK: tl.constexpr, QBLOCK: tl.constexpr, CHUNK_BITS: tl.constexpr, CODE_LIMIT: tl.constexpr,
+    FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr,
+):  # fmt: skip
+    """The table walk of the sync's kernel over chunks of BLOCK = ROWS * QBLOCK elements:
+    see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py, and
+    see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py."""
+    ROWS: tl.constexpr = BLOCK // QBLOCK
+    w = tl.load(alpha_ptr)
+    mu = tl.load(mu_ptr)
+    if gate_is_open(step_ptr, k, GATED):  # off the sync steps every program returns at once
+        for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
+            pair, start, _ = chunk_of(chunks, c, CHUNK_BITS, BLOCK)
+            rows = start // QBLOCK + tl.arange(0, ROWS)
+            offsets = start + tl.arange(0, ROWS)[:, None] * QBLOCK + tl.arange(0, QBLOCK)[None, :]
+            fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
+            slow = tl.load(slow_addresses + pair).to(tl.pointer_type(tl.float32))
+            codes = tl.load(codes_addresses + pair).to(tl.pointer_type(tl.int8))
+            scales = tl.load(scales_addresses + pair).to(tl.pointer_type(tl.float32))
+            if ALIGNED:
+                fast = tl.multiple_of(fast, 16)
+                slow = tl.multiple_of(slow, 16)
+                codes = tl.multiple_of(codes, 16)
+                scales = tl.multiple_of(scales, 16)
+            numel = tl.load(numels + pair)
+            if start + BLOCK <= numel:
+                _int8_momentum_rows(fast, slow, codes, scales, offsets, rows, None, None, w, mu, FAST, LERP_SIDE,
+                                    NESTEROV, CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)  # fmt: skip
+            else:
+                _int8_momentum_rows(fast, slow, codes, scales, offsets, rows, offsets < numel,
+                                    rows < (numel + QBLOCK - 1) // QBLOCK, w, mu, FAST, LERP_SIDE, NESTEROV,
+                                    CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)  # fmt: skip
+
+
+class _Plan:
+    """One Table per fast dtype and alignment class; lists: fast, slow, codes, scales."""
+
+    def __init__(self, lists, device):
+        block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
+        assert block % int8_blocks.BLOCK == 0, "a chunk holds whole int8 blocks"
+        self.groups = [(Table(launch, block, device, 1), block, warps) for launch in launch_classes(lists)]
+
+
+int8_momentum_plans: OrderedDict = OrderedDict()  # the LRU of cached_plan
+
+
+def lerp_side(alpha: float) -> int:
+    """The lerp's side for a host alpha, decided on alpha in float32 as the kernel (and the oracle) hold it."""
+    return SMALL_ALPHA if abs(torch.tensor(alpha, dtype=torch.float32).item()) < 0.5 else LARGE_ALPHA
+
+
+def _launch(table: Table, block: int, warps: int, alpha, mu: float, nesterov: bool, gate=None) -> None:
+    """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device."""
+    device = table.chunks.device
+    slow_addresses, codes_addresses, scales_addresses = table.addresses[1:]
+    if gate is None:
+        alpha_tensor, side = device_scalar(float(alpha), torch.float32, device), lerp_side(alpha)
+        step, k = table.chunks, 1  # any int64 pointer: the ungated kernel reads no step
+    else:
+        alpha_tensor, (step, k), side = alpha.reshape(1).to(torch.float32), gate, ALPHA_ON_DEVICE
+    int8_momentum_kernel[(min(table.num_chunks, max_programs(device)),)](
+        table.addresses[0], slow_addresses, codes_addresses, scales_addresses, table.numels, table.chunks,
+        table.num_chunks, alpha_tensor, device_scalar(float(mu), torch.float32, device), step, k,
+        FAST=TL_DTYPES[table.fast_dtype], LERP_SIDE=side, GATED=gate is not None, ALIGNED=table.aligned,
+        NESTEROV=bool(nesterov), BLOCK=block, QBLOCK=int8_blocks.BLOCK, CHUNK_BITS=CHUNK_BITS,
+        CODE_LIMIT=int8_blocks.CODE_LIMIT, FLUSH_BELOW=int8_blocks.FLUSH_BELOW, ROUNDING_SHIFT=ROUNDING_SHIFT,
+        num_warps=warps, **COMPILE_OPTIONS,
+    )  # fmt: skip
+
+
+def _run(lists, alpha, mu: float, nesterov: bool, gate=None) -> None:
+    if not lists[0]:
+        return
+    device = lists[0][0].device
+    plan = cached_plan(int8_momentum_plans, lists, _Plan, "triton_int8_momentum_sync_")
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        run_plan(plan, device, lambda table, block, warps: _launch(table, block, warps, alpha, mu, nesterov, gate))
+
+
+def int8_momentum_sync_(fast, slow, momentum, scales, alpha: float, mu: float, nesterov: bool) -> None:
+    _run([fast, slow, momentum, scales], alpha, mu, nesterov)
+
+
+def int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha: torch.Tensor, step: torch.Tensor, k: int,
+                                mu: float, nesterov: bool) -> None:  # fmt: skip
+    _run([fast, slow, momentum, scales], alpha, mu, nesterov, gate=(step.reshape(1), k))
