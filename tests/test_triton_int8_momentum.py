@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif("triton" not in available_backends(), reason="tr
 plans = pytest.importorskip("lookahead_fused.backends.triton.plans")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 FAST_DTYPES = INT8_MOMENTUM_FAST_DTYPES
-SIZES = (0, 1, 255, 256, 257, 1000)
+SIZES = (0, 1, 255, 256, 257, 1000, 8192 + 257)  # the last: a full chunk and a short one, under the interpreter
 CHANNELS_LAST_SHAPE = (2, 6, 9, 11)  # 1188 elements, memory order not the logical order
 
 
