@@ -10,6 +10,7 @@
 #include <c10/util/Exception.h>
 
 #include "adamw.h"
+#include "element_math.h"
 #include "dtypes.h"
 #include "plan.h"
 #include "prefetch.h"
@@ -103,6 +104,7 @@ at::Device device_of_first(at::TensorList tensors) {
 const char* const kSyncListNames[] = {"fast", "slow", "momentum"};
 const char* const kAdamWListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"};
 const char* const kCompactListNames[] = {"fast", "slow_high", "slow_low"};
+const char* const kInt8MomentumListNames[] = {"fast", "slow", "momentum", "scales"};
 
 void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow") {
   TORCH_CHECK_VALUE(fast.size() == other.size(), op, ": fast has ", fast.size(), " tensors but ", other_name, " has ",
@@ -264,6 +266,56 @@ void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorL
     check_pair_layout(op, i, f, h, fast[0].device(), "fast", "slow_high");
     check_pair_layout(op, i, f, q, fast[0].device(), "fast", "slow_low");
   }
+}
+
+const char* const* int8_momentum_list_names() { return kInt8MomentumListNames; }
+
+void check_int8_momentum_quads(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
+                               at::TensorList scales) {
+  const char* op = kInt8MomentumOp;
+  check_lengths(op, fast, slow);
+  check_lengths(op, fast, momentum, "momentum");
+  check_lengths(op, fast, scales, "scales");
+  const at::Device device = device_of_first(fast);
+  for (size_t i = 0; i < fast.size(); ++i) {
+    prefetch_ahead(fast, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    prefetch_ahead(slow, i);
+    prefetch_ahead(momentum, i);
+    prefetch_ahead(scales, i);
+    const at::Tensor& f = fast[i];
+    const at::Tensor& s = slow[i];
+    const at::Tensor& m = momentum[i];
+    const at::Tensor& sc = scales[i];
+    const int64_t blocks = f.defined() ? (f.numel() + kInt8Block - 1) / kInt8Block : 0;
+    const bool fast_type = f.defined() && (f.scalar_type() == at::kFloat || f.scalar_type() == at::kHalf ||
+                                           f.scalar_type() == at::kBFloat16);
+    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
+    if (plainly_alike(f, s, device) && plainly_alike(f, m, device) && plainly_valid(sc, device) && fast_type &&
+        s.scalar_type() == at::kFloat && m.scalar_type() == at::kChar && sc.scalar_type() == at::kFloat &&
+        sc.dim() == 1 && sc.numel() == blocks) {
+      continue;
+    }
+    check_tensor(f, Where{op, i, "fast"});
+    TORCH_CHECK_VALUE(fast_type, op, ": pair ", i, ": fast has dtype ", python_dtype(f.scalar_type()),
+                      "; an int8 outer momentum is for float32, float16 and bfloat16 params");
+    check_tensor(s, Where{op, i, "slow"}, "torch.float32");
+    check_tensor(m, Where{op, i, "momentum"}, "torch.int8");
+    check_tensor(sc, Where{op, i, "scales"}, "torch.float32");
+    check_pair_layout(op, i, f, s, fast[0].device(), "fast", "slow");
+    check_pair_layout(op, i, f, m, fast[0].device(), "fast", "momentum");
+    TORCH_CHECK_NOT_IMPLEMENTED(sc.device() == fast[0].device(), op, ": pair ", i, " has fast on ", f.device(),
+                                " and scales on ", sc.device(), " but pair 0 is on ", fast[0].device(),
+                                "; one call of the fused kernel runs on one device");
+    TORCH_CHECK_VALUE(sc.dim() == 1 && sc.numel() == blocks, op, ": pair ", i, ": scales has shape ",
+                      python_tuple(sc.sizes()), "; it must be (", blocks, ",), one scale per block of ", kInt8Block,
+                      " of fast's ", f.numel(), " elements");
+  }
+}
+
+void check_int8_momentum_lists(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
+                               at::TensorList scales) {
+  check_int8_momentum_quads(fast, slow, momentum, scales);
+  check_no_overlap(kInt8MomentumOp, {fast, slow, momentum, scales}, kInt8MomentumListNames);
 }
 
 namespace {

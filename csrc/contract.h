@@ -12,6 +12,8 @@ namespace lookahead_fused {
 
 constexpr const char* kCompactOp = "lookahead_compact_sync_";  // the compact sync, as the messages name it
 constexpr const char* kCompactGatedOp = "lookahead_compact_sync_on_step_";  // and its step-gated form
+constexpr const char* kInt8MomentumOp = "lookahead_int8_momentum_sync_";  // the int8 momentum sync
+constexpr const char* kInt8MomentumGatedOp = "lookahead_int8_momentum_sync_on_step_";  // and its step-gated form
 
 // Whether `t` is plainly valid: defined, strided and contiguous, on `device`; and whether `a` and `b`
 // are plainly alike: both plainly valid, of one shape. Their dtypes are the caller's test
@@ -48,6 +50,18 @@ void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists);
 // What lookahead_compact_sync_ checks before it writes: the triples, and their overlap unless a plan
 // for them is cached. The pybind check_compact_lists runs it.
 void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low);
+// The int8 momentum sync's quads (see [NOTE: int8 momentum sync] in csrc/element_math.h): fast in
+// float32, float16 or bfloat16; float32 slow weights and int8 momentum codes beside it, of its shape
+// and strides, on its device; its block scales a dense 1-D float32 tensor of ceil(numel / 256)
+// elements on its device.
+void check_int8_momentum_quads(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
+                               at::TensorList scales);
+// What lookahead_int8_momentum_sync_ checks before it writes: the quads and their overlap (it keeps
+// no plan, so the overlap is checked on every call). The pybind check_int8_momentum_lists runs it.
+void check_int8_momentum_lists(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
+                               at::TensorList scales);
+// The names of the int8 momentum sync's lists in the messages: fast, slow, momentum, scales.
+const char* const* int8_momentum_list_names();
 // AdamW's step with the sync (ops.h adamw_step_): grads, exp_avgs and exp_avg_sqs beside the params
 // (their dtype, shape, strides and device), the slow weights and outer momenta as for the momentum
 // sync (momentum may be empty), the hyper table a contiguous float64 [rows, kAdamWColumns] tensor

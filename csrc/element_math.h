@@ -90,4 +90,77 @@ LOOKAHEAD_MATH_FN float compact_sync_element(float fast, uint16_t& high, int8_t&
   return decode_bf16_int8(code.high, code.residual);
 }
 
+// [NOTE: int8 momentum sync] The momentum sync (see [NOTE: momentum sync] in csrc/element_math.h) with
+// the outer momentum kept as int8 blocks (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py),
+// in float32, per block of kInt8Block elements in memory order:
+//   m_old = q * scale                                    (the stored momentum, decoded)
+//   m     = mu m_old + (f - s)                           (int8_momentum_of)
+//   (q', scale') = encode(m over the block)              (int8_block_scale, then int8_code)
+//   t     = f + mu (nesterov ? q' scale' : m_old);  s <- lerp(s, t, alpha);  fast <- s
+// Two passes over a block, since its scale needs the new momentum of every element before any is
+// encoded. Every operation is one float32 IEEE operation, none fused (the oracle, reference.py's
+// int8_momentum_sync_, rounds each product), so a kernel must not contract a product and a sum into
+// an FMA. A block whose new momentum is not finite gets scale NaN and codes 0: its momentum decodes
+// to NaN from then on, and so does every slow weight that reads it.
+constexpr int kInt8Block = 256;
+constexpr float kInt8CodeLimit = 127.0f;
+constexpr uint32_t kFloatInfinityBits = 0x7F800000u;
+constexpr uint32_t kFloatNanBits = 0x7FC00000u;
+constexpr uint32_t kInt8FlushBelowBits = 0x0F800000u;  // 2^-96: a smaller block largest magnitude is stored as 0
+
+// |x|'s bits: ordered as the magnitudes are, and >= kFloatInfinityBits for an x that is not finite,
+// so one integer max over a block gives both its largest magnitude and whether all of it is finite.
+LOOKAHEAD_MATH_FN uint32_t magnitude_bits(float x) {
+  uint32_t bits;
+  __builtin_memcpy(&bits, &x, sizeof bits);
+  return bits & 0x7FFFFFFFu;
+}
+
+// The new momentum of one element: mu m_old + (f - s), m_old decoded from its code and block scale.
+LOOKAHEAD_MATH_FN float int8_momentum_of(float fast, float slow, int8_t code, float scale, float mu) {
+  return mu * (static_cast<float>(code) * scale) + (fast - slow);
+}
+
+struct Int8BlockScale {
+  float scale;  // what the block stores: a / 127, 0 (flushed) or NaN (not finite)
+  float inv;    // 127 / a, or 0 where the codes are all 0
+  bool kept;    // the codes are quantised (otherwise every code is 0)
+};
+
+// The scale of a block whose max magnitude_bits is `largest_bits`.
+LOOKAHEAD_MATH_FN Int8BlockScale int8_block_scale(uint32_t largest_bits) {
+  if (largest_bits >= kFloatInfinityBits) return {float_of_bits(kFloatNanBits), 0.0f, false};
+  if (largest_bits < kInt8FlushBelowBits) return {0.0f, 0.0f, false};
+  const float largest = float_of_bits(largest_bits);
+  return {largest / kInt8CodeLimit, kInt8CodeLimit / largest, true};
+}
+
+// The code of x in a kept block, as a float: round half to even of x inv, clamped to [-127, 127].
+// Adding and subtracting 1.5 2^23 rounds a float32 of magnitude below 2^22 to an integer, to nearest
+// even, as rint does; unlike rint it vectorises without SSE4.1. |x inv| <= 127.5 here. x must be
+// finite (a block that is not has inv 0 and its momenta replaced by 0: see the callers).
+LOOKAHEAD_MATH_FN float int8_code(float x, float inv) {
+  constexpr float kRoundingShift = 12582912.0f;  // 1.5 2^23
+  const float q = (x * inv + kRoundingShift) - kRoundingShift;
+  const float low = q < -kInt8CodeLimit ? -kInt8CodeLimit : q;
+  return low > kInt8CodeLimit ? kInt8CodeLimit : low;
+}
+
+// The second pass on one element: its code from its new momentum, then the target and the lerp.
+// Returns the new slow weight; `code` holds the old code on entry and the new one on return.
+template <class Small, class Nesterov>
+struct Int8MomentumSyncMath {
+  TwoSidedLerp<float, Small> lerp;
+  float mu;
+  Nesterov nesterov;
+  LOOKAHEAD_MATH_FN float operator()(float fast, float slow, float momentum, int8_t& code, float old_scale,
+                                     const Int8BlockScale& block) const {
+    const float old_momentum = static_cast<float>(code) * old_scale;
+    const float q = int8_code(momentum, block.inv);
+    code = static_cast<int8_t>(static_cast<int32_t>(q));
+    const float target = fast + mu * (nesterov ? q * block.scale : old_momentum);
+    return lerp(slow, target);
+  }
+};
+
 }  // namespace lookahead_fused

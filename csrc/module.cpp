@@ -243,6 +243,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         },
         "Raise ValueError, as lookahead_compact_sync_ would, if the triples break the op contract; write nothing.",
         py::arg("fast"), py::arg("slow_high"), py::arg("slow_low"));
+  m.def("check_int8_momentum_lists",
+        [](const BorrowedTensors& fast, const BorrowedTensors& slow, const BorrowedTensors& momentum,
+           const BorrowedTensors& scales) {
+          pybind11::gil_scoped_release no_gil;
+          check_int8_momentum_lists(fast, slow, momentum, scales);
+        },
+        "Raise ValueError, as lookahead_int8_momentum_sync_ would, if the quads break the op contract; write "
+        "nothing.",
+        py::arg("fast"), py::arg("slow"), py::arg("momentum"), py::arg("scales"));
   m.def("same_objects", [](const py::list& held, const py::list& now) {
     if (held.size() != now.size()) return false;
     for (size_t g = 0; g < held.size(); ++g) {

@@ -34,4 +34,14 @@
   X(compact_sync_on_step_,                                                                                      \
     "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, Tensor alpha, Tensor step, int k) -> ()", \
     (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, const at::Tensor& alpha,           \
-     const at::Tensor& step, int64_t k))
+     const at::Tensor& step, int64_t k))                                                                    \
+  X(int8_momentum_sync_,                                                                                        \
+    "(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor(c!)[] momentum, Tensor(d!)[] scales, float alpha, float mu, " \
+    "bool nesterov) -> ()",                                                                                     \
+    (at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales, double alpha,    \
+     double mu, bool nesterov))                                                                                 \
+  X(int8_momentum_sync_on_step_,                                                                                \
+    "(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor(c!)[] momentum, Tensor(d!)[] scales, Tensor alpha, "        \
+    "Tensor step, int k, float mu, bool nesterov) -> ()",                                                       \
+    (at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,                  \
+     const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu, bool nesterov))

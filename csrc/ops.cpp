@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "contract.h"
+#include "cpu/int8_momentum_cpu.h"
 #include "cpu/sync_cpu.h"
 #include "plan.h"
 #include "prefetch.h"
@@ -25,9 +26,9 @@ void check_alpha(double alpha, const char* op = "lookahead_sync_") {
                     ": alpha must be a finite number in [0, 1], got ", alpha);
 }
 
-void check_mu(double mu) {
-  TORCH_CHECK_VALUE(std::isfinite(mu) && mu >= 0.0 && mu < 1.0,
-                    "lookahead_sync_: outer momentum mu must be a finite number in [0, 1), got ", mu);
+void check_mu(double mu, const char* op = "lookahead_sync_") {
+  TORCH_CHECK_VALUE(std::isfinite(mu) && mu >= 0.0 && mu < 1.0, op,
+                    ": outer momentum mu must be a finite number in [0, 1), got ", mu);
 }
 
 // [NOTE: versions] A mutating op bumps the autograd version of every tensor it may write, as torch's
@@ -105,8 +106,7 @@ std::shared_ptr<const Plan> check_sync(TableOp op, const TensorLists& lists) {
 }
 
 // Tensors on another device beside meta ones make a mixed-device call, which lookahead_fused.ops splits.
-void check_all_meta(const char* op, const TensorLists& lists, TableOp table_op = TableOp::kSync) {
-  const char* const* names = list_names(table_op);
+void check_all_meta(const char* op, const TensorLists& lists, const char* const* names = list_names(TableOp::kSync)) {
   for (size_t l = 1; l < lists.size(); ++l) {
     TORCH_CHECK_VALUE(lists[0].size() == lists[l].size(), op, ": fast has ", lists[0].size(), " tensors but ",
                       names[l], " has ", lists[l].size());
@@ -176,6 +176,50 @@ void compact_sync_on_step_(at::TensorList fast, at::TensorList slow_high, at::Te
 
 namespace {
 
+// The int8 momentum sync of checked CPU lists, and the versions of what it writes.
+void run_int8_momentum(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
+                       at::TensorList scales, double alpha, double mu, bool nesterov) {
+  run_int8_momentum_cpu(fast, slow, momentum, scales, alpha, mu, nesterov);
+  bump_versions({fast, slow, momentum, scales});
+}
+
+// Where the kernel can run: on the CPU only; a CUDA call is refused with NotImplementedError before it writes.
+void check_int8_momentum_device(at::TensorList fast) {
+  if (fast.empty()) return;
+  const at::Device device = fast[0].device();
+  TORCH_CHECK_NOT_IMPLEMENTED(!device.is_cuda(), kInt8MomentumOp,
+                              ": no CUDA kernel yet; the cuda backend runs the per-tensor loop in Python");
+  TORCH_CHECK(device.is_cpu(), "lookahead_fused: no kernel for tensors on ", device);
+}
+
+}  // namespace
+
+void int8_momentum_sync_(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,
+                         double alpha, double mu, bool nesterov) {
+  check_alpha(alpha, kInt8MomentumOp);
+  check_mu(mu, kInt8MomentumOp);
+  check_int8_momentum_lists(fast, slow, momentum, scales);
+  check_int8_momentum_device(fast);
+  run_int8_momentum(fast, slow, momentum, scales, alpha, mu, nesterov);
+}
+
+// The gate read on the host, as run_on_step does on the CPU (see [NOTE: step gate] in csrc/table.h).
+void int8_momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
+                                 at::TensorList scales, const at::Tensor& alpha, const at::Tensor& step, int64_t k,
+                                 double mu, bool nesterov) {
+  check_mu(mu, kInt8MomentumOp);
+  check_step_gate(fast, alpha, step, k, kInt8MomentumGatedOp);
+  check_int8_momentum_lists(fast, slow, momentum, scales);
+  check_int8_momentum_device(fast);
+  if (fast.empty()) return;
+  const double alpha_value = alpha.item<double>();
+  check_alpha(alpha_value, kInt8MomentumOp);
+  if (step.item<int64_t>() % k != 0) return bump_versions({fast, slow, momentum, scales});
+  run_int8_momentum(fast, slow, momentum, scales, alpha_value, mu, nesterov);
+}
+
+namespace {
+
 // The lists of an AdamW step as the table takes them (see [NOTE: entry dtypes] in csrc/table.h): without outer
 // momentum, five.
 TensorLists adamw_lists(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
@@ -237,13 +281,28 @@ void momentum_sync_on_step_meta(at::TensorList fast, at::TensorList slow, at::Te
 
 void compact_sync_meta(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha) {
   check_alpha(alpha, kCompactOp);
-  check_all_meta(kCompactOp, {fast, slow_high, slow_low}, TableOp::kCompactSync);
+  check_all_meta(kCompactOp, {fast, slow_high, slow_low}, list_names(TableOp::kCompactSync));
 }
 
 void compact_sync_on_step_meta(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
                                const at::Tensor& alpha, const at::Tensor& step, int64_t k) {
-  check_all_meta(kCompactGatedOp, {fast, slow_high, slow_low}, TableOp::kCompactSync);
+  check_all_meta(kCompactGatedOp, {fast, slow_high, slow_low}, list_names(TableOp::kCompactSync));
   check_step_gate(fast, alpha, step, k, kCompactGatedOp);
+}
+
+void int8_momentum_sync_meta(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,
+                             double alpha, double mu, bool /*nesterov*/) {
+  check_alpha(alpha, kInt8MomentumOp);
+  check_mu(mu, kInt8MomentumOp);
+  check_all_meta(kInt8MomentumOp, {fast, slow, momentum, scales}, int8_momentum_list_names());
+}
+
+void int8_momentum_sync_on_step_meta(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
+                                     at::TensorList scales, const at::Tensor& alpha, const at::Tensor& step, int64_t k,
+                                     double mu, bool /*nesterov*/) {
+  check_mu(mu, kInt8MomentumOp);
+  check_all_meta(kInt8MomentumGatedOp, {fast, slow, momentum, scales}, int8_momentum_list_names());
+  check_step_gate(fast, alpha, step, k, kInt8MomentumGatedOp);
 }
 
 void adamw_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,

@@ -13,6 +13,10 @@
 //     grads are read only.
 //   compact_sync_: the sync of slow weights kept as bf16+int8, a bfloat16 and an int8 tensor per param
 //     (see [NOTE: compact sync] in csrc/element_math.h); compact_sync_on_step_: the same, step-gated.
+//   int8_momentum_sync_: the momentum sync with the outer momentum kept as int8 blocks, an int8 tensor of
+//     codes and a float32 tensor of block scales per param (see [NOTE: int8 momentum sync] in csrc/element_math.h);
+//     int8_momentum_sync_on_step_: the same, step-gated. CPU kernels only: a CUDA call raises
+//     NotImplementedError before it writes.
 #pragma once
 
 #include "op_list.h"

@@ -15,7 +15,7 @@ _C = pytest.importorskip("lookahead_fused._C", reason="the C++ extension is not 
 
 
 def disassembly(function: str) -> str:
-    """The instructions of lookahead_fused's `function` (a name in sync_cpu.cpp) in the extension."""
+    """The instructions of lookahead_fused's `function` (a name in csrc/cpu/) in the extension."""
     objdump = shutil.which("objdump")
     if objdump is None:
         pytest.skip("no objdump (binutils) on PATH")
@@ -72,3 +72,23 @@ def test_avx2_adamw_loops_are_256_bits_wide():
 def test_baseline_adamw_loops_use_packed_sse2():
     code = disassembly("run_chunk_baseline")
     assert count(r"\bsqrtps\b", code) >= 21 and count(r"\bsqrtpd\b", code) >= 7, "AdamW: square root not packed"
+
+
+# The int8 momentum sync's loops (csrc/cpu/int8_momentum_cpu.cpp int8_block): per fast dtype, lerp side
+# and Nesterov flag a pass that takes the block's largest magnitude as an integer max and a pass that
+# quantises. GCC vectorises those of float32 and bfloat16 fast (8 loops of each pass); float16 stays
+# scalar as in the sync. The AVX2 copy is built without FMA, so no product and sum are contracted
+# (see [NOTE: int8 momentum sync] in csrc/element_math.h). The counts are those of the build with GCC 12.
+def test_avx2_int8_momentum_loops_are_256_bits_wide_and_unfused():
+    code = disassembly("run_int8_blocks_avx2")
+    assert count(r"\bvf(n)?m(add|sub)\w*", code) == 0, "a product and a sum contracted into an FMA"
+    assert count(r"\bvpmaxud\b[^\n]*%ymm", code) >= 32, "the block's largest magnitude: not 8 lanes"
+    assert count(r"\bvcvttps2dq\b[^\n]*%ymm", code) >= 32, "the codes: not 8 lanes"
+    assert count(r"\bvcvtdq2ps\b[^\n]*%ymm", code) >= 48, "the decoded momentum: not 8 lanes"
+    assert count(r"\bvpackusdw\b[^\n]*%ymm", code) >= 80, "the bfloat16 fast store: not 8 lanes"
+
+
+def test_baseline_int8_momentum_loops_use_packed_sse2():
+    code = disassembly("run_int8_blocks_baseline")
+    assert count(r"\bmulps\b", code) >= 320 and count(r"\bsubps\b", code) >= 128, "float32 math: not packed"
+    assert count(r"\bcvttps2dq\b", code) >= 64 and count(r"\bcvtdq2ps\b", code) >= 64, "the codes: not packed"

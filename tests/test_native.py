@@ -240,3 +240,106 @@ def test_the_bf16_momentum_lists_of_cpp_and_python_agree():
     assert len(codes) == len(reported) and not codes & {code for code, _, _ in info["dtype_pairs"]}
     name = lambda dtype: str(dtype).removeprefix("torch.")  # noqa: E731
     assert sorted((f, s) for _, f, s in reported) == sorted((name(f), name(s)) for f, s in BF16_MOMENTUM_PAIRS)
+
+
+def _int8_momentum_lists(sizes, fast_dtype, seed=0):
+    """fast, float32 slow, and an encoded int8 momentum (codes, scales) for each size."""
+    from lookahead_fused import int8_blocks
+
+    generator = torch.Generator().manual_seed(seed)
+    fast = [torch.randn(n, generator=generator).to(fast_dtype) for n in sizes]
+    slow = [torch.randn(n, generator=generator) for n in sizes]
+    codes, scales = zip(*(int8_blocks.encode(torch.randn(n, generator=generator)) for n in sizes))
+    return [fast, slow, list(codes), list(scales)]
+
+
+def _same_bits(a, b):
+    """Equal, NaN where the other is NaN (a bfloat16 NaN's payload is torch's copy path's, see BF16::store)."""
+    if a.is_floating_point():
+        if not torch.equal(a.isnan(), b.isnan()):
+            return False
+        a, b = torch.where(a.isnan(), 0, a), torch.where(b.isnan(), 0, b)
+    return torch.equal(a.view(torch.int8) if a.dim() else a, b.view(torch.int8) if b.dim() else b)
+
+
+@pytest.mark.parametrize("fast_dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("alpha,mu,nesterov", [(0.5, 0.9, True), (0.3, 0.9, False), (1.0, 0.0, True)])
+def test_int8_momentum_sync_matches_the_reference_bit_for_bit(fast_dtype, alpha, mu, nesterov):
+    """See [NOTE: int8 momentum sync] in csrc/element_math.h: the CPU kernel is the oracle's math, op for op."""
+    from lookahead_fused.backends import reference
+
+    lists = _int8_momentum_lists([0, 1, 255, 256, 257, 1000, 70000], fast_dtype)
+    lists[0][5][3] = float("nan")  # a block that is not finite: scale NaN, codes 0
+    lists[1][4].copy_(lists[0][4].float())  # fast == slow and ...
+    lists[2][4].zero_()  # ... no momentum: a block of zeros (scale 0)
+    expected = [[t.clone() for t in tensors] for tensors in lists]
+    reference.int8_momentum_sync_(*expected, alpha, mu, nesterov)
+    _C.int8_momentum_sync_(*lists, alpha, mu, nesterov)
+    for got, want in zip(lists, expected):
+        assert all(_same_bits(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("step", [3, 4])
+def test_int8_momentum_sync_on_step_runs_on_sync_steps_only(step):
+    from lookahead_fused.backends import reference
+
+    lists = _int8_momentum_lists([300, 5], torch.bfloat16)
+    before = [[t.clone() for t in tensors] for tensors in lists]
+    expected = [[t.clone() for t in tensors] for tensors in lists]
+    gate = (torch.tensor(0.4, dtype=torch.float64), torch.tensor(step), 2, 0.9, True)
+    reference.int8_momentum_sync_on_step_(*expected, *gate)
+    torch.ops.lookahead_fused.int8_momentum_sync_on_step_(*lists, *gate)
+    for got, want, old in zip(lists, expected, before):
+        assert all(_same_bits(a, b) for a, b in zip(got, want))
+        assert all(_same_bits(a, b) for a, b in zip(got, old)) == (step % 2 != 0)
+
+
+def _bad_int8_momentum_lists():
+    """(what is wrong, lists the contract refuses)."""
+    def lists():
+        return _int8_momentum_lists([300], torch.float32)
+
+    cases = []
+    for name, change in [
+        ("float64 fast", lambda ls: ls[0].__setitem__(0, ls[0][0].double())),
+        ("bfloat16 slow", lambda ls: ls[1].__setitem__(0, ls[1][0].bfloat16())),
+        ("uint8 codes", lambda ls: ls[2].__setitem__(0, ls[2][0].to(torch.uint8))),
+        ("short scales", lambda ls: ls[3].__setitem__(0, ls[3][0][:1])),
+        ("strided scales", lambda ls: ls[3].__setitem__(0, torch.zeros(4)[::2])),
+        ("reshaped codes", lambda ls: ls[2].__setitem__(0, ls[2][0].view(3, 100))),
+        ("missing scales", lambda ls: ls[3].clear()),
+        ("scales inside slow", lambda ls: ls[3].__setitem__(0, ls[1][0][:2])),
+    ]:
+        bad = lists()
+        change(bad)
+        cases.append((name, bad))
+    return cases
+
+
+@pytest.mark.parametrize("name,lists", _bad_int8_momentum_lists(), ids=lambda v: v if isinstance(v, str) else "")
+def test_int8_momentum_sync_refuses_in_the_python_contracts_words_before_writing(name, lists):
+    from lookahead_fused import contract
+
+    with pytest.raises(ValueError) as python:
+        contract.check_int8_momentum_lists(*lists)
+    before = snapshot([t for tensors in lists for t in tensors])
+    calls = (
+        lambda: _C.check_int8_momentum_lists(*lists),
+        lambda: _C.int8_momentum_sync_(*lists, 0.5, 0.9, True),
+        lambda: torch.ops.lookahead_fused.int8_momentum_sync_on_step_(*lists, torch.tensor(0.5), torch.tensor(2), 2,
+                                                                      0.9, True),
+    )
+    for call in calls:
+        with pytest.raises(ValueError) as native:
+            call()
+        assert str(native.value).splitlines()[0] == str(python.value)
+    assert all(torch.equal(a, b) for a, b in zip([t for tensors in lists for t in tensors], before))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_int8_momentum_sync_refuses_cuda_tensors_before_writing():
+    lists = [[t.cuda() for t in tensors] for tensors in _int8_momentum_lists([300], torch.float32)]
+    before = snapshot([t for tensors in lists for t in tensors])
+    with pytest.raises(NotImplementedError, match="no CUDA kernel yet"):
+        _C.int8_momentum_sync_(*lists, 0.5, 0.9, True)
+    assert all(torch.equal(a, b) for a, b in zip([t for tensors in lists for t in tensors], before))

@@ -8,7 +8,7 @@ of one storage size and a widened one, sync and non-sync steps."""
 import pytest
 import torch
 
-from lookahead_fused import available_backends, bf16_int8
+from lookahead_fused import available_backends, bf16_int8, int8_blocks
 from lookahead_fused.contract import ADAMW_COLUMNS
 from lookahead_fused.op_list import OP_NAMES
 
@@ -79,6 +79,21 @@ def compact_sync_on_step_args():
     return [(*case[:3], *_gate(step), K) for case in compact_sync_args() for step in (2, 3)]
 
 
+def int8_momentum_sync_args():
+    """float32 and bfloat16 fast tensors, float32 slow weights, each with an int8 block-scaled momentum."""
+    cases = []
+    for (fast_dtype, slow_dtype), nesterov in zip(PAIRS, (False, True)):
+        fast, slow, momentum = _triple(fast_dtype, slow_dtype)
+        codes, scales = zip(*(int8_blocks.encode(m.float().reshape(-1)) for m in momentum))
+        cases.append((fast, slow, list(codes), list(scales), ALPHA, MU, nesterov))
+    return cases
+
+
+def int8_momentum_sync_on_step_args():
+    return [(*case[:4], *_gate(step), K, MU, True) for case in int8_momentum_sync_args() for step in (2, 3)]
+
+
+NO_CUDA_KERNEL = {"int8_momentum_sync_", "int8_momentum_sync_on_step_"}  # the native ops refuse CUDA tensors
 ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "sync_": sync_args,
     "sync_on_step_": sync_on_step_args,
@@ -88,6 +103,8 @@ ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "adamw_step_": adamw_step_args,
     "compact_sync_": compact_sync_args,
     "compact_sync_on_step_": compact_sync_on_step_args,
+    "int8_momentum_sync_": int8_momentum_sync_args,
+    "int8_momentum_sync_on_step_": int8_momentum_sync_on_step_args,
 }
 # registered op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
 OPS = {name: ("native", ARGUMENT_SETS[name]) for name in OP_NAMES} | {
@@ -100,7 +117,7 @@ CASES = [
     (op, device, needs)
     for op, (registrar, _) in OPS.items()
     for device, needs in (
-        [("cpu", "cpu")] + ([("cuda", "cuda")] if GPU else []) if registrar == "native" else [("cuda" if GPU else "cpu", "triton")]
+        [("cpu", "cpu")] + ([("cuda", "cuda")] if GPU and op not in NO_CUDA_KERNEL else []) if registrar == "native" else [("cuda" if GPU else "cpu", "triton")]
     )
 ]
 

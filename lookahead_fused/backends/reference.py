@@ -46,8 +46,9 @@ def momentum_sync_float64(fast, slow, momentum, alpha: float, mu: float, nestero
 
 
 def int8_momentum_sync_(fast, slow, momentum, scales, alpha: float, mu: float, nesterov: bool) -> None:
-    """The momentum sync with the momentum kept as int8 blocks (see [NOTE: int8 momentum sync] in
-    csrc/element_math.h) per tensor: decode, the momentum sync in float32, encode with int8_blocks' oracle."""
+    """The momentum sync with the momentum kept as int8 blocks
+    (see [NOTE: int8 momentum sync] in csrc/element_math.h) per tensor: decode, the momentum sync in
+    float32, encode with int8_blocks' oracle."""
     w = torch.tensor(alpha, dtype=torch.float32)
     for f, s, q, sc in zip(fast, slow, momentum, scales):
         new_slow, new_codes, new_scales = int8_momentum_values(f, s, q, sc, w, mu, nesterov)

@@ -1,0 +1,162 @@
+#include "int8_momentum_cpu.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
+#include "../element_math.h"
+#include "element_types.h"
+#include "sync_cpu.h"
+
+// The loops are compiled twice as sync_cpu.cpp's are (see [NOTE: CPU vectorisation] in csrc/cpu/sync_cpu.cpp),
+// but the AVX2 variant is target("avx2,f16c"), without "fma": with FMA at hand GCC contracts a product
+// and a sum into one fused operation, and the oracle rounds each (see [NOTE: int8 momentum sync] in csrc/element_math.h).
+namespace lookahead_fused {
+namespace {
+
+enum class Int8FastType { kF32, kF16, kBF16 };
+
+// One entry's tensors, in memory order from their data pointers (they are dense, and fast, slow and
+// momentum share one layout), and where its blocks start in the call's numbering of all blocks.
+struct Int8Entry {
+  void* fast;
+  float* slow;
+  int8_t* codes;
+  float* scales;
+  int64_t numel;
+  int64_t first_block;
+  Int8FastType fast_type;
+};
+
+struct Int8Args {
+  float alpha;
+  float mu;
+  bool nesterov;
+};
+
+int64_t blocks_of(int64_t numel) { return (numel + kInt8Block - 1) / kInt8Block; }
+
+// One block of at most kInt8Block elements: the new momenta and their largest magnitude (pass 1),
+// the block's scale, then the codes, the lerp and the stores (pass 2). Neither loop branches.
+template <class Fast, class Update>
+LOOKAHEAD_INLINE void int8_block(typename Fast::storage* __restrict__ fast, float* __restrict__ slow,
+                                 int8_t* __restrict__ codes, float* __restrict__ scale, int64_t n,
+                                 const Update& update) {
+  float momentum[kInt8Block];
+  const float old_scale = *scale;
+  uint32_t largest = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    momentum[i] = int8_momentum_of(Fast::load(fast[i]), slow[i], codes[i], old_scale, update.mu);
+    const uint32_t bits = magnitude_bits(momentum[i]);
+    largest = bits > largest ? bits : largest;
+  }
+  const Int8BlockScale block = int8_block_scale(largest);
+  if (!block.kept) std::fill(momentum, momentum + n, 0.0f);  // every code 0 (int8_code takes finite values)
+  for (int64_t i = 0; i < n; ++i) {
+    const float new_slow = update(Fast::load(fast[i]), slow[i], momentum[i], codes[i], old_scale, block);
+    slow[i] = new_slow;
+    fast[i] = Fast::store(new_slow);
+  }
+  *scale = block.scale;
+}
+
+// Blocks [first, last) of one entry.
+template <class Fast, class Update>
+LOOKAHEAD_INLINE void int8_blocks(const Int8Entry& entry, int64_t first, int64_t last, const Update& update) {
+  auto* fast = static_cast<typename Fast::storage*>(entry.fast);
+  for (int64_t b = first; b < last; ++b) {
+    const int64_t lo = b * kInt8Block;
+    const int64_t n = std::min<int64_t>(kInt8Block, entry.numel - lo);
+    int8_block<Fast>(fast + lo, entry.slow + lo, entry.codes + lo, entry.scales + b, n, update);
+  }
+}
+
+// The lerp's side and Nesterov as Fixed flags, so that each variant is a loop of its own.
+template <class Fast>
+LOOKAHEAD_INLINE void int8_blocks_of_type(const Int8Entry& entry, int64_t first, int64_t last, const Int8Args& args) {
+  auto with_side = [&](auto small) LOOKAHEAD_LAMBDA_INLINE {
+    using Small = decltype(small);
+    const TwoSidedLerp<float, Small> lerp = two_sided_lerp<float>(args.alpha, small);
+    if (args.nesterov) {
+      return int8_blocks<Fast>(entry, first, last, Int8MomentumSyncMath<Small, Fixed<true>>{lerp, args.mu, {}});
+    }
+    return int8_blocks<Fast>(entry, first, last, Int8MomentumSyncMath<Small, Fixed<false>>{lerp, args.mu, {}});
+  };
+  // the side of float32 alpha, the lerp weight the oracle uses
+  if (lerp_from_slow(args.alpha)) return with_side(Fixed<true>{});
+  with_side(Fixed<false>{});
+}
+
+LOOKAHEAD_INLINE void run_int8_blocks(const Int8Entry& entry, int64_t first, int64_t last, const Int8Args& args) {
+  switch (entry.fast_type) {
+    case Int8FastType::kF32: return int8_blocks_of_type<F32>(entry, first, last, args);
+    case Int8FastType::kF16: return int8_blocks_of_type<F16>(entry, first, last, args);
+    case Int8FastType::kBF16: return int8_blocks_of_type<BF16>(entry, first, last, args);
+  }
+}
+
+void run_int8_blocks_baseline(const Int8Entry& entry, int64_t first, int64_t last, const Int8Args& args) {
+  run_int8_blocks(entry, first, last, args);
+}
+
+__attribute__((target("avx2,f16c"))) void run_int8_blocks_avx2(const Int8Entry& entry, int64_t first, int64_t last,
+                                                                 const Int8Args& args) {
+  run_int8_blocks(entry, first, last, args);
+}
+
+using Int8BlockRunner = void (*)(const Int8Entry&, int64_t, int64_t, const Int8Args&);
+
+Int8BlockRunner int8_block_runner() {  // the ISA sync_cpu.cpp's loops run (it needs FMA too, a superset)
+  static const Int8BlockRunner runner =
+      std::strcmp(cpu_kernel_isa(), "avx2") == 0 ? &run_int8_blocks_avx2 : &run_int8_blocks_baseline;
+  return runner;
+}
+
+Int8FastType fast_type_of(const at::Tensor& fast) {
+  switch (fast.scalar_type()) {
+    case at::kFloat: return Int8FastType::kF32;
+    case at::kHalf: return Int8FastType::kF16;
+    case at::kBFloat16: return Int8FastType::kBF16;
+    default:
+      std::fprintf(stderr, "lookahead_fused: no int8 momentum kernel for fast dtype %s\n", c10::toString(fast.scalar_type()));
+      std::abort();  // check_int8_momentum_lists refuses it first
+  }
+}
+
+// At least this many blocks to a task (see [NOTE: CPU grain] in csrc/cpu/sync_cpu.cpp).
+constexpr int64_t kMinTaskBlocks = (int64_t(1) << 16) / kInt8Block;
+
+}  // namespace
+
+void run_int8_momentum_cpu(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,
+                           double alpha, double mu, bool nesterov) {
+  std::vector<Int8Entry> entries;
+  entries.reserve(fast.size());
+  int64_t blocks = 0;
+  for (size_t i = 0; i < fast.size(); ++i) {
+    const int64_t numel = fast[i].numel();
+    if (numel == 0) continue;
+    entries.push_back({fast[i].mutable_data_ptr(), slow[i].mutable_data_ptr<float>(),
+                       momentum[i].mutable_data_ptr<int8_t>(), scales[i].mutable_data_ptr<float>(), numel, blocks,
+                       fast_type_of(fast[i])});
+    blocks += blocks_of(numel);
+  }
+  if (blocks == 0) return;
+  const Int8Args args{static_cast<float>(alpha), static_cast<float>(mu), nesterov};
+  const Int8BlockRunner runner = int8_block_runner();
+  at::parallel_for(0, blocks, kMinTaskBlocks, [&](int64_t begin, int64_t end) {
+    auto entry = std::upper_bound(entries.begin(), entries.end(), begin,
+                                  [](int64_t block, const Int8Entry& e) { return block < e.first_block; }) - 1;
+    for (int64_t b = begin; b < end; ++entry) {
+      const int64_t stop = std::min(end, entry->first_block + blocks_of(entry->numel));
+      runner(*entry, b - entry->first_block, stop - entry->first_block, args);
+      b = stop;
+    }
+  });
+}
+
+}  // namespace lookahead_fused
