@@ -6,6 +6,9 @@
             2 x (fast + slow + 2) bytes, so at the same bandwidth its time over fused's is that
             ratio (20/24 = 0.83 for fp32, 16/20 = 0.80 for bf16 with fp32 slow); "x fused" is
             fused's time over its
+    int8m   the same with m as int8 blocks beside float32 slow weights (momentum_dtype="int8",
+            ops.lookahead_int8_momentum_sync_): 2 x (fast + slow + 1 + 4/256) bytes, 18.03/24 = 0.75 of
+            fused's for fp32 (14.03/20 = 0.70 for bf16 with fp32 slow) if it ran at the same bandwidth
     loop    the same math per tensor in PyTorch ops (the "reference" backend)
     sgd     a torch.optim.SGD(momentum=mu, nesterov=True, foreach) over the slow weights, fed the
             pseudo-gradient slow - fast, then fast <- slow: DiLoCo's outer step with one worker
@@ -23,7 +26,7 @@ import statistics
 import torch
 from timing import per_round, rounds_with_bandwidth, summary
 
-from lookahead_fused import ops
+from lookahead_fused import int8_blocks, ops
 
 MU, ALPHA = 0.9, 0.5
 
@@ -50,10 +53,25 @@ def _variants(fast, slow, momentum, backend):
                                             backend="reference"),  # fmt: skip
         "sgd": sgd_step,
     }
+    int8_fast, int8_slow = [f.clone() for f in fast], [s.clone() for s in slow]
+    int8_codes = [torch.zeros_like(m, dtype=torch.int8) for m in momentum]
+    int8_scales = [torch.zeros(int8_blocks.scale_count(m.numel()), device=m.device) for m in momentum]
     if slow[0].dtype == torch.float32:
         variants["bf16m"] = lambda: ops.lookahead_sync_(narrow_fast, narrow_slow, ALPHA, momentum=narrow_momentum, mu=MU,
                                                         nesterov=True, backend=backend)  # fmt: skip
+        variants["int8m"] = lambda: ops.lookahead_int8_momentum_sync_(int8_fast, int8_slow, int8_codes, int8_scales, ALPHA,
+                                                                      MU, True, backend=backend)  # fmt: skip
     return variants
+
+
+def momentum_bytes(name: str, numel: int) -> float:
+    """The bytes of outer momentum of `numel` elements that a variant reads (and writes): bf16m's
+    bfloat16, int8m's codes and scales; None for the others, whose momentum is in the slow dtype."""
+    if name == "bf16m":
+        return 2 * numel
+    if name == "int8m":
+        return numel + 4 * int8_blocks.scale_count(numel)
+    return None
 
 
 def measure(model: str, shapes, fast_dtype, slow_dtype, dtype_name: str, device, rounds, budget_s, least, most) -> dict:
@@ -78,10 +96,12 @@ def measure(model: str, shapes, fast_dtype, slow_dtype, dtype_name: str, device,
         "floor": summary(floor, 1e3, "ms"),
         "variants": {},
     }
-    narrow_bytes = params * 2 * (element - torch.empty(0, dtype=slow_dtype).element_size() + 2)  # bf16m's
+    slow_bytes = torch.empty(0, dtype=slow_dtype).element_size()
     for name in variants:
         times = samples[name]
-        moved, own_floor = (narrow_bytes, [f * narrow_bytes / nbytes for f in floor]) if name == "bf16m" else (nbytes, floor)
+        narrow = [momentum_bytes(name, math.prod(shape)) for shape in shapes]
+        moved = nbytes if None in narrow else 2 * (params * (element - slow_bytes) + sum(narrow))
+        own_floor = [f * moved / nbytes for f in floor]
         case["variants"][name] = {
             "time": summary(times, 1e3, "ms"),
             "GB/s": moved / statistics.median(times) / 1e9,

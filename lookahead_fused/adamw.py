@@ -103,6 +103,11 @@ class LookaheadAdamW(Lookahead):
         momentum_dtype="int8" (see [NOTE: int8 outer momentum] in lookahead_fused/options.py)."""
         return is_int8_momentum(self.defaults["momentum_dtype"])
 
+    @property
+    def _mu_in_pass(self) -> float:
+        """The outer momentum of the sync inside AdamW's pass: none when it syncs apart."""
+        return 0.0 if self.syncs_apart else self.defaults["outer_momentum"]
+
     def _check_group(self, group: dict, where: str) -> None:
         if group.get("amsgrad"):
             raise ValueError(f"{where}: LookaheadAdamW does not support amsgrad=True")
@@ -202,7 +207,7 @@ class LookaheadAdamW(Lookahead):
             launches = self._sync.launches()  # checks them (and moves slow weights along) first
         layout = self._layout(require_grads=False)
         host_table, rows = self._host_rows(layout, (layout.steps + 1).tolist(), syncs and not self.syncs_apart)
-        mu, nesterov, backend = self.defaults["outer_momentum"], self.defaults["nesterov"], self.defaults["backend"]
+        mu, nesterov, backend = self._mu_in_pass, self.defaults["nesterov"], self.defaults["backend"]
         for device, launch in layout.fused.items():
             hyper = host_table if device.type == "cpu" else host_table.pin_memory().to(device, non_blocking=True)
             ops.lookahead_adamw_step_(launch.params, [p.grad for p in launch.params], launch.exp_avgs, launch.exp_avg_sqs,
@@ -228,7 +233,7 @@ class LookaheadAdamW(Lookahead):
             hyper, rows = self._device_table(layout, device)
             ops.lookahead_adamw_step_(launch.params, [p.grad for p in launch.params], launch.exp_avgs, launch.exp_avg_sqs,
                                       launch.slow, hyper, rows, momentum=launch.outer or None,
-                                      mu=self.defaults["outer_momentum"], nesterov=self.defaults["nesterov"],
+                                      mu=self._mu_in_pass, nesterov=self.defaults["nesterov"],
                                       backend=self.defaults["backend"])  # fmt: skip
         self._step_count_tensor.add_(1)
         if self._counter_on_host() and self.step_count % self.k:

@@ -1,6 +1,6 @@
 """momentum_dtype="int8": the outer momentum as int8 codes with one float32 scale per block of 256
-(see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py and [NOTE: int8 outer momentum] in
-lookahead_fused/options.py). The encoding against an independent float64 computation; the op on every
+(see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py;
+see [NOTE: int8 outer momentum] in lookahead_fused/options.py). The encoding against an independent float64 computation; the op on every
 backend against the float64 momentum sync of the same stored values (within the encoding's bound) and
 bit for bit against the reference; the gate; refusals before any write; and in the optimizer: bytes,
 checkpoints, conversions and what is refused."""
