@@ -100,13 +100,53 @@ LOOKAHEAD_MATH_FN float compact_sync_element(float fast, uint16_t& high, int8_t&
 // Two passes over a block, since its scale needs the new momentum of every element before any is
 // encoded. Every operation is one float32 IEEE operation, none fused (the oracle, reference.py's
 // int8_momentum_sync_, rounds each product), so a kernel must not contract a product and a sum into
-// an FMA. A block whose new momentum is not finite gets scale NaN and codes 0: its momentum decodes
-// to NaN from then on, and so does every slow weight that reads it.
+// an FMA: the math below spells each operation out (ieee_mul and the others). A block whose new
+// momentum is not finite gets scale NaN and codes 0: its momentum decodes to NaN from then on, and
+// so does every slow weight that reads it.
 constexpr int kInt8Block = 256;
 constexpr float kInt8CodeLimit = 127.0f;
 constexpr uint32_t kFloatInfinityBits = 0x7F800000u;
 constexpr uint32_t kFloatNanBits = 0x7FC00000u;
 constexpr uint32_t kInt8FlushBelowBits = 0x0F800000u;  // 2^-96: a smaller block largest magnitude is stored as 0
+
+// One float32 IEEE operation each, never contracted with another: on the device the _rn intrinsics,
+// which the compiler does not fuse into an FMA; on the host plain operators (the CPU kernel is
+// compiled without FMA, see csrc/cpu/int8_momentum_cpu.cpp).
+LOOKAHEAD_MATH_FN float ieee_add(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+LOOKAHEAD_MATH_FN float ieee_sub(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+LOOKAHEAD_MATH_FN float ieee_mul(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+LOOKAHEAD_MATH_FN float ieee_div(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+// TwoSidedLerp's formula in those operations.
+template <class Small>
+LOOKAHEAD_MATH_FN float ieee_lerp(const TwoSidedLerp<float, Small>& lerp, float s, float f) {
+  return lerp.small ? ieee_add(s, ieee_mul(lerp.w, ieee_sub(f, s)))
+                    : ieee_sub(f, ieee_mul(ieee_sub(f, s), lerp.one_minus_w));
+}
 
 // |x|'s bits: ordered as the magnitudes are, and >= kFloatInfinityBits for an x that is not finite,
 // so one integer max over a block gives both its largest magnitude and whether all of it is finite.
@@ -118,7 +158,7 @@ LOOKAHEAD_MATH_FN uint32_t magnitude_bits(float x) {
 
 // The new momentum of one element: mu m_old + (f - s), m_old decoded from its code and block scale.
 LOOKAHEAD_MATH_FN float int8_momentum_of(float fast, float slow, int8_t code, float scale, float mu) {
-  return mu * (static_cast<float>(code) * scale) + (fast - slow);
+  return ieee_add(ieee_mul(mu, ieee_mul(static_cast<float>(code), scale)), ieee_sub(fast, slow));
 }
 
 struct Int8BlockScale {
@@ -132,7 +172,7 @@ LOOKAHEAD_MATH_FN Int8BlockScale int8_block_scale(uint32_t largest_bits) {
   if (largest_bits >= kFloatInfinityBits) return {float_of_bits(kFloatNanBits), 0.0f, false};
   if (largest_bits < kInt8FlushBelowBits) return {0.0f, 0.0f, false};
   const float largest = float_of_bits(largest_bits);
-  return {largest / kInt8CodeLimit, kInt8CodeLimit / largest, true};
+  return {ieee_div(largest, kInt8CodeLimit), ieee_div(kInt8CodeLimit, largest), true};
 }
 
 // The code of x in a kept block, as a float: round half to even of x inv, clamped to [-127, 127].
@@ -141,7 +181,7 @@ LOOKAHEAD_MATH_FN Int8BlockScale int8_block_scale(uint32_t largest_bits) {
 // finite (a block that is not has inv 0 and its momenta replaced by 0: see the callers).
 LOOKAHEAD_MATH_FN float int8_code(float x, float inv) {
   constexpr float kRoundingShift = 12582912.0f;  // 1.5 2^23
-  const float q = (x * inv + kRoundingShift) - kRoundingShift;
+  const float q = ieee_sub(ieee_add(ieee_mul(x, inv), kRoundingShift), kRoundingShift);
   const float low = q < -kInt8CodeLimit ? -kInt8CodeLimit : q;
   return low > kInt8CodeLimit ? kInt8CodeLimit : low;
 }
@@ -155,11 +195,11 @@ struct Int8MomentumSyncMath {
   Nesterov nesterov;
   LOOKAHEAD_MATH_FN float operator()(float fast, float slow, float momentum, int8_t& code, float old_scale,
                                      const Int8BlockScale& block) const {
-    const float old_momentum = static_cast<float>(code) * old_scale;
+    const float old_momentum = ieee_mul(static_cast<float>(code), old_scale);
     const float q = int8_code(momentum, block.inv);
     code = static_cast<int8_t>(static_cast<int32_t>(q));
-    const float target = fast + mu * (nesterov ? q * block.scale : old_momentum);
-    return lerp(slow, target);
+    const float target = ieee_add(fast, ieee_mul(mu, nesterov ? ieee_mul(q, block.scale) : old_momentum));
+    return ieee_lerp(lerp, slow, target);
   }
 };
 

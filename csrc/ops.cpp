@@ -16,6 +16,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "cuda/capture.h"
+#include "cuda/int8_momentum_cuda.h"
 #endif
 
 namespace lookahead_fused {
@@ -176,19 +177,53 @@ void compact_sync_on_step_(at::TensorList fast, at::TensorList slow_high, at::Te
 
 namespace {
 
-// The int8 momentum sync of checked CPU lists, and the versions of what it writes.
-void run_int8_momentum(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
-                       at::TensorList scales, double alpha, double mu, bool nesterov) {
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+// One launch per kInt8LaunchEntries entries of checked lists on one CUDA device, on its current stream;
+// with a gate, only when *step % k == 0, decided on the device (see [NOTE: step gate] in csrc/table.h).
+void launch_int8_momentum_on_cuda(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
+                                  at::TensorList scales, double alpha, double mu, bool nesterov, const StepGate* gate) {
+  std::vector<Int8CudaEntry> entries;
+  entries.reserve(fast.size());
+  for (size_t i = 0; i < fast.size(); ++i) {
+    if (fast[i].numel() == 0) continue;
+    const at::ScalarType type = fast[i].scalar_type();
+    const Int8FastDtype fast_dtype = type == at::kFloat  ? Int8FastDtype::kF32
+                                     : type == at::kHalf ? Int8FastDtype::kF16
+                                                         : Int8FastDtype::kBF16;  // the checks allow no other
+    entries.push_back({fast[i].mutable_data_ptr(), slow[i].mutable_data_ptr<float>(),
+                       momentum[i].mutable_data_ptr<int8_t>(), scales[i].mutable_data_ptr<float>(), fast[i].numel(),
+                       fast_dtype});
+  }
+  if (entries.empty()) return;
+  const at::Device device = fast[0].device();
+  c10::cuda::CUDAGuard guard(device);
+  auto stream = c10::cuda::getCurrentCUDAStream(device.index());
+  launch_int8_momentum_cuda(entries, alpha, mu, nesterov, gate, stream.stream(), device.index());
+}
+#endif
+
+// The int8 momentum sync of checked lists, and the versions of what it writes. `gate`: null, or the
+// step gate in device memory (CUDA only; a CPU caller resolves its gate on the host).
+void run_int8_momentum(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,
+                       double alpha, double mu, bool nesterov, const StepGate* gate = nullptr) {
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+  if (!fast.empty() && fast[0].is_cuda()) {
+    launch_int8_momentum_on_cuda(fast, slow, momentum, scales, alpha, mu, nesterov, gate);
+    return bump_versions({fast, slow, momentum, scales});
+  }
+#endif
   run_int8_momentum_cpu(fast, slow, momentum, scales, alpha, mu, nesterov);
   bump_versions({fast, slow, momentum, scales});
 }
 
-// Where the kernel can run: on the CPU only; a CUDA call is refused with NotImplementedError before it writes.
+// Where the kernel can run: the CPU, and CUDA devices in a build with the CUDA kernels.
 void check_int8_momentum_device(at::TensorList fast) {
   if (fast.empty()) return;
   const at::Device device = fast[0].device();
-  TORCH_CHECK_NOT_IMPLEMENTED(!device.is_cuda(), kInt8MomentumOp,
-                              ": no CUDA kernel yet; the cuda backend runs the per-tensor loop in Python");
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+  if (device.is_cuda()) return;
+#endif
+  TORCH_CHECK_NOT_IMPLEMENTED(!device.is_cuda(), kInt8MomentumOp, ": this build of the extension has no CUDA kernels");
   TORCH_CHECK(device.is_cpu(), "lookahead_fused: no kernel for tensors on ", device);
 }
 
@@ -203,7 +238,8 @@ void int8_momentum_sync_(at::TensorList fast, at::TensorList slow, at::TensorLis
   run_int8_momentum(fast, slow, momentum, scales, alpha, mu, nesterov);
 }
 
-// The gate read on the host, as run_on_step does on the CPU (see [NOTE: step gate] in csrc/table.h).
+// The gate read on the host on the CPU, as run_on_step does, and by the kernel on CUDA
+// (see [NOTE: step gate] in csrc/table.h).
 void int8_momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
                                  at::TensorList scales, const at::Tensor& alpha, const at::Tensor& step, int64_t k,
                                  double mu, bool nesterov) {
@@ -212,6 +248,10 @@ void int8_momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::T
   check_int8_momentum_lists(fast, slow, momentum, scales);
   check_int8_momentum_device(fast);
   if (fast.empty()) return;
+  if (fast[0].is_cuda()) {  // the gate and alpha read where they live, by the kernel
+    const StepGate gate{step.const_data_ptr<int64_t>(), k, alpha.const_data_ptr(), alpha.scalar_type() == at::kDouble};
+    return run_int8_momentum(fast, slow, momentum, scales, 0.0, mu, nesterov, &gate);
+  }
   const double alpha_value = alpha.item<double>();
   check_alpha(alpha_value, kInt8MomentumOp);
   if (step.item<int64_t>() % k != 0) return bump_versions({fast, slow, momentum, scales});

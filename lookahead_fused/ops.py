@@ -232,9 +232,9 @@ def _on_step_traced(lists, alpha, step, k, scalars, method, backend):
 
 
 # [NOTE: int8 momentum backends] The int8 momentum sync is one fused launch on the "cpu" backend (the
-# C++ kernel) and on "triton"; the "cuda" backend has no kernel for it yet and runs the per-tensor loop
-# of the reference backend (its C++ op refuses CUDA tensors before writing), as do "reference" and
-# "foreach" (the encoding has no foreach op).
+# C++ kernel), on "cuda" (the CUDA kernel, csrc/cuda/int8_momentum_kernel.cuh: one launch per 64
+# params; checked on the host by emulation and statically, never run on a GPU yet) and on "triton";
+# "reference" and "foreach" run the reference's per-tensor loop (the encoding has no foreach op).
 @torch.no_grad()
 def lookahead_int8_momentum_sync_(fast, slow, momentum, scales, alpha: float, mu: float, nesterov: bool = False, *,
                                   backend: str = "auto") -> None:  # fmt: skip

@@ -42,6 +42,13 @@ PACKS_PER_STEP = {op: (4 + 2 + 1, 2 + 2 + 1) for op in ("CompactSyncOp", "GatedC
 # see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
 BF16_MOMENTUM_PACKS_PER_STEP = {op: (2 + 2 + 1, 1 + 2 + 1) for op in ("MomentumSyncOp", "GatedMomentumSyncOp")}
 BF16_MOMENTUM_PACKS_PER_STEP["AdamWOp6"] = (4 * 2 + 2 + 1, 4 * 1 + 2 + 1)
+# The int8 momentum sync's kernels (csrc/cuda/int8_momentum_kernel.cuh), one per gate: per fast dtype
+# (float32, float16, bfloat16) a lane's 16-byte accesses, 2 + 2 for float32 fast and slow, 1 + 2 for
+# a 16-bit fast, and one 8-byte access to its codes; both divisions of int8_block_scale per dtype.
+INT8_OPS = ("Int8SyncOp", "GatedInt8SyncOp")
+INT8_VECTOR_ACCESSES = (2 + 2) + 2 * (1 + 2)
+INT8_CODE_ACCESSES = 3
+INT8_DIVISIONS = 2 * 3
 MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
 
 
@@ -106,8 +113,10 @@ def load_runs(opcodes: list[str]) -> list[int]:
 
 
 def op_of(kernel: str) -> str:
-    """The op a table_kernel instantiation runs: its template argument's name, and the depth of
+    """The op a kernel instantiation runs: its template argument's name, and the depth of
     AdamWOp<depth> (mangled ...AdamWOpILi5EEE...)."""
+    if m := re.search(r"int8_momentum_kernelINS_\d+(\w+?Op)E", kernel):
+        return m.group(1)
     m = re.search(r"table_kernelINS_\d+(\w+?Op)(?:ILi(\d)E)?E", kernel)
     return m.group(1) + (m.group(2) or "")
 
@@ -115,7 +124,7 @@ def op_of(kernel: str) -> str:
 def test_every_built_arch_has_every_kernel():
     archs = {f"sm_{a.replace('.', '').removesuffix('+PTX')}" for a in _C.build_info()["cuda_archs"].split(";")}
     found = {(arch, op_of(name)) for arch, name, _, _ in resource_usage()}
-    assert found == {(arch, op) for arch in archs for op in OPS}
+    assert found == {(arch, op) for arch in archs for op in (*OPS, *INT8_OPS)}
 
 
 @pytest.mark.parametrize("row", resource_usage(), ids=lambda r: f"{r[0]}-{op_of(r[1])}")
@@ -127,6 +136,8 @@ def test_no_spills_and_two_blocks_per_sm(row):
 
 def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight():
     for (arch, kernel), opcodes in sass_functions().items():
+        if op_of(kernel) in INT8_OPS:
+            continue
         loads = [op for op in opcodes if op.startswith("LDG") and "128" in op]
         stores = [op for op in opcodes if op.startswith("STG") and "128" in op]
         assert loads and stores, f"{arch} {kernel}: no 128-bit global loads or stores"
@@ -138,3 +149,50 @@ def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight(
         assert same_dtype * unroll in runs and mixed * unroll in runs, f"{arch} {kernel}: load runs {runs}"
         for packs in BF16_MOMENTUM_PACKS_PER_STEP.get(op_of(kernel), ()):
             assert packs * unroll in runs, f"{arch} {kernel}: bf16 momentum, load runs {runs}"
+
+
+def int8_sass() -> dict[tuple[str, str], list[tuple[int, str, str]]]:
+    """(address, opcode, operands) of every instruction of the int8 momentum sync's kernels, by (arch, op)."""
+    functions, arch, op = {}, None, None
+    for line in dump("-sass").splitlines():
+        if m := re.search(r"arch = (sm_\d+)", line):
+            arch = m.group(1)
+        elif m := re.search(r"Function : (\S+)", line):
+            op = op_of(m.group(1)) if "int8_momentum_kernel" in m.group(1) else None
+            if op:
+                functions[(arch, op)] = []
+        elif op and (m := re.search(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)\s*([^;]*)", line)):
+            functions[(arch, op)].append((int(m.group(1), 16), m.group(2), m.group(3)))
+    return functions
+
+
+def test_int8_kernel_uses_vector_accesses():
+    """See [NOTE: int8 launch table] in csrc/cuda/int8_momentum_kernel.cuh: each lane's 8 elements in
+    16-byte accesses to fast and slow and one 8-byte access to its codes, streaming."""
+    functions = int8_sass()
+    assert {op for _, op in functions} == set(INT8_OPS)
+    for (arch, op), code in functions.items():
+        opcodes = [opcode for _, opcode, _ in code]
+        count = lambda prefix, width: sum(o.startswith(prefix) and o.endswith(f"EF.{width}") for o in opcodes)  # noqa: E731
+        assert (count("LDG", 128), count("STG", 128)) == (INT8_VECTOR_ACCESSES,) * 2, f"{arch} {op}: {opcodes}"
+        assert (count("LDG", 64), count("STG", 64)) == (INT8_CODE_ACCESSES,) * 2, f"{arch} {op}: {opcodes}"
+
+
+def test_int8_kernel_contracts_nothing_into_an_fma():
+    """See [NOTE: int8 momentum sync] in csrc/element_math.h: every FFMA of the int8 kernel belongs to a
+    correctly rounded division (int8_block_scale's two per fast dtype): its inline part, from the FCHK
+    to the call of the out-of-line path, and that path (after the first call's target)."""
+    for (arch, op), code in int8_sass().items():
+        calls = [int(operands.split()[0], 16) for _, opcode, operands in code if opcode.startswith("CALL.REL")]
+        assert sum(opcode == "FCHK" for _, opcode, _ in code) == INT8_DIVISIONS, f"{arch} {op}"
+        out_of_line = min(calls)
+        in_division, stray = False, []
+        for address, opcode, operands in code:
+            if opcode == "FCHK":
+                in_division = True
+            elif opcode.startswith("CALL.REL"):
+                in_division = False
+            elif opcode.startswith(("FFMA", "HFMA2", "DFMA")) and not opcode.endswith(".MMA"):
+                if not in_division and address < out_of_line:
+                    stray.append(f"{address:#x} {opcode} {operands}")
+        assert not stray, f"{arch} {op}: fused multiply-adds outside the divisions: {stray}"

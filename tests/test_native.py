@@ -336,10 +336,64 @@ def test_int8_momentum_sync_refuses_in_the_python_contracts_words_before_writing
     assert all(torch.equal(a, b) for a, b in zip([t for tensors in lists for t in tensors], before))
 
 
+def _int8_momentum_cuda_lists(fast_dtype, offset):
+    """_int8_momentum_lists on the GPU with a block that is not finite and a zero block; `offset`
+    elements into their storage, which breaks every tensor's vector alignment."""
+    lists = _int8_momentum_lists([0, 1, 255, 256, 257, 1000, 70000], fast_dtype)
+    lists[0][5][3] = float("nan")
+    lists[1][4].copy_(lists[0][4].float())
+    lists[2][4].zero_()
+    moved = []
+    for tensors in lists:
+        shifted = []
+        for t in tensors:
+            storage = torch.empty(t.numel() + offset, dtype=t.dtype, device="cuda")
+            shifted.append(storage[offset:].view(t.shape).copy_(t))
+        moved.append(shifted)
+    return moved
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_int8_momentum_sync_refuses_cuda_tensors_before_writing():
-    lists = [[t.cuda() for t in tensors] for tensors in _int8_momentum_lists([300], torch.float32)]
-    before = snapshot([t for tensors in lists for t in tensors])
-    with pytest.raises(NotImplementedError, match="no CUDA kernel yet"):
-        _C.int8_momentum_sync_(*lists, 0.5, 0.9, True)
-    assert all(torch.equal(a, b) for a, b in zip([t for tensors in lists for t in tensors], before))
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("fast_dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("alpha,mu,nesterov", [(0.5, 0.9, True), (0.3, 0.9, False), (1.0, 0.0, True)])
+def test_int8_momentum_sync_on_cuda_matches_the_reference_bit_for_bit(fast_dtype, alpha, mu, nesterov, offset):
+    """The CUDA kernel (csrc/cuda/int8_momentum_kernel.cuh) is the oracle's math, op for op, without FMA."""
+    from lookahead_fused.backends import reference
+
+    lists = _int8_momentum_cuda_lists(fast_dtype, offset)
+    expected = [[t.clone() for t in tensors] for tensors in lists]
+    reference.int8_momentum_sync_(*expected, alpha, mu, nesterov)
+    _C.int8_momentum_sync_(*lists, alpha, mu, nesterov)
+    for got, want in zip(lists, expected):
+        assert all(_same_bits(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("step", [3, 4])
+def test_int8_momentum_sync_on_step_on_cuda_runs_on_sync_steps_only(step):
+    from lookahead_fused.backends import reference
+
+    lists = _int8_momentum_cuda_lists(torch.bfloat16, 0)
+    before = [[t.clone() for t in tensors] for tensors in lists]
+    expected = [[t.clone() for t in tensors] for tensors in lists]
+    gate = (torch.tensor(0.4, dtype=torch.float64, device="cuda"), torch.tensor(step, device="cuda"), 2, 0.9, True)
+    reference.int8_momentum_sync_on_step_(*expected, *gate)
+    torch.ops.lookahead_fused.int8_momentum_sync_on_step_(*lists, *gate)
+    for got, want, old in zip(lists, expected, before):
+        assert all(_same_bits(a, b) for a, b in zip(got, want))
+        assert all(_same_bits(a, b) for a, b in zip(got, old)) == (step % 2 != 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_int8_momentum_sync_on_cuda_takes_more_entries_than_one_launch_holds():
+    """More entries than one launch's parameter holds.
+    see [NOTE: int8 launch table] in csrc/cuda/int8_momentum_kernel.cuh"""
+    from lookahead_fused.backends import reference
+
+    lists = [[t.cuda() for t in tensors] for tensors in _int8_momentum_lists([300, 1, 256, 7] * 40, torch.float16)]
+    expected = [[t.clone() for t in tensors] for tensors in lists]
+    reference.int8_momentum_sync_(*expected, 0.5, 0.9, True)
+    _C.int8_momentum_sync_(*lists, 0.5, 0.9, True)
+    for got, want in zip(lists, expected):
+        assert all(_same_bits(a, b) for a, b in zip(got, want))

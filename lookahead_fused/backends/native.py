@@ -15,7 +15,7 @@ import warnings
 import torch
 
 from ..op_list import OP_NAMES
-from . import BackendUnavailable, reference
+from . import BackendUnavailable
 
 
 @functools.cache
@@ -63,9 +63,6 @@ class NativeBackend:
         self.name = name
         for op_name in OP_NAMES:
             setattr(self, op_name, _forwarding(op_name))
-        if name == "cuda":  # no CUDA kernel yet: see [NOTE: int8 momentum backends] in lookahead_fused/ops.py
-            self.int8_momentum_sync_ = reference.int8_momentum_sync_
-            self.int8_momentum_sync_on_step_ = reference.int8_momentum_sync_on_step_
 
     def check_sync_lists(self, fast, slow, momentum=()) -> None:
         extension().check_sync_lists(fast, slow, momentum)

@@ -1,0 +1,31 @@
+// The launcher of the CUDA int8 momentum sync (int8_momentum_cuda.cu), as ops.cpp calls it: plain
+// data, no torch or CUDA headers.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../table.h"
+
+namespace lookahead_fused {
+
+enum class Int8FastDtype : uint8_t { kF32, kF16, kBF16 };
+
+// One entry of a call: its tensors' data pointers (dense, one layout, so memory order from there)
+// and its fast dtype. numel > 0.
+struct Int8CudaEntry {
+  void* fast;
+  float* slow;
+  int8_t* codes;
+  float* scales;
+  int64_t numel;
+  Int8FastDtype fast_dtype;
+};
+
+// The int8 momentum sync of `entries` on `stream` (a cudaStream_t) of device `device_index`; with a
+// `gate` (device pointers, see [NOTE: step gate] in csrc/table.h) only when *step % k == 0, alpha read
+// on the device, and `alpha` unused.
+void launch_int8_momentum_cuda(const std::vector<Int8CudaEntry>& entries, double alpha, double mu, bool nesterov,
+                               const StepGate* gate, void* stream, int device_index);
+
+}  // namespace lookahead_fused

@@ -1,0 +1,378 @@
+// The CUDA int8 momentum sync's body (csrc/cuda/int8_momentum_kernel.cuh) run on the host, no GPU
+// needed: every thread block, warp and lane of a launch in turn, the lanes of a warp meeting in the
+// block's largest magnitude through a host warp policy (the kernel's one communication between
+// lanes: each lane's begin, the warp's max, each lane's finish), and every access through a memory
+// policy that records it. Over the fast dtypes float32, float16 and bfloat16, sizes around a block
+// and a lane, element offsets that break each tensor's vector alignment, mu 0 and 0.9, Nesterov on
+// and off, alpha 0, 0.3, 0.5 and 1, blocks with NaN, Inf, zeros and magnitudes below 2^-96, the step
+// gate on and off, and a call of more entries than one launch table holds, it checks:
+//   - each element of fast, slow and the codes, and each scale, is written exactly once (none when
+//     the gate is off, and then nothing changes);
+//   - every vector access is aligned (16 bytes, 8 for the codes) and every access is inside its tensor;
+//   - the results equal, bit for bit, the CPU kernel's two passes per block
+//     (csrc/cpu/int8_momentum_cpu.cpp) written with the same element math (element_math.h).
+// The recording policies are host code called from the kernel's __host__ __device__ body; only the
+// host side is compiled into this test, so nvcc's warnings about that call are moot here.
+#pragma nv_diag_suppress 20011
+#pragma nv_diag_suppress 20014
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/int8_momentum_kernel.cuh"
+
+using namespace lookahead_fused;
+
+namespace {
+
+int failures = 0;
+int64_t vector_accesses = 0;
+
+void fail(const std::string& what) {
+  if (++failures <= 20) std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+}
+
+// The tensors of one call, with a write count per element.
+struct Tracked {
+  uintptr_t begin, end;
+  size_t element;
+  std::vector<int> writes;
+};
+std::vector<Tracked> tracked;
+
+void track(const void* data, int64_t n, size_t element) {
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  tracked.push_back({begin, begin + n * element, element, std::vector<int>(n, 0)});
+}
+
+Tracked* find(const void* at, size_t bytes) {
+  const auto p = reinterpret_cast<uintptr_t>(at);
+  for (auto& t : tracked) {
+    if (p >= t.begin && p + bytes <= t.end) return &t;
+  }
+  fail("an access outside every tensor");
+  return nullptr;
+}
+
+void count_writes(const void* at, size_t bytes) {
+  if (Tracked* t = find(at, bytes)) {
+    const size_t first = (reinterpret_cast<uintptr_t>(at) - t->begin) / t->element;
+    for (size_t i = 0; i < bytes / t->element; ++i) ++t->writes[first + i];
+  }
+}
+
+void check_alignment(const void* at, size_t bytes) {
+  ++vector_accesses;
+  if (reinterpret_cast<uintptr_t>(at) % bytes != 0) fail("a vector access at a misaligned address");
+}
+
+struct HostMemory {
+  template <typename T>
+  static Pack<T> load_pack(const T* at) {
+    check_alignment(at, sizeof(Pack<T>));
+    find(at, sizeof(Pack<T>));
+    Pack<T> pack;
+    std::memcpy(&pack, at, sizeof pack);
+    return pack;
+  }
+  template <typename T>
+  static void store_pack(T* at, const Pack<T>& pack) {
+    check_alignment(at, sizeof pack);
+    count_writes(at, sizeof pack);
+    std::memcpy(at, &pack, sizeof pack);
+  }
+  static CodePack load_codes(const int8_t* at) {
+    check_alignment(at, sizeof(CodePack));
+    find(at, sizeof(CodePack));
+    CodePack pack;
+    std::memcpy(&pack, at, sizeof pack);
+    return pack;
+  }
+  static void store_codes(int8_t* at, const CodePack& pack) {
+    check_alignment(at, sizeof pack);
+    count_writes(at, sizeof pack);
+    std::memcpy(at, &pack, sizeof pack);
+  }
+  template <typename T>
+  static T load(const T* at) {
+    find(at, sizeof(T));
+    return *at;
+  }
+  template <typename T>
+  static void store(T* at, T value) {
+    count_writes(at, sizeof(T));
+    *at = value;
+  }
+};
+
+struct HostWarp {  // all 32 lanes of a warp, in turn
+  static constexpr int kLanes = kInt8Lanes;
+  int lane(int l) const { return l; }
+  uint32_t max(const uint32_t* value) const {
+    uint32_t largest = 0;
+    for (int l = 0; l < kLanes; ++l) largest = value[l] > largest ? value[l] : largest;
+    return largest;
+  }
+};
+
+// Every thread block and warp of the launches of a call, as launch_int8_momentum_cuda makes them.
+template <typename Gate>
+void run_on_host(const std::vector<Int8CudaEntry>& entries, const Gate& gate, int64_t grid) {
+  for (size_t first = 0; first < entries.size(); first += kInt8LaunchEntries) {
+    const int count = static_cast<int>(std::min<size_t>(kInt8LaunchEntries, entries.size() - first));
+    const Int8LaunchTable table = int8_launch_table(entries, first, count);
+    const int64_t warps = grid * kInt8WarpsPerBlock;
+    for (int64_t warp = 0; warp < warps; ++warp) int8_warp<HostMemory>(table, gate, warp, warps, HostWarp{});
+  }
+}
+
+// A buffer of n + offset elements whose storage starts 64-byte aligned; the tensor begins `offset`
+// elements in.
+template <typename T>
+struct Buffer {
+  std::vector<unsigned char> storage;
+  T* data;
+  int64_t n;
+  Buffer(int64_t size, int64_t offset) : storage((size + offset) * sizeof(T) + 128), n(size) {
+    auto base = (reinterpret_cast<uintptr_t>(storage.data()) + 63) / 64 * 64;
+    data = reinterpret_cast<T*>(base) + offset;
+  }
+};
+
+template <typename F>
+constexpr Int8FastDtype dtype_of() {
+  return std::is_same_v<F, float> ? Int8FastDtype::kF32 : std::is_same_v<F, __half> ? Int8FastDtype::kF16
+                                                                                       : Int8FastDtype::kBF16;
+}
+
+// Bit for bit, NaN payloads aside: which operand's payload a sum of two NaNs keeps is the host
+// compiler's choice (it may commute the operands), and IEEE 754 leaves it open.
+template <typename T>
+bool same_value(T a, T b) {
+  if constexpr (std::is_same_v<T, int8_t>) {
+    return a == b;
+  } else {
+    const float x = widen(a), y = widen(b);
+    return std::memcmp(&a, &b, sizeof a) == 0 || (std::isnan(x) && std::isnan(y));
+  }
+}
+
+template <typename T>
+double shown(T v) {
+  if constexpr (std::is_same_v<T, int8_t>) {
+    return v;
+  } else {
+    return widen(v);
+  }
+}
+
+template <typename T>
+void compare(const T* expected, const T* got, int64_t n, const std::string& what) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!same_value(expected[i], got[i])) {
+      return fail(what + " differs from the oracle at " + std::to_string(i) + ": " +
+                  std::to_string(shown(expected[i])) + " expected, got " + std::to_string(shown(got[i])));
+    }
+  }
+}
+
+// One entry's tensors, their values before the call, and the oracle's after.
+template <typename F>
+struct Case {
+  Buffer<F> fast;
+  Buffer<float> slow;
+  Buffer<int8_t> codes;
+  Buffer<float> scales;
+  std::vector<F> fast0;
+  std::vector<float> slow0, scales0;
+  std::vector<int8_t> codes0;
+
+  Case(int64_t n, int64_t fast_offset, int64_t slow_offset, int64_t codes_offset, std::mt19937& rng)
+      : fast(n, fast_offset), slow(n, slow_offset), codes(n, codes_offset),
+        scales((n + kInt8Block - 1) / kInt8Block, 0) {
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::uniform_int_distribution<int> code(-127, 127);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t block = i / kInt8Block;
+      float f = normal(rng), s = f + 0.01f * normal(rng);
+      int8_t q = static_cast<int8_t>(code(rng));
+      if (block == 1 && i % 97 == 3) f = NAN;
+      if (block == 2 && i % 89 == 5) s = i % 2 ? INFINITY : -INFINITY;
+      if (block == 3) f = s = 0.0f, q = 0;                                          // a zero block
+      if (block == 4) f = 0.0f, s = -1e-30f * std::fabs(normal(rng)), q = 0;        // below 2^-96
+      fast.data[i] = narrow<F>(f);
+      slow.data[i] = s;
+      codes.data[i] = q;
+    }
+    for (int64_t b = 0; b < scales.n; ++b) scales.data[b] = b == 4 ? 0.0f : 0.001f * std::fabs(normal(rng)) + 1e-4f;
+    fast0.assign(fast.data, fast.data + n);
+    slow0.assign(slow.data, slow.data + n);
+    codes0.assign(codes.data, codes.data + n);
+    scales0.assign(scales.data, scales.data + scales.n);
+  }
+
+  Int8CudaEntry entry() { return {fast.data, slow.data, codes.data, scales.data, fast.n, dtype_of<F>()}; }
+
+  void track_all() {
+    track(fast.data, fast.n, sizeof(F));
+    track(slow.data, slow.n, sizeof(float));
+    track(codes.data, codes.n, sizeof(int8_t));
+    track(scales.data, scales.n, sizeof(float));
+  }
+
+  // The CPU kernel's two passes per block (int8_block in csrc/cpu/int8_momentum_cpu.cpp) on the values
+  // before the call.
+  void oracle(std::vector<F>& f, std::vector<float>& s, std::vector<int8_t>& q, std::vector<float>& sc, float alpha,
+              float mu, bool nesterov) const {
+    f = fast0, s = slow0, q = codes0, sc = scales0;
+    const Int8MomentumSyncMath<bool, bool> math{two_sided_lerp<float>(alpha, lerp_from_slow(alpha)), mu, nesterov};
+    for (int64_t b = 0; b < scales.n; ++b) {
+      const int64_t lo = b * kInt8Block, hi = std::min<int64_t>(lo + kInt8Block, fast.n);
+      float momentum[kInt8Block];
+      uint32_t largest = 0;
+      for (int64_t i = lo; i < hi; ++i) {
+        momentum[i - lo] = int8_momentum_of(widen(f[i]), s[i], q[i], sc[b], mu);
+        largest = std::max(largest, magnitude_bits(momentum[i - lo]));
+      }
+      const Int8BlockScale block = int8_block_scale(largest);
+      for (int64_t i = lo; i < hi; ++i) {
+        s[i] = math(widen(f[i]), s[i], block.kept ? momentum[i - lo] : 0.0f, q[i], sc[b], block);
+        f[i] = narrow<F>(s[i]);
+      }
+      sc[b] = block.scale;
+    }
+  }
+
+  // The writes and values after a call; `synced`: whether it updated (else nothing may change).
+  void check(bool synced, float alpha, float mu, bool nesterov, const std::string& what) {
+    std::vector<F> f;
+    std::vector<float> s, sc;
+    std::vector<int8_t> q;
+    if (synced) {
+      oracle(f, s, q, sc, alpha, mu, nesterov);
+    } else {
+      f = fast0, s = slow0, q = codes0, sc = scales0;
+    }
+    const int expected = synced ? 1 : 0;
+    for (const Tracked& t : tracked) {
+      if (t.begin != reinterpret_cast<uintptr_t>(fast.data) && t.begin != reinterpret_cast<uintptr_t>(slow.data) &&
+          t.begin != reinterpret_cast<uintptr_t>(codes.data) && t.begin != reinterpret_cast<uintptr_t>(scales.data)) {
+        continue;
+      }
+      for (size_t i = 0; i < t.writes.size(); ++i) {
+        if (t.writes[i] != expected) {
+          fail(what + ": element " + std::to_string(i) + " written " + std::to_string(t.writes[i]) + " times");
+          break;
+        }
+      }
+    }
+    compare(f.data(), fast.data, fast.n, what + ": fast");
+    compare(s.data(), slow.data, slow.n, what + ": slow");
+    compare(q.data(), codes.data, codes.n, what + ": codes");
+    compare(sc.data(), scales.data, scales.n, what + ": scales");
+  }
+};
+
+enum class Kind { kPlain, kGatedOn, kGatedOff };
+
+struct Offsets {
+  int64_t fast, slow, codes;  // elements
+};
+
+template <typename F>
+void run_case(int64_t n, Offsets offsets, float alpha, float mu, bool nesterov, Kind kind, std::mt19937& rng) {
+  Case<F> c(n, offsets.fast, offsets.slow, offsets.codes, rng);
+  tracked.clear();
+  c.track_all();
+  const std::vector<Int8CudaEntry> entries = n > 0 ? std::vector<Int8CudaEntry>{c.entry()} : std::vector<Int8CudaEntry>{};
+  const int64_t grid = 2;  // 16 warps: the larger sizes stride
+  // alpha as the gate holds it: float32 on one side, float64 on the other
+  const int64_t step = kind == Kind::kGatedOff ? 7 : 6;
+  const double alpha64 = alpha;
+  const bool alpha_is_double = (n % 2) == 1;
+  const StepGate gate{&step, 3, alpha_is_double ? static_cast<const void*>(&alpha64) : &alpha, alpha_is_double};
+  if (kind == Kind::kPlain) {
+    run_on_host(entries, Int8SyncOp{alpha, mu, nesterov}, grid);
+  } else {
+    run_on_host(entries, GatedInt8SyncOp{gate, mu, nesterov}, grid);
+  }
+  const std::string what = std::string(sizeof(F) == 4 ? "float32" : std::is_same_v<F, __half> ? "float16" : "bfloat16") +
+                           " n=" + std::to_string(n) + " offsets=" + std::to_string(offsets.fast) + "," +
+                           std::to_string(offsets.slow) + "," + std::to_string(offsets.codes) +
+                           " alpha=" + std::to_string(alpha) + " mu=" + std::to_string(mu) +
+                           " nesterov=" + std::to_string(nesterov) + " kind=" + std::to_string(int(kind));
+  c.check(kind != Kind::kGatedOff, alpha, mu, nesterov, what);
+}
+
+template <typename F>
+void run_dtype(std::mt19937& rng) {
+  const int64_t sizes[] = {0, 1, 7, 255, 256, 257, 1000, 4097};
+  // in elements: aligned; each tensor off its vector alignment in turn; all three; codes 8-byte but not 16-byte aligned
+  const Offsets offsets[] = {{0, 0, 0}, {1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {3, 2, 5}, {0, 0, 8}};
+  for (int64_t n : sizes) {
+    for (Offsets o : offsets) {
+      for (float alpha : {0.0f, 0.3f, 0.5f, 1.0f}) {
+        for (float mu : {0.0f, 0.9f}) {
+          for (bool nesterov : {false, true}) {
+            for (Kind kind : {Kind::kPlain, Kind::kGatedOn, Kind::kGatedOff}) run_case<F>(n, o, alpha, mu, nesterov, kind, rng);
+          }
+        }
+      }
+    }
+  }
+}
+
+// One call of more entries than one launch table holds, of every fast dtype and size in turn: each
+// launch's entries found by the binary search, each entry as its own call would leave it.
+void run_many_entries(std::mt19937& rng) {
+  const int64_t sizes[] = {1, 7, 255, 256, 257, 1000, 4097, 0};
+  std::vector<Case<float>> f32;
+  std::vector<Case<__half>> f16;
+  std::vector<Case<__nv_bfloat16>> bf16;
+  const int kEach = (kInt8LaunchEntries + 8) / 3 + 1;
+  f32.reserve(kEach), f16.reserve(kEach), bf16.reserve(kEach);
+  std::vector<Int8CudaEntry> entries;
+  tracked.clear();
+  for (int i = 0; i < kEach; ++i) {
+    const int64_t n = sizes[i % 8];
+    const Offsets o{i % 3, i % 5, i % 9};
+    f32.emplace_back(n, o.fast, o.slow, o.codes, rng);
+    f16.emplace_back(n, o.fast, o.slow, o.codes, rng);
+    bf16.emplace_back(n, o.fast, o.slow, o.codes, rng);
+  }
+  for (int i = 0; i < kEach; ++i) {  // the order of a mixed call
+    if (f32[i].fast.n > 0) entries.push_back(f32[i].entry()), f32[i].track_all();
+    if (f16[i].fast.n > 0) entries.push_back(f16[i].entry()), f16[i].track_all();
+    if (bf16[i].fast.n > 0) entries.push_back(bf16[i].entry()), bf16[i].track_all();
+  }
+  if (entries.size() <= size_t(kInt8LaunchEntries)) fail("the many-entry call fits one launch table");
+  run_on_host(entries, Int8SyncOp{0.5f, 0.9f, true}, 5);
+  for (int i = 0; i < kEach; ++i) {
+    f32[i].check(true, 0.5f, 0.9f, true, "many entries, float32 " + std::to_string(i));
+    f16[i].check(true, 0.5f, 0.9f, true, "many entries, float16 " + std::to_string(i));
+    bf16[i].check(true, 0.5f, 0.9f, true, "many entries, bfloat16 " + std::to_string(i));
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(26);
+  run_dtype<float>(rng);
+  run_dtype<__half>(rng);
+  run_dtype<__nv_bfloat16>(rng);
+  if (vector_accesses == 0) fail("no vector access at all");
+  run_many_entries(rng);
+  if (failures > 0) {
+    std::fprintf(stderr, "%d failures\n", failures);
+    return 1;
+  }
+  std::printf("int8 momentum kernel on host: all checks passed (%lld vector accesses)\n",
+              static_cast<long long>(vector_accesses));
+  return 0;
+}
