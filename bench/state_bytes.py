@@ -47,6 +47,8 @@ MODES = [
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9)),
     ("LookaheadAdamW + outer momentum, momentum_dtype=bfloat16", torch.float32,
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, momentum_dtype=torch.bfloat16)),
+    ("LookaheadAdamW + outer momentum, momentum_dtype='int8'", torch.float32,
+     lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, momentum_dtype=int8_blocks.MOMENTUM_DTYPE)),
 ]  # fmt: skip
 
 

@@ -38,7 +38,7 @@ from .backends.step_gate import masked_compact_sync_on_step_, masked_int8_moment
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
 from .sharded import dtensor_type, local_shards
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
-from .slow_state import is_compact, outer_momentum_keys, rehome
+from .slow_state import is_compact, outer_momentum_keys, outer_momentum_state, outer_momentum_value, rehome
 from .slow_state import slow_dtype_for, slow_keys
 
 
@@ -174,6 +174,9 @@ class Sync:
     def _rehome(self) -> None:
         for p in self.params():
             state = self.slow_state[p]
+            if OUTER_MOMENTUM_SCALES in state and not contract.same_layout(state[OUTER_MOMENTUM], p):
+                # int8 blocks follow the memory order: a new layout is encoded anew
+                state.update(outer_momentum_state(outer_momentum_value(state), p, self.options))
             for key in (SLOW_PARAM, SLOW_HIGH, SLOW_LOW, OUTER_MOMENTUM):
                 if key in state:
                     state[key] = rehome(state[key], p)

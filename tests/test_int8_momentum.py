@@ -232,6 +232,32 @@ def test_checkpoint_mid_period_resumes_bit_for_bit(backend):
         assert_bitwise_equal([resumed.state[p][key] for p in resumed_params], [opt.state[p][key] for p in params])
 
 
+def test_a_param_in_a_new_memory_layout_takes_its_momentum_encoded_anew():
+    """model.to(memory_format=...) changes the param's memory order, which the blocks follow: its momentum
+    is decoded in the old order and encoded in the new one, and the sync goes on."""
+    conv = torch.nn.Conv2d(8, 16, 3)
+    opt = Lookahead(torch.optim.SGD(conv.parameters(), lr=0.05), k=1, alpha=0.5, outer_momentum=0.9,
+                    momentum_dtype="int8")  # fmt: skip
+    x = torch.randn(2, 8, 6, 6)
+    conv(x).square().sum().backward()
+    opt.step()
+    weight = conv.weight
+    before = opt.state[weight]
+    value = int8_blocks.from_memory_order(
+        int8_blocks.decode(int8_blocks.memory_order(before[OUTER_MOMENTUM]), before[OUTER_MOMENTUM_SCALES]),
+        before[OUTER_MOMENTUM])  # fmt: skip
+    conv.to(memory_format=torch.channels_last)
+    opt.zero_grad()
+    conv(x.to(memory_format=torch.channels_last)).square().sum().backward()
+    opt._sync.launches()  # the check before a sync: the slow state follows the param
+    state = opt.state[weight]
+    assert state[OUTER_MOMENTUM].stride() == weight.stride()
+    assert_bitwise_equal([int8_blocks.memory_order(state[OUTER_MOMENTUM]), state[OUTER_MOMENTUM_SCALES]],
+                         list(int8_blocks.encode(int8_blocks.memory_order(value, weight))))  # fmt: skip
+    opt.step()
+    assert torch.equal(weight.detach(), state[SLOW_PARAM])
+
+
 @pytest.mark.parametrize("saved_dtype,loading_dtype", [(None, "int8"), ("int8", None), ("int8", torch.bfloat16)])
 def test_a_checkpoint_of_another_momentum_dtype_converts_with_one_warning(saved_dtype, loading_dtype):
     params = make_params(dtype=torch.float32, shapes=SHAPES)

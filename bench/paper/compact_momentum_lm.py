@@ -2,9 +2,9 @@
 model? The character-level transformer of char_lm.py (float32 params) trained with Lookahead(AdamW)
 and SNOO's outer momentum (mu 0.9, Nesterov), the momentum kept the three ways of compact_momentum.py
 (exact float32, momentum_dtype=torch.bfloat16, and momentum_dtype="int8": int8 blocks of 256 with a
-float32 scale each), with its backend="foreach" (the same bits as "cpu"); five seeds each (initial
-weights and batches); the validation loss of the slow weights every EVERY steps, and the per-seed
-differences of the final losses (bf16 - exact, int8 - exact) against the exact runs' spread.
+float32 scale each), on the default backend; five seeds each (initial weights and batches); the
+validation loss of the slow weights every EVERY steps, and the per-seed differences of the final
+losses (bf16 - exact, int8 - exact) against the exact runs' spread.
 
     python bench/paper/compact_momentum_lm.py     # table + bench/paper/results/compact_momentum_lm.png
 """

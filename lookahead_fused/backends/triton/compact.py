@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .. import triton_interpreting
-from .elementwise import ALPHA_ON_DEVICE, LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, round_to
+from .elementwise import ALPHA_ON_DEVICE, LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, round_to, two_sided_lerp
 from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, chunk_of, gate_is_open, launch_classes
 from .plans import max_programs, run_plan
 
@@ -57,12 +57,7 @@ def _compact_block(fast, high, low, offsets, mask, w, FAST, LERP_SIDE, ROUNDING_
     h = tl.load(high + offsets, mask=mask).to(tl.uint16, bitcast=True)
     q = tl.load(low + offsets, mask=mask)
     s = _decode(h, q)
-    if LERP_SIDE == 0:  # the two-sided lerp: see [NOTE: two-sided lerp] in csrc/element_math.h
-        r = s + w * (f - s)
-    elif LERP_SIDE == 1:
-        r = f - (f - s) * (1.0 - w)
-    else:  # alpha is known only on the device
-        r = tl.where(tl.abs(w) < 0.5, s + w * (f - s), f - (f - s) * (1.0 - w))
+    r = two_sided_lerp(s, f, w, LERP_SIDE)
     new_high, new_low = _encode(r, ROUNDING_SHIFT)
     tl.store(high + offsets, new_high.to(tl.bfloat16, bitcast=True), mask=mask)
     tl.store(low + offsets, new_low, mask=mask)

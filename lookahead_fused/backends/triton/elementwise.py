@@ -1,5 +1,6 @@
-"""The element math both Triton kernels share (the sync's and AdamW's): rounding to a storage dtype
-and the (momentum) sync of one block of values."""
+"""The element math the Triton kernels share (the sync's, AdamW's, the compact and int8 momentum
+syncs'): rounding to a storage dtype, the two-sided lerp, and the (momentum) sync of one block of
+values."""
 
 from __future__ import annotations
 
@@ -9,6 +10,19 @@ import triton.language as tl
 
 TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
 SMALL_ALPHA, LARGE_ALPHA, ALPHA_ON_DEVICE = 0, 1, 2  # LERP_SIDE: the lerp's side, if the host knows alpha
+
+
+@triton.jit
+def two_sided_lerp(s, t, w, LERP_SIDE: tl.constexpr):
+    """lerp(s, t, w) by the two-sided formula (see [NOTE: two-sided lerp] in csrc/element_math.h), its side
+    SMALL_ALPHA or LARGE_ALPHA known on the host, else chosen on the device from w."""
+    if LERP_SIDE == 0:  # SMALL_ALPHA
+        r = s + w * (t - s)
+    elif LERP_SIDE == 1:  # LARGE_ALPHA
+        r = t - (t - s) * (1.0 - w)
+    else:  # alpha is known only on the device
+        r = tl.where(tl.abs(w) < 0.5, s + w * (t - s), t - (t - s) * (1.0 - w))
+    return r
 
 
 @triton.jit
@@ -39,12 +53,7 @@ def sync_values(fo, so, fast, slow, mom, offsets, mask, w, mu, FAST, SLOW, OPMAT
         else:
             target = fo + mu * mo
         tl.store(mom + offsets, m_new, mask=mask)
-    if LERP_SIDE == 0:  # SMALL_ALPHA
-        r = so + w * (target - so)
-    elif LERP_SIDE == 1:  # LARGE_ALPHA
-        r = target - (target - so) * (1.0 - w)
-    else:  # alpha is known only on the device
-        r = tl.where(tl.abs(w) < 0.5, so + w * (target - so), target - (target - so) * (1.0 - w))
+    r = two_sided_lerp(so, target, w, LERP_SIDE)
     new_slow = round_to(r, SLOW)
     tl.store(slow + offsets, new_slow, mask=mask)
     tl.store(fast + offsets, round_to(new_slow.to(OPMATH), FAST), mask=mask)

@@ -20,7 +20,7 @@ from ... import int8_blocks
 from ...device_scalars import device_scalar
 from .. import triton_interpreting
 from .compact import ROUNDING_SHIFT
-from .elementwise import ALPHA_ON_DEVICE, LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, round_to
+from .elementwise import ALPHA_ON_DEVICE, LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, round_to, two_sided_lerp
 from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, chunk_of, gate_is_open, launch_classes
 from .plans import max_programs, run_plan
 
@@ -58,12 +58,7 @@ def _int8_momentum_rows(fast, slow, codes, scales, offsets, rows, mask, row_mask
         target = f + mu * (new_codes.to(tl.float32) * new_scale[:, None])
     else:
         target = f + mu * m_old
-    if LERP_SIDE == 0:  # the two-sided lerp: see [NOTE: two-sided lerp] in csrc/element_math.h
-        r = s + w * (target - s)
-    elif LERP_SIDE == 1:
-        r = target - (target - s) * (1.0 - w)
-    else:  # alpha is known only on the device
-        r = tl.where(tl.abs(w) < 0.5, s + w * (target - s), target - (target - s) * (1.0 - w))
+    r = two_sided_lerp(s, target, w, LERP_SIDE)
     tl.store(slow + offsets, r, mask=mask)
     tl.store(codes + offsets, new_codes, mask=mask)
     tl.store(scales + rows, new_scale, mask=row_mask)
