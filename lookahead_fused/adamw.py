@@ -225,9 +225,10 @@ class LookaheadAdamW(Lookahead):
     def _device_step(self) -> None:
         """capturable=True: a device table with one row per param; device ops write its step and sync
         columns, so the same launches run on every step (a CUDA graph replays them)."""
+        launches = None
+        if self.syncs_apart and (not self._counter_on_host() or (self.step_count + 1) % self.k == 0):
+            launches = self._sync.launches()  # checked (and moved along) before the AdamW pass writes
         layout = self._layout(require_grads=True)
-        if self.syncs_apart:  # checked before the AdamW pass writes
-            launches = self._sync.launches()
         if layout.fused:
             ((device, launch),) = layout.fused.items()  # one device: capturable.py checks it, and no strided params
             hyper, rows = self._device_table(layout, device)
@@ -240,7 +241,7 @@ class LookaheadAdamW(Lookahead):
             # the momenta's gated reset or sync would do nothing
             # (see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py)
             return
-        if self.syncs_apart:
+        if launches is not None:
             self._sync.run_gated(launches, self._step_count_tensor, compiling=False)
         elif self.pullback_momentum != "none":
             self._sync.run_gated(self._sync.launches(check=False), self._step_count_tensor, compiling=False, weights=False)

@@ -5,7 +5,8 @@ committing what was read.
                     ["lookahead_outer_momentum": T]}},   (slow_dtype="bf16+int8": "lookahead_slow_high": T,
                                                           "lookahead_slow_low": T for the slow weight;
                                                           momentum_dtype="int8": the outer momentum's
-                                                          codes, and "lookahead_outer_momentum_scales": T)
+                                                          codes, "lookahead_outer_momentum_scales": T and
+                                                          "lookahead_outer_momentum_dims": T)
      "param_groups": <the inner optimizer's groups>,
      "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha" (a number or "adaptive"),
                    "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha",
@@ -43,7 +44,7 @@ from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
 from . import int8_blocks
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
 from .slow_state import copy_as, is_compact, is_int8_momentum, outer_momentum_dtype_for, outer_momentum_state
-from .slow_state import slow_weight_state, zero_outer_momentum
+from .slow_state import slow_weight_state, state_dims, zero_outer_momentum
 
 FORMAT_VERSION = 1
 SECTION = "lookahead"
@@ -53,8 +54,9 @@ SAVED_OUTER_MOMENTUM = "lookahead_outer_momentum"
 SAVED_SLOW_HIGH = "lookahead_slow_high"
 SAVED_SLOW_LOW = "lookahead_slow_low"
 SAVED_OUTER_MOMENTUM_SCALES = "lookahead_outer_momentum_scales"
+SAVED_OUTER_MOMENTUM_DIMS = "lookahead_outer_momentum_dims"  # the dims order the int8 blocks were cut in
 _SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM, SAVED_OUTER_MOMENTUM, SAVED_SLOW_HIGH, SAVED_SLOW_LOW,
-               SAVED_OUTER_MOMENTUM_SCALES)  # fmt: skip
+               SAVED_OUTER_MOMENTUM_SCALES, SAVED_OUTER_MOMENTUM_DIMS)  # fmt: skip
 # a slow weight's state key -> its key in a checkpoint
 _SAVED_SLOW_KEYS = {SLOW_PARAM: SAVED_SLOW_PARAM, SLOW_HIGH: SAVED_SLOW_HIGH, SLOW_LOW: SAVED_SLOW_LOW}
 
@@ -99,6 +101,7 @@ def pack(opt, step: torch.Tensor) -> dict:
             entry[SAVED_OUTER_MOMENTUM] = mine[OUTER_MOMENTUM]
         if OUTER_MOMENTUM_SCALES in mine:
             entry[SAVED_OUTER_MOMENTUM_SCALES] = mine[OUTER_MOMENTUM_SCALES]
+            entry[SAVED_OUTER_MOMENTUM_DIMS] = torch.tensor(int8_blocks.memory_dims(mine[OUTER_MOMENTUM]))
         state[saved_id] = entry
     section = section_for(opt, step.cpu().clone(), opt.k)
     groups = inner["param_groups"]  # new dicts (the inner's state_dict() packs them): ours to extend
@@ -219,10 +222,27 @@ def _read_outer_momentum(opt, entry, outer: torch.Tensor, p, where: str) -> dict
         raise ValueError(f"{where}: the state_dict's {SAVED_OUTER_MOMENTUM_SCALES} is {found}; it must be ({blocks},) float32")
     if outer.dtype != int8_blocks.CODE_DTYPE:
         raise ValueError(f"{where}: the state_dict's {SAVED_OUTER_MOMENTUM} has dtype {outer.dtype} beside scales; it must be int8")
-    if is_int8_momentum(outer_momentum_dtype_for(p, opt.defaults)) and contract.same_layout(outer, p):
-        return {OUTER_MOMENTUM: copy_as(outer, p, outer.dtype), OUTER_MOMENTUM_SCALES: scales.to(p.device, copy=True)}
-    value = int8_blocks.decode(int8_blocks.memory_order(outer.to(p.device)), scales.to(p.device))
-    return outer_momentum_state(int8_blocks.from_memory_order(value, outer), p, opt.defaults)
+    dims = _read_saved_dims(entry, outer, where)
+    flat_codes = int8_blocks.flatten_in(outer.to(p.device), dims)  # the order the blocks were cut in, whatever
+    # the saved tensor's strides now (a tool may have made it contiguous)
+    if is_int8_momentum(outer_momentum_dtype_for(p, opt.defaults)) and dims == state_dims(p):
+        codes = int8_blocks.unflatten_in(flat_codes, p.shape, dims)
+        return {OUTER_MOMENTUM: copy_as(codes, p, codes.dtype), OUTER_MOMENTUM_SCALES: scales.to(p.device, copy=True)}
+    value = int8_blocks.decode(flat_codes, scales.to(p.device))
+    return outer_momentum_state(int8_blocks.unflatten_in(value, p.shape, dims), p, opt.defaults)
+
+
+def _read_saved_dims(entry, outer: torch.Tensor, where: str) -> list[int]:
+    """The dims order of saved int8 blocks: their SAVED_OUTER_MOMENTUM_DIMS, or the saved codes' own
+    memory order where a checkpoint has none."""
+    dims = entry.get(SAVED_OUTER_MOMENTUM_DIMS)
+    if dims is None:
+        return int8_blocks.memory_dims(outer)
+    found = dims.tolist() if isinstance(dims, torch.Tensor) and dims.dim() == 1 else None
+    if found is None or sorted(found) != list(range(outer.dim())):
+        raise ValueError(f"{where}: the state_dict's {SAVED_OUTER_MOMENTUM_DIMS} is {dims!r}; it must be an order of "
+                         f"the {outer.dim()} dims")  # fmt: skip
+    return found
 
 
 def read(opt, state_dict) -> Loaded:

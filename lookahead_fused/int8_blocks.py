@@ -44,20 +44,32 @@ def bytes_per_element(numel: int) -> float:
     return (numel + 4 * scale_count(numel)) / numel if numel else 0.0
 
 
+def memory_dims(like: torch.Tensor) -> list[int]:
+    """`like`'s dims from the outermost in memory to the innermost (a dense tensor): the order its storage
+    holds them in."""
+    return sorted(range(like.dim()), key=lambda d: (like.stride(d), like.size(d)), reverse=True)
+
+
+def flatten_in(tensor: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    """`tensor`'s elements as a 1-D tensor, its dims taken in the order `dims` (a view where the layout allows)."""
+    return tensor.permute(dims).reshape(-1)
+
+
+def unflatten_in(flat: torch.Tensor, shape, dims: list[int]) -> torch.Tensor:
+    """The inverse of `flatten_in(_, dims)` for a tensor of `shape` (not a view)."""
+    inverse = sorted(range(len(dims)), key=lambda i: dims[i])
+    return flat.reshape([shape[d] for d in dims]).permute(inverse)
+
+
 def memory_order(tensor: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
     """`tensor`'s elements as a 1-D tensor in the memory order of `like` (default: itself), a view where the
     layout allows: the order in which a kernel walking `like`'s storage meets them. `like` must be dense."""
-    like = tensor if like is None else like
-    dims = sorted(range(like.dim()), key=lambda d: (like.stride(d), like.size(d)), reverse=True)
-    return tensor.permute(dims).reshape(-1)
+    return flatten_in(tensor, memory_dims(tensor if like is None else like))
 
 
 def from_memory_order(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """The inverse of `memory_order(_, like)`: a 1-D tensor as a tensor of `like`'s shape (not a view)."""
-    dims = sorted(range(like.dim()), key=lambda d: (like.stride(d), like.size(d)), reverse=True)
-    shape = [like.size(d) for d in dims]
-    inverse = sorted(range(like.dim()), key=lambda i: dims[i])
-    return flat.reshape(shape).permute(inverse)
+    return unflatten_in(flat, like.shape, memory_dims(like))
 
 
 def _blocks(flat: torch.Tensor) -> torch.Tensor:

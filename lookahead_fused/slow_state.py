@@ -124,12 +124,12 @@ def outer_momentum_dtype_for(param: torch.Tensor, options: dict):
     return wanted if wanted is not None and momentum_dtype_fits(wanted, slow) else slow
 
 
-def outer_momentum_keys(options: dict) -> tuple[str, ...]:
-    """The keys of a param's outer momentum in its state: none without outer momentum, OUTER_MOMENTUM,
-    or with momentum_dtype="int8" OUTER_MOMENTUM and OUTER_MOMENTUM_SCALES."""
-    if not options["outer_momentum"]:
+def outer_momentum_keys(state: dict) -> tuple[str, ...]:
+    """The keys of a param's outer momentum in its `state`: none without one, OUTER_MOMENTUM, or for int8
+    blocks OUTER_MOMENTUM and OUTER_MOMENTUM_SCALES."""
+    if OUTER_MOMENTUM not in state:
         return ()
-    return (OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES) if is_int8_momentum(options.get("momentum_dtype")) else (OUTER_MOMENTUM,)
+    return (OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES) if OUTER_MOMENTUM_SCALES in state else (OUTER_MOMENTUM,)
 
 
 def outer_momentum_state(value: torch.Tensor, param: torch.Tensor, options: dict) -> dict:
@@ -138,6 +138,17 @@ def outer_momentum_state(value: torch.Tensor, param: torch.Tensor, options: dict
     dtype = outer_momentum_dtype_for(param, options)
     if not is_int8_momentum(dtype):
         return {OUTER_MOMENTUM: copy_as(value, param, dtype)}
+    return int8_momentum_state(value, param)
+
+
+def state_dims(param: torch.Tensor) -> list[int]:
+    """The memory order of the state tensors made for `param` (copy_as): its own when it is dense, else
+    row-major (int8_blocks.memory_dims)."""
+    return int8_blocks.memory_dims(param) if contract.is_non_overlapping_and_dense(param) else list(range(param.dim()))
+
+
+def int8_momentum_state(value: torch.Tensor, param: torch.Tensor) -> dict:
+    """The state entries of an outer momentum holding `value` as int8 blocks in `param`'s memory order."""
     like = copy_as(value, param, torch.float32)
     codes, scales = int8_blocks.encode(int8_blocks.memory_order(like))
     return {OUTER_MOMENTUM: copy_as(int8_blocks.from_memory_order(codes, like), param, codes.dtype),

@@ -31,14 +31,14 @@ from itertools import chain
 
 import torch
 
-from . import backends, bf16_int8, contract, first_moment, ops
+from . import backends, bf16_int8, contract, first_moment, int8_blocks, ops
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive
 from .backends import reference
 from .backends.step_gate import masked_compact_sync_on_step_, masked_int8_momentum_sync_on_step_
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
 from .sharded import dtensor_type, local_shards
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
-from .slow_state import is_compact, outer_momentum_keys, outer_momentum_state, outer_momentum_value, rehome
+from .slow_state import int8_momentum_state, is_compact, outer_momentum_keys, outer_momentum_value, rehome, state_dims
 from .slow_state import slow_dtype_for, slow_keys
 
 
@@ -129,19 +129,21 @@ class Sync:
         return [group.get(ALPHA_KEY, default) for group in self.inner.param_groups]
 
     def _gather(self, alphas: list) -> list[Launch]:
-        keys = slow_keys(self.options["slow_dtype"]) + outer_momentum_keys(self.options)
+        slow = slow_keys(self.options["slow_dtype"])
         compact = is_compact(self.options["slow_dtype"])
-        by_launch: dict = {}  # (alpha, device) -> lists
+        by_launch: dict = {}  # (alpha, device, state keys) -> lists
         for group, alpha in zip(self.inner.param_groups, alphas):
             for p in group["params"]:
                 state = self.slow_state[p]
-                lists = by_launch.setdefault((alpha, p.device), tuple([] for _ in range(1 + len(keys))))
+                # a param whose momentum fell back from int8 blocks to a dtype takes the momentum sync's launch
+                keys = slow + (outer_momentum_keys(state) if self.options["outer_momentum"] else ())
+                lists = by_launch.setdefault((alpha, p.device, keys), tuple([] for _ in range(1 + len(keys))))
                 lists[0].append(p)
                 for column, key in zip(lists[1:], keys):
                     column.append(state[key])
         dtensor = dtensor_type()
         launches = []
-        for (alpha, device), lists in by_launch.items():
+        for (alpha, device, _), lists in by_launch.items():
             sharded = dtensor is not None and any(isinstance(p, dtensor) for p in lists[0])
             # a compiled step runs the gated ops, which pick the backend themselves
             direct = not sharded and not torch.compiler.is_compiling()
@@ -174,9 +176,9 @@ class Sync:
     def _rehome(self) -> None:
         for p in self.params():
             state = self.slow_state[p]
-            if OUTER_MOMENTUM_SCALES in state and not contract.same_layout(state[OUTER_MOMENTUM], p):
+            if OUTER_MOMENTUM_SCALES in state and int8_blocks.memory_dims(state[OUTER_MOMENTUM]) != state_dims(p):
                 # int8 blocks follow the memory order: a new layout is encoded anew
-                state.update(outer_momentum_state(outer_momentum_value(state), p, self.options))
+                state.update(int8_momentum_state(outer_momentum_value(state), p))
             for key in (SLOW_PARAM, SLOW_HIGH, SLOW_LOW, OUTER_MOMENTUM):
                 if key in state:
                     state[key] = rehome(state[key], p)

@@ -258,6 +258,71 @@ def test_a_param_in_a_new_memory_layout_takes_its_momentum_encoded_anew():
     assert torch.equal(weight.detach(), state[SLOW_PARAM])
 
 
+def _conv_run(conv, opt, steps, channels_last=False):
+    g = torch.Generator().manual_seed(5)
+    for _ in range(steps):
+        x = torch.randn(2, 8, 6, 6, generator=g).to(next(conv.parameters()).dtype)
+        opt.zero_grad()
+        conv(x.to(memory_format=torch.channels_last) if channels_last else x).float().square().sum().backward()
+        opt.step()
+
+
+def _int8_conv(seed=0):
+    torch.manual_seed(seed)
+    conv = torch.nn.Conv2d(8, 16, 3).to(memory_format=torch.channels_last)
+    return conv, Lookahead(torch.optim.SGD(conv.parameters(), lr=0.01), k=2, alpha=0.5, outer_momentum=0.9,
+                           momentum_dtype="int8")  # fmt: skip
+
+
+def test_a_checkpoint_whose_tensors_were_made_contiguous_resumes_bit_for_bit():
+    """The blocks of a channels_last param follow its memory order; a tool that saves the codes
+    contiguous (safetensors, .contiguous()) keeps their values, and the saved dims order says how the
+    blocks were cut, so the resume is bit for bit."""
+    conv, opt = _int8_conv()
+    _conv_run(conv, opt, 3, channels_last=True)
+    saved = copy.deepcopy(opt.state_dict())
+    for entry in saved["state"].values():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                entry[key] = value.contiguous()
+    resumed_conv, resumed = _int8_conv(seed=1)
+    resumed_conv.load_state_dict(conv.state_dict())
+    resumed.load_state_dict(saved)
+    _conv_run(conv, opt, 3, channels_last=True)
+    _conv_run(resumed_conv, resumed, 3, channels_last=True)
+    assert_bitwise_equal(list(resumed_conv.parameters()), list(conv.parameters()))
+
+
+def test_a_param_made_float16_keeps_syncing_with_its_momentum_in_float16():
+    """int8 blocks sit beside float32 slow weights only: a param made float16 after it joined loads its
+    slow weights as float16, its momentum follows them (decoded), and its sync runs in the momentum
+    sync's launch, also after a new memory layout."""
+    conv, opt = _int8_conv()
+    _conv_run(conv, opt, 3, channels_last=True)
+    saved = opt.state_dict()
+    conv.half()
+    opt.load_state_dict(saved)
+    weight = conv.weight
+    assert opt.state[weight][OUTER_MOMENTUM].dtype == torch.float16 and OUTER_MOMENTUM_SCALES not in opt.state[weight]
+    _conv_run(conv, opt, 2, channels_last=True)
+    conv.to(memory_format=torch.contiguous_format)
+    _conv_run(conv, opt, 3)  # the 8th step: a sync
+    assert torch.equal(weight.detach(), opt.state[weight][SLOW_PARAM])
+
+
+def test_an_int8_momentum_in_a_new_layout_stays_int8_beside_float32_slow_weights():
+    """A param made float16 keeps its float32 slow weights until a load; a new memory layout then encodes
+    its int8 momentum anew, still int8 (the kind its state holds, not one guessed from the param)."""
+    conv, opt = _int8_conv()
+    _conv_run(conv, opt, 3, channels_last=True)
+    conv.half()
+    conv.to(memory_format=torch.contiguous_format)
+    _conv_run(conv, opt, 2)
+    state = opt.state[conv.weight]
+    assert state[OUTER_MOMENTUM].dtype == torch.int8 and state[SLOW_PARAM].dtype == torch.float32
+    assert state[OUTER_MOMENTUM].stride() == conv.weight.stride()
+
+
 @pytest.mark.parametrize("saved_dtype,loading_dtype", [(None, "int8"), ("int8", None), ("int8", torch.bfloat16)])
 def test_a_checkpoint_of_another_momentum_dtype_converts_with_one_warning(saved_dtype, loading_dtype):
     params = make_params(dtype=torch.float32, shapes=SHAPES)
