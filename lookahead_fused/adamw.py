@@ -82,7 +82,9 @@ class LookaheadAdamW(Lookahead):
             params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize,
             capturable=capturable, foreach=False,
         )  # fmt: skip
-        self._syncs_apart = is_int8_momentum(momentum_dtype)  # momentum_dtype is fixed at construction
+        # whether the sync runs in a launch of its own after AdamW's pass instead of inside it: with
+        # momentum_dtype="int8", fixed at construction (see [NOTE: int8 outer momentum] in lookahead_fused/options.py)
+        self.syncs_apart = is_int8_momentum(momentum_dtype)
         self._row_tensors: dict = {}
         self._device_table_held: tuple | None = None  # (layout, hyper, rows, each group's host-known row)
         self._cached_layout: Layout | None = None
@@ -97,12 +99,6 @@ class LookaheadAdamW(Lookahead):
                 f"LookaheadAdamW(capturable=True) on a GPU needs a fused backend ('cuda', 'triton' or 'auto'): the "
                 f"{backend!r} loop reads the hyper table on the host, which a CUDA graph cannot capture"
             )
-
-    @property
-    def syncs_apart(self) -> bool:
-        """Whether the sync runs in a launch of its own after AdamW's pass instead of inside it: with
-        momentum_dtype="int8" (see [NOTE: int8 outer momentum] in lookahead_fused/options.py)."""
-        return self._syncs_apart
 
     @property
     def _mu_in_pass(self) -> float:

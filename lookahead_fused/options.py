@@ -74,7 +74,7 @@ MOMENTUM_DTYPES = (None, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)
 
 def check_momentum_dtype(momentum_dtype, outer_momentum):
     """see [NOTE: bf16 outer momentum] in lookahead_fused/options.py"""
-    if not any(momentum_dtype is accepted or is_int8_momentum(momentum_dtype) for accepted in MOMENTUM_DTYPES):
+    if not (is_int8_momentum(momentum_dtype) or any(momentum_dtype is accepted for accepted in MOMENTUM_DTYPES)):
         raise ValueError(
             "momentum_dtype must be None (the slow weights' dtype), torch.bfloat16 or "
             f"{int8_blocks.MOMENTUM_DTYPE!r} (int8 blocks: docs/design.md), got {momentum_dtype!r}"
