@@ -70,6 +70,9 @@ class BorrowedTensors {
         return false;
       }
       tensors_.push_back(c10::MaybeOwnedTraits<at::Tensor>::createBorrow(THPVariable_Unpack(item)));
+      // for the walk that follows (see [NOTE: prefetch ahead] in csrc/prefetch.h)
+      prefetch_tensor_impl(tensors_.back().unsafeGetTensorImpl());
+      if (i >= static_cast<Py_ssize_t>(kPrefetchAhead)) prefetch_storage_of(tensors_[i - kPrefetchAhead].unsafeGetTensorImpl());
     }
     return true;
   }

@@ -28,49 +28,17 @@
 
 #include "chunking.h"
 #include "cuda/table_kernel.cuh"
+#include "host_tracking.h"
 
 using namespace lookahead_fused;
+using namespace host_tracking;
 
 namespace {
-
-int failures = 0;
-
-void fail(const std::string& what) {
-  if (++failures <= 20) std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-}
-
-// The tensors of one launch, with a write count per element.
-struct Tracked {
-  uintptr_t begin, end;
-  size_t element;
-  std::vector<int> writes;
-};
-std::vector<Tracked> tracked;
-
-Tracked* find(const void* at, size_t bytes) {
-  auto p = reinterpret_cast<uintptr_t>(at);
-  for (auto& t : tracked) {
-    if (p >= t.begin && p + bytes <= t.end) return &t;
-  }
-  fail("an access outside every tensor");
-  return nullptr;
-}
-
-void count_writes(const void* at, size_t bytes) {
-  if (Tracked* t = find(at, bytes)) {
-    size_t first = (reinterpret_cast<uintptr_t>(at) - t->begin) / t->element;
-    for (size_t i = 0; i < bytes / t->element; ++i) ++t->writes[first + i];
-  }
-}
-
-void check_vector_alignment(const void* at) {
-  if (reinterpret_cast<uintptr_t>(at) % kVecBytes != 0) fail("a 16-byte access at a misaligned address");
-}
 
 struct HostMemory {
   template <typename T>
   static Pack<T> load_pack(const T* at) {
-    check_vector_alignment(at);
+    check_alignment(at, kVecBytes);
     find(at, sizeof(Pack<T>));
     Pack<T> pack;
     std::memcpy(&pack, at, sizeof pack);
@@ -78,7 +46,7 @@ struct HostMemory {
   }
   template <typename T>
   static void store_pack(T* at, const Pack<T>& pack) {
-    check_vector_alignment(at);
+    check_alignment(at, kVecBytes);
     count_writes(at, sizeof pack);
     std::memcpy(at, &pack, sizeof pack);
   }
@@ -241,7 +209,7 @@ std::vector<int64_t> three_tensor_table(std::array<const void*, 3> data, std::ar
   tracked.clear();
   for (int t = 0; t < 3; ++t) {
     addresses[t] = reinterpret_cast<uintptr_t>(data[t]);
-    tracked.push_back({addresses[t], addresses[t] + n * sizes[t], size_t(sizes[t]), std::vector<int>(n)});
+    track(reinterpret_cast<const void*>(addresses[t]), n, size_t(sizes[t]));
   }
   const int64_t head = common_head(addresses, sizes.data(), 3);
   std::vector<int64_t> words = {int64_t(addresses[0]), int64_t(addresses[1]), int64_t(addresses[2]), n,
@@ -445,7 +413,7 @@ void check_adamw_case(int64_t n, std::array<int64_t, 3> offsets, bool sync, bool
   for (int64_t c = 0; c * chunk < n; ++c) words.push_back(c);
   const int64_t num_chunks = int64_t(words.size()) - entry_words(depth);
   tracked.clear();
-  for (int t = 0; t < depth; ++t) tracked.push_back({addresses[t], addresses[t] + n * sizes[t], size_t(sizes[t]), std::vector<int>(n)});
+  for (int t = 0; t < depth; ++t) track(reinterpret_cast<const void*>(addresses[t]), n, size_t(sizes[t]));
   const int64_t grid = std::min<int64_t>(std::max<int64_t>(num_chunks, 1), grid_cap);
   if (with_momentum) {
     run_on_host(words, num_chunks, chunk, AdamWOp<6>{hyper, rows, mu, nesterov}, grid);

@@ -25,51 +25,12 @@
 #include <vector>
 
 #include "cuda/int8_momentum_kernel.cuh"
+#include "host_tracking.h"
 
 using namespace lookahead_fused;
+using namespace host_tracking;
 
 namespace {
-
-int failures = 0;
-int64_t vector_accesses = 0;
-
-void fail(const std::string& what) {
-  if (++failures <= 20) std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-}
-
-// The tensors of one call, with a write count per element.
-struct Tracked {
-  uintptr_t begin, end;
-  size_t element;
-  std::vector<int> writes;
-};
-std::vector<Tracked> tracked;
-
-void track(const void* data, int64_t n, size_t element) {
-  const auto begin = reinterpret_cast<uintptr_t>(data);
-  tracked.push_back({begin, begin + n * element, element, std::vector<int>(n, 0)});
-}
-
-Tracked* find(const void* at, size_t bytes) {
-  const auto p = reinterpret_cast<uintptr_t>(at);
-  for (auto& t : tracked) {
-    if (p >= t.begin && p + bytes <= t.end) return &t;
-  }
-  fail("an access outside every tensor");
-  return nullptr;
-}
-
-void count_writes(const void* at, size_t bytes) {
-  if (Tracked* t = find(at, bytes)) {
-    const size_t first = (reinterpret_cast<uintptr_t>(at) - t->begin) / t->element;
-    for (size_t i = 0; i < bytes / t->element; ++i) ++t->writes[first + i];
-  }
-}
-
-void check_alignment(const void* at, size_t bytes) {
-  ++vector_accesses;
-  if (reinterpret_cast<uintptr_t>(at) % bytes != 0) fail("a vector access at a misaligned address");
-}
 
 struct HostMemory {
   template <typename T>
