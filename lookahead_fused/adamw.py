@@ -32,6 +32,7 @@ from .backends import reference
 from .adamw_state import Layout
 from .optimizer import Lookahead
 from .slow_state import is_compact, is_int8_momentum
+from .step_wrapper import wrapped_step
 
 _COLUMN = {name: i for i, name in enumerate(contract.ADAMW_COLUMNS)}
 _CACHED_ROW_TENSORS = 8
@@ -119,6 +120,7 @@ class LookaheadAdamW(Lookahead):
     # that a trace would turn into guards. So a compiled function runs it eagerly: one graph break
     # at the call (torch.optim's own steps break there too), the same graph on every step, sync or
     # not, and no recompiles.
+    @wrapped_step
     @torch.compiler.disable
     @torch.no_grad()
     def step(self, closure=None):

@@ -35,6 +35,7 @@ from .inner_state import create_inner_state
 from .shared_state import SharedState, on_the_lookahead
 from .slow_state import ALPHA_KEY, is_compact, slow_dtype_for, slow_weight_state, slow_weight_value
 from .slow_state import zero_outer_momentum
+from .step_wrapper import wrapped_step
 from .sync import Sync
 from .weight_swap import slow_weights_in
 
@@ -219,6 +220,7 @@ class Lookahead(Optimizer):
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
+    @wrapped_step
     def step(self, closure=None):
         """One inner step; after every k-th, the sync. Returns what the inner step returns (the loss).
 
