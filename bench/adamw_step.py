@@ -8,12 +8,14 @@ Variants, each a real optimizer step over the same parameter set (fp32, grads se
     lookahead_adamw        LookaheadAdamW on a non-sync step (k = 10**9)
     lookahead_adamw_sync   LookaheadAdamW on a sync step (k = 1)
     lookahead_sync         Lookahead(AdamW(fused=True)) on a sync step (k = 1): AdamW, then the sync
+    compact                LookaheadAdamW(slow_dtype="bf16+int8") on a non-sync step: AdamW's step alone
+    compact_sync           the same on a sync step: AdamW's step alone, then the compact sync's launch
 
 Timed in interleaved rounds with the two bandwidth timings (timing.py). Per round, the whole-step
 overhead at k = 5 is composed from that round's steps: LookaheadAdamW (4 x lookahead_adamw +
-lookahead_adamw_sync) / (5 x adamw) - 1 and Lookahead(AdamW) (4 x adamw + lookahead_sync) /
-(5 x adamw) - 1, against their floors by bytes (8 and 16 bytes of sync over 5 x 28 bytes of AdamW:
-5.7 % and 11.4 %) and by time (those bytes at the round's bandwidth over 5 adamw steps). Composing
+lookahead_adamw_sync) / (5 x adamw) - 1, Lookahead(AdamW) (4 x adamw + lookahead_sync) /
+(5 x adamw) - 1 and the compact one (4 x compact + compact_sync) / (5 x adamw) - 1, against their
+floors by bytes (8, 16 and 14 bytes of sync over 5 x 28 bytes of AdamW: 5.7 %, 11.4 % and 10 %) and by time (those bytes at the round's bandwidth over 5 adamw steps). Composing
 from single steps drops the k-step variance of step_overhead.py (one sample per five steps) and
 assumes steps are independent, which they are here (no allocation, the same tensors each step).
 """
@@ -28,10 +30,13 @@ from step_overhead import (
 )  # fmt: skip
 from timing import interleaved_rounds, per_round, rounds_with_bandwidth, summary
 
-from lookahead_fused import Lookahead, LookaheadAdamW
+from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8
 
 K = 5
 NEVER = 10**9
+COMPACT = bf16_int8.SLOW_DTYPE
+# the compact sync's launch: the fp32 param read and written, the 3-byte slow weight read and written
+COMPACT_SYNC_BYTES_PER_PARAM = 2 * 4 + 2 * bf16_int8.BYTES_PER_ELEMENT
 
 
 def measure(shapes, device: torch.device, rounds: int | None = None, budget_s: float = 8.0) -> dict:
@@ -42,6 +47,8 @@ def measure(shapes, device: torch.device, rounds: int | None = None, budget_s: f
         "lookahead_adamw": LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=NEVER),
         "lookahead_adamw_sync": LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=1),
         "lookahead_sync": Lookahead(torch.optim.AdamW(params_with_grads(shapes, device), lr=1e-4, **options), k=1),
+        "compact": LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=NEVER, slow_dtype=COMPACT),
+        "compact_sync": LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=1, slow_dtype=COMPACT),
     }
     samples, bandwidth = rounds_with_bandwidth({name: opt.step for name, opt in optimizers.items()}, device, rounds,
                                                budget_s, 7, 400)  # fmt: skip
@@ -49,6 +56,8 @@ def measure(shapes, device: torch.device, rounds: int | None = None, budget_s: f
     fused = per_round(lambda a, n, s: 100 * ((K - 1) * n + s) / (K * a) - 100, adamw, samples["lookahead_adamw"],
                       samples["lookahead_adamw_sync"])  # fmt: skip
     composed = per_round(lambda a, s: 100 * ((K - 1) * a + s) / (K * a) - 100, adamw, samples["lookahead_sync"])
+    compact = per_round(lambda a, n, s: 100 * ((K - 1) * n + s) / (K * a) - 100, adamw, samples["compact"],
+                        samples["compact_sync"])  # fmt: skip
     time_floor = lambda nbytes: per_round(lambda bw, a: 100 * numel * nbytes / bw / (K * a), bandwidth, adamw)  # noqa: E731
     return {
         "params": numel,
@@ -61,6 +70,9 @@ def measure(shapes, device: torch.device, rounds: int | None = None, budget_s: f
         "lookahead_overhead_pct": summary(composed),
         "lookahead_floor_pct": 100 * SYNC_BYTES_PER_PARAM / (K * ADAMW_BYTES_PER_PARAM),
         "lookahead_time_floor_pct": summary(time_floor(SYNC_BYTES_PER_PARAM)),
+        "compact_overhead_pct": summary(compact),
+        "compact_floor_pct": 100 * COMPACT_SYNC_BYTES_PER_PARAM / (K * ADAMW_BYTES_PER_PARAM),
+        "compact_time_floor_pct": summary(time_floor(COMPACT_SYNC_BYTES_PER_PARAM)),
     }
 
 
@@ -87,7 +99,8 @@ if __name__ == "__main__":
         r = measure(MODELS[model](), torch.device("cpu"), budget_s=20.0)
         show = lambda s: f"{s['median']:.1f} [{s['p10']:.1f}-{s['p90']:.1f}]"  # noqa: E731
         print(f"{model}: steps (ms) " + ", ".join(f"{k} {v['median_ms']:.2f}" for k, v in r["step_ms"].items()))
-        for name, key in (("LookaheadAdamW", "lookahead_adamw"), ("Lookahead(AdamW)", "lookahead")):
+        for name, key in (("LookaheadAdamW", "lookahead_adamw"), ("Lookahead(AdamW)", "lookahead"),
+                          ("LookaheadAdamW, bf16+int8", "compact")):
             print(f"  {name}: overhead {show(r[key + '_overhead_pct'])} % over {r['step_ms']['adamw']['reps']} rounds; "
                   f"floors {r[key + '_floor_pct']:.1f} % (bytes), {show(r[key + '_time_floor_pct'])} % (time)")  # fmt: skip
     print("host work per step, 161 params of 8 elements (us): "

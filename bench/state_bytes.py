@@ -43,6 +43,8 @@ MODES = [
     ("Lookahead, bf16 params, slow_dtype='bf16+int8'", torch.bfloat16,
      lambda ps: lookahead_adam(ps, slow_dtype=bf16_int8.SLOW_DTYPE)),
     ("LookaheadAdamW, exact", torch.float32, lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5)),
+    ("LookaheadAdamW, slow_dtype='bf16+int8'", torch.float32,
+     lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, slow_dtype=bf16_int8.SLOW_DTYPE)),
     ("LookaheadAdamW + outer momentum (SNOO)", torch.float32,
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9)),
     ("LookaheadAdamW + outer momentum, momentum_dtype=bfloat16", torch.float32,

@@ -126,7 +126,8 @@ bool plainly_alike(const at::Tensor& a, const at::Tensor& b, const at::Device& d
 const char* const* list_names(TableOp op) {
   switch (op) {
     case TableOp::kAdamW:
-    case TableOp::kAdamWMomentum: return kAdamWListNames;
+    case TableOp::kAdamWMomentum:
+    case TableOp::kAdamWAlone: return kAdamWListNames;
     case TableOp::kCompactSync: return kCompactListNames;
     default: return kSyncListNames;
   }
@@ -320,7 +321,8 @@ void check_int8_momentum_lists(at::TensorList fast, at::TensorList slow, at::Ten
 
 namespace {
 
-void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at::Tensor& rows) {
+// `syncs`: whether the call has slow weights to sync; without them every row's sync flag must be 0.
+void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at::Tensor& rows, bool syncs) {
   const char* op = "lookahead_adamw_step_";
   TORCH_CHECK_VALUE(hyper.defined() && hyper.scalar_type() == at::kDouble && hyper.dim() == 2 &&
                         hyper.size(1) == kAdamWColumns && hyper.is_contiguous(),
@@ -350,6 +352,8 @@ void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at:
                       "maximize) = (", h[kLr], ", ", h[kBeta1], ", ", h[kBeta2], ", ", h[kEps], ", ", h[kWeightDecay],
                       ", ", h[kStep], ", ", h[kAlpha], ", ", h[kSyncFlag], ", ", h[kMaximize], ") is out of range: lr, ",
                       "eps, weight_decay >= 0; betas in [0, 1); step >= 1; alpha in [0, 1]; sync and maximize 0 or 1");
+    TORCH_CHECK_VALUE(syncs || h[kSyncFlag] == 0, op, ": hyper row ", r, " has sync = 1 but the call has no slow ",
+                      "weights to sync; without slow weights the step runs AdamW alone, with sync 0 in every row");
   }
 }
 
@@ -359,8 +363,11 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
   const char* op = "lookahead_adamw_step_";
   const char* const* names = kAdamWListNames;
   at::TensorList params = lists[0];
+  const bool syncs = !lists[4].empty() || params.empty();  // an empty slow list: AdamW's step alone
+  TORCH_CHECK_VALUE(syncs || lists[5].empty(), op, ": momentum has ", lists[5].size(),
+                    " tensors but slow has none; the outer momentum goes with slow weights");
   for (size_t l = 1; l < lists.size(); ++l) {
-    if (l == 5 && lists[l].empty()) continue;
+    if ((l == 5 || (l == 4 && !syncs)) && lists[l].empty()) continue;
     check_lengths(op, params, lists[l], names[l]);
   }
   const at::Device device = device_of_first(params);
@@ -376,12 +383,14 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
       check_pair_layout(op, i, t, params[i], params[0].device(), names[l], "param");
     }
   }
-  if (lists[5].empty()) {
+  if (!syncs) {
+    // AdamW's step alone: no state tensors to check
+  } else if (lists[5].empty()) {
     check_sync_pairs(params, lists[4], op);
   } else {
     check_momentum_triples(params, lists[4], lists[5], op);
   }
-  check_adamw_hyper(params, hyper, rows);
+  check_adamw_hyper(params, hyper, rows, syncs);
 }
 
 namespace {

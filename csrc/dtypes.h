@@ -60,9 +60,15 @@ inline int64_t entry_code(EntryRoles roles, at::ScalarType fast, at::ScalarType 
   return pair_code(fast, state);
 }
 
+// The state dtype of an entry of `lists`: its first state tensor's, or the fast dtype for an op
+// whose entries hold fast tensors only (see [NOTE: entry dtypes] in csrc/table.h).
+inline at::ScalarType state_dtype_of(EntryRoles roles, const std::vector<at::TensorList>& lists, size_t i) {
+  return lists[roles.fast < roles.depth ? roles.fast : 0][i].scalar_type();
+}
+
 // The dtype of the tensor that plays the outer momentum in an entry of `lists` (the state's when the roles name none).
 inline at::ScalarType momentum_dtype_of(EntryRoles roles, const std::vector<at::TensorList>& lists, size_t i) {
-  return lists[roles.momentum >= 0 ? roles.momentum : roles.fast][i].scalar_type();
+  return roles.momentum >= 0 ? lists[roles.momentum][i].scalar_type() : state_dtype_of(roles, lists, i);
 }
 
 // The dtype tensor t of such an entry must have.

@@ -261,12 +261,18 @@ void int8_momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::T
 namespace {
 
 // The lists of an AdamW step as the table takes them (see [NOTE: entry dtypes] in csrc/table.h): without outer
-// momentum, five.
+// momentum five, without slow weights four.
 TensorLists adamw_lists(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
                         at::TensorList exp_avg_sqs, at::TensorList slow, at::TensorList momentum) {
-  TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow};
+  TensorLists lists{params, grads, exp_avgs, exp_avg_sqs};
+  if (!slow.empty()) lists.push_back(slow);
   if (!momentum.empty()) lists.push_back(momentum);
   return lists;
+}
+
+TableOp adamw_op_of(at::TensorList slow, at::TensorList momentum) {
+  if (slow.empty()) return TableOp::kAdamWAlone;
+  return momentum.empty() ? TableOp::kAdamW : TableOp::kAdamWMomentum;
 }
 
 }  // namespace
@@ -284,8 +290,7 @@ void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp
   args.hyper = hyper.const_data_ptr<double>();
   args.rows = rows.const_data_ptr<int64_t>();
   const TensorLists lists = adamw_lists(params, grads, exp_avgs, exp_avg_sqs, slow, momentum);
-  launch_on_plan("lookahead_adamw_step_", lists, momentum.empty() ? TableOp::kAdamW : TableOp::kAdamWMomentum, args,
-                 nullptr);
+  launch_on_plan("lookahead_adamw_step_", lists, adamw_op_of(slow, momentum), args, nullptr);
   TensorLists written = lists;
   written.erase(written.begin() + 1);  // the grads are only read
   bump_versions(written);
@@ -349,9 +354,8 @@ void adamw_step_meta(at::TensorList params, at::TensorList grads, at::TensorList
                      at::TensorList slow, at::TensorList momentum, const at::Tensor& /*hyper*/,
                      const at::Tensor& /*rows*/, double mu, bool /*nesterov*/) {
   check_mu(mu);
-  TensorLists lists = adamw_lists(params, grads, exp_avgs, exp_avg_sqs, slow, momentum);
-  if (momentum.empty()) lists.pop_back();
-  check_all_meta("lookahead_adamw_step_", lists);
+  check_all_meta("lookahead_adamw_step_", adamw_lists(params, grads, exp_avgs, exp_avg_sqs, slow, momentum),
+                 list_names(adamw_op_of(slow, momentum)));
 }
 
 }  // namespace lookahead_fused

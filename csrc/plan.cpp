@@ -22,7 +22,7 @@ std::vector<int64_t> entry_words_of(const TensorLists& lists, EntryRoles roles) 
   const int depth = static_cast<int>(lists.size());
   TORCH_CHECK(depth >= 2 && depth <= kMaxDepth, "lookahead_fused: a table entry holds 2 to ", kMaxDepth,
               " tensors, got ", depth);
-  TORCH_CHECK(depth == roles.depth && roles.fast >= 1 && roles.fast < depth, "lookahead_fused: ", depth,
+  TORCH_CHECK(depth == roles.depth && roles.fast >= 1 && roles.fast <= depth, "lookahead_fused: ", depth,
               " lists for an op whose entries hold ", roles.depth, " tensors, ", roles.fast, " of the fast dtype");
   const size_t entries = lists[0].size();
   std::vector<int64_t> words;
@@ -36,11 +36,11 @@ std::vector<int64_t> entry_words_of(const TensorLists& lists, EntryRoles roles) 
       element_sizes[t] = static_cast<int64_t>(tensor.element_size());
       words.push_back(static_cast<int64_t>(addresses[t]));
     }
-    const at::Tensor& state = lists[roles.fast][i];  // see [NOTE: entry dtypes] in csrc/table.h
+    const at::ScalarType state = state_dtype_of(roles, lists, i);  // see [NOTE: entry dtypes] in csrc/table.h
     const at::ScalarType momentum = momentum_dtype_of(roles, lists, i);
-    const int64_t code = entry_code(roles, lists[0][i].scalar_type(), state.scalar_type(), momentum);
-    TORCH_CHECK(code >= 0, "lookahead_fused: no kernel for fast ", lists[0][i].scalar_type(), " with slow ",
-                state.scalar_type(), " and momentum ", momentum);
+    const int64_t code = entry_code(roles, lists[0][i].scalar_type(), state, momentum);
+    TORCH_CHECK(code >= 0, "lookahead_fused: no kernel for fast ", lists[0][i].scalar_type(), " with slow ", state,
+                " and momentum ", momentum);
     words.push_back(lists[0][i].numel());
     words.push_back(code | ((common_head(addresses, element_sizes, depth) + 1) << 8));
   }
@@ -113,7 +113,7 @@ bool plan_is_for(const Plan& plan, const TensorLists& lists, EntryRoles roles, a
     }
     const at::Tensor& fast = lists[0][i];
     if (words[depth] != fast.numel() ||
-        pair_code_of(words[depth + 1]) != entry_code(roles, fast.scalar_type(), lists[roles.fast][i].scalar_type(),
+        pair_code_of(words[depth + 1]) != entry_code(roles, fast.scalar_type(), state_dtype_of(roles, lists, i),
                                                      momentum_dtype_of(roles, lists, i))) {
       return false;
     }
@@ -139,7 +139,7 @@ bool plainly_matches(const Plan& plan, const TensorLists& lists, EntryRoles role
     if (!plainly_valid(fast, device) || words[0] != reinterpret_cast<intptr_t>(fast.data_ptr())) return false;
     const c10::IntArrayRef shape = fast.sizes();
     const at::ScalarType fast_type = fast.scalar_type();
-    const at::ScalarType state_type = lists[roles.fast][i].scalar_type();
+    const at::ScalarType state_type = state_dtype_of(roles, lists, i);
     const at::ScalarType momentum_type = momentum_dtype_of(roles, lists, i);
     for (int t = 1; t < depth; ++t) {
       const at::Tensor& tensor = lists[t][i];

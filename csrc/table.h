@@ -10,15 +10,16 @@
 //     runs scalar; tensors whose ends are offset alike keep their vector body);
 //   then per chunk one word: entry index << kChunkBits | chunk index, chunk = chunk_elems elements,
 //   chosen per plan (chunking.h, see [NOTE: chunk size from the bytes model] in csrc/chunking.cpp).
-// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync, 5 or 6 for AdamW's
-// step with the sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
+// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync, 4 for AdamW's step
+// alone, 5 or 6 for AdamW's step with the sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
 // takes whole chunks, so every tensor size shares one grid.
 //
 // [NOTE: entry dtypes] Each op names the roles of an entry's tensors (roles_of): the first `fast` of
 // its `depth` tensors have the fast dtype, the rest the state dtype (the slow dtype), and the pair
 // code is that of (fast, first state tensor): one fast tensor for the syncs and the swap; four for
 // AdamW (param, grad, exp_avg, exp_avg_sq, as torch.optim.AdamW keeps its moments in the param's
-// dtype), then slow and the outer momentum. A compact entry (the compact sync) holds the fast
+// dtype), then slow and the outer momentum. An op whose entries hold fast tensors only (AdamW's step
+// alone) has the code of (fast, fast). A compact entry (the compact sync) holds the fast
 // tensor, then its bf16+int8 slow weight as a bfloat16 and an int8 tensor; its code is that of the
 // fast dtype in LOOKAHEAD_COMPACT_PAIRS. An op may name one state tensor its outer momentum
 // (EntryRoles::momentum): that one has the state dtype, or bfloat16 beside a float32 state, and such
@@ -99,13 +100,14 @@ LOOKAHEAD_HOST_DEVICE inline constexpr int64_t entry_words(int depth) { return d
 // The fused updates. kSync: slow <- lerp(slow, fast, alpha); fast <- slow. kSwap: exchange.
 // kMomentumSync: the sync with outer momentum (docs/design.md, "The momentum sync"). kAdamW: one
 // AdamW step, then on a sync step the sync (kAdamWMomentum: the momentum sync) of the new params,
-// in the same pass (adamw.h, docs/design.md "LookaheadAdamW"). kCompactSync: the sync of slow
-// weights kept as bf16+int8 (docs/design.md, "Compact slow weights").
-enum class TableOp { kSync, kSwap, kMomentumSync, kAdamW, kAdamWMomentum, kCompactSync };
+// in the same pass (adamw.h, docs/design.md "LookaheadAdamW"); kAdamWAlone: the step without slow
+// weights, which never syncs. kCompactSync: the sync of slow weights kept as bf16+int8
+// (docs/design.md, "Compact slow weights").
+enum class TableOp { kSync, kSwap, kMomentumSync, kAdamW, kAdamWMomentum, kAdamWAlone, kCompactSync };
 
 struct EntryRoles {  // see [NOTE: entry dtypes] in csrc/table.h
   int depth;             // tensors per entry
-  int fast;              // how many of them, first, have the fast dtype
+  int fast;              // how many of them, first, have the fast dtype (all of them: no state tensor)
   bool compact = false;  // the state is one bf16+int8 slow weight: a bfloat16 tensor, then an int8 one
   int momentum = -1;     // the index of the outer momentum, which may be bfloat16 beside a float32 state; -1: none
 };
@@ -121,6 +123,7 @@ inline constexpr EntryRoles roles_of(TableOp op) {
     case TableOp::kMomentumSync: return {3, 1, false, 2};
     case TableOp::kAdamW: return {5, 4};
     case TableOp::kAdamWMomentum: return {6, 4, false, 5};
+    case TableOp::kAdamWAlone: return {4, 4};
     case TableOp::kCompactSync: return {3, 1, true};
   }
   return {0, 0};

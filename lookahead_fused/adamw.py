@@ -72,20 +72,17 @@ class LookaheadAdamW(Lookahead):
                 "LookaheadAdamW does not support amsgrad=True (its fused step keeps no max_exp_avg_sq); use "
                 "Lookahead(torch.optim.AdamW(params, amsgrad=True))"
             )
-        if is_compact(slow_dtype):
-            raise ValueError(
-                "LookaheadAdamW does not take slow_dtype='bf16+int8' yet (its fused step keeps exact slow weights); "
-                "use Lookahead(torch.optim.AdamW(...), slow_dtype='bf16+int8')"
-            )
         if isinstance(alpha, str) and alpha == ADAPTIVE:
             raise ValueError("LookaheadAdamW takes a number alpha; for alpha='adaptive' use Lookahead(torch.optim.AdamW(...))")
         inner = torch.optim.AdamW(
             params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize,
             capturable=capturable, foreach=False,
         )  # fmt: skip
-        # whether the sync runs in a launch of its own after AdamW's pass instead of inside it: with
-        # momentum_dtype="int8", fixed at construction (see [NOTE: int8 outer momentum] in lookahead_fused/options.py)
-        self.syncs_apart = is_int8_momentum(momentum_dtype)
+        # whether the sync runs in a launch of its own after AdamW's pass (which then runs without slow
+        # weights) instead of inside it: with momentum_dtype="int8" or slow_dtype="bf16+int8", fixed at
+        # construction (see [NOTE: int8 outer momentum] in lookahead_fused/options.py;
+        # see [NOTE: what compact slow weights support] in lookahead_fused/options.py)
+        self.syncs_apart = is_int8_momentum(momentum_dtype) or is_compact(slow_dtype)
         self._row_tensors: dict = {}
         self._device_table_held: tuple | None = None  # (layout, hyper, rows, each group's host-known row)
         self._cached_layout: Layout | None = None

@@ -56,7 +56,8 @@ class Layout:
             launch.params.append(p)
             launch.exp_avgs.append(inner["exp_avg"])
             launch.exp_avg_sqs.append(inner["exp_avg_sq"])
-            launch.slow.append(outer[SLOW_PARAM])
+            if not opt.syncs_apart:  # else the pass is AdamW's step alone, without slow weights
+                launch.slow.append(outer[SLOW_PARAM])
             if mu:
                 launch.outer.append(outer[OUTER_MOMENTUM])
             launch.entries.append(n)

@@ -311,15 +311,20 @@ def check_int8_momentum_lists(fast, slow, momentum, scales) -> None:
 
 def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu) -> None:
     """Validate a lookahead_adamw_step_ call for the pure-PyTorch and Triton backends (the native
-    ones check it in C++, csrc/contract.cpp): the lists, one device, the hyper table and its rows."""
+    ones check it in C++, csrc/contract.cpp): the lists, one device, the hyper table and its rows. An
+    empty `slow` (with params) is AdamW's step alone: no momentum then, and sync 0 in every row."""
     op = "lookahead_adamw_step_"
     others = {"grad": grads, "exp_avg": exp_avgs, "exp_avg_sq": exp_avg_sqs}
     for name, tensors in others.items():
         if len(tensors) != len(params):
             raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
+    syncs = bool(slow) or not params
+    if not syncs and momentum:
+        raise ValueError(f"{op}: momentum has {len(momentum)} tensors but slow has none; the outer momentum goes with slow weights")
     if momentum:
         check_mu(mu, where="lookahead_sync_: outer momentum mu")
-    check_sync_lists(params, slow, momentum or None, overlap=False)
+    if syncs:
+        check_sync_lists(params, slow, momentum or None, overlap=False)
     for i, p in enumerate(params):
         for name, tensors in others.items():
             t = tensors[i]
@@ -338,6 +343,12 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
     # synchronise, and a captured step could not run it
     if params and rows.device.type == "cpu" and bool(((rows < 0) | (rows >= hyper.shape[0])).any()):
         raise ValueError(f"{op}: a param names a row outside the hyper table of {hyper.shape[0]} rows")
+    if not syncs and hyper.device.type == "cpu" and bool((hyper[:, ADAMW_COLUMNS.index("sync")] != 0).any()):
+        row = int((hyper[:, ADAMW_COLUMNS.index("sync")] != 0).nonzero()[0])
+        raise ValueError(
+            f"{op}: hyper row {row} has sync = 1 but the call has no slow weights to sync; without slow weights the "
+            "step runs AdamW alone, with sync 0 in every row"
+        )
     check_no_overlap(params, grads, exp_avgs, exp_avg_sqs, slow, *([momentum] if momentum else []), op=op)
 
 

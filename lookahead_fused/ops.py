@@ -290,8 +290,9 @@ def lookahead_adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, hyper: tor
     scalars of row rows[i] of `hyper`, a float64 (rows, 9) table on the params' device with the
     columns of contract.ADAMW_COLUMNS (lr, beta1, beta2, eps, weight_decay, step after
     this step, alpha, sync 0/1, maximize 0/1). With `momentum` (beside slow, in its dtype or
-    bfloat16 beside float32 slow) the sync is the momentum sync with mu and nesterov. One device per
-    call. Raises before writing."""
+    bfloat16 beside float32 slow) the sync is the momentum sync with mu and nesterov. An empty `slow`
+    (and no momentum) runs AdamW's step alone, every row's sync 0. One device per call. Raises before
+    writing."""
     backends.check_backend_name(backend)
     mu = contract.check_mu(mu, where=f"{_ADAMW_OP}: outer momentum mu")
     momentum = list(momentum) if momentum else []

@@ -34,6 +34,9 @@ def check_slow_dtype(slow_dtype):
 # first moments' dtype, synced in a launch of their own beside the compact one) and alpha="adaptive"
 # (chosen from the slow weights decoded one tensor at a time); outer momentum, which needs an outer
 # momentum beside the encoding in the same launch, is refused at construction, before anything is built.
+# LookaheadAdamW takes it too: its fused pass then runs AdamW's step alone (the op without slow
+# weights) and a sync step adds the compact sync's launch after it, two launches there, as with an
+# int8 outer momentum (see [NOTE: int8 outer momentum] in lookahead_fused/options.py).
 _COMPACT_REFUSES = {
     "outer_momentum": lambda options: options["outer_momentum"] > 0,
 }

@@ -137,6 +137,10 @@ RECORDS = [
                     fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("LookaheadAdamW-pullback", INNERS["adamw"], {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback"},
                     fused_adamw=True),  # fmt: skip
+    # its pass without slow weights, then the compact sync (see [NOTE: what compact slow weights support] in lookahead_fused/options.py)
+    OptimizerRecord("LookaheadAdamW-pullback-bf16+int8", INNERS["adamw"],
+                    {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback", "slow_dtype": "bf16+int8"}, fused_adamw=True,
+                    peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
 ]
 
 

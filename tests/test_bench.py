@@ -44,7 +44,7 @@ def test_bytes_per_sync_follow_the_design():
 # (2 with momentum_dtype=torch.bfloat16; with "int8" 1 B a code and a 4 B scale per block of 256, here one
 # block for each of the two params' 136 elements).
 INT8_SNOO_BYTES = 4 + 1 + 4 * 2 / 136
-LOOKAHEAD_BYTES = [4, 8, 6, INT8_SNOO_BYTES, 3, 4, 2, 3, 4, 8, 6, INT8_SNOO_BYTES]
+LOOKAHEAD_BYTES = [4, 8, 6, INT8_SNOO_BYTES, 3, 4, 2, 3, 4, 3, 8, 6, INT8_SNOO_BYTES]
 
 
 def test_state_bytes_count_each_modes_state():
@@ -129,13 +129,16 @@ def test_step_overhead_rows_and_floors():
 
 def test_adamw_step_composes_overheads_against_both_floors():
     r = adamw_step.measure([(64, 32), (64,)], torch.device("cpu"), rounds=3)
-    assert set(r["step_ms"]) == {"adamw", "lookahead_adamw", "lookahead_adamw_sync", "lookahead_sync"}
+    assert set(r["step_ms"]) == {"adamw", "lookahead_adamw", "lookahead_adamw_sync", "lookahead_sync", "compact",
+                                 "compact_sync"}  # fmt: skip
     for figure in r["step_ms"].values():
         assert_is_summary(figure, "ms")
         assert figure["reps"] == 3
     assert r["lookahead_adamw_floor_pct"] == pytest.approx(100 * 8 / (5 * 28))
     assert r["lookahead_floor_pct"] == pytest.approx(100 * 16 / (5 * 28))
-    for key in ("lookahead_adamw_overhead_pct", "lookahead_overhead_pct", "lookahead_adamw_time_floor_pct"):
+    assert r["compact_floor_pct"] == pytest.approx(100 * (8 + 6) / (5 * 28))
+    for key in ("lookahead_adamw_overhead_pct", "lookahead_overhead_pct", "lookahead_adamw_time_floor_pct",
+                "compact_overhead_pct", "compact_time_floor_pct"):
         assert_is_summary(r[key])
 
 

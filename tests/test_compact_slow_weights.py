@@ -11,7 +11,8 @@ import warnings
 import pytest
 import torch
 
-from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8
+from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8, ops
+from lookahead_fused import sync as sync_module
 from lookahead_fused.backends.reference import sync_float64
 from lookahead_fused.slow_state import SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
 
@@ -70,6 +71,43 @@ def test_each_sync_of_step_is_the_float64_sync_within_the_encodings_bound(dtype,
             assert torch.equal(p, value.to(dtype)), "the params are the decoded slow weights, cast"
             again = bf16_int8.encode(value)
             assert torch.equal(again[0], opt.state[p][SLOW_HIGH]) and torch.equal(again[1], opt.state[p][SLOW_LOW])
+            assert_the_compact_sync_of(value, fast, bf16_int8.decode(high, low), 0.5)
+
+
+@pytest.mark.parametrize("backend", backends_under_test("cpu"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=dtype_id)
+def test_lookahead_adamw_syncs_the_params_of_its_pass_within_the_encodings_bound(dtype, backend, monkeypatch):
+    """LookaheadAdamW(slow_dtype="bf16+int8"): its AdamW pass runs without slow weights, then on a sync
+    step the compact sync of the params as the pass left them (recorded as the sync starts): float64
+    within the encoding's bound, the params the decoded slow weights; off a sync the state stays."""
+    params = make_params(dtype, shapes=SHAPES)
+    opt = LookaheadAdamW(params, lr=0.01, k=3, alpha=0.5, slow_dtype=COMPACT, backend=backend)
+    after_the_pass, passes = [], []
+    real_run, real_pass = sync_module.Sync.run, ops.lookahead_adamw_step_
+
+    def run_recording(self, launches, skip_weights=frozenset()):
+        after_the_pass.append([p.detach().clone() for p in params])
+        return real_run(self, launches, skip_weights)
+
+    def pass_recording(params_, grads, exp_avgs, exp_avg_sqs, slow, *args, **kwargs):
+        passes.append(len(slow))
+        return real_pass(params_, grads, exp_avgs, exp_avg_sqs, slow, *args, **kwargs)
+
+    monkeypatch.setattr(sync_module.Sync, "run", run_recording)
+    monkeypatch.setattr(ops, "lookahead_adamw_step_", pass_recording)
+    for step in range(9):
+        set_grads(params, step)
+        states = [(opt.state[p][SLOW_HIGH].clone(), opt.state[p][SLOW_LOW].clone()) for p in params]
+        opt.step()
+        assert passes == [0] * (step + 1), "one pass a step, without slow weights"
+        if (step + 1) % 3:
+            assert not after_the_pass
+            for p, (high, low) in zip(params, states):
+                assert torch.equal(opt.state[p][SLOW_HIGH], high) and torch.equal(opt.state[p][SLOW_LOW], low)
+            continue
+        for p, fast, (high, low) in zip(params, after_the_pass.pop(), states):
+            value = decoded(opt, p)
+            assert torch.equal(p, value.to(dtype)), "the params are the decoded slow weights, cast"
             assert_the_compact_sync_of(value, fast, bf16_int8.decode(high, low), 0.5)
 
 
@@ -142,11 +180,11 @@ def test_options_it_cannot_take_are_refused_at_construction(options, message):
         compact_lookahead(params, **options)
 
 
-def test_float64_params_and_lookahead_adamw_are_refused():
+def test_float64_params_are_refused():
     with pytest.raises(ValueError, match="param group 0: param 0 has dtype torch.float64; slow_dtype='bf16\\+int8'"):
         compact_lookahead(make_params(torch.float64, shapes=SHAPES))
-    with pytest.raises(ValueError, match="LookaheadAdamW does not take slow_dtype='bf16\\+int8'"):
-        LookaheadAdamW(make_params(torch.float32, shapes=SHAPES), slow_dtype=COMPACT)
+    with pytest.raises(ValueError, match="param group 0: param 0 has dtype torch.float64; slow_dtype='bf16\\+int8'"):
+        LookaheadAdamW(make_params(torch.float64, shapes=SHAPES), slow_dtype=COMPACT)
 
 
 @pytest.mark.parametrize("backend", ["auto", "reference"])

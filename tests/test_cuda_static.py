@@ -27,6 +27,7 @@ OPS = {
     "GatedSyncOp": (2, 4, 1),
     "MomentumSyncOp": (3, 2, 1),
     "GatedMomentumSyncOp": (3, 2, 1),
+    "AdamWOp4": (4, 1, 4),
     "AdamWOp5": (5, 1, 4),
     "AdamWOp6": (6, 1, 4),
     "CompactSyncOp": (3, 2, 1),

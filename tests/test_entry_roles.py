@@ -33,8 +33,14 @@ def test_adamw_entries_read_the_slow_dtype_after_the_four_fast_tensors():
     assert pair_codes(lists, fast=4) == [code_of("bfloat16", "float32")] * 2
 
 
+def test_an_entry_of_fast_tensors_only_takes_the_code_of_its_fast_dtype_twice():
+    # AdamW's step alone: param, grad, exp_avg, exp_avg_sq, no state tensor
+    assert pair_codes([bf16(2) for _ in range(4)], fast=4) == [code_of("bfloat16", "bfloat16")] * 2
+    assert pair_codes([[torch.randn(16)] for _ in range(4)], fast=4) == [code_of("float32", "float32")]
+
+
 def test_roles_that_do_not_fit_the_lists_are_refused():
     lists = [bf16(1), bf16(1)]
-    for fast in (0, 2):
+    for fast in (0, 3):
         with pytest.raises(RuntimeError, match="2 lists for an op whose entries hold 2 tensors"):
             _C.table_words(lists, fast)

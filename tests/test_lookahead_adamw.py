@@ -78,15 +78,8 @@ def test_op_against_float64(device_backend, fast_dtype, slow_dtype, sync, mu, ne
     params, grads, exp_avgs, exp_avg_sqs, slow, momentum = ([t.cpu() for t in tensors] for tensors in lists)
     p0, g0, m0, v0, s0, b0 = before
     for i in range(len(SIZES)):
-        assert torch.equal(grads[i], g0[i]), f"param {i}: the grad changed"
-        m_new, v_new, p_new, update = adamw_float64(p0[i], g0[i], m0[i], v0[i], [row[c] for c in ADAMW_COLUMNS],
-                                                    exp_avgs[i], exp_avg_sqs[i])  # fmt: skip
-        g_abs = g0[i].double().abs()
-        within(exp_avgs[i], m_new, torch.maximum(m0[i].double().abs(), g_abs), 2, fast_dtype, f"param {i}: exp_avg")
-        within(exp_avg_sqs[i], v_new, torch.maximum(v0[i].double(), g_abs * g_abs), 4, fast_dtype, f"param {i}: exp_avg_sq")
-        # opmath rounding in the update (a square root, two divisions, a product: a few ulp of its
-        # size) and in the decayed param, then one rounding to the param's dtype
-        update_scale = torch.maximum(p0[i].double().abs(), update)
+        p_new, update_scale = check_adamw_moments(i, [t[i] for t in before[:4]], exp_avgs[i], exp_avg_sqs[i], grads[i],
+                                                  row, fast_dtype)  # fmt: skip
         if not sync:
             within(params[i], p_new, update_scale, 8, fast_dtype, f"param {i}: param")
             assert torch.equal(slow[i], s0[i]) and torch.equal(momentum[i], b0[i]), f"param {i}: state moved off a sync"
@@ -103,6 +96,35 @@ def test_op_against_float64(device_backend, fast_dtype, slow_dtype, sync, mu, ne
             expected = sync_float64(fast, s0[i], row["alpha"])
             scale = torch.maximum(fast.abs(), s0[i].double().abs())
         bounded(slow[i], expected, (1 + mu) * fast_error + 8 * ulp(scale, slow_dtype), f"param {i}: slow")
+
+
+def check_adamw_moments(i, before, exp_avg, exp_avg_sq, grad, row, fast_dtype):
+    """Param i's moments against float64 and its grad unchanged; returns (its new param in float64,
+    the scale of its bound: opmath rounding in the update, a square root, two divisions, a product,
+    a few ulp of its size, and in the decayed param, then one rounding to the param's dtype)."""
+    p0, g0, m0, v0 = before
+    assert torch.equal(grad, g0), f"param {i}: the grad changed"
+    m_new, v_new, p_new, update = adamw_float64(p0, g0, m0, v0, [row[c] for c in ADAMW_COLUMNS], exp_avg, exp_avg_sq)
+    g_abs = g0.double().abs()
+    within(exp_avg, m_new, torch.maximum(m0.double().abs(), g_abs), 2, fast_dtype, f"param {i}: exp_avg")
+    within(exp_avg_sq, v_new, torch.maximum(v0.double(), g_abs * g_abs), 4, fast_dtype, f"param {i}: exp_avg_sq")
+    return p_new, torch.maximum(p0.double().abs(), update)
+
+
+@pytest.mark.parametrize("fast_dtype", list(dict.fromkeys(f for f, _ in DTYPE_PAIRS)), ids=dtype_id)
+@pytest.mark.parametrize("offset", [0, 1])
+def test_the_step_alone_without_slow_weights_against_float64(device_backend, fast_dtype, offset):
+    """An empty slow list: AdamW's step alone (LookaheadAdamW's pass when its sync runs apart), the
+    moments and the param against float64 as with slow weights off a sync step."""
+    device, backend = device_backend
+    params, grads, exp_avgs, exp_avg_sqs, _, _ = adamw_lists(fast_dtype, fast_dtype, device, offset)
+    before = [[t.cpu().clone() for t in tensors] for tensors in (params, grads, exp_avgs, exp_avg_sqs)]
+    rows = torch.zeros(len(SIZES), dtype=torch.int64, device=device)
+    ops.lookahead_adamw_step_(params, grads, exp_avgs, exp_avg_sqs, [], hyper_of(device), rows, backend=backend)
+    for i in range(len(SIZES)):
+        p_new, update_scale = check_adamw_moments(i, [t[i] for t in before], exp_avgs[i].cpu(), exp_avg_sqs[i].cpu(),
+                                                  grads[i].cpu(), ROW, fast_dtype)  # fmt: skip
+        within(params[i].cpu(), p_new, update_scale, 8, fast_dtype, f"param {i}: param")
 
 
 def test_op_rejects_bad_input_before_writing(backend):
@@ -124,6 +146,11 @@ def test_op_rejects_bad_input_before_writing(backend):
     wrong_grads = [g.double() for g in lists[1]]
     with pytest.raises(ValueError, match="grad"):
         ops.lookahead_adamw_step_(lists[0], wrong_grads, *lists[2:5], hyper_of(), rows, backend=backend)
+    # without slow weights: no outer momentum, and no row may ask for a sync
+    with pytest.raises(ValueError, match="momentum has 4 tensors but slow has none"):
+        ops.lookahead_adamw_step_(*lists[:4], [], hyper_of(), rows, momentum=lists[5], mu=0.5, backend=backend)
+    with pytest.raises(ValueError, match="hyper row 0 has sync = 1 but the call has no slow weights"):
+        ops.lookahead_adamw_step_(*lists[:4], [], hyper_of(sync=1.0), rows, backend=backend)
     for tensors, kept in zip(lists, held):
         for t, k in zip(tensors, kept):
             assert torch.equal(t, k)

@@ -44,15 +44,18 @@ MODES = {  # name -> (SWAP, LERP_SIDE, GATED, ALIGNED, MOMENTUM, NESTEROV)
     "gated-nesterov-bf16m": (False, 2, True, True, True, True),
 }
 # AdamW's fused step (backends/triton/adamw.py): name -> (ALIGNED, MOMENTUM, NESTEROV)
-ADAMW_MODES = {"adamw": (True, False, False), "adamw-nesterov": (True, True, True), "adamw-misaligned": (False, False, False),
-               "adamw-nesterov-bf16m": (True, True, True)}  # fmt: skip
+# AdamW's step (backends/triton/adamw.py): name -> (ALIGNED, MOMENTUM, NESTEROV, HAS_SLOW); "adamw-alone" has no
+# slow weights (its state dtype is the params')
+ADAMW_MODES = {"adamw": (True, False, False, True), "adamw-nesterov": (True, True, True, True),
+               "adamw-misaligned": (False, False, False, True), "adamw-nesterov-bf16m": (True, True, True, True),
+               "adamw-alone": (True, False, False, False)}  # fmt: skip
 # Modes whose outer momentum is bfloat16 beside float32 slow weights (MOM; else the slow dtype)
 BF16_MOMENTUM_MODES = ("momentum-bf16m", "gated-nesterov-bf16m", "adamw-nesterov-bf16m")
 ADAMW_SIGNATURE = {
     **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "mom")},
     "numels": "*i64", "row_of": "*i64", "chunks": "*i64", "num_chunks": "i64", "derived": "*fp64", "mu_ptr": "*fp32",
     **{name: "constexpr" for name in ("FAST", "SLOW", "OPMATH", "ALIGNED", "BLOCK", "CHUNK_BITS", "MOMENTUM", "NESTEROV",
-                                      "COLUMNS", "MOM")},
+                                      "COLUMNS", "MOM", "HAS_SLOW")},
 }  # fmt: skip
 # The compact sync (backends/triton/compact.py): name -> (LERP_SIDE, GATED, ALIGNED), for each fast dtype it takes
 COMPACT_MODES = {
@@ -113,12 +116,12 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
 def compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar):
     from lookahead_fused.backends.triton import adamw, elementwise, plans
 
-    aligned, momentum, nesterov = ADAMW_MODES[mode]
+    aligned, momentum, nesterov, has_slow = ADAMW_MODES[mode]
     tl_dtypes = elementwise.TL_DTYPES
     constexprs = {
         "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath], "ALIGNED": aligned,
         "BLOCK": 1024, "CHUNK_BITS": plans.CHUNK_BITS, "MOMENTUM": momentum, "NESTEROV": nesterov,
-        "COLUMNS": adamw.DERIVED_COLUMNS, "MOM": tl_dtypes[momentum_dtype(slow_dtype, mode)],
+        "COLUMNS": adamw.DERIVED_COLUMNS, "MOM": tl_dtypes[momentum_dtype(slow_dtype, mode)], "HAS_SLOW": has_slow,
     }  # fmt: skip
     signature = dict(ADAMW_SIGNATURE, mu_ptr=scalar)
     source = ASTSource(fn=adamw.adamw_table_kernel, signature=signature, constexprs=constexprs)
@@ -164,6 +167,7 @@ CASES = [
     for arch in ARCHS
     if not (mode == "swap" and fast != slow)  # the swap pairs tensors of one dtype
     and not (mode in BF16_MOMENTUM_MODES and slow != torch.float32)
+    and not (mode == "adamw-alone" and fast != slow)  # without slow weights the state dtype is the params'
 ] + [  # the compact sync: its slow weight is bf16+int8 whatever the fast dtype (named "bf16+int8" in the ids)
     (fast, "bf16+int8", mode, arch) for fast in COMPACT_FAST_DTYPES for mode in COMPACT_MODES for arch in ARCHS
 ] + [  # the int8 momentum sync: float32 slow weights beside int8 codes and float32 scales ("float32+int8m")

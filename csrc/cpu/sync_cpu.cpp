@@ -130,10 +130,11 @@ LOOKAHEAD_INLINE void adamw_entry(const int64_t* entry, int64_t entry_index, int
   auto* g = reinterpret_cast<const FastStorage*>(entry[1]) + lo;
   auto* m = reinterpret_cast<FastStorage*>(entry[2]) + lo;
   auto* v = reinterpret_cast<FastStorage*>(entry[3]) + lo;
-  auto* s = reinterpret_cast<SlowStorage*>(entry[4]) + lo;
+  const bool has_slow = op != TableOp::kAdamWAlone;  // AdamW's step alone: the entry ends at exp_avg_sq
+  auto* s = has_slow ? reinterpret_cast<SlowStorage*>(entry[4]) + lo : nullptr;
   auto* b = op == TableOp::kAdamWMomentum ? reinterpret_cast<typename Momentum::storage*>(entry[5]) + lo : nullptr;
   const AdamWConstants<T> c(args.hyper + args.rows[entry_index] * kAdamWColumns);
-  if (!c.syncs) return adamw_loop<Fast, Slow, Momentum>(p, g, m, v, s, b, n, c, NoSync{});
+  if (!c.syncs || !has_slow) return adamw_loop<Fast, Slow, Momentum>(p, g, m, v, s, b, n, c, NoSync{});
   with_sync_update<T>(c.alpha, op == TableOp::kAdamWMomentum, args.mu, args.nesterov,
                       [&](const auto& update) LOOKAHEAD_LAMBDA_INLINE { adamw_loop<Fast, Slow, Momentum>(p, g, m, v, s, b, n, c, update); });
 }
@@ -196,7 +197,7 @@ LOOKAHEAD_INLINE void run_chunk(const int64_t* entry, int64_t entry_index, int d
       default: unknown_pair_code(code);
     }
   }
-  if (op == TableOp::kAdamW || op == TableOp::kAdamWMomentum) {
+  if (op == TableOp::kAdamW || op == TableOp::kAdamWMomentum || op == TableOp::kAdamWAlone) {
     switch (code) {
 #define LOOKAHEAD_ADAMW_CASE(pair, fast, state) \
   case pair: return adamw_entry<fast, state>(entry, entry_index, lo, n, op, args);

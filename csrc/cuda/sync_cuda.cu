@@ -49,6 +49,7 @@ static_assert(has_roles_of<MomentumSyncOp>(TableOp::kMomentumSync));
 // its steps read the entry's state tensor 1 as the bfloat16 momentum
 static_assert(has_roles_of<Bf16MomentumSyncOp>(TableOp::kMomentumSync) &&
               roles_of(TableOp::kMomentumSync).momentum == Bf16MomentumSyncOp::kFast + 1);
+static_assert(has_roles_of<AdamWStep<4, float, NoSyncOp>>(TableOp::kAdamWAlone));
 static_assert(has_roles_of<AdamWStep<5, float, SyncOp>>(TableOp::kAdamW));
 static_assert(has_roles_of<AdamWStep<6, float, MomentumSyncOp>>(TableOp::kAdamWMomentum));
 static_assert(has_roles_of<Bf16MomentumAdamWStep>(TableOp::kAdamWMomentum) &&
@@ -67,7 +68,8 @@ int64_t cuda_resident_blocks(int device_index) {
     C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_index));
     blocks = int64_t(sms) * std::min({blocks_per_sm<SyncOp>(), blocks_per_sm<SwapOp>(), blocks_per_sm<GatedSyncOp>(),
                                       blocks_per_sm<MomentumSyncOp>(), blocks_per_sm<GatedMomentumSyncOp>(),
-                                      blocks_per_sm<AdamWOp<5>>(), blocks_per_sm<AdamWOp<6>>(),
+                                      blocks_per_sm<AdamWOp<4>>(), blocks_per_sm<AdamWOp<5>>(),
+                                      blocks_per_sm<AdamWOp<6>>(),
                                       blocks_per_sm<CompactSyncOp>(), blocks_per_sm<GatedCompactSyncOp>()});
     if (device_index < 64) blocks_per_device[device_index].store(blocks);
   }
@@ -98,6 +100,8 @@ void launch_cuda(TableView table, TableOp op, UpdateArgs args, void* stream, int
     case TableOp::kAdamWMomentum:
       return launch(table, AdamWOp<6>{args.hyper, args.rows, args.mu, args.nesterov}, cuda_stream,
                     device_index);
+    case TableOp::kAdamWAlone:
+      return launch(table, AdamWOp<4>{args.hyper, args.rows, 0.0, false}, cuda_stream, device_index);
     case TableOp::kCompactSync: return launch(table, CompactSyncOp{args.alpha}, cuda_stream, device_index);
   }
 }

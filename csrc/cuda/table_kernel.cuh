@@ -244,8 +244,9 @@ struct GatedCompactSyncOp {
 };
 
 // AdamW's step with the sync in one pass (see [NOTE: AdamW hyper table] in csrc/adamw.h): kDepth 5 for the
-// plain sync, 6 for the momentum sync. Each entry resolves its row, and runs an AdamWStep: the step
-// alone (the slow weights untouched) or with the sync, as the row's sync flag says.
+// plain sync, 6 for the momentum sync, 4 for the step alone (no slow weights: it never syncs). Each
+// entry resolves its row, and runs an AdamWStep: the step alone (the slow weights untouched) or with
+// the sync, as the row's sync flag says.
 template <int D>
 struct AdamWOp {
   static constexpr int kDepth = D;
@@ -626,7 +627,9 @@ LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t entry_index, in
                                    const AdamWOp<D>& op, int64_t tid) {
   using T = opmath_t<S>;
   const AdamWConstants<T> c(op.hyper + op.rows[entry_index] * kAdamWColumns);
-  if (!c.syncs) {
+  if constexpr (D == 4) {
+    run_tensors<Mem, F, S>(entry, lo, hi, AdamWStep<D, T, NoSyncOp>{c, {}}, tid);
+  } else if (!c.syncs) {
     run_tensors<Mem, F, S>(entry, lo, hi, AdamWStep<D, T, NoSyncOp>{c, {}}, tid);
   } else if constexpr (D == 5) {
     run_tensors<Mem, F, S>(entry, lo, hi, AdamWStep<D, T, SyncOp>{c, SyncOp{c.alpha}}, tid);

@@ -80,9 +80,9 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
     """AdamW's step for every param, and on a sync row the sync of the new param, per tensor with
     torch ops in opmath: the math of csrc/adamw.h (decoupled weight decay, bias correction, the
     moments rounded as stored before the param's update reads them). momentum: [] without outer
-    momentum."""
+    momentum; slow: [] for AdamW's step alone."""
     table, row_of = hyper.tolist(), rows.tolist()
-    for i, (p, g, m, v, s) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, slow)):
+    for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, strict=True)):
         decay, beta1, beta2, eps, step_size, bc2_sqrt, alpha, syncs, sign = adamw_constants(table[row_of[i]])
         opmath = opmath_dtype(p.dtype)
         go = g.to(opmath) * sign
@@ -91,9 +91,9 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
         denom = v.to(opmath).sqrt() / bc2_sqrt + eps
         p.copy_(p.to(opmath) * decay - step_size * (m.to(opmath) / denom))
         if syncs and momentum:
-            momentum_sync_([p], [s], [momentum[i]], alpha, mu, nesterov)
-        elif syncs:
-            sync_([p], [s], alpha)
+            momentum_sync_([p], [slow[i]], [momentum[i]], alpha, mu, nesterov)
+        elif syncs and slow:
+            sync_([p], [slow[i]], alpha)
 
 
 def compact_sync_(fast, slow_high, slow_low, alpha: float) -> None:

@@ -371,7 +371,8 @@ void check_compact_case(int64_t n, int64_t offsets[3], double alpha, int grid_ca
   }
 }
 
-// AdamW's step with (sync) or without the sync, with (depth 6) or without (5) outer momentum, on one
+// AdamW's step with (sync) or without the sync, with (depth 6) or without (5) outer momentum, or
+// without slow weights (depth 4: the step alone, whatever the row's sync flag says), on one
 // entry: every element of param, exp_avg, exp_avg_sq written once, the grad never, the state tensors
 // once on a sync step and never otherwise (a row with sync 0 leaves them as they were); values
 // against a float64 evaluation (csrc/adamw.h), the param's update reading the moments as the kernel
@@ -381,9 +382,11 @@ void check_compact_case(int64_t n, int64_t offsets[3], double alpha, int grid_ca
 // budget), and whose Nesterov target reads the momentum as stored, so slow keeps S's budget.
 template <typename F, typename S, typename M = S>
 void check_adamw_case(int64_t n, std::array<int64_t, 3> offsets, bool sync, bool with_momentum, bool nesterov,
-                      int grid_cap, int64_t chunk, std::mt19937& rng) {
+                      int grid_cap, int64_t chunk, std::mt19937& rng, bool with_slow = true) {
   constexpr bool kBf16Momentum = !std::is_same_v<M, S>;
-  const int depth = with_momentum ? 6 : 5;
+  const int depth = !with_slow ? 4 : with_momentum ? 6 : 5;
+  const bool row_sync = sync;
+  sync = sync && with_slow;  // whether the state tensors sync
   Buffer<F> p(n, offsets[0]), g(n, offsets[0]), m(n, offsets[0]), v(n, offsets[0]);
   Buffer<S> s(n, offsets[1]);
   Buffer<M> b(n, offsets[2]);
@@ -400,7 +403,7 @@ void check_adamw_case(int64_t n, std::array<int64_t, 3> offsets, bool sync, bool
     v0[i] = to_double(v.data[i]), s0[i] = to_double(s.data[i]), b0[i] = to_double(b.data[i]);
   }
   const double lr = 1e-2, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, wd = 0.1, step = 3, alpha = 0.5, mu = 0.9;
-  const double hyper[kAdamWColumns] = {lr, beta1, beta2, eps, wd, step, alpha, sync ? 1.0 : 0.0, 0.0};
+  const double hyper[kAdamWColumns] = {lr, beta1, beta2, eps, wd, step, alpha, row_sync ? 1.0 : 0.0, 0.0};
   const int64_t rows[1] = {0};
   uintptr_t addresses[6] = {reinterpret_cast<uintptr_t>(p.data), reinterpret_cast<uintptr_t>(g.data),
                             reinterpret_cast<uintptr_t>(m.data), reinterpret_cast<uintptr_t>(v.data),
@@ -408,23 +411,26 @@ void check_adamw_case(int64_t n, std::array<int64_t, 3> offsets, bool sync, bool
   int64_t sizes[6] = {sizeof(F), sizeof(F), sizeof(F), sizeof(F), sizeof(S), sizeof(M)};
   std::vector<int64_t> words(addresses, addresses + depth);
   words.push_back(n);
-  const int64_t code = with_momentum ? momentum_code_for<F, S, M>() : pair_code_for<F, S>();
+  const int64_t code = !with_slow ? pair_code_for<F, F>() : with_momentum ? momentum_code_for<F, S, M>() : pair_code_for<F, S>();
   words.push_back(code | ((common_head(addresses, sizes, depth) + 1) << 8));
   for (int64_t c = 0; c * chunk < n; ++c) words.push_back(c);
   const int64_t num_chunks = int64_t(words.size()) - entry_words(depth);
   tracked.clear();
   for (int t = 0; t < depth; ++t) track(reinterpret_cast<const void*>(addresses[t]), n, size_t(sizes[t]));
   const int64_t grid = std::min<int64_t>(std::max<int64_t>(num_chunks, 1), grid_cap);
-  if (with_momentum) {
+  if (!with_slow) {
+    run_on_host(words, num_chunks, chunk, AdamWOp<4>{hyper, rows, 0.0, false}, grid);
+  } else if (with_momentum) {
     run_on_host(words, num_chunks, chunk, AdamWOp<6>{hyper, rows, mu, nesterov}, grid);
   } else {
     run_on_host(words, num_chunks, chunk, AdamWOp<5>{hyper, rows, 0.0, false}, grid);
   }
   char where[200];
   std::snprintf(where, sizeof where,
-                "adamw: code %lld, n %lld, offsets (%lld, %lld, %lld), sync %d, momentum %d, nesterov %d, chunk %lld",
-                (long long)code, (long long)n, (long long)offsets[0], (long long)offsets[1], (long long)offsets[2],
-                int(sync), int(with_momentum), int(nesterov), (long long)chunk);
+                "adamw: depth %d, code %lld, n %lld, offsets (%lld, %lld, %lld), sync %d, momentum %d, nesterov %d, "
+                "chunk %lld",
+                depth, (long long)code, (long long)n, (long long)offsets[0], (long long)offsets[1],
+                (long long)offsets[2], int(row_sync), int(with_momentum), int(nesterov), (long long)chunk);
   const double step_size = lr / (1 - std::pow(beta1, step)), bc2_sqrt = std::sqrt(1 - std::pow(beta2, step));
   for (int64_t i = 0; i < n; ++i) {
     for (int t = 0; t < depth; ++t) {
@@ -552,6 +558,9 @@ void check_pair(std::mt19937& rng) {
       for (bool sync : {false, true}) {
         for (bool with_momentum : {false, true}) {
           check_adamw_case<F, S>(n, {offset, 0, 0}, sync, with_momentum, true, 2, kChunkQuantum, rng);
+        }
+        if constexpr (std::is_same_v<F, S>) {  // the step alone (depth 4), once per dtype
+          check_adamw_case<F, S>(n, {offset, 0, 0}, sync, false, false, 2, kChunkQuantum, rng, /*with_slow=*/false);
         }
       }
     }

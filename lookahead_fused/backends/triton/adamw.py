@@ -9,7 +9,8 @@ hyper table. The bias corrections and the other per-row constants are derived fr
 table by torch ops on its device before the launch (a few tiny kernels, which a CUDA graph
 captures), so the kernel loads them instead of computing pow: float64, as the C++ kernels derive
 them. Square roots and divisions are IEEE-rounded (tl.sqrt_rn, tl.div_rn), like the C++ kernels'.
-On a non-sync row the slow weights are not read. The block size is not tuned for this op (BLOCK
+On a non-sync row the slow weights are not read; a call without slow weights (AdamW's step alone)
+compiles without the sync (HAS_SLOW), its slow and momentum tables exp_avg_sq's, never read. The block size is not tuned for this op (BLOCK
 1024, 4 warps on a GPU): unmeasured on a GPU.
 """
 
@@ -72,6 +73,7 @@ def adamw_table_kernel(
     numels, row_of, chunks, num_chunks, derived, mu_ptr,
     FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
     CHUNK_BITS: tl.constexpr, MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr, COLUMNS: tl.constexpr, MOM: tl.constexpr,
+    HAS_SLOW: tl.constexpr,
 ):  # fmt: skip
     # See [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py
     for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
@@ -95,15 +97,15 @@ def adamw_table_kernel(
         # (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)
         if start + BLOCK <= numel:
             _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, None, row, mu_ptr, FAST, SLOW, OPMATH,
-                         MOMENTUM, NESTEROV)  # fmt: skip
+                         MOMENTUM, NESTEROV, HAS_SLOW)  # fmt: skip
         else:
             _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, offsets < numel, row, mu_ptr, FAST, SLOW,
-                         OPMATH, MOMENTUM, NESTEROV)  # fmt: skip
+                         OPMATH, MOMENTUM, NESTEROV, HAS_SLOW)  # fmt: skip
 
 
 @triton.jit
 def _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, mask, row, mu_ptr, FAST, SLOW, OPMATH, MOMENTUM,
-                 NESTEROV):  # fmt: skip
+                 NESTEROV, HAS_SLOW: tl.constexpr):  # fmt: skip
     g = tl.load(grad + offsets, mask=mask).to(OPMATH) * tl.load(row + _SIGN).to(OPMATH)
     m = tl.load(exp_avg + offsets, mask=mask).to(OPMATH)
     small = tl.load(row + _SMALL_W1) != 0.0  # lerp(m, g, 1 - beta1) from m, else from g
@@ -118,11 +120,14 @@ def _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, mask, row
     p = tl.load(param + offsets, mask=mask).to(OPMATH) * tl.load(row + _DECAY).to(OPMATH)
     p = p - tl.load(row + _STEP_SIZE).to(OPMATH) * _div_rn(m_new.to(OPMATH), denom, OPMATH)
     p_stored = round_to(p, FAST)
-    if tl.load(row + _SYNC) != 0.0:  # the sync of the param as stored
-        w = tl.load(row + _ALPHA).to(OPMATH)
-        so = tl.load(slow + offsets, mask=mask).to(OPMATH)
-        sync_values(p_stored.to(OPMATH), so, param, slow, mom, offsets, mask, w, tl.load(mu_ptr), FAST, SLOW,
-                     OPMATH, 2, MOMENTUM, NESTEROV)  # fmt: skip
+    if HAS_SLOW:
+        if tl.load(row + _SYNC) != 0.0:  # the sync of the param as stored
+            w = tl.load(row + _ALPHA).to(OPMATH)
+            so = tl.load(slow + offsets, mask=mask).to(OPMATH)
+            sync_values(p_stored.to(OPMATH), so, param, slow, mom, offsets, mask, w, tl.load(mu_ptr), FAST, SLOW,
+                         OPMATH, 2, MOMENTUM, NESTEROV)  # fmt: skip
+        else:
+            tl.store(param + offsets, p_stored, mask=mask)
     else:
         tl.store(param + offsets, p_stored, mask=mask)
 
@@ -132,9 +137,12 @@ class _AdamWGroup(Table):
     position in the call (`extra`), by which it finds its row of the hyper table."""
 
     def __init__(self, lists, entries, block, device):
-        super().__init__(lists, block, device, 4, extra=entries)
+        self.has_slow = len(lists) > 4  # else AdamW's step alone: its state dtype is the params'
+        super().__init__(lists, block, device, 4 if self.has_slow else 3, extra=entries)
         self.momentum = len(lists) == 6
         self.mom_dtype = lists[5][0].dtype if self.momentum else self.slow_dtype  # bfloat16 beside float32 slow, or slow's
+        if not self.has_slow:
+            self.addresses.append(self.addresses[3])  # the kernel's slow table: exp_avg_sq's, never read
         if not self.momentum:
             self.addresses.append(self.addresses[4])  # the kernel's momentum table: slow's own, never read
 
@@ -160,7 +168,8 @@ _adamw_plans: OrderedDict = OrderedDict()
 
 
 def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu: float, nesterov: bool) -> None:
-    lists = [list(params), list(grads), list(exp_avgs), list(exp_avg_sqs), list(slow)] + ([list(momentum)] if momentum else [])
+    lists = [list(params), list(grads), list(exp_avgs), list(exp_avg_sqs)]
+    lists += ([list(slow)] if slow else []) + ([list(momentum)] if momentum else [])
     if not lists[0]:
         return
     device = lists[0][0].device
@@ -174,7 +183,8 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
                 device_scalar(float(mu), opmath, device),
                 FAST=TL_DTYPES[group.fast_dtype], SLOW=TL_DTYPES[group.slow_dtype], OPMATH=TL_DTYPES[opmath],
                 ALIGNED=group.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS, MOMENTUM=group.momentum,
-                NESTEROV=bool(nesterov), COLUMNS=DERIVED_COLUMNS, MOM=TL_DTYPES[group.mom_dtype], num_warps=warps,
+                NESTEROV=bool(nesterov), COLUMNS=DERIVED_COLUMNS, MOM=TL_DTYPES[group.mom_dtype], HAS_SLOW=group.has_slow,
+                num_warps=warps,
             )  # fmt: skip
 
         run_plan(cached_plan(_adamw_plans, lists, _AdamWPlan, "lookahead_adamw_step_"), device, launch)
