@@ -66,6 +66,8 @@ class LookaheadAdamW(Lookahead):
         nesterov=False,
         capturable=False,
         backend="auto",
+        replicas=None,
+        replica_dtype=None,
     ):
         if amsgrad:
             raise ValueError(
@@ -79,16 +81,18 @@ class LookaheadAdamW(Lookahead):
             capturable=capturable, foreach=False,
         )  # fmt: skip
         # whether the sync runs in a launch of its own after AdamW's pass (which then runs without slow
-        # weights) instead of inside it: with momentum_dtype="int8" or slow_dtype="bf16+int8", fixed at
-        # construction (see [NOTE: int8 outer momentum] in lookahead_fused/options.py;
-        # see [NOTE: what compact slow weights support] in lookahead_fused/options.py)
-        self.syncs_apart = is_int8_momentum(momentum_dtype) or is_compact(slow_dtype)
+        # weights) instead of inside it: with momentum_dtype="int8", slow_dtype="bf16+int8" or replicas,
+        # fixed at construction (see [NOTE: int8 outer momentum] in lookahead_fused/options.py;
+        # see [NOTE: what compact slow weights support] in lookahead_fused/options.py;
+        # see [NOTE: replicas] in lookahead_fused/replicas.py)
+        self.syncs_apart = is_int8_momentum(momentum_dtype) or is_compact(slow_dtype) or replicas is not None
         self._row_tensors: dict = {}
         self._device_table_held: tuple | None = None  # (layout, hyper, rows, each group's host-known row)
         self._cached_layout: Layout | None = None
         super().__init__(
             inner, k, alpha, pullback_momentum=pullback_momentum, outer_momentum=outer_momentum, nesterov=nesterov,
             slow_dtype=slow_dtype, momentum_dtype=momentum_dtype, backend=backend, capturable=capturable,
+            replicas=replicas, replica_dtype=replica_dtype,
         )  # fmt: skip
         if capturable and self._sync.strided_ids:
             raise ValueError("LookaheadAdamW(capturable=True) needs dense params (a strided view runs the host loop)")

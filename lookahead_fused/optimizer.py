@@ -29,6 +29,7 @@ import torch
 from torch.optim import Optimizer
 
 from . import backends, checkpoint, contract, first_moment, options, peer_checkpoints, wrapping
+from . import replicas as replicas_module
 from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .capturable import capturable_device, check_capturable_group
 from .inner_state import create_inner_state
@@ -61,6 +62,9 @@ class Lookahead(Optimizer):
     backend: "auto" or a name from ops.available_backends().
     alpha="adaptive": at each sync, the alpha of the paper's section 3.1 (adaptive_alpha.py), clipped
     to alpha_bounds, from curvature(param) and gradient(param) (defaults: Adam's second moment, grad).
+    replicas: None, or a torch.distributed ProcessGroup whose ranks are data-parallel replicas that
+    train on their own and, at each sync, average their fast weights (DiLoCo; replica_dtype: the
+    dtype sent, None for the slow weights' own; see [NOTE: replicas] in lookahead_fused/replicas.py).
     """
 
     def __init__(
@@ -80,6 +84,8 @@ class Lookahead(Optimizer):
         alpha_bounds=(0.0, 1.0),
         curvature=None,
         gradient=None,
+        replicas=None,
+        replica_dtype=None,
     ):
         if isinstance(optimizer, Lookahead):
             raise TypeError("cannot wrap a Lookahead in a Lookahead; wrap the inner optimizer once")
@@ -90,11 +96,15 @@ class Lookahead(Optimizer):
             nesterov=nesterov, slow_dtype=slow_dtype, momentum_dtype=momentum_dtype, backend=backend,
             capturable=capturable,
         )  # fmt: skip
+        replicas_module.check_replica_options(replicas, replica_dtype, defaults)
         self._adaptive = AdaptiveAlpha(optimizer, alpha_bounds, curvature, gradient) if alpha == ADAPTIVE else None
         first_moment.first_moment_key(optimizer, pullback_momentum, momentum_key)
         self.optimizer = optimizer
         self._step_count_tensor = torch.zeros((), dtype=torch.int64, device=capturable_device(optimizer, capturable, alpha))
         self._constructing = True
+        self._replicas = None if replicas is None else replicas_module.Replicas(
+            replicas, replica_dtype, self._step_count_tensor, lambda: self.defaults["k"]
+        )  # fmt: skip
         self._shared = SharedState(self)  # see [NOTE: one state for every handle] in lookahead_fused/shared_state.py
         # Optimizer.__init__ sets up the hooks and calls add_param_group for each inner group,
         # which only creates the slow weights, as the groups are already the inner's.
@@ -186,7 +196,7 @@ class Lookahead(Optimizer):
                 if self.defaults["outer_momentum"]:
                     self.state[p].update(zero_outer_momentum(p, self.defaults))
         if self._sync is None:
-            self._sync = Sync(self.optimizer, self.state, self.defaults, self._adaptive)
+            self._sync = Sync(self.optimizer, self.state, self.defaults, self._adaptive, self._replicas)
         self._sync.add_params(param_group["params"])
 
     def _check_group(self, group: dict, where: str) -> None:
@@ -204,6 +214,10 @@ class Lookahead(Optimizer):
         first_moment.check_group_keeps_first_moment(self.optimizer, group, self.pullback_momentum, where)
         if self.defaults["capturable"]:
             check_capturable_group(self.optimizer, group, self._step_count_tensor.device, where)
+        if self._replicas is not None:  # last: a collective, which every replica reaches with the same group
+            for i, p in enumerate(group["params"]):
+                replicas_module.check_param_for_replicas(p, where=f"{where}: param {i}")
+            self._replicas.check_identical(group["params"], where)
 
     def _params(self) -> list[torch.Tensor]:
         """Every param, group by group."""
@@ -237,6 +251,8 @@ class Lookahead(Optimizer):
         if self._shared.in_slow_weights:
             self._refuse_inside_slow_weights("step()")
         compiling = torch.compiler.is_compiling()
+        if compiling and self._replicas is not None:
+            raise RuntimeError("Lookahead with replicas: a compiled step() is not supported yet; compile the model, not the step")
         gated = self.defaults["capturable"] or (compiling and self._adaptive is None)
         every_step = gated and (compiling or not self._counter_on_host())
         syncs_now = every_step or (self.step_count + 1) % self.k == 0

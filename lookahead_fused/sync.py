@@ -32,6 +32,7 @@ from itertools import chain
 import torch
 
 from . import backends, bf16_int8, contract, first_moment, int8_blocks, ops
+from . import replicas as replicas_module
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive
 from .backends import reference
 from .backends.step_gate import masked_compact_sync_on_step_, masked_int8_momentum_sync_on_step_
@@ -70,11 +71,12 @@ class Launch:
 
 
 class Sync:
-    def __init__(self, inner: torch.optim.Optimizer, slow_state, options: dict, adaptive=None):
+    def __init__(self, inner: torch.optim.Optimizer, slow_state, options: dict, adaptive=None, replicas=None):
         self.inner = inner
         self.slow_state = slow_state
         self.options = options
         self.adaptive = adaptive
+        self.replicas = replicas  # see [NOTE: replicas] in lookahead_fused/replicas.py
         self.strided_ids: set[int] = set()
         self.alpha_tensors: dict[tuple[float, torch.device], torch.Tensor] = {}
         self.generation = 0  # counts the changes of the slow state's tensors (LookaheadAdamW's layout follows it)
@@ -292,6 +294,7 @@ class Sync:
         (see [NOTE: a launch its op checks] in lookahead_fused/sync.py)."""
         return (
             getattr(launch.backend, "checks_contract", False)
+            and self.replicas is None  # its collectives ran before the op could refuse
             and not launch.strided[0]
             and launch.alpha != ADAPTIVE
             and self.options["pullback_momentum"] != "pullback"
@@ -302,6 +305,9 @@ class Sync:
         """Sync the checked `launches` now: the weights (but those whose id is in `skip_weights`,
         which a fused AdamW pass has synced) and their pullback momenta, or the reset."""
         launches = self._with_moments(self._choose_adaptive(launches), check=True)
+        copies = []
+        if self.replicas is not None and self.replicas.size > 1:  # see [NOTE: replicas] in lookahead_fused/replicas.py
+            launches, copies = self.replicas.average(launches)
         mu, nesterov, backend = self.options["outer_momentum"], self.options["nesterov"], self.options["backend"]
         for launch in launches:
             fused, strided = _without(launch.fused, skip_weights), _without(launch.strided, skip_weights)
@@ -314,6 +320,8 @@ class Sync:
                 _run(reference, strided, launch.alpha, mu, nesterov, backend, launch.compact)
             if moments[0]:
                 _run(launch.backend, moments, launch.alpha, mu, nesterov, backend)
+        if copies:
+            replicas_module.write_back(copies)
         if self.options["pullback_momentum"] == "reset":
             for _, buffer in self.first_moments(self.params()):
                 buffer.zero_()

@@ -11,6 +11,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import adamw_step  # noqa: E402
 import bench_sync  # noqa: E402
+import replicas  # noqa: E402
 import state_bytes  # noqa: E402
 import timing  # noqa: E402
 import step_overhead  # noqa: E402
@@ -154,3 +155,15 @@ def test_warnings_name_noise_and_figures_below_their_floor():
     assert "time spread 30 %" in found[1]
     assert "faster than the memory limit (120 %)" in found[2]
     assert "below the time floor 5.0 %" in found[3]
+
+
+def test_replicas_bench_counts_the_wire_exactly_and_both_outer_steps_agree():
+    r = replicas.run({"tiny": [(4096,)] * 3}, world=2, rounds=2)["models"]["tiny"]
+    assert r["same_result"], "ours and the per-parameter DiLoCo loop computed different outer steps"
+    step_check = 4 * 8  # the step counter and k, as int64, with their negations
+    int8_blocks = 3 * 4096 + 4 * (3 * 4096 // 256)  # a code per element, a float32 scale per block of 256
+    assert r["wire_bytes_per_sync"] == {"None": 3 * 4096 * 4 + step_check, "torch.bfloat16": 3 * 4096 * 2 + step_check,
+                                        "int8": int8_blocks + step_check}  # fmt: skip
+    assert r["ddp_bytes_per_step"] == 3 * 4096 * 4
+    assert_is_summary(r["speedup"])
+

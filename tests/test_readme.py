@@ -16,7 +16,7 @@ from . import distributed_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-DISTRIBUTED = {"ddp", "fsdp2"}
+DISTRIBUTED = {"ddp", "fsdp2", "replicas"}
 FRESH_PROCESS = {"accelerate"}
 GPU_ONLY = {"cuda-graphs"}
 FRAMEWORKS = {"transformers": "transformers", "accelerate": "accelerate", "lightning": "lightning"}  # name -> package
@@ -33,7 +33,7 @@ def snippets() -> dict[str, tuple[Path, str]]:
 
 
 def test_every_integration_has_a_tested_snippet():
-    required = {"use", "lookahead-adamw", "from-timm", "amp", "compile", "cuda-graphs", "ddp", "fsdp2", *FRAMEWORKS}
+    required = {"use", "lookahead-adamw", "from-timm", "amp", "compile", "cuda-graphs", "ddp", "fsdp2", "replicas", *FRAMEWORKS}
     assert required <= set(snippets())
 
 

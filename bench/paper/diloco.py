@@ -1,0 +1,148 @@
+"""DiLoCo (Lookahead with replicas=group) against DDP on scikit-learn's digits: validation loss against
+the bytes each replica hands to all-reduce, 4 replicas on gloo (CPU).
+
+Same task (robustness.py's split and 64-64-10 MLP, float32), same total batch (64 a step, 16 per
+replica) and the same number of steps (600) for every setting:
+
+    DDP            DistributedDataParallel, AdamW (lr 1e-3) on the averaged gradient of the 64
+    DiLoCo k, wire each replica AdamW (lr 1e-3) on its own 16, and every k steps the replicas'
+                   average and the outer Nesterov step (alpha 0.7, mu 0.9), k in 5, 20, 50, with the
+                   pseudo-gradients sent in float32, bfloat16 or int8 blocks (replica_dtype)
+
+three seeds each (initial weights and batch order; the replicas' batches are the four quarters of
+the global batch). Bytes: every byte of every tensor one replica hands to the collectives over the
+run (bench/replicas.py's count: DDP's gradients; DiLoCo's buffers, its int8 codes and scales, and
+its 32-byte step check). The loss:
+cross entropy on the 397 held-out digits, of the params after the last step (a sync step for
+every k here, so the slow weights, the same on every replica).
+
+    python bench/paper/diloco.py [--seeds 3] [--steps 600]   # table + bench/paper/results/diloco.{json,png}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for its collective counter
+from replicas import CountingCollectives  # noqa: E402
+from results_io import save  # noqa: E402
+from robustness import digits_split, make_model, val_loss  # noqa: E402
+
+from lookahead_fused import Lookahead  # noqa: E402
+
+WORLD, GLOBAL_BATCH, LR = 4, 64, 1e-3
+ALPHA, MU = 0.7, 0.9
+KS = (5, 20, 50)
+WIRES = {"float32": None, "bfloat16": torch.bfloat16, "int8": "int8"}
+
+
+def settings() -> list[tuple[str, int | None, object]]:
+    """(label, k or None for DDP, wire dtype)."""
+    return [("DDP", None, None)] + [(f"DiLoCo k={k} {name}", k, wire) for k in KS for name, wire in WIRES.items()]
+
+
+def batches(seed: int, steps: int, rank: int):
+    """This replica's quarter of each global batch, epoch after epoch in a seeded order."""
+    g = torch.Generator().manual_seed(seed)
+    (x, y), _ = DATA
+    done = 0
+    while done < steps:
+        for idx in torch.randperm(len(y), generator=g).split(GLOBAL_BATCH):
+            if len(idx) < GLOBAL_BATCH or done == steps:
+                continue
+            mine = idx.view(WORLD, -1)[rank]
+            yield x[mine], y[mine]
+            done += 1
+
+
+def run(rank: int, label: str, k, wire, seed: int, steps: int) -> tuple[float, int]:
+    model = make_model(seed)
+    if k is None:
+        trained = torch.nn.parallel.DistributedDataParallel(model)
+        opt = torch.optim.AdamW(trained.parameters(), lr=LR)
+    else:
+        trained = model
+        opt = Lookahead(torch.optim.AdamW(model.parameters(), lr=LR), k=k, alpha=ALPHA, outer_momentum=MU,
+                        nesterov=True, replicas=dist.group.WORLD, replica_dtype=wire)  # fmt: skip
+    with CountingCollectives() as counted:
+        for x, y in batches(seed, steps, rank):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(trained(x), y).backward()
+            opt.step()
+    if k is None:  # DDP hands its gradient buckets to the reducer in C++: count them as the gradients' bytes
+        counted.bytes = steps * sum(p.numel() * p.element_size() for p in model.parameters())
+    return val_loss(model, DATA[1]), counted.bytes
+
+
+def worker(rank, world, init_file, out_path, seeds, steps):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    results = {}
+    for label, k, wire in settings():
+        results[label] = [run(rank, label, k, wire, seed, steps) for seed in seeds]
+    if rank == 0:
+        with open(out_path, "w") as f:
+            json.dump(results, f)
+    dist.barrier()
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def plot(data: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, runs in data["runs"].items():
+        losses = [loss for loss, _ in runs]
+        mean = statistics.fmean(losses)
+        ax.errorbar(runs[0][1], mean, yerr=[[mean - min(losses)], [max(losses) - mean]], fmt="o", capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes handed to all-reduce per replica, whole run")
+    ax.set_ylabel("final validation loss (mean, min-max over seeds)")
+    ax.set_title(f"digits MLP, {WORLD} replicas, {data['steps']} steps, batch {GLOBAL_BATCH}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=600)
+    args = parser.parse_args(argv)
+    seeds = list(range(args.seeds))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out.json")
+        mp.spawn(worker, args=(WORLD, os.path.join(tmp, "init"), out, seeds, args.steps), nprocs=WORLD)
+        with open(out) as f:
+            runs = json.load(f)
+    data = {"world": WORLD, "steps": args.steps, "global_batch": GLOBAL_BATCH, "seeds": seeds, "runs": runs}
+    ddp_bytes = runs["DDP"][0][1]
+    print(f"{'setting':<26}{'final val loss: mean [min-max]':>34}{'bytes per replica':>20}{'fewer than DDP':>16}")
+    for label, results in runs.items():
+        losses = [loss for loss, _ in results]
+        nbytes = results[0][1]
+        print(f"{label:<26}{f'{statistics.fmean(losses):.4f} [{min(losses):.4f}-{max(losses):.4f}]':>34}"
+              f"{nbytes:>20}{ddp_bytes / nbytes:>15.1f}x")  # fmt: skip
+    save("diloco", data, plot)
+
+
+DATA = digits_split()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Lookahead across data-parallel replicas (DiLoCo): `Lookahead(..., replicas=group)`.
+
+[NOTE: replicas] Each replica (a rank of `group`) runs its own inner steps on its own data, with no
+communication between syncs. At a sync every replica packs its pseudo-gradient d_r = fast_r - slow
+(in the slow weights' dtype) into flat buffers, one per (device, slow dtype), the whole buffer
+all-reduced (SUM) bucket by bucket, asynchronously, in the wire dtype (`replica_dtype`: None, the
+slow weights' own dtype, never rounded; torch.float32; torch.bfloat16, each replica's d rounded to
+bfloat16 and summed in bfloat16 by the collective; "int8", int8 blocks all-gathered and summed in
+float32 by every replica; the bounds are in docs/design.md, "Lookahead across replicas"). SUM is the
+reduction every backend has for these dtypes (gloo has no AVG). Then, in the same buffers, the averaged fast
+weights slow + sum / R, and the usual fused (momentum) sync of those against the slow weights: one
+launch per alpha and device, as without replicas; the params take the new slow weights, cast. The
+slow weights, the outer momenta and the params come out bit for bit the same on every replica: each
+starts from the same values (checked when a param group joins) and runs the same operations on the
+same reduced buffer. A group of one replica is today's sync (no buffers, no collective). A replica's
+checkpoint is its own (its fast weights and inner state differ from the others' mid-period): resume by
+building the model and the optimizer from the same start on every replica, then loading each
+replica's model and optimizer state.
+
+Rules: every replica constructs the optimizer, adds param groups, steps and calls sync_lookahead()
+the same number of times, with the same k and the same params in the same order. A sync all-reduces
+each replica's step count and k first (one small collective) and raises on every replica when they
+differ, before anything changes; a replica that stops stepping altogether leaves the others waiting
+in that collective (the process group's timeout applies), as with DDP. The buffers, one slow-dtype
+copy of the params, are allocated at the first sync and kept. Not built yet, refused when the
+optimizer is built: capturable=True, alpha="adaptive" (each replica would choose its own),
+slow_dtype="bf16+int8", momentum_dtype="int8", DTensor params (HSDP), and a compiled step();
+LookaheadAdamW with replicas runs its AdamW pass without the sync, then this one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import int8_blocks
+from .sharded import dtensor_type
+from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum
+
+WIRE_DTYPES = (None, torch.float32, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)  # "int8": int8 blocks
+BUCKET_BYTES = 32 * 2**20  # each all-reduce's share of a buffer: the collectives overlap the next ones' start
+_VECTOR_BYTES = 16  # each view starts in its slow weight's 16-byte phase, so the fused kernel keeps its vectors
+
+
+def check_replica_options(replicas, replica_dtype, defaults: dict) -> None:
+    """Refuse, before anything is built, what replicas do not take (see [NOTE: replicas] in lookahead_fused/replicas.py)."""
+    if replicas is None:
+        if replica_dtype is not None:
+            raise ValueError(f"replica_dtype={replica_dtype} needs replicas=<a ProcessGroup>; without replicas nothing is sent")
+        return
+    import torch.distributed as dist
+
+    if not isinstance(replicas, dist.ProcessGroup):
+        raise TypeError(f"replicas must be a torch.distributed ProcessGroup or None, got {type(replicas).__name__}")
+    if not (is_int8_wire(replica_dtype) or any(replica_dtype is accepted for accepted in WIRE_DTYPES)):
+        raise ValueError(
+            f"replica_dtype must be None (the slow weights' dtype), torch.float32, torch.bfloat16 or "
+            f"{int8_blocks.MOMENTUM_DTYPE!r} (int8 blocks), got {replica_dtype!r}"
+        )
+    refused = {
+        "capturable=True": defaults["capturable"],
+        "alpha='adaptive'": isinstance(defaults[ALPHA_KEY], str),
+        "slow_dtype='bf16+int8'": is_compact(defaults["slow_dtype"]),
+        "momentum_dtype='int8'": is_int8_momentum(defaults["momentum_dtype"]),
+    }
+    for name, found in refused.items():
+        if found:
+            raise ValueError(f"replicas do not support {name} yet (see docs/design.md, 'Lookahead across replicas')")
+
+
+def is_int8_wire(replica_dtype) -> bool:
+    return isinstance(replica_dtype, str) and replica_dtype == int8_blocks.MOMENTUM_DTYPE
+
+
+def check_param_for_replicas(param: torch.Tensor, where: str) -> None:
+    dtensor = dtensor_type()
+    if dtensor is not None and isinstance(param, dtensor):
+        raise ValueError(f"{where}: it is a DTensor (FSDP2); replicas with sharded params (HSDP) are not built yet")
+
+
+class Replicas:
+    """The replicas of one Lookahead: its group, wire dtype and step counter, and the sync's buffers."""
+
+    def __init__(self, group, wire_dtype, counter: torch.Tensor, k_of):
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.group = group
+        self.size = dist.get_world_size(group)
+        self.wire_dtype = wire_dtype
+        self.counter = counter  # the optimizer's step counter
+        self.k_of = k_of  # () -> the optimizer's k
+        self._layout = None  # (key, {(device, dtype): flat buffer}, views in the order of the pairs)
+
+    def __getstate__(self) -> dict:
+        raise TypeError("a Lookahead with replicas cannot be copied or pickled: it holds a process group")
+
+    # -- the start ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def check_identical(self, params: list, where: str) -> None:
+        """Raise ValueError on every replica, naming the first param whose bits differ from the first
+        replica's (one broadcast per dtype and device, one small all-reduce)."""
+        if self.size == 1 or not params:
+            return
+        first_differing = len(params)
+        for indices in _by_device_and_dtype(params).values():
+            local = torch.cat([params[i].detach().reshape(-1) for i in indices])
+            theirs = local.clone()
+            self.dist.broadcast(theirs, src=self.dist.get_global_rank(self.group, 0), group=self.group)
+            bits = _bit_view(local) != _bit_view(theirs)
+            if bool(bits.any()):
+                ends = torch.tensor([params[i].numel() for i in indices]).cumsum(0)
+                first = int(torch.searchsorted(ends, int(bits.nonzero()[0]), right=True))
+                first_differing = min(first_differing, indices[first])
+        found = torch.tensor([first_differing], dtype=torch.int64, device=params[0].device)  # NCCL: on the GPU
+        self.dist.all_reduce(found, op=self.dist.ReduceOp.MIN, group=self.group)
+        if int(found) < len(params):
+            raise ValueError(
+                f"{where}: param {int(found)} (in group order) differs between the replicas; replicas must start from "
+                "identical params (load or broadcast the same weights on every rank before building the optimizer)"
+            )
+
+    # -- a sync ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def average(self, launches: list) -> tuple[list, list]:
+        """The launches with their fast weights replaced by the replicas' average, in buffers of the
+        slow dtype (see [NOTE: replicas] in lookahead_fused/replicas.py), strided params among them (a
+        buffer is dense); and [(params, buffers)] to copy back after the sync."""
+        pairs = [(launch_index, lists[0][i], lists[1][i]) for launch_index, launch in enumerate(launches)
+                 for lists in (launch.fused, launch.strided) for i in range(len(lists[0]))]  # fmt: skip
+        self._check_in_step(pairs[0][1].device if pairs else torch.device("cpu"))
+        buffers, views = self._buffers_for([slow for _, _, slow in pairs])
+        params, slows = [p for _, p, _ in pairs], [s for _, _, s in pairs]
+        if views:
+            torch._foreach_copy_(views, params)
+            torch._foreach_sub_(views, slows)
+        self._all_reduce(buffers)
+        for flat in buffers:
+            flat.div_(self.size)
+        if views:
+            torch._foreach_add_(views, slows)
+        averaged = []
+        by_launch: dict[int, list] = {}
+        for (launch_index, _, _), view in zip(pairs, views):
+            by_launch.setdefault(launch_index, []).append(view)
+        for launch_index, launch in enumerate(launches):
+            fast = by_launch.get(launch_index, [])
+            rest = tuple(a + b for a, b in zip(launch.fused[1:], launch.strided[1:]))
+            empty = tuple([] for _ in launch.fused)
+            averaged.append(_replace(launch, fused=(fast, *rest), strided=empty))
+        return averaged, [(params, views)]
+
+    def _check_in_step(self, device: torch.device) -> None:
+        """Every replica at the same step with the same k, or a RuntimeError on every one (the small
+        tensor on the params' `device`, where NCCL needs it)."""
+        count, k = int(self.counter), self.k_of()
+        seen = torch.tensor([count, -count, k, -k], dtype=torch.int64, device=device)
+        self.dist.all_reduce(seen, op=self.dist.ReduceOp.MAX, group=self.group)
+        if int(seen[0]) != -int(seen[1]) or int(seen[2]) != -int(seen[3]):
+            raise RuntimeError(
+                f"replicas out of step: this replica is at step {count} with k={k}; the replicas are at steps "
+                f"{-int(seen[1])} to {int(seen[0])} with k from {-int(seen[3])} to {int(seen[2])}. Every replica must "
+                "step (and call sync_lookahead()) the same number of times, with the same k"
+            )
+
+    def _all_reduce(self, buffers: list[torch.Tensor]) -> None:
+        """SUM over the replicas, each buffer in pieces of BUCKET_BYTES, all in flight at once; a buffer
+        whose wire dtype is another is sent as a copy in that dtype and read back."""
+        if is_int8_wire(self.wire_dtype):
+            return self._sum_int8(buffers)
+        works, casts = [], []
+        for flat in buffers:
+            wire = flat if self.wire_dtype in (None, flat.dtype) else flat.to(self.wire_dtype)
+            if wire is not flat:
+                casts.append((flat, wire))
+            step = max(1, BUCKET_BYTES // wire.element_size())
+            for start in range(0, wire.numel(), step):
+                works.append(self.dist.all_reduce(wire[start : start + step], group=self.group, async_op=True))
+        for work in works:
+            work.wait()
+        for flat, wire in casts:
+            flat.copy_(wire)
+
+    def _sum_int8(self, buffers: list[torch.Tensor]) -> None:
+        """The SUM of _all_reduce with int8 blocks on the wire
+        (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py): each replica's buffer encoded in float32, every replica's codes
+        and scales all-gathered (int8 codes under different scales cannot be summed by a reduction),
+        then decoded and summed in float32 in rank order by every replica, so all get the same bits."""
+        gathered = []
+        for flat in buffers:
+            codes, scales = int8_blocks.encode(flat.float().reshape(-1))
+            theirs = ([torch.empty_like(codes) for _ in range(self.size)], [torch.empty_like(scales) for _ in range(self.size)])
+            works = [self.dist.all_gather(theirs[0], codes, group=self.group, async_op=True),
+                     self.dist.all_gather(theirs[1], scales, group=self.group, async_op=True)]  # fmt: skip
+            gathered.append((flat, theirs, works))
+        for flat, (codes, scales), works in gathered:
+            for work in works:
+                work.wait()
+            total = torch.zeros(flat.shape, dtype=torch.float32, device=flat.device)
+            for replica_codes, replica_scales in zip(codes, scales):
+                total += int8_blocks.decode(replica_codes, replica_scales)
+            flat.copy_(total)
+
+    def _buffers_for(self, slows: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Flat buffers (one per device and slow dtype, zero where no view lies) and a view of them per
+        slow weight, with its shape and strides, in its 16-byte phase; built once per set of slow weights."""
+        key = tuple((id(s), s.data_ptr(), s.dtype, s.device, tuple(s.shape), s.stride()) for s in slows)
+        if self._layout is not None and self._layout[0] == key:
+            return self._layout[1], self._layout[2]
+        offsets, ends = [], {}
+        for s in slows:
+            where = (s.device, s.dtype)
+            start = _round_up(ends.get(where, 0), _VECTOR_BYTES // s.element_size())
+            start += (s.data_ptr() % _VECTOR_BYTES) // s.element_size()
+            offsets.append(start)
+            ends[where] = start + s.numel()
+        flats = {where: torch.zeros(end, dtype=where[1], device=where[0]) for where, end in ends.items()}
+        views = [flats[(s.device, s.dtype)][start : start + s.numel()].as_strided(s.shape, s.stride())
+                 for s, start in zip(slows, offsets)]  # fmt: skip
+        self._layout = (key, list(flats.values()), views)
+        return self._layout[1], views
+
+
+def write_back(copies: list) -> None:
+    """The params take the new slow weights (the buffers after the sync), cast to their dtype."""
+    for params, views in copies:
+        if params:
+            torch._foreach_copy_(params, views)
+
+
+def _replace(launch, **changes):
+    import dataclasses
+
+    return dataclasses.replace(launch, **changes)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _by_device_and_dtype(params: list) -> dict:
+    found: dict = {}
+    for i, p in enumerate(params):
+        found.setdefault((p.device, p.dtype), []).append(i)
+    return found
+
+
+def _bit_view(t: torch.Tensor) -> torch.Tensor:
+    """`t`'s bits as integers of its width, so that comparing them compares bits (NaN, -0.0)."""
+    return t.view({1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
