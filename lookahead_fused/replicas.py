@@ -30,6 +30,8 @@ LookaheadAdamW with replicas runs its AdamW pass without the sync, then this one
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from . import int8_blocks
@@ -86,6 +88,7 @@ class Replicas:
         self.dist = dist
         self.group = group
         self.size = dist.get_world_size(group)
+        self.averages = self.size > 1  # a group of one replica syncs as without replicas
         self.wire_dtype = wire_dtype
         self.counter = counter  # the optimizer's step counter
         self.k_of = k_of  # () -> the optimizer's k
@@ -99,7 +102,7 @@ class Replicas:
     def check_identical(self, params: list, where: str) -> None:
         """Raise ValueError on every replica, naming the first param whose bits differ from the first
         replica's (one broadcast per dtype and device, one small all-reduce)."""
-        if self.size == 1 or not params:
+        if not self.averages or not params:
             return
         first_differing = len(params)
         for indices in _by_device_and_dtype(params).values():
@@ -121,10 +124,10 @@ class Replicas:
 
     # -- a sync ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def average(self, launches: list) -> tuple[list, list]:
+    def average(self, launches: list) -> tuple[list, tuple[list, list]]:
         """The launches with their fast weights replaced by the replicas' average, in buffers of the
         slow dtype (see [NOTE: replicas] in lookahead_fused/replicas.py), strided params among them (a
-        buffer is dense); and [(params, buffers)] to copy back after the sync."""
+        buffer is dense); and (params, buffers) for write_back after the sync."""
         pairs = [(launch_index, lists[0][i], lists[1][i]) for launch_index, launch in enumerate(launches)
                  for lists in (launch.fused, launch.strided) for i in range(len(lists[0]))]  # fmt: skip
         self._check_in_step(pairs[0][1].device if pairs else torch.device("cpu"))
@@ -146,8 +149,8 @@ class Replicas:
             fast = by_launch.get(launch_index, [])
             rest = tuple(a + b for a, b in zip(launch.fused[1:], launch.strided[1:]))
             empty = tuple([] for _ in launch.fused)
-            averaged.append(_replace(launch, fused=(fast, *rest), strided=empty))
-        return averaged, [(params, views)]
+            averaged.append(dataclasses.replace(launch, fused=(fast, *rest), strided=empty))
+        return averaged, (params, views)
 
     def _check_in_step(self, device: torch.device) -> None:
         """Every replica at the same step with the same k, or a RuntimeError on every one (the small
@@ -220,17 +223,10 @@ class Replicas:
         return self._layout[1], views
 
 
-def write_back(copies: list) -> None:
+def write_back(params: list, views: list) -> None:
     """The params take the new slow weights (the buffers after the sync), cast to their dtype."""
-    for params, views in copies:
-        if params:
-            torch._foreach_copy_(params, views)
-
-
-def _replace(launch, **changes):
-    import dataclasses
-
-    return dataclasses.replace(launch, **changes)
+    if params:
+        torch._foreach_copy_(params, views)
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -289,12 +289,17 @@ class Sync:
                 pass  # the op wrote nothing: check as below, which moves a moved param's slow state along
         self.run(self.launches())
 
+    def _averages(self) -> bool:
+        """Whether a sync averages the fast weights of several replicas first
+        (see [NOTE: replicas] in lookahead_fused/replicas.py)."""
+        return self.replicas is not None and self.replicas.averages
+
     def _checked_by_its_op(self, launch: Launch) -> bool:
         """Whether its op alone checks `launch`
         (see [NOTE: a launch its op checks] in lookahead_fused/sync.py)."""
         return (
             getattr(launch.backend, "checks_contract", False)
-            and self.replicas is None  # its collectives ran before the op could refuse
+            and not self._averages()  # its collectives ran before the op could refuse
             and not launch.strided[0]
             and launch.alpha != ADAPTIVE
             and self.options["pullback_momentum"] != "pullback"
@@ -305,9 +310,9 @@ class Sync:
         """Sync the checked `launches` now: the weights (but those whose id is in `skip_weights`,
         which a fused AdamW pass has synced) and their pullback momenta, or the reset."""
         launches = self._with_moments(self._choose_adaptive(launches), check=True)
-        copies = []
-        if self.replicas is not None and self.replicas.size > 1:  # see [NOTE: replicas] in lookahead_fused/replicas.py
-            launches, copies = self.replicas.average(launches)
+        written_back = None
+        if self._averages():
+            launches, written_back = self.replicas.average(launches)
         mu, nesterov, backend = self.options["outer_momentum"], self.options["nesterov"], self.options["backend"]
         for launch in launches:
             fused, strided = _without(launch.fused, skip_weights), _without(launch.strided, skip_weights)
@@ -320,8 +325,8 @@ class Sync:
                 _run(reference, strided, launch.alpha, mu, nesterov, backend, launch.compact)
             if moments[0]:
                 _run(launch.backend, moments, launch.alpha, mu, nesterov, backend)
-        if copies:
-            replicas_module.write_back(copies)
+        if written_back is not None:
+            replicas_module.write_back(*written_back)
         if self.options["pullback_momentum"] == "reset":
             for _, buffer in self.first_moments(self.params()):
                 buffer.zero_()
