@@ -13,6 +13,8 @@ bytes on the wire against DDP's gradient all-reduce.
     replica hands to torch.distributed.all_reduce, and of its own tensor to all_gather, which the
     int8 wire uses; the step check included), per inner step at k, against DDP's all-reduce of
     every float32 gradient at every step.
+(c) Streaming DiLoCo: the same count for each inner step of a k = 20 cycle with fragments=1 and 4
+    (delay 1): the bytes per cycle, how many steps send, and the most in one step.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from lookahead_fused import Lookahead
 
 ALPHA, MU = 0.7, 0.9
 KS = (5, 20, 50)
+FRAGMENTS, STREAM_K = (1, 4), 20
 SHAPES = {"resnet50": lambda: MODELS["resnet50"](), "many-small": lambda: [(4096,)] * 2000}
 
 
@@ -100,6 +103,20 @@ def wire_bytes(sync) -> int:
     return counted.bytes
 
 
+def streaming_bytes(shapes, rank: int, fragments: int) -> dict:
+    """(c) Streaming: the bytes handed to the collectives in each of STREAM_K inner steps (after the
+    first STREAM_K, so every fragment is in its cycle) with `fragments` and delay 1."""
+    params = params_of(shapes, 0)
+    opt = Lookahead(torch.optim.SGD(params, lr=0.0), k=STREAM_K, alpha=ALPHA, outer_momentum=MU, nesterov=True,
+                    replicas=dist.group.WORLD, fragments=fragments, delay=1)  # fmt: skip
+    per_step = []
+    for step in range(2 * STREAM_K):
+        moved(params, rank)
+        per_step.append(wire_bytes(opt.step))
+    cycle = per_step[STREAM_K:]
+    return {"most_in_a_step": max(cycle), "steps_sending": sum(b > 0 for b in cycle), "per_k_steps": sum(cycle)}
+
+
 def worker(rank, world, init_file, out_path, models: dict, rounds: int):
     """One replica: each of `models` ({name: shapes}) timed and counted; rank 0 writes the JSON."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -126,6 +143,7 @@ def worker(rank, world, init_file, out_path, models: dict, rounds: int):
             "sync_ms": {k: summary(v, 1e3, "ms") for k, v in samples.items()},
             "speedup": summary(per_round(lambda o, p: p / o, samples["ours"], samples["per-param"])),
             "wire_bytes_per_sync": wire, "ddp_bytes_per_step": 4 * numel,
+            "streaming": {fragments: streaming_bytes(shapes, rank, fragments) for fragments in FRAGMENTS},
         }  # fmt: skip
     if rank == 0:
         with open(out_path, "w") as f:
@@ -167,6 +185,9 @@ def main() -> None:
         for wire_dtype, nbytes in r["wire_bytes_per_sync"].items():
             ratios = ", ".join(f"k={k}: {k * r['ddp_bytes_per_step'] / nbytes:.1f}x" for k in KS)
             print(f"  wire {wire_dtype}: {nbytes} bytes a sync; fewer than DDP's float32 gradients: {ratios}")
+        for fragments, counted in r["streaming"].items():
+            print(f"  k={STREAM_K}, fragments={fragments}, delay=1: {counted['per_k_steps']} bytes per {STREAM_K} steps, "
+                  f"sent in {counted['steps_sending']} of them, at most {counted['most_in_a_step']} in one")
 
 
 if __name__ == "__main__":

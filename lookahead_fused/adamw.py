@@ -68,6 +68,9 @@ class LookaheadAdamW(Lookahead):
         backend="auto",
         replicas=None,
         replica_dtype=None,
+        fragments=1,
+        delay=0,
+        delay_mix=0.0,
     ):
         if amsgrad:
             raise ValueError(
@@ -92,7 +95,7 @@ class LookaheadAdamW(Lookahead):
         super().__init__(
             inner, k, alpha, pullback_momentum=pullback_momentum, outer_momentum=outer_momentum, nesterov=nesterov,
             slow_dtype=slow_dtype, momentum_dtype=momentum_dtype, backend=backend, capturable=capturable,
-            replicas=replicas, replica_dtype=replica_dtype,
+            replicas=replicas, replica_dtype=replica_dtype, fragments=fragments, delay=delay, delay_mix=delay_mix,
         )  # fmt: skip
         if capturable and self._sync.strided_ids:
             raise ValueError("LookaheadAdamW(capturable=True) needs dense params (a strided view runs the host loop)")
@@ -202,7 +205,7 @@ class LookaheadAdamW(Lookahead):
     def _host_step(self) -> None:
         """capturable=False: the host knows the counter and the step counts
         (see [NOTE: AdamW rows] in lookahead_fused/adamw.py)."""
-        syncs = (self.step_count + 1) % self.k == 0
+        syncs = self._sync.due(self.step_count + 1)
         if syncs:
             launches = self._sync.launches()  # checks them (and moves slow weights along) first
         layout = self._layout(require_grads=False)

@@ -6,7 +6,9 @@ committing what was read.
                                                           "lookahead_slow_low": T for the slow weight;
                                                           momentum_dtype="int8": the outer momentum's
                                                           codes, "lookahead_outer_momentum_scales": T and
-                                                          "lookahead_outer_momentum_dims": T)
+                                                          "lookahead_outer_momentum_dims": T;
+                                                          a fragment in flight (fragments, delay):
+                                                          "lookahead_pending_delta": T)
      "param_groups": <the inner optimizer's groups>,
      "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha" (a number or "adaptive"),
                    "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha",
@@ -42,7 +44,8 @@ import torch
 from . import bf16_int8, contract, first_moment
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
 from . import int8_blocks
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, PENDING_DELTA, SLOW_HIGH, SLOW_LOW
+from .slow_state import SLOW_MOMENTUM, SLOW_PARAM
 from .slow_state import copy_as, is_compact, is_int8_momentum, outer_momentum_dtype_for, outer_momentum_state
 from .slow_state import slow_weight_state, state_dims, zero_outer_momentum
 
@@ -55,8 +58,9 @@ SAVED_SLOW_HIGH = "lookahead_slow_high"
 SAVED_SLOW_LOW = "lookahead_slow_low"
 SAVED_OUTER_MOMENTUM_SCALES = "lookahead_outer_momentum_scales"
 SAVED_OUTER_MOMENTUM_DIMS = "lookahead_outer_momentum_dims"  # the dims order the int8 blocks were cut in
+SAVED_PENDING_DELTA = "lookahead_pending_delta"  # see [NOTE: streaming] in lookahead_fused/streaming.py
 _SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM, SAVED_OUTER_MOMENTUM, SAVED_SLOW_HIGH, SAVED_SLOW_LOW,
-               SAVED_OUTER_MOMENTUM_SCALES, SAVED_OUTER_MOMENTUM_DIMS)  # fmt: skip
+               SAVED_OUTER_MOMENTUM_SCALES, SAVED_OUTER_MOMENTUM_DIMS, SAVED_PENDING_DELTA)  # fmt: skip
 # a slow weight's state key -> its key in a checkpoint
 _SAVED_SLOW_KEYS = {SLOW_PARAM: SAVED_SLOW_PARAM, SLOW_HIGH: SAVED_SLOW_HIGH, SLOW_LOW: SAVED_SLOW_LOW}
 
@@ -83,8 +87,10 @@ def section_for(opt, step: torch.Tensor, k: int) -> dict:
     }
 
 
-def pack(opt, step: torch.Tensor) -> dict:
-    """`opt`'s state_dict at step counter `step`."""
+def pack(opt, step: torch.Tensor, pending_for_every_param: bool = False) -> dict:
+    """`opt`'s state_dict at step counter `step`; with `pending_for_every_param` (fragments or delay),
+    a SAVED_PENDING_DELTA for every param, zero where no sync is in flight, so that the structure does
+    not depend on the step (torch.distributed.checkpoint loads into a template)."""
     inner = opt.optimizer.state_dict()
     state = dict(inner["state"])
     saved_ids = chain.from_iterable(group["params"] for group in inner["param_groups"])
@@ -102,6 +108,10 @@ def pack(opt, step: torch.Tensor) -> dict:
         if OUTER_MOMENTUM_SCALES in mine:
             entry[SAVED_OUTER_MOMENTUM_SCALES] = mine[OUTER_MOMENTUM_SCALES]
             entry[SAVED_OUTER_MOMENTUM_DIMS] = torch.tensor(int8_blocks.memory_dims(mine[OUTER_MOMENTUM]))
+        if PENDING_DELTA in mine:  # a copy: it is a view of its fragment's buffer, which the fragment's next sync reuses
+            entry[SAVED_PENDING_DELTA] = mine[PENDING_DELTA].clone()
+        elif pending_for_every_param:
+            entry[SAVED_PENDING_DELTA] = torch.zeros_like(mine[SLOW_PARAM])
         state[saved_id] = entry
     section = section_for(opt, step.cpu().clone(), opt.k)
     groups = inner["param_groups"]  # new dicts (the inner's state_dict() packs them): ours to extend
@@ -126,6 +136,7 @@ class Loaded:
     slow: dict = field(default_factory=dict)  # param -> its slow weight's state entries (slow_weight_state)
     slow_momentum: dict = field(default_factory=dict)  # param -> slow first moment
     outer_momentum: dict = field(default_factory=dict)  # param -> its outer momentum's state entries
+    pending: dict = field(default_factory=dict)  # param -> its fragment's averaged pseudo-gradient in flight
     step: torch.Tensor | None = None
     config: dict = field(default_factory=dict)  # k, alpha, pullback_momentum
 
@@ -245,7 +256,9 @@ def _read_saved_dims(entry, outer: torch.Tensor, where: str) -> list[int]:
     return found
 
 
-def read(opt, state_dict) -> Loaded:
+def read(opt, state_dict, keeps_pending: bool = False) -> Loaded:
+    """`state_dict` checked and copied; the pseudo-gradients of fragments in flight only where
+    `keeps_pending` (the optimizer has fragments or delay), else dropped with a warning."""
     if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
         raise ValueError("not an optimizer state_dict: it needs 'state' and 'param_groups'")
     groups, saved_groups = opt.param_groups, state_dict["param_groups"]
@@ -288,6 +301,16 @@ def read(opt, state_dict) -> Loaded:
                     raise ValueError(f"{where}: the state_dict was saved with outer momentum but has no {SAVED_OUTER_MOMENTUM}")
                 if outer is not None:
                     loaded.outer_momentum[p] = _read_outer_momentum(opt, entry, outer, p, where)
+                pending = _read_saved_tensor(entry, SAVED_PENDING_DELTA, p, where)
+                if pending is not None:
+                    loaded.pending[p] = copy_as(pending, p, opt.slow_dtype_for(p))
+    if loaded.pending and not keeps_pending:
+        loaded.pending.clear()
+        warnings.warn(
+            f"the state_dict was saved with fragments or delay (it holds {SAVED_PENDING_DELTA}); this optimizer has "
+            "neither: a sync in flight at its step is dropped",
+            stacklevel=3,
+        )
     if plain:
         warnings.warn(
             f"the state_dict holds no Lookahead state (a plain {type(opt.optimizer).__name__} checkpoint?): "
@@ -306,6 +329,8 @@ def restore(loaded: Loaded, state, step_count: torch.Tensor, defaults: dict, ada
         state[p].update(slow)
     for p, slow_momentum in loaded.slow_momentum.items():
         state[p][SLOW_MOMENTUM] = slow_momentum
+    for p, pending in loaded.pending.items():
+        state[p][PENDING_DELTA] = pending
     if loaded.step is not None:
         step_count.copy_(loaded.step)
         config = dict(loaded.config)

@@ -28,7 +28,7 @@ import contextlib
 import torch
 from torch.optim import Optimizer
 
-from . import backends, checkpoint, contract, first_moment, options, peer_checkpoints, wrapping
+from . import backends, checkpoint, contract, first_moment, options, peer_checkpoints, streaming, wrapping
 from . import replicas as replicas_module
 from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .capturable import capturable_device, check_capturable_group
@@ -65,6 +65,9 @@ class Lookahead(Optimizer):
     replicas: None, or a torch.distributed ProcessGroup whose ranks are data-parallel replicas that
     train on their own and, at each sync, average their fast weights (DiLoCo; replica_dtype: the
     dtype sent, None for the slow weights' own; see [NOTE: replicas] in lookahead_fused/replicas.py).
+    fragments, delay, delay_mix: Streaming DiLoCo with replicas, the params synced in `fragments`
+    parts at their own phases, each landing `delay` steps after it is sent, mixed with the local
+    progress by `delay_mix` (see [NOTE: streaming] in lookahead_fused/streaming.py).
     """
 
     def __init__(
@@ -86,6 +89,9 @@ class Lookahead(Optimizer):
         gradient=None,
         replicas=None,
         replica_dtype=None,
+        fragments=1,
+        delay=0,
+        delay_mix=0.0,
     ):
         if isinstance(optimizer, Lookahead):
             raise TypeError("cannot wrap a Lookahead in a Lookahead; wrap the inner optimizer once")
@@ -97,13 +103,14 @@ class Lookahead(Optimizer):
             capturable=capturable,
         )  # fmt: skip
         replicas_module.check_replica_options(replicas, replica_dtype, defaults)
+        streaming.check_stream_options(fragments, delay, delay_mix, defaults["k"], defaults["pullback_momentum"], replicas)
         self._adaptive = AdaptiveAlpha(optimizer, alpha_bounds, curvature, gradient) if alpha == ADAPTIVE else None
         first_moment.first_moment_key(optimizer, pullback_momentum, momentum_key)
         self.optimizer = optimizer
         self._step_count_tensor = torch.zeros((), dtype=torch.int64, device=capturable_device(optimizer, capturable, alpha))
         self._constructing = True
         self._replicas = None if replicas is None else replicas_module.Replicas(
-            replicas, replica_dtype, self._step_count_tensor, lambda: self.defaults["k"]
+            replicas, replica_dtype, self._step_count_tensor, lambda: self.defaults["k"], fragments, delay, delay_mix
         )  # fmt: skip
         self._shared = SharedState(self)  # see [NOTE: one state for every handle] in lookahead_fused/shared_state.py
         # Optimizer.__init__ sets up the hooks and calls add_param_group for each inner group,
@@ -215,8 +222,6 @@ class Lookahead(Optimizer):
         if self.defaults["capturable"]:
             check_capturable_group(self.optimizer, group, self._step_count_tensor.device, where)
         if self._replicas is not None:  # last: a collective, which every replica reaches with the same group
-            for i, p in enumerate(group["params"]):
-                replicas_module.check_param_for_replicas(p, where=f"{where}: param {i}")
             self._replicas.check_identical(group["params"], where)
 
     def _params(self) -> list[torch.Tensor]:
@@ -255,7 +260,7 @@ class Lookahead(Optimizer):
             raise RuntimeError("Lookahead with replicas: a compiled step() is not supported yet; compile the model, not the step")
         gated = self.defaults["capturable"] or (compiling and self._adaptive is None)
         every_step = gated and (compiling or not self._counter_on_host())
-        syncs_now = every_step or (self.step_count + 1) % self.k == 0
+        syncs_now = every_step or self._sync.due(self.step_count + 1)
         if syncs_now:  # check the launches before the inner step changes anything
             launches = self._sync.launches(check=not compiling)
         loss = self.optimizer.step(closure)
@@ -324,7 +329,8 @@ class Lookahead(Optimizer):
         for hook in self._optimizer_state_dict_pre_hooks.values():
             hook(self)
         self._sync.create_slow_momenta()
-        state_dict = checkpoint.pack(self, self._step_count_tensor)
+        streams = self._sync.settle()
+        state_dict = checkpoint.pack(self, self._step_count_tensor, pending_for_every_param=streams)
         for hook in self._optimizer_state_dict_post_hooks.values():
             result = hook(self, state_dict)
             if result is not None:
@@ -344,9 +350,15 @@ class Lookahead(Optimizer):
             if result is not None:
                 state_dict = result
         state_dict = peer_checkpoints.convert(self, state_dict)
-        loaded = checkpoint.read(self, state_dict)
+        stream = self._replicas.stream if self._replicas is not None else None
+        loaded = checkpoint.read(self, state_dict, keeps_pending=stream is not None)
+        if stream is not None:
+            stream.check_k(loaded.config.get("k", self.k))
         self.optimizer.load_state_dict(loaded.inner_state_dict)
+        self._sync.forget_in_flight()
         checkpoint.restore(loaded, self.state, self._step_count_tensor, self.defaults, self._adaptive)
+        if stream is not None:
+            stream.keep_in_flight_only(self._params(), self.state, self.step_count)
         self._sync.invalidate()
         for hook in self._optimizer_load_state_dict_post_hooks.values():
             hook(self)

@@ -22,10 +22,14 @@ the same number of times, with the same k and the same params in the same order.
 each replica's step count and k first (one small collective) and raises on every replica when they
 differ, before anything changes; a replica that stops stepping altogether leaves the others waiting
 in that collective (the process group's timeout applies), as with DDP. The buffers, one slow-dtype
-copy of the params, are allocated at the first sync and kept. Not built yet, refused when the
+copy of the params, are allocated at the first sync and kept. Sharded params (FSDP2 inside each
+replica, HSDP on a 2-D mesh, `group` the "replicate" dimension's): each rank does all of this on its
+local shards, with its peers that hold the same shards. Not built yet, refused when the
 optimizer is built: capturable=True, alpha="adaptive" (each replica would choose its own),
-slow_dtype="bf16+int8", momentum_dtype="int8", DTensor params (HSDP), and a compiled step();
-LookaheadAdamW with replicas runs its AdamW pass without the sync, then this one.
+slow_dtype="bf16+int8", momentum_dtype="int8", and a compiled step();
+LookaheadAdamW with replicas runs its AdamW pass without the sync, then this one. With fragments or
+a delay, each fragment's sync is this one on its own params, sent and landed at its own steps, in
+buffers of its own (see [NOTE: streaming] in lookahead_fused/streaming.py).
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ import dataclasses
 
 import torch
 
-from . import int8_blocks
-from .sharded import dtensor_type
+from . import int8_blocks, streaming
+from .sharded import local_tensor, mesh_groups
 from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum
 
 WIRE_DTYPES = (None, torch.float32, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)  # "int8": int8 blocks
@@ -73,16 +77,10 @@ def is_int8_wire(replica_dtype) -> bool:
     return isinstance(replica_dtype, str) and replica_dtype == int8_blocks.MOMENTUM_DTYPE
 
 
-def check_param_for_replicas(param: torch.Tensor, where: str) -> None:
-    dtensor = dtensor_type()
-    if dtensor is not None and isinstance(param, dtensor):
-        raise ValueError(f"{where}: it is a DTensor (FSDP2); replicas with sharded params (HSDP) are not built yet")
-
-
 class Replicas:
     """The replicas of one Lookahead: its group, wire dtype and step counter, and the sync's buffers."""
 
-    def __init__(self, group, wire_dtype, counter: torch.Tensor, k_of):
+    def __init__(self, group, wire_dtype, counter: torch.Tensor, k_of, fragments=1, delay=0, delay_mix=0.0):
         import torch.distributed as dist
 
         self.dist = dist
@@ -92,7 +90,9 @@ class Replicas:
         self.wire_dtype = wire_dtype
         self.counter = counter  # the optimizer's step counter
         self.k_of = k_of  # () -> the optimizer's k
-        self._layout = None  # (key, {(device, dtype): flat buffer}, views in the order of the pairs)
+        self._layouts: dict = {}  # slot -> (key, flat buffers, views in the order of the pairs)
+        # fragments and delay (see [NOTE: streaming] in lookahead_fused/streaming.py), or None
+        self.stream = streaming.Stream(self, fragments, delay, delay_mix, k_of) if streaming.streams(fragments, delay) else None
 
     def __getstate__(self) -> dict:
         raise TypeError("a Lookahead with replicas cannot be copied or pickled: it holds a process group")
@@ -106,7 +106,7 @@ class Replicas:
             return
         first_differing = len(params)
         for indices in _by_device_and_dtype(params).values():
-            local = torch.cat([params[i].detach().reshape(-1) for i in indices])
+            local = torch.cat([local_tensor(params[i].detach()).reshape(-1) for i in indices])
             theirs = local.clone()
             self.dist.broadcast(theirs, src=self.dist.get_global_rank(self.group, 0), group=self.group)
             bits = _bit_view(local) != _bit_view(theirs)
@@ -115,7 +115,8 @@ class Replicas:
                 first = int(torch.searchsorted(ends, int(bits.nonzero()[0]), right=True))
                 first_differing = min(first_differing, indices[first])
         found = torch.tensor([first_differing], dtype=torch.int64, device=params[0].device)  # NCCL: on the GPU
-        self.dist.all_reduce(found, op=self.dist.ReduceOp.MIN, group=self.group)
+        for group in [self.group, *mesh_groups(params)]:  # sharded params: every shard of every replica agrees
+            self.dist.all_reduce(found, op=self.dist.ReduceOp.MIN, group=group)
         if int(found) < len(params):
             raise ValueError(
                 f"{where}: param {int(found)} (in group order) differs between the replicas; replicas must start from "
@@ -128,29 +129,48 @@ class Replicas:
         """The launches with their fast weights replaced by the replicas' average, in buffers of the
         slow dtype (see [NOTE: replicas] in lookahead_fused/replicas.py), strided params among them (a
         buffer is dense); and (params, buffers) for write_back after the sync."""
-        pairs = [(launch_index, lists[0][i], lists[1][i]) for launch_index, launch in enumerate(launches)
-                 for lists in (launch.fused, launch.strided) for i in range(len(lists[0]))]  # fmt: skip
-        self._check_in_step(pairs[0][1].device if pairs else torch.device("cpu"))
-        buffers, views = self._buffers_for([slow for _, _, slow in pairs])
-        params, slows = [p for _, p, _ in pairs], [s for _, _, s in pairs]
+        finish, _, views = self.send(launches, slot=None)
+        finish()
+        return self.with_averages(launches, views)
+
+    @torch.no_grad()
+    def send(self, launches: list, slot) -> tuple[object, list, list]:
+        """Pack the pseudo-gradients fast - slow of `launches` into the buffers of `slot` (a fragment,
+        or None for every param) and start their reduction: (finish, the params, their views), where
+        finish() waits for it and leaves the mean over the replicas in the views."""
+        pairs = _pairs_of(launches)
+        self._check_in_step(pairs[0][0].device if pairs else torch.device("cpu"))
+        params, slows = [p for p, _ in pairs], [local_tensor(s) for _, s in pairs]
+        buffers, views = self._buffers_for(slows, slot)
         if views:
-            torch._foreach_copy_(views, params)
+            torch._foreach_copy_(views, [local_tensor(p) for p in params])
             torch._foreach_sub_(views, slows)
-        self._all_reduce(buffers)
-        for flat in buffers:
-            flat.div_(self.size)
+        waits = self._start_sum(buffers) if self.averages else []
+
+        def finish() -> None:
+            for wait in waits:
+                wait()
+            if self.averages:
+                for flat in buffers:
+                    flat.div_(self.size)
+
+        return finish, params, views
+
+    @torch.no_grad()
+    def with_averages(self, launches: list, views: list) -> tuple[list, tuple[list, list]]:
+        """`launches` with the averaged fast weights slow + mean d (`views`, one per param of the
+        launches in order, holding mean d) as their fast list; and (params, views) for write_back."""
+        pairs = _pairs_of(launches)
         if views:
-            torch._foreach_add_(views, slows)
+            torch._foreach_add_(views, [local_tensor(s) for _, s in pairs])
+        views_of = iter(views)
         averaged = []
-        by_launch: dict[int, list] = {}
-        for (launch_index, _, _), view in zip(pairs, views):
-            by_launch.setdefault(launch_index, []).append(view)
-        for launch_index, launch in enumerate(launches):
-            fast = by_launch.get(launch_index, [])
-            rest = tuple(a + b for a, b in zip(launch.fused[1:], launch.strided[1:]))
+        for launch in launches:  # sharded lists: their local shards, which the ops take as plain tensors
+            fast = [next(views_of) for lists in (launch.fused, launch.strided) for _ in lists[0]]
+            rest = tuple([local_tensor(t) for t in a + b] for a, b in zip(launch.fused[1:], launch.strided[1:]))
             empty = tuple([] for _ in launch.fused)
             averaged.append(dataclasses.replace(launch, fused=(fast, *rest), strided=empty))
-        return averaged, (params, views)
+        return averaged, ([p for p, _ in pairs], views)
 
     def _check_in_step(self, device: torch.device) -> None:
         """Every replica at the same step with the same k, or a RuntimeError on every one (the small
@@ -165,11 +185,12 @@ class Replicas:
                 "step (and call sync_lookahead()) the same number of times, with the same k"
             )
 
-    def _all_reduce(self, buffers: list[torch.Tensor]) -> None:
-        """SUM over the replicas, each buffer in pieces of BUCKET_BYTES, all in flight at once; a buffer
-        whose wire dtype is another is sent as a copy in that dtype and read back."""
+    def _start_sum(self, buffers: list[torch.Tensor]) -> list:
+        """Start the SUM over the replicas, each buffer in pieces of BUCKET_BYTES, all in flight at once;
+        a buffer whose wire dtype is another is sent as a copy in that dtype. The waits that finish it,
+        in order (the last reads the copies back)."""
         if is_int8_wire(self.wire_dtype):
-            return self._sum_int8(buffers)
+            return self._start_int8_sum(buffers)
         works, casts = [], []
         for flat in buffers:
             wire = flat if self.wire_dtype in (None, flat.dtype) else flat.to(self.wire_dtype)
@@ -178,13 +199,15 @@ class Replicas:
             step = max(1, BUCKET_BYTES // wire.element_size())
             for start in range(0, wire.numel(), step):
                 works.append(self.dist.all_reduce(wire[start : start + step], group=self.group, async_op=True))
-        for work in works:
-            work.wait()
-        for flat, wire in casts:
-            flat.copy_(wire)
 
-    def _sum_int8(self, buffers: list[torch.Tensor]) -> None:
-        """The SUM of _all_reduce with int8 blocks on the wire
+        def read_back() -> None:
+            for flat, wire in casts:
+                flat.copy_(wire)
+
+        return [work.wait for work in works] + [read_back]
+
+    def _start_int8_sum(self, buffers: list[torch.Tensor]) -> list:
+        """The SUM of _start_sum with int8 blocks on the wire
         (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py): each replica's buffer encoded in float32, every replica's codes
         and scales all-gathered (int8 codes under different scales cannot be summed by a reduction),
         then decoded and summed in float32 in rank order by every replica, so all get the same bits."""
@@ -195,20 +218,26 @@ class Replicas:
             works = [self.dist.all_gather(theirs[0], codes, group=self.group, async_op=True),
                      self.dist.all_gather(theirs[1], scales, group=self.group, async_op=True)]  # fmt: skip
             gathered.append((flat, theirs, works))
-        for flat, (codes, scales), works in gathered:
-            for work in works:
-                work.wait()
-            total = torch.zeros(flat.shape, dtype=torch.float32, device=flat.device)
-            for replica_codes, replica_scales in zip(codes, scales):
-                total += int8_blocks.decode(replica_codes, replica_scales)
-            flat.copy_(total)
 
-    def _buffers_for(self, slows: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        def sum_in_rank_order() -> None:
+            for flat, (codes, scales), works in gathered:
+                for work in works:
+                    work.wait()
+                total = torch.zeros(flat.shape, dtype=torch.float32, device=flat.device)
+                for replica_codes, replica_scales in zip(codes, scales):
+                    total += int8_blocks.decode(replica_codes, replica_scales)
+                flat.copy_(total)
+
+        return [sum_in_rank_order]
+
+    def _buffers_for(self, slows: list[torch.Tensor], slot) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Flat buffers (one per device and slow dtype, zero where no view lies) and a view of them per
-        slow weight, with its shape and strides, in its 16-byte phase; built once per set of slow weights."""
+        slow weight, with its shape and strides, in its 16-byte phase; built once per set of slow
+        weights of each `slot` (a fragment's buffers stay its own while its sync is in flight)."""
         key = tuple((id(s), s.data_ptr(), s.dtype, s.device, tuple(s.shape), s.stride()) for s in slows)
-        if self._layout is not None and self._layout[0] == key:
-            return self._layout[1], self._layout[2]
+        held = self._layouts.get(slot)
+        if held is not None and held[0] == key:
+            return held[1], held[2]
         offsets, ends = [], {}
         for s in slows:
             where = (s.device, s.dtype)
@@ -219,14 +248,27 @@ class Replicas:
         flats = {where: torch.zeros(end, dtype=where[1], device=where[0]) for where, end in ends.items()}
         views = [flats[(s.device, s.dtype)][start : start + s.numel()].as_strided(s.shape, s.stride())
                  for s, start in zip(slows, offsets)]  # fmt: skip
-        self._layout = (key, list(flats.values()), views)
-        return self._layout[1], views
+        self._layouts[slot] = (key, list(flats.values()), views)
+        return self._layouts[slot][1], views
 
 
-def write_back(params: list, views: list) -> None:
-    """The params take the new slow weights (the buffers after the sync), cast to their dtype."""
-    if params:
-        torch._foreach_copy_(params, views)
+def write_back(params: list, views: list, mix: float = 0.0) -> None:
+    """The params take the new slow weights (the buffers after the sync), cast to their dtype; with
+    `mix` > 0, (1 - mix) new slow weights + mix their own values
+    (see [NOTE: streaming] in lookahead_fused/streaming.py), computed in the slow weights' dtype."""
+    if not params:
+        return
+    params = [local_tensor(p) for p in params]
+    if mix:
+        for view, p in zip(views, params):
+            view.lerp_(p.to(view.dtype), mix)
+    torch._foreach_copy_(params, views)
+
+
+def _pairs_of(launches: list) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(param, slow weight) of every entry of `launches`, fused then strided, launch by launch."""
+    return [(lists[0][i], lists[1][i]) for launch in launches for lists in (launch.fused, launch.strided)
+            for i in range(len(lists[0]))]  # fmt: skip
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -19,6 +19,34 @@ def dtensor_type():
     return DTensor
 
 
+def local_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's local shard (writing it writes the DTensor), or a plain tensor itself."""
+    dtensor = dtensor_type()
+    return t.to_local() if dtensor is not None and isinstance(t, dtensor) else t
+
+
+def sharded_like(local: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """`local` (a shard of `param`'s local shape) as a DTensor laid out like `param`, sharing its
+    memory; `local` itself beside a plain param."""
+    dtensor = dtensor_type()
+    if dtensor is None or not isinstance(param, dtensor):
+        return local
+    return dtensor.from_local(local, param.device_mesh, param.placements, run_check=False, shape=param.shape,
+                              stride=param.stride())  # fmt: skip
+
+
+def mesh_groups(tensors) -> list:
+    """The process groups of every mesh dimension of the DTensors among `tensors`, each once, in the
+    order first met (the same order on every rank that holds the same params)."""
+    dtensor = dtensor_type()
+    found, meshes = [], []
+    for t in tensors:
+        if dtensor is not None and isinstance(t, dtensor) and t.device_mesh not in meshes:
+            meshes.append(t.device_mesh)
+            found += [t.device_mesh.get_group(dim) for dim in range(t.device_mesh.ndim)]
+    return found
+
+
 _LIST_NAMES = {  # the op -> its lists' names in the messages
     "lookahead_sync_": SYNC_LIST_NAMES,
     "lookahead_adamw_step_": ADAMW_LIST_NAMES,
@@ -47,5 +75,4 @@ def local_shards(first, second, *more, op: str):
                     f"{op}: pair {i}: {names[0]} is laid out as {x.placements} on {x.device_mesh} but {name} "
                     f"as {y.placements} on {y.device_mesh}; shard the slow tensor like its param"
                 )
-    unwrap = lambda t: t.to_local() if isinstance(t, dtensor) else t  # noqa: E731
-    return tuple([unwrap(t) for t in tensors] for tensors in lists)
+    return tuple([local_tensor(t) for t in tensors] for tensors in lists)

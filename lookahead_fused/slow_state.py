@@ -14,6 +14,9 @@ OUTER_MOMENTUM = "outer_momentum"  # the momentum on its slow weight, for outer_
 # With momentum_dtype="int8", OUTER_MOMENTUM holds its int8 codes and this key its block scales
 # (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py).
 OUTER_MOMENTUM_SCALES = "outer_momentum_scales"
+# While a fragment's sync is in flight, its params' averaged pseudo-gradient
+# (see [NOTE: streaming] in lookahead_fused/streaming.py).
+PENDING_DELTA = "pending_delta"
 # With slow_dtype="bf16+int8" the slow weight is these two tensors instead of SLOW_PARAM
 # (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py).
 SLOW_HIGH = "slow_high"  # its bfloat16 high part

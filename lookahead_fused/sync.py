@@ -287,7 +287,28 @@ class Sync:
                 return
             except (ValueError, NotImplementedError):
                 pass  # the op wrote nothing: check as below, which moves a moved param's slow state along
-        self.run(self.launches())
+        self.run(self.launches(), now=True)
+
+    def due(self, step: int) -> bool:
+        """Whether a sync runs after the inner step that makes the count `step`: at the multiples of k, or
+        when a fragment's sync starts or lands (see [NOTE: streaming] in lookahead_fused/streaming.py)."""
+        stream = self._stream()
+        return stream.due(step) if stream is not None else step % self.options["k"] == 0
+
+    def _stream(self):
+        return self.replicas.stream if self.replicas is not None else None
+
+    def settle(self) -> bool:
+        """Before a state_dict: every fragment's reduction in flight finished, its state holding the
+        averages. Whether there are fragments or a delay."""
+        if self._stream() is not None:
+            self._stream().settle()
+        return self._stream() is not None
+
+    def forget_in_flight(self) -> None:
+        """A checkpoint replaced the state: nothing in flight is kept."""
+        if self._stream() is not None:
+            self._stream().forget()
 
     def _averages(self) -> bool:
         """Whether a sync averages the fast weights of several replicas first
@@ -300,19 +321,37 @@ class Sync:
         return (
             getattr(launch.backend, "checks_contract", False)
             and not self._averages()  # its collectives ran before the op could refuse
+            and self._stream() is None
             and not launch.strided[0]
             and launch.alpha != ADAPTIVE
             and self.options["pullback_momentum"] != "pullback"
         )
 
     @torch.no_grad()
-    def run(self, launches: list[Launch], skip_weights=frozenset()) -> None:
+    def run(self, launches: list[Launch], skip_weights=frozenset(), now: bool = False) -> None:
         """Sync the checked `launches` now: the weights (but those whose id is in `skip_weights`,
-        which a fused AdamW pass has synced) and their pullback momenta, or the reset."""
+        which a fused AdamW pass has synced) and their pullback momenta, or the reset. With fragments
+        or delay, the fragments due at this step (`now`: every fragment, for sync_lookahead)."""
         launches = self._with_moments(self._choose_adaptive(launches), check=True)
+        stream = self._stream()
+        if stream is not None:  # pullback_momentum="none" (see [NOTE: streaming] in lookahead_fused/streaming.py)
+            step = None if now else int(self.replicas.counter)
+            for averaged, written_back, mix in stream.run(launches, self.params(), self.slow_state, step):
+                self._run_weights(averaged, skip_weights)
+                replicas_module.write_back(*written_back, mix)
+            return
         written_back = None
         if self._averages():
             launches, written_back = self.replicas.average(launches)
+        self._run_weights(launches, skip_weights)
+        if written_back is not None:
+            replicas_module.write_back(*written_back)
+        if self.options["pullback_momentum"] == "reset":
+            for _, buffer in self.first_moments(self.params()):
+                buffer.zero_()
+
+    def _run_weights(self, launches: list[Launch], skip_weights) -> None:
+        """The fused launches of the weights (and of the pullback momenta joining them), the strided loop."""
         mu, nesterov, backend = self.options["outer_momentum"], self.options["nesterov"], self.options["backend"]
         for launch in launches:
             fused, strided = _without(launch.fused, skip_weights), _without(launch.strided, skip_weights)
@@ -325,11 +364,6 @@ class Sync:
                 _run(reference, strided, launch.alpha, mu, nesterov, backend, launch.compact)
             if moments[0]:
                 _run(launch.backend, moments, launch.alpha, mu, nesterov, backend)
-        if written_back is not None:
-            replicas_module.write_back(*written_back)
-        if self.options["pullback_momentum"] == "reset":
-            for _, buffer in self.first_moments(self.params()):
-                buffer.zero_()
 
     def _choose_adaptive(self, launches: list[Launch]) -> list[Launch]:
         """alpha="adaptive": choose it from the weights (before the momenta join), and run its params

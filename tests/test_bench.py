@@ -165,5 +165,10 @@ def test_replicas_bench_counts_the_wire_exactly_and_both_outer_steps_agree():
     assert r["wire_bytes_per_sync"] == {"None": 3 * 4096 * 4 + step_check, "torch.bfloat16": 3 * 4096 * 2 + step_check,
                                         "int8": int8_blocks + step_check}  # fmt: skip
     assert r["ddp_bytes_per_step"] == 3 * 4096 * 4
+    # streaming: three equal params in four fragments by bytes are fragments 0, 2 and 3 (fragment 1 sends nothing)
+    assert r["streaming"]["1"] == {"most_in_a_step": 3 * 4096 * 4 + step_check, "steps_sending": 1,
+                                   "per_k_steps": 3 * 4096 * 4 + step_check}  # fmt: skip
+    assert r["streaming"]["4"] == {"most_in_a_step": 4096 * 4 + step_check, "steps_sending": 3,
+                                   "per_k_steps": 3 * (4096 * 4 + step_check)}  # fmt: skip
     assert_is_summary(r["speedup"])
 

@@ -1,7 +1,8 @@
 """Lookahead with replicas=group (DiLoCo; see [NOTE: replicas] in lookahead_fused/replicas.py), on the
-CPU with gloo, 2 processes: against DiLoCo in float64 with every replica in one process, the replicas
-bit for bit the same after every sync, a mid-period checkpoint resuming bit for bit, each wire
-dtype within its bound, a group of one replica as replicas=None, and the refusals."""
+CPU with gloo, 2 processes (3 in two tests): against DiLoCo in float64 with every replica in one
+process, the replicas bit for bit the same after every sync, a mid-period checkpoint resuming bit for
+bit, Streaming DiLoCo (fragments, delay, delay_mix) likewise, each wire dtype within its bound, a
+group of one replica as replicas=None, and the refusals."""
 
 import os
 import sys
@@ -33,6 +34,59 @@ def test_diloco_follows_float64_and_every_replica_holds_the_same_state(tmp_path,
     assert result["identical_after_syncs"] == [True] * (STEPS // workers.K)
     assert result["resumed_equal"], "the run resumed from the mid-period checkpoint left the trajectory"
     params, slow, momenta = workers.diloco_float64(WORLD, STEPS, kind)
+    for got, want in zip(result["final"], params + slow + momenta, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
+
+
+STREAMS = {
+    "fragments": {"fragments": 2},
+    "delay": {"delay": 2},
+    "fragments-delay-mix": {"fragments": 3, "delay": 2, "delay_mix": 0.25},
+}
+
+
+@pytest.mark.parametrize("stream", STREAMS, ids=str)
+@pytest.mark.parametrize("kind", workers.KINDS)
+def test_streaming_diloco_follows_float64_and_resumes_with_a_fragment_in_flight(tmp_path, kind, stream):
+    """Fragments at their phases, landing `delay` steps later, mixed by delay_mix, against float64; the
+    checkpoint after step K + 1 (K = 3) holds a fragment in flight wherever delay > 0: with delay 2 the
+    sync sent at step 3 (both cases), and with 3 fragments also the one sent at step 4."""
+    _spawn(workers.diloco_worker, tmp_path, kind, STREAMS[stream])
+    result = torch.load(os.path.join(tmp_path, "diloco.pt"))
+    assert result["identical_after_syncs"] == [True] * (STEPS // workers.K)
+    assert result["resumed_equal"], "the run resumed from the checkpoint with a fragment in flight left the trajectory"
+    params, slow, momenta = workers.diloco_float64(WORLD, STEPS, kind, **STREAMS[stream])
+    for got, want in zip(result["final"], params + slow + momenta, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("stream", ["plain", "fragments-delay-mix"])
+def test_three_replicas_follow_float64(tmp_path, stream):
+    """Three replicas (a mean that is not a power-of-two division), DiLoCo and Streaming DiLoCo."""
+    options = STREAMS.get(stream, {})
+    _spawn(workers.diloco_worker, tmp_path, "lookahead", options, world=3)
+    result = torch.load(os.path.join(tmp_path, "diloco.pt"))
+    assert result["identical_after_syncs"] == [True] * (STEPS // workers.K)
+    assert result["resumed_equal"]
+    params, slow, momenta = workers.diloco_float64(3, STEPS, "lookahead", **options)
+    for got, want in zip(result["final"], params + slow + momenta, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize(("kind", "stream"), [(kind, "plain") for kind in workers.KINDS] + [("lookahead", "fragments-delay-mix")])
+def test_fsdp2_inside_each_replica_follows_float64(tmp_path, kind, stream):
+    """HSDP 2 x 2: FSDP2 shards each replica over two ranks, (Streaming) DiLoCo runs across the two
+    replicas; the full params, slow weights and outer momenta against the float64 DiLoCo of two
+    unsharded replicas, the same on all four ranks after every sync, the slow weights sharded like
+    their params, a resume mid-period bit for bit, from a state_dict and from each replica's DCP
+    checkpoint."""
+    options = STREAMS.get(stream, {})
+    _spawn(workers.hsdp_worker, tmp_path, kind, options, world=4)
+    result = torch.load(os.path.join(tmp_path, "hsdp.pt"))
+    assert result["identical_after_syncs"] == [True] * (STEPS // workers.K)
+    assert result["state_sharded"] and result["resumed_equal"]
+    assert result["dcp_equal"], "the run resumed from the replica's DCP checkpoint left the trajectory"
+    params, slow, momenta = workers.diloco_float64(2, STEPS, kind, **options)
     for got, want in zip(result["final"], params + slow + momenta, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
 
@@ -88,3 +142,44 @@ def test_a_group_of_one_replica_is_the_plain_sync_and_refusals_name_the_option(t
     assert "replica_dtype must be None (the slow weights' dtype), torch.float32, torch.bfloat16 or 'int8'" in refused["int4_wire"]
     assert "replica_dtype=torch.bfloat16 needs replicas=" in refused["wire_without_replicas"]
     assert refused["not_a_group"].startswith("TypeError: replicas must be a torch.distributed ProcessGroup")
+    assert "fragments=4 needs k >= fragments (each step starts at most one fragment), got k=3" in refused["fragments_over_k"]
+    assert "delay=3 needs k > delay (a fragment's sync lands before its next one starts), got k=3" in refused["delay_of_k"]
+    assert "delay_mix=0.5 needs delay >= 1" in refused["mix_without_delay"]
+    assert "delay_mix must be a number in [0, 1], got 1.5" in refused["mix_over_one"]
+    assert "fragments must be an integer >= 1, got 2.0" in refused["fragments_not_an_integer"]
+    assert "fragments and delay take pullback_momentum='none' only, got 'reset'" in refused["fragments_with_reset"]
+    assert "the state_dict's k: fragments=3 needs k >= fragments" in refused["loaded_k_under_fragments"]
+    assert refused["loaded_k_changed_nothing"]
+    assert "fragments, delay and delay_mix need replicas=" in refused["fragments_without_replicas"]
+
+
+def test_sync_lookahead_lands_the_fragments_in_flight_and_syncs_the_others(tmp_path):
+    """After sync_lookahead() every param holds its new slow weight, the same on every replica, with
+    nothing in flight; training goes on from there; a checkpoint with fragments in flight loads into
+    an optimizer without fragments, which drops them with a warning."""
+    _spawn(workers.stream_now_worker, tmp_path)
+    result = torch.load(os.path.join(tmp_path, "now.pt"))
+    assert result["in_flight_before"] > 0
+    assert result["params_are_slow"] and result["identical"]
+    assert result["in_flight_after"] == 0
+    assert result["identical_at_the_end"]
+    assert any("saved with fragments or delay (it holds lookahead_pending_delta)" in message
+               for message in result["warnings"]), result["warnings"]  # fmt: skip
+    assert result["plain_in_flight"] == 0
+
+
+def test_fragments_split_the_params_by_bytes_in_order_and_sync_at_their_phases():
+    """The rule of docs/design.md, worked by hand: param i goes to fragment
+    floor((bytes before it + half its bytes) x F / all bytes); fragment j syncs after the steps
+    t = floor((j + 1) k / F) mod k (mod k) and lands delay steps later."""
+    from lookahead_fused.streaming import Stream, fragment_indices
+
+    four = [torch.zeros(100) for _ in range(4)]
+    assert fragment_indices(four, 2) == [0, 0, 1, 1]
+    assert fragment_indices(four, 4) == [0, 1, 2, 3]
+    one_large = [torch.zeros(1000), torch.zeros(1), torch.zeros(1, dtype=torch.float64)]
+    assert fragment_indices(one_large, 3) == [1, 2, 2]  # (0+1000)*3//2008 = 1; (2000+4)*3//2008 = 2
+    stream = Stream(None, fragments=2, delay=1, delay_mix=0.0, k_of=lambda: 5)
+    assert [stream.starting(t) for t in range(1, 11)] == [[], [0], [], [], [1], [], [0], [], [], [1]]
+    assert [stream.landing(t) for t in range(1, 12)] == [[], [], [0], [], [], [1], [], [0], [], [], [1]]
+    assert [t for t in range(1, 12) if stream.due(t)] == [2, 3, 5, 6, 7, 8, 10, 11]
