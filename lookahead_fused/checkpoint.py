@@ -46,7 +46,9 @@ from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
 from . import int8_blocks
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, PENDING_DELTA, SLOW_HIGH, SLOW_LOW
 from .slow_state import SLOW_MOMENTUM, SLOW_PARAM
+from .sharded import int8_scale_slots, is_sharded
 from .slow_state import copy_as, is_compact, is_int8_momentum, outer_momentum_dtype_for, outer_momentum_state
+from .slow_state import outer_momentum_value
 from .slow_state import slow_weight_state, state_dims, zero_outer_momentum
 
 FORMAT_VERSION = 1
@@ -227,6 +229,8 @@ def _read_outer_momentum(opt, entry, outer: torch.Tensor, p, where: str) -> dict
         if outer.dtype == int8_blocks.CODE_DTYPE:
             raise ValueError(f"{where}: an int8 outer momentum needs its {SAVED_OUTER_MOMENTUM_SCALES}")
         return outer_momentum_state(outer, p, opt.defaults)
+    if is_sharded(p):
+        return _read_sharded_int8_momentum(opt, outer, scales, p, where)
     blocks = int8_blocks.scale_count(p.numel())
     if not isinstance(scales, torch.Tensor) or scales.dtype != int8_blocks.SCALE_DTYPE or scales.shape != (blocks,):
         found = (tuple(scales.shape), scales.dtype) if isinstance(scales, torch.Tensor) else type(scales).__name__
@@ -241,6 +245,23 @@ def _read_outer_momentum(opt, entry, outer: torch.Tensor, p, where: str) -> dict
         return {OUTER_MOMENTUM: copy_as(codes, p, codes.dtype), OUTER_MOMENTUM_SCALES: scales.to(p.device, copy=True)}
     value = int8_blocks.decode(flat_codes, scales.to(p.device))
     return outer_momentum_state(int8_blocks.unflatten_in(value, p.shape, dims), p, opt.defaults)
+
+
+def _read_sharded_int8_momentum(opt, outer, scales, p, where: str) -> dict:
+    """A sharded param's int8 outer momentum, saved laid out as this optimizer lays it out
+    (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py): kept bit for bit, or decoded
+    where this optimizer keeps another momentum_dtype."""
+    slots = (p.device_mesh.size() * int8_scale_slots(p),)
+    if not (is_sharded(outer) and is_sharded(scales) and outer.dtype == int8_blocks.CODE_DTYPE
+            and outer.placements == p.placements and scales.dtype == int8_blocks.SCALE_DTYPE and scales.shape == slots):  # fmt: skip
+        raise ValueError(
+            f"{where}: a sharded param's int8 outer momentum loads only as it was saved: int8 codes sharded like the "
+            f"param and float32 scales of shape {slots} sharded on its mesh (saved on as many ranks)"
+        )
+    state = {OUTER_MOMENTUM: outer.clone(), OUTER_MOMENTUM_SCALES: scales.clone()}
+    if is_int8_momentum(outer_momentum_dtype_for(p, opt.defaults)):
+        return state
+    return outer_momentum_state(outer_momentum_value(state), p, opt.defaults)
 
 
 def _read_saved_dims(entry, outer: torch.Tensor, where: str) -> list[int]:

@@ -33,7 +33,7 @@ import torch
 
 from . import backends, contract
 from .device_scalars import device_scalar
-from .sharded import local_shards
+from .sharded import int8_momentum_local_shards, local_shards
 from .backends import BACKEND_NAMES, available_backends, unavailable_backends  # noqa: F401  (public)
 
 _OP = "lookahead_sync_"
@@ -250,6 +250,7 @@ def lookahead_int8_momentum_sync_(fast, slow, momentum, scales, alpha: float, mu
     mu = contract.check_mu(mu, where=f"{op}: outer momentum mu")
     lists = (fast, slow, momentum, scales)
     contract.check_list_types(contract.INT8_MOMENTUM_LIST_NAMES, lists, op=op)
+    lists = int8_momentum_local_shards(*lists)
     if _run_native("int8_momentum_sync_", *lists, alpha, mu, bool(nesterov), backend=backend):
         return
     contract.check_int8_momentum_lists(*lists)
@@ -273,6 +274,7 @@ def lookahead_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha, s
     backends.check_backend_name(backend)
     names = (contract.INT8_MOMENTUM_GATED_OP, contract.INT8_MOMENTUM_OP)
     contract.check_list_types(contract.INT8_MOMENTUM_LIST_NAMES, lists, op=names[0])
+    lists = int8_momentum_local_shards(*lists)
     mu = contract.check_mu(mu, where=f"{names[0]}: outer momentum mu")
     _on_step(lists, alpha, step, k, (mu, bool(nesterov)), "int8_momentum_sync_on_step_", names,
              lambda: contract.check_int8_momentum_lists(*lists),

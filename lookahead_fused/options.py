@@ -6,7 +6,7 @@ import torch
 
 from . import backends, bf16_int8, contract, first_moment, int8_blocks
 from .adaptive_alpha import ADAPTIVE
-from .sharded import dtensor_type
+from .sharded import check_int8_shardable, is_sharded
 from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum, momentum_dtype_fits, slow_dtype_for
 
 
@@ -69,8 +69,8 @@ def check_compact_options(defaults: dict) -> None:
 # slow_dtype=torch.float32): the int8 momentum sync (see [NOTE: int8 momentum sync] in csrc/element_math.h)
 # decodes, computes in float32 and encodes each block as it stores it, one launch per device. Each
 # sync's error is at most 0.4 % of the block's max |m|. The same refusals as bfloat16 at join, and
-# params that are DTensors (FSDP2: the scales would need sharding by local blocks), which it does not
-# support yet. LookaheadAdamW runs it as a launch of its own after its AdamW pass on sync steps (the
+# DTensors laid out other than FSDP2's Shard(0) on a 1-D mesh
+# (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py). LookaheadAdamW runs it as a launch of its own after its AdamW pass on sync steps (the
 # pass keeps a momentum beside AdamW's moments only in a dtype, not encoded): two launches there.
 MOMENTUM_DTYPES = (None, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)
 
@@ -89,7 +89,7 @@ def check_momentum_dtype(momentum_dtype, outer_momentum):
 
 def check_momentum_dtype_of(param: torch.Tensor, defaults: dict, *, where: str) -> None:
     """A param joining a Lookahead with momentum_dtype: its slow weights must take it (float32 or bfloat16
-    for torch.bfloat16, float32 for "int8"); an int8 momentum refuses DTensors
+    for torch.bfloat16, float32 for "int8"); an int8 momentum takes DTensors laid out by FSDP2
     (see [NOTE: int8 outer momentum] in lookahead_fused/options.py)."""
     wanted = defaults["momentum_dtype"]
     if wanted is None:
@@ -101,12 +101,8 @@ def check_momentum_dtype_of(param: torch.Tensor, defaults: dict, *, where: str) 
             f"{where}: its slow weights are {slow}; momentum_dtype={wanted} keeps the outer momentum beside {beside} "
             "slow weights (for a float16 or bfloat16 param pass slow_dtype=torch.float32)"
         )
-    dtensor = dtensor_type()
-    if is_int8_momentum(wanted) and dtensor is not None and isinstance(param, dtensor):
-        raise ValueError(
-            f"{where}: it is a DTensor (FSDP2); momentum_dtype={wanted!r} does not support sharded params yet: "
-            "use momentum_dtype=torch.bfloat16 or None"
-        )
+    if is_int8_momentum(wanted) and is_sharded(param):
+        check_int8_shardable(param, where)
 
 
 def checked_defaults(

@@ -8,7 +8,9 @@ from itertools import chain
 
 import torch
 
-from .contract import ADAMW_LIST_NAMES, COMPACT_LIST_NAMES, COMPACT_OP, SYNC_LIST_NAMES
+from . import int8_blocks
+from .contract import ADAMW_LIST_NAMES, COMPACT_LIST_NAMES, COMPACT_OP, INT8_MOMENTUM_LIST_NAMES, INT8_MOMENTUM_OP
+from .contract import SYNC_LIST_NAMES
 
 
 def dtensor_type():
@@ -35,6 +37,69 @@ def sharded_like(local: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
                               stride=param.stride())  # fmt: skip
 
 
+def is_sharded(t) -> bool:
+    dtensor = dtensor_type()
+    return dtensor is not None and isinstance(t, dtensor)
+
+
+def sharded_copy(local: torch.Tensor, param: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A new DTensor laid out like `param`, in `dtype`, its local shard holding `local`'s values."""
+    copy = torch.empty_like(param, dtype=dtype)
+    copy.to_local().copy_(local)
+    return copy
+
+
+# [NOTE: int8 blocks of a shard] An int8 outer momentum of a sharded param (FSDP2: Shard(0) on a 1-D
+# mesh, the only layout taken) is cut into blocks per local shard, in its memory order, as if the
+# shard were the tensor (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py): each rank encodes
+# and syncs its shard alone. Its codes are a DTensor laid out like the param; its scales a DTensor of
+# W x S float32 sharded in rows of S on the same mesh (W ranks, S the blocks of the largest shard), so
+# that every rank keeps S slots whatever its shard's size, the first ceil(local numel / 256) used
+# and the rest zero. A checkpoint keeps them so; it loads into the same layout bit for bit.
+def check_int8_shardable(param: torch.Tensor, where: str) -> None:
+    """Refuse a sharded param whose layout the int8 blocks of a shard do not take
+    (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py)."""
+    from torch.distributed.tensor import Shard
+
+    if param.device_mesh.ndim != 1 or tuple(param.placements) != (Shard(0),) or param.dim() == 0:
+        raise ValueError(
+            f"{where}: it is a DTensor laid out as {param.placements} on a {param.device_mesh.ndim}-D mesh; "
+            "momentum_dtype='int8' takes sharded params as FSDP2 shards them (Shard(0) on a 1-D mesh)"
+        )
+
+
+def int8_scale_slots(param: torch.Tensor) -> int:
+    """S: the scale slots of each rank for a sharded `param`, the blocks of its largest shard."""
+    ranks, rows = param.device_mesh.size(), param.shape[0]
+    per_row = param.numel() // rows if rows else 0
+    return int8_blocks.scale_count(-(-rows // ranks) * per_row)
+
+
+def sharded_int8_scales(local_scales: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """A shard's block scales as the DTensor of its param's scale slots."""
+    from torch.distributed.tensor import Shard
+
+    slots = int8_scale_slots(param)
+    padded = torch.zeros(slots, dtype=int8_blocks.SCALE_DTYPE, device=local_scales.device)
+    padded[: local_scales.numel()] = local_scales
+    return dtensor_type().from_local(padded, param.device_mesh, [Shard(0)], run_check=False,
+                                     shape=(param.device_mesh.size() * slots,), stride=(1,))  # fmt: skip
+
+
+def local_scales(scales: torch.Tensor, local_codes: torch.Tensor) -> torch.Tensor:
+    """The scales a shard's codes use: the first ceil(local numel / 256) of its slots, or `scales` itself."""
+    return local_tensor(scales)[: int8_blocks.scale_count(local_codes.numel())] if is_sharded(scales) else scales
+
+
+def int8_momentum_local_shards(fast, slow, momentum, scales):
+    """The int8 momentum sync's lists with their local shards
+    (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py); plain lists as they are."""
+    local = local_shards(fast, slow, momentum, op=INT8_MOMENTUM_OP)
+    if local[2] is momentum:  # no DTensor among them: no per-tensor Python (see [NOTE: per-tensor Python] in lookahead_fused/sharded.py)
+        return fast, slow, momentum, scales
+    return (*local, [local_scales(s, codes) for s, codes in zip(scales, local[2])])
+
+
 def mesh_groups(tensors) -> list:
     """The process groups of every mesh dimension of the DTensors among `tensors`, each once, in the
     order first met (the same order on every rank that holds the same params)."""
@@ -49,6 +114,7 @@ def mesh_groups(tensors) -> list:
 
 _LIST_NAMES = {  # the op -> its lists' names in the messages
     "lookahead_sync_": SYNC_LIST_NAMES,
+    INT8_MOMENTUM_OP: INT8_MOMENTUM_LIST_NAMES,
     "lookahead_adamw_step_": ADAMW_LIST_NAMES,
     COMPACT_OP: COMPACT_LIST_NAMES,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from . import bf16_int8, contract, int8_blocks
-from .sharded import dtensor_type
+from .sharded import dtensor_type, is_sharded, local_scales, local_tensor, sharded_copy, sharded_int8_scales
 
 ALPHA_KEY = "lookahead_alpha"  # a param group may carry its own alpha under this key
 SLOW_PARAM = "slow_param"  # the slow weight of a param (optimizer.state[p])
@@ -151,11 +151,14 @@ def state_dims(param: torch.Tensor) -> list[int]:
 
 
 def int8_momentum_state(value: torch.Tensor, param: torch.Tensor) -> dict:
-    """The state entries of an outer momentum holding `value` as int8 blocks in `param`'s memory order."""
-    like = copy_as(value, param, torch.float32)
+    """The state entries of an outer momentum holding `value` as int8 blocks in `param`'s memory order
+    (of a sharded param, per local shard: see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py)."""
+    like = local_tensor(copy_as(value, param, torch.float32))
     codes, scales = int8_blocks.encode(int8_blocks.memory_order(like))
-    return {OUTER_MOMENTUM: copy_as(int8_blocks.from_memory_order(codes, like), param, codes.dtype),
-            OUTER_MOMENTUM_SCALES: scales}  # fmt: skip
+    codes = int8_blocks.from_memory_order(codes, like)
+    if is_sharded(param):
+        return {OUTER_MOMENTUM: sharded_copy(codes, param, codes.dtype), OUTER_MOMENTUM_SCALES: sharded_int8_scales(scales, param)}
+    return {OUTER_MOMENTUM: copy_as(codes, param, codes.dtype), OUTER_MOMENTUM_SCALES: scales}
 
 
 def outer_momentum_value(state: dict) -> torch.Tensor:
@@ -163,8 +166,10 @@ def outer_momentum_value(state: dict) -> torch.Tensor:
     codes = state[OUTER_MOMENTUM]
     if OUTER_MOMENTUM_SCALES not in state:
         return codes
-    flat = int8_blocks.decode(int8_blocks.memory_order(codes), state[OUTER_MOMENTUM_SCALES])
-    return int8_blocks.from_memory_order(flat, codes)
+    local_codes = local_tensor(codes)
+    flat = int8_blocks.decode(int8_blocks.memory_order(local_codes), local_scales(state[OUTER_MOMENTUM_SCALES], local_codes))
+    value = int8_blocks.from_memory_order(flat, local_codes)
+    return sharded_copy(value, codes, value.dtype) if is_sharded(codes) else value
 
 
 def zero_outer_momentum(param: torch.Tensor, options: dict) -> dict:

@@ -37,7 +37,7 @@ from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive
 from .backends import reference
 from .backends.step_gate import masked_compact_sync_on_step_, masked_int8_momentum_sync_on_step_
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
-from .sharded import dtensor_type, local_shards
+from .sharded import dtensor_type, int8_momentum_local_shards, local_shards
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
 from .slow_state import int8_momentum_state, is_compact, outer_momentum_keys, outer_momentum_value, rehome, state_dims
 from .slow_state import slow_dtype_for, slow_keys
@@ -205,7 +205,7 @@ class Sync:
             else:
                 contract.check_compact_lists(fast, slow, momentum)
         elif is_int8_momentum_lists((fast, slow, *rest)):
-            fast, slow, codes, scales = local_shards(fast, slow, *rest, op=contract.INT8_MOMENTUM_OP)
+            fast, slow, codes, scales = int8_momentum_local_shards(fast, slow, *rest)
             if getattr(launch.backend, "checks_contract", False):
                 launch.backend.check_int8_momentum_lists(fast, slow, codes, scales)
             else:

@@ -15,17 +15,24 @@ from lookahead_fused.slow_state import slow_keys, slow_weight_value
 K = 3
 GLOBAL_BATCH = 8
 COMPACT = "lookahead_bf16+int8"
-KINDS = ["lookahead", "lookahead_adamw", COMPACT]
+INT8_MOMENTUM = "lookahead_int8_momentum"
+KINDS = ["lookahead", "lookahead_adamw", COMPACT, INT8_MOMENTUM]
 
 
 def model_dtype(kind="lookahead") -> torch.dtype:
-    """float64, except for compact slow weights, which take float32, bfloat16 and float16 params."""
-    return torch.float32 if kind == COMPACT else torch.float64
+    """float64, except for compact slow weights and int8 outer momenta, which take float32 params."""
+    return torch.float32 if kind in (COMPACT, INT8_MOMENTUM) else torch.float64
 
 
 def make_model(kind="lookahead"):
+    """For the int8 momentum, weights only, whose row shards (32 x 8 of 64 x 8; 1 x 64 and 0 x 64) hold
+    whole blocks of 256 of the unsharded weights, so one process cuts the same blocks
+    (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py)."""
     torch.manual_seed(0)
-    layers = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    if kind == INT8_MOMENTUM:
+        layers = torch.nn.Sequential(torch.nn.Linear(8, 64, bias=False), torch.nn.Tanh(), torch.nn.Linear(64, 1, bias=False))
+    else:
+        layers = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     return layers.to(model_dtype(kind))
 
 
@@ -33,11 +40,14 @@ def make_optimizer(model, kind="lookahead"):
     """Pullback momenta and Nesterov outer momentum: every per-param state Lookahead keeps; around
     Adam, or LookaheadAdamW (kind "lookahead_adamw": the same options, AdamW's step fused with the sync).
     Kind COMPACT: bf16+int8 slow weights around Adam, with the options they take
-    (see [NOTE: what compact slow weights support] in lookahead_fused/options.py)."""
+    (see [NOTE: what compact slow weights support] in lookahead_fused/options.py); INT8_MOMENTUM: the
+    outer momentum in int8 blocks."""
     if kind == COMPACT:
         adam = torch.optim.Adam(model.parameters(), lr=1e-2)
         return Lookahead(adam, k=K, alpha=0.5, pullback_momentum="pullback", slow_dtype=bf16_int8.SLOW_DTYPE)
     options = {"k": K, "alpha": 0.5, "pullback_momentum": "pullback", "outer_momentum": 0.5, "nesterov": True}
+    if kind == INT8_MOMENTUM:
+        options["momentum_dtype"] = "int8"
     if kind == "lookahead_adamw":
         return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, **options)
     return Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), **options)
@@ -172,6 +182,17 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
         if isinstance(value, torch.Tensor) and value.shape == first_param.shape
     }
 
+    layout_refused = ""
+    if kind == INT8_MOMENTUM:  # column shards: not FSDP2's layout
+        from torch.distributed.tensor import Shard, distribute_tensor
+
+        columns = torch.nn.Parameter(distribute_tensor(torch.zeros(4, 4), mesh, [Shard(1)]))
+        try:
+            Lookahead(torch.optim.SGD([columns], lr=0.1), outer_momentum=0.5, momentum_dtype="int8")
+        except ValueError as error:
+            layout_refused = str(error)
+    scales = [opt.state[p]["outer_momentum_scales"] for p in model.parameters() if "outer_momentum_scales" in opt.state[p]]
+    scale_shapes = [(tuple(s.shape), tuple(s.to_local().shape), s.placements == first_param.placements) for s in scales]
     resumed_model = sharded_model()
     resumed = make_optimizer(resumed_model, kind)
     resumed.init_state()
@@ -202,6 +223,8 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
                 "helper_step": helper_step,
                 "sharded_like_param": sharded_like_param,
                 "local_shapes": local_shapes,
+                "scale_shapes": scale_shapes,
+                "layout_refused": layout_refused,
                 "mixed_refused": mixed_refused,
                 "resumed_step": resumed_step,
                 "saved_at": saved_at,

@@ -46,6 +46,7 @@ STATE_KEYS = {
     "lookahead": {"slow_param", "slow_momentum", "outer_momentum"},
     "lookahead_adamw": {"slow_param", "slow_momentum", "outer_momentum"},
     workers.COMPACT: {"slow_high", "slow_low", "slow_momentum"},
+    workers.INT8_MOMENTUM: {"slow_param", "slow_momentum", "outer_momentum"},  # the codes; the scales: below
 }
 
 
@@ -56,7 +57,13 @@ def test_fsdp2_shards_the_slow_weights_and_resumes_from_a_distributed_checkpoint
     assert set(result["sharded_like_param"]) == STATE_KEYS[kind]
     unsharded = [key for key, sharded in result["sharded_like_param"].items() if not sharded]
     assert not unsharded, f"not DTensors with their param's placements: {unsharded}"
-    assert result["local_shapes"][0] == (16 // WORLD, 8)  # the first weight, row-sharded
+    assert result["local_shapes"][0] == (workers.make_model(kind)[0].out_features // WORLD, 8)  # the first weight, row-sharded
+    # int8 blocks per shard: each rank keeps the one block of its largest shard (32 x 8 and 1 x 64 elements)
+    expected_scales = [((WORLD,), (1,), True)] * 2 if kind == workers.INT8_MOMENTUM else []
+    assert result["scale_shapes"] == expected_scales
+    if kind == workers.INT8_MOMENTUM:
+        assert "momentum_dtype='int8' takes sharded params as FSDP2 shards them (Shard(0) on a 1-D mesh)" in result["layout_refused"]
+        assert "laid out as (Shard(dim=1),) on a 1-D mesh" in result["layout_refused"]
     assert "pair 0: only fast is a DTensor; both or neither must be" in result["mixed_refused"]
     assert result["resumed_step"] == result["saved_at"]
     assert result["helper_step"] == result["saved_at"]
