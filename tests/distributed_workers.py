@@ -16,12 +16,14 @@ K = 3
 GLOBAL_BATCH = 8
 COMPACT = "lookahead_bf16+int8"
 INT8_MOMENTUM = "lookahead_int8_momentum"
-KINDS = ["lookahead", "lookahead_adamw", COMPACT, INT8_MOMENTUM]
+ADAMW_INT8_MOMENTUM = "lookahead_adamw_int8_momentum"
+INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM)
+KINDS = ["lookahead", "lookahead_adamw", COMPACT, *INT8_KINDS]
 
 
 def model_dtype(kind="lookahead") -> torch.dtype:
     """float64, except for compact slow weights and int8 outer momenta, which take float32 params."""
-    return torch.float32 if kind in (COMPACT, INT8_MOMENTUM) else torch.float64
+    return torch.float32 if kind in (COMPACT, *INT8_KINDS) else torch.float64
 
 
 def make_model(kind="lookahead"):
@@ -29,7 +31,7 @@ def make_model(kind="lookahead"):
     whole blocks of 256 of the unsharded weights, so one process cuts the same blocks
     (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py)."""
     torch.manual_seed(0)
-    if kind == INT8_MOMENTUM:
+    if kind in INT8_KINDS:
         layers = torch.nn.Sequential(torch.nn.Linear(8, 64, bias=False), torch.nn.Tanh(), torch.nn.Linear(64, 1, bias=False))
     else:
         layers = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
@@ -40,15 +42,15 @@ def make_optimizer(model, kind="lookahead"):
     """Pullback momenta and Nesterov outer momentum: every per-param state Lookahead keeps; around
     Adam, or LookaheadAdamW (kind "lookahead_adamw": the same options, AdamW's step fused with the sync).
     Kind COMPACT: bf16+int8 slow weights around Adam, with the options they take
-    (see [NOTE: what compact slow weights support] in lookahead_fused/options.py); INT8_MOMENTUM: the
-    outer momentum in int8 blocks."""
+    (see [NOTE: what compact slow weights support] in lookahead_fused/options.py); INT8_KINDS: the
+    outer momentum in int8 blocks, around Adam or in LookaheadAdamW."""
     if kind == COMPACT:
         adam = torch.optim.Adam(model.parameters(), lr=1e-2)
         return Lookahead(adam, k=K, alpha=0.5, pullback_momentum="pullback", slow_dtype=bf16_int8.SLOW_DTYPE)
     options = {"k": K, "alpha": 0.5, "pullback_momentum": "pullback", "outer_momentum": 0.5, "nesterov": True}
-    if kind == INT8_MOMENTUM:
+    if kind in INT8_KINDS:
         options["momentum_dtype"] = "int8"
-    if kind == "lookahead_adamw":
+    if kind in ("lookahead_adamw", ADAMW_INT8_MOMENTUM):
         return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, **options)
     return Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), **options)
 
@@ -183,7 +185,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
     }
 
     layout_refused = ""
-    if kind == INT8_MOMENTUM:  # column shards: not FSDP2's layout
+    if kind in INT8_KINDS:  # column shards: not FSDP2's layout
         from torch.distributed.tensor import Shard, distribute_tensor
 
         columns = torch.nn.Parameter(distribute_tensor(torch.zeros(4, 4), mesh, [Shard(1)]))

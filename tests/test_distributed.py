@@ -46,7 +46,7 @@ STATE_KEYS = {
     "lookahead": {"slow_param", "slow_momentum", "outer_momentum"},
     "lookahead_adamw": {"slow_param", "slow_momentum", "outer_momentum"},
     workers.COMPACT: {"slow_high", "slow_low", "slow_momentum"},
-    workers.INT8_MOMENTUM: {"slow_param", "slow_momentum", "outer_momentum"},  # the codes; the scales: below
+    **{kind: {"slow_param", "slow_momentum", "outer_momentum"} for kind in workers.INT8_KINDS},  # the codes; the scales: below
 }
 
 
@@ -59,9 +59,9 @@ def test_fsdp2_shards_the_slow_weights_and_resumes_from_a_distributed_checkpoint
     assert not unsharded, f"not DTensors with their param's placements: {unsharded}"
     assert result["local_shapes"][0] == (workers.make_model(kind)[0].out_features // WORLD, 8)  # the first weight, row-sharded
     # int8 blocks per shard: each rank keeps the one block of its largest shard (32 x 8 and 1 x 64 elements)
-    expected_scales = [((WORLD,), (1,), True)] * 2 if kind == workers.INT8_MOMENTUM else []
+    expected_scales = [((WORLD,), (1,), True)] * 2 if kind in workers.INT8_KINDS else []
     assert result["scale_shapes"] == expected_scales
-    if kind == workers.INT8_MOMENTUM:
+    if kind in workers.INT8_KINDS:
         assert "momentum_dtype='int8' takes sharded params as FSDP2 shards them (Shard(0) on a 1-D mesh)" in result["layout_refused"]
         assert "laid out as (Shard(dim=1),) on a 1-D mesh" in result["layout_refused"]
     assert "pair 0: only fast is a DTensor; both or neither must be" in result["mixed_refused"]
