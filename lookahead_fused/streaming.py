@@ -38,7 +38,8 @@ from .slow_state import PENDING_DELTA
 
 
 def check_stream_options(fragments, delay, delay_mix, k: int, pullback_momentum: str, replicas) -> None:
-    """Refuse, before anything is built, fragments/delay/delay_mix that are not (see [NOTE: streaming] in lookahead_fused/streaming.py)."""
+    """Refuse, before anything is built, a fragments/delay/delay_mix that the schedule cannot take
+    (see [NOTE: streaming] in lookahead_fused/streaming.py)."""
     for name, value, least in (("fragments", fragments, 1), ("delay", delay, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
@@ -56,6 +57,7 @@ def check_stream_options(fragments, delay, delay_mix, k: int, pullback_momentum:
 
 
 def check_schedule(k: int, fragments: int, delay: int, where: str) -> None:
+    """F <= k and tau < k: each step starts at most one fragment, each lands before it is sent again."""
     if fragments > k:
         raise ValueError(f"{where}fragments={fragments} needs k >= fragments (each step starts at most one fragment), got k={k}")
     if delay >= k:
