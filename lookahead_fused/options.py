@@ -70,8 +70,9 @@ def check_compact_options(defaults: dict) -> None:
 # decodes, computes in float32 and encodes each block as it stores it, one launch per device. Each
 # sync's error is at most 0.4 % of the block's max |m|. The same refusals as bfloat16 at join, and
 # DTensors laid out other than FSDP2's Shard(0) on a 1-D mesh
-# (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py). LookaheadAdamW runs it as a launch of its own after its AdamW pass on sync steps (the
-# pass keeps a momentum beside AdamW's moments only in a dtype, not encoded): two launches there.
+# (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py). LookaheadAdamW runs it as a
+# launch of its own after its AdamW pass on sync steps (the pass keeps a momentum beside AdamW's
+# moments only in a dtype, not encoded): two launches there.
 MOMENTUM_DTYPES = (None, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)
 
 

@@ -95,8 +95,8 @@ def int8_momentum_local_shards(fast, slow, momentum, scales):
     """The int8 momentum sync's lists with their local shards
     (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py); plain lists as they are."""
     local = local_shards(fast, slow, momentum, op=INT8_MOMENTUM_OP)
-    if local[2] is momentum:  # no DTensor among them: no per-tensor Python (see [NOTE: per-tensor Python] in lookahead_fused/sharded.py)
-        return fast, slow, momentum, scales
+    if local[2] is momentum:  # no DTensor among them: no loop over the scales
+        return fast, slow, momentum, scales  # (see [NOTE: per-tensor Python] in lookahead_fused/sharded.py)
     return (*local, [local_scales(s, codes) for s, codes in zip(scales, local[2])])
 
 

@@ -157,7 +157,8 @@ def int8_momentum_state(value: torch.Tensor, param: torch.Tensor) -> dict:
     codes, scales = int8_blocks.encode(int8_blocks.memory_order(like))
     codes = int8_blocks.from_memory_order(codes, like)
     if is_sharded(param):
-        return {OUTER_MOMENTUM: sharded_copy(codes, param, codes.dtype), OUTER_MOMENTUM_SCALES: sharded_int8_scales(scales, param)}
+        return {OUTER_MOMENTUM: sharded_copy(codes, param, codes.dtype),
+                OUTER_MOMENTUM_SCALES: sharded_int8_scales(scales, param)}  # fmt: skip
     return {OUTER_MOMENTUM: copy_as(codes, param, codes.dtype), OUTER_MOMENTUM_SCALES: scales}
 
 
@@ -167,7 +168,8 @@ def outer_momentum_value(state: dict) -> torch.Tensor:
     if OUTER_MOMENTUM_SCALES not in state:
         return codes
     local_codes = local_tensor(codes)
-    flat = int8_blocks.decode(int8_blocks.memory_order(local_codes), local_scales(state[OUTER_MOMENTUM_SCALES], local_codes))
+    scales = local_scales(state[OUTER_MOMENTUM_SCALES], local_codes)
+    flat = int8_blocks.decode(int8_blocks.memory_order(local_codes), scales)
     value = int8_blocks.from_memory_order(flat, local_codes)
     return sharded_copy(value, codes, value.dtype) if is_sharded(codes) else value
 
