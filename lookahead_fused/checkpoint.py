@@ -7,12 +7,13 @@ committing what was read.
                                                           momentum_dtype="int8": the outer momentum's
                                                           codes, "lookahead_outer_momentum_scales": T and
                                                           "lookahead_outer_momentum_dims": T;
-                                                          a fragment in flight (fragments, delay):
+                                                          with fragments or delay, for every param:
                                                           "lookahead_pending_delta": T)
      "param_groups": <the inner optimizer's groups>,
      "lookahead": {"format_version": 1, "step": int64 tensor, "k", "alpha" (a number or "adaptive"),
                    "pullback_momentum", "slow_dtype", "alpha_bounds", "last_adaptive_alpha",
-                   "outer_momentum", "nesterov", "momentum_dtype"}}
+                   "outer_momentum", "nesterov", "momentum_dtype",
+                   ["streaming": {"fragments", "delay", "in_flight": int64 tensor of a flag per fragment}]}}
 
 "lookahead_slow_momentum" is the slow copy of the inner optimizer's first moment (pullback
 momentum); "lookahead_outer_momentum" the momentum on the slow weight (outer_momentum > 0). A slow
@@ -61,6 +62,7 @@ SAVED_SLOW_LOW = "lookahead_slow_low"
 SAVED_OUTER_MOMENTUM_SCALES = "lookahead_outer_momentum_scales"
 SAVED_OUTER_MOMENTUM_DIMS = "lookahead_outer_momentum_dims"  # the dims order the int8 blocks were cut in
 SAVED_PENDING_DELTA = "lookahead_pending_delta"  # see [NOTE: streaming] in lookahead_fused/streaming.py
+STREAMING = "streaming"  # the section's entry of fragments, delay and the fragments in flight
 _SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM, SAVED_OUTER_MOMENTUM, SAVED_SLOW_HIGH, SAVED_SLOW_LOW,
                SAVED_OUTER_MOMENTUM_SCALES, SAVED_OUTER_MOMENTUM_DIMS, SAVED_PENDING_DELTA)  # fmt: skip
 # a slow weight's state key -> its key in a checkpoint
@@ -89,10 +91,11 @@ def section_for(opt, step: torch.Tensor, k: int) -> dict:
     }
 
 
-def pack(opt, step: torch.Tensor, pending_for_every_param: bool = False) -> dict:
-    """`opt`'s state_dict at step counter `step`; with `pending_for_every_param` (fragments or delay),
-    a SAVED_PENDING_DELTA for every param, zero where no sync is in flight, so that the structure does
-    not depend on the step (torch.distributed.checkpoint loads into a template)."""
+def pack(opt, step: torch.Tensor, streaming: dict | None = None) -> dict:
+    """`opt`'s state_dict at step counter `step`. With fragments or delay, `streaming` (Stream.section:
+    the fragments, the delay and which fragments are in flight) goes into the section, and every param
+    gets a SAVED_PENDING_DELTA, zero where no sync is in flight, so that the structure does not depend
+    on the step (torch.distributed.checkpoint loads into a template)."""
     inner = opt.optimizer.state_dict()
     state = dict(inner["state"])
     saved_ids = chain.from_iterable(group["params"] for group in inner["param_groups"])
@@ -112,14 +115,22 @@ def pack(opt, step: torch.Tensor, pending_for_every_param: bool = False) -> dict
             entry[SAVED_OUTER_MOMENTUM_DIMS] = torch.tensor(int8_blocks.memory_dims(mine[OUTER_MOMENTUM]))
         if PENDING_DELTA in mine:  # a copy: it is a view of its fragment's buffer, which the fragment's next sync reuses
             entry[SAVED_PENDING_DELTA] = mine[PENDING_DELTA].clone()
-        elif pending_for_every_param:
+        elif streaming is not None:
             entry[SAVED_PENDING_DELTA] = torch.zeros_like(mine[SLOW_PARAM])
         state[saved_id] = entry
     section = section_for(opt, step.cpu().clone(), opt.k)
+    if streaming is not None:
+        section[STREAMING] = streaming
     groups = inner["param_groups"]  # new dicts (the inner's state_dict() packs them): ours to extend
     for group in groups:  # See [NOTE: section mirror] in lookahead_fused/checkpoint.py
-        group[SECTION] = dict(section, step=section["step"].clone())
+        group[SECTION] = _cloned(section)
     return {"state": state, "param_groups": groups, SECTION: section}
+
+
+def _cloned(section: dict) -> dict:
+    """A copy of `section` whose tensors are copies (each group's mirror holds its own)."""
+    return {key: _cloned(value) if isinstance(value, dict) else value.clone() if isinstance(value, torch.Tensor) else value
+            for key, value in section.items()}  # fmt: skip
 
 
 def _section_of(state_dict) -> dict | None:
@@ -138,7 +149,8 @@ class Loaded:
     slow: dict = field(default_factory=dict)  # param -> its slow weight's state entries (slow_weight_state)
     slow_momentum: dict = field(default_factory=dict)  # param -> slow first moment
     outer_momentum: dict = field(default_factory=dict)  # param -> its outer momentum's state entries
-    pending: dict = field(default_factory=dict)  # param -> its fragment's averaged pseudo-gradient in flight
+    pending: dict = field(default_factory=dict)  # param -> its SAVED_PENDING_DELTA
+    streaming: dict | None = None  # the section's STREAMING entry, if any
     step: torch.Tensor | None = None
     config: dict = field(default_factory=dict)  # k, alpha, pullback_momentum
 
@@ -251,9 +263,10 @@ def _read_sharded_int8_momentum(opt, outer, scales, p, where: str) -> dict:
     """A sharded param's int8 outer momentum, saved laid out as this optimizer lays it out
     (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py): kept bit for bit, or decoded
     where this optimizer keeps another momentum_dtype."""
-    slots = (p.device_mesh.size() * int8_scale_slots(p),)
+    slots = (p.device_mesh.size(), int8_scale_slots(p))
     if not (is_sharded(outer) and is_sharded(scales) and outer.dtype == int8_blocks.CODE_DTYPE
-            and outer.placements == p.placements and scales.dtype == int8_blocks.SCALE_DTYPE and scales.shape == slots):  # fmt: skip
+            and outer.placements == p.placements and scales.dtype == int8_blocks.SCALE_DTYPE and scales.shape == slots
+            and scales.device_mesh == p.device_mesh and scales.placements == p.placements):  # fmt: skip
         raise ValueError(
             f"{where}: a sharded param's int8 outer momentum loads only as it was saved: int8 codes sharded like the "
             f"param and float32 scales of shape {slots} sharded on its mesh (saved on as many ranks)"
@@ -278,8 +291,9 @@ def _read_saved_dims(entry, outer: torch.Tensor, where: str) -> list[int]:
 
 
 def read(opt, state_dict, keeps_pending: bool = False) -> Loaded:
-    """`state_dict` checked and copied; the pseudo-gradients of fragments in flight only where
-    `keeps_pending` (the optimizer has fragments or delay), else dropped with a warning."""
+    """`state_dict` checked and copied; the saved pseudo-gradients of fragments only where
+    `keeps_pending` (the optimizer has fragments or delay; Stream.keep_in_flight_only then keeps those
+    in flight), else dropped, with a warning where one was in flight."""
     if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
         raise ValueError("not an optimizer state_dict: it needs 'state' and 'param_groups'")
     groups, saved_groups = opt.param_groups, state_dict["param_groups"]
@@ -294,6 +308,7 @@ def read(opt, state_dict, keeps_pending: bool = False) -> Loaded:
     loaded = Loaded(inner_state_dict={"state": {}, "param_groups": inner_groups})
     if not plain:
         loaded.config, loaded.step = _read_config(opt, section)
+        loaded.streaming = section.get(STREAMING)
     mode = loaded.config.get("pullback_momentum", opt.pullback_momentum)
     for g, (group, saved) in enumerate(zip(groups, saved_groups)):
         if len(saved["params"]) != len(group["params"]):
@@ -327,11 +342,12 @@ def read(opt, state_dict, keeps_pending: bool = False) -> Loaded:
                     loaded.pending[p] = copy_as(pending, p, opt.slow_dtype_for(p))
     if loaded.pending and not keeps_pending:
         loaded.pending.clear()
-        warnings.warn(
-            f"the state_dict was saved with fragments or delay (it holds {SAVED_PENDING_DELTA}); this optimizer has "
-            "neither: a sync in flight at its step is dropped",
-            stacklevel=3,
-        )
+        if loaded.streaming is not None and bool(torch.as_tensor(loaded.streaming.get("in_flight", 0)).any()):
+            warnings.warn(
+                "the state_dict holds syncs of fragments in flight (saved with fragments or delay); this optimizer has "
+                "neither: they are dropped",
+                stacklevel=3,
+            )
     if plain:
         warnings.warn(
             f"the state_dict holds no Lookahead state (a plain {type(opt.optimizer).__name__} checkpoint?): "

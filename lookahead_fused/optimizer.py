@@ -188,6 +188,11 @@ class Lookahead(Optimizer):
         slow weights from the current params. Everything is checked before anything is added."""
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        if self._sync is not None and self._sync.has_in_flight():
+            raise RuntimeError(
+                "add_param_group() while a fragment's sync is in flight would split the fragments anew; add it when "
+                "none is (see docs/design.md, 'Streaming')"
+            )
         registered = any(group is param_group for group in self.optimizer.param_groups)
         if not registered:
             params = param_group.get("params")
@@ -329,8 +334,10 @@ class Lookahead(Optimizer):
         for hook in self._optimizer_state_dict_pre_hooks.values():
             hook(self)
         self._sync.create_slow_momenta()
-        streams = self._sync.settle()
-        state_dict = checkpoint.pack(self, self._step_count_tensor, pending_for_every_param=streams)
+        self._sync.settle()
+        stream = self._replicas.stream if self._replicas is not None else None
+        streaming = stream.section(self._params(), self.state) if stream is not None else None
+        state_dict = checkpoint.pack(self, self._step_count_tensor, streaming)
         for hook in self._optimizer_state_dict_post_hooks.values():
             result = hook(self, state_dict)
             if result is not None:
@@ -353,12 +360,13 @@ class Lookahead(Optimizer):
         stream = self._replicas.stream if self._replicas is not None else None
         loaded = checkpoint.read(self, state_dict, keeps_pending=stream is not None)
         if stream is not None:
-            stream.check_k(loaded.config.get("k", self.k))
+            stream.check_loaded(loaded.config.get("k", self.k), loaded.config.get("pullback_momentum", "none"),
+                                loaded.streaming)  # fmt: skip
         self.optimizer.load_state_dict(loaded.inner_state_dict)
         self._sync.forget_in_flight()
         checkpoint.restore(loaded, self.state, self._step_count_tensor, self.defaults, self._adaptive)
         if stream is not None:
-            stream.keep_in_flight_only(self._params(), self.state, self.step_count)
+            stream.keep_in_flight_only(self._params(), self.state, loaded.streaming)
         self._sync.invalidate()
         for hook in self._optimizer_load_state_dict_post_hooks.values():
             hook(self)

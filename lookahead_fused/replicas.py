@@ -111,7 +111,7 @@ class Replicas:
             self.dist.broadcast(theirs, src=self.dist.get_global_rank(self.group, 0), group=self.group)
             bits = _bit_view(local) != _bit_view(theirs)
             if bool(bits.any()):
-                ends = torch.tensor([params[i].numel() for i in indices]).cumsum(0)
+                ends = torch.tensor([local_tensor(params[i]).numel() for i in indices]).cumsum(0)
                 first = int(torch.searchsorted(ends, int(bits.nonzero()[0]), right=True))
                 first_differing = min(first_differing, indices[first])
         found = torch.tensor([first_differing], dtype=torch.int64, device=params[0].device)  # NCCL: on the GPU
@@ -259,7 +259,9 @@ def write_back(params: list, views: list, mix: float = 0.0) -> None:
     if not params:
         return
     params = [local_tensor(p) for p in params]
-    if mix:
+    if mix and all(view.dtype == p.dtype for view, p in zip(views, params)):
+        torch._foreach_lerp_(views, params, mix)
+    elif mix:  # params in another dtype than their slow weights: each cast first
         for view, p in zip(views, params):
             view.lerp_(p.to(view.dtype), mix)
     torch._foreach_copy_(params, views)

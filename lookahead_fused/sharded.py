@@ -13,12 +13,17 @@ from .contract import ADAMW_LIST_NAMES, COMPACT_LIST_NAMES, COMPACT_OP, INT8_MOM
 from .contract import SYNC_LIST_NAMES
 
 
-def dtensor_type():
-    if not torch.distributed.is_available():
-        return None
-    from torch.distributed.tensor import DTensor
+_DTENSOR: list = []  # DTensor (or None without torch.distributed), found at the first call
 
-    return DTensor
+
+def dtensor_type():
+    if not _DTENSOR:
+        if torch.distributed.is_available():
+            from torch.distributed.tensor import DTensor
+        else:
+            DTensor = None
+        _DTENSOR.append(DTensor)
+    return _DTENSOR[0]
 
 
 def local_tensor(t: torch.Tensor) -> torch.Tensor:
@@ -53,9 +58,10 @@ def sharded_copy(local: torch.Tensor, param: torch.Tensor, dtype: torch.dtype) -
 # mesh, the only layout taken) is cut into blocks per local shard, in its memory order, as if the
 # shard were the tensor (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py): each rank encodes
 # and syncs its shard alone. Its codes are a DTensor laid out like the param; its scales a DTensor of
-# W x S float32 sharded in rows of S on the same mesh (W ranks, S the blocks of the largest shard), so
-# that every rank keeps S slots whatever its shard's size, the first ceil(local numel / 256) used
-# and the rest zero. A checkpoint keeps them so; it loads into the same layout bit for bit.
+# W x S float32 sharded by rows on the same mesh (W ranks, S the blocks of the largest shard), so
+# that every rank keeps one row of S slots whatever its shard's size, the first
+# ceil(local numel / 256) used and the rest zero. A checkpoint keeps them so; it loads into the same
+# layout bit for bit, and on another number of ranks the scales' shape differs and it is refused.
 def check_int8_shardable(param: torch.Tensor, where: str) -> None:
     """Refuse a sharded param whose layout the int8 blocks of a shard do not take
     (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py)."""
@@ -80,15 +86,15 @@ def sharded_int8_scales(local_scales: torch.Tensor, param: torch.Tensor) -> torc
     from torch.distributed.tensor import Shard
 
     slots = int8_scale_slots(param)
-    padded = torch.zeros(slots, dtype=int8_blocks.SCALE_DTYPE, device=local_scales.device)
-    padded[: local_scales.numel()] = local_scales
+    padded = torch.zeros(1, slots, dtype=int8_blocks.SCALE_DTYPE, device=local_scales.device)
+    padded[0, : local_scales.numel()] = local_scales
     return dtensor_type().from_local(padded, param.device_mesh, [Shard(0)], run_check=False,
-                                     shape=(param.device_mesh.size() * slots,), stride=(1,))  # fmt: skip
+                                     shape=(param.device_mesh.size(), slots), stride=(slots, 1))  # fmt: skip
 
 
 def local_scales(scales: torch.Tensor, local_codes: torch.Tensor) -> torch.Tensor:
     """The scales a shard's codes use: the first ceil(local numel / 256) of its slots, or `scales` itself."""
-    return local_tensor(scales)[: int8_blocks.scale_count(local_codes.numel())] if is_sharded(scales) else scales
+    return local_tensor(scales)[0, : int8_blocks.scale_count(local_codes.numel())] if is_sharded(scales) else scales
 
 
 def int8_momentum_local_shards(fast, slow, momentum, scales):

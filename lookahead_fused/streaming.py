@@ -16,11 +16,13 @@ tau > 0). F = 1, tau = 0 is the sync of replicas.py, bit for bit: the same code 
 While a fragment's sync is in flight, each of its params' state holds the pseudo-gradient being
 reduced (PENDING_DELTA, a view of the fragment's flat buffer, sharded like a sharded param).
 state_dict() waits for the reductions in flight and saves the averaged pseudo-gradients (after the
-division), and zeros for the params of the other fragments, so that its structure does not depend on the step
-(torch.distributed.checkpoint loads into a template); loading keeps those of the fragments in flight
-at the loaded step. A checkpoint taken at any step resumes bit for bit; one without them (taken by
-an optimizer without fragments or delay) loads, and a fragment in flight at its step then has
-nothing to land.
+division), zeros for the params of the other fragments (so that its structure does not depend on the
+step: torch.distributed.checkpoint loads into a template), and in its "lookahead" section the
+fragments, the delay and a flag per fragment in flight; loading keeps the pseudo-gradients of the
+flagged fragments, and refuses flags saved with another fragments or delay. A checkpoint taken at
+any step resumes bit for bit; one without them (taken by an optimizer without fragments or delay)
+loads, and a fragment in flight at its step then has nothing to land. While a sync is in flight,
+add_param_group() is refused (it would split the fragments anew).
 sync_lookahead() lands the fragments in flight at once and syncs every other fragment now.
 Streaming takes pullback_momentum="none" only (a reset or pulled-back first moment would need its
 own phase per fragment).
@@ -88,9 +90,29 @@ class Stream:
         self._in_flight: dict[int, tuple] = {}  # fragment -> (the finish() of its reduction, the params it sent)
         self._split: tuple[tuple, list[int]] | None = None  # (the params' ids, each one's fragment)
 
-    def check_k(self, k) -> None:
-        """A checkpoint's k, before it is loaded."""
+    def check_loaded(self, k, pullback_momentum: str, saved: dict | None) -> None:
+        """A checkpoint's k, pullback mode and streaming entry, before anything is loaded."""
         check_schedule(k, self.fragments, self.delay, where="the state_dict's k: ")
+        if pullback_momentum != "none":
+            raise ValueError(f"the state_dict has pullback_momentum={pullback_momentum!r}; fragments and delay take 'none' only")
+        if saved is None or not bool(torch.as_tensor(saved.get("in_flight", 0)).any()):
+            return
+        if (saved.get("fragments"), saved.get("delay")) != (self.fragments, self.delay):
+            raise ValueError(
+                f"the state_dict holds syncs in flight of fragments={saved.get('fragments')}, delay={saved.get('delay')}; "
+                f"this optimizer has fragments={self.fragments}, delay={self.delay}: load it into one with those"
+            )
+
+    def section(self, params: list[torch.Tensor], slow_state) -> dict:
+        """The checkpoint's streaming entry: fragments, delay, and a flag per fragment in flight."""
+        fragment_of, flags = self._fragment_of(params), torch.zeros(self.fragments, dtype=torch.int64)
+        for p in params:
+            if PENDING_DELTA in slow_state[p]:
+                flags[fragment_of[id(p)]] = 1
+        return {"fragments": self.fragments, "delay": self.delay, "in_flight": flags}
+
+    def has_in_flight(self, params: list[torch.Tensor], slow_state) -> bool:
+        return bool(self._in_flight) or any(PENDING_DELTA in slow_state[p] for p in params)
 
     def _phase(self, fragment: int) -> int:
         k = self.k_of()
@@ -103,16 +125,14 @@ class Stream:
     def landing(self, step: int) -> list[int]:
         return self.starting(step - self.delay)
 
-    def in_flight_after(self, step: int) -> list[int]:
-        """The fragments whose sync is in flight after step `step`: sent at most delay - 1 steps before."""
-        return sorted({j for sent in range(max(1, step - self.delay + 1), step + 1) for j in self.starting(sent)})
-
-    def keep_in_flight_only(self, params: list[torch.Tensor], slow_state, step: int) -> None:
+    def keep_in_flight_only(self, params: list[torch.Tensor], slow_state, saved: dict | None) -> None:
         """After a checkpoint loaded (every param's PENDING_DELTA, zero where none was in flight): keep
-        those of the fragments in flight at its step."""
-        fragment_of, in_flight = self._fragment_of(params), set(self.in_flight_after(step))
+        those of the fragments its streaming entry flags as in flight (none without one)."""
+        flags = torch.as_tensor(saved.get("in_flight", [])).tolist() if saved is not None else []
+        fragment_of = self._fragment_of(params)
         for p in params:
-            if fragment_of[id(p)] not in in_flight:
+            j = fragment_of[id(p)]
+            if not (j < len(flags) and flags[j]):
                 slow_state[p].pop(PENDING_DELTA, None)
 
     def due(self, step: int) -> bool:

@@ -298,12 +298,14 @@ class Sync:
     def _stream(self):
         return self.replicas.stream if self.replicas is not None else None
 
-    def settle(self) -> bool:
-        """Before a state_dict: every fragment's reduction in flight finished, its state holding the
-        averages. Whether there are fragments or a delay."""
+    def settle(self) -> None:
+        """Before a state_dict: every fragment's reduction in flight finished, its state holding the averages."""
         if self._stream() is not None:
             self._stream().settle()
-        return self._stream() is not None
+
+    def has_in_flight(self) -> bool:
+        """Whether a fragment's sync is in flight (see [NOTE: streaming] in lookahead_fused/streaming.py)."""
+        return self._stream() is not None and self._stream().has_in_flight(self.params(), self.slow_state)
 
     def forget_in_flight(self) -> None:
         """A checkpoint replaced the state: nothing in flight is kept."""

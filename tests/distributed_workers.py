@@ -85,6 +85,7 @@ def train(model, opt, steps, rank=0, world=1):
 
 
 def _init(rank, world, init_file):
+    torch.set_num_threads(1)  # up to four processes share the machine's cores
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
 
 

@@ -237,32 +237,48 @@ def one_replica_worker(rank, world, init_file, out_dir, steps):
 
 
 def stream_now_worker(rank, world, init_file, out_dir, steps):
-    """3 fragments, delay 2: sync_lookahead() after step 4, with two fragments in flight; then the
-    steps on to `steps`. And the checkpoint of step 4 loaded into an optimizer without fragments."""
+    """2 fragments, delay 2: sync_lookahead() after step 4, with both fragments in flight; then the steps
+    on to `steps`, also from a checkpoint taken right after sync_lookahead(). And the checkpoint of
+    step 4 loaded into an optimizer without fragments, and into one of another delay."""
     _init(rank, world, init_file)
     model = make_model()
-    opt = make_optimizer(model, "lookahead", replicas=dist.group.WORLD, fragments=3, delay=2)
+    opt = make_optimizer(model, "lookahead", replicas=dist.group.WORLD, fragments=2, delay=2)
     for step in range(1, K + 2):
         inner_step(model, opt, step, rank, world)
-    in_flight = sum("pending_delta" in opt.state[p] for p in model.parameters())
+    params = list(model.parameters())
+    result = {"in_flight_before": sum("pending_delta" in opt.state[p] for p in params)}
+    try:
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))]})
+    except RuntimeError as error:
+        result["add_refused"] = str(error)
     saved = copy.deepcopy(opt.state_dict())
     opt.sync_lookahead()
-    params = list(model.parameters())
-    result = {
-        "in_flight_before": in_flight,
+    after_sync = (copy.deepcopy(opt.state_dict()), [p.detach().clone() for p in params])
+    result.update({
         "params_are_slow": all(torch.equal(p, opt.state[p]["slow_param"]) for p in params),
         "identical": _same_on_every_rank([p.detach() for p in params] + outer_state(opt, model)),
         "in_flight_after": sum("pending_delta" in opt.state[p] for p in params),
-    }
+    })  # fmt: skip
     for step in range(K + 2, steps + 1):
         inner_step(model, opt, step, rank, world)
     result["identical_at_the_end"] = _same_on_every_rank(outer_state(opt, model))
+    final = [p.detach().clone() for p in params] + [t.clone() for t in outer_state(opt, model)]
+    resumed_model = make_model()
+    resumed = make_optimizer(resumed_model, "lookahead", replicas=dist.group.WORLD, fragments=2, delay=2)
+    resume(resumed_model, resumed, after_sync, rank, world, steps)
+    again = [p.detach() for p in resumed_model.parameters()] + outer_state(resumed, resumed_model)
+    result["resumed_after_sync_lookahead_equal"] = all(torch.equal(a, b) for a, b in zip(final, again))
     plain = make_optimizer(make_model(), "lookahead", replicas=dist.group.WORLD)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plain.load_state_dict(saved)
     result["warnings"] = [str(w.message) for w in caught]
     result["plain_in_flight"] = sum("pending_delta" in state for state in plain.state.values())
+    other_delay = make_optimizer(make_model(), "lookahead", replicas=dist.group.WORLD, fragments=2, delay=1)
+    try:
+        other_delay.load_state_dict(saved)
+    except ValueError as error:
+        result["other_delay_refused"] = str(error)
     if rank == 0:
         torch.save(result, os.path.join(out_dir, "now.pt"))
     _finish()

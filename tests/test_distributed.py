@@ -59,7 +59,7 @@ def test_fsdp2_shards_the_slow_weights_and_resumes_from_a_distributed_checkpoint
     assert not unsharded, f"not DTensors with their param's placements: {unsharded}"
     assert result["local_shapes"][0] == (workers.make_model(kind)[0].out_features // WORLD, 8)  # the first weight, row-sharded
     # int8 blocks per shard: each rank keeps the one block of its largest shard (32 x 8 and 1 x 64 elements)
-    expected_scales = [((WORLD,), (1,), True)] * 2 if kind in workers.INT8_KINDS else []
+    expected_scales = [((WORLD, 1), (1, 1), True)] * 2 if kind in workers.INT8_KINDS else []
     assert result["scale_shapes"] == expected_scales
     if kind in workers.INT8_KINDS:
         assert "momentum_dtype='int8' takes sharded params as FSDP2 shards them (Shard(0) on a 1-D mesh)" in result["layout_refused"]

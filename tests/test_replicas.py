@@ -41,7 +41,7 @@ def test_diloco_follows_float64_and_every_replica_holds_the_same_state(tmp_path,
 STREAMS = {
     "fragments": {"fragments": 2},
     "delay": {"delay": 2},
-    "fragments-delay-mix": {"fragments": 3, "delay": 2, "delay_mix": 0.25},
+    "fragments-delay-mix": {"fragments": 2, "delay": 2, "delay_mix": 0.25},
 }
 
 
@@ -50,7 +50,8 @@ STREAMS = {
 def test_streaming_diloco_follows_float64_and_resumes_with_a_fragment_in_flight(tmp_path, kind, stream):
     """Fragments at their phases, landing `delay` steps later, mixed by delay_mix, against float64; the
     checkpoint after step K + 1 (K = 3) holds a fragment in flight wherever delay > 0: with delay 2 the
-    sync sent at step 3 (both cases), and with 3 fragments also the one sent at step 4."""
+    sync sent at step 3 (both cases), and with 2 fragments (the first weight, then the other three
+    params) also the one sent at step 4."""
     _spawn(workers.diloco_worker, tmp_path, kind, STREAMS[stream])
     result = torch.load(os.path.join(tmp_path, "diloco.pt"))
     assert result["identical_after_syncs"] == [True] * (STEPS // workers.K)
@@ -155,17 +156,21 @@ def test_a_group_of_one_replica_is_the_plain_sync_and_refusals_name_the_option(t
 
 def test_sync_lookahead_lands_the_fragments_in_flight_and_syncs_the_others(tmp_path):
     """After sync_lookahead() every param holds its new slow weight, the same on every replica, with
-    nothing in flight; training goes on from there; a checkpoint with fragments in flight loads into
-    an optimizer without fragments, which drops them with a warning."""
+    nothing in flight; training goes on from there, and from a checkpoint taken then, bit for bit
+    (nothing in flight lands again). A checkpoint with fragments in flight loads into an optimizer
+    without fragments, which drops them with a warning, and is refused by one of another delay;
+    add_param_group() is refused while a sync is in flight."""
     _spawn(workers.stream_now_worker, tmp_path)
     result = torch.load(os.path.join(tmp_path, "now.pt"))
-    assert result["in_flight_before"] > 0
+    assert result["in_flight_before"] == 4, "after step 4 both fragments (every param) are in flight"
+    assert "add_param_group() while a fragment's sync is in flight" in result["add_refused"]
     assert result["params_are_slow"] and result["identical"]
     assert result["in_flight_after"] == 0
     assert result["identical_at_the_end"]
-    assert any("saved with fragments or delay (it holds lookahead_pending_delta)" in message
-               for message in result["warnings"]), result["warnings"]  # fmt: skip
+    assert result["resumed_after_sync_lookahead_equal"], "a checkpoint after sync_lookahead() landed a sync again"
+    assert any("holds syncs of fragments in flight" in message for message in result["warnings"]), result["warnings"]
     assert result["plain_in_flight"] == 0
+    assert "syncs in flight of fragments=2, delay=2; this optimizer has fragments=2, delay=1" in result["other_delay_refused"]
 
 
 def test_fragments_split_the_params_by_bytes_in_order_and_sync_at_their_phases():
