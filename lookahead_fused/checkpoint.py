@@ -48,6 +48,7 @@ from . import int8_blocks
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, PENDING_DELTA, SLOW_HIGH, SLOW_LOW
 from .slow_state import SLOW_MOMENTUM, SLOW_PARAM
 from .sharded import int8_scale_slots, is_sharded
+from .streaming import in_flight_flags
 from .slow_state import copy_as, is_compact, is_int8_momentum, outer_momentum_dtype_for, outer_momentum_state
 from .slow_state import outer_momentum_value
 from .slow_state import slow_weight_state, state_dims, zero_outer_momentum
@@ -342,7 +343,7 @@ def read(opt, state_dict, keeps_pending: bool = False) -> Loaded:
                     loaded.pending[p] = copy_as(pending, p, opt.slow_dtype_for(p))
     if loaded.pending and not keeps_pending:
         loaded.pending.clear()
-        if loaded.streaming is not None and bool(torch.as_tensor(loaded.streaming.get("in_flight", 0)).any()):
+        if any(in_flight_flags(loaded.streaming)):
             warnings.warn(
                 "the state_dict holds syncs of fragments in flight (saved with fragments or delay); this optimizer has "
                 "neither: they are dropped",

@@ -39,11 +39,12 @@ import dataclasses
 import torch
 
 from . import int8_blocks, streaming
-from .sharded import local_tensor, mesh_groups
+from .sharded import local_shards, local_tensor, mesh_groups
 from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum
 
 WIRE_DTYPES = (None, torch.float32, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)  # "int8": int8 blocks
 BUCKET_BYTES = 32 * 2**20  # each all-reduce's share of a buffer: the collectives overlap the next ones' start
+_OP = "lookahead_sync_"  # the lists' names in local_shards' messages
 _VECTOR_BYTES = 16  # each view starts in its slow weight's 16-byte phase, so the fused kernel keeps its vectors
 
 
@@ -140,10 +141,11 @@ class Replicas:
         finish() waits for it and leaves the mean over the replicas in the views."""
         pairs = _pairs_of(launches)
         self._check_in_step(pairs[0][0].device if pairs else torch.device("cpu"))
-        params, slows = [p for p, _ in pairs], [local_tensor(s) for _, s in pairs]
+        params = [p for p, _ in pairs]
+        local_params, slows = local_shards(params, [s for _, s in pairs], op=_OP)
         buffers, views = self._buffers_for(slows, slot)
         if views:
-            torch._foreach_copy_(views, [local_tensor(p) for p in params])
+            torch._foreach_copy_(views, local_params)
             torch._foreach_sub_(views, slows)
         waits = self._start_sum(buffers) if self.averages else []
 
@@ -159,18 +161,19 @@ class Replicas:
     @torch.no_grad()
     def with_averages(self, launches: list, views: list) -> tuple[list, tuple[list, list]]:
         """`launches` with the averaged fast weights slow + mean d (`views`, one per param of the
-        launches in order, holding mean d) as their fast list; and (params, views) for write_back."""
-        pairs = _pairs_of(launches)
-        if views:
-            torch._foreach_add_(views, [local_tensor(s) for _, s in pairs])
-        views_of = iter(views)
-        averaged = []
-        for launch in launches:  # sharded lists: their local shards, which the ops take as plain tensors
-            fast = [next(views_of) for lists in (launch.fused, launch.strided) for _ in lists[0]]
-            rest = tuple([local_tensor(t) for t in a + b] for a, b in zip(launch.fused[1:], launch.strided[1:]))
+        launches in order, holding mean d) as their fast list; and (params, views) for write_back.
+        Sharded lists become their local shards, which the ops take as plain tensors."""
+        averaged, params, start = [], [], 0
+        for launch in launches:
+            fast, slow, *rest = local_shards(*(a + b for a, b in zip(launch.fused, launch.strided)), op=_OP)
+            mine = views[start : start + len(fast)]
+            start += len(fast)
+            if mine:
+                torch._foreach_add_(mine, slow)
+            params += fast
             empty = tuple([] for _ in launch.fused)
-            averaged.append(dataclasses.replace(launch, fused=(fast, *rest), strided=empty))
-        return averaged, ([p for p, _ in pairs], views)
+            averaged.append(dataclasses.replace(launch, fused=(mine, slow, *rest), strided=empty))
+        return averaged, (params, views)
 
     def _check_in_step(self, device: torch.device) -> None:
         """Every replica at the same step with the same k, or a RuntimeError on every one (the small
@@ -253,12 +256,11 @@ class Replicas:
 
 
 def write_back(params: list, views: list, mix: float = 0.0) -> None:
-    """The params take the new slow weights (the buffers after the sync), cast to their dtype; with
+    """The params (local shards, as with_averages gives them) take the new slow weights (the buffers after the sync), cast to their dtype; with
     `mix` > 0, (1 - mix) new slow weights + mix their own values
     (see [NOTE: streaming] in lookahead_fused/streaming.py), computed in the slow weights' dtype."""
     if not params:
         return
-    params = [local_tensor(p) for p in params]
     if mix and all(view.dtype == p.dtype for view, p in zip(views, params)):
         torch._foreach_lerp_(views, params, mix)
     elif mix:  # params in another dtype than their slow weights: each cast first

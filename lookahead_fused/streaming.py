@@ -70,6 +70,11 @@ def streams(fragments: int, delay: int) -> bool:
     return fragments > 1 or delay > 0
 
 
+def in_flight_flags(saved: dict | None) -> list[int]:
+    """A checkpoint's streaming entry's flag per fragment in flight (none without an entry)."""
+    return torch.as_tensor(saved.get("in_flight", [])).tolist() if saved is not None else []
+
+
 def fragment_indices(params: list[torch.Tensor], fragments: int) -> list[int]:
     """Each param's fragment, by bytes in order (see [NOTE: streaming] in lookahead_fused/streaming.py)."""
     sizes = [p.numel() * p.element_size() for p in params]
@@ -95,7 +100,7 @@ class Stream:
         check_schedule(k, self.fragments, self.delay, where="the state_dict's k: ")
         if pullback_momentum != "none":
             raise ValueError(f"the state_dict has pullback_momentum={pullback_momentum!r}; fragments and delay take 'none' only")
-        if saved is None or not bool(torch.as_tensor(saved.get("in_flight", 0)).any()):
+        if not any(in_flight_flags(saved)):
             return
         if (saved.get("fragments"), saved.get("delay")) != (self.fragments, self.delay):
             raise ValueError(
@@ -128,8 +133,7 @@ class Stream:
     def keep_in_flight_only(self, params: list[torch.Tensor], slow_state, saved: dict | None) -> None:
         """After a checkpoint loaded (every param's PENDING_DELTA, zero where none was in flight): keep
         those of the fragments its streaming entry flags as in flight (none without one)."""
-        flags = torch.as_tensor(saved.get("in_flight", [])).tolist() if saved is not None else []
-        fragment_of = self._fragment_of(params)
+        flags, fragment_of = in_flight_flags(saved), self._fragment_of(params)
         for p in params:
             j = fragment_of[id(p)]
             if not (j < len(flags) and flags[j]):
