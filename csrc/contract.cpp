@@ -105,6 +105,7 @@ const char* const kSyncListNames[] = {"fast", "slow", "momentum"};
 const char* const kAdamWListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"};
 const char* const kCompactListNames[] = {"fast", "slow_high", "slow_low"};
 const char* const kInt8MomentumListNames[] = {"fast", "slow", "momentum", "scales"};
+const char* const kPseudoGradientListNames[] = {"fast", "slow", "out"};
 
 void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow") {
   TORCH_CHECK_VALUE(fast.size() == other.size(), op, ": fast has ", fast.size(), " tensors but ", other_name, " has ",
@@ -129,6 +130,7 @@ const char* const* list_names(TableOp op) {
     case TableOp::kAdamWMomentum:
     case TableOp::kAdamWAlone: return kAdamWListNames;
     case TableOp::kCompactSync: return kCompactListNames;
+    case TableOp::kPseudoGradient: return kPseudoGradientListNames;
     default: return kSyncListNames;
   }
 }
@@ -237,7 +239,26 @@ void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists) {
     case TableOp::kSync: return check_sync_pairs(lists[0], lists[1]);
     case TableOp::kMomentumSync: return check_momentum_triples(lists[0], lists[1], lists[2]);
     case TableOp::kCompactSync: return check_compact_triples(lists[0], lists[1], lists[2]);
+    case TableOp::kPseudoGradient: return check_pseudo_gradient_triples(lists[0], lists[1], lists[2]);
     default: TORCH_CHECK(false, "lookahead_fused: check_sync_entries takes the sync ops only");
+  }
+}
+
+void check_pseudo_gradient_triples(at::TensorList fast, at::TensorList slow, at::TensorList out) {
+  const char* op = kPseudoGradientOp;
+  check_sync_pairs(fast, slow, op);
+  check_lengths(op, fast, out, "out");
+  const at::Device device = device_of_first(fast);
+  for (size_t i = 0; i < out.size(); ++i) {
+    prefetch_ahead(out, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    const at::Tensor& o = out[i];
+    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
+    if (plainly_alike(o, slow[i], device) && o.scalar_type() == slow[i].scalar_type()) continue;
+    check_tensor(o, Where{op, i, "out"});
+    TORCH_CHECK_VALUE(o.scalar_type() == slow[i].scalar_type(), op, ": pair ", i, ": out has dtype ",
+                      python_dtype(o.scalar_type()), " but slow has ", python_dtype(slow[i].scalar_type()),
+                      "; the pseudo-gradient is written in the slow weights' dtype");
+    check_pair_layout(op, i, o, slow[i], fast[0].device(), "out", "slow");
   }
 }
 

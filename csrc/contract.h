@@ -14,6 +14,7 @@ constexpr const char* kCompactOp = "lookahead_compact_sync_";  // the compact sy
 constexpr const char* kCompactGatedOp = "lookahead_compact_sync_on_step_";  // and its step-gated form
 constexpr const char* kInt8MomentumOp = "lookahead_int8_momentum_sync_";  // the int8 momentum sync
 constexpr const char* kInt8MomentumGatedOp = "lookahead_int8_momentum_sync_on_step_";  // and its step-gated form
+constexpr const char* kPseudoGradientOp = "lookahead_pseudo_gradient_";  // the replicas' pseudo-gradient
 
 // Whether `t` is plainly valid: defined, strided and contiguous, on `device`; and whether `a` and `b`
 // are plainly alike: both plainly valid, of one shape. Their dtypes are the caller's test
@@ -44,8 +45,11 @@ const char* const* list_names(TableOp op);
 // float16 or bfloat16; slow_high bfloat16 and slow_low int8 beside it, of its shape and strides, on
 // its device.
 void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low);
-// The per-entry checks of a sync op's lists: the pairs (kSync), the triples (kMomentumSync) or the
-// compact triples (kCompactSync).
+// The pseudo-gradient's triples (see [NOTE: pseudo-gradient] in csrc/element_math.h): fast and slow as
+// a sync's pairs; out of slow's dtype, shape and strides, on its device.
+void check_pseudo_gradient_triples(at::TensorList fast, at::TensorList slow, at::TensorList out);
+// The per-entry checks of a table op's lists before it writes: the pairs (kSync), the triples
+// (kMomentumSync), the compact triples (kCompactSync) or the pseudo-gradient's (kPseudoGradient).
 void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists);
 // What lookahead_compact_sync_ checks before it writes: the triples, and their overlap unless a plan
 // for them is cached. The pybind check_compact_lists runs it.

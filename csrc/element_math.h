@@ -77,6 +77,15 @@ struct MomentumSyncMath {
   }
 };
 
+// [NOTE: pseudo-gradient] A replica's pseudo-gradient (see [NOTE: replicas] in lookahead_fused/replicas.py):
+// out <- fast - slow, in the opmath type T of the slow dtype (the fast value widened to T, which is
+// exact), rounded once to the slow dtype, out's dtype: what torch's out.copy_(fast); out.sub_(slow)
+// computes, in one pass. fast and slow are read, never written.
+template <class T>
+LOOKAHEAD_MATH_FN T pseudo_gradient(T fast, T slow) {
+  return fast - slow;
+}
+
 // [NOTE: compact sync] The sync of a slow weight kept as bf16+int8
 // (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py):
 // s = decode(high, residual); s' = lerp(s, fast, alpha) in float32; (high, residual) <- encode(s').

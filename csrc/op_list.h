@@ -44,4 +44,6 @@
     "(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor(c!)[] momentum, Tensor(d!)[] scales, Tensor alpha, "        \
     "Tensor step, int k, float mu, bool nesterov) -> ()",                                                       \
     (at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,                  \
-     const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu, bool nesterov))
+     const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu, bool nesterov))                    \
+  X(pseudo_gradient_, "(Tensor[] fast, Tensor[] slow, Tensor(a!)[] out) -> ()",                                  \
+    (at::TensorList fast, at::TensorList slow, at::TensorList out))

@@ -175,6 +175,13 @@ void compact_sync_on_step_(at::TensorList fast, at::TensorList slow_high, at::Te
   run_on_step(kCompactOp, lists, TableOp::kCompactSync, alpha, step, k, UpdateArgs{}, std::move(plan));
 }
 
+void pseudo_gradient_(at::TensorList fast, at::TensorList slow, at::TensorList out) {
+  const TensorLists lists{fast, slow, out};
+  auto plan = check_sync(TableOp::kPseudoGradient, lists);
+  launch_on_plan(kPseudoGradientOp, lists, TableOp::kPseudoGradient, UpdateArgs{}, nullptr, std::move(plan));
+  bump_versions({out});  // fast and slow are only read
+}
+
 namespace {
 
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
@@ -333,6 +340,10 @@ void compact_sync_on_step_meta(at::TensorList fast, at::TensorList slow_high, at
                                const at::Tensor& alpha, const at::Tensor& step, int64_t k) {
   check_all_meta(kCompactGatedOp, {fast, slow_high, slow_low}, list_names(TableOp::kCompactSync));
   check_step_gate(fast, alpha, step, k, kCompactGatedOp);
+}
+
+void pseudo_gradient_meta(at::TensorList fast, at::TensorList slow, at::TensorList out) {
+  check_all_meta(kPseudoGradientOp, {fast, slow, out}, list_names(TableOp::kPseudoGradient));
 }
 
 void int8_momentum_sync_meta(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,

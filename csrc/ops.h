@@ -15,8 +15,9 @@
 //     (see [NOTE: compact sync] in csrc/element_math.h); compact_sync_on_step_: the same, step-gated.
 //   int8_momentum_sync_: the momentum sync with the outer momentum kept as int8 blocks, an int8 tensor of
 //     codes and a float32 tensor of block scales per param (see [NOTE: int8 momentum sync] in csrc/element_math.h);
-//     int8_momentum_sync_on_step_: the same, step-gated. CPU kernels only: a CUDA call raises
-//     NotImplementedError before it writes.
+//     int8_momentum_sync_on_step_: the same, step-gated.
+//   pseudo_gradient_: out <- fast - slow in the slow dtype, fast and slow read only (a replica's
+//     pseudo-gradient, see [NOTE: pseudo-gradient] in csrc/element_math.h).
 #pragma once
 
 #include "op_list.h"

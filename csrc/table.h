@@ -10,8 +10,8 @@
 //     runs scalar; tensors whose ends are offset alike keep their vector body);
 //   then per chunk one word: entry index << kChunkBits | chunk index, chunk = chunk_elems elements,
 //   chosen per plan (chunking.h, see [NOTE: chunk size from the bytes model] in csrc/chunking.cpp).
-// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync, 4 for AdamW's step
-// alone, 5 or 6 for AdamW's step with the sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
+// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync and the pseudo-gradient,
+// 4 for AdamW's step alone, 5 or 6 for AdamW's step with the sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
 // takes whole chunks, so every tensor size shares one grid.
 //
 // [NOTE: entry dtypes] Each op names the roles of an entry's tensors (roles_of): the first `fast` of
@@ -102,8 +102,9 @@ LOOKAHEAD_HOST_DEVICE inline constexpr int64_t entry_words(int depth) { return d
 // AdamW step, then on a sync step the sync (kAdamWMomentum: the momentum sync) of the new params,
 // in the same pass (adamw.h, docs/design.md "LookaheadAdamW"); kAdamWAlone: the step without slow
 // weights, which never syncs. kCompactSync: the sync of slow weights kept as bf16+int8
-// (docs/design.md, "Compact slow weights").
-enum class TableOp { kSync, kSwap, kMomentumSync, kAdamW, kAdamWMomentum, kAdamWAlone, kCompactSync };
+// (docs/design.md, "Compact slow weights"). kPseudoGradient: out <- fast - slow, fast and slow read only
+// (see [NOTE: pseudo-gradient] in csrc/element_math.h).
+enum class TableOp { kSync, kSwap, kMomentumSync, kAdamW, kAdamWMomentum, kAdamWAlone, kCompactSync, kPseudoGradient };
 
 struct EntryRoles {  // see [NOTE: entry dtypes] in csrc/table.h
   int depth;             // tensors per entry
@@ -125,6 +126,7 @@ inline constexpr EntryRoles roles_of(TableOp op) {
     case TableOp::kAdamWMomentum: return {6, 4, false, 5};
     case TableOp::kAdamWAlone: return {4, 4};
     case TableOp::kCompactSync: return {3, 1, true};
+    case TableOp::kPseudoGradient: return {3, 1};
   }
   return {0, 0};
 }

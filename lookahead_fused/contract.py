@@ -55,6 +55,8 @@ ADAMW_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"
 COMPACT_LIST_NAMES = ("fast", "slow_high", "slow_low")
 COMPACT_OP = "lookahead_compact_sync_"
 COMPACT_GATED_OP = "lookahead_compact_sync_on_step_"
+PSEUDO_GRADIENT_OP = "lookahead_pseudo_gradient_"
+PSEUDO_GRADIENT_LIST_NAMES = ("fast", "slow", "out")
 # The fast dtypes whose slow weights may be kept as bf16+int8, and the dtypes of its two parts.
 COMPACT_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 COMPACT_STATE_DTYPES = (torch.bfloat16, torch.int8)
@@ -192,6 +194,19 @@ def _check_pair_layout(i: int, a: torch.Tensor, b: torch.Tensor, *, op: str, nam
         raise ValueError(f"{op}: pair {i}: {first} has strides {a.stride()} but {second} has strides {b.stride()}")
 
 
+def _check_pairs(fast, slow, *, op: str) -> None:
+    """Each (fast, slow) pair: valid tensors, dtypes that go together, one shape, layout and device."""
+    for i, (f, s) in enumerate(zip(fast, slow)):
+        check_param_tensor(f, where=f"{op}: pair {i}: fast")
+        check_param_tensor(s, where=f"{op}: pair {i}: slow")
+        if s.dtype not in allowed_slow_dtypes(f.dtype):
+            raise ValueError(
+                f"{op}: pair {i}: slow dtype {s.dtype} does not go with fast dtype {f.dtype}; "
+                "slow must have the fast dtype, or float32 for float16/bfloat16 fast"
+            )
+        _check_pair_layout(i, f, s, op=op)
+
+
 def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True) -> None:
     """Validate the tensor lists of a lookahead_sync_ call: the pairs, and with `momentum` the outer
     momentum beside slow (its dtype, shape and strides), as csrc/contract.cpp's check_sync_lists, word
@@ -204,15 +219,7 @@ def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True) -> None
             raise TypeError(f"{op}: momentum must be a list or tuple of tensors, got {type(momentum).__name__}")
         if len(momentum) != len(fast):
             raise ValueError(f"{op}: fast has {len(fast)} tensors but momentum has {len(momentum)}")
-    for i, (f, s) in enumerate(zip(fast, slow)):
-        check_param_tensor(f, where=f"{op}: pair {i}: fast")
-        check_param_tensor(s, where=f"{op}: pair {i}: slow")
-        if s.dtype not in allowed_slow_dtypes(f.dtype):
-            raise ValueError(
-                f"{op}: pair {i}: slow dtype {s.dtype} does not go with fast dtype {f.dtype}; "
-                "slow must have the fast dtype, or float32 for float16/bfloat16 fast"
-            )
-        _check_pair_layout(i, f, s, op=op)
+    _check_pairs(fast, slow, op=op)
     for i, (s, m) in enumerate(zip(slow, momentum or ())):
         check_param_tensor(m, where=f"{op}: pair {i}: momentum")
         if m.dtype not in allowed_momentum_dtypes(s.dtype):
@@ -223,6 +230,27 @@ def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True) -> None
         _check_pair_layout(i, m, s, op=op, names=("momentum", "slow"))
     if overlap:
         check_no_overlap(fast, slow, *(() if momentum is None else (momentum,)), op=op)
+
+
+def check_pseudo_gradient_lists(fast, slow, out) -> None:
+    """Validate the lists of a lookahead_pseudo_gradient_ call, as csrc/contract.cpp's
+    check_pseudo_gradient_triples and the overlap check: fast and slow as a sync's pairs; out of slow's
+    dtype, shape and strides, on its device; nothing shared."""
+    op = PSEUDO_GRADIENT_OP
+    check_list_types(PSEUDO_GRADIENT_LIST_NAMES, (fast, slow, out), op=op)
+    check_lists(fast, slow, op=op)
+    if len(out) != len(fast):
+        raise ValueError(f"{op}: fast has {len(fast)} tensors but out has {len(out)}")
+    _check_pairs(fast, slow, op=op)
+    for i, (s, o) in enumerate(zip(slow, out)):
+        check_param_tensor(o, where=f"{op}: pair {i}: out")
+        if o.dtype != s.dtype:
+            raise ValueError(
+                f"{op}: pair {i}: out has dtype {o.dtype} but slow has {s.dtype}; "
+                "the pseudo-gradient is written in the slow weights' dtype"
+            )
+        _check_pair_layout(i, o, s, op=op, names=("out", "slow"))
+    check_no_overlap(fast, slow, out, op=op, names=PSEUDO_GRADIENT_LIST_NAMES)
 
 
 def _check_state_tensor(t, dtype: torch.dtype, *, where: str) -> None:

@@ -95,5 +95,6 @@ OPS = (
             "nesterov:bool"
         ),
     ),
+    OpSpec("pseudo_gradient_", _args("fast:tensors slow:tensors out:tensors!")),
 )
 OP_NAMES = tuple(op.name for op in OPS)

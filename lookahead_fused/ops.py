@@ -17,6 +17,9 @@
                                          (docs/design.md, "An int8 outer momentum")
     lookahead_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha, step, k, mu, nesterov=False)
                                          the same when step % k == 0, decided where step lives
+    lookahead_pseudo_gradient_(fast, slow, out)
+                                         out <- fast - slow in the slow weights' dtype (a replica's
+                                         pseudo-gradient, docs/design.md "Lookahead across replicas")
 
 Each checks the whole call first, then runs one backend per device (backends/), so a rejected call
 writes nothing. A call on one device with a native backend ("cpu", "cuda") goes straight to the
@@ -357,3 +360,21 @@ def lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step: torc
     _on_step(lists, alpha, step, k, (), "compact_sync_on_step_", (contract.COMPACT_GATED_OP, contract.COMPACT_OP),
              lambda: contract.check_compact_lists(*lists), lambda a: _compact_sync_by_device(lists, a, backend),
              backend)  # fmt: skip
+
+
+@torch.no_grad()
+def lookahead_pseudo_gradient_(fast, slow, out, *, backend: str = "auto") -> None:
+    """out <- fast - slow for every param in one launch per device, computed in the slow dtype's opmath
+    and rounded once to out's dtype, which is slow's
+    (see [NOTE: pseudo-gradient] in csrc/element_math.h): a replica's pseudo-gradient, what Lookahead
+    across replicas packs into its buffers. fast and slow as for lookahead_sync_ and only read; out of slow's dtype, shape and
+    strides. Raises before writing."""
+    backends.check_backend_name(backend)
+    op = contract.PSEUDO_GRADIENT_OP
+    contract.check_list_types(contract.PSEUDO_GRADIENT_LIST_NAMES, (fast, slow, out), op=op)
+    fast, slow, out = local_shards(fast, slow, out, op=op)
+    if _run_native("pseudo_gradient_", fast, slow, out, backend=backend):
+        return
+    contract.check_pseudo_gradient_lists(fast, slow, out)
+    for module, (fasts, slows, outs) in _by_device(backend, fast, slow, out):
+        module.pseudo_gradient_(fasts, slows, outs)

@@ -110,7 +110,8 @@ class Lookahead(Optimizer):
         self._step_count_tensor = torch.zeros((), dtype=torch.int64, device=capturable_device(optimizer, capturable, alpha))
         self._constructing = True
         self._replicas = None if replicas is None else replicas_module.Replicas(
-            replicas, replica_dtype, self._step_count_tensor, lambda: self.defaults["k"], fragments, delay, delay_mix
+            replicas, replica_dtype, self._step_count_tensor, lambda: self.defaults["k"],
+            lambda: self.defaults["backend"], fragments, delay, delay_mix,
         )  # fmt: skip
         self._shared = SharedState(self)  # see [NOTE: one state for every handle] in lookahead_fused/shared_state.py
         # Optimizer.__init__ sets up the hooks and calls add_param_group for each inner group,

@@ -2,7 +2,8 @@
 
 [NOTE: replicas] Each replica (a rank of `group`) runs its own inner steps on its own data, with no
 communication between syncs. At a sync every replica packs its pseudo-gradient d_r = fast_r - slow
-(in the slow weights' dtype) into flat buffers, one per (device, slow dtype), the whole buffer
+(in the slow weights' dtype, one launch of the pseudo-gradient op per launch of the sync;
+see [NOTE: pseudo-gradient] in csrc/element_math.h) into flat buffers, one per (device, slow dtype), the whole buffer
 all-reduced (SUM) bucket by bucket, asynchronously, in the wire dtype (`replica_dtype`: None, the
 slow weights' own dtype, never rounded; torch.float32; torch.bfloat16, each replica's d rounded to
 bfloat16 and summed in bfloat16 by the collective; "int8", int8 blocks all-gathered and summed in
@@ -38,7 +39,7 @@ import dataclasses
 
 import torch
 
-from . import int8_blocks, streaming
+from . import int8_blocks, ops, streaming
 from .sharded import local_shards, local_tensor, mesh_groups
 from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum
 
@@ -81,7 +82,7 @@ def is_int8_wire(replica_dtype) -> bool:
 class Replicas:
     """The replicas of one Lookahead: its group, wire dtype and step counter, and the sync's buffers."""
 
-    def __init__(self, group, wire_dtype, counter: torch.Tensor, k_of, fragments=1, delay=0, delay_mix=0.0):
+    def __init__(self, group, wire_dtype, counter: torch.Tensor, k_of, backend_of, fragments=1, delay=0, delay_mix=0.0):
         import torch.distributed as dist
 
         self.dist = dist
@@ -91,6 +92,7 @@ class Replicas:
         self.wire_dtype = wire_dtype
         self.counter = counter  # the optimizer's step counter
         self.k_of = k_of  # () -> the optimizer's k
+        self.backend_of = backend_of  # () -> the optimizer's backend name
         self._layouts: dict = {}  # slot -> (key, flat buffers, views in the order of the pairs)
         # fragments and delay (see [NOTE: streaming] in lookahead_fused/streaming.py), or None
         self.stream = streaming.Stream(self, fragments, delay, delay_mix, k_of) if streaming.streams(fragments, delay) else None
@@ -144,9 +146,7 @@ class Replicas:
         params = [p for p, _ in pairs]
         local_params, slows = local_shards(params, [s for _, s in pairs], op=_OP)
         buffers, views = self._buffers_for(slows, slot)
-        if views:
-            torch._foreach_copy_(views, local_params)
-            torch._foreach_sub_(views, slows)
+        self._pack(launches, local_params, slows, views)
         waits = self._start_sum(buffers) if self.averages else []
 
         def finish() -> None:
@@ -157,6 +157,19 @@ class Replicas:
                     flat.div_(self.size)
 
         return finish, params, views
+
+    def _pack(self, launches: list, params: list, slows: list, views: list) -> None:
+        """views <- params - slows (the lists in the order of _pairs_of): each launch's fused entries in
+        one launch of the pseudo-gradient op, its strided params (which no fused kernel takes) by torch ops."""
+        start = 0
+        for launch in launches:
+            fused, strided = len(launch.fused[0]), len(launch.strided[0])
+            dense, rest = slice(start, start + fused), slice(start + fused, start + fused + strided)
+            ops.lookahead_pseudo_gradient_(params[dense], slows[dense], views[dense], backend=self.backend_of())
+            if strided:
+                torch._foreach_copy_(views[rest], params[rest])
+                torch._foreach_sub_(views[rest], slows[rest])
+            start += fused + strided
 
     @torch.no_grad()
     def with_averages(self, launches: list, views: list) -> tuple[list, tuple[list, list]]:

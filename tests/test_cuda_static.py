@@ -32,11 +32,15 @@ OPS = {
     "AdamWOp6": (6, 1, 4),
     "CompactSyncOp": (3, 2, 1),
     "GatedCompactSyncOp": (3, 2, 1),
+    "PseudoGradientOp": (3, 2, 1),
 }
 # The 128-bit loads of one vector step where the rule below does not give them: the compact sync's
 # step is 16 elements, its fast tensor's packs (four for float32, two for 16-bit), two packs of
 # bfloat16 high parts and one of int8 residuals.
 PACKS_PER_STEP = {op: (4 + 2 + 1, 2 + 2 + 1) for op in ("CompactSyncOp", "GatedCompactSyncOp")}
+# The pseudo-gradient's step loads the fast tensor and the slow weight, never out: one pack each for
+# one dtype, one and two for a 16-bit fast tensor beside float32 slow weights.
+PACKS_PER_STEP["PseudoGradientOp"] = (1 + 1, 1 + 2)
 # The steps with a bfloat16 momentum beside float32 slow weights, 8 elements: each fast tensor's packs
 # (two for float32, one for 16-bit; one fast tensor for the momentum sync, four for AdamW's step with
 # it), two of slow weights and one of momentum.

@@ -93,7 +93,10 @@ def int8_momentum_sync_on_step_args():
     return [(*case[:4], *_gate(step), K, MU, True) for case in int8_momentum_sync_args() for step in (2, 3)]
 
 
-NO_CUDA_KERNEL = {"int8_momentum_sync_", "int8_momentum_sync_on_step_"}  # the native ops refuse CUDA tensors
+def pseudo_gradient_args():
+    return [(*make_pair_lists(SIZES, f, s), [torch.zeros(n, dtype=s) for n in SIZES]) for f, s in PAIRS]
+
+
 ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "sync_": sync_args,
     "sync_on_step_": sync_on_step_args,
@@ -105,6 +108,7 @@ ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "compact_sync_on_step_": compact_sync_on_step_args,
     "int8_momentum_sync_": int8_momentum_sync_args,
     "int8_momentum_sync_on_step_": int8_momentum_sync_on_step_args,
+    "pseudo_gradient_": pseudo_gradient_args,
 }
 # registered op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
 OPS = {name: ("native", ARGUMENT_SETS[name]) for name in OP_NAMES} | {
@@ -117,7 +121,7 @@ CASES = [
     (op, device, needs)
     for op, (registrar, _) in OPS.items()
     for device, needs in (
-        [("cpu", "cpu")] + ([("cuda", "cuda")] if GPU and op not in NO_CUDA_KERNEL else []) if registrar == "native" else [("cuda" if GPU else "cpu", "triton")]
+        [("cpu", "cpu")] + ([("cuda", "cuda")] if GPU else []) if registrar == "native" else [("cuda" if GPU else "cpu", "triton")]
     )
 ]
 

@@ -2,7 +2,7 @@
 no GPU needed, and the interpreter (which the other CPU tests use) accepts code that the compiler
 rejects. Every dtype pair compiles in each mode the backend launches (a lerp with alpha known on the
 host, alpha read on the device behind the step gate, the swap, misaligned pairs; the compact and the
-int8 momentum syncs for each fast dtype they take), and the aligned launches use 16-byte global loads and stores
+int8 momentum syncs for each fast dtype they take; the pseudo-gradient), and the aligned launches use 16-byte global loads and stores
 (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
 
 from __future__ import annotations
@@ -79,6 +79,12 @@ INT8_MOMENTUM_SIGNATURE = {
     **{name: "constexpr" for name in ("FAST", "LERP_SIDE", "GATED", "ALIGNED", "NESTEROV", "BLOCK", "QBLOCK",
                                       "CHUNK_BITS", "CODE_LIMIT", "FLUSH_BELOW", "ROUNDING_SHIFT")},
 }  # fmt: skip
+# The pseudo-gradient (backends/triton/pseudo_gradient.py): name -> ALIGNED, for every dtype pair
+PSEUDO_GRADIENT_MODES = {"pseudo-gradient": True, "pseudo-gradient-misaligned": False}
+PSEUDO_GRADIENT_SIGNATURE = {
+    **{f"{name}_addresses": "*i64" for name in ("fast", "slow", "out")}, "numels": "*i64", "chunks": "*i64",
+    "num_chunks": "i64", **{name: "constexpr" for name in ("FAST", "SLOW", "OPMATH", "ALIGNED", "BLOCK", "CHUNK_BITS")},
+}  # fmt: skip
 GLOBAL_ACCESS = re.compile(r"(?:ld|st)\.global[.\w]*")
 VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
 
@@ -100,6 +106,8 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
         return compile_compact_variant(fast_dtype, mode, arch)
     if mode in INT8_MOMENTUM_MODES:
         return compile_int8_momentum_variant(fast_dtype, mode, arch)
+    if mode in PSEUDO_GRADIENT_MODES:
+        return compile_pseudo_gradient_variant(fast_dtype, slow_dtype, mode, arch, opmath)
     swap, side, gated, aligned, momentum, nesterov = MODES[mode]
     signature = dict(SIGNATURE, alpha_ptr=scalar, mu_ptr=scalar)
     tl_dtypes = elementwise.TL_DTYPES
@@ -160,10 +168,25 @@ def compile_int8_momentum_variant(fast_dtype, mode, arch):
     return compiled.asm["ptx"], len(compiled.asm["cubin"])
 
 
+def compile_pseudo_gradient_variant(fast_dtype, slow_dtype, mode, arch, opmath):
+    from lookahead_fused.backends.triton import elementwise, plans, pseudo_gradient
+
+    tl_dtypes = elementwise.TL_DTYPES
+    block, warps = pseudo_gradient._GPU_CONFIG
+    constexprs = {
+        "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath],
+        "ALIGNED": PSEUDO_GRADIENT_MODES[mode], "BLOCK": block, "CHUNK_BITS": plans.CHUNK_BITS,
+    }  # fmt: skip
+    source = ASTSource(fn=pseudo_gradient.pseudo_gradient_kernel, signature=PSEUDO_GRADIENT_SIGNATURE,
+                       constexprs=constexprs)  # fmt: skip
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+    return compiled.asm["ptx"], len(compiled.asm["cubin"])
+
+
 CASES = [
     (fast, slow, mode, arch)
     for fast, slow in DTYPE_PAIRS
-    for mode in [*MODES, *ADAMW_MODES]
+    for mode in [*MODES, *ADAMW_MODES, *PSEUDO_GRADIENT_MODES]
     for arch in ARCHS
     if not (mode == "swap" and fast != slow)  # the swap pairs tensors of one dtype
     and not (mode in BF16_MOMENTUM_MODES and slow != torch.float32)
@@ -218,6 +241,11 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
         assert not re.search(r"\bfma\.", ptx), "a multiply and an add fused into one rounding"
         if INT8_MOMENTUM_MODES[mode][2]:
+            seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
+            assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
+        return
+    if mode in PSEUDO_GRADIENT_MODES:
+        if PSEUDO_GRADIENT_MODES[mode]:
             seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
             assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
         return

@@ -160,6 +160,17 @@ LOOKAHEAD_INLINE void compact_entry(const int64_t* entry, int64_t lo, int64_t n,
   compact_loop<Fast>(f, h, q, n, two_sided_lerp<float>(args.alpha, Fixed<false>{}));
 }
 
+// The pseudo-gradient (see [NOTE: pseudo-gradient] in csrc/element_math.h): the fast tensor and the
+// slow weight read, `out` (in the slow dtype) written.
+template <class Fast, class Slow>
+LOOKAHEAD_INLINE void pseudo_gradient_entry(const int64_t* entry, int64_t lo, int64_t n) {
+  using T = typename Slow::opmath;
+  const auto* __restrict__ f = reinterpret_cast<const typename Fast::storage*>(entry[0]) + lo;
+  const auto* __restrict__ s = reinterpret_cast<const typename Slow::storage*>(entry[1]) + lo;
+  auto* __restrict__ out = reinterpret_cast<typename Slow::storage*>(entry[2]) + lo;
+  for (int64_t i = 0; i < n; ++i) out[i] = Slow::store(pseudo_gradient<T>(T(Fast::load(f[i])), Slow::load(s[i])));
+}
+
 template <typename Word>  // a swap moves bits: only the element width matters
 LOOKAHEAD_INLINE void swap_entry(const int64_t* entry, int64_t lo, int64_t n) {
   Word* __restrict__ a = reinterpret_cast<Word*>(entry[0]) + lo;
@@ -185,6 +196,15 @@ LOOKAHEAD_INLINE void run_chunk(const int64_t* entry, int64_t entry_index, int d
   case pair: return swap_entry<typename fast::storage>(entry, lo, n);
       LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_SWAP_CASE)
 #undef LOOKAHEAD_SWAP_CASE
+      default: unknown_pair_code(code);
+    }
+  }
+  if (op == TableOp::kPseudoGradient) {
+    switch (code) {
+#define LOOKAHEAD_PSEUDO_GRADIENT_CASE(pair, fast, state) \
+  case pair: return pseudo_gradient_entry<fast, state>(entry, lo, n);
+      LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PSEUDO_GRADIENT_CASE)
+#undef LOOKAHEAD_PSEUDO_GRADIENT_CASE
       default: unknown_pair_code(code);
     }
   }

@@ -55,6 +55,7 @@ static_assert(has_roles_of<AdamWStep<6, float, MomentumSyncOp>>(TableOp::kAdamWM
 static_assert(has_roles_of<Bf16MomentumAdamWStep>(TableOp::kAdamWMomentum) &&
               roles_of(TableOp::kAdamWMomentum).momentum == Bf16MomentumAdamWStep::kFast + 1);
 static_assert(has_roles_of<CompactSyncOp>(TableOp::kCompactSync) && roles_of(TableOp::kCompactSync).compact);
+static_assert(has_roles_of<PseudoGradientOp>(TableOp::kPseudoGradient));
 
 }  // namespace
 
@@ -70,7 +71,8 @@ int64_t cuda_resident_blocks(int device_index) {
                                       blocks_per_sm<MomentumSyncOp>(), blocks_per_sm<GatedMomentumSyncOp>(),
                                       blocks_per_sm<AdamWOp<4>>(), blocks_per_sm<AdamWOp<5>>(),
                                       blocks_per_sm<AdamWOp<6>>(),
-                                      blocks_per_sm<CompactSyncOp>(), blocks_per_sm<GatedCompactSyncOp>()});
+                                      blocks_per_sm<CompactSyncOp>(), blocks_per_sm<GatedCompactSyncOp>(),
+                                      blocks_per_sm<PseudoGradientOp>()});
     if (device_index < 64) blocks_per_device[device_index].store(blocks);
   }
   return blocks;
@@ -103,6 +105,7 @@ void launch_cuda(TableView table, TableOp op, UpdateArgs args, void* stream, int
     case TableOp::kAdamWAlone:
       return launch(table, AdamWOp<4>{args.hyper, args.rows, 0.0, false}, cuda_stream, device_index);
     case TableOp::kCompactSync: return launch(table, CompactSyncOp{args.alpha}, cuda_stream, device_index);
+    case TableOp::kPseudoGradient: return launch(table, PseudoGradientOp{}, cuda_stream, device_index);
   }
 }
 

@@ -1,5 +1,5 @@
-// The body of the fused table kernels (the sync, the swap, the momentum sync, AdamW's step and the
-// compact sync; see [NOTE: table layout] in csrc/table.h), as what one thread of one block does, for
+// The body of the fused table kernels (the sync, the swap, the momentum sync, AdamW's step, the
+// compact sync and the pseudo-gradient; see [NOTE: table layout] in csrc/table.h), as what one thread of one block does, for
 // two callers:
 // the CUDA kernel in sync_cuda.cu, and the host emulation in tests/cpp/test_cuda_kernel_on_host.cu,
 // which runs every block and thread of a launch in turn
@@ -211,6 +211,21 @@ struct CompactSyncOp {
   }
 };
 
+// The pseudo-gradient (see [NOTE: pseudo-gradient] in csrc/element_math.h): the fast tensor and the
+// slow weight read, out (in S) written. Its steps (Step and ScalarStep for this op, below) neither
+// load out nor store fast and slow.
+struct PseudoGradientOp {
+  static constexpr int kDepth = 3, kFast = 1, kStates = 2;
+  static constexpr unsigned kReadOnly = 1u << 0;  // the fast tensor
+  LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
+  LOOKAHEAD_KERNEL_FN PseudoGradientOp resolved() const { return *this; }
+  template <typename F, typename S>
+  LOOKAHEAD_KERNEL_FN S element(F fast, S slow) const {
+    using T = opmath_t<S>;
+    return narrow<S>(pseudo_gradient<T>(T(widen(fast)), widen(slow)));
+  }
+};
+
 template <typename Op>
 struct HasCompactState : std::false_type {};  // its entries' state is a bf16+int8 slow weight
 template <>
@@ -405,6 +420,32 @@ struct Step<F, S, CompactSyncOp, Mem> {
   }
 };
 
+// A vector step of the pseudo-gradient: one 16-byte pack of the fast tensor, and the same elements of
+// slow (loaded) and out (stored), one or two packs each.
+template <typename F, typename S, typename Mem>
+struct Step<F, S, PseudoGradientOp, Mem> {
+  static constexpr int kElems = Pack<F>::kSize;
+  static constexpr int kStatePacks = kElems / Pack<S>::kSize;
+  Pack<F> fast;
+  Pack<S> slow[kStatePacks], out[kStatePacks];
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t at) {
+    fast = Mem::load_pack(f[0] + at);
+#pragma unroll
+    for (int k = 0; k < kStatePacks; ++k) slow[k] = Mem::load_pack(s[0] + at + k * Pack<S>::kSize);
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const PseudoGradientOp& op) {
+#pragma unroll
+    for (int j = 0; j < kElems; ++j) {
+      constexpr int kStateSize = Pack<S>::kSize;
+      out[j / kStateSize].v[j % kStateSize] = op.element(fast.v[j], slow[j / kStateSize].v[j % kStateSize]);
+    }
+  }
+  LOOKAHEAD_KERNEL_FN void store(F* const*, S* const* s, int64_t at) const {
+#pragma unroll
+    for (int k = 0; k < kStatePacks; ++k) Mem::store_pack(s[1] + at + k * Pack<S>::kSize, out[k]);
+  }
+};
+
 // A vector step of an op with a bfloat16 momentum: 8 elements, one 16-byte pack of momentum, two of
 // float32 slow weights and one or two of each fast tensor.
 // see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
@@ -497,6 +538,18 @@ struct ScalarStep<Mem, F, S, CompactSyncOp> {  // the compact sync's element, as
     Mem::store(reinterpret_cast<uint16_t*>(s[0]) + i, high);
     Mem::store(reinterpret_cast<int8_t*>(s[1]) + i, residual);
   }
+};
+
+template <typename Mem, typename F, typename S>
+struct ScalarStep<Mem, F, S, PseudoGradientOp> {  // the pseudo-gradient's element, as its vector step reads it
+  F fast;
+  S slow, out;
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t i) {
+    fast = Mem::load(f[0] + i);
+    slow = Mem::load(s[0] + i);
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const PseudoGradientOp& op) { out = op.element(fast, slow); }
+  LOOKAHEAD_KERNEL_FN void store(F* const*, S* const* s, int64_t i) const { Mem::store(s[1] + i, out); }
 };
 
 template <typename Mem, typename F, typename S, typename Op>

@@ -47,6 +47,14 @@ def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool
         torch._foreach_copy_(fasts, slows)
 
 
+def pseudo_gradient_(fast, slow, out) -> None:
+    """out <- fast - slow as a user writes it with foreach ops: a copy (widening 16-bit fast tensors
+    beside float32 slow weights, exactly), then a subtraction in place, one pass each."""
+    for fasts, slows, outs in group_pairs(fast, slow, out):
+        torch._foreach_copy_(outs, fasts)
+        torch._foreach_sub_(outs, slows)
+
+
 def load():
     """This module is the backend (see [NOTE: backend protocol] in lookahead_fused/backends/__init__.py)."""
     return sys.modules[__name__]

@@ -111,6 +111,14 @@ def compact_sync_float64(fast, slow_high, slow_low, alpha: float) -> torch.Tenso
     return sync_float64(fast.double(), bf16_int8.decode(slow_high, slow_low).double(), alpha)
 
 
+def pseudo_gradient_(fast, slow, out) -> None:
+    """out <- fast - slow per tensor, in the slow dtype's opmath, rounded once to out's (the slow) dtype
+    (see [NOTE: pseudo-gradient] in csrc/element_math.h); fast and slow are only read."""
+    for f, s, o in zip(fast, slow, out):
+        opmath = opmath_dtype(s.dtype)
+        o.copy_(torch.sub(f.to(opmath), s.to(opmath)))
+
+
 def swap_(first: list[torch.Tensor], second: list[torch.Tensor]) -> None:
     for x, y in zip(first, second):
         held = x.clone()  # one tensor at a time: never a full copy of the model

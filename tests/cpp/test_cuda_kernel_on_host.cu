@@ -473,6 +473,48 @@ void check_adamw_case(int64_t n, std::array<int64_t, 3> offsets, bool sync, bool
   }
 }
 
+// The pseudo-gradient (depth 3: fast, slow, out in S;
+// see [NOTE: pseudo-gradient] in csrc/element_math.h), each tensor at its own offset: fast and slow never written, every element of
+// out written exactly once, and equal to fast - slow rounded to the opmath type (float64 for
+// float64, else float32: the difference of these normal draws is exact in float64, so its float32
+// cast is the correctly rounded subtraction), then to S; NaN and Inf as IEEE arithmetic has them.
+template <typename F, typename S>
+void check_pseudo_gradient_case(int64_t n, const std::array<int64_t, 3>& offsets, int grid_cap, int64_t chunk,
+                                std::mt19937& rng) {
+  Buffer<F> fast(n, offsets[0]);
+  Buffer<S> slow(n, offsets[1]);
+  Buffer<S> out(n, offsets[2]);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (int64_t i = 0; i < n; ++i) {
+    fast.data[i] = from_double<F>(i % 97 == 5 ? NAN : i % 83 == 11 ? -INFINITY : normal(rng));
+    slow.data[i] = from_double<S>(i % 3 == 0 ? to_double(fast.data[i]) : i % 89 == 7 ? INFINITY : normal(rng));
+    out.data[i] = from_double<S>(NAN);
+  }
+  const int64_t code = pair_code_for<F, S>();
+  const std::vector<int64_t> words =
+      three_tensor_table({fast.data, slow.data, out.data}, {sizeof(F), sizeof(S), sizeof(S)}, n, code, chunk);
+  const int64_t num_chunks = int64_t(words.size()) - entry_words(3);
+  run_on_host(words, num_chunks, chunk, PseudoGradientOp{}, std::min<int64_t>(num_chunks, grid_cap));
+  char where[160];
+  std::snprintf(where, sizeof where, "pseudo-gradient: pair code %lld, n %lld, offsets (%lld, %lld, %lld), chunk %lld",
+                (long long)code, (long long)n, (long long)offsets[0], (long long)offsets[1], (long long)offsets[2],
+                (long long)chunk);
+  for (int64_t i = 0; i < n; ++i) {
+    if (tracked[0].writes[i] != 0 || tracked[1].writes[i] != 0 || tracked[2].writes[i] != 1) {
+      fail(std::string(where) + ": element " + std::to_string(i) + " written " + std::to_string(tracked[0].writes[i]) +
+           " / " + std::to_string(tracked[1].writes[i]) + " / " + std::to_string(tracked[2].writes[i]) + " times");
+      return;
+    }
+    const double exact = to_double(fast.data[i]) - to_double(slow.data[i]);
+    const double opmath = std::is_same_v<S, double> ? exact : double(float(exact));
+    const double want = to_double(from_double<S>(opmath)), got = to_double(out.data[i]);
+    if (!((std::isnan(want) && std::isnan(got)) || (want == got && std::signbit(want) == std::signbit(got)))) {
+      fail(std::string(where) + ": element " + std::to_string(i) + " is " + std::to_string(got) + ", want " +
+           std::to_string(want));
+    }
+  }
+}
+
 template <typename F, typename S>
 void check_pair(std::mt19937& rng) {
   constexpr int64_t V = kVecBytes / sizeof(F);
@@ -551,6 +593,15 @@ void check_pair(std::mt19937& rng) {
       for (Kind kind : {Kind::kGatedOn, Kind::kGatedOff}) {
         check_compact_case<F>(kChunkQuantum + 37, offsets.data(), 0.7, 3, kMaxChunkElems, rng, kind);
       }
+    }
+  }
+  {  // the pseudo-gradient's vector step is one pack of the fast tensor
+    constexpr int64_t pg_group = int64_t(kThreads) * kUnrollFor<3> * V;
+    for (auto offsets : {std::array<int64_t, 3>{0, 0, 0}, {1, 1, 1}, {0, 0, 1}, {1, 0, 0}, {2, 2, 3}}) {
+      for (int64_t n : {int64_t(0), int64_t(1), V - 1, V + 1, 3 * V + 2, pg_group + V + 3, 2 * pg_group + 7}) {
+        check_pseudo_gradient_case<F, S>(n, offsets, 3, kMaxChunkElems, rng);
+      }
+      check_pseudo_gradient_case<F, S>(3 * kChunkQuantum + 5, offsets, 2, kChunkQuantum, rng);
     }
   }
   for (int64_t offset : {int64_t(0), int64_t(1)}) {
@@ -634,6 +685,7 @@ int main() {
   check_bf16_momentum_codes_trap(SwapOp{}, "SwapOp");
   check_bf16_momentum_codes_trap(CompactSyncOp{alpha}, "CompactSyncOp");
   check_bf16_momentum_codes_trap(GatedCompactSyncOp{gate}, "GatedCompactSyncOp");
+  check_bf16_momentum_codes_trap(PseudoGradientOp{}, "PseudoGradientOp");
   check_bf16_momentum_codes_trap(AdamWOp<5>{hyper, rows, 0.0, false}, "AdamWOp<5>");
   check_bf16_momentum_codes_trap(AdamWOp<6>{hyper, rows, 0.9, false}, "AdamWOp<6>", false);
   if (failures) {

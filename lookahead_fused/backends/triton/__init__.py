@@ -2,7 +2,8 @@
 extension is not built, and as a second implementation to check the CUDA kernel. plans.py holds
 the tables, the plan cache and the launch loop; elementwise.py the element math both kernels share;
 sync.py the sync, momentum sync and swap; adamw.py AdamW's fused step; compact.py the sync of
-bf16+int8 slow weights; int8_momentum.py the momentum sync with an int8-block momentum.
+bf16+int8 slow weights; int8_momentum.py the momentum sync with an int8-block momentum;
+pseudo_gradient.py the replicas' pseudo-gradient.
 
 [NOTE: Triton plan] A plan per parameter set holds, per dtype pair, a device table of fast and slow
 addresses and sizes plus a chunk map (pair index << 40 | chunk index, one program per chunk of
@@ -23,7 +24,7 @@ import torch
 
 from ...op_list import OPS
 from .. import BackendUnavailable, triton_interpreting
-from . import adamw, compact, int8_momentum, sync
+from . import adamw, compact, int8_momentum, pseudo_gradient, sync
 
 IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised arguments
     "sync_": sync.sync_,
@@ -36,6 +37,7 @@ IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised argum
     "compact_sync_on_step_": compact.compact_sync_on_step_,
     "int8_momentum_sync_": int8_momentum.int8_momentum_sync_,
     "int8_momentum_sync_on_step_": int8_momentum.int8_momentum_sync_on_step_,
+    "pseudo_gradient_": pseudo_gradient.pseudo_gradient_,
 }
 
 
