@@ -1,14 +1,20 @@
-"""The compact sync (slow weights kept as bf16+int8, 3 bytes) against the exact sync, in the same rounds.
+"""The compact sync (slow weights kept as bf16+int8, 3 bytes) against the exact sync, and their momentum
+syncs (outer momentum 0.9, Nesterov) against the exact momentum sync, in the same rounds.
 
     python bench/compact_sync.py                         # gpt2-small and 2000x4096, fp32 and bf16 params
     python bench/compact_sync.py --models resnet50 --dtypes fp32 --budget 30 --json out.json
 
-    exact    ops.lookahead_sync_ with float32 slow weights: 2 x (fast bytes + 4) per param
-    compact  ops.lookahead_compact_sync_: 2 x (fast bytes + 3) per param (docs/design.md, "Compact slow weights")
-    loop     the compact sync per tensor in PyTorch ops (the "reference" backend, the oracle)
+    exact                  ops.lookahead_sync_ with float32 slow weights: 2 x (fast bytes + 4) per param
+    compact                ops.lookahead_compact_sync_: 2 x (fast bytes + 3) per param (docs/design.md,
+                           "Compact slow weights")
+    loop                   the compact sync per tensor in PyTorch ops (the "reference" backend, the oracle)
+    exact-momentum         the momentum sync, float32 slow weights and momentum: 2 x (fast bytes + 8)
+    compact-momentum       the compact momentum sync, float32 momentum: 2 x (fast bytes + 7)
+    compact-bf16-momentum  the same with a bfloat16 momentum: 2 x (fast bytes + 5)
 
 Timed in interleaved rounds with the two bandwidth timings (timing.py); each variant's % of the
-memory limit is of its own bytes, and compact/exact is the ratio of their times in each round.
+memory limit is of its own bytes, and time / exact is the ratio of its time to its exact
+counterpart's (the exact sync's, or the exact momentum sync's) in each round.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ from lookahead_fused import bf16_int8, ops  # noqa: E402
 
 ALPHA = 0.5
 PARAM_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-SLOW_BYTES = {"exact": 4, "compact": bf16_int8.BYTES_PER_ELEMENT, "loop": bf16_int8.BYTES_PER_ELEMENT}
+MU = 0.9
+COMPACT_BYTES = bf16_int8.BYTES_PER_ELEMENT
+# each variant's slow state bytes per param, and the exact variant its time is compared with
+SLOW_BYTES = {"exact": 4, "compact": COMPACT_BYTES, "loop": COMPACT_BYTES, "exact-momentum": 8,
+              "compact-momentum": COMPACT_BYTES + 4, "compact-bf16-momentum": COMPACT_BYTES + 2}  # fmt: skip
+EXACT_OF = {name: "exact-momentum" if name.endswith("momentum") else "exact" for name in SLOW_BYTES}
 
 
 def _variants(shapes, param_dtype, device):
@@ -39,10 +50,21 @@ def _variants(shapes, param_dtype, device):
     high, low = [h for h, _ in encoded], [q for _, q in encoded]
     loop_fast, loop_high, loop_low = ([t.clone() for t in ts] for ts in (fast, high, low))
     exact_fast = [f.clone() for f in fast]
+    m_fast, m_slow, c_fast, c_high, c_low = ([t.clone() for t in ts] for ts in (fast, slow, fast, high, low))
+    b_fast, b_high, b_low = ([t.clone() for t in ts] for ts in (fast, high, low))
+    momentum = [torch.zeros_like(s) for s in slow]
+    compact_momentum = [torch.zeros_like(s) for s in slow]
+    bf16_momentum = [torch.zeros_like(s, dtype=torch.bfloat16) for s in slow]
+    nesterov = {"mu": MU, "nesterov": True}
     return {
         "exact": lambda: ops.lookahead_sync_(exact_fast, slow, ALPHA),
         "compact": lambda: ops.lookahead_compact_sync_(fast, high, low, ALPHA),
         "loop": lambda: ops.lookahead_compact_sync_(loop_fast, loop_high, loop_low, ALPHA, backend="reference"),
+        "exact-momentum": lambda: ops.lookahead_sync_(m_fast, m_slow, ALPHA, momentum=momentum, **nesterov),
+        "compact-momentum": lambda: ops.lookahead_compact_sync_(c_fast, c_high, c_low, ALPHA, momentum=compact_momentum,
+                                                                **nesterov),  # fmt: skip
+        "compact-bf16-momentum": lambda: ops.lookahead_compact_sync_(b_fast, b_high, b_low, ALPHA,
+                                                                     momentum=bf16_momentum, **nesterov),  # fmt: skip
     }
 
 
@@ -61,7 +83,7 @@ def measure(model: str, dtype_name: str, device: torch.device, budget_s: float) 
             "bytes": nbytes,
             "time": summary(samples[name], 1e3, "ms"),
             "pct_of_bandwidth": summary(per_round(lambda f, t: 100 * f / t, floor, samples[name])),
-            "time_vs_exact": summary(per_round(lambda t, e: t / e, samples[name], samples["exact"])),
+            "time_vs_exact": summary(per_round(lambda t, e: t / e, samples[name], samples[EXACT_OF[name]])),
         }
     return case
 
@@ -76,12 +98,12 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cases = [measure(model, dtype_name, device, args.budget) for model in args.models for dtype_name in args.dtypes]
     print(f"compact (bf16+int8) vs exact (float32) slow weights, one sync on {device}; median [p10-p90] over the rounds")
-    print(f"{'model':<12}{'params':<6}{'variant':<9}{'ms':>24}{'% of its limit':>18}{'time / exact':>22}")
+    print(f"{'model':<12}{'params':<6}{'variant':<22}{'ms':>24}{'% of its limit':>18}{'time / exact':>22}")
     for case in cases:
         for name, r in case["variants"].items():
-            print(f"{case['model']:<12}{case['dtypes']:<6}{name:<9}{span(r['time'], 'ms'):>24}"
+            print(f"{case['model']:<12}{case['dtypes']:<6}{name:<22}{span(r['time'], 'ms'):>24}"
                   f"{span(r['pct_of_bandwidth'], digits=0):>18}{span(r['time_vs_exact']):>22}")  # fmt: skip
-        print(f"{'':<18}{case['variants']['exact']['time']['reps']} rounds, memory bandwidth "
+        print(f"{'':<31}{case['variants']['exact']['time']['reps']} rounds, memory bandwidth "
               f"{span(case['memory_bandwidth'], 'GBps', digits=1)} GB/s")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(cases, indent=1))

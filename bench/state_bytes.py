@@ -42,6 +42,10 @@ MODES = [
     ("Lookahead, bf16 params, exact (bf16 slow)", torch.bfloat16, lookahead_adam),
     ("Lookahead, bf16 params, slow_dtype='bf16+int8'", torch.bfloat16,
      lambda ps: lookahead_adam(ps, slow_dtype=bf16_int8.SLOW_DTYPE)),
+    ("Lookahead + outer momentum, slow_dtype='bf16+int8'", torch.float32,
+     lambda ps: lookahead_adam(ps, outer_momentum=0.9, slow_dtype=bf16_int8.SLOW_DTYPE)),
+    ("Lookahead + outer momentum, slow_dtype='bf16+int8', momentum_dtype=bfloat16", torch.float32,
+     lambda ps: lookahead_adam(ps, outer_momentum=0.9, slow_dtype=bf16_int8.SLOW_DTYPE, momentum_dtype=torch.bfloat16)),
     ("LookaheadAdamW, exact", torch.float32, lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5)),
     ("LookaheadAdamW, slow_dtype='bf16+int8'", torch.float32,
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, slow_dtype=bf16_int8.SLOW_DTYPE)),
@@ -51,6 +55,9 @@ MODES = [
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, momentum_dtype=torch.bfloat16)),
     ("LookaheadAdamW + outer momentum, momentum_dtype='int8'", torch.float32,
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, momentum_dtype=int8_blocks.MOMENTUM_DTYPE)),
+    ("LookaheadAdamW + outer momentum, slow_dtype='bf16+int8', momentum_dtype=bfloat16", torch.float32,
+     lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, slow_dtype=bf16_int8.SLOW_DTYPE,
+                               momentum_dtype=torch.bfloat16)),
 ]  # fmt: skip
 
 

@@ -103,7 +103,7 @@ at::Device device_of_first(at::TensorList tensors) {
 // The lists of a call by position, as the messages name them.
 const char* const kSyncListNames[] = {"fast", "slow", "momentum"};
 const char* const kAdamWListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"};
-const char* const kCompactListNames[] = {"fast", "slow_high", "slow_low"};
+const char* const kCompactListNames[] = {"fast", "slow_high", "slow_low", "momentum"};
 const char* const kInt8MomentumListNames[] = {"fast", "slow", "momentum", "scales"};
 const char* const kPseudoGradientListNames[] = {"fast", "slow", "out"};
 
@@ -129,7 +129,8 @@ const char* const* list_names(TableOp op) {
     case TableOp::kAdamW:
     case TableOp::kAdamWMomentum:
     case TableOp::kAdamWAlone: return kAdamWListNames;
-    case TableOp::kCompactSync: return kCompactListNames;
+    case TableOp::kCompactSync:
+    case TableOp::kCompactMomentumSync: return kCompactListNames;
     case TableOp::kPseudoGradient: return kPseudoGradientListNames;
     default: return kSyncListNames;
   }
@@ -239,6 +240,7 @@ void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists) {
     case TableOp::kSync: return check_sync_pairs(lists[0], lists[1]);
     case TableOp::kMomentumSync: return check_momentum_triples(lists[0], lists[1], lists[2]);
     case TableOp::kCompactSync: return check_compact_triples(lists[0], lists[1], lists[2]);
+    case TableOp::kCompactMomentumSync: return check_compact_momentum_quads(lists[0], lists[1], lists[2], lists[3]);
     case TableOp::kPseudoGradient: return check_pseudo_gradient_triples(lists[0], lists[1], lists[2]);
     default: TORCH_CHECK(false, "lookahead_fused: check_sync_entries takes the sync ops only");
   }
@@ -287,6 +289,25 @@ void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorL
     check_tensor(q, Where{op, i, "slow_low"}, "torch.int8");
     check_pair_layout(op, i, f, h, fast[0].device(), "fast", "slow_high");
     check_pair_layout(op, i, f, q, fast[0].device(), "fast", "slow_low");
+  }
+}
+
+void check_compact_momentum_quads(at::TensorList fast, at::TensorList high, at::TensorList low,
+                                  at::TensorList momentum) {
+  const char* op = kCompactOp;
+  check_compact_triples(fast, high, low);
+  check_lengths(op, fast, momentum, "momentum");
+  const at::Device device = device_of_first(fast);
+  for (size_t i = 0; i < momentum.size(); ++i) {
+    prefetch_ahead(momentum, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    const at::Tensor& m = momentum[i];
+    const bool kept = m.defined() && (m.scalar_type() == at::kFloat || m.scalar_type() == at::kBFloat16);
+    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
+    if (plainly_alike(m, fast[i], device) && kept) continue;
+    check_tensor(m, Where{op, i, "momentum"});
+    TORCH_CHECK_VALUE(kept, op, ": pair ", i, ": momentum has dtype ", python_dtype(m.scalar_type()),
+                      "; the outer momentum beside bf16+int8 slow weights is float32 or bfloat16");
+    check_pair_layout(op, i, m, fast[i], fast[0].device(), "momentum", "fast");
   }
 }
 
@@ -435,8 +456,9 @@ void check_sync_lists(at::TensorList fast, at::TensorList slow, at::TensorList m
   check_lists_before_write("lookahead_sync_", TableOp::kMomentumSync, {fast, slow, momentum});
 }
 
-void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low) {
-  check_lists_before_write(kCompactOp, TableOp::kCompactSync, {fast, high, low});
+void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low, at::TensorList momentum) {
+  if (momentum.empty()) return check_lists_before_write(kCompactOp, TableOp::kCompactSync, {fast, high, low});
+  check_lists_before_write(kCompactOp, TableOp::kCompactMomentumSync, {fast, high, low, momentum});
 }
 
 }  // namespace lookahead_fused

@@ -45,15 +45,22 @@ const char* const* list_names(TableOp op);
 // float16 or bfloat16; slow_high bfloat16 and slow_low int8 beside it, of its shape and strides, on
 // its device.
 void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low);
+// The compact momentum sync's quads (see [NOTE: compact momentum sync] in csrc/element_math.h): the
+// compact triples, and beside them the outer momentum in float32 or bfloat16, of fast's shape and
+// strides, on its device.
+void check_compact_momentum_quads(at::TensorList fast, at::TensorList high, at::TensorList low,
+                                  at::TensorList momentum);
 // The pseudo-gradient's triples (see [NOTE: pseudo-gradient] in csrc/element_math.h): fast and slow as
 // a sync's pairs; out of slow's dtype, shape and strides, on its device.
 void check_pseudo_gradient_triples(at::TensorList fast, at::TensorList slow, at::TensorList out);
 // The per-entry checks of a table op's lists before it writes: the pairs (kSync), the triples
-// (kMomentumSync), the compact triples (kCompactSync) or the pseudo-gradient's (kPseudoGradient).
+// (kMomentumSync), the compact triples (kCompactSync) or quads (kCompactMomentumSync), or the
+// pseudo-gradient's (kPseudoGradient).
 void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists);
-// What lookahead_compact_sync_ checks before it writes: the triples, and their overlap unless a plan
-// for them is cached. The pybind check_compact_lists runs it.
-void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low);
+// What lookahead_compact_sync_ checks before it writes, with or without outer momentum (`momentum`
+// empty): the triples (or quads), and their overlap unless a plan for them is cached. The pybind
+// check_compact_lists runs it.
+void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low, at::TensorList momentum = {});
 // The int8 momentum sync's quads (see [NOTE: int8 momentum sync] in csrc/element_math.h): fast in
 // float32, float16 or bfloat16; float32 slow weights and int8 momentum codes beside it, of its shape
 // and strides, on its device; its block scales a dense 1-D float32 tensor of ceil(numel / 256)

@@ -45,6 +45,16 @@ inline int64_t bf16_momentum_code(at::ScalarType fast, at::ScalarType state) {
   return -1;
 }
 
+// The code of a compact momentum-sync entry whose outer momentum is bfloat16
+// (LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS), or -1.
+inline int64_t compact_bf16_momentum_code(at::ScalarType fast) {
+#define LOOKAHEAD_COMPACT_BF16_MOMENTUM_MATCH(code, fast_token) \
+  if (fast == kScalar##fast_token) return code;
+  LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS(LOOKAHEAD_COMPACT_BF16_MOMENTUM_MATCH)
+#undef LOOKAHEAD_COMPACT_BF16_MOMENTUM_MATCH
+  return -1;
+}
+
 // The dtypes of a compact entry's state tensors (see [NOTE: entry dtypes] in csrc/table.h).
 constexpr at::ScalarType kCompactHighType = at::kBFloat16;
 constexpr at::ScalarType kCompactResidualType = at::kChar;
@@ -53,7 +63,11 @@ constexpr at::ScalarType kCompactResidualType = at::kChar;
 // tensor has dtype `state` and whose outer momentum (if roles name one) has dtype `momentum`, or -1
 // when no kernel has it (see [NOTE: entry dtypes] in csrc/table.h).
 inline int64_t entry_code(EntryRoles roles, at::ScalarType fast, at::ScalarType state, at::ScalarType momentum) {
-  if (roles.compact) return state == kCompactHighType ? compact_code(fast) : -1;
+  if (roles.compact) {
+    if (state != kCompactHighType) return -1;
+    if (roles.momentum < 0 || momentum == at::kFloat) return compact_code(fast);
+    return momentum == at::kBFloat16 ? compact_bf16_momentum_code(fast) : -1;
+  }
   if (roles.momentum >= 0 && momentum != state) {
     return momentum == at::kBFloat16 ? bf16_momentum_code(fast, state) : -1;
   }
@@ -75,8 +89,9 @@ inline at::ScalarType momentum_dtype_of(EntryRoles roles, const std::vector<at::
 inline at::ScalarType role_dtype(EntryRoles roles, int t, at::ScalarType fast, at::ScalarType state,
                                  at::ScalarType momentum) {
   if (t < roles.fast) return fast;
+  if (t == roles.momentum) return momentum;
   if (roles.compact) return t == roles.fast ? kCompactHighType : kCompactResidualType;
-  return t == roles.momentum ? momentum : state;
+  return state;
 }
 
 inline bool is_supported_dtype(at::ScalarType type) {

@@ -99,6 +99,24 @@ LOOKAHEAD_MATH_FN float compact_sync_element(float fast, uint16_t& high, int8_t&
   return decode_bf16_int8(code.high, code.residual);
 }
 
+// [NOTE: compact momentum sync] The momentum sync (see [NOTE: momentum sync] in csrc/element_math.h)
+// of a slow weight kept as bf16+int8, in float32: s = decode(high, residual); the momentum sync of
+// (fast, s, m), its new momentum rounded as its storage (float32 or bfloat16) rounds it, through
+// `round`; (high, residual) <- encode(s'). `momentum` holds m on entry and the new, rounded momentum
+// on return. Returns decode(high, residual), the slow weight as stored, which the caller casts to
+// the fast dtype. With mu = 0 it is the compact sync, as the momentum sync is the sync.
+template <class Math, class Round>
+LOOKAHEAD_MATH_FN float compact_momentum_sync_element(float fast, uint16_t& high, int8_t& residual, float& momentum,
+                                                      const Math& math, Round round) {
+  float state[2] = {decode_bf16_int8(high, residual), momentum};
+  math(fast, state, round);
+  const Bf16Int8 code = encode_bf16_int8(state[0]);
+  high = code.high;
+  residual = code.residual;
+  momentum = state[1];
+  return decode_bf16_int8(code.high, code.residual);
+}
+
 // [NOTE: int8 momentum sync] The momentum sync (see [NOTE: momentum sync] in csrc/element_math.h) with
 // the outer momentum kept as int8 blocks (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py),
 // in float32, per block of kInt8Block elements in memory order:

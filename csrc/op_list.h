@@ -14,7 +14,7 @@
     (at::TensorList fast, at::TensorList slow, double alpha))                                                   \
   X(sync_on_step_, "(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor alpha, Tensor step, int k) -> ()",            \
     (at::TensorList fast, at::TensorList slow, const at::Tensor& alpha, const at::Tensor& step, int64_t k))     \
-  X(swap_, "(Tensor(a!)[] first, Tensor(b!)[] second) -> ()", (at::TensorList first, at::TensorList second))   \
+  X(swap_, "(Tensor(a!)[] first, Tensor(b!)[] second) -> ()", (at::TensorList first, at::TensorList second))    \
   X(momentum_sync_,                                                                                             \
     "(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor(c!)[] momentum, float alpha, float mu, bool nesterov) -> ()", \
     (at::TensorList fast, at::TensorList slow, at::TensorList momentum, double alpha, double mu, bool nesterov)) \
@@ -29,21 +29,31 @@
     (at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,          \
      at::TensorList slow, at::TensorList momentum, const at::Tensor& hyper, const at::Tensor& rows, double mu,  \
      bool nesterov))                                                                                            \
-  X(compact_sync_, "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, float alpha) -> ()",    \
-    (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha))                      \
+  X(compact_sync_, "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, float alpha) -> ()",     \
+    (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, double alpha))                     \
   X(compact_sync_on_step_,                                                                                      \
     "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, Tensor alpha, Tensor step, int k) -> ()", \
     (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, const at::Tensor& alpha,           \
-     const at::Tensor& step, int64_t k))                                                                    \
+     const at::Tensor& step, int64_t k))                                                                        \
   X(int8_momentum_sync_,                                                                                        \
     "(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor(c!)[] momentum, Tensor(d!)[] scales, float alpha, float mu, " \
     "bool nesterov) -> ()",                                                                                     \
     (at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales, double alpha,    \
      double mu, bool nesterov))                                                                                 \
   X(int8_momentum_sync_on_step_,                                                                                \
-    "(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor(c!)[] momentum, Tensor(d!)[] scales, Tensor alpha, "        \
+    "(Tensor(a!)[] fast, Tensor(b!)[] slow, Tensor(c!)[] momentum, Tensor(d!)[] scales, Tensor alpha, "         \
     "Tensor step, int k, float mu, bool nesterov) -> ()",                                                       \
     (at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,                  \
-     const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu, bool nesterov))                    \
-  X(pseudo_gradient_, "(Tensor[] fast, Tensor[] slow, Tensor(a!)[] out) -> ()",                                  \
-    (at::TensorList fast, at::TensorList slow, at::TensorList out))
+     const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu, bool nesterov))                     \
+  X(pseudo_gradient_, "(Tensor[] fast, Tensor[] slow, Tensor(a!)[] out) -> ()",                                 \
+    (at::TensorList fast, at::TensorList slow, at::TensorList out))                                             \
+  X(compact_momentum_sync_,                                                                                     \
+    "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, Tensor(d!)[] momentum, float alpha, "   \
+    "float mu, bool nesterov) -> ()",                                                                           \
+    (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, at::TensorList momentum,           \
+     double alpha, double mu, bool nesterov))                                                                   \
+  X(compact_momentum_sync_on_step_,                                                                             \
+    "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, Tensor(d!)[] momentum, Tensor alpha, "  \
+    "Tensor step, int k, float mu, bool nesterov) -> ()",                                                       \
+    (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, at::TensorList momentum,           \
+     const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu, bool nesterov))

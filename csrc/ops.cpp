@@ -175,6 +175,26 @@ void compact_sync_on_step_(at::TensorList fast, at::TensorList slow_high, at::Te
   run_on_step(kCompactOp, lists, TableOp::kCompactSync, alpha, step, k, UpdateArgs{}, std::move(plan));
 }
 
+void compact_momentum_sync_(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
+                            at::TensorList momentum, double alpha, double mu, bool nesterov) {
+  check_alpha(alpha, kCompactOp);
+  check_mu(mu, kCompactOp);
+  const TensorLists lists{fast, slow_high, slow_low, momentum};
+  auto plan = check_sync(TableOp::kCompactMomentumSync, lists);
+  run(kCompactOp, lists, TableOp::kCompactMomentumSync, UpdateArgs{alpha, mu, nesterov}, nullptr, std::move(plan));
+}
+
+void compact_momentum_sync_on_step_(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
+                                    at::TensorList momentum, const at::Tensor& alpha, const at::Tensor& step, int64_t k,
+                                    double mu, bool nesterov) {
+  check_mu(mu, kCompactGatedOp);
+  check_step_gate(fast, alpha, step, k, kCompactGatedOp);
+  const TensorLists lists{fast, slow_high, slow_low, momentum};
+  auto plan = check_sync(TableOp::kCompactMomentumSync, lists);
+  run_on_step(kCompactOp, lists, TableOp::kCompactMomentumSync, alpha, step, k, UpdateArgs{0.0, mu, nesterov},
+              std::move(plan));
+}
+
 void pseudo_gradient_(at::TensorList fast, at::TensorList slow, at::TensorList out) {
   const TensorLists lists{fast, slow, out};
   auto plan = check_sync(TableOp::kPseudoGradient, lists);
@@ -339,6 +359,21 @@ void compact_sync_meta(at::TensorList fast, at::TensorList slow_high, at::Tensor
 void compact_sync_on_step_meta(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
                                const at::Tensor& alpha, const at::Tensor& step, int64_t k) {
   check_all_meta(kCompactGatedOp, {fast, slow_high, slow_low}, list_names(TableOp::kCompactSync));
+  check_step_gate(fast, alpha, step, k, kCompactGatedOp);
+}
+
+void compact_momentum_sync_meta(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
+                                at::TensorList momentum, double alpha, double mu, bool /*nesterov*/) {
+  check_alpha(alpha, kCompactOp);
+  check_mu(mu, kCompactOp);
+  check_all_meta(kCompactOp, {fast, slow_high, slow_low, momentum}, list_names(TableOp::kCompactMomentumSync));
+}
+
+void compact_momentum_sync_on_step_meta(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
+                                        at::TensorList momentum, const at::Tensor& alpha, const at::Tensor& step,
+                                        int64_t k, double mu, bool /*nesterov*/) {
+  check_mu(mu, kCompactGatedOp);
+  check_all_meta(kCompactGatedOp, {fast, slow_high, slow_low, momentum}, list_names(TableOp::kCompactMomentumSync));
   check_step_gate(fast, alpha, step, k, kCompactGatedOp);
 }
 

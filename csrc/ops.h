@@ -16,6 +16,9 @@
 //   int8_momentum_sync_: the momentum sync with the outer momentum kept as int8 blocks, an int8 tensor of
 //     codes and a float32 tensor of block scales per param (see [NOTE: int8 momentum sync] in csrc/element_math.h);
 //     int8_momentum_sync_on_step_: the same, step-gated.
+//   compact_momentum_sync_: the momentum sync of slow weights kept as bf16+int8, the outer momentum
+//     float32 or bfloat16 (see [NOTE: compact momentum sync] in csrc/element_math.h);
+//     compact_momentum_sync_on_step_: the same, step-gated.
 //   pseudo_gradient_: out <- fast - slow in the slow dtype, fast and slow read only (a replica's
 //     pseudo-gradient, see [NOTE: pseudo-gradient] in csrc/element_math.h).
 #pragma once

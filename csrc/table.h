@@ -21,7 +21,8 @@
 // dtype), then slow and the outer momentum. An op whose entries hold fast tensors only (AdamW's step
 // alone) has the code of (fast, fast). A compact entry (the compact sync) holds the fast
 // tensor, then its bf16+int8 slow weight as a bfloat16 and an int8 tensor; its code is that of the
-// fast dtype in LOOKAHEAD_COMPACT_PAIRS. An op may name one state tensor its outer momentum
+// fast dtype in LOOKAHEAD_COMPACT_PAIRS; a compact momentum sync's entry adds the outer momentum, float32
+// (those codes) or bfloat16 (LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS). An op may name one state tensor its outer momentum
 // (EntryRoles::momentum): that one has the state dtype, or bfloat16 beside a float32 state, and such
 // an entry's code is that of (fast, state) in LOOKAHEAD_BF16_MOMENTUM_PAIRS. The plan takes the roles
 // from the op, never from the depth, so a new op of any depth says which of its tensors are which.
@@ -61,6 +62,12 @@ namespace lookahead_fused {
   X(7, F16)                        \
   X(8, BF16)
 constexpr int64_t kCompactStateBytes = 3;  // one bfloat16 and one int8
+//   X(code, fast token): the compact momentum sync's entries whose outer momentum is bfloat16 (a float32
+//   one takes the code of LOOKAHEAD_COMPACT_PAIRS; see [NOTE: compact momentum sync] in csrc/element_math.h)
+#define LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS(X) \
+  X(12, F32)                                     \
+  X(13, F16)                                     \
+  X(14, BF16)
 //   X(code, fast token, slow token): the entries with outer momentum (the momentum sync's and AdamW's)
 //   whose momentum is bfloat16 beside float32 slow weights (momentum_dtype=torch.bfloat16;
 //   see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)
@@ -85,6 +92,9 @@ enum CompactCode : int64_t {
 #define LOOKAHEAD_COMPACT_ENUM(code, fast) kCompact##fast = code,
   LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_COMPACT_ENUM)
 #undef LOOKAHEAD_COMPACT_ENUM
+#define LOOKAHEAD_COMPACT_BF16_MOMENTUM_ENUM(code, fast) kCompact##fast##Bf16Momentum = code,
+  LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS(LOOKAHEAD_COMPACT_BF16_MOMENTUM_ENUM)
+#undef LOOKAHEAD_COMPACT_BF16_MOMENTUM_ENUM
 };
 
 #define LOOKAHEAD_DTYPE_BYTES(token, scalar_type, name, bytes) constexpr int64_t kBytes##token = bytes;
@@ -102,14 +112,25 @@ LOOKAHEAD_HOST_DEVICE inline constexpr int64_t entry_words(int depth) { return d
 // AdamW step, then on a sync step the sync (kAdamWMomentum: the momentum sync) of the new params,
 // in the same pass (adamw.h, docs/design.md "LookaheadAdamW"); kAdamWAlone: the step without slow
 // weights, which never syncs. kCompactSync: the sync of slow weights kept as bf16+int8
-// (docs/design.md, "Compact slow weights"). kPseudoGradient: out <- fast - slow, fast and slow read only
-// (see [NOTE: pseudo-gradient] in csrc/element_math.h).
-enum class TableOp { kSync, kSwap, kMomentumSync, kAdamW, kAdamWMomentum, kAdamWAlone, kCompactSync, kPseudoGradient };
+// (docs/design.md, "Compact slow weights"); kCompactMomentumSync: the momentum sync of those
+// (see [NOTE: compact momentum sync] in csrc/element_math.h). kPseudoGradient: out <- fast - slow,
+// fast and slow read only (see [NOTE: pseudo-gradient] in csrc/element_math.h).
+enum class TableOp {
+  kSync,
+  kSwap,
+  kMomentumSync,
+  kAdamW,
+  kAdamWMomentum,
+  kAdamWAlone,
+  kCompactSync,
+  kPseudoGradient,
+  kCompactMomentumSync,
+};
 
 struct EntryRoles {  // see [NOTE: entry dtypes] in csrc/table.h
   int depth;             // tensors per entry
   int fast;              // how many of them, first, have the fast dtype (all of them: no state tensor)
-  bool compact = false;  // the state is one bf16+int8 slow weight: a bfloat16 tensor, then an int8 one
+  bool compact = false;  // the slow weight is bf16+int8: a bfloat16 tensor, then an int8 one (then the momentum)
   int momentum = -1;     // the index of the outer momentum, which may be bfloat16 beside a float32 state; -1: none
 };
 
@@ -127,6 +148,7 @@ inline constexpr EntryRoles roles_of(TableOp op) {
     case TableOp::kAdamWAlone: return {4, 4};
     case TableOp::kCompactSync: return {3, 1, true};
     case TableOp::kPseudoGradient: return {3, 1};
+    case TableOp::kCompactMomentumSync: return {4, 1, true, 3};
   }
   return {0, 0};
 }
@@ -157,11 +179,16 @@ LOOKAHEAD_HOST_DEVICE inline int64_t head_of(int64_t meta) { return (meta >> 8) 
 // code this build does not know.
 inline int64_t entry_element_bytes(int64_t code, EntryRoles roles) {
   if (roles.compact) {
+    const int64_t momentum_float = roles.momentum < 0 ? 0 : kBytesF32;
     switch (code) {
 #define LOOKAHEAD_COMPACT_BYTES(code, fast_token) \
-  case code: return kBytes##fast_token + kCompactStateBytes;
+  case code: return kBytes##fast_token + kCompactStateBytes + momentum_float;
       LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_COMPACT_BYTES)
 #undef LOOKAHEAD_COMPACT_BYTES
+#define LOOKAHEAD_COMPACT_BF16_MOMENTUM_BYTES(code, fast_token) \
+  case code: return roles.momentum < 0 ? 0 : kBytes##fast_token + kCompactStateBytes + kBytesBF16;
+      LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS(LOOKAHEAD_COMPACT_BF16_MOMENTUM_BYTES)
+#undef LOOKAHEAD_COMPACT_BF16_MOMENTUM_BYTES
       default: return 0;
     }
   }

@@ -52,7 +52,7 @@ BF16_MOMENTUM_PAIRS = tuple(pair for pair in DTYPE_PAIRS if torch.bfloat16 in al
 # The lists of a call by position, as the messages name them (as csrc/contract.cpp's list_names).
 SYNC_LIST_NAMES = ("fast", "slow", "momentum")
 ADAMW_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum")
-COMPACT_LIST_NAMES = ("fast", "slow_high", "slow_low")
+COMPACT_LIST_NAMES = ("fast", "slow_high", "slow_low", "momentum")
 COMPACT_OP = "lookahead_compact_sync_"
 COMPACT_GATED_OP = "lookahead_compact_sync_on_step_"
 PSEUDO_GRADIENT_OP = "lookahead_pseudo_gradient_"
@@ -60,6 +60,7 @@ PSEUDO_GRADIENT_LIST_NAMES = ("fast", "slow", "out")
 # The fast dtypes whose slow weights may be kept as bf16+int8, and the dtypes of its two parts.
 COMPACT_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 COMPACT_STATE_DTYPES = (torch.bfloat16, torch.int8)
+COMPACT_MOMENTUM_DTYPES = (torch.float32, torch.bfloat16)  # the outer momentum's beside them
 
 INT8_MOMENTUM_LIST_NAMES = ("fast", "slow", "momentum", "scales")
 INT8_MOMENTUM_OP = "lookahead_int8_momentum_sync_"
@@ -269,16 +270,17 @@ def _check_state_tensor(t, dtype: torch.dtype, *, where: str) -> None:
 
 
 def check_compact_list_types(*lists) -> None:
-    """The three lists of a lookahead_compact_sync_ call are lists or tuples."""
-    check_list_types(COMPACT_LIST_NAMES, lists, op=COMPACT_OP)
+    """The three (with outer momentum four) lists of a lookahead_compact_sync_ call are lists or tuples."""
+    check_list_types(COMPACT_LIST_NAMES[: len(lists)], lists, op=COMPACT_OP)
 
 
-def check_compact_lists(fast, slow_high, slow_low) -> None:
+def check_compact_lists(fast, slow_high, slow_low, momentum=None) -> None:
     """Validate the lists of a lookahead_compact_sync_ call, as csrc/contract.cpp's
-    check_compact_triples and the overlap check: fast in float32, float16 or bfloat16; beside each a
-    bfloat16 high part and an int8 residual of its shape and strides, on its device; nothing shared."""
+    check_compact_triples (with `momentum`, check_compact_momentum_quads) and the overlap check: fast in
+    float32, float16 or bfloat16; beside each a bfloat16 high part and an int8 residual of its shape
+    and strides, on its device (and the outer momentum, float32 or bfloat16); nothing shared."""
     op = COMPACT_OP
-    check_compact_list_types(fast, slow_high, slow_low)
+    check_compact_list_types(fast, slow_high, slow_low, *(() if momentum is None else (momentum,)))
     for name, tensors in zip(COMPACT_LIST_NAMES[1:], (slow_high, slow_low)):
         if len(tensors) != len(fast):
             raise ValueError(f"{op}: fast has {len(fast)} tensors but {name} has {len(tensors)}")
@@ -294,7 +296,19 @@ def check_compact_lists(fast, slow_high, slow_low) -> None:
             _check_state_tensor(t, dtype, where=f"{op}: pair {i}: {name}")
         for name, t in zip(COMPACT_LIST_NAMES[1:], tensors[1:]):
             _check_pair_layout(i, f, t, op=op, names=("fast", name))
-    check_no_overlap(fast, slow_high, slow_low, op=op, names=COMPACT_LIST_NAMES)
+    if momentum is None:
+        return check_no_overlap(fast, slow_high, slow_low, op=op, names=COMPACT_LIST_NAMES)
+    if len(momentum) != len(fast):
+        raise ValueError(f"{op}: fast has {len(fast)} tensors but momentum has {len(momentum)}")
+    for i, (f, m) in enumerate(zip(fast, momentum)):
+        check_param_tensor(m, where=f"{op}: pair {i}: momentum")
+        if m.dtype not in COMPACT_MOMENTUM_DTYPES:
+            raise ValueError(
+                f"{op}: pair {i}: momentum has dtype {m.dtype}; the outer momentum beside bf16+int8 slow weights is "
+                "float32 or bfloat16"
+            )
+        _check_pair_layout(i, m, f, op=op, names=("momentum", "fast"))
+    check_no_overlap(fast, slow_high, slow_low, momentum, op=op, names=COMPACT_LIST_NAMES)
 
 
 def check_list_types(names: tuple[str, ...], lists, *, op: str) -> None:

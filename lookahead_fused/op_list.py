@@ -96,5 +96,16 @@ OPS = (
         ),
     ),
     OpSpec("pseudo_gradient_", _args("fast:tensors slow:tensors out:tensors!")),
+    OpSpec(
+        "compact_momentum_sync_",
+        _args("fast:tensors! slow_high:tensors! slow_low:tensors! momentum:tensors! alpha:float mu:float nesterov:bool"),
+    ),
+    OpSpec(
+        "compact_momentum_sync_on_step_",
+        _args(
+            "fast:tensors! slow_high:tensors! slow_low:tensors! momentum:tensors! alpha:tensor step:tensor k:int "
+            "mu:float nesterov:bool"
+        ),
+    ),
 )
 OP_NAMES = tuple(op.name for op in OPS)

@@ -7,10 +7,10 @@
     lookahead_sync_on_step_(fast, slow, alpha, step, k, [momentum=, mu=, nesterov=])
                                          the same when step % k == 0, decided where step lives
     swap_(a, b)                          exchange the contents of a[i] and b[i]
-    lookahead_compact_sync_(fast, slow_high, slow_low, alpha)
+    lookahead_compact_sync_(fast, slow_high, slow_low, alpha, [momentum=, mu=, nesterov=])
                                          the sync of slow weights kept as bf16+int8 (docs/design.md,
-                                         "Compact slow weights")
-    lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step, k)
+                                         "Compact slow weights"), with outer momentum or without
+    lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step, k, [momentum=, mu=, nesterov=])
                                          the same when step % k == 0, decided where step lives
     lookahead_int8_momentum_sync_(fast, slow, momentum, scales, alpha, mu, nesterov=False)
                                          the momentum sync with the momentum kept as int8 blocks
@@ -326,40 +326,57 @@ def swap_(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], *, backend: str 
 
 
 @torch.no_grad()
-def lookahead_compact_sync_(fast, slow_high, slow_low, alpha: float, *, backend: str = "auto") -> None:
+def lookahead_compact_sync_(fast, slow_high, slow_low, alpha: float, *, momentum=None, mu: float = 0.0,
+                            nesterov: bool = False, backend: str = "auto") -> None:  # fmt: skip
     """The sync of slow weights kept as bf16+int8
     (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py), for every param in one launch per device: s = decode(slow_high,
     slow_low); s' = lerp(s, fast, alpha) in float32; (slow_high, slow_low) <- encode(s');
     fast <- decode(slow_high, slow_low) cast to fast's dtype. fast: float32, float16 or bfloat16;
-    slow_high: bfloat16 and slow_low: int8, each of fast's shape and strides. Raises before writing."""
+    slow_high: bfloat16 and slow_low: int8, each of fast's shape and strides. With `momentum` (float32
+    or bfloat16, beside fast) the momentum sync in float32 instead
+    (see [NOTE: compact momentum sync] in csrc/element_math.h). Raises before writing."""
     backends.check_backend_name(backend)
-    alpha = contract.check_alpha(alpha, where=f"{contract.COMPACT_OP}: alpha")
-    contract.check_compact_list_types(fast, slow_high, slow_low)
-    fast, slow_high, slow_low = local_shards(fast, slow_high, slow_low, op=contract.COMPACT_OP)
-    if _run_native("compact_sync_", fast, slow_high, slow_low, alpha, backend=backend):
+    op = contract.COMPACT_OP
+    alpha = contract.check_alpha(alpha, where=f"{op}: alpha")
+    extra, scalars, method = _compact_variant(momentum, mu, nesterov, op)
+    contract.check_compact_list_types(fast, slow_high, slow_low, *extra)
+    lists = local_shards(fast, slow_high, slow_low, *extra, op=op)
+    if _run_native(method, *lists, alpha, *scalars, backend=backend):
         return
-    contract.check_compact_lists(fast, slow_high, slow_low)
-    _compact_sync_by_device([fast, slow_high, slow_low], alpha, backend)
+    contract.check_compact_lists(*lists)
+    _compact_sync_by_device(lists, alpha, scalars, method, backend)
 
 
-def _compact_sync_by_device(lists, alpha: float, backend: str) -> None:
-    for module, (fasts, highs, lows) in _by_device(backend, *lists):
-        module.compact_sync_(fasts, highs, lows, alpha)
+def _compact_variant(momentum, mu, nesterov, op: str) -> tuple[tuple, tuple, str]:
+    """(the extra list, the extra scalars, the op's name) of a compact sync with or without `momentum`."""
+    if momentum is None:
+        return (), (), "compact_sync_"
+    mu = contract.check_mu(mu, where=f"{op}: outer momentum mu")
+    return (momentum,), (mu, bool(nesterov)), "compact_momentum_sync_"
+
+
+def _compact_sync_by_device(lists, alpha: float, scalars: tuple, method: str, backend: str) -> None:
+    for module, device_lists in _by_device(backend, *lists):
+        getattr(module, method)(*device_lists, alpha, *scalars)
 
 
 @torch.no_grad()
-def lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step: torch.Tensor, k: int, *,
-                                    backend: str = "auto") -> None:  # fmt: skip
-    """lookahead_compact_sync_(fast, slow_high, slow_low, alpha) if step % k == 0, else nothing, decided
-    where step lives, as lookahead_sync_on_step_ decides it (see [NOTE: step gate] in csrc/table.h)."""
+def lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step: torch.Tensor, k: int, *, momentum=None,
+                                    mu: float = 0.0, nesterov: bool = False, backend: str = "auto") -> None:  # fmt: skip
+    """lookahead_compact_sync_(fast, slow_high, slow_low, alpha[, momentum=, mu=, nesterov=]) if step % k == 0,
+    else nothing, decided where step lives, as lookahead_sync_on_step_ decides it
+    (see [NOTE: step gate] in csrc/table.h)."""
+    op = contract.COMPACT_OP
+    extra, scalars, method = _compact_variant(momentum, mu, nesterov, op)
+    gated = method.replace("sync_", "sync_on_step_")
     if torch.compiler.is_compiling():
-        return _on_step_traced([fast, slow_high, slow_low], alpha, step, k, (), "compact_sync_on_step_", backend)
+        return _on_step_traced([fast, slow_high, slow_low, *extra], alpha, step, k, scalars, gated, backend)
     backends.check_backend_name(backend)
-    contract.check_compact_list_types(fast, slow_high, slow_low)
-    lists = local_shards(fast, slow_high, slow_low, op=contract.COMPACT_OP)
-    _on_step(lists, alpha, step, k, (), "compact_sync_on_step_", (contract.COMPACT_GATED_OP, contract.COMPACT_OP),
-             lambda: contract.check_compact_lists(*lists), lambda a: _compact_sync_by_device(lists, a, backend),
-             backend)  # fmt: skip
+    contract.check_compact_list_types(fast, slow_high, slow_low, *extra)
+    lists = local_shards(fast, slow_high, slow_low, *extra, op=op)
+    _on_step(lists, alpha, step, k, scalars, gated, (contract.COMPACT_GATED_OP, op),
+             lambda: contract.check_compact_lists(*lists),
+             lambda a: _compact_sync_by_device(lists, a, scalars, method, backend), backend)  # fmt: skip
 
 
 @torch.no_grad()

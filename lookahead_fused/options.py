@@ -7,7 +7,7 @@ import torch
 from . import backends, bf16_int8, contract, first_moment, int8_blocks
 from .adaptive_alpha import ADAPTIVE
 from .sharded import check_int8_shardable, is_sharded
-from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum, momentum_dtype_fits, slow_dtype_for
+from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum, momentum_dtype_fits, slow_value_dtype_for
 
 
 def check_nesterov(nesterov, outer_momentum) -> bool:
@@ -29,16 +29,18 @@ def check_slow_dtype(slow_dtype):
 
 
 # [NOTE: what compact slow weights support] slow_dtype="bf16+int8" has the host-decided sync and the
-# step-gated one (capturable=True, torch.compile), each one fused launch of the compact sync,
+# step-gated one (capturable=True, torch.compile), each one fused launch of the compact sync (with
+# outer momentum, of the compact momentum sync: see [NOTE: compact momentum sync] in csrc/element_math.h),
 # checkpoints, slow_weights(), every pullback mode ("pullback" keeps its slow momenta exact, in the
 # first moments' dtype, synced in a launch of their own beside the compact one) and alpha="adaptive"
-# (chosen from the slow weights decoded one tensor at a time); outer momentum, which needs an outer
-# momentum beside the encoding in the same launch, is refused at construction, before anything is built.
-# LookaheadAdamW takes it too: its fused pass then runs AdamW's step alone (the op without slow
-# weights) and a sync step adds the compact sync's launch after it, two launches there, as with an
-# int8 outer momentum (see [NOTE: int8 outer momentum] in lookahead_fused/options.py).
+# (chosen from the slow weights decoded one tensor at a time). Its outer momentum is float32 (the
+# slow weights' values are) or, with momentum_dtype=torch.bfloat16, bfloat16; momentum_dtype="int8"
+# is refused at construction, before anything is built (the int8 momentum sync reads float32 slow
+# weights). LookaheadAdamW takes it too: its fused pass then runs AdamW's step alone (the op without
+# slow weights) and a sync step adds the compact (momentum) sync's launch after it, two launches
+# there, as with an int8 outer momentum (see [NOTE: int8 outer momentum] in lookahead_fused/options.py).
 _COMPACT_REFUSES = {
-    "outer_momentum": lambda options: options["outer_momentum"] > 0,
+    "momentum_dtype": lambda options: is_int8_momentum(options["momentum_dtype"]),
 }
 
 
@@ -49,8 +51,9 @@ def check_compact_options(defaults: dict) -> None:
     for name, refused in _COMPACT_REFUSES.items():
         if refused(defaults):
             raise ValueError(
-                f"slow_dtype={bf16_int8.SLOW_DTYPE!r} does not support {name}={defaults[name]!r} yet; it takes "
-                "outer_momentum=0 (or use slow_dtype=None or torch.float32)"
+                f"slow_dtype={bf16_int8.SLOW_DTYPE!r} does not support {name}={defaults[name]!r} yet; beside it the "
+                "outer momentum is float32 (momentum_dtype=None) or torch.bfloat16 (or use slow_dtype=None or "
+                "torch.float32)"
             )
 
 
@@ -95,7 +98,7 @@ def check_momentum_dtype_of(param: torch.Tensor, defaults: dict, *, where: str) 
     wanted = defaults["momentum_dtype"]
     if wanted is None:
         return
-    slow = slow_dtype_for(param, defaults["slow_dtype"])
+    slow = slow_value_dtype_for(param, defaults["slow_dtype"])
     if not momentum_dtype_fits(wanted, slow):
         beside = "float32" if is_int8_momentum(wanted) else "float32 or bfloat16"
         raise ValueError(

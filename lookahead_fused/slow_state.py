@@ -118,11 +118,17 @@ def momentum_dtype_fits(momentum_dtype, slow_dtype: torch.dtype) -> bool:
     return momentum_dtype in contract.allowed_momentum_dtypes(slow_dtype)
 
 
+def slow_value_dtype_for(param: torch.Tensor, slow_dtype) -> torch.dtype:
+    """The dtype of `param`'s slow weight's values: its slow dtype's, float32 for bf16+int8 ones (which
+    decode to float32). An outer momentum beside them is kept in it unless momentum_dtype says otherwise."""
+    return torch.float32 if is_compact(slow_dtype) else slow_dtype_for(param, slow_dtype)
+
+
 def outer_momentum_dtype_for(param: torch.Tensor, options: dict):
     """The dtype of `param`'s outer momentum under Lookahead's `options` (a torch.dtype, or "int8"): their
     momentum_dtype where its slow weight's dtype takes it, else the slow weight's (a param made float16
     after it joined, then loaded; see [NOTE: bf16 outer momentum] in lookahead_fused/options.py)."""
-    slow = slow_dtype_for(param, options["slow_dtype"])
+    slow = slow_value_dtype_for(param, options["slow_dtype"])
     wanted = options.get("momentum_dtype")
     return wanted if wanted is not None and momentum_dtype_fits(wanted, slow) else slow
 

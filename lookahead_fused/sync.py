@@ -35,7 +35,8 @@ from . import backends, bf16_int8, contract, first_moment, int8_blocks, ops
 from . import replicas as replicas_module
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive
 from .backends import reference
-from .backends.step_gate import masked_compact_sync_on_step_, masked_int8_momentum_sync_on_step_
+from .backends.step_gate import masked_compact_momentum_sync_on_step_, masked_compact_sync_on_step_
+from .backends.step_gate import masked_int8_momentum_sync_on_step_
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
 from .sharded import dtensor_type, int8_momentum_local_shards, local_shards
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
@@ -196,14 +197,14 @@ class Sync:
 
     def _check_lists(self, launch: Launch, fast, slow, *rest, compact: bool) -> None:
         """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
-        mu were checked when they were set. `compact` lists are (fast, high parts, residuals); four lists
-        are (fast, slow, int8 momentum codes, their scales); else (fast, slow[, momentum])."""
+        mu were checked when they were set. `compact` lists are (fast, high parts, residuals[, momentum]);
+        other four lists are (fast, slow, int8 momentum codes, their scales); else (fast, slow[, momentum])."""
         if compact:
-            fast, slow, momentum = local_shards(fast, slow, *rest, op=contract.COMPACT_OP)
+            lists = local_shards(fast, slow, *rest, op=contract.COMPACT_OP)
             if getattr(launch.backend, "checks_contract", False):
-                launch.backend.check_compact_lists(fast, slow, momentum)
+                launch.backend.check_compact_lists(*lists)
             else:
-                contract.check_compact_lists(fast, slow, momentum)
+                contract.check_compact_lists(*lists)
         elif is_int8_momentum_lists((fast, slow, *rest)):
             fast, slow, codes, scales = int8_momentum_local_shards(fast, slow, *rest)
             if getattr(launch.backend, "checks_contract", False):
@@ -405,10 +406,7 @@ class Sync:
             if weights and self._moments_join(launch):
                 fused, moments = _joined(fused, moments), ([], [])
             if weights and launch.compact:
-                if fused[0]:
-                    ops.lookahead_compact_sync_on_step_(*fused, alpha, counter, k, backend=backend)
-                if strided[0]:
-                    masked_compact_sync_on_step_(*strided, alpha, counter, k)
+                self._run_gated_compact(fused, strided, alpha, counter)
             elif weights:
                 self._run_gated_weights(fused, strided, alpha, counter)
             if moments[0]:
@@ -417,6 +415,17 @@ class Sync:
             syncs = counter % k == 0
             for _, buffer in self.first_moments(self.params()):
                 buffer.masked_fill_(syncs.to(buffer.device), 0)
+
+    def _run_gated_compact(self, fused, strided, alpha, counter) -> None:
+        """The gated sync of bf16+int8 slow weights (and their outer momenta, if any)."""
+        k, mu, nesterov, backend = (self.options[key] for key in ("k", "outer_momentum", "nesterov", "backend"))
+        if fused[0]:
+            momentum = {"momentum": fused[3], "mu": mu, "nesterov": nesterov} if len(fused) == 4 else {}
+            ops.lookahead_compact_sync_on_step_(*fused[:3], alpha, counter, k, **momentum, backend=backend)
+        if strided[0] and len(strided) == 4:
+            masked_compact_momentum_sync_on_step_(*strided, alpha, counter, k, mu, nesterov)
+        elif strided[0]:
+            masked_compact_sync_on_step_(*strided, alpha, counter, k)
 
     def _run_gated_weights(self, fused, strided, alpha, counter) -> None:
         """The gated sync of exact slow weights (and their outer momenta, if any)."""
@@ -453,17 +462,15 @@ def run_fused(launch: Launch, lists: tuple, mu: float, nesterov: bool, backend_n
 
 
 def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend_name: str, compact=False) -> None:
-    """One checked launch: the plain sync of two lists, the momentum sync of three, or with `compact`
-    the compact sync of (fast, high parts, residuals). A launch without a backend (DTensors) goes
-    through the ops, which unwrap the local shards."""
-    if is_int8_momentum_lists(lists) and backend is None:
+    """One checked launch: the plain sync of two lists, the momentum sync of three, the int8 momentum
+    sync of four, or with `compact` the compact (momentum) sync of (fast, high parts, residuals[,
+    momentum]). A launch without a backend (DTensors) goes through the ops, which unwrap the local shards."""
+    if compact:
+        _run_compact(backend, lists, alpha, mu, nesterov, backend_name)
+    elif is_int8_momentum_lists(lists) and backend is None:
         ops.lookahead_int8_momentum_sync_(*lists, alpha, mu, nesterov, backend=backend_name)
     elif is_int8_momentum_lists(lists):
         backend.int8_momentum_sync_(*lists, alpha, mu, nesterov)
-    elif compact and backend is None:
-        ops.lookahead_compact_sync_(*lists, alpha, backend=backend_name)
-    elif compact:
-        backend.compact_sync_(*lists, alpha)
     elif backend is None and len(lists) == 3:
         ops.run_checked_sync_(*lists[:2], alpha, momentum=lists[2], mu=mu, nesterov=nesterov, backend=backend_name)
     elif backend is None:
@@ -474,8 +481,20 @@ def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend
         backend.sync_(*lists, alpha)
 
 
+def _run_compact(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend_name: str) -> None:
+    momentum = len(lists) == 4
+    if backend is None:
+        extra = {"momentum": lists[3], "mu": mu, "nesterov": nesterov} if momentum else {}
+        ops.lookahead_compact_sync_(*lists[:3], alpha, **extra, backend=backend_name)
+    elif momentum:
+        backend.compact_momentum_sync_(*lists, alpha, mu, nesterov)
+    else:
+        backend.compact_sync_(*lists, alpha)
+
+
 def is_int8_momentum_lists(lists: tuple) -> bool:
-    """Whether a launch's lists are (fast, slow, int8 momentum codes, their scales): the only four."""
+    """Whether the lists of a launch that is not compact are (fast, slow, int8 momentum codes, their
+    scales): the only four."""
     return len(lists) == 4
 
 

@@ -15,15 +15,16 @@ from lookahead_fused.slow_state import slow_keys, slow_weight_value
 K = 3
 GLOBAL_BATCH = 8
 COMPACT = "lookahead_bf16+int8"
+COMPACT_MOMENTUM = "lookahead_bf16+int8_bf16_momentum"
 INT8_MOMENTUM = "lookahead_int8_momentum"
 ADAMW_INT8_MOMENTUM = "lookahead_adamw_int8_momentum"
 INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM)
-KINDS = ["lookahead", "lookahead_adamw", COMPACT, *INT8_KINDS]
+KINDS = ["lookahead", "lookahead_adamw", COMPACT, COMPACT_MOMENTUM, *INT8_KINDS]
 
 
 def model_dtype(kind="lookahead") -> torch.dtype:
     """float64, except for compact slow weights and int8 outer momenta, which take float32 params."""
-    return torch.float32 if kind in (COMPACT, *INT8_KINDS) else torch.float64
+    return torch.float32 if kind in (COMPACT, COMPACT_MOMENTUM, *INT8_KINDS) else torch.float64
 
 
 def make_model(kind="lookahead"):
@@ -42,12 +43,15 @@ def make_optimizer(model, kind="lookahead"):
     """Pullback momenta and Nesterov outer momentum: every per-param state Lookahead keeps; around
     Adam, or LookaheadAdamW (kind "lookahead_adamw": the same options, AdamW's step fused with the sync).
     Kind COMPACT: bf16+int8 slow weights around Adam, with the options they take
-    (see [NOTE: what compact slow weights support] in lookahead_fused/options.py); INT8_KINDS: the
-    outer momentum in int8 blocks, around Adam or in LookaheadAdamW."""
+    (see [NOTE: what compact slow weights support] in lookahead_fused/options.py), COMPACT_MOMENTUM
+    the same with a bfloat16 outer momentum; INT8_KINDS: the outer momentum in int8 blocks, around Adam
+    or in LookaheadAdamW."""
     if kind == COMPACT:
         adam = torch.optim.Adam(model.parameters(), lr=1e-2)
         return Lookahead(adam, k=K, alpha=0.5, pullback_momentum="pullback", slow_dtype=bf16_int8.SLOW_DTYPE)
     options = {"k": K, "alpha": 0.5, "pullback_momentum": "pullback", "outer_momentum": 0.5, "nesterov": True}
+    if kind == COMPACT_MOMENTUM:
+        options |= {"slow_dtype": bf16_int8.SLOW_DTYPE, "momentum_dtype": torch.bfloat16}
     if kind in INT8_KINDS:
         options["momentum_dtype"] = "int8"
     if kind in ("lookahead_adamw", ADAMW_INT8_MOMENTUM):

@@ -113,6 +113,14 @@ RECORDS = [
     OptimizerRecord("lookahead-adam-adaptive-bf16+int8", INNERS["adam"],
                     {"k": 3, "alpha": "adaptive", "slow_dtype": "bf16+int8"}, capturable=False, compile=False,
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    # ... with outer momentum, float32 or bfloat16 (see [NOTE: compact momentum sync] in csrc/element_math.h)
+    OptimizerRecord("lookahead-sgd-momentum-outer-nesterov-bf16+int8", INNERS["sgd-momentum"],
+                    {"k": 3, "alpha": 0.7, "outer_momentum": 0.9, "nesterov": True, "slow_dtype": "bf16+int8"},
+                    peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    OptimizerRecord("lookahead-adam-outer-pullback-bf16+int8-bf16-momentum", INNERS["adam"],
+                    {"k": 3, "alpha": 0.5, "outer_momentum": 0.5, "pullback_momentum": "pullback",
+                     "slow_dtype": "bf16+int8", "momentum_dtype": torch.bfloat16},
+                    peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("lookahead-sgd-momentum-pullback-bf16+int8", INNERS["sgd-momentum"],
                     {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback", "slow_dtype": "bf16+int8"},
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
@@ -141,6 +149,9 @@ RECORDS = [
     OptimizerRecord("LookaheadAdamW-pullback-bf16+int8", INNERS["adamw"],
                     {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback", "slow_dtype": "bf16+int8"}, fused_adamw=True,
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    OptimizerRecord("LookaheadAdamW-outer-nesterov-bf16+int8", INNERS["adamw"],
+                    {"k": 3, "alpha": 0.6, "outer_momentum": 0.9, "nesterov": True, "slow_dtype": "bf16+int8"},
+                    fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
 ]
 
 

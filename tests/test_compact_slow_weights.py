@@ -170,7 +170,7 @@ def test_a_checkpoint_with_half_a_compact_slow_weight_is_refused_before_anything
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"outer_momentum": 0.9}, "does not support outer_momentum=0.9"),
+        ({"outer_momentum": 0.9, "momentum_dtype": "int8"}, "does not support momentum_dtype='int8' yet"),
         ({"slow_dtype": "int8"}, "slow_dtype must be None .*'bf16\\+int8'"),
     ],
 )

@@ -33,6 +33,8 @@ OPS = {
     "CompactSyncOp": (3, 2, 1),
     "GatedCompactSyncOp": (3, 2, 1),
     "PseudoGradientOp": (3, 2, 1),
+    "CompactMomentumSyncOp": (4, 1, 1),
+    "GatedCompactMomentumSyncOp": (4, 1, 1),
 }
 # The 128-bit loads of one vector step where the rule below does not give them: the compact sync's
 # step is 16 elements, its fast tensor's packs (four for float32, two for 16-bit), two packs of
@@ -41,12 +43,17 @@ PACKS_PER_STEP = {op: (4 + 2 + 1, 2 + 2 + 1) for op in ("CompactSyncOp", "GatedC
 # The pseudo-gradient's step loads the fast tensor and the slow weight, never out: one pack each for
 # one dtype, one and two for a 16-bit fast tensor beside float32 slow weights.
 PACKS_PER_STEP["PseudoGradientOp"] = (1 + 1, 1 + 2)
+# The compact momentum sync's step: the compact sync's packs and the momentum's, four of float32 (two
+# of bfloat16, below).
+PACKS_PER_STEP |= {op: (4 + 2 + 1 + 4, 2 + 2 + 1 + 4) for op in ("CompactMomentumSyncOp", "GatedCompactMomentumSyncOp")}
 # The steps with a bfloat16 momentum beside float32 slow weights, 8 elements: each fast tensor's packs
 # (two for float32, one for 16-bit; one fast tensor for the momentum sync, four for AdamW's step with
 # it), two of slow weights and one of momentum.
 # see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
 BF16_MOMENTUM_PACKS_PER_STEP = {op: (2 + 2 + 1, 1 + 2 + 1) for op in ("MomentumSyncOp", "GatedMomentumSyncOp")}
 BF16_MOMENTUM_PACKS_PER_STEP["AdamWOp6"] = (4 * 2 + 2 + 1, 4 * 1 + 2 + 1)
+BF16_MOMENTUM_PACKS_PER_STEP |= {op: (4 + 2 + 1 + 2, 2 + 2 + 1 + 2)
+                                 for op in ("CompactMomentumSyncOp", "GatedCompactMomentumSyncOp")}  # fmt: skip
 # The int8 momentum sync's kernels (csrc/cuda/int8_momentum_kernel.cuh), one per gate: per fast dtype
 # (float32, float16, bfloat16) a lane's 16-byte accesses, 2 + 2 for float32 fast and slow, 1 + 2 for
 # a 16-bit fast, and one 8-byte access to its codes; both divisions of int8_block_scale per dtype.

@@ -46,6 +46,7 @@ STATE_KEYS = {
     "lookahead": {"slow_param", "slow_momentum", "outer_momentum"},
     "lookahead_adamw": {"slow_param", "slow_momentum", "outer_momentum"},
     workers.COMPACT: {"slow_high", "slow_low", "slow_momentum"},
+    workers.COMPACT_MOMENTUM: {"slow_high", "slow_low", "slow_momentum", "outer_momentum"},
     **{kind: {"slow_param", "slow_momentum", "outer_momentum"} for kind in workers.INT8_KINDS},  # the codes; the scales: below
 }
 

@@ -93,6 +93,17 @@ def int8_momentum_sync_on_step_args():
     return [(*case[:4], *_gate(step), K, MU, True) for case in int8_momentum_sync_args() for step in (2, 3)]
 
 
+def compact_momentum_sync_args():
+    """compact_sync_args' with a float32 momentum beside float32 fast tensors and a bfloat16 one beside
+    bfloat16 ones."""
+    return [(*case[:3], [torch.zeros_like(f, dtype=f.dtype) for f in case[0]], ALPHA, MU, nesterov)
+            for case, nesterov in zip(compact_sync_args(), (False, True))]  # fmt: skip
+
+
+def compact_momentum_sync_on_step_args():
+    return [(*case[:4], *_gate(step), K, MU, True) for case in compact_momentum_sync_args() for step in (2, 3)]
+
+
 def pseudo_gradient_args():
     return [(*make_pair_lists(SIZES, f, s), [torch.zeros(n, dtype=s) for n in SIZES]) for f, s in PAIRS]
 
@@ -109,6 +120,8 @@ ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "int8_momentum_sync_": int8_momentum_sync_args,
     "int8_momentum_sync_on_step_": int8_momentum_sync_on_step_args,
     "pseudo_gradient_": pseudo_gradient_args,
+    "compact_momentum_sync_": compact_momentum_sync_args,
+    "compact_momentum_sync_on_step_": compact_momentum_sync_on_step_args,
 }
 # registered op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
 OPS = {name: ("native", ARGUMENT_SETS[name]) for name in OP_NAMES} | {

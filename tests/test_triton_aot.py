@@ -57,15 +57,19 @@ ADAMW_SIGNATURE = {
     **{name: "constexpr" for name in ("FAST", "SLOW", "OPMATH", "ALIGNED", "BLOCK", "CHUNK_BITS", "MOMENTUM", "NESTEROV",
                                       "COLUMNS", "MOM", "HAS_SLOW")},
 }  # fmt: skip
-# The compact sync (backends/triton/compact.py): name -> (LERP_SIDE, GATED, ALIGNED), for each fast dtype it takes
+# The compact sync and its momentum sync (backends/triton/compact.py): name -> (LERP_SIDE, GATED, ALIGNED, MOM: the
+# momentum's dtype or None), for each fast dtype they take
 COMPACT_MODES = {
-    "compact": (0, False, True), "compact-large-alpha-misaligned": (1, False, False), "compact-gated": (2, True, True),
+    "compact": (0, False, True, None), "compact-large-alpha-misaligned": (1, False, False, None),
+    "compact-gated": (2, True, True, None), "compact-momentum": (0, False, True, torch.float32),
+    "compact-momentum-gated-bf16m": (2, True, True, torch.bfloat16),
+    "compact-momentum-misaligned-bf16m": (1, False, False, torch.bfloat16),
 }  # fmt: skip
 COMPACT_SIGNATURE = {
-    **{f"{name}_addresses": "*i64" for name in ("fast", "high", "low")}, "numels": "*i64", "chunks": "*i64",
-    "num_chunks": "i64", "alpha_ptr": "*fp32", "step_ptr": "*i64", "k": "i64",
-    **{name: "constexpr"
-       for name in ("FAST", "LERP_SIDE", "GATED", "ALIGNED", "BLOCK", "CHUNK_BITS", "ROUNDING_SHIFT")},
+    **{f"{name}_addresses": "*i64" for name in ("fast", "high", "low", "mom")}, "numels": "*i64", "chunks": "*i64",
+    "num_chunks": "i64", "alpha_ptr": "*fp32", "mu_ptr": "*fp32", "step_ptr": "*i64", "k": "i64",
+    **{name: "constexpr" for name in ("FAST", "LERP_SIDE", "GATED", "ALIGNED", "BLOCK", "CHUNK_BITS", "ROUNDING_SHIFT",
+                                      "MOMENTUM", "NESTEROV", "MOM")},
 }  # fmt: skip
 # The int8 momentum sync (backends/triton/int8_momentum.py): name -> (LERP_SIDE, GATED, ALIGNED, NESTEROV), for each
 # fast dtype it takes
@@ -140,10 +144,11 @@ def compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar):
 def compile_compact_variant(fast_dtype, mode, arch):
     from lookahead_fused.backends.triton import compact, elementwise, plans
 
-    side, gated, aligned = COMPACT_MODES[mode]
+    side, gated, aligned, momentum = COMPACT_MODES[mode]
     constexprs = {
         "FAST": elementwise.TL_DTYPES[fast_dtype], "LERP_SIDE": side, "GATED": gated, "ALIGNED": aligned, "BLOCK": 1024,
-        "CHUNK_BITS": plans.CHUNK_BITS, "ROUNDING_SHIFT": compact.ROUNDING_SHIFT,
+        "CHUNK_BITS": plans.CHUNK_BITS, "ROUNDING_SHIFT": compact.ROUNDING_SHIFT, "MOMENTUM": momentum is not None,
+        "NESTEROV": gated, "MOM": elementwise.TL_DTYPES[momentum or torch.bfloat16],
     }  # fmt: skip
     source = ASTSource(fn=compact.compact_kernel, signature=COMPACT_SIGNATURE, constexprs=constexprs)
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
@@ -235,6 +240,8 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
     if mode in COMPACT_MODES:  # the encoding is exact only with an IEEE-rounded division; its packs are narrower
         assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
+        if COMPACT_MODES[mode][3] is not None and COMPACT_MODES[mode][2]:  # the momentum's loads and stores
+            assert re.search(r"ld\.global(\.[a-z_]+)*\.v4\.b32", ptx) and re.search(r"st\.global(\.[a-z_]+)*\.v4", ptx)
         return
     if mode in INT8_MOMENTUM_MODES:  # one IEEE operation a step: rounded divisions, no fused multiply-add
         assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"

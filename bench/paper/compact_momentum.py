@@ -1,11 +1,13 @@
-"""Does keeping the outer momentum compact (bfloat16, or block-scaled int8) cost quality? Lookahead
-with SNOO's outer momentum (mu 0.9, Nesterov) on scikit-learn's digits (robustness.py's split and
-64-64-10 MLP, float32 params), its outer momentum kept three ways beside float32 slow weights:
+"""Does keeping the outer momentum compact (bfloat16, or block-scaled int8), or the slow weights beside
+it (bf16+int8), cost quality? Lookahead with SNOO's outer momentum (mu 0.9, Nesterov) on
+scikit-learn's digits (robustness.py's split and 64-64-10 MLP, float32 params), its state kept five ways:
 
-    exact       float32 outer momentum (momentum_dtype=None)
-    bf16        momentum_dtype=torch.bfloat16: 2 bytes, rounded to nearest even at each sync
-    int8        momentum_dtype="int8": int8 codes with a float32 scale per block of 256 (1.016 bytes),
-                re-encoded at each sync (lookahead_fused/int8_blocks.py)
+    exact              float32 slow weights and outer momentum (8 bytes)
+    bf16               momentum_dtype=torch.bfloat16: 2 bytes, rounded to nearest even at each sync
+    int8               momentum_dtype="int8": int8 codes with a float32 scale per block of 256 (1.016
+                       bytes), re-encoded at each sync (lookahead_fused/int8_blocks.py)
+    bf16+int8          slow_dtype="bf16+int8" (3 bytes) beside a float32 momentum: 7 bytes
+    bf16+int8, bf16    slow_dtype="bf16+int8" and momentum_dtype=torch.bfloat16: 5 bytes
 
 Adam (lr 1e-3, and a hot 1e-2) inside, k=5, alpha=0.5; five seeds each (initial weights and batch
 order); the validation loss of the slow weights after every epoch, and the per-seed difference of
@@ -26,11 +28,17 @@ from results_io import RESULTS, plot_seed_curves, run_seed_study
 from robustness import digits_split, train
 
 K, ALPHA, MU = 5, 0.5, 0.9
-SETTINGS = {"exact": None, "bf16": torch.bfloat16, "int8": "int8"}  # label: momentum_dtype
+SETTINGS = {  # label: Lookahead's options for the slow state
+    "exact": {},
+    "bf16": {"momentum_dtype": torch.bfloat16},
+    "int8": {"momentum_dtype": "int8"},
+    "bf16+int8": {"slow_dtype": "bf16+int8"},
+    "bf16+int8, bf16": {"slow_dtype": "bf16+int8", "momentum_dtype": torch.bfloat16},
+}
 
 
 def lookahead_options(setting: str) -> dict:
-    return {"outer_momentum": MU, "nesterov": True, "momentum_dtype": SETTINGS[setting]}
+    return {"outer_momentum": MU, "nesterov": True, **SETTINGS[setting]}
 
 
 def curve(setting: str, lr: float, seed: int, epochs: int, data) -> list[float]:

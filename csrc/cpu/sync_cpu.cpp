@@ -171,6 +171,38 @@ LOOKAHEAD_INLINE void pseudo_gradient_entry(const int64_t* entry, int64_t lo, in
   for (int64_t i = 0; i < n; ++i) out[i] = Slow::store(pseudo_gradient<T>(T(Fast::load(f[i])), Slow::load(s[i])));
 }
 
+// The compact momentum sync (see [NOTE: compact momentum sync] in csrc/element_math.h): the fast
+// tensor, its slow weight's bfloat16 high parts and int8 residuals, and the outer momentum in
+// Momentum's storage (F32 or BF16).
+template <class Fast, class Momentum, class Update>
+LOOKAHEAD_INLINE void compact_momentum_loop(typename Fast::storage* __restrict__ fast, uint16_t* __restrict__ high,
+                                            int8_t* __restrict__ residual,
+                                            typename Momentum::storage* __restrict__ momentum, int64_t n,
+                                            const Update& update) {
+  for (int64_t i = 0; i < n; ++i) {
+    float m = Momentum::load(momentum[i]);
+    typename Momentum::storage rounded{};
+    const float s = compact_momentum_sync_element(Fast::load(fast[i]), high[i], residual[i], m, update,
+                                                  [&rounded](float x) {
+                                                    rounded = Momentum::store(x);
+                                                    return Momentum::load(rounded);
+                                                  });
+    momentum[i] = rounded;
+    fast[i] = Fast::store(s);
+  }
+}
+
+template <class Fast, class Momentum>
+LOOKAHEAD_INLINE void compact_momentum_entry(const int64_t* entry, int64_t lo, int64_t n, const UpdateArgs& args) {
+  auto* f = reinterpret_cast<typename Fast::storage*>(entry[0]) + lo;
+  auto* h = reinterpret_cast<uint16_t*>(entry[1]) + lo;
+  auto* q = reinterpret_cast<int8_t*>(entry[2]) + lo;
+  auto* m = reinterpret_cast<typename Momentum::storage*>(entry[3]) + lo;
+  with_sync_update<float>(args.alpha, true, args.mu, args.nesterov, [&](const auto& update) LOOKAHEAD_LAMBDA_INLINE {
+    compact_momentum_loop<Fast, Momentum>(f, h, q, m, n, update);
+  });
+}
+
 template <typename Word>  // a swap moves bits: only the element width matters
 LOOKAHEAD_INLINE void swap_entry(const int64_t* entry, int64_t lo, int64_t n) {
   Word* __restrict__ a = reinterpret_cast<Word*>(entry[0]) + lo;
@@ -196,6 +228,19 @@ LOOKAHEAD_INLINE void run_chunk(const int64_t* entry, int64_t entry_index, int d
   case pair: return swap_entry<typename fast::storage>(entry, lo, n);
       LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_SWAP_CASE)
 #undef LOOKAHEAD_SWAP_CASE
+      default: unknown_pair_code(code);
+    }
+  }
+  if (op == TableOp::kCompactMomentumSync) {
+    switch (code) {
+#define LOOKAHEAD_COMPACT_MOMENTUM_CASE(pair, fast) \
+  case pair: return compact_momentum_entry<fast, F32>(entry, lo, n, args);
+      LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_COMPACT_MOMENTUM_CASE)
+#undef LOOKAHEAD_COMPACT_MOMENTUM_CASE
+#define LOOKAHEAD_COMPACT_BF16_MOMENTUM_CASE(pair, fast) \
+  case pair: return compact_momentum_entry<fast, BF16>(entry, lo, n, args);
+      LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS(LOOKAHEAD_COMPACT_BF16_MOMENTUM_CASE)
+#undef LOOKAHEAD_COMPACT_BF16_MOMENTUM_CASE
       default: unknown_pair_code(code);
     }
   }

@@ -56,6 +56,10 @@ static_assert(has_roles_of<Bf16MomentumAdamWStep>(TableOp::kAdamWMomentum) &&
               roles_of(TableOp::kAdamWMomentum).momentum == Bf16MomentumAdamWStep::kFast + 1);
 static_assert(has_roles_of<CompactSyncOp>(TableOp::kCompactSync) && roles_of(TableOp::kCompactSync).compact);
 static_assert(has_roles_of<PseudoGradientOp>(TableOp::kPseudoGradient));
+// its steps read the entry's state tensor 2 as the momentum
+static_assert(has_roles_of<CompactMomentumSyncOp>(TableOp::kCompactMomentumSync) &&
+              roles_of(TableOp::kCompactMomentumSync).compact &&
+              roles_of(TableOp::kCompactMomentumSync).momentum == CompactMomentumSyncOp::kFast + 2);
 
 }  // namespace
 
@@ -72,7 +76,8 @@ int64_t cuda_resident_blocks(int device_index) {
                                       blocks_per_sm<AdamWOp<4>>(), blocks_per_sm<AdamWOp<5>>(),
                                       blocks_per_sm<AdamWOp<6>>(),
                                       blocks_per_sm<CompactSyncOp>(), blocks_per_sm<GatedCompactSyncOp>(),
-                                      blocks_per_sm<PseudoGradientOp>()});
+                                      blocks_per_sm<PseudoGradientOp>(), blocks_per_sm<CompactMomentumSyncOp>(),
+                                      blocks_per_sm<GatedCompactMomentumSyncOp>()});
     if (device_index < 64) blocks_per_device[device_index].store(blocks);
   }
   return blocks;
@@ -85,6 +90,8 @@ void launch_cuda_on_step(TableView table, TableOp op, StepGate gate, UpdateArgs 
     case TableOp::kMomentumSync:
       return launch(table, GatedMomentumSyncOp{gate, args.mu, args.nesterov}, cuda_stream, device_index);
     case TableOp::kCompactSync: return launch(table, GatedCompactSyncOp{gate}, cuda_stream, device_index);
+    case TableOp::kCompactMomentumSync:
+      return launch(table, GatedCompactMomentumSyncOp{gate, args.mu, args.nesterov}, cuda_stream, device_index);
     default: TORCH_CHECK(false, "lookahead_fused: no gated kernel for this op");
   }
 }
@@ -106,6 +113,8 @@ void launch_cuda(TableView table, TableOp op, UpdateArgs args, void* stream, int
       return launch(table, AdamWOp<4>{args.hyper, args.rows, 0.0, false}, cuda_stream, device_index);
     case TableOp::kCompactSync: return launch(table, CompactSyncOp{args.alpha}, cuda_stream, device_index);
     case TableOp::kPseudoGradient: return launch(table, PseudoGradientOp{}, cuda_stream, device_index);
+    case TableOp::kCompactMomentumSync:
+      return launch(table, CompactMomentumSyncOp{args.alpha, args.mu, args.nesterov}, cuda_stream, device_index);
   }
 }
 

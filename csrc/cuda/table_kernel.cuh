@@ -1,5 +1,5 @@
 // The body of the fused table kernels (the sync, the swap, the momentum sync, AdamW's step, the
-// compact sync and the pseudo-gradient; see [NOTE: table layout] in csrc/table.h), as what one thread of one block does, for
+// compact sync and its momentum sync, and the pseudo-gradient; see [NOTE: table layout] in csrc/table.h), as what one thread of one block does, for
 // two callers:
 // the CUDA kernel in sync_cuda.cu, and the host emulation in tests/cpp/test_cuda_kernel_on_host.cu,
 // which runs every block and thread of a launch in turn
@@ -226,10 +226,41 @@ struct PseudoGradientOp {
   }
 };
 
+// The compact momentum sync (see [NOTE: compact momentum sync] in csrc/element_math.h): the compact
+// sync's tensors, then the outer momentum, float32 or bfloat16 by the entry's code. The walker runs
+// each entry as CompactMomentumEntryOp<M> for its momentum's type M, whose steps (below) read it.
+struct CompactMomentumSyncOp {
+  static constexpr int kDepth = 4, kFast = 1, kStates = 3;
+  static constexpr unsigned kReadOnly = 0;
+  double alpha, mu;
+  bool nesterov;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
+  LOOKAHEAD_KERNEL_FN CompactMomentumSyncOp resolved() const { return *this; }
+  template <typename F, typename M>
+  LOOKAHEAD_KERNEL_FN void element(F& fast, uint16_t& high, int8_t& residual, M& momentum) const {
+    const MomentumSyncMath<float, bool, bool> math{two_sided_lerp<float>(alpha, lerp_from_slow(alpha)), float(mu),
+                                                   nesterov};
+    float m = widen(momentum);
+    const float slow = compact_momentum_sync_element(float(widen(fast)), high, residual, m, math,
+                                                     [](float x) { return round_to<M>(x); });
+    momentum = narrow<M>(m);  // exact: m is rounded as M already
+    fast = narrow<F>(slow);
+  }
+};
+
+template <typename M>
+struct CompactMomentumEntryOp {  // a CompactMomentumSyncOp on the entries whose momentum is M
+  static constexpr int kDepth = 4, kFast = 1, kStates = 3;
+  using Momentum = M;
+  CompactMomentumSyncOp op;
+};
+
 template <typename Op>
-struct HasCompactState : std::false_type {};  // its entries' state is a bf16+int8 slow weight
+struct HasCompactState : std::false_type {};  // its entries' slow weight is bf16+int8
 template <>
 struct HasCompactState<CompactSyncOp> : std::true_type {};
+template <>
+struct HasCompactState<CompactMomentumSyncOp> : std::true_type {};
 
 LOOKAHEAD_KERNEL_FN double alpha_of(const StepGate& gate) {
   return gate.alpha_is_double ? *static_cast<const double*>(gate.alpha) : double(*static_cast<const float*>(gate.alpha));
@@ -256,6 +287,17 @@ struct GatedCompactSyncOp {
   StepGate gate;
   LOOKAHEAD_KERNEL_FN bool skips() const { return *gate.step % gate.k != 0; }
   LOOKAHEAD_KERNEL_FN CompactSyncOp resolved() const { return CompactSyncOp{alpha_of(gate)}; }
+};
+
+struct GatedCompactMomentumSyncOp {
+  static constexpr int kDepth = 4;
+  StepGate gate;
+  double mu;
+  bool nesterov;
+  LOOKAHEAD_KERNEL_FN bool skips() const { return *gate.step % gate.k != 0; }
+  LOOKAHEAD_KERNEL_FN CompactMomentumSyncOp resolved() const {
+    return CompactMomentumSyncOp{alpha_of(gate), mu, nesterov};
+  }
 };
 
 // AdamW's step with the sync in one pass (see [NOTE: AdamW hyper table] in csrc/adamw.h): kDepth 5 for the
@@ -383,10 +425,11 @@ struct Step {  // one vector step: 16 bytes of each fast tensor and the same ele
   }
 };
 
-// A vector step of the compact sync: 16 elements, one 16-byte pack of residuals, two of high parts and
-// one to four of the fast tensor.
+// The packs of a compact slow weight's vector step: 16 elements, one 16-byte pack of residuals, two of
+// high parts and one to four of the fast tensor. The compact sync's step is these alone; the compact
+// momentum sync's adds the momentum's.
 template <typename F, typename S, typename Mem>
-struct Step<F, S, CompactSyncOp, Mem> {
+struct CompactPacks {
   static constexpr int kElems = Pack<int8_t>::kSize;
   static constexpr int kFastPacks = kElems / Pack<F>::kSize;
   static constexpr int kHighPacks = kElems / Pack<uint16_t>::kSize;
@@ -402,13 +445,6 @@ struct Step<F, S, CompactSyncOp, Mem> {
     }
     residual = Mem::load_pack(reinterpret_cast<const int8_t*>(s[1]) + at);
   }
-  LOOKAHEAD_KERNEL_FN void apply(const CompactSyncOp& op) {
-#pragma unroll
-    for (int j = 0; j < kElems; ++j) {
-      constexpr int kFastSize = Pack<F>::kSize, kHighSize = Pack<uint16_t>::kSize;
-      op.element(fast[j / kFastSize].v[j % kFastSize], high[j / kHighSize].v[j % kHighSize], residual.v[j]);
-    }
-  }
   LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t at) const {
 #pragma unroll
     for (int k = 0; k < kFastPacks; ++k) Mem::store_pack(f[0] + at + k * Pack<F>::kSize, fast[k]);
@@ -417,6 +453,46 @@ struct Step<F, S, CompactSyncOp, Mem> {
       Mem::store_pack(reinterpret_cast<uint16_t*>(s[0]) + at + k * Pack<uint16_t>::kSize, high[k]);
     }
     Mem::store_pack(reinterpret_cast<int8_t*>(s[1]) + at, residual);
+  }
+  LOOKAHEAD_KERNEL_FN F& fast_at(int j) { return fast[j / Pack<F>::kSize].v[j % Pack<F>::kSize]; }
+  LOOKAHEAD_KERNEL_FN uint16_t& high_at(int j) { return high[j / Pack<uint16_t>::kSize].v[j % Pack<uint16_t>::kSize]; }
+};
+
+template <typename F, typename S, typename Mem>
+struct Step<F, S, CompactSyncOp, Mem> : CompactPacks<F, S, Mem> {
+  LOOKAHEAD_KERNEL_FN void apply(const CompactSyncOp& op) {
+#pragma unroll
+    for (int j = 0; j < this->kElems; ++j) op.element(this->fast_at(j), this->high_at(j), this->residual.v[j]);
+  }
+};
+
+// A vector step of the compact momentum sync: the compact packs and the momentum's (four packs of
+// float32, two of bfloat16).
+template <typename F, typename S, typename M, typename Mem>
+struct Step<F, S, CompactMomentumEntryOp<M>, Mem> : CompactPacks<F, S, Mem> {
+  using Base = CompactPacks<F, S, Mem>;
+  static constexpr int kMomentumPacks = Base::kElems / Pack<M>::kSize;
+  Pack<M> momentum[kMomentumPacks];
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t at) {
+    Base::load(f, s, at);
+#pragma unroll
+    for (int k = 0; k < kMomentumPacks; ++k) {
+      momentum[k] = Mem::load_pack(reinterpret_cast<const M*>(s[2]) + at + k * Pack<M>::kSize);
+    }
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const CompactMomentumEntryOp<M>& entry) {
+#pragma unroll
+    for (int j = 0; j < Base::kElems; ++j) {
+      entry.op.element(this->fast_at(j), this->high_at(j), this->residual.v[j],
+                       momentum[j / Pack<M>::kSize].v[j % Pack<M>::kSize]);
+    }
+  }
+  LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t at) const {
+    Base::store(f, s, at);
+#pragma unroll
+    for (int k = 0; k < kMomentumPacks; ++k) {
+      Mem::store_pack(reinterpret_cast<M*>(s[2]) + at + k * Pack<M>::kSize, momentum[k]);
+    }
   }
 };
 
@@ -523,7 +599,7 @@ struct ScalarStep {
 };
 
 template <typename Mem, typename F, typename S>
-struct ScalarStep<Mem, F, S, CompactSyncOp> {  // the compact sync's element, as its vector step reads it
+struct CompactElement {  // one element of a compact slow weight, as CompactPacks reads it
   F fast;
   uint16_t high;
   int8_t residual;
@@ -532,11 +608,32 @@ struct ScalarStep<Mem, F, S, CompactSyncOp> {  // the compact sync's element, as
     high = Mem::load(reinterpret_cast<const uint16_t*>(s[0]) + i);
     residual = Mem::load(reinterpret_cast<const int8_t*>(s[1]) + i);
   }
-  LOOKAHEAD_KERNEL_FN void apply(const CompactSyncOp& op) { op.element(fast, high, residual); }
   LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t i) const {
     Mem::store(f[0] + i, fast);
     Mem::store(reinterpret_cast<uint16_t*>(s[0]) + i, high);
     Mem::store(reinterpret_cast<int8_t*>(s[1]) + i, residual);
+  }
+};
+
+template <typename Mem, typename F, typename S>
+struct ScalarStep<Mem, F, S, CompactSyncOp> : CompactElement<Mem, F, S> {
+  LOOKAHEAD_KERNEL_FN void apply(const CompactSyncOp& op) { op.element(this->fast, this->high, this->residual); }
+};
+
+template <typename Mem, typename F, typename S, typename M>
+struct ScalarStep<Mem, F, S, CompactMomentumEntryOp<M>> : CompactElement<Mem, F, S> {
+  using Base = CompactElement<Mem, F, S>;
+  M momentum;
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t i) {
+    Base::load(f, s, i);
+    momentum = Mem::load(reinterpret_cast<const M*>(s[2]) + i);
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const CompactMomentumEntryOp<M>& entry) {
+    entry.op.element(this->fast, this->high, this->residual, momentum);
+  }
+  LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t i) const {
+    Base::store(f, s, i);
+    Mem::store(reinterpret_cast<M*>(s[2]) + i, momentum);
   }
 };
 
@@ -728,7 +825,20 @@ LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t
     using OpT = std::remove_const_t<decltype(op)>;
 #define LOOKAHEAD_CUDA_CASE(code, fast, state) \
   case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, entry_index, lo, hi, op, tid); break;
-    if constexpr (HasCompactState<OpT>::value) {
+    if constexpr (std::is_same_v<OpT, CompactMomentumSyncOp>) {
+      switch (pair_code_of(entry[Gate::kDepth + 1])) {  // the state tensors go as bytes, the momentum by its code
+#define LOOKAHEAD_CUDA_COMPACT_MOMENTUM_CASE(code, fast) \
+  case code: run_entry<Mem, Cuda##fast, int8_t>(entry, entry_index, lo, hi, CompactMomentumEntryOp<float>{op}, tid); break;
+        LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_CUDA_COMPACT_MOMENTUM_CASE)
+#undef LOOKAHEAD_CUDA_COMPACT_MOMENTUM_CASE
+#define LOOKAHEAD_CUDA_COMPACT_BF16_MOMENTUM_CASE(code, fast)                                                         \
+  case code:                                                                                                         \
+    run_entry<Mem, Cuda##fast, int8_t>(entry, entry_index, lo, hi, CompactMomentumEntryOp<CudaBF16>{op}, tid); break;
+        LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS(LOOKAHEAD_CUDA_COMPACT_BF16_MOMENTUM_CASE)
+#undef LOOKAHEAD_CUDA_COMPACT_BF16_MOMENTUM_CASE
+        default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));
+      }
+    } else if constexpr (HasCompactState<OpT>::value) {
       switch (pair_code_of(entry[Gate::kDepth + 1])) {  // the state tensors go as bytes (CompactSyncOp)
 #define LOOKAHEAD_CUDA_COMPACT_CASE(code, fast) \
   case code: run_entry<Mem, Cuda##fast, int8_t>(entry, entry_index, lo, hi, op, tid); break;

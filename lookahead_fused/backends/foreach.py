@@ -14,7 +14,8 @@ from . import group_pairs
 # AdamW's fused step: the per-tensor loop (a foreach version would group by hyper row and dtype pair
 # and still make several passes; the point of the op is the kernels' one pass).
 # The compact sync and the int8 momentum sync: their encodings have no foreach op, so the per-tensor loop.
-from .reference import adamw_step_, compact_sync_, int8_momentum_sync_, swap_  # noqa: F401
+from .reference import adamw_step_, compact_momentum_sync_, compact_sync_, int8_momentum_sync_, swap_  # noqa: F401
+from .step_gate import masked_compact_momentum_sync_on_step_ as compact_momentum_sync_on_step_  # noqa: F401
 from .step_gate import masked_compact_sync_on_step_ as compact_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_int8_momentum_sync_on_step_ as int8_momentum_sync_on_step_  # noqa: F401
 from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401

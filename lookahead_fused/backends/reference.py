@@ -10,11 +10,12 @@ import torch
 
 from .. import bf16_int8, int8_blocks
 from ..contract import opmath_dtype
+from .step_gate import masked_compact_momentum_sync_on_step_ as compact_momentum_sync_on_step_  # noqa: F401
 from .step_gate import masked_compact_sync_on_step_ as compact_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_int8_momentum_sync_on_step_ as int8_momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
-from .step_gate import int8_momentum_values, momentum_and_target
+from .step_gate import compact_momentum_values, int8_momentum_values, momentum_and_target
 
 
 def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
@@ -103,6 +104,19 @@ def compact_sync_(fast, slow_high, slow_low, alpha: float) -> None:
         new_high, new_low = bf16_int8.encode(torch.lerp(bf16_int8.decode(high, low), f.float(), alpha))
         high.copy_(new_high)
         low.copy_(new_low)
+        f.copy_(bf16_int8.decode(new_high, new_low))
+
+
+def compact_momentum_sync_(fast, slow_high, slow_low, momentum, alpha: float, mu: float, nesterov: bool) -> None:
+    """The momentum sync of slow weights kept as bf16+int8
+    (see [NOTE: compact momentum sync] in csrc/element_math.h) per tensor: decode, the momentum sync in
+    float32, encode with the oracle of bf16_int8.py; the momentum rounded to its dtype; fast <- the
+    decoded value."""
+    for f, high, low, m in zip(fast, slow_high, slow_low, momentum):
+        new_high, new_low, m_new = compact_momentum_values(f, high, low, m, alpha, mu, nesterov)
+        high.copy_(new_high)
+        low.copy_(new_low)
+        m.copy_(m_new)
         f.copy_(bf16_int8.decode(new_high, new_low))
 
 

@@ -72,6 +72,28 @@ def masked_momentum_sync_on_step_(fast, slow, momentum, alpha: torch.Tensor, ste
         f.copy_(torch.where(syncs, s.to(f.dtype), f))
 
 
+def compact_momentum_values(f, high, low, m, alpha, mu: float, nesterov: bool):
+    """The compact momentum sync of one tensor (see [NOTE: compact momentum sync] in csrc/element_math.h)
+    in float32 torch ops: (new high parts, new residuals, new momentum rounded to m's dtype). `alpha`:
+    a number or a one-element tensor."""
+    so = bf16_int8.decode(high, low)
+    m_new, target = momentum_and_target(f.float(), so, m.float(), m.dtype, mu, nesterov)
+    w = alpha.reshape(()).to(torch.float32) if isinstance(alpha, torch.Tensor) else alpha
+    return (*bf16_int8.encode(torch.lerp(so, target, w)), m_new)
+
+
+def masked_compact_momentum_sync_on_step_(fast, slow_high, slow_low, momentum, alpha: torch.Tensor, step: torch.Tensor,
+                                          k: int, mu: float, nesterov: bool) -> None:  # fmt: skip
+    """The compact momentum sync, kept or dropped by the gate."""
+    syncs = step.reshape(()) % k == 0
+    for f, high, low, m in zip(fast, slow_high, slow_low, momentum):
+        new_high, new_low, m_new = compact_momentum_values(f, high, low, m, alpha, mu, nesterov)
+        high.copy_(torch.where(syncs, new_high, high))
+        low.copy_(torch.where(syncs, new_low, low))
+        m.copy_(torch.where(syncs, m_new, m))
+        f.copy_(torch.where(syncs, bf16_int8.decode(high, low).to(f.dtype), f))
+
+
 def masked_compact_sync_on_step_(fast, slow_high, slow_low, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
     """The compact sync (see [NOTE: compact sync] in csrc/element_math.h), kept or dropped by the gate;
     its lerp is torch.lerp's, as the reference backend's ungated compact sync computes it."""

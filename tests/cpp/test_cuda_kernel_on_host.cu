@@ -109,6 +109,25 @@ int64_t pair_code_for() {
   return -1;
 }
 
+// The codes of compact entries whose fast tensor is F (LOOKAHEAD_COMPACT_PAIRS), and of compact
+// momentum-sync entries with a bfloat16 momentum (LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS), in csrc/table.h.
+template <typename F>
+int64_t compact_code_for() {
+#define LOOKAHEAD_TEST_COMPACT_CODE(pair, fast_token) \
+  if (std::is_same_v<F, Cuda##fast_token>) return pair;
+  LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_TEST_COMPACT_CODE)
+#undef LOOKAHEAD_TEST_COMPACT_CODE
+  return -1;
+}
+template <typename F>
+int64_t compact_bf16_momentum_code_for() {
+#define LOOKAHEAD_TEST_COMPACT_BF16_MOMENTUM_CODE(pair, fast_token) \
+  if (std::is_same_v<F, Cuda##fast_token>) return pair;
+  LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS(LOOKAHEAD_TEST_COMPACT_BF16_MOMENTUM_CODE)
+#undef LOOKAHEAD_TEST_COMPACT_BF16_MOMENTUM_CODE
+  return -1;
+}
+
 // The code of a momentum-sync entry of (F, S) with momentum in M: the pair's, or for a bfloat16
 // momentum beside float32 slow weights the one in LOOKAHEAD_BF16_MOMENTUM_PAIRS (csrc/table.h).
 template <typename F, typename S, typename M>
@@ -201,19 +220,22 @@ void check_case(int64_t n, int64_t fast_offset, int64_t slow_offset, double alph
   }
 }
 
-// The table of one entry of three tensors of n elements each (element sizes `sizes`), in chunks of
+// The table of one entry of N tensors of n elements each (element sizes `sizes`), in chunks of
 // `chunk`, as the planner would build it; and `tracked` set to those tensors.
-std::vector<int64_t> three_tensor_table(std::array<const void*, 3> data, std::array<int64_t, 3> sizes, int64_t n,
-                                        int64_t code, int64_t chunk) {
-  uintptr_t addresses[3];
+template <size_t N>
+std::vector<int64_t> entry_table(std::array<const void*, N> data, std::array<int64_t, N> sizes, int64_t n, int64_t code,
+                                 int64_t chunk) {
+  uintptr_t addresses[N];
   tracked.clear();
-  for (int t = 0; t < 3; ++t) {
+  std::vector<int64_t> words;
+  for (size_t t = 0; t < N; ++t) {
     addresses[t] = reinterpret_cast<uintptr_t>(data[t]);
     track(reinterpret_cast<const void*>(addresses[t]), n, size_t(sizes[t]));
+    words.push_back(int64_t(addresses[t]));
   }
-  const int64_t head = common_head(addresses, sizes.data(), 3);
-  std::vector<int64_t> words = {int64_t(addresses[0]), int64_t(addresses[1]), int64_t(addresses[2]), n,
-                                code | ((head + 1) << 8)};
+  const int64_t head = common_head(addresses, sizes.data(), int(N));
+  words.push_back(n);
+  words.push_back(code | ((head + 1) << 8));
   for (int64_t c = 0; c * chunk < n; ++c) words.push_back(c);
   return words;
 }
@@ -245,7 +267,7 @@ void check_momentum_case(int64_t n, int64_t offsets[3], double alpha, double mu,
     m0[i] = to_double(momentum.data[i]);
   }
   const int64_t code = momentum_code_for<F, S, M>();
-  const std::vector<int64_t> words = three_tensor_table({fast.data, slow.data, momentum.data},
+  const std::vector<int64_t> words = entry_table<3>({fast.data, slow.data, momentum.data},
                                                         {sizeof(F), sizeof(S), sizeof(M)}, n, code, chunk);
   const int64_t num_chunks = int64_t(words.size()) - entry_words(3);
   const int64_t step_value = kind == Kind::kGatedOff ? 7 : 6;
@@ -317,12 +339,8 @@ void check_compact_case(int64_t n, int64_t offsets[3], double alpha, int grid_ca
     f0[i] = to_double(fast.data[i]);
     s0[i] = decode_bf16_int8(code0[i].high, code0[i].residual);
   }
-  int64_t code = -1;
-#define LOOKAHEAD_TEST_COMPACT_CODE(pair, fast_token) \
-  if (std::is_same_v<F, Cuda##fast_token>) code = pair;
-  LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_TEST_COMPACT_CODE)
-#undef LOOKAHEAD_TEST_COMPACT_CODE
-  const std::vector<int64_t> words = three_tensor_table({fast.data, high.data, low.data},
+  const int64_t code = compact_code_for<F>();
+  const std::vector<int64_t> words = entry_table<3>({fast.data, high.data, low.data},
                                                         {sizeof(F), sizeof(uint16_t), sizeof(int8_t)}, n, code, chunk);
   const int64_t num_chunks = int64_t(words.size()) - entry_words(3);
   const int64_t step_value = kind == Kind::kGatedOff ? 7 : 6;
@@ -492,7 +510,7 @@ void check_pseudo_gradient_case(int64_t n, const std::array<int64_t, 3>& offsets
   }
   const int64_t code = pair_code_for<F, S>();
   const std::vector<int64_t> words =
-      three_tensor_table({fast.data, slow.data, out.data}, {sizeof(F), sizeof(S), sizeof(S)}, n, code, chunk);
+      entry_table<3>({fast.data, slow.data, out.data}, {sizeof(F), sizeof(S), sizeof(S)}, n, code, chunk);
   const int64_t num_chunks = int64_t(words.size()) - entry_words(3);
   run_on_host(words, num_chunks, chunk, PseudoGradientOp{}, std::min<int64_t>(num_chunks, grid_cap));
   char where[160];
@@ -511,6 +529,68 @@ void check_pseudo_gradient_case(int64_t n, const std::array<int64_t, 3>& offsets
     if (!((std::isnan(want) && std::isnan(got)) || (want == got && std::signbit(want) == std::signbit(got)))) {
       fail(std::string(where) + ": element " + std::to_string(i) + " is " + std::to_string(got) + ", want " +
            std::to_string(want));
+    }
+  }
+}
+
+// The compact momentum sync (depth 4: fast, bfloat16 high parts, int8 residuals, the momentum in M;
+// see [NOTE: compact momentum sync] in csrc/element_math.h), each tensor at its own offset, gated or
+// not: every element of all four written exactly once (none off the sync step), and each the element
+// math applied to that element alone, bit for bit. The element math is checked against the float64
+// momentum sync in tests/test_compact_momentum_sync.py (it is the CPU kernel's); this checks the walk.
+template <typename F, typename M>
+void check_compact_momentum_case(int64_t n, const std::array<int64_t, 4>& offsets, int grid_cap, int64_t chunk,
+                                 std::mt19937& rng, Kind kind = Kind::kSync) {
+  Buffer<F> fast(n, offsets[0]);
+  Buffer<uint16_t> high(n, offsets[1]);
+  Buffer<int8_t> low(n, offsets[2]);
+  Buffer<M> momentum(n, offsets[3]);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<F> f0(n);
+  std::vector<uint16_t> h0(n);
+  std::vector<int8_t> q0(n);
+  std::vector<M> m0(n);
+  for (int64_t i = 0; i < n; ++i) {
+    f0[i] = fast.data[i] = from_double<F>(normal(rng));
+    const Bf16Int8 code = encode_bf16_int8(i % 3 == 0 ? float(to_double(f0[i])) : float(normal(rng)));
+    h0[i] = high.data[i] = code.high;
+    q0[i] = low.data[i] = code.residual;
+    m0[i] = momentum.data[i] = from_double<M>(i % 5 == 0 ? 0.0 : 0.1 * normal(rng));
+  }
+  const int64_t code = std::is_same_v<M, float> ? compact_code_for<F>() : compact_bf16_momentum_code_for<F>();
+  const std::vector<int64_t> words = entry_table<4>({fast.data, high.data, low.data, momentum.data},
+                                                    {sizeof(F), sizeof(uint16_t), sizeof(int8_t), sizeof(M)}, n, code,
+                                                    chunk);
+  const int64_t num_chunks = int64_t(words.size()) - entry_words(4);
+  const int64_t step_value = kind == Kind::kGatedOff ? 7 : 6;
+  const double alpha = 0.7, mu = 0.9;
+  const StepGate gate{&step_value, 3, &alpha, true};
+  const int64_t grid = std::min<int64_t>(num_chunks, grid_cap);
+  const CompactMomentumSyncOp op{alpha, mu, true};
+  if (kind == Kind::kSync) run_on_host(words, num_chunks, chunk, op, grid);
+  else run_on_host(words, num_chunks, chunk, GatedCompactMomentumSyncOp{gate, mu, true}, grid);
+  char where[200];
+  std::snprintf(where, sizeof where, "compact momentum sync: code %lld, n %lld, offsets (%lld, %lld, %lld, %lld), "
+                "kind %d, chunk %lld", (long long)code, (long long)n, (long long)offsets[0], (long long)offsets[1],
+                (long long)offsets[2], (long long)offsets[3], int(kind), (long long)chunk);
+  const int expected_writes = kind == Kind::kGatedOff ? 0 : 1;
+  for (int64_t i = 0; i < n; ++i) {
+    for (const Tracked& t : tracked) {
+      if (t.writes[i] != expected_writes) {
+        fail(std::string(where) + ": element " + std::to_string(i) + " written " + std::to_string(t.writes[i]) + " times");
+        return;
+      }
+    }
+    F f = f0[i];
+    uint16_t h = h0[i];
+    int8_t q = q0[i];
+    M m = m0[i];
+    if (kind != Kind::kGatedOff) op.element(f, h, q, m);
+    const bool same = h == high.data[i] && q == low.data[i] && std::memcmp(&f, &fast.data[i], sizeof f) == 0 &&
+                      std::memcmp(&m, &momentum.data[i], sizeof m) == 0;
+    if (!same) {
+      fail(std::string(where) + ": element " + std::to_string(i) + " is not the element math's");
+      return;
     }
   }
 }
@@ -578,6 +658,19 @@ void check_pair(std::mt19937& rng) {
             check_adamw_case<F, S, M>(n, offsets, sync, true, nesterov, 2, kChunkQuantum, rng);
           }
         }
+      }
+    }
+  }
+  if constexpr (std::is_same_v<S, float> && !std::is_same_v<F, double>) {  // the compact momentum sync's walk
+    constexpr int64_t kCompactStep = kVecBytes;  // elements of its vector step (int8 residuals)
+    for (auto offsets : {std::array<int64_t, 4>{0, 0, 0, 0}, {1, 1, 1, 1}, {0, 3, 5, 1}, {2, 2, 2, 0}}) {
+      for (int64_t n : {int64_t(0), int64_t(1), kCompactStep - 1, kCompactStep + 1, int64_t(kThreads) * kCompactStep + 3,
+                        3 * kChunkQuantum + 5}) {
+        check_compact_momentum_case<F, float>(n, offsets, 2, kChunkQuantum, rng);
+        check_compact_momentum_case<F, __nv_bfloat16>(n, offsets, 3, kMaxChunkElems, rng);
+      }
+      for (Kind kind : {Kind::kGatedOn, Kind::kGatedOff}) {
+        check_compact_momentum_case<F, __nv_bfloat16>(kChunkQuantum + 37, offsets, 3, kMaxChunkElems, rng, kind);
       }
     }
   }
@@ -686,6 +779,7 @@ int main() {
   check_bf16_momentum_codes_trap(CompactSyncOp{alpha}, "CompactSyncOp");
   check_bf16_momentum_codes_trap(GatedCompactSyncOp{gate}, "GatedCompactSyncOp");
   check_bf16_momentum_codes_trap(PseudoGradientOp{}, "PseudoGradientOp");
+  check_bf16_momentum_codes_trap(CompactMomentumSyncOp{alpha, 0.9, true}, "CompactMomentumSyncOp");
   check_bf16_momentum_codes_trap(AdamWOp<5>{hyper, rows, 0.0, false}, "AdamWOp<5>");
   check_bf16_momentum_codes_trap(AdamWOp<6>{hyper, rows, 0.9, false}, "AdamWOp<6>", false);
   if (failures) {

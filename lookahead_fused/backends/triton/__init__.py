@@ -1,8 +1,8 @@
 """The "triton" backend: every op as one Triton launch per dtype pair, for CUDA tensors when the C++
 extension is not built, and as a second implementation to check the CUDA kernel. plans.py holds
 the tables, the plan cache and the launch loop; elementwise.py the element math both kernels share;
-sync.py the sync, momentum sync and swap; adamw.py AdamW's fused step; compact.py the sync of
-bf16+int8 slow weights; int8_momentum.py the momentum sync with an int8-block momentum;
+sync.py the sync, momentum sync and swap; adamw.py AdamW's fused step; compact.py the sync and the
+momentum sync of bf16+int8 slow weights; int8_momentum.py the momentum sync with an int8-block momentum;
 pseudo_gradient.py the replicas' pseudo-gradient.
 
 [NOTE: Triton plan] A plan per parameter set holds, per dtype pair, a device table of fast and slow
@@ -38,6 +38,8 @@ IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised argum
     "int8_momentum_sync_": int8_momentum.int8_momentum_sync_,
     "int8_momentum_sync_on_step_": int8_momentum.int8_momentum_sync_on_step_,
     "pseudo_gradient_": pseudo_gradient.pseudo_gradient_,
+    "compact_momentum_sync_": compact.compact_momentum_sync_,
+    "compact_momentum_sync_on_step_": compact.compact_momentum_sync_on_step_,
 }
 
 

@@ -1,5 +1,6 @@
-"""The compact sync (see [NOTE: compact sync] in csrc/element_math.h): slow weights kept as bf16+int8,
-one Triton launch per fast dtype and alignment class, over the plans of plans.py. Its encoding is
+"""The compact sync (see [NOTE: compact sync] in csrc/element_math.h) and its momentum sync
+(see [NOTE: compact momentum sync] in csrc/element_math.h): slow weights kept as bf16+int8, one
+Triton launch per fast dtype, momentum dtype and alignment class, over the plans of plans.py. Its encoding is
 integer and exact float32 arithmetic, bit for bit the oracle's
 (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py), so the interpreter computes what a GPU does.
 
@@ -16,7 +17,8 @@ import triton
 import triton.language as tl
 
 from .. import triton_interpreting
-from .elementwise import ALPHA_ON_DEVICE, LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, round_to, two_sided_lerp
+from .elementwise import ALPHA_ON_DEVICE, LARGE_ALPHA, SMALL_ALPHA, TL_DTYPES, momentum_target, round_to
+from .elementwise import two_sided_lerp
 from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, chunk_of, gate_is_open, launch_classes
 from .plans import max_programs, run_plan
 
@@ -52,12 +54,16 @@ def _encode(x, ROUNDING_SHIFT: tl.constexpr):
 
 
 @triton.jit
-def _compact_block(fast, high, low, offsets, mask, w, FAST, LERP_SIDE, ROUNDING_SHIFT: tl.constexpr):
+def _compact_block(fast, high, low, mom, offsets, mask, w, mu, FAST, LERP_SIDE, ROUNDING_SHIFT: tl.constexpr,
+                   MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr):  # fmt: skip
     f = tl.load(fast + offsets, mask=mask).to(tl.float32)
     h = tl.load(high + offsets, mask=mask).to(tl.uint16, bitcast=True)
     q = tl.load(low + offsets, mask=mask)
     s = _decode(h, q)
-    r = two_sided_lerp(s, f, w, LERP_SIDE)
+    target = f
+    if MOMENTUM:
+        target = momentum_target(f, s, mom, offsets, mask, mu, tl.float32, NESTEROV)
+    r = two_sided_lerp(s, target, w, LERP_SIDE)
     new_high, new_low = _encode(r, ROUNDING_SHIFT)
     tl.store(high + offsets, new_high.to(tl.bfloat16, bitcast=True), mask=mask)
     tl.store(low + offsets, new_low, mask=mask)
@@ -66,33 +72,40 @@ def _compact_block(fast, high, low, offsets, mask, w, FAST, LERP_SIDE, ROUNDING_
 
 @triton.jit
 def compact_kernel(
-    fast_addresses, high_addresses, low_addresses, numels, chunks, num_chunks, alpha_ptr, step_ptr, k,
-    FAST: tl.constexpr, LERP_SIDE: tl.constexpr, GATED: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
-    CHUNK_BITS: tl.constexpr, ROUNDING_SHIFT: tl.constexpr,
+    fast_addresses, high_addresses, low_addresses, mom_addresses, numels, chunks, num_chunks, alpha_ptr, mu_ptr,
+    step_ptr, k, FAST: tl.constexpr, LERP_SIDE: tl.constexpr, GATED: tl.constexpr, ALIGNED: tl.constexpr,
+    BLOCK: tl.constexpr, CHUNK_BITS: tl.constexpr, ROUNDING_SHIFT: tl.constexpr, MOMENTUM: tl.constexpr,
+    NESTEROV: tl.constexpr, MOM: tl.constexpr,
 ):  # fmt: skip
     """The table walk of the sync's kernel:
     see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py, and
-    see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py."""
+    see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py. Without MOMENTUM, mom_addresses
+    is any table (never read)."""
     w = tl.load(alpha_ptr)
+    mu = tl.load(mu_ptr)
     if gate_is_open(step_ptr, k, GATED):  # off the sync steps every program returns at once
         for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
             pair, start, offsets = chunk_of(chunks, c, CHUNK_BITS, BLOCK)
             fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
             high = tl.load(high_addresses + pair).to(tl.pointer_type(tl.bfloat16))
             low = tl.load(low_addresses + pair).to(tl.pointer_type(tl.int8))
+            mom = tl.load(mom_addresses + pair).to(tl.pointer_type(MOM))
             if ALIGNED:
                 fast = tl.multiple_of(fast, 16)
                 high = tl.multiple_of(high, 16)
                 low = tl.multiple_of(low, 16)
+                mom = tl.multiple_of(mom, 16)
             numel = tl.load(numels + pair)
             if start + BLOCK <= numel:
-                _compact_block(fast, high, low, offsets, None, w, FAST, LERP_SIDE, ROUNDING_SHIFT)
+                _compact_block(fast, high, low, mom, offsets, None, w, mu, FAST, LERP_SIDE, ROUNDING_SHIFT, MOMENTUM,
+                               NESTEROV)  # fmt: skip
             else:
-                _compact_block(fast, high, low, offsets, offsets < numel, w, FAST, LERP_SIDE, ROUNDING_SHIFT)
+                _compact_block(fast, high, low, mom, offsets, offsets < numel, w, mu, FAST, LERP_SIDE, ROUNDING_SHIFT,
+                               MOMENTUM, NESTEROV)  # fmt: skip
 
 
 class _Plan:
-    """One Table per fast dtype and alignment class."""
+    """One Table per fast dtype (and momentum dtype) and alignment class."""
 
     def __init__(self, lists, device):
         block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
@@ -102,30 +115,34 @@ class _Plan:
 compact_plans: OrderedDict = OrderedDict()  # the LRU of cached_plan
 
 
-def _launch(table: Table, block: int, warps: int, alpha, gate=None) -> None:
-    """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device."""
+def _launch(table: Table, block: int, warps: int, alpha, gate=None, mu=0.0, nesterov=False) -> None:
+    """alpha: a float, or with `gate` = (step, k) a one-element tensor read on the device. A table of four
+    lists runs the momentum sync."""
     device = table.chunks.device
-    high_addresses, low_addresses = table.addresses[1:]
+    high_addresses, low_addresses = table.addresses[1:3]
+    momentum = len(table.addresses) == 4
+    mom_addresses = table.addresses[3] if momentum else high_addresses
     if gate is None:
         alpha_tensor, (step, k) = torch.full((1,), alpha, dtype=torch.float32, device=device), (table.chunks, 1)
         side = SMALL_ALPHA if abs(alpha) < 0.5 else LARGE_ALPHA
     else:
         alpha_tensor, (step, k), side = alpha.reshape(1).to(torch.float32), gate, ALPHA_ON_DEVICE
     compact_kernel[(min(table.num_chunks, max_programs(device)),)](
-        table.addresses[0], high_addresses, low_addresses, table.numels, table.chunks, table.num_chunks,
-        alpha_tensor, step, k,
+        table.addresses[0], high_addresses, low_addresses, mom_addresses, table.numels, table.chunks,
+        table.num_chunks, alpha_tensor, torch.full((1,), mu, dtype=torch.float32, device=device), step, k,
         FAST=TL_DTYPES[table.fast_dtype], LERP_SIDE=side, GATED=gate is not None, ALIGNED=table.aligned, BLOCK=block,
-        CHUNK_BITS=CHUNK_BITS, ROUNDING_SHIFT=ROUNDING_SHIFT, num_warps=warps,
+        CHUNK_BITS=CHUNK_BITS, ROUNDING_SHIFT=ROUNDING_SHIFT, MOMENTUM=momentum, NESTEROV=bool(nesterov),
+        MOM=TL_DTYPES[table.dtypes[3] if momentum else torch.bfloat16], num_warps=warps,
     )  # fmt: skip
 
 
-def _run(lists, alpha, gate=None) -> None:
+def _run(lists, alpha, gate=None, mu=0.0, nesterov=False) -> None:
     if not lists[0]:
         return
     device = lists[0][0].device
     plan = cached_plan(compact_plans, lists, _Plan, "triton_compact_sync_")
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        run_plan(plan, device, lambda table, block, warps: _launch(table, block, warps, alpha, gate))
+        run_plan(plan, device, lambda table, block, warps: _launch(table, block, warps, alpha, gate, mu, nesterov))
 
 
 def compact_sync_(fast, slow_high, slow_low, alpha: float) -> None:
@@ -135,3 +152,12 @@ def compact_sync_(fast, slow_high, slow_low, alpha: float) -> None:
 def compact_sync_on_step_(fast, slow_high, slow_low, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:
     _run([fast, slow_high, slow_low], alpha, gate=(step.reshape(1), k))
 
+
+
+def compact_momentum_sync_(fast, slow_high, slow_low, momentum, alpha: float, mu: float, nesterov: bool) -> None:
+    _run([fast, slow_high, slow_low, momentum], alpha, mu=mu, nesterov=nesterov)
+
+
+def compact_momentum_sync_on_step_(fast, slow_high, slow_low, momentum, alpha: torch.Tensor, step: torch.Tensor, k: int,
+                                   mu: float, nesterov: bool) -> None:  # fmt: skip
+    _run([fast, slow_high, slow_low, momentum], alpha, gate=(step.reshape(1), k), mu=mu, nesterov=nesterov)

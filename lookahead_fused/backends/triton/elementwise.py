@@ -39,20 +39,28 @@ def round_to(x, DTYPE: tl.constexpr):
 
 
 @triton.jit
+def momentum_target(fo, so, mom, offsets, mask, mu, OPMATH, NESTEROV):
+    """The outer momentum's part of a sync: loads m from `mom`, stores m' = mu m + (f - s) rounded to
+    `mom`'s own dtype, and returns the target f + mu (nesterov ? m' : m) that slow is lerped toward
+    (see [NOTE: momentum sync] in csrc/element_math.h)."""
+    mo = tl.load(mom + offsets, mask=mask).to(OPMATH)
+    m_new = round_to(mu * mo + (fo - so), mom.dtype.element_ty)
+    tl.store(mom + offsets, m_new, mask=mask)
+    if NESTEROV:
+        target = fo + mu * m_new.to(OPMATH)
+    else:
+        target = fo + mu * mo
+    return target
+
+
+@triton.jit
 def sync_values(fo, so, fast, slow, mom, offsets, mask, w, mu, FAST, SLOW, OPMATH, LERP_SIDE, MOMENTUM, NESTEROV):
     """The sync of fast values `fo` (opmath) with slow values `so`: stores slow, fast and the momentum
     (in `mom`'s own dtype: see [NOTE: entry dtypes] in csrc/table.h)."""
     # The two-sided lerp as in the C++ kernels (see [NOTE: two-sided lerp] in csrc/element_math.h).
     target = fo
-    # a lerp toward f + mu * (nesterov ? m_new : m_old): see [NOTE: momentum sync] in csrc/element_math.h
     if MOMENTUM:
-        mo = tl.load(mom + offsets, mask=mask).to(OPMATH)
-        m_new = round_to(mu * mo + (fo - so), mom.dtype.element_ty)
-        if NESTEROV:
-            target = fo + mu * m_new.to(OPMATH)
-        else:
-            target = fo + mu * mo
-        tl.store(mom + offsets, m_new, mask=mask)
+        target = momentum_target(fo, so, mom, offsets, mask, mu, OPMATH, NESTEROV)
     r = two_sided_lerp(so, target, w, LERP_SIDE)
     new_slow = round_to(r, SLOW)
     tl.store(slow + offsets, new_slow, mask=mask)

@@ -75,6 +75,7 @@ class Table:
     def __init__(self, lists, block, device, state_index, extra=None):
         first = lists[0]
         self.fast_dtype, self.slow_dtype = first[0].dtype, lists[state_index][0].dtype
+        self.dtypes = tuple(tensors[0].dtype for tensors in lists)  # each list's: one per launch (launch_classes)
         self.aligned = all(map(on_vector_boundary, *lists))
         chunk_words = [(i << CHUNK_BITS) | c for i, f in enumerate(first) for c in range(triton.cdiv(f.numel(), block))]
         self.num_chunks = len(chunk_words)
