@@ -51,9 +51,9 @@ def measure(shapes, param_dtype, device, rounds: int) -> dict:
         torch._foreach_sub_(views, slow)
 
     fused()
-    want = views[0].clone()
+    want = [v.clone() for v in views]
     foreach()
-    assert torch.equal(views[0], want), "the fused pack and the foreach passes disagree"
+    assert all(map(torch.equal, views, want)), "the fused pack and the foreach passes disagree"
     samples = interleaved_rounds({"fused": fused, "foreach": foreach}, device, rounds)
     return {
         "fused_ms": summary(samples["fused"], 1e3),

@@ -15,7 +15,9 @@
 namespace lookahead_fused {
 namespace {
 
-constexpr size_t kCachedPlans = 8;
+// Room for the plans a step cycles through: with replicas and F fragments, each fragment's sync and
+// its pack (the pseudo-gradient) have plans of their own, 2F of them beside the optimizer's others.
+constexpr size_t kCachedPlans = 16;
 
 // The per-entry part of the table: all that a plan depends on, so it is also the cache key.
 std::vector<int64_t> entry_words_of(const TensorLists& lists, EntryRoles roles) {

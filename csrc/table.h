@@ -10,8 +10,9 @@
 //     runs scalar; tensors whose ends are offset alike keep their vector body);
 //   then per chunk one word: entry index << kChunkBits | chunk index, chunk = chunk_elems elements,
 //   chosen per plan (chunking.h, see [NOTE: chunk size from the bytes model] in csrc/chunking.cpp).
-// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync and the pseudo-gradient,
-// 4 for AdamW's step alone, 5 or 6 for AdamW's step with the sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
+// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync, the compact sync and
+// the pseudo-gradient, 4 for the compact momentum sync and AdamW's step alone, 5 or 6 for AdamW's step
+// with the sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
 // takes whole chunks, so every tensor size shares one grid.
 //
 // [NOTE: entry dtypes] Each op names the roles of an entry's tensors (roles_of): the first `fast` of

@@ -367,7 +367,7 @@ def lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step: torc
     else nothing, decided where step lives, as lookahead_sync_on_step_ decides it
     (see [NOTE: step gate] in csrc/table.h)."""
     op = contract.COMPACT_OP
-    extra, scalars, method = _compact_variant(momentum, mu, nesterov, op)
+    extra, scalars, method = _compact_variant(momentum, mu, nesterov, contract.COMPACT_GATED_OP)
     gated = method.replace("sync_", "sync_on_step_")
     if torch.compiler.is_compiling():
         return _on_step_traced([fast, slow_high, slow_low, *extra], alpha, step, k, scalars, gated, backend)

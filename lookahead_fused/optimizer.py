@@ -4,8 +4,8 @@ The inner optimizer updates the fast weights (the model's params). After every k
 weights move toward them, slow <- slow + alpha * (fast - slow), and the fast weights are reset to
 the slow ones; that synchronisation is one call of ops.lookahead_sync_ per distinct alpha.
 
-[NOTE: outer momentum] With outer_momentum = mu > 0 each param also keeps m (slow's dtype, zero at
-start), and a sync is the momentum sync of ops.lookahead_sync_: m <- mu m + (fast - slow);
+[NOTE: outer momentum] With outer_momentum = mu > 0 each param also keeps m (the slow weights' dtype,
+float32 beside bf16+int8 ones, or momentum_dtype's; zero at start), and a sync is the momentum sync of ops.lookahead_sync_: m <- mu m + (fast - slow);
 slow <- slow + alpha (nesterov ? (fast - slow) + mu m : m); fast <- slow, one fused launch of three
 tensors per param. It is an outer optimizer over the pseudo-gradient slow - fast, like DiLoCo's
 with one worker; nesterov=True is SNOO. The pullback momenta, if any, take a launch of their own.
@@ -55,8 +55,9 @@ class Lookahead(Optimizer):
     float16/bfloat16 params; "bf16+int8" keeps each in 3 bytes, within 2^-15 of its float32 value
     (docs/design.md, "Compact slow weights";
     see [NOTE: what compact slow weights support] in lookahead_fused/options.py). momentum_dtype: None
-    keeps the outer momentum in the slow weights' dtype; torch.bfloat16 keeps it in 2 bytes beside
-    float32 (or bfloat16) slow weights (see [NOTE: bf16 outer momentum] in lookahead_fused/options.py);
+    keeps the outer momentum in the slow weights' dtype (float32 beside bf16+int8 ones); torch.bfloat16
+    keeps it in 2 bytes beside float32, bfloat16 or bf16+int8 slow weights
+    (see [NOTE: bf16 outer momentum] in lookahead_fused/options.py);
     "int8" keeps it in int8 blocks, 1.016 bytes an element, beside float32 slow weights
     (see [NOTE: int8 outer momentum] in lookahead_fused/options.py).
     backend: "auto" or a name from ops.available_backends().

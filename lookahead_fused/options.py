@@ -58,9 +58,10 @@ def check_compact_options(defaults: dict) -> None:
 
 
 # [NOTE: bf16 outer momentum] momentum_dtype=torch.bfloat16 keeps each outer momentum in bfloat16
-# (2 bytes) beside float32 slow weights (bfloat16 slow weights keep theirs in bfloat16 anyway): the
-# momentum sync computes in float32 and rounds the new momentum to nearest even as it stores it, in
-# the same one launch (table codes LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h). Each sync's
+# (2 bytes) beside float32 or bf16+int8 slow weights (bfloat16 slow weights keep theirs in bfloat16
+# anyway): the momentum sync computes in float32 and rounds the new momentum to nearest even as it
+# stores it, in the same one launch (table codes LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h;
+# beside bf16+int8 ones, LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS). Each sync's
 # rounding error is at most 2^-9 of |m|, within 0.2 % of the tensor's max |m|. Params whose slow
 # weights are float64 or float16 are refused when they join (one made float16 later and then loaded
 # keeps its momentum in its slow weights' dtype), as is momentum_dtype without outer momentum.

@@ -10,6 +10,7 @@ import torch
 
 from . import int8_blocks
 from .contract import ADAMW_LIST_NAMES, COMPACT_LIST_NAMES, COMPACT_OP, INT8_MOMENTUM_LIST_NAMES, INT8_MOMENTUM_OP
+from .contract import PSEUDO_GRADIENT_LIST_NAMES, PSEUDO_GRADIENT_OP
 from .contract import SYNC_LIST_NAMES
 
 
@@ -123,6 +124,7 @@ _LIST_NAMES = {  # the op -> its lists' names in the messages
     INT8_MOMENTUM_OP: INT8_MOMENTUM_LIST_NAMES,
     "lookahead_adamw_step_": ADAMW_LIST_NAMES,
     COMPACT_OP: COMPACT_LIST_NAMES,
+    PSEUDO_GRADIENT_OP: PSEUDO_GRADIENT_LIST_NAMES,
 }
 
 

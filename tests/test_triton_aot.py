@@ -65,6 +65,8 @@ COMPACT_MODES = {
     "compact-momentum-gated-bf16m": (2, True, True, torch.bfloat16),
     "compact-momentum-misaligned-bf16m": (1, False, False, torch.bfloat16),
 }  # fmt: skip
+# each aligned compact momentum mode, and the compact mode it adds the momentum to
+COMPACT_WITHOUT_MOMENTUM = {"compact-momentum": "compact", "compact-momentum-gated-bf16m": "compact-gated"}
 COMPACT_SIGNATURE = {
     **{f"{name}_addresses": "*i64" for name in ("fast", "high", "low", "mom")}, "numels": "*i64", "chunks": "*i64",
     "num_chunks": "i64", "alpha_ptr": "*fp32", "mu_ptr": "*fp32", "step_ptr": "*i64", "k": "i64",
@@ -241,7 +243,9 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
         assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
         if COMPACT_MODES[mode][3] is not None and COMPACT_MODES[mode][2]:  # the momentum's loads and stores
-            assert re.search(r"ld\.global(\.[a-z_]+)*\.v4\.b32", ptx) and re.search(r"st\.global(\.[a-z_]+)*\.v4", ptx)
+            without = compiled[case_id(fast_dtype, slow_dtype, COMPACT_WITHOUT_MOMENTUM[mode], arch)]["ptx"]
+            vectors = lambda text: len(VECTOR_16_BYTES.findall(text))  # noqa: E731
+            assert vectors(ptx) > vectors(without), "the momentum is not read and written in 16-byte accesses"
         return
     if mode in INT8_MOMENTUM_MODES:  # one IEEE operation a step: rounded divisions, no fused multiply-add
         assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"

@@ -592,6 +592,25 @@ void check_compact_momentum_case(int64_t n, const std::array<int64_t, 4>& offset
       fail(std::string(where) + ": element " + std::to_string(i) + " is not the element math's");
       return;
     }
+    if (kind == Kind::kGatedOff) continue;
+    // the element math against the float64 momentum sync, Nesterov's target reading m' as stored, within
+    // float32's rounding (4 ulp for m', 8 for the slow weight), bfloat16's for m', and the encoding's bound
+    const double s0 = decode_bf16_int8(h0[i], q0[i]), f64 = to_double(f0[i]), m64 = to_double(m0[i]);
+    const double stored = to_double(momentum.data[i]), m_expected = mu * m64 + (f64 - s0);
+    const double target = f64 + mu * stored;
+    const double s_expected = target - (target - s0) * (1 - alpha);  // alpha >= 0.5: the lerp from the target's side
+    const double magnitude = std::max({std::fabs(f64), std::fabs(s0), std::fabs(m64), std::fabs(target),
+                                       std::fabs(m_expected)});
+    const double float_bound = 4 * ulp<float>(magnitude);
+    const double m_bound =
+        float_bound + (std::is_same_v<M, float> ? 0.0 : 0.5 * ulp<M>(std::fabs(m_expected) + float_bound));
+    const double lerp_bound = 8 * ulp<float>(magnitude);
+    const double s_bound = lerp_bound + std::ldexp(std::fabs(s_expected) + lerp_bound, -15) + std::ldexp(1.0, -141);
+    const double decoded = decode_bf16_int8(high.data[i], low.data[i]);
+    if (std::fabs(stored - m_expected) > m_bound || std::fabs(decoded - s_expected) > s_bound) {
+      fail(std::string(where) + ": element " + std::to_string(i) + " is off the float64 momentum sync");
+      return;
+    }
   }
 }
 

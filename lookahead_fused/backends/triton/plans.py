@@ -53,7 +53,7 @@ def on_vector_boundary(*tensors) -> bool:
 
 
 def launch_classes(lists) -> list[list[list]]:
-    """The lists' non-empty entries split into launches, one per dtype pair of lists[0] and lists[1]
+    """The lists' non-empty entries split into launches, one per combination of every list's dtype
     and per alignment class (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py),
     in first-seen order: each launch's lists."""
     entries = [tensors for tensors in zip(*lists) if tensors[0].numel()]
