@@ -40,6 +40,7 @@ import dataclasses
 import torch
 
 from . import int8_blocks, ops, streaming
+from .backends import reference
 from .sharded import local_shards, local_tensor, mesh_groups
 from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum
 
@@ -160,15 +161,14 @@ class Replicas:
 
     def _pack(self, launches: list, params: list, slows: list, views: list) -> None:
         """views <- params - slows (the lists in the order of _pairs_of): each launch's fused entries in
-        one launch of the pseudo-gradient op, its strided params (which no fused kernel takes) by torch ops."""
+        one launch of the pseudo-gradient op, its strided params (which no fused kernel takes) through the
+        reference loop, as the sync runs them."""
         start = 0
         for launch in launches:
             fused, strided = len(launch.fused[0]), len(launch.strided[0])
             dense, rest = slice(start, start + fused), slice(start + fused, start + fused + strided)
             ops.lookahead_pseudo_gradient_(params[dense], slows[dense], views[dense], backend=self.backend_of())
-            if strided:
-                torch._foreach_copy_(views[rest], params[rest])
-                torch._foreach_sub_(views[rest], slows[rest])
+            reference.pseudo_gradient_(params[rest], slows[rest], views[rest])
             start += fused + strided
 
     @torch.no_grad()
