@@ -7,10 +7,16 @@ flat buffer, by the fused op against the two foreach passes it replaces, on the 
              written (see [NOTE: pseudo-gradient] in csrc/element_math.h)
     foreach  torch._foreach_copy_(views, params); torch._foreach_sub_(views, slow): what the pack was
              before, a copy then a subtraction in place
+    bf16     the bfloat16 wire (replica_dtype=torch.bfloat16): the op writing bfloat16 views of a kept
+             bfloat16 buffer, what the pack does now
+    cast     the op into the float32 views, then flat.to(torch.bfloat16): what the bfloat16 wire was
+             before, a pack then a cast into a new buffer every sync
 
 Bytes per element, float32 slow weights (p the param's bytes): fused p + 4 + 4 (+ 4 where a CPU store
-first reads its line, write-allocate); foreach (p + 4) + (4 + 4 + 4) (+ 4 + 0 the same way). Interleaved
-rounds (bench/timing.py), the time of each and the ratio foreach / fused per round, median [p10-p90].
+first reads its line, write-allocate); foreach (p + 4) + (4 + 4 + 4) (+ 4 + 0 the same way); bf16
+p + 4 + 2 (+ 2); cast p + 4 + 4 (+ 4), then 4 + 2 (+ 2, and the new buffer's first touch). Interleaved
+rounds (bench/timing.py), the time of each and the ratios foreach / fused and cast / bf16 per round,
+median [p10-p90].
 """
 
 from __future__ import annotations
@@ -28,20 +34,25 @@ SETS = {"resnet50": MODELS["resnet50"], "2000 x 4096": lambda: [(4096,)] * 2000}
 PARAM_DTYPES = (torch.float32, torch.bfloat16)
 
 
+def views_of(flat, like):
+    views, start = [], 0
+    for s in like:
+        views.append(flat[start : start + s.numel()].view(s.shape))
+        start += s.numel()
+    return views
+
+
 def lists_for(shapes, param_dtype, device):
     g = torch.Generator(device="cpu").manual_seed(0)
     params = [torch.randn(s, generator=g).to(device=device, dtype=param_dtype) for s in shapes]
     slow = [p.float() + 0.01 for p in params]
-    flat = torch.zeros(sum(p.numel() for p in params), device=device)
-    views, start = [], 0
-    for s in slow:
-        views.append(flat[start : start + s.numel()].view(s.shape))
-        start += s.numel()
-    return params, slow, views
+    numel = sum(p.numel() for p in params)
+    flat, wire = torch.zeros(numel, device=device), torch.zeros(numel, device=device, dtype=torch.bfloat16)
+    return params, slow, flat, views_of(flat, slow), wire, views_of(wire, slow)
 
 
 def measure(shapes, param_dtype, device, rounds: int) -> dict:
-    params, slow, views = lists_for(shapes, param_dtype, device)
+    params, slow, flat, views, wire, wire_views = lists_for(shapes, param_dtype, device)
 
     def fused():
         ops.lookahead_pseudo_gradient_(params, slow, views)
@@ -50,15 +61,25 @@ def measure(shapes, param_dtype, device, rounds: int) -> dict:
         torch._foreach_copy_(views, params)
         torch._foreach_sub_(views, slow)
 
+    def bf16():
+        ops.lookahead_pseudo_gradient_(params, slow, wire_views)
+
+    def cast():
+        ops.lookahead_pseudo_gradient_(params, slow, views)
+        return flat.to(torch.bfloat16)
+
     fused()
     want = [v.clone() for v in views]
     foreach()
     assert all(map(torch.equal, views, want)), "the fused pack and the foreach passes disagree"
-    samples = interleaved_rounds({"fused": fused, "foreach": foreach}, device, rounds)
+    bf16()
+    assert torch.equal(wire, cast()), "the bfloat16 pack and the pack then cast disagree"
+    variants = {"fused": fused, "foreach": foreach, "bf16": bf16, "cast": cast}
+    samples = interleaved_rounds(variants, device, rounds)
     return {
-        "fused_ms": summary(samples["fused"], 1e3),
-        "foreach_ms": summary(samples["foreach"], 1e3),
+        **{f"{name}_ms": summary(samples[name], 1e3) for name in variants},
         "foreach_over_fused": summary(per_round(lambda a, b: b / a, samples["fused"], samples["foreach"])),
+        "cast_over_bf16": summary(per_round(lambda a, b: b / a, samples["bf16"], samples["cast"])),
     }
 
 
@@ -73,10 +94,9 @@ def main() -> None:
         for param_dtype in PARAM_DTYPES:
             row = {"set": name, "param_dtype": str(param_dtype), **measure(shapes(), param_dtype, device, args.rounds)}
             results["rows"].append(row)
-            f, b, r = row["fused_ms"], row["foreach_ms"], row["foreach_over_fused"]
-            print(f"{name:12s} {str(param_dtype):15s} fused {f['median']:8.2f} ms [{f['p10']:.2f}-{f['p90']:.2f}]  "
-                  f"foreach {b['median']:8.2f} ms [{b['p10']:.2f}-{b['p90']:.2f}]  "
-                  f"foreach/fused {r['median']:.2f} [{r['p10']:.2f}-{r['p90']:.2f}]", flush=True)  # fmt: skip
+            spans = {key: f"{v['median']:.2f} [{v['p10']:.2f}-{v['p90']:.2f}]" for key, v in row.items() if key != "set"
+                     and isinstance(v, dict)}  # fmt: skip
+            print(f"{name:12s} {str(param_dtype):15s} " + "  ".join(f"{k} {v}" for k, v in spans.items()), flush=True)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=1)

@@ -254,12 +254,16 @@ void check_pseudo_gradient_triples(at::TensorList fast, at::TensorList slow, at:
   for (size_t i = 0; i < out.size(); ++i) {
     prefetch_ahead(out, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
     const at::Tensor& o = out[i];
+    const bool kept = o.scalar_type() == slow[i].scalar_type() ||
+                      (o.scalar_type() == at::kBFloat16 &&
+                       bf16_momentum_code(fast[i].scalar_type(), slow[i].scalar_type()) >= 0);
     // see [NOTE: plainly valid pairs] in csrc/contract.cpp
-    if (plainly_alike(o, slow[i], device) && o.scalar_type() == slow[i].scalar_type()) continue;
+    if (plainly_alike(o, slow[i], device) && kept) continue;
     check_tensor(o, Where{op, i, "out"});
-    TORCH_CHECK_VALUE(o.scalar_type() == slow[i].scalar_type(), op, ": pair ", i, ": out has dtype ",
-                      python_dtype(o.scalar_type()), " but slow has ", python_dtype(slow[i].scalar_type()),
-                      "; the pseudo-gradient is written in the slow weights' dtype");
+    TORCH_CHECK_VALUE(kept, op, ": pair ", i, ": out has dtype ", python_dtype(o.scalar_type()), " but slow has ",
+                      python_dtype(slow[i].scalar_type()),
+                      "; the pseudo-gradient is written in the slow weights' dtype, or in bfloat16 beside float32 "
+                      "slow weights");
     check_pair_layout(op, i, o, slow[i], fast[0].device(), "out", "slow");
   }
 }

@@ -79,8 +79,9 @@ struct MomentumSyncMath {
 
 // [NOTE: pseudo-gradient] A replica's pseudo-gradient (see [NOTE: replicas] in lookahead_fused/replicas.py):
 // out <- fast - slow, in the opmath type T of the slow dtype (the fast value widened to T, which is
-// exact), rounded once to the slow dtype, out's dtype: what torch's out.copy_(fast); out.sub_(slow)
-// computes, in one pass. fast and slow are read, never written.
+// exact), rounded once to out's dtype: the slow dtype (what torch's out.copy_(fast); out.sub_(slow)
+// computes, in one pass), or bfloat16 beside float32 slow weights (the replicas' bfloat16 wire: what
+// out.copy_(fast - slow) computes, one rounding from float32). fast and slow are read, never written.
 template <class T>
 LOOKAHEAD_MATH_FN T pseudo_gradient(T fast, T slow) {
   return fast - slow;

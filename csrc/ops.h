@@ -19,7 +19,7 @@
 //   compact_momentum_sync_: the momentum sync of slow weights kept as bf16+int8, the outer momentum
 //     float32 or bfloat16 (see [NOTE: compact momentum sync] in csrc/element_math.h);
 //     compact_momentum_sync_on_step_: the same, step-gated.
-//   pseudo_gradient_: out <- fast - slow in the slow dtype, fast and slow read only (a replica's
+//   pseudo_gradient_: out <- fast - slow in the slow dtype or bfloat16, fast and slow read only (a replica's
 //     pseudo-gradient, see [NOTE: pseudo-gradient] in csrc/element_math.h).
 #pragma once
 

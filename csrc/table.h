@@ -25,7 +25,9 @@
 // fast dtype in LOOKAHEAD_COMPACT_PAIRS; a compact momentum sync's entry adds the outer momentum, float32
 // (those codes) or bfloat16 (LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS). An op may name one state tensor its outer momentum
 // (EntryRoles::momentum): that one has the state dtype, or bfloat16 beside a float32 state, and such
-// an entry's code is that of (fast, state) in LOOKAHEAD_BF16_MOMENTUM_PAIRS. The plan takes the roles
+// an entry's code is that of (fast, state) in LOOKAHEAD_BF16_MOMENTUM_PAIRS. The pseudo-gradient names
+// its out in that role: out is in the slow dtype, or bfloat16 beside float32 slow weights (the
+// replicas' bfloat16 wire), with the same codes. The plan takes the roles
 // from the op, never from the depth, so a new op of any depth says which of its tensors are which.
 #pragma once
 
@@ -115,7 +117,7 @@ LOOKAHEAD_HOST_DEVICE inline constexpr int64_t entry_words(int depth) { return d
 // weights, which never syncs. kCompactSync: the sync of slow weights kept as bf16+int8
 // (docs/design.md, "Compact slow weights"); kCompactMomentumSync: the momentum sync of those
 // (see [NOTE: compact momentum sync] in csrc/element_math.h). kPseudoGradient: out <- fast - slow,
-// fast and slow read only (see [NOTE: pseudo-gradient] in csrc/element_math.h).
+// fast and slow read only, out in the slow dtype or bfloat16 (see [NOTE: pseudo-gradient] in csrc/element_math.h).
 enum class TableOp {
   kSync,
   kSwap,
@@ -132,7 +134,7 @@ struct EntryRoles {  // see [NOTE: entry dtypes] in csrc/table.h
   int depth;             // tensors per entry
   int fast;              // how many of them, first, have the fast dtype (all of them: no state tensor)
   bool compact = false;  // the slow weight is bf16+int8: a bfloat16 tensor, then an int8 one (then the momentum)
-  int momentum = -1;     // the index of the outer momentum, which may be bfloat16 beside a float32 state; -1: none
+  int momentum = -1;     // the index of the outer momentum (the pseudo-gradient's out), which may be bfloat16 beside a float32 state; -1: none
 };
 
 inline constexpr bool operator==(EntryRoles a, EntryRoles b) {
@@ -148,7 +150,7 @@ inline constexpr EntryRoles roles_of(TableOp op) {
     case TableOp::kAdamWMomentum: return {6, 4, false, 5};
     case TableOp::kAdamWAlone: return {4, 4};
     case TableOp::kCompactSync: return {3, 1, true};
-    case TableOp::kPseudoGradient: return {3, 1};
+    case TableOp::kPseudoGradient: return {3, 1, false, 2};
     case TableOp::kCompactMomentumSync: return {4, 1, true, 3};
   }
   return {0, 0};

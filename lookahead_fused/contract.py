@@ -49,6 +49,13 @@ def allowed_momentum_dtypes(slow_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
 BF16_MOMENTUM_PAIRS = tuple(pair for pair in DTYPE_PAIRS if torch.bfloat16 in allowed_momentum_dtypes(pair[1])[1:])
 
 
+def allowed_pseudo_gradient_dtypes(slow_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
+    """The pseudo-gradient is written in the slow weights' dtype, or in bfloat16 beside float32 slow
+    weights (the replicas' bfloat16 wire): out plays the outer momentum's role, with its codes
+    (see [NOTE: entry dtypes] in csrc/table.h)."""
+    return allowed_momentum_dtypes(slow_dtype)
+
+
 # The lists of a call by position, as the messages name them (as csrc/contract.cpp's list_names).
 SYNC_LIST_NAMES = ("fast", "slow", "momentum")
 ADAMW_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum")
@@ -236,7 +243,7 @@ def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True) -> None
 def check_pseudo_gradient_lists(fast, slow, out) -> None:
     """Validate the lists of a lookahead_pseudo_gradient_ call, as csrc/contract.cpp's
     check_pseudo_gradient_triples and the overlap check: fast and slow as a sync's pairs; out of slow's
-    dtype, shape and strides, on its device; nothing shared."""
+    shape and strides, on its device, in a dtype of allowed_pseudo_gradient_dtypes; nothing shared."""
     op = PSEUDO_GRADIENT_OP
     check_list_types(PSEUDO_GRADIENT_LIST_NAMES, (fast, slow, out), op=op)
     check_lists(fast, slow, op=op)
@@ -245,10 +252,10 @@ def check_pseudo_gradient_lists(fast, slow, out) -> None:
     _check_pairs(fast, slow, op=op)
     for i, (s, o) in enumerate(zip(slow, out)):
         check_param_tensor(o, where=f"{op}: pair {i}: out")
-        if o.dtype != s.dtype:
+        if o.dtype not in allowed_pseudo_gradient_dtypes(s.dtype):
             raise ValueError(
                 f"{op}: pair {i}: out has dtype {o.dtype} but slow has {s.dtype}; "
-                "the pseudo-gradient is written in the slow weights' dtype"
+                "the pseudo-gradient is written in the slow weights' dtype, or in bfloat16 beside float32 slow weights"
             )
         _check_pair_layout(i, o, s, op=op, names=("out", "slow"))
     check_no_overlap(fast, slow, out, op=op, names=PSEUDO_GRADIENT_LIST_NAMES)

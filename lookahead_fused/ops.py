@@ -18,8 +18,8 @@
     lookahead_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha, step, k, mu, nesterov=False)
                                          the same when step % k == 0, decided where step lives
     lookahead_pseudo_gradient_(fast, slow, out)
-                                         out <- fast - slow in the slow weights' dtype (a replica's
-                                         pseudo-gradient, docs/design.md "Lookahead across replicas")
+                                         out <- fast - slow in the slow weights' dtype or bfloat16 (a
+                                         replica's pseudo-gradient, docs/design.md "Lookahead across replicas")
 
 Each checks the whole call first, then runs one backend per device (backends/), so a rejected call
 writes nothing. A call on one device with a native backend ("cpu", "cuda") goes straight to the
@@ -382,9 +382,9 @@ def lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step: torc
 @torch.no_grad()
 def lookahead_pseudo_gradient_(fast, slow, out, *, backend: str = "auto") -> None:
     """out <- fast - slow for every param in one launch per device, computed in the slow dtype's opmath
-    and rounded once to out's dtype, which is slow's
+    and rounded once to out's dtype, slow's or bfloat16 beside float32 slow weights
     (see [NOTE: pseudo-gradient] in csrc/element_math.h): a replica's pseudo-gradient, what Lookahead
-    across replicas packs into its buffers. fast and slow as for lookahead_sync_ and only read; out of slow's dtype, shape and
+    across replicas packs into its buffers. fast and slow as for lookahead_sync_ and only read; out of slow's shape and
     strides. Raises before writing."""
     backends.check_backend_name(backend)
     op = contract.PSEUDO_GRADIENT_OP

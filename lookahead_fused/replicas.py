@@ -2,13 +2,16 @@
 
 [NOTE: replicas] Each replica (a rank of `group`) runs its own inner steps on its own data, with no
 communication between syncs. At a sync every replica packs its pseudo-gradient d_r = fast_r - slow
-(in the slow weights' dtype, one launch of the pseudo-gradient op per launch of the sync;
+(one launch of the pseudo-gradient op per launch of the sync;
 see [NOTE: pseudo-gradient] in csrc/element_math.h) into flat buffers, one per (device, slow dtype), the whole buffer
 all-reduced (SUM) bucket by bucket, asynchronously, in the wire dtype (`replica_dtype`: None, the
 slow weights' own dtype, never rounded; torch.float32; torch.bfloat16, each replica's d rounded to
 bfloat16 and summed in bfloat16 by the collective; "int8", int8 blocks all-gathered and summed in
-float32 by every replica; the bounds are in docs/design.md, "Lookahead across replicas"). SUM is the
-reduction every backend has for these dtypes (gloo has no AVG). Then, in the same buffers, the averaged fast
+float32 by every replica; the bounds are in docs/design.md, "Lookahead across replicas"). The pack
+writes d in the wire dtype where the op can (the slow dtype, or bfloat16 beside float32 slow
+weights: buffers of their own, kept beside the slow-dtype ones), else in the slow dtype, cast to
+the wire dtype before the collective. SUM is the
+reduction every backend has for these dtypes (gloo has no AVG). Then, in the slow-dtype buffers, the averaged fast
 weights slow + sum / R, and the usual fused (momentum) sync of those against the slow weights: one
 launch per alpha and device, as without replicas; the params take the new slow weights, cast. The
 slow weights, the outer momenta and the params come out bit for bit the same on every replica: each
@@ -41,6 +44,7 @@ import torch
 
 from . import int8_blocks, ops, streaming
 from .backends import reference
+from .contract import allowed_pseudo_gradient_dtypes
 from .sharded import local_shards, local_tensor, mesh_groups
 from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum
 
@@ -94,7 +98,7 @@ class Replicas:
         self.counter = counter  # the optimizer's step counter
         self.k_of = k_of  # () -> the optimizer's k
         self.backend_of = backend_of  # () -> the optimizer's backend name
-        self._layouts: dict = {}  # slot -> (key, flat buffers, views in the order of the pairs)
+        self._layouts: dict = {}  # (slot, wire) -> (key, flat buffers, views in the order of the pairs)
         # fragments and delay (see [NOTE: streaming] in lookahead_fused/streaming.py), or None
         self.stream = streaming.Stream(self, fragments, delay, delay_mix, k_of) if streaming.streams(fragments, delay) else None
 
@@ -146,18 +150,32 @@ class Replicas:
         self._check_in_step(pairs[0][0].device if pairs else torch.device("cpu"))
         params = [p for p, _ in pairs]
         local_params, slows = local_shards(params, [s for _, s in pairs], op=_OP)
-        buffers, views = self._buffers_for(slows, slot)
-        self._pack(launches, local_params, slows, views)
-        waits = self._start_sum(buffers) if self.averages else []
+        buffers, views = self._buffers_for(slows, (slot, False), lambda slow_dtype: slow_dtype)
+        packed, packed_views = buffers, views
+        if self.averages and any(self._pack_dtype(s.dtype) != s.dtype for s in slows):
+            packed, packed_views = self._buffers_for(slows, (slot, True), self._pack_dtype)
+        self._pack(launches, local_params, slows, packed_views)
+        waits = self._start_sum(packed) if self.averages else []
 
         def finish() -> None:
             for wait in waits:
                 wait()
+            for flat, wire in zip(buffers, packed):
+                if wire is not flat:
+                    flat.copy_(wire)
             if self.averages:
                 for flat in buffers:
                     flat.div_(self.size)
 
         return finish, params, views
+
+    def _pack_dtype(self, slow_dtype: torch.dtype) -> torch.dtype:
+        """The dtype the pack writes the pseudo-gradients of `slow_dtype` slow weights in: the wire
+        dtype where the pseudo-gradient op writes it, else the slow dtype (then _start_sum casts)."""
+        wire = self.wire_dtype
+        if wire is None or is_int8_wire(wire) or wire not in allowed_pseudo_gradient_dtypes(slow_dtype):
+            return slow_dtype
+        return wire
 
     def _pack(self, launches: list, params: list, slows: list, views: list) -> None:
         """views <- params - slows (the lists in the order of _pairs_of): each launch's fused entries in
@@ -246,10 +264,12 @@ class Replicas:
 
         return [sum_in_rank_order]
 
-    def _buffers_for(self, slows: list[torch.Tensor], slot) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Flat buffers (one per device and slow dtype, zero where no view lies) and a view of them per
-        slow weight, with its shape and strides, in its 16-byte phase; built once per set of slow
-        weights of each `slot` (a fragment's buffers stay its own while its sync is in flight)."""
+    def _buffers_for(self, slows: list[torch.Tensor], slot, dtype_of) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Flat buffers (one per device and slow dtype, in dtype_of(slow dtype), zero where no view lies)
+        and a view of them per slow weight, with its shape and strides, in the slow weight's 16-byte
+        phase; built once per set of slow weights of each `slot` (a fragment's buffers stay its own
+        while its sync is in flight; the slot also says which dtypes). The offsets do not depend on
+        dtype_of: a slow-dtype buffer and its wire twin are copied into each other whole."""
         key = tuple((id(s), s.data_ptr(), s.dtype, s.device, tuple(s.shape), s.stride()) for s in slows)
         held = self._layouts.get(slot)
         if held is not None and held[0] == key:
@@ -257,11 +277,14 @@ class Replicas:
         offsets, ends = [], {}
         for s in slows:
             where = (s.device, s.dtype)
-            start = _round_up(ends.get(where, 0), _VECTOR_BYTES // s.element_size())
+            # the slow weight's phase in elements, in a buffer whose element is no wider than the slow
+            # weight's: some index is on a 16-byte boundary in both (see [NOTE: table layout] in csrc/table.h)
+            width = min(s.element_size(), self._pack_dtype(s.dtype).itemsize)
+            start = _round_up(ends.get(where, 0), _VECTOR_BYTES // width)
             start += (s.data_ptr() % _VECTOR_BYTES) // s.element_size()
             offsets.append(start)
             ends[where] = start + s.numel()
-        flats = {where: torch.zeros(end, dtype=where[1], device=where[0]) for where, end in ends.items()}
+        flats = {where: torch.zeros(end, dtype=dtype_of(where[1]), device=where[0]) for where, end in ends.items()}
         views = [flats[(s.device, s.dtype)][start : start + s.numel()].as_strided(s.shape, s.stride())
                  for s, start in zip(slows, offsets)]  # fmt: skip
         self._layouts[slot] = (key, list(flats.values()), views)

@@ -135,9 +135,16 @@ def fast_of(rank: int, slow: torch.Tensor) -> torch.Tensor:
 
 def wire_worker(rank, world, init_file, out_dir, steps, replica_dtype):
     """One sync of float32 params (plain Lookahead, alpha 0.5) whose replicas hold the fast weights
-    of `fast_of`; the new slow weights and whether every replica has the same."""
+    of `fast_of`, the first weight a strided view (every other column of a wider tensor: no fused
+    kernel takes it, the pack and the sync run it through the reference loop); the new slow weights
+    and whether every replica has the same, and the dtypes of the buffers the sync kept (a bfloat16
+    wire: the pack's own bfloat16 buffers beside the float32 ones)."""
     _init(rank, world, init_file)
     model = make_model(torch.float32)
+    first = model[0].weight
+    wide = torch.zeros(first.shape[0], 2 * first.shape[1])
+    model[0].weight = torch.nn.Parameter(wide[:, ::2].copy_(first.detach()))
+    assert not model[0].weight.is_contiguous()
     opt = Lookahead(torch.optim.SGD(model.parameters(), lr=0.1), k=K, alpha=0.5, replicas=dist.group.WORLD,
                     replica_dtype=replica_dtype)  # fmt: skip
     start = [p.detach().clone() for p in model.parameters()]
@@ -148,9 +155,10 @@ def wire_worker(rank, world, init_file, out_dir, steps, replica_dtype):
     slow = [opt.state[p]["slow_param"].clone() for p in model.parameters()]
     identical = _same_on_every_rank(slow + [p.detach() for p in model.parameters()])
     params_are_slow = all(torch.equal(p, s) for p, s in zip(model.parameters(), slow))
+    buffer_dtypes = {flat.dtype for _, flats, _ in opt._replicas._layouts.values() for flat in flats}
     if rank == 0:
-        torch.save({"start": start, "slow": slow, "identical": identical, "params_are_slow": params_are_slow},
-                   os.path.join(out_dir, "wire.pt"))  # fmt: skip
+        torch.save({"start": start, "slow": slow, "identical": identical, "params_are_slow": params_are_slow,
+                    "buffer_dtypes": buffer_dtypes}, os.path.join(out_dir, "wire.pt"))  # fmt: skip
     _finish()
 
 

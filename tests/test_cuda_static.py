@@ -54,6 +54,9 @@ BF16_MOMENTUM_PACKS_PER_STEP = {op: (2 + 2 + 1, 1 + 2 + 1) for op in ("MomentumS
 BF16_MOMENTUM_PACKS_PER_STEP["AdamWOp6"] = (4 * 2 + 2 + 1, 4 * 1 + 2 + 1)
 BF16_MOMENTUM_PACKS_PER_STEP |= {op: (4 + 2 + 1 + 2, 2 + 2 + 1 + 2)
                                  for op in ("CompactMomentumSyncOp", "GatedCompactMomentumSyncOp")}  # fmt: skip
+# The pseudo-gradient with a bfloat16 out (the same codes): 8 elements, the fast tensor's packs (two for
+# float32, one for 16-bit) and two of slow weights; out is only stored.
+BF16_MOMENTUM_PACKS_PER_STEP["PseudoGradientOp"] = (2 + 2, 1 + 2)
 # The int8 momentum sync's kernels (csrc/cuda/int8_momentum_kernel.cuh), one per gate: per fast dtype
 # (float32, float16, bfloat16) a lane's 16-byte accesses, 2 + 2 for float32 fast and slow, 1 + 2 for
 # a 16-bit fast, and one 8-byte access to its codes; both divisions of int8_block_scale per dtype.

@@ -105,7 +105,9 @@ def compact_momentum_sync_on_step_args():
 
 
 def pseudo_gradient_args():
-    return [(*make_pair_lists(SIZES, f, s), [torch.zeros(n, dtype=s) for n in SIZES]) for f, s in PAIRS]
+    """out in the slow dtype for every pair, and in bfloat16 beside float32 slow weights."""
+    outs = [(f, s, s) for f, s in PAIRS] + [(f, s, torch.bfloat16) for f, s in PAIRS if s == torch.float32]
+    return [(*make_pair_lists(SIZES, f, s), [torch.zeros(n, dtype=o) for n in SIZES]) for f, s, o in outs]
 
 
 ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets

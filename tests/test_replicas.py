@@ -100,10 +100,13 @@ def test_each_wire_dtype_keeps_its_bound(tmp_path, replica_dtype):
     (2^-8 of at most 2 max |d|): within 2^-7 of max |d| more for the mean of two replicas, times alpha;
     with int8 blocks each replica's d within its block's max |d| / 254 + 2^-20 of it (here bounded by
     the largest |d| of any param, as a block spans params), times alpha. Past the float32 bound
-    somewhere for both (so they were sent so)."""
+    somewhere for both (so they were sent so). The first weight is strided. A bfloat16 wire is packed
+    into bfloat16 buffers of its own, kept beside the float32 ones."""
     _spawn(workers.wire_worker, tmp_path, replica_dtype)
     result = torch.load(os.path.join(tmp_path, "wire.pt"))
     assert result["identical"] and result["params_are_slow"]
+    packed = {torch.float32, torch.bfloat16} if replica_dtype == torch.bfloat16 else {torch.float32}
+    assert result["buffer_dtypes"] == packed
     beyond_float32 = False
     largest_of_all_d = max((workers.fast_of(rank, s).double() - s.double()).abs().max() for s in result["start"]
                            for rank in range(WORLD))  # fmt: skip

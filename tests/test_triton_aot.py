@@ -85,11 +85,16 @@ INT8_MOMENTUM_SIGNATURE = {
     **{name: "constexpr" for name in ("FAST", "LERP_SIDE", "GATED", "ALIGNED", "NESTEROV", "BLOCK", "QBLOCK",
                                       "CHUNK_BITS", "CODE_LIMIT", "FLUSH_BELOW", "ROUNDING_SHIFT")},
 }  # fmt: skip
-# The pseudo-gradient (backends/triton/pseudo_gradient.py): name -> ALIGNED, for every dtype pair
-PSEUDO_GRADIENT_MODES = {"pseudo-gradient": True, "pseudo-gradient-misaligned": False}
+# The pseudo-gradient (backends/triton/pseudo_gradient.py): name -> (ALIGNED, out bfloat16), for every
+# dtype pair (out bfloat16: beside float32 slow weights only, the replicas' bfloat16 wire)
+PSEUDO_GRADIENT_MODES = {
+    "pseudo-gradient": (True, False), "pseudo-gradient-misaligned": (False, False),
+    "pseudo-gradient-bf16out": (True, True), "pseudo-gradient-bf16out-misaligned": (False, True),
+}  # fmt: skip
 PSEUDO_GRADIENT_SIGNATURE = {
     **{f"{name}_addresses": "*i64" for name in ("fast", "slow", "out")}, "numels": "*i64", "chunks": "*i64",
-    "num_chunks": "i64", **{name: "constexpr" for name in ("FAST", "SLOW", "OPMATH", "ALIGNED", "BLOCK", "CHUNK_BITS")},
+    "num_chunks": "i64",
+    **{name: "constexpr" for name in ("FAST", "SLOW", "OUT", "OPMATH", "ALIGNED", "BLOCK", "CHUNK_BITS")},
 }  # fmt: skip
 GLOBAL_ACCESS = re.compile(r"(?:ld|st)\.global[.\w]*")
 VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
@@ -180,9 +185,11 @@ def compile_pseudo_gradient_variant(fast_dtype, slow_dtype, mode, arch, opmath):
 
     tl_dtypes = elementwise.TL_DTYPES
     block, warps = pseudo_gradient._GPU_CONFIG
+    aligned, bf16_out = PSEUDO_GRADIENT_MODES[mode]
     constexprs = {
         "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath],
-        "ALIGNED": PSEUDO_GRADIENT_MODES[mode], "BLOCK": block, "CHUNK_BITS": plans.CHUNK_BITS,
+        "OUT": tl_dtypes[torch.bfloat16 if bf16_out else slow_dtype], "ALIGNED": aligned, "BLOCK": block,
+        "CHUNK_BITS": plans.CHUNK_BITS,
     }  # fmt: skip
     source = ASTSource(fn=pseudo_gradient.pseudo_gradient_kernel, signature=PSEUDO_GRADIENT_SIGNATURE,
                        constexprs=constexprs)  # fmt: skip
@@ -197,6 +204,7 @@ CASES = [
     for arch in ARCHS
     if not (mode == "swap" and fast != slow)  # the swap pairs tensors of one dtype
     and not (mode in BF16_MOMENTUM_MODES and slow != torch.float32)
+    and not (PSEUDO_GRADIENT_MODES.get(mode, (0, False))[1] and slow != torch.float32)
     and not (mode == "adamw-alone" and fast != slow)  # without slow weights the state dtype is the params'
 ] + [  # the compact sync: its slow weight is bf16+int8 whatever the fast dtype (named "bf16+int8" in the ids)
     (fast, "bf16+int8", mode, arch) for fast in COMPACT_FAST_DTYPES for mode in COMPACT_MODES for arch in ARCHS
@@ -256,7 +264,7 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
             assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
         return
     if mode in PSEUDO_GRADIENT_MODES:
-        if PSEUDO_GRADIENT_MODES[mode]:
+        if PSEUDO_GRADIENT_MODES[mode][0]:
             seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
             assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
         return

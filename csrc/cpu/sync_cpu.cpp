@@ -161,14 +161,14 @@ LOOKAHEAD_INLINE void compact_entry(const int64_t* entry, int64_t lo, int64_t n,
 }
 
 // The pseudo-gradient (see [NOTE: pseudo-gradient] in csrc/element_math.h): the fast tensor and the
-// slow weight read, `out` (in the slow dtype) written.
-template <class Fast, class Slow>
+// slow weight read, `out` (in Out: the slow dtype, or BF16 beside F32) written.
+template <class Fast, class Slow, class Out = Slow>
 LOOKAHEAD_INLINE void pseudo_gradient_entry(const int64_t* entry, int64_t lo, int64_t n) {
   using T = typename Slow::opmath;
   const auto* __restrict__ f = reinterpret_cast<const typename Fast::storage*>(entry[0]) + lo;
   const auto* __restrict__ s = reinterpret_cast<const typename Slow::storage*>(entry[1]) + lo;
-  auto* __restrict__ out = reinterpret_cast<typename Slow::storage*>(entry[2]) + lo;
-  for (int64_t i = 0; i < n; ++i) out[i] = Slow::store(pseudo_gradient<T>(T(Fast::load(f[i])), Slow::load(s[i])));
+  auto* __restrict__ out = reinterpret_cast<typename Out::storage*>(entry[2]) + lo;
+  for (int64_t i = 0; i < n; ++i) out[i] = Out::store(pseudo_gradient<T>(T(Fast::load(f[i])), Slow::load(s[i])));
 }
 
 // The compact momentum sync (see [NOTE: compact momentum sync] in csrc/element_math.h): the fast
@@ -250,6 +250,10 @@ LOOKAHEAD_INLINE void run_chunk(const int64_t* entry, int64_t entry_index, int d
   case pair: return pseudo_gradient_entry<fast, state>(entry, lo, n);
       LOOKAHEAD_DTYPE_PAIRS(LOOKAHEAD_PSEUDO_GRADIENT_CASE)
 #undef LOOKAHEAD_PSEUDO_GRADIENT_CASE
+#define LOOKAHEAD_PSEUDO_GRADIENT_BF16_CASE(pair, fast, state) \
+  case pair: return pseudo_gradient_entry<fast, state, BF16>(entry, lo, n);
+      LOOKAHEAD_BF16_MOMENTUM_PAIRS(LOOKAHEAD_PSEUDO_GRADIENT_BF16_CASE)
+#undef LOOKAHEAD_PSEUDO_GRADIENT_BF16_CASE
       default: unknown_pair_code(code);
     }
   }

@@ -56,6 +56,9 @@ static_assert(has_roles_of<Bf16MomentumAdamWStep>(TableOp::kAdamWMomentum) &&
               roles_of(TableOp::kAdamWMomentum).momentum == Bf16MomentumAdamWStep::kFast + 1);
 static_assert(has_roles_of<CompactSyncOp>(TableOp::kCompactSync) && roles_of(TableOp::kCompactSync).compact);
 static_assert(has_roles_of<PseudoGradientOp>(TableOp::kPseudoGradient));
+// its steps store the entry's state tensor 1 (out) as bfloat16
+static_assert(has_roles_of<Bf16PseudoGradientOp>(TableOp::kPseudoGradient) &&
+              roles_of(TableOp::kPseudoGradient).momentum == Bf16PseudoGradientOp::kFast + 1);
 // its steps read the entry's state tensor 2 as the momentum
 static_assert(has_roles_of<CompactMomentumSyncOp>(TableOp::kCompactMomentumSync) &&
               roles_of(TableOp::kCompactMomentumSync).compact &&

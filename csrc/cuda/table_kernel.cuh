@@ -212,17 +212,33 @@ struct CompactSyncOp {
 };
 
 // The pseudo-gradient (see [NOTE: pseudo-gradient] in csrc/element_math.h): the fast tensor and the
-// slow weight read, out (in S) written. Its steps (Step and ScalarStep for this op, below) neither
-// load out nor store fast and slow.
+// slow weight read, out (in S) written. Its steps (PseudoGradientStep and PseudoGradientElement,
+// below) neither load out nor store fast and slow.
 struct PseudoGradientOp {
   static constexpr int kDepth = 3, kFast = 1, kStates = 2;
   static constexpr unsigned kReadOnly = 1u << 0;  // the fast tensor
+  using Out = void;  // out in S
   LOOKAHEAD_KERNEL_FN bool skips() const { return false; }
   LOOKAHEAD_KERNEL_FN PseudoGradientOp resolved() const { return *this; }
-  template <typename F, typename S>
-  LOOKAHEAD_KERNEL_FN S element(F fast, S slow) const {
+  template <typename O, typename F, typename S>
+  LOOKAHEAD_KERNEL_FN O element(F fast, S slow) const {
     using T = opmath_t<S>;
-    return narrow<S>(pseudo_gradient<T>(T(widen(fast)), widen(slow)));
+    return narrow<O>(pseudo_gradient<T>(T(widen(fast)), widen(slow)));
+  }
+};
+
+// The pseudo-gradient of an entry whose out is bfloat16 beside float32 slow weights (the replicas'
+// bfloat16 wire; LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h, out in the momentum's role,
+// see [NOTE: entry dtypes] in csrc/table.h): table_thread runs it on those codes for a PseudoGradientOp.
+// The walker hands the state tensors over as float32 (S); its steps store out as bfloat16.
+struct Bf16PseudoGradientOp {
+  static constexpr int kDepth = 3, kFast = 1, kStates = 2;
+  static constexpr unsigned kReadOnly = PseudoGradientOp::kReadOnly;
+  using Out = __nv_bfloat16;
+  PseudoGradientOp op;
+  template <typename O, typename F, typename S>
+  LOOKAHEAD_KERNEL_FN O element(F fast, S slow) const {
+    return op.element<O>(fast, slow);
   }
 };
 
@@ -372,6 +388,10 @@ template <>
 struct Bf16MomentumOpOf<AdamWOp<6>> {
   using type = Bf16MomentumAdamWOp;
 };
+template <>
+struct Bf16MomentumOpOf<PseudoGradientOp> {  // out in the momentum's role
+  using type = Bf16PseudoGradientOp;
+};
 
 template <int kCount>
 constexpr int kSlots = kCount > 0 ? kCount : 1;  // the length of an array of kCount values (C++ has no empty one)
@@ -496,31 +516,47 @@ struct Step<F, S, CompactMomentumEntryOp<M>, Mem> : CompactPacks<F, S, Mem> {
   }
 };
 
-// A vector step of the pseudo-gradient: one 16-byte pack of the fast tensor, and the same elements of
-// slow (loaded) and out (stored), one or two packs each.
-template <typename F, typename S, typename Mem>
-struct Step<F, S, PseudoGradientOp, Mem> {
-  static constexpr int kElems = Pack<F>::kSize;
-  static constexpr int kStatePacks = kElems / Pack<S>::kSize;
-  Pack<F> fast;
-  Pack<S> slow[kStatePacks], out[kStatePacks];
+// The type a pseudo-gradient op writes out in: S, or its Out.
+template <typename S, typename Op>
+using PseudoGradientOut = std::conditional_t<std::is_void_v<typename Op::Out>, S, typename Op::Out>;
+
+// A vector step of the pseudo-gradient: 16 bytes of the fast tensor or of out, whichever holds more
+// elements (out: bfloat16 beside float32 fast tensors), and the same elements of the others: fast and
+// slow loaded, out stored, one or two packs each.
+template <typename F, typename S, typename Op, typename Mem>
+struct PseudoGradientStep {
+  using O = PseudoGradientOut<S, Op>;
+  static constexpr int kElems = Pack<F>::kSize > Pack<O>::kSize ? Pack<F>::kSize : Pack<O>::kSize;
+  static constexpr int kFastPacks = kElems / Pack<F>::kSize;
+  static constexpr int kSlowPacks = kElems / Pack<S>::kSize;
+  static constexpr int kOutPacks = kElems / Pack<O>::kSize;
+  Pack<F> fast[kFastPacks];
+  Pack<S> slow[kSlowPacks];
+  Pack<O> out[kOutPacks];
   LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t at) {
-    fast = Mem::load_pack(f[0] + at);
 #pragma unroll
-    for (int k = 0; k < kStatePacks; ++k) slow[k] = Mem::load_pack(s[0] + at + k * Pack<S>::kSize);
+    for (int k = 0; k < kFastPacks; ++k) fast[k] = Mem::load_pack(f[0] + at + k * Pack<F>::kSize);
+#pragma unroll
+    for (int k = 0; k < kSlowPacks; ++k) slow[k] = Mem::load_pack(s[0] + at + k * Pack<S>::kSize);
   }
-  LOOKAHEAD_KERNEL_FN void apply(const PseudoGradientOp& op) {
+  LOOKAHEAD_KERNEL_FN void apply(const Op& op) {
 #pragma unroll
     for (int j = 0; j < kElems; ++j) {
-      constexpr int kStateSize = Pack<S>::kSize;
-      out[j / kStateSize].v[j % kStateSize] = op.element(fast.v[j], slow[j / kStateSize].v[j % kStateSize]);
+      constexpr int kFastSize = Pack<F>::kSize, kSlowSize = Pack<S>::kSize, kOutSize = Pack<O>::kSize;
+      out[j / kOutSize].v[j % kOutSize] =
+          op.template element<O>(fast[j / kFastSize].v[j % kFastSize], slow[j / kSlowSize].v[j % kSlowSize]);
     }
   }
   LOOKAHEAD_KERNEL_FN void store(F* const*, S* const* s, int64_t at) const {
 #pragma unroll
-    for (int k = 0; k < kStatePacks; ++k) Mem::store_pack(s[1] + at + k * Pack<S>::kSize, out[k]);
+    for (int k = 0; k < kOutPacks; ++k) Mem::store_pack(reinterpret_cast<O*>(s[1]) + at + k * Pack<O>::kSize, out[k]);
   }
 };
+
+template <typename F, typename S, typename Mem>
+struct Step<F, S, PseudoGradientOp, Mem> : PseudoGradientStep<F, S, PseudoGradientOp, Mem> {};
+template <typename F, typename S, typename Mem>
+struct Step<F, S, Bf16PseudoGradientOp, Mem> : PseudoGradientStep<F, S, Bf16PseudoGradientOp, Mem> {};
 
 // A vector step of an op with a bfloat16 momentum: 8 elements, one 16-byte pack of momentum, two of
 // float32 slow weights and one or two of each fast tensor.
@@ -637,17 +673,26 @@ struct ScalarStep<Mem, F, S, CompactMomentumEntryOp<M>> : CompactElement<Mem, F,
   }
 };
 
-template <typename Mem, typename F, typename S>
-struct ScalarStep<Mem, F, S, PseudoGradientOp> {  // the pseudo-gradient's element, as its vector step reads it
+template <typename Mem, typename F, typename S, typename Op>
+struct PseudoGradientElement {  // the pseudo-gradient's element, as its vector step reads it
+  using O = PseudoGradientOut<S, Op>;
   F fast;
-  S slow, out;
+  S slow;
+  O out;
   LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t i) {
     fast = Mem::load(f[0] + i);
     slow = Mem::load(s[0] + i);
   }
-  LOOKAHEAD_KERNEL_FN void apply(const PseudoGradientOp& op) { out = op.element(fast, slow); }
-  LOOKAHEAD_KERNEL_FN void store(F* const*, S* const* s, int64_t i) const { Mem::store(s[1] + i, out); }
+  LOOKAHEAD_KERNEL_FN void apply(const Op& op) { out = op.template element<O>(fast, slow); }
+  LOOKAHEAD_KERNEL_FN void store(F* const*, S* const* s, int64_t i) const {
+    Mem::store(reinterpret_cast<O*>(s[1]) + i, out);
+  }
 };
+
+template <typename Mem, typename F, typename S>
+struct ScalarStep<Mem, F, S, PseudoGradientOp> : PseudoGradientElement<Mem, F, S, PseudoGradientOp> {};
+template <typename Mem, typename F, typename S>
+struct ScalarStep<Mem, F, S, Bf16PseudoGradientOp> : PseudoGradientElement<Mem, F, S, Bf16PseudoGradientOp> {};
 
 template <typename Mem, typename F, typename S, typename Op>
 struct Bf16MomentumScalarStep {  // one element, as Bf16MomentumStep reads it

@@ -50,10 +50,15 @@ def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool
 
 def pseudo_gradient_(fast, slow, out) -> None:
     """out <- fast - slow as a user writes it with foreach ops: a copy (widening 16-bit fast tensors
-    beside float32 slow weights, exactly), then a subtraction in place, one pass each."""
+    beside float32 slow weights, exactly), then a subtraction in place, one pass each; a bfloat16 out
+    beside float32 slow weights takes the difference in float32, then a copy."""
     for fasts, slows, outs in group_pairs(fast, slow, out):
-        torch._foreach_copy_(outs, fasts)
-        torch._foreach_sub_(outs, slows)
+        if outs[0].dtype == slows[0].dtype:
+            torch._foreach_copy_(outs, fasts)
+            torch._foreach_sub_(outs, slows)
+        else:
+            widened = fasts if fasts[0].dtype == slows[0].dtype else [f.to(slows[0].dtype) for f in fasts]
+            torch._foreach_copy_(outs, torch._foreach_sub(widened, slows))
 
 
 def load():

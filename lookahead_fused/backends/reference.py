@@ -126,8 +126,8 @@ def compact_sync_float64(fast, slow_high, slow_low, alpha: float) -> torch.Tenso
 
 
 def pseudo_gradient_(fast, slow, out) -> None:
-    """out <- fast - slow per tensor, in the slow dtype's opmath, rounded once to out's (the slow) dtype
-    (see [NOTE: pseudo-gradient] in csrc/element_math.h); fast and slow are only read."""
+    """out <- fast - slow per tensor, in the slow dtype's opmath, rounded once to out's dtype (the slow
+    dtype, or bfloat16; see [NOTE: pseudo-gradient] in csrc/element_math.h); fast and slow are only read."""
     for f, s, o in zip(fast, slow, out):
         opmath = opmath_dtype(s.dtype)
         o.copy_(torch.sub(f.to(opmath), s.to(opmath)))

@@ -495,22 +495,23 @@ void check_adamw_case(int64_t n, std::array<int64_t, 3> offsets, bool sync, bool
 // see [NOTE: pseudo-gradient] in csrc/element_math.h), each tensor at its own offset: fast and slow never written, every element of
 // out written exactly once, and equal to fast - slow rounded to the opmath type (float64 for
 // float64, else float32: the difference of these normal draws is exact in float64, so its float32
-// cast is the correctly rounded subtraction), then to S; NaN and Inf as IEEE arithmetic has them.
-template <typename F, typename S>
+// cast is the correctly rounded subtraction), then to out's type O (S, or bfloat16 beside float32 S:
+// the codes of LOOKAHEAD_BF16_MOMENTUM_PAIRS); NaN and Inf as IEEE arithmetic has them.
+template <typename F, typename S, typename O = S>
 void check_pseudo_gradient_case(int64_t n, const std::array<int64_t, 3>& offsets, int grid_cap, int64_t chunk,
                                 std::mt19937& rng) {
   Buffer<F> fast(n, offsets[0]);
   Buffer<S> slow(n, offsets[1]);
-  Buffer<S> out(n, offsets[2]);
+  Buffer<O> out(n, offsets[2]);
   std::normal_distribution<double> normal(0.0, 1.0);
   for (int64_t i = 0; i < n; ++i) {
     fast.data[i] = from_double<F>(i % 97 == 5 ? NAN : i % 83 == 11 ? -INFINITY : normal(rng));
     slow.data[i] = from_double<S>(i % 3 == 0 ? to_double(fast.data[i]) : i % 89 == 7 ? INFINITY : normal(rng));
-    out.data[i] = from_double<S>(NAN);
+    out.data[i] = from_double<O>(NAN);
   }
-  const int64_t code = pair_code_for<F, S>();
+  const int64_t code = momentum_code_for<F, S, O>();
   const std::vector<int64_t> words =
-      entry_table<3>({fast.data, slow.data, out.data}, {sizeof(F), sizeof(S), sizeof(S)}, n, code, chunk);
+      entry_table<3>({fast.data, slow.data, out.data}, {sizeof(F), sizeof(S), sizeof(O)}, n, code, chunk);
   const int64_t num_chunks = int64_t(words.size()) - entry_words(3);
   run_on_host(words, num_chunks, chunk, PseudoGradientOp{}, std::min<int64_t>(num_chunks, grid_cap));
   char where[160];
@@ -525,7 +526,7 @@ void check_pseudo_gradient_case(int64_t n, const std::array<int64_t, 3>& offsets
     }
     const double exact = to_double(fast.data[i]) - to_double(slow.data[i]);
     const double opmath = std::is_same_v<S, double> ? exact : double(float(exact));
-    const double want = to_double(from_double<S>(opmath)), got = to_double(out.data[i]);
+    const double want = to_double(from_double<O>(opmath)), got = to_double(out.data[i]);
     if (!((std::isnan(want) && std::isnan(got)) || (want == got && std::signbit(want) == std::signbit(got)))) {
       fail(std::string(where) + ": element " + std::to_string(i) + " is " + std::to_string(got) + ", want " +
            std::to_string(want));
@@ -712,8 +713,13 @@ void check_pair(std::mt19937& rng) {
     for (auto offsets : {std::array<int64_t, 3>{0, 0, 0}, {1, 1, 1}, {0, 0, 1}, {1, 0, 0}, {2, 2, 3}}) {
       for (int64_t n : {int64_t(0), int64_t(1), V - 1, V + 1, 3 * V + 2, pg_group + V + 3, 2 * pg_group + 7}) {
         check_pseudo_gradient_case<F, S>(n, offsets, 3, kMaxChunkElems, rng);
+        if constexpr (std::is_same_v<S, float>) check_pseudo_gradient_case<F, S, __nv_bfloat16>(n, offsets, 3, kMaxChunkElems, rng);
       }
       check_pseudo_gradient_case<F, S>(3 * kChunkQuantum + 5, offsets, 2, kChunkQuantum, rng);
+      if constexpr (std::is_same_v<S, float>) {  // out bfloat16: a step of 8 elements, two packs of float32 fast
+        check_pseudo_gradient_case<F, S, __nv_bfloat16>(3 * kChunkQuantum + 5, offsets, 2, kChunkQuantum, rng);
+        check_pseudo_gradient_case<F, S, __nv_bfloat16>(2 * pg_group + 8 * 3 + 5, offsets, 3, kMaxChunkElems, rng);
+      }
     }
   }
   for (int64_t offset : {int64_t(0), int64_t(1)}) {
@@ -742,8 +748,8 @@ void check_pair(std::mt19937& rng) {
   }
 }
 
-// A launch of any op but the momentum sync and AdamW's step with it (AdamWOp<6>) over an entry with a
-// bfloat16-momentum code aborts (traps on the GPU), run in a child process; with `traps` false, the
+// A launch of any op but the momentum sync, AdamW's step with it (AdamWOp<6>) and the pseudo-gradient
+// (bfloat16 out) over an entry with a bfloat16-momentum code aborts (traps on the GPU), run in a child process; with `traps` false, the
 // launch of such an op exits normally. see [NOTE: bf16 momentum step] in csrc/cuda/table_kernel.cuh
 template <typename Op>
 void check_bf16_momentum_codes_trap(const Op& op, const char* name, bool traps = true) {
@@ -797,7 +803,7 @@ int main() {
   check_bf16_momentum_codes_trap(SwapOp{}, "SwapOp");
   check_bf16_momentum_codes_trap(CompactSyncOp{alpha}, "CompactSyncOp");
   check_bf16_momentum_codes_trap(GatedCompactSyncOp{gate}, "GatedCompactSyncOp");
-  check_bf16_momentum_codes_trap(PseudoGradientOp{}, "PseudoGradientOp");
+  check_bf16_momentum_codes_trap(PseudoGradientOp{}, "PseudoGradientOp", false);  // out bfloat16: the replicas' wire
   check_bf16_momentum_codes_trap(CompactMomentumSyncOp{alpha, 0.9, true}, "CompactMomentumSyncOp");
   check_bf16_momentum_codes_trap(AdamWOp<5>{hyper, rows, 0.0, false}, "AdamWOp<5>");
   check_bf16_momentum_codes_trap(AdamWOp<6>{hyper, rows, 0.9, false}, "AdamWOp<6>", false);

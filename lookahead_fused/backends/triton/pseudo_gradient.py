@@ -1,5 +1,5 @@
 """The pseudo-gradient (see [NOTE: pseudo-gradient] in csrc/element_math.h): out <- fast - slow in the slow
-dtype, one Triton launch per dtype pair and alignment class, over the plans of plans.py, with the block
+dtype or bfloat16, one Triton launch per dtype triple and alignment class, over the plans of plans.py, with the block
 size fixed as the compact sync's is."""
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ _GPU_CONFIG = (2048, 4)  # (BLOCK, num_warps)
 
 
 @triton.jit
-def _pseudo_gradient_block(fast, slow, out, offsets, mask, SLOW, OPMATH):
+def _pseudo_gradient_block(fast, slow, out, offsets, mask, OUT, OPMATH):
     f = tl.load(fast + offsets, mask=mask).to(OPMATH)
     s = tl.load(slow + offsets, mask=mask).to(OPMATH)
-    tl.store(out + offsets, round_to(f - s, SLOW), mask=mask)
+    tl.store(out + offsets, round_to(f - s, OUT), mask=mask)
 
 
 @triton.jit
 def pseudo_gradient_kernel(
     fast_addresses, slow_addresses, out_addresses, numels, chunks, num_chunks,
-    FAST: tl.constexpr, SLOW: tl.constexpr, OPMATH: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr,
+    FAST: tl.constexpr, SLOW: tl.constexpr, OUT: tl.constexpr, OPMATH: tl.constexpr, ALIGNED: tl.constexpr,
+    BLOCK: tl.constexpr,
     CHUNK_BITS: tl.constexpr,
 ):  # fmt: skip
     """The table walk of the sync's kernel:
@@ -39,20 +40,20 @@ def pseudo_gradient_kernel(
         pair, start, offsets = chunk_of(chunks, c, CHUNK_BITS, BLOCK)
         fast = tl.load(fast_addresses + pair).to(tl.pointer_type(FAST))
         slow = tl.load(slow_addresses + pair).to(tl.pointer_type(SLOW))
-        out = tl.load(out_addresses + pair).to(tl.pointer_type(SLOW))
+        out = tl.load(out_addresses + pair).to(tl.pointer_type(OUT))
         if ALIGNED:
             fast = tl.multiple_of(fast, 16)
             slow = tl.multiple_of(slow, 16)
             out = tl.multiple_of(out, 16)
         numel = tl.load(numels + pair)
         if start + BLOCK <= numel:
-            _pseudo_gradient_block(fast, slow, out, offsets, None, SLOW, OPMATH)
+            _pseudo_gradient_block(fast, slow, out, offsets, None, OUT, OPMATH)
         else:
-            _pseudo_gradient_block(fast, slow, out, offsets, offsets < numel, SLOW, OPMATH)
+            _pseudo_gradient_block(fast, slow, out, offsets, offsets < numel, OUT, OPMATH)
 
 
 class _Plan:
-    """One Table per dtype pair and alignment class."""
+    """One Table per dtype triple and alignment class."""
 
     def __init__(self, lists, device):
         block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
@@ -65,7 +66,7 @@ pseudo_gradient_plans: OrderedDict = OrderedDict()  # the LRU of cached_plan
 def _launch(table: Table, block: int, warps: int) -> None:
     pseudo_gradient_kernel[(min(table.num_chunks, max_programs(table.chunks.device)),)](
         *table.addresses, table.numels, table.chunks, table.num_chunks,
-        FAST=TL_DTYPES[table.fast_dtype], SLOW=TL_DTYPES[table.slow_dtype],
+        FAST=TL_DTYPES[table.fast_dtype], SLOW=TL_DTYPES[table.slow_dtype], OUT=TL_DTYPES[table.dtypes[2]],
         OPMATH=TL_DTYPES[opmath_dtype(table.slow_dtype)], ALIGNED=table.aligned, BLOCK=block, CHUNK_BITS=CHUNK_BITS,
         num_warps=warps,
     )  # fmt: skip
