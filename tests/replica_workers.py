@@ -352,3 +352,39 @@ def hsdp_worker(rank, world, init_file, out_dir, steps, kind, stream=None):
                     "dcp_equal": all(torch.equal(a, b) for a, b in zip(final, through_dcp))},
                    os.path.join(out_dir, "hsdp.pt"))  # fmt: skip
     _finish()
+
+
+def ddp_in_replica_worker(rank, world, init_file, out_dir, steps, kind):
+    """2 replicas x 2 data-parallel ranks: DDP within each replica (over the "shard" dimension's group
+    of a ("replicate", "shard") mesh), DiLoCo across them (replicas=the "replicate" dimension's group).
+    Rank r * 2 + s trains on quarter r * 2 + s of each batch, so replica r's gradient (DDP's mean over
+    its two ranks) is that of half r, as replica r's in the float64 DiLoCo with two replicas. A
+    checkpoint after step K + 1 resumes bit for bit."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.nn.parallel import DistributedDataParallel
+
+    _init(rank, world, init_file)
+    mesh = init_device_mesh("cpu", (2, world // 2), mesh_dim_names=("replicate", "shard"))
+
+    def replica_model():
+        return DistributedDataParallel(make_model(), process_group=mesh["shard"].get_group())
+
+    model = replica_model()
+    opt = make_optimizer(model, kind, replicas=mesh["replicate"].get_group())
+    identical_after_syncs = []
+    for step in range(1, steps + 1):
+        inner_step(model, opt, step, rank, world)
+        if step == K + 1:
+            saved = (copy.deepcopy(opt.state_dict()), [p.detach().clone() for p in model.parameters()])
+        if step % K == 0:
+            identical_after_syncs.append(_same_on_every_rank([p.detach() for p in model.parameters()] + outer_state(opt, model)))
+    final = [p.detach().clone() for p in model.parameters()] + [t.clone() for t in outer_state(opt, model)]
+    resumed_model = replica_model()
+    resumed = make_optimizer(resumed_model, kind, replicas=mesh["replicate"].get_group())
+    resume(resumed_model, resumed, saved, rank, world, steps)
+    again = [p.detach() for p in resumed_model.parameters()] + outer_state(resumed, resumed_model)
+    if rank == 0:
+        torch.save({"final": final, "identical_after_syncs": identical_after_syncs,
+                    "resumed_equal": all(torch.equal(a, b) for a, b in zip(final, again))},
+                   os.path.join(out_dir, "ddp.pt"))  # fmt: skip
+    _finish()

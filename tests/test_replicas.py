@@ -92,6 +92,20 @@ def test_fsdp2_inside_each_replica_follows_float64(tmp_path, kind, stream):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("kind", workers.KINDS)
+def test_ddp_inside_each_replica_follows_float64(tmp_path, kind):
+    """2 x 2: DDP averages the gradients of two ranks inside each replica, DiLoCo runs across the two
+    replicas; the params, slow weights and outer momenta against the float64 DiLoCo of two replicas,
+    the same on all four ranks after every sync, a resume mid-period bit for bit."""
+    _spawn(workers.ddp_in_replica_worker, tmp_path, kind, world=4)
+    result = torch.load(os.path.join(tmp_path, "ddp.pt"))
+    assert result["identical_after_syncs"] == [True] * (STEPS // workers.K)
+    assert result["resumed_equal"]
+    params, slow, momenta = workers.diloco_float64(2, STEPS, kind)
+    for got, want in zip(result["final"], params + slow + momenta, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
+
+
 @pytest.mark.parametrize("replica_dtype", [None, torch.float32, torch.bfloat16, "int8"], ids=str)
 def test_each_wire_dtype_keeps_its_bound(tmp_path, replica_dtype):
     """One sync at alpha 0.5: the new slow weight against float64, within 8 float32 ulp of the values
