@@ -79,6 +79,20 @@ def validation_loss(model: torch.nn.Module, val_windows) -> float:
     return loss if math.isfinite(loss) else float("inf")
 
 
+def study_data() -> tuple[tuple, dict]:
+    """(data for train(): the training bytes and the validation windows, where the corpus came from)."""
+    train_text, val, source = corpus()
+    return (train_text, validation_windows(val)), source
+
+
+def lookahead_adamw(lr: float, k: int, alpha: float, **lookahead_options):
+    """A make_optimizer for train(): Lookahead(AdamW(lr, weight decay 0.01), k, alpha, **lookahead_options)."""
+    from lookahead_fused import Lookahead
+
+    return lambda params: Lookahead(torch.optim.AdamW(params, lr=lr, weight_decay=0.01), k=k, alpha=alpha,
+                                    **lookahead_options)  # fmt: skip
+
+
 def train(make_optimizer, steps: int, every: int, data, seed: int, after_step=None) -> list[float]:
     """Validation loss every `every` steps. make_optimizer(params) builds the optimizer; one with
     slow_weights() (Lookahead) is evaluated with its slow weights. after_step(opt) runs after each step."""

@@ -12,24 +12,19 @@ differences of the final losses (each setting - exact) against the exact runs' s
 
 from __future__ import annotations
 
-import torch
-from char_lm import corpus, train, validation_windows
+from char_lm import lookahead_adamw, study_data, train
 from compact_momentum import ALPHA, K, MU, SETTINGS, lookahead_options, print_differences
 from results_io import plot_seed_curves, run_lm_seed_study
-
-from lookahead_fused import Lookahead
 
 EVERY = 50
 
 
 def make_optimizer(setting: str, lr: float):
-    return lambda params: Lookahead(torch.optim.AdamW(params, lr=lr, weight_decay=0.01), k=K, alpha=ALPHA,
-                                    **lookahead_options(setting))  # fmt: skip
+    return lookahead_adamw(lr, K, ALPHA, **lookahead_options(setting))
 
 
 def study(lrs, seeds, steps: int) -> dict:
-    train_text, val, source = corpus()
-    data = (train_text, validation_windows(val))
+    data, source = study_data()
     out = {"lrs": list(lrs), "seeds": list(seeds), "steps": steps, "every": EVERY, "k": K, "alpha": ALPHA,
            "outer_momentum": MU, "nesterov": True, "corpus": source, "runs": {}}  # fmt: skip
     for lr in lrs:

@@ -9,25 +9,22 @@ weights every EVERY steps.
 
 from __future__ import annotations
 
-import torch
-from char_lm import corpus, train, validation_windows
+from char_lm import lookahead_adamw, study_data, train
 from compact_slow_weights import ALPHA, K, SETTINGS, round_slow_weights_to_bfloat16
 from results_io import plot_seed_curves, run_lm_seed_study
 
-from lookahead_fused import Lookahead, bf16_int8
+from lookahead_fused import bf16_int8
 
 EVERY = 50
 
 
 def make_optimizer(setting: str, lr: float):
     slow_dtype = setting if setting == bf16_int8.SLOW_DTYPE else None
-    return lambda params: Lookahead(torch.optim.AdamW(params, lr=lr, weight_decay=0.01), k=K, alpha=ALPHA,
-                                    slow_dtype=slow_dtype)  # fmt: skip
+    return lookahead_adamw(lr, K, ALPHA, slow_dtype=slow_dtype)
 
 
 def study(lrs, seeds, steps: int) -> dict:
-    train_text, val, source = corpus()
-    data = (train_text, validation_windows(val))
+    data, source = study_data()
     out = {"lrs": list(lrs), "seeds": list(seeds), "steps": steps, "every": EVERY, "k": K, "alpha": ALPHA,
            "corpus": source, "runs": {}}  # fmt: skip
     for lr in lrs:
