@@ -388,3 +388,31 @@ def ddp_in_replica_worker(rank, world, init_file, out_dir, steps, kind):
                     "resumed_equal": all(torch.equal(a, b) for a, b in zip(final, again))},
                    os.path.join(out_dir, "ddp.pt"))  # fmt: skip
     _finish()
+
+
+def bf16_wire_stream_worker(rank, world, init_file, out_dir, steps):
+    """Streaming DiLoCo on float32 params with a bfloat16 wire (the pack's own bfloat16 buffers, one
+    pair per fragment): the outer state the same on every replica after every period, and a
+    checkpoint taken with a fragment in flight (after step K + 1) resuming bit for bit."""
+    _init(rank, world, init_file)
+    options = {"replicas": dist.group.WORLD, "replica_dtype": torch.bfloat16, "fragments": 2, "delay": 1}
+    model = make_model(torch.float32)
+    opt = make_optimizer(model, "lookahead", **options)
+    identical_after_syncs = []
+    for step in range(1, steps + 1):
+        inner_step(model, opt, step, rank, world)
+        if step == K + 1:
+            saved = (copy.deepcopy(opt.state_dict()), [p.detach().clone() for p in model.parameters()])
+        if step % K == 0:
+            identical_after_syncs.append(_same_on_every_rank(outer_state(opt, model)))
+    final = [p.detach().clone() for p in model.parameters()] + [t.clone() for t in outer_state(opt, model)]
+    resumed_model = make_model(torch.float32)
+    resumed = make_optimizer(resumed_model, "lookahead", **options)
+    resume(resumed_model, resumed, saved, rank, world, steps)
+    again = [p.detach() for p in resumed_model.parameters()] + outer_state(resumed, resumed_model)
+    buffer_dtypes = {flat.dtype for _, flats, _ in opt._replicas._layouts.values() for flat in flats}
+    if rank == 0:
+        torch.save({"identical_after_syncs": identical_after_syncs, "buffer_dtypes": buffer_dtypes,
+                    "resumed_equal": all(torch.equal(a, b) for a, b in zip(final, again))},
+                   os.path.join(out_dir, "bf16_stream.pt"))  # fmt: skip
+    _finish()

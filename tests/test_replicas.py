@@ -139,6 +139,17 @@ def test_each_wire_dtype_keeps_its_bound(tmp_path, replica_dtype):
     assert beyond_float32 == (replica_dtype in (torch.bfloat16, "int8"))
 
 
+def test_streaming_with_a_bfloat16_wire_resumes_bit_for_bit(tmp_path):
+    """Fragments and a delay beside the bfloat16 wire's own buffers: the replicas agree after every
+    period and a checkpoint with a fragment in flight resumes bit for bit (the values' bound is
+    test_each_wire_dtype_keeps_its_bound's)."""
+    _spawn(workers.bf16_wire_stream_worker, tmp_path)
+    result = torch.load(os.path.join(tmp_path, "bf16_stream.pt"))
+    assert result["identical_after_syncs"] == [True] * (STEPS // workers.K)
+    assert result["resumed_equal"]
+    assert result["buffer_dtypes"] == {torch.float32, torch.bfloat16}
+
+
 def test_replicas_that_start_apart_or_fall_out_of_step_raise_on_every_replica(tmp_path):
     _spawn(workers.refusal_worker, tmp_path)
     for rank, messages in enumerate(torch.load(os.path.join(tmp_path, "refusals.pt"))):
