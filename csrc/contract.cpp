@@ -215,24 +215,36 @@ void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Ten
                     "; the kernel reads both where it runs");
 }
 
-void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum, const char* op) {
+namespace {
+
+// A state list beside checked (fast, slow) pairs, each tensor in slow's dtype, or bfloat16 where the
+// pair has a bfloat16-momentum code: the outer momentum, and the pseudo-gradient's out in its role.
+void check_state_beside_slow(at::TensorList fast, at::TensorList slow, at::TensorList state, const char* op,
+                             const char* name, const char* rule) {
   check_sync_pairs(fast, slow, op);
-  check_lengths(op, fast, momentum, "momentum");
+  check_lengths(op, fast, state, name);
   const at::Device device = device_of_first(fast);
-  for (size_t i = 0; i < momentum.size(); ++i) {
-    prefetch_ahead(momentum, i);
-    const at::Tensor& m = momentum[i];
-    const bool kept = m.scalar_type() == slow[i].scalar_type() ||
-                      (m.scalar_type() == at::kBFloat16 &&
+  for (size_t i = 0; i < state.size(); ++i) {
+    prefetch_ahead(state, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    const at::Tensor& t = state[i];
+    const bool kept = t.scalar_type() == slow[i].scalar_type() ||
+                      (t.scalar_type() == at::kBFloat16 &&
                        bf16_momentum_code(fast[i].scalar_type(), slow[i].scalar_type()) >= 0);
-    if (plainly_alike(m, slow[i], device) && kept) continue;
-    check_tensor(m, Where{op, i, "momentum"});
-    TORCH_CHECK_VALUE(kept, op, ": pair ", i, ": momentum has dtype ", python_dtype(m.scalar_type()), " but slow has ",
-                      python_dtype(slow[i].scalar_type()),
-                      "; the outer momentum is kept in the slow weights' dtype, or in bfloat16 beside float32 slow "
-                      "weights");
-    check_pair_layout(op, i, m, slow[i], fast[0].device(), "momentum", "slow");
+    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
+    if (plainly_alike(t, slow[i], device) && kept) continue;
+    check_tensor(t, Where{op, i, name});
+    TORCH_CHECK_VALUE(kept, op, ": pair ", i, ": ", name, " has dtype ", python_dtype(t.scalar_type()),
+                      " but slow has ", python_dtype(slow[i].scalar_type()), "; ", rule);
+    check_pair_layout(op, i, t, slow[i], fast[0].device(), name, "slow");
   }
+}
+
+}  // namespace
+
+void check_momentum_triples(at::TensorList fast, at::TensorList slow, at::TensorList momentum, const char* op) {
+  check_state_beside_slow(fast, slow, momentum, op, "momentum",
+                          "the outer momentum is kept in the slow weights' dtype, or in bfloat16 beside float32 slow "
+                          "weights");
 }
 
 void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists) {
@@ -247,25 +259,9 @@ void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists) {
 }
 
 void check_pseudo_gradient_triples(at::TensorList fast, at::TensorList slow, at::TensorList out) {
-  const char* op = kPseudoGradientOp;
-  check_sync_pairs(fast, slow, op);
-  check_lengths(op, fast, out, "out");
-  const at::Device device = device_of_first(fast);
-  for (size_t i = 0; i < out.size(); ++i) {
-    prefetch_ahead(out, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
-    const at::Tensor& o = out[i];
-    const bool kept = o.scalar_type() == slow[i].scalar_type() ||
-                      (o.scalar_type() == at::kBFloat16 &&
-                       bf16_momentum_code(fast[i].scalar_type(), slow[i].scalar_type()) >= 0);
-    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
-    if (plainly_alike(o, slow[i], device) && kept) continue;
-    check_tensor(o, Where{op, i, "out"});
-    TORCH_CHECK_VALUE(kept, op, ": pair ", i, ": out has dtype ", python_dtype(o.scalar_type()), " but slow has ",
-                      python_dtype(slow[i].scalar_type()),
-                      "; the pseudo-gradient is written in the slow weights' dtype, or in bfloat16 beside float32 "
-                      "slow weights");
-    check_pair_layout(op, i, o, slow[i], fast[0].device(), "out", "slow");
-  }
+  check_state_beside_slow(fast, slow, out, kPseudoGradientOp, "out",
+                          "the pseudo-gradient is written in the slow weights' dtype, or in bfloat16 beside float32 "
+                          "slow weights");
 }
 
 void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low) {

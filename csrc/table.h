@@ -212,8 +212,8 @@ inline int64_t entry_element_bytes(int64_t code, EntryRoles roles) {
 }
 
 // The first element index at which all `n` tensors sit on a 16-byte boundary, or -1 if none does.
-// The pattern repeats after kVecBytes elements of the narrowest tensor (the fast one, or the int8
-// residual of a compact entry).
+// The pattern repeats after kVecBytes elements of the narrowest tensor (the fast one, the int8
+// residual of a compact entry, or a bfloat16 momentum or pseudo-gradient beside float32 ones).
 inline int64_t common_head(const uintptr_t* addresses, const int64_t* element_sizes, int n) {
   int64_t narrowest = element_sizes[0];
   for (int t = 0; t < n; ++t) {

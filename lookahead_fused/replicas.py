@@ -26,7 +26,8 @@ the same number of times, with the same k and the same params in the same order.
 each replica's step count and k first (one small collective) and raises on every replica when they
 differ, before anything changes; a replica that stops stepping altogether leaves the others waiting
 in that collective (the process group's timeout applies), as with DDP. The buffers, one slow-dtype
-copy of the params, are allocated at the first sync and kept. Sharded params (FSDP2 inside each
+copy of the params (and, with a bfloat16 wire, a bfloat16 twin of the float32 ones), are allocated
+at the first sync and kept. Sharded params (FSDP2 inside each
 replica, HSDP on a 2-D mesh, `group` the "replicate" dimension's): each rank does all of this on its
 local shards, with its peers that hold the same shards. Not built yet, refused when the
 optimizer is built: capturable=True, alpha="adaptive" (each replica would choose its own),
@@ -153,7 +154,7 @@ class Replicas:
         buffers, views = self._buffers_for(slows, (slot, False), lambda slow_dtype: slow_dtype)
         packed, packed_views = buffers, views
         if self.averages and any(self._pack_dtype(s.dtype) != s.dtype for s in slows):
-            packed, packed_views = self._buffers_for(slows, (slot, True), self._pack_dtype)
+            packed, packed_views = self._buffers_for(slows, (slot, True), self._pack_dtype, beside=buffers)
         self._pack(launches, local_params, slows, packed_views)
         waits = self._start_sum(packed) if self.averages else []
 
@@ -264,12 +265,16 @@ class Replicas:
 
         return [sum_in_rank_order]
 
-    def _buffers_for(self, slows: list[torch.Tensor], slot, dtype_of) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _buffers_for(
+        self, slows: list[torch.Tensor], slot, dtype_of, beside: list[torch.Tensor] | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Flat buffers (one per device and slow dtype, in dtype_of(slow dtype), zero where no view lies)
         and a view of them per slow weight, with its shape and strides, in the slow weight's 16-byte
         phase; built once per set of slow weights of each `slot` (a fragment's buffers stay its own
         while its sync is in flight; the slot also says which dtypes). The offsets do not depend on
-        dtype_of: a slow-dtype buffer and its wire twin are copied into each other whole."""
+        dtype_of: a slow-dtype buffer and its wire twin are copied into each other whole. `beside`: the
+        slow-dtype buffers of the same slows; a group whose dtype_of is its slow dtype shares its
+        buffer instead of taking a twin."""
         key = tuple((id(s), s.data_ptr(), s.dtype, s.device, tuple(s.shape), s.stride()) for s in slows)
         held = self._layouts.get(slot)
         if held is not None and held[0] == key:
@@ -284,7 +289,12 @@ class Replicas:
             start += (s.data_ptr() % _VECTOR_BYTES) // s.element_size()
             offsets.append(start)
             ends[where] = start + s.numel()
-        flats = {where: torch.zeros(end, dtype=dtype_of(where[1]), device=where[0]) for where, end in ends.items()}
+        shared = dict(zip(ends, beside)) if beside is not None else {}
+        flats = {
+            where: shared[where] if where in shared and dtype_of(where[1]) == where[1]
+            else torch.zeros(end, dtype=dtype_of(where[1]), device=where[0])
+            for where, end in ends.items()
+        }  # fmt: skip
         views = [flats[(s.device, s.dtype)][start : start + s.numel()].as_strided(s.shape, s.stride())
                  for s, start in zip(slows, offsets)]  # fmt: skip
         self._layouts[slot] = (key, list(flats.values()), views)

@@ -412,7 +412,7 @@ def bf16_wire_stream_worker(rank, world, init_file, out_dir, steps):
     again = [p.detach() for p in resumed_model.parameters()] + outer_state(resumed, resumed_model)
     buffer_dtypes = {flat.dtype for _, flats, _ in opt._replicas._layouts.values() for flat in flats}
     if rank == 0:
-        torch.save({"identical_after_syncs": identical_after_syncs, "buffer_dtypes": buffer_dtypes,
+        torch.save({"identical_after_syncs": identical_after_syncs, "buffer_dtypes": buffer_dtypes, "final": final,
                     "resumed_equal": all(torch.equal(a, b) for a, b in zip(final, again))},
                    os.path.join(out_dir, "bf16_stream.pt"))  # fmt: skip
     _finish()

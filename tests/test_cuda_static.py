@@ -111,20 +111,33 @@ def sass_functions() -> dict[tuple[str, str], list[str]]:
     return functions
 
 
+def is_vector_load(opcode: str) -> bool:
+    return opcode.startswith("LDG") and "128" in opcode
+
+
+def load_store_groups(opcodes: list[str]) -> list[tuple[int, int]]:
+    """(loads, stores) of each group: a run of 128-bit global loads issued before the next math, store
+    or branch, and the 128-bit global stores after it, before the next such load or branch."""
+    groups, i = [], 0
+    while i < len(opcodes):
+        if not is_vector_load(opcodes[i]):
+            i += 1
+            continue
+        j, loads, stores = i, 0, 0
+        while j < len(opcodes) and not MATH_OR_STORE.match(opcodes[j]):
+            loads += is_vector_load(opcodes[j])
+            j += 1
+        while j < len(opcodes) and not is_vector_load(opcodes[j]) and not opcodes[j].startswith("BRA"):
+            stores += opcodes[j].startswith("STG") and "128" in opcodes[j]
+            j += 1
+        groups.append((loads, stores))
+        i = j
+    return groups
+
+
 def load_runs(opcodes: list[str]) -> list[int]:
     """Lengths of the runs of 128-bit global loads issued before the next math, store or branch."""
-    runs, i = [], 0
-    while i < len(opcodes):
-        if opcodes[i].startswith("LDG") and "128" in opcodes[i]:
-            j, count = i, 0
-            while j < len(opcodes) and not MATH_OR_STORE.match(opcodes[j]):
-                count += opcodes[j].startswith("LDG") and "128" in opcodes[j]
-                j += 1
-            runs.append(count)
-            i = j
-        else:
-            i += 1
-    return runs
+    return [loads for loads, _ in load_store_groups(opcodes)]
 
 
 def op_of(kernel: str) -> str:
@@ -164,6 +177,18 @@ def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight(
         assert same_dtype * unroll in runs and mixed * unroll in runs, f"{arch} {kernel}: load runs {runs}"
         for packs in BF16_MOMENTUM_PACKS_PER_STEP.get(op_of(kernel), ()):
             assert packs * unroll in runs, f"{arch} {kernel}: bf16 momentum, load runs {runs}"
+
+
+def test_pseudo_gradient_stores_one_bfloat16_pack_per_step():
+    """A bfloat16 out beside float32 slow weights: each 8-element step stores one 16-byte pack of out,
+    after the fast tensor's packs (two of float32, one of 16-bit) and two of slow weights; a float32
+    out beside a 16-bit fast tensor stores two."""
+    depth, unroll, fast = OPS["PseudoGradientOp"]
+    for (arch, kernel), opcodes in sass_functions().items():
+        if op_of(kernel) == "PseudoGradientOp":
+            groups = set(load_store_groups(opcodes))
+            wanted = {((2 + 2) * unroll, unroll), ((1 + 2) * unroll, unroll), ((1 + 2) * unroll, 2 * unroll)}
+            assert wanted <= groups, f"{arch} {kernel}: (loads, stores) groups {sorted(groups)}"
 
 
 def int8_sass() -> dict[tuple[str, str], list[tuple[int, str, str]]]:

@@ -73,16 +73,20 @@ def test_pseudo_gradient_of_many_small_tensors_of_every_dtype_triple_in_one_call
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")  # numpy, under Triton's interpreter
-def test_pseudo_gradient_of_nan_and_inf_is_ieee(device_backend):
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
+def test_pseudo_gradient_of_nan_and_inf_is_ieee(device_backend, out_dtype):
+    """Beside float32 slow weights, in out's dtype; 3e38 - (-3e38) overflows float32 to inf, and
+    3.4e38 (finite in float32) rounds to bfloat16's inf."""
     device, backend = device_backend
-    fast = torch.tensor([math.nan, math.inf, math.inf, 1.0, -0.0, 0.0], device=device)
-    slow = torch.tensor([1.0, math.inf, -math.inf, math.nan, 0.0, 0.0], device=device)
-    out = torch.empty_like(slow)
+    fast = torch.tensor([math.nan, math.inf, math.inf, 1.0, -0.0, 0.0, 3e38, 3.4e38], device=device)
+    slow = torch.tensor([1.0, math.inf, -math.inf, math.nan, 0.0, 0.0, -3e38, 0.0], device=device)
+    out = torch.empty_like(slow, dtype=out_dtype)
     ops.lookahead_pseudo_gradient_([fast], [slow], [out], backend=backend)
-    want = fast.cpu() - slow.cpu()
+    want = (fast.cpu().double() - slow.cpu().double()).float().to(out_dtype)
     assert torch.equal(out.cpu().isnan(), want.isnan())
-    finite = ~want.isnan()
-    assert torch.equal(out.cpu()[finite], want[finite]) and torch.equal(out.cpu().signbit(), want.signbit())
+    number = ~want.isnan()  # a NaN's sign is not the contract's
+    assert torch.equal(out.cpu()[number], want[number])
+    assert torch.equal(out.cpu()[number].signbit(), want[number].signbit())
 
 
 @pytest.mark.parametrize(

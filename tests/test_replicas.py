@@ -4,13 +4,17 @@ process, the replicas bit for bit the same after every sync, a mid-period checkp
 bit, Streaming DiLoCo (fragments, delay, delay_mix) likewise, each wire dtype within its bound, a
 group of one replica as replicas=None, and the refusals."""
 
+import functools
 import os
 import sys
+import types
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from lookahead_fused.replicas import Replicas
 
 from . import replica_workers as workers
 from .matrix import ulp
@@ -141,13 +145,36 @@ def test_each_wire_dtype_keeps_its_bound(tmp_path, replica_dtype):
 
 def test_streaming_with_a_bfloat16_wire_resumes_bit_for_bit(tmp_path):
     """Fragments and a delay beside the bfloat16 wire's own buffers: the replicas agree after every
-    period and a checkpoint with a fragment in flight resumes bit for bit (the values' bound is
-    test_each_wire_dtype_keeps_its_bound's)."""
+    period, a checkpoint with a fragment in flight resumes bit for bit, and the params, slow weights and
+    outer momenta end within 2^-6 of each tensor's displacement (from its start; the momenta's from 0)
+    of the float64 streaming DiLoCo: each of a fragment's three syncs rounds d to bfloat16 twice (at
+    most 2^-7 of its max |d| together, test_each_wire_dtype_keeps_its_bound), and the float32 inner
+    steps carry those errors on."""
     _spawn(workers.bf16_wire_stream_worker, tmp_path)
     result = torch.load(os.path.join(tmp_path, "bf16_stream.pt"))
     assert result["identical_after_syncs"] == [True] * (STEPS // workers.K)
     assert result["resumed_equal"]
     assert result["buffer_dtypes"] == {torch.float32, torch.bfloat16}
+    params, slow, momenta = workers.diloco_float64(WORLD, STEPS, "lookahead", fragments=2, delay=1)
+    start = [p.detach() for p in workers.make_model().parameters()]
+    origins = start + start + [torch.zeros_like(s) for s in start]
+    for got, want, origin in zip(result["final"], params + slow + momenta, origins, strict=True):
+        displacement = (want - origin).abs().max()
+        assert (got.double() - want).abs().max() <= 2.0**-6 * displacement
+
+
+def test_a_bfloat16_wire_takes_a_twin_only_beside_float32_slow_weights():
+    """The buffers' layout (no collective): with a bfloat16 wire the float32 group's pack writes a
+    bfloat16 twin at the same offsets; the bfloat16 and float64 groups, whose pack writes their own
+    dtype, share their slow-dtype buffer."""
+    held = types.SimpleNamespace(_layouts={}, wire_dtype=torch.bfloat16)
+    held._pack_dtype = functools.partial(Replicas._pack_dtype, held)
+    slows = [torch.zeros(5), torch.zeros(7, dtype=torch.bfloat16), torch.zeros(3, dtype=torch.float64), torch.zeros(9)]
+    flats, views = Replicas._buffers_for(held, slows, (None, False), lambda dtype: dtype)
+    twins, twin_views = Replicas._buffers_for(held, slows, (None, True), held._pack_dtype, beside=flats)
+    assert [t.dtype for t in twins] == [torch.bfloat16, torch.bfloat16, torch.float64]
+    assert [t is f for t, f in zip(twins, flats, strict=True)] == [False, True, True]
+    assert [v.storage_offset() for v in views] == [w.storage_offset() for w in twin_views]
 
 
 def test_replicas_that_start_apart_or_fall_out_of_step_raise_on_every_replica(tmp_path):

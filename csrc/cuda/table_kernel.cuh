@@ -180,7 +180,8 @@ struct MomentumSyncOp {
 // [NOTE: bf16 momentum step] The momentum sync of an entry whose outer momentum is bfloat16 beside
 // float32 slow weights (LOOKAHEAD_BF16_MOMENTUM_PAIRS in csrc/table.h): table_thread runs it on
 // those codes only, for a MomentumSyncOp, and after AdamW's step for an AdamWOp<6> on a sync row
-// (Bf16MomentumAdamWStep; Bf16MomentumOpOf names each op's). The walker hands the state tensors over
+// (Bf16MomentumAdamWStep; Bf16MomentumOpOf names each op's; a PseudoGradientOp's bfloat16 out takes
+// the same codes, Bf16PseudoGradientOp). The walker hands the state tensors over
 // as float32 (S); the steps of these ops (Bf16MomentumStep, Bf16MomentumScalarStep) read the momentum
 // as bfloat16, 8 elements a vector step. The math is MomentumSyncMath in float32, the new momentum
 // rounded as bfloat16 storage rounds it, the Nesterov target reading it rounded.
