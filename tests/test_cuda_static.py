@@ -115,6 +115,10 @@ def is_vector_load(opcode: str) -> bool:
     return opcode.startswith("LDG") and "128" in opcode
 
 
+def is_vector_store(opcode: str) -> bool:
+    return opcode.startswith("STG") and "128" in opcode
+
+
 def load_store_groups(opcodes: list[str]) -> list[tuple[int, int]]:
     """(loads, stores) of each group: a run of 128-bit global loads issued before the next math, store
     or branch, and the 128-bit global stores after it, before the next such load or branch."""
@@ -128,7 +132,7 @@ def load_store_groups(opcodes: list[str]) -> list[tuple[int, int]]:
             loads += is_vector_load(opcodes[j])
             j += 1
         while j < len(opcodes) and not is_vector_load(opcodes[j]) and not opcodes[j].startswith("BRA"):
-            stores += opcodes[j].startswith("STG") and "128" in opcodes[j]
+            stores += is_vector_store(opcodes[j])
             j += 1
         groups.append((loads, stores))
         i = j
@@ -166,8 +170,8 @@ def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight(
     for (arch, kernel), opcodes in sass_functions().items():
         if op_of(kernel) in INT8_OPS:
             continue
-        loads = [op for op in opcodes if op.startswith("LDG") and "128" in op]
-        stores = [op for op in opcodes if op.startswith("STG") and "128" in op]
+        loads = [op for op in opcodes if is_vector_load(op)]
+        stores = [op for op in opcodes if is_vector_store(op)]
         assert loads and stores, f"{arch} {kernel}: no 128-bit global loads or stores"
         runs = load_runs(opcodes)
         # the unrolled groups: a step loads one pack per tensor for same-dtype entries, and two per
@@ -183,7 +187,7 @@ def test_pseudo_gradient_stores_one_bfloat16_pack_per_step():
     """A bfloat16 out beside float32 slow weights: each 8-element step stores one 16-byte pack of out,
     after the fast tensor's packs (two of float32, one of 16-bit) and two of slow weights; a float32
     out beside a 16-bit fast tensor stores two."""
-    depth, unroll, fast = OPS["PseudoGradientOp"]
+    _, unroll, _ = OPS["PseudoGradientOp"]
     for (arch, kernel), opcodes in sass_functions().items():
         if op_of(kernel) == "PseudoGradientOp":
             groups = set(load_store_groups(opcodes))
