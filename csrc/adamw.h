@@ -89,4 +89,34 @@ LOOKAHEAD_MATH_FN T adamw_element(T p, T g, T& m, T& v, const AdamWConstants<T>&
   return p * c.decay - c.step_size * (m / denom);
 }
 
+// [NOTE: int8-delta] LookaheadAdamW(slow_dtype="int8-delta") keeps no slow weight: it keeps the
+// offset of the slow weight from the param as int8 blocks (see [NOTE: int8 blocks] in
+// lookahead_fused/int8_blocks.py), codes q beside the param and one float32 scale per block of 256 of
+// its elements in memory order, and writes it again in every step of AdamW's pass. Per element, in
+// float32, each arithmetic step one IEEE operation (ieee_add and friends, as the int8 momentum sync):
+//     s  = p + q scale                   the slow weight, from the stored param and the old offset
+//     p' = AdamW's new param (adamw_element), rounded to the param's dtype
+//     on a sync step:  s = lerp(s, p', alpha) (two-sided, the float32 alpha);  p' = s rounded
+//     d  = s - p'                        the new offset
+// and per block (q, scale) <- encode(d), the block's largest |d| known first; p <- p'. A non-finite d
+// makes its block's scale NaN and its codes 0 (the block's slow weights are lost, loudly). The
+// offset is encoded again every step from the value it decoded to, so a period of k steps adds up to
+// k roundings of at most half a code each (docs/design.md, "int8-delta").
+// Pass 1 of one element: the new param to store (a value of the param's dtype, as `round` gives it),
+// m and v updated and rounded by `round`, `delta` the new offset. Pass 2 is int8_code (element_math.h).
+// `syncs` is c.syncs, as a Fixed flag on the CPU (see [NOTE: CPU vectorisation] in csrc/cpu/sync_cpu.cpp).
+template <class Small, class Syncs, class Round>
+LOOKAHEAD_MATH_FN float int8_delta_element(float p, float g, float& m, float& v, int8_t code, float old_scale,
+                                           const AdamWConstants<float>& c, const TwoSidedLerp<float, Small>& lerp,
+                                           Syncs syncs, Round round, float& delta) {
+  float slow = ieee_add(p, ieee_mul(static_cast<float>(code), old_scale));
+  float kept = round(adamw_element(p, g, m, v, c, round));
+  if (syncs) {
+    slow = ieee_lerp(lerp, slow, kept);
+    kept = round(slow);
+  }
+  delta = ieee_sub(slow, kept);
+  return kept;
+}
+
 }  // namespace lookahead_fused

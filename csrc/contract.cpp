@@ -106,10 +106,12 @@ const char* const kAdamWListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq",
 const char* const kCompactListNames[] = {"fast", "slow_high", "slow_low", "momentum"};
 const char* const kInt8MomentumListNames[] = {"fast", "slow", "momentum", "scales"};
 const char* const kPseudoGradientListNames[] = {"fast", "slow", "out"};
+const char* const kAdamWDeltaListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "delta", "scales"};
 
-void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow") {
-  TORCH_CHECK_VALUE(fast.size() == other.size(), op, ": fast has ", fast.size(), " tensors but ", other_name, " has ",
-                    other.size());
+void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow",
+                   const char* first_name = "fast") {
+  TORCH_CHECK_VALUE(fast.size() == other.size(), op, ": ", first_name, " has ", fast.size(), " tensors but ", other_name,
+                    " has ", other.size());
 }
 
 }  // namespace
@@ -364,8 +366,8 @@ void check_int8_momentum_lists(at::TensorList fast, at::TensorList slow, at::Ten
 namespace {
 
 // `syncs`: whether the call has slow weights to sync; without them every row's sync flag must be 0.
-void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at::Tensor& rows, bool syncs) {
-  const char* op = "lookahead_adamw_step_";
+void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at::Tensor& rows, bool syncs,
+                       const char* op = "lookahead_adamw_step_") {
   TORCH_CHECK_VALUE(hyper.defined() && hyper.scalar_type() == at::kDouble && hyper.dim() == 2 &&
                         hyper.size(1) == kAdamWColumns && hyper.is_contiguous(),
                     op, ": hyper must be a contiguous float64 tensor of shape (rows, ", int64_t(kAdamWColumns), ")");
@@ -399,6 +401,25 @@ void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at:
   }
 }
 
+// The moments and grads of AdamW's step beside its params: their dtype, shape, strides and device.
+void check_adamw_moments(const char* op, const std::vector<at::TensorList>& lists, const char* const* names) {
+  at::TensorList params = lists[0];
+  const at::Device device = device_of_first(params);
+  for (size_t i = 0; i < params.size(); ++i) {
+    for (int l = 0; l < 4; ++l) prefetch_ahead(lists[l], i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    check_tensor(params[i], Where{op, i, "param"});
+    for (int l = 1; l < 4; ++l) {
+      const at::Tensor& t = lists[l][i];
+      // see [NOTE: plainly valid pairs] in csrc/contract.cpp
+      if (plainly_alike(t, params[i], device) && t.scalar_type() == params[i].scalar_type()) continue;
+      check_tensor(t, Where{op, i, names[l]});
+      TORCH_CHECK_VALUE(t.scalar_type() == params[i].scalar_type(), op, ": pair ", i, ": ", names[l], " has dtype ",
+                        python_dtype(t.scalar_type()), " but param has ", python_dtype(params[i].scalar_type()));
+      check_pair_layout(op, i, t, params[i], params[0].device(), names[l], "param");
+    }
+  }
+}
+
 }  // namespace
 
 void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper, const at::Tensor& rows) {
@@ -410,21 +431,9 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
                     " tensors but slow has none; the outer momentum goes with slow weights");
   for (size_t l = 1; l < lists.size(); ++l) {
     if ((l == 5 || (l == 4 && !syncs)) && lists[l].empty()) continue;
-    check_lengths(op, params, lists[l], names[l]);
+    check_lengths(op, params, lists[l], names[l], "param");
   }
-  const at::Device device = device_of_first(params);
-  for (size_t i = 0; i < params.size(); ++i) {
-    for (int l = 0; l < 4; ++l) prefetch_ahead(lists[l], i);
-    check_tensor(params[i], Where{op, i, "param"});
-    for (int l = 1; l < 4; ++l) {
-      const at::Tensor& t = lists[l][i];
-      if (plainly_alike(t, params[i], device) && t.scalar_type() == params[i].scalar_type()) continue;
-      check_tensor(t, Where{op, i, names[l]});
-      TORCH_CHECK_VALUE(t.scalar_type() == params[i].scalar_type(), op, ": pair ", i, ": ", names[l], " has dtype ",
-                        python_dtype(t.scalar_type()), " but param has ", python_dtype(params[i].scalar_type()));
-      check_pair_layout(op, i, t, params[i], params[0].device(), names[l], "param");
-    }
-  }
+  check_adamw_moments(op, lists, names);
   if (!syncs) {
     // AdamW's step alone: no state tensors to check
   } else if (lists[5].empty()) {
@@ -434,6 +443,43 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
   }
   check_adamw_hyper(params, hyper, rows, syncs);
 }
+
+void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
+                            const at::Tensor& rows) {
+  const char* op = kAdamWDeltaOp;
+  const char* const* names = kAdamWDeltaListNames;
+  at::TensorList params = lists[0];
+  for (size_t l = 1; l < lists.size(); ++l) check_lengths(op, params, lists[l], names[l], "param");
+  check_adamw_moments(op, lists, names);
+  const at::Device device = device_of_first(params);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const at::Tensor& p = params[i];
+    const at::Tensor& q = lists[4][i];
+    const at::Tensor& sc = lists[5][i];
+    const int64_t blocks = (p.numel() + kInt8Block - 1) / kInt8Block;
+    TORCH_CHECK_VALUE(p.scalar_type() == at::kFloat || p.scalar_type() == at::kHalf || p.scalar_type() == at::kBFloat16,
+                      op, ": pair ", i, ": param has dtype ", python_dtype(p.scalar_type()),
+                      "; int8-delta slow weights are for float32, float16 and bfloat16 params");
+    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
+    if (plainly_alike(p, q, device) && plainly_valid(sc, device) && q.scalar_type() == at::kChar &&
+        sc.scalar_type() == at::kFloat && sc.dim() == 1 && sc.numel() == blocks) {
+      continue;
+    }
+    check_tensor(q, Where{op, i, "delta"}, "torch.int8");
+    check_tensor(sc, Where{op, i, "scales"}, "torch.float32");
+    check_pair_layout(op, i, p, q, params[0].device(), "param", "delta");
+    TORCH_CHECK_NOT_IMPLEMENTED(sc.device() == params[0].device(), op, ": pair ", i, " has param on ", p.device(),
+                                " and scales on ", sc.device(), " but pair 0 is on ", params[0].device(),
+                                "; one call of the fused kernel runs on one device");
+    TORCH_CHECK_VALUE(sc.dim() == 1 && sc.numel() == blocks, op, ": pair ", i, ": scales has shape ",
+                      python_tuple(sc.sizes()), "; it must be (", blocks, ",), one scale per block of ", kInt8Block,
+                      " of param's ", p.numel(), " elements");
+  }
+  check_adamw_hyper(params, hyper, rows, /*syncs=*/true, op);
+  check_no_overlap(op, lists, names);
+}
+
+const char* const* adamw_delta_list_names() { return kAdamWDeltaListNames; }
 
 namespace {
 

@@ -15,6 +15,7 @@ constexpr const char* kCompactGatedOp = "lookahead_compact_sync_on_step_";  // a
 constexpr const char* kInt8MomentumOp = "lookahead_int8_momentum_sync_";  // the int8 momentum sync
 constexpr const char* kInt8MomentumGatedOp = "lookahead_int8_momentum_sync_on_step_";  // and its step-gated form
 constexpr const char* kPseudoGradientOp = "lookahead_pseudo_gradient_";  // the replicas' pseudo-gradient
+constexpr const char* kAdamWDeltaOp = "lookahead_adamw_delta_step_";  // AdamW's step with int8-delta slow weights
 
 // Whether `t` is plainly valid: defined, strided and contiguous, on `device`; and whether `a` and `b`
 // are plainly alike: both plainly valid, of one shape. Their dtypes are the caller's test
@@ -79,6 +80,15 @@ const char* const* int8_momentum_list_names();
 // and `rows` an int64 tensor of one row index per param, both on the params' device; on the CPU
 // (where reading them is free) every index is in range and every row holds valid values.
 void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper, const at::Tensor& rows);
+// AdamW's step with int8-delta slow weights (see [NOTE: int8-delta] in csrc/adamw.h), its lists
+// {params, grads, exp_avgs, exp_avg_sqs, delta, scales}: params in float32, float16 or bfloat16; the
+// moments and grads as for check_adamw_args; beside each param its int8 offset codes (its shape and
+// strides) and its block scales, a dense 1-D float32 tensor of ceil(numel / 256) elements; the hyper
+// table and rows as for check_adamw_args; nothing shared (checked on every call: it keeps no plan).
+void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
+                            const at::Tensor& rows);
+// The names of its lists in the messages: param, grad, exp_avg, exp_avg_sq, delta, scales.
+const char* const* adamw_delta_list_names();
 // What lookahead_sync_ checks before it writes, with or without outer momentum (`momentum` empty):
 // the pairs (or triples), and their overlap unless a plan for them is cached. The pybind
 // check_sync_lists runs it.

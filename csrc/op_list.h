@@ -56,4 +56,9 @@
     "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, Tensor(d!)[] momentum, Tensor alpha, "  \
     "Tensor step, int k, float mu, bool nesterov) -> ()",                                                       \
     (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, at::TensorList momentum,           \
-     const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu, bool nesterov))
+     const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu, bool nesterov))                     \
+  X(adamw_delta_step_,                                                                                          \
+    "(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] delta, " \
+    "Tensor(e!)[] scales, Tensor hyper, Tensor rows) -> ()",                                                    \
+    (at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,          \
+     at::TensorList delta, at::TensorList scales, const at::Tensor& hyper, const at::Tensor& rows))

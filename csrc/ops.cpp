@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "contract.h"
+#include "cpu/adamw_delta_cpu.h"
 #include "cpu/int8_momentum_cpu.h"
 #include "cpu/sync_cpu.h"
 #include "plan.h"
@@ -323,6 +324,19 @@ void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp
   bump_versions(written);
 }
 
+void adamw_delta_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                       at::TensorList exp_avg_sqs, at::TensorList delta, at::TensorList scales, const at::Tensor& hyper,
+                       const at::Tensor& rows) {
+  check_adamw_delta_args({params, grads, exp_avgs, exp_avg_sqs, delta, scales}, hyper, rows);
+  if (params.empty()) return;
+  // see [NOTE: int8-delta backends] in lookahead_fused/ops.py
+  TORCH_CHECK_NOT_IMPLEMENTED(!params[0].is_cuda(), kAdamWDeltaOp,
+                              ": the CUDA kernel is not built yet; run it with backend='reference' or 'foreach'");
+  TORCH_CHECK(params[0].is_cpu(), "lookahead_fused: no kernel for tensors on ", params[0].device());
+  run_adamw_delta_cpu(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows);
+  bump_versions({params, exp_avgs, exp_avg_sqs, delta, scales});  // the grads are only read
+}
+
 void sync_meta(at::TensorList fast, at::TensorList slow, double alpha) {
   check_alpha(alpha);
   check_all_meta("lookahead_sync_", {fast, slow});
@@ -402,6 +416,12 @@ void adamw_step_meta(at::TensorList params, at::TensorList grads, at::TensorList
   check_mu(mu);
   check_all_meta("lookahead_adamw_step_", adamw_lists(params, grads, exp_avgs, exp_avg_sqs, slow, momentum),
                  list_names(adamw_op_of(slow, momentum)));
+}
+
+void adamw_delta_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                           at::TensorList exp_avg_sqs, at::TensorList delta, at::TensorList scales,
+                           const at::Tensor& /*hyper*/, const at::Tensor& /*rows*/) {
+  check_all_meta(kAdamWDeltaOp, {params, grads, exp_avgs, exp_avg_sqs, delta, scales}, adamw_delta_list_names());
 }
 
 }  // namespace lookahead_fused

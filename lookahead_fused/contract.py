@@ -64,6 +64,8 @@ COMPACT_OP = "lookahead_compact_sync_"
 COMPACT_GATED_OP = "lookahead_compact_sync_on_step_"
 PSEUDO_GRADIENT_OP = "lookahead_pseudo_gradient_"
 PSEUDO_GRADIENT_LIST_NAMES = ("fast", "slow", "out")
+ADAMW_DELTA_OP = "lookahead_adamw_delta_step_"
+ADAMW_DELTA_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "delta", "scales")
 # The fast dtypes whose slow weights may be kept as bf16+int8, and the dtypes of its two parts.
 COMPACT_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 COMPACT_STATE_DTYPES = (torch.bfloat16, torch.int8)
@@ -74,6 +76,8 @@ INT8_MOMENTUM_OP = "lookahead_int8_momentum_sync_"
 INT8_MOMENTUM_GATED_OP = "lookahead_int8_momentum_sync_on_step_"
 # fast's dtypes; slow is float32, momentum int8 and scales float32 (int8_blocks.CODE_DTYPE, SCALE_DTYPE)
 INT8_MOMENTUM_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# the params' dtypes whose slow weights may be kept as int8-delta (see [NOTE: int8-delta] in csrc/adamw.h)
+INT8_DELTA_PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 # The columns of a row of the AdamW hyper table, in order (see [NOTE: AdamW hyper table] in csrc/adamw.h,
 # whose LOOKAHEAD_ADAMW_COLUMNS build_info() reports by name as "adamw_columns").
@@ -325,6 +329,19 @@ def check_list_types(names: tuple[str, ...], lists, *, op: str) -> None:
             raise TypeError(f"{op}: {name} must be a list or tuple of tensors, got {type(tensors).__name__}")
 
 
+def _check_block_scales(i: int, owner_tensor, sc, *, op: str, owner: str) -> None:
+    """One scale per block of `owner_tensor`'s elements, 1-D on its device
+    (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py)."""
+    blocks = int8_blocks.scale_count(owner_tensor.numel())
+    if sc.device != owner_tensor.device:
+        raise ValueError(f"{op}: pair {i}: {owner} is on {owner_tensor.device} but scales is on {sc.device}")
+    if sc.dim() != 1 or sc.numel() != blocks:
+        raise ValueError(
+            f"{op}: pair {i}: scales has shape {tuple(sc.shape)}; it must be ({blocks},), one scale per block "
+            f"of {int8_blocks.BLOCK} of {owner}'s {owner_tensor.numel()} elements"
+        )
+
+
 def check_int8_momentum_lists(fast, slow, momentum, scales) -> None:
     """Validate the lists of a lookahead_int8_momentum_sync_ call, as csrc/contract.cpp's
     check_int8_momentum_quads and the overlap check: fast in float32, float16 or bfloat16; beside each
@@ -347,33 +364,14 @@ def check_int8_momentum_lists(fast, slow, momentum, scales) -> None:
             _check_state_tensor(t, dtype, where=f"{op}: pair {i}: {name}")
         for name, t in ((names[1], s), (names[2], m)):
             _check_pair_layout(i, f, t, op=op, names=("fast", name))
-        blocks = int8_blocks.scale_count(f.numel())
-        if sc.device != f.device:
-            raise ValueError(f"{op}: pair {i}: fast is on {f.device} but scales is on {sc.device}")
-        if sc.dim() != 1 or sc.numel() != blocks:
-            raise ValueError(
-                f"{op}: pair {i}: scales has shape {tuple(sc.shape)}; it must be ({blocks},), one scale per block "
-                f"of {int8_blocks.BLOCK} of fast's {f.numel()} elements"
-            )
+        _check_block_scales(i, f, sc, op=op, owner="fast")
     check_no_overlap(fast, slow, momentum, scales, op=op, names=names)
 
 
-def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu) -> None:
-    """Validate a lookahead_adamw_step_ call for the pure-PyTorch and Triton backends (the native
-    ones check it in C++, csrc/contract.cpp): the lists, one device, the hyper table and its rows. An
-    empty `slow` (with params) is AdamW's step alone: no momentum then, and sync 0 in every row."""
-    op = "lookahead_adamw_step_"
+def _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, *, op: str) -> None:
+    """The grads and moments of AdamW's step beside its params (their dtype, shape, strides), and one
+    device for the call, as csrc/contract.cpp's check_adamw_moments."""
     others = {"grad": grads, "exp_avg": exp_avgs, "exp_avg_sq": exp_avg_sqs}
-    for name, tensors in others.items():
-        if len(tensors) != len(params):
-            raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
-    syncs = bool(slow) or not params
-    if not syncs and momentum:
-        raise ValueError(f"{op}: momentum has {len(momentum)} tensors but slow has none; the outer momentum goes with slow weights")
-    if momentum:
-        check_mu(mu, where="lookahead_sync_: outer momentum mu")
-    if syncs:
-        check_sync_lists(params, slow, momentum or None, overlap=False)
     for i, p in enumerate(params):
         for name, tensors in others.items():
             t = tensors[i]
@@ -384,6 +382,10 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
     devices = {t.device for t in params}
     if len(devices) > 1:
         raise ValueError(f"{op}: params on {sorted(map(str, devices))}; one call runs on one device")
+
+
+def _check_adamw_table(params, hyper, rows, syncs: bool, *, op: str) -> None:
+    """The hyper table and the rows of AdamW's step, as csrc/contract.cpp's check_adamw_hyper."""
     if hyper.dtype != torch.float64 or hyper.dim() != 2 or hyper.shape[1] != len(ADAMW_COLUMNS):
         raise ValueError(f"{op}: hyper must be a contiguous float64 tensor of shape (rows, {len(ADAMW_COLUMNS)})")
     if rows.dtype != torch.int64 or tuple(rows.shape) != (len(params),):
@@ -398,7 +400,55 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
             f"{op}: hyper row {row} has sync = 1 but the call has no slow weights to sync; without slow weights the "
             "step runs AdamW alone, with sync 0 in every row"
         )
+
+
+def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu) -> None:
+    """Validate a lookahead_adamw_step_ call for the pure-PyTorch and Triton backends (the native
+    ones check it in C++, csrc/contract.cpp): the lists, one device, the hyper table and its rows. An
+    empty `slow` (with params) is AdamW's step alone: no momentum then, and sync 0 in every row."""
+    op = "lookahead_adamw_step_"
+    for name, tensors in zip(ADAMW_LIST_NAMES[1:4], (grads, exp_avgs, exp_avg_sqs)):
+        if len(tensors) != len(params):
+            raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
+    syncs = bool(slow) or not params
+    if not syncs and momentum:
+        raise ValueError(f"{op}: momentum has {len(momentum)} tensors but slow has none; the outer momentum goes with slow weights")
+    if momentum:
+        check_mu(mu, where="lookahead_sync_: outer momentum mu")
+    if syncs:
+        check_sync_lists(params, slow, momentum or None, overlap=False)
+    _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
+    _check_adamw_table(params, hyper, rows, syncs, op=op)
     check_no_overlap(params, grads, exp_avgs, exp_avg_sqs, slow, *([momentum] if momentum else []), op=op)
+
+
+def check_adamw_delta_args(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows) -> None:
+    """Validate a lookahead_adamw_delta_step_ call, as csrc/contract.cpp's check_adamw_delta_args: params
+    in float32, float16 or bfloat16; grads and moments as for lookahead_adamw_step_; beside each param
+    its int8 offset codes (its shape and strides) and block scales (a dense 1-D float32 tensor of
+    ceil(numel / 256) elements); the hyper table and rows; nothing shared
+    (see [NOTE: int8-delta] in csrc/adamw.h)."""
+    op, names = ADAMW_DELTA_OP, ADAMW_DELTA_LIST_NAMES
+    lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales)
+    check_list_types(names, lists, op=op)
+    for name, tensors in zip(names[1:], lists[1:]):
+        if len(tensors) != len(params):
+            raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
+    for i, p in enumerate(params):
+        check_param_tensor(p, where=f"{op}: pair {i}: param")
+    _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
+    for i, (p, q, sc) in enumerate(zip(params, delta, scales)):
+        if p.dtype not in INT8_DELTA_PARAM_DTYPES:
+            raise ValueError(
+                f"{op}: pair {i}: param has dtype {p.dtype}; int8-delta slow weights are for float32, float16 and "
+                "bfloat16 params"
+            )
+        _check_state_tensor(q, torch.int8, where=f"{op}: pair {i}: delta")
+        _check_state_tensor(sc, torch.float32, where=f"{op}: pair {i}: scales")
+        _check_pair_layout(i, p, q, op=op, names=("param", "delta"))
+        _check_block_scales(i, p, sc, op=op, owner="param")
+    _check_adamw_table(params, hyper, rows, True, op=op)
+    check_no_overlap(*lists, op=op, names=names)
 
 
 def _describe(t) -> str:

@@ -107,5 +107,12 @@ OPS = (
             "mu:float nesterov:bool"
         ),
     ),
+    OpSpec(
+        "adamw_delta_step_",
+        _args(
+            "params:tensors! grads:tensors exp_avgs:tensors! exp_avg_sqs:tensors! delta:tensors! scales:tensors! "
+            "hyper:tensor rows:tensor"
+        ),
+    ),
 )
 OP_NAMES = tuple(op.name for op in OPS)

@@ -17,6 +17,9 @@
                                          (docs/design.md, "An int8 outer momentum")
     lookahead_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha, step, k, mu, nesterov=False)
                                          the same when step % k == 0, decided where step lives
+    lookahead_adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows)
+                                         AdamW's step with each slow weight kept as an int8 offset
+                                         from its param (docs/design.md, "int8-delta")
     lookahead_pseudo_gradient_(fast, slow, out)
                                          out <- fast - slow in the slow weights' dtype or bfloat16 (a
                                          replica's pseudo-gradient, docs/design.md "Lookahead across replicas")
@@ -36,7 +39,7 @@ import torch
 
 from . import backends, contract
 from .device_scalars import device_scalar
-from .sharded import int8_momentum_local_shards, local_shards
+from .sharded import int8_local_shards, local_shards
 from .backends import BACKEND_NAMES, available_backends, unavailable_backends  # noqa: F401  (public)
 
 _OP = "lookahead_sync_"
@@ -253,7 +256,7 @@ def lookahead_int8_momentum_sync_(fast, slow, momentum, scales, alpha: float, mu
     mu = contract.check_mu(mu, where=f"{op}: outer momentum mu")
     lists = (fast, slow, momentum, scales)
     contract.check_list_types(contract.INT8_MOMENTUM_LIST_NAMES, lists, op=op)
-    lists = int8_momentum_local_shards(*lists)
+    lists = int8_local_shards(*lists, op=contract.INT8_MOMENTUM_OP)
     if _run_native("int8_momentum_sync_", *lists, alpha, mu, bool(nesterov), backend=backend):
         return
     contract.check_int8_momentum_lists(*lists)
@@ -277,7 +280,7 @@ def lookahead_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha, s
     backends.check_backend_name(backend)
     names = (contract.INT8_MOMENTUM_GATED_OP, contract.INT8_MOMENTUM_OP)
     contract.check_list_types(contract.INT8_MOMENTUM_LIST_NAMES, lists, op=names[0])
-    lists = int8_momentum_local_shards(*lists)
+    lists = int8_local_shards(*lists, op=contract.INT8_MOMENTUM_OP)
     mu = contract.check_mu(mu, where=f"{names[0]}: outer momentum mu")
     _on_step(lists, alpha, step, k, (mu, bool(nesterov)), "int8_momentum_sync_on_step_", names,
              lambda: contract.check_int8_momentum_lists(*lists),
@@ -310,6 +313,30 @@ def lookahead_adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, hyper: tor
     contract.check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu)
     if params:
         backends.resolve(backend, params[0].device.type).adamw_step_(params, *args)
+
+
+# [NOTE: int8-delta backends] AdamW's step with int8-delta slow weights is one fused launch on the "cpu"
+# backend (the C++ kernel, csrc/cpu/adamw_delta_cpu.cpp) and on "triton" (backends/triton/adamw_delta.py,
+# never run on a GPU); "reference" and "foreach" run the reference's per-tensor loop (the encoding has no
+# foreach op). The "cuda" backend has no kernel for it yet and refuses the call before writing.
+@torch.no_grad()
+def lookahead_adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper: torch.Tensor,
+                                rows: torch.Tensor, *, backend: str = "auto") -> None:  # fmt: skip
+    """AdamW's step for every param with its slow weight kept as an int8 offset from the param
+    (see [NOTE: int8-delta] in csrc/adamw.h), in one pass per device: s = param + decode(delta, scales);
+    the param takes AdamW's step (lookahead_adamw_step_'s math and hyper table); on a sync row s moves
+    toward it by alpha and the param becomes s; (delta, scales) <- encode(s - param). params in float32,
+    float16 or bfloat16; delta int8 of each param's shape and strides; scales float32 of
+    ceil(numel / 256). One device per call. Raises before writing."""
+    backends.check_backend_name(backend)
+    lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales)
+    contract.check_list_types(contract.ADAMW_DELTA_LIST_NAMES, lists, op=contract.ADAMW_DELTA_OP)
+    lists = int8_local_shards(*lists, op=contract.ADAMW_DELTA_OP)
+    if _run_native("adamw_delta_step_", *lists, hyper, rows, backend=backend):
+        return
+    contract.check_adamw_delta_args(*lists, hyper, rows)
+    if lists[0]:
+        backends.resolve(backend, lists[0][0].device.type).adamw_delta_step_(*lists, hyper, rows)
 
 
 @torch.no_grad()

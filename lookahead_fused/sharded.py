@@ -11,7 +11,7 @@ import torch
 from . import int8_blocks
 from .contract import ADAMW_LIST_NAMES, COMPACT_LIST_NAMES, COMPACT_OP, INT8_MOMENTUM_LIST_NAMES, INT8_MOMENTUM_OP
 from .contract import PSEUDO_GRADIENT_LIST_NAMES, PSEUDO_GRADIENT_OP
-from .contract import SYNC_LIST_NAMES
+from .contract import ADAMW_DELTA_LIST_NAMES, ADAMW_DELTA_OP, SYNC_LIST_NAMES
 
 
 _DTENSOR: list = []  # DTensor (or None without torch.distributed), found at the first call
@@ -98,13 +98,14 @@ def local_scales(scales: torch.Tensor, local_codes: torch.Tensor) -> torch.Tenso
     return local_tensor(scales)[0, : int8_blocks.scale_count(local_codes.numel())] if is_sharded(scales) else scales
 
 
-def int8_momentum_local_shards(fast, slow, momentum, scales):
-    """The int8 momentum sync's lists with their local shards
+def int8_local_shards(*lists, op: str):
+    """An op's lists whose last two are int8 codes and their block scales, with their local shards
     (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py); plain lists as they are."""
-    local = local_shards(fast, slow, momentum, op=INT8_MOMENTUM_OP)
-    if local[2] is momentum:  # no DTensor among them: no loop over the scales
-        return fast, slow, momentum, scales  # (see [NOTE: per-tensor Python] in lookahead_fused/sharded.py)
-    return (*local, [local_scales(s, codes) for s, codes in zip(scales, local[2])])
+    *tensors, scales = lists
+    local = local_shards(*tensors, op=op)
+    if local[-1] is tensors[-1]:  # no DTensor among them: no loop over the scales
+        return lists  # (see [NOTE: per-tensor Python] in lookahead_fused/sharded.py)
+    return (*local, [local_scales(s, codes) for s, codes in zip(scales, local[-1])])
 
 
 def mesh_groups(tensors) -> list:
@@ -125,6 +126,7 @@ _LIST_NAMES = {  # the op -> its lists' names in the messages
     "lookahead_adamw_step_": ADAMW_LIST_NAMES,
     COMPACT_OP: COMPACT_LIST_NAMES,
     PSEUDO_GRADIENT_OP: PSEUDO_GRADIENT_LIST_NAMES,
+    ADAMW_DELTA_OP: ADAMW_DELTA_LIST_NAMES,
 }
 
 

@@ -38,7 +38,7 @@ from .backends import reference
 from .backends.step_gate import masked_compact_momentum_sync_on_step_, masked_compact_sync_on_step_
 from .backends.step_gate import masked_int8_momentum_sync_on_step_
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
-from .sharded import dtensor_type, int8_momentum_local_shards, local_shards
+from .sharded import dtensor_type, int8_local_shards, local_shards
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
 from .slow_state import int8_momentum_state, is_compact, outer_momentum_keys, outer_momentum_value, rehome, state_dims
 from .slow_state import slow_dtype_for, slow_keys
@@ -206,7 +206,7 @@ class Sync:
             else:
                 contract.check_compact_lists(*lists)
         elif is_int8_momentum_lists((fast, slow, *rest)):
-            fast, slow, codes, scales = int8_momentum_local_shards(fast, slow, *rest)
+            fast, slow, codes, scales = int8_local_shards(fast, slow, *rest, op=contract.INT8_MOMENTUM_OP)
             if getattr(launch.backend, "checks_contract", False):
                 launch.backend.check_int8_momentum_lists(fast, slow, codes, scales)
             else:

@@ -29,14 +29,14 @@ def _gradient_like(n, dtype, device, offset, generator):
     return torch.empty(n + offset, dtype=dtype, device=device)[offset:].copy_(values)
 
 
-def adamw_lists(dtype, slow_dtype, device, offset=0, seed=0):
+def adamw_lists(dtype, slow_dtype, device, offset=0, seed=0, sizes=SIZES):
     """params and slow weights over six decades (matrix.make_pair_lists), grads and moments over three,
     second moments >= 0.01 (a float16 one that underflowed to 0 would make the update overflow)."""
-    params, slow = make_pair_lists(SIZES, dtype, slow_dtype, seed=seed, offset=offset, device=device)
+    params, slow = make_pair_lists(sizes, dtype, slow_dtype, seed=seed, offset=offset, device=device)
     g = torch.Generator().manual_seed(seed + 1)
-    grads, exp_avgs = ([_gradient_like(n, dtype, device, offset, g) for n in SIZES] for _ in range(2))
-    exp_avg_sqs = [(_gradient_like(n, dtype, device, offset, g).abs() + 0.1) ** 2 for n in SIZES]  # no float16 underflow
-    momentum = [_gradient_like(n, slow_dtype, device, offset, g) for n in SIZES]
+    grads, exp_avgs = ([_gradient_like(n, dtype, device, offset, g) for n in sizes] for _ in range(2))
+    exp_avg_sqs = [(_gradient_like(n, dtype, device, offset, g).abs() + 0.1) ** 2 for n in sizes]  # no float16 underflow
+    momentum = [_gradient_like(n, slow_dtype, device, offset, g) for n in sizes]
     return params, grads, exp_avgs, exp_avg_sqs, slow, momentum
 
 

@@ -110,6 +110,21 @@ def pseudo_gradient_args():
     return [(*make_pair_lists(SIZES, f, s), [torch.zeros(n, dtype=o) for n in SIZES]) for f, s, o in outs]
 
 
+def adamw_delta_step_args():
+    """params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows: float32 params off a sync step,
+    bfloat16 ones on one, each with an int8-delta offset state."""
+    cases = []
+    for dtype, sync in [(torch.float32, 0.0), (torch.bfloat16, 1.0)]:
+        params, slow = make_pair_lists(SIZES, dtype, torch.float32)
+        grads, exp_avgs = make_pair_lists(SIZES, dtype, dtype, seed=2)
+        exp_avg_sqs = [(g.float() ** 2 + 0.1).to(dtype) for g in make_pair_lists(SIZES, dtype, dtype, seed=3)[0]]
+        codes, scales = zip(*(int8_blocks.encode((s - p.float()) * 0.01) for p, s in zip(params, slow)))
+        hyper = torch.tensor([[dict(ROW, sync=sync)[c] for c in ADAMW_COLUMNS]], dtype=torch.float64)
+        rows = torch.zeros(len(SIZES), dtype=torch.int64)
+        cases.append((params, grads, exp_avgs, exp_avg_sqs, list(codes), list(scales), hyper, rows))
+    return cases
+
+
 ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "sync_": sync_args,
     "sync_on_step_": sync_on_step_args,
@@ -124,6 +139,7 @@ ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "pseudo_gradient_": pseudo_gradient_args,
     "compact_momentum_sync_": compact_momentum_sync_args,
     "compact_momentum_sync_on_step_": compact_momentum_sync_on_step_args,
+    "adamw_delta_step_": adamw_delta_step_args,
 }
 # registered op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
 OPS = {name: ("native", ARGUMENT_SETS[name]) for name in OP_NAMES} | {

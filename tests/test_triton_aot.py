@@ -2,7 +2,8 @@
 no GPU needed, and the interpreter (which the other CPU tests use) accepts code that the compiler
 rejects. Every dtype pair compiles in each mode the backend launches (a lerp with alpha known on the
 host, alpha read on the device behind the step gate, the swap, misaligned pairs; the compact and the
-int8 momentum syncs for each fast dtype they take; the pseudo-gradient), and the aligned launches use 16-byte global loads and stores
+int8 momentum syncs for each fast dtype they take; the pseudo-gradient; AdamW's step with int8-delta slow
+weights), and the aligned launches use 16-byte global loads and stores
 (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ triton = pytest.importorskip("triton")
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from lookahead_fused.contract import COMPACT_FAST_DTYPES, INT8_MOMENTUM_FAST_DTYPES, opmath_dtype  # noqa: E402
+from lookahead_fused.contract import COMPACT_FAST_DTYPES, INT8_DELTA_PARAM_DTYPES, INT8_MOMENTUM_FAST_DTYPES  # noqa: E402
+from lookahead_fused.contract import opmath_dtype  # noqa: E402
 from tests.matrix import DTYPE_PAIRS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +87,15 @@ INT8_MOMENTUM_SIGNATURE = {
     **{name: "constexpr" for name in ("FAST", "LERP_SIDE", "GATED", "ALIGNED", "NESTEROV", "BLOCK", "QBLOCK",
                                       "CHUNK_BITS", "CODE_LIMIT", "FLUSH_BELOW", "ROUNDING_SHIFT")},
 }  # fmt: skip
+# AdamW's step with int8-delta slow weights (backends/triton/adamw_delta.py): name -> ALIGNED, for each param dtype
+# it takes
+ADAMW_DELTA_MODES = {"adamw-delta": True, "adamw-delta-misaligned": False}
+ADAMW_DELTA_SIGNATURE = {
+    **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "codes", "scales")},
+    "numels": "*i64", "row_of": "*i64", "chunks": "*i64", "num_chunks": "i64", "derived": "*fp64",
+    **{name: "constexpr" for name in ("FAST", "ALIGNED", "BLOCK", "QBLOCK", "CHUNK_BITS", "COLUMNS", "CODE_LIMIT",
+                                      "FLUSH_BELOW", "ROUNDING_SHIFT")},
+}  # fmt: skip
 # The pseudo-gradient (backends/triton/pseudo_gradient.py): name -> (ALIGNED, out bfloat16), for every
 # dtype pair (out bfloat16: beside float32 slow weights only, the replicas' bfloat16 wire)
 PSEUDO_GRADIENT_MODES = {
@@ -119,6 +130,8 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
         return compile_int8_momentum_variant(fast_dtype, mode, arch)
     if mode in PSEUDO_GRADIENT_MODES:
         return compile_pseudo_gradient_variant(fast_dtype, slow_dtype, mode, arch, opmath)
+    if mode in ADAMW_DELTA_MODES:
+        return compile_adamw_delta_variant(fast_dtype, mode, arch)
     swap, side, gated, aligned, momentum, nesterov = MODES[mode]
     signature = dict(SIGNATURE, alpha_ptr=scalar, mu_ptr=scalar)
     tl_dtypes = elementwise.TL_DTYPES
@@ -180,6 +193,23 @@ def compile_int8_momentum_variant(fast_dtype, mode, arch):
     return compiled.asm["ptx"], len(compiled.asm["cubin"])
 
 
+def compile_adamw_delta_variant(fast_dtype, mode, arch):
+    from lookahead_fused import int8_blocks
+    from lookahead_fused.backends.triton import adamw, adamw_delta, compact, elementwise, int8_momentum, plans
+
+    block, warps = adamw_delta._GPU_CONFIG
+    constexprs = {
+        "FAST": elementwise.TL_DTYPES[fast_dtype], "ALIGNED": ADAMW_DELTA_MODES[mode], "BLOCK": block,
+        "QBLOCK": int8_blocks.BLOCK, "CHUNK_BITS": plans.CHUNK_BITS, "COLUMNS": adamw.DERIVED_COLUMNS,
+        "CODE_LIMIT": int8_blocks.CODE_LIMIT, "FLUSH_BELOW": int8_blocks.FLUSH_BELOW,
+        "ROUNDING_SHIFT": compact.ROUNDING_SHIFT,
+    }  # fmt: skip
+    source = ASTSource(fn=adamw_delta.adamw_delta_kernel, signature=ADAMW_DELTA_SIGNATURE, constexprs=constexprs)
+    options = {"num_warps": warps, **int8_momentum.COMPILE_OPTIONS}
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
+    return compiled.asm["ptx"], len(compiled.asm["cubin"])
+
+
 def compile_pseudo_gradient_variant(fast_dtype, slow_dtype, mode, arch, opmath):
     from lookahead_fused.backends.triton import elementwise, plans, pseudo_gradient
 
@@ -211,6 +241,8 @@ CASES = [
 ] + [  # the int8 momentum sync: float32 slow weights beside int8 codes and float32 scales ("float32+int8m")
     (fast, "float32+int8m", mode, arch) for fast in INT8_MOMENTUM_FAST_DTYPES for mode in INT8_MOMENTUM_MODES
     for arch in ARCHS
+] + [  # AdamW's step with int8-delta slow weights: int8 codes and float32 scales beside the param ("int8-delta")
+    (fast, "int8-delta", mode, arch) for fast in INT8_DELTA_PARAM_DTYPES for mode in ADAMW_DELTA_MODES for arch in ARCHS
 ]
 
 
@@ -255,11 +287,12 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
             vectors = lambda text: len(VECTOR_16_BYTES.findall(text))  # noqa: E731
             assert vectors(ptx) > vectors(without), "the momentum is not read and written in 16-byte accesses"
         return
-    if mode in INT8_MOMENTUM_MODES:  # one IEEE operation a step: rounded divisions, no fused multiply-add
+    if mode in INT8_MOMENTUM_MODES or mode in ADAMW_DELTA_MODES:  # one IEEE operation a step: no fused multiply-add
         assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"
+        assert "sqrt.approx" not in ptx, "approximate square root"
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
         assert not re.search(r"\bfma\.", ptx), "a multiply and an add fused into one rounding"
-        if INT8_MOMENTUM_MODES[mode][2]:
+        if INT8_MOMENTUM_MODES[mode][2] if mode in INT8_MOMENTUM_MODES else ADAMW_DELTA_MODES[mode]:
             seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
             assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
         return

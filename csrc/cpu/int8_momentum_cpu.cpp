@@ -6,9 +6,8 @@
 #include <cstring>
 #include <vector>
 
-#include <ATen/Parallel.h>
-
 #include "../element_math.h"
+#include "block_tasks.h"
 #include "element_types.h"
 #include "sync_cpu.h"
 
@@ -37,8 +36,6 @@ struct Int8Args {
   float mu;
   bool nesterov;
 };
-
-int64_t blocks_of(int64_t numel) { return (numel + kInt8Block - 1) / kInt8Block; }
 
 // One block of at most kInt8Block elements: the new momenta and their largest magnitude (pass 1),
 // the block's scale, then the codes, the lerp and the stores (pass 2). Neither loop branches.
@@ -127,9 +124,6 @@ Int8FastType fast_type_of(const at::Tensor& fast) {
   }
 }
 
-// At least this many blocks to a task (see [NOTE: CPU grain] in csrc/cpu/sync_cpu.cpp).
-constexpr int64_t kMinTaskBlocks = (int64_t(1) << 16) / kInt8Block;
-
 }  // namespace
 
 void run_int8_momentum_cpu(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,
@@ -143,19 +137,12 @@ void run_int8_momentum_cpu(at::TensorList fast, at::TensorList slow, at::TensorL
     entries.push_back({fast[i].mutable_data_ptr(), slow[i].mutable_data_ptr<float>(),
                        momentum[i].mutable_data_ptr<int8_t>(), scales[i].mutable_data_ptr<float>(), numel, blocks,
                        fast_type_of(fast[i])});
-    blocks += blocks_of(numel);
+    blocks += int8_blocks_of(numel);
   }
-  if (blocks == 0) return;
   const Int8Args args{static_cast<float>(alpha), static_cast<float>(mu), nesterov};
   const Int8BlockRunner runner = int8_block_runner();
-  at::parallel_for(0, blocks, kMinTaskBlocks, [&](int64_t begin, int64_t end) {
-    auto entry = std::upper_bound(entries.begin(), entries.end(), begin,
-                                  [](int64_t block, const Int8Entry& e) { return block < e.first_block; }) - 1;
-    for (int64_t b = begin; b < end; ++entry) {
-      const int64_t stop = std::min(end, entry->first_block + blocks_of(entry->numel));
-      runner(*entry, b - entry->first_block, stop - entry->first_block, args);
-      b = stop;
-    }
+  run_block_tasks(entries, blocks, [&](const Int8Entry& entry, int64_t first, int64_t last) {
+    runner(entry, first, last, args);
   });
 }
 

@@ -13,8 +13,10 @@ from . import group_pairs
 # Swapping (for slow_weights()) is not on the hot path: one tensor at a time bounds the extra memory.
 # AdamW's fused step: the per-tensor loop (a foreach version would group by hyper row and dtype pair
 # and still make several passes; the point of the op is the kernels' one pass).
-# The compact sync and the int8 momentum sync: their encodings have no foreach op, so the per-tensor loop.
-from .reference import adamw_step_, compact_momentum_sync_, compact_sync_, int8_momentum_sync_, swap_  # noqa: F401
+# The compact sync, the int8 momentum sync and AdamW's int8-delta step: their encodings have no foreach op,
+# so the per-tensor loop.
+from .reference import adamw_delta_step_, adamw_step_, compact_momentum_sync_, compact_sync_  # noqa: F401
+from .reference import int8_momentum_sync_, swap_  # noqa: F401
 from .step_gate import masked_compact_momentum_sync_on_step_ as compact_momentum_sync_on_step_  # noqa: F401
 from .step_gate import masked_compact_sync_on_step_ as compact_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_int8_momentum_sync_on_step_ as int8_momentum_sync_on_step_  # noqa: F401

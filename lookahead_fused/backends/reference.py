@@ -15,7 +15,7 @@ from .step_gate import masked_compact_sync_on_step_ as compact_sync_on_step_  # 
 from .step_gate import masked_int8_momentum_sync_on_step_ as int8_momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
-from .step_gate import compact_momentum_values, int8_momentum_values, momentum_and_target
+from .step_gate import compact_momentum_values, int8_momentum_values, momentum_and_target, two_sided_lerp
 
 
 def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
@@ -77,6 +77,17 @@ def adamw_constants(row) -> tuple:
     return 1.0 - lr * weight_decay, beta1, beta2, eps, step_size, bc2_sqrt, alpha, bool(syncs), -1.0 if maximize else 1.0
 
 
+def _adamw_param(p, g, m, v, constants) -> torch.Tensor:
+    """AdamW's new param in opmath (not stored), m and v updated in place: the math of csrc/adamw.h."""
+    decay, beta1, beta2, eps, step_size, bc2_sqrt, _, _, sign = constants
+    opmath = opmath_dtype(p.dtype)
+    go = g.to(opmath) * sign
+    m.copy_(torch.lerp(m.to(opmath), go, 1.0 - beta1))
+    v.copy_(v.to(opmath) * beta2 + (1.0 - beta2) * (go * go))
+    denom = v.to(opmath).sqrt() / bc2_sqrt + eps
+    return p.to(opmath) * decay - step_size * (m.to(opmath) / denom)
+
+
 def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu: float, nesterov: bool) -> None:
     """AdamW's step for every param, and on a sync row the sync of the new param, per tensor with
     torch ops in opmath: the math of csrc/adamw.h (decoupled weight decay, bias correction, the
@@ -84,17 +95,32 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
     momentum; slow: [] for AdamW's step alone."""
     table, row_of = hyper.tolist(), rows.tolist()
     for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, strict=True)):
-        decay, beta1, beta2, eps, step_size, bc2_sqrt, alpha, syncs, sign = adamw_constants(table[row_of[i]])
-        opmath = opmath_dtype(p.dtype)
-        go = g.to(opmath) * sign
-        m.copy_(torch.lerp(m.to(opmath), go, 1.0 - beta1))
-        v.copy_(v.to(opmath) * beta2 + (1.0 - beta2) * (go * go))
-        denom = v.to(opmath).sqrt() / bc2_sqrt + eps
-        p.copy_(p.to(opmath) * decay - step_size * (m.to(opmath) / denom))
+        constants = adamw_constants(table[row_of[i]])
+        alpha, syncs = constants[6:8]
+        p.copy_(_adamw_param(p, g, m, v, constants))
         if syncs and momentum:
             momentum_sync_([p], [slow[i]], [momentum[i]], alpha, mu, nesterov)
         elif syncs and slow:
             sync_([p], [slow[i]], alpha)
+
+
+def adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows) -> None:
+    """AdamW's step for every param with its slow weight kept as an int8 offset from the param
+    (see [NOTE: int8-delta] in csrc/adamw.h), per tensor in float32 torch ops, each arithmetic step one
+    rounding as in the kernels, the new offsets encoded by int8_blocks' oracle."""
+    table, row_of = hyper.tolist(), rows.tolist()
+    for i, (p, g, m, v, q, sc) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, delta, scales, strict=True)):
+        constants = adamw_constants(table[row_of[i]])
+        alpha, syncs = constants[6:8]
+        slow = int8_blocks.memory_order(p).float() + int8_blocks.decode(int8_blocks.memory_order(q), sc)
+        kept = int8_blocks.memory_order(_adamw_param(p, g, m, v, constants).to(p.dtype), p).float()
+        if syncs:
+            slow = two_sided_lerp(slow, kept, torch.tensor(alpha, dtype=torch.float32))
+            kept = slow.to(p.dtype).float()
+        codes, new_scales = int8_blocks.encode(slow - kept)
+        p.copy_(int8_blocks.from_memory_order(kept, p))
+        q.copy_(int8_blocks.from_memory_order(codes, q))
+        sc.copy_(new_scales)
 
 
 def compact_sync_(fast, slow_high, slow_low, alpha: float) -> None:

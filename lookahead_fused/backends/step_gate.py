@@ -12,7 +12,7 @@ from .. import bf16_int8, int8_blocks
 from ..contract import opmath_dtype
 
 
-def _two_sided_lerp(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def two_sided_lerp(s: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """The contract's two-sided lerp, as torch.lerp evaluates it, for a tensor w
     (see [NOTE: two-sided lerp] in csrc/element_math.h)."""
     return torch.where(w.abs() < 0.5, s + w * (t - s), t - (t - s) * (1 - w))
@@ -34,7 +34,7 @@ def int8_momentum_values(f, s, codes, scales, alpha: torch.Tensor, mu: float, ne
     m_old = int8_blocks.decode(int8_blocks.memory_order(codes), scales)
     new_codes, new_scales = int8_blocks.encode(mu * m_old + (fo - so))
     target = fo + mu * (int8_blocks.decode(new_codes, new_scales) if nesterov else m_old)
-    return _two_sided_lerp(so, target, alpha.reshape(()).to(torch.float32)), new_codes, new_scales
+    return two_sided_lerp(so, target, alpha.reshape(()).to(torch.float32)), new_codes, new_scales
 
 
 def masked_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha: torch.Tensor, step: torch.Tensor, k: int,
@@ -53,7 +53,7 @@ def masked_sync_on_step_(fast, slow, alpha: torch.Tensor, step: torch.Tensor, k:
     syncs = step.reshape(()) % k == 0
     for f, s in zip(fast, slow):
         opmath = opmath_dtype(s.dtype)
-        lerped = _two_sided_lerp(s.to(opmath), f.to(opmath), alpha.reshape(()).to(opmath))
+        lerped = two_sided_lerp(s.to(opmath), f.to(opmath), alpha.reshape(()).to(opmath))
         s.copy_(torch.where(syncs, lerped.to(s.dtype), s))
         f.copy_(torch.where(syncs, s.to(f.dtype), f))
 
@@ -66,7 +66,7 @@ def masked_momentum_sync_on_step_(fast, slow, momentum, alpha: torch.Tensor, ste
         opmath = opmath_dtype(s.dtype)
         so = s.to(opmath)
         m_new, target = momentum_and_target(f.to(opmath), so, m.to(opmath), m.dtype, mu, nesterov)
-        lerped = _two_sided_lerp(so, target, alpha.reshape(()).to(opmath))
+        lerped = two_sided_lerp(so, target, alpha.reshape(()).to(opmath))
         s.copy_(torch.where(syncs, lerped.to(s.dtype), s))
         m.copy_(torch.where(syncs, m_new, m))
         f.copy_(torch.where(syncs, s.to(f.dtype), f))

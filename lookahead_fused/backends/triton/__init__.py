@@ -1,7 +1,8 @@
 """The "triton" backend: every op as one Triton launch per dtype pair, for CUDA tensors when the C++
 extension is not built, and as a second implementation to check the CUDA kernel. plans.py holds
 the tables, the plan cache and the launch loop; elementwise.py the element math both kernels share;
-sync.py the sync, momentum sync and swap; adamw.py AdamW's fused step; compact.py the sync and the
+sync.py the sync, momentum sync and swap; adamw.py AdamW's fused step; adamw_delta.py AdamW's step
+with int8-delta slow weights; compact.py the sync and the
 momentum sync of bf16+int8 slow weights; int8_momentum.py the momentum sync with an int8-block momentum;
 pseudo_gradient.py the replicas' pseudo-gradient.
 
@@ -24,7 +25,7 @@ import torch
 
 from ...op_list import OPS
 from .. import BackendUnavailable, triton_interpreting
-from . import adamw, compact, int8_momentum, pseudo_gradient, sync
+from . import adamw, adamw_delta, compact, int8_momentum, pseudo_gradient, sync
 
 IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised arguments
     "sync_": sync.sync_,
@@ -40,6 +41,7 @@ IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised argum
     "pseudo_gradient_": pseudo_gradient.pseudo_gradient_,
     "compact_momentum_sync_": compact.compact_momentum_sync_,
     "compact_momentum_sync_on_step_": compact.compact_momentum_sync_on_step_,
+    "adamw_delta_step_": adamw_delta.adamw_delta_step_,
 }
 
 

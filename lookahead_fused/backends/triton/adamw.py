@@ -31,14 +31,14 @@ from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, chunk_of,
 from .plans import run_plan
 
 _GPU_CONFIG = (1024, 4)
-# The derived columns, per row (see _derived): the kernel's view of csrc/adamw.h's AdamWConstants.
-_DECAY, _M_WEIGHT, _SMALL_W1, _BETA2, _ONE_MINUS_BETA2, _EPS, _STEP_SIZE, _BC2_SQRT, _SIGN, _ALPHA, _SYNC = (
+# The derived columns, per row (see derived_table): the kernel's view of csrc/adamw.h's AdamWConstants.
+_DECAY, _M_WEIGHT, _SMALL_W1, _BETA2, _ONE_MINUS_BETA2, _EPS, _STEP_SIZE, _BC2_SQRT, _SIGN, ALPHA_COLUMN, SYNC_COLUMN = (
     tl.constexpr(i) for i in range(11)
 )
 DERIVED_COLUMNS = 11
 
 
-def _derived(hyper: torch.Tensor) -> torch.Tensor:
+def derived_table(hyper: torch.Tensor) -> torch.Tensor:
     """The per-row constants of csrc/adamw.h from the hyper table, in float64 on its device."""
     lr, beta1, beta2, eps, weight_decay, step, alpha, syncs, maximize = hyper.unbind(1)
     small = (1.0 - beta1) < 0.5
@@ -104,8 +104,8 @@ def adamw_table_kernel(
 
 
 @triton.jit
-def _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, mask, row, mu_ptr, FAST, SLOW, OPMATH, MOMENTUM,
-                 NESTEROV, HAS_SLOW: tl.constexpr):  # fmt: skip
+def adamw_param(param, grad, exp_avg, exp_avg_sq, offsets, mask, row, FAST, OPMATH):
+    """AdamW's step on a block: stores the new moments and returns the new param rounded to FAST (not stored)."""
     g = tl.load(grad + offsets, mask=mask).to(OPMATH) * tl.load(row + _SIGN).to(OPMATH)
     m = tl.load(exp_avg + offsets, mask=mask).to(OPMATH)
     small = tl.load(row + _SMALL_W1) != 0.0  # lerp(m, g, 1 - beta1) from m, else from g
@@ -119,10 +119,16 @@ def _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, mask, row
     denom = _div_rn(_sqrt_rn(v_new.to(OPMATH), OPMATH), tl.load(row + _BC2_SQRT).to(OPMATH), OPMATH) + tl.load(row + _EPS).to(OPMATH)
     p = tl.load(param + offsets, mask=mask).to(OPMATH) * tl.load(row + _DECAY).to(OPMATH)
     p = p - tl.load(row + _STEP_SIZE).to(OPMATH) * _div_rn(m_new.to(OPMATH), denom, OPMATH)
-    p_stored = round_to(p, FAST)
+    return round_to(p, FAST)
+
+
+@triton.jit
+def _adamw_block(param, grad, exp_avg, exp_avg_sq, slow, mom, offsets, mask, row, mu_ptr, FAST, SLOW, OPMATH, MOMENTUM,
+                 NESTEROV, HAS_SLOW: tl.constexpr):  # fmt: skip
+    p_stored = adamw_param(param, grad, exp_avg, exp_avg_sq, offsets, mask, row, FAST, OPMATH)
     if HAS_SLOW:
-        if tl.load(row + _SYNC) != 0.0:  # the sync of the param as stored
-            w = tl.load(row + _ALPHA).to(OPMATH)
+        if tl.load(row + SYNC_COLUMN) != 0.0:  # the sync of the param as stored
+            w = tl.load(row + ALPHA_COLUMN).to(OPMATH)
             so = tl.load(slow + offsets, mask=mask).to(OPMATH)
             sync_values(p_stored.to(OPMATH), so, param, slow, mom, offsets, mask, w, tl.load(mu_ptr), FAST, SLOW,
                          OPMATH, 2, MOMENTUM, NESTEROV)  # fmt: skip
@@ -147,12 +153,13 @@ class _AdamWGroup(Table):
             self.addresses.append(self.addresses[4])  # the kernel's momentum table: slow's own, never read
 
 
-class _AdamWPlan:
-    """The launches of a call: one per dtype pair and alignment class
-    (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
+class AdamWPlan:
+    """The launches of a call: one per dtype combination and alignment class
+    (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py), each a
+    `group(lists, entries, block, device)` of the entries' positions in the call (their rows)."""
 
-    def __init__(self, lists, device):
-        block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
+    def __init__(self, lists, device, group=_AdamWGroup, gpu_config=_GPU_CONFIG):
+        block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else gpu_config
         classes: dict[tuple, list] = {}
         for n, tensors in enumerate(zip(*lists)):
             if tensors[0].numel():
@@ -161,7 +168,7 @@ class _AdamWPlan:
         self.groups = []
         for chosen in classes.values():
             entries, *columns = (list(column) for column in zip(*chosen))
-            self.groups.append((_AdamWGroup(columns, entries, block, device), block, warps))
+            self.groups.append((group(columns, entries, block, device), block, warps))
 
 
 _adamw_plans: OrderedDict = OrderedDict()
@@ -174,7 +181,7 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
         return
     device = lists[0][0].device
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        derived = _derived(hyper)
+        derived = derived_table(hyper)
 
         def launch(group, block, warps):
             opmath = opmath_dtype(group.slow_dtype)
@@ -187,4 +194,4 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
                 num_warps=warps,
             )  # fmt: skip
 
-        run_plan(cached_plan(_adamw_plans, lists, _AdamWPlan, "lookahead_adamw_step_"), device, launch)
+        run_plan(cached_plan(_adamw_plans, lists, AdamWPlan, "lookahead_adamw_step_"), device, launch)

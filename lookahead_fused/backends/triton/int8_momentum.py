@@ -40,6 +40,18 @@ def _encode(m, kept, finite, a, CODE_LIMIT: tl.constexpr, ROUNDING_SHIFT: tl.con
 
 
 @triton.jit
+def encode_rows(x, mask, CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr):
+    """(codes, scales) of a [ROWS, QBLOCK] tile x, a block per row (see [NOTE: int8 blocks] in
+    lookahead_fused/int8_blocks.py); `mask`: the elements that exist (None: all)."""
+    if mask is not None:  # the tail past numel: zeros, which change no block's max
+        x = tl.where(mask, x, 0.0)
+    finite_values = tl.abs(x) < float("inf")  # false for inf and NaN
+    finite = tl.min(finite_values.to(tl.int32), axis=1) == 1
+    a = tl.max(tl.where(finite_values, tl.abs(x), 0.0), axis=1)
+    return _encode(x, finite & (a >= FLUSH_BELOW), finite, a, CODE_LIMIT, ROUNDING_SHIFT)
+
+
+@triton.jit
 def _int8_momentum_rows(fast, slow, codes, scales, offsets, rows, mask, row_mask, w, mu, FAST, LERP_SIDE, NESTEROV,
                         CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr):  # fmt: skip
     f = tl.load(fast + offsets, mask=mask).to(tl.float32)
@@ -48,12 +60,7 @@ def _int8_momentum_rows(fast, slow, codes, scales, offsets, rows, mask, row_mask
     old_scale = tl.load(scales + rows, mask=row_mask)
     m_old = q.to(tl.float32) * old_scale[:, None]
     m = mu * m_old + (f - s)
-    if mask is not None:  # the tail past numel: zeros, which change no block's max
-        m = tl.where(mask, m, 0.0)
-    finite_values = tl.abs(m) < float("inf")  # false for inf and NaN
-    finite = tl.min(finite_values.to(tl.int32), axis=1) == 1
-    a = tl.max(tl.where(finite_values, tl.abs(m), 0.0), axis=1)
-    new_codes, new_scale = _encode(m, finite & (a >= FLUSH_BELOW), finite, a, CODE_LIMIT, ROUNDING_SHIFT)
+    new_codes, new_scale = encode_rows(m, mask, CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)
     if NESTEROV:
         target = f + mu * (new_codes.to(tl.float32) * new_scale[:, None])
     else:
