@@ -1,6 +1,8 @@
 """The fused AdamW op alone (ops.lookahead_adamw_step_), one 4M-element tensor per dtype pair, in ns
-per element: the step alone, with the sync, with the momentum sync, against torch's fused AdamW
-kernel (torch._fused_adamw_) on the same tensors where torch has one. Interleaved rounds, medians.
+per element: the step alone, with the sync, with the momentum sync, and for slow weights kept as
+int8-delta offsets (ops.lookahead_adamw_delta_step_, on the pairs of one dtype) its step and its sync
+step, against torch's fused AdamW kernel (torch._fused_adamw_) on the same tensors where torch has one.
+Interleaved rounds, medians.
 
     python bench/adamw_kernel.py [--threads N] [--numel N] [--rounds N]
 """
@@ -13,8 +15,8 @@ import statistics
 import torch
 from timing import interleaved_rounds
 
-from lookahead_fused import ops
-from lookahead_fused.contract import ADAMW_COLUMNS, DTYPE_PAIRS
+from lookahead_fused import int8_blocks, ops
+from lookahead_fused.contract import ADAMW_COLUMNS, DTYPE_PAIRS, INT8_DELTA_PARAM_DTYPES
 
 
 def variants(fast_dtype, slow_dtype, numel: int) -> dict:
@@ -35,6 +37,11 @@ def variants(fast_dtype, slow_dtype, numel: int) -> dict:
         "step+momentum sync": lambda: ops.lookahead_adamw_step_([p], [g], [m], [v], [slow], sync, rows,
                                                                 momentum=[momentum], mu=0.9, nesterov=True),  # fmt: skip
     }
+    if fast_dtype == slow_dtype and fast_dtype in INT8_DELTA_PARAM_DTYPES:
+        codes, scales = (torch.zeros(numel, dtype=torch.int8), torch.zeros(int8_blocks.scale_count(numel)))
+        found["int8-delta step"] = lambda: ops.lookahead_adamw_delta_step_([p], [g], [m], [v], [codes], [scales], step, rows)
+        found["int8-delta sync step"] = lambda: ops.lookahead_adamw_delta_step_([p], [g], [m], [v], [codes], [scales],
+                                                                                sync, rows)  # fmt: skip
     torch_step = [torch.tensor(3.0)]
     try:
         torch._fused_adamw_([p.clone()], [g], [m.clone()], [v.clone()], [], [torch.tensor(3.0)], lr=1e-4, beta1=0.9,

@@ -58,6 +58,10 @@ MODES = [
     ("LookaheadAdamW + outer momentum, slow_dtype='bf16+int8', momentum_dtype=bfloat16", torch.float32,
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, slow_dtype=bf16_int8.SLOW_DTYPE,
                                momentum_dtype=torch.bfloat16)),
+    ("LookaheadAdamW, slow_dtype='int8-delta'", torch.float32,
+     lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, slow_dtype=int8_blocks.DELTA_SLOW_DTYPE)),
+    ("LookaheadAdamW, bf16 params, slow_dtype='int8-delta'", torch.bfloat16,
+     lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, slow_dtype=int8_blocks.DELTA_SLOW_DTYPE)),
 ]  # fmt: skip
 
 

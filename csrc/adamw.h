@@ -90,9 +90,10 @@ LOOKAHEAD_MATH_FN T adamw_element(T p, T g, T& m, T& v, const AdamWConstants<T>&
 }
 
 // [NOTE: int8-delta] LookaheadAdamW(slow_dtype="int8-delta") keeps no slow weight: it keeps the
-// offset of the slow weight from the param as int8 blocks (see [NOTE: int8 blocks] in
-// lookahead_fused/int8_blocks.py), codes q beside the param and one float32 scale per block of 256 of
-// its elements in memory order, and writes it again in every step of AdamW's pass. Per element, in
+// offset of the slow weight from the param as int8 blocks, codes q beside the param and one float32
+// scale per block of 256 of its elements in memory order
+// (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py), and writes it again in every step of
+// AdamW's pass. Per element, in
 // float32, each arithmetic step one IEEE operation (ieee_add and friends, as the int8 momentum sync):
 //     s  = p + q scale                   the slow weight, from the stored param and the old offset
 //     p' = AdamW's new param (adamw_element), rounded to the param's dtype

@@ -16,6 +16,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "cuda/adamw_delta_cuda.h"
 #include "cuda/capture.h"
 #include "cuda/int8_momentum_cuda.h"
 #endif
@@ -324,15 +325,50 @@ void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp
   bump_versions(written);
 }
 
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+namespace {
+
+// One launch per kDeltaLaunchEntries entries of checked lists on one CUDA device, on its current stream.
+void launch_adamw_delta_on_cuda(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                                at::TensorList exp_avg_sqs, at::TensorList delta, at::TensorList scales,
+                                const at::Tensor& hyper, const at::Tensor& rows) {
+  std::vector<DeltaCudaEntry> entries;
+  entries.reserve(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (params[i].numel() == 0) continue;
+    const at::ScalarType type = params[i].scalar_type();
+    const Int8FastDtype dtype = type == at::kFloat ? Int8FastDtype::kF32
+                                : type == at::kHalf ? Int8FastDtype::kF16
+                                                    : Int8FastDtype::kBF16;  // the checks allow no other
+    entries.push_back({params[i].mutable_data_ptr(), grads[i].const_data_ptr(), exp_avgs[i].mutable_data_ptr(),
+                       exp_avg_sqs[i].mutable_data_ptr(), delta[i].mutable_data_ptr<int8_t>(),
+                       scales[i].mutable_data_ptr<float>(), params[i].numel(), static_cast<int64_t>(i), dtype});
+  }
+  if (entries.empty()) return;
+  const at::Device device = params[0].device();
+  c10::cuda::CUDAGuard guard(device);
+  auto stream = c10::cuda::getCurrentCUDAStream(device.index());
+  launch_adamw_delta_cuda(entries, hyper.const_data_ptr<double>(), rows.const_data_ptr<int64_t>(), stream.stream(),
+                          device.index());
+}
+
+}  // namespace
+#endif
+
 void adamw_delta_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
                        at::TensorList exp_avg_sqs, at::TensorList delta, at::TensorList scales, const at::Tensor& hyper,
                        const at::Tensor& rows) {
   check_adamw_delta_args({params, grads, exp_avgs, exp_avg_sqs, delta, scales}, hyper, rows);
   if (params.empty()) return;
-  // see [NOTE: int8-delta backends] in lookahead_fused/ops.py
-  TORCH_CHECK_NOT_IMPLEMENTED(!params[0].is_cuda(), kAdamWDeltaOp,
-                              ": the CUDA kernel is not built yet; run it with backend='reference' or 'foreach'");
-  TORCH_CHECK(params[0].is_cpu(), "lookahead_fused: no kernel for tensors on ", params[0].device());
+  const at::Device device = params[0].device();
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+  if (device.is_cuda()) {
+    launch_adamw_delta_on_cuda(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows);
+    return bump_versions({params, exp_avgs, exp_avg_sqs, delta, scales});  // the grads are only read
+  }
+#endif
+  TORCH_CHECK_NOT_IMPLEMENTED(!device.is_cuda(), kAdamWDeltaOp, ": this build of the extension has no CUDA kernels");
+  TORCH_CHECK(device.is_cpu(), "lookahead_fused: no kernel for tensors on ", device);
   run_adamw_delta_cpu(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows);
   bump_versions({params, exp_avgs, exp_avg_sqs, delta, scales});  // the grads are only read
 }

@@ -45,7 +45,11 @@ class LookaheadAdamW(Lookahead):
     k, alpha, ...) with the same options to within a few ulp per step. amsgrad=True is refused.
     Params without a grad take no AdamW step (as in torch) but are synced; strided params run the
     per-tensor reference beside the fused launch. See lookahead_fused.Lookahead for the Lookahead
-    options; alpha="adaptive" is not supported here."""
+    options; alpha="adaptive" is not supported here. slow_dtype="int8-delta" keeps each slow weight as an
+    int8 offset from its param with one float32 scale per 256 elements, written in the same pass at every
+    step (about 1 byte a weight; k <= 5: see [NOTE: what int8-delta supports] in lookahead_fused/options.py)."""
+
+    _STEPS_ITSELF = True  # see [NOTE: int8-delta] in csrc/adamw.h: its pass writes the offsets
 
     def __init__(
         self,
@@ -210,16 +214,11 @@ class LookaheadAdamW(Lookahead):
             launches = self._sync.launches()  # checks them (and moves slow weights along) first
         layout = self._layout(require_grads=False)
         host_table, rows = self._host_rows(layout, (layout.steps + 1).tolist(), syncs and not self.syncs_apart)
-        mu, nesterov, backend = self._mu_in_pass, self.defaults["nesterov"], self.defaults["backend"]
         for device, launch in layout.fused.items():
             hyper = host_table if device.type == "cpu" else host_table.pin_memory().to(device, non_blocking=True)
-            ops.lookahead_adamw_step_(launch.params, [p.grad for p in launch.params], launch.exp_avgs, launch.exp_avg_sqs,
-                                      launch.slow, hyper, self._rows_on(device, [rows[n] for n in launch.entries]),
-                                      momentum=launch.outer or None, mu=mu, nesterov=nesterov, backend=backend)  # fmt: skip
+            self._run_pass(launch, hyper, self._rows_on(device, [rows[n] for n in launch.entries]))
         for launch in layout.strided.values():
-            reference.adamw_step_(launch.params, [p.grad for p in launch.params], launch.exp_avgs, launch.exp_avg_sqs,
-                                  launch.slow, launch.outer, host_table, torch.tensor([rows[n] for n in launch.entries]),
-                                  mu, nesterov)  # fmt: skip
+            self._run_pass(launch, host_table, torch.tensor([rows[n] for n in launch.entries]), strided=True)
         layout.steps.add_(1)
         self._step_count_tensor.add_(1)
         if syncs:  # the params that took no AdamW step (no grad), the pullback momenta, or the reset
@@ -234,11 +233,7 @@ class LookaheadAdamW(Lookahead):
         layout = self._layout(require_grads=True)
         if layout.fused:
             ((device, launch),) = layout.fused.items()  # one device: capturable.py checks it, and no strided params
-            hyper, rows = self._device_table(layout, device)
-            ops.lookahead_adamw_step_(launch.params, [p.grad for p in launch.params], launch.exp_avgs, launch.exp_avg_sqs,
-                                      launch.slow, hyper, rows, momentum=launch.outer or None,
-                                      mu=self._mu_in_pass, nesterov=self.defaults["nesterov"],
-                                      backend=self.defaults["backend"])  # fmt: skip
+            self._run_pass(launch, *self._device_table(layout, device))
         self._step_count_tensor.add_(1)
         if self._counter_on_host() and self.step_count % self.k:
             # the momenta's gated reset or sync would do nothing
@@ -248,6 +243,24 @@ class LookaheadAdamW(Lookahead):
             self._sync.run_gated(launches, self._step_count_tensor, compiling=False)
         elif self.pullback_momentum != "none":
             self._sync.run_gated(self._sync.launches(check=False), self._step_count_tensor, compiling=False, weights=False)
+
+    def _run_pass(self, launch, hyper: torch.Tensor, rows: torch.Tensor, strided: bool = False) -> None:
+        """AdamW's fused pass over one device's DeviceLaunch, with its sync where the table says (with
+        int8-delta slow weights, the op that writes their offsets); `strided`: the reference's loop."""
+        grads = [p.grad for p in launch.params]
+        if launch.scales and strided:
+            reference.adamw_delta_step_(launch.params, grads, launch.exp_avgs, launch.exp_avg_sqs, launch.slow,
+                                        launch.scales, hyper, rows)  # fmt: skip
+        elif launch.scales:
+            ops.lookahead_adamw_delta_step_(launch.params, grads, launch.exp_avgs, launch.exp_avg_sqs, launch.slow,
+                                            launch.scales, hyper, rows, backend=self.defaults["backend"])  # fmt: skip
+        elif strided:
+            reference.adamw_step_(launch.params, grads, launch.exp_avgs, launch.exp_avg_sqs, launch.slow, launch.outer,
+                                  hyper, rows, self._mu_in_pass, self.defaults["nesterov"])  # fmt: skip
+        else:
+            ops.lookahead_adamw_step_(launch.params, grads, launch.exp_avgs, launch.exp_avg_sqs, launch.slow, hyper,
+                                      rows, momentum=launch.outer or None, mu=self._mu_in_pass,
+                                      nesterov=self.defaults["nesterov"], backend=self.defaults["backend"])  # fmt: skip
 
     def _device_table(self, layout: Layout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The device table of `layout` for this step: the host-known columns of each group, rewritten

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .slow_state import OUTER_MOMENTUM, SLOW_PARAM
+from .slow_state import OUTER_MOMENTUM, SLOW_DELTA, SLOW_DELTA_SCALES, SLOW_PARAM
 
 
 @dataclass
@@ -25,7 +25,8 @@ class DeviceLaunch:
     params: list = field(default_factory=list)
     exp_avgs: list = field(default_factory=list)
     exp_avg_sqs: list = field(default_factory=list)
-    slow: list = field(default_factory=list)
+    slow: list = field(default_factory=list)  # the slow weights, or with int8-delta the offsets' codes
+    scales: list = field(default_factory=list)  # with int8-delta the offsets' block scales, else empty
     outer: list = field(default_factory=list)  # the outer momenta, or empty
     entries: list = field(default_factory=list)  # positions in the layout's entries (their rows)
 
@@ -56,7 +57,10 @@ class Layout:
             launch.params.append(p)
             launch.exp_avgs.append(inner["exp_avg"])
             launch.exp_avg_sqs.append(inner["exp_avg_sq"])
-            if not opt.syncs_apart:  # else the pass is AdamW's step alone, without slow weights
+            if SLOW_DELTA in outer:  # see [NOTE: int8-delta] in csrc/adamw.h
+                launch.slow.append(outer[SLOW_DELTA])
+                launch.scales.append(outer[SLOW_DELTA_SCALES])
+            elif not opt.syncs_apart:  # else the pass is AdamW's step alone, without slow weights
                 launch.slow.append(outer[SLOW_PARAM])
             if mu:
                 launch.outer.append(outer[OUTER_MOMENTUM])

@@ -4,6 +4,9 @@ committing what was read.
     {"state": {id: {<inner optimizer entries>, "lookahead_slow_param": T, ["lookahead_slow_momentum": T],
                     ["lookahead_outer_momentum": T]}},   (slow_dtype="bf16+int8": "lookahead_slow_high": T,
                                                           "lookahead_slow_low": T for the slow weight;
+                                                          slow_dtype="int8-delta": "lookahead_slow_delta": T,
+                                                          "lookahead_slow_delta_scales": T and
+                                                          "lookahead_slow_delta_dims": T for it;
                                                           momentum_dtype="int8": the outer momentum's
                                                           codes, "lookahead_outer_momentum_scales": T and
                                                           "lookahead_outer_momentum_dims": T;
@@ -17,8 +20,9 @@ committing what was read.
 
 "lookahead_slow_momentum" is the slow copy of the inner optimizer's first moment (pullback
 momentum); "lookahead_outer_momentum" the momentum on the slow weight (outer_momentum > 0). A slow
-weight kept as bf16+int8 is saved as its two tensors, bit for bit; loaded into an optimizer of another
-slow_dtype it is decoded and converted (and an exact one encoded), with the slow_dtype warning; an
+weight kept as bf16+int8 or int8-delta is saved as its tensors, bit for bit; loaded into an optimizer of
+another slow_dtype it is decoded and converted (and an exact one encoded), with the slow_dtype warning
+(an int8-delta offset is from the param: converting reads the params as they are when it loads); an
 outer momentum saved in another momentum_dtype is cast (int8 blocks decoded or encoded), with the
 momentum_dtype warning; int8 blocks saved in the param's memory order load bit for bit.
 
@@ -44,14 +48,15 @@ import torch
 
 from . import bf16_int8, contract, first_moment
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
+from .options import INT8_DELTA_MAX_K
 from . import int8_blocks
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, PENDING_DELTA, SLOW_HIGH, SLOW_LOW
-from .slow_state import SLOW_MOMENTUM, SLOW_PARAM
+from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, PENDING_DELTA, SLOW_DELTA
+from .slow_state import SLOW_DELTA_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
 from .sharded import int8_scale_slots, is_sharded
 from .streaming import in_flight_flags
-from .slow_state import copy_as, is_compact, is_int8_momentum, outer_momentum_dtype_for, outer_momentum_state
-from .slow_state import outer_momentum_value
-from .slow_state import slow_weight_state, state_dims, zero_outer_momentum
+from .slow_state import copy_as, int8_block_value, is_compact, is_int8_delta, is_int8_momentum
+from .slow_state import outer_momentum_dtype_for, outer_momentum_state, slow_weight_state, state_dims
+from .slow_state import zero_outer_momentum
 
 FORMAT_VERSION = 1
 SECTION = "lookahead"
@@ -63,11 +68,21 @@ SAVED_SLOW_LOW = "lookahead_slow_low"
 SAVED_OUTER_MOMENTUM_SCALES = "lookahead_outer_momentum_scales"
 SAVED_OUTER_MOMENTUM_DIMS = "lookahead_outer_momentum_dims"  # the dims order the int8 blocks were cut in
 SAVED_PENDING_DELTA = "lookahead_pending_delta"  # see [NOTE: streaming] in lookahead_fused/streaming.py
+SAVED_SLOW_DELTA = "lookahead_slow_delta"  # int8-delta: the offset's codes (see [NOTE: int8-delta] in csrc/adamw.h)
+SAVED_SLOW_DELTA_SCALES = "lookahead_slow_delta_scales"
+SAVED_SLOW_DELTA_DIMS = "lookahead_slow_delta_dims"
 STREAMING = "streaming"  # the section's entry of fragments, delay and the fragments in flight
 _SAVED_KEYS = (SAVED_SLOW_PARAM, SAVED_SLOW_MOMENTUM, SAVED_OUTER_MOMENTUM, SAVED_SLOW_HIGH, SAVED_SLOW_LOW,
-               SAVED_OUTER_MOMENTUM_SCALES, SAVED_OUTER_MOMENTUM_DIMS, SAVED_PENDING_DELTA)  # fmt: skip
+               SAVED_OUTER_MOMENTUM_SCALES, SAVED_OUTER_MOMENTUM_DIMS, SAVED_PENDING_DELTA, SAVED_SLOW_DELTA,
+               SAVED_SLOW_DELTA_SCALES, SAVED_SLOW_DELTA_DIMS)  # fmt: skip
 # a slow weight's state key -> its key in a checkpoint
 _SAVED_SLOW_KEYS = {SLOW_PARAM: SAVED_SLOW_PARAM, SLOW_HIGH: SAVED_SLOW_HIGH, SLOW_LOW: SAVED_SLOW_LOW}
+# int8 blocks in a param's state (codes key, scales key) -> their keys in a checkpoint (codes, scales, the order
+# of the dims they were cut in)
+_SAVED_INT8_BLOCKS = {
+    (SLOW_DELTA, SLOW_DELTA_SCALES): (SAVED_SLOW_DELTA, SAVED_SLOW_DELTA_SCALES, SAVED_SLOW_DELTA_DIMS),
+    (OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES): (SAVED_OUTER_MOMENTUM, SAVED_OUTER_MOMENTUM_SCALES, SAVED_OUTER_MOMENTUM_DIMS),
+}
 
 
 def dtype_name(dtype) -> str | None:
@@ -111,9 +126,10 @@ def pack(opt, step: torch.Tensor, streaming: dict | None = None) -> dict:
             entry[SAVED_SLOW_MOMENTUM] = mine[SLOW_MOMENTUM]
         if OUTER_MOMENTUM in mine:
             entry[SAVED_OUTER_MOMENTUM] = mine[OUTER_MOMENTUM]
-        if OUTER_MOMENTUM_SCALES in mine:
-            entry[SAVED_OUTER_MOMENTUM_SCALES] = mine[OUTER_MOMENTUM_SCALES]
-            entry[SAVED_OUTER_MOMENTUM_DIMS] = torch.tensor(int8_blocks.memory_dims(mine[OUTER_MOMENTUM]))
+        for (codes, scales), (saved_codes, saved_scales, saved_dims) in _SAVED_INT8_BLOCKS.items():
+            if scales in mine:
+                entry[saved_codes], entry[saved_scales] = mine[codes], mine[scales]
+                entry[saved_dims] = torch.tensor(int8_blocks.memory_dims(mine[codes]))
         if PENDING_DELTA in mine:  # a copy: it is a view of its fragment's buffer, which the fragment's next sync reuses
             entry[SAVED_PENDING_DELTA] = mine[PENDING_DELTA].clone()
         elif streaming is not None:
@@ -183,10 +199,19 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
     step = torch.as_tensor(step) if isinstance(step, (int, torch.Tensor)) and not isinstance(step, bool) else None
     if step is None or step.dim() != 0 or step.dtype.is_floating_point or step.is_complex() or int(step) < 0:
         raise ValueError(f"state_dict['lookahead']['step'] must be a non-negative integer, got {section.get('step')!r}")
+    if is_int8_delta(opt.defaults["slow_dtype"]) and config["k"] > INT8_DELTA_MAX_K:
+        raise ValueError(
+            f"state_dict['lookahead'] has k={config['k']}; this optimizer's slow_dtype="
+            f"{int8_blocks.DELTA_SLOW_DTYPE!r} takes k <= {INT8_DELTA_MAX_K}"
+        )
     if section.get("slow_dtype") != dtype_name(opt.defaults["slow_dtype"]):
+        against = ""
+        if int8_blocks.DELTA_SLOW_DTYPE in (section.get("slow_dtype"), opt.defaults["slow_dtype"]):
+            against = " (an int8-delta offset against the params as they are now: load the model's state_dict first)"
         warnings.warn(
             f"the checkpoint was saved with slow_dtype={section.get('slow_dtype')}, this optimizer has "
-            f"slow_dtype={dtype_name(opt.defaults['slow_dtype'])}: the slow weights are cast to this optimizer's",
+            f"slow_dtype={dtype_name(opt.defaults['slow_dtype'])}: the slow weights are cast to this optimizer's"
+            f"{against}",
             stacklevel=4,
         )
     saved_momentum_dtype = section.get("momentum_dtype")  # absent from checkpoints older than momentum_dtype: None
@@ -214,8 +239,8 @@ def _read_saved_tensor(entry, key, p, where) -> torch.Tensor | None:
 
 
 def _read_slow_weight(opt, entry, p, where: str, plain: bool) -> dict:
-    """The state entries of `p`'s saved slow weight (exact or bf16+int8) in this optimizer's slow_dtype:
-    kept bit for bit when the kinds agree, else decoded or encoded. A plain checkpoint: the param."""
+    """The state entries of `p`'s saved slow weight (exact, bf16+int8 or int8-delta) in this optimizer's
+    slow_dtype: kept bit for bit when the kinds agree, else decoded or encoded. A plain checkpoint: the param."""
     slow_dtype = opt.defaults["slow_dtype"]
     high = _read_saved_tensor(entry, SAVED_SLOW_HIGH, p, where)
     low = _read_saved_tensor(entry, SAVED_SLOW_LOW, p, where)
@@ -227,6 +252,12 @@ def _read_slow_weight(opt, entry, p, where: str, plain: bool) -> dict:
         return {SLOW_HIGH: copy_as(high, p, high.dtype), SLOW_LOW: copy_as(low, p, low.dtype)}
     if high is not None:
         return slow_weight_state(bf16_int8.decode(high.to(p.device), low.to(p.device)), p, slow_dtype)
+    delta = _read_saved_tensor(entry, SAVED_SLOW_DELTA, p, where)
+    if delta is not None:  # an offset from the param as it is now
+        # (see [NOTE: what int8-delta supports] in lookahead_fused/options.py)
+        return _read_int8_blocks(entry, delta, p, where, (SLOW_DELTA, SLOW_DELTA_SCALES), is_int8_delta(slow_dtype),
+                                 lambda offset: slow_weight_state(p.float() + offset, p, slow_dtype),
+                                 "int8-delta slow weight")  # fmt: skip
     slow = _read_saved_tensor(entry, SAVED_SLOW_PARAM, p, where)
     if slow is None and not plain:
         raise ValueError(f"{where}: the state_dict has no {SAVED_SLOW_PARAM}")
@@ -237,57 +268,67 @@ def _read_outer_momentum(opt, entry, outer: torch.Tensor, p, where: str) -> dict
     """The state entries of `p`'s saved outer momentum in this optimizer's momentum_dtype: int8 blocks kept
     bit for bit when this optimizer keeps them and they are in the param's memory order, else decoded
     and cast or encoded (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py)."""
-    scales = entry.get(SAVED_OUTER_MOMENTUM_SCALES)
-    if scales is None:
+    if entry.get(SAVED_OUTER_MOMENTUM_SCALES) is None:
         if outer.dtype == int8_blocks.CODE_DTYPE:
             raise ValueError(f"{where}: an int8 outer momentum needs its {SAVED_OUTER_MOMENTUM_SCALES}")
         return outer_momentum_state(outer, p, opt.defaults)
+    keeps = is_int8_momentum(outer_momentum_dtype_for(p, opt.defaults))
+    return _read_int8_blocks(entry, outer, p, where, (OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES), keeps,
+                             lambda value: outer_momentum_state(value, p, opt.defaults), "int8 outer momentum")  # fmt: skip
+
+
+def _read_int8_blocks(entry, codes, p, where: str, keys: tuple[str, str], keeps: bool, convert, what: str) -> dict:
+    """`p`'s saved int8 blocks (`codes` and, beside them in `entry`, their scales and dims; `keys`: their
+    state keys) as state entries: kept bit for bit when this optimizer `keeps` them and they are in the
+    param's memory order, else convert(the float32 value they encode)."""
+    saved_codes, saved_scales, _ = _SAVED_INT8_BLOCKS[keys]
+    scales = entry.get(saved_scales)
     if is_sharded(p):
-        return _read_sharded_int8_momentum(opt, outer, scales, p, where)
+        return _read_sharded_int8_blocks(codes, scales, p, where, keys, keeps, convert, what)
     blocks = int8_blocks.scale_count(p.numel())
     if not isinstance(scales, torch.Tensor) or scales.dtype != int8_blocks.SCALE_DTYPE or scales.shape != (blocks,):
         found = (tuple(scales.shape), scales.dtype) if isinstance(scales, torch.Tensor) else type(scales).__name__
-        raise ValueError(f"{where}: the state_dict's {SAVED_OUTER_MOMENTUM_SCALES} is {found}; it must be ({blocks},) float32")
-    if outer.dtype != int8_blocks.CODE_DTYPE:
-        raise ValueError(f"{where}: the state_dict's {SAVED_OUTER_MOMENTUM} has dtype {outer.dtype} beside scales; it must be int8")
-    dims = _read_saved_dims(entry, outer, where)
-    flat_codes = int8_blocks.flatten_in(outer.to(p.device), dims)  # the order the blocks were cut in, whatever
+        raise ValueError(f"{where}: the state_dict's {saved_scales} is {found}; it must be ({blocks},) float32")
+    if codes.dtype != int8_blocks.CODE_DTYPE:
+        raise ValueError(f"{where}: the state_dict's {saved_codes} has dtype {codes.dtype} beside scales; it must be int8")
+    dims = _read_saved_dims(entry, codes, keys, where)
+    flat_codes = int8_blocks.flatten_in(codes.to(p.device), dims)  # the order the blocks were cut in, whatever
     # the saved tensor's strides now (a tool may have made it contiguous)
-    if is_int8_momentum(outer_momentum_dtype_for(p, opt.defaults)) and dims == state_dims(p):
-        codes = int8_blocks.unflatten_in(flat_codes, p.shape, dims)
-        return {OUTER_MOMENTUM: copy_as(codes, p, codes.dtype), OUTER_MOMENTUM_SCALES: scales.to(p.device, copy=True)}
+    if keeps and dims == state_dims(p):
+        kept = int8_blocks.unflatten_in(flat_codes, p.shape, dims)
+        return {keys[0]: copy_as(kept, p, kept.dtype), keys[1]: scales.to(p.device, copy=True)}
     value = int8_blocks.decode(flat_codes, scales.to(p.device))
-    return outer_momentum_state(int8_blocks.unflatten_in(value, p.shape, dims), p, opt.defaults)
+    return convert(int8_blocks.unflatten_in(value, p.shape, dims))
 
 
-def _read_sharded_int8_momentum(opt, outer, scales, p, where: str) -> dict:
-    """A sharded param's int8 outer momentum, saved laid out as this optimizer lays it out
+def _read_sharded_int8_blocks(codes, scales, p, where: str, keys: tuple[str, str], keeps: bool, convert,
+                              what: str) -> dict:  # fmt: skip
+    """A sharded param's int8 blocks, saved laid out as this optimizer lays them out
     (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py): kept bit for bit, or decoded
-    where this optimizer keeps another momentum_dtype."""
+    where this optimizer keeps another dtype."""
     slots = (p.device_mesh.size(), int8_scale_slots(p))
-    if not (is_sharded(outer) and is_sharded(scales) and outer.dtype == int8_blocks.CODE_DTYPE
-            and outer.placements == p.placements and scales.dtype == int8_blocks.SCALE_DTYPE and scales.shape == slots
+    if not (is_sharded(codes) and is_sharded(scales) and codes.dtype == int8_blocks.CODE_DTYPE
+            and codes.placements == p.placements and scales.dtype == int8_blocks.SCALE_DTYPE and scales.shape == slots
             and scales.device_mesh == p.device_mesh and scales.placements == p.placements):  # fmt: skip
         raise ValueError(
-            f"{where}: a sharded param's int8 outer momentum loads only as it was saved: int8 codes sharded like the "
+            f"{where}: a sharded param's {what} loads only as it was saved: int8 codes sharded like the "
             f"param and float32 scales of shape {slots} sharded on its mesh (saved on as many ranks)"
         )
-    state = {OUTER_MOMENTUM: outer.clone(), OUTER_MOMENTUM_SCALES: scales.clone()}
-    if is_int8_momentum(outer_momentum_dtype_for(p, opt.defaults)):
-        return state
-    return outer_momentum_state(outer_momentum_value(state), p, opt.defaults)
+    state = {keys[0]: codes.clone(), keys[1]: scales.clone()}
+    return state if keeps else convert(int8_block_value(state, *keys))
 
 
-def _read_saved_dims(entry, outer: torch.Tensor, where: str) -> list[int]:
-    """The dims order of saved int8 blocks: their SAVED_OUTER_MOMENTUM_DIMS, or the saved codes' own
-    memory order where a checkpoint has none."""
-    dims = entry.get(SAVED_OUTER_MOMENTUM_DIMS)
+def _read_saved_dims(entry, codes: torch.Tensor, keys: tuple[str, str], where: str) -> list[int]:
+    """The dims order of saved int8 blocks: their saved dims, or the saved codes' own memory order where a
+    checkpoint has none."""
+    saved_dims = _SAVED_INT8_BLOCKS[keys][2]
+    dims = entry.get(saved_dims)
     if dims is None:
-        return int8_blocks.memory_dims(outer)
+        return int8_blocks.memory_dims(codes)
     found = dims.tolist() if isinstance(dims, torch.Tensor) and dims.dim() == 1 else None
-    if found is None or sorted(found) != list(range(outer.dim())):
-        raise ValueError(f"{where}: the state_dict's {SAVED_OUTER_MOMENTUM_DIMS} is {dims!r}; it must be an order of "
-                         f"the {outer.dim()} dims")  # fmt: skip
+    if found is None or sorted(found) != list(range(codes.dim())):
+        raise ValueError(f"{where}: the state_dict's {saved_dims} is {dims!r}; it must be an order of "
+                         f"the {codes.dim()} dims")  # fmt: skip
     return found
 
 

@@ -66,8 +66,12 @@ PSEUDO_GRADIENT_OP = "lookahead_pseudo_gradient_"
 PSEUDO_GRADIENT_LIST_NAMES = ("fast", "slow", "out")
 ADAMW_DELTA_OP = "lookahead_adamw_delta_step_"
 ADAMW_DELTA_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "delta", "scales")
+INT8_DELTA_SYNC_OP = "LookaheadAdamW's int8-delta sync"  # the reference's int8_delta_sync_, as the messages name it
+# The params whose state the encodings keep (the 32-bit opmath dtypes): bf16+int8 slow weights, int8 blocks of
+# an outer momentum beside float32 slow weights, int8-delta offsets.
+ENCODED_PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # The fast dtypes whose slow weights may be kept as bf16+int8, and the dtypes of its two parts.
-COMPACT_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+COMPACT_FAST_DTYPES = ENCODED_PARAM_DTYPES
 COMPACT_STATE_DTYPES = (torch.bfloat16, torch.int8)
 COMPACT_MOMENTUM_DTYPES = (torch.float32, torch.bfloat16)  # the outer momentum's beside them
 
@@ -75,9 +79,9 @@ INT8_MOMENTUM_LIST_NAMES = ("fast", "slow", "momentum", "scales")
 INT8_MOMENTUM_OP = "lookahead_int8_momentum_sync_"
 INT8_MOMENTUM_GATED_OP = "lookahead_int8_momentum_sync_on_step_"
 # fast's dtypes; slow is float32, momentum int8 and scales float32 (int8_blocks.CODE_DTYPE, SCALE_DTYPE)
-INT8_MOMENTUM_FAST_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+INT8_MOMENTUM_FAST_DTYPES = ENCODED_PARAM_DTYPES
 # the params' dtypes whose slow weights may be kept as int8-delta (see [NOTE: int8-delta] in csrc/adamw.h)
-INT8_DELTA_PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+INT8_DELTA_PARAM_DTYPES = ENCODED_PARAM_DTYPES
 
 # The columns of a row of the AdamW hyper table, in order (see [NOTE: AdamW hyper table] in csrc/adamw.h,
 # whose LOOKAHEAD_ADAMW_COLUMNS build_info() reports by name as "adamw_columns").
@@ -437,6 +441,28 @@ def check_adamw_delta_args(params, grads, exp_avgs, exp_avg_sqs, delta, scales, 
     for i, p in enumerate(params):
         check_param_tensor(p, where=f"{op}: pair {i}: param")
     _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
+    _check_int8_delta_triples(params, delta, scales, op=op)
+    _check_adamw_table(params, hyper, rows, True, op=op)
+    check_no_overlap(*lists, op=op, names=names)
+
+
+def check_int8_delta_lists(params, delta, scales) -> None:
+    """Validate the lists of a sync of int8-delta slow weights without AdamW's step (LookaheadAdamW's
+    params without a grad, sync_lookahead()): as lookahead_adamw_delta_step_'s (params, delta, scales)."""
+    op, names = INT8_DELTA_SYNC_OP, (ADAMW_DELTA_LIST_NAMES[0], *ADAMW_DELTA_LIST_NAMES[4:])
+    check_list_types(names, (params, delta, scales), op=op)
+    for name, tensors in zip(names[1:], (delta, scales)):
+        if len(tensors) != len(params):
+            raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
+    for i, p in enumerate(params):
+        check_param_tensor(p, where=f"{op}: pair {i}: param")
+    _check_int8_delta_triples(params, delta, scales, op=op)
+    check_no_overlap(params, delta, scales, op=op, names=names)
+
+
+def _check_int8_delta_triples(params, delta, scales, *, op: str) -> None:
+    """Each param in float32, float16 or bfloat16, beside it its offset codes (int8, its shape and strides)
+    and block scales (see [NOTE: int8-delta] in csrc/adamw.h)."""
     for i, (p, q, sc) in enumerate(zip(params, delta, scales)):
         if p.dtype not in INT8_DELTA_PARAM_DTYPES:
             raise ValueError(
@@ -447,8 +473,6 @@ def check_adamw_delta_args(params, grads, exp_avgs, exp_avg_sqs, delta, scales, 
         _check_state_tensor(sc, torch.float32, where=f"{op}: pair {i}: scales")
         _check_pair_layout(i, p, q, op=op, names=("param", "delta"))
         _check_block_scales(i, p, sc, op=op, owner="param")
-    _check_adamw_table(params, hyper, rows, True, op=op)
-    check_no_overlap(*lists, op=op, names=names)
 
 
 def _describe(t) -> str:

@@ -28,6 +28,7 @@ import math
 import torch
 
 MOMENTUM_DTYPE = "int8"  # Lookahead's momentum_dtype= for an outer momentum kept in this encoding
+DELTA_SLOW_DTYPE = "int8-delta"  # LookaheadAdamW's slow_dtype= for slow weights kept as offsets in it
 CODE_DTYPE = torch.int8
 SCALE_DTYPE = torch.float32
 BLOCK = 256  # elements per scale

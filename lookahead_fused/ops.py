@@ -316,9 +316,10 @@ def lookahead_adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, hyper: tor
 
 
 # [NOTE: int8-delta backends] AdamW's step with int8-delta slow weights is one fused launch on the "cpu"
-# backend (the C++ kernel, csrc/cpu/adamw_delta_cpu.cpp) and on "triton" (backends/triton/adamw_delta.py,
-# never run on a GPU); "reference" and "foreach" run the reference's per-tensor loop (the encoding has no
-# foreach op). The "cuda" backend has no kernel for it yet and refuses the call before writing.
+# backend (the C++ kernel, csrc/cpu/adamw_delta_cpu.cpp), on "cuda" (csrc/cuda/adamw_delta_kernel.cuh: one
+# launch per 32 params; checked on the host by emulation and statically, never run on a GPU yet) and on
+# "triton" (backends/triton/adamw_delta.py, never run on a GPU); "reference" and "foreach" run the
+# reference's per-tensor loop (the encoding has no foreach op).
 @torch.no_grad()
 def lookahead_adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper: torch.Tensor,
                                 rows: torch.Tensor, *, backend: str = "auto") -> None:  # fmt: skip

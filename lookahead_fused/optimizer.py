@@ -34,7 +34,7 @@ from .adaptive_alpha import ADAPTIVE, AdaptiveAlpha, check_alpha_or_adaptive
 from .capturable import capturable_device, check_capturable_group
 from .inner_state import create_inner_state
 from .shared_state import SharedState, on_the_lookahead
-from .slow_state import ALPHA_KEY, is_compact, slow_dtype_for, slow_weight_state, slow_weight_value
+from .slow_state import ALPHA_KEY, slow_dtype_for, slow_weight_state, slow_weight_value
 from .slow_state import zero_outer_momentum
 from .step_wrapper import wrapped_step
 from .sync import Sync
@@ -71,6 +71,8 @@ class Lookahead(Optimizer):
     progress by `delay_mix` (see [NOTE: streaming] in lookahead_fused/streaming.py).
     """
 
+    _STEPS_ITSELF = False  # whether the inner step is this class's own fused pass (LookaheadAdamW's)
+
     def __init__(
         self,
         optimizer,
@@ -101,7 +103,7 @@ class Lookahead(Optimizer):
         defaults = options.checked_defaults(
             k=k, alpha=alpha, pullback_momentum=pullback_momentum, momentum_key=momentum_key, outer_momentum=outer_momentum,
             nesterov=nesterov, slow_dtype=slow_dtype, momentum_dtype=momentum_dtype, backend=backend,
-            capturable=capturable,
+            capturable=capturable, steps_itself=self._STEPS_ITSELF,
         )  # fmt: skip
         replicas_module.check_replica_options(replicas, replica_dtype, defaults)
         streaming.check_stream_options(fragments, delay, delay_mix, defaults["k"], defaults["pullback_momentum"], replicas)
@@ -216,15 +218,10 @@ class Lookahead(Optimizer):
     def _check_group(self, group: dict, where: str) -> None:
         if ALPHA_KEY in group:
             check_alpha_or_adaptive(group[ALPHA_KEY], self._adaptive is not None, where=f"{where}: {ALPHA_KEY}")
-        compact = is_compact(self.defaults["slow_dtype"])
         for i, p in enumerate(group["params"]):
             contract.check_param(p, where=f"{where}: param {i}")
             options.check_momentum_dtype_of(p, self.defaults, where=f"{where}: param {i}")
-            if compact and p.dtype not in contract.COMPACT_FAST_DTYPES:
-                raise ValueError(
-                    f"{where}: param {i} has dtype {p.dtype}; slow_dtype='bf16+int8' keeps the slow weights of "
-                    "float32, float16 and bfloat16 params"
-                )
+            options.check_slow_dtype_of(p, self.defaults, where=f"{where}: param {i}")
         first_moment.check_group_keeps_first_moment(self.optimizer, group, self.pullback_momentum, where)
         if self.defaults["capturable"]:
             check_capturable_group(self.optimizer, group, self._step_count_tensor.device, where)
@@ -302,7 +299,7 @@ class Lookahead(Optimizer):
         """Put the slow weights into the params for the block; the fast ones come back on exit, also
         on an exception. Same-dtype pairs are swapped in place; params with float32 slow weights are
         set from them (rounded) and restored from a copy of the params, not of the slow weights. With
-        slow_dtype="bf16+int8" the slow weights are decoded first, into float32 copies."""
+        slow_dtype="bf16+int8" or "int8-delta" the slow weights are decoded first, into float32 copies."""
         self._refuse_inside_slow_weights("slow_weights()")
         params = self._params()
         slow = [slow_weight_value(self.state[p], p) for p in params]

@@ -7,7 +7,8 @@ import torch
 from . import backends, bf16_int8, contract, first_moment, int8_blocks
 from .adaptive_alpha import ADAPTIVE
 from .sharded import check_int8_shardable, is_sharded
-from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum, momentum_dtype_fits, slow_value_dtype_for
+from .slow_state import ALPHA_KEY, is_compact, is_int8_delta, is_int8_momentum, momentum_dtype_fits
+from .slow_state import slow_value_dtype_for
 
 
 def check_nesterov(nesterov, outer_momentum) -> bool:
@@ -18,12 +19,22 @@ def check_nesterov(nesterov, outer_momentum) -> bool:
     return nesterov
 
 
-def check_slow_dtype(slow_dtype):
-    if not (slow_dtype is None or slow_dtype is torch.float32 or is_compact(slow_dtype)):
+def check_slow_dtype(slow_dtype, steps_itself: bool):
+    """`steps_itself`: whether the optimizer's inner step is its own fused pass (LookaheadAdamW), which
+    int8-delta needs."""
+    if not (slow_dtype is None or slow_dtype is torch.float32 or is_compact(slow_dtype) or is_int8_delta(slow_dtype)):
         raise ValueError(
             f"slow_dtype must be None (the param's dtype), {bf16_int8.SLOW_DTYPE!r} (3 bytes a weight: "
-            f"docs/design.md, 'Compact slow weights') or torch.float32 (fp32 slow weights for float16/bfloat16 "
-            f"params), got {slow_dtype!r}"
+            f"docs/design.md, 'Compact slow weights'), torch.float32 (fp32 slow weights for float16/bfloat16 "
+            f"params) or, for LookaheadAdamW, {int8_blocks.DELTA_SLOW_DTYPE!r} (about 1 byte a weight: docs/design.md, "
+            f"'int8-delta'), got {slow_dtype!r}"
+        )
+    if is_int8_delta(slow_dtype) and not steps_itself:
+        raise ValueError(
+            f"slow_dtype={int8_blocks.DELTA_SLOW_DTYPE!r} keeps each slow weight as an offset from its param that "
+            "the inner step writes again as it moves the param, which only LookaheadAdamW's own pass does; use "
+            f"LookaheadAdamW(..., slow_dtype={int8_blocks.DELTA_SLOW_DTYPE!r}), or slow_dtype={bf16_int8.SLOW_DTYPE!r} "
+            "here"
         )
     return slow_dtype
 
@@ -54,6 +65,41 @@ def check_compact_options(defaults: dict) -> None:
                 f"slow_dtype={bf16_int8.SLOW_DTYPE!r} does not support {name}={defaults[name]!r} yet; beside it the "
                 "outer momentum is float32 (momentum_dtype=None) or torch.bfloat16 (or use slow_dtype=None or "
                 "torch.float32)"
+            )
+
+
+# [NOTE: what int8-delta supports] slow_dtype="int8-delta" (see [NOTE: int8-delta] in csrc/adamw.h) is
+# LookaheadAdamW's alone: its pass writes each param's offset again as it moves the param, so the step
+# and the sync are one launch whatever the step, host-decided or gated on the device (capturable=True).
+# k is at most INT8_DELTA_MAX_K: the error each step's re-encoding adds is bounded per step, and the
+# decided bound is for periods of at most 5 steps (docs/design.md, "int8-delta"). Params without a grad,
+# strided params and sync_lookahead() sync through the reference's per-tensor loop; slow_weights()
+# decodes into float32 copies; checkpoints keep the codes and scales bit for bit, and convert to and
+# from the other slow dtypes against the params as they are when the checkpoint loads (load the model
+# first). Pullback momenta sync in a launch of their own. Refused at construction for now: outer
+# momentum (its int8 blocks would join the same pass) and, in lookahead_fused/replicas.py, replicas.
+INT8_DELTA_MAX_K = 5
+_INT8_DELTA_REFUSES = {
+    "outer_momentum": lambda options: options["outer_momentum"] > 0,
+}
+
+
+def check_int8_delta_options(defaults: dict) -> None:
+    """see [NOTE: what int8-delta supports] in lookahead_fused/options.py"""
+    if not is_int8_delta(defaults["slow_dtype"]):
+        return
+    if defaults["k"] > INT8_DELTA_MAX_K:
+        raise ValueError(
+            f"slow_dtype={int8_blocks.DELTA_SLOW_DTYPE!r} takes k <= {INT8_DELTA_MAX_K}, got k={defaults['k']}: its "
+            "offset is encoded again at every step, and its error bound holds for periods of at most "
+            f"{INT8_DELTA_MAX_K} steps (docs/design.md, 'int8-delta'); use slow_dtype={bf16_int8.SLOW_DTYPE!r} for a "
+            "longer period"
+        )
+    for name, refused in _INT8_DELTA_REFUSES.items():
+        if refused(defaults):
+            raise ValueError(
+                f"slow_dtype={int8_blocks.DELTA_SLOW_DTYPE!r} does not support {name}={defaults[name]!r} yet; use "
+                f"slow_dtype={bf16_int8.SLOW_DTYPE!r} with outer momentum"
             )
 
 
@@ -107,14 +153,30 @@ def check_momentum_dtype_of(param: torch.Tensor, defaults: dict, *, where: str) 
             "slow weights (for a float16 or bfloat16 param pass slow_dtype=torch.float32)"
         )
     if is_int8_momentum(wanted) and is_sharded(param):
-        check_int8_shardable(param, where)
+        check_int8_shardable(param, where, "momentum_dtype='int8'")
+
+
+def check_slow_dtype_of(param: torch.Tensor, defaults: dict, *, where: str) -> None:
+    """A param joining a Lookahead whose slow_dtype is an encoding: float32, float16 or bfloat16, and for
+    int8-delta a DTensor laid out by FSDP2 (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py)."""
+    slow_dtype = defaults["slow_dtype"]
+    if not isinstance(slow_dtype, str):
+        return
+    if param.dtype not in contract.ENCODED_PARAM_DTYPES:
+        raise ValueError(
+            f"{where} has dtype {param.dtype}; slow_dtype={slow_dtype!r} keeps the slow weights of float32, float16 "
+            "and bfloat16 params"
+        )
+    if is_int8_delta(slow_dtype) and is_sharded(param):
+        check_int8_shardable(param, where, f"slow_dtype={slow_dtype!r}")
 
 
 def checked_defaults(
     *, k, alpha, pullback_momentum, momentum_key, outer_momentum, nesterov, slow_dtype, backend, capturable,
-    momentum_dtype=None,
+    momentum_dtype=None, steps_itself=False,
 ) -> dict:
-    """The defaults of a Lookahead with these options, each checked; `backend` must be available."""
+    """The defaults of a Lookahead with these options, each checked; `backend` must be available.
+    `steps_itself`: the optimizer's inner step is its own fused pass (LookaheadAdamW)."""
     defaults = {
         "k": contract.check_k(k),
         ALPHA_KEY: ADAPTIVE if alpha == ADAPTIVE else contract.check_alpha(alpha),
@@ -122,12 +184,13 @@ def checked_defaults(
         "momentum_key": momentum_key,
         "outer_momentum": contract.check_mu(outer_momentum),
         "nesterov": check_nesterov(nesterov, outer_momentum),
-        "slow_dtype": check_slow_dtype(slow_dtype),
+        "slow_dtype": check_slow_dtype(slow_dtype, steps_itself),
         "momentum_dtype": check_momentum_dtype(momentum_dtype, outer_momentum),
         "backend": backends.check_backend_name(backend),
         "capturable": bool(capturable),
     }
     check_compact_options(defaults)
+    check_int8_delta_options(defaults)
     backends.require_available(backend)
     if alpha == ADAPTIVE and defaults["outer_momentum"]:
         raise ValueError(

@@ -47,7 +47,7 @@ from . import int8_blocks, ops, streaming
 from .backends import reference
 from .contract import allowed_pseudo_gradient_dtypes
 from .sharded import local_shards, local_tensor, mesh_groups
-from .slow_state import ALPHA_KEY, is_compact, is_int8_momentum
+from .slow_state import ALPHA_KEY, is_compact, is_int8_delta, is_int8_momentum
 
 WIRE_DTYPES = (None, torch.float32, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)  # "int8": int8 blocks
 BUCKET_BYTES = 32 * 2**20  # each all-reduce's share of a buffer: the collectives overlap the next ones' start
@@ -74,6 +74,7 @@ def check_replica_options(replicas, replica_dtype, defaults: dict) -> None:
         "capturable=True": defaults["capturable"],
         "alpha='adaptive'": isinstance(defaults[ALPHA_KEY], str),
         "slow_dtype='bf16+int8'": is_compact(defaults["slow_dtype"]),
+        "slow_dtype='int8-delta'": is_int8_delta(defaults["slow_dtype"]),
         "momentum_dtype='int8'": is_int8_momentum(defaults["momentum_dtype"]),
     }
     for name, found in refused.items():

@@ -11,7 +11,7 @@ import torch
 from . import int8_blocks
 from .contract import ADAMW_LIST_NAMES, COMPACT_LIST_NAMES, COMPACT_OP, INT8_MOMENTUM_LIST_NAMES, INT8_MOMENTUM_OP
 from .contract import PSEUDO_GRADIENT_LIST_NAMES, PSEUDO_GRADIENT_OP
-from .contract import ADAMW_DELTA_LIST_NAMES, ADAMW_DELTA_OP, SYNC_LIST_NAMES
+from .contract import ADAMW_DELTA_LIST_NAMES, ADAMW_DELTA_OP, INT8_DELTA_SYNC_OP, SYNC_LIST_NAMES
 
 
 _DTENSOR: list = []  # DTensor (or None without torch.distributed), found at the first call
@@ -55,23 +55,23 @@ def sharded_copy(local: torch.Tensor, param: torch.Tensor, dtype: torch.dtype) -
     return copy
 
 
-# [NOTE: int8 blocks of a shard] An int8 outer momentum of a sharded param (FSDP2: Shard(0) on a 1-D
-# mesh, the only layout taken) is cut into blocks per local shard, in its memory order, as if the
+# [NOTE: int8 blocks of a shard] An int8 outer momentum, or an int8-delta offset, of a sharded param
+# (FSDP2: Shard(0) on a 1-D mesh, the only layout taken) is cut into blocks per local shard, in its memory order, as if the
 # shard were the tensor (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py): each rank encodes
 # and syncs its shard alone. Its codes are a DTensor laid out like the param; its scales a DTensor of
 # W x S float32 sharded by rows on the same mesh (W ranks, S the blocks of the largest shard), so
 # that every rank keeps one row of S slots whatever its shard's size, the first
 # ceil(local numel / 256) used and the rest zero. A checkpoint keeps them so; it loads into the same
 # layout bit for bit, and on another number of ranks the scales' shape differs and it is refused.
-def check_int8_shardable(param: torch.Tensor, where: str) -> None:
+def check_int8_shardable(param: torch.Tensor, where: str, option: str) -> None:
     """Refuse a sharded param whose layout the int8 blocks of a shard do not take
-    (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py)."""
+    (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py); `option` names what keeps them."""
     from torch.distributed.tensor import Shard
 
     if param.device_mesh.ndim != 1 or tuple(param.placements) != (Shard(0),) or param.dim() == 0:
         raise ValueError(
             f"{where}: it is a DTensor laid out as {param.placements} on a {param.device_mesh.ndim}-D mesh; "
-            "momentum_dtype='int8' takes sharded params as FSDP2 shards them (Shard(0) on a 1-D mesh)"
+            f"{option} takes sharded params as FSDP2 shards them (Shard(0) on a 1-D mesh)"
         )
 
 
@@ -127,6 +127,7 @@ _LIST_NAMES = {  # the op -> its lists' names in the messages
     COMPACT_OP: COMPACT_LIST_NAMES,
     PSEUDO_GRADIENT_OP: PSEUDO_GRADIENT_LIST_NAMES,
     ADAMW_DELTA_OP: ADAMW_DELTA_LIST_NAMES,
+    INT8_DELTA_SYNC_OP: (ADAMW_DELTA_LIST_NAMES[0], *ADAMW_DELTA_LIST_NAMES[4:]),
 }
 
 

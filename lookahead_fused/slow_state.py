@@ -21,20 +21,36 @@ PENDING_DELTA = "pending_delta"
 # (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py).
 SLOW_HIGH = "slow_high"  # its bfloat16 high part
 SLOW_LOW = "slow_low"  # its int8 residual
+# With slow_dtype="int8-delta" the slow weight is the param plus an offset kept as int8 blocks, these
+# two tensors instead of SLOW_PARAM (see [NOTE: int8-delta] in csrc/adamw.h).
+SLOW_DELTA = "slow_delta"  # the offset's int8 codes, beside the param
+SLOW_DELTA_SCALES = "slow_delta_scales"  # their block scales
+# The int8 blocks a param's state may hold: (codes key, scales key) each.
+INT8_BLOCK_KEYS = ((SLOW_DELTA, SLOW_DELTA_SCALES), (OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES))
 
 
 def is_compact(slow_dtype) -> bool:
     return isinstance(slow_dtype, str) and slow_dtype == bf16_int8.SLOW_DTYPE
 
 
+def is_int8_delta(slow_dtype) -> bool:
+    return isinstance(slow_dtype, str) and slow_dtype == int8_blocks.DELTA_SLOW_DTYPE
+
+
 def slow_keys(slow_dtype) -> tuple[str, ...]:
-    """The keys of a param's slow weight in its state: SLOW_PARAM, or SLOW_HIGH and SLOW_LOW."""
-    return (SLOW_HIGH, SLOW_LOW) if is_compact(slow_dtype) else (SLOW_PARAM,)
+    """The keys of a param's slow weight in its state: SLOW_PARAM, SLOW_HIGH and SLOW_LOW, or SLOW_DELTA
+    and SLOW_DELTA_SCALES."""
+    if is_compact(slow_dtype):
+        return (SLOW_HIGH, SLOW_LOW)
+    return (SLOW_DELTA, SLOW_DELTA_SCALES) if is_int8_delta(slow_dtype) else (SLOW_PARAM,)
 
 
 def slow_weight_state(value: torch.Tensor, param: torch.Tensor, slow_dtype) -> dict:
     """The state entries of a slow weight holding `value` for `param` (its device, memory order and
-    16-byte phase): {SLOW_PARAM: value in its slow dtype}, or its bf16+int8 encoding."""
+    16-byte phase): {SLOW_PARAM: value in its slow dtype}, its bf16+int8 encoding, or the int8 blocks
+    of its offset from the param as the param is now."""
+    if is_int8_delta(slow_dtype):
+        return int8_block_state(value.float() - param.float(), param, SLOW_DELTA, SLOW_DELTA_SCALES)
     if not is_compact(slow_dtype):
         return {SLOW_PARAM: copy_as(value, param, slow_dtype_for(param, slow_dtype))}
     high, low = bf16_int8.encode(value.float())
@@ -46,13 +62,15 @@ def slow_weight_value(state: dict, param: torch.Tensor) -> torch.Tensor:
     param's memory order and phase)."""
     if SLOW_PARAM in state:
         return state[SLOW_PARAM]
+    if SLOW_DELTA in state:
+        return rehome(param.float() + int8_block_value(state, SLOW_DELTA, SLOW_DELTA_SCALES), param)
     return rehome(bf16_int8.decode(state[SLOW_HIGH], state[SLOW_LOW]), param)
 
 
 def slow_dtype_for(param: torch.Tensor, slow_dtype: torch.dtype | None) -> torch.dtype:
     """The dtype of `param`'s slow state: `slow_dtype` (float32) for a float16/bfloat16 param, if
     given; else the param's own."""
-    if slow_dtype is not None and not is_compact(slow_dtype) and param.dtype in contract.LOW_PRECISION_DTYPES:
+    if isinstance(slow_dtype, torch.dtype) and param.dtype in contract.LOW_PRECISION_DTYPES:
         return slow_dtype
     return param.dtype
 
@@ -119,9 +137,10 @@ def momentum_dtype_fits(momentum_dtype, slow_dtype: torch.dtype) -> bool:
 
 
 def slow_value_dtype_for(param: torch.Tensor, slow_dtype) -> torch.dtype:
-    """The dtype of `param`'s slow weight's values: its slow dtype's, float32 for bf16+int8 ones (which
-    decode to float32). An outer momentum beside them is kept in it unless momentum_dtype says otherwise."""
-    return torch.float32 if is_compact(slow_dtype) else slow_dtype_for(param, slow_dtype)
+    """The dtype of `param`'s slow weight's values: its slow dtype's, float32 for bf16+int8 and int8-delta
+    ones (which decode to float32). An outer momentum beside them is kept in it unless momentum_dtype says
+    otherwise."""
+    return torch.float32 if isinstance(slow_dtype, str) else slow_dtype_for(param, slow_dtype)
 
 
 def outer_momentum_dtype_for(param: torch.Tensor, options: dict):
@@ -157,24 +176,33 @@ def state_dims(param: torch.Tensor) -> list[int]:
 
 
 def int8_momentum_state(value: torch.Tensor, param: torch.Tensor) -> dict:
-    """The state entries of an outer momentum holding `value` as int8 blocks in `param`'s memory order
-    (of a sharded param, per local shard: see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py)."""
+    """The state entries of an outer momentum holding `value` as int8 blocks in `param`'s memory order."""
+    return int8_block_state(value, param, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES)
+
+
+def int8_block_state(value: torch.Tensor, param: torch.Tensor, codes_key: str, scales_key: str) -> dict:
+    """{codes_key: int8 codes, scales_key: block scales} holding `value` as int8 blocks in `param`'s memory
+    order (of a sharded param, per local shard: see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py)."""
     like = local_tensor(copy_as(value, param, torch.float32))
     codes, scales = int8_blocks.encode(int8_blocks.memory_order(like))
     codes = int8_blocks.from_memory_order(codes, like)
     if is_sharded(param):
-        return {OUTER_MOMENTUM: sharded_copy(codes, param, codes.dtype),
-                OUTER_MOMENTUM_SCALES: sharded_int8_scales(scales, param)}  # fmt: skip
-    return {OUTER_MOMENTUM: copy_as(codes, param, codes.dtype), OUTER_MOMENTUM_SCALES: scales}
+        return {codes_key: sharded_copy(codes, param, codes.dtype), scales_key: sharded_int8_scales(scales, param)}
+    return {codes_key: copy_as(codes, param, codes.dtype), scales_key: scales}
 
 
 def outer_momentum_value(state: dict) -> torch.Tensor:
     """A param's outer momentum from its state: the tensor itself, or the float32 value its codes encode."""
-    codes = state[OUTER_MOMENTUM]
     if OUTER_MOMENTUM_SCALES not in state:
-        return codes
+        return state[OUTER_MOMENTUM]
+    return int8_block_value(state, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES)
+
+
+def int8_block_value(state: dict, codes_key: str, scales_key: str) -> torch.Tensor:
+    """The float32 value that int8 blocks in `state` encode, shaped and sharded as their codes."""
+    codes = state[codes_key]
     local_codes = local_tensor(codes)
-    scales = local_scales(state[OUTER_MOMENTUM_SCALES], local_codes)
+    scales = local_scales(state[scales_key], local_codes)
     flat = int8_blocks.decode(int8_blocks.memory_order(local_codes), scales)
     value = int8_blocks.from_memory_order(flat, local_codes)
     return sharded_copy(value, codes, value.dtype) if is_sharded(codes) else value

@@ -39,9 +39,9 @@ from .backends.step_gate import masked_compact_momentum_sync_on_step_, masked_co
 from .backends.step_gate import masked_int8_momentum_sync_on_step_
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
 from .sharded import dtensor_type, int8_local_shards, local_shards
-from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
-from .slow_state import int8_momentum_state, is_compact, outer_momentum_keys, outer_momentum_value, rehome, state_dims
-from .slow_state import slow_dtype_for, slow_keys
+from .slow_state import ALPHA_KEY, INT8_BLOCK_KEYS, SLOW_DELTA, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
+from .slow_state import OUTER_MOMENTUM, int8_block_state, int8_block_value, is_compact, is_int8_delta
+from .slow_state import outer_momentum_keys, rehome, slow_dtype_for, slow_keys, state_dims
 
 
 def _same_objects_in_python(held: list[list], now: list[list]) -> bool:
@@ -69,6 +69,7 @@ class Launch:
     backend: object | None
     moments: tuple = field(default_factory=lambda: ([], []))  # the pullback momenta: (first moments, their slow copies)
     compact: bool = False  # the slow weights are (high parts, residuals): the compact sync, not the momentum sync
+    delta: bool = False  # the slow weights are int8-delta (codes, scales): the reference's int8_delta_sync_
 
 
 class Sync:
@@ -133,7 +134,7 @@ class Sync:
 
     def _gather(self, alphas: list) -> list[Launch]:
         slow = slow_keys(self.options["slow_dtype"])
-        compact = is_compact(self.options["slow_dtype"])
+        compact, delta = is_compact(self.options["slow_dtype"]), is_int8_delta(self.options["slow_dtype"])
         by_launch: dict = {}  # (alpha, device, state keys) -> lists
         for group, alpha in zip(self.inner.param_groups, alphas):
             for p in group["params"]:
@@ -151,7 +152,7 @@ class Sync:
             # a compiled step runs the gated ops, which pick the backend themselves
             direct = not sharded and not torch.compiler.is_compiling()
             backend = backends.resolve(self.options["backend"], device.type) if direct else None
-            launches.append(Launch(alpha, *self.split_strided(*lists), backend, compact=compact))
+            launches.append(Launch(alpha, *self.split_strided(*lists), backend, compact=compact, delta=delta))
         return launches
 
     def launches(self, check: bool = True) -> list[Launch]:
@@ -179,27 +180,32 @@ class Sync:
     def _rehome(self) -> None:
         for p in self.params():
             state = self.slow_state[p]
-            if OUTER_MOMENTUM_SCALES in state and int8_blocks.memory_dims(state[OUTER_MOMENTUM]) != state_dims(p):
-                # int8 blocks follow the memory order: a new layout is encoded anew
-                state.update(int8_momentum_state(outer_momentum_value(state), p))
-            for key in (SLOW_PARAM, SLOW_HIGH, SLOW_LOW, OUTER_MOMENTUM):
+            for codes, scales in INT8_BLOCK_KEYS:
+                if scales in state and int8_blocks.memory_dims(state[codes]) != state_dims(p):
+                    # int8 blocks follow the memory order: a new layout is encoded anew
+                    state.update(int8_block_state(int8_block_value(state, codes, scales), p, codes, scales))
+            for key in (SLOW_PARAM, SLOW_HIGH, SLOW_LOW, SLOW_DELTA, OUTER_MOMENTUM):
                 if key in state:
                     state[key] = rehome(state[key], p)
-            if OUTER_MOMENTUM_SCALES in state:  # one per block: it follows the device only
-                state[OUTER_MOMENTUM_SCALES] = state[OUTER_MOMENTUM_SCALES].to(p.device)
+            for _, scales in INT8_BLOCK_KEYS:
+                if scales in state:  # one per block: it follows the device only
+                    state[scales] = state[scales].to(p.device)
         self.invalidate()
 
     def _check(self, launches: list[Launch]) -> None:
         """Raise, as the ops would, if a launch breaks the op contract (the strided params excepted:
         the reference loop takes any layout)."""
         for launch in launches:
-            self._check_lists(launch, *launch.fused, compact=launch.compact)
+            self._check_lists(launch, *launch.fused, compact=launch.compact, delta=launch.delta)
 
-    def _check_lists(self, launch: Launch, fast, slow, *rest, compact: bool) -> None:
+    def _check_lists(self, launch: Launch, fast, slow, *rest, compact: bool, delta: bool = False) -> None:
         """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
         mu were checked when they were set. `compact` lists are (fast, high parts, residuals[, momentum]);
-        other four lists are (fast, slow, int8 momentum codes, their scales); else (fast, slow[, momentum])."""
-        if compact:
+        `delta` lists (params, int8-delta codes, scales); other four lists are (fast, slow, int8 momentum
+        codes, their scales); else (fast, slow[, momentum])."""
+        if delta:
+            contract.check_int8_delta_lists(*int8_local_shards(fast, slow, *rest, op=contract.INT8_DELTA_SYNC_OP))
+        elif compact:
             lists = local_shards(fast, slow, *rest, op=contract.COMPACT_OP)
             if getattr(launch.backend, "checks_contract", False):
                 launch.backend.check_compact_lists(*lists)
@@ -268,8 +274,9 @@ class Sync:
     def _moments_join(self, launch: Launch) -> bool:
         """Whether the pullback momenta run in the weights' launch: without outer momentum, beside exact
         slow weights (see [NOTE: outer momentum] in lookahead_fused/optimizer.py;
-        see [NOTE: what compact slow weights support] in lookahead_fused/options.py)."""
-        return not self.options["outer_momentum"] and not launch.compact
+        see [NOTE: what compact slow weights support] in lookahead_fused/options.py;
+        see [NOTE: what int8-delta supports] in lookahead_fused/options.py)."""
+        return not self.options["outer_momentum"] and not launch.compact and not launch.delta
 
     # -- the sync, decided on the host ------------------------------------------------------------
     # [NOTE: a launch its op checks] A sync that is one fused launch of a backend that checks the
@@ -364,7 +371,7 @@ class Sync:
             if fused[0]:
                 run_fused(launch, fused, mu, nesterov, backend)
             if strided[0]:
-                _run(reference, strided, launch.alpha, mu, nesterov, backend, launch.compact)
+                _run(reference, strided, launch.alpha, mu, nesterov, backend, launch.compact, launch.delta)
             if moments[0]:
                 _run(launch.backend, moments, launch.alpha, mu, nesterov, backend)
 
@@ -458,14 +465,19 @@ class Sync:
 
 def run_fused(launch: Launch, lists: tuple, mu: float, nesterov: bool, backend_name: str) -> None:
     """One fused launch of the weights' `lists`, checked, at the launch's alpha."""
-    _run(launch.backend, lists, launch.alpha, mu, nesterov, backend_name, launch.compact)
+    _run(launch.backend, lists, launch.alpha, mu, nesterov, backend_name, launch.compact, launch.delta)
 
 
-def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend_name: str, compact=False) -> None:
+def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend_name: str, compact=False,
+         delta=False) -> None:  # fmt: skip
     """One checked launch: the plain sync of two lists, the momentum sync of three, the int8 momentum
-    sync of four, or with `compact` the compact (momentum) sync of (fast, high parts, residuals[,
-    momentum]). A launch without a backend (DTensors) goes through the ops, which unwrap the local shards."""
-    if compact:
+    sync of four, with `compact` the compact (momentum) sync of (fast, high parts, residuals[,
+    momentum]), or with `delta` the int8-delta sync of (params, codes, scales), the reference's loop
+    (see [NOTE: what int8-delta supports] in lookahead_fused/options.py). A launch without a backend
+    (DTensors) goes through the ops, which unwrap the local shards."""
+    if delta:
+        reference.int8_delta_sync_(*int8_local_shards(*lists, op=contract.INT8_DELTA_SYNC_OP), alpha)
+    elif compact:
         _run_compact(backend, lists, alpha, mu, nesterov, backend_name)
     elif is_int8_momentum_lists(lists) and backend is None:
         ops.lookahead_int8_momentum_sync_(*lists, alpha, mu, nesterov, backend=backend_name)

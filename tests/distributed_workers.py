@@ -18,17 +18,18 @@ COMPACT = "lookahead_bf16+int8"
 COMPACT_MOMENTUM = "lookahead_bf16+int8_bf16_momentum"
 INT8_MOMENTUM = "lookahead_int8_momentum"
 ADAMW_INT8_MOMENTUM = "lookahead_adamw_int8_momentum"
-INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM)
+ADAMW_INT8_DELTA = "lookahead_adamw_int8_delta"
+INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, ADAMW_INT8_DELTA)  # the kinds that keep int8 blocks
 KINDS = ["lookahead", "lookahead_adamw", COMPACT, COMPACT_MOMENTUM, *INT8_KINDS]
 
 
 def model_dtype(kind="lookahead") -> torch.dtype:
-    """float64, except for compact slow weights and int8 outer momenta, which take float32 params."""
+    """float64, except for compact slow weights and int8 blocks, which take float32 params."""
     return torch.float32 if kind in (COMPACT, COMPACT_MOMENTUM, *INT8_KINDS) else torch.float64
 
 
 def make_model(kind="lookahead"):
-    """For the int8 momentum, weights only, whose row shards (32 x 8 of 64 x 8; 1 x 64 and 0 x 64) hold
+    """For int8 blocks, weights only, whose row shards (32 x 8 of 64 x 8; 1 x 64 and 0 x 64) hold
     whole blocks of 256 of the unsharded weights, so one process cuts the same blocks
     (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py)."""
     torch.manual_seed(0)
@@ -44,15 +45,19 @@ def make_optimizer(model, kind="lookahead"):
     Adam, or LookaheadAdamW (kind "lookahead_adamw": the same options, AdamW's step fused with the sync).
     Kind COMPACT: bf16+int8 slow weights around Adam, with the options they take
     (see [NOTE: what compact slow weights support] in lookahead_fused/options.py), COMPACT_MOMENTUM
-    the same with a bfloat16 outer momentum; INT8_KINDS: the outer momentum in int8 blocks, around Adam
-    or in LookaheadAdamW."""
+    the same with a bfloat16 outer momentum; INT8_MOMENTUM and ADAMW_INT8_MOMENTUM: the outer momentum in
+    int8 blocks, around Adam or in LookaheadAdamW; ADAMW_INT8_DELTA: LookaheadAdamW's int8-delta slow
+    weights, with the options they take (see [NOTE: what int8-delta supports] in lookahead_fused/options.py)."""
+    if kind == ADAMW_INT8_DELTA:
+        return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, k=K, alpha=0.5, pullback_momentum="pullback",
+                              slow_dtype="int8-delta")  # fmt: skip
     if kind == COMPACT:
         adam = torch.optim.Adam(model.parameters(), lr=1e-2)
         return Lookahead(adam, k=K, alpha=0.5, pullback_momentum="pullback", slow_dtype=bf16_int8.SLOW_DTYPE)
     options = {"k": K, "alpha": 0.5, "pullback_momentum": "pullback", "outer_momentum": 0.5, "nesterov": True}
     if kind == COMPACT_MOMENTUM:
         options |= {"slow_dtype": bf16_int8.SLOW_DTYPE, "momentum_dtype": torch.bfloat16}
-    if kind in INT8_KINDS:
+    if kind in (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM):
         options["momentum_dtype"] = "int8"
     if kind in ("lookahead_adamw", ADAMW_INT8_MOMENTUM):
         return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, **options)
@@ -195,10 +200,14 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
 
         columns = torch.nn.Parameter(distribute_tensor(torch.zeros(4, 4), mesh, [Shard(1)]))
         try:
-            Lookahead(torch.optim.SGD([columns], lr=0.1), outer_momentum=0.5, momentum_dtype="int8")
+            if kind == ADAMW_INT8_DELTA:
+                LookaheadAdamW([columns], slow_dtype="int8-delta")
+            else:
+                Lookahead(torch.optim.SGD([columns], lr=0.1), outer_momentum=0.5, momentum_dtype="int8")
         except ValueError as error:
             layout_refused = str(error)
-    scales = [opt.state[p]["outer_momentum_scales"] for p in model.parameters() if "outer_momentum_scales" in opt.state[p]]
+    scales = [opt.state[p][key] for p in model.parameters() for key in ("outer_momentum_scales", "slow_delta_scales")
+              if key in opt.state[p]]  # fmt: skip
     scale_shapes = [(tuple(s.shape), tuple(s.to_local().shape), s.placements == first_param.placements) for s in scales]
     resumed_model = sharded_model()
     resumed = make_optimizer(resumed_model, kind)

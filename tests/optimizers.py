@@ -152,6 +152,14 @@ RECORDS = [
     OptimizerRecord("LookaheadAdamW-outer-nesterov-bf16+int8", INNERS["adamw"],
                     {"k": 3, "alpha": 0.6, "outer_momentum": 0.9, "nesterov": True, "slow_dtype": "bf16+int8"},
                     fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    # slow weights as int8-delta offsets, written in its pass
+    # (see [NOTE: what int8-delta supports] in lookahead_fused/options.py): float32 params; no exact float64
+    # oracle (every step re-encodes the offset; tests/test_int8_delta_optimizer.py bounds it), so no peer check
+    OptimizerRecord("LookaheadAdamW-int8-delta", INNERS["adamw"], {"k": 3, "alpha": 0.5, "slow_dtype": "int8-delta"},
+                    fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    OptimizerRecord("LookaheadAdamW-pullback-int8-delta", INNERS["adamw"],
+                    {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback", "slow_dtype": "int8-delta"}, fused_adamw=True,
+                    peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
 ]
 
 

@@ -1,5 +1,5 @@
-"""lookahead_adamw_delta_step_, AdamW's step with int8-delta slow weights (see [NOTE: int8-delta] in
-csrc/adamw.h), on every backend: the moments and the param against float64 AdamW; off a sync step the
+"""lookahead_adamw_delta_step_, AdamW's step with int8-delta slow weights, on every backend
+(see [NOTE: int8-delta] in csrc/adamw.h): the moments and the param against float64 AdamW; off a sync step the
 stored offset exactly the encoding of the one the outputs imply (the slow weight before the step minus
 the new param, in float32) and the slow weight kept within the encoding's bound of the one before; on
 a sync step the param against the float64 lerp; a period's drift within the sum of its steps' bounds;
@@ -181,3 +181,4 @@ def test_bad_input_is_refused_before_writing(backend):
     for tensors, kept in zip(lists, held):
         for t, k in zip(tensors, kept):
             assert torch.equal(t, k), "a refused call wrote"
+

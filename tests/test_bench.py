@@ -43,9 +43,11 @@ def test_bytes_per_sync_follow_the_design():
 # Lookahead's own state per parameter in each mode of bench/state_bytes.py, as docs/design.md counts it:
 # 4 B for a float32 slow weight, 2 for a bfloat16 one, 3 for bf16+int8, and as much again for outer momentum
 # (4 beside bf16+int8, whose values are float32; 2 with momentum_dtype=torch.bfloat16; with "int8" 1 B a code and a 4 B scale per block of 256, here one
-# block for each of the two params' 136 elements).
-INT8_SNOO_BYTES = 4 + 1 + 4 * 2 / 136
-LOOKAHEAD_BYTES = [4, 8, 6, INT8_SNOO_BYTES, 3, 4, 2, 3, 3 + 4, 3 + 2, 4, 3, 8, 6, INT8_SNOO_BYTES, 3 + 2]
+# block for each of the two params' 136 elements; int8-delta the same blocks for the slow weight).
+INT8_BLOCKS_BYTES = 1 + 4 * 2 / 136
+INT8_SNOO_BYTES = 4 + INT8_BLOCKS_BYTES
+LOOKAHEAD_BYTES = [4, 8, 6, INT8_SNOO_BYTES, 3, 4, 2, 3, 3 + 4, 3 + 2, 4, 3, 8, 6, INT8_SNOO_BYTES, 3 + 2, INT8_BLOCKS_BYTES,
+                   INT8_BLOCKS_BYTES]
 
 
 def test_state_bytes_count_each_modes_state():

@@ -64,6 +64,12 @@ INT8_OPS = ("Int8SyncOp", "GatedInt8SyncOp")
 INT8_VECTOR_ACCESSES = (2 + 2) + 2 * (1 + 2)
 INT8_CODE_ACCESSES = 3
 INT8_DIVISIONS = 2 * 3
+# AdamW's step with int8-delta slow weights (csrc/cuda/adamw_delta_kernel.cuh), one kernel: per param dtype
+# (float32, float16, bfloat16) a lane's 16-byte loads of param, grad and both moments (two packs each of
+# float32, one of 16-bit) and stores of param and moments, and one 8-byte load and store of its codes.
+DELTA_OP = "AdamWDelta"
+DELTA_VECTOR_LOADS, DELTA_VECTOR_STORES = 4 * 2 + 2 * 4 * 1, 3 * 2 + 2 * 3 * 1
+DELTA_CODE_ACCESSES = 3
 MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
 
 
@@ -149,6 +155,8 @@ def op_of(kernel: str) -> str:
     AdamWOp<depth> (mangled ...AdamWOpILi5EEE...)."""
     if m := re.search(r"int8_momentum_kernelINS_\d+(\w+?Op)E", kernel):
         return m.group(1)
+    if "adamw_delta_kernel" in kernel:
+        return DELTA_OP
     m = re.search(r"table_kernelINS_\d+(\w+?Op)(?:ILi(\d)E)?E", kernel)
     return m.group(1) + (m.group(2) or "")
 
@@ -156,7 +164,7 @@ def op_of(kernel: str) -> str:
 def test_every_built_arch_has_every_kernel():
     archs = {f"sm_{a.replace('.', '').removesuffix('+PTX')}" for a in _C.build_info()["cuda_archs"].split(";")}
     found = {(arch, op_of(name)) for arch, name, _, _ in resource_usage()}
-    assert found == {(arch, op) for arch in archs for op in (*OPS, *INT8_OPS)}
+    assert found == {(arch, op) for arch in archs for op in (*OPS, *INT8_OPS, DELTA_OP)}
 
 
 @pytest.mark.parametrize("row", resource_usage(), ids=lambda r: f"{r[0]}-{op_of(r[1])}")
@@ -168,7 +176,7 @@ def test_no_spills_and_two_blocks_per_sm(row):
 
 def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight():
     for (arch, kernel), opcodes in sass_functions().items():
-        if op_of(kernel) in INT8_OPS:
+        if op_of(kernel) in (*INT8_OPS, DELTA_OP):  # not table kernels: their own tests below
             continue
         loads = [op for op in opcodes if is_vector_load(op)]
         stores = [op for op in opcodes if is_vector_store(op)]
@@ -220,6 +228,17 @@ def test_int8_kernel_uses_vector_accesses():
         count = lambda prefix, width: sum(o.startswith(prefix) and o.endswith(f"EF.{width}") for o in opcodes)  # noqa: E731
         assert (count("LDG", 128), count("STG", 128)) == (INT8_VECTOR_ACCESSES,) * 2, f"{arch} {op}: {opcodes}"
         assert (count("LDG", 64), count("STG", 64)) == (INT8_CODE_ACCESSES,) * 2, f"{arch} {op}: {opcodes}"
+
+
+def test_adamw_delta_kernel_uses_vector_accesses():
+    """A lane's 8 elements of each of the param, grad and moments in 16-byte accesses and its codes in one
+    8-byte access, streaming, for each param dtype (see [NOTE: int8-delta] in csrc/adamw.h)."""
+    found = {arch: opcodes for (arch, kernel), opcodes in sass_functions().items() if op_of(kernel) == DELTA_OP}
+    assert found, "no int8-delta kernel"
+    for arch, opcodes in found.items():
+        count = lambda prefix, width: sum(o.startswith(prefix) and o.endswith(f"EF.{width}") for o in opcodes)  # noqa: E731
+        assert (count("LDG", 128), count("STG", 128)) == (DELTA_VECTOR_LOADS, DELTA_VECTOR_STORES), arch
+        assert (count("LDG", 64), count("STG", 64)) == (DELTA_CODE_ACCESSES,) * 2, arch
 
 
 def test_int8_kernel_contracts_nothing_into_an_fma():

@@ -47,8 +47,13 @@ STATE_KEYS = {
     "lookahead_adamw": {"slow_param", "slow_momentum", "outer_momentum"},
     workers.COMPACT: {"slow_high", "slow_low", "slow_momentum"},
     workers.COMPACT_MOMENTUM: {"slow_high", "slow_low", "slow_momentum", "outer_momentum"},
-    **{kind: {"slow_param", "slow_momentum", "outer_momentum"} for kind in workers.INT8_KINDS},  # the codes; the scales: below
+    workers.INT8_MOMENTUM: {"slow_param", "slow_momentum", "outer_momentum"},  # the codes; the scales: below
+    workers.ADAMW_INT8_MOMENTUM: {"slow_param", "slow_momentum", "outer_momentum"},
+    workers.ADAMW_INT8_DELTA: {"slow_delta", "slow_momentum"},
 }
+# what each kind that keeps int8 blocks names in its refusal of a layout other than FSDP2's
+INT8_OPTION = {workers.INT8_MOMENTUM: "momentum_dtype='int8'", workers.ADAMW_INT8_MOMENTUM: "momentum_dtype='int8'",
+               workers.ADAMW_INT8_DELTA: "slow_dtype='int8-delta'"}  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", workers.KINDS)
@@ -59,11 +64,12 @@ def test_fsdp2_shards_the_slow_weights_and_resumes_from_a_distributed_checkpoint
     unsharded = [key for key, sharded in result["sharded_like_param"].items() if not sharded]
     assert not unsharded, f"not DTensors with their param's placements: {unsharded}"
     assert result["local_shapes"][0] == (workers.make_model(kind)[0].out_features // WORLD, 8)  # the first weight, row-sharded
-    # int8 blocks per shard: each rank keeps the one block of its largest shard (32 x 8 and 1 x 64 elements)
+    # int8 blocks per shard (the outer momentum's or the int8-delta offsets'): each rank keeps the one block of its
+    # largest shard (32 x 8 and 1 x 64 elements)
     expected_scales = [((WORLD, 1), (1, 1), True)] * 2 if kind in workers.INT8_KINDS else []
     assert result["scale_shapes"] == expected_scales
     if kind in workers.INT8_KINDS:
-        assert "momentum_dtype='int8' takes sharded params as FSDP2 shards them (Shard(0) on a 1-D mesh)" in result["layout_refused"]
+        assert f"{INT8_OPTION[kind]} takes sharded params as FSDP2 shards them (Shard(0) on a 1-D mesh)" in result["layout_refused"]
         assert "laid out as (Shard(dim=1),) on a 1-D mesh" in result["layout_refused"]
     assert "pair 0: only fast is a DTensor; both or neither must be" in result["mixed_refused"]
     assert result["resumed_step"] == result["saved_at"]

@@ -312,11 +312,12 @@ def test_add_param_group_and_state_keys():
     assert opt.param_groups[1]["lr"] == 1e-3 and opt.step_count == 3
 
 
-def test_a_compiled_training_step_follows_eager_and_never_recompiles():
+@pytest.mark.parametrize("options", [{"outer_momentum": 0.5}, {"slow_dtype": "int8-delta"}], ids=["outer", "int8-delta"])
+def test_a_compiled_training_step_follows_eager_and_never_recompiles(options):
     import torch._dynamo
 
     models = _model(torch.float32), _model(torch.float32)
-    opts = [LookaheadAdamW(m.parameters(), lr=1e-2, k=3, outer_momentum=0.5) for m in models]
+    opts = [LookaheadAdamW(m.parameters(), lr=1e-2, k=3, **options) for m in models]
     x, y = torch.randn(16, 7), torch.randn(16, 3)
 
     def train_step(model, opt):

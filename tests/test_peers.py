@@ -16,8 +16,8 @@ import types
 import pytest
 import torch
 
-from lookahead_fused import Lookahead, bf16_int8, sync
-from lookahead_fused.slow_state import SLOW_HIGH, SLOW_LOW
+from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8, int8_blocks, sync
+from lookahead_fused.slow_state import SLOW_DELTA, SLOW_DELTA_SCALES, SLOW_HIGH, SLOW_LOW, slow_weight_value
 
 from .helpers import PlainLookahead, PytorchOptimizerStyle, TimmStyle, make_params, set_grads
 
@@ -321,6 +321,37 @@ def test_a_peer_checkpoint_loads_into_compact_slow_weights(peer_style):
         assert set(state) == {SLOW_HIGH, SLOW_LOW}
         decoded = bf16_int8.decode(state[SLOW_HIGH], state[SLOW_LOW])
         assert torch.all((decoded.double() - slow.double()).abs() <= bf16_int8.error_bound(slow))
+    for step in range(7, 17):
+        set_grads(params, step)
+        set_grads(ours_params, step)
+        peer.step()
+        ours.step()
+    assert_close(ours_params, params, tolerance=1e-3)
+
+
+@pytest.mark.parametrize("peer_style", [TimmStyle, PytorchOptimizerStyle])
+def test_a_peer_checkpoint_loads_into_int8_delta_slow_weights(peer_style):
+    """LookaheadAdamW(slow_dtype="int8-delta") takes a peer's Lookahead(AdamW) checkpoint: each float32 slow
+    weight becomes an offset from the param as loaded, encoded (with the one warning of the peer's
+    conversion), within the encoding's bound of the peer's, and the run continues beside the peer's."""
+    params = make_params(dtype=torch.float32, shapes=SHAPES)
+    peer = peer_style(adamw(params), k=5, alpha=0.5)
+    train(peer, params, 7)
+    peer_slow = [peer.slow_weight(p).clone() for p in params]
+    ours_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    hyper = adamw(ours_params).defaults
+    ours = LookaheadAdamW(ours_params, lr=hyper["lr"], weight_decay=hyper["weight_decay"], k=5, alpha=0.5,
+                          slow_dtype=int8_blocks.DELTA_SLOW_DTYPE)  # fmt: skip
+    with pytest.warns(UserWarning) as caught:
+        ours.load_state_dict(copy.deepcopy(peer.state_dict()))
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "Lookahead checkpoint" in messages[0], messages
+    for p, slow in zip(ours_params, peer_slow, strict=True):
+        assert set(ours.state[p]) == {SLOW_DELTA, SLOW_DELTA_SCALES}
+        offset = int8_blocks.memory_order(slow - p)
+        bound = int8_blocks.error_bound(offset) + 2.0**-23 * int8_blocks.memory_order(slow).double().abs()
+        decoded = int8_blocks.memory_order(slow_weight_value(ours.state[p], p))
+        assert torch.all((decoded.double() - int8_blocks.memory_order(slow).double()).abs() <= bound)
     for step in range(7, 17):
         set_grads(params, step)
         set_grads(ours_params, step)

@@ -47,8 +47,9 @@ def val_loss(model, val) -> float:
 
 def train(make_inner, lookahead: bool, epochs: int, data, seed=0, batch=64, alpha=0.5, after_step=None,
           **lookahead_options):  # fmt: skip
-    """Validation loss after each epoch (Lookahead, k=5, evaluated with its slow weights);
-    after_step(opt), if given, runs after every step."""
+    """Validation loss after each epoch (Lookahead, k=5, evaluated with its slow weights; so is an
+    optimizer from make_inner that has slow weights itself, a LookaheadAdamW); after_step(opt), if
+    given, runs after every step."""
     (x, y), val = data
     model = make_model(seed)
     inner = make_inner(model.parameters())
@@ -62,7 +63,7 @@ def train(make_inner, lookahead: bool, epochs: int, data, seed=0, batch=64, alph
             opt.step()
             if after_step is not None:
                 after_step(opt)
-        if lookahead:
+        if hasattr(opt, "slow_weights"):
             with opt.slow_weights():
                 curve.append(val_loss(model, val))
         else:

@@ -269,8 +269,10 @@ LOOKAHEAD_KERNEL_FN void int8_block(const Int8LaunchTable& table, int e, int64_t
   for (int l = 0; l < Warp::kLanes; ++l) lanes[l].finish(block_largest, math, scale, warp.lane(l));
 }
 
-// The entry that holds block b of the launch: the last e with first_block[e] <= b.
-LOOKAHEAD_KERNEL_FN int int8_entry_of(const Int8LaunchTable& table, int64_t b) {
+// The entry that holds block b of a launch table (Int8LaunchTable, or another with count and
+// first_block): the last e with first_block[e] <= b.
+template <typename Table>
+LOOKAHEAD_KERNEL_FN int int8_entry_of(const Table& table, int64_t b) {
   int lo = 0, hi = table.count;  // first_block[lo] <= b < first_block[hi]
   while (hi - lo > 1) {
     const int mid = (lo + hi) / 2;

@@ -107,20 +107,34 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
 def adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows) -> None:
     """AdamW's step for every param with its slow weight kept as an int8 offset from the param
     (see [NOTE: int8-delta] in csrc/adamw.h), per tensor in float32 torch ops, each arithmetic step one
-    rounding as in the kernels, the new offsets encoded by int8_blocks' oracle."""
+    rounding as in the kernels, the new offsets encoded by int8_blocks' oracle. Any layout: a param is
+    walked in its codes' memory order."""
     table, row_of = hyper.tolist(), rows.tolist()
     for i, (p, g, m, v, q, sc) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, delta, scales, strict=True)):
         constants = adamw_constants(table[row_of[i]])
         alpha, syncs = constants[6:8]
-        slow = int8_blocks.memory_order(p).float() + int8_blocks.decode(int8_blocks.memory_order(q), sc)
-        kept = int8_blocks.memory_order(_adamw_param(p, g, m, v, constants).to(p.dtype), p).float()
-        if syncs:
-            slow = two_sided_lerp(slow, kept, torch.tensor(alpha, dtype=torch.float32))
-            kept = slow.to(p.dtype).float()
-        codes, new_scales = int8_blocks.encode(slow - kept)
-        p.copy_(int8_blocks.from_memory_order(kept, p))
-        q.copy_(int8_blocks.from_memory_order(codes, q))
-        sc.copy_(new_scales)
+        kept = _adamw_param(p, g, m, v, constants).to(p.dtype)
+        _store_delta_step(p, q, sc, int8_blocks.memory_order(kept, q).float(), syncs, alpha)
+
+
+def int8_delta_sync_(fast, delta, scales, alpha: float) -> None:
+    """The sync of params whose slow weights are int8-delta offsets, without AdamW's step (a param without
+    a grad, sync_lookahead()): adamw_delta_step_'s sync of each param as it is."""
+    for p, q, sc in zip(fast, delta, scales, strict=True):
+        _store_delta_step(p, q, sc, int8_blocks.memory_order(p, q).float(), True, alpha)
+
+
+def _store_delta_step(p, q, sc, kept, syncs: bool, alpha: float) -> None:
+    """Stores a step of int8-delta slow weights: the new param `kept` (1-D float32 in q's memory order,
+    values of p's dtype) and, on a sync step, the lerp of the slow weight toward it; then the offset."""
+    slow = int8_blocks.memory_order(p, q).float() + int8_blocks.decode(int8_blocks.memory_order(q), sc)
+    if syncs:
+        slow = two_sided_lerp(slow, kept, torch.tensor(alpha, dtype=torch.float32))
+        kept = slow.to(p.dtype).float()
+    codes, new_scales = int8_blocks.encode(slow - kept)
+    p.copy_(int8_blocks.from_memory_order(kept, q))
+    q.copy_(int8_blocks.from_memory_order(codes, q))
+    sc.copy_(new_scales)
 
 
 def compact_sync_(fast, slow_high, slow_low, alpha: float) -> None:

@@ -1,7 +1,6 @@
 """AdamW's step with int8-delta slow weights (see [NOTE: int8-delta] in csrc/adamw.h): one Triton launch
-per param dtype and alignment class, over AdamW's plans (see [NOTE: Triton AdamW] in
-lookahead_fused/backends/triton/adamw.py) with the offset codes and block scales in place of the slow
-weights. Each program takes whole blocks of 256 elements, a chunk of ROWS blocks viewed as a
+per param dtype and alignment class, over AdamW's plans with the offset codes and block scales in place
+of the slow weights (see [NOTE: Triton AdamW] in lookahead_fused/backends/triton/adamw.py). Each program takes whole blocks of 256 elements, a chunk of ROWS blocks viewed as a
 [ROWS, 256] tile whose rows are reduced for their scales, as the int8 momentum sync's kernel does.
 AdamW's part is adamw.py's; the offset's every step is one IEEE float32 operation, so the launch turns
 off the compiler's fusion of a multiply and an add (COMPILE_OPTIONS)."""

@@ -41,8 +41,8 @@ def _encode(m, kept, finite, a, CODE_LIMIT: tl.constexpr, ROUNDING_SHIFT: tl.con
 
 @triton.jit
 def encode_rows(x, mask, CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr):
-    """(codes, scales) of a [ROWS, QBLOCK] tile x, a block per row (see [NOTE: int8 blocks] in
-    lookahead_fused/int8_blocks.py); `mask`: the elements that exist (None: all)."""
+    """(codes, scales) of a [ROWS, QBLOCK] tile x, a block per row; `mask`: the elements that exist (None:
+    all). See [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py."""
     if mask is not None:  # the tail past numel: zeros, which change no block's max
         x = tl.where(mask, x, 0.0)
     finite_values = tl.abs(x) < float("inf")  # false for inf and NaN

@@ -1,0 +1,218 @@
+// The body of the CUDA kernel of AdamW's step with int8-delta slow weights (see [NOTE: int8-delta] in
+// csrc/adamw.h), as what the lanes of one warp do, for two callers: the kernel in adamw_delta_cuda.cu
+// and the host emulation in tests/cpp/test_adamw_delta_kernel_on_host.cu, as the int8 momentum sync's
+// body serves both (its warp and memory policies, int8_momentum_kernel.cuh). One warp per block of 256
+// elements, each lane 8 consecutive ones; the element math is adamw.h's, shared with the CPU kernel.
+// No torch headers.
+#pragma once
+
+#include "../adamw.h"
+#include "adamw_delta_cuda.h"
+#include "int8_momentum_kernel.cuh"
+
+namespace lookahead_fused {
+
+// A launch's entries travel in its kernel parameter, as the int8 momentum sync's
+// (see [NOTE: int8 launch table] in csrc/cuda/int8_momentum_kernel.cuh); six tensors an entry leave room
+// for kDeltaLaunchEntries of them.
+constexpr int kDeltaLaunchEntries = 32;
+constexpr int kDeltaTensors = 4;  // param, grad, exp_avg, exp_avg_sq: the param's dtype
+
+// The bits of DeltaLaunchTable::vector: bit t for tensor t of the four starting where a lane's 16-byte
+// access is aligned, kDeltaVectorCodes for the codes' 8-byte one.
+constexpr uint8_t kDeltaVectorCodes = 1 << kDeltaTensors;
+
+struct DeltaLaunchTable {
+  void* tensors[kDeltaTensors][kDeltaLaunchEntries];
+  int8_t* codes[kDeltaLaunchEntries];
+  float* scales[kDeltaLaunchEntries];
+  int64_t numel[kDeltaLaunchEntries];
+  int64_t position[kDeltaLaunchEntries];         // the entry's place in the call: its row is rows[position]
+  int64_t first_block[kDeltaLaunchEntries + 1];  // entry e: blocks [first_block[e], first_block[e + 1]) of the launch
+  uint8_t dtype[kDeltaLaunchEntries];            // an Int8FastDtype
+  uint8_t vector[kDeltaLaunchEntries];
+  int32_t count;
+};
+static_assert(sizeof(DeltaLaunchTable) + 64 <= 4096, "a kernel's parameters take at most 4 KiB");
+
+// The launch table of entries [first, first + count) (host code).
+inline DeltaLaunchTable delta_launch_table(const std::vector<DeltaCudaEntry>& entries, size_t first, int count) {
+  const auto aligned = [](const void* at, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(at) % bytes == 0; };
+  DeltaLaunchTable table{};
+  table.count = count;
+  for (int e = 0; e < count; ++e) {
+    const DeltaCudaEntry& entry = entries[first + e];
+    const void* tensors[kDeltaTensors] = {entry.param, entry.grad, entry.exp_avg, entry.exp_avg_sq};
+    uint8_t vector = aligned(entry.codes, kInt8LaneElems) ? kDeltaVectorCodes : 0;  // a CodePack
+    for (int t = 0; t < kDeltaTensors; ++t) {
+      table.tensors[t][e] = const_cast<void*>(tensors[t]);
+      vector |= aligned(tensors[t], kVecBytes) ? uint8_t(1 << t) : 0;
+    }
+    table.codes[e] = entry.codes;
+    table.scales[e] = entry.scales;
+    table.numel[e] = entry.numel;
+    table.position[e] = entry.position;
+    table.first_block[e + 1] = table.first_block[e] + (entry.numel + kInt8Block - 1) / kInt8Block;
+    table.dtype[e] = static_cast<uint8_t>(entry.dtype);
+    table.vector[e] = vector;
+  }
+  return table;
+}
+
+// A lane's `count` elements of one tensor of dtype F from `at`, widened: 16-byte packs when `vector`
+// (the lane holds kInt8LaneElems elements and `at` is aligned), else one at a time.
+template <typename Mem, typename F>
+LOOKAHEAD_KERNEL_FN void load_lane(const F* at, bool vector, int count, float* out) {
+  constexpr int kPacks = kInt8LaneElems / Pack<F>::kSize;
+  if (vector) {
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      const Pack<F> pack = Mem::load_pack(at + p * Pack<F>::kSize);
+#pragma unroll
+      for (int j = 0; j < Pack<F>::kSize; ++j) out[p * Pack<F>::kSize + j] = widen(pack.v[j]);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) out[i] = i < count ? widen(Mem::load(at + i)) : 0.0f;
+  }
+}
+
+// The lane's values stored to `at` in dtype F (each already a value of F), as load_lane reads them.
+template <typename Mem, typename F>
+LOOKAHEAD_KERNEL_FN void store_lane(F* at, bool vector, int count, const float* values) {
+  constexpr int kPacks = kInt8LaneElems / Pack<F>::kSize;
+  if (vector) {
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      Pack<F> pack;
+#pragma unroll
+      for (int j = 0; j < Pack<F>::kSize; ++j) pack.v[j] = narrow<F>(values[p * Pack<F>::kSize + j]);
+      Mem::store_pack(at + p * Pack<F>::kSize, pack);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) {
+      if (i < count) Mem::store(at + i, narrow<F>(values[i]));
+    }
+  }
+}
+
+// One block's constants, read where the kernel runs: its entry's row of the hyper table (resolved in
+// float, as the CPU kernel does) and the sync's lerp at the float32 alpha.
+struct DeltaRow {
+  AdamWConstants<float> c;
+  TwoSidedLerp<float, bool> lerp;
+  LOOKAHEAD_KERNEL_FN explicit DeltaRow(const double* row)
+      : c(row), lerp(two_sided_lerp<float>(static_cast<float>(c.alpha), lerp_from_slow(static_cast<float>(c.alpha)))) {}
+};
+
+// One lane's 8 elements of a block, F the param dtype: begin() loads them, takes AdamW's step and the
+// sync where the row says, and returns the new offsets' largest magnitude_bits; finish() takes the
+// block's, encodes and stores. Elements past the end of a tensor's last block are neither read nor written.
+template <typename Mem, typename F>
+struct DeltaLane {
+  F* at[kDeltaTensors];  // this lane's first element of each tensor
+  int8_t* codes_at;
+  int count;       // the lane's elements, 0 to kInt8LaneElems
+  uint8_t vector;  // the entry's kDeltaVector bits, for a lane of kInt8LaneElems elements (else 0)
+  float param[kInt8LaneElems], m[kInt8LaneElems], v[kInt8LaneElems], delta[kInt8LaneElems];
+
+  LOOKAHEAD_KERNEL_FN uint32_t begin(F* const* block, int8_t* codes_block, const float* scale, int64_t block_elems,
+                                     uint8_t aligned, int lane, const DeltaRow& row) {
+    const int64_t first = int64_t(lane) * kInt8LaneElems;
+    const int64_t left = block_elems - first;
+    count = left <= 0 ? 0 : left >= kInt8LaneElems ? kInt8LaneElems : int(left);
+    vector = count == kInt8LaneElems ? aligned : 0;
+#pragma unroll
+    for (int t = 0; t < kDeltaTensors; ++t) at[t] = block[t] + first;
+    codes_at = codes_block + first;
+    const float old_scale = Mem::load(scale);
+    float grad[kInt8LaneElems];
+    load_lane<Mem, F>(at[0], vector & 1, count, param);
+    load_lane<Mem, F>(at[1], vector & 2, count, grad);
+    load_lane<Mem, F>(at[2], vector & 4, count, m);
+    load_lane<Mem, F>(at[3], vector & 8, count, v);
+    int8_t code[kInt8LaneElems];
+    if (vector & kDeltaVectorCodes) {
+      const CodePack pack = Mem::load_codes(codes_at);
+#pragma unroll
+      for (int i = 0; i < kInt8LaneElems; ++i) code[i] = pack.v[i];
+    } else {
+#pragma unroll
+      for (int i = 0; i < kInt8LaneElems; ++i) code[i] = i < count ? Mem::load(codes_at + i) : int8_t(0);
+    }
+    const auto round = [](float x) { return widen(narrow<F>(x)); };
+    uint32_t largest = 0;
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) {
+      param[i] = int8_delta_element(param[i], grad[i], m[i], v[i], code[i], old_scale, row.c, row.lerp, row.c.syncs,
+                                    round, delta[i]);
+      const uint32_t bits = i < count ? magnitude_bits(delta[i]) : 0u;
+      largest = bits > largest ? bits : largest;
+    }
+    return largest;
+  }
+
+  LOOKAHEAD_KERNEL_FN void finish(uint32_t block_largest, float* scale, int lane) {
+    const Int8BlockScale block = int8_block_scale(block_largest);
+    store_lane<Mem, F>(at[0], vector & 1, count, param);
+    store_lane<Mem, F>(at[2], vector & 4, count, m);
+    store_lane<Mem, F>(at[3], vector & 8, count, v);
+    CodePack pack;
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) {  // a block not kept: every code 0 (int8_code takes finite values)
+      pack.v[i] = static_cast<int8_t>(static_cast<int32_t>(int8_code(block.kept ? delta[i] : 0.0f, block.inv)));
+    }
+    if (vector & kDeltaVectorCodes) {
+      Mem::store_codes(codes_at, pack);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kInt8LaneElems; ++i) {
+        if (i < count) Mem::store(codes_at + i, pack.v[i]);
+      }
+    }
+    if (lane == 0) Mem::store(scale, block.scale);  // lane 0 has an element in every block
+  }
+};
+
+// Block `block` of entry `e`: every lane's begin, the block's largest offset over the warp, then every
+// lane's finish.
+template <typename Mem, typename F, typename Warp>
+LOOKAHEAD_KERNEL_FN void delta_block(const DeltaLaunchTable& table, int e, int64_t block, const double* hyper,
+                                     const int64_t* rows, const Warp& warp) {
+  const int64_t lo = block * kInt8Block;
+  const int64_t left = table.numel[e] - lo;
+  const int64_t elems = left < kInt8Block ? left : kInt8Block;
+  F* tensors[kDeltaTensors];
+  for (int t = 0; t < kDeltaTensors; ++t) tensors[t] = static_cast<F*>(table.tensors[t][e]) + lo;
+  int8_t* codes = table.codes[e] + lo;
+  float* scale = table.scales[e] + block;
+  const DeltaRow row(hyper + Mem::load(rows + table.position[e]) * kAdamWColumns);
+  DeltaLane<Mem, F> lanes[Warp::kLanes];
+  uint32_t largest[Warp::kLanes];
+  for (int l = 0; l < Warp::kLanes; ++l) {
+    largest[l] = lanes[l].begin(tensors, codes, scale, elems, table.vector[e], warp.lane(l), row);
+  }
+  const uint32_t block_largest = warp.max(largest);
+  for (int l = 0; l < Warp::kLanes; ++l) lanes[l].finish(block_largest, scale, warp.lane(l));
+}
+
+// What warp `warp` of `warps` does: grid-stride over the launch's blocks, one block at a time. An
+// unknown param dtype traps.
+template <typename Mem, typename Warp>
+LOOKAHEAD_KERNEL_FN void delta_warp(const DeltaLaunchTable& table, const double* hyper, const int64_t* rows,
+                                    int64_t warp, int64_t warps, const Warp& lanes) {
+  const int64_t blocks = table.first_block[table.count];
+  for (int64_t b = warp; b < blocks; b += warps) {
+    const int e = int8_entry_of(table, b);
+    const int64_t block = b - table.first_block[e];
+    switch (static_cast<Int8FastDtype>(table.dtype[e])) {
+      case Int8FastDtype::kF32: delta_block<Mem, CudaF32>(table, e, block, hyper, rows, lanes); break;
+      case Int8FastDtype::kF16: delta_block<Mem, CudaF16>(table, e, block, hyper, rows, lanes); break;
+      case Int8FastDtype::kBF16: delta_block<Mem, CudaBF16>(table, e, block, hyper, rows, lanes); break;
+      default: unknown_pair_code(table.dtype[e]);
+    }
+  }
+}
+
+}  // namespace lookahead_fused

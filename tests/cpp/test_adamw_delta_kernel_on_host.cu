@@ -1,0 +1,267 @@
+// The CUDA body of AdamW's step with int8-delta slow weights (csrc/cuda/adamw_delta_kernel.cuh) run on
+// the host, no GPU needed: every thread block, warp and lane of a launch in turn, the lanes of a warp
+// meeting in the block's largest offset through the host warp policy, every access through a memory
+// policy that records it (tests/cpp/host_int8_lanes.h). Over the param dtypes float32, float16 and
+// bfloat16, sizes around a block and a lane, element offsets that break each tensor's vector alignment,
+// rows with and without the sync (alpha on both sides of the two-sided lerp, and 1), maximize, blocks
+// with a NaN grad, zeros and offsets below 2^-96, and a call of more entries than one launch table
+// holds, with two rows, it checks:
+//   - each element of the param, the moments and the codes, and each scale, is written exactly once,
+//     and the grads never;
+//   - every vector access is aligned (16 bytes, 8 for the codes) and every access is inside its tensor;
+//   - the results equal, bit for bit, the CPU kernel's two passes per block
+//     (csrc/cpu/adamw_delta_cpu.cpp) written with the same element math (adamw.h).
+#pragma nv_diag_suppress 20011
+#pragma nv_diag_suppress 20014
+#pragma nv_diag_suppress 20013
+#pragma nv_diag_suppress 20015
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/adamw_delta_kernel.cuh"
+#include "host_int8_lanes.h"
+
+using namespace lookahead_fused;
+using namespace host_tracking;
+using namespace host_int8_lanes;
+
+namespace {
+
+// Every thread block and warp of the launches of a call, as launch_adamw_delta_cuda makes them.
+void run_on_host(const std::vector<DeltaCudaEntry>& entries, const double* hyper, const int64_t* rows, int64_t grid) {
+  for (size_t first = 0; first < entries.size(); first += kDeltaLaunchEntries) {
+    const int count = static_cast<int>(std::min<size_t>(kDeltaLaunchEntries, entries.size() - first));
+    const DeltaLaunchTable table = delta_launch_table(entries, first, count);
+    const int64_t warps = grid * kInt8WarpsPerBlock;
+    for (int64_t warp = 0; warp < warps; ++warp) delta_warp<HostMemory>(table, hyper, rows, warp, warps, HostWarp{});
+  }
+}
+
+struct Row {
+  bool sync;
+  double alpha;
+  bool maximize;
+};
+
+// A row of the hyper table (see [NOTE: AdamW hyper table] in csrc/adamw.h).
+std::vector<double> hyper_row(const Row& row) {
+  std::vector<double> values(kAdamWColumns);
+  values[kLr] = 1e-2, values[kBeta1] = 0.9, values[kBeta2] = 0.999, values[kEps] = 1e-8;
+  values[kWeightDecay] = 0.1, values[kStep] = 3.0, values[kAlpha] = row.alpha;
+  values[kSyncFlag] = row.sync ? 1.0 : 0.0, values[kMaximize] = row.maximize ? 1.0 : 0.0;
+  return values;
+}
+
+struct Offsets {
+  int64_t param, grad, exp_avg, exp_avg_sq, codes;  // elements
+};
+
+// One entry's tensors, their values before the call, and the oracle's after.
+template <typename F>
+struct Case {
+  Buffer<F> param, grad, exp_avg, exp_avg_sq;
+  Buffer<int8_t> codes;
+  Buffer<float> scales;
+  std::vector<F> param0, grad0, exp_avg0, exp_avg_sq0;
+  std::vector<int8_t> codes0;
+  std::vector<float> scales0;
+
+  Case(int64_t n, Offsets o, std::mt19937& rng)
+      : param(n, o.param), grad(n, o.grad), exp_avg(n, o.exp_avg), exp_avg_sq(n, o.exp_avg_sq), codes(n, o.codes),
+        scales((n + kInt8Block - 1) / kInt8Block, 0) {
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::uniform_int_distribution<int> code(-127, 127);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t block = i / kInt8Block;
+      float p = normal(rng), g = 0.1f * normal(rng), m = 0.1f * normal(rng);
+      const float root = std::fabs(normal(rng)) + 0.1f;  // no float16 underflow of v
+      int8_t q = static_cast<int8_t>(code(rng));
+      if (block == 1 && i % 97 == 3) g = NAN;  // its param NaN: the block's offset is lost
+      if (block == 2) g = m = 0.0f, q = 0;      // the param moves by its weight decay only
+      if (block == 3) p = g = m = 0.0f, q = 0;  // offsets of zero, or below 2^-96 with a tiny scale
+      param.data[i] = narrow<F>(p);
+      grad.data[i] = narrow<F>(g);
+      exp_avg.data[i] = narrow<F>(m);
+      exp_avg_sq.data[i] = narrow<F>(root * root);
+      codes.data[i] = q;
+    }
+    for (int64_t b = 0; b < scales.n; ++b) scales.data[b] = b == 3 ? 1e-31f : 0.001f * std::fabs(normal(rng)) + 1e-4f;
+    param0.assign(param.data, param.data + n);
+    grad0.assign(grad.data, grad.data + n);
+    exp_avg0.assign(exp_avg.data, exp_avg.data + n);
+    exp_avg_sq0.assign(exp_avg_sq.data, exp_avg_sq.data + n);
+    codes0.assign(codes.data, codes.data + n);
+    scales0.assign(scales.data, scales.data + scales.n);
+  }
+
+  DeltaCudaEntry entry(int64_t position) {
+    return {param.data, grad.data, exp_avg.data, exp_avg_sq.data, codes.data, scales.data, param.n, position, dtype_of<F>()};
+  }
+
+  void track_all() {
+    for (auto* buffer : {&param, &grad, &exp_avg, &exp_avg_sq}) track(buffer->data, buffer->n, sizeof(F));
+    track(codes.data, codes.n, sizeof(int8_t));
+    track(scales.data, scales.n, sizeof(float));
+  }
+
+  // The CPU kernel's two passes per block (delta_block in csrc/cpu/adamw_delta_cpu.cpp) on the values
+  // before the call, with `row` of the hyper table.
+  void oracle(std::vector<F>& p, std::vector<F>& m, std::vector<F>& v, std::vector<int8_t>& q, std::vector<float>& sc,
+              const double* row) const {
+    p = param0, m = exp_avg0, v = exp_avg_sq0, q = codes0, sc = scales0;
+    const DeltaRow constants(row);
+    const auto round = [](float x) { return widen(narrow<F>(x)); };
+    for (int64_t b = 0; b < scales.n; ++b) {
+      const int64_t lo = b * kInt8Block, hi = std::min<int64_t>(lo + kInt8Block, param.n);
+      float delta[kInt8Block];
+      uint32_t largest = 0;
+      for (int64_t i = lo; i < hi; ++i) {
+        float mi = widen(m[i]), vi = widen(v[i]);
+        const float kept = int8_delta_element(widen(p[i]), widen(grad0[i]), mi, vi, q[i], sc[b], constants.c,
+                                              constants.lerp, constants.c.syncs, round, delta[i - lo]);
+        p[i] = narrow<F>(kept), m[i] = narrow<F>(mi), v[i] = narrow<F>(vi);
+        largest = std::max(largest, magnitude_bits(delta[i - lo]));
+      }
+      const Int8BlockScale block = int8_block_scale(largest);
+      for (int64_t i = lo; i < hi; ++i) {
+        q[i] = static_cast<int8_t>(static_cast<int32_t>(int8_code(block.kept ? delta[i - lo] : 0.0f, block.inv)));
+      }
+      sc[b] = block.scale;
+    }
+  }
+
+  // The writes and values after a call.
+  void check(const double* row, const std::string& what) {
+    std::vector<F> p, m, v;
+    std::vector<int8_t> q;
+    std::vector<float> sc;
+    oracle(p, m, v, q, sc, row);
+    for (const Tracked& t : tracked) {
+      const bool read_only = t.begin == reinterpret_cast<uintptr_t>(grad.data);
+      const bool mine = read_only || t.begin == reinterpret_cast<uintptr_t>(param.data) ||
+                        t.begin == reinterpret_cast<uintptr_t>(exp_avg.data) ||
+                        t.begin == reinterpret_cast<uintptr_t>(exp_avg_sq.data) ||
+                        t.begin == reinterpret_cast<uintptr_t>(codes.data) ||
+                        t.begin == reinterpret_cast<uintptr_t>(scales.data);
+      if (!mine) continue;
+      for (size_t i = 0; i < t.writes.size(); ++i) {
+        if (t.writes[i] != (read_only ? 0 : 1)) {
+          fail(what + ": element " + std::to_string(i) + " written " + std::to_string(t.writes[i]) + " times");
+          break;
+        }
+      }
+    }
+    compare(grad0.data(), grad.data, grad.n, what + ": grad");
+    compare(p.data(), param.data, param.n, what + ": param");
+    compare(m.data(), exp_avg.data, exp_avg.n, what + ": exp_avg");
+    compare(v.data(), exp_avg_sq.data, exp_avg_sq.n, what + ": exp_avg_sq");
+    compare(q.data(), codes.data, codes.n, what + ": codes");
+    compare(sc.data(), scales.data, scales.n, what + ": scales");
+  }
+};
+
+template <typename F>
+const char* dtype_name() {
+  return sizeof(F) == 4 ? "float32" : std::is_same_v<F, __half> ? "float16" : "bfloat16";
+}
+
+template <typename F>
+void run_case(int64_t n, Offsets o, const Row& row_options, std::mt19937& rng) {
+  Case<F> c(n, o, rng);
+  tracked.clear();
+  c.track_all();
+  const std::vector<double> hyper = hyper_row(row_options);
+  const std::vector<int64_t> rows = {0};
+  track(rows.data(), 1, sizeof(int64_t));  // the kernel reads each entry's row index through its memory policy
+  const std::vector<DeltaCudaEntry> entries = n > 0 ? std::vector<DeltaCudaEntry>{c.entry(0)} : std::vector<DeltaCudaEntry>{};
+  run_on_host(entries, hyper.data(), rows.data(), 2);  // 16 warps: the larger sizes stride
+  const std::string what = std::string(dtype_name<F>()) + " n=" + std::to_string(n) + " offsets=" +
+                           std::to_string(o.param) + "," + std::to_string(o.grad) + "," + std::to_string(o.exp_avg) +
+                           "," + std::to_string(o.exp_avg_sq) + "," + std::to_string(o.codes) +
+                           " sync=" + std::to_string(row_options.sync) + " alpha=" + std::to_string(row_options.alpha) +
+                           " maximize=" + std::to_string(row_options.maximize);
+  c.check(hyper.data(), what);
+}
+
+template <typename F>
+void run_dtype(std::mt19937& rng) {
+  const int64_t sizes[] = {0, 1, 7, 255, 256, 257, 1000, 4097};
+  // in elements: aligned; each tensor off its vector alignment in turn; all of them; codes 8-byte but not
+  // 16-byte aligned
+  const Offsets offsets[] = {{0, 0, 0, 0, 0}, {1, 0, 0, 0, 0}, {0, 1, 0, 0, 0}, {0, 0, 1, 0, 0},
+                             {0, 0, 0, 1, 0}, {0, 0, 0, 0, 1}, {3, 2, 5, 7, 9}, {0, 0, 0, 0, 8}};
+  const Row rows[] = {{false, 0.5, false}, {false, 0.5, true}, {true, 0.3, false}, {true, 0.5, true}, {true, 1.0, false}};
+  for (int64_t n : sizes) {
+    for (Offsets o : offsets) {
+      for (const Row& row : rows) run_case<F>(n, o, row, rng);
+    }
+  }
+}
+
+// One call of more entries than one launch table holds, of every param dtype and size in turn, half of
+// them on a row that syncs and half on one that does not: each launch's entries found by the binary
+// search, each entry as its own call would leave it.
+void run_many_entries(std::mt19937& rng) {
+  const int64_t sizes[] = {1, 7, 255, 256, 257, 1000, 4097, 0};
+  const int kEach = (kDeltaLaunchEntries + 8) / 3 + 1;
+  std::vector<Case<float>> f32;
+  std::vector<Case<__half>> f16;
+  std::vector<Case<__nv_bfloat16>> bf16;
+  f32.reserve(kEach), f16.reserve(kEach), bf16.reserve(kEach);
+  tracked.clear();
+  for (int i = 0; i < kEach; ++i) {
+    const Offsets o{i % 3, i % 5, i % 2, i % 7, i % 9};
+    f32.emplace_back(sizes[i % 8], o, rng);
+    f16.emplace_back(sizes[i % 8], o, rng);
+    bf16.emplace_back(sizes[i % 8], o, rng);
+  }
+  std::vector<double> hyper = hyper_row({false, 0.5, false});
+  const std::vector<double> syncing = hyper_row({true, 0.7, false});
+  hyper.insert(hyper.end(), syncing.begin(), syncing.end());
+  std::vector<DeltaCudaEntry> entries;
+  std::vector<int64_t> rows;
+  const auto add = [&](auto& c) {
+    if (c.param.n == 0) return;
+    entries.push_back(c.entry(static_cast<int64_t>(rows.size())));
+    rows.push_back(static_cast<int64_t>(rows.size() % 2));
+    c.track_all();
+  };
+  for (int i = 0; i < kEach; ++i) add(f32[i]), add(f16[i]), add(bf16[i]);  // the order of a mixed call
+  track(rows.data(), static_cast<int64_t>(rows.size()), sizeof(int64_t));
+  if (entries.size() <= size_t(kDeltaLaunchEntries)) fail("the many-entry call fits one launch table");
+  run_on_host(entries, hyper.data(), rows.data(), 5);
+  size_t e = 0;
+  const auto check = [&](auto& c, const std::string& what) {
+    if (c.param.n == 0) return;
+    c.check(hyper.data() + rows[e] * kAdamWColumns, what);
+    ++e;
+  };
+  for (int i = 0; i < kEach; ++i) {
+    check(f32[i], "many entries, float32 " + std::to_string(i));
+    check(f16[i], "many entries, float16 " + std::to_string(i));
+    check(bf16[i], "many entries, bfloat16 " + std::to_string(i));
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(26);
+  run_dtype<float>(rng);
+  run_dtype<__half>(rng);
+  run_dtype<__nv_bfloat16>(rng);
+  if (vector_accesses == 0) fail("no vector access at all");
+  run_many_entries(rng);
+  if (failures > 0) {
+    std::fprintf(stderr, "%d failures\n", failures);
+    return 1;
+  }
+  std::printf("adamw int8-delta kernel on host: all checks passed (%lld vector accesses)\n",
+              static_cast<long long>(vector_accesses));
+  return 0;
+}

@@ -1,0 +1,134 @@
+"""LookaheadAdamW(slow_dtype="int8-delta") (see [NOTE: what int8-delta supports] in
+lookahead_fused/options.py): each period against an exact LookaheadAdamW restarted from its own state
+(its checkpoint, decoded), within the decided bound (docs/design.md, "int8-delta"); the state's bytes;
+checkpoints converting both ways; what it refuses. The generic behaviours (mid-period resume bit for bit,
+slow_weights(), capturable on the CPU, bad input) run in tests/test_optimizer_matrix.py."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from lookahead_fused import Lookahead, LookaheadAdamW, int8_blocks
+from lookahead_fused.slow_state import SLOW_DELTA, SLOW_DELTA_SCALES, SLOW_PARAM, slow_weight_value
+
+from .helpers import clone_params, make_params, run, set_grads
+from .matrix import dtype_id, ulp
+
+SHAPES = ((40, 30), (40,), (300,))  # the least-squares weight and bias, and a param of two blocks
+K, ALPHA, LR = 5, 0.5, 0.05
+
+
+def delta_optimizer(params, **options):
+    return LookaheadAdamW(params, lr=LR, k=K, alpha=ALPHA, slow_dtype="int8-delta", **options)
+
+
+def exact_twin(opt, params):
+    """An exact LookaheadAdamW (float32 slow weights) on copies of `params`, loaded from `opt`'s checkpoint:
+    its slow weights are the int8-delta ones decoded (param + offset, exact in float32)."""
+    twin = clone_params(params)
+    exact = LookaheadAdamW(twin, lr=LR, k=K, alpha=ALPHA, slow_dtype=torch.float32)
+    with pytest.warns(UserWarning, match="saved with slow_dtype=int8-delta"):
+        exact.load_state_dict(copy.deepcopy(opt.state_dict()))
+    return exact, twin
+
+
+def both_step(step, runs, without_grad=()):
+    """One step of each (optimizer, params) run on batch `step`, the params at `without_grad` given no grad."""
+    for opt, params in runs:
+        set_grads(params, step)
+        for i in without_grad:
+            params[i].grad = None
+        opt.step()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
+def test_each_period_ends_within_the_decided_bound_of_the_exact_sync(dtype):
+    """At every sync the params are within (k - 1) / 254 of the period's largest displacement (plus a few
+    ulp) of an exact LookaheadAdamW that started the period from the same state: the offset was encoded
+    again at each of the period's k - 1 steps before the sync, each rounding within a / 254 of its block's
+    largest offset a, and the sync keeps 1 - alpha of that (docs/design.md, "int8-delta"). The last param
+    has no grad at the sync step: it syncs through the reference's loop, on both sides."""
+    params = make_params(dtype, shapes=SHAPES)
+    opt = delta_optimizer(params)
+    for period in range(3):
+        exact, twin = exact_twin(opt, params)
+        slow = [exact.state[q][SLOW_PARAM].double() for q in twin]
+        largest = [torch.zeros((), dtype=torch.float64) for _ in params]
+        for t in range(K):
+            both_step(period * K + t, [(opt, params), (exact, twin)], without_grad=(2,) if t == K - 1 else ())
+            if t < K - 1:
+                largest = [torch.maximum(a, (s - q.double()).abs().max()) for a, s, q in zip(largest, slow, twin)]
+        for i, (p, q, s, a) in enumerate(zip(params, twin, slow, largest)):
+            magnitude = torch.maximum(q.double().abs(), s.abs())
+            slack = 16 * ulp(magnitude, torch.float32) + (4 * ulp(magnitude, dtype) if dtype != torch.float32 else 0)
+            bound = (K - 1) * (1 - ALPHA) * a * (1 / 254 + 2.0**-20) + slack
+            error = (p.double() - q.double()).abs()
+            assert (error <= bound).all(), f"period {period}, param {i}: error {error.max():.3g} above its bound"
+            assert a > 0 and error.max() > 0, "the period moved the params and the offsets' roundings show"
+
+
+def test_the_state_is_one_byte_an_element_and_a_scale_a_block():
+    params = make_params(torch.float32, shapes=SHAPES)
+    opt = delta_optimizer(params)
+    for p in params:
+        state = opt.state[p]
+        assert set(state) == {SLOW_DELTA, SLOW_DELTA_SCALES}
+        codes, scales = state[SLOW_DELTA], state[SLOW_DELTA_SCALES]
+        assert codes.dtype == torch.int8 and codes.shape == p.shape and codes.stride() == p.stride()
+        assert scales.dtype == torch.float32 and scales.shape == (math.ceil(p.numel() / int8_blocks.BLOCK),)
+        assert sum(t.numel() * t.element_size() for t in state.values()) == p.numel() + 4 * scales.numel()
+        assert torch.equal(slow_weight_value(state, p), p), "at the start the slow weight is the param"
+
+
+def test_checkpoints_convert_to_and_from_exact_slow_weights():
+    """An exact checkpoint loads into an int8-delta optimizer (the offset from the params encoded, with the
+    slow_dtype warning) and back; each slow weight within the encoding's bound of the one saved; an
+    int8-delta checkpoint into an int8-delta optimizer bit for bit."""
+    params = make_params(torch.float32, shapes=SHAPES)
+    exact = LookaheadAdamW(params, lr=LR, k=K, alpha=ALPHA)
+    run(exact, params, K + 2)
+    saved = [exact.state[p][SLOW_PARAM].clone() for p in params]
+    opt = delta_optimizer(params)
+    with pytest.warns(UserWarning, match="int8-delta offset against the params as they are now"):
+        opt.load_state_dict(copy.deepcopy(exact.state_dict()))
+    for p, s in zip(params, saved):
+        offset = int8_blocks.memory_order(s - p)
+        bound = int8_blocks.error_bound(offset) + ulp(s.double().abs(), torch.float32).reshape(-1)
+        error = (int8_blocks.memory_order(slow_weight_value(opt.state[p], p)).double() - int8_blocks.memory_order(s).double()).abs()
+        assert (error <= bound).all()
+    assert opt.step_count == K + 2
+    again = delta_optimizer(params)
+    again.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for p in params:
+        for key in (SLOW_DELTA, SLOW_DELTA_SCALES):
+            assert torch.equal(again.state[p][key], opt.state[p][key])
+    back = LookaheadAdamW(params, lr=LR, k=K, alpha=ALPHA)
+    with pytest.warns(UserWarning, match="saved with slow_dtype=int8-delta"):
+        back.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for p in params:
+        assert torch.equal(back.state[p][SLOW_PARAM], slow_weight_value(opt.state[p], p))
+
+
+def test_what_it_refuses():
+    params = make_params(torch.float32, shapes=SHAPES)
+    refusals = [
+        (lambda: LookaheadAdamW(params, k=6, slow_dtype="int8-delta"), "takes k <= 5, got k=6"),
+        (lambda: delta_optimizer(params, outer_momentum=0.5), "does not support outer_momentum=0.5 yet"),
+        (lambda: Lookahead(torch.optim.AdamW(params), slow_dtype="int8-delta"), "only LookaheadAdamW's own pass"),
+        (lambda: delta_optimizer(make_params(torch.float64, shapes=SHAPES)), "param 0 has dtype torch.float64"),
+    ]
+    for build, message in refusals:
+        with pytest.raises(ValueError, match=message):
+            build()
+    opt = delta_optimizer(params)
+    run(opt, params, 2)
+    held = [p.clone() for p in params] + [opt.state[p][key].clone() for p in params for key in (SLOW_DELTA, SLOW_DELTA_SCALES)]
+    longer = LookaheadAdamW(clone_params(params), k=5)
+    saved = longer.state_dict()
+    saved["lookahead"]["k"] = 10
+    with pytest.raises(ValueError, match="has k=10; this optimizer's slow_dtype='int8-delta' takes k <= 5"):
+        opt.load_state_dict(saved)
+    after = [p for p in params] + [opt.state[p][key] for p in params for key in (SLOW_DELTA, SLOW_DELTA_SCALES)]
+    assert all(torch.equal(a, b) for a, b in zip(after, held)) and opt.step_count == 2
