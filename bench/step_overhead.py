@@ -9,7 +9,9 @@ bandwidth timings run in interleaved rounds (timing.py); each ratio is taken per
 
 LookaheadAdamW (AdamW and the sync in one pass) is measured against the fused AdamW (foreach where
 there is none): its sync adds only the slow weight's read and write, 8 bytes, so its bytes floor is
-8 / (k x 28) = 5.7 % at k = 5.
+8 / (k x 28) = 5.7 % at k = 5. With slow_dtype="int8-delta" (k <= 5) its pass reads and writes the
+offset's codes and scales at every step, 2 x (1 + 4 / 256) bytes, k times a period: 10.2 / (5 x 28) =
+7.3 % at k = 5.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import math
 
 import torch
 
-from lookahead_fused import Lookahead, LookaheadAdamW
+from lookahead_fused import Lookahead, LookaheadAdamW, int8_blocks
 from timing import per_round, rounds_with_bandwidth, summary
 
 ADAMW_BYTES_PER_PARAM = 7 * 4
 SYNC_BYTES_PER_PARAM = 16
 FUSED_SYNC_BYTES_PER_PARAM = 8  # LookaheadAdamW: slow's read and write inside AdamW's pass
+INT8_DELTA_BYTES_PER_STEP = 2 * int8_blocks.BYTES_PER_ELEMENT  # its offset's read and write, at every step
+INT8_DELTA_MODE = "LookaheadAdamW int8-delta"
 
 
 def params_with_grads(shapes, device):
@@ -72,11 +76,18 @@ def measure(shapes, device: torch.device, k: int, rounds: int | None = None, bud
     for mode in ("host branch", "capturable"):
         fused_adamw = LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=k, capturable=mode == "capturable")
         variants[f"LookaheadAdamW {mode}"] = functools.partial(k_steps, fused_adamw)
+    fused_modes = ["LookaheadAdamW host branch", "LookaheadAdamW capturable"]
+    sync_bytes_of = dict.fromkeys(fused_modes, FUSED_SYNC_BYTES_PER_PARAM)
+    if k <= 5:  # int8-delta's largest k (see [NOTE: what int8-delta supports] in lookahead_fused/options.py)
+        delta = LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=k, slow_dtype=int8_blocks.DELTA_SLOW_DTYPE)
+        variants[INT8_DELTA_MODE] = functools.partial(k_steps, delta)
+        fused_modes.append(INT8_DELTA_MODE)
+        sync_bytes_of[INT8_DELTA_MODE] = k * INT8_DELTA_BYTES_PER_STEP
     samples, bandwidth = rounds_with_bandwidth(variants, device, rounds, budget_s, 7, 200)
     rows = []
-    for name, mode in keys + [(baseline, "LookaheadAdamW host branch"), (baseline, "LookaheadAdamW capturable")]:
+    for name, mode in keys + [(baseline, fused_mode) for fused_mode in fused_modes]:
         fused = mode.startswith("LookaheadAdamW")
-        sync_bytes = FUSED_SYNC_BYTES_PER_PARAM if fused else SYNC_BYTES_PER_PARAM
+        sync_bytes = sync_bytes_of[mode] if fused else SYNC_BYTES_PER_PARAM
         sync_floor = per_round(lambda bytes_per_second: numel * sync_bytes / bytes_per_second, bandwidth)
         floor_pct = 100 * sync_bytes / (k * ADAMW_BYTES_PER_PARAM)
         plain, wrapped = samples[name], samples[mode if fused else f"{name} + Lookahead {mode}"]

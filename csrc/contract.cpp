@@ -107,6 +107,7 @@ const char* const kCompactListNames[] = {"fast", "slow_high", "slow_low", "momen
 const char* const kInt8MomentumListNames[] = {"fast", "slow", "momentum", "scales"};
 const char* const kPseudoGradientListNames[] = {"fast", "slow", "out"};
 const char* const kAdamWDeltaListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "delta", "scales"};
+const char* const kInt8DeltaSyncListNames[] = {"param", "delta", "scales"};
 
 void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow",
                    const char* first_name = "fast") {
@@ -444,18 +445,18 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
   check_adamw_hyper(params, hyper, rows, syncs);
 }
 
-void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
-                            const at::Tensor& rows) {
-  const char* op = kAdamWDeltaOp;
-  const char* const* names = kAdamWDeltaListNames;
-  at::TensorList params = lists[0];
-  for (size_t l = 1; l < lists.size(); ++l) check_lengths(op, params, lists[l], names[l], "param");
-  check_adamw_moments(op, lists, names);
+namespace {
+
+// Each param in float32, float16 or bfloat16, beside it its int8 offset codes (its shape and strides) and
+// its block scales (see [NOTE: int8-delta] in csrc/adamw.h); the params themselves checked by the caller.
+void check_int8_delta_triples(const char* op, at::TensorList params, at::TensorList delta, at::TensorList scales) {
   const at::Device device = device_of_first(params);
   for (size_t i = 0; i < params.size(); ++i) {
+    prefetch_ahead(delta, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    prefetch_ahead(scales, i);
     const at::Tensor& p = params[i];
-    const at::Tensor& q = lists[4][i];
-    const at::Tensor& sc = lists[5][i];
+    const at::Tensor& q = delta[i];
+    const at::Tensor& sc = scales[i];
     const int64_t blocks = (p.numel() + kInt8Block - 1) / kInt8Block;
     TORCH_CHECK_VALUE(p.scalar_type() == at::kFloat || p.scalar_type() == at::kHalf || p.scalar_type() == at::kBFloat16,
                       op, ": pair ", i, ": param has dtype ", python_dtype(p.scalar_type()),
@@ -475,8 +476,32 @@ void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::
                       python_tuple(sc.sizes()), "; it must be (", blocks, ",), one scale per block of ", kInt8Block,
                       " of param's ", p.numel(), " elements");
   }
+}
+
+}  // namespace
+
+void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
+                            const at::Tensor& rows) {
+  const char* op = kAdamWDeltaOp;
+  const char* const* names = kAdamWDeltaListNames;
+  at::TensorList params = lists[0];
+  for (size_t l = 1; l < lists.size(); ++l) check_lengths(op, params, lists[l], names[l], "param");
+  check_adamw_moments(op, lists, names);
+  check_int8_delta_triples(op, params, lists[4], lists[5]);
   check_adamw_hyper(params, hyper, rows, /*syncs=*/true, op);
   check_no_overlap(op, lists, names);
+}
+
+void check_int8_delta_lists(at::TensorList params, at::TensorList delta, at::TensorList scales) {
+  const char* op = kInt8DeltaSyncOp;
+  check_lengths(op, params, delta, kInt8DeltaSyncListNames[1], "param");
+  check_lengths(op, params, scales, kInt8DeltaSyncListNames[2], "param");
+  for (size_t i = 0; i < params.size(); ++i) {
+    prefetch_ahead(params, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    check_tensor(params[i], Where{op, i, "param"});
+  }
+  check_int8_delta_triples(op, params, delta, scales);
+  check_no_overlap(op, {params, delta, scales}, kInt8DeltaSyncListNames);
 }
 
 const char* const* adamw_delta_list_names() { return kAdamWDeltaListNames; }

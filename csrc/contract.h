@@ -16,6 +16,7 @@ constexpr const char* kInt8MomentumOp = "lookahead_int8_momentum_sync_";  // the
 constexpr const char* kInt8MomentumGatedOp = "lookahead_int8_momentum_sync_on_step_";  // and its step-gated form
 constexpr const char* kPseudoGradientOp = "lookahead_pseudo_gradient_";  // the replicas' pseudo-gradient
 constexpr const char* kAdamWDeltaOp = "lookahead_adamw_delta_step_";  // AdamW's step with int8-delta slow weights
+constexpr const char* kInt8DeltaSyncOp = "LookaheadAdamW's int8-delta sync";  // their sync without AdamW's step
 
 // Whether `t` is plainly valid: defined, strided and contiguous, on `device`; and whether `a` and `b`
 // are plainly alike: both plainly valid, of one shape. Their dtypes are the caller's test
@@ -89,6 +90,10 @@ void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::
                             const at::Tensor& rows);
 // The names of its lists in the messages: param, grad, exp_avg, exp_avg_sq, delta, scales.
 const char* const* adamw_delta_list_names();
+// The lists of a sync of int8-delta slow weights without AdamW's step (LookaheadAdamW's params without a
+// grad, sync_lookahead(); reference.int8_delta_sync_ runs it): the params and the triples of
+// check_adamw_delta_args, and their overlap. The pybind check_int8_delta_lists runs it.
+void check_int8_delta_lists(at::TensorList params, at::TensorList delta, at::TensorList scales);
 // What lookahead_sync_ checks before it writes, with or without outer momentum (`momentum` empty):
 // the pairs (or triples), and their overlap unless a plan for them is cached. The pybind
 // check_sync_lists runs it.

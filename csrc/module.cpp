@@ -257,6 +257,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Raise ValueError, as lookahead_int8_momentum_sync_ would, if the quads break the op contract; write "
         "nothing.",
         py::arg("fast"), py::arg("slow"), py::arg("momentum"), py::arg("scales"));
+  m.def("check_int8_delta_lists",
+        [](const BorrowedTensors& params, const BorrowedTensors& delta, const BorrowedTensors& scales) {
+          pybind11::gil_scoped_release no_gil;
+          check_int8_delta_lists(params, delta, scales);
+        },
+        "Raise ValueError, as LookaheadAdamW's int8-delta sync would, if the triples (params, offset codes, "
+        "scales) break the op contract; write nothing.",
+        py::arg("params"), py::arg("delta"), py::arg("scales"));
   m.def("same_objects", [](const py::list& held, const py::list& now) {
     if (held.size() != now.size()) return false;
     for (size_t g = 0; g < held.size(); ++g) {

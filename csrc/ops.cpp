@@ -207,6 +207,12 @@ void pseudo_gradient_(at::TensorList fast, at::TensorList slow, at::TensorList o
 namespace {
 
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
+// The dtype of a checked param of the int8-block kernels (float32, float16 or bfloat16) as they take it.
+Int8FastDtype int8_fast_dtype_of(const at::Tensor& t) {
+  const at::ScalarType type = t.scalar_type();
+  return type == at::kFloat ? Int8FastDtype::kF32 : type == at::kHalf ? Int8FastDtype::kF16 : Int8FastDtype::kBF16;
+}
+
 // One launch per kInt8LaunchEntries entries of checked lists on one CUDA device, on its current stream;
 // with a gate, only when *step % k == 0, decided on the device (see [NOTE: step gate] in csrc/table.h).
 void launch_int8_momentum_on_cuda(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
@@ -215,13 +221,9 @@ void launch_int8_momentum_on_cuda(at::TensorList fast, at::TensorList slow, at::
   entries.reserve(fast.size());
   for (size_t i = 0; i < fast.size(); ++i) {
     if (fast[i].numel() == 0) continue;
-    const at::ScalarType type = fast[i].scalar_type();
-    const Int8FastDtype fast_dtype = type == at::kFloat  ? Int8FastDtype::kF32
-                                     : type == at::kHalf ? Int8FastDtype::kF16
-                                                         : Int8FastDtype::kBF16;  // the checks allow no other
     entries.push_back({fast[i].mutable_data_ptr(), slow[i].mutable_data_ptr<float>(),
                        momentum[i].mutable_data_ptr<int8_t>(), scales[i].mutable_data_ptr<float>(), fast[i].numel(),
-                       fast_dtype});
+                       int8_fast_dtype_of(fast[i])});
   }
   if (entries.empty()) return;
   const at::Device device = fast[0].device();
@@ -336,13 +338,10 @@ void launch_adamw_delta_on_cuda(at::TensorList params, at::TensorList grads, at:
   entries.reserve(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     if (params[i].numel() == 0) continue;
-    const at::ScalarType type = params[i].scalar_type();
-    const Int8FastDtype dtype = type == at::kFloat ? Int8FastDtype::kF32
-                                : type == at::kHalf ? Int8FastDtype::kF16
-                                                    : Int8FastDtype::kBF16;  // the checks allow no other
     entries.push_back({params[i].mutable_data_ptr(), grads[i].const_data_ptr(), exp_avgs[i].mutable_data_ptr(),
                        exp_avg_sqs[i].mutable_data_ptr(), delta[i].mutable_data_ptr<int8_t>(),
-                       scales[i].mutable_data_ptr<float>(), params[i].numel(), static_cast<int64_t>(i), dtype});
+                       scales[i].mutable_data_ptr<float>(), params[i].numel(), static_cast<int64_t>(i),
+                       int8_fast_dtype_of(params[i])});
   }
   if (entries.empty()) return;
   const at::Device device = params[0].device();

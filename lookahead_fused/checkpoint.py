@@ -48,7 +48,7 @@ import torch
 
 from . import bf16_int8, contract, first_moment
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive, check_bounds
-from .options import INT8_DELTA_MAX_K
+from .options import check_int8_delta_options
 from . import int8_blocks
 from .slow_state import ALPHA_KEY, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, PENDING_DELTA, SLOW_DELTA
 from .slow_state import SLOW_DELTA_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
@@ -199,11 +199,10 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
     step = torch.as_tensor(step) if isinstance(step, (int, torch.Tensor)) and not isinstance(step, bool) else None
     if step is None or step.dim() != 0 or step.dtype.is_floating_point or step.is_complex() or int(step) < 0:
         raise ValueError(f"state_dict['lookahead']['step'] must be a non-negative integer, got {section.get('step')!r}")
-    if is_int8_delta(opt.defaults["slow_dtype"]) and config["k"] > INT8_DELTA_MAX_K:
-        raise ValueError(
-            f"state_dict['lookahead'] has k={config['k']}; this optimizer's slow_dtype="
-            f"{int8_blocks.DELTA_SLOW_DTYPE!r} takes k <= {INT8_DELTA_MAX_K}"
-        )
+    try:  # the saved k and outer momentum, as this optimizer would take them at construction
+        check_int8_delta_options({**opt.defaults, **config})
+    except ValueError as error:
+        raise ValueError(f"state_dict['lookahead']: {error}") from None
     if section.get("slow_dtype") != dtype_name(opt.defaults["slow_dtype"]):
         against = ""
         if int8_blocks.DELTA_SLOW_DTYPE in (section.get("slow_dtype"), opt.defaults["slow_dtype"]):

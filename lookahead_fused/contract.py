@@ -67,6 +67,7 @@ PSEUDO_GRADIENT_LIST_NAMES = ("fast", "slow", "out")
 ADAMW_DELTA_OP = "lookahead_adamw_delta_step_"
 ADAMW_DELTA_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "delta", "scales")
 INT8_DELTA_SYNC_OP = "LookaheadAdamW's int8-delta sync"  # the reference's int8_delta_sync_, as the messages name it
+INT8_DELTA_SYNC_LIST_NAMES = ("param", "delta", "scales")
 # The params whose state the encodings keep (the 32-bit opmath dtypes): bf16+int8 slow weights, int8 blocks of
 # an outer momentum beside float32 slow weights, int8-delta offsets.
 ENCODED_PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -333,12 +334,15 @@ def check_list_types(names: tuple[str, ...], lists, *, op: str) -> None:
             raise TypeError(f"{op}: {name} must be a list or tuple of tensors, got {type(tensors).__name__}")
 
 
-def _check_block_scales(i: int, owner_tensor, sc, *, op: str, owner: str) -> None:
-    """One scale per block of `owner_tensor`'s elements, 1-D on its device
-    (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py)."""
+def _check_block_scales(i: int, owner_tensor, sc, *, op: str, owner: str, device: torch.device) -> None:
+    """One scale per block of `owner_tensor`'s elements, 1-D on the call's `device` (pair 0's), as
+    csrc/contract.cpp says it (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py)."""
     blocks = int8_blocks.scale_count(owner_tensor.numel())
-    if sc.device != owner_tensor.device:
-        raise ValueError(f"{op}: pair {i}: {owner} is on {owner_tensor.device} but scales is on {sc.device}")
+    if sc.device != device:
+        raise NotImplementedError(
+            f"{op}: pair {i} has {owner} on {owner_tensor.device} and scales on {sc.device} but pair 0 is on {device}; "
+            "one call of the fused kernel runs on one device"
+        )
     if sc.dim() != 1 or sc.numel() != blocks:
         raise ValueError(
             f"{op}: pair {i}: scales has shape {tuple(sc.shape)}; it must be ({blocks},), one scale per block "
@@ -368,8 +372,15 @@ def check_int8_momentum_lists(fast, slow, momentum, scales) -> None:
             _check_state_tensor(t, dtype, where=f"{op}: pair {i}: {name}")
         for name, t in ((names[1], s), (names[2], m)):
             _check_pair_layout(i, f, t, op=op, names=("fast", name))
-        _check_block_scales(i, f, sc, op=op, owner="fast")
+        _check_block_scales(i, f, sc, op=op, owner="fast", device=fast[0].device)
     check_no_overlap(fast, slow, momentum, scales, op=op, names=names)
+
+
+def _check_lengths(names: tuple[str, ...], lists, *, op: str) -> None:
+    """As many tensors in each list as in the first, named as C++'s check_lengths names them."""
+    for name, tensors in zip(names[1:], lists[1:]):
+        if len(tensors) != len(lists[0]):
+            raise ValueError(f"{op}: {names[0]} has {len(lists[0])} tensors but {name} has {len(tensors)}")
 
 
 def _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, *, op: str) -> None:
@@ -389,16 +400,26 @@ def _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, *, op: str) -> No
 
 
 def _check_adamw_table(params, hyper, rows, syncs: bool, *, op: str) -> None:
-    """The hyper table and the rows of AdamW's step, as csrc/contract.cpp's check_adamw_hyper."""
-    if hyper.dtype != torch.float64 or hyper.dim() != 2 or hyper.shape[1] != len(ADAMW_COLUMNS):
-        raise ValueError(f"{op}: hyper must be a contiguous float64 tensor of shape (rows, {len(ADAMW_COLUMNS)})")
-    if rows.dtype != torch.int64 or tuple(rows.shape) != (len(params),):
+    """The hyper table and the rows of AdamW's step, as csrc/contract.cpp's check_adamw_hyper says it."""
+    columns = len(ADAMW_COLUMNS)
+    if hyper.dtype != torch.float64 or hyper.dim() != 2 or hyper.shape[1] != columns or not hyper.is_contiguous():
+        raise ValueError(f"{op}: hyper must be a contiguous float64 tensor of shape (rows, {columns})")
+    if rows.dtype != torch.int64 or rows.dim() != 1 or rows.numel() != len(params) or not rows.is_contiguous():
         raise ValueError(f"{op}: rows must be a contiguous int64 tensor of one row index per param ({len(params)})")
+    if not params:
+        return
+    device = params[0].device
+    if hyper.device != device or rows.device != device:
+        raise ValueError(f"{op}: hyper is on {hyper.device} and rows on {rows.device} but the params are on {device}; "
+                         "the kernel reads both where it runs")  # fmt: skip
     # the values only where reading them is free (csrc/contract.cpp does the same): on a GPU it would
     # synchronise, and a captured step could not run it
-    if params and rows.device.type == "cpu" and bool(((rows < 0) | (rows >= hyper.shape[0])).any()):
-        raise ValueError(f"{op}: a param names a row outside the hyper table of {hyper.shape[0]} rows")
-    if not syncs and hyper.device.type == "cpu" and bool((hyper[:, ADAMW_COLUMNS.index("sync")] != 0).any()):
+    if device.type != "cpu":
+        return
+    for i, row in enumerate(rows.tolist()):
+        if not 0 <= row < hyper.shape[0]:
+            raise ValueError(f"{op}: param {i} names row {row} of a hyper table of {hyper.shape[0]} rows")
+    if not syncs and bool((hyper[:, ADAMW_COLUMNS.index("sync")] != 0).any()):
         row = int((hyper[:, ADAMW_COLUMNS.index("sync")] != 0).nonzero()[0])
         raise ValueError(
             f"{op}: hyper row {row} has sync = 1 but the call has no slow weights to sync; without slow weights the "
@@ -411,9 +432,7 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
     ones check it in C++, csrc/contract.cpp): the lists, one device, the hyper table and its rows. An
     empty `slow` (with params) is AdamW's step alone: no momentum then, and sync 0 in every row."""
     op = "lookahead_adamw_step_"
-    for name, tensors in zip(ADAMW_LIST_NAMES[1:4], (grads, exp_avgs, exp_avg_sqs)):
-        if len(tensors) != len(params):
-            raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
+    _check_lengths(ADAMW_LIST_NAMES[:4], (params, grads, exp_avgs, exp_avg_sqs), op=op)
     syncs = bool(slow) or not params
     if not syncs and momentum:
         raise ValueError(f"{op}: momentum has {len(momentum)} tensors but slow has none; the outer momentum goes with slow weights")
@@ -435,9 +454,7 @@ def check_adamw_delta_args(params, grads, exp_avgs, exp_avg_sqs, delta, scales, 
     op, names = ADAMW_DELTA_OP, ADAMW_DELTA_LIST_NAMES
     lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales)
     check_list_types(names, lists, op=op)
-    for name, tensors in zip(names[1:], lists[1:]):
-        if len(tensors) != len(params):
-            raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
+    _check_lengths(names, lists, op=op)
     for i, p in enumerate(params):
         check_param_tensor(p, where=f"{op}: pair {i}: param")
     _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
@@ -449,11 +466,9 @@ def check_adamw_delta_args(params, grads, exp_avgs, exp_avg_sqs, delta, scales, 
 def check_int8_delta_lists(params, delta, scales) -> None:
     """Validate the lists of a sync of int8-delta slow weights without AdamW's step (LookaheadAdamW's
     params without a grad, sync_lookahead()): as lookahead_adamw_delta_step_'s (params, delta, scales)."""
-    op, names = INT8_DELTA_SYNC_OP, (ADAMW_DELTA_LIST_NAMES[0], *ADAMW_DELTA_LIST_NAMES[4:])
+    op, names = INT8_DELTA_SYNC_OP, INT8_DELTA_SYNC_LIST_NAMES
     check_list_types(names, (params, delta, scales), op=op)
-    for name, tensors in zip(names[1:], (delta, scales)):
-        if len(tensors) != len(params):
-            raise ValueError(f"{op}: param has {len(params)} tensors but {name} has {len(tensors)}")
+    _check_lengths(names, (params, delta, scales), op=op)
     for i, p in enumerate(params):
         check_param_tensor(p, where=f"{op}: pair {i}: param")
     _check_int8_delta_triples(params, delta, scales, op=op)
@@ -472,7 +487,7 @@ def _check_int8_delta_triples(params, delta, scales, *, op: str) -> None:
         _check_state_tensor(q, torch.int8, where=f"{op}: pair {i}: delta")
         _check_state_tensor(sc, torch.float32, where=f"{op}: pair {i}: scales")
         _check_pair_layout(i, p, q, op=op, names=("param", "delta"))
-        _check_block_scales(i, p, sc, op=op, owner="param")
+        _check_block_scales(i, p, sc, op=op, owner="param", device=params[0].device)
 
 
 def _describe(t) -> str:

@@ -34,6 +34,7 @@ SCALE_DTYPE = torch.float32
 BLOCK = 256  # elements per scale
 CODE_LIMIT = 127  # |q| <= 127
 FLUSH_BELOW = 2.0**-96  # a block whose largest magnitude is below it is stored as zeros
+BYTES_PER_ELEMENT = 1 + 4 / BLOCK  # a code, and a scale per block, of a tensor of whole blocks
 
 
 def scale_count(numel: int) -> int:

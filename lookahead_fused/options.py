@@ -25,9 +25,9 @@ def check_slow_dtype(slow_dtype, steps_itself: bool):
     if not (slow_dtype is None or slow_dtype is torch.float32 or is_compact(slow_dtype) or is_int8_delta(slow_dtype)):
         raise ValueError(
             f"slow_dtype must be None (the param's dtype), {bf16_int8.SLOW_DTYPE!r} (3 bytes a weight: "
-            f"docs/design.md, 'Compact slow weights'), torch.float32 (fp32 slow weights for float16/bfloat16 "
-            f"params) or, for LookaheadAdamW, {int8_blocks.DELTA_SLOW_DTYPE!r} (about 1 byte a weight: docs/design.md, "
-            f"'int8-delta'), got {slow_dtype!r}"
+            f"docs/design.md, 'Compact slow weights'), for LookaheadAdamW {int8_blocks.DELTA_SLOW_DTYPE!r} (about 1 "
+            f"byte a weight: docs/design.md, 'int8-delta'), or torch.float32 (fp32 slow weights for float16/bfloat16 "
+            f"params), got {slow_dtype!r}"
         )
     if is_int8_delta(slow_dtype) and not steps_itself:
         raise ValueError(
@@ -79,9 +79,6 @@ def check_compact_options(defaults: dict) -> None:
 # first). Pullback momenta sync in a launch of their own. Refused at construction for now: outer
 # momentum (its int8 blocks would join the same pass) and, in lookahead_fused/replicas.py, replicas.
 INT8_DELTA_MAX_K = 5
-_INT8_DELTA_REFUSES = {
-    "outer_momentum": lambda options: options["outer_momentum"] > 0,
-}
 
 
 def check_int8_delta_options(defaults: dict) -> None:
@@ -95,12 +92,11 @@ def check_int8_delta_options(defaults: dict) -> None:
             f"{INT8_DELTA_MAX_K} steps (docs/design.md, 'int8-delta'); use slow_dtype={bf16_int8.SLOW_DTYPE!r} for a "
             "longer period"
         )
-    for name, refused in _INT8_DELTA_REFUSES.items():
-        if refused(defaults):
-            raise ValueError(
-                f"slow_dtype={int8_blocks.DELTA_SLOW_DTYPE!r} does not support {name}={defaults[name]!r} yet; use "
-                f"slow_dtype={bf16_int8.SLOW_DTYPE!r} with outer momentum"
-            )
+    if defaults["outer_momentum"] > 0:
+        raise ValueError(
+            f"slow_dtype={int8_blocks.DELTA_SLOW_DTYPE!r} does not support outer_momentum={defaults['outer_momentum']!r} "
+            f"yet; use slow_dtype={bf16_int8.SLOW_DTYPE!r} with outer momentum"
+        )
 
 
 # [NOTE: bf16 outer momentum] momentum_dtype=torch.bfloat16 keeps each outer momentum in bfloat16

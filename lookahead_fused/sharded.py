@@ -11,7 +11,8 @@ import torch
 from . import int8_blocks
 from .contract import ADAMW_LIST_NAMES, COMPACT_LIST_NAMES, COMPACT_OP, INT8_MOMENTUM_LIST_NAMES, INT8_MOMENTUM_OP
 from .contract import PSEUDO_GRADIENT_LIST_NAMES, PSEUDO_GRADIENT_OP
-from .contract import ADAMW_DELTA_LIST_NAMES, ADAMW_DELTA_OP, INT8_DELTA_SYNC_OP, SYNC_LIST_NAMES
+from .contract import ADAMW_DELTA_LIST_NAMES, ADAMW_DELTA_OP, INT8_DELTA_SYNC_LIST_NAMES, INT8_DELTA_SYNC_OP
+from .contract import SYNC_LIST_NAMES
 
 
 _DTENSOR: list = []  # DTensor (or None without torch.distributed), found at the first call
@@ -127,7 +128,7 @@ _LIST_NAMES = {  # the op -> its lists' names in the messages
     COMPACT_OP: COMPACT_LIST_NAMES,
     PSEUDO_GRADIENT_OP: PSEUDO_GRADIENT_LIST_NAMES,
     ADAMW_DELTA_OP: ADAMW_DELTA_LIST_NAMES,
-    INT8_DELTA_SYNC_OP: (ADAMW_DELTA_LIST_NAMES[0], *ADAMW_DELTA_LIST_NAMES[4:]),
+    INT8_DELTA_SYNC_OP: INT8_DELTA_SYNC_LIST_NAMES,
 }
 
 

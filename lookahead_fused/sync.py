@@ -204,7 +204,11 @@ class Sync:
         `delta` lists (params, int8-delta codes, scales); other four lists are (fast, slow, int8 momentum
         codes, their scales); else (fast, slow[, momentum])."""
         if delta:
-            contract.check_int8_delta_lists(*int8_local_shards(fast, slow, *rest, op=contract.INT8_DELTA_SYNC_OP))
+            lists = int8_local_shards(fast, slow, *rest, op=contract.INT8_DELTA_SYNC_OP)
+            if getattr(launch.backend, "checks_contract", False):
+                launch.backend.check_int8_delta_lists(*lists)
+            else:
+                contract.check_int8_delta_lists(*lists)
         elif compact:
             lists = local_shards(fast, slow, *rest, op=contract.COMPACT_OP)
             if getattr(launch.backend, "checks_contract", False):
@@ -333,6 +337,7 @@ class Sync:
             and not self._averages()  # its collectives ran before the op could refuse
             and self._stream() is None
             and not launch.strided[0]
+            and not launch.delta  # the reference's loop runs it: it checks nothing
             and launch.alpha != ADAPTIVE
             and self.options["pullback_momentum"] != "pullback"
         )

@@ -69,14 +69,15 @@ def step_bound(offset, slow_before):
 
 
 @pytest.mark.parametrize("dtype", PARAM_DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("sync,maximize", [(0, 0), (0, 1), (1, 0)])
+# the lerp's large side (0.5, 1.0) and its small one (0.3)
+@pytest.mark.parametrize("sync,maximize,alpha", [(0, 0, 0.5), (0, 1, 0.5), (1, 0, 0.5), (1, 0, 0.3), (1, 1, 1.0)])
 @pytest.mark.parametrize("offset", [0, 1])
-def test_op_against_float64(device_backend, dtype, sync, maximize, offset):
+def test_op_against_float64(device_backend, dtype, sync, maximize, alpha, offset):
     device, backend = device_backend
     lists = delta_lists(dtype, device, offset)
     before = cpu_copies(lists)
-    row = dict(ROW, sync=float(sync), maximize=float(maximize))
-    run(lists, device, backend, sync=float(sync), maximize=float(maximize))
+    row = dict(ROW, sync=float(sync), maximize=float(maximize), alpha=alpha)
+    run(lists, device, backend, sync=float(sync), maximize=float(maximize), alpha=alpha)
     params, grads, exp_avgs, exp_avg_sqs, codes, scales = cpu_copies(lists)
     p0, _, _, _, q0, sc0 = before
     for i in range(len(SIZES)):
@@ -92,7 +93,7 @@ def test_op_against_float64(device_backend, dtype, sync, maximize, offset):
         # the lerp reads the param as rounded to its dtype: within the param's bound above of this
         fast = p_new.to(dtype).double()
         lerp_error = 8 * ulp(update_scale, dtype) + 8 * ulp(torch.maximum(fast.abs(), s0.double().abs()), torch.float32)
-        expected = sync_float64(fast, s0.double(), ROW["alpha"])
+        expected = sync_float64(fast, s0.double(), alpha)
         bounded(params[i], expected, lerp_error + ulp(expected, dtype), f"param {i}: param after the sync")
         if dtype == torch.float32:  # the param holds the slow weight itself: the offset is zero
             assert not codes[i].any() and not scales[i].any(), f"param {i}: an offset beside a float32 param after the sync"
@@ -120,6 +121,24 @@ def test_a_period_drifts_at_most_the_sum_of_its_steps_bounds(device_backend, dty
             drift[i] += step_bound(offset, slow_of(*state_before))
     for i, (p, q, sc) in enumerate(zip(*(cpu_copies(lists)[n] for n in (0, 4, 5)))):
         bounded(slow_in_float64(p, q, sc), start[i], drift[i], f"param {i}: the slow weight after four steps")
+
+
+def test_each_param_takes_its_own_row_past_an_empty_one(device_backend):
+    """Two rows, one that syncs and one that does not, alternating over the params, with an empty param in
+    the middle: each param ends as a call of its own with its row leaves it, bit for bit."""
+    device, backend = device_backend
+    sizes = [300, 0, 257, 1, 700]
+    lists = delta_lists(torch.bfloat16, device, sizes=sizes)
+    alone = [[[t.clone()] for t in tensors] for tensors in zip(*lists)]  # per param, a call's lists of one
+    rows_of = [i % 2 for i in range(len(sizes))]
+    hyper = torch.cat([hyper_of(device, alpha=0.3), hyper_of(device, sync=1.0, alpha=0.7)])
+    rows = torch.tensor(rows_of, dtype=torch.int64, device=device)
+    ops.lookahead_adamw_delta_step_(*lists, hyper, rows, backend=backend)
+    for i, (single, row) in enumerate(zip(alone, rows_of)):
+        ops.lookahead_adamw_delta_step_(*single, hyper[row : row + 1].contiguous(),
+                                        torch.zeros(1, dtype=torch.int64, device=device), backend=backend)  # fmt: skip
+        for tensors, (got,) in zip(lists, single):
+            assert torch.equal(tensors[i], got), f"param {i} (row {row}) left as its own call does not leave it"
 
 
 def test_many_tensors_in_one_call_split_across_threads(backend):

@@ -120,11 +120,14 @@ def test_tiny_run_writes_a_complete_report(tmp_path, capsys):
 def test_step_overhead_rows_and_floors():
     rows = step_overhead.measure([(64, 32), (64,)], torch.device("cpu"), k=5, rounds=3)
     assert [r["inner"] for r in rows][0] == "AdamW foreach"
-    modes = {"host branch", "capturable", "LookaheadAdamW host branch", "LookaheadAdamW capturable"}
+    modes = {"host branch", "capturable", "LookaheadAdamW host branch", "LookaheadAdamW capturable",
+             "LookaheadAdamW int8-delta"}  # fmt: skip
     assert {r["lookahead"] for r in rows} == modes
     for r in rows:
         fused = r["lookahead"].startswith("LookaheadAdamW")  # the sync's 8 bytes inside AdamW's pass, not 16
-        assert r["floor_pct"] == pytest.approx(100 * (8 if fused else 16) / (5 * 28))
+        # int8-delta: its offset's codes and scales read and written at each of the k steps
+        sync_bytes = 5 * 2 * (1 + 4 / 256) if r["lookahead"].endswith("int8-delta") else 8 if fused else 16
+        assert r["floor_pct"] == pytest.approx(100 * sync_bytes / (5 * 28))
         for figure, unit in (("k_steps", "ms"), ("k_steps_with_lookahead", "ms"), ("overhead_pct", ""), ("time_floor_pct", "")):
             assert_is_summary(r[figure], unit)
             assert r[figure]["reps"] == 3

@@ -1,8 +1,6 @@
 #include "adamw_delta_cpu.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -16,8 +14,6 @@
 namespace lookahead_fused {
 namespace {
 
-enum class DeltaParamType { kF32, kF16, kBF16 };
-
 // One entry's tensors (dense, one layout: walked in memory order from their data pointers), its
 // hyper row, and where its blocks start in the call's numbering of all blocks.
 struct DeltaEntry {
@@ -30,7 +26,7 @@ struct DeltaEntry {
   const double* row;
   int64_t numel;
   int64_t first_block;
-  DeltaParamType type;
+  BlockParamType type;
 };
 
 // One block of at most kInt8Block elements: AdamW's step, the slow weight's move on a sync step and
@@ -92,9 +88,9 @@ LOOKAHEAD_INLINE void delta_blocks_of_type(const DeltaEntry& entry, int64_t firs
 
 LOOKAHEAD_INLINE void run_delta_blocks(const DeltaEntry& entry, int64_t first, int64_t last) {
   switch (entry.type) {
-    case DeltaParamType::kF32: return delta_blocks_of_type<F32>(entry, first, last);
-    case DeltaParamType::kF16: return delta_blocks_of_type<F16>(entry, first, last);
-    case DeltaParamType::kBF16: return delta_blocks_of_type<BF16>(entry, first, last);
+    case BlockParamType::kF32: return delta_blocks_of_type<F32>(entry, first, last);
+    case BlockParamType::kF16: return delta_blocks_of_type<F16>(entry, first, last);
+    case BlockParamType::kBF16: return delta_blocks_of_type<BF16>(entry, first, last);
   }
 }
 
@@ -114,18 +110,6 @@ DeltaBlockRunner delta_block_runner() {  // the ISA sync_cpu.cpp's loops run (it
   return runner;
 }
 
-DeltaParamType param_type_of(const at::Tensor& param) {
-  switch (param.scalar_type()) {
-    case at::kFloat: return DeltaParamType::kF32;
-    case at::kHalf: return DeltaParamType::kF16;
-    case at::kBFloat16: return DeltaParamType::kBF16;
-    default:
-      std::fprintf(stderr, "lookahead_fused: no int8-delta kernel for param dtype %s\n",
-                   c10::toString(param.scalar_type()));
-      std::abort();  // check_adamw_delta_args refuses it first
-  }
-}
-
 }  // namespace
 
 void run_adamw_delta_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
@@ -142,7 +126,7 @@ void run_adamw_delta_cpu(at::TensorList params, at::TensorList grads, at::Tensor
     entries.push_back({params[i].mutable_data_ptr(), grads[i].const_data_ptr(), exp_avgs[i].mutable_data_ptr(),
                        exp_avg_sqs[i].mutable_data_ptr(), delta[i].mutable_data_ptr<int8_t>(),
                        scales[i].mutable_data_ptr<float>(), table + row_of[i] * kAdamWColumns, numel, blocks,
-                       param_type_of(params[i])});
+                       block_param_type_of(params[i])});
     blocks += int8_blocks_of(numel);
   }
   run_block_tasks(entries, blocks, delta_block_runner());

@@ -4,13 +4,31 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
 
 #include "../element_math.h"
 
 namespace lookahead_fused {
+
+// The params' dtypes of these kernels (contract.ENCODED_PARAM_DTYPES), as an entry records them.
+enum class BlockParamType { kF32, kF16, kBF16 };
+
+// `t`'s BlockParamType; the callers' checks refuse any other dtype first.
+inline BlockParamType block_param_type_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return BlockParamType::kF32;
+    case at::kHalf: return BlockParamType::kF16;
+    case at::kBFloat16: return BlockParamType::kBF16;
+    default:
+      std::fprintf(stderr, "lookahead_fused: no int8-block kernel for dtype %s\n", c10::toString(t.scalar_type()));
+      std::abort();
+  }
+}
 
 inline int64_t int8_blocks_of(int64_t numel) { return (numel + kInt8Block - 1) / kInt8Block; }
 

@@ -1,8 +1,6 @@
 #include "int8_momentum_cpu.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -17,8 +15,6 @@
 namespace lookahead_fused {
 namespace {
 
-enum class Int8FastType { kF32, kF16, kBF16 };
-
 // One entry's tensors, in memory order from their data pointers (they are dense, and fast, slow and
 // momentum share one layout), and where its blocks start in the call's numbering of all blocks.
 struct Int8Entry {
@@ -28,7 +24,7 @@ struct Int8Entry {
   float* scales;
   int64_t numel;
   int64_t first_block;
-  Int8FastType fast_type;
+  BlockParamType fast_type;
 };
 
 struct Int8Args {
@@ -90,9 +86,9 @@ LOOKAHEAD_INLINE void int8_blocks_of_type(const Int8Entry& entry, int64_t first,
 
 LOOKAHEAD_INLINE void run_int8_blocks(const Int8Entry& entry, int64_t first, int64_t last, const Int8Args& args) {
   switch (entry.fast_type) {
-    case Int8FastType::kF32: return int8_blocks_of_type<F32>(entry, first, last, args);
-    case Int8FastType::kF16: return int8_blocks_of_type<F16>(entry, first, last, args);
-    case Int8FastType::kBF16: return int8_blocks_of_type<BF16>(entry, first, last, args);
+    case BlockParamType::kF32: return int8_blocks_of_type<F32>(entry, first, last, args);
+    case BlockParamType::kF16: return int8_blocks_of_type<F16>(entry, first, last, args);
+    case BlockParamType::kBF16: return int8_blocks_of_type<BF16>(entry, first, last, args);
   }
 }
 
@@ -113,17 +109,6 @@ Int8BlockRunner int8_block_runner() {  // the ISA sync_cpu.cpp's loops run (it n
   return runner;
 }
 
-Int8FastType fast_type_of(const at::Tensor& fast) {
-  switch (fast.scalar_type()) {
-    case at::kFloat: return Int8FastType::kF32;
-    case at::kHalf: return Int8FastType::kF16;
-    case at::kBFloat16: return Int8FastType::kBF16;
-    default:
-      std::fprintf(stderr, "lookahead_fused: no int8 momentum kernel for fast dtype %s\n", c10::toString(fast.scalar_type()));
-      std::abort();  // check_int8_momentum_lists refuses it first
-  }
-}
-
 }  // namespace
 
 void run_int8_momentum_cpu(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,
@@ -136,7 +121,7 @@ void run_int8_momentum_cpu(at::TensorList fast, at::TensorList slow, at::TensorL
     if (numel == 0) continue;
     entries.push_back({fast[i].mutable_data_ptr(), slow[i].mutable_data_ptr<float>(),
                        momentum[i].mutable_data_ptr<int8_t>(), scales[i].mutable_data_ptr<float>(), numel, blocks,
-                       fast_type_of(fast[i])});
+                       block_param_type_of(fast[i])});
     blocks += int8_blocks_of(numel);
   }
   const Int8Args args{static_cast<float>(alpha), static_cast<float>(mu), nesterov};

@@ -1,6 +1,7 @@
 // The CUDA kernel of AdamW's step with int8-delta slow weights and its launcher: one warp per block of
-// kInt8Block elements, the entries in the launch's parameter (see [NOTE: int8 launch table] in
-// csrc/cuda/int8_momentum_kernel.cuh). Light includes only (no torch/extension.h), as sync_cuda.cu.
+// kInt8Block elements, the entries in the launch's parameter
+// (see [NOTE: int8 launch table] in csrc/cuda/int8_momentum_kernel.cuh). Light includes only (no
+// torch/extension.h), as sync_cuda.cu.
 #include <algorithm>
 #include <array>
 #include <atomic>

@@ -1,5 +1,5 @@
-// The body of the CUDA kernel of AdamW's step with int8-delta slow weights (see [NOTE: int8-delta] in
-// csrc/adamw.h), as what the lanes of one warp do, for two callers: the kernel in adamw_delta_cuda.cu
+// The body of the CUDA kernel of AdamW's step with int8-delta slow weights
+// (see [NOTE: int8-delta] in csrc/adamw.h), as what the lanes of one warp do, for two callers: the kernel in adamw_delta_cuda.cu
 // and the host emulation in tests/cpp/test_adamw_delta_kernel_on_host.cu, as the int8 momentum sync's
 // body serves both (its warp and memory policies, int8_momentum_kernel.cuh). One warp per block of 256
 // elements, each lane 8 consecutive ones; the element math is adamw.h's, shared with the CPU kernel.

@@ -203,9 +203,10 @@ void run_dtype(std::mt19937& rng) {
   }
 }
 
-// One call of more entries than one launch table holds, of every param dtype and size in turn, half of
-// them on a row that syncs and half on one that does not: each launch's entries found by the binary
-// search, each entry as its own call would leave it.
+// One call of more entries than one launch table holds, of every param dtype and size in turn, the
+// params in turn on a row that syncs and on one that does not, empty ones among them (each takes its
+// place in the call, so the entries after it read rows by their place, not their index): each launch's
+// entries found by the binary search, each entry as its own call would leave it.
 void run_many_entries(std::mt19937& rng) {
   const int64_t sizes[] = {1, 7, 255, 256, 257, 1000, 4097, 0};
   const int kEach = (kDeltaLaunchEntries + 8) / 3 + 1;
@@ -225,21 +226,21 @@ void run_many_entries(std::mt19937& rng) {
   hyper.insert(hyper.end(), syncing.begin(), syncing.end());
   std::vector<DeltaCudaEntry> entries;
   std::vector<int64_t> rows;
-  const auto add = [&](auto& c) {
+  const auto add = [&](auto& c) {  // an empty param takes a place in the call, as ops.cpp keeps it, and no entry
+    const auto position = static_cast<int64_t>(rows.size());
+    rows.push_back(position % 2);
     if (c.param.n == 0) return;
-    entries.push_back(c.entry(static_cast<int64_t>(rows.size())));
-    rows.push_back(static_cast<int64_t>(rows.size() % 2));
+    entries.push_back(c.entry(position));
     c.track_all();
   };
   for (int i = 0; i < kEach; ++i) add(f32[i]), add(f16[i]), add(bf16[i]);  // the order of a mixed call
   track(rows.data(), static_cast<int64_t>(rows.size()), sizeof(int64_t));
   if (entries.size() <= size_t(kDeltaLaunchEntries)) fail("the many-entry call fits one launch table");
   run_on_host(entries, hyper.data(), rows.data(), 5);
-  size_t e = 0;
+  size_t position = 0;
   const auto check = [&](auto& c, const std::string& what) {
-    if (c.param.n == 0) return;
-    c.check(hyper.data() + rows[e] * kAdamWColumns, what);
-    ++e;
+    const int64_t row = rows[position++];
+    if (c.param.n > 0) c.check(hyper.data() + row * kAdamWColumns, what);
   };
   for (int i = 0; i < kEach; ++i) {
     check(f32[i], "many entries, float32 " + std::to_string(i));
