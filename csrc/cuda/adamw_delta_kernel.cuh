@@ -59,44 +59,6 @@ inline DeltaLaunchTable delta_launch_table(const std::vector<DeltaCudaEntry>& en
   return table;
 }
 
-// A lane's `count` elements of one tensor of dtype F from `at`, widened: 16-byte packs when `vector`
-// (the lane holds kInt8LaneElems elements and `at` is aligned), else one at a time.
-template <typename Mem, typename F>
-LOOKAHEAD_KERNEL_FN void load_lane(const F* at, bool vector, int count, float* out) {
-  constexpr int kPacks = kInt8LaneElems / Pack<F>::kSize;
-  if (vector) {
-#pragma unroll
-    for (int p = 0; p < kPacks; ++p) {
-      const Pack<F> pack = Mem::load_pack(at + p * Pack<F>::kSize);
-#pragma unroll
-      for (int j = 0; j < Pack<F>::kSize; ++j) out[p * Pack<F>::kSize + j] = widen(pack.v[j]);
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < kInt8LaneElems; ++i) out[i] = i < count ? widen(Mem::load(at + i)) : 0.0f;
-  }
-}
-
-// The lane's values stored to `at` in dtype F (each already a value of F), as load_lane reads them.
-template <typename Mem, typename F>
-LOOKAHEAD_KERNEL_FN void store_lane(F* at, bool vector, int count, const float* values) {
-  constexpr int kPacks = kInt8LaneElems / Pack<F>::kSize;
-  if (vector) {
-#pragma unroll
-    for (int p = 0; p < kPacks; ++p) {
-      Pack<F> pack;
-#pragma unroll
-      for (int j = 0; j < Pack<F>::kSize; ++j) pack.v[j] = narrow<F>(values[p * Pack<F>::kSize + j]);
-      Mem::store_pack(at + p * Pack<F>::kSize, pack);
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < kInt8LaneElems; ++i) {
-      if (i < count) Mem::store(at + i, narrow<F>(values[i]));
-    }
-  }
-}
-
 // One block's constants, read where the kernel runs: its entry's row of the hyper table (resolved in
 // float, as the CPU kernel does) and the sync's lerp at the float32 alpha.
 struct DeltaRow {

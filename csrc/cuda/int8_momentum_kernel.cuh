@@ -129,13 +129,49 @@ struct DeviceWarp {  // this thread is one lane; every lane of the warp calls ma
 };
 #endif
 
+// A lane's `count` elements of one tensor of dtype F from `at`, widened: 16-byte packs when `vector`
+// (the lane holds kInt8LaneElems elements and `at` is aligned), else one at a time.
+template <typename Mem, typename F>
+LOOKAHEAD_KERNEL_FN void load_lane(const F* at, bool vector, int count, float* out) {
+  constexpr int kPacks = kInt8LaneElems / Pack<F>::kSize;
+  if (vector) {
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      const Pack<F> pack = Mem::load_pack(at + p * Pack<F>::kSize);
+#pragma unroll
+      for (int j = 0; j < Pack<F>::kSize; ++j) out[p * Pack<F>::kSize + j] = widen(pack.v[j]);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) out[i] = i < count ? widen(Mem::load(at + i)) : 0.0f;
+  }
+}
+
+// The lane's values stored to `at`, each rounded to F, as load_lane reads them.
+template <typename Mem, typename F>
+LOOKAHEAD_KERNEL_FN void store_lane(F* at, bool vector, int count, const float* values) {
+  constexpr int kPacks = kInt8LaneElems / Pack<F>::kSize;
+  if (vector) {
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      Pack<F> pack;
+#pragma unroll
+      for (int j = 0; j < Pack<F>::kSize; ++j) pack.v[j] = narrow<F>(values[p * Pack<F>::kSize + j]);
+      Mem::store_pack(at + p * Pack<F>::kSize, pack);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) {
+      if (i < count) Mem::store(at + i, narrow<F>(values[i]));
+    }
+  }
+}
+
 // One lane's 8 elements of a block, F the fast dtype: begin() loads them and computes their new
 // momenta, returning their largest magnitude_bits; finish() takes the block's, encodes, runs the
 // lerp and stores. Elements past the end of a tensor's last block are neither read nor written.
 template <typename Mem, typename F>
 struct Int8Lane {
-  static constexpr int kFastPacks = kInt8LaneElems / Pack<F>::kSize;
-  static constexpr int kSlowPacks = kInt8LaneElems / Pack<float>::kSize;
   F* fast_at;
   float* slow_at;
   int8_t* codes_at;
@@ -155,28 +191,8 @@ struct Int8Lane {
     slow_at = slow_block + first;
     codes_at = codes_block + first;
     old_scale = Mem::load(scale);
-    if (vector & kInt8VectorFast) {
-#pragma unroll
-      for (int p = 0; p < kFastPacks; ++p) {
-        const Pack<F> pack = Mem::load_pack(fast_at + p * Pack<F>::kSize);
-#pragma unroll
-        for (int j = 0; j < Pack<F>::kSize; ++j) fast[p * Pack<F>::kSize + j] = widen(pack.v[j]);
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) fast[i] = i < count ? widen(Mem::load(fast_at + i)) : 0.0f;
-    }
-    if (vector & kInt8VectorSlow) {
-#pragma unroll
-      for (int p = 0; p < kSlowPacks; ++p) {
-        const Pack<float> pack = Mem::load_pack(slow_at + p * Pack<float>::kSize);
-#pragma unroll
-        for (int j = 0; j < Pack<float>::kSize; ++j) slow[p * Pack<float>::kSize + j] = pack.v[j];
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) slow[i] = i < count ? Mem::load(slow_at + i) : 0.0f;
-    }
+    load_lane<Mem, F>(fast_at, vector & kInt8VectorFast, count, fast);
+    load_lane<Mem, float>(slow_at, vector & kInt8VectorSlow, count, slow);
     if (vector & kInt8VectorCodes) {
       const CodePack pack = Mem::load_codes(codes_at);
 #pragma unroll
@@ -198,40 +214,12 @@ struct Int8Lane {
   LOOKAHEAD_KERNEL_FN void finish(uint32_t block_largest, const Int8MomentumSyncMath<bool, bool>& math, float* scale,
                                   int lane) {
     const Int8BlockScale block = int8_block_scale(block_largest);
-    F new_fast[kInt8LaneElems];
 #pragma unroll
     for (int i = 0; i < kInt8LaneElems; ++i) {  // a block not kept: every code 0 (int8_code takes finite values)
       slow[i] = math(fast[i], slow[i], block.kept ? momentum[i] : 0.0f, code[i], old_scale, block);
-      new_fast[i] = narrow<F>(slow[i]);
     }
-    if (vector & kInt8VectorFast) {
-#pragma unroll
-      for (int p = 0; p < kFastPacks; ++p) {
-        Pack<F> pack;
-#pragma unroll
-        for (int j = 0; j < Pack<F>::kSize; ++j) pack.v[j] = new_fast[p * Pack<F>::kSize + j];
-        Mem::store_pack(fast_at + p * Pack<F>::kSize, pack);
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) {
-        if (i < count) Mem::store(fast_at + i, new_fast[i]);
-      }
-    }
-    if (vector & kInt8VectorSlow) {
-#pragma unroll
-      for (int p = 0; p < kSlowPacks; ++p) {
-        Pack<float> pack;
-#pragma unroll
-        for (int j = 0; j < Pack<float>::kSize; ++j) pack.v[j] = slow[p * Pack<float>::kSize + j];
-        Mem::store_pack(slow_at + p * Pack<float>::kSize, pack);
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) {
-        if (i < count) Mem::store(slow_at + i, slow[i]);
-      }
-    }
+    store_lane<Mem, F>(fast_at, vector & kInt8VectorFast, count, slow);  // fast <- slow, rounded to F
+    store_lane<Mem, float>(slow_at, vector & kInt8VectorSlow, count, slow);
     if (vector & kInt8VectorCodes) {
       CodePack pack;
 #pragma unroll
