@@ -416,9 +416,10 @@ def _check_adamw_table(params, hyper, rows, syncs: bool, *, op: str) -> None:
     # synchronise, and a captured step could not run it
     if device.type != "cpu":
         return
-    for i, row in enumerate(rows.tolist()):
-        if not 0 <= row < hyper.shape[0]:
-            raise ValueError(f"{op}: param {i} names row {row} of a hyper table of {hyper.shape[0]} rows")
+    outside = ((rows < 0) | (rows >= hyper.shape[0])).nonzero()
+    if outside.numel():
+        i = int(outside[0])
+        raise ValueError(f"{op}: param {i} names row {int(rows[i])} of a hyper table of {hyper.shape[0]} rows")
     if not syncs and bool((hyper[:, ADAMW_COLUMNS.index("sync")] != 0).any()):
         row = int((hyper[:, ADAMW_COLUMNS.index("sync")] != 0).nonzero()[0])
         raise ValueError(

@@ -82,8 +82,7 @@ struct DeltaLane {
   LOOKAHEAD_KERNEL_FN uint32_t begin(F* const* block, int8_t* codes_block, const float* scale, int64_t block_elems,
                                      uint8_t aligned, int lane, const DeltaRow& row) {
     const int64_t first = int64_t(lane) * kInt8LaneElems;
-    const int64_t left = block_elems - first;
-    count = left <= 0 ? 0 : left >= kInt8LaneElems ? kInt8LaneElems : int(left);
+    count = lane_count(block_elems, lane);
     vector = count == kInt8LaneElems ? aligned : 0;
 #pragma unroll
     for (int t = 0; t < kDeltaTensors; ++t) at[t] = block[t] + first;
@@ -95,14 +94,7 @@ struct DeltaLane {
     load_lane<Mem, F>(at[2], vector & 4, count, m);
     load_lane<Mem, F>(at[3], vector & 8, count, v);
     int8_t code[kInt8LaneElems];
-    if (vector & kDeltaVectorCodes) {
-      const CodePack pack = Mem::load_codes(codes_at);
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) code[i] = pack.v[i];
-    } else {
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) code[i] = i < count ? Mem::load(codes_at + i) : int8_t(0);
-    }
+    load_lane_codes<Mem>(codes_at, vector & kDeltaVectorCodes, count, code);
     const auto round = [](float x) { return widen(narrow<F>(x)); };
     uint32_t largest = 0;
 #pragma unroll
@@ -120,19 +112,12 @@ struct DeltaLane {
     store_lane<Mem, F>(at[0], vector & 1, count, param);
     store_lane<Mem, F>(at[2], vector & 4, count, m);
     store_lane<Mem, F>(at[3], vector & 8, count, v);
-    CodePack pack;
+    int8_t code[kInt8LaneElems];
 #pragma unroll
     for (int i = 0; i < kInt8LaneElems; ++i) {  // a block not kept: every code 0 (int8_code takes finite values)
-      pack.v[i] = static_cast<int8_t>(static_cast<int32_t>(int8_code(block.kept ? delta[i] : 0.0f, block.inv)));
+      code[i] = static_cast<int8_t>(static_cast<int32_t>(int8_code(block.kept ? delta[i] : 0.0f, block.inv)));
     }
-    if (vector & kDeltaVectorCodes) {
-      Mem::store_codes(codes_at, pack);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) {
-        if (i < count) Mem::store(codes_at + i, pack.v[i]);
-      }
-    }
+    store_lane_codes<Mem>(codes_at, vector & kDeltaVectorCodes, count, code);
     if (lane == 0) Mem::store(scale, block.scale);  // lane 0 has an element in every block
   }
 };

@@ -167,6 +167,41 @@ LOOKAHEAD_KERNEL_FN void store_lane(F* at, bool vector, int count, const float* 
   }
 }
 
+// A lane's 8 codes from `at`: one 8-byte access when `vector`, else `count` of them one at a time (0 past).
+template <typename Mem>
+LOOKAHEAD_KERNEL_FN void load_lane_codes(const int8_t* at, bool vector, int count, int8_t* out) {
+  if (vector) {
+    const CodePack pack = Mem::load_codes(at);
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) out[i] = pack.v[i];
+  } else {
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) out[i] = i < count ? Mem::load(at + i) : int8_t(0);
+  }
+}
+
+// The lane's codes stored to `at`, as load_lane_codes reads them.
+template <typename Mem>
+LOOKAHEAD_KERNEL_FN void store_lane_codes(int8_t* at, bool vector, int count, const int8_t* codes) {
+  if (vector) {
+    CodePack pack;
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) pack.v[i] = codes[i];
+    Mem::store_codes(at, pack);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) {
+      if (i < count) Mem::store(at + i, codes[i]);
+    }
+  }
+}
+
+// The elements of lane `lane` in a block of `block_elems`: 0 to kInt8LaneElems.
+LOOKAHEAD_KERNEL_FN int lane_count(int64_t block_elems, int lane) {
+  const int64_t left = block_elems - int64_t(lane) * kInt8LaneElems;
+  return left <= 0 ? 0 : left >= kInt8LaneElems ? kInt8LaneElems : int(left);
+}
+
 // One lane's 8 elements of a block, F the fast dtype: begin() loads them and computes their new
 // momenta, returning their largest magnitude_bits; finish() takes the block's, encodes, runs the
 // lerp and stores. Elements past the end of a tensor's last block are neither read nor written.
@@ -184,8 +219,7 @@ struct Int8Lane {
   LOOKAHEAD_KERNEL_FN uint32_t begin(F* fast_block, float* slow_block, int8_t* codes_block, const float* scale,
                                      int64_t block_elems, uint8_t aligned, int lane, float mu) {
     const int64_t first = int64_t(lane) * kInt8LaneElems;
-    const int64_t left = block_elems - first;
-    count = left <= 0 ? 0 : left >= kInt8LaneElems ? kInt8LaneElems : int(left);
+    count = lane_count(block_elems, lane);
     vector = count == kInt8LaneElems ? aligned : 0;
     fast_at = fast_block + first;
     slow_at = slow_block + first;
@@ -193,14 +227,7 @@ struct Int8Lane {
     old_scale = Mem::load(scale);
     load_lane<Mem, F>(fast_at, vector & kInt8VectorFast, count, fast);
     load_lane<Mem, float>(slow_at, vector & kInt8VectorSlow, count, slow);
-    if (vector & kInt8VectorCodes) {
-      const CodePack pack = Mem::load_codes(codes_at);
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) code[i] = pack.v[i];
-    } else {
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) code[i] = i < count ? Mem::load(codes_at + i) : int8_t(0);
-    }
+    load_lane_codes<Mem>(codes_at, vector & kInt8VectorCodes, count, code);
     uint32_t largest = 0;
 #pragma unroll
     for (int i = 0; i < kInt8LaneElems; ++i) {
@@ -220,17 +247,7 @@ struct Int8Lane {
     }
     store_lane<Mem, F>(fast_at, vector & kInt8VectorFast, count, slow);  // fast <- slow, rounded to F
     store_lane<Mem, float>(slow_at, vector & kInt8VectorSlow, count, slow);
-    if (vector & kInt8VectorCodes) {
-      CodePack pack;
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) pack.v[i] = code[i];
-      Mem::store_codes(codes_at, pack);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kInt8LaneElems; ++i) {
-        if (i < count) Mem::store(codes_at + i, code[i]);
-      }
-    }
+    store_lane_codes<Mem>(codes_at, vector & kInt8VectorCodes, count, code);
     if (lane == 0) Mem::store(scale, block.scale);  // lane 0 has an element in every block
   }
 };
