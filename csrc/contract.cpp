@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -12,6 +11,7 @@
 #include "adamw.h"
 #include "element_math.h"
 #include "dtypes.h"
+#include "message.h"
 #include "plan.h"
 #include "prefetch.h"
 
@@ -38,11 +38,9 @@ std::string python_dtype(at::ScalarType type) {
 }
 
 std::string python_tuple(c10::IntArrayRef values) {  // (2, 3), (4,), ()
-  std::ostringstream out;
-  out << "(";
-  for (size_t i = 0; i < values.size(); ++i) out << (i ? ", " : "") << values[i];
-  out << (values.size() == 1 ? ",)" : ")");
-  return out.str();
+  std::string text = "(";
+  for (size_t i = 0; i < values.size(); ++i) text += (i ? ", " : "") + std::to_string(values[i]);
+  return text + (values.size() == 1 ? ",)" : ")");
 }
 
 // `op: pair i: role`, formatted only when a check fails.
@@ -51,26 +49,27 @@ struct Where {
   size_t pair;
   const char* role;
 };
-std::ostream& operator<<(std::ostream& out, const Where& w) {
-  return out << w.op << ": pair " << w.pair << ": " << w.role;
-}
+std::string piece(const Where& w) { return message(w.op, ": pair ", w.pair, ": ", w.role); }
 
 // `t` is defined and strided, of `dtype` (a compact state tensor's) or else of a supported dtype, and
 // dense and non-overlapping.
 void check_tensor(const at::Tensor& t, const Where& where, const char* dtype = nullptr) {
-  TORCH_CHECK_VALUE(t.defined(), where, " is an undefined tensor");
-  TORCH_CHECK_VALUE(t.layout() == at::kStrided, where, " has layout ", t.layout(),
-                    "; sparse and other non-strided tensors are not supported");
+  LOOKAHEAD_CHECK_VALUE(t.defined(), message(where, " is an undefined tensor"));
+  LOOKAHEAD_CHECK_VALUE(
+      t.layout() == at::kStrided,
+      message(where, " has layout ", t.layout(), "; sparse and other non-strided tensors are not supported"));
   if (dtype != nullptr) {
-    TORCH_CHECK_VALUE(python_dtype(t.scalar_type()) == dtype, where, " has dtype ", python_dtype(t.scalar_type()),
-                      "; it must be ", dtype);
+    LOOKAHEAD_CHECK_VALUE(python_dtype(t.scalar_type()) == dtype,
+                          message(where, " has dtype ", python_dtype(t.scalar_type()), "; it must be ", dtype));
   } else {
-    TORCH_CHECK_VALUE(is_supported_dtype(t.scalar_type()), where, " has dtype ", python_dtype(t.scalar_type()),
-                      "; supported: ", supported_dtype_names(), " (complex and integer tensors are not supported)");
+    LOOKAHEAD_CHECK_VALUE(is_supported_dtype(t.scalar_type()),
+                          message(where, " has dtype ", python_dtype(t.scalar_type()), "; supported: ",
+                                  supported_dtype_names(), " (complex and integer tensors are not supported)"));
   }
-  TORCH_CHECK_VALUE(t.is_non_overlapping_and_dense(), where, " (shape ", python_tuple(t.sizes()), ", strides ",
-                    python_tuple(t.strides()), ") is not dense and non-overlapping; pass a contiguous (or "
-                    "permuted-contiguous) tensor");
+  LOOKAHEAD_CHECK_VALUE(t.is_non_overlapping_and_dense(),
+                        message(where, " (shape ", python_tuple(t.sizes()), ", strides ", python_tuple(t.strides()),
+                                ") is not dense and non-overlapping; pass a contiguous (or "
+                                "permuted-contiguous) tensor"));
 }
 
 bool same_layout(const at::Tensor& a, const at::Tensor& b) {
@@ -86,13 +85,31 @@ void check_pair_layout(const char* op, size_t i, const at::Tensor& a, const at::
                        const char* a_name = "fast", const char* b_name = "slow") {
   // NotImplementedError, not ValueError: lookahead_fused.ops then takes its general path, which
   // splits a call across devices (and names a pair whose two tensors are apart).
-  TORCH_CHECK_NOT_IMPLEMENTED(a.device() == device && b.device() == device, op, ": pair ", i, " has ", a_name, " on ",
-                              a.device(), " and ", b_name, " on ", b.device(), " but pair 0 is on ", device,
-                              "; one call of the fused kernel runs on one device");
-  TORCH_CHECK_VALUE(a.sizes() == b.sizes(), op, ": pair ", i, ": ", a_name, " has shape ", python_tuple(a.sizes()),
-                    " but ", b_name, " has shape ", python_tuple(b.sizes()));
-  TORCH_CHECK_VALUE(same_layout(a, b), op, ": pair ", i, ": ", a_name, " has strides ", python_tuple(a.strides()),
-                    " but ", b_name, " has strides ", python_tuple(b.strides()));
+  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(
+      a.device() == device && b.device() == device,
+      message(op, ": pair ", i, " has ", a_name, " on ", a.device(), " and ", b_name, " on ", b.device(),
+              " but pair 0 is on ", device, "; one call of the fused kernel runs on one device"));
+  LOOKAHEAD_CHECK_VALUE(a.sizes() == b.sizes(),
+                        message(op, ": pair ", i, ": ", a_name, " has shape ", python_tuple(a.sizes()), " but ", b_name,
+                                " has shape ", python_tuple(b.sizes())));
+  LOOKAHEAD_CHECK_VALUE(same_layout(a, b),
+                        message(op, ": pair ", i, ": ", a_name, " has strides ", python_tuple(a.strides()), " but ",
+                                b_name, " has strides ", python_tuple(b.strides())));
+}
+
+// The scales of pair i beside `owner` (named `owner_name`): on pair 0's `device`, one per block of
+// kInt8Block of owner's elements.
+void check_block_scales(const char* op, size_t i, const at::Tensor& sc, const at::Tensor& owner, const char* owner_name,
+                        const at::Device& device) {
+  const int64_t blocks = (owner.numel() + kInt8Block - 1) / kInt8Block;
+  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(
+      sc.device() == device, message(op, ": pair ", i, " has ", owner_name, " on ", owner.device(), " and scales on ",
+                                     sc.device(), " but pair 0 is on ", device,
+                                     "; one call of the fused kernel runs on one device"));
+  LOOKAHEAD_CHECK_VALUE(sc.dim() == 1 && sc.numel() == blocks,
+                        message(op, ": pair ", i, ": scales has shape ", python_tuple(sc.sizes()), "; it must be (",
+                                blocks, ",), one scale per block of ", kInt8Block, " of ", owner_name, "'s ",
+                                owner.numel(), " elements"));
 }
 
 // Pair 0's device, where the quick test compares the others' (an undefined tensor fails it first).
@@ -111,8 +128,8 @@ const char* const kInt8DeltaSyncListNames[] = {"param", "delta", "scales"};
 
 void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow",
                    const char* first_name = "fast") {
-  TORCH_CHECK_VALUE(fast.size() == other.size(), op, ": ", first_name, " has ", fast.size(), " tensors but ", other_name,
-                    " has ", other.size());
+  LOOKAHEAD_CHECK_VALUE(fast.size() == other.size(), message(op, ": ", first_name, " has ", fast.size(),
+                                                             " tensors but ", other_name, " has ", other.size()));
 }
 
 }  // namespace
@@ -157,8 +174,9 @@ void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists, 
     if (start_b < end_a) {
       auto first = std::min(std::make_pair(list_a, i), std::make_pair(list_b, j));
       auto second = std::max(std::make_pair(list_a, i), std::make_pair(list_b, j));
-      TORCH_CHECK_VALUE(false, op, ": pair ", first.second, " (", names[first.first], ") and pair ", second.second,
-                        " (", names[second.first], ") share memory; every tensor must have its own storage");
+      LOOKAHEAD_CHECK_VALUE(
+          false, message(op, ": pair ", first.second, " (", names[first.first], ") and pair ", second.second, " (",
+                         names[second.first], ") share memory; every tensor must have its own storage"));
     }
   }
 }
@@ -175,9 +193,10 @@ void check_sync_pairs(at::TensorList fast, at::TensorList slow, const char* op) 
     if (plainly_alike(f, s, device) && pair_code(f.scalar_type(), s.scalar_type()) >= 0) continue;
     check_tensor(f, Where{op, i, "fast"});
     check_tensor(s, Where{op, i, "slow"});
-    TORCH_CHECK_VALUE(pair_code(f.scalar_type(), s.scalar_type()) >= 0, op, ": pair ", i, ": slow dtype ", python_dtype(s.scalar_type()),
-                      " does not go with fast dtype ", python_dtype(f.scalar_type()),
-                      "; slow must have the fast dtype, or float32 for float16/bfloat16 fast");
+    LOOKAHEAD_CHECK_VALUE(pair_code(f.scalar_type(), s.scalar_type()) >= 0,
+                          message(op, ": pair ", i, ": slow dtype ", python_dtype(s.scalar_type()),
+                                  " does not go with fast dtype ", python_dtype(f.scalar_type()),
+                                  "; slow must have the fast dtype, or float32 for float16/bfloat16 fast"));
     check_pair_layout(op, i, f, s, fast[0].device());
   }
 }
@@ -193,29 +212,31 @@ void check_swap_pairs(at::TensorList first, at::TensorList second) {
     }
     check_tensor(first[i], Where{op, i, "first"});
     check_tensor(second[i], Where{op, i, "second"});
-    TORCH_CHECK_VALUE(first[i].scalar_type() == second[i].scalar_type(), op, ": pair ", i, ": dtypes differ (",
-                      python_dtype(first[i].scalar_type()), " and ", python_dtype(second[i].scalar_type()),
-                      "); a swap needs one dtype");
+    LOOKAHEAD_CHECK_VALUE(first[i].scalar_type() == second[i].scalar_type(),
+                          message(op, ": pair ", i, ": dtypes differ (", python_dtype(first[i].scalar_type()), " and ",
+                                  python_dtype(second[i].scalar_type()), "); a swap needs one dtype"));
     check_pair_layout(op, i, first[i], second[i], first[0].device());
   }
 }
 
 void check_step_gate(at::TensorList fast, const at::Tensor& alpha, const at::Tensor& step, int64_t k, const char* op) {
-  TORCH_CHECK_VALUE(k >= 1, op, ": k must be an int >= 1, got ", k);
-  TORCH_CHECK_VALUE(alpha.defined() && alpha.numel() == 1 &&
-                        (alpha.scalar_type() == at::kFloat || alpha.scalar_type() == at::kDouble),
-                    op, ": alpha must be a number or a one-element float32/float64 tensor, got ",
-                    alpha.defined() ? python_dtype(alpha.scalar_type()) + " of shape " + python_tuple(alpha.sizes())
-                                    : std::string("an undefined tensor"));
-  TORCH_CHECK_VALUE(step.defined() && step.numel() == 1 && step.scalar_type() == at::kLong, op,
-                    ": step must be a one-element int64 tensor, got ",
-                    step.defined() ? python_dtype(step.scalar_type()) + " of shape " + python_tuple(step.sizes())
-                                   : std::string("an undefined tensor"));
+  LOOKAHEAD_CHECK_VALUE(k >= 1, message(op, ": k must be an int >= 1, got ", k));
+  LOOKAHEAD_CHECK_VALUE(
+      alpha.defined() && alpha.numel() == 1 &&
+          (alpha.scalar_type() == at::kFloat || alpha.scalar_type() == at::kDouble),
+      message(op, ": alpha must be a number or a one-element float32/float64 tensor, got ",
+              alpha.defined() ? python_dtype(alpha.scalar_type()) + " of shape " + python_tuple(alpha.sizes())
+                              : std::string("an undefined tensor")));
+  LOOKAHEAD_CHECK_VALUE(
+      step.defined() && step.numel() == 1 && step.scalar_type() == at::kLong,
+      message(op, ": step must be a one-element int64 tensor, got ",
+              step.defined() ? python_dtype(step.scalar_type()) + " of shape " + python_tuple(step.sizes())
+                             : std::string("an undefined tensor")));
   if (fast.empty()) return;
   const at::Device& device = fast[0].device();
-  TORCH_CHECK_VALUE(alpha.device() == device && step.device() == device, op, ": alpha is on ", alpha.device(),
-                    " and step on ", step.device(), " but the tensors are on ", device,
-                    "; the kernel reads both where it runs");
+  LOOKAHEAD_CHECK_VALUE(alpha.device() == device && step.device() == device,
+                        message(op, ": alpha is on ", alpha.device(), " and step on ", step.device(),
+                                " but the tensors are on ", device, "; the kernel reads both where it runs"));
 }
 
 namespace {
@@ -236,8 +257,8 @@ void check_state_beside_slow(at::TensorList fast, at::TensorList slow, at::Tenso
     // see [NOTE: plainly valid pairs] in csrc/contract.cpp
     if (plainly_alike(t, slow[i], device) && kept) continue;
     check_tensor(t, Where{op, i, name});
-    TORCH_CHECK_VALUE(kept, op, ": pair ", i, ": ", name, " has dtype ", python_dtype(t.scalar_type()),
-                      " but slow has ", python_dtype(slow[i].scalar_type()), "; ", rule);
+    LOOKAHEAD_CHECK_VALUE(kept, message(op, ": pair ", i, ": ", name, " has dtype ", python_dtype(t.scalar_type()),
+                                        " but slow has ", python_dtype(slow[i].scalar_type()), "; ", rule));
     check_pair_layout(op, i, t, slow[i], fast[0].device(), name, "slow");
   }
 }
@@ -257,7 +278,8 @@ void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists) {
     case TableOp::kCompactSync: return check_compact_triples(lists[0], lists[1], lists[2]);
     case TableOp::kCompactMomentumSync: return check_compact_momentum_quads(lists[0], lists[1], lists[2], lists[3]);
     case TableOp::kPseudoGradient: return check_pseudo_gradient_triples(lists[0], lists[1], lists[2]);
-    default: TORCH_CHECK(false, "lookahead_fused: check_sync_entries takes the sync ops only");
+    default:
+      LOOKAHEAD_CHECK(false, "lookahead_fused: check_sync_entries takes the sync ops only");
   }
 }
 
@@ -285,9 +307,9 @@ void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorL
       continue;
     }
     check_tensor(f, Where{op, i, "fast"});
-    TORCH_CHECK_VALUE(compact_code(f.scalar_type()) >= 0, op, ": pair ", i, ": fast has dtype ",
-                      python_dtype(f.scalar_type()), "; bf16+int8 slow weights are for float32, float16 and bfloat16 ",
-                      "params");
+    LOOKAHEAD_CHECK_VALUE(compact_code(f.scalar_type()) >= 0,
+                          message(op, ": pair ", i, ": fast has dtype ", python_dtype(f.scalar_type()),
+                                  "; bf16+int8 slow weights are for float32, float16 and bfloat16 ", "params"));
     check_tensor(h, Where{op, i, "slow_high"}, "torch.bfloat16");
     check_tensor(q, Where{op, i, "slow_low"}, "torch.int8");
     check_pair_layout(op, i, f, h, fast[0].device(), "fast", "slow_high");
@@ -308,8 +330,8 @@ void check_compact_momentum_quads(at::TensorList fast, at::TensorList high, at::
     // see [NOTE: plainly valid pairs] in csrc/contract.cpp
     if (plainly_alike(m, fast[i], device) && kept) continue;
     check_tensor(m, Where{op, i, "momentum"});
-    TORCH_CHECK_VALUE(kept, op, ": pair ", i, ": momentum has dtype ", python_dtype(m.scalar_type()),
-                      "; the outer momentum beside bf16+int8 slow weights is float32 or bfloat16");
+    LOOKAHEAD_CHECK_VALUE(kept, message(op, ": pair ", i, ": momentum has dtype ", python_dtype(m.scalar_type()),
+                                        "; the outer momentum beside bf16+int8 slow weights is float32 or bfloat16"));
     check_pair_layout(op, i, m, fast[i], fast[0].device(), "momentum", "fast");
   }
 }
@@ -342,19 +364,14 @@ void check_int8_momentum_quads(at::TensorList fast, at::TensorList slow, at::Ten
       continue;
     }
     check_tensor(f, Where{op, i, "fast"});
-    TORCH_CHECK_VALUE(fast_type, op, ": pair ", i, ": fast has dtype ", python_dtype(f.scalar_type()),
-                      "; an int8 outer momentum is for float32, float16 and bfloat16 params");
+    LOOKAHEAD_CHECK_VALUE(fast_type, message(op, ": pair ", i, ": fast has dtype ", python_dtype(f.scalar_type()),
+                                             "; an int8 outer momentum is for float32, float16 and bfloat16 params"));
     check_tensor(s, Where{op, i, "slow"}, "torch.float32");
     check_tensor(m, Where{op, i, "momentum"}, "torch.int8");
     check_tensor(sc, Where{op, i, "scales"}, "torch.float32");
     check_pair_layout(op, i, f, s, fast[0].device(), "fast", "slow");
     check_pair_layout(op, i, f, m, fast[0].device(), "fast", "momentum");
-    TORCH_CHECK_NOT_IMPLEMENTED(sc.device() == fast[0].device(), op, ": pair ", i, " has fast on ", f.device(),
-                                " and scales on ", sc.device(), " but pair 0 is on ", fast[0].device(),
-                                "; one call of the fused kernel runs on one device");
-    TORCH_CHECK_VALUE(sc.dim() == 1 && sc.numel() == blocks, op, ": pair ", i, ": scales has shape ",
-                      python_tuple(sc.sizes()), "; it must be (", blocks, ",), one scale per block of ", kInt8Block,
-                      " of fast's ", f.numel(), " elements");
+    check_block_scales(op, i, sc, f, "fast", fast[0].device());
   }
 }
 
@@ -369,22 +386,25 @@ namespace {
 // `syncs`: whether the call has slow weights to sync; without them every row's sync flag must be 0.
 void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at::Tensor& rows, bool syncs,
                        const char* op = "lookahead_adamw_step_") {
-  TORCH_CHECK_VALUE(hyper.defined() && hyper.scalar_type() == at::kDouble && hyper.dim() == 2 &&
-                        hyper.size(1) == kAdamWColumns && hyper.is_contiguous(),
-                    op, ": hyper must be a contiguous float64 tensor of shape (rows, ", int64_t(kAdamWColumns), ")");
-  TORCH_CHECK_VALUE(rows.defined() && rows.scalar_type() == at::kLong && rows.dim() == 1 &&
-                        rows.numel() == static_cast<int64_t>(params.size()) && rows.is_contiguous(),
-                    op, ": rows must be a contiguous int64 tensor of one row index per param (", params.size(), ")");
+  LOOKAHEAD_CHECK_VALUE(
+      hyper.defined() && hyper.scalar_type() == at::kDouble && hyper.dim() == 2 && hyper.size(1) == kAdamWColumns &&
+          hyper.is_contiguous(),
+      message(op, ": hyper must be a contiguous float64 tensor of shape (rows, ", int64_t(kAdamWColumns), ")"));
+  LOOKAHEAD_CHECK_VALUE(
+      rows.defined() && rows.scalar_type() == at::kLong && rows.dim() == 1 &&
+          rows.numel() == static_cast<int64_t>(params.size()) && rows.is_contiguous(),
+      message(op, ": rows must be a contiguous int64 tensor of one row index per param (", params.size(), ")"));
   if (params.empty()) return;
   const at::Device& device = params[0].device();
-  TORCH_CHECK_VALUE(hyper.device() == device && rows.device() == device, op, ": hyper is on ", hyper.device(),
-                    " and rows on ", rows.device(), " but the params are on ", device,
-                    "; the kernel reads both where it runs");
+  LOOKAHEAD_CHECK_VALUE(hyper.device() == device && rows.device() == device,
+                        message(op, ": hyper is on ", hyper.device(), " and rows on ", rows.device(),
+                                " but the params are on ", device, "; the kernel reads both where it runs"));
   if (!device.is_cpu()) return;  // reading them would synchronise with the device
   const int64_t* row_of = rows.const_data_ptr<int64_t>();
   for (size_t i = 0; i < params.size(); ++i) {
-    TORCH_CHECK_VALUE(row_of[i] >= 0 && row_of[i] < hyper.size(0), op, ": param ", i, " names row ", row_of[i],
-                      " of a hyper table of ", hyper.size(0), " rows");
+    LOOKAHEAD_CHECK_VALUE(
+        row_of[i] >= 0 && row_of[i] < hyper.size(0),
+        message(op, ": param ", i, " names row ", row_of[i], " of a hyper table of ", hyper.size(0), " rows"));
   }
   const double* h = hyper.const_data_ptr<double>();
   for (int64_t r = 0; r < hyper.size(0); ++r, h += kAdamWColumns) {
@@ -393,12 +413,16 @@ void check_adamw_hyper(at::TensorList params, const at::Tensor& hyper, const at:
                        h[kWeightDecay] >= 0 && std::isfinite(h[kStep]) && h[kStep] >= 1 && h[kAlpha] >= 0 &&
                        h[kAlpha] <= 1 && (h[kSyncFlag] == 0 || h[kSyncFlag] == 1) &&
                        (h[kMaximize] == 0 || h[kMaximize] == 1);
-    TORCH_CHECK_VALUE(valid, op, ": hyper row ", r, " (lr, beta1, beta2, eps, weight_decay, step, alpha, sync, ",
-                      "maximize) = (", h[kLr], ", ", h[kBeta1], ", ", h[kBeta2], ", ", h[kEps], ", ", h[kWeightDecay],
-                      ", ", h[kStep], ", ", h[kAlpha], ", ", h[kSyncFlag], ", ", h[kMaximize], ") is out of range: lr, ",
-                      "eps, weight_decay >= 0; betas in [0, 1); step >= 1; alpha in [0, 1]; sync and maximize 0 or 1");
-    TORCH_CHECK_VALUE(syncs || h[kSyncFlag] == 0, op, ": hyper row ", r, " has sync = 1 but the call has no slow ",
-                      "weights to sync; without slow weights the step runs AdamW alone, with sync 0 in every row");
+    LOOKAHEAD_CHECK_VALUE(
+        valid,
+        message(op, ": hyper row ", r, " (lr, beta1, beta2, eps, weight_decay, step, alpha, sync, ", "maximize) = (",
+                h[kLr], ", ", h[kBeta1], ", ", h[kBeta2], ", ", h[kEps], ", ", h[kWeightDecay], ", ", h[kStep], ", ",
+                h[kAlpha], ", ", h[kSyncFlag], ", ", h[kMaximize], ") is out of range: lr, ",
+                "eps, weight_decay >= 0; betas in [0, 1); step >= 1; alpha in [0, 1]; sync and maximize 0 or 1"));
+    LOOKAHEAD_CHECK_VALUE(
+        syncs || h[kSyncFlag] == 0,
+        message(op, ": hyper row ", r, " has sync = 1 but the call has no slow ",
+                "weights to sync; without slow weights the step runs AdamW alone, with sync 0 in every row"));
   }
 }
 
@@ -414,8 +438,9 @@ void check_adamw_moments(const char* op, const std::vector<at::TensorList>& list
       // see [NOTE: plainly valid pairs] in csrc/contract.cpp
       if (plainly_alike(t, params[i], device) && t.scalar_type() == params[i].scalar_type()) continue;
       check_tensor(t, Where{op, i, names[l]});
-      TORCH_CHECK_VALUE(t.scalar_type() == params[i].scalar_type(), op, ": pair ", i, ": ", names[l], " has dtype ",
-                        python_dtype(t.scalar_type()), " but param has ", python_dtype(params[i].scalar_type()));
+      LOOKAHEAD_CHECK_VALUE(t.scalar_type() == params[i].scalar_type(),
+                            message(op, ": pair ", i, ": ", names[l], " has dtype ", python_dtype(t.scalar_type()),
+                                    " but param has ", python_dtype(params[i].scalar_type())));
       check_pair_layout(op, i, t, params[i], params[0].device(), names[l], "param");
     }
   }
@@ -428,8 +453,9 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
   const char* const* names = kAdamWListNames;
   at::TensorList params = lists[0];
   const bool syncs = !lists[4].empty() || params.empty();  // an empty slow list: AdamW's step alone
-  TORCH_CHECK_VALUE(syncs || lists[5].empty(), op, ": momentum has ", lists[5].size(),
-                    " tensors but slow has none; the outer momentum goes with slow weights");
+  LOOKAHEAD_CHECK_VALUE(syncs || lists[5].empty(),
+                        message(op, ": momentum has ", lists[5].size(),
+                                " tensors but slow has none; the outer momentum goes with slow weights"));
   for (size_t l = 1; l < lists.size(); ++l) {
     if ((l == 5 || (l == 4 && !syncs)) && lists[l].empty()) continue;
     check_lengths(op, params, lists[l], names[l], "param");
@@ -458,9 +484,10 @@ void check_int8_delta_triples(const char* op, at::TensorList params, at::TensorL
     const at::Tensor& q = delta[i];
     const at::Tensor& sc = scales[i];
     const int64_t blocks = (p.numel() + kInt8Block - 1) / kInt8Block;
-    TORCH_CHECK_VALUE(p.scalar_type() == at::kFloat || p.scalar_type() == at::kHalf || p.scalar_type() == at::kBFloat16,
-                      op, ": pair ", i, ": param has dtype ", python_dtype(p.scalar_type()),
-                      "; int8-delta slow weights are for float32, float16 and bfloat16 params");
+    LOOKAHEAD_CHECK_VALUE(
+        p.scalar_type() == at::kFloat || p.scalar_type() == at::kHalf || p.scalar_type() == at::kBFloat16,
+        message(op, ": pair ", i, ": param has dtype ", python_dtype(p.scalar_type()),
+                "; int8-delta slow weights are for float32, float16 and bfloat16 params"));
     // see [NOTE: plainly valid pairs] in csrc/contract.cpp
     if (plainly_alike(p, q, device) && plainly_valid(sc, device) && q.scalar_type() == at::kChar &&
         sc.scalar_type() == at::kFloat && sc.dim() == 1 && sc.numel() == blocks) {
@@ -469,12 +496,7 @@ void check_int8_delta_triples(const char* op, at::TensorList params, at::TensorL
     check_tensor(q, Where{op, i, "delta"}, "torch.int8");
     check_tensor(sc, Where{op, i, "scales"}, "torch.float32");
     check_pair_layout(op, i, p, q, params[0].device(), "param", "delta");
-    TORCH_CHECK_NOT_IMPLEMENTED(sc.device() == params[0].device(), op, ": pair ", i, " has param on ", p.device(),
-                                " and scales on ", sc.device(), " but pair 0 is on ", params[0].device(),
-                                "; one call of the fused kernel runs on one device");
-    TORCH_CHECK_VALUE(sc.dim() == 1 && sc.numel() == blocks, op, ": pair ", i, ": scales has shape ",
-                      python_tuple(sc.sizes()), "; it must be (", blocks, ",), one scale per block of ", kInt8Block,
-                      " of param's ", p.numel(), " elements");
+    check_block_scales(op, i, sc, p, "param", params[0].device());
   }
 }
 

@@ -11,6 +11,7 @@
 #include "contract.h"
 #include "cpu/sync_cpu.h"
 #include "dtypes.h"
+#include "message.h"
 #include "op_list.h"
 #include "ops.h"
 #include "plan.h"
@@ -297,7 +298,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "for tests of any op's entry roles.",
         py::arg("lists"), py::arg("fast"));  // see [NOTE: entry dtypes] in csrc/table.h
   m.def("encode_bf16_int8", [](const at::Tensor& x) {
-    TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat && x.is_cpu(), "encode_bf16_int8 takes a float32 CPU tensor");
+    LOOKAHEAD_CHECK_VALUE(x.scalar_type() == at::kFloat && x.is_cpu(), "encode_bf16_int8 takes a float32 CPU tensor");
     const at::Tensor values = x.contiguous();
     at::Tensor high = at::empty(values.sizes(), values.options().dtype(at::kBFloat16));
     at::Tensor residual = at::empty(values.sizes(), values.options().dtype(at::kChar));
@@ -313,9 +314,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   }, "The element math of the bf16+int8 encoding (csrc/bf16_int8.h) on a CPU tensor: (hi, q); for tests.",
      py::arg("x"));
   m.def("decode_bf16_int8", [](const at::Tensor& high, const at::Tensor& residual) {
-    TORCH_CHECK_VALUE(high.scalar_type() == at::kBFloat16 && residual.scalar_type() == at::kChar && high.is_cpu() &&
-                          residual.is_cpu() && high.sizes() == residual.sizes(),
-                      "decode_bf16_int8 takes a bfloat16 and an int8 CPU tensor of one shape");
+    LOOKAHEAD_CHECK_VALUE(high.scalar_type() == at::kBFloat16 && residual.scalar_type() == at::kChar &&
+                              high.is_cpu() && residual.is_cpu() && high.sizes() == residual.sizes(),
+                          "decode_bf16_int8 takes a bfloat16 and an int8 CPU tensor of one shape");
     const at::Tensor h = high.contiguous(), r = residual.contiguous();
     at::Tensor out = at::empty(h.sizes(), h.options().dtype(at::kFloat));
     const auto* high_bits = reinterpret_cast<const uint16_t*>(h.const_data_ptr());

@@ -8,6 +8,7 @@
 #include "cpu/adamw_delta_cpu.h"
 #include "cpu/int8_momentum_cpu.h"
 #include "cpu/sync_cpu.h"
+#include "message.h"
 #include "plan.h"
 #include "prefetch.h"
 #include "table.h"
@@ -25,13 +26,13 @@ namespace lookahead_fused {
 namespace {
 
 void check_alpha(double alpha, const char* op = "lookahead_sync_") {
-  TORCH_CHECK_VALUE(std::isfinite(alpha) && alpha >= 0.0 && alpha <= 1.0, op,
-                    ": alpha must be a finite number in [0, 1], got ", alpha);
+  LOOKAHEAD_CHECK_VALUE(std::isfinite(alpha) && alpha >= 0.0 && alpha <= 1.0,
+                        message(op, ": alpha must be a finite number in [0, 1], got ", alpha));
 }
 
 void check_mu(double mu, const char* op = "lookahead_sync_") {
-  TORCH_CHECK_VALUE(std::isfinite(mu) && mu >= 0.0 && mu < 1.0, op,
-                    ": outer momentum mu must be a finite number in [0, 1), got ", mu);
+  LOOKAHEAD_CHECK_VALUE(std::isfinite(mu) && mu >= 0.0 && mu < 1.0,
+                        message(op, ": outer momentum mu must be a finite number in [0, 1), got ", mu));
 }
 
 // [NOTE: versions] A mutating op bumps the autograd version of every tensor it may write, as torch's
@@ -60,9 +61,10 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
     auto stream = c10::cuda::getCurrentCUDAStream(first.device().index());
     const bool capturing = is_capturing(stream.stream());
     if (!plan) plan = find_or_build_plan(lists, roles_of(op), [&] {
-      TORCH_CHECK(!capturing, name, ": these tensors have no kernel plan yet, and one cannot be built while a CUDA ",
-                  "graph is being captured (its upload is a blocking host-to-device copy). Run the same step once ",
-                  "eagerly before capturing (warm-up), with the same tensors.");
+      LOOKAHEAD_CHECK(!capturing,
+                      message(name, ": these tensors have no kernel plan yet, and one cannot be built while a CUDA ",
+                              "graph is being captured (its upload is a blocking host-to-device copy). Run the same ",
+                              "step once eagerly before capturing (warm-up), with the same tensors."));
       check_no_overlap(name, lists, list_names(op));
     });
     // See [NOTE: plans under capture] in csrc/cuda/capture.cpp
@@ -77,7 +79,7 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
   }
 #endif
   if (!plan) plan = find_or_build_plan(lists, roles_of(op), [&] { check_no_overlap(name, lists, list_names(op)); });
-  TORCH_CHECK(plan->device.is_cpu(), "lookahead_fused: no kernel for tensors on ", plan->device);
+  LOOKAHEAD_CHECK(plan->device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", plan->device));
   if (gate == nullptr) run_cpu(*plan, op, args);  // a CPU caller resolves its gate on the host
 }
 
@@ -111,12 +113,13 @@ std::shared_ptr<const Plan> check_sync(TableOp op, const TensorLists& lists) {
 // Tensors on another device beside meta ones make a mixed-device call, which lookahead_fused.ops splits.
 void check_all_meta(const char* op, const TensorLists& lists, const char* const* names = list_names(TableOp::kSync)) {
   for (size_t l = 1; l < lists.size(); ++l) {
-    TORCH_CHECK_VALUE(lists[0].size() == lists[l].size(), op, ": fast has ", lists[0].size(), " tensors but ",
-                      names[l], " has ", lists[l].size());
+    LOOKAHEAD_CHECK_VALUE(
+        lists[0].size() == lists[l].size(),
+        message(op, ": fast has ", lists[0].size(), " tensors but ", names[l], " has ", lists[l].size()));
   }
   for (at::TensorList list : lists) {
     for (const at::Tensor& t : list) {
-      TORCH_CHECK_NOT_IMPLEMENTED(t.is_meta(), op, ": meta and ", t.device(), " tensors in one call");
+      LOOKAHEAD_CHECK_NOT_IMPLEMENTED(t.is_meta(), message(op, ": meta and ", t.device(), " tensors in one call"));
     }
   }
 }
@@ -254,8 +257,9 @@ void check_int8_momentum_device(at::TensorList fast) {
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
   if (device.is_cuda()) return;
 #endif
-  TORCH_CHECK_NOT_IMPLEMENTED(!device.is_cuda(), kInt8MomentumOp, ": this build of the extension has no CUDA kernels");
-  TORCH_CHECK(device.is_cpu(), "lookahead_fused: no kernel for tensors on ", device);
+  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(!device.is_cuda(),
+                                  message(kInt8MomentumOp, ": this build of the extension has no CUDA kernels"));
+  LOOKAHEAD_CHECK(device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", device));
 }
 
 }  // namespace
@@ -313,8 +317,8 @@ void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp
                  bool nesterov) {
   check_mu(mu);
   check_adamw_args({params, grads, exp_avgs, exp_avg_sqs, slow, momentum}, hyper, rows);
-  TORCH_CHECK_VALUE(mu == 0.0 || !momentum.empty(), "lookahead_adamw_step_: outer momentum mu = ", mu,
-                    " needs the momentum tensors");
+  LOOKAHEAD_CHECK_VALUE(mu == 0.0 || !momentum.empty(),
+                        message("lookahead_adamw_step_: outer momentum mu = ", mu, " needs the momentum tensors"));
   UpdateArgs args;
   args.mu = mu;
   args.nesterov = nesterov;
@@ -366,8 +370,9 @@ void adamw_delta_step_(at::TensorList params, at::TensorList grads, at::TensorLi
     return bump_versions({params, exp_avgs, exp_avg_sqs, delta, scales});  // the grads are only read
   }
 #endif
-  TORCH_CHECK_NOT_IMPLEMENTED(!device.is_cuda(), kAdamWDeltaOp, ": this build of the extension has no CUDA kernels");
-  TORCH_CHECK(device.is_cpu(), "lookahead_fused: no kernel for tensors on ", device);
+  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(!device.is_cuda(),
+                                  message(kAdamWDeltaOp, ": this build of the extension has no CUDA kernels"));
+  LOOKAHEAD_CHECK(device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", device));
   run_adamw_delta_cpu(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows);
   bump_versions({params, exp_avgs, exp_avg_sqs, delta, scales});  // the grads are only read
 }

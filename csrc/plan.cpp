@@ -10,6 +10,7 @@
 #include "chunking.h"
 #include "contract.h"
 #include "dtypes.h"
+#include "message.h"
 #include "prefetch.h"
 
 namespace lookahead_fused {
@@ -22,10 +23,11 @@ constexpr size_t kCachedPlans = 16;
 // The per-entry part of the table: all that a plan depends on, so it is also the cache key.
 std::vector<int64_t> entry_words_of(const TensorLists& lists, EntryRoles roles) {
   const int depth = static_cast<int>(lists.size());
-  TORCH_CHECK(depth >= 2 && depth <= kMaxDepth, "lookahead_fused: a table entry holds 2 to ", kMaxDepth,
-              " tensors, got ", depth);
-  TORCH_CHECK(depth == roles.depth && roles.fast >= 1 && roles.fast <= depth, "lookahead_fused: ", depth,
-              " lists for an op whose entries hold ", roles.depth, " tensors, ", roles.fast, " of the fast dtype");
+  LOOKAHEAD_CHECK(depth >= 2 && depth <= kMaxDepth,
+                  message("lookahead_fused: a table entry holds 2 to ", kMaxDepth, " tensors, got ", depth));
+  LOOKAHEAD_CHECK(depth == roles.depth && roles.fast >= 1 && roles.fast <= depth,
+                  message("lookahead_fused: ", depth, " lists for an op whose entries hold ", roles.depth, " tensors, ",
+                          roles.fast, " of the fast dtype"));
   const size_t entries = lists[0].size();
   std::vector<int64_t> words;
   words.reserve(entries * entry_words(depth));
@@ -41,8 +43,8 @@ std::vector<int64_t> entry_words_of(const TensorLists& lists, EntryRoles roles) 
     const at::ScalarType state = state_dtype_of(roles, lists, i);  // see [NOTE: entry dtypes] in csrc/table.h
     const at::ScalarType momentum = momentum_dtype_of(roles, lists, i);
     const int64_t code = entry_code(roles, lists[0][i].scalar_type(), state, momentum);
-    TORCH_CHECK(code >= 0, "lookahead_fused: no kernel for fast ", lists[0][i].scalar_type(), " with slow ", state,
-                " and momentum ", momentum);
+    LOOKAHEAD_CHECK(code >= 0, message("lookahead_fused: no kernel for fast ", lists[0][i].scalar_type(), " with slow ",
+                                       state, " and momentum ", momentum));
     words.push_back(lists[0][i].numel());
     words.push_back(code | ((common_head(addresses, element_sizes, depth) + 1) << 8));
   }
@@ -65,8 +67,8 @@ std::shared_ptr<Plan> plan_from_words(std::vector<int64_t> words, EntryRoles rol
   const int depth = roles.depth;
   const int64_t stride = entry_words(depth);
   plan->num_entries = static_cast<int64_t>(words.size()) / stride;
-  TORCH_CHECK(plan->num_entries < (int64_t(1) << (63 - kChunkBits)), "lookahead_fused: too many tensors in one call (",
-              plan->num_entries, ")");
+  LOOKAHEAD_CHECK(plan->num_entries < (int64_t(1) << (63 - kChunkBits)),
+                  message("lookahead_fused: too many tensors in one call (", plan->num_entries, ")"));
   plan->chunk_elems = choose_chunk_elements(words.data(), plan->num_entries, roles, resident_lanes(device));
   for (int64_t t = 0; t < plan->num_entries; ++t) {
     int64_t numel = words[t * stride + depth];

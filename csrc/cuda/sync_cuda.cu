@@ -7,6 +7,7 @@
 #include <c10/cuda/CUDAException.h>
 
 #include "table_kernel.cuh"
+#include "../message.h"
 
 namespace lookahead_fused {
 namespace {
@@ -28,8 +29,8 @@ int blocks_per_sm() {
 template <typename Op>
 void launch(TableView table, Op op, cudaStream_t stream, int device_index) {
   if (table.num_chunks == 0) return;
-  TORCH_CHECK(table.depth == Op::kDepth, "lookahead_fused: a plan of depth ", table.depth, " for an op of depth ",
-              Op::kDepth);
+  LOOKAHEAD_CHECK(table.depth == Op::kDepth,
+                  message("lookahead_fused: a plan of depth ", table.depth, " for an op of depth ", Op::kDepth));
   // Enough blocks to fill every SM; more chunks than that are grid-strided.
   int64_t grid = std::min(table.num_chunks, cuda_resident_blocks(device_index));
   table_kernel<Op><<<static_cast<unsigned>(grid), kThreads, 0, stream>>>(table.words, table.num_entries,
@@ -95,7 +96,7 @@ void launch_cuda_on_step(TableView table, TableOp op, StepGate gate, UpdateArgs 
     case TableOp::kCompactSync: return launch(table, GatedCompactSyncOp{gate}, cuda_stream, device_index);
     case TableOp::kCompactMomentumSync:
       return launch(table, GatedCompactMomentumSyncOp{gate, args.mu, args.nesterov}, cuda_stream, device_index);
-    default: TORCH_CHECK(false, "lookahead_fused: no gated kernel for this op");
+    default: LOOKAHEAD_CHECK(false, "lookahead_fused: no gated kernel for this op");
   }
 }
 
