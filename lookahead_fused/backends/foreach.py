@@ -24,6 +24,13 @@ from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
 
 
+def _written(*lists) -> None:
+    """Bump the version of every tensor the op wrote (see [NOTE: versions] in csrc/ops.cpp): on CUDA torch's
+    foreach ops leave some as they were (torch 2.11, a sync of lists that hold an empty tensor)."""
+    for tensors in lists:
+        torch.autograd.graph.increment_version(tensors)  # inference tensors have none: skipped
+
+
 def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
     for fasts, slows in group_pairs(fast, slow):
         if fasts[0].dtype == slows[0].dtype:
@@ -32,6 +39,7 @@ def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> N
             ends = [f.to(slows[0].dtype) for f in fasts]
         torch._foreach_lerp_(slows, ends, alpha)
         torch._foreach_copy_(fasts, slows)
+    _written(fast, slow)
 
 
 def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool) -> None:
@@ -48,6 +56,7 @@ def momentum_sync_(fast, slow, momentum, alpha: float, mu: float, nesterov: bool
         torch._foreach_copy_(slows, torch._foreach_lerp(so, target, alpha))
         torch._foreach_copy_(moms, m_new)
         torch._foreach_copy_(fasts, slows)
+    _written(fast, slow, momentum)
 
 
 def pseudo_gradient_(fast, slow, out) -> None:
@@ -61,6 +70,7 @@ def pseudo_gradient_(fast, slow, out) -> None:
         else:
             widened = fasts if fasts[0].dtype == slows[0].dtype else [f.to(slows[0].dtype) for f in fasts]
             torch._foreach_copy_(outs, torch._foreach_sub(widened, slows))
+    _written(out)
 
 
 def load():
