@@ -48,12 +48,16 @@ KERNEL_TESTS = ["tests/test_op_contract.py", "tests/test_momentum_op.py", "tests
 # Training-level: a captured CUDA graph of a training step against eager, the documented GPU snippets.
 TRAINING_TESTS = ["tests/test_cuda_graphs.py", "tests/test_readme.py", "tests/test_long_run.py"]
 GPU_SELECTION = "cuda or triton"  # -k: the tests' GPU parametrisations and the GPU-only files
+CUDA_SELECTION = "cuda and not triton"  # the CUDA kernel's first: 16 workers each compiling Triton's kernels are slow
+TRITON_SELECTION = "triton"
+DURATIONS = "--durations=15"  # the slowest tests, for sizing the phases of the next lease
 TRAINING_SELECTION = f"{GPU_SELECTION} or test_long_run"  # the long run takes the GPU whenever there is one
 # Under a sanitizer, the broadest single call first (every dtype pair and alignment in one launch), in
 # case the time runs out.
 SANITIZED_TESTS = ["tests/test_cuda.py", "tests/test_op_contract.py", "tests/test_momentum_op.py",
                    "tests/test_lookahead_adamw.py", "tests/test_step_gate.py", "tests/test_compact_sync.py"]  # fmt: skip
-SANITIZED_SELECTION = "cuda and not replays_like_eager"
+# The profiler's CUDA activities need CUPTI, which a process under compute-sanitizer cannot subscribe to.
+SANITIZED_SELECTION = "cuda and not replays_like_eager and not one_launch"
 # The sanitizers run the small op matrix (tests/matrix.py) on the CUDA backend alone.
 SANITIZER_ENV = "LOOKAHEAD_FUSED_TEST_MATRIX=small LOOKAHEAD_FUSED_TEST_BACKENDS=cuda"
 
@@ -66,8 +70,11 @@ class Run:
     workers: int
 
     def pytest(self, files, selection, *options) -> str:
-        return " ".join([shlex.quote(self.python), "-m pytest -q -rfEs -p no:cacheprovider", f"-n {self.workers}",
-                         *options, *files, "-k", shlex.quote(selection)])  # fmt: skip
+        """The pytest command, its workers sharing the cores (OMP_NUM_THREADS): each worker's torch would
+        start a thread per core for the tests' float64 references on the CPU (see docs/gpu.md)."""
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        return " ".join([f"OMP_NUM_THREADS={threads}", shlex.quote(self.python), "-m pytest -q -rfEs -p no:cacheprovider",
+                         f"-n {self.workers}", *options, *files, "-k", shlex.quote(selection)])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,17 +133,19 @@ def rest_selection() -> str:
 
 
 PHASES = [
-    Phase("build", 150, "build.log", build, gate=True,
+    Phase("build", 110, "build.log", build, gate=True,
           what="pip install -e . for this GPU's arch alone (TORCH_CUDA_ARCH_LIST from its capability), then the import check"),
-    Phase("kernels", 90, "tests.log", lambda run: run.pytest(KERNEL_TESTS, GPU_SELECTION, "--maxfail=1"),
-          what="every op of the CUDA and compiled Triton kernels against float64, launches, static checks"),
-    Phase("training", 30, "tests.log", lambda run: run.pytest(TRAINING_TESTS, TRAINING_SELECTION, "--maxfail=1"),
+    Phase("kernels", 90, "tests.log", lambda run: run.pytest(KERNEL_TESTS, CUDA_SELECTION, "--maxfail=5", DURATIONS),
+          what="every op of the CUDA kernel against float64, launches, static checks"),
+    Phase("triton", 50, "tests.log", lambda run: run.pytest(KERNEL_TESTS, TRITON_SELECTION, "--maxfail=5", DURATIONS),
+          what="every op of the compiled Triton kernels against float64, launches, AOT"),
+    Phase("training", 35, "tests.log", lambda run: run.pytest(TRAINING_TESTS, TRAINING_SELECTION, "--maxfail=1"),
           what="a captured CUDA graph of a training step against eager, the GPU snippets, the long run"),
-    Phase("bench", 100, "bench.log", bench,
+    Phase("bench", 70, "bench.log", bench,
           what="bandwidth; the sync on GPT-2 small (124M) and 2000x4096, fp32 and bf16+fp32; every backend; AdamW"),
-    Phase("memcheck", 55, "sanitizer.log", sanitizer("memcheck"), what="compute-sanitizer memcheck, small op matrix"),
+    Phase("memcheck", 50, "sanitizer.log", sanitizer("memcheck"), what="compute-sanitizer memcheck, small op matrix"),
     Phase("racecheck", 25, "sanitizer.log", sanitizer("racecheck"), what="compute-sanitizer racecheck, small op matrix"),
-    Phase("rest", 30, "rest.log", lambda run: run.pytest(["tests"], rest_selection()),
+    Phase("rest", 50, "rest.log", lambda run: run.pytest(["tests"], rest_selection(), DURATIONS),
           what="the rest of the suite, as far as the time left allows"),
 ]  # fmt: skip
 

@@ -78,14 +78,15 @@ def test_baseline_adamw_loops_use_packed_sse2():
 # and Nesterov flag a pass that takes the block's largest magnitude as an integer max and a pass that
 # quantises. GCC vectorises those of float32 and bfloat16 fast (8 loops of each pass); float16 stays
 # scalar as in the sync. The AVX2 copy is built without FMA, so no product and sum are contracted
-# (see [NOTE: int8 momentum sync] in csrc/element_math.h). The counts are those of the build with GCC 12.
+# (see [NOTE: int8 momentum sync] in csrc/element_math.h). The counts are those of the build with GCC 12; GCC 13
+# (Ubuntu 24.04, the lent H200 machine, 2026-12-04) unrolls the bfloat16 stores less: 64 vpackusdw where GCC 12 has 80.
 def test_avx2_int8_momentum_loops_are_256_bits_wide_and_unfused():
     code = disassembly("run_int8_blocks_avx2")
     assert count(r"\bvf(n)?m(add|sub)\w*", code) == 0, "a product and a sum contracted into an FMA"
     assert count(r"\bvpmaxud\b[^\n]*%ymm", code) >= 32, "the block's largest magnitude: not 8 lanes"
     assert count(r"\bvcvttps2dq\b[^\n]*%ymm", code) >= 32, "the codes: not 8 lanes"
     assert count(r"\bvcvtdq2ps\b[^\n]*%ymm", code) >= 48, "the decoded momentum: not 8 lanes"
-    assert count(r"\bvpackusdw\b[^\n]*%ymm", code) >= 80, "the bfloat16 fast store: not 8 lanes"
+    assert count(r"\bvpackusdw\b[^\n]*%ymm", code) >= 48, "the bfloat16 fast store: not 8 lanes"
 
 
 def test_baseline_int8_momentum_loops_use_packed_sse2():
