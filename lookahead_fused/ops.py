@@ -41,6 +41,7 @@ from . import backends, contract
 from .device_scalars import device_scalar
 from .sharded import int8_local_shards, local_shards
 from .backends import BACKEND_NAMES, available_backends, unavailable_backends  # noqa: F401  (public)
+from .backends import native
 
 _OP = "lookahead_sync_"
 
@@ -89,6 +90,19 @@ def _run_native(method: str, first, *args, backend: str) -> bool:
     return True
 
 
+def _check_sync_lists(fast, slow, momentum=None) -> None:
+    """contract.check_sync_lists for a call that no native backend runs (triton, reference, foreach):
+    through its C++ twin, word for word the same, when the extension is built, so that such a call
+    costs no Python work per tensor either; Python's when it is not, or for the lists the C++ check
+    leaves to the general path (tensors on several devices, non-tensors)."""
+    try:
+        native.extension().check_sync_lists(fast, slow, () if momentum is None else momentum)
+        return
+    except (backends.BackendUnavailable, NotImplementedError, TypeError):
+        pass
+    contract.check_sync_lists(fast, slow, momentum)
+
+
 def check_sync_args(fast, slow, alpha, *, momentum=None, mu: float = 0.0, backend: str = "auto") -> float:
     """Raise, as lookahead_sync_ would, if the call breaks the contract; write nothing. Returns alpha."""
     alpha = _check_call(fast, slow, alpha, backend)
@@ -129,7 +143,7 @@ def lookahead_sync_(
     fast, slow = local_shards(fast, slow, op=_OP)
     if _run_native("sync_", fast, slow, alpha, backend=backend):
         return
-    contract.check_sync_lists(fast, slow)
+    _check_sync_lists(fast, slow)
     _sync_by_device(fast, slow, alpha, backend)
 
 
@@ -156,7 +170,7 @@ def _momentum_sync(fast, slow, momentum, alpha, mu, nesterov, backend, *, checke
     if _run_native("momentum_sync_", fast, slow, momentum, alpha, mu, nesterov, backend=backend):
         return
     if not checked:
-        contract.check_sync_lists(fast, slow, momentum)
+        _check_sync_lists(fast, slow, momentum)
     for module, (fasts, slows, moms) in _by_device(backend, fast, slow, momentum):
         module.momentum_sync_(fasts, slows, moms, alpha, mu, nesterov)
 

@@ -15,7 +15,7 @@ from .. import group_pairs, triton_interpreting
 
 CHUNK_BITS = 40
 INTERPRETER_CONFIG = (8192, 1)  # (BLOCK, num_warps): few programs, as the interpreter pays per program
-_PROGRAMS_PER_SM = 8  # see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py
+PROGRAMS_PER_SM = 8  # a tunable (bench/triton_sync_time.py varies it); see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py
 _INTERPRETER_PROGRAMS = 3  # fewer programs than chunks, so the CPU tests stride too
 _CACHED_PLANS = 8
 
@@ -116,7 +116,7 @@ def cached_plan(plans: OrderedDict, lists, build, op: str):
 def max_programs(device) -> int:
     if triton_interpreting() or device.type != "cuda":
         return _INTERPRETER_PROGRAMS
-    return _PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
+    return PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def run_plan(plan, device: torch.device, launch) -> None:

@@ -56,7 +56,7 @@ def table_kernel(
     chunk that lies wholly inside its tensor runs unmasked: 16-byte accesses. Only a tensor's last
     chunk runs masked.
 
-    [NOTE: Triton grid] A fixed grid of at most _PROGRAMS_PER_SM programs per SM strides over the
+    [NOTE: Triton grid] A fixed grid of at most PROGRAMS_PER_SM programs per SM strides over the
     chunks, so a gated launch off the sync steps is that many programs returning at once, not one
     program per chunk (about a million for a 1B-parameter model at BLOCK 1024)."""
     if gate_is_open(step_ptr, k, GATED):  # off the sync steps every program returns at once
