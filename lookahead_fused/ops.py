@@ -54,8 +54,11 @@ def _check_call(fast, slow, alpha, backend: str) -> float:
     return alpha
 
 
-def _by_device(backend: str, *lists: Sequence[torch.Tensor]):
-    """[(backend, lists on that device)] per device of lists[0], every backend resolved before any runs."""
+def _by_device(backend: str, *lists: Sequence[torch.Tensor], on_one_device: bool = False):
+    """[(backend, lists on that device)] per device of lists[0], every backend resolved before any runs.
+    `on_one_device`: a check found every tensor on one device, so no walk over them is needed."""
+    if on_one_device and lists[0]:
+        return [(backends.resolve(backend, lists[0][0].device.type), [list(tensors) for tensors in lists])]
     per_device: dict[torch.device, list[list]] = {}
     for tensors in zip(*lists):
         groups = per_device.setdefault(tensors[0].device, [[] for _ in lists])
@@ -90,17 +93,19 @@ def _run_native(method: str, first, *args, backend: str) -> bool:
     return True
 
 
-def _check_sync_lists(fast, slow, momentum=None) -> None:
+def _check_sync_lists(fast, slow, momentum=None) -> bool:
     """contract.check_sync_lists for a call that no native backend runs (triton, reference, foreach):
     through its C++ twin, word for word the same, when the extension is built, so that such a call
     costs no Python work per tensor either; Python's when it is not, or for the lists the C++ check
-    leaves to the general path (tensors on several devices, non-tensors)."""
+    leaves to the general path (tensors on several devices, non-tensors). True when the C++ check
+    accepted them: then every tensor is on one device."""
     try:
         native.extension().check_sync_lists(fast, slow, () if momentum is None else momentum)
-        return
+        return True
     except (backends.BackendUnavailable, NotImplementedError, TypeError):
         pass
     contract.check_sync_lists(fast, slow, momentum)
+    return False
 
 
 def check_sync_args(fast, slow, alpha, *, momentum=None, mu: float = 0.0, backend: str = "auto") -> float:
@@ -143,8 +148,7 @@ def lookahead_sync_(
     fast, slow = local_shards(fast, slow, op=_OP)
     if _run_native("sync_", fast, slow, alpha, backend=backend):
         return
-    _check_sync_lists(fast, slow)
-    _sync_by_device(fast, slow, alpha, backend)
+    _sync_by_device(fast, slow, alpha, backend, on_one_device=_check_sync_lists(fast, slow))
 
 
 @torch.no_grad()
@@ -159,9 +163,9 @@ def run_checked_sync_(fast, slow, alpha: float, *, momentum=None, mu: float = 0.
         _sync_by_device(fast, slow, alpha, backend)
 
 
-def _sync_by_device(fast, slow, alpha: float, backend: str) -> None:
-    """The general path, for a call the Python checks accepted: one backend call per device."""
-    for module, (fasts, slows) in _by_device(backend, fast, slow):
+def _sync_by_device(fast, slow, alpha: float, backend: str, on_one_device: bool = False) -> None:
+    """The general path, for a call the checks accepted: one backend call per device."""
+    for module, (fasts, slows) in _by_device(backend, fast, slow, on_one_device=on_one_device):
         module.sync_(fasts, slows, alpha)
 
 
@@ -169,9 +173,8 @@ def _momentum_sync(fast, slow, momentum, alpha, mu, nesterov, backend, *, checke
     fast, slow, momentum = local_shards(fast, slow, momentum, op=_OP)
     if _run_native("momentum_sync_", fast, slow, momentum, alpha, mu, nesterov, backend=backend):
         return
-    if not checked:
-        _check_sync_lists(fast, slow, momentum)
-    for module, (fasts, slows, moms) in _by_device(backend, fast, slow, momentum):
+    on_one_device = _check_sync_lists(fast, slow, momentum) if not checked else False
+    for module, (fasts, slows, moms) in _by_device(backend, fast, slow, momentum, on_one_device=on_one_device):
         module.momentum_sync_(fasts, slows, moms, alpha, mu, nesterov)
 
 

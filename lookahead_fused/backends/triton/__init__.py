@@ -16,7 +16,8 @@ launch, split once more into the pairs that start on 16-byte boundaries and the 
 [NOTE: Triton custom ops] Each op of the op list (see [NOTE: op list] in lookahead_fused/op_list.py)
 is registered from that list as the custom op lookahead_fused::triton_<name>, with the list's
 schema and a fake that does nothing, so that torch.compile keeps each whole: tracing into a
-kernel would hand it fake tensors, whose addresses a table cannot hold.
+kernel would hand it fake tensors, whose addresses a table cannot hold. Eager calls skip them, as the
+native backend's skip the dispatcher (see [NOTE: eager entry points] in csrc/module.cpp).
 """
 
 from __future__ import annotations
@@ -61,16 +62,26 @@ CUSTOM_OPS = {op.name: _register(op) for op in OPS}
 
 
 def _forwarding(op, custom):
+    implementation = IMPLEMENTATIONS[op.name]
+    written = [i for i, argument in enumerate(op.arguments) if argument.written]
+
     def forward(*args) -> None:
-        custom(*op.normalize(args))
+        args = op.normalize(args)
+        if torch.compiler.is_compiling():
+            custom(*args)
+            return
+        implementation(*args)
+        for i in written:  # what the custom op would do, one call per list (see [NOTE: versions] in csrc/ops.cpp)
+            torch.autograd.graph.increment_version(args[i])
 
     forward.__name__ = op.name
     return forward
 
 
 class TritonBackend:
-    """Trusts its inputs: lookahead_fused.ops checks the contract in Python first. One method per op
-    of the op list, each calling its custom op."""
+    """Trusts its inputs: lookahead_fused.ops checks the contract first. One method per op of the op
+    list: a compiled step calls its custom op, an eager call its implementation (the custom op's
+    dispatch walks every tensor of the lists in Python, bumping each version one call at a time)."""
 
     name = "triton"
 

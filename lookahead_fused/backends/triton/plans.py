@@ -4,6 +4,7 @@ and the launch loop (see [NOTE: Triton plan] in lookahead_fused/backends/triton/
 from __future__ import annotations
 
 import functools
+import operator
 from collections import OrderedDict
 
 import torch
@@ -19,6 +20,7 @@ PROGRAMS_PER_SM = 8  # a tunable (bench/triton_sync_time.py varies it); see [NOT
 _INTERPRETER_PROGRAMS = 3  # fewer programs than chunks, so the CPU tests stride too
 _CACHED_PLANS = 8
 
+_ADDRESS, _NUMEL, _DTYPE = torch.Tensor.data_ptr, torch.Tensor.numel, operator.attrgetter("dtype")
 launch_count = 0  # launches of plans so far, not the block-size benchmark's (tests count launches per sync)
 # [NOTE: Triton plans under capture] A captured graph launches with the device tables of the plan that
 # was current at capture; the plan cache may evict that plan later, so every plan a capture used is
@@ -94,8 +96,9 @@ def cached_plan(plans: OrderedDict, lists, build, op: str):
     """The plan of `lists` from `plans` (an LRU of _CACHED_PLANS), keyed by content: every address,
     the sizes, and every tensor's dtype; build(lists, device) on a miss."""
     device = lists[0][0].device
-    key = (device, len(lists), tuple((*(t.data_ptr() for t in tensors), tensors[0].numel(), *(t.dtype for t in tensors))
-                                     for tensors in zip(*lists)))  # fmt: skip
+    # one map per list and field: each a loop in C, not a Python generator per entry
+    key = (device, *(tuple(map(_ADDRESS, tensors)) for tensors in lists), tuple(map(_NUMEL, lists[0])),
+           *(tuple(map(_DTYPE, tensors)) for tensors in lists))  # fmt: skip
     plan = plans.get(key)
     if plan is None:
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
