@@ -69,12 +69,14 @@ class Run:
     rehearse: bool
     workers: int
 
-    def pytest(self, files, selection, *options) -> str:
+    def pytest(self, files, selection, *options, most_workers: int | None = None) -> str:
         """The pytest command, its workers sharing the cores (OMP_NUM_THREADS): each worker's torch would
-        start a thread per core for the tests' float64 references on the CPU (see docs/gpu.md)."""
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        start a thread per core for the tests' float64 references on the CPU (see docs/gpu.md).
+        `most_workers` caps the workers of a phase with few tests, which would wait for them to start."""
+        workers = min(self.workers, most_workers or self.workers)
+        threads = max(1, (os.cpu_count() or 1) // workers)
         return " ".join([f"OMP_NUM_THREADS={threads}", shlex.quote(self.python), "-m pytest -q -rfEs -p no:cacheprovider",
-                         f"-n {self.workers}", *options, *files, "-k", shlex.quote(selection)])  # fmt: skip
+                         f"-n {workers}", *options, *files, "-k", shlex.quote(selection)])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,8 @@ PHASES = [
           what="every op of the CUDA kernel against float64, launches, static checks"),
     Phase("triton", 50, "tests.log", lambda run: run.pytest(KERNEL_TESTS, TRITON_SELECTION, "--maxfail=5", DURATIONS),
           what="every op of the compiled Triton kernels against float64, launches, AOT"),
-    Phase("training", 35, "tests.log", lambda run: run.pytest(TRAINING_TESTS, TRAINING_SELECTION, "--maxfail=1"),
+    Phase("training", 35, "tests.log", lambda run: run.pytest(TRAINING_TESTS, TRAINING_SELECTION, "--maxfail=1",
+                                                              most_workers=4),
           what="a captured CUDA graph of a training step against eager, the GPU snippets, the long run"),
     Phase("bench", 70, "bench.log", bench,
           what="bandwidth; the sync on GPT-2 small (124M) and 2000x4096, fp32 and bf16+fp32; every backend; AdamW"),
