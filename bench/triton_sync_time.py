@@ -2,8 +2,8 @@
 and kernel, as bench_sync.py times it) and the kernels' own device time (the profiler's), on
 GPT-2 small and 2000 x 4096 in float32; the Triton call with the contract checked in Python
 (contract.check_sync_lists, as before the C++ twin took over) and in C++; and the Triton kernel's
-device time over the grid's programs per SM (see [NOTE: Triton grid] in
-lookahead_fused/backends/triton/sync.py). GPU only.
+device time over the grid's programs per SM
+(see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py). GPU only.
 
     python bench/triton_sync_time.py [--rounds 30] [--json PATH]
 """

@@ -16,7 +16,8 @@ from .. import group_pairs, triton_interpreting
 
 CHUNK_BITS = 40
 INTERPRETER_CONFIG = (8192, 1)  # (BLOCK, num_warps): few programs, as the interpreter pays per program
-PROGRAMS_PER_SM = 8  # a tunable (bench/triton_sync_time.py varies it); see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py
+# a tunable (bench/triton_sync_time.py varies it)
+PROGRAMS_PER_SM = 8  # see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py
 _INTERPRETER_PROGRAMS = 3  # fewer programs than chunks, so the CPU tests stride too
 _CACHED_PLANS = 8
 
