@@ -93,17 +93,26 @@ def _run_native(method: str, first, *args, backend: str) -> bool:
     return True
 
 
+def _beside_every_pair(fast, momentum) -> bool:
+    """Whether `momentum` is None or a list with a tensor per pair: the C++ check_sync_lists reads an
+    empty momentum list as none, so any other goes to contract.py's check, which names it."""
+    return momentum is None or (isinstance(momentum, (list, tuple)) and len(momentum) == len(fast))
+
+
 def _check_sync_lists(fast, slow, momentum=None) -> bool:
-    """contract.check_sync_lists for a call that no native backend runs (triton, reference, foreach):
-    through its C++ twin, word for word the same, when the extension is built, so that such a call
-    costs no Python work per tensor either; Python's when it is not, or for the lists the C++ check
-    leaves to the general path (tensors on several devices, non-tensors). True when the C++ check
-    accepted them: then every tensor is on one device."""
-    try:
-        native.extension().check_sync_lists(fast, slow, () if momentum is None else momentum)
-        return True
-    except (backends.BackendUnavailable, NotImplementedError, TypeError):
-        pass
+    """contract.check_sync_lists for a call that no native backend runs (triton, reference, foreach).
+    Lists its C++ twin accepts (when the extension is built) pass without Python work per tensor; any
+    others get the Python check, whose messages these backends have always given (the C++ ones differ
+    for a few inputs, a sparse or expanded tensor among them), as do the lists the C++ check leaves to
+    the general path (tensors on several devices, non-tensors) and a short momentum list. True when the
+    C++ check accepted the lists: then every tensor is on one device."""
+    module = native.built_extension()
+    if module is not None and _beside_every_pair(fast, momentum):
+        try:
+            module.check_sync_lists(fast, slow, () if momentum is None else momentum)
+            return True
+        except (ValueError, NotImplementedError, TypeError):
+            pass  # the Python check names the problem, as it always has for these backends
     contract.check_sync_lists(fast, slow, momentum)
     return False
 
@@ -114,7 +123,8 @@ def check_sync_args(fast, slow, alpha, *, momentum=None, mu: float = 0.0, backen
     if momentum is not None:
         mu = contract.check_mu(mu, where=f"{_OP}: outer momentum mu")
         fast, slow, momentum = local_shards(fast, slow, momentum, op=_OP)
-        if not _run_native("check_sync_lists", fast, slow, momentum, backend=backend):
+        if not (_beside_every_pair(fast, momentum) and _run_native("check_sync_lists", fast, slow, momentum,
+                                                                    backend=backend)):  # fmt: skip
             contract.check_sync_lists(fast, slow, momentum)
         return alpha
     fast, slow = local_shards(fast, slow, op=_OP)

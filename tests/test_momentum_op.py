@@ -150,6 +150,7 @@ REJECTED = {
     "momentum shape": (lambda f, s, m: m.__setitem__(1, torch.zeros(3, 2)), "pair 1: momentum has shape (3, 2)"),
     "momentum is slow": (lambda f, s, m: m.__setitem__(1, s[1]), "share memory"),
     "one momentum short": (lambda f, s, m: m.pop(), "fast has 2 tensors but momentum has 1"),
+    "an empty momentum list": (lambda f, s, m: m.clear(), "fast has 2 tensors but momentum has 0"),
 }  # fmt: skip
 
 
@@ -162,6 +163,15 @@ def test_bad_momentum_is_rejected_before_writing(backend, case):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ops.lookahead_sync_(fast, slow, 0.5, momentum=momentum, mu=0.5, backend=backend)
     assert_bitwise_equal(fast + slow + momentum, before)
+
+
+@pytest.mark.parametrize("case", list(REJECTED))
+def test_check_sync_args_refuses_what_the_op_refuses(backend, case):
+    fast, slow, momentum = _triple()
+    breaks, message = REJECTED[case]
+    breaks(fast, slow, momentum)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ops.check_sync_args(fast, slow, 0.5, momentum=momentum, mu=0.5, backend=backend)
 
 
 @pytest.mark.parametrize("mu", [1.0, -0.1, float("nan"), True])

@@ -33,6 +33,17 @@ def _import_extension():
     return _C, ""
 
 
+@functools.cache
+def built_extension():
+    """lookahead_fused._C if it is built and loads, else None, without extension()'s warning: for the
+    callers that use it only to go faster (ops.py's checks for the pure-PyTorch and Triton backends)."""
+    try:
+        from .. import _C
+    except ImportError:
+        return None
+    return _C
+
+
 def extension():
     """lookahead_fused._C, or BackendUnavailable saying why it cannot be used."""
     module, reason = _import_extension()
