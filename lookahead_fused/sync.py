@@ -72,6 +72,13 @@ class Launch:
     delta: bool = False  # the slow weights are int8-delta (codes, scales): the reference's int8_delta_sync_
 
 
+def _check_in_one_layer(backend, check: str, *lists) -> None:
+    """contract.<check> on the lists, or its C++ twin, the backend's method of that name, when the
+    backend checks the contract itself (a native one)."""
+    checker = getattr(backend, check) if getattr(backend, "checks_contract", False) else getattr(contract, check)
+    checker(*lists)
+
+
 class Sync:
     def __init__(self, inner: torch.optim.Optimizer, slow_state, options: dict, adaptive=None, replicas=None):
         self.inner = inner
@@ -204,32 +211,21 @@ class Sync:
         `delta` lists (params, int8-delta codes, scales); other four lists are (fast, slow, int8 momentum
         codes, their scales); else (fast, slow[, momentum])."""
         if delta:
-            lists = int8_local_shards(fast, slow, *rest, op=contract.INT8_DELTA_SYNC_OP)
-            if getattr(launch.backend, "checks_contract", False):
-                launch.backend.check_int8_delta_lists(*lists)
-            else:
-                contract.check_int8_delta_lists(*lists)
+            _check_in_one_layer(launch.backend, "check_int8_delta_lists",
+                                *int8_local_shards(fast, slow, *rest, op=contract.INT8_DELTA_SYNC_OP))  # fmt: skip
         elif compact:
-            lists = local_shards(fast, slow, *rest, op=contract.COMPACT_OP)
-            if getattr(launch.backend, "checks_contract", False):
-                launch.backend.check_compact_lists(*lists)
-            else:
-                contract.check_compact_lists(*lists)
+            _check_in_one_layer(launch.backend, "check_compact_lists",
+                                *local_shards(fast, slow, *rest, op=contract.COMPACT_OP))  # fmt: skip
         elif is_int8_momentum_lists((fast, slow, *rest)):
-            fast, slow, codes, scales = int8_local_shards(fast, slow, *rest, op=contract.INT8_MOMENTUM_OP)
-            if getattr(launch.backend, "checks_contract", False):
-                launch.backend.check_int8_momentum_lists(fast, slow, codes, scales)
-            else:
-                contract.check_int8_momentum_lists(fast, slow, codes, scales)
+            _check_in_one_layer(launch.backend, "check_int8_momentum_lists",
+                                *int8_local_shards(fast, slow, *rest, op=contract.INT8_MOMENTUM_OP))  # fmt: skip
         elif launch.backend is None:
             momentum = rest[0] if rest else None
             alpha = self.adaptive.bounds[0] if launch.alpha == ADAPTIVE else launch.alpha  # chosen at the sync
             ops.check_sync_args(fast, slow, alpha, momentum=momentum, mu=self.options["outer_momentum"],
                                 backend=self.options["backend"])  # fmt: skip
-        elif getattr(launch.backend, "checks_contract", False):
-            launch.backend.check_sync_lists(fast, slow, rest[0] if rest else ())
         else:
-            contract.check_sync_lists(fast, slow, rest[0] if rest else None)
+            _check_in_one_layer(launch.backend, "check_sync_lists", fast, slow, *rest[:1])
 
     # -- the pullback momenta ---------------------------------------------------------------------
     def first_moments(self, params) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -20,35 +20,36 @@ from . import BackendUnavailable
 
 @functools.cache
 def _import_extension():
-    """(lookahead_fused._C, "") or (None, why not), decided once per process, with one warning."""
+    """(lookahead_fused._C, None) or (None, the ImportError), decided once per process."""
     try:
         from .. import _C
     except ImportError as error:
-        warnings.warn(
-            f"lookahead_fused: the C++ extension is not available ({error}); using the pure-PyTorch "
-            "backends. Build it with: pip install --no-build-isolation .",
-            stacklevel=5,
-        )
-        return None, f"the C++ extension lookahead_fused._C is not built or failed to load ({error})"
-    return _C, ""
+        return None, error
+    return _C, None
 
 
-@functools.cache
 def built_extension():
     """lookahead_fused._C if it is built and loads, else None, without extension()'s warning: for the
     callers that use it only to go faster (ops.py's checks for the pure-PyTorch and Triton backends)."""
-    try:
-        from .. import _C
-    except ImportError:
-        return None
-    return _C
+    return _import_extension()[0]
+
+
+@functools.cache
+def _why_unavailable(error: ImportError) -> str:
+    """Why extension() cannot return the extension, with one warning per process."""
+    warnings.warn(
+        f"lookahead_fused: the C++ extension is not available ({error}); using the pure-PyTorch "
+        "backends. Build it with: pip install --no-build-isolation .",
+        stacklevel=5,
+    )
+    return f"the C++ extension lookahead_fused._C is not built or failed to load ({error})"
 
 
 def extension():
     """lookahead_fused._C, or BackendUnavailable saying why it cannot be used."""
-    module, reason = _import_extension()
+    module, error = _import_extension()
     if module is None:
-        raise BackendUnavailable(reason)
+        raise BackendUnavailable(_why_unavailable(error))
     return module
 
 
