@@ -1,8 +1,8 @@
 """The fused AdamW op alone (ops.lookahead_adamw_step_), one 4M-element tensor per dtype pair, in ns
 per element: the step alone, with the sync, with the momentum sync, and for slow weights kept as
-int8-delta offsets (ops.lookahead_adamw_delta_step_, on the pairs of one dtype) its step and its sync
-step, against torch's fused AdamW kernel (torch._fused_adamw_) on the same tensors where torch has one.
-Interleaved rounds, medians.
+int8-delta offsets (ops.lookahead_adamw_delta_step_, on the pairs of one dtype) its step, its sync
+step and its sync step beside an int8 outer momentum, against torch's fused AdamW kernel
+(torch._fused_adamw_) on the same tensors where torch has one. Interleaved rounds, medians.
 
     python bench/adamw_kernel.py [--threads N] [--numel N] [--rounds N]
 """
@@ -42,6 +42,10 @@ def variants(fast_dtype, slow_dtype, numel: int) -> dict:
         found["int8-delta step"] = lambda: ops.lookahead_adamw_delta_step_([p], [g], [m], [v], [codes], [scales], step, rows)
         found["int8-delta sync step"] = lambda: ops.lookahead_adamw_delta_step_([p], [g], [m], [v], [codes], [scales],
                                                                                 sync, rows)  # fmt: skip
+        outer = (torch.zeros(numel, dtype=torch.int8), torch.zeros(int8_blocks.scale_count(numel)))
+        found["int8-delta + int8 momentum sync step"] = lambda: ops.lookahead_adamw_delta_step_(
+            [p], [g], [m], [v], [codes], [scales], sync, rows, momentum=[outer[0]], momentum_scales=[outer[1]], mu=0.9,
+            nesterov=True)  # fmt: skip
     torch_step = [torch.tensor(3.0)]
     try:
         torch._fused_adamw_([p.clone()], [g], [m.clone()], [v.clone()], [], [torch.tensor(3.0)], lr=1e-4, beta1=0.9,

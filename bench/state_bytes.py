@@ -62,6 +62,9 @@ MODES = [
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, slow_dtype=int8_blocks.DELTA_SLOW_DTYPE)),
     ("LookaheadAdamW, bf16 params, slow_dtype='int8-delta'", torch.bfloat16,
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, slow_dtype=int8_blocks.DELTA_SLOW_DTYPE)),
+    ("LookaheadAdamW + outer momentum (SNOO), slow_dtype='int8-delta', momentum_dtype='int8'", torch.float32,
+     lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, slow_dtype=int8_blocks.DELTA_SLOW_DTYPE,
+                               momentum_dtype=int8_blocks.MOMENTUM_DTYPE)),
 ]  # fmt: skip
 
 

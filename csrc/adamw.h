@@ -120,4 +120,35 @@ LOOKAHEAD_MATH_FN float int8_delta_element(float p, float g, float& m, float& v,
   return kept;
 }
 
+// [NOTE: int8-delta outer momentum] With an outer momentum kept as int8 blocks beside the offsets
+// (see [NOTE: int8 momentum sync] in csrc/element_math.h), a sync step's block takes three passes,
+// each arithmetic step one IEEE operation:
+//     pass 1: s = p + q scale;  p' = AdamW's new param, rounded;  m = mu m_old + (p' - s)
+//     (q_m, scale_m) <- encode(m over the block)
+//     pass 2: t = p' + mu (nesterov ? q_m scale_m : m_old);  s = lerp(s, t, alpha);  p' = s rounded;  d = s - p'
+//     (q, scale) <- encode(d over the block);  p <- p'
+// which is the int8 momentum sync of (p', s) followed by the offset's encoding; off a sync step the
+// momentum is neither read nor written. Pass 1 of one element: returns the new momentum, `kept` the new
+// param before the sync and `slow` the slow weight decoded.
+template <class Round>
+LOOKAHEAD_MATH_FN float int8_delta_momentum_of(float p, float g, float& m, float& v, int8_t code, float old_scale,
+                                               int8_t momentum_code, float old_momentum_scale, float mu,
+                                               const AdamWConstants<float>& c, Round round, float& kept, float& slow) {
+  slow = ieee_add(p, ieee_mul(static_cast<float>(code), old_scale));
+  kept = round(adamw_element(p, g, m, v, c, round));
+  return int8_momentum_of(kept, slow, momentum_code, old_momentum_scale, mu);
+}
+
+// Pass 2 of one element: the momentum's new code (from `momentum`, 0 in a block not kept), the sync,
+// and the new offset `delta`; returns the new param. `momentum_code` holds the old code on entry.
+template <class Math, class Round>
+LOOKAHEAD_MATH_FN float int8_delta_momentum_sync(float kept, float slow, float momentum, int8_t& momentum_code,
+                                                 float old_momentum_scale, const Int8BlockScale& block,
+                                                 const Math& math, Round round, float& delta) {
+  const float synced = math(kept, slow, block.kept ? momentum : 0.0f, momentum_code, old_momentum_scale, block);
+  const float param = round(synced);
+  delta = ieee_sub(synced, param);
+  return param;
+}
+
 }  // namespace lookahead_fused

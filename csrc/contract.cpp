@@ -100,16 +100,16 @@ void check_pair_layout(const char* op, size_t i, const at::Tensor& a, const at::
 // The scales of pair i beside `owner` (named `owner_name`): on pair 0's `device`, one per block of
 // kInt8Block of owner's elements.
 void check_block_scales(const char* op, size_t i, const at::Tensor& sc, const at::Tensor& owner, const char* owner_name,
-                        const at::Device& device) {
+                        const at::Device& device, const char* scales_name = "scales") {
   const int64_t blocks = (owner.numel() + kInt8Block - 1) / kInt8Block;
   LOOKAHEAD_CHECK_NOT_IMPLEMENTED(
-      sc.device() == device, message(op, ": pair ", i, " has ", owner_name, " on ", owner.device(), " and scales on ",
-                                     sc.device(), " but pair 0 is on ", device,
-                                     "; one call of the fused kernel runs on one device"));
-  LOOKAHEAD_CHECK_VALUE(sc.dim() == 1 && sc.numel() == blocks,
-                        message(op, ": pair ", i, ": scales has shape ", python_tuple(sc.sizes()), "; it must be (",
-                                blocks, ",), one scale per block of ", kInt8Block, " of ", owner_name, "'s ",
-                                owner.numel(), " elements"));
+      sc.device() == device,
+      message(op, ": pair ", i, " has ", owner_name, " on ", owner.device(), " and ", scales_name, " on ", sc.device(),
+              " but pair 0 is on ", device, "; one call of the fused kernel runs on one device"));
+  LOOKAHEAD_CHECK_VALUE(
+      sc.dim() == 1 && sc.numel() == blocks,
+      message(op, ": pair ", i, ": ", scales_name, " has shape ", python_tuple(sc.sizes()), "; it must be (", blocks,
+              ",), one scale per block of ", kInt8Block, " of ", owner_name, "'s ", owner.numel(), " elements"));
 }
 
 // Pair 0's device, where the quick test compares the others' (an undefined tensor fails it first).
@@ -123,8 +123,9 @@ const char* const kAdamWListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq",
 const char* const kCompactListNames[] = {"fast", "slow_high", "slow_low", "momentum"};
 const char* const kInt8MomentumListNames[] = {"fast", "slow", "momentum", "scales"};
 const char* const kPseudoGradientListNames[] = {"fast", "slow", "out"};
-const char* const kAdamWDeltaListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "delta", "scales"};
-const char* const kInt8DeltaSyncListNames[] = {"param", "delta", "scales"};
+const char* const kAdamWDeltaListNames[] = {"param", "grad",   "exp_avg",  "exp_avg_sq",
+                                            "delta", "scales", "momentum", "momentum_scales"};
+const char* const kInt8DeltaSyncListNames[] = {"param", "delta", "scales", "momentum", "momentum_scales"};
 
 void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow",
                    const char* first_name = "fast") {
@@ -473,31 +474,48 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
 
 namespace {
 
-// Each param in float32, float16 or bfloat16, beside it its int8 offset codes (its shape and strides) and
-// its block scales (see [NOTE: int8-delta] in csrc/adamw.h); the params themselves checked by the caller.
-void check_int8_delta_triples(const char* op, at::TensorList params, at::TensorList delta, at::TensorList scales) {
+// Beside each param (checked by the caller) its int8 codes (its shape and strides) and its block
+// scales, `names` {codes, scales} as the messages call them.
+void check_int8_codes_beside(const char* op, at::TensorList params, at::TensorList codes, at::TensorList scales,
+                             const char* const* names) {
   const at::Device device = device_of_first(params);
   for (size_t i = 0; i < params.size(); ++i) {
-    prefetch_ahead(delta, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    prefetch_ahead(codes, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
     prefetch_ahead(scales, i);
     const at::Tensor& p = params[i];
-    const at::Tensor& q = delta[i];
+    const at::Tensor& q = codes[i];
     const at::Tensor& sc = scales[i];
     const int64_t blocks = (p.numel() + kInt8Block - 1) / kInt8Block;
-    LOOKAHEAD_CHECK_VALUE(
-        p.scalar_type() == at::kFloat || p.scalar_type() == at::kHalf || p.scalar_type() == at::kBFloat16,
-        message(op, ": pair ", i, ": param has dtype ", python_dtype(p.scalar_type()),
-                "; int8-delta slow weights are for float32, float16 and bfloat16 params"));
     // see [NOTE: plainly valid pairs] in csrc/contract.cpp
     if (plainly_alike(p, q, device) && plainly_valid(sc, device) && q.scalar_type() == at::kChar &&
         sc.scalar_type() == at::kFloat && sc.dim() == 1 && sc.numel() == blocks) {
       continue;
     }
-    check_tensor(q, Where{op, i, "delta"}, "torch.int8");
-    check_tensor(sc, Where{op, i, "scales"}, "torch.float32");
-    check_pair_layout(op, i, p, q, params[0].device(), "param", "delta");
-    check_block_scales(op, i, sc, p, "param", params[0].device());
+    check_tensor(q, Where{op, i, names[0]}, "torch.int8");
+    check_tensor(sc, Where{op, i, names[1]}, "torch.float32");
+    check_pair_layout(op, i, p, q, params[0].device(), "param", names[0]);
+    check_block_scales(op, i, sc, p, "param", params[0].device(), names[1]);
   }
+}
+
+// Each param in float32, float16 or bfloat16, beside it its int8 offset codes and block scales
+// (see [NOTE: int8-delta] in csrc/adamw.h), and its outer momentum's, `momentum` and `momentum_scales`,
+// when these are not empty; `names` as kInt8DeltaSyncListNames. The params themselves checked by the
+// caller.
+void check_int8_delta_entries(const char* op, at::TensorList params, at::TensorList delta, at::TensorList scales,
+                              at::TensorList momentum, at::TensorList momentum_scales, const char* const* names) {
+  check_lengths(op, params, delta, names[1], names[0]);
+  check_lengths(op, params, scales, names[2], names[0]);
+  if (!momentum.empty()) check_lengths(op, params, momentum, names[3], names[0]);
+  check_lengths(op, momentum, momentum_scales, names[4], names[3]);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const at::ScalarType dtype = params[i].scalar_type();
+    LOOKAHEAD_CHECK_VALUE(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16,
+                          message(op, ": pair ", i, ": param has dtype ", python_dtype(dtype),
+                                  "; int8-delta slow weights are for float32, float16 and bfloat16 params"));
+  }
+  check_int8_codes_beside(op, params, delta, scales, names + 1);
+  if (!momentum.empty()) check_int8_codes_beside(op, params, momentum, momentum_scales, names + 3);
 }
 
 }  // namespace
@@ -507,23 +525,22 @@ void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::
   const char* op = kAdamWDeltaOp;
   const char* const* names = kAdamWDeltaListNames;
   at::TensorList params = lists[0];
-  for (size_t l = 1; l < lists.size(); ++l) check_lengths(op, params, lists[l], names[l], "param");
+  for (size_t l = 1; l < 4; ++l) check_lengths(op, params, lists[l], names[l], "param");
   check_adamw_moments(op, lists, names);
-  check_int8_delta_triples(op, params, lists[4], lists[5]);
+  check_int8_delta_entries(op, params, lists[4], lists[5], lists[6], lists[7], kInt8DeltaSyncListNames);
   check_adamw_hyper(params, hyper, rows, /*syncs=*/true, op);
   check_no_overlap(op, lists, names);
 }
 
-void check_int8_delta_lists(at::TensorList params, at::TensorList delta, at::TensorList scales) {
+void check_int8_delta_lists(at::TensorList params, at::TensorList delta, at::TensorList scales, at::TensorList momentum,
+                            at::TensorList momentum_scales) {
   const char* op = kInt8DeltaSyncOp;
-  check_lengths(op, params, delta, kInt8DeltaSyncListNames[1], "param");
-  check_lengths(op, params, scales, kInt8DeltaSyncListNames[2], "param");
   for (size_t i = 0; i < params.size(); ++i) {
     prefetch_ahead(params, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
     check_tensor(params[i], Where{op, i, "param"});
   }
-  check_int8_delta_triples(op, params, delta, scales);
-  check_no_overlap(op, {params, delta, scales}, kInt8DeltaSyncListNames);
+  check_int8_delta_entries(op, params, delta, scales, momentum, momentum_scales, kInt8DeltaSyncListNames);
+  check_no_overlap(op, {params, delta, scales, momentum, momentum_scales}, kInt8DeltaSyncListNames);
 }
 
 const char* const* adamw_delta_list_names() { return kAdamWDeltaListNames; }

@@ -82,18 +82,21 @@ const char* const* int8_momentum_list_names();
 // (where reading them is free) every index is in range and every row holds valid values.
 void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper, const at::Tensor& rows);
 // AdamW's step with int8-delta slow weights (see [NOTE: int8-delta] in csrc/adamw.h), its lists
-// {params, grads, exp_avgs, exp_avg_sqs, delta, scales}: params in float32, float16 or bfloat16; the
-// moments and grads as for check_adamw_args; beside each param its int8 offset codes (its shape and
-// strides) and its block scales, a dense 1-D float32 tensor of ceil(numel / 256) elements; the hyper
-// table and rows as for check_adamw_args; nothing shared (checked on every call: it keeps no plan).
+// {params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales}: params in float32,
+// float16 or bfloat16; the moments and grads as for check_adamw_args; beside each param its int8 offset
+// codes (its shape and strides) and its block scales, a dense 1-D float32 tensor of ceil(numel / 256)
+// elements; the outer momentum's codes and scales alike, or both lists empty; the hyper table and rows
+// as for check_adamw_args; nothing shared (checked on every call: it keeps no plan).
 void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
                             const at::Tensor& rows);
-// The names of its lists in the messages: param, grad, exp_avg, exp_avg_sq, delta, scales.
+// The names of its lists in the messages: param, grad, exp_avg, exp_avg_sq, delta, scales, momentum,
+// momentum_scales.
 const char* const* adamw_delta_list_names();
 // The lists of a sync of int8-delta slow weights without AdamW's step (LookaheadAdamW's params without a
-// grad, sync_lookahead(); reference.int8_delta_sync_ runs it): the params and the triples of
+// grad, sync_lookahead(); reference.int8_delta_sync_ runs it): the params and the entries of
 // check_adamw_delta_args, and their overlap. The pybind check_int8_delta_lists runs it.
-void check_int8_delta_lists(at::TensorList params, at::TensorList delta, at::TensorList scales);
+void check_int8_delta_lists(at::TensorList params, at::TensorList delta, at::TensorList scales,
+                            at::TensorList momentum = {}, at::TensorList momentum_scales = {});
 // What lookahead_sync_ checks before it writes, with or without outer momentum (`momentum` empty):
 // the pairs (or triples), and their overlap unless a plan for them is cached. The pybind
 // check_sync_lists runs it.

@@ -259,13 +259,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "nothing.",
         py::arg("fast"), py::arg("slow"), py::arg("momentum"), py::arg("scales"));
   m.def("check_int8_delta_lists",
-        [](const BorrowedTensors& params, const BorrowedTensors& delta, const BorrowedTensors& scales) {
+        [](const BorrowedTensors& params, const BorrowedTensors& delta, const BorrowedTensors& scales,
+           const BorrowedTensors& momentum, const BorrowedTensors& momentum_scales) {
           pybind11::gil_scoped_release no_gil;
-          check_int8_delta_lists(params, delta, scales);
+          check_int8_delta_lists(params, delta, scales, momentum, momentum_scales);
         },
-        "Raise ValueError, as LookaheadAdamW's int8-delta sync would, if the triples (params, offset codes, "
-        "scales) break the op contract; write nothing.",
-        py::arg("params"), py::arg("delta"), py::arg("scales"));
+        "Raise ValueError, as LookaheadAdamW's int8-delta sync would, if the entries (params, offset codes, "
+        "scales[, int8 outer momentum codes, their scales]) break the op contract; write nothing.",
+        py::arg("params"), py::arg("delta"), py::arg("scales"), py::arg("momentum") = py::tuple(),
+        py::arg("momentum_scales") = py::tuple());
   m.def("same_objects", [](const py::list& held, const py::list& now) {
     if (held.size() != now.size()) return false;
     for (size_t g = 0; g < held.size(); ++g) {

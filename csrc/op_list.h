@@ -59,6 +59,8 @@
      const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu, bool nesterov))                     \
   X(adamw_delta_step_,                                                                                          \
     "(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] delta, " \
-    "Tensor(e!)[] scales, Tensor hyper, Tensor rows) -> ()",                                                    \
+    "Tensor(e!)[] scales, Tensor(f!)[] momentum, Tensor(g!)[] momentum_scales, Tensor hyper, Tensor rows, "     \
+    "float mu, bool nesterov) -> ()",                                                                           \
     (at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,          \
-     at::TensorList delta, at::TensorList scales, const at::Tensor& hyper, const at::Tensor& rows))
+     at::TensorList delta, at::TensorList scales, at::TensorList momentum, at::TensorList momentum_scales,      \
+     const at::Tensor& hyper, const at::Tensor& rows, double mu, bool nesterov))

@@ -335,46 +335,52 @@ void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp
 namespace {
 
 // One launch per kDeltaLaunchEntries entries of checked lists on one CUDA device, on its current stream.
-void launch_adamw_delta_on_cuda(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
-                                at::TensorList exp_avg_sqs, at::TensorList delta, at::TensorList scales,
-                                const at::Tensor& hyper, const at::Tensor& rows) {
+void launch_adamw_delta_on_cuda(const TensorLists& lists, const at::Tensor& hyper, const at::Tensor& rows, double mu,
+                                bool nesterov) {
+  at::TensorList params = lists[0], momentum = lists[6], momentum_scales = lists[7];
   std::vector<DeltaCudaEntry> entries;
   entries.reserve(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     if (params[i].numel() == 0) continue;
-    entries.push_back({params[i].mutable_data_ptr(), grads[i].const_data_ptr(), exp_avgs[i].mutable_data_ptr(),
-                       exp_avg_sqs[i].mutable_data_ptr(), delta[i].mutable_data_ptr<int8_t>(),
-                       scales[i].mutable_data_ptr<float>(), params[i].numel(), static_cast<int64_t>(i),
-                       int8_fast_dtype_of(params[i])});
+    const bool outer = !momentum.empty();
+    entries.push_back({params[i].mutable_data_ptr(), lists[1][i].const_data_ptr(), lists[2][i].mutable_data_ptr(),
+                       lists[3][i].mutable_data_ptr(), lists[4][i].mutable_data_ptr<int8_t>(),
+                       lists[5][i].mutable_data_ptr<float>(), outer ? momentum[i].mutable_data_ptr<int8_t>() : nullptr,
+                       outer ? momentum_scales[i].mutable_data_ptr<float>() : nullptr, params[i].numel(),
+                       static_cast<int64_t>(i), int8_fast_dtype_of(params[i])});
   }
   if (entries.empty()) return;
   const at::Device device = params[0].device();
   c10::cuda::CUDAGuard guard(device);
   auto stream = c10::cuda::getCurrentCUDAStream(device.index());
-  launch_adamw_delta_cuda(entries, hyper.const_data_ptr<double>(), rows.const_data_ptr<int64_t>(), stream.stream(),
-                          device.index());
+  launch_adamw_delta_cuda(entries, hyper.const_data_ptr<double>(), rows.const_data_ptr<int64_t>(),
+                          static_cast<float>(mu), nesterov, stream.stream(), device.index());
 }
 
 }  // namespace
 #endif
 
-void adamw_delta_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
-                       at::TensorList exp_avg_sqs, at::TensorList delta, at::TensorList scales, const at::Tensor& hyper,
-                       const at::Tensor& rows) {
-  check_adamw_delta_args({params, grads, exp_avgs, exp_avg_sqs, delta, scales}, hyper, rows);
+void adamw_delta_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                       at::TensorList delta, at::TensorList scales, at::TensorList momentum,
+                       at::TensorList momentum_scales, const at::Tensor& hyper, const at::Tensor& rows, double mu,
+                       bool nesterov) {
+  const TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales};
+  if (!momentum.empty() || !momentum_scales.empty()) check_mu(mu, kAdamWDeltaOp);
+  check_adamw_delta_args(lists, hyper, rows);
   if (params.empty()) return;
   const at::Device device = params[0].device();
+  const TensorLists written{params, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales};  // not the grads
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
   if (device.is_cuda()) {
-    launch_adamw_delta_on_cuda(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows);
-    return bump_versions({params, exp_avgs, exp_avg_sqs, delta, scales});  // the grads are only read
+    launch_adamw_delta_on_cuda(lists, hyper, rows, mu, nesterov);
+    return bump_versions(written);
   }
 #endif
   LOOKAHEAD_CHECK_NOT_IMPLEMENTED(!device.is_cuda(),
                                   message(kAdamWDeltaOp, ": this build of the extension has no CUDA kernels"));
   LOOKAHEAD_CHECK(device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", device));
-  run_adamw_delta_cpu(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows);
-  bump_versions({params, exp_avgs, exp_avg_sqs, delta, scales});  // the grads are only read
+  run_adamw_delta_cpu(lists, hyper, rows, static_cast<float>(mu), nesterov);
+  bump_versions(written);
 }
 
 void sync_meta(at::TensorList fast, at::TensorList slow, double alpha) {
@@ -460,8 +466,14 @@ void adamw_step_meta(at::TensorList params, at::TensorList grads, at::TensorList
 
 void adamw_delta_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
                            at::TensorList exp_avg_sqs, at::TensorList delta, at::TensorList scales,
-                           const at::Tensor& /*hyper*/, const at::Tensor& /*rows*/) {
-  check_all_meta(kAdamWDeltaOp, {params, grads, exp_avgs, exp_avg_sqs, delta, scales}, adamw_delta_list_names());
+                           at::TensorList momentum, at::TensorList momentum_scales, const at::Tensor& /*hyper*/,
+                           const at::Tensor& /*rows*/, double mu, bool /*nesterov*/) {
+  TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, delta, scales};
+  if (!momentum.empty() || !momentum_scales.empty()) {
+    check_mu(mu, kAdamWDeltaOp);
+    lists.insert(lists.end(), {momentum, momentum_scales});
+  }
+  check_all_meta(kAdamWDeltaOp, lists, adamw_delta_list_names());
 }
 
 }  // namespace lookahead_fused

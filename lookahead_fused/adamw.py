@@ -31,7 +31,7 @@ from .adaptive_alpha import ADAPTIVE
 from .backends import reference
 from .adamw_state import Layout
 from .optimizer import Lookahead
-from .slow_state import is_compact, is_int8_momentum
+from .slow_state import is_compact, is_int8_delta, is_int8_momentum
 from .step_wrapper import wrapped_step
 
 _COLUMN = {name: i for i, name in enumerate(contract.ADAMW_COLUMNS)}
@@ -88,11 +88,14 @@ class LookaheadAdamW(Lookahead):
             capturable=capturable, foreach=False,
         )  # fmt: skip
         # whether the sync runs in a launch of its own after AdamW's pass (which then runs without slow
-        # weights) instead of inside it: with momentum_dtype="int8", slow_dtype="bf16+int8" or replicas,
-        # fixed at construction (see [NOTE: int8 outer momentum] in lookahead_fused/options.py;
+        # weights) instead of inside it: with momentum_dtype="int8" (but beside int8-delta offsets),
+        # slow_dtype="bf16+int8" or replicas, fixed at construction
+        # (see [NOTE: int8 outer momentum] in lookahead_fused/options.py;
+        # see [NOTE: int8-delta outer momentum] in csrc/adamw.h;
         # see [NOTE: what compact slow weights support] in lookahead_fused/options.py;
         # see [NOTE: replicas] in lookahead_fused/replicas.py)
-        self.syncs_apart = is_int8_momentum(momentum_dtype) or is_compact(slow_dtype) or replicas is not None
+        int8_apart = is_int8_momentum(momentum_dtype) and not is_int8_delta(slow_dtype)
+        self.syncs_apart = int8_apart or is_compact(slow_dtype) or replicas is not None
         self._row_tensors: dict = {}
         self._device_table_held: tuple | None = None  # (layout, hyper, rows, each group's host-known row)
         self._cached_layout: Layout | None = None
@@ -250,10 +253,13 @@ class LookaheadAdamW(Lookahead):
         grads = [p.grad for p in launch.params]
         if launch.scales and strided:
             reference.adamw_delta_step_(launch.params, grads, launch.exp_avgs, launch.exp_avg_sqs, launch.slow,
-                                        launch.scales, hyper, rows)  # fmt: skip
+                                        launch.scales, launch.outer, launch.outer_scales, hyper, rows, self._mu_in_pass,
+                                        self.defaults["nesterov"])  # fmt: skip
         elif launch.scales:
             ops.lookahead_adamw_delta_step_(launch.params, grads, launch.exp_avgs, launch.exp_avg_sqs, launch.slow,
-                                            launch.scales, hyper, rows, backend=self.defaults["backend"])  # fmt: skip
+                                            launch.scales, hyper, rows, momentum=launch.outer,
+                                            momentum_scales=launch.outer_scales, mu=self._mu_in_pass,
+                                            nesterov=self.defaults["nesterov"], backend=self.defaults["backend"])  # fmt: skip
         elif strided:
             reference.adamw_step_(launch.params, grads, launch.exp_avgs, launch.exp_avg_sqs, launch.slow, launch.outer,
                                   hyper, rows, self._mu_in_pass, self.defaults["nesterov"])  # fmt: skip

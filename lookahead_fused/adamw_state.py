@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .slow_state import OUTER_MOMENTUM, SLOW_DELTA, SLOW_DELTA_SCALES, SLOW_PARAM
+from .slow_state import OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_DELTA, SLOW_DELTA_SCALES, SLOW_PARAM
 
 
 @dataclass
@@ -27,7 +27,8 @@ class DeviceLaunch:
     exp_avg_sqs: list = field(default_factory=list)
     slow: list = field(default_factory=list)  # the slow weights, or with int8-delta the offsets' codes
     scales: list = field(default_factory=list)  # with int8-delta the offsets' block scales, else empty
-    outer: list = field(default_factory=list)  # the outer momenta, or empty
+    outer: list = field(default_factory=list)  # the outer momenta (an int8 one's codes), or empty
+    outer_scales: list = field(default_factory=list)  # an int8 outer momentum's block scales, else empty
     entries: list = field(default_factory=list)  # positions in the layout's entries (their rows)
 
 
@@ -64,6 +65,8 @@ class Layout:
                 launch.slow.append(outer[SLOW_PARAM])
             if mu:
                 launch.outer.append(outer[OUTER_MOMENTUM])
+            if mu and OUTER_MOMENTUM_SCALES in outer:  # beside int8-delta offsets
+                launch.outer_scales.append(outer[OUTER_MOMENTUM_SCALES])
             launch.entries.append(n)
 
 

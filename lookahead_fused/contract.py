@@ -65,9 +65,9 @@ COMPACT_GATED_OP = "lookahead_compact_sync_on_step_"
 PSEUDO_GRADIENT_OP = "lookahead_pseudo_gradient_"
 PSEUDO_GRADIENT_LIST_NAMES = ("fast", "slow", "out")
 ADAMW_DELTA_OP = "lookahead_adamw_delta_step_"
-ADAMW_DELTA_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "delta", "scales")
+ADAMW_DELTA_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "delta", "scales", "momentum", "momentum_scales")
 INT8_DELTA_SYNC_OP = "LookaheadAdamW's int8-delta sync"  # the reference's int8_delta_sync_, as the messages name it
-INT8_DELTA_SYNC_LIST_NAMES = ("param", "delta", "scales")
+INT8_DELTA_SYNC_LIST_NAMES = ("param", "delta", "scales", "momentum", "momentum_scales")
 # The params whose state the encodings keep (the 32-bit opmath dtypes): bf16+int8 slow weights, int8 blocks of
 # an outer momentum beside float32 slow weights, int8-delta offsets.
 ENCODED_PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -334,18 +334,19 @@ def check_list_types(names: tuple[str, ...], lists, *, op: str) -> None:
             raise TypeError(f"{op}: {name} must be a list or tuple of tensors, got {type(tensors).__name__}")
 
 
-def _check_block_scales(i: int, owner_tensor, sc, *, op: str, owner: str, device: torch.device) -> None:
+def _check_block_scales(i: int, owner_tensor, sc, *, op: str, owner: str, device: torch.device,
+                        name: str = "scales") -> None:  # fmt: skip
     """One scale per block of `owner_tensor`'s elements, 1-D on the call's `device` (pair 0's), as
     csrc/contract.cpp says it (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py)."""
     blocks = int8_blocks.scale_count(owner_tensor.numel())
     if sc.device != device:
         raise NotImplementedError(
-            f"{op}: pair {i} has {owner} on {owner_tensor.device} and scales on {sc.device} but pair 0 is on {device}; "
+            f"{op}: pair {i} has {owner} on {owner_tensor.device} and {name} on {sc.device} but pair 0 is on {device}; "
             "one call of the fused kernel runs on one device"
         )
     if sc.dim() != 1 or sc.numel() != blocks:
         raise ValueError(
-            f"{op}: pair {i}: scales has shape {tuple(sc.shape)}; it must be ({blocks},), one scale per block "
+            f"{op}: pair {i}: {name} has shape {tuple(sc.shape)}; it must be ({blocks},), one scale per block "
             f"of {int8_blocks.BLOCK} of {owner}'s {owner_tensor.numel()} elements"
         )
 
@@ -446,49 +447,69 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
     check_no_overlap(params, grads, exp_avgs, exp_avg_sqs, slow, *([momentum] if momentum else []), op=op)
 
 
-def check_adamw_delta_args(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows) -> None:
+def check_adamw_delta_args(params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales, hyper,
+                           rows, mu=0.0) -> None:  # fmt: skip
     """Validate a lookahead_adamw_delta_step_ call, as csrc/contract.cpp's check_adamw_delta_args: params
     in float32, float16 or bfloat16; grads and moments as for lookahead_adamw_step_; beside each param
     its int8 offset codes (its shape and strides) and block scales (a dense 1-D float32 tensor of
-    ceil(numel / 256) elements); the hyper table and rows; nothing shared
-    (see [NOTE: int8-delta] in csrc/adamw.h)."""
+    ceil(numel / 256) elements), and its int8 outer momentum's alike, or both momentum lists empty; the
+    hyper table and rows; nothing shared (see [NOTE: int8-delta] in csrc/adamw.h)."""
     op, names = ADAMW_DELTA_OP, ADAMW_DELTA_LIST_NAMES
-    lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales)
+    lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales)
     check_list_types(names, lists, op=op)
-    _check_lengths(names, lists, op=op)
+    if momentum or momentum_scales:
+        check_mu(mu, where=f"{op}: outer momentum mu")
+    _check_lengths(names[:4], lists[:4], op=op)
+    _check_int8_delta_lengths(params, *lists[4:], op=op)
     for i, p in enumerate(params):
         check_param_tensor(p, where=f"{op}: pair {i}: param")
     _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
-    _check_int8_delta_triples(params, delta, scales, op=op)
+    _check_int8_delta_codes(params, *lists[4:], op=op)
     _check_adamw_table(params, hyper, rows, True, op=op)
     check_no_overlap(*lists, op=op, names=names)
 
 
-def check_int8_delta_lists(params, delta, scales) -> None:
+def check_int8_delta_lists(params, delta, scales, momentum=(), momentum_scales=()) -> None:
     """Validate the lists of a sync of int8-delta slow weights without AdamW's step (LookaheadAdamW's
-    params without a grad, sync_lookahead()): as lookahead_adamw_delta_step_'s (params, delta, scales)."""
+    params without a grad, sync_lookahead()): as lookahead_adamw_delta_step_'s (params, delta, scales[,
+    momentum, momentum_scales])."""
     op, names = INT8_DELTA_SYNC_OP, INT8_DELTA_SYNC_LIST_NAMES
-    check_list_types(names, (params, delta, scales), op=op)
-    _check_lengths(names, (params, delta, scales), op=op)
+    lists = (params, delta, scales, momentum, momentum_scales)
+    check_list_types(names, lists, op=op)
+    _check_int8_delta_lengths(*lists, op=op)
     for i, p in enumerate(params):
         check_param_tensor(p, where=f"{op}: pair {i}: param")
-    _check_int8_delta_triples(params, delta, scales, op=op)
-    check_no_overlap(params, delta, scales, op=op, names=names)
+    _check_int8_delta_codes(*lists, op=op)
+    check_no_overlap(*lists, op=op, names=names)
 
 
-def _check_int8_delta_triples(params, delta, scales, *, op: str) -> None:
+def _check_int8_delta_lengths(params, delta, scales, momentum, momentum_scales, *, op: str) -> None:
+    """As many offsets and scales as params, and as many momentum codes (or none) and their scales, named
+    as csrc/contract.cpp's check_int8_delta_entries names them."""
+    names = INT8_DELTA_SYNC_LIST_NAMES
+    _check_lengths(names[:3], (params, delta, scales), op=op)
+    if momentum:
+        _check_lengths((names[0], names[3]), (params, momentum), op=op)
+    _check_lengths(names[3:], (momentum, momentum_scales), op=op)
+
+
+def _check_int8_delta_codes(params, delta, scales, momentum, momentum_scales, *, op: str) -> None:
     """Each param in float32, float16 or bfloat16, beside it its offset codes (int8, its shape and strides)
-    and block scales (see [NOTE: int8-delta] in csrc/adamw.h)."""
-    for i, (p, q, sc) in enumerate(zip(params, delta, scales)):
+    and block scales (see [NOTE: int8-delta] in csrc/adamw.h), and its outer momentum's, if any."""
+    for i, p in enumerate(params):
         if p.dtype not in INT8_DELTA_PARAM_DTYPES:
             raise ValueError(
                 f"{op}: pair {i}: param has dtype {p.dtype}; int8-delta slow weights are for float32, float16 and "
                 "bfloat16 params"
             )
-        _check_state_tensor(q, torch.int8, where=f"{op}: pair {i}: delta")
-        _check_state_tensor(sc, torch.float32, where=f"{op}: pair {i}: scales")
-        _check_pair_layout(i, p, q, op=op, names=("param", "delta"))
-        _check_block_scales(i, p, sc, op=op, owner="param", device=params[0].device)
+    device = params[0].device if params else None
+    for codes, block_scales, names in ((delta, scales, ("delta", "scales")),
+                                       (momentum, momentum_scales, ("momentum", "momentum_scales"))):  # fmt: skip
+        for i, (p, q, sc) in enumerate(zip(params, codes, block_scales)):
+            _check_state_tensor(q, torch.int8, where=f"{op}: pair {i}: {names[0]}")
+            _check_state_tensor(sc, torch.float32, where=f"{op}: pair {i}: {names[1]}")
+            _check_pair_layout(i, p, q, op=op, names=("param", names[0]))
+            _check_block_scales(i, p, sc, op=op, owner="param", device=device, name=names[1])
 
 
 def _describe(t) -> str:

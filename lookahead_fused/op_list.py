@@ -111,7 +111,7 @@ OPS = (
         "adamw_delta_step_",
         _args(
             "params:tensors! grads:tensors exp_avgs:tensors! exp_avg_sqs:tensors! delta:tensors! scales:tensors! "
-            "hyper:tensor rows:tensor"
+            "momentum:tensors! momentum_scales:tensors! hyper:tensor rows:tensor mu:float nesterov:bool"
         ),
     ),
 )

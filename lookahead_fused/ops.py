@@ -17,7 +17,8 @@
                                          (docs/design.md, "An int8 outer momentum")
     lookahead_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha, step, k, mu, nesterov=False)
                                          the same when step % k == 0, decided where step lives
-    lookahead_adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows)
+    lookahead_adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows[, momentum=,
+                                momentum_scales=, mu=, nesterov=])
                                          AdamW's step with each slow weight kept as an int8 offset
                                          from its param (docs/design.md, "int8-delta")
     lookahead_pseudo_gradient_(fast, slow, out)
@@ -349,22 +350,27 @@ def lookahead_adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, hyper: tor
 # reference's per-tensor loop (the encoding has no foreach op).
 @torch.no_grad()
 def lookahead_adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper: torch.Tensor,
-                                rows: torch.Tensor, *, backend: str = "auto") -> None:  # fmt: skip
+                                rows: torch.Tensor, *, momentum=None, momentum_scales=None, mu: float = 0.0,
+                                nesterov: bool = False, backend: str = "auto") -> None:  # fmt: skip
     """AdamW's step for every param with its slow weight kept as an int8 offset from the param
     (see [NOTE: int8-delta] in csrc/adamw.h), in one pass per device: s = param + decode(delta, scales);
     the param takes AdamW's step (lookahead_adamw_step_'s math and hyper table); on a sync row s moves
-    toward it by alpha and the param becomes s; (delta, scales) <- encode(s - param). params in float32,
-    float16 or bfloat16; delta int8 of each param's shape and strides; scales float32 of
+    toward it by alpha and the param becomes s; (delta, scales) <- encode(s - param). With `momentum`
+    and `momentum_scales` (an int8 outer momentum per param, its codes and block scales) a sync row runs
+    the int8 momentum sync of the new param instead of the lerp
+    (see [NOTE: int8-delta outer momentum] in csrc/adamw.h). params in float32, float16 or bfloat16;
+    delta and momentum int8 of each param's shape and strides; their scales float32 of
     ceil(numel / 256). One device per call. Raises before writing."""
     backends.check_backend_name(backend)
-    lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales)
+    lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum or [], momentum_scales or [])
     contract.check_list_types(contract.ADAMW_DELTA_LIST_NAMES, lists, op=contract.ADAMW_DELTA_OP)
-    lists = int8_local_shards(*lists, op=contract.ADAMW_DELTA_OP)
-    if _run_native("adamw_delta_step_", *lists, hyper, rows, backend=backend):
+    lists = int8_local_shards(*lists, op=contract.ADAMW_DELTA_OP, scales_at=(5, 7))
+    if _run_native("adamw_delta_step_", *lists, hyper, rows, float(mu), bool(nesterov), backend=backend):
         return
-    contract.check_adamw_delta_args(*lists, hyper, rows)
+    contract.check_adamw_delta_args(*lists, hyper, rows, mu)
     if lists[0]:
-        backends.resolve(backend, lists[0][0].device.type).adamw_delta_step_(*lists, hyper, rows)
+        backends.resolve(backend, lists[0][0].device.type).adamw_delta_step_(*lists, hyper, rows, float(mu),
+                                                                               bool(nesterov))  # fmt: skip
 
 
 @torch.no_grad()

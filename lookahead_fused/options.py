@@ -76,8 +76,10 @@ def check_compact_options(defaults: dict) -> None:
 # strided params and sync_lookahead() sync through the reference's per-tensor loop; slow_weights()
 # decodes into float32 copies; checkpoints keep the codes and scales bit for bit, and convert to and
 # from the other slow dtypes against the params as they are when the checkpoint loads (load the model
-# first). Pullback momenta sync in a launch of their own. Refused at construction for now: outer
-# momentum (its int8 blocks would join the same pass) and, in lookahead_fused/replicas.py, replicas.
+# first). Pullback momenta sync in a launch of their own. An outer momentum is int8 blocks
+# (momentum_dtype="int8"), synced in the same pass
+# (see [NOTE: int8-delta outer momentum] in csrc/adamw.h): 2.03 bytes a weight in all; a float32 or
+# bfloat16 one beside it is refused at construction, as are, in lookahead_fused/replicas.py, replicas.
 INT8_DELTA_MAX_K = 5
 
 
@@ -92,10 +94,11 @@ def check_int8_delta_options(defaults: dict) -> None:
             f"{INT8_DELTA_MAX_K} steps (docs/design.md, 'int8-delta'); use slow_dtype={bf16_int8.SLOW_DTYPE!r} for a "
             "longer period"
         )
-    if defaults["outer_momentum"] > 0:
+    if defaults["outer_momentum"] > 0 and not is_int8_momentum(defaults["momentum_dtype"]):
         raise ValueError(
-            f"slow_dtype={int8_blocks.DELTA_SLOW_DTYPE!r} does not support outer_momentum={defaults['outer_momentum']!r} "
-            f"yet; use slow_dtype={bf16_int8.SLOW_DTYPE!r} with outer momentum"
+            f"slow_dtype={int8_blocks.DELTA_SLOW_DTYPE!r} takes an outer momentum only as int8 blocks, "
+            f"momentum_dtype={int8_blocks.MOMENTUM_DTYPE!r}, got momentum_dtype={defaults['momentum_dtype']!r} "
+            "(docs/design.md, 'int8-delta')"
         )
 
 
@@ -118,7 +121,8 @@ def check_int8_delta_options(defaults: dict) -> None:
 # DTensors laid out other than FSDP2's Shard(0) on a 1-D mesh
 # (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py). LookaheadAdamW runs it as a
 # launch of its own after its AdamW pass on sync steps (the pass keeps a momentum beside AdamW's
-# moments only in a dtype, not encoded): two launches there.
+# moments only in a dtype, not encoded): two launches there; beside int8-delta offsets, inside the
+# pass (see [NOTE: int8-delta outer momentum] in csrc/adamw.h).
 MOMENTUM_DTYPES = (None, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)
 
 

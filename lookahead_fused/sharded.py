@@ -99,14 +99,20 @@ def local_scales(scales: torch.Tensor, local_codes: torch.Tensor) -> torch.Tenso
     return local_tensor(scales)[0, : int8_blocks.scale_count(local_codes.numel())] if is_sharded(scales) else scales
 
 
-def int8_local_shards(*lists, op: str):
-    """An op's lists whose last two are int8 codes and their block scales, with their local shards
-    (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py); plain lists as they are."""
-    *tensors, scales = lists
-    local = local_shards(*tensors, op=op)
-    if local[-1] is tensors[-1]:  # no DTensor among them: no loop over the scales
+def int8_local_shards(*lists, op: str, scales_at: tuple[int, ...] = (-1,)):
+    """An op's lists, among them int8 codes each followed by their block scales (the lists at `scales_at`),
+    with their local shards (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py); plain
+    lists as they are."""
+    scales_at = {i % len(lists) for i in scales_at}
+    kept = [i for i in range(len(lists)) if i not in scales_at]
+    names = _LIST_NAMES.get(op)
+    local = local_shards(*(lists[i] for i in kept), op=op, names=names and tuple(names[i] for i in kept))
+    if local[0] is lists[0]:  # no DTensor among them: no loop over the scales
         return lists  # (see [NOTE: per-tensor Python] in lookahead_fused/sharded.py)
-    return (*local, [local_scales(s, codes) for s, codes in zip(scales, local[-1])])
+    found = dict(zip(kept, local))
+    for i in sorted(scales_at):
+        found[i] = [local_scales(s, codes) for s, codes in zip(lists[i], found[i - 1])]
+    return tuple(found[i] for i in range(len(lists)))
 
 
 def mesh_groups(tensors) -> list:
@@ -132,17 +138,18 @@ _LIST_NAMES = {  # the op -> its lists' names in the messages
 }
 
 
-def local_shards(first, second, *more, op: str):
+def local_shards(first, second, *more, op: str, names: tuple[str, ...] | None = None):
     """The lists with every DTensor replaced by its local shard; ValueError for a pair that mixes a
-    DTensor with a plain tensor, or DTensors laid out differently. Plain lists pass as they are.
-    Returns (first, second) or, with more lists (the outer momentum), (first, second, *more)."""
+    DTensor with a plain tensor, or DTensors laid out differently (the lists named by `names`, else
+    as the op's). Plain lists pass as they are. Returns (first, second) or, with more lists (the outer
+    momentum), (first, second, *more)."""
     lists = (first, second, *more)
     dtensor = dtensor_type()
     # [NOTE: per-tensor Python] map(type, ...) runs in C: a call with 4000 tensors spends ~0.05 ms
     # here instead of the 0.37 ms of an isinstance generator (the CPU kernel's fixed cost, issue 14).
     if dtensor is None or not any(issubclass(kind, dtensor) for kind in set(map(type, chain(*lists)))):
         return lists
-    names = _LIST_NAMES.get(op, ("first", "second"))
+    names = names or _LIST_NAMES.get(op, ("first", "second"))
     for other, name in zip(lists[1:], names[1:]):
         for i, (x, y) in enumerate(zip(first, other)):
             if isinstance(x, dtensor) != isinstance(y, dtensor):

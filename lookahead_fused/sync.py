@@ -208,11 +208,10 @@ class Sync:
     def _check_lists(self, launch: Launch, fast, slow, *rest, compact: bool, delta: bool = False) -> None:
         """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
         mu were checked when they were set. `compact` lists are (fast, high parts, residuals[, momentum]);
-        `delta` lists (params, int8-delta codes, scales); other four lists are (fast, slow, int8 momentum
-        codes, their scales); else (fast, slow[, momentum])."""
+        `delta` lists (params, int8-delta codes, scales[, int8 momentum codes, their scales]); other four
+        lists are (fast, slow, int8 momentum codes, their scales); else (fast, slow[, momentum])."""
         if delta:
-            _check_in_one_layer(launch.backend, "check_int8_delta_lists",
-                                *int8_local_shards(fast, slow, *rest, op=contract.INT8_DELTA_SYNC_OP))  # fmt: skip
+            _check_in_one_layer(launch.backend, "check_int8_delta_lists", *_int8_delta_local_shards((fast, slow, *rest)))
         elif compact:
             _check_in_one_layer(launch.backend, "check_compact_lists",
                                 *local_shards(fast, slow, *rest, op=contract.COMPACT_OP))  # fmt: skip
@@ -473,11 +472,12 @@ def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend
          delta=False) -> None:  # fmt: skip
     """One checked launch: the plain sync of two lists, the momentum sync of three, the int8 momentum
     sync of four, with `compact` the compact (momentum) sync of (fast, high parts, residuals[,
-    momentum]), or with `delta` the int8-delta sync of (params, codes, scales), the reference's loop
-    (see [NOTE: what int8-delta supports] in lookahead_fused/options.py). A launch without a backend
-    (DTensors) goes through the ops, which unwrap the local shards."""
+    momentum]), or with `delta` the int8-delta sync of (params, codes, scales[, int8 momentum codes, their
+    scales]), the reference's loop (see [NOTE: what int8-delta supports] in lookahead_fused/options.py). A
+    launch without a backend (DTensors) goes through the ops, which unwrap the local shards."""
     if delta:
-        reference.int8_delta_sync_(*int8_local_shards(*lists, op=contract.INT8_DELTA_SYNC_OP), alpha)
+        params, codes, scales, *outer = _int8_delta_local_shards(lists)
+        reference.int8_delta_sync_(params, codes, scales, alpha, *outer, mu=mu, nesterov=nesterov)
     elif compact:
         _run_compact(backend, lists, alpha, mu, nesterov, backend_name)
     elif is_int8_momentum_lists(lists) and backend is None:
@@ -503,6 +503,12 @@ def _run_compact(backend, lists: tuple, alpha: float, mu: float, nesterov: bool,
         backend.compact_momentum_sync_(*lists, alpha, mu, nesterov)
     else:
         backend.compact_sync_(*lists, alpha)
+
+
+def _int8_delta_local_shards(lists: tuple) -> tuple:
+    """The lists of an int8-delta launch, (params, codes, scales[, momentum codes, their scales]), with
+    their local shards."""
+    return int8_local_shards(*lists, op=contract.INT8_DELTA_SYNC_OP, scales_at=(2, 4) if len(lists) == 5 else (2,))
 
 
 def is_int8_momentum_lists(lists: tuple) -> bool:

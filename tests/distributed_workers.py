@@ -19,7 +19,9 @@ COMPACT_MOMENTUM = "lookahead_bf16+int8_bf16_momentum"
 INT8_MOMENTUM = "lookahead_int8_momentum"
 ADAMW_INT8_MOMENTUM = "lookahead_adamw_int8_momentum"
 ADAMW_INT8_DELTA = "lookahead_adamw_int8_delta"
-INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, ADAMW_INT8_DELTA)  # the kinds that keep int8 blocks
+ADAMW_INT8_DELTA_MOMENTUM = "lookahead_adamw_int8_delta_int8_momentum"
+# the kinds that keep int8 blocks
+INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM)
 KINDS = ["lookahead", "lookahead_adamw", COMPACT, COMPACT_MOMENTUM, *INT8_KINDS]
 
 
@@ -47,10 +49,12 @@ def make_optimizer(model, kind="lookahead"):
     (see [NOTE: what compact slow weights support] in lookahead_fused/options.py), COMPACT_MOMENTUM
     the same with a bfloat16 outer momentum; INT8_MOMENTUM and ADAMW_INT8_MOMENTUM: the outer momentum in
     int8 blocks, around Adam or in LookaheadAdamW; ADAMW_INT8_DELTA: LookaheadAdamW's int8-delta slow
-    weights, with the options they take (see [NOTE: what int8-delta supports] in lookahead_fused/options.py)."""
-    if kind == ADAMW_INT8_DELTA:
+    weights, with the options they take (see [NOTE: what int8-delta supports] in lookahead_fused/options.py),
+    ADAMW_INT8_DELTA_MOMENTUM the same beside an int8 outer momentum."""
+    if kind in (ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM):
+        outer = {"outer_momentum": 0.5, "nesterov": True, "momentum_dtype": "int8"} if kind == ADAMW_INT8_DELTA_MOMENTUM else {}
         return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, k=K, alpha=0.5, pullback_momentum="pullback",
-                              slow_dtype="int8-delta")  # fmt: skip
+                              slow_dtype="int8-delta", **outer)  # fmt: skip
     if kind == COMPACT:
         adam = torch.optim.Adam(model.parameters(), lr=1e-2)
         return Lookahead(adam, k=K, alpha=0.5, pullback_momentum="pullback", slow_dtype=bf16_int8.SLOW_DTYPE)
@@ -200,7 +204,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
 
         columns = torch.nn.Parameter(distribute_tensor(torch.zeros(4, 4), mesh, [Shard(1)]))
         try:
-            if kind == ADAMW_INT8_DELTA:
+            if kind in (ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM):
                 LookaheadAdamW([columns], slow_dtype="int8-delta")
             else:
                 Lookahead(torch.optim.SGD([columns], lr=0.1), outer_momentum=0.5, momentum_dtype="int8")

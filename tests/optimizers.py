@@ -160,6 +160,11 @@ RECORDS = [
     OptimizerRecord("LookaheadAdamW-pullback-int8-delta", INNERS["adamw"],
                     {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback", "slow_dtype": "int8-delta"}, fused_adamw=True,
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    # ... beside an int8 outer momentum, synced in the same pass (see [NOTE: int8-delta outer momentum] in csrc/adamw.h)
+    OptimizerRecord("LookaheadAdamW-outer-nesterov-int8-delta-int8-momentum", INNERS["adamw"],
+                    {"k": 3, "alpha": 0.6, "outer_momentum": 0.9, "nesterov": True, "slow_dtype": "int8-delta",
+                     "momentum_dtype": "int8"},
+                    fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
 ]
 
 

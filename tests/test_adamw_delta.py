@@ -164,7 +164,8 @@ def test_a_non_finite_offset_loses_its_block_loudly(device_backend):
     assert torch.isfinite(sc[[0, 2]]).all() and q[:256].any() and q[512:].any()
 
 
-def _replaced(lists, which, i, tensor):
+def replaced(lists, which, i, tensor):
+    """`lists` with list `which`'s tensor i replaced by `tensor` (the others as they are)."""
     changed = [list(tensors) for tensors in lists]
     changed[which][i] = tensor
     return changed
@@ -177,15 +178,15 @@ def test_bad_input_is_refused_before_writing(backend):
     codes, scales = lists[4], lists[5]
     float64_lists = [[t.double() for t in tensors] for tensors in lists[:4]] + lists[4:]
     cases = [
-        (_replaced(lists, 4, 1, codes[1].to(torch.uint8)), "pair 1: delta has dtype torch.uint8; it must be torch.int8"),
-        (_replaced(lists, 5, 2, torch.zeros(3)), r"pair 2: scales has shape \(3,\); it must be \(1,\)"),
-        (_replaced(lists, 4, 3, torch.zeros(258, dtype=torch.int8)), "pair 3: param has shape"),
-        (_replaced(lists, 4, 4, torch.zeros(1400, dtype=torch.int8)[::2]), "pair 4: delta .* is not dense"),
-        (_replaced(lists, 4, 1, codes[0].expand(255)), "pair 1: delta"),
-        (_replaced(lists, 4, 1, codes[4][:255]), "share memory"),
+        (replaced(lists, 4, 1, codes[1].to(torch.uint8)), "pair 1: delta has dtype torch.uint8; it must be torch.int8"),
+        (replaced(lists, 5, 2, torch.zeros(3)), r"pair 2: scales has shape \(3,\); it must be \(1,\)"),
+        (replaced(lists, 4, 3, torch.zeros(258, dtype=torch.int8)), "pair 3: param has shape"),
+        (replaced(lists, 4, 4, torch.zeros(1400, dtype=torch.int8)[::2]), "pair 4: delta .* is not dense"),
+        (replaced(lists, 4, 1, codes[0].expand(255)), "pair 1: delta"),
+        (replaced(lists, 4, 1, codes[4][:255]), "share memory"),
         (float64_lists, "pair 0: param has dtype torch.float64; int8-delta slow weights are for float32, float16"),
         ([*lists[:5], scales[:-1]], "param has 6 tensors but scales has 5"),
-        (_replaced(lists, 2, 0, lists[2][0].half()), "pair 0: exp_avg has dtype torch.float16 but param has torch.float32"),
+        (replaced(lists, 2, 0, lists[2][0].half()), "pair 0: exp_avg has dtype torch.float16 but param has torch.float32"),
     ]
     for bad, message in cases:
         with pytest.raises(ValueError, match=message):

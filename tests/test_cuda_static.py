@@ -65,11 +65,14 @@ INT8_VECTOR_ACCESSES = (2 + 2) + 2 * (1 + 2)
 INT8_CODE_ACCESSES = 3
 INT8_DIVISIONS = 2 * 3
 # AdamW's step with int8-delta slow weights (csrc/cuda/adamw_delta_kernel.cuh), one kernel: per param dtype
-# (float32, float16, bfloat16) a lane's 16-byte loads of param, grad and both moments (two packs each of
-# float32, one of 16-bit) and stores of param and moments, and one 8-byte load and store of its codes.
+# (float32, float16, bfloat16) and per path of a block (without an outer momentum, and a sync step with an
+# int8 one) a lane's 16-byte loads of param, grad and both moments (two packs each of float32, one of
+# 16-bit) and stores of param and moments, and 8-byte loads and stores of its codes: one each without
+# the momentum, two each (the offset's and the momentum's) with it.
 DELTA_OP = "AdamWDelta"
-DELTA_VECTOR_LOADS, DELTA_VECTOR_STORES = 4 * 2 + 2 * 4 * 1, 3 * 2 + 2 * 3 * 1
-DELTA_CODE_ACCESSES = 3
+DELTA_PATHS = 2
+DELTA_VECTOR_LOADS, DELTA_VECTOR_STORES = DELTA_PATHS * (4 * 2 + 2 * 4 * 1), DELTA_PATHS * (3 * 2 + 2 * 3 * 1)
+DELTA_CODE_ACCESSES = 3 * (1 + 2)
 MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
 
 
@@ -232,7 +235,8 @@ def test_int8_kernel_uses_vector_accesses():
 
 def test_adamw_delta_kernel_uses_vector_accesses():
     """A lane's 8 elements of each of the param, grad and moments in 16-byte accesses and its codes in one
-    8-byte access, streaming, for each param dtype (see [NOTE: int8-delta] in csrc/adamw.h)."""
+    8-byte access, streaming, for each param dtype and path (see [NOTE: int8-delta] in csrc/adamw.h;
+    see [NOTE: int8-delta outer momentum] in csrc/adamw.h)."""
     found = {arch: opcodes for (arch, kernel), opcodes in sass_functions().items() if op_of(kernel) == DELTA_OP}
     assert found, "no int8-delta kernel"
     for arch, opcodes in found.items():

@@ -50,10 +50,12 @@ STATE_KEYS = {
     workers.INT8_MOMENTUM: {"slow_param", "slow_momentum", "outer_momentum"},  # the codes; the scales: below
     workers.ADAMW_INT8_MOMENTUM: {"slow_param", "slow_momentum", "outer_momentum"},
     workers.ADAMW_INT8_DELTA: {"slow_delta", "slow_momentum"},
+    workers.ADAMW_INT8_DELTA_MOMENTUM: {"slow_delta", "slow_momentum", "outer_momentum"},
 }
 # what each kind that keeps int8 blocks names in its refusal of a layout other than FSDP2's
 INT8_OPTION = {workers.INT8_MOMENTUM: "momentum_dtype='int8'", workers.ADAMW_INT8_MOMENTUM: "momentum_dtype='int8'",
-               workers.ADAMW_INT8_DELTA: "slow_dtype='int8-delta'"}  # fmt: skip
+               workers.ADAMW_INT8_DELTA: "slow_dtype='int8-delta'",
+               workers.ADAMW_INT8_DELTA_MOMENTUM: "slow_dtype='int8-delta'"}  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", workers.KINDS)
@@ -66,7 +68,8 @@ def test_fsdp2_shards_the_slow_weights_and_resumes_from_a_distributed_checkpoint
     assert result["local_shapes"][0] == (workers.make_model(kind)[0].out_features // WORLD, 8)  # the first weight, row-sharded
     # int8 blocks per shard (the outer momentum's or the int8-delta offsets'): each rank keeps the one block of its
     # largest shard (32 x 8 and 1 x 64 elements)
-    expected_scales = [((WORLD, 1), (1, 1), True)] * 2 if kind in workers.INT8_KINDS else []
+    blocks_per_param = 2 if kind == workers.ADAMW_INT8_DELTA_MOMENTUM else 1  # the offsets' and the momentum's
+    expected_scales = [((WORLD, 1), (1, 1), True)] * 2 * blocks_per_param if kind in workers.INT8_KINDS else []
     assert result["scale_shapes"] == expected_scales
     if kind in workers.INT8_KINDS:
         assert f"{INT8_OPTION[kind]} takes sharded params as FSDP2 shards them (Shard(0) on a 1-D mesh)" in result["layout_refused"]

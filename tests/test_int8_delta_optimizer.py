@@ -1,6 +1,7 @@
 """LookaheadAdamW(slow_dtype="int8-delta")
 (see [NOTE: what int8-delta supports] in lookahead_fused/options.py): each period against an exact LookaheadAdamW restarted from its own state
-(its checkpoint, decoded), within the decided bound (docs/design.md, "int8-delta"); the state's bytes;
+(its checkpoint, decoded), within the decided bound (docs/design.md, "int8-delta"), also beside an int8
+outer momentum (see [NOTE: int8-delta outer momentum] in csrc/adamw.h); the state's bytes;
 checkpoints converting both ways; what it refuses. The generic behaviours (mid-period resume bit for bit,
 slow_weights(), capturable on the CPU, bad input) run in tests/test_optimizer_matrix.py."""
 
@@ -11,8 +12,10 @@ import pytest
 import torch
 
 from lookahead_fused import Lookahead, LookaheadAdamW, int8_blocks
+from lookahead_fused.backends import reference
 from lookahead_fused.backends.step_gate import two_sided_lerp
-from lookahead_fused.slow_state import SLOW_DELTA, SLOW_DELTA_SCALES, SLOW_PARAM, int8_block_value, slow_weight_value
+from lookahead_fused.slow_state import OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_DELTA, SLOW_DELTA_SCALES, SLOW_PARAM
+from lookahead_fused.slow_state import int8_block_value, slow_weight_value
 
 from .helpers import clone_params, make_params, run, set_grads
 from .matrix import dtype_id, ulp
@@ -25,14 +28,29 @@ def delta_optimizer(params, **options):
     return LookaheadAdamW(params, lr=LR, k=K, alpha=ALPHA, slow_dtype="int8-delta", **options)
 
 
-def exact_twin(opt, params):
-    """An exact LookaheadAdamW (float32 slow weights) on copies of `params`, loaded from `opt`'s checkpoint:
-    its slow weights are the int8-delta ones decoded (param + offset, exact in float32)."""
+def exact_twin(opt, params, **options):
+    """An exact LookaheadAdamW (float32 slow weights, and outer momentum with `options`) on copies of
+    `params`, loaded from `opt`'s checkpoint: its slow weights are the int8-delta ones decoded (param +
+    offset, exact in float32), its momenta the int8 ones decoded."""
     twin = clone_params(params)
-    exact = LookaheadAdamW(twin, lr=LR, k=K, alpha=ALPHA, slow_dtype=torch.float32)
-    with pytest.warns(UserWarning, match="saved with slow_dtype=int8-delta"):
+    exact = LookaheadAdamW(twin, lr=LR, k=K, alpha=ALPHA, slow_dtype=torch.float32, **options)
+    with pytest.warns(UserWarning) as warned:
         exact.load_state_dict(copy.deepcopy(opt.state_dict()))
+    converted = ["slow_dtype=int8-delta"] + (["momentum_dtype=int8"] if options else [])
+    assert all(any(f"saved with {c}" in str(w.message) for w in warned) for c in converted), [str(w.message) for w in warned]
     return exact, twin
+
+
+def period_against_the_exact(opt, params, exact, twin, period):
+    """Period `period` of both runs, the last param without a grad at the sync step: the exact slow weights
+    at its start, and each param's largest displacement over the steps before the sync."""
+    slow = [exact.state[q][SLOW_PARAM].double() for q in twin]
+    largest = [torch.zeros((), dtype=torch.float64) for _ in params]
+    for t in range(K):
+        both_step(period * K + t, [(opt, params), (exact, twin)], without_grad=(2,) if t == K - 1 else ())
+        if t < K - 1:
+            largest = [torch.maximum(a, (s - q.double()).abs().max()) for a, s, q in zip(largest, slow, twin)]
+    return slow, largest
 
 
 def both_step(step, runs, without_grad=()):
@@ -56,12 +74,7 @@ def test_each_period_ends_within_the_decided_bound_of_the_exact_sync(dtype):
     opt = delta_optimizer(params)
     for period in range(3):
         exact, twin = exact_twin(opt, params)
-        slow = [exact.state[q][SLOW_PARAM].double() for q in twin]
-        largest = [torch.zeros((), dtype=torch.float64) for _ in params]
-        for t in range(K):
-            both_step(period * K + t, [(opt, params), (exact, twin)], without_grad=(2,) if t == K - 1 else ())
-            if t < K - 1:
-                largest = [torch.maximum(a, (s - q.double()).abs().max()) for a, s, q in zip(largest, slow, twin)]
+        slow, largest = period_against_the_exact(opt, params, exact, twin, period)
         for i, (p, q, s, a) in enumerate(zip(params, twin, slow, largest)):
             magnitude = torch.maximum(q.double().abs(), s.abs())
             slack = 16 * ulp(magnitude, torch.float32) + (ulp(magnitude, dtype) if dtype != torch.float32 else 0)
@@ -70,6 +83,47 @@ def test_each_period_ends_within_the_decided_bound_of_the_exact_sync(dtype):
             error = (p.double() - q.double()).abs()
             assert (error <= bound).all(), f"period {period}, param {i}: error {error.max():.3g} above its bound"
             assert a > 0 and error.max() > 0, "the period moved the params and the offsets' roundings show"
+
+
+def test_with_an_int8_outer_momentum_each_period_ends_within_its_bound_of_the_exact_sync():
+    """SNOO at about 2 bytes a weight: beside an int8 outer momentum (Nesterov), against an exact
+    LookaheadAdamW (float32 slow weights and momentum) restarted from the same state each period. The
+    slow weight drifts by at most D (the bound of the test above without its 1 - alpha) before the sync;
+    the sync then keeps |1 - alpha - alpha mu| of that drift (it enters the slow weight directly and,
+    negated, the new momentum that Nesterov's target reads) plus alpha mu of the new momentum's encoding
+    error, half a code of its block's largest magnitude. The last param has no grad at the sync step: it
+    syncs through the reference's loop, on both sides."""
+    mu = 0.9
+    params = make_params(torch.float32, shapes=SHAPES)
+    opt = delta_optimizer(params, outer_momentum=mu, nesterov=True, momentum_dtype="int8")
+    for period in range(3):
+        exact, twin = exact_twin(opt, params, outer_momentum=mu, nesterov=True)
+        slow, largest = period_against_the_exact(opt, params, exact, twin, period)
+        for i, (p, q, s, a) in enumerate(zip(params, twin, slow, largest)):
+            drift = (K - 1) * a * (1 / 254 + 2.0**-20) * (1 + (K - 2) / 254)
+            momentum = exact.state[q][OUTER_MOMENTUM].double().abs().max()
+            encoding = (momentum + drift) / 254 * (1 + 2.0**-20)
+            magnitude = torch.maximum(q.double().abs(), s.abs())
+            bound = abs(1 - ALPHA - ALPHA * mu) * drift + ALPHA * mu * encoding + 32 * ulp(magnitude, torch.float32)
+            error = (p.double() - q.double()).abs()
+            assert (error <= bound).all(), f"period {period}, param {i}: error {error.max():.3g} above its bound"
+            assert a > 0 and error.max() > 0, "the period moved the params and the encodings' roundings show"
+
+
+def test_with_an_int8_outer_momentum_the_state_is_about_two_bytes_an_element():
+    """The offsets' and the momentum's codes, a byte each, and a float32 scale per block of each: at most
+    2.2 bytes a weight, the goal of issue 26 for SNOO."""
+    params = make_params(torch.float32, shapes=SHAPES)
+    opt = delta_optimizer(params, outer_momentum=0.9, momentum_dtype="int8")
+    total = 0
+    for p in params:
+        state = opt.state[p]
+        assert set(state) == {SLOW_DELTA, SLOW_DELTA_SCALES, OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES}
+        assert state[OUTER_MOMENTUM].dtype == torch.int8 and state[OUTER_MOMENTUM].stride() == p.stride()
+        blocks = math.ceil(p.numel() / int8_blocks.BLOCK)
+        assert sum(t.numel() * t.element_size() for t in state.values()) == 2 * (p.numel() + 4 * blocks)
+        total += sum(t.numel() * t.element_size() for t in state.values())
+    assert total / sum(p.numel() for p in params) <= 2.2
 
 
 def test_the_state_is_one_byte_an_element_and_a_scale_a_block():
@@ -118,7 +172,9 @@ def test_what_it_refuses():
     params = make_params(torch.float32, shapes=SHAPES)
     refusals = [
         (lambda: LookaheadAdamW(params, k=6, slow_dtype="int8-delta"), "takes k <= 5, got k=6"),
-        (lambda: delta_optimizer(params, outer_momentum=0.5), "does not support outer_momentum=0.5 yet"),
+        (lambda: delta_optimizer(params, outer_momentum=0.5), "takes an outer momentum only as int8 blocks"),
+        (lambda: delta_optimizer(params, outer_momentum=0.5, momentum_dtype=torch.bfloat16),
+         "momentum_dtype='int8', got momentum_dtype=torch.bfloat16"),
         (lambda: Lookahead(torch.optim.AdamW(params), slow_dtype="int8-delta"), "only LookaheadAdamW's own pass"),
         (lambda: delta_optimizer(make_params(torch.float64, shapes=SHAPES)), "param 0 has dtype torch.float64"),
     ]
@@ -134,7 +190,7 @@ def test_what_it_refuses():
     with pytest.raises(ValueError, match=r"state_dict\['lookahead'\]: slow_dtype='int8-delta' takes k <= 5, got k=10"):
         opt.load_state_dict(saved)
     snoo = LookaheadAdamW(clone_params(params), k=5, outer_momentum=0.9)
-    with pytest.raises(ValueError, match="slow_dtype='int8-delta' does not support outer_momentum=0.9 yet"):
+    with pytest.raises(ValueError, match="slow_dtype='int8-delta' takes an outer momentum only as int8 blocks"):
         opt.load_state_dict(snoo.state_dict())
     after = [p for p in params] + [opt.state[p][key] for p in params for key in (SLOW_DELTA, SLOW_DELTA_SCALES)]
     assert all(torch.equal(a, b) for a, b in zip(after, held)) and opt.step_count == 2
@@ -161,3 +217,22 @@ def test_sync_lookahead_syncs_each_param_as_the_reference_would():
         assert torch.equal(p, expected)
         assert not opt.state[p][SLOW_DELTA].any() and not opt.state[p][SLOW_DELTA_SCALES].any()
     assert opt.state[params[0]][SLOW_DELTA].stride() == params[0].stride()
+
+
+def test_sync_lookahead_with_an_int8_outer_momentum_is_the_int8_momentum_sync_of_the_decoded_slow_weights():
+    """sync_lookahead() mid-period beside an int8 outer momentum: bit for bit the int8 momentum sync (the
+    reference's) of each param and its slow weight decoded in float32; a float32 param keeps no offset."""
+    params = make_params(torch.float32, shapes=SHAPES)
+    opt = delta_optimizer(params, outer_momentum=0.9, nesterov=True, momentum_dtype="int8")
+    run(opt, params, K + 2)
+    fast = [p.detach().clone() for p in params]
+    slow = [slow_weight_value(opt.state[p], p).float() for p in params]
+    momentum = [opt.state[p][OUTER_MOMENTUM].clone() for p in params]
+    momentum_scales = [opt.state[p][OUTER_MOMENTUM_SCALES].clone() for p in params]
+    assert any(m.any() for m in momentum), "the periods before left a momentum"
+    reference.int8_momentum_sync_(fast, slow, momentum, momentum_scales, ALPHA, 0.9, True)
+    opt.sync_lookahead()
+    for p, f, m, sc in zip(params, fast, momentum, momentum_scales):
+        assert torch.equal(p, f)
+        assert torch.equal(opt.state[p][OUTER_MOMENTUM], m) and torch.equal(opt.state[p][OUTER_MOMENTUM_SCALES], sc)
+        assert not opt.state[p][SLOW_DELTA].any() and not opt.state[p][SLOW_DELTA_SCALES].any()

@@ -111,17 +111,22 @@ def pseudo_gradient_args():
 
 
 def adamw_delta_step_args():
-    """params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows: float32 params off a sync step,
-    bfloat16 ones on one, each with an int8-delta offset state."""
+    """params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales, hyper, rows, mu,
+    nesterov: float32 params off a sync step, bfloat16 ones on one, each with an int8-delta offset state;
+    bfloat16 ones on a sync step with an int8 outer momentum too."""
     cases = []
-    for dtype, sync in [(torch.float32, 0.0), (torch.bfloat16, 1.0)]:
+    for dtype, sync, outer in [(torch.float32, 0.0, False), (torch.bfloat16, 1.0, False), (torch.bfloat16, 1.0, True)]:
         params, slow = make_pair_lists(SIZES, dtype, torch.float32)
         grads, exp_avgs = make_pair_lists(SIZES, dtype, dtype, seed=2)
         exp_avg_sqs = [(g.float() ** 2 + 0.1).to(dtype) for g in make_pair_lists(SIZES, dtype, dtype, seed=3)[0]]
         codes, scales = zip(*(int8_blocks.encode((s - p.float()) * 0.01) for p, s in zip(params, slow)))
         hyper = torch.tensor([[dict(ROW, sync=sync)[c] for c in ADAMW_COLUMNS]], dtype=torch.float64)
         rows = torch.zeros(len(SIZES), dtype=torch.int64)
-        cases.append((params, grads, exp_avgs, exp_avg_sqs, list(codes), list(scales), hyper, rows))
+        momentum, momentum_scales = ([], [])
+        if outer:
+            momentum, momentum_scales = (list(x) for x in zip(*(int8_blocks.encode(g.float()) for g in grads)))
+        cases.append((params, grads, exp_avgs, exp_avg_sqs, list(codes), list(scales), momentum, momentum_scales,
+                      hyper, rows, 0.9 if outer else 0.0, outer))  # fmt: skip
     return cases
 
 

@@ -87,14 +87,18 @@ INT8_MOMENTUM_SIGNATURE = {
     **{name: "constexpr" for name in ("FAST", "LERP_SIDE", "GATED", "ALIGNED", "NESTEROV", "BLOCK", "QBLOCK",
                                       "CHUNK_BITS", "CODE_LIMIT", "FLUSH_BELOW", "ROUNDING_SHIFT")},
 }  # fmt: skip
-# AdamW's step with int8-delta slow weights (backends/triton/adamw_delta.py): name -> ALIGNED, for each param dtype
-# it takes
-ADAMW_DELTA_MODES = {"adamw-delta": True, "adamw-delta-misaligned": False}
+# AdamW's step with int8-delta slow weights (backends/triton/adamw_delta.py): name -> (ALIGNED, MOMENTUM,
+# NESTEROV), for each param dtype it takes (MOMENTUM: an int8 outer momentum beside the offsets)
+ADAMW_DELTA_MODES = {
+    "adamw-delta": (True, False, False), "adamw-delta-misaligned": (False, False, False),
+    "adamw-delta-momentum": (True, True, False), "adamw-delta-nesterov-misaligned": (False, True, True),
+}  # fmt: skip
 ADAMW_DELTA_SIGNATURE = {
-    **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "codes", "scales")},
-    "numels": "*i64", "row_of": "*i64", "chunks": "*i64", "num_chunks": "i64", "derived": "*fp64",
-    **{name: "constexpr" for name in ("FAST", "ALIGNED", "BLOCK", "QBLOCK", "CHUNK_BITS", "COLUMNS", "CODE_LIMIT",
-                                      "FLUSH_BELOW", "ROUNDING_SHIFT")},
+    **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "codes", "scales",
+                                                "momentum_codes", "momentum_scales")},
+    "numels": "*i64", "row_of": "*i64", "chunks": "*i64", "num_chunks": "i64", "derived": "*fp64", "mu_ptr": "*fp32",
+    **{name: "constexpr" for name in ("FAST", "ALIGNED", "BLOCK", "QBLOCK", "CHUNK_BITS", "COLUMNS", "MOMENTUM",
+                                      "NESTEROV", "CODE_LIMIT", "FLUSH_BELOW", "ROUNDING_SHIFT")},
 }  # fmt: skip
 # The pseudo-gradient (backends/triton/pseudo_gradient.py): name -> (ALIGNED, out bfloat16), for every
 # dtype pair (out bfloat16: beside float32 slow weights only, the replicas' bfloat16 wire)
@@ -198,9 +202,10 @@ def compile_adamw_delta_variant(fast_dtype, mode, arch):
     from lookahead_fused.backends.triton import adamw, adamw_delta, compact, elementwise, int8_momentum, plans
 
     block, warps = adamw_delta._GPU_CONFIG
+    aligned, momentum, nesterov = ADAMW_DELTA_MODES[mode]
     constexprs = {
-        "FAST": elementwise.TL_DTYPES[fast_dtype], "ALIGNED": ADAMW_DELTA_MODES[mode], "BLOCK": block,
-        "QBLOCK": int8_blocks.BLOCK, "CHUNK_BITS": plans.CHUNK_BITS, "COLUMNS": adamw.DERIVED_COLUMNS,
+        "FAST": elementwise.TL_DTYPES[fast_dtype], "ALIGNED": aligned, "BLOCK": block, "QBLOCK": int8_blocks.BLOCK,
+        "CHUNK_BITS": plans.CHUNK_BITS, "COLUMNS": adamw.DERIVED_COLUMNS, "MOMENTUM": momentum, "NESTEROV": nesterov,
         "CODE_LIMIT": int8_blocks.CODE_LIMIT, "FLUSH_BELOW": int8_blocks.FLUSH_BELOW,
         "ROUNDING_SHIFT": compact.ROUNDING_SHIFT,
     }  # fmt: skip
@@ -292,7 +297,10 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
         assert "sqrt.approx" not in ptx, "approximate square root"
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
         assert not re.search(r"\bfma\.", ptx), "a multiply and an add fused into one rounding"
-        if INT8_MOMENTUM_MODES[mode][2] if mode in INT8_MOMENTUM_MODES else ADAMW_DELTA_MODES[mode]:
+        if mode in ADAMW_DELTA_MODES and ADAMW_DELTA_MODES[mode][1]:  # the momentum's codes and scales too
+            plain = compiled[case_id(fast_dtype, slow_dtype, "adamw-delta", arch)]["ptx"]
+            assert len(GLOBAL_ACCESS.findall(ptx)) > len(GLOBAL_ACCESS.findall(plain)), "the momentum is not accessed"
+        if INT8_MOMENTUM_MODES[mode][2] if mode in INT8_MOMENTUM_MODES else ADAMW_DELTA_MODES[mode][0]:
             seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
             assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
         return

@@ -14,9 +14,11 @@ namespace lookahead_fused {
 namespace {
 
 __global__ void __launch_bounds__(kInt8Threads, kMinBlocksPerSM)
-    adamw_delta_kernel(const __grid_constant__ DeltaLaunchTable table, const double* hyper, const int64_t* rows) {
+    adamw_delta_kernel(const __grid_constant__ DeltaLaunchTable table, const double* hyper, const int64_t* rows,
+                       float mu, bool nesterov) {
   const int64_t warp = (int64_t(blockIdx.x) * kInt8Threads + threadIdx.x) / kInt8Lanes;
-  delta_warp<Int8DeviceMemory>(table, hyper, rows, warp, int64_t(gridDim.x) * kInt8WarpsPerBlock, DeviceWarp{});
+  delta_warp<Int8DeviceMemory>(table, hyper, rows, {mu, nesterov}, warp, int64_t(gridDim.x) * kInt8WarpsPerBlock,
+                               DeviceWarp{});
 }
 
 // The most thread blocks of the kernel resident on the device at once: the grid of a large launch,
@@ -37,7 +39,7 @@ int64_t delta_resident_blocks(int device_index) {
 }  // namespace
 
 void launch_adamw_delta_cuda(const std::vector<DeltaCudaEntry>& entries, const double* hyper, const int64_t* rows,
-                             void* stream, int device_index) {
+                             float mu, bool nesterov, void* stream, int device_index) {
   auto cuda_stream = static_cast<cudaStream_t>(stream);
   for (size_t first = 0; first < entries.size(); first += kDeltaLaunchEntries) {
     const int count = static_cast<int>(std::min<size_t>(kDeltaLaunchEntries, entries.size() - first));
@@ -46,7 +48,7 @@ void launch_adamw_delta_cuda(const std::vector<DeltaCudaEntry>& entries, const d
     if (blocks == 0) continue;
     const int64_t needed = (blocks + kInt8WarpsPerBlock - 1) / kInt8WarpsPerBlock;
     const auto grid = static_cast<unsigned>(std::min(needed, delta_resident_blocks(device_index)));
-    adamw_delta_kernel<<<grid, kInt8Threads, 0, cuda_stream>>>(table, hyper, rows);
+    adamw_delta_kernel<<<grid, kInt8Threads, 0, cuda_stream>>>(table, hyper, rows, mu, nesterov);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }

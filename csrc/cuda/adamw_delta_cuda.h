@@ -18,6 +18,8 @@ struct DeltaCudaEntry {
   void* exp_avg_sq;
   int8_t* codes;
   float* scales;
+  int8_t* momentum_codes;  // the int8 outer momentum's, or null
+  float* momentum_scales;
   int64_t numel;
   int64_t position;
   Int8FastDtype dtype;
@@ -25,8 +27,9 @@ struct DeltaCudaEntry {
 
 // AdamW's step with int8-delta slow weights (see [NOTE: int8-delta] in csrc/adamw.h) of `entries` on
 // `stream` (a cudaStream_t) of device `device_index`; `hyper` and `rows` are device pointers, read by
-// the kernel (see [NOTE: AdamW hyper table] in csrc/adamw.h).
+// the kernel (see [NOTE: AdamW hyper table] in csrc/adamw.h); `mu` and `nesterov` the outer momentum's
+// of the entries that have one (see [NOTE: int8-delta outer momentum] in csrc/adamw.h).
 void launch_adamw_delta_cuda(const std::vector<DeltaCudaEntry>& entries, const double* hyper, const int64_t* rows,
-                             void* stream, int device_index);
+                             float mu, bool nesterov, void* stream, int device_index);
 
 }  // namespace lookahead_fused

@@ -19,13 +19,17 @@ constexpr int kDeltaLaunchEntries = 32;
 constexpr int kDeltaTensors = 4;  // param, grad, exp_avg, exp_avg_sq: the param's dtype
 
 // The bits of DeltaLaunchTable::vector: bit t for tensor t of the four starting where a lane's 16-byte
-// access is aligned, kDeltaVectorCodes for the codes' 8-byte one.
+// access is aligned, kDeltaVectorCodes for the codes' 8-byte one, kDeltaVectorMomentumCodes for the
+// outer momentum codes'.
 constexpr uint8_t kDeltaVectorCodes = 1 << kDeltaTensors;
+constexpr uint8_t kDeltaVectorMomentumCodes = 1 << (kDeltaTensors + 1);
 
 struct DeltaLaunchTable {
   void* tensors[kDeltaTensors][kDeltaLaunchEntries];
   int8_t* codes[kDeltaLaunchEntries];
   float* scales[kDeltaLaunchEntries];
+  int8_t* momentum_codes[kDeltaLaunchEntries];  // null for an entry without an outer momentum
+  float* momentum_scales[kDeltaLaunchEntries];
   int64_t numel[kDeltaLaunchEntries];
   int64_t position[kDeltaLaunchEntries];         // the entry's place in the call: its row is rows[position]
   int64_t first_block[kDeltaLaunchEntries + 1];  // entry e: blocks [first_block[e], first_block[e + 1]) of the launch
@@ -44,12 +48,15 @@ inline DeltaLaunchTable delta_launch_table(const std::vector<DeltaCudaEntry>& en
     const DeltaCudaEntry& entry = entries[first + e];
     const void* tensors[kDeltaTensors] = {entry.param, entry.grad, entry.exp_avg, entry.exp_avg_sq};
     uint8_t vector = aligned(entry.codes, kInt8LaneElems) ? kDeltaVectorCodes : 0;  // a CodePack
+    vector |= aligned(entry.momentum_codes, kInt8LaneElems) ? kDeltaVectorMomentumCodes : 0;
     for (int t = 0; t < kDeltaTensors; ++t) {
       table.tensors[t][e] = const_cast<void*>(tensors[t]);
       vector |= aligned(tensors[t], kVecBytes) ? uint8_t(1 << t) : 0;
     }
     table.codes[e] = entry.codes;
     table.scales[e] = entry.scales;
+    table.momentum_codes[e] = entry.momentum_codes;
+    table.momentum_scales[e] = entry.momentum_scales;
     table.numel[e] = entry.numel;
     table.position[e] = entry.position;
     table.first_block[e + 1] = table.first_block[e] + (entry.numel + kInt8Block - 1) / kInt8Block;
@@ -58,6 +65,12 @@ inline DeltaLaunchTable delta_launch_table(const std::vector<DeltaCudaEntry>& en
   }
   return table;
 }
+
+// The outer momentum's mu and Nesterov, uniform over a launch.
+struct DeltaMomentumArgs {
+  float mu;
+  bool nesterov;
+};
 
 // One block's constants, read where the kernel runs: its entry's row of the hyper table (resolved in
 // float, as the CPU kernel does) and the sync's lerp at the float32 alpha.
@@ -79,22 +92,28 @@ struct DeltaLane {
   uint8_t vector;  // the entry's kDeltaVector bits, for a lane of kInt8LaneElems elements (else 0)
   float param[kInt8LaneElems], m[kInt8LaneElems], v[kInt8LaneElems], delta[kInt8LaneElems];
 
-  LOOKAHEAD_KERNEL_FN uint32_t begin(F* const* block, int8_t* codes_block, const float* scale, int64_t block_elems,
-                                     uint8_t aligned, int lane, const DeltaRow& row) {
+  // The lane's place in the block, and its param, grad, moments and offset codes loaded.
+  LOOKAHEAD_KERNEL_FN void load(F* const* block, int8_t* codes_block, int64_t block_elems, uint8_t aligned, int lane,
+                                float* grad, int8_t* code) {
     const int64_t first = int64_t(lane) * kInt8LaneElems;
     count = lane_count(block_elems, lane);
     vector = count == kInt8LaneElems ? aligned : 0;
 #pragma unroll
     for (int t = 0; t < kDeltaTensors; ++t) at[t] = block[t] + first;
     codes_at = codes_block + first;
-    const float old_scale = Mem::load(scale);
-    float grad[kInt8LaneElems];
     load_lane<Mem, F>(at[0], vector & 1, count, param);
     load_lane<Mem, F>(at[1], vector & 2, count, grad);
     load_lane<Mem, F>(at[2], vector & 4, count, m);
     load_lane<Mem, F>(at[3], vector & 8, count, v);
-    int8_t code[kInt8LaneElems];
     load_lane_codes<Mem>(codes_at, vector & kDeltaVectorCodes, count, code);
+  }
+
+  LOOKAHEAD_KERNEL_FN uint32_t begin(F* const* block, int8_t* codes_block, const float* scale, int64_t block_elems,
+                                     uint8_t aligned, int lane, const DeltaRow& row) {
+    const float old_scale = Mem::load(scale);
+    float grad[kInt8LaneElems];
+    int8_t code[kInt8LaneElems];
+    load(block, codes_block, block_elems, aligned, lane, grad, code);
     const auto round = [](float x) { return widen(narrow<F>(x)); };
     uint32_t largest = 0;
 #pragma unroll
@@ -104,6 +123,53 @@ struct DeltaLane {
       const uint32_t bits = i < count ? magnitude_bits(delta[i]) : 0u;
       largest = bits > largest ? bits : largest;
     }
+    return largest;
+  }
+
+  // On a sync step with an int8 outer momentum (see [NOTE: int8-delta outer momentum] in csrc/adamw.h):
+  // begin_momentum() loads as begin() does, takes AdamW's step and returns the new momenta's largest
+  // magnitude_bits (the new params before the sync in `param`, the slow weights in `delta`);
+  // sync_momentum() takes the block's, encodes and stores the momentum, syncs and returns the new
+  // offsets' largest; finish() then as after begin().
+  LOOKAHEAD_KERNEL_FN uint32_t begin_momentum(F* const* block, int8_t* codes_block, const float* scale,
+                                              int8_t* momentum_block, const float* momentum_scale, int64_t block_elems,
+                                              uint8_t aligned, int lane, const DeltaRow& row, float mu,
+                                              float* momentum, int8_t* momentum_code) {
+    const float old_scale = Mem::load(scale), old_momentum_scale = Mem::load(momentum_scale);
+    float grad[kInt8LaneElems];
+    int8_t code[kInt8LaneElems];
+    load(block, codes_block, block_elems, aligned, lane, grad, code);
+    load_lane_codes<Mem>(momentum_block + int64_t(lane) * kInt8LaneElems, vector & kDeltaVectorMomentumCodes, count,
+                         momentum_code);
+    const auto round = [](float x) { return widen(narrow<F>(x)); };
+    uint32_t largest = 0;
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) {
+      momentum[i] = int8_delta_momentum_of(param[i], grad[i], m[i], v[i], code[i], old_scale, momentum_code[i],
+                                           old_momentum_scale, mu, row.c, round, param[i], delta[i]);
+      const uint32_t bits = i < count ? magnitude_bits(momentum[i]) : 0u;
+      largest = bits > largest ? bits : largest;
+    }
+    return largest;
+  }
+
+  template <class Math>
+  LOOKAHEAD_KERNEL_FN uint32_t sync_momentum(uint32_t momentum_largest, int8_t* momentum_block, float* momentum_scale,
+                                             int lane, const Math& math, const float* momentum,
+                                             int8_t* momentum_code) {
+    const Int8BlockScale block = int8_block_scale(momentum_largest);
+    const float old_momentum_scale = Mem::load(momentum_scale);  // lane 0 writes it below, after every lane's read
+    const auto round = [](float x) { return widen(narrow<F>(x)); };
+    uint32_t largest = 0;
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) {
+      param[i] = int8_delta_momentum_sync(param[i], delta[i], momentum[i], momentum_code[i], old_momentum_scale, block,
+                                          math, round, delta[i]);
+      const uint32_t bits = i < count ? magnitude_bits(delta[i]) : 0u;
+      largest = bits > largest ? bits : largest;
+    }
+    store_lane_codes<Mem>(momentum_block + int64_t(lane) * kInt8LaneElems, vector & kDeltaVectorMomentumCodes, count,
+                          momentum_code);
     return largest;
   }
 
@@ -126,7 +192,7 @@ struct DeltaLane {
 // lane's finish.
 template <typename Mem, typename F, typename Warp>
 LOOKAHEAD_KERNEL_FN void delta_block(const DeltaLaunchTable& table, int e, int64_t block, const double* hyper,
-                                     const int64_t* rows, const Warp& warp) {
+                                     const int64_t* rows, const DeltaMomentumArgs& args, const Warp& warp) {
   const int64_t lo = block * kInt8Block;
   const int64_t left = table.numel[e] - lo;
   const int64_t elems = left < kInt8Block ? left : kInt8Block;
@@ -137,6 +203,26 @@ LOOKAHEAD_KERNEL_FN void delta_block(const DeltaLaunchTable& table, int e, int64
   const DeltaRow row(hyper + Mem::load(rows + table.position[e]) * kAdamWColumns);
   DeltaLane<Mem, F> lanes[Warp::kLanes];
   uint32_t largest[Warp::kLanes];
+  if (row.c.syncs && table.momentum_codes[e] != nullptr) {  // uniform over the warp
+    int8_t* momentum_codes = table.momentum_codes[e] + lo;
+    float* momentum_scale = table.momentum_scales[e] + block;
+    float momentum[Warp::kLanes][kInt8LaneElems];
+    int8_t momentum_code[Warp::kLanes][kInt8LaneElems];
+    for (int l = 0; l < Warp::kLanes; ++l) {
+      largest[l] = lanes[l].begin_momentum(tensors, codes, scale, momentum_codes, momentum_scale, elems,
+                                           table.vector[e], warp.lane(l), row, args.mu, momentum[l], momentum_code[l]);
+    }
+    const uint32_t momentum_largest = warp.max(largest);
+    const Int8MomentumSyncMath<bool, bool> math{row.lerp, args.mu, args.nesterov};
+    for (int l = 0; l < Warp::kLanes; ++l) {
+      largest[l] = lanes[l].sync_momentum(momentum_largest, momentum_codes, momentum_scale, warp.lane(l), math,
+                                          momentum[l], momentum_code[l]);
+    }
+    const uint32_t delta_largest = warp.max(largest);
+    if (warp.lane(0) == 0) Mem::store(momentum_scale, int8_block_scale(momentum_largest).scale);
+    for (int l = 0; l < Warp::kLanes; ++l) lanes[l].finish(delta_largest, scale, warp.lane(l));
+    return;
+  }
   for (int l = 0; l < Warp::kLanes; ++l) {
     largest[l] = lanes[l].begin(tensors, codes, scale, elems, table.vector[e], warp.lane(l), row);
   }
@@ -148,15 +234,15 @@ LOOKAHEAD_KERNEL_FN void delta_block(const DeltaLaunchTable& table, int e, int64
 // unknown param dtype traps.
 template <typename Mem, typename Warp>
 LOOKAHEAD_KERNEL_FN void delta_warp(const DeltaLaunchTable& table, const double* hyper, const int64_t* rows,
-                                    int64_t warp, int64_t warps, const Warp& lanes) {
+                                    const DeltaMomentumArgs& args, int64_t warp, int64_t warps, const Warp& lanes) {
   const int64_t blocks = table.first_block[table.count];
   for (int64_t b = warp; b < blocks; b += warps) {
     const int e = int8_entry_of(table, b);
     const int64_t block = b - table.first_block[e];
     switch (static_cast<Int8FastDtype>(table.dtype[e])) {
-      case Int8FastDtype::kF32: delta_block<Mem, CudaF32>(table, e, block, hyper, rows, lanes); break;
-      case Int8FastDtype::kF16: delta_block<Mem, CudaF16>(table, e, block, hyper, rows, lanes); break;
-      case Int8FastDtype::kBF16: delta_block<Mem, CudaBF16>(table, e, block, hyper, rows, lanes); break;
+      case Int8FastDtype::kF32: delta_block<Mem, CudaF32>(table, e, block, hyper, rows, args, lanes); break;
+      case Int8FastDtype::kF16: delta_block<Mem, CudaF16>(table, e, block, hyper, rows, args, lanes); break;
+      case Int8FastDtype::kBF16: delta_block<Mem, CudaBF16>(table, e, block, hyper, rows, args, lanes); break;
       default: unknown_pair_code(table.dtype[e]);
     }
   }

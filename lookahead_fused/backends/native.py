@@ -85,8 +85,8 @@ class NativeBackend:
     def check_int8_momentum_lists(self, fast, slow, momentum, scales) -> None:
         extension().check_int8_momentum_lists(fast, slow, momentum, scales)
 
-    def check_int8_delta_lists(self, params, delta, scales) -> None:
-        extension().check_int8_delta_lists(params, delta, scales)
+    def check_int8_delta_lists(self, params, delta, scales, momentum=(), momentum_scales=()) -> None:
+        extension().check_int8_delta_lists(params, delta, scales, momentum, momentum_scales)
 
 
 def load_cpu() -> NativeBackend:

@@ -104,32 +104,45 @@ def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, row
             sync_([p], [slow[i]], alpha)
 
 
-def adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows) -> None:
+def adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales, hyper, rows,
+                      mu: float, nesterov: bool) -> None:  # fmt: skip
     """AdamW's step for every param with its slow weight kept as an int8 offset from the param
     (see [NOTE: int8-delta] in csrc/adamw.h), per tensor in float32 torch ops, each arithmetic step one
-    rounding as in the kernels, the new offsets encoded by int8_blocks' oracle. Any layout: a param is
-    walked in its codes' memory order."""
+    rounding as in the kernels, the new offsets encoded by int8_blocks' oracle; with `momentum` (else
+    []) a sync row runs the int8 momentum sync (see [NOTE: int8-delta outer momentum] in csrc/adamw.h).
+    Any layout: a param is walked in its codes' memory order."""
     table, row_of = hyper.tolist(), rows.tolist()
     for i, (p, g, m, v, q, sc) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, delta, scales, strict=True)):
         constants = adamw_constants(table[row_of[i]])
         alpha, syncs = constants[6:8]
         kept = _adamw_param(p, g, m, v, constants).to(p.dtype)
-        _store_delta_step(p, q, sc, int8_blocks.memory_order(kept, q).float(), syncs, alpha)
+        outer = (momentum[i], momentum_scales[i], mu, nesterov) if momentum else None
+        _store_delta_step(p, q, sc, int8_blocks.memory_order(kept, q).float(), syncs, alpha, outer)
 
 
-def int8_delta_sync_(fast, delta, scales, alpha: float) -> None:
+def int8_delta_sync_(fast, delta, scales, alpha: float, momentum=(), momentum_scales=(), mu: float = 0.0,
+                     nesterov: bool = False) -> None:  # fmt: skip
     """The sync of params whose slow weights are int8-delta offsets, without AdamW's step (a param without
     a grad, sync_lookahead()): adamw_delta_step_'s sync of each param as it is."""
-    for p, q, sc in zip(fast, delta, scales, strict=True):
-        _store_delta_step(p, q, sc, int8_blocks.memory_order(p, q).float(), True, alpha)
+    for i, (p, q, sc) in enumerate(zip(fast, delta, scales, strict=True)):
+        outer = (momentum[i], momentum_scales[i], mu, nesterov) if momentum else None
+        _store_delta_step(p, q, sc, int8_blocks.memory_order(p, q).float(), True, alpha, outer)
 
 
-def _store_delta_step(p, q, sc, kept, syncs: bool, alpha: float) -> None:
+def _store_delta_step(p, q, sc, kept, syncs: bool, alpha: float, outer=None) -> None:
     """Stores a step of int8-delta slow weights: the new param `kept` (1-D float32 in q's memory order,
-    values of p's dtype) and, on a sync step, the lerp of the slow weight toward it; then the offset."""
+    values of p's dtype) and, on a sync step, the lerp of the slow weight toward it, or with `outer`
+    (momentum codes, their scales, mu, nesterov) the int8 momentum sync; then the offset."""
     slow = int8_blocks.memory_order(p, q).float() + int8_blocks.decode(int8_blocks.memory_order(q), sc)
-    if syncs:
-        slow = two_sided_lerp(slow, kept, torch.tensor(alpha, dtype=torch.float32))
+    w = torch.tensor(alpha, dtype=torch.float32)
+    if syncs and outer is not None:
+        momentum, momentum_scales, mu, nesterov = outer
+        slow, codes, new_scales = int8_momentum_values(kept, slow, momentum, momentum_scales, w, mu, nesterov)
+        momentum.copy_(int8_blocks.from_memory_order(codes, momentum))
+        momentum_scales.copy_(new_scales)
+        kept = slow.to(p.dtype).float()
+    elif syncs:
+        slow = two_sided_lerp(slow, kept, w)
         kept = slow.to(p.dtype).float()
     codes, new_scales = int8_blocks.encode(slow - kept)
     p.copy_(int8_blocks.from_memory_order(kept, q))

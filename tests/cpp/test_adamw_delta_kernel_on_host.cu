@@ -3,14 +3,15 @@
 // meeting in the block's largest offset through the host warp policy, every access through a memory
 // policy that records it (tests/cpp/host_int8_lanes.h). Over the param dtypes float32, float16 and
 // bfloat16, sizes around a block and a lane, element offsets that break each tensor's vector alignment,
-// rows with and without the sync (alpha on both sides of the two-sided lerp, and 1), maximize, blocks
-// with a NaN grad, zeros and offsets below 2^-96, and a call of more entries than one launch table
-// holds, with two rows, it checks:
+// rows with and without the sync (alpha on both sides of the two-sided lerp, and 1), maximize, with and
+// without an int8 outer momentum, Nesterov or not
+// (see [NOTE: int8-delta outer momentum] in csrc/adamw.h), blocks with a NaN grad, zeros and offsets
+// below 2^-96, and a call of more entries than one launch table holds, with two rows, it checks:
 //   - each element of the param, the moments and the codes, and each scale, is written exactly once,
-//     and the grads never;
+//     the grads never, and the momentum's codes and scales once on a sync row and never off one;
 //   - every vector access is aligned (16 bytes, 8 for the codes) and every access is inside its tensor;
-//   - the results equal, bit for bit, the CPU kernel's two passes per block
-//     (csrc/cpu/adamw_delta_cpu.cpp) written with the same element math (adamw.h).
+//   - the results equal, bit for bit, the CPU kernel's two passes per block (three on a sync row with
+//     the momentum; csrc/cpu/adamw_delta_cpu.cpp) written with the same element math (adamw.h).
 #pragma nv_diag_suppress 20011
 #pragma nv_diag_suppress 20014
 #pragma nv_diag_suppress 20013
@@ -33,12 +34,13 @@ using namespace host_int8_lanes;
 namespace {
 
 // Every thread block and warp of the launches of a call, as launch_adamw_delta_cuda makes them.
-void run_on_host(const std::vector<DeltaCudaEntry>& entries, const double* hyper, const int64_t* rows, int64_t grid) {
+void run_on_host(const std::vector<DeltaCudaEntry>& entries, const double* hyper, const int64_t* rows, int64_t grid,
+                 const DeltaMomentumArgs& args) {
   for (size_t first = 0; first < entries.size(); first += kDeltaLaunchEntries) {
     const int count = static_cast<int>(std::min<size_t>(kDeltaLaunchEntries, entries.size() - first));
     const DeltaLaunchTable table = delta_launch_table(entries, first, count);
     const int64_t warps = grid * kInt8WarpsPerBlock;
-    for (int64_t warp = 0; warp < warps; ++warp) delta_warp<HostMemory>(table, hyper, rows, warp, warps, HostWarp{});
+    for (int64_t warp = 0; warp < warps; ++warp) delta_warp<HostMemory>(table, hyper, rows, args, warp, warps, HostWarp{});
   }
 }
 
@@ -47,6 +49,13 @@ struct Row {
   double alpha;
   bool maximize;
 };
+
+// The outer momentum of a case: none, or int8 with Nesterov or not.
+struct Outer {
+  bool momentum;
+  bool nesterov;
+};
+constexpr float kMu = 0.9f;
 
 // A row of the hyper table (see [NOTE: AdamW hyper table] in csrc/adamw.h).
 std::vector<double> hyper_row(const Row& row) {
@@ -58,22 +67,24 @@ std::vector<double> hyper_row(const Row& row) {
 }
 
 struct Offsets {
-  int64_t param, grad, exp_avg, exp_avg_sq, codes;  // elements
+  int64_t param, grad, exp_avg, exp_avg_sq, codes, momentum;  // elements
 };
 
 // One entry's tensors, their values before the call, and the oracle's after.
 template <typename F>
 struct Case {
   Buffer<F> param, grad, exp_avg, exp_avg_sq;
-  Buffer<int8_t> codes;
-  Buffer<float> scales;
+  Buffer<int8_t> codes, momentum;
+  Buffer<float> scales, momentum_scales;
   std::vector<F> param0, grad0, exp_avg0, exp_avg_sq0;
-  std::vector<int8_t> codes0;
-  std::vector<float> scales0;
+  std::vector<int8_t> codes0, momentum0;
+  std::vector<float> scales0, momentum_scales0;
+  Outer outer;
 
-  Case(int64_t n, Offsets o, std::mt19937& rng)
+  Case(int64_t n, Offsets o, std::mt19937& rng, Outer outer_ = {false, false})
       : param(n, o.param), grad(n, o.grad), exp_avg(n, o.exp_avg), exp_avg_sq(n, o.exp_avg_sq), codes(n, o.codes),
-        scales((n + kInt8Block - 1) / kInt8Block, 0) {
+        momentum(n, o.momentum), scales((n + kInt8Block - 1) / kInt8Block, 0),
+        momentum_scales((n + kInt8Block - 1) / kInt8Block, 0), outer(outer_) {
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::uniform_int_distribution<int> code(-127, 127);
     for (int64_t i = 0; i < n; ++i) {
@@ -89,38 +100,69 @@ struct Case {
       exp_avg.data[i] = narrow<F>(m);
       exp_avg_sq.data[i] = narrow<F>(root * root);
       codes.data[i] = q;
+      momentum.data[i] = block == 3 ? 0 : static_cast<int8_t>(code(rng));
     }
-    for (int64_t b = 0; b < scales.n; ++b) scales.data[b] = b == 3 ? 1e-31f : 0.001f * std::fabs(normal(rng)) + 1e-4f;
+    for (int64_t b = 0; b < scales.n; ++b) {
+      scales.data[b] = b == 3 ? 1e-31f : 0.001f * std::fabs(normal(rng)) + 1e-4f;
+      momentum_scales.data[b] = b == 3 ? 1e-31f : 0.01f * std::fabs(normal(rng)) + 1e-4f;
+    }
     param0.assign(param.data, param.data + n);
     grad0.assign(grad.data, grad.data + n);
     exp_avg0.assign(exp_avg.data, exp_avg.data + n);
     exp_avg_sq0.assign(exp_avg_sq.data, exp_avg_sq.data + n);
     codes0.assign(codes.data, codes.data + n);
     scales0.assign(scales.data, scales.data + scales.n);
+    momentum0.assign(momentum.data, momentum.data + n);
+    momentum_scales0.assign(momentum_scales.data, momentum_scales.data + momentum_scales.n);
   }
 
   DeltaCudaEntry entry(int64_t position) {
-    return {param.data, grad.data, exp_avg.data, exp_avg_sq.data, codes.data, scales.data, param.n, position, dtype_of<F>()};
+    return {param.data,      grad.data,   exp_avg.data,
+            exp_avg_sq.data, codes.data,  scales.data,
+            outer.momentum ? momentum.data : nullptr,
+            outer.momentum ? momentum_scales.data : nullptr,
+            param.n,         position,    dtype_of<F>()};
   }
 
   void track_all() {
     for (auto* buffer : {&param, &grad, &exp_avg, &exp_avg_sq}) track(buffer->data, buffer->n, sizeof(F));
     track(codes.data, codes.n, sizeof(int8_t));
     track(scales.data, scales.n, sizeof(float));
+    track(momentum.data, momentum.n, sizeof(int8_t));
+    track(momentum_scales.data, momentum_scales.n, sizeof(float));
   }
 
   // The CPU kernel's two passes per block (delta_block in csrc/cpu/adamw_delta_cpu.cpp) on the values
   // before the call, with `row` of the hyper table.
   void oracle(std::vector<F>& p, std::vector<F>& m, std::vector<F>& v, std::vector<int8_t>& q, std::vector<float>& sc,
-              const double* row) const {
-    p = param0, m = exp_avg0, v = exp_avg_sq0, q = codes0, sc = scales0;
+              std::vector<int8_t>& mq, std::vector<float>& msc, const double* row) const {
+    p = param0, m = exp_avg0, v = exp_avg_sq0, q = codes0, sc = scales0, mq = momentum0, msc = momentum_scales0;
     const DeltaRow constants(row);
     const auto round = [](float x) { return widen(narrow<F>(x)); };
     for (int64_t b = 0; b < scales.n; ++b) {
       const int64_t lo = b * kInt8Block, hi = std::min<int64_t>(lo + kInt8Block, param.n);
       float delta[kInt8Block];
       uint32_t largest = 0;
-      for (int64_t i = lo; i < hi; ++i) {
+      if (outer.momentum && constants.c.syncs) {  // the CPU kernel's delta_momentum_block
+        float kept[kInt8Block], slow[kInt8Block], mom[kInt8Block];
+        const Int8MomentumSyncMath<bool, bool> math{constants.lerp, kMu, outer.nesterov};
+        for (int64_t i = lo; i < hi; ++i) {
+          float mi = widen(m[i]), vi = widen(v[i]);
+          mom[i - lo] = int8_delta_momentum_of(widen(p[i]), widen(grad0[i]), mi, vi, q[i], sc[b], mq[i], msc[b], kMu,
+                                               constants.c, round, kept[i - lo], slow[i - lo]);
+          m[i] = narrow<F>(mi), v[i] = narrow<F>(vi);
+          largest = std::max(largest, magnitude_bits(mom[i - lo]));
+        }
+        const Int8BlockScale momentum_block = int8_block_scale(largest);
+        largest = 0;
+        for (int64_t i = lo; i < hi; ++i) {
+          p[i] = narrow<F>(int8_delta_momentum_sync(kept[i - lo], slow[i - lo], mom[i - lo], mq[i], msc[b],
+                                                    momentum_block, math, round, delta[i - lo]));
+          largest = std::max(largest, magnitude_bits(delta[i - lo]));
+        }
+        msc[b] = momentum_block.scale;
+      }
+      for (int64_t i = lo; i < hi && !(outer.momentum && constants.c.syncs); ++i) {
         float mi = widen(m[i]), vi = widen(v[i]);
         const float kept = int8_delta_element(widen(p[i]), widen(grad0[i]), mi, vi, q[i], sc[b], constants.c,
                                               constants.lerp, constants.c.syncs, round, delta[i - lo]);
@@ -138,10 +180,22 @@ struct Case {
   // The writes and values after a call.
   void check(const double* row, const std::string& what) {
     std::vector<F> p, m, v;
-    std::vector<int8_t> q;
-    std::vector<float> sc;
-    oracle(p, m, v, q, sc, row);
+    std::vector<int8_t> q, mq;
+    std::vector<float> sc, msc;
+    oracle(p, m, v, q, sc, mq, msc, row);
+    const bool momentum_written = outer.momentum && row[kSyncFlag] != 0.0;
     for (const Tracked& t : tracked) {
+      if (t.begin == reinterpret_cast<uintptr_t>(momentum.data) ||
+          t.begin == reinterpret_cast<uintptr_t>(momentum_scales.data)) {
+        for (size_t i = 0; i < t.writes.size(); ++i) {
+          if (t.writes[i] != (momentum_written ? 1 : 0)) {
+            fail(what + ": momentum element " + std::to_string(i) + " written " + std::to_string(t.writes[i]) +
+                 " times");
+            break;
+          }
+        }
+        continue;
+      }
       const bool read_only = t.begin == reinterpret_cast<uintptr_t>(grad.data);
       const bool mine = read_only || t.begin == reinterpret_cast<uintptr_t>(param.data) ||
                         t.begin == reinterpret_cast<uintptr_t>(exp_avg.data) ||
@@ -162,6 +216,8 @@ struct Case {
     compare(v.data(), exp_avg_sq.data, exp_avg_sq.n, what + ": exp_avg_sq");
     compare(q.data(), codes.data, codes.n, what + ": codes");
     compare(sc.data(), scales.data, scales.n, what + ": scales");
+    compare(mq.data(), momentum.data, momentum.n, what + ": momentum");
+    compare(msc.data(), momentum_scales.data, momentum_scales.n, what + ": momentum_scales");
   }
 };
 
@@ -171,20 +227,22 @@ const char* dtype_name() {
 }
 
 template <typename F>
-void run_case(int64_t n, Offsets o, const Row& row_options, std::mt19937& rng) {
-  Case<F> c(n, o, rng);
+void run_case(int64_t n, Offsets o, const Row& row_options, const Outer& outer, std::mt19937& rng) {
+  Case<F> c(n, o, rng, outer);
   tracked.clear();
   c.track_all();
   const std::vector<double> hyper = hyper_row(row_options);
   const std::vector<int64_t> rows = {0};
   track(rows.data(), 1, sizeof(int64_t));  // the kernel reads each entry's row index through its memory policy
   const std::vector<DeltaCudaEntry> entries = n > 0 ? std::vector<DeltaCudaEntry>{c.entry(0)} : std::vector<DeltaCudaEntry>{};
-  run_on_host(entries, hyper.data(), rows.data(), 2);  // 16 warps: the larger sizes stride
+  run_on_host(entries, hyper.data(), rows.data(), 2, {kMu, outer.nesterov});  // 16 warps: the larger sizes stride
   const std::string what = std::string(dtype_name<F>()) + " n=" + std::to_string(n) + " offsets=" +
                            std::to_string(o.param) + "," + std::to_string(o.grad) + "," + std::to_string(o.exp_avg) +
                            "," + std::to_string(o.exp_avg_sq) + "," + std::to_string(o.codes) +
                            " sync=" + std::to_string(row_options.sync) + " alpha=" + std::to_string(row_options.alpha) +
-                           " maximize=" + std::to_string(row_options.maximize);
+                           " maximize=" + std::to_string(row_options.maximize) +
+                           " momentum=" + std::to_string(outer.momentum) + " nesterov=" + std::to_string(outer.nesterov) +
+                           " momentum offset=" + std::to_string(o.momentum);
   c.check(hyper.data(), what);
 }
 
@@ -193,12 +251,16 @@ void run_dtype(std::mt19937& rng) {
   const int64_t sizes[] = {0, 1, 7, 255, 256, 257, 1000, 4097};
   // in elements: aligned; each tensor off its vector alignment in turn; all of them; codes 8-byte but not
   // 16-byte aligned
-  const Offsets offsets[] = {{0, 0, 0, 0, 0}, {1, 0, 0, 0, 0}, {0, 1, 0, 0, 0}, {0, 0, 1, 0, 0},
-                             {0, 0, 0, 1, 0}, {0, 0, 0, 0, 1}, {3, 2, 5, 7, 9}, {0, 0, 0, 0, 8}};
+  const Offsets offsets[] = {{0, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 0, 0}, {0, 1, 0, 0, 0, 0}, {0, 0, 1, 0, 0, 0},
+                             {0, 0, 0, 1, 0, 0}, {0, 0, 0, 0, 1, 0}, {3, 2, 5, 7, 9, 1}, {0, 0, 0, 0, 8, 0},
+                             {0, 0, 0, 0, 0, 3}};
   const Row rows[] = {{false, 0.5, false}, {false, 0.5, true}, {true, 0.3, false}, {true, 0.5, true}, {true, 1.0, false}};
+  const Outer outers[] = {{false, false}, {true, false}, {true, true}};
   for (int64_t n : sizes) {
     for (Offsets o : offsets) {
-      for (const Row& row : rows) run_case<F>(n, o, row, rng);
+      for (const Row& row : rows) {
+        for (const Outer& outer : outers) run_case<F>(n, o, row, outer, rng);
+      }
     }
   }
 }
@@ -216,10 +278,11 @@ void run_many_entries(std::mt19937& rng) {
   f32.reserve(kEach), f16.reserve(kEach), bf16.reserve(kEach);
   tracked.clear();
   for (int i = 0; i < kEach; ++i) {
-    const Offsets o{i % 3, i % 5, i % 2, i % 7, i % 9};
-    f32.emplace_back(sizes[i % 8], o, rng);
-    f16.emplace_back(sizes[i % 8], o, rng);
-    bf16.emplace_back(sizes[i % 8], o, rng);
+    const Offsets o{i % 3, i % 5, i % 2, i % 7, i % 9, i % 4};
+    const Outer outer{i % 2 == 1, true};  // entries with and without a momentum in one launch
+    f32.emplace_back(sizes[i % 8], o, rng, outer);
+    f16.emplace_back(sizes[i % 8], o, rng, outer);
+    bf16.emplace_back(sizes[i % 8], o, rng, outer);
   }
   std::vector<double> hyper = hyper_row({false, 0.5, false});
   const std::vector<double> syncing = hyper_row({true, 0.7, false});
@@ -236,7 +299,7 @@ void run_many_entries(std::mt19937& rng) {
   for (int i = 0; i < kEach; ++i) add(f32[i]), add(f16[i]), add(bf16[i]);  // the order of a mixed call
   track(rows.data(), static_cast<int64_t>(rows.size()), sizeof(int64_t));
   if (entries.size() <= size_t(kDeltaLaunchEntries)) fail("the many-entry call fits one launch table");
-  run_on_host(entries, hyper.data(), rows.data(), 5);
+  run_on_host(entries, hyper.data(), rows.data(), 5, {kMu, true});
   size_t position = 0;
   const auto check = [&](auto& c, const std::string& what) {
     const int64_t row = rows[position++];

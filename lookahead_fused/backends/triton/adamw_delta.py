@@ -16,10 +16,11 @@ import triton
 import triton.language as tl
 
 from ... import int8_blocks
+from ...device_scalars import device_scalar
 from .adamw import ALPHA_COLUMN, DERIVED_COLUMNS, SYNC_COLUMN, AdamWPlan, adamw_param, derived_table
 from .compact import ROUNDING_SHIFT
 from .elementwise import ALPHA_ON_DEVICE, TL_DTYPES, round_to, two_sided_lerp
-from .int8_momentum import COMPILE_OPTIONS, encode_rows
+from .int8_momentum import COMPILE_OPTIONS, encode_rows, momentum_rows
 from .plans import CHUNK_BITS, Table, cached_plan, chunk_of, max_programs, run_plan
 
 _GPU_CONFIG = (2048, 4)  # (BLOCK, num_warps); BLOCK a multiple of int8_blocks.BLOCK
@@ -27,15 +28,22 @@ _SIDE_FROM_ROW = tl.constexpr(ALPHA_ON_DEVICE)  # the lerp's side from the row's
 
 
 @triton.jit
-def _delta_rows(param, grad, exp_avg, exp_avg_sq, codes, scales, offsets, rows, mask, row_mask, row, FAST,
-                CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr):  # fmt: skip
+def _delta_rows(param, grad, exp_avg, exp_avg_sq, codes, scales, momentum_codes, momentum_scales, offsets, rows, mask,
+                row_mask, row, mu, FAST, MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr, CODE_LIMIT: tl.constexpr,
+                FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr):  # fmt: skip
     p = tl.load(param + offsets, mask=mask).to(tl.float32)
     q = tl.load(codes + offsets, mask=mask)
     old_scale = tl.load(scales + rows, mask=row_mask)
     slow = p + q.to(tl.float32) * old_scale[:, None]
     kept = adamw_param(param, grad, exp_avg, exp_avg_sq, offsets, mask, row, FAST, tl.float32).to(tl.float32)
     if tl.load(row + SYNC_COLUMN) != 0.0:
-        slow = two_sided_lerp(slow, kept, tl.load(row + ALPHA_COLUMN).to(tl.float32), _SIDE_FROM_ROW)
+        w = tl.load(row + ALPHA_COLUMN).to(tl.float32)
+        if MOMENTUM:  # see [NOTE: int8-delta outer momentum] in csrc/adamw.h
+            target = momentum_rows(kept, slow, momentum_codes, momentum_scales, offsets, rows, mask, row_mask, mu,
+                                   NESTEROV, CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)  # fmt: skip
+            slow = two_sided_lerp(slow, target, w, _SIDE_FROM_ROW)
+        else:
+            slow = two_sided_lerp(slow, kept, w, _SIDE_FROM_ROW)
         kept = round_to(slow, FAST).to(tl.float32)
     new_codes, new_scale = encode_rows(slow - kept, mask, CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)
     tl.store(param + offsets, round_to(kept, FAST), mask=mask)
@@ -46,13 +54,16 @@ def _delta_rows(param, grad, exp_avg, exp_avg_sq, codes, scales, offsets, rows, 
 @triton.jit
 def adamw_delta_kernel(
     param_addresses, grad_addresses, exp_avg_addresses, exp_avg_sq_addresses, codes_addresses, scales_addresses,
-    numels, row_of, chunks, num_chunks, derived,
+    momentum_codes_addresses, momentum_scales_addresses, numels, row_of, chunks, num_chunks, derived, mu_ptr,
     FAST: tl.constexpr, ALIGNED: tl.constexpr, BLOCK: tl.constexpr, QBLOCK: tl.constexpr, CHUNK_BITS: tl.constexpr,
-    COLUMNS: tl.constexpr, CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr,
+    COLUMNS: tl.constexpr, MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr, CODE_LIMIT: tl.constexpr,
+    FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr,
 ):  # fmt: skip
     """AdamW's table walk over chunks of BLOCK = ROWS * QBLOCK elements
-    (see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py)."""
+    (see [NOTE: Triton grid] in lookahead_fused/backends/triton/sync.py). Without MOMENTUM the momentum
+    addresses are not read."""
     ROWS: tl.constexpr = BLOCK // QBLOCK
+    mu = tl.load(mu_ptr)
     for c in range(tl.program_id(0), num_chunks, tl.num_programs(0)):
         entry, start, _ = chunk_of(chunks, c, CHUNK_BITS, BLOCK)
         row = derived + tl.load(row_of + entry) * COLUMNS
@@ -64,6 +75,8 @@ def adamw_delta_kernel(
         exp_avg_sq = tl.load(exp_avg_sq_addresses + entry).to(tl.pointer_type(FAST))
         codes = tl.load(codes_addresses + entry).to(tl.pointer_type(tl.int8))
         scales = tl.load(scales_addresses + entry).to(tl.pointer_type(tl.float32))
+        momentum_codes = tl.load(momentum_codes_addresses + entry).to(tl.pointer_type(tl.int8))
+        momentum_scales = tl.load(momentum_scales_addresses + entry).to(tl.pointer_type(tl.float32))
         if ALIGNED:  # See [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py
             param = tl.multiple_of(param, 16)
             grad = tl.multiple_of(grad, 16)
@@ -71,13 +84,16 @@ def adamw_delta_kernel(
             exp_avg_sq = tl.multiple_of(exp_avg_sq, 16)
             codes = tl.multiple_of(codes, 16)
             scales = tl.multiple_of(scales, 16)
+            momentum_codes = tl.multiple_of(momentum_codes, 16)
+            momentum_scales = tl.multiple_of(momentum_scales, 16)
         numel = tl.load(numels + entry)
         if start + BLOCK <= numel:
-            _delta_rows(param, grad, exp_avg, exp_avg_sq, codes, scales, offsets, rows, None, None, row, FAST,
-                        CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)  # fmt: skip
+            _delta_rows(param, grad, exp_avg, exp_avg_sq, codes, scales, momentum_codes, momentum_scales, offsets, rows,
+                        None, None, row, mu, FAST, MOMENTUM, NESTEROV, CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)  # fmt: skip
         else:
-            _delta_rows(param, grad, exp_avg, exp_avg_sq, codes, scales, offsets, rows, offsets < numel,
-                        rows < (numel + QBLOCK - 1) // QBLOCK, row, FAST, CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)  # fmt: skip
+            _delta_rows(param, grad, exp_avg, exp_avg_sq, codes, scales, momentum_codes, momentum_scales, offsets, rows,
+                        offsets < numel, rows < (numel + QBLOCK - 1) // QBLOCK, row, mu, FAST, MOMENTUM, NESTEROV,
+                        CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)  # fmt: skip
 
 
 class _DeltaGroup(Table):
@@ -93,20 +109,25 @@ _delta_plans: OrderedDict = OrderedDict()
 _build_plan = functools.partial(AdamWPlan, group=_DeltaGroup, gpu_config=_GPU_CONFIG)
 
 
-def adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, hyper, rows) -> None:
+def adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales, hyper, rows,
+                      mu: float, nesterov: bool) -> None:  # fmt: skip
     lists = [list(params), list(grads), list(exp_avgs), list(exp_avg_sqs), list(delta), list(scales)]
+    lists += [list(momentum), list(momentum_scales)] if momentum else []
     if not lists[0]:
         return
     device = lists[0][0].device
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         derived = derived_table(hyper)
+        mu_tensor = device_scalar(float(mu), torch.float32, device)
 
         def launch(group, block, warps):
+            addresses = group.addresses + (group.addresses[4:6] if not momentum else [])  # not read without momentum
             adamw_delta_kernel[(min(group.num_chunks, max_programs(device)),)](
-                *group.addresses, group.numels, rows[group.extra], group.chunks, group.num_chunks, derived,
+                *addresses, group.numels, rows[group.extra], group.chunks, group.num_chunks, derived, mu_tensor,
                 FAST=TL_DTYPES[group.fast_dtype], ALIGNED=group.aligned, BLOCK=block, QBLOCK=int8_blocks.BLOCK,
-                CHUNK_BITS=CHUNK_BITS, COLUMNS=DERIVED_COLUMNS, CODE_LIMIT=int8_blocks.CODE_LIMIT,
-                FLUSH_BELOW=int8_blocks.FLUSH_BELOW, ROUNDING_SHIFT=ROUNDING_SHIFT, num_warps=warps, **COMPILE_OPTIONS,
+                CHUNK_BITS=CHUNK_BITS, COLUMNS=DERIVED_COLUMNS, MOMENTUM=bool(momentum), NESTEROV=bool(nesterov),
+                CODE_LIMIT=int8_blocks.CODE_LIMIT, FLUSH_BELOW=int8_blocks.FLUSH_BELOW, ROUNDING_SHIFT=ROUNDING_SHIFT,
+                num_warps=warps, **COMPILE_OPTIONS,
             )  # fmt: skip
 
         run_plan(cached_plan(_delta_plans, lists, _build_plan, "lookahead_adamw_delta_step_"), device, launch)

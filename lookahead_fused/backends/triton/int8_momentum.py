@@ -52,23 +52,34 @@ def encode_rows(x, mask, CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr, RO
 
 
 @triton.jit
-def _int8_momentum_rows(fast, slow, codes, scales, offsets, rows, mask, row_mask, w, mu, FAST, LERP_SIDE, NESTEROV,
-                        CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr):  # fmt: skip
-    f = tl.load(fast + offsets, mask=mask).to(tl.float32)
-    s = tl.load(slow + offsets, mask=mask)
+def momentum_rows(f, s, codes, scales, offsets, rows, mask, row_mask, mu, NESTEROV: tl.constexpr,
+                  CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr):  # fmt: skip
+    """The int8 momentum sync's new momentum of a [ROWS, QBLOCK] tile, from its fast and slow values and
+    its stored codes and scales, encoded and stored; returns the target the slow weights move toward
+    (see [NOTE: int8 momentum sync] in csrc/element_math.h)."""
     q = tl.load(codes + offsets, mask=mask)
     old_scale = tl.load(scales + rows, mask=row_mask)
     m_old = q.to(tl.float32) * old_scale[:, None]
     m = mu * m_old + (f - s)
     new_codes, new_scale = encode_rows(m, mask, CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)
+    tl.store(codes + offsets, new_codes, mask=mask)
+    tl.store(scales + rows, new_scale, mask=row_mask)
     if NESTEROV:
         target = f + mu * (new_codes.to(tl.float32) * new_scale[:, None])
     else:
         target = f + mu * m_old
+    return target
+
+
+@triton.jit
+def _int8_momentum_rows(fast, slow, codes, scales, offsets, rows, mask, row_mask, w, mu, FAST, LERP_SIDE, NESTEROV,
+                        CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr, ROUNDING_SHIFT: tl.constexpr):  # fmt: skip
+    f = tl.load(fast + offsets, mask=mask).to(tl.float32)
+    s = tl.load(slow + offsets, mask=mask)
+    target = momentum_rows(f, s, codes, scales, offsets, rows, mask, row_mask, mu, NESTEROV, CODE_LIMIT, FLUSH_BELOW,
+                           ROUNDING_SHIFT)  # fmt: skip
     r = two_sided_lerp(s, target, w, LERP_SIDE)
     tl.store(slow + offsets, r, mask=mask)
-    tl.store(codes + offsets, new_codes, mask=mask)
-    tl.store(scales + rows, new_scale, mask=row_mask)
     tl.store(fast + offsets, round_to(r, FAST), mask=mask)
 
 

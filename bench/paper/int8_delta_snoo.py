@@ -1,0 +1,68 @@
+"""SNOO at about 2 bytes a weight: does LookaheadAdamW with its slow weights as int8-delta offsets and
+its outer momentum as int8 blocks, both synced in AdamW's own pass (docs/design.md, "int8-delta"),
+cost quality against SNOO's exact state? LookaheadAdamW with outer momentum mu 0.9, Nesterov, its
+state kept three ways:
+
+    exact       float32 slow weights and outer momentum (8 bytes)
+    int8        slow_dtype="int8-delta", momentum_dtype="int8", the package's kernels (2.03 bytes)
+    bf16        the naive alternative: momentum_dtype=torch.bfloat16 and, after each sync, the slow
+                weights (and the params) rounded to bfloat16, as a peer that keeps bfloat16 copies (4 bytes)
+
+robustness.py's split and 64-64-10 MLP (float32 params), AdamW lr 1e-3 and 1e-2 with weight decay
+0.01, k=5, alpha=0.5, 30 epochs, five seeds each; the validation loss of the slow weights after every
+epoch.
+
+    python bench/paper/int8_delta_snoo.py     # table + bench/paper/results/int8_delta_snoo.png
+"""
+
+from __future__ import annotations
+
+import torch
+from compact_slow_weights import ALPHA, K, round_slow_weights_to_bfloat16
+from results_io import plot_seed_curves, run_seed_study
+from robustness import digits_split, train
+
+from lookahead_fused import LookaheadAdamW, int8_blocks
+
+MU = 0.9
+WEIGHT_DECAY = 0.01
+SETTINGS = {  # label: LookaheadAdamW's options for the slow state
+    "exact": {},
+    "int8": {"slow_dtype": int8_blocks.DELTA_SLOW_DTYPE, "momentum_dtype": int8_blocks.MOMENTUM_DTYPE},
+    "bf16": {"momentum_dtype": torch.bfloat16},
+}
+
+
+def snoo_adamw(setting: str, lr: float):
+    """The optimizer of `setting` for robustness.train / char_lm.train: a LookaheadAdamW with SNOO's outer momentum."""
+    return lambda params: LookaheadAdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, k=K, alpha=ALPHA, outer_momentum=MU,
+                                         nesterov=True, **SETTINGS[setting])  # fmt: skip
+
+
+def after_step_for(setting: str):
+    return round_slow_weights_to_bfloat16 if setting == "bf16" else None
+
+
+def study(lrs=(1e-3, 1e-2), seeds=range(5), epochs=30) -> dict:
+    data = digits_split()
+    out = {"lrs": list(lrs), "seeds": list(seeds), "epochs": epochs, "k": K, "alpha": ALPHA, "outer_momentum": MU,
+           "nesterov": True, "runs": {}}  # fmt: skip
+    for lr in lrs:
+        for setting in SETTINGS:
+            out["runs"][f"{setting} @ lr {lr}"] = [
+                train(snoo_adamw(setting, lr), False, epochs, data, seed, after_step=after_step_for(setting))
+                for seed in seeds
+            ]
+    return out
+
+
+def plot(data: dict, path) -> None:
+    plot_seed_curves(data, path, list(SETTINGS), "LookaheadAdamW + SNOO")
+
+
+def main(argv=None):
+    run_seed_study("int8_delta_snoo", __doc__, study, plot, argv)
+
+
+if __name__ == "__main__":
+    main()
