@@ -498,16 +498,22 @@ void check_int8_codes_beside(const char* op, at::TensorList params, at::TensorLi
   }
 }
 
-// Each param in float32, float16 or bfloat16, beside it its int8 offset codes and block scales
-// (see [NOTE: int8-delta] in csrc/adamw.h), and its outer momentum's, `momentum` and `momentum_scales`,
-// when these are not empty; `names` as kInt8DeltaSyncListNames. The params themselves checked by the
-// caller.
-void check_int8_delta_entries(const char* op, at::TensorList params, at::TensorList delta, at::TensorList scales,
+// As many offsets and scales as params, and as many outer momentum codes (or none) and their scales;
+// `names` as kInt8DeltaSyncListNames. Checked before anything else of the entries, as contract.py does.
+void check_int8_delta_lengths(const char* op, at::TensorList params, at::TensorList delta, at::TensorList scales,
                               at::TensorList momentum, at::TensorList momentum_scales, const char* const* names) {
   check_lengths(op, params, delta, names[1], names[0]);
   check_lengths(op, params, scales, names[2], names[0]);
   if (!momentum.empty()) check_lengths(op, params, momentum, names[3], names[0]);
   check_lengths(op, momentum, momentum_scales, names[4], names[3]);
+}
+
+// Each param in float32, float16 or bfloat16, beside it its int8 offset codes and block scales
+// (see [NOTE: int8-delta] in csrc/adamw.h), and its outer momentum's, `momentum` and `momentum_scales`,
+// when these are not empty; `names` as kInt8DeltaSyncListNames. The lengths and the params themselves
+// checked by the caller.
+void check_int8_delta_entries(const char* op, at::TensorList params, at::TensorList delta, at::TensorList scales,
+                              at::TensorList momentum, at::TensorList momentum_scales, const char* const* names) {
   for (size_t i = 0; i < params.size(); ++i) {
     const at::ScalarType dtype = params[i].scalar_type();
     LOOKAHEAD_CHECK_VALUE(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16,
@@ -526,6 +532,7 @@ void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::
   const char* const* names = kAdamWDeltaListNames;
   at::TensorList params = lists[0];
   for (size_t l = 1; l < 4; ++l) check_lengths(op, params, lists[l], names[l], "param");
+  check_int8_delta_lengths(op, params, lists[4], lists[5], lists[6], lists[7], kInt8DeltaSyncListNames);
   check_adamw_moments(op, lists, names);
   check_int8_delta_entries(op, params, lists[4], lists[5], lists[6], lists[7], kInt8DeltaSyncListNames);
   check_adamw_hyper(params, hyper, rows, /*syncs=*/true, op);
@@ -535,6 +542,7 @@ void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::
 void check_int8_delta_lists(at::TensorList params, at::TensorList delta, at::TensorList scales, at::TensorList momentum,
                             at::TensorList momentum_scales) {
   const char* op = kInt8DeltaSyncOp;
+  check_int8_delta_lengths(op, params, delta, scales, momentum, momentum_scales, kInt8DeltaSyncListNames);
   for (size_t i = 0; i < params.size(); ++i) {
     prefetch_ahead(params, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
     check_tensor(params[i], Where{op, i, "param"});

@@ -362,8 +362,11 @@ def lookahead_adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, sca
     delta and momentum int8 of each param's shape and strides; their scales float32 of
     ceil(numel / 256). One device per call. Raises before writing."""
     backends.check_backend_name(backend)
-    lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum or [], momentum_scales or [])
+    outer = [[] if tensors is None else tensors for tensors in (momentum, momentum_scales)]
+    lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales, *outer)
     contract.check_list_types(contract.ADAMW_DELTA_LIST_NAMES, lists, op=contract.ADAMW_DELTA_OP)
+    if outer[0] or outer[1]:
+        mu = contract.check_mu(mu, where=f"{contract.ADAMW_DELTA_OP}: outer momentum mu")
     lists = int8_local_shards(*lists, op=contract.ADAMW_DELTA_OP, scales_at=(5, 7))
     if _run_native("adamw_delta_step_", *lists, hyper, rows, float(mu), bool(nesterov), backend=backend):
         return

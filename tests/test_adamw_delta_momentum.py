@@ -1,8 +1,9 @@
 """lookahead_adamw_delta_step_ with an int8 outer momentum beside the int8-delta offsets
 (see [NOTE: int8-delta outer momentum] in csrc/adamw.h), on every backend: a sync row against the float64
-momentum sync of the stored values, within the encodings' bounds; every backend's bits the reference's;
-off a sync row the momentum untouched; mu = 0 the plain int8-delta sync bit for bit; bad momentum lists
-refused before anything is written."""
+momentum sync of the stored values, within the encodings' bounds; bit for bit the reference's int8
+momentum sync of the backend's own new param and the decoded slow weight; off a sync row the momentum
+untouched; mu = 0 the plain int8-delta sync bit for bit; bad momentum lists refused before anything is
+written, with the same words on every backend."""
 
 import pytest
 import torch
@@ -100,6 +101,36 @@ def test_with_lr_zero_a_sync_row_is_the_int8_momentum_sync_of_the_decoded_slow_w
         )
 
 
+@pytest.mark.parametrize("dtype", PARAM_DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_a_sync_row_is_the_int8_momentum_sync_of_its_own_new_param(backend, dtype, nesterov):
+    """The same call off a sync row leaves each param as AdamW's step rounded to its dtype, p'; on a sync
+    row the backend gives, bit for bit, the reference's int8 momentum sync of (p', the slow weight decoded
+    in float32), then the encoding of the new offset. On the CPU only: there every backend evaluates
+    AdamW's part with the same roundings in both calls (a GPU may contract it differently in the two
+    paths of its kernel; the lr = 0 test above covers those)."""
+    device = "cpu"
+    lists = all_lists(dtype, device, seed=11)
+    before = cpu_copies(lists)
+    off_sync = [[t.clone() for t in tensors] for tensors in lists[:6]]
+    ops.lookahead_adamw_delta_step_(*off_sync, hyper_of(device, sync=0.0),
+                                    torch.zeros(len(SIZES), dtype=torch.int64, device=device), backend=backend)  # fmt: skip
+    run(lists, device, backend, nesterov=nesterov, sync=1.0, alpha=0.7)
+    params, _, _, _, codes, scales, momentum, momentum_scales = cpu_copies(lists)
+    fast = [p.clone() for p in cpu_copies(off_sync)[0]]
+    slow = [slow_of(p, q, sc) for p, q, sc in zip(before[0], before[4], before[5])]
+    reference.int8_momentum_sync_(fast, slow, before[6], before[7], 0.7, 0.9, nesterov)
+    for i in range(len(SIZES)):
+        assert torch.equal(momentum[i], before[6][i]) and torch.equal(momentum_scales[i], before[7][i]), (
+            f"param {i}: the momentum is not the int8 momentum sync's"
+        )
+        assert torch.equal(params[i], fast[i]), f"param {i}: not the int8 momentum sync's"
+        expected_codes, expected_scales = int8_blocks.encode(slow[i] - params[i].float())
+        assert torch.equal(codes[i], expected_codes) and torch.equal(scales[i], expected_scales), (
+            f"param {i}: the offset is not the encoding of the new slow weight's"
+        )
+
+
 def test_off_a_sync_row_the_momentum_is_untouched_and_the_rest_as_without_it(device_backend):
     device, backend = device_backend
     lists = all_lists(torch.bfloat16, device, seed=7)
@@ -139,10 +170,18 @@ def test_bad_momentum_lists_are_refused_before_writing(backend):
         ([*lists[:7], momentum_scales[:-1]], {}, "momentum has 6 tensors but momentum_scales has 5"),
         ([*lists[:6], momentum[:-1], momentum_scales[:-1]], {}, "param has 6 tensors but momentum has 5"),
         (lists, {"mu": 1.0}, "outer momentum mu must be a finite number in"),
+        # two defects: the lengths are checked first, as in C++
+        (replaced([*lists[:7], momentum_scales[:-1]], 2, 0, lists[2][0].half()), {},
+         "momentum has 6 tensors but momentum_scales has 5"),
+        (replaced([*lists[:6], momentum[:-1], momentum_scales[:-1]], 1, 0, lists[1][0].half()), {},
+         "param has 6 tensors but momentum has 5"),
     ]
     for bad, options, message in cases:
         with pytest.raises(ValueError, match=message):
             run(bad, "cpu", backend, sync=1.0, **options)
+    for mu in (True, torch.tensor(0.5), None):  # not a real number: refused alike on every backend
+        with pytest.raises(TypeError, match="outer momentum mu must be a real number in"):
+            run(lists, "cpu", backend, sync=1.0, mu=mu)
     for tensors, kept in zip(lists, held):
         for t, k in zip(tensors, kept):
             assert torch.equal(t, k), "a refused call wrote"

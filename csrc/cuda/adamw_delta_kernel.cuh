@@ -13,8 +13,8 @@
 namespace lookahead_fused {
 
 // A launch's entries travel in its kernel parameter, as the int8 momentum sync's
-// (see [NOTE: int8 launch table] in csrc/cuda/int8_momentum_kernel.cuh); six tensors an entry leave room
-// for kDeltaLaunchEntries of them.
+// (see [NOTE: int8 launch table] in csrc/cuda/int8_momentum_kernel.cuh); eight tensors an entry leave
+// room for kDeltaLaunchEntries of them.
 constexpr int kDeltaLaunchEntries = 32;
 constexpr int kDeltaTensors = 4;  // param, grad, exp_avg, exp_avg_sq: the param's dtype
 
@@ -91,6 +91,7 @@ struct DeltaLane {
   int count;       // the lane's elements, 0 to kInt8LaneElems
   uint8_t vector;  // the entry's kDeltaVector bits, for a lane of kInt8LaneElems elements (else 0)
   float param[kInt8LaneElems], m[kInt8LaneElems], v[kInt8LaneElems], delta[kInt8LaneElems];
+  float old_momentum_scale;  // with an int8 outer momentum: its block's scale as begin_momentum() read it
 
   // The lane's place in the block, and its param, grad, moments and offset codes loaded.
   LOOKAHEAD_KERNEL_FN void load(F* const* block, int8_t* codes_block, int64_t block_elems, uint8_t aligned, int lane,
@@ -129,13 +130,15 @@ struct DeltaLane {
   // On a sync step with an int8 outer momentum (see [NOTE: int8-delta outer momentum] in csrc/adamw.h):
   // begin_momentum() loads as begin() does, takes AdamW's step and returns the new momenta's largest
   // magnitude_bits (the new params before the sync in `param`, the slow weights in `delta`);
-  // sync_momentum() takes the block's, encodes and stores the momentum, syncs and returns the new
-  // offsets' largest; finish() then as after begin().
+  // sync_momentum() takes the block's, encodes the momentum and stores its codes, syncs and returns the
+  // new offsets' largest (lane 0 stores the momentum's scale after the warp has met again); finish()
+  // then as after begin().
   LOOKAHEAD_KERNEL_FN uint32_t begin_momentum(F* const* block, int8_t* codes_block, const float* scale,
                                               int8_t* momentum_block, const float* momentum_scale, int64_t block_elems,
                                               uint8_t aligned, int lane, const DeltaRow& row, float mu,
                                               float* momentum, int8_t* momentum_code) {
-    const float old_scale = Mem::load(scale), old_momentum_scale = Mem::load(momentum_scale);
+    const float old_scale = Mem::load(scale);
+    old_momentum_scale = Mem::load(momentum_scale);
     float grad[kInt8LaneElems];
     int8_t code[kInt8LaneElems];
     load(block, codes_block, block_elems, aligned, lane, grad, code);
@@ -154,11 +157,9 @@ struct DeltaLane {
   }
 
   template <class Math>
-  LOOKAHEAD_KERNEL_FN uint32_t sync_momentum(uint32_t momentum_largest, int8_t* momentum_block, float* momentum_scale,
-                                             int lane, const Math& math, const float* momentum,
-                                             int8_t* momentum_code) {
+  LOOKAHEAD_KERNEL_FN uint32_t sync_momentum(uint32_t momentum_largest, int8_t* momentum_block, int lane,
+                                             const Math& math, const float* momentum, int8_t* momentum_code) {
     const Int8BlockScale block = int8_block_scale(momentum_largest);
-    const float old_momentum_scale = Mem::load(momentum_scale);  // lane 0 writes it below, after every lane's read
     const auto round = [](float x) { return widen(narrow<F>(x)); };
     uint32_t largest = 0;
 #pragma unroll
@@ -215,8 +216,8 @@ LOOKAHEAD_KERNEL_FN void delta_block(const DeltaLaunchTable& table, int e, int64
     const uint32_t momentum_largest = warp.max(largest);
     const Int8MomentumSyncMath<bool, bool> math{row.lerp, args.mu, args.nesterov};
     for (int l = 0; l < Warp::kLanes; ++l) {
-      largest[l] = lanes[l].sync_momentum(momentum_largest, momentum_codes, momentum_scale, warp.lane(l), math,
-                                          momentum[l], momentum_code[l]);
+      largest[l] = lanes[l].sync_momentum(momentum_largest, momentum_codes, warp.lane(l), math, momentum[l],
+                                          momentum_code[l]);
     }
     const uint32_t delta_largest = warp.max(largest);
     if (warp.lane(0) == 0) Mem::store(momentum_scale, int8_block_scale(momentum_largest).scale);

@@ -97,8 +97,9 @@ def adamw_delta_kernel(
 
 
 class _DeltaGroup(Table):
-    """The tables of one launch (lists: params, grads, exp_avgs, exp_avg_sqs, codes, scales) and each
-    entry's position in the call, by which it finds its row of the hyper table."""
+    """The tables of one launch (lists: params, grads, exp_avgs, exp_avg_sqs, codes, scales[, the outer
+    momentum's codes and scales]) and each entry's position in the call, by which it finds its row of the
+    hyper table."""
 
     def __init__(self, lists, entries, block, device):
         assert block % int8_blocks.BLOCK == 0, "a chunk holds whole int8 blocks"
