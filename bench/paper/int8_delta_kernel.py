@@ -38,13 +38,16 @@ def after_step_for(setting: str):
     return round_slow_weights_to_bfloat16 if setting == "bf16" else None
 
 
-def study(lrs=(1e-3, 1e-2), seeds=range(5), epochs=30) -> dict:
+def study(lrs=(1e-3, 1e-2), seeds=range(5), epochs=30, settings=SETTINGS, optimizer_of=lookahead_adamw,
+          **about) -> dict:  # fmt: skip
+    """Each of `settings` trained with optimizer_of(setting, lr) at each lr and seed; `about`: more
+    entries of the record (the options every setting shares)."""
     data = digits_split()
-    out = {"lrs": list(lrs), "seeds": list(seeds), "epochs": epochs, "k": K, "alpha": ALPHA, "runs": {}}
+    out = {"lrs": list(lrs), "seeds": list(seeds), "epochs": epochs, "k": K, "alpha": ALPHA, **about, "runs": {}}
     for lr in lrs:
-        for setting in SETTINGS:
+        for setting in settings:
             out["runs"][f"{setting} @ lr {lr}"] = [
-                train(lookahead_adamw(setting, lr), False, epochs, data, seed, after_step=after_step_for(setting))
+                train(optimizer_of(setting, lr), False, epochs, data, seed, after_step=after_step_for(setting))
                 for seed in seeds
             ]
     return out

@@ -16,14 +16,16 @@ from results_io import plot_seed_curves, run_lm_seed_study
 EVERY = 50
 
 
-def study(lrs, seeds, steps: int) -> dict:
+def study(lrs, seeds, steps: int, settings=SETTINGS, optimizer_of=lookahead_adamw, **about) -> dict:
+    """Each of `settings` trained with optimizer_of(setting, lr) at each lr and seed; `about`: more
+    entries of the record (the options every setting shares)."""
     data, source = study_data()
-    out = {"lrs": list(lrs), "seeds": list(seeds), "steps": steps, "every": EVERY, "k": K, "alpha": ALPHA,
+    out = {"lrs": list(lrs), "seeds": list(seeds), "steps": steps, "every": EVERY, "k": K, "alpha": ALPHA, **about,
            "corpus": source, "runs": {}}  # fmt: skip
     for lr in lrs:
-        for setting in SETTINGS:
+        for setting in settings:
             out["runs"][f"{setting} @ lr {lr}"] = [
-                train(lookahead_adamw(setting, lr), steps, EVERY, data, seed, after_step_for(setting)) for seed in seeds
+                train(optimizer_of(setting, lr), steps, EVERY, data, seed, after_step_for(setting)) for seed in seeds
             ]
             print(f"done: {setting} @ lr {lr}", flush=True)
     return out

@@ -10,50 +10,39 @@ state kept three ways:
 
 robustness.py's split and 64-64-10 MLP (float32 params), AdamW lr 1e-3 and 1e-2 with weight decay
 0.01, k=5, alpha=0.5, 30 epochs, five seeds each; the validation loss of the slow weights after every
-epoch.
+epoch (int8_delta_kernel.py's study with these settings).
 
     python bench/paper/int8_delta_snoo.py     # table + bench/paper/results/int8_delta_snoo.png
 """
 
 from __future__ import annotations
 
+import functools
+
+import int8_delta_kernel
 import torch
-from compact_slow_weights import ALPHA, K, round_slow_weights_to_bfloat16
+from compact_slow_weights import ALPHA, K
 from results_io import plot_seed_curves, run_seed_study
-from robustness import digits_split, train
 
 from lookahead_fused import LookaheadAdamW, int8_blocks
 
 MU = 0.9
-WEIGHT_DECAY = 0.01
 SETTINGS = {  # label: LookaheadAdamW's options for the slow state
     "exact": {},
     "int8": {"slow_dtype": int8_blocks.DELTA_SLOW_DTYPE, "momentum_dtype": int8_blocks.MOMENTUM_DTYPE},
-    "bf16": {"momentum_dtype": torch.bfloat16},
+    "bf16": {"momentum_dtype": torch.bfloat16},  # and int8_delta_kernel.after_step_for's rounding
 }
 
 
 def snoo_adamw(setting: str, lr: float):
     """The optimizer of `setting` for robustness.train / char_lm.train: a LookaheadAdamW with SNOO's outer momentum."""
-    return lambda params: LookaheadAdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, k=K, alpha=ALPHA, outer_momentum=MU,
-                                         nesterov=True, **SETTINGS[setting])  # fmt: skip
+    return lambda params: LookaheadAdamW(params, lr=lr, weight_decay=int8_delta_kernel.WEIGHT_DECAY, k=K, alpha=ALPHA,
+                                         outer_momentum=MU, nesterov=True, **SETTINGS[setting])  # fmt: skip
 
 
-def after_step_for(setting: str):
-    return round_slow_weights_to_bfloat16 if setting == "bf16" else None
-
-
-def study(lrs=(1e-3, 1e-2), seeds=range(5), epochs=30) -> dict:
-    data = digits_split()
-    out = {"lrs": list(lrs), "seeds": list(seeds), "epochs": epochs, "k": K, "alpha": ALPHA, "outer_momentum": MU,
-           "nesterov": True, "runs": {}}  # fmt: skip
-    for lr in lrs:
-        for setting in SETTINGS:
-            out["runs"][f"{setting} @ lr {lr}"] = [
-                train(snoo_adamw(setting, lr), False, epochs, data, seed, after_step=after_step_for(setting))
-                for seed in seeds
-            ]
-    return out
+# the options every setting shares, as the record keeps them
+SNOO = {"settings": list(SETTINGS), "optimizer_of": snoo_adamw, "outer_momentum": MU, "nesterov": True}
+study = functools.partial(int8_delta_kernel.study, **SNOO)
 
 
 def plot(data: dict, path) -> None:

@@ -2,31 +2,21 @@
 (float32 params) trained with LookaheadAdamW and SNOO's outer momentum (lr 3e-3, weight decay 0.01,
 k=5, alpha=0.5, mu 0.9, Nesterov, 1500 steps), its state kept the three ways of int8_delta_snoo.py
 (exact, int8-delta beside an int8 momentum, the naive bfloat16 copies), five seeds each (initial
-weights and batches); the validation loss of the slow weights every EVERY steps.
+weights and batches); the validation loss of the slow weights every EVERY steps (int8_delta_kernel_lm.py's
+study with these settings).
 
     python bench/paper/int8_delta_snoo_lm.py   # table + bench/paper/results/int8_delta_snoo_lm.png
 """
 
 from __future__ import annotations
 
-from char_lm import study_data, train
-from int8_delta_snoo import ALPHA, K, MU, SETTINGS, after_step_for, snoo_adamw
+import functools
+
+import int8_delta_kernel_lm
+from int8_delta_snoo import SETTINGS, SNOO
 from results_io import plot_seed_curves, run_lm_seed_study
 
-EVERY = 50
-
-
-def study(lrs, seeds, steps: int) -> dict:
-    data, source = study_data()
-    out = {"lrs": list(lrs), "seeds": list(seeds), "steps": steps, "every": EVERY, "k": K, "alpha": ALPHA,
-           "outer_momentum": MU, "nesterov": True, "corpus": source, "runs": {}}  # fmt: skip
-    for lr in lrs:
-        for setting in SETTINGS:
-            out["runs"][f"{setting} @ lr {lr}"] = [
-                train(snoo_adamw(setting, lr), steps, EVERY, data, seed, after_step_for(setting)) for seed in seeds
-            ]
-            print(f"done: {setting} @ lr {lr}", flush=True)
-    return out
+study = functools.partial(int8_delta_kernel_lm.study, **SNOO)
 
 
 def plot(data: dict, path) -> None:
