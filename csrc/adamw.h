@@ -128,8 +128,14 @@ LOOKAHEAD_MATH_FN float int8_delta_element(float p, float g, float& m, float& v,
 //     pass 2: t = p' + mu (nesterov ? q_m scale_m : m_old);  s = lerp(s, t, alpha);  p' = s rounded;  d = s - p'
 //     (q, scale) <- encode(d over the block);  p <- p'
 // which is the int8 momentum sync of (p', s) followed by the offset's encoding; off a sync step the
-// momentum is neither read nor written. Pass 1 of one element: returns the new momentum, `kept` the new
-// param before the sync and `slow` the slow weight decoded.
+// momentum is neither read nor written. mu and Nesterov are uniform over a call (DeltaMomentumArgs).
+struct DeltaMomentumArgs {
+  float mu;
+  bool nesterov;
+};
+
+// Pass 1 of one element: returns the new momentum, `kept` the new param before the sync and `slow` the
+// slow weight decoded.
 template <class Round>
 LOOKAHEAD_MATH_FN float int8_delta_momentum_of(float p, float g, float& m, float& v, int8_t code, float old_scale,
                                                int8_t momentum_code, float old_momentum_scale, float mu,

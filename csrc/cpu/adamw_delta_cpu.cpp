@@ -139,12 +139,6 @@ LOOKAHEAD_INLINE void delta_momentum_blocks(const DeltaEntry& entry, int64_t fir
   for_each_block<Param>(entry, first, last, block);
 }
 
-// The outer momentum's mu and Nesterov, uniform over a call.
-struct DeltaMomentumArgs {
-  float mu;
-  bool nesterov;
-};
-
 template <class Param>
 LOOKAHEAD_INLINE void delta_blocks_of_type(const DeltaEntry& entry, int64_t first, int64_t last,
                                            const DeltaMomentumArgs& args) {

@@ -66,12 +66,6 @@ inline DeltaLaunchTable delta_launch_table(const std::vector<DeltaCudaEntry>& en
   return table;
 }
 
-// The outer momentum's mu and Nesterov, uniform over a launch.
-struct DeltaMomentumArgs {
-  float mu;
-  bool nesterov;
-};
-
 // One block's constants, read where the kernel runs: its entry's row of the hyper table (resolved in
 // float, as the CPU kernel does) and the sync's lerp at the float32 alpha.
 struct DeltaRow {
@@ -130,9 +124,9 @@ struct DeltaLane {
   // On a sync step with an int8 outer momentum (see [NOTE: int8-delta outer momentum] in csrc/adamw.h):
   // begin_momentum() loads as begin() does, takes AdamW's step and returns the new momenta's largest
   // magnitude_bits (the new params before the sync in `param`, the slow weights in `delta`);
-  // sync_momentum() takes the block's, encodes the momentum and stores its codes, syncs and returns the
-  // new offsets' largest (lane 0 stores the momentum's scale after the warp has met again); finish()
-  // then as after begin().
+  // sync_momentum() takes the block's encoding of the momentum (from their largest over the warp),
+  // stores the codes, syncs and returns the new offsets' largest (lane 0 stores the momentum's scale
+  // after the warp has met again); finish() then as after begin().
   LOOKAHEAD_KERNEL_FN uint32_t begin_momentum(F* const* block, int8_t* codes_block, const float* scale,
                                               int8_t* momentum_block, const float* momentum_scale, int64_t block_elems,
                                               uint8_t aligned, int lane, const DeltaRow& row, float mu,
@@ -157,9 +151,8 @@ struct DeltaLane {
   }
 
   template <class Math>
-  LOOKAHEAD_KERNEL_FN uint32_t sync_momentum(uint32_t momentum_largest, int8_t* momentum_block, int lane,
+  LOOKAHEAD_KERNEL_FN uint32_t sync_momentum(const Int8BlockScale& block, int8_t* momentum_block, int lane,
                                              const Math& math, const float* momentum, int8_t* momentum_code) {
-    const Int8BlockScale block = int8_block_scale(momentum_largest);
     const auto round = [](float x) { return widen(narrow<F>(x)); };
     uint32_t largest = 0;
 #pragma unroll
@@ -213,14 +206,14 @@ LOOKAHEAD_KERNEL_FN void delta_block(const DeltaLaunchTable& table, int e, int64
       largest[l] = lanes[l].begin_momentum(tensors, codes, scale, momentum_codes, momentum_scale, elems,
                                            table.vector[e], warp.lane(l), row, args.mu, momentum[l], momentum_code[l]);
     }
-    const uint32_t momentum_largest = warp.max(largest);
+    const Int8BlockScale momentum_encoding = int8_block_scale(warp.max(largest));
     const Int8MomentumSyncMath<bool, bool> math{row.lerp, args.mu, args.nesterov};
     for (int l = 0; l < Warp::kLanes; ++l) {
-      largest[l] = lanes[l].sync_momentum(momentum_largest, momentum_codes, warp.lane(l), math, momentum[l],
+      largest[l] = lanes[l].sync_momentum(momentum_encoding, momentum_codes, warp.lane(l), math, momentum[l],
                                           momentum_code[l]);
     }
     const uint32_t delta_largest = warp.max(largest);
-    if (warp.lane(0) == 0) Mem::store(momentum_scale, int8_block_scale(momentum_largest).scale);
+    if (warp.lane(0) == 0) Mem::store(momentum_scale, momentum_encoding.scale);
     for (int l = 0; l < Warp::kLanes; ++l) lanes[l].finish(delta_largest, scale, warp.lane(l));
     return;
   }
