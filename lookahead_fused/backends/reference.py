@@ -140,9 +140,9 @@ def _store_delta_step(p, q, sc, kept, syncs: bool, alpha: float, outer=None) -> 
         slow, codes, new_scales = int8_momentum_values(kept, slow, momentum, momentum_scales, w, mu, nesterov)
         momentum.copy_(int8_blocks.from_memory_order(codes, momentum))
         momentum_scales.copy_(new_scales)
-        kept = slow.to(p.dtype).float()
     elif syncs:
         slow = two_sided_lerp(slow, kept, w)
+    if syncs:
         kept = slow.to(p.dtype).float()
     codes, new_scales = int8_blocks.encode(slow - kept)
     p.copy_(int8_blocks.from_memory_order(kept, q))
