@@ -223,7 +223,7 @@ class LookaheadAdamW(Lookahead):
         for launch in layout.strided.values():
             self._run_pass(launch, host_table, torch.tensor([rows[n] for n in launch.entries]), strided=True)
         layout.steps.add_(1)
-        self._step_count_tensor.add_(1)
+        self._advance_step_count()
         if syncs:  # the params that took no AdamW step (no grad), the pullback momenta, or the reset
             self._sync.run(launches, skip_weights=frozenset() if self.syncs_apart else set(layout.key))
 
@@ -237,7 +237,7 @@ class LookaheadAdamW(Lookahead):
         if layout.fused:
             ((device, launch),) = layout.fused.items()  # one device: capturable.py checks it, and no strided params
             self._run_pass(launch, *self._device_table(layout, device))
-        self._step_count_tensor.add_(1)
+        self._advance_step_count()
         if self._counter_on_host() and self.step_count % self.k:
             # the momenta's gated reset or sync would do nothing
             # (see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py)

@@ -24,6 +24,7 @@ built on either object drive the inner optimizer. `state` holds only Lookahead's
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import torch
 from torch.optim import Optimizer
@@ -39,6 +40,8 @@ from .slow_state import zero_outer_momentum
 from .step_wrapper import wrapped_step
 from .sync import Sync
 from .weight_swap import slow_weights_in
+
+_EXTENSION = f"{__package__}._C"  # read from sys.modules when loaded, never imported here
 
 
 class Lookahead(Optimizer):
@@ -180,7 +183,23 @@ class Lookahead(Optimizer):
     @property
     def step_count(self) -> int:
         """Inner steps taken so far (the global counter of Algorithm 1)."""
-        return int(self._step_count_tensor)
+        native = self._native_counter("host_count")
+        return int(self._step_count_tensor) if native is None else native(self._step_count_tensor)
+
+    def _advance_step_count(self) -> None:
+        """The counter += 1, in place (its version bumped, as by add_)."""
+        native = self._native_counter("advance_host_count")
+        if native is None:
+            self._step_count_tensor.add_(1)
+        else:
+            native(self._step_count_tensor)
+
+    def _native_counter(self, name: str):
+        """The extension's function `name` for a counter in host memory outside a compiled step when the
+        extension is loaded, else None: torch's ops then (see [NOTE: host step counter] in csrc/module.cpp)."""
+        if torch.compiler.is_compiling() or not self._counter_on_host():
+            return None
+        return getattr(sys.modules.get(_EXTENSION), name, None)
 
     def __repr__(self) -> str:
         return options.describe(self.defaults, self.optimizer)
@@ -262,13 +281,17 @@ class Lookahead(Optimizer):
         compiling = torch.compiler.is_compiling()
         if compiling and self._replicas is not None:
             raise RuntimeError("Lookahead with replicas: a compiled step() is not supported yet; compile the model, not the step")
+        advance = self._native_counter("advance_host_count")  # found first: the sync path enters no file again
         gated = self.defaults["capturable"] or (compiling and self._adaptive is None)
         every_step = gated and (compiling or not self._counter_on_host())
         syncs_now = every_step or self._sync.due(self.step_count + 1)
         if syncs_now:  # check the launches before the inner step changes anything
             launches = self._sync.launches(check=not compiling)
         loss = self.optimizer.step(closure)
-        self._step_count_tensor.add_(1)
+        if advance is None:  # as _advance_step_count, without a call into this file after the inner step
+            self._step_count_tensor.add_(1)
+        else:
+            advance(self._step_count_tensor)
         if gated and syncs_now:
             self._sync.run_gated(launches, self._step_count_tensor, compiling)
         elif syncs_now:
@@ -278,7 +301,7 @@ class Lookahead(Optimizer):
     def _counter_on_host(self) -> bool:
         """Whether the step counter is host memory
         (see [NOTE: a gate the host can read] in lookahead_fused/optimizer.py)."""
-        return self._step_count_tensor.device.type == "cpu"
+        return self._step_count_tensor.is_cpu
 
     @on_the_lookahead
     @torch.no_grad()

@@ -60,7 +60,8 @@ def same_objects(held: list[list], now: list[list]) -> bool:
 class Launch:
     """The tensors of one alpha on one device: `fused` lists run in one launch of `backend`, `strided`
     ones through the reference loop beside it (see [NOTE: strided params] in lookahead_fused/optimizer.py).
-    Each is (params, slow weights) or, with outer momentum, (params, slow weights, outer momenta).
+    Each is (params, slow weights) or, with outer momentum, (params, slow weights, outer momenta), as
+    tuples, which a native entry borrows as they are (see [NOTE: borrowed lists] in csrc/module.cpp).
     `backend` is None when the lists hold DTensors, which the ops unwrap to their local shards."""
 
     alpha: float | str
@@ -159,7 +160,8 @@ class Sync:
             # a compiled step runs the gated ops, which pick the backend themselves
             direct = not sharded and not torch.compiler.is_compiling()
             backend = backends.resolve(self.options["backend"], device.type) if direct else None
-            launches.append(Launch(alpha, *self.split_strided(*lists), backend, compact=compact, delta=delta))
+            fused, strided = (tuple(map(tuple, part)) for part in self.split_strided(*lists))
+            launches.append(Launch(alpha, fused, strided, backend, compact=compact, delta=delta))
         return launches
 
     def launches(self, check: bool = True) -> list[Launch]:
@@ -538,4 +540,4 @@ def _without(lists: tuple, skip) -> tuple:
 
 
 def _joined(a: tuple, b: tuple) -> tuple:
-    return tuple(x + y for x, y in zip(a, b))
+    return tuple([*x, *y] for x, y in zip(a, b))
