@@ -52,6 +52,11 @@ GPU_SELECTION = "cuda or triton"  # -k: the tests' GPU parametrisations and the 
 CUDA_SELECTION = "cuda and not triton"  # the CUDA kernel's first: 16 workers each compiling Triton's kernels are slow
 TRITON_SELECTION = "triton"
 DURATIONS = "--durations=15"  # the slowest tests, for sizing the phases of the next lease
+# The kernel phases run a sample of each test function's cases first and the others after the
+# benchmark and the sanitizers (see [NOTE: sampled cases] in tests/conftest.py): on the first lease the
+# full selection ran 286 of about 7000 tests, so most test functions never ran.
+SAMPLE_SIZE = 2
+SAMPLE, OTHERS = f"sample:{SAMPLE_SIZE}", f"others:{SAMPLE_SIZE}"
 TRAINING_SELECTION = f"{GPU_SELECTION} or test_long_run"  # the long run takes the GPU whenever there is one
 # Under a sanitizer, the broadest single call first (every dtype pair and alignment in one launch), in
 # case the time runs out.
@@ -70,14 +75,17 @@ class Run:
     rehearse: bool
     workers: int
 
-    def pytest(self, files, selection, *options, most_workers: int | None = None) -> str:
+    def pytest(self, files, selection, *options, most_workers: int | None = None, cases: str = "") -> str:
         """The pytest command, its workers sharing the cores (OMP_NUM_THREADS): each worker's torch would
         start a thread per core for the tests' float64 references on the CPU (see docs/gpu.md).
-        `most_workers` caps the workers of a phase with few tests, which would wait for them to start."""
+        `most_workers` caps the workers of a phase with few tests, which would wait for them to start;
+        `cases` samples each test function's cases (see [NOTE: sampled cases] in tests/conftest.py)."""
         workers = min(self.workers, most_workers or self.workers)
         threads = max(1, (os.cpu_count() or 1) // workers)
-        return " ".join([f"OMP_NUM_THREADS={threads}", shlex.quote(self.python), "-m pytest -q -rfEs -p no:cacheprovider",
-                         f"-n {workers}", *options, *files, "-k", shlex.quote(selection)])  # fmt: skip
+        sample = [f"LOOKAHEAD_FUSED_TEST_CASES={cases}"] if cases else []
+        return " ".join([*sample, f"OMP_NUM_THREADS={threads}", shlex.quote(self.python),
+                         "-m pytest -q -rfEs -p no:cacheprovider", f"-n {workers}", *options, *files, "-k",
+                         shlex.quote(selection)])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -138,17 +146,25 @@ def rest_selection() -> str:
 PHASES = [
     Phase("build", 110, "build.log", build, gate=True,
           what="pip install -e . for this GPU's arch alone (TORCH_CUDA_ARCH_LIST from its capability), then the import check"),
-    Phase("kernels", 90, "tests.log", lambda run: run.pytest(KERNEL_TESTS, CUDA_SELECTION, "--maxfail=5", DURATIONS),
-          what="every op of the CUDA kernel against float64, launches, static checks"),
-    Phase("triton", 50, "tests.log", lambda run: run.pytest(KERNEL_TESTS, TRITON_SELECTION, "--maxfail=5", DURATIONS),
-          what="every op of the compiled Triton kernels against float64, launches, AOT"),
+    Phase("kernels", 55, "tests.log", lambda run: run.pytest(KERNEL_TESTS, CUDA_SELECTION, "--maxfail=5", DURATIONS,
+                                                             cases=SAMPLE),
+          what=f"every op of the CUDA kernel against float64, launches, static checks: each test's sample of {SAMPLE_SIZE} cases"),
+    Phase("triton", 35, "tests.log", lambda run: run.pytest(KERNEL_TESTS, TRITON_SELECTION, "--maxfail=5", DURATIONS,
+                                                            cases=SAMPLE),
+          what=f"every op of the compiled Triton kernels against float64, launches, AOT: each test's sample of {SAMPLE_SIZE} cases"),
     Phase("training", 35, "tests.log", lambda run: run.pytest(TRAINING_TESTS, TRAINING_SELECTION, "--maxfail=1",
                                                               most_workers=4),
           what="a captured CUDA graph of a training step against eager, the GPU snippets, the long run"),
     Phase("bench", 70, "bench.log", bench,
           what="bandwidth; the sync on GPT-2 small (124M) and 2000x4096, fp32 and bf16+fp32; every backend; AdamW"),
-    Phase("memcheck", 50, "sanitizer.log", sanitizer("memcheck"), what="compute-sanitizer memcheck, small op matrix"),
+    Phase("memcheck", 45, "sanitizer.log", sanitizer("memcheck"), what="compute-sanitizer memcheck, small op matrix"),
     Phase("racecheck", 25, "sanitizer.log", sanitizer("racecheck"), what="compute-sanitizer racecheck, small op matrix"),
+    Phase("kernels2", 35, "tests.log", lambda run: run.pytest(KERNEL_TESTS, CUDA_SELECTION, "--maxfail=5", DURATIONS,
+                                                              cases=OTHERS),
+          what="the CUDA kernel's other cases, as far as the time left allows"),
+    Phase("triton2", 20, "tests.log", lambda run: run.pytest(KERNEL_TESTS, TRITON_SELECTION, "--maxfail=5", DURATIONS,
+                                                             cases=OTHERS),
+          what="the compiled Triton kernels' other cases, as far as the time left allows"),
     Phase("rest", 50, "rest.log", lambda run: run.pytest(["tests"], rest_selection(), DURATIONS),
           what="the rest of the suite, as far as the time left allows"),
 ]  # fmt: skip

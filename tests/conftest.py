@@ -1,7 +1,13 @@
 """Fixtures over the backends: `device_backend` runs a test once per (device, backend) this run can
 use, GPU included when there is one (tests/matrix.py); `backend` once per backend usable on CPU
 tensors, for tests of what a call does on the host (rejections, CPU-only state). New backends are
-picked up by the same tests as soon as they become available."""
+picked up by the same tests as soon as they become available.
+
+[NOTE: sampled cases] LOOKAHEAD_FUSED_TEST_CASES="sample:N" keeps, of each test function's cases
+that the selection (-k, the matrix) left, N spread evenly over them, the first and the last among
+them; "others:N" keeps the rest. The GPU validation runs the sample first, so that a short lease
+runs every test function of a phase at least once before it runs any of them in full (.ci/gpu_validation.py).
+Unset, every case runs."""
 
 import os
 
@@ -12,6 +18,44 @@ if not torch.cuda.is_available():  # the Triton backend then runs in Triton's in
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from .matrix import backends_under_test, device_backends  # noqa: E402
+
+
+CASES = os.environ.get("LOOKAHEAD_FUSED_TEST_CASES", "")
+
+
+def sampled(count: int, per_test: int) -> set[int]:
+    """Which of a test function's `count` cases the sample keeps: `per_test` of them spread evenly,
+    the first and the last among them (see [NOTE: sampled cases] in tests/conftest.py)."""
+    per_test = min(per_test, count)
+    if per_test <= 1:
+        return {0}
+    return {round(i * (count - 1) / (per_test - 1)) for i in range(per_test)}
+
+
+def _cases_setting() -> tuple[str, int] | None:
+    if not CASES:
+        return None
+    mode, _, number = CASES.partition(":")
+    if mode not in ("sample", "others") or not number.isdigit() or int(number) < 1:
+        raise ValueError(f"LOOKAHEAD_FUSED_TEST_CASES must be 'sample:N' or 'others:N' with N >= 1, got {CASES!r}")
+    return mode, int(number)
+
+
+@pytest.hookimpl(trylast=True)  # after -k has deselected what it deselects
+def pytest_collection_modifyitems(config, items):
+    setting = _cases_setting()
+    if setting is None:
+        return
+    mode, per_test = setting
+    by_function: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        by_function.setdefault(item.nodeid.split("[")[0], []).append(index)
+    in_sample = {cases[i] for cases in by_function.values() for i in sampled(len(cases), per_test)}
+    kept = [item for index, item in enumerate(items) if (index in in_sample) == (mode == "sample")]
+    dropped = [item for index, item in enumerate(items) if (index in in_sample) != (mode == "sample")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
 
 
 @pytest.fixture(params=backends_under_test("cpu"))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import sampled
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / ".ci" / "gpu"
 REHEARSAL_BUDGET_S = 90
@@ -49,6 +51,41 @@ def test_the_plan_fits_eight_minutes_and_names_every_phase():
 def test_the_logs_and_results_fit_what_a_gpu_machine_sends_back():
     files = {p.log for p in validation.PHASES} | {"bench.json", "bench.png", "summary.txt"}
     assert len(files) <= validation.MAX_FILES, sorted(files)
+
+
+def collected(*args, cases: str = "") -> list[str]:
+    env = {**os.environ, "LOOKAHEAD_FUSED_TEST_CASES": cases}
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+@pytest.mark.parametrize("count, per_test, expected", [
+    (1, 2, {0}), (5, 1, {0}), (5, 2, {0, 4}), (5, 3, {0, 2, 4}), (3, 5, {0, 1, 2}), (10, 4, {0, 3, 6, 9}),
+])  # fmt: skip
+def test_a_sample_spreads_its_cases_from_the_first_to_the_last(count, per_test, expected):
+    assert sampled(count, per_test) == expected
+
+
+def test_a_sample_and_its_others_split_the_selection_and_the_sample_runs_every_test_function():
+    selection = ["tests/test_op_contract.py", "tests/test_int8_momentum.py", "-k", "cpu and not triton"]
+    everything = collected(*selection)
+    sample, others = collected(*selection, cases="sample:2"), collected(*selection, cases="others:2")
+    assert sorted(sample + others) == sorted(everything) and not set(sample) & set(others)
+    functions = {test.split("[")[0] for test in everything}
+    assert {test.split("[")[0] for test in sample} == functions
+    assert len(sample) <= 2 * len(functions) < len(everything)
+
+
+def test_the_kernel_phases_run_each_sample_before_the_others_after_the_benchmark():
+    order = [phase.name for phase in validation.PHASES]
+    commands = {phase.name: phase.command(validation.Run("python3", Path("out"), False, 16)) for phase in validation.PHASES}
+    for first, then in (("kernels", "kernels2"), ("triton", "triton2")):
+        assert f"LOOKAHEAD_FUSED_TEST_CASES={validation.SAMPLE} " in commands[first]
+        assert f"LOOKAHEAD_FUSED_TEST_CASES={validation.OTHERS} " in commands[then]
+        assert commands[first].split("-n 16 ")[1] == commands[then].split("-n 16 ")[1], "the same tests and selection"
+        assert order.index(first) < order.index("bench") < order.index("racecheck") < order.index(then)
 
 
 def test_the_rest_of_the_suite_is_what_the_first_phases_did_not_select():
