@@ -55,6 +55,9 @@ DURATIONS = "--durations=15"  # the slowest tests, for sizing the phases of the 
 # The kernel phases run a sample of each test function's cases first and the others after the
 # benchmark and the sanitizers (see [NOTE: sampled cases] in tests/conftest.py): on the first lease the
 # full selection ran 286 of about 7000 tests, so most test functions never ran.
+# The compact slow weights' sync against the exact one (bench/compact_sync.py), after bench.json is
+# written; its table goes to bench.log (the files that come back are at most MAX_FILES).
+COMPACT_SECONDS_PER_CASE = 4
 SAMPLE_SIZE = 2
 SAMPLE, OTHERS = f"sample:{SAMPLE_SIZE}", f"others:{SAMPLE_SIZE}"
 TRAINING_SELECTION = f"{GPU_SELECTION} or test_long_run"  # the long run takes the GPU whenever there is one
@@ -115,7 +118,8 @@ def bench(run: Run) -> str:
         return (f"{shlex.quote(run.python)} bench/bench_sync.py --device cpu --models 2000x4096 --dtypes fp32 "
                 f"--backends cpu foreach reference --reps 7 --no-overhead --momentum-models --json {report}")  # fmt: skip
     return (f"{shlex.quote(run.python)} bench/bench_sync.py --models gpt2-small 2000x4096 --dtypes fp32 bf16+fp32 "
-            f"--seconds-per-case 3 --json {report}")  # fmt: skip
+            f"--seconds-per-case 3 --json {report} && {shlex.quote(run.python)} bench/compact_sync.py "
+            f"--models gpt2-small --dtypes fp32 bf16 --budget {COMPACT_SECONDS_PER_CASE}")  # fmt: skip
 
 
 def sanitizer(tool: str) -> Callable[[Run], str | None]:
@@ -155,8 +159,9 @@ PHASES = [
     Phase("training", 35, "tests.log", lambda run: run.pytest(TRAINING_TESTS, TRAINING_SELECTION, "--maxfail=1",
                                                               most_workers=4),
           what="a captured CUDA graph of a training step against eager, the GPU snippets, the long run"),
-    Phase("bench", 70, "bench.log", bench,
-          what="bandwidth; the sync on GPT-2 small (124M) and 2000x4096, fp32 and bf16+fp32; every backend; AdamW"),
+    Phase("bench", 85, "bench.log", bench,
+          what="bandwidth; the sync on GPT-2 small (124M) and 2000x4096, fp32 and bf16+fp32; every backend; AdamW; "
+               "then the compact (bf16+int8) sync against the exact one"),
     Phase("memcheck", 45, "sanitizer.log", sanitizer("memcheck"), what="compute-sanitizer memcheck, small op matrix"),
     Phase("racecheck", 25, "sanitizer.log", sanitizer("racecheck"), what="compute-sanitizer racecheck, small op matrix"),
     Phase("kernels2", 35, "tests.log", lambda run: run.pytest(KERNEL_TESTS, CUDA_SELECTION, "--maxfail=5", DURATIONS,
@@ -165,7 +170,7 @@ PHASES = [
     Phase("triton2", 20, "tests.log", lambda run: run.pytest(KERNEL_TESTS, TRITON_SELECTION, "--maxfail=5", DURATIONS,
                                                              cases=OTHERS),
           what="the compiled Triton kernels' other cases, as far as the time left allows"),
-    Phase("rest", 50, "rest.log", lambda run: run.pytest(["tests"], rest_selection(), DURATIONS),
+    Phase("rest", 35, "rest.log", lambda run: run.pytest(["tests"], rest_selection(), DURATIONS),
           what="the rest of the suite, as far as the time left allows"),
 ]  # fmt: skip
 

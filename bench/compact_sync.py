@@ -98,12 +98,12 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cases = [measure(model, dtype_name, device, args.budget) for model in args.models for dtype_name in args.dtypes]
     print(f"compact (bf16+int8) vs exact (float32) slow weights, one sync on {device}; median [p10-p90] over the rounds")
-    print(f"{'model':<12}{'params':<6}{'variant':<22}{'ms':>24}{'% of its limit':>18}{'time / exact':>22}")
+    print(f"{'model':<12}{'params':<7}{'variant':<22}{'ms':>24}{'% of its limit':>18}{'time / exact':>24}")
     for case in cases:
         for name, r in case["variants"].items():
-            print(f"{case['model']:<12}{case['dtypes']:<6}{name:<22}{span(r['time'], 'ms'):>24}"
-                  f"{span(r['pct_of_bandwidth'], digits=0):>18}{span(r['time_vs_exact']):>22}")  # fmt: skip
-        print(f"{'':<31}{case['variants']['exact']['time']['reps']} rounds, memory bandwidth "
+            print(f"{case['model']:<12}{case['dtypes']:<7}{name:<22}{span(r['time'], 'ms'):>24}"
+                  f"{span(r['pct_of_bandwidth'], digits=0):>18} {span(r['time_vs_exact']):>23}")  # fmt: skip
+        print(f"{'':<32}{case['variants']['exact']['time']['reps']} rounds, memory bandwidth "
               f"{span(case['memory_bandwidth'], 'GBps', digits=1)} GB/s")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(cases, indent=1))

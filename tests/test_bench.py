@@ -11,6 +11,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import adamw_step  # noqa: E402
 import bench_sync  # noqa: E402
+import compact_sync  # noqa: E402
 import replicas  # noqa: E402
 import state_bytes  # noqa: E402
 import timing  # noqa: E402
@@ -150,6 +151,24 @@ def test_adamw_step_composes_overheads_against_both_floors():
     for key in ("lookahead_adamw_overhead_pct", "lookahead_overhead_pct", "lookahead_adamw_time_floor_pct",
                 "compact_overhead_pct", "compact_time_floor_pct"):
         assert_is_summary(r[key])
+
+
+def test_compact_sync_prints_every_variant_of_each_case(monkeypatch, capsys, tmp_path):
+    """The command the GPU validation's bench phase runs (.ci/gpu_validation.py), on a tiny model."""
+    monkeypatch.setitem(compact_sync.MODELS, "tiny", lambda: [(64, 32), (64,)])
+    report = tmp_path / "compact.json"
+    monkeypatch.setattr(sys, "argv", ["compact_sync.py", "--models", "tiny", "--dtypes", "fp32", "bf16", "--budget", "0",
+                                      "--json", str(report)])  # fmt: skip
+    compact_sync.main()
+    printed = capsys.readouterr().out.splitlines()
+    cases = json.loads(report.read_text())
+    assert [(c["model"], c["dtypes"]) for c in cases] == [("tiny", "fp32"), ("tiny", "bf16")]
+    for case in cases:
+        assert set(case["variants"]) == set(compact_sync.SLOW_BYTES)
+        for name, r in case["variants"].items():
+            fast_bytes = 4 if case["dtypes"] == "fp32" else 2
+            assert r["time"]["reps"] == 5 and r["bytes"] == 64 * 33 * 2 * (fast_bytes + compact_sync.SLOW_BYTES[name])
+            assert any(line.split()[:3] == ["tiny", case["dtypes"], name] for line in printed), name
 
 
 def test_warnings_name_noise_and_figures_below_their_floor():

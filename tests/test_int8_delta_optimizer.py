@@ -168,6 +168,33 @@ def test_checkpoints_convert_to_and_from_exact_slow_weights():
         assert torch.equal(back.state[p][SLOW_PARAM], slow_weight_value(opt.state[p], p))
 
 
+def test_an_exact_snoo_checkpoint_converts_to_an_int8_outer_momentum_beside_int8_delta():
+    """An exact SNOO checkpoint (float32 slow weights and outer momentum) loads into int8-delta beside an
+    int8 outer momentum with one warning for each of the two conversions; each slow weight and each
+    momentum within its encoding's bound of the one saved; the run goes on."""
+    params = make_params(torch.float32, shapes=SHAPES)
+    exact = LookaheadAdamW(params, lr=LR, k=K, alpha=ALPHA, outer_momentum=0.9, nesterov=True)
+    run(exact, params, K + 2)
+    saved = {p: (exact.state[p][SLOW_PARAM].clone(), exact.state[p][OUTER_MOMENTUM].clone()) for p in params}
+    opt = delta_optimizer(params, outer_momentum=0.9, nesterov=True, momentum_dtype="int8")
+    with pytest.warns(UserWarning) as warned:
+        opt.load_state_dict(copy.deepcopy(exact.state_dict()))
+    messages = [str(w.message) for w in warned]
+    assert len(messages) == 2, messages
+    assert any("saved with slow_dtype=None" in m for m in messages) and any("saved with momentum_dtype=None" in m for m in messages)
+    for p, (slow, momentum) in saved.items():
+        offset = int8_blocks.memory_order(slow - p)
+        bound = int8_blocks.error_bound(offset) + ulp(slow.double().abs(), torch.float32).reshape(-1)
+        error = (int8_blocks.memory_order(slow_weight_value(opt.state[p], p)) - int8_blocks.memory_order(slow)).double().abs()
+        assert (error <= bound).all()
+        decoded = int8_block_value(opt.state[p], OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES)
+        error = (int8_blocks.memory_order(decoded) - int8_blocks.memory_order(momentum)).double().abs()
+        assert (error <= int8_blocks.error_bound(int8_blocks.memory_order(momentum))).all()
+    assert opt.step_count == K + 2
+    run(opt, params, K)
+    assert all(torch.isfinite(p).all() for p in params) and opt.step_count == 2 * K + 2
+
+
 def test_what_it_refuses():
     params = make_params(torch.float32, shapes=SHAPES)
     refusals = [
