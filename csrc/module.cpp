@@ -1,6 +1,7 @@
 // lookahead_fused._C: the torch.library ops of the op list (op_list.h) with their CPU, CUDA and
 // Meta kernels (ops.h), the same ops as eager pybind11 functions taking borrowed tensor lists, and a
-// small pybind11 surface: build info, the list check, the plan class, plan-cache statistics.
+// small pybind11 surface: build info, the list checks, the host step counter, the plan class,
+// plan-cache statistics.
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/autograd/variable.h>
@@ -35,9 +36,9 @@
 // launches' lists as tuples, so the common call copies nothing), and the kernel gets at::Tensors
 // borrowed from the tuple's, with no reference counted. They are valid while the tuple lives, which
 // is until the call has returned and the GIL is held again. A list that another thread changes
-// during the call leaves the tuple as it was. Another thread that gives one of the tensors new data (`p.data = ...`) while the
-// kernel runs races with it, as with any torch op that releases the GIL: a counted reference keeps
-// the TensorImpl, not its old storage.
+// during the call leaves the tuple as it was. Another thread that gives one of the tensors new data
+// (`p.data = ...`) while the kernel runs races with it, as with any torch op that releases the GIL:
+// a counted reference keeps the TensorImpl, not its old storage.
 namespace lookahead_fused {
 
 class BorrowedTensors {
@@ -151,11 +152,12 @@ struct Eager<Kernel, MetaKernel> {
 // after; through torch (int(counter), counter.add_(1)) each is a dispatcher call whose code and
 // objects a training step has evicted from the caches (bench/RESULTS.md, issue 25). For a counter in
 // host memory these two read and write its int64 in place, with the version bump of an in-place
-// add_; lookahead_fused/step_counter.py calls them, and torch otherwise.
+// add_. Lookahead (lookahead_fused/optimizer.py) calls them for such a counter when the extension is
+// loaded and nothing is being compiled, and torch's ops otherwise.
 void check_host_counter(const at::Tensor& counter) {
   LOOKAHEAD_CHECK_VALUE(counter.is_cpu() && counter.scalar_type() == at::kLong && counter.numel() == 1,
-                        message("the step counter must be one int64 element on the CPU, got ",
-                                counter.scalar_type(), " of ", counter.numel(), " elements on ", counter.device()));
+                        message("the step counter must be one int64 element on the CPU, got ", counter.scalar_type(),
+                                " of ", counter.numel(), " elements on ", counter.device()));
 }
 
 int64_t host_count(const at::Tensor& counter) {
@@ -310,10 +312,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   }, "Whether two lists of lists hold the same objects in the same places, compared by address without "
      "touching the objects (the held launches' test, see [NOTE: launches held] in lookahead_fused/sync.py).",
      py::arg("held"), py::arg("now"));
-  m.def("host_count", &host_count, "The value of a step counter in host memory "
-        "(see [NOTE: host step counter] in csrc/module.cpp).", py::arg("counter"));
-  m.def("advance_host_count", &advance_host_count, "counter.add_(1) for a step counter in host memory "
-        "(see [NOTE: host step counter] in csrc/module.cpp).", py::arg("counter"));
+  m.def("host_count", &host_count,
+        "The value of a step counter in host memory "
+        "(see [NOTE: host step counter] in csrc/module.cpp).",
+        py::arg("counter"));
+  m.def("advance_host_count", &advance_host_count,
+        "counter.add_(1) for a step counter in host memory "
+        "(see [NOTE: host step counter] in csrc/module.cpp).",
+        py::arg("counter"));
   m.def("plan_cache_stats", [] {
     auto stats = plan_cache_stats();
     py::dict out;
