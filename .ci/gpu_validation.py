@@ -55,11 +55,11 @@ DURATIONS = "--durations=15"  # the slowest tests, for sizing the phases of the 
 # The kernel phases run a sample of each test function's cases first and the others after the
 # benchmark and the sanitizers (see [NOTE: sampled cases] in tests/conftest.py): on the first lease the
 # full selection ran 286 of about 7000 tests, so most test functions never ran.
+SAMPLE_SIZE = 2
+SAMPLE, OTHERS = f"sample:{SAMPLE_SIZE}", f"others:{SAMPLE_SIZE}"
 # The compact slow weights' sync against the exact one (bench/compact_sync.py), after bench.json is
 # written; its table goes to bench.log (the files that come back are at most MAX_FILES).
 COMPACT_SECONDS_PER_CASE = 4
-SAMPLE_SIZE = 2
-SAMPLE, OTHERS = f"sample:{SAMPLE_SIZE}", f"others:{SAMPLE_SIZE}"
 TRAINING_SELECTION = f"{GPU_SELECTION} or test_long_run"  # the long run takes the GPU whenever there is one
 # Under a sanitizer, the broadest single call first (every dtype pair and alignment in one launch), in
 # case the time runs out.
