@@ -11,6 +11,7 @@ syncs (outer momentum 0.9, Nesterov) against the exact momentum sync, in the sam
     exact-momentum         the momentum sync, float32 slow weights and momentum: 2 x (fast bytes + 8)
     compact-momentum       the compact momentum sync, float32 momentum: 2 x (fast bytes + 7)
     compact-bf16-momentum  the same with a bfloat16 momentum: 2 x (fast bytes + 5)
+    compact-int8-momentum  the same with an int8 momentum, a scale per 256: 2 x (fast bytes + 4 + 4/256)
 
 Timed in interleaved rounds with the two bandwidth timings (timing.py); each variant's % of the
 memory limit is of its own bytes, and time / exact is the ratio of its time to its exact
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_shapes import MODELS  # noqa: E402
 from timing import per_round, rounds_with_bandwidth, span, summary  # noqa: E402
 
-from lookahead_fused import bf16_int8, ops  # noqa: E402
+from lookahead_fused import bf16_int8, int8_blocks, ops  # noqa: E402
 
 ALPHA = 0.5
 PARAM_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -39,7 +40,8 @@ MU = 0.9
 COMPACT_BYTES = bf16_int8.BYTES_PER_ELEMENT
 # each variant's slow state bytes per param, and the exact variant its time is compared with
 SLOW_BYTES = {"exact": 4, "compact": COMPACT_BYTES, "loop": COMPACT_BYTES, "exact-momentum": 8,
-              "compact-momentum": COMPACT_BYTES + 4, "compact-bf16-momentum": COMPACT_BYTES + 2}  # fmt: skip
+              "compact-momentum": COMPACT_BYTES + 4, "compact-bf16-momentum": COMPACT_BYTES + 2,
+              "compact-int8-momentum": COMPACT_BYTES + 1 + 4 / int8_blocks.BLOCK}  # fmt: skip
 EXACT_OF = {name: "exact-momentum" if name.endswith("momentum") else "exact" for name in SLOW_BYTES}
 
 
@@ -55,6 +57,9 @@ def _variants(shapes, param_dtype, device):
     momentum = [torch.zeros_like(s) for s in slow]
     compact_momentum = [torch.zeros_like(s) for s in slow]
     bf16_momentum = [torch.zeros_like(s, dtype=torch.bfloat16) for s in slow]
+    i_fast, i_high, i_low = ([t.clone() for t in ts] for ts in (fast, high, low))
+    int8_momentum = [torch.zeros_like(s, dtype=torch.int8) for s in slow]
+    int8_scales = [torch.zeros(int8_blocks.scale_count(s.numel()), device=device) for s in slow]
     nesterov = {"mu": MU, "nesterov": True}
     return {
         "exact": lambda: ops.lookahead_sync_(exact_fast, slow, ALPHA),
@@ -65,6 +70,8 @@ def _variants(shapes, param_dtype, device):
                                                                 **nesterov),  # fmt: skip
         "compact-bf16-momentum": lambda: ops.lookahead_compact_sync_(b_fast, b_high, b_low, ALPHA,
                                                                      momentum=bf16_momentum, **nesterov),  # fmt: skip
+        "compact-int8-momentum": lambda: ops.lookahead_compact_sync_(i_fast, i_high, i_low, ALPHA, momentum=int8_momentum,
+                                                                     momentum_scales=int8_scales, **nesterov),  # fmt: skip
     }
 
 

@@ -117,11 +117,36 @@ at::Device device_of_first(at::TensorList tensors) {
   return tensors.empty() || !tensors[0].defined() ? at::Device(at::kCPU) : tensors[0].device();
 }
 
+// Beside each of `owners` (checked by the caller, named `owner` in the messages) its int8 codes (its
+// shape and strides) and its block scales, `names` {codes, scales} as the messages call them.
+void check_int8_codes_beside(const char* op, const char* owner, at::TensorList owners, at::TensorList codes,
+                             at::TensorList scales, const char* const* names) {
+  const at::Device device = device_of_first(owners);
+  for (size_t i = 0; i < owners.size(); ++i) {
+    prefetch_ahead(codes, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    prefetch_ahead(scales, i);
+    const at::Tensor& p = owners[i];
+    const at::Tensor& q = codes[i];
+    const at::Tensor& sc = scales[i];
+    const int64_t blocks = (p.numel() + kInt8Block - 1) / kInt8Block;
+    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
+    if (plainly_alike(p, q, device) && plainly_valid(sc, device) && q.scalar_type() == at::kChar &&
+        sc.scalar_type() == at::kFloat && sc.dim() == 1 && sc.numel() == blocks) {
+      continue;
+    }
+    check_tensor(q, Where{op, i, names[0]}, "torch.int8");
+    check_tensor(sc, Where{op, i, names[1]}, "torch.float32");
+    check_pair_layout(op, i, p, q, owners[0].device(), owner, names[0]);
+    check_block_scales(op, i, sc, p, owner, owners[0].device(), names[1]);
+  }
+}
+
 // The lists of a call by position, as the messages name them.
 const char* const kSyncListNames[] = {"fast", "slow", "momentum"};
 const char* const kAdamWListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"};
 const char* const kCompactListNames[] = {"fast", "slow_high", "slow_low", "momentum"};
 const char* const kInt8MomentumListNames[] = {"fast", "slow", "momentum", "scales"};
+const char* const kCompactInt8MomentumListNames[] = {"fast", "slow_high", "slow_low", "momentum", "scales"};
 const char* const kPseudoGradientListNames[] = {"fast", "slow", "out"};
 const char* const kAdamWDeltaListNames[] = {"param", "grad",   "exp_avg",  "exp_avg_sq",
                                             "delta", "scales", "momentum", "momentum_scales"};
@@ -382,6 +407,18 @@ void check_int8_momentum_lists(at::TensorList fast, at::TensorList slow, at::Ten
   check_no_overlap(kInt8MomentumOp, {fast, slow, momentum, scales}, kInt8MomentumListNames);
 }
 
+const char* const* compact_int8_momentum_list_names() { return kCompactInt8MomentumListNames; }
+
+void check_compact_int8_momentum_lists(at::TensorList fast, at::TensorList high, at::TensorList low,
+                                       at::TensorList momentum, at::TensorList scales) {
+  const char* op = kCompactOp;
+  check_compact_triples(fast, high, low);
+  check_lengths(op, fast, momentum, "momentum");
+  check_lengths(op, fast, scales, "scales");
+  check_int8_codes_beside(op, "fast", fast, momentum, scales, kCompactInt8MomentumListNames + 3);
+  check_no_overlap(op, {fast, high, low, momentum, scales}, kCompactInt8MomentumListNames);
+}
+
 namespace {
 
 // `syncs`: whether the call has slow weights to sync; without them every row's sync flag must be 0.
@@ -474,30 +511,6 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
 
 namespace {
 
-// Beside each param (checked by the caller) its int8 codes (its shape and strides) and its block
-// scales, `names` {codes, scales} as the messages call them.
-void check_int8_codes_beside(const char* op, at::TensorList params, at::TensorList codes, at::TensorList scales,
-                             const char* const* names) {
-  const at::Device device = device_of_first(params);
-  for (size_t i = 0; i < params.size(); ++i) {
-    prefetch_ahead(codes, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
-    prefetch_ahead(scales, i);
-    const at::Tensor& p = params[i];
-    const at::Tensor& q = codes[i];
-    const at::Tensor& sc = scales[i];
-    const int64_t blocks = (p.numel() + kInt8Block - 1) / kInt8Block;
-    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
-    if (plainly_alike(p, q, device) && plainly_valid(sc, device) && q.scalar_type() == at::kChar &&
-        sc.scalar_type() == at::kFloat && sc.dim() == 1 && sc.numel() == blocks) {
-      continue;
-    }
-    check_tensor(q, Where{op, i, names[0]}, "torch.int8");
-    check_tensor(sc, Where{op, i, names[1]}, "torch.float32");
-    check_pair_layout(op, i, p, q, params[0].device(), "param", names[0]);
-    check_block_scales(op, i, sc, p, "param", params[0].device(), names[1]);
-  }
-}
-
 // As many offsets and scales as params, and as many outer momentum codes (or none) and their scales;
 // `names` as kInt8DeltaSyncListNames. Checked before anything else of the entries, as contract.py does.
 void check_int8_delta_lengths(const char* op, at::TensorList params, at::TensorList delta, at::TensorList scales,
@@ -520,8 +533,8 @@ void check_int8_delta_entries(const char* op, at::TensorList params, at::TensorL
                           message(op, ": pair ", i, ": param has dtype ", python_dtype(dtype),
                                   "; int8-delta slow weights are for float32, float16 and bfloat16 params"));
   }
-  check_int8_codes_beside(op, params, delta, scales, names + 1);
-  if (!momentum.empty()) check_int8_codes_beside(op, params, momentum, momentum_scales, names + 3);
+  check_int8_codes_beside(op, "param", params, delta, scales, names + 1);
+  if (!momentum.empty()) check_int8_codes_beside(op, "param", params, momentum, momentum_scales, names + 3);
 }
 
 }  // namespace
@@ -574,7 +587,9 @@ void check_sync_lists(at::TensorList fast, at::TensorList slow, at::TensorList m
   check_lists_before_write("lookahead_sync_", TableOp::kMomentumSync, {fast, slow, momentum});
 }
 
-void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low, at::TensorList momentum) {
+void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low, at::TensorList momentum,
+                         at::TensorList scales) {
+  if (!scales.empty()) return check_compact_int8_momentum_lists(fast, high, low, momentum, scales);
   if (momentum.empty()) return check_lists_before_write(kCompactOp, TableOp::kCompactSync, {fast, high, low});
   check_lists_before_write(kCompactOp, TableOp::kCompactMomentumSync, {fast, high, low, momentum});
 }

@@ -60,9 +60,10 @@ void check_pseudo_gradient_triples(at::TensorList fast, at::TensorList slow, at:
 // pseudo-gradient's (kPseudoGradient).
 void check_sync_entries(TableOp op, const std::vector<at::TensorList>& lists);
 // What lookahead_compact_sync_ checks before it writes, with or without outer momentum (`momentum`
-// empty): the triples (or quads), and their overlap unless a plan for them is cached. The pybind
-// check_compact_lists runs it.
-void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low, at::TensorList momentum = {});
+// empty): the triples (or quads), and their overlap unless a plan for them is cached; with `scales`
+// (the momentum int8 blocks), check_compact_int8_momentum_lists. The pybind check_compact_lists runs it.
+void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorList low, at::TensorList momentum = {},
+                         at::TensorList scales = {});
 // The int8 momentum sync's quads (see [NOTE: int8 momentum sync] in csrc/element_math.h): fast in
 // float32, float16 or bfloat16; float32 slow weights and int8 momentum codes beside it, of its shape
 // and strides, on its device; its block scales a dense 1-D float32 tensor of ceil(numel / 256)
@@ -75,6 +76,14 @@ void check_int8_momentum_lists(at::TensorList fast, at::TensorList slow, at::Ten
                                at::TensorList scales);
 // The names of the int8 momentum sync's lists in the messages: fast, slow, momentum, scales.
 const char* const* int8_momentum_list_names();
+// The compact int8 momentum sync's lists (see [NOTE: compact int8 momentum sync] in csrc/element_math.h):
+// the compact triples, and beside them the int8 momentum codes of fast's shape and strides and their
+// block scales as check_int8_momentum_quads takes them; nothing shared (it keeps no plan, so the
+// overlap is checked on every call). check_compact_lists runs it when given scales.
+void check_compact_int8_momentum_lists(at::TensorList fast, at::TensorList high, at::TensorList low,
+                                       at::TensorList momentum, at::TensorList scales);
+// The names of its lists in the messages: fast, slow_high, slow_low, momentum, scales.
+const char* const* compact_int8_momentum_list_names();
 // AdamW's step with the sync (ops.h adamw_step_): grads, exp_avgs and exp_avg_sqs beside the params
 // (their dtype, shape, strides and device), the slow weights and outer momenta as for the momentum
 // sync (momentum may be empty), the hyper table a contiguous float64 [rows, kAdamWColumns] tensor

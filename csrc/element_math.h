@@ -87,6 +87,15 @@ LOOKAHEAD_MATH_FN T pseudo_gradient(T fast, T slow) {
   return fast - slow;
 }
 
+// A new slow weight `slow` stored as bf16+int8 into (high, residual); returns the value stored,
+// decode(high, residual), which the caller casts to the fast dtype.
+LOOKAHEAD_MATH_FN float store_compact_slow(float slow, uint16_t& high, int8_t& residual) {
+  const Bf16Int8 code = encode_bf16_int8(slow);
+  high = code.high;
+  residual = code.residual;
+  return decode_bf16_int8(code.high, code.residual);
+}
+
 // [NOTE: compact sync] The sync of a slow weight kept as bf16+int8
 // (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py):
 // s = decode(high, residual); s' = lerp(s, fast, alpha) in float32; (high, residual) <- encode(s').
@@ -94,10 +103,7 @@ LOOKAHEAD_MATH_FN T pseudo_gradient(T fast, T slow) {
 template <class Small>
 LOOKAHEAD_MATH_FN float compact_sync_element(float fast, uint16_t& high, int8_t& residual,
                                              const TwoSidedLerp<float, Small>& lerp) {
-  const Bf16Int8 code = encode_bf16_int8(lerp(decode_bf16_int8(high, residual), fast));
-  high = code.high;
-  residual = code.residual;
-  return decode_bf16_int8(code.high, code.residual);
+  return store_compact_slow(lerp(decode_bf16_int8(high, residual), fast), high, residual);
 }
 
 // [NOTE: compact momentum sync] The momentum sync (see [NOTE: momentum sync] in csrc/element_math.h)
@@ -111,11 +117,8 @@ LOOKAHEAD_MATH_FN float compact_momentum_sync_element(float fast, uint16_t& high
                                                       const Math& math, Round round) {
   float state[2] = {decode_bf16_int8(high, residual), momentum};
   math(fast, state, round);
-  const Bf16Int8 code = encode_bf16_int8(state[0]);
-  high = code.high;
-  residual = code.residual;
   momentum = state[1];
-  return decode_bf16_int8(code.high, code.residual);
+  return store_compact_slow(state[0], high, residual);
 }
 
 // [NOTE: int8 momentum sync] The momentum sync (see [NOTE: momentum sync] in csrc/element_math.h) with
@@ -230,5 +233,12 @@ struct Int8MomentumSyncMath {
     return ieee_lerp(lerp, slow, target);
   }
 };
+
+// [NOTE: compact int8 momentum sync] The int8 momentum sync of slow weights kept as bf16+int8
+// (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py): s = decode(high, residual),
+// exact; the int8 momentum sync's two passes on s, unchanged; then (high, residual) <- encode(s')
+// (store_compact_slow) and fast <- decode(high, residual) cast to the fast dtype. The codec is exact
+// float32 arithmetic, so this is the int8 momentum sync of the decoded slow weights followed by the
+// encoding, bit for bit on every device: what the oracle computes (reference.py).
 
 }  // namespace lookahead_fused

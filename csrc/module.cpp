@@ -272,13 +272,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
      "contract; write nothing.", py::arg("fast"), py::arg("slow"), py::arg("momentum") = py::tuple());
   m.def("check_compact_lists",
         [](const BorrowedTensors& fast, const BorrowedTensors& high, const BorrowedTensors& low,
-           const BorrowedTensors& momentum) {
+           const BorrowedTensors& momentum, const BorrowedTensors& scales) {
           pybind11::gil_scoped_release no_gil;
-          check_compact_lists(fast, high, low, momentum);
+          check_compact_lists(fast, high, low, momentum, scales);
         },
-        "Raise ValueError, as lookahead_compact_sync_ would, if the triples (with `momentum`, the quads) break "
-        "the op contract; write nothing.",
-        py::arg("fast"), py::arg("slow_high"), py::arg("slow_low"), py::arg("momentum") = py::tuple());
+        "Raise ValueError, as lookahead_compact_sync_ would, if the triples (with `momentum`, the quads; with "
+        "`momentum` and its int8 block `scales`, the five lists) break the op contract; write nothing.",
+        py::arg("fast"), py::arg("slow_high"), py::arg("slow_low"), py::arg("momentum") = py::tuple(),
+        py::arg("scales") = py::tuple());
   m.def("check_int8_momentum_lists",
         [](const BorrowedTensors& fast, const BorrowedTensors& slow, const BorrowedTensors& momentum,
            const BorrowedTensors& scales) {

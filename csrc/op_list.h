@@ -63,4 +63,15 @@
     "float mu, bool nesterov) -> ()",                                                                           \
     (at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,          \
      at::TensorList delta, at::TensorList scales, at::TensorList momentum, at::TensorList momentum_scales,      \
-     const at::Tensor& hyper, const at::Tensor& rows, double mu, bool nesterov))
+     const at::Tensor& hyper, const at::Tensor& rows, double mu, bool nesterov))                                \
+  X(compact_int8_momentum_sync_,                                                                                \
+    "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, Tensor(d!)[] momentum, "                \
+    "Tensor(e!)[] scales, float alpha, float mu, bool nesterov) -> ()",                                         \
+    (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, at::TensorList momentum,           \
+     at::TensorList scales, double alpha, double mu, bool nesterov))                                            \
+  X(compact_int8_momentum_sync_on_step_,                                                                        \
+    "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, Tensor(d!)[] momentum, "                \
+    "Tensor(e!)[] scales, Tensor alpha, Tensor step, int k, float mu, bool nesterov) -> ()",                    \
+    (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, at::TensorList momentum,           \
+     at::TensorList scales, const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu,             \
+     bool nesterov))

@@ -218,13 +218,15 @@ Int8FastDtype int8_fast_dtype_of(const at::Tensor& t) {
 
 // One launch per kInt8LaunchEntries entries of checked lists on one CUDA device, on its current stream;
 // with a gate, only when *step % k == 0, decided on the device (see [NOTE: step gate] in csrc/table.h).
-void launch_int8_momentum_on_cuda(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
-                                  at::TensorList scales, double alpha, double mu, bool nesterov, const StepGate* gate) {
+void launch_int8_momentum_on_cuda(at::TensorList fast, at::TensorList slow, at::TensorList slow_low,
+                                  at::TensorList momentum, at::TensorList scales, double alpha, double mu, bool nesterov,
+                                  const StepGate* gate) {
   std::vector<Int8CudaEntry> entries;
   entries.reserve(fast.size());
   for (size_t i = 0; i < fast.size(); ++i) {
     if (fast[i].numel() == 0) continue;
-    entries.push_back({fast[i].mutable_data_ptr(), slow[i].mutable_data_ptr<float>(),
+    entries.push_back({fast[i].mutable_data_ptr(), slow[i].mutable_data_ptr(),
+                       slow_low.empty() ? nullptr : slow_low[i].mutable_data_ptr<int8_t>(),
                        momentum[i].mutable_data_ptr<int8_t>(), scales[i].mutable_data_ptr<float>(), fast[i].numel(),
                        int8_fast_dtype_of(fast[i])});
   }
@@ -236,30 +238,55 @@ void launch_int8_momentum_on_cuda(at::TensorList fast, at::TensorList slow, at::
 }
 #endif
 
-// The int8 momentum sync of checked lists, and the versions of what it writes. `gate`: null, or the
-// step gate in device memory (CUDA only; a CPU caller resolves its gate on the host).
-void run_int8_momentum(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,
-                       double alpha, double mu, bool nesterov, const StepGate* gate = nullptr) {
+// The lists of an int8 momentum sync as its kernels take them: the slow weights, float32 or the high
+// parts of compact ones, and the residuals of compact ones (empty for float32).
+struct Int8MomentumLists {
+  at::TensorList fast, slow, slow_low, momentum, scales;
+  TensorLists written() const {
+    if (slow_low.empty()) return {fast, slow, momentum, scales};
+    return {fast, slow, slow_low, momentum, scales};
+  }
+};
+
+// The int8 momentum sync (or the compact one) of checked lists, and the versions of what it writes.
+// `gate`: null, or the step gate in device memory (CUDA only; a CPU caller resolves its gate on the host).
+void run_int8_momentum(const Int8MomentumLists& l, double alpha, double mu, bool nesterov,
+                       const StepGate* gate = nullptr) {
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
-  if (!fast.empty() && fast[0].is_cuda()) {
-    launch_int8_momentum_on_cuda(fast, slow, momentum, scales, alpha, mu, nesterov, gate);
-    return bump_versions({fast, slow, momentum, scales});
+  if (!l.fast.empty() && l.fast[0].is_cuda()) {
+    launch_int8_momentum_on_cuda(l.fast, l.slow, l.slow_low, l.momentum, l.scales, alpha, mu, nesterov, gate);
+    return bump_versions(l.written());
   }
 #endif
-  run_int8_momentum_cpu(fast, slow, momentum, scales, alpha, mu, nesterov);
-  bump_versions({fast, slow, momentum, scales});
+  run_int8_momentum_cpu(l.fast, l.slow, l.slow_low, l.momentum, l.scales, alpha, mu, nesterov);
+  bump_versions(l.written());
 }
 
 // Where the kernel can run: the CPU, and CUDA devices in a build with the CUDA kernels.
-void check_int8_momentum_device(at::TensorList fast) {
+void check_int8_momentum_device(at::TensorList fast, const char* op) {
   if (fast.empty()) return;
   const at::Device device = fast[0].device();
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
   if (device.is_cuda()) return;
 #endif
-  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(!device.is_cuda(),
-                                  message(kInt8MomentumOp, ": this build of the extension has no CUDA kernels"));
+  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(!device.is_cuda(), message(op, ": this build of the extension has no CUDA kernels"));
   LOOKAHEAD_CHECK(device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", device));
+}
+
+// The gated int8 momentum sync of checked lists: the gate read on the host on the CPU, as run_on_step
+// does, and by the kernel on CUDA (see [NOTE: step gate] in csrc/table.h).
+void run_int8_momentum_on_step(const Int8MomentumLists& l, const at::Tensor& alpha, const at::Tensor& step,
+                               int64_t k, double mu, bool nesterov, const char* op) {
+  check_int8_momentum_device(l.fast, op);
+  if (l.fast.empty()) return;
+  if (l.fast[0].is_cuda()) {  // the gate and alpha read where they live, by the kernel
+    const StepGate gate{step.const_data_ptr<int64_t>(), k, alpha.const_data_ptr(), alpha.scalar_type() == at::kDouble};
+    return run_int8_momentum(l, 0.0, mu, nesterov, &gate);
+  }
+  const double alpha_value = alpha.item<double>();
+  check_alpha(alpha_value, op);
+  if (step.item<int64_t>() % k != 0) return bump_versions(l.written());
+  run_int8_momentum(l, alpha_value, mu, nesterov);
 }
 
 }  // namespace
@@ -269,28 +296,36 @@ void int8_momentum_sync_(at::TensorList fast, at::TensorList slow, at::TensorLis
   check_alpha(alpha, kInt8MomentumOp);
   check_mu(mu, kInt8MomentumOp);
   check_int8_momentum_lists(fast, slow, momentum, scales);
-  check_int8_momentum_device(fast);
-  run_int8_momentum(fast, slow, momentum, scales, alpha, mu, nesterov);
+  check_int8_momentum_device(fast, kInt8MomentumOp);
+  run_int8_momentum({fast, slow, {}, momentum, scales}, alpha, mu, nesterov);
 }
 
-// The gate read on the host on the CPU, as run_on_step does, and by the kernel on CUDA
-// (see [NOTE: step gate] in csrc/table.h).
 void int8_momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
                                  at::TensorList scales, const at::Tensor& alpha, const at::Tensor& step, int64_t k,
                                  double mu, bool nesterov) {
   check_mu(mu, kInt8MomentumOp);
   check_step_gate(fast, alpha, step, k, kInt8MomentumGatedOp);
   check_int8_momentum_lists(fast, slow, momentum, scales);
-  check_int8_momentum_device(fast);
-  if (fast.empty()) return;
-  if (fast[0].is_cuda()) {  // the gate and alpha read where they live, by the kernel
-    const StepGate gate{step.const_data_ptr<int64_t>(), k, alpha.const_data_ptr(), alpha.scalar_type() == at::kDouble};
-    return run_int8_momentum(fast, slow, momentum, scales, 0.0, mu, nesterov, &gate);
-  }
-  const double alpha_value = alpha.item<double>();
-  check_alpha(alpha_value, kInt8MomentumOp);
-  if (step.item<int64_t>() % k != 0) return bump_versions({fast, slow, momentum, scales});
-  run_int8_momentum(fast, slow, momentum, scales, alpha_value, mu, nesterov);
+  run_int8_momentum_on_step({fast, slow, {}, momentum, scales}, alpha, step, k, mu, nesterov, kInt8MomentumOp);
+}
+
+void compact_int8_momentum_sync_(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
+                                 at::TensorList momentum, at::TensorList scales, double alpha, double mu,
+                                 bool nesterov) {
+  check_alpha(alpha, kCompactOp);
+  check_mu(mu, kCompactOp);
+  check_compact_int8_momentum_lists(fast, slow_high, slow_low, momentum, scales);
+  check_int8_momentum_device(fast, kCompactOp);
+  run_int8_momentum({fast, slow_high, slow_low, momentum, scales}, alpha, mu, nesterov);
+}
+
+void compact_int8_momentum_sync_on_step_(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
+                                         at::TensorList momentum, at::TensorList scales, const at::Tensor& alpha,
+                                         const at::Tensor& step, int64_t k, double mu, bool nesterov) {
+  check_mu(mu, kCompactGatedOp);
+  check_step_gate(fast, alpha, step, k, kCompactGatedOp);
+  check_compact_int8_momentum_lists(fast, slow_high, slow_low, momentum, scales);
+  run_int8_momentum_on_step({fast, slow_high, slow_low, momentum, scales}, alpha, step, k, mu, nesterov, kCompactOp);
 }
 
 namespace {
@@ -454,6 +489,22 @@ void int8_momentum_sync_on_step_meta(at::TensorList fast, at::TensorList slow, a
   check_mu(mu, kInt8MomentumOp);
   check_all_meta(kInt8MomentumGatedOp, {fast, slow, momentum, scales}, int8_momentum_list_names());
   check_step_gate(fast, alpha, step, k, kInt8MomentumGatedOp);
+}
+
+void compact_int8_momentum_sync_meta(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
+                                     at::TensorList momentum, at::TensorList scales, double alpha, double mu,
+                                     bool /*nesterov*/) {
+  check_alpha(alpha, kCompactOp);
+  check_mu(mu, kCompactOp);
+  check_all_meta(kCompactOp, {fast, slow_high, slow_low, momentum, scales}, compact_int8_momentum_list_names());
+}
+
+void compact_int8_momentum_sync_on_step_meta(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,
+                                             at::TensorList momentum, at::TensorList scales, const at::Tensor& alpha,
+                                             const at::Tensor& step, int64_t k, double mu, bool /*nesterov*/) {
+  check_mu(mu, kCompactGatedOp);
+  check_all_meta(kCompactGatedOp, {fast, slow_high, slow_low, momentum, scales}, compact_int8_momentum_list_names());
+  check_step_gate(fast, alpha, step, k, kCompactGatedOp);
 }
 
 void adamw_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,

@@ -59,7 +59,7 @@ def allowed_pseudo_gradient_dtypes(slow_dtype: torch.dtype) -> tuple[torch.dtype
 # The lists of a call by position, as the messages name them (as csrc/contract.cpp's list_names).
 SYNC_LIST_NAMES = ("fast", "slow", "momentum")
 ADAMW_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum")
-COMPACT_LIST_NAMES = ("fast", "slow_high", "slow_low", "momentum")
+COMPACT_LIST_NAMES = ("fast", "slow_high", "slow_low", "momentum", "scales")  # scales: of an int8 momentum
 COMPACT_OP = "lookahead_compact_sync_"
 COMPACT_GATED_OP = "lookahead_compact_sync_on_step_"
 PSEUDO_GRADIENT_OP = "lookahead_pseudo_gradient_"
@@ -286,17 +286,21 @@ def _check_state_tensor(t, dtype: torch.dtype, *, where: str) -> None:
 
 
 def check_compact_list_types(*lists) -> None:
-    """The three (with outer momentum four) lists of a lookahead_compact_sync_ call are lists or tuples."""
+    """The three (with outer momentum four, with an int8 one five) lists of a lookahead_compact_sync_ call
+    are lists or tuples."""
     check_list_types(COMPACT_LIST_NAMES[: len(lists)], lists, op=COMPACT_OP)
 
 
-def check_compact_lists(fast, slow_high, slow_low, momentum=None) -> None:
+def check_compact_lists(fast, slow_high, slow_low, momentum=None, scales=None) -> None:
     """Validate the lists of a lookahead_compact_sync_ call, as csrc/contract.cpp's
-    check_compact_triples (with `momentum`, check_compact_momentum_quads) and the overlap check: fast in
-    float32, float16 or bfloat16; beside each a bfloat16 high part and an int8 residual of its shape
-    and strides, on its device (and the outer momentum, float32 or bfloat16); nothing shared."""
+    check_compact_triples (with `momentum`, check_compact_momentum_quads; with `momentum` and its int8
+    block `scales`, check_compact_int8_momentum_lists) and the overlap check: fast in float32, float16
+    or bfloat16; beside each a bfloat16 high part and an int8 residual of its shape and strides, on its
+    device (and the outer momentum, float32 or bfloat16, or int8 codes and their block scales); nothing
+    shared."""
     op = COMPACT_OP
-    check_compact_list_types(fast, slow_high, slow_low, *(() if momentum is None else (momentum,)))
+    extra = () if momentum is None else (momentum,) if scales is None else (momentum, scales)
+    check_compact_list_types(fast, slow_high, slow_low, *extra)
     for name, tensors in zip(COMPACT_LIST_NAMES[1:], (slow_high, slow_low)):
         if len(tensors) != len(fast):
             raise ValueError(f"{op}: fast has {len(fast)} tensors but {name} has {len(tensors)}")
@@ -314,6 +318,8 @@ def check_compact_lists(fast, slow_high, slow_low, momentum=None) -> None:
             _check_pair_layout(i, f, t, op=op, names=("fast", name))
     if momentum is None:
         return check_no_overlap(fast, slow_high, slow_low, op=op, names=COMPACT_LIST_NAMES)
+    if scales is not None:
+        return _check_compact_int8_momenta(fast, slow_high, slow_low, momentum, scales)
     if len(momentum) != len(fast):
         raise ValueError(f"{op}: fast has {len(fast)} tensors but momentum has {len(momentum)}")
     for i, (f, m) in enumerate(zip(fast, momentum)):
@@ -325,6 +331,19 @@ def check_compact_lists(fast, slow_high, slow_low, momentum=None) -> None:
             )
         _check_pair_layout(i, m, f, op=op, names=("momentum", "fast"))
     check_no_overlap(fast, slow_high, slow_low, momentum, op=op, names=COMPACT_LIST_NAMES)
+
+
+def _check_compact_int8_momenta(fast, slow_high, slow_low, momentum, scales) -> None:
+    """The int8 momentum codes and block scales beside checked compact triples, and the overlap of all
+    five lists, as csrc/contract.cpp's check_compact_int8_momentum_lists."""
+    op = COMPACT_OP
+    _check_lengths(("fast", "momentum", "scales"), (fast, momentum, scales), op=op)
+    for i, (f, m, sc) in enumerate(zip(fast, momentum, scales)):
+        _check_state_tensor(m, torch.int8, where=f"{op}: pair {i}: momentum")
+        _check_state_tensor(sc, torch.float32, where=f"{op}: pair {i}: scales")
+        _check_pair_layout(i, f, m, op=op, names=("fast", "momentum"))
+        _check_block_scales(i, f, sc, op=op, owner="fast", device=fast[0].device)
+    check_no_overlap(fast, slow_high, slow_low, momentum, scales, op=op, names=COMPACT_LIST_NAMES)
 
 
 def check_list_types(names: tuple[str, ...], lists, *, op: str) -> None:

@@ -114,5 +114,19 @@ OPS = (
             "momentum:tensors! momentum_scales:tensors! hyper:tensor rows:tensor mu:float nesterov:bool"
         ),
     ),
+    OpSpec(
+        "compact_int8_momentum_sync_",
+        _args(
+            "fast:tensors! slow_high:tensors! slow_low:tensors! momentum:tensors! scales:tensors! alpha:float "
+            "mu:float nesterov:bool"
+        ),
+    ),
+    OpSpec(
+        "compact_int8_momentum_sync_on_step_",
+        _args(
+            "fast:tensors! slow_high:tensors! slow_low:tensors! momentum:tensors! scales:tensors! alpha:tensor "
+            "step:tensor k:int mu:float nesterov:bool"
+        ),
+    ),
 )
 OP_NAMES = tuple(op.name for op in OPS)

@@ -7,10 +7,12 @@
     lookahead_sync_on_step_(fast, slow, alpha, step, k, [momentum=, mu=, nesterov=])
                                          the same when step % k == 0, decided where step lives
     swap_(a, b)                          exchange the contents of a[i] and b[i]
-    lookahead_compact_sync_(fast, slow_high, slow_low, alpha, [momentum=, mu=, nesterov=])
+    lookahead_compact_sync_(fast, slow_high, slow_low, alpha, [momentum=, momentum_scales=, mu=, nesterov=])
                                          the sync of slow weights kept as bf16+int8 (docs/design.md,
-                                         "Compact slow weights"), with outer momentum or without
-    lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step, k, [momentum=, mu=, nesterov=])
+                                         "Compact slow weights"), with outer momentum (float32,
+                                         bfloat16, or int8 blocks with their scales) or without
+    lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step, k, [momentum=, momentum_scales=,
+                                    mu=, nesterov=])
                                          the same when step % k == 0, decided where step lives
     lookahead_int8_momentum_sync_(fast, slow, momentum, scales, alpha, mu, nesterov=False)
                                          the momentum sync with the momentum kept as int8 blocks
@@ -40,7 +42,7 @@ import torch
 
 from . import backends, contract
 from .device_scalars import device_scalar
-from .sharded import int8_local_shards, local_shards
+from .sharded import compact_local_shards, int8_local_shards, local_shards
 from .backends import BACKEND_NAMES, available_backends, unavailable_backends  # noqa: F401  (public)
 from .backends import native
 
@@ -390,33 +392,40 @@ def swap_(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], *, backend: str 
 
 
 @torch.no_grad()
-def lookahead_compact_sync_(fast, slow_high, slow_low, alpha: float, *, momentum=None, mu: float = 0.0,
-                            nesterov: bool = False, backend: str = "auto") -> None:  # fmt: skip
+def lookahead_compact_sync_(fast, slow_high, slow_low, alpha: float, *, momentum=None, momentum_scales=None,
+                            mu: float = 0.0, nesterov: bool = False, backend: str = "auto") -> None:  # fmt: skip
     """The sync of slow weights kept as bf16+int8
     (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py), for every param in one launch per device: s = decode(slow_high,
     slow_low); s' = lerp(s, fast, alpha) in float32; (slow_high, slow_low) <- encode(s');
     fast <- decode(slow_high, slow_low) cast to fast's dtype. fast: float32, float16 or bfloat16;
     slow_high: bfloat16 and slow_low: int8, each of fast's shape and strides. With `momentum` (float32
     or bfloat16, beside fast) the momentum sync in float32 instead
-    (see [NOTE: compact momentum sync] in csrc/element_math.h). Raises before writing."""
+    (see [NOTE: compact momentum sync] in csrc/element_math.h); with `momentum` int8 codes of fast's
+    shape and strides and `momentum_scales` their float32 block scales, ceil(numel / 256) each, the int8
+    momentum sync (see [NOTE: compact int8 momentum sync] in csrc/element_math.h). Raises before writing."""
     backends.check_backend_name(backend)
     op = contract.COMPACT_OP
     alpha = contract.check_alpha(alpha, where=f"{op}: alpha")
-    extra, scalars, method = _compact_variant(momentum, mu, nesterov, op)
+    extra, scalars, method = _compact_variant(momentum, momentum_scales, mu, nesterov, op)
     contract.check_compact_list_types(fast, slow_high, slow_low, *extra)
-    lists = local_shards(fast, slow_high, slow_low, *extra, op=op)
+    lists = compact_local_shards(fast, slow_high, slow_low, *extra)
     if _run_native(method, *lists, alpha, *scalars, backend=backend):
         return
     contract.check_compact_lists(*lists)
     _compact_sync_by_device(lists, alpha, scalars, method, backend)
 
 
-def _compact_variant(momentum, mu, nesterov, op: str) -> tuple[tuple, tuple, str]:
-    """(the extra list, the extra scalars, the op's name) of a compact sync with or without `momentum`."""
-    if momentum is None:
+def _compact_variant(momentum, momentum_scales, mu, nesterov, op: str) -> tuple[tuple, tuple, str]:
+    """(the extra lists, the extra scalars, the op's name) of a compact sync without `momentum`, with it,
+    or with it as int8 codes and their `momentum_scales`."""
+    if momentum is None and momentum_scales is None:
         return (), (), "compact_sync_"
+    if momentum is None:
+        raise ValueError(f"{op}: momentum_scales without momentum; the scales are those of an int8 momentum's codes")
     mu = contract.check_mu(mu, where=f"{op}: outer momentum mu")
-    return (momentum,), (mu, bool(nesterov)), "compact_momentum_sync_"
+    if momentum_scales is None:
+        return (momentum,), (mu, bool(nesterov)), "compact_momentum_sync_"
+    return (momentum, momentum_scales), (mu, bool(nesterov)), "compact_int8_momentum_sync_"
 
 
 def _compact_sync_by_device(lists, alpha: float, scalars: tuple, method: str, backend: str) -> None:
@@ -426,18 +435,19 @@ def _compact_sync_by_device(lists, alpha: float, scalars: tuple, method: str, ba
 
 @torch.no_grad()
 def lookahead_compact_sync_on_step_(fast, slow_high, slow_low, alpha, step: torch.Tensor, k: int, *, momentum=None,
-                                    mu: float = 0.0, nesterov: bool = False, backend: str = "auto") -> None:  # fmt: skip
-    """lookahead_compact_sync_(fast, slow_high, slow_low, alpha[, momentum=, mu=, nesterov=]) if step % k == 0,
-    else nothing, decided where step lives, as lookahead_sync_on_step_ decides it
+                                    momentum_scales=None, mu: float = 0.0, nesterov: bool = False,
+                                    backend: str = "auto") -> None:  # fmt: skip
+    """lookahead_compact_sync_(fast, slow_high, slow_low, alpha[, momentum=, momentum_scales=, mu=, nesterov=])
+    if step % k == 0, else nothing, decided where step lives, as lookahead_sync_on_step_ decides it
     (see [NOTE: step gate] in csrc/table.h)."""
     op = contract.COMPACT_OP
-    extra, scalars, method = _compact_variant(momentum, mu, nesterov, contract.COMPACT_GATED_OP)
+    extra, scalars, method = _compact_variant(momentum, momentum_scales, mu, nesterov, contract.COMPACT_GATED_OP)
     gated = method.replace("sync_", "sync_on_step_")
     if torch.compiler.is_compiling():
         return _on_step_traced([fast, slow_high, slow_low, *extra], alpha, step, k, scalars, gated, backend)
     backends.check_backend_name(backend)
     contract.check_compact_list_types(fast, slow_high, slow_low, *extra)
-    lists = local_shards(fast, slow_high, slow_low, *extra, op=op)
+    lists = compact_local_shards(fast, slow_high, slow_low, *extra)
     _on_step(lists, alpha, step, k, scalars, gated, (contract.COMPACT_GATED_OP, op),
              lambda: contract.check_compact_lists(*lists),
              lambda a: _compact_sync_by_device(lists, a, scalars, method, backend), backend)  # fmt: skip

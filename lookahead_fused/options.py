@@ -45,27 +45,12 @@ def check_slow_dtype(slow_dtype, steps_itself: bool):
 # checkpoints, slow_weights(), every pullback mode ("pullback" keeps its slow momenta exact, in the
 # first moments' dtype, synced in a launch of their own beside the compact one) and alpha="adaptive"
 # (chosen from the slow weights decoded one tensor at a time). Its outer momentum is float32 (the
-# slow weights' values are) or, with momentum_dtype=torch.bfloat16, bfloat16; momentum_dtype="int8"
-# is refused at construction, before anything is built (the int8 momentum sync reads float32 slow
-# weights). LookaheadAdamW takes it too: its fused pass then runs AdamW's step alone (the op without
-# slow weights) and a sync step adds the compact (momentum) sync's launch after it, two launches
-# there, as with an int8 outer momentum (see [NOTE: int8 outer momentum] in lookahead_fused/options.py).
-_COMPACT_REFUSES = {
-    "momentum_dtype": lambda options: is_int8_momentum(options["momentum_dtype"]),
-}
-
-
-def check_compact_options(defaults: dict) -> None:
-    """see [NOTE: what compact slow weights support] in lookahead_fused/options.py"""
-    if not is_compact(defaults["slow_dtype"]):
-        return
-    for name, refused in _COMPACT_REFUSES.items():
-        if refused(defaults):
-            raise ValueError(
-                f"slow_dtype={bf16_int8.SLOW_DTYPE!r} does not support {name}={defaults[name]!r} yet; beside it the "
-                "outer momentum is float32 (momentum_dtype=None) or torch.bfloat16 (or use slow_dtype=None or "
-                "torch.float32)"
-            )
+# slow weights' values are) or, with momentum_dtype=torch.bfloat16, bfloat16, or with
+# momentum_dtype="int8" int8 blocks, synced by the compact int8 momentum sync in the same one launch
+# (see [NOTE: compact int8 momentum sync] in csrc/element_math.h): 4.016 bytes a weight in all.
+# LookaheadAdamW takes it too: its fused pass then runs AdamW's step alone (the op without slow
+# weights) and a sync step adds the compact (momentum) sync's launch after it, two launches there, as
+# with an int8 outer momentum (see [NOTE: int8 outer momentum] in lookahead_fused/options.py).
 
 
 # [NOTE: what int8-delta supports] slow_dtype="int8-delta" (see [NOTE: int8-delta] in csrc/adamw.h) is
@@ -115,7 +100,8 @@ def check_int8_delta_options(defaults: dict) -> None:
 # [NOTE: int8 outer momentum] momentum_dtype="int8" keeps each outer momentum as int8 codes with one
 # float32 scale per block of 256 (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py), 1.016
 # bytes an element, beside float32 slow weights (float32 params, or float16/bfloat16 ones with
-# slow_dtype=torch.float32): the int8 momentum sync (see [NOTE: int8 momentum sync] in csrc/element_math.h)
+# slow_dtype=torch.float32) or bf16+int8 ones: the int8 momentum sync (see [NOTE: int8 momentum sync] in csrc/element_math.h;
+# beside bf16+int8 slow weights, see [NOTE: compact int8 momentum sync] in csrc/element_math.h)
 # decodes, computes in float32 and encodes each block as it stores it, one launch per device. Each
 # sync's error is at most 0.4 % of the block's max |m|. The same refusals as bfloat16 at join, and
 # DTensors laid out other than FSDP2's Shard(0) on a 1-D mesh
@@ -189,7 +175,6 @@ def checked_defaults(
         "backend": backends.check_backend_name(backend),
         "capturable": bool(capturable),
     }
-    check_compact_options(defaults)
     check_int8_delta_options(defaults)
     backends.require_available(backend)
     if alpha == ADAPTIVE and defaults["outer_momentum"]:

@@ -115,6 +115,14 @@ def int8_local_shards(*lists, op: str, scales_at: tuple[int, ...] = (-1,)):
     return tuple(found[i] for i in range(len(lists)))
 
 
+def compact_local_shards(*lists) -> tuple:
+    """The lists of a compact sync (fast, high parts, residuals[, outer momentum[, its int8 block
+    scales]]) with their local shards."""
+    if len(lists) == 5:
+        return int8_local_shards(*lists, op=COMPACT_OP)
+    return local_shards(*lists, op=COMPACT_OP)
+
+
 def mesh_groups(tensors) -> list:
     """The process groups of every mesh dimension of the DTensors among `tensors`, each once, in the
     order first met (the same order on every rank that holds the same params)."""

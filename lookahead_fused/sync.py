@@ -36,9 +36,9 @@ from . import replicas as replicas_module
 from .adaptive_alpha import ADAPTIVE, check_alpha_or_adaptive
 from .backends import reference
 from .backends.step_gate import masked_compact_momentum_sync_on_step_, masked_compact_sync_on_step_
-from .backends.step_gate import masked_int8_momentum_sync_on_step_
+from .backends.step_gate import masked_compact_int8_momentum_sync_on_step_, masked_int8_momentum_sync_on_step_
 from .backends.step_gate import masked_momentum_sync_on_step_, masked_sync_on_step_
-from .sharded import dtensor_type, int8_local_shards, local_shards
+from .sharded import compact_local_shards, dtensor_type, int8_local_shards
 from .slow_state import ALPHA_KEY, INT8_BLOCK_KEYS, SLOW_DELTA, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
 from .slow_state import OUTER_MOMENTUM, int8_block_state, int8_block_value, is_compact, is_int8_delta
 from .slow_state import outer_momentum_keys, rehome, slow_dtype_for, slow_keys, state_dims
@@ -209,14 +209,14 @@ class Sync:
 
     def _check_lists(self, launch: Launch, fast, slow, *rest, compact: bool, delta: bool = False) -> None:
         """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
-        mu were checked when they were set. `compact` lists are (fast, high parts, residuals[, momentum]);
+        mu were checked when they were set. `compact` lists are (fast, high parts, residuals[, momentum[,
+        its int8 block scales]]);
         `delta` lists (params, int8-delta codes, scales[, int8 momentum codes, their scales]); other four
         lists are (fast, slow, int8 momentum codes, their scales); else (fast, slow[, momentum])."""
         if delta:
             _check_in_one_layer(launch.backend, "check_int8_delta_lists", *_int8_delta_local_shards((fast, slow, *rest)))
         elif compact:
-            _check_in_one_layer(launch.backend, "check_compact_lists",
-                                *local_shards(fast, slow, *rest, op=contract.COMPACT_OP))  # fmt: skip
+            _check_in_one_layer(launch.backend, "check_compact_lists", *compact_local_shards(fast, slow, *rest))
         elif is_int8_momentum_lists((fast, slow, *rest)):
             _check_in_one_layer(launch.backend, "check_int8_momentum_lists",
                                 *int8_local_shards(fast, slow, *rest, op=contract.INT8_MOMENTUM_OP))  # fmt: skip
@@ -429,9 +429,11 @@ class Sync:
         """The gated sync of bf16+int8 slow weights (and their outer momenta, if any)."""
         k, mu, nesterov, backend = (self.options[key] for key in ("k", "outer_momentum", "nesterov", "backend"))
         if fused[0]:
-            momentum = {"momentum": fused[3], "mu": mu, "nesterov": nesterov} if len(fused) == 4 else {}
-            ops.lookahead_compact_sync_on_step_(*fused[:3], alpha, counter, k, **momentum, backend=backend)
-        if strided[0] and len(strided) == 4:
+            ops.lookahead_compact_sync_on_step_(*fused[:3], alpha, counter, k, **_compact_momentum(fused, mu, nesterov),
+                                                backend=backend)  # fmt: skip
+        if strided[0] and len(strided) == 5:
+            masked_compact_int8_momentum_sync_on_step_(*strided, alpha, counter, k, mu, nesterov)
+        elif strided[0] and len(strided) == 4:
             masked_compact_momentum_sync_on_step_(*strided, alpha, counter, k, mu, nesterov)
         elif strided[0]:
             masked_compact_sync_on_step_(*strided, alpha, counter, k)
@@ -497,14 +499,25 @@ def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend
 
 
 def _run_compact(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend_name: str) -> None:
-    momentum = len(lists) == 4
+    """The compact sync of (fast, high parts, residuals), with an outer momentum (a fourth list) or an
+    int8 one (its codes and block scales, a fourth and a fifth)."""
     if backend is None:
-        extra = {"momentum": lists[3], "mu": mu, "nesterov": nesterov} if momentum else {}
-        ops.lookahead_compact_sync_(*lists[:3], alpha, **extra, backend=backend_name)
-    elif momentum:
+        ops.lookahead_compact_sync_(*lists[:3], alpha, **_compact_momentum(lists, mu, nesterov), backend=backend_name)
+    elif len(lists) == 5:
+        backend.compact_int8_momentum_sync_(*lists, alpha, mu, nesterov)
+    elif len(lists) == 4:
         backend.compact_momentum_sync_(*lists, alpha, mu, nesterov)
     else:
         backend.compact_sync_(*lists, alpha)
+
+
+def _compact_momentum(lists: tuple, mu: float, nesterov: bool) -> dict:
+    """The outer momentum's arguments of ops.lookahead_compact_sync_ (or its gated form) for a compact
+    launch's lists: none, its momentum, or its int8 codes and their scales."""
+    if len(lists) == 3:
+        return {}
+    scales = {"momentum_scales": lists[4]} if len(lists) == 5 else {}
+    return {"momentum": lists[3], **scales, "mu": mu, "nesterov": nesterov}
 
 
 def _int8_delta_local_shards(lists: tuple) -> tuple:

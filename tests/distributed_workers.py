@@ -20,8 +20,9 @@ INT8_MOMENTUM = "lookahead_int8_momentum"
 ADAMW_INT8_MOMENTUM = "lookahead_adamw_int8_momentum"
 ADAMW_INT8_DELTA = "lookahead_adamw_int8_delta"
 ADAMW_INT8_DELTA_MOMENTUM = "lookahead_adamw_int8_delta_int8_momentum"
+COMPACT_INT8_MOMENTUM = "lookahead_bf16+int8_int8_momentum"
 # the kinds that keep int8 blocks
-INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM)
+INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM, COMPACT_INT8_MOMENTUM)
 KINDS = ["lookahead", "lookahead_adamw", COMPACT, COMPACT_MOMENTUM, *INT8_KINDS]
 
 
@@ -47,7 +48,8 @@ def make_optimizer(model, kind="lookahead"):
     Adam, or LookaheadAdamW (kind "lookahead_adamw": the same options, AdamW's step fused with the sync).
     Kind COMPACT: bf16+int8 slow weights around Adam, with the options they take
     (see [NOTE: what compact slow weights support] in lookahead_fused/options.py), COMPACT_MOMENTUM
-    the same with a bfloat16 outer momentum; INT8_MOMENTUM and ADAMW_INT8_MOMENTUM: the outer momentum in
+    the same with a bfloat16 outer momentum, COMPACT_INT8_MOMENTUM with an int8 one; INT8_MOMENTUM and
+    ADAMW_INT8_MOMENTUM: the outer momentum in
     int8 blocks, around Adam or in LookaheadAdamW; ADAMW_INT8_DELTA: LookaheadAdamW's int8-delta slow
     weights, with the options they take (see [NOTE: what int8-delta supports] in lookahead_fused/options.py),
     ADAMW_INT8_DELTA_MOMENTUM the same beside an int8 outer momentum."""
@@ -61,7 +63,9 @@ def make_optimizer(model, kind="lookahead"):
     options = {"k": K, "alpha": 0.5, "pullback_momentum": "pullback", "outer_momentum": 0.5, "nesterov": True}
     if kind == COMPACT_MOMENTUM:
         options |= {"slow_dtype": bf16_int8.SLOW_DTYPE, "momentum_dtype": torch.bfloat16}
-    if kind in (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM):
+    if kind == COMPACT_INT8_MOMENTUM:
+        options["slow_dtype"] = bf16_int8.SLOW_DTYPE
+    if kind in (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, COMPACT_INT8_MOMENTUM):
         options["momentum_dtype"] = "int8"
     if kind in ("lookahead_adamw", ADAMW_INT8_MOMENTUM):
         return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, **options)

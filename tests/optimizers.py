@@ -121,6 +121,11 @@ RECORDS = [
                     {"k": 3, "alpha": 0.5, "outer_momentum": 0.5, "pullback_momentum": "pullback",
                      "slow_dtype": "bf16+int8", "momentum_dtype": torch.bfloat16},
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    # ... or as int8 blocks (see [NOTE: compact int8 momentum sync] in csrc/element_math.h)
+    OptimizerRecord("lookahead-sgd-momentum-outer-nesterov-bf16+int8-int8-momentum", INNERS["sgd-momentum"],
+                    {"k": 3, "alpha": 0.7, "outer_momentum": 0.9, "nesterov": True, "slow_dtype": "bf16+int8",
+                     "momentum_dtype": "int8"},
+                    peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("lookahead-sgd-momentum-pullback-bf16+int8", INNERS["sgd-momentum"],
                     {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback", "slow_dtype": "bf16+int8"},
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
@@ -151,6 +156,9 @@ RECORDS = [
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("LookaheadAdamW-outer-nesterov-bf16+int8", INNERS["adamw"],
                     {"k": 3, "alpha": 0.6, "outer_momentum": 0.9, "nesterov": True, "slow_dtype": "bf16+int8"},
+                    fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    OptimizerRecord("LookaheadAdamW-outer-bf16+int8-int8-momentum", INNERS["adamw"],
+                    {"k": 3, "alpha": 0.5, "outer_momentum": 0.5, "slow_dtype": "bf16+int8", "momentum_dtype": "int8"},
                     fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     # slow weights as int8-delta offsets, written in its pass
     # (see [NOTE: what int8-delta supports] in lookahead_fused/options.py): float32 params; no exact float64

@@ -47,8 +47,8 @@ def test_bytes_per_sync_follow_the_design():
 # block for each of the two params' 136 elements; int8-delta the same blocks for the slow weight).
 INT8_BLOCKS_BYTES = 1 + 4 * 2 / 136
 INT8_SNOO_BYTES = 4 + INT8_BLOCKS_BYTES
-LOOKAHEAD_BYTES = [4, 8, 6, INT8_SNOO_BYTES, 3, 4, 2, 3, 3 + 4, 3 + 2, 4, 3, 8, 6, INT8_SNOO_BYTES, 3 + 2, INT8_BLOCKS_BYTES,
-                   INT8_BLOCKS_BYTES, 2 * INT8_BLOCKS_BYTES]
+LOOKAHEAD_BYTES = [4, 8, 6, INT8_SNOO_BYTES, 3, 4, 2, 3, 3 + 4, 3 + 2, 3 + INT8_BLOCKS_BYTES, 4, 3, 8, 6, INT8_SNOO_BYTES,
+                   3 + 2, 3 + INT8_BLOCKS_BYTES, INT8_BLOCKS_BYTES, INT8_BLOCKS_BYTES, 2 * INT8_BLOCKS_BYTES]
 
 
 def test_state_bytes_count_each_modes_state():

@@ -74,16 +74,18 @@ def test_baseline_adamw_loops_use_packed_sse2():
     assert count(r"\bsqrtps\b", code) >= 21 and count(r"\bsqrtpd\b", code) >= 7, "AdamW: square root not packed"
 
 
-# The int8 momentum sync's loops (csrc/cpu/int8_momentum_cpu.cpp int8_block): per fast dtype, lerp side
-# and Nesterov flag a pass that takes the block's largest magnitude as an integer max and a pass that
-# quantises. GCC vectorises those of float32 and bfloat16 fast (8 loops of each pass); float16 stays
-# scalar as in the sync. The AVX2 copy is built without FMA, so no product and sum are contracted
+# The int8 momentum sync's loops (csrc/cpu/int8_momentum_cpu.cpp int8_block): per slow storage (float32,
+# bf16+int8), fast dtype, lerp side and Nesterov flag a pass that takes the block's largest magnitude as
+# an integer max and a pass that quantises. GCC vectorises those of float32 and bfloat16 fast (8 loops of
+# each pass per slow storage: 32 vpmaxud for each storage's 8 first passes, and the compact ones' encoding
+# rounds 8 lanes at a time, 32 vroundps); float16 stays scalar as in the sync. The AVX2 copy is built without FMA, so no product and sum are contracted
 # (see [NOTE: int8 momentum sync] in csrc/element_math.h). The counts are those of the build with GCC 12; GCC 13
 # (Ubuntu 24.04, the lent H200 machine, 2026-12-04) unrolls the bfloat16 stores less: 64 vpackusdw where GCC 12 has 80.
 def test_avx2_int8_momentum_loops_are_256_bits_wide_and_unfused():
     code = disassembly("run_int8_blocks_avx2")
     assert count(r"\bvf(n)?m(add|sub)\w*", code) == 0, "a product and a sum contracted into an FMA"
-    assert count(r"\bvpmaxud\b[^\n]*%ymm", code) >= 32, "the block's largest magnitude: not 8 lanes"
+    assert count(r"\bvpmaxud\b[^\n]*%ymm", code) >= 48, "the block's largest magnitude: not 8 lanes"
+    assert count(r"\bvroundps\b[^\n]*%ymm", code) >= 16, "the compact slow weights' encoding: not 8 lanes"
     assert count(r"\bvcvttps2dq\b[^\n]*%ymm", code) >= 32, "the codes: not 8 lanes"
     assert count(r"\bvcvtdq2ps\b[^\n]*%ymm", code) >= 48, "the decoded momentum: not 8 lanes"
     assert count(r"\bvpackusdw\b[^\n]*%ymm", code) >= 64, "the bfloat16 fast store: not 8 lanes"

@@ -57,13 +57,21 @@ BF16_MOMENTUM_PACKS_PER_STEP |= {op: (4 + 2 + 1 + 2, 2 + 2 + 1 + 2)
 # The pseudo-gradient with a bfloat16 out (the same codes): 8 elements, the fast tensor's packs (two for
 # float32, one for 16-bit) and two of slow weights; out is only stored.
 BF16_MOMENTUM_PACKS_PER_STEP["PseudoGradientOp"] = (2 + 2, 1 + 2)
-# The int8 momentum sync's kernels (csrc/cuda/int8_momentum_kernel.cuh), one per gate: per fast dtype
-# (float32, float16, bfloat16) a lane's 16-byte accesses, 2 + 2 for float32 fast and slow, 1 + 2 for
-# a 16-bit fast, and one 8-byte access to its codes; both divisions of int8_block_scale per dtype.
-INT8_OPS = ("Int8SyncOp", "GatedInt8SyncOp")
-INT8_VECTOR_ACCESSES = (2 + 2) + 2 * (1 + 2)
-INT8_CODE_ACCESSES = 3
-INT8_DIVISIONS = 2 * 3
+# The int8 momentum sync's kernels (csrc/cuda/int8_momentum_kernel.cuh), one per gate and slow weights'
+# storage (see [NOTE: int8 slow storage] in csrc/cuda/int8_momentum_kernel.cuh), by op_of's names: per fast
+# dtype (float32, float16, bfloat16) a lane's 16-byte accesses, 2 + 2 for float32 fast and slow, 1 + 2 for
+# a 16-bit fast, and one 8-byte access to its codes; both divisions of int8_block_scale per dtype. With
+# bf16+int8 slow weights (the compact kernels) one 16-byte access to the lane's 8 high parts in place of
+# the slow weights' and one 8-byte access to its 8 residuals beside the codes', and encode_bf16_int8's
+# division for each of its 8 elements.
+INT8_FLOAT32_OPS = ("Int8SyncOp", "GatedInt8SyncOp")
+INT8_COMPACT_OPS = ("CompactInt8SyncOp", "GatedCompactInt8SyncOp")
+INT8_OPS = INT8_FLOAT32_OPS + INT8_COMPACT_OPS
+# per op: (16-byte loads and stores each, 8-byte loads and stores each, divisions)
+INT8_COUNTS = {op: ((2 + 2) + 2 * (1 + 2), 3, 2 * 3) for op in INT8_FLOAT32_OPS}
+INT8_COUNTS |= {op: ((2 + 1) + 2 * (1 + 1), 3 * 2, 3 * (2 + 8)) for op in INT8_COMPACT_OPS}
+# The residual unit of a bfloat16 high part, 2^(E - 15): an FMUL of 2^E by this (residual_unit in csrc/bf16_int8.h).
+RESIDUAL_UNIT_FACTOR = "3.0517578125e-05"
 # AdamW's step with int8-delta slow weights (csrc/cuda/adamw_delta_kernel.cuh), one kernel: per param dtype
 # (float32, float16, bfloat16) and per path of a block (without an outer momentum, and a sync step with an
 # int8 one) a lane's 16-byte loads of param, grad and both moments (two packs each of float32, one of
@@ -155,9 +163,13 @@ def load_runs(opcodes: list[str]) -> list[int]:
 
 def op_of(kernel: str) -> str:
     """The op a kernel instantiation runs: its template argument's name, and the depth of
-    AdamWOp<depth> (mangled ...AdamWOpILi5EEE...)."""
-    if m := re.search(r"int8_momentum_kernelINS_\d+(\w+?Op)E", kernel):
-        return m.group(1)
+    AdamWOp<depth> (mangled ...AdamWOpILi5EEE...). An int8 momentum kernel's gate, with Compact after
+    Gated for bf16+int8 slow weights (mangled ...int8_momentum_kernelINS_10Int8SyncOpENS_11CompactSlowEEE...);
+    one of neither known storage keeps its whole name, which no test expects."""
+    if "int8_momentum_kernel" in kernel:
+        if not (m := re.search(r"int8_momentum_kernelINS_\d+(\w+?Op)ENS_\d+(Float32|Compact)SlowE", kernel)):
+            return kernel
+        return m.group(1) if m.group(2) == "Float32" else re.sub(r"^(Gated)?", r"\1Compact", m.group(1))
     if "adamw_delta_kernel" in kernel:
         return DELTA_OP
     m = re.search(r"table_kernelINS_\d+(\w+?Op)(?:ILi(\d)E)?E", kernel)
@@ -170,7 +182,9 @@ def test_every_built_arch_has_every_kernel():
     assert found == {(arch, op) for arch in archs for op in (*OPS, *INT8_OPS, DELTA_OP)}
 
 
-@pytest.mark.parametrize("row", resource_usage(), ids=lambda r: f"{r[0]}-{op_of(r[1])}")
+# Read at collection, before pytestmark skips the module: an extension without CUDA kernels has no device code.
+@pytest.mark.parametrize("row", resource_usage() if _C.build_info()["cuda"] else [],
+                         ids=lambda r: f"{r[0]}-{op_of(r[1])}")
 def test_no_spills_and_two_blocks_per_sm(row):
     arch, kernel, registers, stack = row
     assert stack == 0, f"{arch} {kernel}: {stack} bytes of stack (spills to local memory)"
@@ -223,14 +237,16 @@ def int8_sass() -> dict[tuple[str, str], list[tuple[int, str, str]]]:
 
 def test_int8_kernel_uses_vector_accesses():
     """See [NOTE: int8 launch table] in csrc/cuda/int8_momentum_kernel.cuh: each lane's 8 elements in
-    16-byte accesses to fast and slow and one 8-byte access to its codes, streaming."""
+    16-byte accesses to fast and slow (or the slow weights' high parts) and 8-byte accesses to its codes
+    (and the slow weights' residuals), streaming, in every kernel of both storages of the slow weights."""
     functions = int8_sass()
     assert {op for _, op in functions} == set(INT8_OPS)
     for (arch, op), code in functions.items():
         opcodes = [opcode for _, opcode, _ in code]
         count = lambda prefix, width: sum(o.startswith(prefix) and o.endswith(f"EF.{width}") for o in opcodes)  # noqa: E731
-        assert (count("LDG", 128), count("STG", 128)) == (INT8_VECTOR_ACCESSES,) * 2, f"{arch} {op}: {opcodes}"
-        assert (count("LDG", 64), count("STG", 64)) == (INT8_CODE_ACCESSES,) * 2, f"{arch} {op}: {opcodes}"
+        vectors, codes, _ = INT8_COUNTS[op]
+        assert (count("LDG", 128), count("STG", 128)) == (vectors,) * 2, f"{arch} {op}: {opcodes}"
+        assert (count("LDG", 64), count("STG", 64)) == (codes,) * 2, f"{arch} {op}: {opcodes}"
 
 
 def test_adamw_delta_kernel_uses_vector_accesses():
@@ -245,14 +261,41 @@ def test_adamw_delta_kernel_uses_vector_accesses():
         assert (count("LDG", 64), count("STG", 64)) == (DELTA_CODE_ACCESSES,) * 2, arch
 
 
+def multiplicand_writers(code: list[tuple[int, str, str]]) -> dict[int, list[str]]:
+    """What last wrote the two multiplicands of each FFMA, by its address: the opcode, and an FMUL's
+    last operand too. In address order, branches aside: a pattern that the compiler spreads over blocks
+    fails the test that looks for it, rather than passing unseen."""
+    found, writer = {}, {}
+    for address, opcode, operands in code:
+        fields = [field.strip() for field in operands.split(",")]
+        if opcode.startswith("FFMA"):
+            found[address] = sorted(writer.get(re.sub(r"^-|\.reuse$", "", field), "") for field in fields[1:3])
+        if fields and (m := re.fullmatch(r"R(\d+)", fields[0])):
+            width = 4 if ".128" in opcode else 2 if ".64" in opcode or ".WIDE" in opcode else 1
+            for r in range(int(m.group(1)), int(m.group(1)) + width):
+                writer[f"R{r}"] = f"FMUL {fields[-1]}" if opcode == "FMUL" else opcode
+    return found
+
+
+def is_decoding(writers: list[str]) -> bool:
+    """Whether an FFMA is decode_bf16_int8's hi + q u (csrc/bf16_int8.h), contracted: one multiplicand
+    the residual q widened (I2F.S8, |q| <= 128), the other the residual unit u (an FMUL by 2^-15, a power
+    of two of at least 2^-141). q u is exact, so the fused sum rounds once, as the unfused one does."""
+    return writers == [f"FMUL {RESIDUAL_UNIT_FACTOR}", "I2F.S8"]
+
+
 def test_int8_kernel_contracts_nothing_into_an_fma():
     """See [NOTE: int8 momentum sync] in csrc/element_math.h: every FFMA of the int8 kernel belongs to a
-    correctly rounded division (int8_block_scale's two per fast dtype): its inline part, from the FCHK
-    to the call of the out-of-line path, and that path (after the first call's target)."""
+    correctly rounded division (int8_block_scale's two per fast dtype, and in the compact kernels
+    encode_bf16_int8's one per element): its inline part, from the FCHK to the call of the out-of-line
+    path, and that path (after the first call's target), or the refinement of its reciprocal (a
+    multiplicand from MUFU.RCP), which the scheduler may move above the FCHK. The compact kernels' other
+    FFMAs must be exact bf16+int8 decodings (is_decoding)."""
     for (arch, op), code in int8_sass().items():
         calls = [int(operands.split()[0], 16) for _, opcode, operands in code if opcode.startswith("CALL.REL")]
-        assert sum(opcode == "FCHK" for _, opcode, _ in code) == INT8_DIVISIONS, f"{arch} {op}"
+        assert sum(opcode == "FCHK" for _, opcode, _ in code) == INT8_COUNTS[op][2], f"{arch} {op}"
         out_of_line = min(calls)
+        writers = multiplicand_writers(code)
         in_division, stray = False, []
         for address, opcode, operands in code:
             if opcode == "FCHK":
@@ -260,6 +303,8 @@ def test_int8_kernel_contracts_nothing_into_an_fma():
             elif opcode.startswith("CALL.REL"):
                 in_division = False
             elif opcode.startswith(("FFMA", "HFMA2", "DFMA")) and not opcode.endswith(".MMA"):
-                if not in_division and address < out_of_line:
+                if in_division or address >= out_of_line or "MUFU.RCP" in writers.get(address, ()):
+                    continue
+                if not (op in INT8_COMPACT_OPS and is_decoding(writers.get(address, []))):
                     stray.append(f"{address:#x} {opcode} {operands}")
         assert not stray, f"{arch} {op}: fused multiply-adds outside the divisions: {stray}"

@@ -104,6 +104,19 @@ def compact_momentum_sync_on_step_args():
     return [(*case[:4], *_gate(step), K, MU, True) for case in compact_momentum_sync_args() for step in (2, 3)]
 
 
+def compact_int8_momentum_sync_args():
+    """compact_sync_args' with an int8 block-scaled momentum beside them."""
+    cases = []
+    for case, nesterov in zip(compact_sync_args(), (False, True)):
+        codes, scales = zip(*(int8_blocks.encode(0.1 * torch.randn(f.numel())) for f in case[0]))
+        cases.append((*case[:3], list(codes), list(scales), ALPHA, MU, nesterov))
+    return cases
+
+
+def compact_int8_momentum_sync_on_step_args():
+    return [(*case[:5], *_gate(step), K, MU, True) for case in compact_int8_momentum_sync_args() for step in (2, 3)]
+
+
 def pseudo_gradient_args():
     """out in the slow dtype for every pair, and in bfloat16 beside float32 slow weights."""
     outs = [(f, s, s) for f, s in PAIRS] + [(f, s, torch.bfloat16) for f, s in PAIRS if s == torch.float32]
@@ -145,6 +158,8 @@ ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "compact_momentum_sync_": compact_momentum_sync_args,
     "compact_momentum_sync_on_step_": compact_momentum_sync_on_step_args,
     "adamw_delta_step_": adamw_delta_step_args,
+    "compact_int8_momentum_sync_": compact_int8_momentum_sync_args,
+    "compact_int8_momentum_sync_on_step_": compact_int8_momentum_sync_on_step_args,
 }
 # registered op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
 OPS = {name: ("native", ARGUMENT_SETS[name]) for name in OP_NAMES} | {

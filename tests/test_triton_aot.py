@@ -2,9 +2,9 @@
 no GPU needed, and the interpreter (which the other CPU tests use) accepts code that the compiler
 rejects. Every dtype pair compiles in each mode the backend launches (a lerp with alpha known on the
 host, alpha read on the device behind the step gate, the swap, misaligned pairs; the compact and the
-int8 momentum syncs for each fast dtype they take; the pseudo-gradient; AdamW's step with int8-delta slow
-weights), and the aligned launches use 16-byte global loads and stores
-(see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
+int8 momentum syncs for each fast dtype they take, the latter beside float32 and beside bf16+int8 slow
+weights; the pseudo-gradient; AdamW's step with int8-delta slow weights), and the aligned launches use 16-byte
+global loads and stores (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
 
 from __future__ import annotations
 
@@ -87,6 +87,15 @@ INT8_MOMENTUM_SIGNATURE = {
     **{name: "constexpr" for name in ("FAST", "LERP_SIDE", "GATED", "ALIGNED", "NESTEROV", "BLOCK", "QBLOCK",
                                       "CHUNK_BITS", "CODE_LIMIT", "FLUSH_BELOW", "ROUNDING_SHIFT")},
 }  # fmt: skip
+# Its compact form, the slow weights as bf16+int8 (compact_int8_momentum_kernel): as INT8_MOMENTUM_MODES
+COMPACT_INT8_MOMENTUM_MODES = {
+    "compact-int8-momentum": (0, False, True, False), "compact-int8-momentum-gated-nesterov": (2, True, True, True),
+    "compact-int8-momentum-large-alpha-misaligned": (1, False, False, False),
+}  # fmt: skip
+COMPACT_INT8_MOMENTUM_SIGNATURE = {
+    **{f"{name}_addresses": "*i64" for name in ("fast", "high", "low", "codes", "scales")},
+    **{name: kind for name, kind in INT8_MOMENTUM_SIGNATURE.items() if not name.endswith("_addresses")},
+}
 # AdamW's step with int8-delta slow weights (backends/triton/adamw_delta.py): name -> (ALIGNED, MOMENTUM,
 # NESTEROV), for each param dtype it takes (MOMENTUM: an int8 outer momentum beside the offsets)
 ADAMW_DELTA_MODES = {
@@ -130,7 +139,7 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
         return compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar)
     if mode in COMPACT_MODES:
         return compile_compact_variant(fast_dtype, mode, arch)
-    if mode in INT8_MOMENTUM_MODES:
+    if mode in INT8_MOMENTUM_MODES or mode in COMPACT_INT8_MOMENTUM_MODES:
         return compile_int8_momentum_variant(fast_dtype, mode, arch)
     if mode in PSEUDO_GRADIENT_MODES:
         return compile_pseudo_gradient_variant(fast_dtype, slow_dtype, mode, arch, opmath)
@@ -183,7 +192,8 @@ def compile_int8_momentum_variant(fast_dtype, mode, arch):
     from lookahead_fused import int8_blocks
     from lookahead_fused.backends.triton import compact, elementwise, int8_momentum, plans
 
-    side, gated, aligned, nesterov = INT8_MOMENTUM_MODES[mode]
+    compact_slow = mode in COMPACT_INT8_MOMENTUM_MODES
+    side, gated, aligned, nesterov = (COMPACT_INT8_MOMENTUM_MODES if compact_slow else INT8_MOMENTUM_MODES)[mode]
     block, warps = int8_momentum._GPU_CONFIG
     constexprs = {
         "FAST": elementwise.TL_DTYPES[fast_dtype], "LERP_SIDE": side, "GATED": gated, "ALIGNED": aligned,
@@ -191,7 +201,11 @@ def compile_int8_momentum_variant(fast_dtype, mode, arch):
         "CODE_LIMIT": int8_blocks.CODE_LIMIT, "FLUSH_BELOW": int8_blocks.FLUSH_BELOW,
         "ROUNDING_SHIFT": compact.ROUNDING_SHIFT,
     }  # fmt: skip
-    source = ASTSource(fn=int8_momentum.int8_momentum_kernel, signature=INT8_MOMENTUM_SIGNATURE, constexprs=constexprs)
+    if compact_slow:
+        kernel, signature = int8_momentum.compact_int8_momentum_kernel, COMPACT_INT8_MOMENTUM_SIGNATURE
+    else:
+        kernel, signature = int8_momentum.int8_momentum_kernel, INT8_MOMENTUM_SIGNATURE
+    source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
     options = {"num_warps": warps, **int8_momentum.COMPILE_OPTIONS}
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
     return compiled.asm["ptx"], len(compiled.asm["cubin"])
@@ -246,6 +260,9 @@ CASES = [
 ] + [  # the int8 momentum sync: float32 slow weights beside int8 codes and float32 scales ("float32+int8m")
     (fast, "float32+int8m", mode, arch) for fast in INT8_MOMENTUM_FAST_DTYPES for mode in INT8_MOMENTUM_MODES
     for arch in ARCHS
+] + [  # and beside bf16+int8 slow weights ("bf16+int8+int8m")
+    (fast, "bf16+int8+int8m", mode, arch) for fast in INT8_MOMENTUM_FAST_DTYPES for mode in COMPACT_INT8_MOMENTUM_MODES
+    for arch in ARCHS
 ] + [  # AdamW's step with int8-delta slow weights: int8 codes and float32 scales beside the param ("int8-delta")
     (fast, "int8-delta", mode, arch) for fast in INT8_DELTA_PARAM_DTYPES for mode in ADAMW_DELTA_MODES for arch in ARCHS
 ]
@@ -292,7 +309,8 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
             vectors = lambda text: len(VECTOR_16_BYTES.findall(text))  # noqa: E731
             assert vectors(ptx) > vectors(without), "the momentum is not read and written in 16-byte accesses"
         return
-    if mode in INT8_MOMENTUM_MODES or mode in ADAMW_DELTA_MODES:  # one IEEE operation a step: no fused multiply-add
+    int8_momentum_modes = {**INT8_MOMENTUM_MODES, **COMPACT_INT8_MOMENTUM_MODES}
+    if mode in int8_momentum_modes or mode in ADAMW_DELTA_MODES:  # one IEEE operation a step: no fused multiply-add
         assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"
         assert "sqrt.approx" not in ptx, "approximate square root"
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
@@ -300,7 +318,7 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
         if mode in ADAMW_DELTA_MODES and ADAMW_DELTA_MODES[mode][1]:  # the momentum's codes and scales too
             plain = compiled[case_id(fast_dtype, slow_dtype, "adamw-delta", arch)]["ptx"]
             assert len(GLOBAL_ACCESS.findall(ptx)) > len(GLOBAL_ACCESS.findall(plain)), "the momentum is not accessed"
-        if INT8_MOMENTUM_MODES[mode][2] if mode in INT8_MOMENTUM_MODES else ADAMW_DELTA_MODES[mode][0]:
+        if int8_momentum_modes[mode][2] if mode in int8_momentum_modes else ADAMW_DELTA_MODES[mode][0]:
             seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
             assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
         return

@@ -1,6 +1,6 @@
 """Does keeping the outer momentum compact (bfloat16, or block-scaled int8), or the slow weights beside
 it (bf16+int8), cost quality? Lookahead with SNOO's outer momentum (mu 0.9, Nesterov) on
-scikit-learn's digits (robustness.py's split and 64-64-10 MLP, float32 params), its state kept five ways:
+scikit-learn's digits (robustness.py's split and 64-64-10 MLP, float32 params), its state kept six ways:
 
     exact              float32 slow weights and outer momentum (8 bytes)
     bf16               momentum_dtype=torch.bfloat16: 2 bytes, rounded to nearest even at each sync
@@ -8,6 +8,7 @@ scikit-learn's digits (robustness.py's split and 64-64-10 MLP, float32 params), 
                        bytes), re-encoded at each sync (lookahead_fused/int8_blocks.py)
     bf16+int8          slow_dtype="bf16+int8" (3 bytes) beside a float32 momentum: 7 bytes
     bf16+int8, bf16    slow_dtype="bf16+int8" and momentum_dtype=torch.bfloat16: 5 bytes
+    bf16+int8, int8    slow_dtype="bf16+int8" and momentum_dtype="int8": 4.016 bytes
 
 Adam (lr 1e-3, and a hot 1e-2) inside, k=5, alpha=0.5; five seeds each (initial weights and batch
 order); the validation loss of the slow weights after every epoch, and the per-seed difference of
@@ -34,6 +35,7 @@ SETTINGS = {  # label: Lookahead's options for the slow state
     "int8": {"momentum_dtype": "int8"},
     "bf16+int8": {"slow_dtype": "bf16+int8"},
     "bf16+int8, bf16": {"slow_dtype": "bf16+int8", "momentum_dtype": torch.bfloat16},
+    "bf16+int8, int8": {"slow_dtype": "bf16+int8", "momentum_dtype": "int8"},
 }
 
 

@@ -1,9 +1,9 @@
 """Does keeping the outer momentum compact (bfloat16, or block-scaled int8), or the slow weights beside
 it (bf16+int8), cost quality on a language model? The character-level transformer of char_lm.py
 (float32 params) trained with Lookahead(AdamW) and SNOO's outer momentum (mu 0.9, Nesterov), the
-state kept the five ways of compact_momentum.py (exact float32; momentum_dtype=torch.bfloat16;
+state kept the six ways of compact_momentum.py (exact float32; momentum_dtype=torch.bfloat16;
 momentum_dtype="int8": int8 blocks of 256 with a float32 scale each; slow_dtype="bf16+int8" beside a
-float32 momentum, and beside a bfloat16 one), on the default backend; five seeds each (initial
+float32 momentum, beside a bfloat16 one and beside an int8 one), on the default backend; five seeds each (initial
 weights and batches); the validation loss of the slow weights every EVERY steps, and the per-seed
 differences of the final losses (each setting - exact) against the exact runs' spread.
 

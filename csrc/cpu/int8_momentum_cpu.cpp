@@ -16,10 +16,13 @@ namespace lookahead_fused {
 namespace {
 
 // One entry's tensors, in memory order from their data pointers (they are dense, and fast, slow and
-// momentum share one layout), and where its blocks start in the call's numbering of all blocks.
+// momentum share one layout), and where its blocks start in the call's numbering of all blocks. The
+// slow weights are float32 (`slow`, and `slow_low` null) or bf16+int8 (`slow` the bfloat16 high
+// parts, `slow_low` the residuals), alike for every entry of a call.
 struct Int8Entry {
   void* fast;
-  float* slow;
+  void* slow;
+  int8_t* slow_low;
   int8_t* codes;
   float* scales;
   int64_t numel;
@@ -33,63 +36,91 @@ struct Int8Args {
   bool nesterov;
 };
 
+// How the loops read and write a slow weight: `high` its storage, `low` the residuals (unused for
+// float32). store() returns the value stored, which fast takes.
+struct Float32Slow {
+  using storage = float;
+  static LOOKAHEAD_INLINE float load(const float* high, const int8_t*, int64_t i) { return high[i]; }
+  static LOOKAHEAD_INLINE float store(float* high, int8_t*, int64_t i, float value) {
+    high[i] = value;
+    return value;
+  }
+};
+struct CompactSlow {  // see [NOTE: compact int8 momentum sync] in csrc/element_math.h
+  using storage = uint16_t;
+  static LOOKAHEAD_INLINE float load(const uint16_t* high, const int8_t* low, int64_t i) {
+    return decode_bf16_int8(high[i], low[i]);
+  }
+  static LOOKAHEAD_INLINE float store(uint16_t* high, int8_t* low, int64_t i, float value) {
+    return store_compact_slow(value, high[i], low[i]);
+  }
+};
+
 // One block of at most kInt8Block elements: the new momenta and their largest magnitude (pass 1),
 // the block's scale, then the codes, the lerp and the stores (pass 2). Neither loop branches.
-template <class Fast, class Update>
-LOOKAHEAD_INLINE void int8_block(typename Fast::storage* __restrict__ fast, float* __restrict__ slow,
-                                 int8_t* __restrict__ codes, float* __restrict__ scale, int64_t n,
-                                 const Update& update) {
+template <class Fast, class Slow, class Update>
+LOOKAHEAD_INLINE void int8_block(typename Fast::storage* __restrict__ fast, typename Slow::storage* __restrict__ slow,
+                                 int8_t* __restrict__ slow_low, int8_t* __restrict__ codes, float* __restrict__ scale,
+                                 int64_t n, const Update& update) {
   float momentum[kInt8Block];
   const float old_scale = *scale;
   uint32_t largest = 0;
   for (int64_t i = 0; i < n; ++i) {
-    momentum[i] = int8_momentum_of(Fast::load(fast[i]), slow[i], codes[i], old_scale, update.mu);
+    momentum[i] = int8_momentum_of(Fast::load(fast[i]), Slow::load(slow, slow_low, i), codes[i], old_scale, update.mu);
     const uint32_t bits = magnitude_bits(momentum[i]);
     largest = bits > largest ? bits : largest;
   }
   const Int8BlockScale block = int8_block_scale(largest);
   if (!block.kept) std::fill(momentum, momentum + n, 0.0f);  // every code 0 (int8_code takes finite values)
   for (int64_t i = 0; i < n; ++i) {
-    const float new_slow = update(Fast::load(fast[i]), slow[i], momentum[i], codes[i], old_scale, block);
-    slow[i] = new_slow;
-    fast[i] = Fast::store(new_slow);
+    const float new_slow =
+        update(Fast::load(fast[i]), Slow::load(slow, slow_low, i), momentum[i], codes[i], old_scale, block);
+    fast[i] = Fast::store(Slow::store(slow, slow_low, i, new_slow));
   }
   *scale = block.scale;
 }
 
 // Blocks [first, last) of one entry.
-template <class Fast, class Update>
+template <class Fast, class Slow, class Update>
 LOOKAHEAD_INLINE void int8_blocks(const Int8Entry& entry, int64_t first, int64_t last, const Update& update) {
   auto* fast = static_cast<typename Fast::storage*>(entry.fast);
+  auto* slow = static_cast<typename Slow::storage*>(entry.slow);
   for (int64_t b = first; b < last; ++b) {
     const int64_t lo = b * kInt8Block;
     const int64_t n = std::min<int64_t>(kInt8Block, entry.numel - lo);
-    int8_block<Fast>(fast + lo, entry.slow + lo, entry.codes + lo, entry.scales + b, n, update);
+    int8_block<Fast, Slow>(fast + lo, slow + lo, entry.slow_low == nullptr ? nullptr : entry.slow_low + lo,
+                           entry.codes + lo, entry.scales + b, n, update);
   }
 }
 
 // The lerp's side and Nesterov as Fixed flags, so that each variant is a loop of its own.
-template <class Fast>
+template <class Fast, class Slow>
 LOOKAHEAD_INLINE void int8_blocks_of_type(const Int8Entry& entry, int64_t first, int64_t last, const Int8Args& args) {
   auto with_side = [&](auto small) LOOKAHEAD_LAMBDA_INLINE {
     using Small = decltype(small);
     const TwoSidedLerp<float, Small> lerp = two_sided_lerp<float>(args.alpha, small);
     if (args.nesterov) {
-      return int8_blocks<Fast>(entry, first, last, Int8MomentumSyncMath<Small, Fixed<true>>{lerp, args.mu, {}});
+      return int8_blocks<Fast, Slow>(entry, first, last, Int8MomentumSyncMath<Small, Fixed<true>>{lerp, args.mu, {}});
     }
-    return int8_blocks<Fast>(entry, first, last, Int8MomentumSyncMath<Small, Fixed<false>>{lerp, args.mu, {}});
+    return int8_blocks<Fast, Slow>(entry, first, last, Int8MomentumSyncMath<Small, Fixed<false>>{lerp, args.mu, {}});
   };
   // the side of float32 alpha, the lerp weight the oracle uses
   if (lerp_from_slow(args.alpha)) return with_side(Fixed<true>{});
   with_side(Fixed<false>{});
 }
 
-LOOKAHEAD_INLINE void run_int8_blocks(const Int8Entry& entry, int64_t first, int64_t last, const Int8Args& args) {
+template <class Slow>
+LOOKAHEAD_INLINE void run_int8_blocks_of(const Int8Entry& entry, int64_t first, int64_t last, const Int8Args& args) {
   switch (entry.fast_type) {
-    case BlockParamType::kF32: return int8_blocks_of_type<F32>(entry, first, last, args);
-    case BlockParamType::kF16: return int8_blocks_of_type<F16>(entry, first, last, args);
-    case BlockParamType::kBF16: return int8_blocks_of_type<BF16>(entry, first, last, args);
+    case BlockParamType::kF32: return int8_blocks_of_type<F32, Slow>(entry, first, last, args);
+    case BlockParamType::kF16: return int8_blocks_of_type<F16, Slow>(entry, first, last, args);
+    case BlockParamType::kBF16: return int8_blocks_of_type<BF16, Slow>(entry, first, last, args);
   }
+}
+
+LOOKAHEAD_INLINE void run_int8_blocks(const Int8Entry& entry, int64_t first, int64_t last, const Int8Args& args) {
+  if (entry.slow_low != nullptr) return run_int8_blocks_of<CompactSlow>(entry, first, last, args);
+  run_int8_blocks_of<Float32Slow>(entry, first, last, args);
 }
 
 void run_int8_blocks_baseline(const Int8Entry& entry, int64_t first, int64_t last, const Int8Args& args) {
@@ -111,15 +142,16 @@ Int8BlockRunner int8_block_runner() {  // the ISA sync_cpu.cpp's loops run (it n
 
 }  // namespace
 
-void run_int8_momentum_cpu(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,
-                           double alpha, double mu, bool nesterov) {
+void run_int8_momentum_cpu(at::TensorList fast, at::TensorList slow, at::TensorList slow_low, at::TensorList momentum,
+                           at::TensorList scales, double alpha, double mu, bool nesterov) {
   std::vector<Int8Entry> entries;
   entries.reserve(fast.size());
   int64_t blocks = 0;
   for (size_t i = 0; i < fast.size(); ++i) {
     const int64_t numel = fast[i].numel();
     if (numel == 0) continue;
-    entries.push_back({fast[i].mutable_data_ptr(), slow[i].mutable_data_ptr<float>(),
+    entries.push_back({fast[i].mutable_data_ptr(), slow[i].mutable_data_ptr(),
+                       slow_low.empty() ? nullptr : slow_low[i].mutable_data_ptr<int8_t>(),
                        momentum[i].mutable_data_ptr<int8_t>(), scales[i].mutable_data_ptr<float>(), numel, blocks,
                        block_param_type_of(fast[i])});
     blocks += int8_blocks_of(numel);

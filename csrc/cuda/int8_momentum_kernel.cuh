@@ -1,5 +1,6 @@
-// The body of the CUDA int8 momentum sync (see [NOTE: int8 momentum sync] in csrc/element_math.h), as
-// what the lanes of one warp do, for two callers: the kernel in int8_momentum_cuda.cu, where each
+// The body of the CUDA int8 momentum sync (see [NOTE: int8 momentum sync] in csrc/element_math.h) and
+// of its compact variant (see [NOTE: compact int8 momentum sync] in csrc/element_math.h), as what the
+// lanes of one warp do, for two callers: the kernel in int8_momentum_cuda.cu, where each
 // thread is one lane and the block's largest magnitude is a warp reduction, and the host emulation in
 // tests/cpp/test_int8_momentum_kernel_on_host.cu, which runs all 32 lanes of a warp in turn. A warp
 // policy says which lanes a caller runs and how their values meet (the one communication between
@@ -26,13 +27,17 @@ constexpr int kInt8Threads = 256;
 constexpr int kInt8WarpsPerBlock = kInt8Threads / kInt8Lanes;
 
 // The bits of Int8LaunchTable::vector: which tensors of an entry start where a lane's vector access
-// is aligned (16 bytes for fast and slow, 8 for the codes; a block and a lane start at multiples of
-// those from the tensor's start).
-constexpr uint8_t kInt8VectorFast = 1, kInt8VectorSlow = 2, kInt8VectorCodes = 4;
+// is aligned (16 bytes for fast and slow, or the slow weights' bfloat16 high parts, 8 for the codes
+// and the slow weights' int8 residuals; a block and a lane start at multiples of those from the
+// tensor's start).
+constexpr uint8_t kInt8VectorFast = 1, kInt8VectorSlow = 2, kInt8VectorCodes = 4, kInt8VectorResiduals = 8;
 
+// The slow weights are float32 (slow) or bf16+int8 (slow the high parts, slow_low the residuals),
+// the same for every entry of a launch: see [NOTE: int8 slow storage] in csrc/cuda/int8_momentum_kernel.cuh.
 struct Int8LaunchTable {
   void* fast[kInt8LaunchEntries];
-  float* slow[kInt8LaunchEntries];
+  void* slow[kInt8LaunchEntries];
+  int8_t* slow_low[kInt8LaunchEntries];  // null for float32 slow weights
   int8_t* codes[kInt8LaunchEntries];
   float* scales[kInt8LaunchEntries];
   int64_t numel[kInt8LaunchEntries];
@@ -47,7 +52,8 @@ inline uint8_t int8_vector_bits(const Int8CudaEntry& entry) {
   const auto aligned = [](const void* at, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(at) % bytes == 0; };
   return (aligned(entry.fast, kVecBytes) ? kInt8VectorFast : 0) |
          (aligned(entry.slow, kVecBytes) ? kInt8VectorSlow : 0) |
-         (aligned(entry.codes, kInt8LaneElems) ? kInt8VectorCodes : 0);  // a CodePack
+         (aligned(entry.codes, kInt8LaneElems) ? kInt8VectorCodes : 0) |  // a CodePack
+         (entry.slow_low != nullptr && aligned(entry.slow_low, kInt8LaneElems) ? kInt8VectorResiduals : 0);
 }
 
 // The launch table of entries [first, first + count) (host code).
@@ -58,6 +64,7 @@ inline Int8LaunchTable int8_launch_table(const std::vector<Int8CudaEntry>& entri
     const Int8CudaEntry& entry = entries[first + e];
     table.fast[e] = entry.fast;
     table.slow[e] = entry.slow;
+    table.slow_low[e] = entry.slow_low;
     table.codes[e] = entry.codes;
     table.scales[e] = entry.scales;
     table.numel[e] = entry.numel;
@@ -196,19 +203,112 @@ LOOKAHEAD_KERNEL_FN void store_lane_codes(int8_t* at, bool vector, int count, co
   }
 }
 
+// A lane's 8 bfloat16 high parts from `at`, as bits: one 16-byte access when `vector`, else `count` of
+// them one at a time (0 past).
+template <typename Mem>
+LOOKAHEAD_KERNEL_FN void load_lane_high(const uint16_t* at, bool vector, int count, uint16_t* out) {
+  static_assert(Pack<uint16_t>::kSize == kInt8LaneElems, "a lane's high parts are one pack");
+  if (vector) {
+    const Pack<uint16_t> pack = Mem::load_pack(at);
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) out[i] = pack.v[i];
+  } else {
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) out[i] = i < count ? Mem::load(at + i) : uint16_t(0);
+  }
+}
+
+// The lane's high parts stored to `at`, as load_lane_high reads them.
+template <typename Mem>
+LOOKAHEAD_KERNEL_FN void store_lane_high(uint16_t* at, bool vector, int count, const uint16_t* high) {
+  if (vector) {
+    Pack<uint16_t> pack;
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) pack.v[i] = high[i];
+    Mem::store_pack(at, pack);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) {
+      if (i < count) Mem::store(at + i, high[i]);
+    }
+  }
+}
+
+// [NOTE: int8 slow storage] How a launch keeps its slow weights, a compile-time choice (the Slow
+// parameter of the kernel, picked per launch by the launcher from its first entry, since every entry
+// of a call is of one kind): Float32Slow, or CompactSlow for the compact int8 momentum sync
+// (see [NOTE: compact int8 momentum sync] in csrc/element_math.h). Either hands a lane its slow weights as
+// float32 values, so the int8 momentum sync's math runs on both unchanged. The new ones leave in two
+// steps: settle turns them into the values as stored (decode(encode(s')) for CompactSlow), which the
+// fast tensor takes, and store writes them after the fast tensor's. Float32Slow's settle is empty, so
+// its kernels store as they did before CompactSlow, fast first. Each holds pointers at one element,
+// moved on by +.
+struct Float32Slow {
+  float* at;
+  struct Settled {};
+  LOOKAHEAD_KERNEL_FN static Float32Slow of(const Int8LaunchTable& table, int e) {
+    return {static_cast<float*>(table.slow[e])};
+  }
+  LOOKAHEAD_KERNEL_FN Float32Slow operator+(int64_t i) const { return {at + i}; }
+  template <typename Mem>
+  LOOKAHEAD_KERNEL_FN void load(uint8_t vector, int count, float* out) const {
+    load_lane<Mem, float>(at, vector & kInt8VectorSlow, count, out);
+  }
+  LOOKAHEAD_KERNEL_FN static void settle(float*, Settled&) {}
+  template <typename Mem>
+  LOOKAHEAD_KERNEL_FN void store(uint8_t vector, int count, const float* values, const Settled&) const {
+    store_lane<Mem, float>(at, vector & kInt8VectorSlow, count, values);
+  }
+};
+
+// bf16+int8: a lane's 8 high parts in one 16-byte access and its 8 residuals in one 8-byte access (a
+// CodePack, as its codes), when aligned. The decoding is exact, so the math sees the slow weights the
+// oracle decodes; settle encodes (store_compact_slow) and leaves the encoding, decoded, in place.
+struct CompactSlow {
+  uint16_t* high;
+  int8_t* low;
+  struct Settled {
+    uint16_t high[kInt8LaneElems];
+    int8_t low[kInt8LaneElems];
+  };
+  LOOKAHEAD_KERNEL_FN static CompactSlow of(const Int8LaunchTable& table, int e) {
+    return {static_cast<uint16_t*>(table.slow[e]), table.slow_low[e]};
+  }
+  LOOKAHEAD_KERNEL_FN CompactSlow operator+(int64_t i) const { return {high + i, low + i}; }
+  template <typename Mem>
+  LOOKAHEAD_KERNEL_FN void load(uint8_t vector, int count, float* out) const {
+    uint16_t h[kInt8LaneElems];
+    int8_t q[kInt8LaneElems];
+    load_lane_high<Mem>(high, vector & kInt8VectorSlow, count, h);
+    load_lane_codes<Mem>(low, vector & kInt8VectorResiduals, count, q);
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) out[i] = decode_bf16_int8(h[i], q[i]);
+  }
+  LOOKAHEAD_KERNEL_FN static void settle(float* values, Settled& settled) {
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) values[i] = store_compact_slow(values[i], settled.high[i], settled.low[i]);
+  }
+  template <typename Mem>
+  LOOKAHEAD_KERNEL_FN void store(uint8_t vector, int count, const float*, const Settled& settled) const {
+    store_lane_high<Mem>(high, vector & kInt8VectorSlow, count, settled.high);
+    store_lane_codes<Mem>(low, vector & kInt8VectorResiduals, count, settled.low);
+  }
+};
+
 // The elements of lane `lane` in a block of `block_elems`: 0 to kInt8LaneElems.
 LOOKAHEAD_KERNEL_FN int lane_count(int64_t block_elems, int lane) {
   const int64_t left = block_elems - int64_t(lane) * kInt8LaneElems;
   return left <= 0 ? 0 : left >= kInt8LaneElems ? kInt8LaneElems : int(left);
 }
 
-// One lane's 8 elements of a block, F the fast dtype: begin() loads them and computes their new
-// momenta, returning their largest magnitude_bits; finish() takes the block's, encodes, runs the
-// lerp and stores. Elements past the end of a tensor's last block are neither read nor written.
-template <typename Mem, typename F>
+// One lane's 8 elements of a block, F the fast dtype, Slow the slow weights' storage: begin() loads
+// them and computes their new momenta, returning their largest magnitude_bits; finish() takes the
+// block's, encodes, runs the lerp and stores. Elements past the end of a tensor's last block are
+// neither read nor written.
+template <typename Mem, typename F, typename Slow>
 struct Int8Lane {
   F* fast_at;
-  float* slow_at;
+  Slow slow_at;
   int8_t* codes_at;
   int count;       // the lane's elements, 0 to kInt8LaneElems
   uint8_t vector;  // kInt8Vector* bits, for a lane of kInt8LaneElems elements
@@ -216,7 +316,7 @@ struct Int8Lane {
   float fast[kInt8LaneElems], slow[kInt8LaneElems], momentum[kInt8LaneElems];
   int8_t code[kInt8LaneElems];
 
-  LOOKAHEAD_KERNEL_FN uint32_t begin(F* fast_block, float* slow_block, int8_t* codes_block, const float* scale,
+  LOOKAHEAD_KERNEL_FN uint32_t begin(F* fast_block, const Slow& slow_block, int8_t* codes_block, const float* scale,
                                      int64_t block_elems, uint8_t aligned, int lane, float mu) {
     const int64_t first = int64_t(lane) * kInt8LaneElems;
     count = lane_count(block_elems, lane);
@@ -226,7 +326,7 @@ struct Int8Lane {
     codes_at = codes_block + first;
     old_scale = Mem::load(scale);
     load_lane<Mem, F>(fast_at, vector & kInt8VectorFast, count, fast);
-    load_lane<Mem, float>(slow_at, vector & kInt8VectorSlow, count, slow);
+    slow_at.template load<Mem>(vector, count, slow);
     load_lane_codes<Mem>(codes_at, vector & kInt8VectorCodes, count, code);
     uint32_t largest = 0;
 #pragma unroll
@@ -245,8 +345,10 @@ struct Int8Lane {
     for (int i = 0; i < kInt8LaneElems; ++i) {  // a block not kept: every code 0 (int8_code takes finite values)
       slow[i] = math(fast[i], slow[i], block.kept ? momentum[i] : 0.0f, code[i], old_scale, block);
     }
-    store_lane<Mem, F>(fast_at, vector & kInt8VectorFast, count, slow);  // fast <- slow, rounded to F
-    store_lane<Mem, float>(slow_at, vector & kInt8VectorSlow, count, slow);
+    typename Slow::Settled settled;
+    Slow::settle(slow, settled);
+    store_lane<Mem, F>(fast_at, vector & kInt8VectorFast, count, slow);  // fast <- slow as stored, rounded to F
+    slow_at.template store<Mem>(vector, count, slow, settled);
     store_lane_codes<Mem>(codes_at, vector & kInt8VectorCodes, count, code);
     if (lane == 0) Mem::store(scale, block.scale);  // lane 0 has an element in every block
   }
@@ -254,17 +356,17 @@ struct Int8Lane {
 
 // Block `block` of entry `e`: every lane's begin, the block's largest magnitude over the warp, then
 // every lane's finish.
-template <typename Mem, typename F, typename Warp>
+template <typename Mem, typename F, typename Slow, typename Warp>
 LOOKAHEAD_KERNEL_FN void int8_block(const Int8LaunchTable& table, int e, int64_t block, const Int8SyncOp& op,
                                     const Warp& warp) {
   const int64_t lo = block * kInt8Block;
   const int64_t left = table.numel[e] - lo;
   const int64_t elems = left < kInt8Block ? left : kInt8Block;
   F* fast = static_cast<F*>(table.fast[e]) + lo;
-  float* slow = table.slow[e] + lo;
+  const Slow slow = Slow::of(table, e) + lo;
   int8_t* codes = table.codes[e] + lo;
   float* scale = table.scales[e] + block;
-  Int8Lane<Mem, F> lanes[Warp::kLanes];
+  Int8Lane<Mem, F, Slow> lanes[Warp::kLanes];
   uint32_t largest[Warp::kLanes];
   for (int l = 0; l < Warp::kLanes; ++l) {
     largest[l] = lanes[l].begin(fast, slow, codes, scale, elems, table.vector[e], warp.lane(l), op.mu);
@@ -291,8 +393,9 @@ LOOKAHEAD_KERNEL_FN int int8_entry_of(const Table& table, int64_t b) {
 }
 
 // What warp `warp` of `warps` does: grid-stride over the launch's blocks, one block at a time.
-// Gate: Int8SyncOp or GatedInt8SyncOp. An unknown fast dtype traps.
-template <typename Mem, typename Gate, typename Warp>
+// Slow: Float32Slow or CompactSlow, as the launch's entries are; Gate: Int8SyncOp or GatedInt8SyncOp.
+// An unknown fast dtype traps.
+template <typename Mem, typename Slow, typename Gate, typename Warp>
 LOOKAHEAD_KERNEL_FN void int8_warp(const Int8LaunchTable& table, const Gate& gate, int64_t warp, int64_t warps,
                                    const Warp& lanes) {
   if (gate.skips()) return;
@@ -302,9 +405,9 @@ LOOKAHEAD_KERNEL_FN void int8_warp(const Int8LaunchTable& table, const Gate& gat
     const int e = int8_entry_of(table, b);
     const int64_t block = b - table.first_block[e];
     switch (static_cast<Int8FastDtype>(table.fast_dtype[e])) {
-      case Int8FastDtype::kF32: int8_block<Mem, CudaF32>(table, e, block, op, lanes); break;
-      case Int8FastDtype::kF16: int8_block<Mem, CudaF16>(table, e, block, op, lanes); break;
-      case Int8FastDtype::kBF16: int8_block<Mem, CudaBF16>(table, e, block, op, lanes); break;
+      case Int8FastDtype::kF32: int8_block<Mem, CudaF32, Slow>(table, e, block, op, lanes); break;
+      case Int8FastDtype::kF16: int8_block<Mem, CudaF16, Slow>(table, e, block, op, lanes); break;
+      case Int8FastDtype::kBF16: int8_block<Mem, CudaBF16, Slow>(table, e, block, op, lanes); break;
       default: unknown_pair_code(table.fast_dtype[e]);
     }
   }

@@ -16,7 +16,8 @@ from . import group_pairs
 # The compact sync, the int8 momentum sync and AdamW's int8-delta step: their encodings have no foreach op,
 # so the per-tensor loop.
 from .reference import adamw_delta_step_, adamw_step_, compact_momentum_sync_, compact_sync_  # noqa: F401
-from .reference import int8_momentum_sync_, swap_  # noqa: F401
+from .reference import compact_int8_momentum_sync_, int8_momentum_sync_, swap_  # noqa: F401
+from .step_gate import masked_compact_int8_momentum_sync_on_step_ as compact_int8_momentum_sync_on_step_  # noqa: F401
 from .step_gate import masked_compact_momentum_sync_on_step_ as compact_momentum_sync_on_step_  # noqa: F401
 from .step_gate import masked_compact_sync_on_step_ as compact_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_int8_momentum_sync_on_step_ as int8_momentum_sync_on_step_  # noqa: F401

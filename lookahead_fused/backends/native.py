@@ -79,8 +79,8 @@ class NativeBackend:
     def check_sync_lists(self, fast, slow, momentum=()) -> None:
         extension().check_sync_lists(fast, slow, momentum)
 
-    def check_compact_lists(self, fast, slow_high, slow_low, momentum=()) -> None:
-        extension().check_compact_lists(fast, slow_high, slow_low, momentum)
+    def check_compact_lists(self, fast, slow_high, slow_low, momentum=(), scales=()) -> None:
+        extension().check_compact_lists(fast, slow_high, slow_low, momentum, scales)
 
     def check_int8_momentum_lists(self, fast, slow, momentum, scales) -> None:
         extension().check_int8_momentum_lists(fast, slow, momentum, scales)

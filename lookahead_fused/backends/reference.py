@@ -10,12 +10,14 @@ import torch
 
 from .. import bf16_int8, int8_blocks
 from ..contract import opmath_dtype
+from .step_gate import masked_compact_int8_momentum_sync_on_step_ as compact_int8_momentum_sync_on_step_  # noqa: F401
 from .step_gate import masked_compact_momentum_sync_on_step_ as compact_momentum_sync_on_step_  # noqa: F401
 from .step_gate import masked_compact_sync_on_step_ as compact_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_int8_momentum_sync_on_step_ as int8_momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_momentum_sync_on_step_ as momentum_sync_on_step_  # noqa: F401  (the fallback)
 from .step_gate import masked_sync_on_step_ as sync_on_step_  # noqa: F401  (no gated kernel: the fallback)
-from .step_gate import compact_momentum_values, int8_momentum_values, momentum_and_target, two_sided_lerp
+from .step_gate import compact_int8_momentum_values, compact_momentum_values, int8_momentum_values
+from .step_gate import momentum_and_target, two_sided_lerp
 
 
 def sync_(fast: list[torch.Tensor], slow: list[torch.Tensor], alpha: float) -> None:
@@ -66,6 +68,28 @@ def int8_momentum_sync_float64(fast, slow, momentum, scales, alpha: float, mu: f
     m = int8_blocks.decode(int8_blocks.memory_order(momentum), scales).double()
     m_new = mu * m + (f - s)
     return sync_float64(f + mu * (m_new if nesterov else m), s, alpha), m_new
+
+
+def compact_int8_momentum_sync_(fast, slow_high, slow_low, momentum, scales, alpha: float, mu: float,
+                                nesterov: bool) -> None:  # fmt: skip
+    """The int8 momentum sync of slow weights kept as bf16+int8
+    (see [NOTE: compact int8 momentum sync] in csrc/element_math.h) per tensor: decode, the int8 momentum
+    sync in float32, encode both."""
+    w = torch.tensor(alpha, dtype=torch.float32)
+    for f, high, low, q, sc in zip(fast, slow_high, slow_low, momentum, scales):
+        new_high, new_low, new_codes, new_scales = compact_int8_momentum_values(f, high, low, q, sc, w, mu, nesterov)
+        high.copy_(int8_blocks.from_memory_order(new_high, high))
+        low.copy_(int8_blocks.from_memory_order(new_low, low))
+        q.copy_(int8_blocks.from_memory_order(new_codes, q))
+        sc.copy_(new_scales)
+        f.copy_(bf16_int8.decode(high, low))
+
+
+def compact_int8_momentum_sync_float64(fast, slow_high, slow_low, momentum, scales, alpha: float, mu: float,
+                                       nesterov: bool):  # fmt: skip
+    """(new slow, new momentum) in float64 from the stored values, neither encoded, as
+    int8_momentum_sync_float64 with the slow weights decoded; each 1-D in memory order."""
+    return int8_momentum_sync_float64(fast, bf16_int8.decode(slow_high, slow_low), momentum, scales, alpha, mu, nesterov)
 
 
 def adamw_constants(row) -> tuple:

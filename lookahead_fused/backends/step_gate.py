@@ -31,7 +31,25 @@ def int8_momentum_values(f, s, codes, scales, alpha: torch.Tensor, mu: float, ne
     elements in memory order: (new slow, new codes, new scales), each 1-D. The new momentum is encoded
     by int8_blocks' oracle and Nesterov's target reads it decoded."""
     fo, so = int8_blocks.memory_order(f, s).float(), int8_blocks.memory_order(s)
-    m_old = int8_blocks.decode(int8_blocks.memory_order(codes), scales)
+    return _int8_momentum_in_order(fo, so, int8_blocks.memory_order(codes), scales, alpha, mu, nesterov)
+
+
+def compact_int8_momentum_values(f, high, low, codes, scales, alpha: torch.Tensor, mu: float, nesterov: bool):
+    """The compact int8 momentum sync of one tensor (see [NOTE: compact int8 momentum sync] in csrc/element_math.h),
+    its elements in memory order: (new high parts, new residuals, new codes, new scales), each 1-D: the int8
+    momentum sync of the decoded slow weights, its new slow weights encoded."""
+    order = int8_blocks.memory_order
+    so = bf16_int8.decode(order(high), order(low))
+    new_slow, new_codes, new_scales = _int8_momentum_in_order(
+        order(f, high).float(), so, order(codes), scales, alpha, mu, nesterov
+    )
+    return (*bf16_int8.encode(new_slow), new_codes, new_scales)
+
+
+def _int8_momentum_in_order(fo, so, codes, scales, alpha: torch.Tensor, mu: float, nesterov: bool):
+    """The int8 momentum sync of 1-D float32 fast and slow values and codes in memory order: (new slow,
+    new codes, new scales)."""
+    m_old = int8_blocks.decode(codes, scales)
     new_codes, new_scales = int8_blocks.encode(mu * m_old + (fo - so))
     target = fo + mu * (int8_blocks.decode(new_codes, new_scales) if nesterov else m_old)
     return two_sided_lerp(so, target, alpha.reshape(()).to(torch.float32)), new_codes, new_scales
@@ -47,6 +65,20 @@ def masked_int8_momentum_sync_on_step_(fast, slow, momentum, scales, alpha: torc
         q.copy_(torch.where(syncs, int8_blocks.from_memory_order(new_codes, q), q))
         sc.copy_(torch.where(syncs, new_scales, sc))
         f.copy_(torch.where(syncs, s.to(f.dtype), f))
+
+
+def masked_compact_int8_momentum_sync_on_step_(fast, slow_high, slow_low, momentum, scales, alpha: torch.Tensor,
+                                               step: torch.Tensor, k: int, mu: float, nesterov: bool) -> None:
+    """The compact int8 momentum sync, kept or dropped by the gate."""
+    syncs = step.reshape(()) % k == 0
+    for f, high, low, q, sc in zip(fast, slow_high, slow_low, momentum, scales):
+        new_high, new_low, new_codes, new_scales = compact_int8_momentum_values(f, high, low, q, sc, alpha, mu,
+                                                                                nesterov)  # fmt: skip
+        high.copy_(torch.where(syncs, int8_blocks.from_memory_order(new_high, high), high))
+        low.copy_(torch.where(syncs, int8_blocks.from_memory_order(new_low, low), low))
+        q.copy_(torch.where(syncs, int8_blocks.from_memory_order(new_codes, q), q))
+        sc.copy_(torch.where(syncs, new_scales, sc))
+        f.copy_(torch.where(syncs, bf16_int8.decode(high, low).to(f.dtype), f))
 
 
 def masked_sync_on_step_(fast, slow, alpha: torch.Tensor, step: torch.Tensor, k: int) -> None:

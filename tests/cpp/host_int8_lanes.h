@@ -91,7 +91,7 @@ constexpr Int8FastDtype dtype_of() {
 // compiler's choice (it may commute the operands), and IEEE 754 leaves it open.
 template <typename T>
 bool same_value(T a, T b) {
-  if constexpr (std::is_same_v<T, int8_t>) {
+  if constexpr (std::is_integral_v<T>) {  // codes, and bf16+int8 high parts and residuals: their bits
     return a == b;
   } else {
     const float x = widen(a), y = widen(b);
@@ -101,7 +101,7 @@ bool same_value(T a, T b) {
 
 template <typename T>
 double shown(T v) {
-  if constexpr (std::is_same_v<T, int8_t>) {
+  if constexpr (std::is_integral_v<T>) {
     return v;
   } else {
     return widen(v);

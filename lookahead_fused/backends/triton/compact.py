@@ -36,14 +36,14 @@ def _residual_unit(high_bits):
 
 
 @triton.jit
-def _decode(high_bits, residual):
+def decode_bf16_int8(high_bits, residual):
     """hi + q u, or hi itself when q = 0."""
     value = (high_bits.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
     return tl.where(residual == 0, value, value + residual.to(tl.float32) * _residual_unit(high_bits))
 
 
 @triton.jit
-def _encode(x, ROUNDING_SHIFT: tl.constexpr):
+def encode_bf16_int8(x, ROUNDING_SHIFT: tl.constexpr):
     """(bfloat16 bits, int8 residual) of float32 x."""
     high_bits = round_to(x, tl.bfloat16).to(tl.uint16, bitcast=True)
     value = (high_bits.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
@@ -59,15 +59,15 @@ def _compact_block(fast, high, low, mom, offsets, mask, w, mu, FAST, LERP_SIDE, 
     f = tl.load(fast + offsets, mask=mask).to(tl.float32)
     h = tl.load(high + offsets, mask=mask).to(tl.uint16, bitcast=True)
     q = tl.load(low + offsets, mask=mask)
-    s = _decode(h, q)
+    s = decode_bf16_int8(h, q)
     target = f
     if MOMENTUM:
         target = momentum_target(f, s, mom, offsets, mask, mu, tl.float32, NESTEROV)
     r = two_sided_lerp(s, target, w, LERP_SIDE)
-    new_high, new_low = _encode(r, ROUNDING_SHIFT)
+    new_high, new_low = encode_bf16_int8(r, ROUNDING_SHIFT)
     tl.store(high + offsets, new_high.to(tl.bfloat16, bitcast=True), mask=mask)
     tl.store(low + offsets, new_low, mask=mask)
-    tl.store(fast + offsets, round_to(_decode(new_high, new_low), FAST), mask=mask)
+    tl.store(fast + offsets, round_to(decode_bf16_int8(new_high, new_low), FAST), mask=mask)
 
 
 @triton.jit
