@@ -40,6 +40,7 @@ struct Int8Args {
 // float32). store() returns the value stored, which fast takes.
 struct Float32Slow {
   using storage = float;
+  static constexpr bool kKeepsLoaded = false;  // reading it again is a load
   static LOOKAHEAD_INLINE float load(const float* high, const int8_t*, int64_t i) { return high[i]; }
   static LOOKAHEAD_INLINE float store(float* high, int8_t*, int64_t i, float value) {
     high[i] = value;
@@ -48,6 +49,7 @@ struct Float32Slow {
 };
 struct CompactSlow {  // see [NOTE: compact int8 momentum sync] in csrc/element_math.h
   using storage = uint16_t;
+  static constexpr bool kKeepsLoaded = true;  // pass 2 reuses pass 1's decodings
   static LOOKAHEAD_INLINE float load(const uint16_t* high, const int8_t* low, int64_t i) {
     return decode_bf16_int8(high[i], low[i]);
   }
@@ -63,18 +65,26 @@ LOOKAHEAD_INLINE void int8_block(typename Fast::storage* __restrict__ fast, type
                                  int8_t* __restrict__ slow_low, int8_t* __restrict__ codes, float* __restrict__ scale,
                                  int64_t n, const Update& update) {
   float momentum[kInt8Block];
+  float loaded[Slow::kKeepsLoaded ? kInt8Block : 1];  // the slow weights of pass 1, where loading is not free
   const float old_scale = *scale;
   uint32_t largest = 0;
   for (int64_t i = 0; i < n; ++i) {
-    momentum[i] = int8_momentum_of(Fast::load(fast[i]), Slow::load(slow, slow_low, i), codes[i], old_scale, update.mu);
+    const float s = Slow::load(slow, slow_low, i);
+    if constexpr (Slow::kKeepsLoaded) loaded[i] = s;
+    momentum[i] = int8_momentum_of(Fast::load(fast[i]), s, codes[i], old_scale, update.mu);
     const uint32_t bits = magnitude_bits(momentum[i]);
     largest = bits > largest ? bits : largest;
   }
   const Int8BlockScale block = int8_block_scale(largest);
   if (!block.kept) std::fill(momentum, momentum + n, 0.0f);  // every code 0 (int8_code takes finite values)
   for (int64_t i = 0; i < n; ++i) {
-    const float new_slow =
-        update(Fast::load(fast[i]), Slow::load(slow, slow_low, i), momentum[i], codes[i], old_scale, block);
+    float s;
+    if constexpr (Slow::kKeepsLoaded) {
+      s = loaded[i];
+    } else {
+      s = Slow::load(slow, slow_low, i);
+    }
+    const float new_slow = update(Fast::load(fast[i]), s, momentum[i], codes[i], old_scale, block);
     fast[i] = Fast::store(Slow::store(slow, slow_low, i, new_slow));
   }
   *scale = block.scale;
