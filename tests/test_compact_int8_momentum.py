@@ -19,9 +19,9 @@ from lookahead_fused.backends import reference
 from lookahead_fused.contract import COMPACT_FAST_DTYPES
 from lookahead_fused.slow_state import OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_PARAM
 
-from .helpers import assert_bitwise_equal, make_params, run, set_grads, snapshot
+from .helpers import assert_bitwise_equal, make_params, run, snapshot
 from .matrix import dtype_id, ulp
-from .test_compact_slow_weights import compact_lookahead, twin_before_the_sync
+from .test_compact_slow_weights import check_each_sync_of_step, compact_lookahead
 
 NUMELS = (0, 1, 255, 256, 257, 1000)
 SHAPES = ((6, 5), (6,), (300,))
@@ -183,17 +183,7 @@ def test_the_slow_state_is_4_bytes_and_a_scale_per_256_weights(dtype):
 def test_each_sync_of_step_is_the_float64_momentum_sync_within_its_bounds(backend, dtype):
     params = make_params(dtype, shapes=SHAPES)
     opt = compact_lookahead(params, backend=backend, **OPTIONS)
-    for step in range(10):
-        set_grads(params, step)
-        states = [[opt.state[p][key].clone() for p in params] for key in STATE_KEYS]
-        _, twin_params = twin_before_the_sync(opt, params)
-        opt.step()
-        after = [[opt.state[p][key] for p in params] for key in STATE_KEYS]
-        if (step + 1) % 3:
-            assert all(torch.equal(a, b) for x, y in zip(states, after) for a, b in zip(x, y))
-            assert all(torch.equal(p, fast) for p, fast in zip(params, twin_params))
-            continue
-        check_lists([twin_params, *states], [[p.detach() for p in params], *after], 0.7, 0.9, True)
+    check_each_sync_of_step(opt, params, STATE_KEYS, lambda before, after: check_lists(before, after, 0.7, 0.9, True))
 
 
 def test_the_gated_path_is_the_host_decided_one_bit_for_bit(backend):

@@ -18,9 +18,9 @@ from lookahead_fused.backends.reference import sync_float64
 from lookahead_fused.contract import COMPACT_FAST_DTYPES, COMPACT_MOMENTUM_DTYPES
 from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_HIGH, SLOW_LOW
 
-from .helpers import make_params, set_grads, snapshot
+from .helpers import make_params, snapshot
 from .matrix import ALPHAS, MOMENTA, OFFSETS, backends_under_test, dtype_id, sizes_for, ulp
-from .test_compact_slow_weights import SHAPES, compact_lookahead, twin_before_the_sync
+from .test_compact_slow_weights import SHAPES, check_each_sync_of_step, compact_lookahead
 from .test_compact_sync import make_compact_lists
 
 
@@ -157,18 +157,8 @@ def test_each_sync_of_step_is_the_float64_momentum_sync_within_its_bounds(dtype,
     params = make_params(dtype, shapes=SHAPES)
     opt = compact_lookahead(params, backend=backend, alpha=0.7, outer_momentum=0.9, nesterov=True,
                             momentum_dtype=momentum_dtype)  # fmt: skip
-    keys = (SLOW_HIGH, SLOW_LOW, OUTER_MOMENTUM)
-    for step in range(10):
-        set_grads(params, step)
-        states = [[opt.state[p][key].clone() for p in params] for key in keys]
-        _, twin_params = twin_before_the_sync(opt, params)
-        opt.step()
-        after = [[opt.state[p][key] for p in params] for key in keys]
-        if (step + 1) % 3:
-            assert all(torch.equal(a, b) for x, y in zip(states, after) for a, b in zip(x, y))
-            assert all(torch.equal(p, fast) for p, fast in zip(params, twin_params))
-            continue
-        check_quads([twin_params, *states], [[p.detach() for p in params], *after], 0.7, 0.9, True)
+    check_each_sync_of_step(opt, params, (SLOW_HIGH, SLOW_LOW, OUTER_MOMENTUM),
+                            lambda before, after: check_quads(before, after, 0.7, 0.9, True))  # fmt: skip
 
 
 @pytest.mark.parametrize("momentum_dtype, momentum_bytes", [(None, 4), (torch.bfloat16, 2)], ids=str)

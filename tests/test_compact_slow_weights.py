@@ -41,6 +41,23 @@ def twin_before_the_sync(opt, params):
     return twin_opt, twin_params
 
 
+def check_each_sync_of_step(opt, params, keys, check_sync, steps=10):
+    """Run `steps` steps of `opt` (k = 3): off a sync step the slow state under `keys` is unchanged and the
+    params are the inner step's; on one, check_sync(before, after), each [params, *each key's tensors],
+    before's params the inner step's (twin_before_the_sync)."""
+    for step in range(steps):
+        set_grads(params, step)
+        states = [[opt.state[p][key].clone() for p in params] for key in keys]
+        _, twin_params = twin_before_the_sync(opt, params)
+        opt.step()
+        after = [[opt.state[p][key] for p in params] for key in keys]
+        if (step + 1) % 3:
+            assert all(torch.equal(a, b) for x, y in zip(states, after) for a, b in zip(x, y))
+            assert all(torch.equal(p, fast) for p, fast in zip(params, twin_params))
+            continue
+        check_sync([twin_params, *states], [[p.detach() for p in params], *after])
+
+
 def assert_the_compact_sync_of(value, fast, old, alpha):
     """`value` (the decoded slow weight after a sync) is the float64 sync of `fast` with the old slow
     value within 2 float32 ulp (the lerp) plus the encoding's bound."""

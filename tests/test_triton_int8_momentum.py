@@ -101,18 +101,32 @@ def assert_same_bits(actual, expected):
                          [e.view(_BITS[e.element_size()])[~n] for e, n in zip(expected, nan)])  # fmt: skip
 
 
+# The two forms of the op: float32 slow weights, and bf16+int8 ones
+# (see [NOTE: compact int8 momentum sync] in csrc/element_math.h), by their name in the backends.
+FORMS = {"float32 slow": "int8_momentum_sync_", "bf16+int8 slow": "compact_int8_momentum_sync_"}
+
+
+def launches_matching_the_reference(form: str, lists, alpha: float, mu: float, nesterov: bool) -> int:
+    """Run the Triton op of `form` on `lists` and the reference on copies of them; assert the same bits and
+    return how many launches the Triton op took."""
+    expected = _reference_copies(lists)
+    getattr(reference, FORMS[form])(*expected, alpha, mu, nesterov)
+    before = plans.launch_count
+    getattr(_triton(), FORMS[form])(*lists, alpha, mu, nesterov)
+    launches = plans.launch_count - before
+    assert_same_bits(_flat(lists), _flat(expected))
+    return launches
+
+
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("fast_dtype", FAST_DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("mu", [0.0, 0.9])
 @pytest.mark.parametrize("nesterov", [False, True])
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
-def test_int8_momentum_sync_matches_the_reference_bit_for_bit(fast_dtype, mu, nesterov, alpha):
-    lists = make_int8_lists(fast_dtype)
-    expected = _reference_copies(lists)
-    reference.int8_momentum_sync_(*expected, alpha, mu, nesterov)
-    before = plans.launch_count
-    _triton().int8_momentum_sync_(*lists, alpha, mu, nesterov)
-    assert plans.launch_count - before == 2, "one launch for the aligned entries, one for the offset one"
-    assert_same_bits(_flat(lists), _flat(expected))
+def test_int8_momentum_sync_matches_the_reference_bit_for_bit(form, fast_dtype, mu, nesterov, alpha):
+    lists = make_int8_lists(fast_dtype, compact=form != "float32 slow")
+    launches = launches_matching_the_reference(form, lists, alpha, mu, nesterov)
+    assert launches == 2, "one launch for the aligned entries, one for the offset one"
 
 
 @pytest.mark.parametrize("fast_dtype", FAST_DTYPES, ids=dtype_id)
@@ -131,19 +145,23 @@ def test_a_nan_block_a_zero_block_and_a_block_below_the_floor_as_the_reference(f
     assert scales[3:].isfinite().all() and (scales[3:] > 0).all()
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("fast_dtype", FAST_DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("nesterov", [False, True])
 @pytest.mark.parametrize("alpha", [0.3, 1.0])
-def test_gated_int8_momentum_sync_runs_only_on_multiples_of_k(fast_dtype, nesterov, alpha):
-    lists = make_int8_lists(fast_dtype, seed=2)
+def test_gated_int8_momentum_sync_runs_only_on_multiples_of_k(form, fast_dtype, nesterov, alpha):
+    lists = make_int8_lists(fast_dtype, seed=2, compact=form != "float32 slow")
+    gated = getattr(_triton(), FORMS[form].replace("sync_", "sync_on_step_"))
     alpha_tensor = torch.tensor(alpha, dtype=torch.float64, device=DEVICE)
     for step in (1, 2, 4, 5):  # k = 3: not a sync step
         before = [t.clone() for column in lists for t in column]
-        _triton().int8_momentum_sync_on_step_(*lists, alpha_tensor, torch.tensor(step, device=DEVICE), 3, 0.9, nesterov)
+        gated(*lists, alpha_tensor, torch.tensor(step, device=DEVICE), 3, 0.9, nesterov)
         assert_same_bits([t for column in lists for t in column], before)
     expected = _reference_copies(lists)
-    reference.int8_momentum_sync_(*expected, alpha, 0.9, nesterov)
-    _triton().int8_momentum_sync_on_step_(*lists, alpha_tensor, torch.tensor(6, device=DEVICE), 3, 0.9, nesterov)
+    getattr(reference, FORMS[form])(*expected, alpha, 0.9, nesterov)
+    before = plans.launch_count
+    gated(*lists, alpha_tensor, torch.tensor(6, device=DEVICE), 3, 0.9, nesterov)
+    assert plans.launch_count - before == 2, "one launch for the aligned entries, one for the offset one"
     assert_same_bits(_flat(lists), _flat(expected))
 
 
@@ -154,20 +172,6 @@ def test_one_launch_for_many_tensors_of_one_fast_dtype():
     before = plans.launch_count
     _triton().int8_momentum_sync_(*lists, 0.5, 0.9, False)
     assert plans.launch_count - before == 1
-
-
-@pytest.mark.parametrize("fast_dtype", FAST_DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("mu", [0.0, 0.9])
-@pytest.mark.parametrize("nesterov", [False, True])
-@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
-def test_compact_int8_momentum_sync_matches_the_reference_bit_for_bit(fast_dtype, mu, nesterov, alpha):
-    lists = make_int8_lists(fast_dtype, compact=True)
-    expected = _reference_copies(lists)
-    reference.compact_int8_momentum_sync_(*expected, alpha, mu, nesterov)
-    before = plans.launch_count
-    _triton().compact_int8_momentum_sync_(*lists, alpha, mu, nesterov)
-    assert plans.launch_count - before == 2, "one launch for the aligned entries, one for the offset one"
-    assert_same_bits(_flat(lists), _flat(expected))
 
 
 @pytest.mark.parametrize("fast_dtype", FAST_DTYPES, ids=dtype_id)
@@ -198,26 +202,6 @@ def test_compact_int8_momentum_sync_with_alpha_0_keeps_the_slow_bits_and_gives_f
     assert_bitwise_equal(lists[0], [bf16_int8.decode(h, q).to(fast_dtype) for h, q in zip(high, low)])
 
 
-@pytest.mark.parametrize("fast_dtype", FAST_DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("nesterov", [False, True])
-@pytest.mark.parametrize("alpha", [0.3, 1.0])
-def test_gated_compact_int8_momentum_sync_runs_only_on_multiples_of_k(fast_dtype, nesterov, alpha):
-    lists = make_int8_lists(fast_dtype, seed=2, compact=True)
-    alpha_tensor = torch.tensor(alpha, dtype=torch.float64, device=DEVICE)
-    for step in (1, 2, 4, 5):  # k = 3: not a sync step
-        before = [t.clone() for column in lists for t in column]
-        _triton().compact_int8_momentum_sync_on_step_(*lists, alpha_tensor, torch.tensor(step, device=DEVICE), 3, 0.9,
-                                                      nesterov)  # fmt: skip
-        assert_same_bits([t for column in lists for t in column], before)
-    expected = _reference_copies(lists)
-    reference.compact_int8_momentum_sync_on_step_(*expected, alpha_tensor.cpu(), torch.tensor(6), 3, 0.9, nesterov)
-    before = plans.launch_count
-    _triton().compact_int8_momentum_sync_on_step_(*lists, alpha_tensor, torch.tensor(6, device=DEVICE), 3, 0.9,
-                                                  nesterov)  # fmt: skip
-    assert plans.launch_count - before == 2, "one launch for the aligned entries, one for the offset one"
-    assert_same_bits(_flat(lists), _flat(expected))
-
-
 @pytest.mark.parametrize("part", [1, 2], ids=["high", "low"])
 def test_a_slow_part_off_the_16_byte_boundary_takes_its_entry_to_the_misaligned_launch(part):
     """Only one part of the slow weights is offset: the entry is still misaligned
@@ -227,30 +211,15 @@ def test_a_slow_part_off_the_16_byte_boundary_takes_its_entry_to_the_misaligned_
     aligned = entries[1][part]
     entries[1][part] = torch.empty(aligned.numel() + 1, dtype=aligned.dtype, device=DEVICE)[1:].copy_(aligned)
     lists = [list(column) for column in zip(*entries)]
-    expected = _reference_copies(lists)
-    reference.compact_int8_momentum_sync_(*expected, 0.7, 0.9, True)
-    before = plans.launch_count
-    _triton().compact_int8_momentum_sync_(*lists, 0.7, 0.9, True)
-    assert plans.launch_count - before == 2
-    assert_same_bits(_flat(lists), _flat(expected))
+    assert launches_matching_the_reference("bf16+int8 slow", lists, 0.7, 0.9, True) == 2
 
 
 def test_compact_one_launch_for_many_tensors_of_one_fast_dtype_and_one_per_fast_dtype():
     generator = torch.Generator().manual_seed(3)
     entries = [_random_entry(((i % 7) * 300 + 1,), torch.float32, generator, compact=True) for i in range(40)]
     lists = [list(column) for column in zip(*entries)]
-    expected = _reference_copies(lists)
-    reference.compact_int8_momentum_sync_(*expected, 0.5, 0.9, False)
-    before = plans.launch_count
-    _triton().compact_int8_momentum_sync_(*lists, 0.5, 0.9, False)
-    assert plans.launch_count - before == 1
-    assert_same_bits(_flat(lists), _flat(expected))
+    assert launches_matching_the_reference("bf16+int8 slow", lists, 0.5, 0.9, False) == 1
     dtypes = [FAST_DTYPES[i % len(FAST_DTYPES)] for i in range(9)]
     lists = [list(column) for column in zip(*(_random_entry((300 * i + 7,), dtype, generator, compact=True)
                                               for i, dtype in enumerate(dtypes)))]  # fmt: skip
-    expected = _reference_copies(lists)
-    reference.compact_int8_momentum_sync_(*expected, 0.5, 0.9, False)
-    before = plans.launch_count
-    _triton().compact_int8_momentum_sync_(*lists, 0.5, 0.9, False)
-    assert plans.launch_count - before == len(FAST_DTYPES)
-    assert_same_bits(_flat(lists), _flat(expected))
+    assert launches_matching_the_reference("bf16+int8 slow", lists, 0.5, 0.9, False) == len(FAST_DTYPES)
