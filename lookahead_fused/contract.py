@@ -299,6 +299,8 @@ def check_compact_lists(fast, slow_high, slow_low, momentum=None, scales=None) -
     device (and the outer momentum, float32 or bfloat16, or int8 codes and their block scales); nothing
     shared."""
     op = COMPACT_OP
+    if scales is not None and momentum is None:
+        momentum = []  # scales without codes: refused as C++ refuses them, "fast has n tensors but momentum has 0"
     extra = () if momentum is None else (momentum,) if scales is None else (momentum, scales)
     check_compact_list_types(fast, slow_high, slow_low, *extra)
     for name, tensors in zip(COMPACT_LIST_NAMES[1:], (slow_high, slow_low)):
@@ -316,10 +318,10 @@ def check_compact_lists(fast, slow_high, slow_low, momentum=None, scales=None) -
             _check_state_tensor(t, dtype, where=f"{op}: pair {i}: {name}")
         for name, t in zip(COMPACT_LIST_NAMES[1:], tensors[1:]):
             _check_pair_layout(i, f, t, op=op, names=("fast", name))
-    if momentum is None:
-        return check_no_overlap(fast, slow_high, slow_low, op=op, names=COMPACT_LIST_NAMES)
     if scales is not None:
         return _check_compact_int8_momenta(fast, slow_high, slow_low, momentum, scales)
+    if momentum is None:
+        return check_no_overlap(fast, slow_high, slow_low, op=op, names=COMPACT_LIST_NAMES)
     if len(momentum) != len(fast):
         raise ValueError(f"{op}: fast has {len(fast)} tensors but momentum has {len(momentum)}")
     for i, (f, m) in enumerate(zip(fast, momentum)):

@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from lookahead_fused import LookaheadAdamW, bf16_int8, int8_blocks, ops
+from lookahead_fused import LookaheadAdamW, bf16_int8, contract, int8_blocks, ops
 from lookahead_fused.backends import reference
 from lookahead_fused.contract import COMPACT_FAST_DTYPES
 from lookahead_fused.slow_state import OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_HIGH, SLOW_LOW, SLOW_PARAM
@@ -268,3 +268,13 @@ def test_a_strided_param_syncs_through_the_reference_loop_as_a_dense_one_does(ca
     opt, params = runs[0]
     for p in params:
         assert torch.equal(p.detach(), bf16_int8.decode(opt.state[p][SLOW_HIGH], opt.state[p][SLOW_LOW]))
+
+
+def test_the_two_checks_refuse_scales_without_codes_in_the_same_words():
+    lists = make_lists(torch.float32, seed=13)
+    message = "lookahead_compact_sync_: fast has 7 tensors but momentum has 0"
+    with pytest.raises(ValueError, match=message):
+        contract.check_compact_lists(*lists[:3], None, lists[4])
+    native = pytest.importorskip("lookahead_fused._C", reason="the C++ extension is not built")
+    with pytest.raises(ValueError, match=message):
+        native.check_compact_lists(*lists[:3], (), lists[4])

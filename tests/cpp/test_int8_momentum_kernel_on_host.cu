@@ -170,11 +170,7 @@ struct Case {
   // The new slow weight i as stored, which the fast tensor takes: float32 as it is, or bf16+int8
   // encoded (into h and l) and decoded back.
   float stored(float s, int64_t i, std::vector<uint16_t>& h, std::vector<int8_t>& l) const {
-    if constexpr (kCompact) {
-      const Bf16Int8 code = encode_bf16_int8(s);
-      h[i] = code.high, l[i] = code.residual;
-      return decode_bf16_int8(code.high, code.residual);
-    }
+    if constexpr (kCompact) return store_compact_slow(s, h[i], l[i]);
     return s;
   }
 
