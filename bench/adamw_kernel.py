@@ -1,7 +1,7 @@
 """The fused AdamW op alone (ops.lookahead_adamw_step_), one 4M-element tensor per dtype pair, in ns
 per element: the step alone, with the sync, with the momentum sync, and for slow weights kept as
 int8-delta offsets (ops.lookahead_adamw_delta_step_, on the pairs of one dtype) its step, its sync
-step and its sync step beside an int8 outer momentum, against torch's fused AdamW kernel
+step and its sync step beside an int8, a float32 and a bfloat16 outer momentum, against torch's fused AdamW kernel
 (torch._fused_adamw_) on the same tensors where torch has one. Interleaved rounds, medians.
 
     python bench/adamw_kernel.py [--threads N] [--numel N] [--rounds N]
@@ -46,6 +46,9 @@ def variants(fast_dtype, slow_dtype, numel: int) -> dict:
         found["int8-delta + int8 momentum sync step"] = lambda: ops.lookahead_adamw_delta_step_(
             [p], [g], [m], [v], [codes], [scales], sync, rows, momentum=[outer[0]], momentum_scales=[outer[1]], mu=0.9,
             nesterov=True)  # fmt: skip
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            found[f"int8-delta + {name} momentum sync step"] = _delta_float_momentum_step(
+                (p, g, m, v, codes, scales), torch.zeros(numel, dtype=dtype), sync, rows)
     torch_step = [torch.tensor(3.0)]
     try:
         torch._fused_adamw_([p.clone()], [g], [m.clone()], [v.clone()], [], [torch.tensor(3.0)], lr=1e-4, beta1=0.9,
@@ -57,6 +60,12 @@ def variants(fast_dtype, slow_dtype, numel: int) -> dict:
     except RuntimeError:
         pass
     return found
+
+
+def _delta_float_momentum_step(tensors, momentum, table, rows):
+    """A sync step of int8-delta offsets beside a float outer momentum (Nesterov, mu 0.9)."""
+    return lambda: ops.lookahead_adamw_delta_step_(*([t] for t in tensors), table, rows, momentum=[momentum], mu=0.9,
+                                                   nesterov=True)  # fmt: skip
 
 
 def main() -> None:

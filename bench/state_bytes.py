@@ -71,6 +71,11 @@ MODES = [
     ("LookaheadAdamW + outer momentum (SNOO), slow_dtype='int8-delta', momentum_dtype='int8'", torch.float32,
      lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, slow_dtype=int8_blocks.DELTA_SLOW_DTYPE,
                                momentum_dtype=int8_blocks.MOMENTUM_DTYPE)),
+    ("LookaheadAdamW + outer momentum, slow_dtype='int8-delta' (a float32 momentum)", torch.float32,
+     lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, slow_dtype=int8_blocks.DELTA_SLOW_DTYPE)),
+    ("LookaheadAdamW + outer momentum, slow_dtype='int8-delta', momentum_dtype=bfloat16", torch.float32,
+     lambda ps: LookaheadAdamW(ps, lr=1e-3, k=5, alpha=0.5, outer_momentum=0.9, slow_dtype=int8_blocks.DELTA_SLOW_DTYPE,
+                               momentum_dtype=torch.bfloat16)),
 ]  # fmt: skip
 
 

@@ -134,6 +134,51 @@ struct DeltaMomentumArgs {
   bool nesterov;
 };
 
+// How an int8-delta entry keeps its outer momentum: none, int8 blocks (the note above), or float32 or
+// bfloat16 values (see [NOTE: int8-delta float momentum] in csrc/adamw.h). contract.h's
+// delta_momentum_dtype_of reads it from checked lists.
+enum class DeltaMomentumDtype : uint8_t { kNone, kInt8, kF32, kBF16 };
+
+// [NOTE: int8-delta float momentum] With an outer momentum kept in float32 or bfloat16 beside the
+// offsets (LookaheadAdamW(slow_dtype="int8-delta", outer_momentum=mu, momentum_dtype=None or
+// torch.bfloat16)), a sync step's element, each arithmetic step one IEEE float32 operation:
+//     s  = p + q scale;  p' = AdamW's new param, rounded to the param's dtype
+//     m' = mu m + (p' - s), rounded to the momentum's dtype;  t = p' + mu (nesterov ? m' : m)
+//     s  = lerp(s, t, alpha);  p' = s rounded;  d = s - p'
+// and per block (q, scale) <- encode(d); m <- m', p <- p'. It is the momentum sync
+// (see [NOTE: momentum sync] in csrc/element_math.h) of (p', s) in IEEE operations followed by the
+// offset's encoding, in the two passes per block of the step without momentum; off a sync step the
+// momentum is neither read nor written. Each momentum tensor's dtype is its own (float32 or bfloat16).
+template <class Small, class Nesterov>
+struct DeltaFloatMomentumMath {
+  TwoSidedLerp<float, Small> lerp;
+  float mu;
+  Nesterov nesterov;
+  // The new slow weight; `momentum` holds m on entry and m' on return, rounded by `round_momentum`.
+  template <class RoundMomentum>
+  LOOKAHEAD_MATH_FN float operator()(float kept, float slow, float& momentum, RoundMomentum round_momentum) const {
+    const float updated = round_momentum(ieee_add(ieee_mul(mu, momentum), ieee_sub(kept, slow)));
+    const float target = ieee_add(kept, ieee_mul(mu, nesterov ? updated : momentum));
+    momentum = updated;
+    return ieee_lerp(lerp, slow, target);
+  }
+};
+
+// Pass 1 of one element on a sync step with a float momentum: int8_delta_element's, its sync through
+// `math` (DeltaFloatMomentumMath). Returns the new param; `momentum` as math's, `delta` the new offset.
+template <class Math, class Round, class RoundMomentum>
+LOOKAHEAD_MATH_FN float int8_delta_float_momentum_element(float p, float g, float& m, float& v, int8_t code,
+                                                          float old_scale, float& momentum,
+                                                          const AdamWConstants<float>& c, const Math& math, Round round,
+                                                          RoundMomentum round_momentum, float& delta) {
+  const float slow = ieee_add(p, ieee_mul(static_cast<float>(code), old_scale));
+  const float kept = round(adamw_element(p, g, m, v, c, round));
+  const float synced = math(kept, slow, momentum, round_momentum);
+  const float param = round(synced);
+  delta = ieee_sub(synced, param);
+  return param;
+}
+
 // Pass 1 of one element: returns the new momentum, `kept` the new param before the sync and `slow` the
 // slow weight decoded.
 template <class Round>

@@ -518,12 +518,32 @@ void check_int8_delta_lengths(const char* op, at::TensorList params, at::TensorL
   check_lengths(op, params, delta, names[1], names[0]);
   check_lengths(op, params, scales, names[2], names[0]);
   if (!momentum.empty()) check_lengths(op, params, momentum, names[3], names[0]);
-  check_lengths(op, momentum, momentum_scales, names[4], names[3]);
+  if (momentum.empty() || !momentum_scales.empty()) check_lengths(op, momentum, momentum_scales, names[4], names[3]);
+}
+
+// A float outer momentum beside int8-delta offsets (see [NOTE: int8-delta float momentum] in csrc/adamw.h):
+// each float32 or bfloat16, of its param's shape and strides, on its device; `name` as the messages say it.
+void check_float_momenta_beside(const char* op, at::TensorList params, at::TensorList momentum, const char* name) {
+  const at::Device device = device_of_first(params);
+  for (size_t i = 0; i < momentum.size(); ++i) {
+    prefetch_ahead(momentum, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+    const at::Tensor& m = momentum[i];
+    const bool kept = m.defined() && (m.scalar_type() == at::kFloat || m.scalar_type() == at::kBFloat16);
+    // see [NOTE: plainly valid pairs] in csrc/contract.cpp
+    if (plainly_alike(m, params[i], device) && kept) continue;
+    LOOKAHEAD_CHECK_VALUE(kept || !m.defined(),
+                          message(op, ": pair ", i, ": ", name, " has dtype ", python_dtype(m.scalar_type()),
+                                  "; the outer momentum beside int8-delta offsets is float32 or bfloat16, or int8 "
+                                  "codes with their block scales"));
+    check_tensor(m, Where{op, i, name});
+    check_pair_layout(op, i, params[i], m, params[0].device(), "param", name);
+  }
 }
 
 // Each param in float32, float16 or bfloat16, beside it its int8 offset codes and block scales
-// (see [NOTE: int8-delta] in csrc/adamw.h), and its outer momentum's, `momentum` and `momentum_scales`,
-// when these are not empty; `names` as kInt8DeltaSyncListNames. The lengths and the params themselves
+// (see [NOTE: int8-delta] in csrc/adamw.h), and its outer momentum: int8 codes and block scales when
+// `momentum_scales` is not empty, float32 or bfloat16 momenta when only `momentum` is, none when both
+// are empty; `names` as kInt8DeltaSyncListNames. The lengths and the params themselves
 // checked by the caller.
 void check_int8_delta_entries(const char* op, at::TensorList params, at::TensorList delta, at::TensorList scales,
                               at::TensorList momentum, at::TensorList momentum_scales, const char* const* names) {
@@ -534,7 +554,11 @@ void check_int8_delta_entries(const char* op, at::TensorList params, at::TensorL
                                   "; int8-delta slow weights are for float32, float16 and bfloat16 params"));
   }
   check_int8_codes_beside(op, "param", params, delta, scales, names + 1);
-  if (!momentum.empty()) check_int8_codes_beside(op, "param", params, momentum, momentum_scales, names + 3);
+  if (!momentum_scales.empty()) {
+    check_int8_codes_beside(op, "param", params, momentum, momentum_scales, names + 3);
+  } else if (!momentum.empty()) {
+    check_float_momenta_beside(op, params, momentum, names[3]);
+  }
 }
 
 }  // namespace
@@ -565,6 +589,12 @@ void check_int8_delta_lists(at::TensorList params, at::TensorList delta, at::Ten
 }
 
 const char* const* adamw_delta_list_names() { return kAdamWDeltaListNames; }
+
+DeltaMomentumDtype delta_momentum_dtype_of(at::TensorList momentum, at::TensorList momentum_scales, size_t i) {
+  if (momentum.empty()) return DeltaMomentumDtype::kNone;
+  if (!momentum_scales.empty()) return DeltaMomentumDtype::kInt8;
+  return momentum[i].scalar_type() == at::kBFloat16 ? DeltaMomentumDtype::kBF16 : DeltaMomentumDtype::kF32;
+}
 
 namespace {
 

@@ -6,6 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "adamw.h"
 #include "table.h"
 
 namespace lookahead_fused {
@@ -94,10 +95,13 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
 // {params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales}: params in float32,
 // float16 or bfloat16; the moments and grads as for check_adamw_args; beside each param its int8 offset
 // codes (its shape and strides) and its block scales, a dense 1-D float32 tensor of ceil(numel / 256)
-// elements; the outer momentum's codes and scales alike, or both lists empty; the hyper table and rows
-// as for check_adamw_args; nothing shared (checked on every call: it keeps no plan).
+// elements; the outer momentum's codes and scales alike, or its float32 or bfloat16 values with no
+// scales, or both lists empty; the hyper table and rows as for check_adamw_args; nothing shared
+// (checked on every call: it keeps no plan).
 void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
                             const at::Tensor& rows);
+// How entry i of lists that check_adamw_delta_args passed keeps its outer momentum.
+DeltaMomentumDtype delta_momentum_dtype_of(at::TensorList momentum, at::TensorList momentum_scales, size_t i);
 // The names of its lists in the messages: param, grad, exp_avg, exp_avg_sq, delta, scales, momentum,
 // momentum_scales.
 const char* const* adamw_delta_list_names();

@@ -377,12 +377,14 @@ void launch_adamw_delta_on_cuda(const TensorLists& lists, const at::Tensor& hype
   entries.reserve(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     if (params[i].numel() == 0) continue;
-    const bool outer = !momentum.empty();
+    const DeltaMomentumDtype momentum_dtype = delta_momentum_dtype_of(momentum, momentum_scales, i);
+    const bool int8_momentum = momentum_dtype == DeltaMomentumDtype::kInt8;
     entries.push_back({params[i].mutable_data_ptr(), lists[1][i].const_data_ptr(), lists[2][i].mutable_data_ptr(),
                        lists[3][i].mutable_data_ptr(), lists[4][i].mutable_data_ptr<int8_t>(),
-                       lists[5][i].mutable_data_ptr<float>(), outer ? momentum[i].mutable_data_ptr<int8_t>() : nullptr,
-                       outer ? momentum_scales[i].mutable_data_ptr<float>() : nullptr, params[i].numel(),
-                       static_cast<int64_t>(i), int8_fast_dtype_of(params[i])});
+                       lists[5][i].mutable_data_ptr<float>(),
+                       momentum.empty() ? nullptr : momentum[i].mutable_data_ptr(),
+                       int8_momentum ? momentum_scales[i].mutable_data_ptr<float>() : nullptr, params[i].numel(),
+                       static_cast<int64_t>(i), int8_fast_dtype_of(params[i]), momentum_dtype});
   }
   if (entries.empty()) return;
   const at::Device device = params[0].device();
@@ -522,8 +524,9 @@ void adamw_delta_step_meta(at::TensorList params, at::TensorList grads, at::Tens
   TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, delta, scales};
   if (!momentum.empty() || !momentum_scales.empty()) {
     check_mu(mu, kAdamWDeltaOp);
-    lists.insert(lists.end(), {momentum, momentum_scales});
+    lists.push_back(momentum);
   }
+  if (!momentum_scales.empty()) lists.push_back(momentum_scales);  // none beside a float momentum
   check_all_meta(kAdamWDeltaOp, lists, adamw_delta_list_names());
 }
 

@@ -75,6 +75,8 @@ ENCODED_PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 COMPACT_FAST_DTYPES = ENCODED_PARAM_DTYPES
 COMPACT_STATE_DTYPES = (torch.bfloat16, torch.int8)
 COMPACT_MOMENTUM_DTYPES = (torch.float32, torch.bfloat16)  # the outer momentum's beside them
+# the dtypes of a float outer momentum beside int8-delta offsets (see [NOTE: int8-delta float momentum] in csrc/adamw.h)
+DELTA_FLOAT_MOMENTUM_DTYPES = COMPACT_MOMENTUM_DTYPES
 
 INT8_MOMENTUM_LIST_NAMES = ("fast", "slow", "momentum", "scales")
 INT8_MOMENTUM_OP = "lookahead_int8_momentum_sync_"
@@ -511,12 +513,15 @@ def _check_int8_delta_lengths(params, delta, scales, momentum, momentum_scales, 
     _check_lengths(names[:3], (params, delta, scales), op=op)
     if momentum:
         _check_lengths((names[0], names[3]), (params, momentum), op=op)
-    _check_lengths(names[3:], (momentum, momentum_scales), op=op)
+    if not momentum or momentum_scales:
+        _check_lengths(names[3:], (momentum, momentum_scales), op=op)
 
 
 def _check_int8_delta_codes(params, delta, scales, momentum, momentum_scales, *, op: str) -> None:
     """Each param in float32, float16 or bfloat16, beside it its offset codes (int8, its shape and strides)
-    and block scales (see [NOTE: int8-delta] in csrc/adamw.h), and its outer momentum's, if any."""
+    and block scales (see [NOTE: int8-delta] in csrc/adamw.h), and its outer momentum, if any: int8 codes
+    and block scales, or without scales float32 or bfloat16 momenta
+    (see [NOTE: int8-delta float momentum] in csrc/adamw.h)."""
     for i, p in enumerate(params):
         if p.dtype not in INT8_DELTA_PARAM_DTYPES:
             raise ValueError(
@@ -524,6 +529,9 @@ def _check_int8_delta_codes(params, delta, scales, momentum, momentum_scales, *,
                 "bfloat16 params"
             )
     device = params[0].device if params else None
+    if momentum and not momentum_scales:
+        _check_float_momenta_beside(params, momentum, op=op)
+        momentum = ()
     for codes, block_scales, names in ((delta, scales, ("delta", "scales")),
                                        (momentum, momentum_scales, ("momentum", "momentum_scales"))):  # fmt: skip
         for i, (p, q, sc) in enumerate(zip(params, codes, block_scales)):
@@ -531,6 +539,19 @@ def _check_int8_delta_codes(params, delta, scales, momentum, momentum_scales, *,
             _check_state_tensor(sc, torch.float32, where=f"{op}: pair {i}: {names[1]}")
             _check_pair_layout(i, p, q, op=op, names=("param", names[0]))
             _check_block_scales(i, p, sc, op=op, owner="param", device=device, name=names[1])
+
+
+def _check_float_momenta_beside(params, momentum, *, op: str) -> None:
+    """Float outer momenta beside int8-delta offsets: each float32 or bfloat16, of its param's shape and
+    strides, as csrc/contract.cpp's check_float_momenta_beside."""
+    for i, (p, m) in enumerate(zip(params, momentum)):
+        if isinstance(m, torch.Tensor) and m.dtype not in DELTA_FLOAT_MOMENTUM_DTYPES:
+            raise ValueError(
+                f"{op}: pair {i}: momentum has dtype {m.dtype}; the outer momentum beside int8-delta offsets is "
+                "float32 or bfloat16, or int8 codes with their block scales"
+            )
+        check_param_tensor(m, where=f"{op}: pair {i}: momentum")
+        _check_pair_layout(i, p, m, op=op, names=("param", "momentum"))
 
 
 def _describe(t) -> str:

@@ -360,9 +360,11 @@ def lookahead_adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, sca
     toward it by alpha and the param becomes s; (delta, scales) <- encode(s - param). With `momentum`
     and `momentum_scales` (an int8 outer momentum per param, its codes and block scales) a sync row runs
     the int8 momentum sync of the new param instead of the lerp
-    (see [NOTE: int8-delta outer momentum] in csrc/adamw.h). params in float32, float16 or bfloat16;
-    delta and momentum int8 of each param's shape and strides; their scales float32 of
-    ceil(numel / 256). One device per call. Raises before writing."""
+    (see [NOTE: int8-delta outer momentum] in csrc/adamw.h); with `momentum` alone (float32 or bfloat16
+    per param) the momentum sync (see [NOTE: int8-delta float momentum] in csrc/adamw.h). params in
+    float32, float16 or bfloat16; delta and an int8 momentum int8 of each param's shape and strides, a
+    float momentum of them too; their scales float32 of ceil(numel / 256). One device per call. Raises
+    before writing."""
     backends.check_backend_name(backend)
     outer = [[] if tensors is None else tensors for tensors in (momentum, momentum_scales)]
     lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales, *outer)

@@ -61,10 +61,11 @@ def check_slow_dtype(slow_dtype, steps_itself: bool):
 # strided params and sync_lookahead() sync through the reference's per-tensor loop; slow_weights()
 # decodes into float32 copies; checkpoints keep the codes and scales bit for bit, and convert to and
 # from the other slow dtypes against the params as they are when the checkpoint loads (load the model
-# first). Pullback momenta sync in a launch of their own. An outer momentum is int8 blocks
-# (momentum_dtype="int8"), synced in the same pass
-# (see [NOTE: int8-delta outer momentum] in csrc/adamw.h): 2.03 bytes a weight in all; a float32 or
-# bfloat16 one beside it is refused at construction, as are, in lookahead_fused/replicas.py, replicas.
+# first). Pullback momenta sync in a launch of their own. An outer momentum syncs in the same pass:
+# as int8 blocks (momentum_dtype="int8"; see [NOTE: int8-delta outer momentum] in csrc/adamw.h), 2.03
+# bytes a weight in all, or in float32 (momentum_dtype=None, the slow weights' value dtype) or
+# bfloat16 (see [NOTE: int8-delta float momentum] in csrc/adamw.h), 5.02 and 3.02 bytes. Replicas are
+# refused, in lookahead_fused/replicas.py.
 INT8_DELTA_MAX_K = 5
 
 
@@ -78,12 +79,6 @@ def check_int8_delta_options(defaults: dict) -> None:
             "offset is encoded again at every step, and its error bound holds for periods of at most "
             f"{INT8_DELTA_MAX_K} steps (docs/design.md, 'int8-delta'); use slow_dtype={bf16_int8.SLOW_DTYPE!r} for a "
             "longer period"
-        )
-    if defaults["outer_momentum"] > 0 and not is_int8_momentum(defaults["momentum_dtype"]):
-        raise ValueError(
-            f"slow_dtype={int8_blocks.DELTA_SLOW_DTYPE!r} takes an outer momentum only as int8 blocks, "
-            f"momentum_dtype={int8_blocks.MOMENTUM_DTYPE!r}, got momentum_dtype={defaults['momentum_dtype']!r} "
-            "(docs/design.md, 'int8-delta')"
         )
 
 

@@ -20,9 +20,17 @@ INT8_MOMENTUM = "lookahead_int8_momentum"
 ADAMW_INT8_MOMENTUM = "lookahead_adamw_int8_momentum"
 ADAMW_INT8_DELTA = "lookahead_adamw_int8_delta"
 ADAMW_INT8_DELTA_MOMENTUM = "lookahead_adamw_int8_delta_int8_momentum"
+ADAMW_INT8_DELTA_BF16_MOMENTUM = "lookahead_adamw_int8_delta_bf16_momentum"
 COMPACT_INT8_MOMENTUM = "lookahead_bf16+int8_int8_momentum"
 # the kinds that keep int8 blocks
-INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM, COMPACT_INT8_MOMENTUM)
+INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM,
+              ADAMW_INT8_DELTA_BF16_MOMENTUM, COMPACT_INT8_MOMENTUM)  # fmt: skip
+# LookaheadAdamW's int8-delta kinds, and the outer momentum each keeps beside the offsets
+INT8_DELTA_OUTER = {
+    ADAMW_INT8_DELTA: {},
+    ADAMW_INT8_DELTA_MOMENTUM: {"outer_momentum": 0.5, "nesterov": True, "momentum_dtype": "int8"},
+    ADAMW_INT8_DELTA_BF16_MOMENTUM: {"outer_momentum": 0.5, "nesterov": True, "momentum_dtype": torch.bfloat16},
+}
 KINDS = ["lookahead", "lookahead_adamw", COMPACT, COMPACT_MOMENTUM, *INT8_KINDS]
 
 
@@ -52,11 +60,11 @@ def make_optimizer(model, kind="lookahead"):
     ADAMW_INT8_MOMENTUM: the outer momentum in
     int8 blocks, around Adam or in LookaheadAdamW; ADAMW_INT8_DELTA: LookaheadAdamW's int8-delta slow
     weights, with the options they take (see [NOTE: what int8-delta supports] in lookahead_fused/options.py),
-    ADAMW_INT8_DELTA_MOMENTUM the same beside an int8 outer momentum."""
-    if kind in (ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM):
-        outer = {"outer_momentum": 0.5, "nesterov": True, "momentum_dtype": "int8"} if kind == ADAMW_INT8_DELTA_MOMENTUM else {}
+    ADAMW_INT8_DELTA_MOMENTUM the same beside an int8 outer momentum, ADAMW_INT8_DELTA_BF16_MOMENTUM
+    beside a bfloat16 one."""
+    if kind in INT8_DELTA_OUTER:
         return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, k=K, alpha=0.5, pullback_momentum="pullback",
-                              slow_dtype="int8-delta", **outer)  # fmt: skip
+                              slow_dtype="int8-delta", **INT8_DELTA_OUTER[kind])  # fmt: skip
     if kind == COMPACT:
         adam = torch.optim.Adam(model.parameters(), lr=1e-2)
         return Lookahead(adam, k=K, alpha=0.5, pullback_momentum="pullback", slow_dtype=bf16_int8.SLOW_DTYPE)
@@ -208,7 +216,7 @@ def fsdp2_worker(rank, world, init_file, out_dir, steps, kind="lookahead"):
 
         columns = torch.nn.Parameter(distribute_tensor(torch.zeros(4, 4), mesh, [Shard(1)]))
         try:
-            if kind in (ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM):
+            if kind in INT8_DELTA_OUTER:
                 LookaheadAdamW([columns], slow_dtype="int8-delta")
             else:
                 Lookahead(torch.optim.SGD([columns], lr=0.1), outer_momentum=0.5, momentum_dtype="int8")

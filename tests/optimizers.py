@@ -173,6 +173,14 @@ RECORDS = [
                     {"k": 3, "alpha": 0.6, "outer_momentum": 0.9, "nesterov": True, "slow_dtype": "int8-delta",
                      "momentum_dtype": "int8"},
                     fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    # ... or a float32 or bfloat16 one (see [NOTE: int8-delta float momentum] in csrc/adamw.h)
+    OptimizerRecord("LookaheadAdamW-outer-int8-delta-fp32-momentum", INNERS["adamw"],
+                    {"k": 3, "alpha": 0.5, "outer_momentum": 0.5, "slow_dtype": "int8-delta"},
+                    fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    OptimizerRecord("LookaheadAdamW-outer-nesterov-int8-delta-bf16-momentum", INNERS["adamw"],
+                    {"k": 3, "alpha": 0.6, "outer_momentum": 0.9, "nesterov": True, "slow_dtype": "int8-delta",
+                     "momentum_dtype": torch.bfloat16},
+                    fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
 ]
 
 

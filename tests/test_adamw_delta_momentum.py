@@ -1,5 +1,6 @@
 """lookahead_adamw_delta_step_ with an int8 outer momentum beside the int8-delta offsets
-(see [NOTE: int8-delta outer momentum] in csrc/adamw.h), on every backend: a sync row against the float64
+(see [NOTE: int8-delta outer momentum] in csrc/adamw.h), on every backend (off a sync row and with mu = 0
+also a float32 and a bfloat16 one: tests/test_adamw_delta_float_momentum.py has the rest of theirs): a sync row against the float64
 momentum sync of the stored values, within the encodings' bounds; bit for bit the reference's int8
 momentum sync of the backend's own new param and the decoded slow weight; off a sync row the momentum
 untouched; mu = 0 the plain int8-delta sync bit for bit; bad momentum lists refused before anything is
@@ -35,9 +36,29 @@ def run(lists, device, backend, mu=0.9, nesterov=False, **row):
                                     momentum_scales=lists[7], mu=mu, nesterov=nesterov, backend=backend)  # fmt: skip
 
 
-def all_lists(dtype, device, offset=0, seed=0):
+def float_momentum_lists(params, dtype, device, offset=0, seed=1):
+    """Per param an outer momentum of `dtype` beside it (as far into a buffer as the param is), of about
+    the size of a sync's displacement (see [NOTE: int8-delta float momentum] in csrc/adamw.h)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        torch.empty(p.numel() + offset, dtype=dtype, device=device)[offset:].copy_(
+            torch.randn(p.numel(), generator=generator) * 0.05
+        )
+        for p in params
+    ]
+
+
+def all_lists(dtype, device, offset=0, seed=0, momentum=torch.int8):
+    """delta_lists and an outer momentum: int8 codes and their scales, or float32 or bfloat16 values and
+    no scales."""
     lists = delta_lists(dtype, device, offset, seed)
-    return lists + momentum_lists(lists[0], device, offset, seed + 1)
+    if momentum == torch.int8:
+        return lists + momentum_lists(lists[0], device, offset, seed + 1)
+    return lists + [float_momentum_lists(lists[0], momentum, device, offset, seed + 1), []]
+
+
+# the outer momenta beside int8-delta offsets
+OUTER_DTYPES = [torch.int8, torch.float32, torch.bfloat16]
 
 
 @pytest.mark.parametrize("dtype", PARAM_DTYPES, ids=dtype_id)
@@ -52,27 +73,37 @@ def test_a_sync_row_is_the_float64_momentum_sync_within_the_encodings_bounds(dev
     row = dict(ROW, sync=1.0, alpha=alpha)
     run(lists, device, backend, mu=mu, nesterov=nesterov, sync=1.0, alpha=alpha)
     after = cpu_copies(lists)
-    params, _, exp_avgs, exp_avg_sqs, codes, scales, momentum, momentum_scales = after
+    momentum, momentum_scales = after[6:]
     for i in range(len(SIZES)):
-        p_new, update_scale = check_adamw_moments(i, [t[i] for t in before[:4]], exp_avgs[i], exp_avg_sqs[i],
-                                                  before[1][i], row, dtype)  # fmt: skip
-        kept = p_new.to(dtype).double()  # the new param before the sync, within AdamW's bound of this
-        s0 = slow_of(before[0][i], before[4][i], before[5][i]).double()
         m_old = int8_blocks.decode(before[6][i], before[7][i]).double()
-        m_new = mu * m_old + (kept - s0)
         stored = int8_blocks.decode(momentum[i], momentum_scales[i]).double()
-        # AdamW's error in the param (8 ulp of its scale), float32 roundings of the three-term sum
-        sum_error = 8 * ulp(update_scale, dtype) + 4 * ulp(torch.maximum(m_new.abs(), kept.abs() + s0.abs()),
-                                                           torch.float32)  # fmt: skip
-        encoding = int8_blocks.error_bound(m_new.abs() + sum_error)
-        bounded(stored, m_new, sum_error + encoding, f"param {i}: the new momentum")
-        target = kept + mu * (stored if nesterov else m_old)
-        expected = sync_float64(target, s0, alpha)
-        lerp_error = 2 * sum_error + 8 * ulp(torch.maximum(target.abs(), s0.abs()), torch.float32)
-        bounded(params[i], expected, lerp_error + ulp(expected, dtype), f"param {i}: param after the sync")
-        offset_bound = int8_blocks.error_bound((expected - params[i].double()).abs() + lerp_error)
-        bounded(slow_in_float64(params[i], codes[i], scales[i]), expected, lerp_error + offset_bound,
-                f"param {i}: the slow weight after the sync")  # fmt: skip
+        check_sync_row_against_float64(i, before, after, row, dtype, m_old, stored, mu, nesterov, alpha,
+                                       lambda m_new, error: int8_blocks.error_bound(m_new.abs() + error))  # fmt: skip
+
+
+def check_sync_row_against_float64(i, before, after, row, dtype, m_old, stored, mu, nesterov, alpha, storing_error):
+    """Param i of a sync row's lists `before` and `after` the call (on the CPU): its moments against
+    float64 AdamW; its stored new momentum `stored` (float64) within AdamW's error in the new param, the
+    float32 roundings of the three-term sum and storing_error(m_new, that error) (its encoding's, or its
+    dtype's rounding) of the float64 mu m_old + (p' - s); the param within the float64 lerp toward the
+    target that `stored` makes; the slow weight kept within that plus the offset's encoding."""
+    params, _, exp_avgs, exp_avg_sqs, codes, scales = after[:6]
+    p_new, update_scale = check_adamw_moments(i, [t[i] for t in before[:4]], exp_avgs[i], exp_avg_sqs[i],
+                                              before[1][i], row, dtype)  # fmt: skip
+    kept = p_new.to(dtype).double()  # the new param before the sync, within AdamW's bound of this
+    s0 = slow_of(before[0][i], before[4][i], before[5][i]).double()
+    m_new = mu * m_old + (kept - s0)
+    # AdamW's error in the param (8 ulp of its scale), float32 roundings of the three-term sum
+    sum_error = 8 * ulp(update_scale, dtype) + 4 * ulp(torch.maximum(m_new.abs(), kept.abs() + s0.abs()),
+                                                       torch.float32)  # fmt: skip
+    bounded(stored, m_new, sum_error + storing_error(m_new, sum_error), f"param {i}: the new momentum")
+    target = kept + mu * (stored if nesterov else m_old)
+    expected = sync_float64(target, s0, alpha)
+    lerp_error = 2 * sum_error + 8 * ulp(torch.maximum(target.abs(), s0.abs()), torch.float32)
+    bounded(params[i], expected, lerp_error + ulp(expected, dtype), f"param {i}: param after the sync")
+    offset_bound = int8_blocks.error_bound((expected - params[i].double()).abs() + lerp_error)
+    bounded(slow_in_float64(params[i], codes[i], scales[i]), expected, lerp_error + offset_bound,
+            f"param {i}: the slow weight after the sync")  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", PARAM_DTYPES, ids=dtype_id)
@@ -131,9 +162,10 @@ def test_a_sync_row_is_the_int8_momentum_sync_of_its_own_new_param(backend, dtyp
         )
 
 
-def test_off_a_sync_row_the_momentum_is_untouched_and_the_rest_as_without_it(device_backend):
+@pytest.mark.parametrize("momentum", OUTER_DTYPES, ids=dtype_id)
+def test_off_a_sync_row_the_momentum_is_untouched_and_the_rest_as_without_it(device_backend, momentum):
     device, backend = device_backend
-    lists = all_lists(torch.bfloat16, device, seed=7)
+    lists = all_lists(torch.bfloat16, device, seed=7, momentum=momentum)
     plain = [[t.clone() for t in tensors] for tensors in lists[:6]]
     held = cpu_copies(lists[6:])
     run(lists, device, backend, sync=0.0)
@@ -145,10 +177,11 @@ def test_off_a_sync_row_the_momentum_is_untouched_and_the_rest_as_without_it(dev
         assert all(map(torch.equal, got, want)), "the step without a sync differs with a momentum beside it"
 
 
-def test_mu_zero_is_the_plain_int8_delta_sync_bit_for_bit(device_backend):
+@pytest.mark.parametrize("momentum", OUTER_DTYPES, ids=dtype_id)
+def test_mu_zero_is_the_plain_int8_delta_sync_bit_for_bit(device_backend, momentum):
     """With mu = 0 the target is the new param itself, so params and offsets are the plain sync's."""
     device, backend = device_backend
-    lists = all_lists(torch.float16, device, seed=9)
+    lists = all_lists(torch.float16, device, seed=9, momentum=momentum)
     plain = [[t.clone() for t in tensors] for tensors in lists[:6]]
     run(lists, device, backend, mu=0.0, sync=1.0, alpha=0.3)
     ops.lookahead_adamw_delta_step_(*plain, hyper_of(device, sync=1.0, alpha=0.3),

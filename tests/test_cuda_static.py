@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -72,15 +73,26 @@ INT8_COUNTS = {op: ((2 + 2) + 2 * (1 + 2), 3, 2 * 3) for op in INT8_FLOAT32_OPS}
 INT8_COUNTS |= {op: ((2 + 1) + 2 * (1 + 1), 3 * 2, 3 * (2 + 8)) for op in INT8_COMPACT_OPS}
 # The residual unit of a bfloat16 high part, 2^(E - 15): an FMUL of 2^E by this (residual_unit in csrc/bf16_int8.h).
 RESIDUAL_UNIT_FACTOR = "3.0517578125e-05"
-# AdamW's step with int8-delta slow weights (csrc/cuda/adamw_delta_kernel.cuh), one kernel: per param dtype
-# (float32, float16, bfloat16) and per path of a block (without an outer momentum, and a sync step with an
-# int8 one) a lane's 16-byte loads of param, grad and both moments (two packs each of float32, one of
-# 16-bit) and stores of param and moments, and 8-byte loads and stores of its codes: one each without
-# the momentum, two each (the offset's and the momentum's) with it.
+# AdamW's step with int8-delta slow weights (csrc/cuda/adamw_delta_kernel.cuh), one kernel. Per param dtype
+# (float32, float16, bfloat16), a block's first pass has four forms: without an outer momentum, and on a
+# sync step with an int8, a float32 or a bfloat16 one; its last pass two: after the int8 momentum's, and
+# the one the others share. A lane's 16-byte loads of param, grad and both moments (two packs each of
+# float32, one of 16-bit) in each first pass, its stores of param and moments in each last pass, and
+# with a float momentum its loads and stores of the momentum (two packs of float32, one of bfloat16).
+# Its codes in one 8-byte access each: loaded in each first pass and stored in each last, and with the
+# int8 momentum the momentum's codes too.
 DELTA_OP = "AdamWDelta"
-DELTA_PATHS = 2
-DELTA_VECTOR_LOADS, DELTA_VECTOR_STORES = DELTA_PATHS * (4 * 2 + 2 * 4 * 1), DELTA_PATHS * (3 * 2 + 2 * 3 * 1)
-DELTA_CODE_ACCESSES = 3 * (1 + 2)
+DELTA_FIRST_PASSES, DELTA_LAST_PASSES = 4, 2
+DELTA_FLOAT_MOMENTUM_PACKS = 3 * (2 + 1)  # a float32 and a bfloat16 momentum beside each param dtype
+DELTA_VECTOR_LOADS = DELTA_FIRST_PASSES * (4 * 2 + 2 * 4 * 1) + DELTA_FLOAT_MOMENTUM_PACKS
+DELTA_VECTOR_STORES = DELTA_LAST_PASSES * (3 * 2 + 2 * 3 * 1) + DELTA_FLOAT_MOMENTUM_PACKS
+DELTA_CODE_LOADS, DELTA_CODE_STORES = 3 * (DELTA_FIRST_PASSES + 1), 3 * (DELTA_LAST_PASSES + 1)
+# The float32 operations of PTX that are or may become an FMA: fma itself, and a mul, add or sub without a
+# rounding mode, which ptxas may fuse (the .rn ones, what ieee_mul and the others emit, it never does).
+CONTRACTABLE_PTX = re.compile(r"\s*(?:@!?%p\d+\s+)?(?:fma\.rn|mul|add|sub)\.f32\s")
+# Where the int8-delta kernel may have them, by file in csrc/: AdamW's step, and the lerp's weights.
+DELTA_CONTRACTABLE_IN = {"adamw.h": "adamw_element", "element_math.h": "two_sided_lerp"}
+CSRC = Path(__file__).resolve().parents[1] / "csrc"
 MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
 
 
@@ -250,15 +262,17 @@ def test_int8_kernel_uses_vector_accesses():
 
 
 def test_adamw_delta_kernel_uses_vector_accesses():
-    """A lane's 8 elements of each of the param, grad and moments in 16-byte accesses and its codes in one
-    8-byte access, streaming, for each param dtype and path (see [NOTE: int8-delta] in csrc/adamw.h;
-    see [NOTE: int8-delta outer momentum] in csrc/adamw.h)."""
+    """A lane's 8 elements of each of the param, grad, moments and a float outer momentum in 16-byte
+    accesses and its codes in one 8-byte access, streaming, for each param dtype and pass: every form of
+    the first pass is in the kernel (see [NOTE: int8-delta] in csrc/adamw.h;
+    see [NOTE: int8-delta outer momentum] in csrc/adamw.h;
+    see [NOTE: int8-delta float momentum] in csrc/adamw.h)."""
     found = {arch: opcodes for (arch, kernel), opcodes in sass_functions().items() if op_of(kernel) == DELTA_OP}
     assert found, "no int8-delta kernel"
     for arch, opcodes in found.items():
         count = lambda prefix, width: sum(o.startswith(prefix) and o.endswith(f"EF.{width}") for o in opcodes)  # noqa: E731
         assert (count("LDG", 128), count("STG", 128)) == (DELTA_VECTOR_LOADS, DELTA_VECTOR_STORES), arch
-        assert (count("LDG", 64), count("STG", 64)) == (DELTA_CODE_ACCESSES,) * 2, arch
+        assert (count("LDG", 64), count("STG", 64)) == (DELTA_CODE_LOADS, DELTA_CODE_STORES), arch
 
 
 def multiplicand_writers(code: list[tuple[int, str, str]]) -> dict[int, list[str]]:
@@ -309,3 +323,44 @@ def test_int8_kernel_contracts_nothing_into_an_fma():
                 if not (op in INT8_COMPACT_OPS and ("MUFU.RCP" in found or is_decoding(found))):
                     stray.append(f"{address:#x} {opcode} {operands}")
         assert not stray, f"{arch} {op}: fused multiply-adds outside the divisions: {stray}"
+
+
+def function_lines(path: Path, name: str) -> range:
+    """The lines of the function `name` in `path`, from its definition to the "}" that closes it."""
+    lines = path.read_text().splitlines()
+    defines = re.compile(rf"^LOOKAHEAD_MATH_FN .*\b{name}\(")
+    first = next(i for i, line in enumerate(lines, 1) if defines.match(line))
+    last = next(i for i, line in enumerate(lines[first:], first + 1) if line.startswith("}"))
+    return range(first, last + 1)
+
+
+def contractable_lines(kernel: str) -> Counter[tuple[str, int]]:
+    """The (file name, line) of each contractable float32 operation (CONTRACTABLE_PTX) in the PTX module
+    that defines `kernel`, as its line info (-lineinfo) places it; a skip if the build embeds no PTX."""
+    modules = [module for module in dump("-ptx").split("Fatbin ptx code:") if kernel in module]
+    if not modules:
+        pytest.skip("the extension embeds no PTX (TORCH_CUDA_ARCH_LIST without +PTX)")
+    files = dict(re.findall(r'^\.file\s+(\d+)\s+"([^"]+)"', modules[0], re.MULTILINE))
+    found, where = Counter(), None
+    for line in modules[0].splitlines():
+        if m := re.match(r"\s*\.loc\s+(\d+)\s+(\d+)", line):
+            where = (Path(files[m.group(1)]).name, int(m.group(2)))
+        elif CONTRACTABLE_PTX.match(line):
+            found[where] += 1
+    return found
+
+
+def test_adamw_delta_kernel_contracts_only_adamws_step():
+    """See [NOTE: int8-delta] in csrc/adamw.h: the compiler may contract AdamW's step into FMAs, but neither
+    the offset's math nor the outer momentum's, each spelled in IEEE operations
+    (see [NOTE: int8-delta float momentum] in csrc/adamw.h). Read in the PTX the build embeds, where each
+    operation names its source line: every float32 operation that is or may become an FMA is in
+    adamw_element or two_sided_lerp (DELTA_CONTRACTABLE_IN)."""
+    allowed = set()
+    for file, function in DELTA_CONTRACTABLE_IN.items():
+        allowed |= {(file, line) for line in function_lines(CSRC / file, function)}
+    found = contractable_lines("adamw_delta_kernel")
+    assert None not in found, "no line info in the PTX (the extension is built with -lineinfo)"
+    assert found, "no contractable operation at all: AdamW's step is missing"
+    stray = {where: count for where, count in found.items() if where not in allowed}
+    assert not stray, f"contractable float32 operations outside AdamW's step, by (file, line): {stray}"

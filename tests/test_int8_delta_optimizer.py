@@ -1,7 +1,8 @@
 """LookaheadAdamW(slow_dtype="int8-delta")
 (see [NOTE: what int8-delta supports] in lookahead_fused/options.py): each period against an exact LookaheadAdamW restarted from its own state
 (its checkpoint, decoded), within the decided bound (docs/design.md, "int8-delta"), also beside an int8
-outer momentum (see [NOTE: int8-delta outer momentum] in csrc/adamw.h); the state's bytes;
+outer momentum (see [NOTE: int8-delta outer momentum] in csrc/adamw.h) and a float32 or bfloat16 one
+(see [NOTE: int8-delta float momentum] in csrc/adamw.h); the state's bytes;
 checkpoints converting both ways; what it refuses. The generic behaviours (mid-period resume bit for bit,
 slow_weights(), capturable on the CPU, bad input) run in tests/test_optimizer_matrix.py."""
 
@@ -31,12 +32,13 @@ def delta_optimizer(params, **options):
 def exact_twin(opt, params, **options):
     """An exact LookaheadAdamW (float32 slow weights, and outer momentum with `options`) on copies of
     `params`, loaded from `opt`'s checkpoint: its slow weights are the int8-delta ones decoded (param +
-    offset, exact in float32), its momenta the int8 ones decoded."""
+    offset, exact in float32), its momenta the int8 ones decoded (a float one's as they are)."""
     twin = clone_params(params)
     exact = LookaheadAdamW(twin, lr=LR, k=K, alpha=ALPHA, slow_dtype=torch.float32, **options)
     with pytest.warns(UserWarning) as warned:
         exact.load_state_dict(copy.deepcopy(opt.state_dict()))
-    converted = ["slow_dtype=int8-delta"] + (["momentum_dtype=int8"] if options else [])
+    momentum_converts = options and options.get("momentum_dtype") != opt.defaults["momentum_dtype"]
+    converted = ["slow_dtype=int8-delta"] + ([f"momentum_dtype={opt.defaults['momentum_dtype']}"] if momentum_converts else [])
     assert all(any(f"saved with {c}" in str(w.message) for w in warned) for c in converted), [str(w.message) for w in warned]
     return exact, twin
 
@@ -108,6 +110,47 @@ def test_with_an_int8_outer_momentum_each_period_ends_within_its_bound_of_the_ex
             error = (p.double() - q.double()).abs()
             assert (error <= bound).all(), f"period {period}, param {i}: error {error.max():.3g} above its bound"
             assert a > 0 and error.max() > 0, "the period moved the params and the encodings' roundings show"
+
+
+@pytest.mark.parametrize("momentum_dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
+def test_with_a_float_outer_momentum_each_period_ends_within_its_bound_of_the_exact_sync(momentum_dtype):
+    """Beside a float32 or bfloat16 outer momentum (Nesterov), against an exact LookaheadAdamW (float32
+    slow weights, the momentum in the same dtype) restarted from the same state each period: the drift D
+    of the test above, kept |1 - alpha - alpha mu| by the sync, and in bfloat16 alpha mu of one rounding of
+    the new momentum apart (the two runs' new momenta differ by at most D before rounding)."""
+    mu = 0.9
+    momentum_option = None if momentum_dtype == torch.float32 else momentum_dtype
+    params = make_params(torch.float32, shapes=SHAPES)
+    opt = delta_optimizer(params, outer_momentum=mu, nesterov=True, momentum_dtype=momentum_option)
+    for period in range(3):
+        exact, twin = exact_twin(opt, params, outer_momentum=mu, nesterov=True, momentum_dtype=momentum_option)
+        slow, largest = period_against_the_exact(opt, params, exact, twin, period)
+        for i, (p, q, s, a) in enumerate(zip(params, twin, slow, largest)):
+            assert opt.state[p][OUTER_MOMENTUM].dtype == momentum_dtype
+            drift = (K - 1) * a * (1 / 254 + 2.0**-20) * (1 + (K - 2) / 254)
+            momentum = exact.state[q][OUTER_MOMENTUM].double().abs().max()
+            rounding = ulp(momentum + drift, momentum_dtype) if momentum_dtype != torch.float32 else 0
+            magnitude = torch.maximum(q.double().abs(), s.abs())
+            bound = abs(1 - ALPHA - ALPHA * mu) * drift + ALPHA * mu * rounding + 32 * ulp(magnitude, torch.float32)
+            error = (p.double() - q.double()).abs()
+            assert (error <= bound).all(), f"period {period}, param {i}: error {error.max():.3g} above its bound"
+            assert a > 0 and error.max() > 0, "the period moved the params and the offsets' roundings show"
+
+
+@pytest.mark.parametrize("momentum_dtype", [torch.float32, torch.bfloat16], ids=dtype_id)
+def test_with_a_float_outer_momentum_the_state_is_a_byte_and_the_momentum_an_element(momentum_dtype):
+    """The offsets' codes, a byte each, a float32 scale per block, and the momentum in its dtype beside
+    the param: 5.016 bytes a weight with float32, 3.016 with bfloat16."""
+    params = make_params(torch.float32, shapes=SHAPES)
+    opt = delta_optimizer(params, outer_momentum=0.9, momentum_dtype=None if momentum_dtype == torch.float32 else momentum_dtype)
+    for p in params:
+        state = opt.state[p]
+        assert set(state) == {SLOW_DELTA, SLOW_DELTA_SCALES, OUTER_MOMENTUM}
+        momentum = state[OUTER_MOMENTUM]
+        assert momentum.dtype == momentum_dtype and momentum.stride() == p.stride() and not momentum.any()
+        blocks = math.ceil(p.numel() / int8_blocks.BLOCK)
+        size = momentum.element_size()
+        assert sum(t.numel() * t.element_size() for t in state.values()) == (1 + size) * p.numel() + 4 * blocks
 
 
 def test_with_an_int8_outer_momentum_the_state_is_about_two_bytes_an_element():
@@ -195,13 +238,36 @@ def test_an_exact_snoo_checkpoint_converts_to_an_int8_outer_momentum_beside_int8
     assert all(torch.isfinite(p).all() for p in params) and opt.step_count == 2 * K + 2
 
 
+def test_an_exact_snoo_checkpoint_loads_beside_a_float_outer_momentum_with_one_warning():
+    """An exact SNOO checkpoint into int8-delta beside a float32 outer momentum: the slow weights converted
+    (one warning, slow_dtype), the momenta loaded bit for bit; then an int8-delta checkpoint with an int8
+    outer momentum into it, the momenta decoded with the momentum_dtype warning."""
+    params = make_params(torch.float32, shapes=SHAPES)
+    exact = LookaheadAdamW(params, lr=LR, k=K, alpha=ALPHA, outer_momentum=0.9, nesterov=True)
+    run(exact, params, K + 2)
+    opt = delta_optimizer(params, outer_momentum=0.9, nesterov=True)
+    with pytest.warns(UserWarning) as warned:
+        opt.load_state_dict(copy.deepcopy(exact.state_dict()))
+    messages = [str(w.message) for w in warned]
+    assert len(messages) == 1 and "saved with slow_dtype=None" in messages[0], messages
+    for p in params:
+        assert torch.equal(opt.state[p][OUTER_MOMENTUM], exact.state[p][OUTER_MOMENTUM])
+    run(opt, params, K)
+    assert all(torch.isfinite(p).all() for p in params) and opt.step_count == 2 * K + 2
+    int8 = delta_optimizer(params, outer_momentum=0.9, nesterov=True, momentum_dtype="int8")
+    run(int8, params, K + 1)
+    with pytest.warns(UserWarning, match="saved with momentum_dtype=int8"):
+        opt.load_state_dict(copy.deepcopy(int8.state_dict()))
+    for p in params:
+        decoded = int8_block_value(int8.state[p], OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES)
+        assert torch.equal(opt.state[p][OUTER_MOMENTUM], decoded) and decoded.any()
+        assert torch.equal(opt.state[p][SLOW_DELTA], int8.state[p][SLOW_DELTA])
+
+
 def test_what_it_refuses():
     params = make_params(torch.float32, shapes=SHAPES)
     refusals = [
         (lambda: LookaheadAdamW(params, k=6, slow_dtype="int8-delta"), "takes k <= 5, got k=6"),
-        (lambda: delta_optimizer(params, outer_momentum=0.5), "takes an outer momentum only as int8 blocks"),
-        (lambda: delta_optimizer(params, outer_momentum=0.5, momentum_dtype=torch.bfloat16),
-         "momentum_dtype='int8', got momentum_dtype=torch.bfloat16"),
         (lambda: Lookahead(torch.optim.AdamW(params), slow_dtype="int8-delta"), "only LookaheadAdamW's own pass"),
         (lambda: delta_optimizer(make_params(torch.float64, shapes=SHAPES)), "param 0 has dtype torch.float64"),
     ]
@@ -216,9 +282,6 @@ def test_what_it_refuses():
     saved["lookahead"]["k"] = 10
     with pytest.raises(ValueError, match=r"state_dict\['lookahead'\]: slow_dtype='int8-delta' takes k <= 5, got k=10"):
         opt.load_state_dict(saved)
-    snoo = LookaheadAdamW(clone_params(params), k=5, outer_momentum=0.9)
-    with pytest.raises(ValueError, match="slow_dtype='int8-delta' takes an outer momentum only as int8 blocks"):
-        opt.load_state_dict(snoo.state_dict())
     after = [p for p in params] + [opt.state[p][key] for p in params for key in (SLOW_DELTA, SLOW_DELTA_SCALES)]
     assert all(torch.equal(a, b) for a, b in zip(after, held)) and opt.step_count == 2
 
@@ -244,6 +307,27 @@ def test_sync_lookahead_syncs_each_param_as_the_reference_would():
         assert torch.equal(p, expected)
         assert not opt.state[p][SLOW_DELTA].any() and not opt.state[p][SLOW_DELTA_SCALES].any()
     assert opt.state[params[0]][SLOW_DELTA].stride() == params[0].stride()
+
+
+def test_sync_lookahead_with_a_bfloat16_outer_momentum_is_the_momentum_sync_of_the_decoded_slow_weights():
+    """sync_lookahead() mid-period beside a bfloat16 outer momentum: bit for bit the momentum sync of each
+    param and its slow weight decoded in float32, each step one float32 operation, the new momentum rounded
+    to bfloat16; a float32 param keeps no offset."""
+    mu = 0.9
+    params = make_params(torch.float32, shapes=SHAPES)
+    opt = delta_optimizer(params, outer_momentum=mu, nesterov=True, momentum_dtype=torch.bfloat16)
+    run(opt, params, K + 2)
+    expected = []
+    for p in params:
+        kept, slow, momentum = p.detach().float(), slow_weight_value(opt.state[p], p).float(), opt.state[p][OUTER_MOMENTUM]
+        assert momentum.any(), "the periods before left a momentum"
+        m_new = (mu * momentum.float() + (kept - slow)).to(torch.bfloat16)
+        target = kept + mu * m_new.float()
+        expected.append((two_sided_lerp(slow, target, torch.tensor(ALPHA, dtype=torch.float32)), m_new))
+    opt.sync_lookahead()
+    for p, (s, m) in zip(params, expected):
+        assert torch.equal(p, s) and torch.equal(opt.state[p][OUTER_MOMENTUM], m)
+        assert not opt.state[p][SLOW_DELTA].any() and not opt.state[p][SLOW_DELTA_SCALES].any()
 
 
 def test_sync_lookahead_with_an_int8_outer_momentum_is_the_int8_momentum_sync_of_the_decoded_slow_weights():

@@ -126,9 +126,11 @@ def pseudo_gradient_args():
 def adamw_delta_step_args():
     """params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales, hyper, rows, mu,
     nesterov: float32 params off a sync step, bfloat16 ones on one, each with an int8-delta offset state;
-    bfloat16 ones on a sync step with an int8 outer momentum too."""
+    on a sync step beside an int8 outer momentum too (bfloat16 params), and beside a float32 and a bfloat16
+    one (float32 params)."""
     cases = []
-    for dtype, sync, outer in [(torch.float32, 0.0, False), (torch.bfloat16, 1.0, False), (torch.bfloat16, 1.0, True)]:
+    for dtype, sync, outer in [(torch.float32, 0.0, None), (torch.bfloat16, 1.0, None), (torch.bfloat16, 1.0, torch.int8),
+                               (torch.float32, 1.0, torch.float32), (torch.float32, 1.0, torch.bfloat16)]:  # fmt: skip
         params, slow = make_pair_lists(SIZES, dtype, torch.float32)
         grads, exp_avgs = make_pair_lists(SIZES, dtype, dtype, seed=2)
         exp_avg_sqs = [(g.float() ** 2 + 0.1).to(dtype) for g in make_pair_lists(SIZES, dtype, dtype, seed=3)[0]]
@@ -136,10 +138,12 @@ def adamw_delta_step_args():
         hyper = torch.tensor([[dict(ROW, sync=sync)[c] for c in ADAMW_COLUMNS]], dtype=torch.float64)
         rows = torch.zeros(len(SIZES), dtype=torch.int64)
         momentum, momentum_scales = ([], [])
-        if outer:
+        if outer == torch.int8:
             momentum, momentum_scales = (list(x) for x in zip(*(int8_blocks.encode(g.float()) for g in grads)))
+        elif outer is not None:
+            momentum = [g.to(outer) for g in grads]
         cases.append((params, grads, exp_avgs, exp_avg_sqs, list(codes), list(scales), momentum, momentum_scales,
-                      hyper, rows, 0.9 if outer else 0.0, outer))  # fmt: skip
+                      hyper, rows, 0.0 if outer is None else 0.9, outer is not None))  # fmt: skip
     return cases
 
 

@@ -3,7 +3,8 @@ no GPU needed, and the interpreter (which the other CPU tests use) accepts code 
 rejects. Every dtype pair compiles in each mode the backend launches (a lerp with alpha known on the
 host, alpha read on the device behind the step gate, the swap, misaligned pairs; the compact and the
 int8 momentum syncs for each fast dtype they take, the latter beside float32 and beside bf16+int8 slow
-weights; the pseudo-gradient; AdamW's step with int8-delta slow weights), and the aligned launches use 16-byte
+weights; the pseudo-gradient; AdamW's step with int8-delta slow weights, without an outer momentum and
+with an int8, float32 or bfloat16 one), and the aligned launches use 16-byte
 global loads and stores (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
 
 from __future__ import annotations
@@ -96,17 +97,20 @@ COMPACT_INT8_MOMENTUM_SIGNATURE = {
     **{f"{name}_addresses": "*i64" for name in ("fast", "high", "low", "codes", "scales")},
     **{name: kind for name, kind in INT8_MOMENTUM_SIGNATURE.items() if not name.endswith("_addresses")},
 }
-# AdamW's step with int8-delta slow weights (backends/triton/adamw_delta.py): name -> (ALIGNED, MOMENTUM,
-# NESTEROV), for each param dtype it takes (MOMENTUM: an int8 outer momentum beside the offsets)
+# AdamW's step with int8-delta slow weights (backends/triton/adamw_delta.py): name -> (ALIGNED, the outer momentum's
+# dtype beside the offsets (int8: codes and scales) or None, NESTEROV), for each param dtype it takes
 ADAMW_DELTA_MODES = {
-    "adamw-delta": (True, False, False), "adamw-delta-misaligned": (False, False, False),
-    "adamw-delta-momentum": (True, True, False), "adamw-delta-nesterov-misaligned": (False, True, True),
+    "adamw-delta": (True, None, False), "adamw-delta-misaligned": (False, None, False),
+    "adamw-delta-momentum": (True, torch.int8, False), "adamw-delta-nesterov-misaligned": (False, torch.int8, True),
+    "adamw-delta-momentum-f32m": (True, torch.float32, False),
+    "adamw-delta-nesterov-bf16m": (True, torch.bfloat16, True),
+    "adamw-delta-momentum-misaligned-bf16m": (False, torch.bfloat16, False),
 }  # fmt: skip
 ADAMW_DELTA_SIGNATURE = {
-    **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "codes", "scales",
-                                                "momentum_codes", "momentum_scales")},
+    **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "codes", "scales", "momentum",
+                                                "momentum_scales")},
     "numels": "*i64", "row_of": "*i64", "chunks": "*i64", "num_chunks": "i64", "derived": "*fp64", "mu_ptr": "*fp32",
-    **{name: "constexpr" for name in ("FAST", "ALIGNED", "BLOCK", "QBLOCK", "CHUNK_BITS", "COLUMNS", "MOMENTUM",
+    **{name: "constexpr" for name in ("FAST", "ALIGNED", "BLOCK", "QBLOCK", "CHUNK_BITS", "COLUMNS", "MOMENTUM", "MOM",
                                       "NESTEROV", "CODE_LIMIT", "FLUSH_BELOW", "ROUNDING_SHIFT")},
 }  # fmt: skip
 # The pseudo-gradient (backends/triton/pseudo_gradient.py): name -> (ALIGNED, out bfloat16), for every
@@ -219,7 +223,8 @@ def compile_adamw_delta_variant(fast_dtype, mode, arch):
     aligned, momentum, nesterov = ADAMW_DELTA_MODES[mode]
     constexprs = {
         "FAST": elementwise.TL_DTYPES[fast_dtype], "ALIGNED": aligned, "BLOCK": block, "QBLOCK": int8_blocks.BLOCK,
-        "CHUNK_BITS": plans.CHUNK_BITS, "COLUMNS": adamw.DERIVED_COLUMNS, "MOMENTUM": momentum, "NESTEROV": nesterov,
+        "CHUNK_BITS": plans.CHUNK_BITS, "COLUMNS": adamw.DERIVED_COLUMNS, "MOMENTUM": momentum is not None,
+        "MOM": adamw_delta.MOMENTUM_ELEMENTS[momentum or torch.int8], "NESTEROV": nesterov,
         "CODE_LIMIT": int8_blocks.CODE_LIMIT, "FLUSH_BELOW": int8_blocks.FLUSH_BELOW,
         "ROUNDING_SHIFT": compact.ROUNDING_SHIFT,
     }  # fmt: skip
@@ -315,9 +320,12 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
         assert "sqrt.approx" not in ptx, "approximate square root"
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
         assert not re.search(r"\bfma\.", ptx), "a multiply and an add fused into one rounding"
-        if mode in ADAMW_DELTA_MODES and ADAMW_DELTA_MODES[mode][1]:  # the momentum's codes and scales too
+        if mode in ADAMW_DELTA_MODES and ADAMW_DELTA_MODES[mode][1] is not None:  # the momentum's accesses too
             plain = compiled[case_id(fast_dtype, slow_dtype, "adamw-delta", arch)]["ptx"]
             assert len(GLOBAL_ACCESS.findall(ptx)) > len(GLOBAL_ACCESS.findall(plain)), "the momentum is not accessed"
+            if ADAMW_DELTA_MODES[mode][0] and ADAMW_DELTA_MODES[mode][1] != torch.int8:  # a float momentum, aligned
+                vectors = lambda text: len(VECTOR_16_BYTES.findall(text))  # noqa: E731
+                assert vectors(ptx) > vectors(plain), "the momentum is not read and written in 16-byte accesses"
         if int8_momentum_modes[mode][2] if mode in int8_momentum_modes else ADAMW_DELTA_MODES[mode][0]:
             seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
             assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"

@@ -1,10 +1,12 @@
 """SNOO at about 2 bytes a weight: does LookaheadAdamW with its slow weights as int8-delta offsets and
 its outer momentum as int8 blocks, both synced in AdamW's own pass (docs/design.md, "int8-delta"),
 cost quality against SNOO's exact state? LookaheadAdamW with outer momentum mu 0.9, Nesterov, its
-state kept three ways:
+state kept five ways:
 
     exact       float32 slow weights and outer momentum (8 bytes)
     int8        slow_dtype="int8-delta", momentum_dtype="int8", the package's kernels (2.03 bytes)
+    delta+fp32  slow_dtype="int8-delta" beside a float32 outer momentum (5.02 bytes)
+    delta+bf16  slow_dtype="int8-delta", momentum_dtype=torch.bfloat16 (3.02 bytes)
     bf16        the naive alternative: momentum_dtype=torch.bfloat16 and, after each sync, the slow
                 weights (and the params) rounded to bfloat16, as a peer that keeps bfloat16 copies (4 bytes)
 
@@ -30,6 +32,8 @@ MU = 0.9
 SETTINGS = {  # label: LookaheadAdamW's options for the slow state
     "exact": {},
     "int8": {"slow_dtype": int8_blocks.DELTA_SLOW_DTYPE, "momentum_dtype": int8_blocks.MOMENTUM_DTYPE},
+    "delta+fp32": {"slow_dtype": int8_blocks.DELTA_SLOW_DTYPE},
+    "delta+bf16": {"slow_dtype": int8_blocks.DELTA_SLOW_DTYPE, "momentum_dtype": torch.bfloat16},
     "bf16": {"momentum_dtype": torch.bfloat16},  # and int8_delta_kernel.after_step_for's rounding
 }
 

@@ -1,7 +1,7 @@
 """int8_delta_snoo.py's study on a language model: the character-level transformer of char_lm.py
 (float32 params) trained with LookaheadAdamW and SNOO's outer momentum (lr 3e-3, weight decay 0.01,
-k=5, alpha=0.5, mu 0.9, Nesterov, 1500 steps), its state kept the three ways of int8_delta_snoo.py
-(exact, int8-delta beside an int8 momentum, the naive bfloat16 copies), five seeds each (initial
+k=5, alpha=0.5, mu 0.9, Nesterov, 1500 steps), its state kept the five ways of int8_delta_snoo.py
+(exact, int8-delta beside an int8, a float32 or a bfloat16 momentum, the naive bfloat16 copies), five seeds each (initial
 weights and batches); the validation loss of the slow weights every EVERY steps (int8_delta_kernel_lm.py's
 study with these settings).
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../adamw.h"
+#include "../contract.h"
 #include "block_tasks.h"
 #include "element_types.h"
 #include "sync_cpu.h"
@@ -23,8 +24,9 @@ struct DeltaEntry {
   void* exp_avg_sq;
   int8_t* codes;
   float* scales;
-  int8_t* momentum_codes;  // the int8 outer momentum's, or null
-  float* momentum_scales;
+  void* momentum;          // the outer momentum (int8 codes or floats, as momentum_dtype says), or null
+  float* momentum_scales;  // an int8 momentum's block scales, else null
+  DeltaMomentumDtype momentum_dtype;
   const double* row;
   int64_t numel;
   int64_t first_block;
@@ -40,21 +42,21 @@ LOOKAHEAD_INLINE void store_offsets(float* __restrict__ delta, int64_t n, uint32
   *scale = block.scale;
 }
 
-// One block of at most kInt8Block elements: AdamW's step, the slow weight's move on a sync step and
-// the new offsets with their largest magnitude (pass 1), then the block's scale and codes (pass 2).
-template <class Param, class Small, class Syncs>
-LOOKAHEAD_INLINE void delta_block(typename Param::storage* __restrict__ p, const typename Param::storage* __restrict__ g,
-                                  typename Param::storage* __restrict__ m, typename Param::storage* __restrict__ v,
-                                  int8_t* __restrict__ codes, float* __restrict__ scale, int64_t n,
-                                  const AdamWConstants<float>& c, const TwoSidedLerp<float, Small>& lerp) {
-  auto round = [](float x) { return Param::load(Param::store(x)); };
+// One block of at most kInt8Block elements: AdamW's step and the new offsets with their largest magnitude
+// (pass 1, `element` on each element), then the block's scale and codes (pass 2). element(i, p, g, m, v,
+// code, old_scale, delta) returns the new param as int8_delta_element does, m and v updated.
+template <class Param, class Element>
+LOOKAHEAD_INLINE void delta_passes(typename Param::storage* __restrict__ p,
+                                   const typename Param::storage* __restrict__ g,
+                                   typename Param::storage* __restrict__ m, typename Param::storage* __restrict__ v,
+                                   int8_t* __restrict__ codes, float* __restrict__ scale, int64_t n,
+                                   const Element& element) {
   float delta[kInt8Block];
   const float old_scale = *scale;
   uint32_t largest = 0;
   for (int64_t i = 0; i < n; ++i) {
     float mi = Param::load(m[i]), vi = Param::load(v[i]);
-    const float kept = int8_delta_element(Param::load(p[i]), Param::load(g[i]), mi, vi, codes[i], old_scale, c, lerp,
-                                          Syncs{}, round, delta[i]);
+    const float kept = element(i, Param::load(p[i]), Param::load(g[i]), mi, vi, codes[i], old_scale, delta[i]);
     p[i] = Param::store(kept);
     m[i] = Param::store(mi);
     v[i] = Param::store(vi);
@@ -62,6 +64,19 @@ LOOKAHEAD_INLINE void delta_block(typename Param::storage* __restrict__ p, const
     largest = bits > largest ? bits : largest;
   }
   store_offsets(delta, n, largest, codes, scale);
+}
+
+// One block off a sync step, or on one without an outer momentum: the slow weight's move on a sync step.
+template <class Param, class Small, class Syncs>
+LOOKAHEAD_INLINE void delta_block(typename Param::storage* p, const typename Param::storage* g,
+                                  typename Param::storage* m, typename Param::storage* v, int8_t* codes, float* scale,
+                                  int64_t n, const AdamWConstants<float>& c, const TwoSidedLerp<float, Small>& lerp) {
+  auto round = [](float x) { return Param::load(Param::store(x)); };
+  delta_passes<Param>(p, g, m, v, codes, scale, n,
+                      [&](int64_t, float pi, float gi, float& mi, float& vi, int8_t code, float old_scale,
+                          float& delta) LOOKAHEAD_LAMBDA_INLINE {
+                        return int8_delta_element(pi, gi, mi, vi, code, old_scale, c, lerp, Syncs{}, round, delta);
+                      });
 }
 
 // One block on a sync step with an int8 outer momentum
@@ -103,6 +118,30 @@ LOOKAHEAD_INLINE void delta_momentum_block(typename Param::storage* __restrict__
   store_offsets(delta, n, largest, codes, scale);
 }
 
+// One block on a sync step with a float outer momentum of storage Momentum
+// (see [NOTE: int8-delta float momentum] in csrc/adamw.h): the momentum sync in the first pass.
+template <class Param, class Momentum, class Math>
+LOOKAHEAD_INLINE void delta_float_momentum_block(typename Param::storage* p, const typename Param::storage* g,
+                                                 typename Param::storage* m, typename Param::storage* v, int8_t* codes,
+                                                 float* scale, typename Momentum::storage* __restrict__ momentum,
+                                                 int64_t n, const AdamWConstants<float>& c, const Math& math) {
+  auto round = [](float x) { return Param::load(Param::store(x)); };
+  delta_passes<Param>(p, g, m, v, codes, scale, n,
+                      [&](int64_t i, float pi, float gi, float& mi, float& vi, int8_t code, float old_scale,
+                          float& delta) LOOKAHEAD_LAMBDA_INLINE {
+                        float outer = Momentum::load(momentum[i]);
+                        typename Momentum::storage stored;  // the new momentum, rounded once
+                        const auto round_momentum = [&stored](float x) LOOKAHEAD_LAMBDA_INLINE {
+                          stored = Momentum::store(x);
+                          return Momentum::load(stored);
+                        };
+                        const float kept = int8_delta_float_momentum_element(pi, gi, mi, vi, code, old_scale, outer, c,
+                                                                             math, round, round_momentum, delta);
+                        momentum[i] = stored;
+                        return kept;
+                      });
+}
+
 // run(p, g, m, v, lo, b, n) for each block b of blocks [first, last) of one entry: its tensors as
 // Param's storage, its first element lo and its n elements.
 template <class Param, class Run>
@@ -133,8 +172,20 @@ template <class Param, class Math>
 LOOKAHEAD_INLINE void delta_momentum_blocks(const DeltaEntry& entry, int64_t first, int64_t last,
                                             const AdamWConstants<float>& c, const Math& math) {
   const auto block = [&](auto* p, auto* g, auto* m, auto* v, int64_t lo, int64_t b, int64_t n) LOOKAHEAD_LAMBDA_INLINE {
-    delta_momentum_block<Param>(p, g, m, v, entry.codes + lo, entry.scales + b, entry.momentum_codes + lo,
-                                entry.momentum_scales + b, n, c, math);
+    delta_momentum_block<Param>(p, g, m, v, entry.codes + lo, entry.scales + b,
+                                static_cast<int8_t*>(entry.momentum) + lo, entry.momentum_scales + b, n, c, math);
+  };
+  for_each_block<Param>(entry, first, last, block);
+}
+
+// Blocks [first, last) of one entry on a sync step with a float outer momentum of storage Momentum.
+template <class Param, class Momentum, class Math>
+LOOKAHEAD_INLINE void delta_float_momentum_blocks(const DeltaEntry& entry, int64_t first, int64_t last,
+                                                  const AdamWConstants<float>& c, const Math& math) {
+  auto* momentum = static_cast<typename Momentum::storage*>(entry.momentum);
+  const auto block = [&](auto* p, auto* g, auto* m, auto* v, int64_t lo, int64_t b, int64_t n) LOOKAHEAD_LAMBDA_INLINE {
+    delta_float_momentum_block<Param, Momentum>(p, g, m, v, entry.codes + lo, entry.scales + b, momentum + lo, n, c,
+                                                math);
   };
   for_each_block<Param>(entry, first, last, block);
 }
@@ -147,15 +198,23 @@ LOOKAHEAD_INLINE void delta_blocks_of_type(const DeltaEntry& entry, int64_t firs
   auto with_side = [&](auto small) LOOKAHEAD_LAMBDA_INLINE {
     using Small = decltype(small);
     const TwoSidedLerp<float, Small> lerp = two_sided_lerp<float>(alpha, small);
-    if (c.syncs && entry.momentum_codes != nullptr && args.nesterov) {
-      return delta_momentum_blocks<Param>(entry, first, last, c,
-                                          Int8MomentumSyncMath<Small, Fixed<true>>{lerp, args.mu, {}});
-    }
-    if (c.syncs && entry.momentum_codes != nullptr) {
-      return delta_momentum_blocks<Param>(entry, first, last, c,
-                                          Int8MomentumSyncMath<Small, Fixed<false>>{lerp, args.mu, {}});
-    }
-    if (c.syncs) return delta_blocks<Param, Small, Fixed<true>>(entry, first, last, c, lerp);
+    auto with_nesterov = [&](auto nesterov) LOOKAHEAD_LAMBDA_INLINE {
+      using Nesterov = decltype(nesterov);
+      switch (entry.momentum_dtype) {
+        case DeltaMomentumDtype::kInt8:
+          return delta_momentum_blocks<Param>(entry, first, last, c,
+                                              Int8MomentumSyncMath<Small, Nesterov>{lerp, args.mu, {}});
+        case DeltaMomentumDtype::kF32:
+          return delta_float_momentum_blocks<Param, F32>(entry, first, last, c,
+                                                         DeltaFloatMomentumMath<Small, Nesterov>{lerp, args.mu, {}});
+        case DeltaMomentumDtype::kBF16:
+          return delta_float_momentum_blocks<Param, BF16>(entry, first, last, c,
+                                                          DeltaFloatMomentumMath<Small, Nesterov>{lerp, args.mu, {}});
+        case DeltaMomentumDtype::kNone: return delta_blocks<Param, Small, Fixed<true>>(entry, first, last, c, lerp);
+      }
+    };
+    if (c.syncs && args.nesterov) return with_nesterov(Fixed<true>{});
+    if (c.syncs) return with_nesterov(Fixed<false>{});
     delta_blocks<Param, Small, Fixed<false>>(entry, first, last, c, lerp);
   };
   if (lerp_from_slow(alpha)) return with_side(Fixed<true>{});
@@ -201,12 +260,13 @@ void run_adamw_delta_cpu(const std::vector<at::TensorList>& lists, const at::Ten
   for (size_t i = 0; i < params.size(); ++i) {
     const int64_t numel = params[i].numel();
     if (numel == 0) continue;
-    const bool outer = !momentum.empty();
     entries.push_back({params[i].mutable_data_ptr(), lists[1][i].const_data_ptr(), lists[2][i].mutable_data_ptr(),
                        lists[3][i].mutable_data_ptr(), lists[4][i].mutable_data_ptr<int8_t>(),
-                       lists[5][i].mutable_data_ptr<float>(), outer ? momentum[i].mutable_data_ptr<int8_t>() : nullptr,
-                       outer ? momentum_scales[i].mutable_data_ptr<float>() : nullptr,
-                       table + row_of[i] * kAdamWColumns, numel, blocks, block_param_type_of(params[i])});
+                       lists[5][i].mutable_data_ptr<float>(),
+                       momentum.empty() ? nullptr : momentum[i].mutable_data_ptr(),
+                       momentum_scales.empty() ? nullptr : momentum_scales[i].mutable_data_ptr<float>(),
+                       delta_momentum_dtype_of(momentum, momentum_scales, i), table + row_of[i] * kAdamWColumns, numel,
+                       blocks, block_param_type_of(params[i])});
     blocks += int8_blocks_of(numel);
   }
   const DeltaMomentumArgs args{mu, nesterov};

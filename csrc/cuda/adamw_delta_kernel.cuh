@@ -19,21 +19,22 @@ constexpr int kDeltaLaunchEntries = 32;
 constexpr int kDeltaTensors = 4;  // param, grad, exp_avg, exp_avg_sq: the param's dtype
 
 // The bits of DeltaLaunchTable::vector: bit t for tensor t of the four starting where a lane's 16-byte
-// access is aligned, kDeltaVectorCodes for the codes' 8-byte one, kDeltaVectorMomentumCodes for the
-// outer momentum codes'.
+// access is aligned, kDeltaVectorCodes for the codes' 8-byte one, kDeltaVectorMomentum for the outer
+// momentum's (8 bytes of int8 codes, or 16 of float32 or bfloat16 values).
 constexpr uint8_t kDeltaVectorCodes = 1 << kDeltaTensors;
-constexpr uint8_t kDeltaVectorMomentumCodes = 1 << (kDeltaTensors + 1);
+constexpr uint8_t kDeltaVectorMomentum = 1 << (kDeltaTensors + 1);
 
 struct DeltaLaunchTable {
   void* tensors[kDeltaTensors][kDeltaLaunchEntries];
   int8_t* codes[kDeltaLaunchEntries];
   float* scales[kDeltaLaunchEntries];
-  int8_t* momentum_codes[kDeltaLaunchEntries];  // null for an entry without an outer momentum
+  void* momentum[kDeltaLaunchEntries];  // null for an entry without an outer momentum
   float* momentum_scales[kDeltaLaunchEntries];
   int64_t numel[kDeltaLaunchEntries];
   int64_t position[kDeltaLaunchEntries];         // the entry's place in the call: its row is rows[position]
   int64_t first_block[kDeltaLaunchEntries + 1];  // entry e: blocks [first_block[e], first_block[e + 1]) of the launch
   uint8_t dtype[kDeltaLaunchEntries];            // an Int8FastDtype
+  uint8_t momentum_dtype[kDeltaLaunchEntries];   // a DeltaMomentumDtype
   uint8_t vector[kDeltaLaunchEntries];
   int32_t count;
 };
@@ -48,19 +49,21 @@ inline DeltaLaunchTable delta_launch_table(const std::vector<DeltaCudaEntry>& en
     const DeltaCudaEntry& entry = entries[first + e];
     const void* tensors[kDeltaTensors] = {entry.param, entry.grad, entry.exp_avg, entry.exp_avg_sq};
     uint8_t vector = aligned(entry.codes, kInt8LaneElems) ? kDeltaVectorCodes : 0;  // a CodePack
-    vector |= aligned(entry.momentum_codes, kInt8LaneElems) ? kDeltaVectorMomentumCodes : 0;
+    const bool int8_momentum = entry.momentum_dtype == DeltaMomentumDtype::kInt8;
+    vector |= aligned(entry.momentum, int8_momentum ? kInt8LaneElems : kVecBytes) ? kDeltaVectorMomentum : 0;
     for (int t = 0; t < kDeltaTensors; ++t) {
       table.tensors[t][e] = const_cast<void*>(tensors[t]);
       vector |= aligned(tensors[t], kVecBytes) ? uint8_t(1 << t) : 0;
     }
     table.codes[e] = entry.codes;
     table.scales[e] = entry.scales;
-    table.momentum_codes[e] = entry.momentum_codes;
+    table.momentum[e] = entry.momentum;
     table.momentum_scales[e] = entry.momentum_scales;
     table.numel[e] = entry.numel;
     table.position[e] = entry.position;
     table.first_block[e + 1] = table.first_block[e] + (entry.numel + kInt8Block - 1) / kInt8Block;
     table.dtype[e] = static_cast<uint8_t>(entry.dtype);
+    table.momentum_dtype[e] = static_cast<uint8_t>(entry.momentum_dtype);
     table.vector[e] = vector;
   }
   return table;
@@ -136,7 +139,7 @@ struct DeltaLane {
     float grad[kInt8LaneElems];
     int8_t code[kInt8LaneElems];
     load(block, codes_block, block_elems, aligned, lane, grad, code);
-    load_lane_codes<Mem>(momentum_block + int64_t(lane) * kInt8LaneElems, vector & kDeltaVectorMomentumCodes, count,
+    load_lane_codes<Mem>(momentum_block + int64_t(lane) * kInt8LaneElems, vector & kDeltaVectorMomentum, count,
                          momentum_code);
     const auto round = [](float x) { return widen(narrow<F>(x)); };
     uint32_t largest = 0;
@@ -162,8 +165,35 @@ struct DeltaLane {
       const uint32_t bits = i < count ? magnitude_bits(delta[i]) : 0u;
       largest = bits > largest ? bits : largest;
     }
-    store_lane_codes<Mem>(momentum_block + int64_t(lane) * kInt8LaneElems, vector & kDeltaVectorMomentumCodes, count,
+    store_lane_codes<Mem>(momentum_block + int64_t(lane) * kInt8LaneElems, vector & kDeltaVectorMomentum, count,
                           momentum_code);
+    return largest;
+  }
+
+  // On a sync step with a float32 or bfloat16 outer momentum of dtype M
+  // (see [NOTE: int8-delta float momentum] in csrc/adamw.h): begin() with the momentum's sync, the new
+  // momentum stored (rounded to M) before it returns; finish() then as after begin().
+  template <typename M, class Math>
+  LOOKAHEAD_KERNEL_FN uint32_t begin_float_momentum(F* const* block, int8_t* codes_block, const float* scale,
+                                                    M* momentum_block, int64_t block_elems, uint8_t aligned, int lane,
+                                                    const DeltaRow& row, const Math& math) {
+    const float old_scale = Mem::load(scale);
+    float grad[kInt8LaneElems], momentum[kInt8LaneElems];
+    int8_t code[kInt8LaneElems];
+    load(block, codes_block, block_elems, aligned, lane, grad, code);
+    M* momentum_at = momentum_block + int64_t(lane) * kInt8LaneElems;
+    load_lane<Mem, M>(momentum_at, vector & kDeltaVectorMomentum, count, momentum);
+    const auto round = [](float x) { return widen(narrow<F>(x)); };
+    const auto round_momentum = [](float x) { return widen(narrow<M>(x)); };
+    uint32_t largest = 0;
+#pragma unroll
+    for (int i = 0; i < kInt8LaneElems; ++i) {
+      param[i] = int8_delta_float_momentum_element(param[i], grad[i], m[i], v[i], code[i], old_scale, momentum[i],
+                                                   row.c, math, round, round_momentum, delta[i]);
+      const uint32_t bits = i < count ? magnitude_bits(delta[i]) : 0u;
+      largest = bits > largest ? bits : largest;
+    }
+    store_lane<Mem, M>(momentum_at, vector & kDeltaVectorMomentum, count, momentum);
     return largest;
   }
 
@@ -182,8 +212,8 @@ struct DeltaLane {
   }
 };
 
-// Block `block` of entry `e`: every lane's begin, the block's largest offset over the warp, then every
-// lane's finish.
+// Block `block` of entry `e`: every lane's begin (or its variant for the entry's outer momentum on a
+// sync row), the block's largest offset over the warp, then every lane's finish.
 template <typename Mem, typename F, typename Warp>
 LOOKAHEAD_KERNEL_FN void delta_block(const DeltaLaunchTable& table, int e, int64_t block, const double* hyper,
                                      const int64_t* rows, const DeltaMomentumArgs& args, const Warp& warp) {
@@ -197,8 +227,10 @@ LOOKAHEAD_KERNEL_FN void delta_block(const DeltaLaunchTable& table, int e, int64
   const DeltaRow row(hyper + Mem::load(rows + table.position[e]) * kAdamWColumns);
   DeltaLane<Mem, F> lanes[Warp::kLanes];
   uint32_t largest[Warp::kLanes];
-  if (row.c.syncs && table.momentum_codes[e] != nullptr) {  // uniform over the warp
-    int8_t* momentum_codes = table.momentum_codes[e] + lo;
+  const auto momentum_dtype = row.c.syncs ? static_cast<DeltaMomentumDtype>(table.momentum_dtype[e])
+                                          : DeltaMomentumDtype::kNone;  // uniform over the warp
+  if (momentum_dtype == DeltaMomentumDtype::kInt8) {
+    int8_t* momentum_codes = static_cast<int8_t*>(table.momentum[e]) + lo;
     float* momentum_scale = table.momentum_scales[e] + block;
     float momentum[Warp::kLanes][kInt8LaneElems];
     int8_t momentum_code[Warp::kLanes][kInt8LaneElems];
@@ -217,8 +249,20 @@ LOOKAHEAD_KERNEL_FN void delta_block(const DeltaLaunchTable& table, int e, int64
     for (int l = 0; l < Warp::kLanes; ++l) lanes[l].finish(delta_largest, scale, warp.lane(l));
     return;
   }
+  const DeltaFloatMomentumMath<bool, bool> math{row.lerp, args.mu, args.nesterov};
+  void* momentum = table.momentum[e];
   for (int l = 0; l < Warp::kLanes; ++l) {
-    largest[l] = lanes[l].begin(tensors, codes, scale, elems, table.vector[e], warp.lane(l), row);
+    switch (momentum_dtype) {
+      case DeltaMomentumDtype::kF32:
+        largest[l] = lanes[l].begin_float_momentum(tensors, codes, scale, static_cast<CudaF32*>(momentum) + lo, elems,
+                                                   table.vector[e], warp.lane(l), row, math);
+        break;
+      case DeltaMomentumDtype::kBF16:
+        largest[l] = lanes[l].begin_float_momentum(tensors, codes, scale, static_cast<CudaBF16*>(momentum) + lo, elems,
+                                                   table.vector[e], warp.lane(l), row, math);
+        break;
+      default: largest[l] = lanes[l].begin(tensors, codes, scale, elems, table.vector[e], warp.lane(l), row);
+    }
   }
   const uint32_t block_largest = warp.max(largest);
   for (int l = 0; l < Warp::kLanes; ++l) lanes[l].finish(block_largest, scale, warp.lane(l));

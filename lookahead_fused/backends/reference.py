@@ -133,15 +133,25 @@ def adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, momen
     """AdamW's step for every param with its slow weight kept as an int8 offset from the param
     (see [NOTE: int8-delta] in csrc/adamw.h), per tensor in float32 torch ops, each arithmetic step one
     rounding as in the kernels, the new offsets encoded by int8_blocks' oracle; with `momentum` (else
-    []) a sync row runs the int8 momentum sync (see [NOTE: int8-delta outer momentum] in csrc/adamw.h).
-    Any layout: a param is walked in its codes' memory order."""
+    []) a sync row runs the momentum sync: of int8 blocks with their `momentum_scales`
+    (see [NOTE: int8-delta outer momentum] in csrc/adamw.h), or of float32 or bfloat16 momenta with
+    `momentum_scales` empty (see [NOTE: int8-delta float momentum] in csrc/adamw.h). Any layout: a param
+    is walked in its codes' memory order."""
     table, row_of = hyper.tolist(), rows.tolist()
     for i, (p, g, m, v, q, sc) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, delta, scales, strict=True)):
         constants = adamw_constants(table[row_of[i]])
         alpha, syncs = constants[6:8]
         kept = _adamw_param(p, g, m, v, constants).to(p.dtype)
-        outer = (momentum[i], momentum_scales[i], mu, nesterov) if momentum else None
+        outer = _delta_outer(momentum, momentum_scales, i, mu, nesterov)
         _store_delta_step(p, q, sc, int8_blocks.memory_order(kept, q).float(), syncs, alpha, outer)
+
+
+def _delta_outer(momentum, momentum_scales, i: int, mu: float, nesterov: bool):
+    """The outer momentum of entry i of an int8-delta call, as _store_delta_step takes it: None, or
+    (its momentum, its block scales or None for a float one, mu, nesterov)."""
+    if not momentum:
+        return None
+    return momentum[i], momentum_scales[i] if momentum_scales else None, mu, nesterov
 
 
 def int8_delta_sync_(fast, delta, scales, alpha: float, momentum=(), momentum_scales=(), mu: float = 0.0,
@@ -149,17 +159,23 @@ def int8_delta_sync_(fast, delta, scales, alpha: float, momentum=(), momentum_sc
     """The sync of params whose slow weights are int8-delta offsets, without AdamW's step (a param without
     a grad, sync_lookahead()): adamw_delta_step_'s sync of each param as it is."""
     for i, (p, q, sc) in enumerate(zip(fast, delta, scales, strict=True)):
-        outer = (momentum[i], momentum_scales[i], mu, nesterov) if momentum else None
+        outer = _delta_outer(momentum, momentum_scales, i, mu, nesterov)
         _store_delta_step(p, q, sc, int8_blocks.memory_order(p, q).float(), True, alpha, outer)
 
 
 def _store_delta_step(p, q, sc, kept, syncs: bool, alpha: float, outer=None) -> None:
     """Stores a step of int8-delta slow weights: the new param `kept` (1-D float32 in q's memory order,
     values of p's dtype) and, on a sync step, the lerp of the slow weight toward it, or with `outer`
-    (momentum codes, their scales, mu, nesterov) the int8 momentum sync; then the offset."""
+    (the momentum, its block scales or None, mu, nesterov) the int8 or float momentum sync; then the offset."""
     slow = int8_blocks.memory_order(p, q).float() + int8_blocks.decode(int8_blocks.memory_order(q), sc)
     w = torch.tensor(alpha, dtype=torch.float32)
-    if syncs and outer is not None:
+    if syncs and outer is not None and outer[1] is None:
+        momentum, _, mu, nesterov = outer
+        m_new, target = momentum_and_target(kept, slow, int8_blocks.memory_order(momentum, q).float(), momentum.dtype,
+                                            mu, nesterov)  # fmt: skip
+        slow = two_sided_lerp(slow, target, w)
+        momentum.copy_(int8_blocks.from_memory_order(m_new, momentum))
+    elif syncs and outer is not None:
         momentum, momentum_scales, mu, nesterov = outer
         slow, codes, new_scales = int8_momentum_values(kept, slow, momentum, momentum_scales, w, mu, nesterov)
         momentum.copy_(int8_blocks.from_memory_order(codes, momentum))
