@@ -13,7 +13,8 @@ there is none): its sync adds only the slow weight's read and write, 8 bytes, so
 offset's codes and scales at every step, 2 x (1 + 4 / 256) bytes, k times a period: 10.2 / (5 x 28) =
 7.3 % at k = 5. With SNOO's outer momentum (mu 0.9, Nesterov) the exact LookaheadAdamW's sync moves 16
 bytes (slow weight and momentum, each read and written): 11.4 % at k = 5; beside int8-delta offsets
-an int8 momentum adds 2 x (1 + 4 / 256) bytes at the sync: 12.2 / (5 x 28) = 8.7 %.
+an int8 momentum adds 2 x (1 + 4 / 256) bytes at the sync: 12.2 / (5 x 28) = 8.7 %, a bfloat16 one 2 x 2:
+14.2 / (5 x 28) = 10.1 %, a float32 one 2 x 4: 18.2 / (5 x 28) = 13.0 %.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ FUSED_SYNC_BYTES_PER_PARAM = 8  # LookaheadAdamW: slow's read and write inside A
 INT8_DELTA_BYTES_PER_STEP = 2 * int8_blocks.BYTES_PER_ELEMENT  # its offset's read and write, at every step
 INT8_DELTA_MODE = "LookaheadAdamW int8-delta"
 SNOO_OPTIONS = {"outer_momentum": 0.9, "nesterov": True}
-SNOO_MODE, SNOO_INT8_MODE = "LookaheadAdamW SNOO", "LookaheadAdamW SNOO int8-delta + int8 momentum"
+SNOO_MODE = "LookaheadAdamW SNOO"
+# SNOO beside int8-delta offsets: mode -> (momentum_dtype, the momentum's bytes read and written at a sync)
+SNOO_DELTA_MODES = {
+    "LookaheadAdamW SNOO int8-delta + int8 momentum": (int8_blocks.MOMENTUM_DTYPE, INT8_DELTA_BYTES_PER_STEP),
+    "LookaheadAdamW SNOO int8-delta + bf16 momentum": (torch.bfloat16, 2 * 2),
+    "LookaheadAdamW SNOO int8-delta + fp32 momentum": (None, 2 * 4),
+}
 
 
 def params_with_grads(shapes, device):
@@ -87,13 +94,17 @@ def measure(shapes, device: torch.device, k: int, rounds: int | None = None, bud
         variants[INT8_DELTA_MODE] = functools.partial(k_steps, delta)
         fused_modes.append(INT8_DELTA_MODE)
         sync_bytes_of[INT8_DELTA_MODE] = k * INT8_DELTA_BYTES_PER_STEP
-        snoo_int8 = LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=k, slow_dtype=int8_blocks.DELTA_SLOW_DTYPE,
-                                   momentum_dtype=int8_blocks.MOMENTUM_DTYPE, **SNOO_OPTIONS)  # fmt: skip
         snoo = LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=k, **SNOO_OPTIONS)
-        variants[SNOO_MODE], variants[SNOO_INT8_MODE] = functools.partial(k_steps, snoo), functools.partial(k_steps, snoo_int8)
-        fused_modes += [SNOO_MODE, SNOO_INT8_MODE]
+        variants[SNOO_MODE] = functools.partial(k_steps, snoo)
+        fused_modes.append(SNOO_MODE)
         sync_bytes_of[SNOO_MODE] = 2 * FUSED_SYNC_BYTES_PER_PARAM
-        sync_bytes_of[SNOO_INT8_MODE] = (k + 1) * INT8_DELTA_BYTES_PER_STEP
+        for mode, (momentum_dtype, momentum_bytes) in SNOO_DELTA_MODES.items():
+            snoo_delta = LookaheadAdamW(params_with_grads(shapes, device), lr=1e-4, k=k,
+                                        slow_dtype=int8_blocks.DELTA_SLOW_DTYPE, momentum_dtype=momentum_dtype,
+                                        **SNOO_OPTIONS)  # fmt: skip
+            variants[mode] = functools.partial(k_steps, snoo_delta)
+            fused_modes.append(mode)
+            sync_bytes_of[mode] = k * INT8_DELTA_BYTES_PER_STEP + momentum_bytes
     samples, bandwidth = rounds_with_bandwidth(variants, device, rounds, budget_s, 7, 200)
     rows = []
     for name, mode in keys + [(baseline, fused_mode) for fused_mode in fused_modes]:

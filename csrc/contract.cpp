@@ -511,8 +511,8 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
 
 namespace {
 
-// As many offsets and scales as params, and as many outer momentum codes (or none) and their scales;
-// `names` as kInt8DeltaSyncListNames. Checked before anything else of the entries, as contract.py does.
+// As many offsets and scales as params, and as many outer momenta (or none) and as many momentum scales
+// (or none beside float momenta); `names` as kInt8DeltaSyncListNames. Checked before anything else of the entries, as contract.py does.
 void check_int8_delta_lengths(const char* op, at::TensorList params, at::TensorList delta, at::TensorList scales,
                               at::TensorList momentum, at::TensorList momentum_scales, const char* const* names) {
   check_lengths(op, params, delta, names[1], names[0]);

@@ -296,7 +296,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           check_int8_delta_lists(params, delta, scales, momentum, momentum_scales);
         },
         "Raise ValueError, as LookaheadAdamW's int8-delta sync would, if the entries (params, offset codes, "
-        "scales[, int8 outer momentum codes, their scales]) break the op contract; write nothing.",
+        "scales[, outer momentum[, its int8 block scales]]) break the op contract; write nothing.",
         py::arg("params"), py::arg("delta"), py::arg("scales"), py::arg("momentum") = py::tuple(),
         py::arg("momentum_scales") = py::tuple());
   m.def("same_objects", [](const py::list& held, const py::list& now) {

@@ -199,7 +199,7 @@ def _read_config(opt, section) -> tuple[dict, torch.Tensor]:
     step = torch.as_tensor(step) if isinstance(step, (int, torch.Tensor)) and not isinstance(step, bool) else None
     if step is None or step.dim() != 0 or step.dtype.is_floating_point or step.is_complex() or int(step) < 0:
         raise ValueError(f"state_dict['lookahead']['step'] must be a non-negative integer, got {section.get('step')!r}")
-    try:  # the saved k and outer momentum, as this optimizer would take them at construction
+    try:  # the saved k, as this optimizer would take it at construction
         check_int8_delta_options({**opt.defaults, **config})
     except ValueError as error:
         raise ValueError(f"state_dict['lookahead']: {error}") from None

@@ -475,8 +475,9 @@ def check_adamw_delta_args(params, grads, exp_avgs, exp_avg_sqs, delta, scales, 
     """Validate a lookahead_adamw_delta_step_ call, as csrc/contract.cpp's check_adamw_delta_args: params
     in float32, float16 or bfloat16; grads and moments as for lookahead_adamw_step_; beside each param
     its int8 offset codes (its shape and strides) and block scales (a dense 1-D float32 tensor of
-    ceil(numel / 256) elements), and its int8 outer momentum's alike, or both momentum lists empty; the
-    hyper table and rows; nothing shared (see [NOTE: int8-delta] in csrc/adamw.h)."""
+    ceil(numel / 256) elements), and its int8 outer momentum's alike, or a float32 or bfloat16 outer
+    momentum of its shape and strides with no momentum scales, or both momentum lists empty; the hyper
+    table and rows; nothing shared (see [NOTE: int8-delta] in csrc/adamw.h)."""
     op, names = ADAMW_DELTA_OP, ADAMW_DELTA_LIST_NAMES
     lists = (params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales)
     check_list_types(names, lists, op=op)
@@ -507,8 +508,8 @@ def check_int8_delta_lists(params, delta, scales, momentum=(), momentum_scales=(
 
 
 def _check_int8_delta_lengths(params, delta, scales, momentum, momentum_scales, *, op: str) -> None:
-    """As many offsets and scales as params, and as many momentum codes (or none) and their scales, named
-    as csrc/contract.cpp's check_int8_delta_entries names them."""
+    """As many offsets and scales as params, and as many momenta (or none) and as many momentum scales (or
+    none beside float momenta), named as csrc/contract.cpp's check_int8_delta_entries names them."""
     names = INT8_DELTA_SYNC_LIST_NAMES
     _check_lengths(names[:3], (params, delta, scales), op=op)
     if momentum:
@@ -529,16 +530,16 @@ def _check_int8_delta_codes(params, delta, scales, momentum, momentum_scales, *,
                 "bfloat16 params"
             )
     device = params[0].device if params else None
-    if momentum and not momentum_scales:
-        _check_float_momenta_beside(params, momentum, op=op)
-        momentum = ()
+    float_momentum = momentum if momentum and not momentum_scales else ()  # checked after the codes, as in C++
+    int8_momentum = () if float_momentum else momentum
     for codes, block_scales, names in ((delta, scales, ("delta", "scales")),
-                                       (momentum, momentum_scales, ("momentum", "momentum_scales"))):  # fmt: skip
+                                       (int8_momentum, momentum_scales, ("momentum", "momentum_scales"))):  # fmt: skip
         for i, (p, q, sc) in enumerate(zip(params, codes, block_scales)):
             _check_state_tensor(q, torch.int8, where=f"{op}: pair {i}: {names[0]}")
             _check_state_tensor(sc, torch.float32, where=f"{op}: pair {i}: {names[1]}")
             _check_pair_layout(i, p, q, op=op, names=("param", names[0]))
             _check_block_scales(i, p, sc, op=op, owner="param", device=device, name=names[1])
+    _check_float_momenta_beside(params, float_momentum, op=op)
 
 
 def _check_float_momenta_beside(params, momentum, *, op: str) -> None:

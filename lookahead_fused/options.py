@@ -90,7 +90,8 @@ def check_int8_delta_options(defaults: dict) -> None:
 # rounding error is at most 2^-9 of |m|, within 0.2 % of the tensor's max |m|. Params whose slow
 # weights are float64 or float16 are refused when they join (one made float16 later and then loaded
 # keeps its momentum in its slow weights' dtype), as is momentum_dtype without outer momentum.
-# LookaheadAdamW runs the same math inside its fused AdamW pass.
+# LookaheadAdamW runs the same math inside its fused AdamW pass, also beside int8-delta offsets
+# (see [NOTE: int8-delta float momentum] in csrc/adamw.h).
 #
 # [NOTE: int8 outer momentum] momentum_dtype="int8" keeps each outer momentum as int8 codes with one
 # float32 scale per block of 256 (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py), 1.016

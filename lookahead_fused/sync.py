@@ -211,7 +211,7 @@ class Sync:
         """The one check of a launch's lists: in C++ for a native backend, else contract.py's. alpha and
         mu were checked when they were set. `compact` lists are (fast, high parts, residuals[, momentum[,
         its int8 block scales]]);
-        `delta` lists (params, int8-delta codes, scales[, int8 momentum codes, their scales]); other four
+        `delta` lists (params, int8-delta codes, scales[, momentum[, its int8 block scales]]); other four
         lists are (fast, slow, int8 momentum codes, their scales); else (fast, slow[, momentum])."""
         if delta:
             _check_in_one_layer(launch.backend, "check_int8_delta_lists", *_int8_delta_local_shards((fast, slow, *rest)))
@@ -476,8 +476,8 @@ def _run(backend, lists: tuple, alpha: float, mu: float, nesterov: bool, backend
          delta=False) -> None:  # fmt: skip
     """One checked launch: the plain sync of two lists, the momentum sync of three, the int8 momentum
     sync of four, with `compact` the compact (momentum) sync of (fast, high parts, residuals[,
-    momentum]), or with `delta` the int8-delta sync of (params, codes, scales[, int8 momentum codes, their
-    scales]), the reference's loop (see [NOTE: what int8-delta supports] in lookahead_fused/options.py). A
+    momentum]), or with `delta` the int8-delta sync of (params, codes, scales[, momentum[, its int8 block
+    scales]]), the reference's loop (see [NOTE: what int8-delta supports] in lookahead_fused/options.py). A
     launch without a backend (DTensors) goes through the ops, which unwrap the local shards."""
     if delta:
         params, codes, scales, *outer = _int8_delta_local_shards(lists)
@@ -521,7 +521,7 @@ def _compact_momentum(lists: tuple, mu: float, nesterov: bool) -> dict:
 
 
 def _int8_delta_local_shards(lists: tuple) -> tuple:
-    """The lists of an int8-delta launch, (params, codes, scales[, momentum codes, their scales]), with
+    """The lists of an int8-delta launch, (params, codes, scales[, momentum[, its int8 block scales]]), with
     their local shards."""
     return int8_local_shards(*lists, op=contract.INT8_DELTA_SYNC_OP, scales_at=(2, 4) if len(lists) == 5 else (2,))
 

@@ -88,6 +88,13 @@ def test_bad_float_momentum_lists_are_refused_before_writing(backend):
         (replaced(lists, 6, 4, torch.zeros(700, 2)[:, 0]), r"pair 4: momentum \(shape \(700,\), strides \(2,\)\) is not dense"),
         (replaced(lists, 6, 1, lists[2][1]), "share memory"),
         ([*lists[:6], momentum[:-1], []], "param has 6 tensors but momentum has 5"),
+        # a float momentum with scales reads as int8 codes; scales without a momentum
+        ([*lists[:6], momentum, [torch.zeros(int8_blocks.scale_count(p.numel())) for p in lists[0]]],
+         "pair 0: momentum has dtype torch.float32; it must be torch.int8"),
+        ([*lists[:6], [], [torch.zeros(1)]], "momentum has 0 tensors but momentum_scales has 1"),
+        # two defects: the offsets' codes are checked before the momentum, as in C++
+        (replaced(replaced(lists, 4, 0, lists[4][0].to(torch.uint8)), 6, 1, momentum[1].half()),
+         "pair 0: delta has dtype torch.uint8"),
     ]
     for bad, message in cases:
         with pytest.raises(ValueError, match=message):

@@ -44,11 +44,13 @@ def test_bytes_per_sync_follow_the_design():
 # Lookahead's own state per parameter in each mode of bench/state_bytes.py, as docs/design.md counts it:
 # 4 B for a float32 slow weight, 2 for a bfloat16 one, 3 for bf16+int8, and as much again for outer momentum
 # (4 beside bf16+int8, whose values are float32; 2 with momentum_dtype=torch.bfloat16; with "int8" 1 B a code and a 4 B scale per block of 256, here one
-# block for each of the two params' 136 elements; int8-delta the same blocks for the slow weight).
+# block for each of the two params' 136 elements; int8-delta the same blocks for the slow weight, beside an
+# outer momentum in int8 blocks, float32 or bfloat16).
 INT8_BLOCKS_BYTES = 1 + 4 * 2 / 136
 INT8_SNOO_BYTES = 4 + INT8_BLOCKS_BYTES
 LOOKAHEAD_BYTES = [4, 8, 6, INT8_SNOO_BYTES, 3, 4, 2, 3, 3 + 4, 3 + 2, 3 + INT8_BLOCKS_BYTES, 4, 3, 8, 6, INT8_SNOO_BYTES,
-                   3 + 2, 3 + INT8_BLOCKS_BYTES, INT8_BLOCKS_BYTES, INT8_BLOCKS_BYTES, 2 * INT8_BLOCKS_BYTES]
+                   3 + 2, 3 + INT8_BLOCKS_BYTES, INT8_BLOCKS_BYTES, INT8_BLOCKS_BYTES, 2 * INT8_BLOCKS_BYTES,
+                   INT8_BLOCKS_BYTES + 4, INT8_BLOCKS_BYTES + 2]
 
 
 def test_state_bytes_count_each_modes_state():
@@ -122,15 +124,18 @@ def test_step_overhead_rows_and_floors():
     rows = step_overhead.measure([(64, 32), (64,)], torch.device("cpu"), k=5, rounds=3)
     assert [r["inner"] for r in rows][0] == "AdamW foreach"
     modes = {"host branch", "capturable", "LookaheadAdamW host branch", "LookaheadAdamW capturable",
-             "LookaheadAdamW int8-delta", "LookaheadAdamW SNOO", "LookaheadAdamW SNOO int8-delta + int8 momentum"}  # fmt: skip
+             "LookaheadAdamW int8-delta", "LookaheadAdamW SNOO", "LookaheadAdamW SNOO int8-delta + int8 momentum",
+             "LookaheadAdamW SNOO int8-delta + bf16 momentum", "LookaheadAdamW SNOO int8-delta + fp32 momentum"}  # fmt: skip
     assert {r["lookahead"] for r in rows} == modes
     int8_block_bytes = 2 * (1 + 4 / 256)  # codes and a scale per 256, read and written
     for r in rows:
         fused = r["lookahead"].startswith("LookaheadAdamW")  # the sync's 8 bytes inside AdamW's pass, not 16
         # int8-delta: its offset's codes and scales read and written at each of the k steps; SNOO: the
-        # momentum's read and write at the sync too, exact (8 bytes) or int8 blocks
+        # momentum's read and write at the sync too, exact (8 bytes), int8 blocks, bfloat16 or float32
         sync_bytes = {"LookaheadAdamW int8-delta": 5 * int8_block_bytes, "LookaheadAdamW SNOO": 16,
-                      "LookaheadAdamW SNOO int8-delta + int8 momentum": 6 * int8_block_bytes}.get(
+                      "LookaheadAdamW SNOO int8-delta + int8 momentum": 6 * int8_block_bytes,
+                      "LookaheadAdamW SNOO int8-delta + bf16 momentum": 5 * int8_block_bytes + 4,
+                      "LookaheadAdamW SNOO int8-delta + fp32 momentum": 5 * int8_block_bytes + 8}.get(
             r["lookahead"], 8 if fused else 16)  # fmt: skip
         assert r["floor_pct"] == pytest.approx(100 * sync_bytes / (5 * 28))
         for figure, unit in (("k_steps", "ms"), ("k_steps_with_lookahead", "ms"), ("overhead_pct", ""), ("time_floor_pct", "")):

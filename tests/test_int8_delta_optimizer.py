@@ -241,7 +241,8 @@ def test_an_exact_snoo_checkpoint_converts_to_an_int8_outer_momentum_beside_int8
 def test_an_exact_snoo_checkpoint_loads_beside_a_float_outer_momentum_with_one_warning():
     """An exact SNOO checkpoint into int8-delta beside a float32 outer momentum: the slow weights converted
     (one warning, slow_dtype), the momenta loaded bit for bit; then an int8-delta checkpoint with an int8
-    outer momentum into it, the momenta decoded with the momentum_dtype warning."""
+    outer momentum into it, the momenta decoded, and its checkpoint into a bfloat16 and an int8 one, the
+    momenta rounded and encoded, each with the momentum_dtype warning."""
     params = make_params(torch.float32, shapes=SHAPES)
     exact = LookaheadAdamW(params, lr=LR, k=K, alpha=ALPHA, outer_momentum=0.9, nesterov=True)
     run(exact, params, K + 2)
@@ -262,6 +263,17 @@ def test_an_exact_snoo_checkpoint_loads_beside_a_float_outer_momentum_with_one_w
         decoded = int8_block_value(int8.state[p], OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES)
         assert torch.equal(opt.state[p][OUTER_MOMENTUM], decoded) and decoded.any()
         assert torch.equal(opt.state[p][SLOW_DELTA], int8.state[p][SLOW_DELTA])
+    half = delta_optimizer(params, outer_momentum=0.9, nesterov=True, momentum_dtype=torch.bfloat16)
+    with pytest.warns(UserWarning, match="saved with momentum_dtype=None"):
+        half.load_state_dict(copy.deepcopy(opt.state_dict()))
+    with pytest.warns(UserWarning, match="saved with momentum_dtype=None"):
+        int8.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for p in params:
+        momentum = opt.state[p][OUTER_MOMENTUM]
+        assert torch.equal(half.state[p][OUTER_MOMENTUM], momentum.to(torch.bfloat16))
+        encoded = int8_block_value(int8.state[p], OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES)
+        error = (int8_blocks.memory_order(encoded) - int8_blocks.memory_order(momentum)).double().abs()
+        assert (error <= int8_blocks.error_bound(int8_blocks.memory_order(momentum))).all()
 
 
 def test_what_it_refuses():

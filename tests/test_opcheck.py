@@ -141,7 +141,7 @@ def adamw_delta_step_args():
         if outer == torch.int8:
             momentum, momentum_scales = (list(x) for x in zip(*(int8_blocks.encode(g.float()) for g in grads)))
         elif outer is not None:
-            momentum = [g.to(outer) for g in grads]
+            momentum = [g.to(outer, copy=True) for g in grads]
         cases.append((params, grads, exp_avgs, exp_avg_sqs, list(codes), list(scales), momentum, momentum_scales,
                       hyper, rows, 0.0 if outer is None else 0.9, outer is not None))  # fmt: skip
     return cases
