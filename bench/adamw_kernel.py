@@ -1,7 +1,9 @@
 """The fused AdamW op alone (ops.lookahead_adamw_step_), one 4M-element tensor per dtype pair, in ns
 per element: the step alone, with the sync, with the momentum sync, and for slow weights kept as
 int8-delta offsets (ops.lookahead_adamw_delta_step_, on the pairs of one dtype) its step, its sync
-step and its sync step beside an int8, a float32 and a bfloat16 outer momentum, against torch's fused AdamW kernel
+step and its sync step beside an int8, a float32 and a bfloat16 outer momentum, for bf16+int8 slow weights
+(on the pairs of one dtype) the sync step in AdamW's pass (ops.lookahead_adamw_compact_step_) and the same
+as two launches (the step alone, then ops.lookahead_compact_sync_), against torch's fused AdamW kernel
 (torch._fused_adamw_) on the same tensors where torch has one. Interleaved rounds, medians.
 
     python bench/adamw_kernel.py [--threads N] [--numel N] [--rounds N]
@@ -15,8 +17,8 @@ import statistics
 import torch
 from timing import interleaved_rounds
 
-from lookahead_fused import int8_blocks, ops
-from lookahead_fused.contract import ADAMW_COLUMNS, DTYPE_PAIRS, INT8_DELTA_PARAM_DTYPES
+from lookahead_fused import bf16_int8, int8_blocks, ops
+from lookahead_fused.contract import ADAMW_COLUMNS, COMPACT_FAST_DTYPES, DTYPE_PAIRS, INT8_DELTA_PARAM_DTYPES
 
 
 def variants(fast_dtype, slow_dtype, numel: int) -> dict:
@@ -49,6 +51,14 @@ def variants(fast_dtype, slow_dtype, numel: int) -> dict:
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             found[f"int8-delta + {name} momentum sync step"] = _delta_float_momentum_step(
                 (p, g, m, v, codes, scales), torch.zeros(numel, dtype=dtype), sync, rows)
+    if fast_dtype == slow_dtype and fast_dtype in COMPACT_FAST_DTYPES:
+        high, low = bf16_int8.encode(p.float())
+        found["bf16+int8 sync step"] = lambda: ops.lookahead_adamw_compact_step_([p], [g], [m], [v], [high], [low], sync,
+                                                                                 rows)  # fmt: skip
+        found["bf16+int8 step, then its sync"] = lambda: (
+            ops.lookahead_adamw_step_([p], [g], [m], [v], [], step, rows),
+            ops.lookahead_compact_sync_([p], [high], [low], 0.5),
+        )
     torch_step = [torch.tensor(3.0)]
     try:
         torch._fused_adamw_([p.clone()], [g], [m.clone()], [v.clone()], [], [torch.tensor(3.0)], lr=1e-4, beta1=0.9,

@@ -8,14 +8,14 @@ Variants, each a real optimizer step over the same parameter set (fp32, grads se
     lookahead_adamw        LookaheadAdamW on a non-sync step (k = 10**9)
     lookahead_adamw_sync   LookaheadAdamW on a sync step (k = 1)
     lookahead_sync         Lookahead(AdamW(fused=True)) on a sync step (k = 1): AdamW, then the sync
-    compact                LookaheadAdamW(slow_dtype="bf16+int8") on a non-sync step: AdamW's step alone
-    compact_sync           the same on a sync step: AdamW's step alone, then the compact sync's launch
+    compact                LookaheadAdamW(slow_dtype="bf16+int8") on a non-sync step
+    compact_sync           the same on a sync step: the compact sync inside AdamW's pass
 
 Timed in interleaved rounds with the two bandwidth timings (timing.py). Per round, the whole-step
 overhead at k = 5 is composed from that round's steps: LookaheadAdamW (4 x lookahead_adamw +
 lookahead_adamw_sync) / (5 x adamw) - 1, Lookahead(AdamW) (4 x adamw + lookahead_sync) /
 (5 x adamw) - 1 and the compact one (4 x compact + compact_sync) / (5 x adamw) - 1, against their
-floors by bytes (8, 16 and 14 bytes of sync over 5 x 28 bytes of AdamW: 5.7 %, 11.4 % and 10 %) and by time (those bytes at the round's bandwidth over 5 adamw steps). Composing
+floors by bytes (8, 16 and 6 bytes of sync over 5 x 28 bytes of AdamW: 5.7 %, 11.4 % and 4.3 %) and by time (those bytes at the round's bandwidth over 5 adamw steps). Composing
 from single steps drops the k-step variance of step_overhead.py (one sample per five steps) and
 assumes steps are independent, which they are here (no allocation, the same tensors each step).
 """
@@ -35,8 +35,8 @@ from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8
 K = 5
 NEVER = 10**9
 COMPACT = bf16_int8.SLOW_DTYPE
-# the compact sync's launch: the fp32 param read and written, the 3-byte slow weight read and written
-COMPACT_SYNC_BYTES_PER_PARAM = 2 * 4 + 2 * bf16_int8.BYTES_PER_ELEMENT
+# the compact sync inside AdamW's pass: the 3-byte slow weight read and written
+COMPACT_SYNC_BYTES_PER_PARAM = 2 * bf16_int8.BYTES_PER_ELEMENT
 
 
 def measure(shapes, device: torch.device, rounds: int | None = None, budget_s: float = 8.0) -> dict:

@@ -89,6 +89,14 @@ LOOKAHEAD_MATH_FN T adamw_element(T p, T g, T& m, T& v, const AdamWConstants<T>&
   return p * c.decay - c.step_size * (m / denom);
 }
 
+// [NOTE: AdamW compact step] LookaheadAdamW(slow_dtype="bf16+int8") syncs inside AdamW's pass
+// (TableOp::kAdamWCompact, kAdamWCompactMomentum): per element, p' = AdamW's new param
+// (adamw_element), rounded to the param's dtype; on a sync row the compact sync of p'
+// (see [NOTE: compact sync] in csrc/element_math.h), or with an outer momentum the compact momentum sync
+// (see [NOTE: compact momentum sync] in csrc/element_math.h), and the param takes the slow weight as
+// stored, cast to its dtype; off a sync row the slow weight and the momentum are neither read nor
+// written. So it is, bit for bit, AdamW's step alone followed on the sync rows by the compact sync's op.
+
 // [NOTE: int8-delta] LookaheadAdamW(slow_dtype="int8-delta") keeps no slow weight: it keeps the
 // offset of the slow weight from the param as int8 blocks, codes q beside the param and one float32
 // scale per block of 256 of its elements in memory order

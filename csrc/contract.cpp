@@ -145,6 +145,8 @@ void check_int8_codes_beside(const char* op, const char* owner, at::TensorList o
 const char* const kSyncListNames[] = {"fast", "slow", "momentum"};
 const char* const kAdamWListNames[] = {"param", "grad", "exp_avg", "exp_avg_sq", "slow", "momentum"};
 const char* const kCompactListNames[] = {"fast", "slow_high", "slow_low", "momentum"};
+const char* const kAdamWCompactListNames[] = {"param",     "grad",     "exp_avg", "exp_avg_sq",
+                                              "slow_high", "slow_low", "momentum"};
 const char* const kInt8MomentumListNames[] = {"fast", "slow", "momentum", "scales"};
 const char* const kCompactInt8MomentumListNames[] = {"fast", "slow_high", "slow_low", "momentum", "scales"};
 const char* const kPseudoGradientListNames[] = {"fast", "slow", "out"};
@@ -177,6 +179,8 @@ const char* const* list_names(TableOp op) {
     case TableOp::kAdamWAlone: return kAdamWListNames;
     case TableOp::kCompactSync:
     case TableOp::kCompactMomentumSync: return kCompactListNames;
+    case TableOp::kAdamWCompact:
+    case TableOp::kAdamWCompactMomentum: return kAdamWCompactListNames;
     case TableOp::kPseudoGradient: return kPseudoGradientListNames;
     default: return kSyncListNames;
   }
@@ -315,10 +319,10 @@ void check_pseudo_gradient_triples(at::TensorList fast, at::TensorList slow, at:
                           "slow weights");
 }
 
-void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low) {
-  const char* op = kCompactOp;
-  check_lengths(op, fast, high, "slow_high");
-  check_lengths(op, fast, low, "slow_low");
+void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low, const char* op,
+                           const char* fast_name) {
+  check_lengths(op, fast, high, "slow_high", fast_name);
+  check_lengths(op, fast, low, "slow_low", fast_name);
   const at::Device device = device_of_first(fast);
   for (size_t i = 0; i < fast.size(); ++i) {
     prefetch_ahead(fast, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
@@ -332,22 +336,21 @@ void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorL
         h.scalar_type() == kCompactHighType && q.scalar_type() == kCompactResidualType) {
       continue;
     }
-    check_tensor(f, Where{op, i, "fast"});
+    check_tensor(f, Where{op, i, fast_name});
     LOOKAHEAD_CHECK_VALUE(compact_code(f.scalar_type()) >= 0,
-                          message(op, ": pair ", i, ": fast has dtype ", python_dtype(f.scalar_type()),
+                          message(op, ": pair ", i, ": ", fast_name, " has dtype ", python_dtype(f.scalar_type()),
                                   "; bf16+int8 slow weights are for float32, float16 and bfloat16 ", "params"));
     check_tensor(h, Where{op, i, "slow_high"}, "torch.bfloat16");
     check_tensor(q, Where{op, i, "slow_low"}, "torch.int8");
-    check_pair_layout(op, i, f, h, fast[0].device(), "fast", "slow_high");
-    check_pair_layout(op, i, f, q, fast[0].device(), "fast", "slow_low");
+    check_pair_layout(op, i, f, h, fast[0].device(), fast_name, "slow_high");
+    check_pair_layout(op, i, f, q, fast[0].device(), fast_name, "slow_low");
   }
 }
 
-void check_compact_momentum_quads(at::TensorList fast, at::TensorList high, at::TensorList low,
-                                  at::TensorList momentum) {
-  const char* op = kCompactOp;
-  check_compact_triples(fast, high, low);
-  check_lengths(op, fast, momentum, "momentum");
+void check_compact_momentum_quads(at::TensorList fast, at::TensorList high, at::TensorList low, at::TensorList momentum,
+                                  const char* op, const char* fast_name) {
+  check_compact_triples(fast, high, low, op, fast_name);
+  check_lengths(op, fast, momentum, "momentum", fast_name);
   const at::Device device = device_of_first(fast);
   for (size_t i = 0; i < momentum.size(); ++i) {
     prefetch_ahead(momentum, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
@@ -358,7 +361,7 @@ void check_compact_momentum_quads(at::TensorList fast, at::TensorList high, at::
     check_tensor(m, Where{op, i, "momentum"});
     LOOKAHEAD_CHECK_VALUE(kept, message(op, ": pair ", i, ": momentum has dtype ", python_dtype(m.scalar_type()),
                                         "; the outer momentum beside bf16+int8 slow weights is float32 or bfloat16"));
-    check_pair_layout(op, i, m, fast[i], fast[0].device(), "momentum", "fast");
+    check_pair_layout(op, i, m, fast[i], fast[0].device(), "momentum", fast_name);
   }
 }
 
@@ -507,6 +510,23 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
     check_momentum_triples(params, lists[4], lists[5], op);
   }
   check_adamw_hyper(params, hyper, rows, syncs);
+}
+
+void check_adamw_compact_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
+                              const at::Tensor& rows) {
+  const char* op = kAdamWCompactOp;
+  const char* const* names = kAdamWCompactListNames;
+  at::TensorList params = lists[0];
+  for (size_t l = 1; l < lists.size(); ++l) {
+    if (l != 6 || !lists[l].empty()) check_lengths(op, params, lists[l], names[l], "param");
+  }
+  check_adamw_moments(op, lists, names);
+  if (lists[6].empty()) {
+    check_compact_triples(params, lists[4], lists[5], op, "param");
+  } else {
+    check_compact_momentum_quads(params, lists[4], lists[5], lists[6], op, "param");
+  }
+  check_adamw_hyper(params, hyper, rows, /*syncs=*/true, op);
 }
 
 namespace {

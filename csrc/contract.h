@@ -17,6 +17,7 @@ constexpr const char* kInt8MomentumOp = "lookahead_int8_momentum_sync_";  // the
 constexpr const char* kInt8MomentumGatedOp = "lookahead_int8_momentum_sync_on_step_";  // and its step-gated form
 constexpr const char* kPseudoGradientOp = "lookahead_pseudo_gradient_";  // the replicas' pseudo-gradient
 constexpr const char* kAdamWDeltaOp = "lookahead_adamw_delta_step_";  // AdamW's step with int8-delta slow weights
+constexpr const char* kAdamWCompactOp = "lookahead_adamw_compact_step_";      // AdamW's step with bf16+int8 ones
 constexpr const char* kInt8DeltaSyncOp = "LookaheadAdamW's int8-delta sync";  // their sync without AdamW's step
 
 // Whether `t` is plainly valid: defined, strided and contiguous, on `device`; and whether `a` and `b`
@@ -46,13 +47,14 @@ void check_no_overlap(const char* op, const std::vector<at::TensorList>& lists, 
 const char* const* list_names(TableOp op);
 // The compact sync's triples (see [NOTE: compact sync] in csrc/element_math.h): fast in float32,
 // float16 or bfloat16; slow_high bfloat16 and slow_low int8 beside it, of its shape and strides, on
-// its device.
-void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low);
+// its device. `op` and `fast_name` as the messages name the op and the fast list.
+void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low, const char* op = kCompactOp,
+                           const char* fast_name = "fast");
 // The compact momentum sync's quads (see [NOTE: compact momentum sync] in csrc/element_math.h): the
 // compact triples, and beside them the outer momentum in float32 or bfloat16, of fast's shape and
 // strides, on its device.
-void check_compact_momentum_quads(at::TensorList fast, at::TensorList high, at::TensorList low,
-                                  at::TensorList momentum);
+void check_compact_momentum_quads(at::TensorList fast, at::TensorList high, at::TensorList low, at::TensorList momentum,
+                                  const char* op = kCompactOp, const char* fast_name = "fast");
 // The pseudo-gradient's triples (see [NOTE: pseudo-gradient] in csrc/element_math.h): fast and slow as
 // a sync's pairs; out of slow's dtype, shape and strides, on its device.
 void check_pseudo_gradient_triples(at::TensorList fast, at::TensorList slow, at::TensorList out);
@@ -91,6 +93,13 @@ const char* const* compact_int8_momentum_list_names();
 // and `rows` an int64 tensor of one row index per param, both on the params' device; on the CPU
 // (where reading them is free) every index is in range and every row holds valid values.
 void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper, const at::Tensor& rows);
+// AdamW's step with bf16+int8 slow weights (see [NOTE: AdamW compact step] in csrc/adamw.h), its lists
+// {params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, momentum}: the moments and grads as for
+// check_adamw_args; the params and slow weights as the compact sync's triples (the momentum, when not
+// empty, as its quads), with the params named "param"; the hyper table and rows as for check_adamw_args.
+// Their overlap is checked when their plan is built (see [NOTE: overlap once per plan] in csrc/contract.h).
+void check_adamw_compact_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
+                              const at::Tensor& rows);
 // AdamW's step with int8-delta slow weights (see [NOTE: int8-delta] in csrc/adamw.h), its lists
 // {params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales}: params in float32,
 // float16 or bfloat16; the moments and grads as for check_adamw_args; beside each param its int8 offset

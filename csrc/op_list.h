@@ -73,5 +73,12 @@
     "(Tensor(a!)[] fast, Tensor(b!)[] slow_high, Tensor(c!)[] slow_low, Tensor(d!)[] momentum, "                \
     "Tensor(e!)[] scales, Tensor alpha, Tensor step, int k, float mu, bool nesterov) -> ()",                    \
     (at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low, at::TensorList momentum,           \
-     at::TensorList scales, const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu,             \
-     bool nesterov))
+     at::TensorList scales, const at::Tensor& alpha, const at::Tensor& step, int64_t k, double mu,              \
+     bool nesterov))                                                                                            \
+  X(adamw_compact_step_,                                                                                        \
+    "(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "                   \
+    "Tensor(d!)[] slow_high, Tensor(e!)[] slow_low, Tensor(f!)[] momentum, Tensor hyper, Tensor rows, "         \
+    "float mu, bool nesterov) -> ()",                                                                           \
+    (at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,          \
+     at::TensorList slow_high, at::TensorList slow_low, at::TensorList momentum, const at::Tensor& hyper,       \
+     const at::Tensor& rows, double mu, bool nesterov))

@@ -366,6 +366,28 @@ void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp
   bump_versions(written);
 }
 
+void adamw_compact_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                         at::TensorList exp_avg_sqs, at::TensorList slow_high, at::TensorList slow_low,
+                         at::TensorList momentum, const at::Tensor& hyper, const at::Tensor& rows, double mu,
+                         bool nesterov) {
+  check_mu(mu, kAdamWCompactOp);
+  TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, momentum};
+  check_adamw_compact_args(lists, hyper, rows);
+  LOOKAHEAD_CHECK_VALUE(mu == 0.0 || !momentum.empty(),
+                        message(kAdamWCompactOp, ": outer momentum mu = ", mu, " needs the momentum tensors"));
+  if (momentum.empty()) lists.pop_back();
+  UpdateArgs args;
+  args.mu = mu;
+  args.nesterov = nesterov;
+  args.hyper = hyper.const_data_ptr<double>();
+  args.rows = rows.const_data_ptr<int64_t>();
+  const TableOp op = momentum.empty() ? TableOp::kAdamWCompact : TableOp::kAdamWCompactMomentum;
+  launch_on_plan(kAdamWCompactOp, lists, op, args, nullptr);
+  TensorLists written = lists;
+  written.erase(written.begin() + 1);  // the grads are only read
+  bump_versions(written);
+}
+
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
 namespace {
 
@@ -515,6 +537,16 @@ void adamw_step_meta(at::TensorList params, at::TensorList grads, at::TensorList
   check_mu(mu);
   check_all_meta("lookahead_adamw_step_", adamw_lists(params, grads, exp_avgs, exp_avg_sqs, slow, momentum),
                  list_names(adamw_op_of(slow, momentum)));
+}
+
+void adamw_compact_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                             at::TensorList exp_avg_sqs, at::TensorList slow_high, at::TensorList slow_low,
+                             at::TensorList momentum, const at::Tensor& /*hyper*/, const at::Tensor& /*rows*/,
+                             double mu, bool /*nesterov*/) {
+  check_mu(mu, kAdamWCompactOp);
+  TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low};
+  if (!momentum.empty()) lists.push_back(momentum);
+  check_all_meta(kAdamWCompactOp, lists, list_names(TableOp::kAdamWCompactMomentum));
 }
 
 void adamw_delta_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,

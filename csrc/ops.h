@@ -21,6 +21,8 @@
 //     compact_momentum_sync_on_step_: the same, step-gated.
 //   adamw_delta_step_: AdamW's step for every param with its slow weight kept as an int8 offset from the
 //     param, written again in the same pass (and moved on a sync step); see [NOTE: int8-delta] in csrc/adamw.h.
+//   adamw_compact_step_: adamw_step_ with the slow weights kept as bf16+int8, synced by the compact sync (or
+//     compact momentum sync) on a sync row; see [NOTE: AdamW compact step] in csrc/adamw.h.
 //   pseudo_gradient_: out <- fast - slow in the slow dtype or bfloat16, fast and slow read only (a replica's
 //     pseudo-gradient, see [NOTE: pseudo-gradient] in csrc/element_math.h).
 #pragma once

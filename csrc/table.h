@@ -12,7 +12,7 @@
 //   chosen per plan (chunking.h, see [NOTE: chunk size from the bytes model] in csrc/chunking.cpp).
 // `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync, the compact sync and
 // the pseudo-gradient, 4 for the compact momentum sync and AdamW's step alone, 5 or 6 for AdamW's step
-// with the sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
+// with the sync, 6 or 7 for AdamW's step with the compact sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
 // takes whole chunks, so every tensor size shares one grid.
 //
 // [NOTE: entry dtypes] Each op names the roles of an entry's tensors (roles_of): the first `fast` of
@@ -21,8 +21,8 @@
 // AdamW (param, grad, exp_avg, exp_avg_sq, as torch.optim.AdamW keeps its moments in the param's
 // dtype), then slow and the outer momentum. An op whose entries hold fast tensors only (AdamW's step
 // alone) has the code of (fast, fast). A compact entry (the compact sync) holds the fast
-// tensor, then its bf16+int8 slow weight as a bfloat16 and an int8 tensor; its code is that of the
-// fast dtype in LOOKAHEAD_COMPACT_PAIRS; a compact momentum sync's entry adds the outer momentum, float32
+// tensor (AdamW's compact step: its four), then its bf16+int8 slow weight as a bfloat16 and an int8
+// tensor; its code is that of the fast dtype in LOOKAHEAD_COMPACT_PAIRS; a compact momentum sync's entry adds the outer momentum, float32
 // (those codes) or bfloat16 (LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS). An op may name one state tensor its outer momentum
 // (EntryRoles::momentum): that one has the state dtype, or bfloat16 beside a float32 state, and such
 // an entry's code is that of (fast, state) in LOOKAHEAD_BF16_MOMENTUM_PAIRS. The pseudo-gradient names
@@ -106,7 +106,7 @@ LOOKAHEAD_DTYPES(LOOKAHEAD_DTYPE_BYTES)
 
 constexpr int kChunkBits = 40;  // chunk index bits; the entry index takes the 23 bits above
 constexpr int kVecBytes = 16;
-constexpr int kMaxDepth = 6;
+constexpr int kMaxDepth = 7;
 
 LOOKAHEAD_HOST_DEVICE inline constexpr int64_t entry_words(int depth) { return depth + 2; }
 
@@ -116,7 +116,10 @@ LOOKAHEAD_HOST_DEVICE inline constexpr int64_t entry_words(int depth) { return d
 // in the same pass (adamw.h, docs/design.md "LookaheadAdamW"); kAdamWAlone: the step without slow
 // weights, which never syncs. kCompactSync: the sync of slow weights kept as bf16+int8
 // (docs/design.md, "Compact slow weights"); kCompactMomentumSync: the momentum sync of those
-// (see [NOTE: compact momentum sync] in csrc/element_math.h). kPseudoGradient: out <- fast - slow,
+// (see [NOTE: compact momentum sync] in csrc/element_math.h). kAdamWCompact, kAdamWCompactMomentum:
+// kAdamW and kAdamWMomentum with the slow weights kept as bf16+int8, the sync of a sync row the
+// compact sync or compact momentum sync of the new param
+// (see [NOTE: AdamW compact step] in csrc/adamw.h). kPseudoGradient: out <- fast - slow,
 // fast and slow read only, out in the slow dtype or bfloat16 (see [NOTE: pseudo-gradient] in csrc/element_math.h).
 enum class TableOp {
   kSync,
@@ -128,6 +131,8 @@ enum class TableOp {
   kCompactSync,
   kPseudoGradient,
   kCompactMomentumSync,
+  kAdamWCompact,
+  kAdamWCompactMomentum,
 };
 
 struct EntryRoles {  // see [NOTE: entry dtypes] in csrc/table.h
@@ -152,6 +157,8 @@ inline constexpr EntryRoles roles_of(TableOp op) {
     case TableOp::kCompactSync: return {3, 1, true};
     case TableOp::kPseudoGradient: return {3, 1, false, 2};
     case TableOp::kCompactMomentumSync: return {4, 1, true, 3};
+    case TableOp::kAdamWCompact: return {6, 4, true};
+    case TableOp::kAdamWCompactMomentum: return {7, 4, true, 6};
   }
   return {0, 0};
 }
@@ -185,11 +192,11 @@ inline int64_t entry_element_bytes(int64_t code, EntryRoles roles) {
     const int64_t momentum_float = roles.momentum < 0 ? 0 : kBytesF32;
     switch (code) {
 #define LOOKAHEAD_COMPACT_BYTES(code, fast_token) \
-  case code: return kBytes##fast_token + kCompactStateBytes + momentum_float;
+  case code: return roles.fast * kBytes##fast_token + kCompactStateBytes + momentum_float;
       LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_COMPACT_BYTES)
 #undef LOOKAHEAD_COMPACT_BYTES
 #define LOOKAHEAD_COMPACT_BF16_MOMENTUM_BYTES(code, fast_token) \
-  case code: return roles.momentum < 0 ? 0 : kBytes##fast_token + kCompactStateBytes + kBytesBF16;
+  case code: return roles.momentum < 0 ? 0 : roles.fast * kBytes##fast_token + kCompactStateBytes + kBytesBF16;
       LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS(LOOKAHEAD_COMPACT_BF16_MOMENTUM_BYTES)
 #undef LOOKAHEAD_COMPACT_BF16_MOMENTUM_BYTES
       default: return 0;

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .slow_state import OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_DELTA, SLOW_DELTA_SCALES, SLOW_PARAM
+from .slow_state import OUTER_MOMENTUM, OUTER_MOMENTUM_SCALES, SLOW_DELTA, SLOW_DELTA_SCALES, SLOW_HIGH, SLOW_LOW
+from .slow_state import SLOW_PARAM
 
 
 @dataclass
@@ -25,7 +26,8 @@ class DeviceLaunch:
     params: list = field(default_factory=list)
     exp_avgs: list = field(default_factory=list)
     exp_avg_sqs: list = field(default_factory=list)
-    slow: list = field(default_factory=list)  # the slow weights, or with int8-delta the offsets' codes
+    slow: list = field(default_factory=list)  # the slow weights (bf16+int8 ones' high parts), or int8-delta's codes
+    slow_low: list = field(default_factory=list)  # bf16+int8 slow weights' residuals, else empty
     scales: list = field(default_factory=list)  # with int8-delta the offsets' block scales, else empty
     outer: list = field(default_factory=list)  # the outer momenta (an int8 one's codes), or empty
     outer_scales: list = field(default_factory=list)  # an int8 outer momentum's block scales, else empty
@@ -62,7 +64,11 @@ class Layout:
                 launch.slow.append(outer[SLOW_DELTA])
                 launch.scales.append(outer[SLOW_DELTA_SCALES])
             elif not opt.syncs_apart:  # else the pass is AdamW's step alone, without slow weights
-                launch.slow.append(outer[SLOW_PARAM])
+                if SLOW_HIGH in outer:  # see [NOTE: AdamW compact step] in csrc/adamw.h
+                    launch.slow.append(outer[SLOW_HIGH])
+                    launch.slow_low.append(outer[SLOW_LOW])
+                else:
+                    launch.slow.append(outer[SLOW_PARAM])
             if mu:
                 launch.outer.append(outer[OUTER_MOMENTUM])
             if mu and OUTER_MOMENTUM_SCALES in outer:  # beside int8-delta offsets

@@ -64,6 +64,8 @@ COMPACT_OP = "lookahead_compact_sync_"
 COMPACT_GATED_OP = "lookahead_compact_sync_on_step_"
 PSEUDO_GRADIENT_OP = "lookahead_pseudo_gradient_"
 PSEUDO_GRADIENT_LIST_NAMES = ("fast", "slow", "out")
+ADAMW_COMPACT_OP = "lookahead_adamw_compact_step_"
+ADAMW_COMPACT_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "slow_high", "slow_low", "momentum")
 ADAMW_DELTA_OP = "lookahead_adamw_delta_step_"
 ADAMW_DELTA_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "delta", "scales", "momentum", "momentum_scales")
 INT8_DELTA_SYNC_OP = "LookaheadAdamW's int8-delta sync"  # the reference's int8_delta_sync_, as the messages name it
@@ -305,27 +307,40 @@ def check_compact_lists(fast, slow_high, slow_low, momentum=None, scales=None) -
         momentum = []  # scales without codes: refused as C++ refuses them, "fast has n tensors but momentum has 0"
     extra = () if momentum is None else (momentum,) if scales is None else (momentum, scales)
     check_compact_list_types(fast, slow_high, slow_low, *extra)
+    _check_compact_triples(fast, slow_high, slow_low, op=op, first="fast")
+    if scales is not None:
+        return _check_compact_int8_momenta(fast, slow_high, slow_low, momentum, scales)
+    if momentum is None:
+        return check_no_overlap(fast, slow_high, slow_low, op=op, names=COMPACT_LIST_NAMES)
+    _check_compact_momenta(fast, momentum, op=op, first="fast")
+    check_no_overlap(fast, slow_high, slow_low, momentum, op=op, names=COMPACT_LIST_NAMES)
+
+
+def _check_compact_triples(fast, slow_high, slow_low, *, op: str, first: str) -> None:
+    """fast (named `first`) in float32, float16 or bfloat16; beside each a bfloat16 high part and an int8
+    residual of its shape and strides, on its device: csrc/contract.cpp's check_compact_triples."""
     for name, tensors in zip(COMPACT_LIST_NAMES[1:], (slow_high, slow_low)):
         if len(tensors) != len(fast):
-            raise ValueError(f"{op}: fast has {len(fast)} tensors but {name} has {len(tensors)}")
+            raise ValueError(f"{op}: {first} has {len(fast)} tensors but {name} has {len(tensors)}")
     for i, tensors in enumerate(zip(fast, slow_high, slow_low)):
         f = tensors[0]
-        check_param_tensor(f, where=f"{op}: pair {i}: fast")
+        check_param_tensor(f, where=f"{op}: pair {i}: {first}")
         if f.dtype not in COMPACT_FAST_DTYPES:
             raise ValueError(
-                f"{op}: pair {i}: fast has dtype {f.dtype}; bf16+int8 slow weights are for float32, float16 and "
+                f"{op}: pair {i}: {first} has dtype {f.dtype}; bf16+int8 slow weights are for float32, float16 and "
                 "bfloat16 params"
             )
         for name, t, dtype in zip(COMPACT_LIST_NAMES[1:], tensors[1:], COMPACT_STATE_DTYPES):
             _check_state_tensor(t, dtype, where=f"{op}: pair {i}: {name}")
         for name, t in zip(COMPACT_LIST_NAMES[1:], tensors[1:]):
-            _check_pair_layout(i, f, t, op=op, names=("fast", name))
-    if scales is not None:
-        return _check_compact_int8_momenta(fast, slow_high, slow_low, momentum, scales)
-    if momentum is None:
-        return check_no_overlap(fast, slow_high, slow_low, op=op, names=COMPACT_LIST_NAMES)
+            _check_pair_layout(i, f, t, op=op, names=(first, name))
+
+
+def _check_compact_momenta(fast, momentum, *, op: str, first: str) -> None:
+    """The outer momentum beside checked compact triples, float32 or bfloat16 of fast's shape and strides:
+    the rest of csrc/contract.cpp's check_compact_momentum_quads."""
     if len(momentum) != len(fast):
-        raise ValueError(f"{op}: fast has {len(fast)} tensors but momentum has {len(momentum)}")
+        raise ValueError(f"{op}: {first} has {len(fast)} tensors but momentum has {len(momentum)}")
     for i, (f, m) in enumerate(zip(fast, momentum)):
         check_param_tensor(m, where=f"{op}: pair {i}: momentum")
         if m.dtype not in COMPACT_MOMENTUM_DTYPES:
@@ -333,8 +348,7 @@ def check_compact_lists(fast, slow_high, slow_low, momentum=None, scales=None) -
                 f"{op}: pair {i}: momentum has dtype {m.dtype}; the outer momentum beside bf16+int8 slow weights is "
                 "float32 or bfloat16"
             )
-        _check_pair_layout(i, m, f, op=op, names=("momentum", "fast"))
-    check_no_overlap(fast, slow_high, slow_low, momentum, op=op, names=COMPACT_LIST_NAMES)
+        _check_pair_layout(i, m, f, op=op, names=("momentum", first))
 
 
 def _check_compact_int8_momenta(fast, slow_high, slow_low, momentum, scales) -> None:
@@ -468,6 +482,29 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
     _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
     _check_adamw_table(params, hyper, rows, syncs, op=op)
     check_no_overlap(params, grads, exp_avgs, exp_avg_sqs, slow, *([momentum] if momentum else []), op=op)
+
+
+def check_adamw_compact_args(params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, momentum, hyper, rows,
+                             mu=0.0) -> None:  # fmt: skip
+    """Validate a lookahead_adamw_compact_step_ call, as csrc/contract.cpp's check_adamw_compact_args: the
+    lengths; grads and moments as for lookahead_adamw_step_; the params and their bf16+int8 slow weights
+    as the compact sync's (with `momentum`, a float32 or bfloat16 outer momentum beside them); the hyper
+    table and rows; nothing shared (see [NOTE: AdamW compact step] in csrc/adamw.h)."""
+    op, names = ADAMW_COMPACT_OP, ADAMW_COMPACT_LIST_NAMES
+    lists = (params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, momentum)
+    check_list_types(names, lists, op=op)
+    check_mu(mu, where=f"{op}: outer momentum mu")
+    _check_lengths(names[:6] + (names[6:] if momentum else ()), lists[:6] + ((momentum,) if momentum else ()), op=op)
+    for i, p in enumerate(params):
+        check_param_tensor(p, where=f"{op}: pair {i}: param")
+    _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
+    _check_compact_triples(params, slow_high, slow_low, op=op, first="param")
+    if momentum:
+        _check_compact_momenta(params, momentum, op=op, first="param")
+    _check_adamw_table(params, hyper, rows, True, op=op)
+    if mu != 0.0 and not momentum:
+        raise ValueError(f"{op}: outer momentum mu = {mu} needs the momentum tensors")
+    check_no_overlap(*lists, op=op, names=names)
 
 
 def check_adamw_delta_args(params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales, hyper,

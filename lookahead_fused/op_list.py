@@ -128,5 +128,12 @@ OPS = (
             "step:tensor k:int mu:float nesterov:bool"
         ),
     ),
+    OpSpec(
+        "adamw_compact_step_",
+        _args(
+            "params:tensors! grads:tensors exp_avgs:tensors! exp_avg_sqs:tensors! slow_high:tensors! "
+            "slow_low:tensors! momentum:tensors! hyper:tensor rows:tensor mu:float nesterov:bool"
+        ),
+    ),
 )
 OP_NAMES = tuple(op.name for op in OPS)

@@ -23,6 +23,10 @@
                                 momentum_scales=, mu=, nesterov=])
                                          AdamW's step with each slow weight kept as an int8 offset
                                          from its param (docs/design.md, "int8-delta")
+    lookahead_adamw_compact_step_(params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, hyper, rows[,
+                                  momentum=, mu=, nesterov=])
+                                         AdamW's step with bf16+int8 slow weights synced in the same
+                                         pass (docs/design.md, "LookaheadAdamW")
     lookahead_pseudo_gradient_(fast, slow, out)
                                          out <- fast - slow in the slow weights' dtype or bfloat16 (a
                                          replica's pseudo-gradient, docs/design.md "Lookahead across replicas")
@@ -343,6 +347,29 @@ def lookahead_adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, hyper: tor
     contract.check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu)
     if params:
         backends.resolve(backend, params[0].device.type).adamw_step_(params, *args)
+
+
+@torch.no_grad()
+def lookahead_adamw_compact_step_(params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, hyper: torch.Tensor,
+                                  rows: torch.Tensor, *, momentum=None, mu: float = 0.0, nesterov: bool = False,
+                                  backend: str = "auto") -> None:  # fmt: skip
+    """lookahead_adamw_step_ with the slow weights kept as bf16+int8 (a bfloat16 high part and an int8
+    residual per param, see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py), in one pass
+    per device: AdamW's step for every param and, on a sync row, the compact sync of the new param
+    (with `momentum`, float32 or bfloat16 per param, the compact momentum sync with mu and nesterov);
+    see [NOTE: AdamW compact step] in csrc/adamw.h. params in float32, float16 or bfloat16. One device
+    per call. Raises before writing."""
+    backends.check_backend_name(backend)
+    lists = (params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, [] if momentum is None else momentum)
+    contract.check_list_types(contract.ADAMW_COMPACT_LIST_NAMES, lists, op=contract.ADAMW_COMPACT_OP)
+    mu = contract.check_mu(mu, where=f"{contract.ADAMW_COMPACT_OP}: outer momentum mu")
+    lists = local_shards(*lists, op=contract.ADAMW_COMPACT_OP)
+    if _run_native("adamw_compact_step_", *lists, hyper, rows, mu, bool(nesterov), backend=backend):
+        return
+    contract.check_adamw_compact_args(*lists, hyper, rows, mu)
+    if lists[0]:
+        backends.resolve(backend, lists[0][0].device.type).adamw_compact_step_(*lists, hyper, rows, mu,
+                                                                                 bool(nesterov))  # fmt: skip
 
 
 # [NOTE: int8-delta backends] AdamW's step with int8-delta slow weights is one fused launch on the "cpu"

@@ -48,9 +48,10 @@ def check_slow_dtype(slow_dtype, steps_itself: bool):
 # slow weights' values are) or, with momentum_dtype=torch.bfloat16, bfloat16, or with
 # momentum_dtype="int8" int8 blocks, synced by the compact int8 momentum sync in the same one launch
 # (see [NOTE: compact int8 momentum sync] in csrc/element_math.h): 4.016 bytes a weight in all.
-# LookaheadAdamW takes it too: its fused pass then runs AdamW's step alone (the op without slow
-# weights) and a sync step adds the compact (momentum) sync's launch after it, two launches there, as
-# with an int8 outer momentum (see [NOTE: int8 outer momentum] in lookahead_fused/options.py).
+# LookaheadAdamW takes it too, and syncs it inside AdamW's pass, one launch per step
+# (see [NOTE: AdamW compact step] in csrc/adamw.h), but with an int8 outer momentum: then the pass runs
+# AdamW's step alone (the op without slow weights) and a sync step adds the compact int8 momentum
+# sync's launch after it, two launches there (see [NOTE: int8 outer momentum] in lookahead_fused/options.py).
 
 
 # [NOTE: what int8-delta supports] slow_dtype="int8-delta" (see [NOTE: int8-delta] in csrc/adamw.h) is

@@ -22,6 +22,7 @@ ADAMW_INT8_DELTA = "lookahead_adamw_int8_delta"
 ADAMW_INT8_DELTA_MOMENTUM = "lookahead_adamw_int8_delta_int8_momentum"
 ADAMW_INT8_DELTA_BF16_MOMENTUM = "lookahead_adamw_int8_delta_bf16_momentum"
 COMPACT_INT8_MOMENTUM = "lookahead_bf16+int8_int8_momentum"
+ADAMW_COMPACT_MOMENTUM = "lookahead_adamw_bf16+int8_bf16_momentum"
 # the kinds that keep int8 blocks
 INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM,
               ADAMW_INT8_DELTA_BF16_MOMENTUM, COMPACT_INT8_MOMENTUM)  # fmt: skip
@@ -31,12 +32,12 @@ INT8_DELTA_OUTER = {
     ADAMW_INT8_DELTA_MOMENTUM: {"outer_momentum": 0.5, "nesterov": True, "momentum_dtype": "int8"},
     ADAMW_INT8_DELTA_BF16_MOMENTUM: {"outer_momentum": 0.5, "nesterov": True, "momentum_dtype": torch.bfloat16},
 }
-KINDS = ["lookahead", "lookahead_adamw", COMPACT, COMPACT_MOMENTUM, *INT8_KINDS]
+KINDS = ["lookahead", "lookahead_adamw", COMPACT, COMPACT_MOMENTUM, ADAMW_COMPACT_MOMENTUM, *INT8_KINDS]
 
 
 def model_dtype(kind="lookahead") -> torch.dtype:
     """float64, except for compact slow weights and int8 blocks, which take float32 params."""
-    return torch.float32 if kind in (COMPACT, COMPACT_MOMENTUM, *INT8_KINDS) else torch.float64
+    return torch.float32 if kind in (COMPACT, COMPACT_MOMENTUM, ADAMW_COMPACT_MOMENTUM, *INT8_KINDS) else torch.float64
 
 
 def make_model(kind="lookahead"):
@@ -56,7 +57,8 @@ def make_optimizer(model, kind="lookahead"):
     Adam, or LookaheadAdamW (kind "lookahead_adamw": the same options, AdamW's step fused with the sync).
     Kind COMPACT: bf16+int8 slow weights around Adam, with the options they take
     (see [NOTE: what compact slow weights support] in lookahead_fused/options.py), COMPACT_MOMENTUM
-    the same with a bfloat16 outer momentum, COMPACT_INT8_MOMENTUM with an int8 one; INT8_MOMENTUM and
+    the same with a bfloat16 outer momentum, COMPACT_INT8_MOMENTUM with an int8 one, ADAMW_COMPACT_MOMENTUM
+    COMPACT_MOMENTUM's in LookaheadAdamW (synced in its pass); INT8_MOMENTUM and
     ADAMW_INT8_MOMENTUM: the outer momentum in
     int8 blocks, around Adam or in LookaheadAdamW; ADAMW_INT8_DELTA: LookaheadAdamW's int8-delta slow
     weights, with the options they take (see [NOTE: what int8-delta supports] in lookahead_fused/options.py),
@@ -69,13 +71,13 @@ def make_optimizer(model, kind="lookahead"):
         adam = torch.optim.Adam(model.parameters(), lr=1e-2)
         return Lookahead(adam, k=K, alpha=0.5, pullback_momentum="pullback", slow_dtype=bf16_int8.SLOW_DTYPE)
     options = {"k": K, "alpha": 0.5, "pullback_momentum": "pullback", "outer_momentum": 0.5, "nesterov": True}
-    if kind == COMPACT_MOMENTUM:
+    if kind in (COMPACT_MOMENTUM, ADAMW_COMPACT_MOMENTUM):
         options |= {"slow_dtype": bf16_int8.SLOW_DTYPE, "momentum_dtype": torch.bfloat16}
     if kind == COMPACT_INT8_MOMENTUM:
         options["slow_dtype"] = bf16_int8.SLOW_DTYPE
     if kind in (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, COMPACT_INT8_MOMENTUM):
         options["momentum_dtype"] = "int8"
-    if kind in ("lookahead_adamw", ADAMW_INT8_MOMENTUM):
+    if kind in ("lookahead_adamw", ADAMW_INT8_MOMENTUM, ADAMW_COMPACT_MOMENTUM):
         return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, **options)
     return Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), **options)
 

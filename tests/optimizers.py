@@ -150,12 +150,15 @@ RECORDS = [
                     fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("LookaheadAdamW-pullback", INNERS["adamw"], {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback"},
                     fused_adamw=True),  # fmt: skip
-    # its pass without slow weights, then the compact sync (see [NOTE: what compact slow weights support] in lookahead_fused/options.py)
+    # the compact sync in its pass (see [NOTE: what compact slow weights support] in lookahead_fused/options.py)
     OptimizerRecord("LookaheadAdamW-pullback-bf16+int8", INNERS["adamw"],
                     {"k": 3, "alpha": 0.5, "pullback_momentum": "pullback", "slow_dtype": "bf16+int8"}, fused_adamw=True,
                     peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("LookaheadAdamW-outer-nesterov-bf16+int8", INNERS["adamw"],
                     {"k": 3, "alpha": 0.6, "outer_momentum": 0.9, "nesterov": True, "slow_dtype": "bf16+int8"},
+                    fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
+    OptimizerRecord("LookaheadAdamW-outer-bf16+int8-bf16-momentum", INNERS["adamw"],
+                    {"k": 3, "alpha": 0.5, "outer_momentum": 0.9, "slow_dtype": "bf16+int8", "momentum_dtype": torch.bfloat16},
                     fused_adamw=True, peer_checkpoints=False, float64_oracle=False, dtype=torch.float32),  # fmt: skip
     OptimizerRecord("LookaheadAdamW-outer-bf16+int8-int8-momentum", INNERS["adamw"],
                     {"k": 3, "alpha": 0.5, "outer_momentum": 0.5, "slow_dtype": "bf16+int8", "momentum_dtype": "int8"},

@@ -14,7 +14,7 @@ import torch
 from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8, ops
 from lookahead_fused import sync as sync_module
 from lookahead_fused.backends.reference import sync_float64
-from lookahead_fused.slow_state import SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
+from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
 
 from .helpers import compiled_beside_eager, make_params, run, set_grads
 from .matrix import backends_under_test, dtype_id, ulp
@@ -93,39 +93,54 @@ def test_each_sync_of_step_is_the_float64_sync_within_the_encodings_bound(dtype,
 
 @pytest.mark.parametrize("backend", backends_under_test("cpu"))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=dtype_id)
-def test_lookahead_adamw_syncs_the_params_of_its_pass_within_the_encodings_bound(dtype, backend, monkeypatch):
-    """LookaheadAdamW(slow_dtype="bf16+int8"): its AdamW pass runs without slow weights, then on a sync
-    step the compact sync of the params as the pass left them (recorded as the sync starts): float64
-    within the encoding's bound, the params the decoded slow weights; off a sync the state stays."""
+@pytest.mark.parametrize("outer", [{}, {"outer_momentum": 0.9, "nesterov": True},
+                                   {"outer_momentum": 0.5, "momentum_dtype": torch.bfloat16}], ids=["none", "f32", "bf16"])
+def test_lookahead_adamw_syncs_inside_its_pass_as_its_pass_and_the_compact_sync_would(dtype, backend, outer, monkeypatch):
+    """LookaheadAdamW(slow_dtype="bf16+int8") runs one launch a step, lookahead_adamw_compact_step_, which
+    syncs the params with a grad (see [NOTE: AdamW compact step] in csrc/adamw.h), and no weights' launch
+    of the sync beside it but for a param without a grad; every step gives, bit for bit, what its pass
+    without slow weights followed by the compact (momentum) sync's launch gives (the twin below, the
+    path an int8 outer momentum takes). The params are the decoded slow weights after each sync."""
     params = make_params(dtype, shapes=SHAPES)
-    opt = LookaheadAdamW(params, lr=0.01, k=3, alpha=0.5, slow_dtype=COMPACT, backend=backend)
-    after_the_pass, passes = [], []
-    real_run, real_pass = sync_module.Sync.run, ops.lookahead_adamw_step_
+    params.append(torch.nn.Parameter(torch.randn(3).to(dtype)))  # never has a grad: the sync's own launch
+    options = dict(lr=0.01, k=3, alpha=0.5, slow_dtype=COMPACT, backend=backend, **outer)
+    opt = LookaheadAdamW(params, **options)
+    twin_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    twin = LookaheadAdamW(twin_params, **options)
+    twin.syncs_apart = True  # set before the first step builds the layout: its pass without slow weights
+    compact_passes, weight_launches = [], []
+    real_pass, real_run_fused = ops.lookahead_adamw_compact_step_, sync_module.run_fused
 
-    def run_recording(self, launches, skip_weights=frozenset()):
-        after_the_pass.append([p.detach().clone() for p in params])
-        return real_run(self, launches, skip_weights)
+    def pass_recording(*args, **kwargs):
+        compact_passes.append(len(args[0]))
+        return real_pass(*args, **kwargs)
 
-    def pass_recording(params_, grads, exp_avgs, exp_avg_sqs, slow, *args, **kwargs):
-        passes.append(len(slow))
-        return real_pass(params_, grads, exp_avgs, exp_avg_sqs, slow, *args, **kwargs)
+    def run_fused_recording(launch, lists, *args):
+        weight_launches.append(len(lists[0]))
+        return real_run_fused(launch, lists, *args)
 
-    monkeypatch.setattr(sync_module.Sync, "run", run_recording)
-    monkeypatch.setattr(ops, "lookahead_adamw_step_", pass_recording)
+    monkeypatch.setattr(ops, "lookahead_adamw_compact_step_", pass_recording)
+    monkeypatch.setattr(sync_module, "run_fused", run_fused_recording)
     for step in range(9):
-        set_grads(params, step)
-        states = [(opt.state[p][SLOW_HIGH].clone(), opt.state[p][SLOW_LOW].clone()) for p in params]
+        for group in (params[:-1], twin_params[:-1]):
+            set_grads(group, step)
+        compact_passes.clear()
+        weight_launches.clear()
         opt.step()
-        assert passes == [0] * (step + 1), "one pass a step, without slow weights"
-        if (step + 1) % 3:
-            assert not after_the_pass
-            for p, (high, low) in zip(params, states):
-                assert torch.equal(opt.state[p][SLOW_HIGH], high) and torch.equal(opt.state[p][SLOW_LOW], low)
-            continue
-        for p, fast, (high, low) in zip(params, after_the_pass.pop(), states):
-            value = decoded(opt, p)
-            assert torch.equal(p, value.to(dtype)), "the params are the decoded slow weights, cast"
-            assert_the_compact_sync_of(value, fast, bf16_int8.decode(high, low), 0.5)
+        assert compact_passes == [len(params) - 1], "one pass a step over the params with a grad"
+        assert weight_launches == ([] if (step + 1) % 3 else [1]), "a sync launch for the param without a grad alone"
+        weight_launches.clear()
+        twin.step()
+        assert weight_launches == ([] if (step + 1) % 3 else [len(params)]), "the twin's sync is a launch of its own"
+        for p, q in zip(params, twin_params):
+            assert torch.equal(p, q) and torch.equal(opt.state[p][SLOW_HIGH], twin.state[q][SLOW_HIGH])
+            assert torch.equal(opt.state[p][SLOW_LOW], twin.state[q][SLOW_LOW])
+            if outer:
+                momentum = opt.state[p][OUTER_MOMENTUM]
+                assert torch.equal(momentum, twin.state[q][OUTER_MOMENTUM])
+                assert momentum.dtype == outer.get("momentum_dtype", torch.float32)
+            if (step + 1) % 3 == 0:
+                assert torch.equal(p, decoded(opt, p).to(dtype)), "the params are the decoded slow weights, cast"
 
 
 @pytest.mark.parametrize("dtype, exact_bytes", [(torch.float32, 4), (torch.bfloat16, 2), (torch.float16, 2)], ids=str)

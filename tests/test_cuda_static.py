@@ -36,6 +36,8 @@ OPS = {
     "PseudoGradientOp": (3, 2, 1),
     "CompactMomentumSyncOp": (4, 1, 1),
     "GatedCompactMomentumSyncOp": (4, 1, 1),
+    "AdamWCompactOp6": (6, 1, 4),
+    "AdamWCompactOp7": (7, 1, 4),
 }
 # The 128-bit loads of one vector step where the rule below does not give them: the compact sync's
 # step is 16 elements, its fast tensor's packs (four for float32, two for 16-bit), two packs of
@@ -58,6 +60,16 @@ BF16_MOMENTUM_PACKS_PER_STEP |= {op: (4 + 2 + 1 + 2, 2 + 2 + 1 + 2)
 # The pseudo-gradient with a bfloat16 out (the same codes): 8 elements, the fast tensor's packs (two for
 # float32, one for 16-bit) and two of slow weights; out is only stored.
 BF16_MOMENTUM_PACKS_PER_STEP["PseudoGradientOp"] = (2 + 2, 1 + 2)
+# AdamW's step with the compact sync, on a sync row: the compact sync's step (the param's packs in its fast
+# tensor's place) and the grad's and moments' first packs, then the grad's and moments' next pack at a time
+# (ADAMW_COMPACT_LATER_PACKS); with the compact momentum sync also the momentum's packs, four of float32 or
+# (below) two of bfloat16. On a row with sync 0, AdamW's step alone: one pack of each fast tensor
+# (ADAMW_COMPACT_STEP_ALONE_PACKS).
+PACKS_PER_STEP["AdamWCompactOp6"] = (4 + 2 + 1 + 3, 2 + 2 + 1 + 3)
+PACKS_PER_STEP["AdamWCompactOp7"] = (4 + 2 + 1 + 3 + 4, 2 + 2 + 1 + 3 + 4)
+BF16_MOMENTUM_PACKS_PER_STEP["AdamWCompactOp7"] = (4 + 2 + 1 + 3 + 2, 2 + 2 + 1 + 3 + 2)
+ADAMW_COMPACT_OPS = ("AdamWCompactOp6", "AdamWCompactOp7")
+ADAMW_COMPACT_LATER_PACKS, ADAMW_COMPACT_STEP_ALONE_PACKS = 3, 4
 # The int8 momentum sync's kernels (csrc/cuda/int8_momentum_kernel.cuh), one per gate and slow weights'
 # storage (see [NOTE: int8 slow storage] in csrc/cuda/int8_momentum_kernel.cuh), by op_of's names: per fast
 # dtype (float32, float16, bfloat16) a lane's 16-byte accesses, 2 + 2 for float32 fast and slow, 1 + 2 for
@@ -175,7 +187,8 @@ def load_runs(opcodes: list[str]) -> list[int]:
 
 def op_of(kernel: str) -> str:
     """The op a kernel instantiation runs: its template argument's name, and the depth of
-    AdamWOp<depth> (mangled ...AdamWOpILi5EEE...). An int8 momentum kernel's gate, with Compact after
+    AdamWOp<depth, compact> (mangled ...AdamWOpILi5ELb0EEE...; AdamWCompactOp<depth> is AdamWOp<depth, true>,
+    ...AdamWOpILi6ELb1EEE..., named AdamWCompactOp6). An int8 momentum kernel's gate, with Compact after
     Gated for bf16+int8 slow weights (mangled ...int8_momentum_kernelINS_10Int8SyncOpENS_11CompactSlowEEE...);
     one of neither known storage keeps its whole name, which no test expects."""
     if "int8_momentum_kernel" in kernel:
@@ -184,8 +197,9 @@ def op_of(kernel: str) -> str:
         return m.group(1) if m.group(2) == "Float32" else re.sub(r"^(Gated)?", r"\1Compact", m.group(1))
     if "adamw_delta_kernel" in kernel:
         return DELTA_OP
-    m = re.search(r"table_kernelINS_\d+(\w+?Op)(?:ILi(\d)E)?E", kernel)
-    return m.group(1) + (m.group(2) or "")
+    m = re.search(r"table_kernelINS_\d+(\w+?Op)(?:ILi(\d)ELb([01])E)?E", kernel)
+    name = "AdamWCompactOp" if m.group(3) == "1" else m.group(1)
+    return name + (m.group(2) or "")
 
 
 def test_every_built_arch_has_every_kernel():
@@ -218,6 +232,18 @@ def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight(
         assert same_dtype * unroll in runs and mixed * unroll in runs, f"{arch} {kernel}: load runs {runs}"
         for packs in BF16_MOMENTUM_PACKS_PER_STEP.get(op_of(kernel), ()):
             assert packs * unroll in runs, f"{arch} {kernel}: bf16 momentum, load runs {runs}"
+
+
+def test_adamw_compact_step_loads_a_pack_of_grad_and_moments_at_a_time():
+    """See [NOTE: AdamW compact step] in csrc/adamw.h: a sync row's vector step loads the grad's and moments'
+    later packs three at a time, after the compact sync's packs and their first; a row with sync 0 runs
+    AdamW's step alone, a pack of each of the four fast tensors."""
+    found = {(arch, op_of(kernel)): opcodes for (arch, kernel), opcodes in sass_functions().items()
+             if op_of(kernel) in ADAMW_COMPACT_OPS}  # fmt: skip
+    assert {op for _, op in found} == set(ADAMW_COMPACT_OPS)
+    for (arch, op), opcodes in found.items():
+        runs = load_runs(opcodes)
+        assert ADAMW_COMPACT_LATER_PACKS in runs and ADAMW_COMPACT_STEP_ALONE_PACKS in runs, f"{arch} {op}: {runs}"
 
 
 def test_pseudo_gradient_stores_one_bfloat16_pack_per_step():

@@ -47,6 +47,7 @@ STATE_KEYS = {
     "lookahead_adamw": {"slow_param", "slow_momentum", "outer_momentum"},
     workers.COMPACT: {"slow_high", "slow_low", "slow_momentum"},
     workers.COMPACT_MOMENTUM: {"slow_high", "slow_low", "slow_momentum", "outer_momentum"},
+    workers.ADAMW_COMPACT_MOMENTUM: {"slow_high", "slow_low", "slow_momentum", "outer_momentum"},
     workers.INT8_MOMENTUM: {"slow_param", "slow_momentum", "outer_momentum"},  # the codes; the scales: below
     workers.ADAMW_INT8_MOMENTUM: {"slow_param", "slow_momentum", "outer_momentum"},
     workers.ADAMW_INT8_DELTA: {"slow_delta", "slow_momentum"},

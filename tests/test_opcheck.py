@@ -147,6 +147,25 @@ def adamw_delta_step_args():
     return cases
 
 
+def adamw_compact_step_args():
+    """params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, momentum, hyper, rows, mu, nesterov:
+    float32 params off a sync step, bfloat16 ones on one, each with its slow weight as bf16+int8; on a sync
+    step beside a float32 and a bfloat16 outer momentum too (float32 params)."""
+    cases = []
+    for dtype, sync, outer in [(torch.float32, 0.0, None), (torch.bfloat16, 1.0, None), (torch.float32, 1.0, torch.float32),
+                               (torch.float32, 1.0, torch.bfloat16)]:  # fmt: skip
+        params, slow = make_pair_lists(SIZES, dtype, torch.float32)
+        grads, exp_avgs = make_pair_lists(SIZES, dtype, dtype, seed=2)
+        exp_avg_sqs = [(g.float() ** 2 + 0.1).to(dtype) for g in make_pair_lists(SIZES, dtype, dtype, seed=3)[0]]
+        high, low = zip(*map(bf16_int8.encode, slow))
+        hyper = torch.tensor([[dict(ROW, sync=sync)[c] for c in ADAMW_COLUMNS]], dtype=torch.float64)
+        rows = torch.zeros(len(SIZES), dtype=torch.int64)
+        momentum = [] if outer is None else [g.to(outer, copy=True) for g in grads]
+        cases.append((params, grads, exp_avgs, exp_avg_sqs, list(high), list(low), momentum, hyper, rows,
+                      0.0 if outer is None else MU, outer is not None))  # fmt: skip
+    return cases
+
+
 ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "sync_": sync_args,
     "sync_on_step_": sync_on_step_args,
@@ -164,6 +183,7 @@ ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "adamw_delta_step_": adamw_delta_step_args,
     "compact_int8_momentum_sync_": compact_int8_momentum_sync_args,
     "compact_int8_momentum_sync_on_step_": compact_int8_momentum_sync_on_step_args,
+    "adamw_compact_step_": adamw_compact_step_args,
 }
 # registered op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
 OPS = {name: ("native", ARGUMENT_SETS[name]) for name in OP_NAMES} | {

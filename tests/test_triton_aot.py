@@ -4,7 +4,8 @@ rejects. Every dtype pair compiles in each mode the backend launches (a lerp wit
 host, alpha read on the device behind the step gate, the swap, misaligned pairs; the compact and the
 int8 momentum syncs for each fast dtype they take, the latter beside float32 and beside bf16+int8 slow
 weights; the pseudo-gradient; AdamW's step with int8-delta slow weights, without an outer momentum and
-with an int8, float32 or bfloat16 one), and the aligned launches use 16-byte
+with an int8, float32 or bfloat16 one; AdamW's step with bf16+int8 slow weights, without an outer
+momentum and with a float32 or bfloat16 one), and the aligned launches use 16-byte
 global loads and stores (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
 
 from __future__ import annotations
@@ -55,10 +56,18 @@ ADAMW_MODES = {"adamw": (True, False, False, True), "adamw-nesterov": (True, Tru
 # Modes whose outer momentum is bfloat16 beside float32 slow weights (MOM; else the slow dtype)
 BF16_MOMENTUM_MODES = ("momentum-bf16m", "gated-nesterov-bf16m", "adamw-nesterov-bf16m")
 ADAMW_SIGNATURE = {
-    **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "mom")},
+    **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "low", "mom")},
     "numels": "*i64", "row_of": "*i64", "chunks": "*i64", "num_chunks": "i64", "derived": "*fp64", "mu_ptr": "*fp32",
     **{name: "constexpr" for name in ("FAST", "SLOW", "OPMATH", "ALIGNED", "BLOCK", "CHUNK_BITS", "MOMENTUM", "NESTEROV",
-                                      "COLUMNS", "MOM", "HAS_SLOW")},
+                                      "COLUMNS", "MOM", "HAS_SLOW", "COMPACT")},
+}  # fmt: skip
+# AdamW's step with bf16+int8 slow weights (the same kernel with COMPACT): name -> (ALIGNED, the outer momentum's
+# dtype or None, NESTEROV), for each param dtype it takes
+ADAMW_COMPACT_MODES = {
+    "adamw-compact": (True, None, False), "adamw-compact-misaligned": (False, None, False),
+    "adamw-compact-momentum": (True, torch.float32, False),
+    "adamw-compact-nesterov-bf16m": (True, torch.bfloat16, True),
+    "adamw-compact-momentum-misaligned-bf16m": (False, torch.bfloat16, False),
 }  # fmt: skip
 # The compact sync and its momentum sync (backends/triton/compact.py): name -> (LERP_SIDE, GATED, ALIGNED, MOM: the
 # momentum's dtype or None), for each fast dtype they take
@@ -128,6 +137,18 @@ GLOBAL_ACCESS = re.compile(r"(?:ld|st)\.global[.\w]*")
 VECTOR_16_BYTES = re.compile(r"(ld|st)\.global(\.[a-z_]+)*\.(v4\.b32|v2\.b64)")
 
 
+def assert_16_byte_accesses(ptx):
+    accesses = {m.group(1) for m in VECTOR_16_BYTES.finditer(ptx)}
+    seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
+    assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
+
+
+def assert_momentum_vectors(ptx, without):
+    """More 16-byte accesses than `without`, the same kernel without the outer momentum: the momentum's."""
+    vectors = lambda text: len(VECTOR_16_BYTES.findall(text))  # noqa: E731
+    assert vectors(ptx) > vectors(without), "the momentum is not read and written in 16-byte accesses"
+
+
 def momentum_dtype(slow_dtype, mode):
     return torch.bfloat16 if mode in BF16_MOMENTUM_MODES else slow_dtype
 
@@ -139,7 +160,7 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
 
     opmath = opmath_dtype(slow_dtype)
     scalar = "*fp64" if opmath == torch.float64 else "*fp32"
-    if mode in ADAMW_MODES:
+    if mode in ADAMW_MODES or mode in ADAMW_COMPACT_MODES:
         return compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar)
     if mode in COMPACT_MODES:
         return compile_compact_variant(fast_dtype, mode, arch)
@@ -165,16 +186,23 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
 def compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar):
     from lookahead_fused.backends.triton import adamw, elementwise, plans
 
-    aligned, momentum, nesterov, has_slow = ADAMW_MODES[mode]
+    compact = mode in ADAMW_COMPACT_MODES
+    if compact:  # the kernel's slow weights are the high parts, beside the residuals
+        (aligned, mom, nesterov), has_slow = ADAMW_COMPACT_MODES[mode], True
+        slow_dtype, momentum, mom = torch.bfloat16, mom is not None, mom or torch.bfloat16
+        block, warps = adamw._COMPACT_GPU_CONFIG
+    else:
+        aligned, momentum, nesterov, has_slow = ADAMW_MODES[mode]
+        mom, (block, warps) = momentum_dtype(slow_dtype, mode), adamw._GPU_CONFIG
     tl_dtypes = elementwise.TL_DTYPES
     constexprs = {
         "FAST": tl_dtypes[fast_dtype], "SLOW": tl_dtypes[slow_dtype], "OPMATH": tl_dtypes[opmath], "ALIGNED": aligned,
-        "BLOCK": 1024, "CHUNK_BITS": plans.CHUNK_BITS, "MOMENTUM": momentum, "NESTEROV": nesterov,
-        "COLUMNS": adamw.DERIVED_COLUMNS, "MOM": tl_dtypes[momentum_dtype(slow_dtype, mode)], "HAS_SLOW": has_slow,
+        "BLOCK": block, "CHUNK_BITS": plans.CHUNK_BITS, "MOMENTUM": momentum, "NESTEROV": nesterov,
+        "COLUMNS": adamw.DERIVED_COLUMNS, "MOM": tl_dtypes[mom], "HAS_SLOW": has_slow, "COMPACT": compact,
     }  # fmt: skip
     signature = dict(ADAMW_SIGNATURE, mu_ptr=scalar)
     source = ASTSource(fn=adamw.adamw_table_kernel, signature=signature, constexprs=constexprs)
-    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
     return compiled.asm["ptx"], len(compiled.asm["cubin"])
 
 
@@ -270,6 +298,8 @@ CASES = [
     for arch in ARCHS
 ] + [  # AdamW's step with int8-delta slow weights: int8 codes and float32 scales beside the param ("int8-delta")
     (fast, "int8-delta", mode, arch) for fast in INT8_DELTA_PARAM_DTYPES for mode in ADAMW_DELTA_MODES for arch in ARCHS
+] + [  # AdamW's step with bf16+int8 slow weights
+    (fast, "bf16+int8", mode, arch) for fast in COMPACT_FAST_DTYPES for mode in ADAMW_COMPACT_MODES for arch in ARCHS
 ]
 
 
@@ -302,17 +332,23 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
     variant = compiled[case_id(fast_dtype, slow_dtype, mode, arch)]
     assert variant["cubin_bytes"] > 0, "no cubin"
     ptx = variant["ptx"]
-    accesses = {m.group(1) for m in VECTOR_16_BYTES.finditer(ptx)}
-    if mode in ADAMW_MODES:  # IEEE-rounded division and square root, as the C++ kernels'
+    if mode in ADAMW_MODES or mode in ADAMW_COMPACT_MODES:  # IEEE-rounded division and square root, as the C++ kernels'
         assert "div.full" not in ptx and "div.approx" not in ptx and "sqrt.approx" not in ptx, "approximate math"
         assert re.search(r"div\.rn\.f(32|64)", ptx) and re.search(r"sqrt\.rn\.f(32|64)", ptx), "no rounded div/sqrt"
+    if mode in ADAMW_COMPACT_MODES:  # the compact sync's encoding, and the momentum's accesses
+        assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
+        aligned, mom, _ = ADAMW_COMPACT_MODES[mode]
+        if mom is not None and aligned:
+            assert_momentum_vectors(ptx, compiled[case_id(fast_dtype, slow_dtype, "adamw-compact", arch)]["ptx"])
+        if aligned:
+            assert_16_byte_accesses(ptx)
+        return
     if mode in COMPACT_MODES:  # the encoding is exact only with an IEEE-rounded division; its packs are narrower
         assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
         if COMPACT_MODES[mode][3] is not None and COMPACT_MODES[mode][2]:  # the momentum's loads and stores
             without = compiled[case_id(fast_dtype, slow_dtype, COMPACT_WITHOUT_MOMENTUM[mode], arch)]["ptx"]
-            vectors = lambda text: len(VECTOR_16_BYTES.findall(text))  # noqa: E731
-            assert vectors(ptx) > vectors(without), "the momentum is not read and written in 16-byte accesses"
+            assert_momentum_vectors(ptx, without)
         return
     int8_momentum_modes = {**INT8_MOMENTUM_MODES, **COMPACT_INT8_MOMENTUM_MODES}
     if mode in int8_momentum_modes or mode in ADAMW_DELTA_MODES:  # one IEEE operation a step: no fused multiply-add
@@ -324,17 +360,13 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
             plain = compiled[case_id(fast_dtype, slow_dtype, "adamw-delta", arch)]["ptx"]
             assert len(GLOBAL_ACCESS.findall(ptx)) > len(GLOBAL_ACCESS.findall(plain)), "the momentum is not accessed"
             if ADAMW_DELTA_MODES[mode][0] and ADAMW_DELTA_MODES[mode][1] != torch.int8:  # a float momentum, aligned
-                vectors = lambda text: len(VECTOR_16_BYTES.findall(text))  # noqa: E731
-                assert vectors(ptx) > vectors(plain), "the momentum is not read and written in 16-byte accesses"
+                assert_momentum_vectors(ptx, plain)
         if int8_momentum_modes[mode][2] if mode in int8_momentum_modes else ADAMW_DELTA_MODES[mode][0]:
-            seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
-            assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
+            assert_16_byte_accesses(ptx)
         return
     if mode in PSEUDO_GRADIENT_MODES:
         if PSEUDO_GRADIENT_MODES[mode][0]:
-            seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
-            assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
+            assert_16_byte_accesses(ptx)
         return
     if (MODES.get(mode) or ADAMW_MODES[mode])[3 if mode in MODES else 0]:
-        seen = sorted(set(GLOBAL_ACCESS.findall(ptx)))
-        assert accesses == {"ld", "st"}, f"no 16-byte loads and stores, only {seen}"
+        assert_16_byte_accesses(ptx)

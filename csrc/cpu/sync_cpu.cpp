@@ -203,6 +203,77 @@ LOOKAHEAD_INLINE void compact_momentum_entry(const int64_t* entry, int64_t lo, i
   });
 }
 
+constexpr int64_t kFloat16CompactTile = 1024;  // see [NOTE: float16 compact tiles] in csrc/cpu/sync_cpu.cpp
+
+// AdamW's step and the compact sync (Update: SyncMath) or compact momentum sync (MomentumSyncMath, the
+// momentum in Momentum's storage) of the new param, on a sync row
+// (see [NOTE: AdamW compact step] in csrc/adamw.h). Restrict parameters, as adamw_loop's.
+template <class Fast, class Momentum, class Update>
+LOOKAHEAD_INLINE void adamw_compact_loop(typename Fast::storage* __restrict__ p,
+                                         const typename Fast::storage* __restrict__ g,
+                                         typename Fast::storage* __restrict__ m, typename Fast::storage* __restrict__ v,
+                                         uint16_t* __restrict__ high, int8_t* __restrict__ residual,
+                                         typename Momentum::storage* __restrict__ b, int64_t n,
+                                         const AdamWConstants<float>& c, const Update& update) {
+  auto round_fast = [](float x) { return Fast::load(Fast::store(x)); };
+  for (int64_t i = 0; i < n; ++i) {
+    float mi = Fast::load(m[i]), vi = Fast::load(v[i]);
+    const float kept = round_fast(adamw_element(Fast::load(p[i]), Fast::load(g[i]), mi, vi, c, round_fast));
+    m[i] = Fast::store(mi);
+    v[i] = Fast::store(vi);
+    if constexpr (Update::kStates == 1) {
+      p[i] = Fast::store(compact_sync_element(kept, high[i], residual[i], update.lerp));
+    } else {
+      float momentum = Momentum::load(b[i]);
+      typename Momentum::storage rounded{};
+      const float slow =
+          compact_momentum_sync_element(kept, high[i], residual[i], momentum, update, [&rounded](float x) {
+            rounded = Momentum::store(x);
+            return Momentum::load(rounded);
+          });
+      b[i] = rounded;
+      p[i] = Fast::store(slow);
+    }
+  }
+}
+
+// An entry of kAdamWCompact (param, grad, exp_avg, exp_avg_sq, slow_high, slow_low) or of
+// kAdamWCompactMomentum (and the outer momentum in Momentum's storage).
+template <class Fast, class Momentum = F32>
+LOOKAHEAD_INLINE void adamw_compact_entry(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t n, TableOp op,
+                                          const UpdateArgs& args) {
+  using FastStorage = typename Fast::storage;
+  auto* p = reinterpret_cast<FastStorage*>(entry[0]) + lo;
+  auto* g = reinterpret_cast<const FastStorage*>(entry[1]) + lo;
+  auto* m = reinterpret_cast<FastStorage*>(entry[2]) + lo;
+  auto* v = reinterpret_cast<FastStorage*>(entry[3]) + lo;
+  const AdamWConstants<float> c(args.hyper + args.rows[entry_index] * kAdamWColumns);
+  if (!c.syncs) return adamw_loop<Fast, F32, F32>(p, g, m, v, nullptr, nullptr, n, c, NoSync{});
+  auto* h = reinterpret_cast<uint16_t*>(entry[4]) + lo;
+  auto* q = reinterpret_cast<int8_t*>(entry[5]) + lo;
+  const bool momentum = op == TableOp::kAdamWCompactMomentum;
+  auto* b = momentum ? reinterpret_cast<typename Momentum::storage*>(entry[6]) + lo : nullptr;
+  with_sync_update<float>(c.alpha, momentum, args.mu, args.nesterov, [&](const auto& update) LOOKAHEAD_LAMBDA_INLINE {
+    if constexpr (std::is_same_v<Fast, F16>) {
+      // [NOTE: float16 compact tiles] GCC 12 keeps float16 loops scalar, and the one loop of AdamW's step
+      // with the compact sync then runs slower than the two loops apart (bench/RESULTS.md, issue 26). So
+      // float16 params take AdamW's loop, then the compact sync's, over a tile that stays in L1: the
+      // same elements, the same bits.
+      for (int64_t t = 0; t < n; t += kFloat16CompactTile) {
+        const int64_t count = std::min(kFloat16CompactTile, n - t);
+        adamw_loop<Fast, F32, F32>(p + t, g + t, m + t, v + t, nullptr, nullptr, count, c, NoSync{});
+        if constexpr (std::decay_t<decltype(update)>::kStates == 1) {
+          compact_loop<Fast>(p + t, h + t, q + t, count, update.lerp);
+        } else {
+          compact_momentum_loop<Fast, Momentum>(p + t, h + t, q + t, b + t, count, update);
+        }
+      }
+    } else {
+      adamw_compact_loop<Fast, Momentum>(p, g, m, v, h, q, b, n, c, update);
+    }
+  });
+}
+
 template <typename Word>  // a swap moves bits: only the element width matters
 LOOKAHEAD_INLINE void swap_entry(const int64_t* entry, int64_t lo, int64_t n) {
   Word* __restrict__ a = reinterpret_cast<Word*>(entry[0]) + lo;
@@ -263,6 +334,19 @@ LOOKAHEAD_INLINE void run_chunk(const int64_t* entry, int64_t entry_index, int d
   case pair: return compact_entry<fast>(entry, lo, n, args);
       LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_COMPACT_CASE)
 #undef LOOKAHEAD_COMPACT_CASE
+      default: unknown_pair_code(code);
+    }
+  }
+  if (op == TableOp::kAdamWCompact || op == TableOp::kAdamWCompactMomentum) {
+    switch (code) {
+#define LOOKAHEAD_ADAMW_COMPACT_CASE(pair, fast) \
+  case pair: return adamw_compact_entry<fast>(entry, entry_index, lo, n, op, args);
+      LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_ADAMW_COMPACT_CASE)
+#undef LOOKAHEAD_ADAMW_COMPACT_CASE
+#define LOOKAHEAD_ADAMW_COMPACT_BF16_MOMENTUM_CASE(pair, fast) \
+  case pair: return adamw_compact_entry<fast, BF16>(entry, entry_index, lo, n, op, args);
+      LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS(LOOKAHEAD_ADAMW_COMPACT_BF16_MOMENTUM_CASE)
+#undef LOOKAHEAD_ADAMW_COMPACT_BF16_MOMENTUM_CASE
       default: unknown_pair_code(code);
     }
   }

@@ -64,6 +64,12 @@ static_assert(has_roles_of<Bf16PseudoGradientOp>(TableOp::kPseudoGradient) &&
 static_assert(has_roles_of<CompactMomentumSyncOp>(TableOp::kCompactMomentumSync) &&
               roles_of(TableOp::kCompactMomentumSync).compact &&
               roles_of(TableOp::kCompactMomentumSync).momentum == CompactMomentumSyncOp::kFast + 2);
+static_assert(has_roles_of<AdamWCompactStep<CompactSyncOp>>(TableOp::kAdamWCompact) &&
+              roles_of(TableOp::kAdamWCompact).compact);
+// its steps read the entry's state tensor 2 as the momentum
+static_assert(has_roles_of<AdamWCompactStep<CompactMomentumEntryOp<float>>>(TableOp::kAdamWCompactMomentum) &&
+              roles_of(TableOp::kAdamWCompactMomentum).compact &&
+              roles_of(TableOp::kAdamWCompactMomentum).momentum == AdamWCompactStep<CompactSyncOp>::kFast + 2);
 
 }  // namespace
 
@@ -81,7 +87,8 @@ int64_t cuda_resident_blocks(int device_index) {
                                       blocks_per_sm<AdamWOp<6>>(),
                                       blocks_per_sm<CompactSyncOp>(), blocks_per_sm<GatedCompactSyncOp>(),
                                       blocks_per_sm<PseudoGradientOp>(), blocks_per_sm<CompactMomentumSyncOp>(),
-                                      blocks_per_sm<GatedCompactMomentumSyncOp>()});
+                                      blocks_per_sm<GatedCompactMomentumSyncOp>(), blocks_per_sm<AdamWCompactOp<6>>(),
+                                      blocks_per_sm<AdamWCompactOp<7>>()});
     if (device_index < 64) blocks_per_device[device_index].store(blocks);
   }
   return blocks;
@@ -119,6 +126,10 @@ void launch_cuda(TableView table, TableOp op, UpdateArgs args, void* stream, int
     case TableOp::kPseudoGradient: return launch(table, PseudoGradientOp{}, cuda_stream, device_index);
     case TableOp::kCompactMomentumSync:
       return launch(table, CompactMomentumSyncOp{args.alpha, args.mu, args.nesterov}, cuda_stream, device_index);
+    case TableOp::kAdamWCompact:
+      return launch(table, AdamWCompactOp<6>{args.hyper, args.rows, args.mu, args.nesterov}, cuda_stream, device_index);
+    case TableOp::kAdamWCompactMomentum:
+      return launch(table, AdamWCompactOp<7>{args.hyper, args.rows, args.mu, args.nesterov}, cuda_stream, device_index);
   }
 }
 

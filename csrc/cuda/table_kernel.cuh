@@ -1,6 +1,6 @@
 // The body of the fused table kernels (the sync, the swap, the momentum sync, AdamW's step, the
-// compact sync and its momentum sync, and the pseudo-gradient; see [NOTE: table layout] in csrc/table.h), as what one thread of one block does, for
-// two callers:
+// compact sync and its momentum sync, AdamW's step with those, and the pseudo-gradient;
+// see [NOTE: table layout] in csrc/table.h), as what one thread of one block does, for two callers:
 // the CUDA kernel in sync_cuda.cu, and the host emulation in tests/cpp/test_cuda_kernel_on_host.cu,
 // which runs every block and thread of a launch in turn
 // (the kernel has no communication between threads, so in-order emulation is faithful) through a
@@ -44,8 +44,8 @@ constexpr int kThreads = 256;  // >= the elements of one vector step, so one pas
 // entry: 4 for two; 2 for three, whose steps hold up to 5 packs (a 16-bit fast tensor with two
 // float32 state tensors; float32 fast and slow with a bfloat16 momentum, whose steps are 8 elements):
 // 4 of those would not fit the 128 registers of two blocks per SM, and the compiler then interleaves
-// loads with math; 1 for AdamW's five and six, whose steps hold up to 11 (four float32 fast tensors
-// with a bfloat16 momentum).
+// loads with math; 1 for four to seven, whose steps hold up to 11 (AdamW's four float32 fast tensors
+// with a bfloat16 momentum; AdamW's with the compact sync loads a pack of its grad and moments at a time).
 template <int kDepth>
 constexpr int kUnrollFor = kDepth == 2 ? 4 : kDepth == 3 ? 2 : 1;
 constexpr int kMinBlocksPerSM = 2;  // caps registers at 128 a thread: two blocks of 256 threads fit an SM
@@ -320,8 +320,8 @@ struct GatedCompactMomentumSyncOp {
 // AdamW's step with the sync in one pass (see [NOTE: AdamW hyper table] in csrc/adamw.h): kDepth 5 for the
 // plain sync, 6 for the momentum sync, 4 for the step alone (no slow weights: it never syncs). Each
 // entry resolves its row, and runs an AdamWStep: the step alone (the slow weights untouched) or with
-// the sync, as the row's sync flag says.
-template <int D>
+// the sync, as the row's sync flag says. With kCompact, AdamWCompactOp below.
+template <int D, bool kCompact = false>
 struct AdamWOp {
   static constexpr int kDepth = D;
   const double* hyper;
@@ -393,6 +393,54 @@ template <>
 struct Bf16MomentumOpOf<PseudoGradientOp> {  // out in the momentum's role
   using type = Bf16PseudoGradientOp;
 };
+
+// AdamW's step with the compact sync in one pass (see [NOTE: AdamW compact step] in csrc/adamw.h): kDepth 6
+// for the compact sync, 7 for the compact momentum sync. Each entry resolves its row and runs AdamW's step
+// alone on the fast tensors (the compact state neither read nor written) or, on a sync row, an
+// AdamWCompactStep.
+template <int D>
+using AdamWCompactOp = AdamWOp<D, true>;
+
+template <typename M>
+struct AdamWCompactMomentumEntryOp {  // an AdamWCompactOp<7> on the entries whose momentum is M
+  AdamWCompactOp<7> op;
+};
+
+// AdamW's step, then the compact sync's op `Sync` (CompactSyncOp, or CompactMomentumEntryOp<M>) of the new
+// param as stored, on a sync row of an AdamWCompactOp: AdamWStep's step and Sync's element, so each element
+// is theirs bit for bit. Its steps (below) are Sync's, the param in the place of Sync's fast tensor, with
+// the grad and the moments beside them.
+template <typename Sync>
+struct AdamWCompactStep {
+  static constexpr int kDepth = 4 + Sync::kStates, kFast = 4, kStates = Sync::kStates;
+  using AdamW = AdamWStep<kDepth, float, NoSyncOp>;
+  static constexpr unsigned kReadOnly = AdamW::kReadOnly;
+  AdamW adamw;
+  Sync sync;
+  template <typename F>
+  LOOKAHEAD_KERNEL_FN void step(F& param, F grad, F& exp_avg, F& exp_avg_sq) const {
+    F fast[4] = {param, grad, exp_avg, exp_avg_sq};
+    adamw.step(fast);
+    param = fast[0];
+    exp_avg = fast[2];
+    exp_avg_sq = fast[3];
+  }
+};
+
+template <typename Op, typename M>
+struct CompactMomentumEntryOf {  // the op that runs Op's compact entries whose momentum is M; void: Op has none
+  using type = void;
+};
+template <typename M>
+struct CompactMomentumEntryOf<CompactMomentumSyncOp, M> {
+  using type = CompactMomentumEntryOp<M>;
+};
+template <typename M>
+struct CompactMomentumEntryOf<AdamWCompactOp<7>, M> {
+  using type = AdamWCompactMomentumEntryOp<M>;
+};
+template <int D>
+struct HasCompactState<AdamWCompactOp<D>> : std::true_type {};
 
 template <int kCount>
 constexpr int kSlots = kCount > 0 ? kCount : 1;  // the length of an array of kCount values (C++ has no empty one)
@@ -481,9 +529,12 @@ struct CompactPacks {
 
 template <typename F, typename S, typename Mem>
 struct Step<F, S, CompactSyncOp, Mem> : CompactPacks<F, S, Mem> {
+  LOOKAHEAD_KERNEL_FN void element(const CompactSyncOp& op, int j) {
+    op.element(this->fast_at(j), this->high_at(j), this->residual.v[j]);
+  }
   LOOKAHEAD_KERNEL_FN void apply(const CompactSyncOp& op) {
 #pragma unroll
-    for (int j = 0; j < this->kElems; ++j) op.element(this->fast_at(j), this->high_at(j), this->residual.v[j]);
+    for (int j = 0; j < this->kElems; ++j) element(op, j);
   }
 };
 
@@ -501,12 +552,13 @@ struct Step<F, S, CompactMomentumEntryOp<M>, Mem> : CompactPacks<F, S, Mem> {
       momentum[k] = Mem::load_pack(reinterpret_cast<const M*>(s[2]) + at + k * Pack<M>::kSize);
     }
   }
+  LOOKAHEAD_KERNEL_FN void element(const CompactMomentumEntryOp<M>& entry, int j) {
+    entry.op.element(this->fast_at(j), this->high_at(j), this->residual.v[j],
+                     momentum[j / Pack<M>::kSize].v[j % Pack<M>::kSize]);
+  }
   LOOKAHEAD_KERNEL_FN void apply(const CompactMomentumEntryOp<M>& entry) {
 #pragma unroll
-    for (int j = 0; j < Base::kElems; ++j) {
-      entry.op.element(this->fast_at(j), this->high_at(j), this->residual.v[j],
-                       momentum[j / Pack<M>::kSize].v[j % Pack<M>::kSize]);
-    }
+    for (int j = 0; j < Base::kElems; ++j) element(entry, j);
   }
   LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t at) const {
     Base::store(f, s, at);
@@ -514,6 +566,54 @@ struct Step<F, S, CompactMomentumEntryOp<M>, Mem> : CompactPacks<F, S, Mem> {
     for (int k = 0; k < kMomentumPacks; ++k) {
       Mem::store_pack(reinterpret_cast<M*>(s[2]) + at + k * Pack<M>::kSize, momentum[k]);
     }
+  }
+};
+
+// A vector step of AdamWCompactStep<Sync>: Sync's step, whose fast packs are the param's, and for each of
+// them in turn one pack each of the grad and the moments: a pack's three are loaded once the moments of the
+// pack before are stored, so those loads wait for these stores. The grad's and moments' packs of all 16
+// elements at once (12 of float32) beside Sync's (up to 11) do not fit the 128 registers of two blocks per SM.
+template <typename F, typename S, typename Sync, typename Mem>
+struct Step<F, S, AdamWCompactStep<Sync>, Mem> {
+  using SyncStep = Step<F, S, Sync, Mem>;
+  static constexpr int kElems = SyncStep::kElems;
+  static constexpr int kPacks = kElems / Pack<F>::kSize;  // of each fast tensor
+  SyncStep sync;
+  Pack<F> others[3];  // the entry's fast tensors 1 to 3 (grad, exp_avg, exp_avg_sq) at one of the packs
+  F* const* fast;     // where load() read, for apply()
+  int64_t at;
+  LOOKAHEAD_KERNEL_FN void load_others(F* const* f, int64_t at_element, int k) {
+#pragma unroll
+    for (int t = 0; t < 3; ++t) others[t] = Mem::load_pack(f[t + 1] + at_element + k * Pack<F>::kSize);
+  }
+  LOOKAHEAD_KERNEL_FN void store_moments(F* const* f, int64_t at_element, int k) const {  // the grad is only read
+#pragma unroll
+    for (int t = 1; t < 3; ++t) Mem::store_pack(f[t + 1] + at_element + k * Pack<F>::kSize, others[t]);
+  }
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t at_element) {
+    fast = f;
+    at = at_element;
+    sync.load(f, s, at_element);
+    load_others(f, at_element, 0);
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const AdamWCompactStep<Sync>& op) {
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      if (k > 0) {
+        store_moments(fast, at, k - 1);
+        load_others(fast, at, k);
+      }
+#pragma unroll
+      for (int i = 0; i < Pack<F>::kSize; ++i) {
+        const int j = k * Pack<F>::kSize + i;
+        op.step(sync.fast_at(j), others[0].v[i], others[1].v[i], others[2].v[i]);
+        sync.element(op.sync, j);
+      }
+    }
+  }
+  LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t at_element) const {
+    store_moments(f, at_element, kPacks - 1);
+    sync.store(f, s, at_element);
   }
 };
 
@@ -671,6 +771,26 @@ struct ScalarStep<Mem, F, S, CompactMomentumEntryOp<M>> : CompactElement<Mem, F,
   LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t i) const {
     Base::store(f, s, i);
     Mem::store(reinterpret_cast<M*>(s[2]) + i, momentum);
+  }
+};
+
+template <typename Mem, typename F, typename S, typename Sync>
+struct ScalarStep<Mem, F, S, AdamWCompactStep<Sync>> {  // one element, as Step<..., AdamWCompactStep<Sync>> reads it
+  ScalarStep<Mem, F, S, Sync> sync;
+  F others[3];  // grad, exp_avg, exp_avg_sq
+  LOOKAHEAD_KERNEL_FN void load(F* const* f, S* const* s, int64_t i) {
+    sync.load(f, s, i);
+#pragma unroll
+    for (int t = 0; t < 3; ++t) others[t] = Mem::load(f[t + 1] + i);
+  }
+  LOOKAHEAD_KERNEL_FN void apply(const AdamWCompactStep<Sync>& op) {
+    op.step(sync.fast, others[0], others[1], others[2]);
+    sync.apply(op.sync);
+  }
+  LOOKAHEAD_KERNEL_FN void store(F* const* f, S* const* s, int64_t i) const {
+    Mem::store(f[2] + i, others[1]);
+    Mem::store(f[3] + i, others[2]);
+    sync.store(f, s, i);
   }
 };
 
@@ -850,6 +970,34 @@ LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t entry_index, in
   }
 }
 
+// An AdamWCompactOp<D> entry, its outer momentum in M (void: none); the walker hands its state tensors over
+// as bytes (S = int8_t). On a row with sync 0 the fast tensors alone, as AdamWOp<4> walks them.
+template <typename Mem, typename F, typename M, int D>
+LOOKAHEAD_KERNEL_FN void run_adamw_compact(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t hi,
+                                           const AdamWCompactOp<D>& op, int64_t tid) {
+  const AdamWConstants<float> c(op.hyper + op.rows[entry_index] * kAdamWColumns);
+  if (!c.syncs) {
+    run_tensors<Mem, F, F>(entry, lo, hi, AdamWStep<D, float, NoSyncOp>{c, {}}, tid);
+  } else if constexpr (std::is_void_v<M>) {
+    run_tensors<Mem, F, int8_t>(entry, lo, hi, AdamWCompactStep<CompactSyncOp>{{c, {}}, CompactSyncOp{c.alpha}}, tid);
+  } else {
+    const CompactMomentumEntryOp<M> sync{{c.alpha, op.mu, op.nesterov}};
+    run_tensors<Mem, F, int8_t>(entry, lo, hi, AdamWCompactStep<CompactMomentumEntryOp<M>>{{c, {}}, sync}, tid);
+  }
+}
+
+template <typename Mem, typename F, typename S>
+LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t hi,
+                                   const AdamWCompactOp<6>& op, int64_t tid) {
+  run_adamw_compact<Mem, F, void>(entry, entry_index, lo, hi, op, tid);
+}
+
+template <typename Mem, typename F, typename S, typename M>
+LOOKAHEAD_KERNEL_FN void run_entry(const int64_t* entry, int64_t entry_index, int64_t lo, int64_t hi,
+                                   const AdamWCompactMomentumEntryOp<M>& momentum_entry, int64_t tid) {
+  run_adamw_compact<Mem, F, M>(entry, entry_index, lo, hi, momentum_entry.op, tid);
+}
+
 // What thread `tid` of block `block` (of `grid`) does: grid-stride over the chunks of every entry;
 // each chunk's dtype pair is uniform over its block. An unknown pair code traps (a table built by a
 // newer plan.cpp than this kernel must not pass silently).
@@ -871,21 +1019,22 @@ LOOKAHEAD_KERNEL_FN void table_thread(const int64_t* __restrict__ words, int64_t
     using OpT = std::remove_const_t<decltype(op)>;
 #define LOOKAHEAD_CUDA_CASE(code, fast, state) \
   case code: run_entry<Mem, Cuda##fast, Cuda##state>(entry, entry_index, lo, hi, op, tid); break;
-    if constexpr (std::is_same_v<OpT, CompactMomentumSyncOp>) {
+    using FloatMomentumEntry = typename CompactMomentumEntryOf<OpT, float>::type;
+    if constexpr (!std::is_void_v<FloatMomentumEntry>) {
+      using Bf16MomentumEntry = typename CompactMomentumEntryOf<OpT, CudaBF16>::type;
       switch (pair_code_of(entry[Gate::kDepth + 1])) {  // the state tensors go as bytes, the momentum by its code
 #define LOOKAHEAD_CUDA_COMPACT_MOMENTUM_CASE(code, fast) \
-  case code: run_entry<Mem, Cuda##fast, int8_t>(entry, entry_index, lo, hi, CompactMomentumEntryOp<float>{op}, tid); break;
+  case code: run_entry<Mem, Cuda##fast, int8_t>(entry, entry_index, lo, hi, FloatMomentumEntry{op}, tid); break;
         LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_CUDA_COMPACT_MOMENTUM_CASE)
 #undef LOOKAHEAD_CUDA_COMPACT_MOMENTUM_CASE
-#define LOOKAHEAD_CUDA_COMPACT_BF16_MOMENTUM_CASE(code, fast)                                                         \
-  case code:                                                                                                         \
-    run_entry<Mem, Cuda##fast, int8_t>(entry, entry_index, lo, hi, CompactMomentumEntryOp<CudaBF16>{op}, tid); break;
+#define LOOKAHEAD_CUDA_COMPACT_BF16_MOMENTUM_CASE(code, fast) \
+  case code: run_entry<Mem, Cuda##fast, int8_t>(entry, entry_index, lo, hi, Bf16MomentumEntry{op}, tid); break;
         LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS(LOOKAHEAD_CUDA_COMPACT_BF16_MOMENTUM_CASE)
 #undef LOOKAHEAD_CUDA_COMPACT_BF16_MOMENTUM_CASE
         default: unknown_pair_code(pair_code_of(entry[Gate::kDepth + 1]));
       }
     } else if constexpr (HasCompactState<OpT>::value) {
-      switch (pair_code_of(entry[Gate::kDepth + 1])) {  // the state tensors go as bytes (CompactSyncOp)
+      switch (pair_code_of(entry[Gate::kDepth + 1])) {  // the state tensors go as bytes (CompactSyncOp and others)
 #define LOOKAHEAD_CUDA_COMPACT_CASE(code, fast) \
   case code: run_entry<Mem, Cuda##fast, int8_t>(entry, entry_index, lo, hi, op, tid); break;
         LOOKAHEAD_COMPACT_PAIRS(LOOKAHEAD_CUDA_COMPACT_CASE)

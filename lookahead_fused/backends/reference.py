@@ -112,20 +112,46 @@ def _adamw_param(p, g, m, v, constants) -> torch.Tensor:
     return p.to(opmath) * decay - step_size * (m.to(opmath) / denom)
 
 
-def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu: float, nesterov: bool) -> None:
-    """AdamW's step for every param, and on a sync row the sync of the new param, per tensor with
-    torch ops in opmath: the math of csrc/adamw.h (decoupled weight decay, bias correction, the
-    moments rounded as stored before the param's update reads them). momentum: [] without outer
-    momentum; slow: [] for AdamW's step alone."""
+def _adamw_steps(params, grads, exp_avgs, exp_avg_sqs, hyper, rows, sync_row) -> None:
+    """AdamW's step for every param, per tensor with torch ops in opmath: the math of csrc/adamw.h
+    (decoupled weight decay, bias correction, the moments rounded as stored before the param's update
+    reads them); then, on a sync row, sync_row(i, alpha) syncs the new param i."""
     table, row_of = hyper.tolist(), rows.tolist()
     for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, strict=True)):
         constants = adamw_constants(table[row_of[i]])
         alpha, syncs = constants[6:8]
         p.copy_(_adamw_param(p, g, m, v, constants))
-        if syncs and momentum:
-            momentum_sync_([p], [slow[i]], [momentum[i]], alpha, mu, nesterov)
-        elif syncs and slow:
-            sync_([p], [slow[i]], alpha)
+        if syncs:
+            sync_row(i, alpha)
+
+
+def adamw_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu: float, nesterov: bool) -> None:
+    """AdamW's step for every param (_adamw_steps), and on a sync row the sync of the new param.
+    momentum: [] without outer momentum; slow: [] for AdamW's step alone."""
+
+    def sync_row(i: int, alpha: float) -> None:
+        if momentum:
+            momentum_sync_([params[i]], [slow[i]], [momentum[i]], alpha, mu, nesterov)
+        elif slow:
+            sync_([params[i]], [slow[i]], alpha)
+
+    _adamw_steps(params, grads, exp_avgs, exp_avg_sqs, hyper, rows, sync_row)
+
+
+def adamw_compact_step_(params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, momentum, hyper, rows, mu: float,
+                        nesterov: bool) -> None:  # fmt: skip
+    """AdamW's step with bf16+int8 slow weights (see [NOTE: AdamW compact step] in csrc/adamw.h): AdamW's
+    step for every param (_adamw_steps), and on a sync row the compact sync of the new param (with
+    `momentum`, the compact momentum sync)."""
+
+    def sync_row(i: int, alpha: float) -> None:
+        triple = ([params[i]], [slow_high[i]], [slow_low[i]])
+        if momentum:
+            compact_momentum_sync_(*triple, [momentum[i]], alpha, mu, nesterov)
+        else:
+            compact_sync_(*triple, alpha)
+
+    _adamw_steps(params, grads, exp_avgs, exp_avg_sqs, hyper, rows, sync_row)
 
 
 def adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales, hyper, rows,

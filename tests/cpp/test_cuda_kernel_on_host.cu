@@ -6,7 +6,8 @@
 //   - each element of both tensors is written exactly once (none when the gate is off);
 //   - every 16-byte access is 16-byte aligned, and every access is inside its tensor;
 //   - the values follow the op contract (docs/design.md): fast == slow cast exactly, alpha 0 and 1
-//     exact, otherwise within 2 ulp of max(|slow|, |fast|) of the float64 evaluation, NaN propagates.
+//     exact, otherwise within 2 ulp of max(|slow|, |fast|) of the float64 evaluation, NaN propagates;
+//     AdamW's step with the compact sync is, bit for bit, AdamW's step followed by the compact sync.
 // The recording memory policy is host code called from the kernel's __host__ __device__ body; only
 // the host side is compiled into this test, so nvcc's warnings about that call are moot here.
 #pragma nv_diag_suppress 20011
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <algorithm>
 #include <array>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -615,6 +617,207 @@ void check_compact_momentum_case(int64_t n, const std::array<int64_t, 4>& offset
   }
 }
 
+// AdamW's step with the compact sync (depth 6) or the compact momentum sync (depth 7, its momentum in M;
+// see [NOTE: AdamW compact step] in csrc/adamw.h), as the composition it must equal bit for bit:
+// adamw_element with the moments and the new param rounded to F, then on a sync row the compact sync
+// (or compact momentum sync) of that param, the param taking the slow weight as stored.
+// Equal bits, or both NaN: a NaN's sign and payload are the compiler's choice (x * -1, the maximize sign,
+// may compile to a negation).
+template <typename T>
+bool same_bits(T a, T b) {
+  return std::memcmp(&a, &b, sizeof a) == 0 || (std::isnan(to_double(a)) && std::isnan(to_double(b)));
+}
+
+template <typename T>
+struct RoundTo {  // round_to<T> for the element math, which is __host__ __device__ (a host lambda is not)
+  LOOKAHEAD_KERNEL_FN float operator()(float x) const { return round_to<T>(x); }
+};
+
+template <typename F, typename M>
+void adamw_compact_on_host(F& p, F g, F& m, F& v, uint16_t& high, int8_t& low, M* momentum, const double* row,
+                           double mu, bool nesterov) {
+  const AdamWConstants<float> c(row);
+  float m_value = widen(m), v_value = widen(v);
+  const F param = narrow<F>(adamw_element(float(widen(p)), float(widen(g)), m_value, v_value, c, RoundTo<F>{}));
+  m = narrow<F>(m_value);
+  v = narrow<F>(v_value);
+  p = param;
+  if (!c.syncs) return;
+  const TwoSidedLerp<float, bool> lerp = two_sided_lerp<float>(c.alpha, lerp_from_slow(c.alpha));
+  if (momentum == nullptr) {
+    p = narrow<F>(compact_sync_element(float(widen(param)), high, low, lerp));
+    return;
+  }
+  float outer = widen(*momentum);
+  const MomentumSyncMath<float, bool, bool> math{lerp, float(mu), nesterov};
+  const float slow = compact_momentum_sync_element(float(widen(param)), high, low, outer, math, RoundTo<M>{});
+  *momentum = narrow<M>(outer);
+  p = narrow<F>(slow);
+}
+
+// The tensors of one AdamW compact entry, each at its own element offset: param, grad, exp_avg, exp_avg_sq
+// in F, the slow weight's high parts and residuals, and the outer momentum in M (not in the table at depth 6).
+template <typename F, typename M>
+struct AdamWCompactTensors {
+  Buffer<F> p, g, m, v;
+  Buffer<uint16_t> high;
+  Buffer<int8_t> low;
+  Buffer<M> momentum;
+  AdamWCompactTensors(int64_t n, const std::array<int64_t, 7>& offsets)
+      : p(n, offsets[0]),
+        g(n, offsets[1]),
+        m(n, offsets[2]),
+        v(n, offsets[3]),
+        high(n, offsets[4]),
+        low(n, offsets[5]),
+        momentum(n, offsets[6]) {}
+  std::array<const void*, 7> data() const {
+    return {p.data, g.data, m.data, v.data, high.data, low.data, momentum.data};
+  }
+};
+
+// The AdamW compact ops (AdamWCompactOp<6>, and AdamWCompactOp<7> when M is not void) over two entries in
+// one launch, of n and n * 5 / 3 + 3 elements, rows pointing one to a sync row and the other to a row
+// with sync 0 (`sync_first`: entry 0's is the sync row), the rows' lerp sides and maximize apart; every
+// tensor at `offsets`. Checks: each element of param, exp_avg, exp_avg_sq written once and the grad never;
+// the slow weight and the momentum written once on the sync row's entry and never on the other; every
+// element bit for bit adamw_compact_on_host's; the aligned bodies in 16-byte accesses.
+template <typename F, typename M = void>
+void check_adamw_compact_case(int64_t n0, const std::array<int64_t, 7>& offsets, double alpha, bool nesterov,
+                              bool sync_first, int grid_cap, int64_t chunk, std::mt19937& rng) {
+  constexpr bool kMomentum = !std::is_void_v<M>;
+  using Momentum = std::conditional_t<kMomentum, M, float>;
+  constexpr int depth = kMomentum ? 7 : 6;
+  const int64_t code = !kMomentum                 ? compact_code_for<F>()
+                       : std::is_same_v<M, float> ? compact_code_for<F>()
+                                                  : compact_bf16_momentum_code_for<F>();
+  const double mu = 0.9;
+  const double hyper[2 * kAdamWColumns] = {1e-2, 0.9, 0.999, 1e-8, 0.1, 3, alpha, 1.0, 0.0,
+                                           3e-3, 0.3, 0.99,  1e-6, 0.0, 7, 0.5,   0.0, 1.0};
+  const int64_t rows[2] = {sync_first ? 0 : 1, sync_first ? 1 : 0};
+  const int64_t sizes[2] = {n0, n0 * 5 / 3 + 3};
+  std::vector<std::unique_ptr<AdamWCompactTensors<F, Momentum>>> entries;
+  std::vector<std::vector<F>> p0(2), g0(2), m0(2), v0(2);
+  std::vector<std::vector<uint16_t>> h0(2);
+  std::vector<std::vector<int8_t>> q0(2);
+  std::vector<std::vector<Momentum>> b0(2);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  tracked.clear();
+  std::vector<int64_t> words, chunk_words;
+  int64_t heads[2];
+  for (int e = 0; e < 2; ++e) {
+    const int64_t n = sizes[e];
+    entries.push_back(std::make_unique<AdamWCompactTensors<F, Momentum>>(n, offsets));
+    AdamWCompactTensors<F, Momentum>& t = *entries.back();
+    for (int64_t i = 0; i < n; ++i) {
+      t.p.data[i] = from_double<F>(i % 83 == 11 ? INFINITY : normal(rng));
+      t.g.data[i] = from_double<F>(i % 97 == 5 ? NAN : normal(rng));
+      t.m.data[i] = from_double<F>(0.1 * normal(rng));
+      t.v.data[i] = from_double<F>(0.01 + 0.1 * std::fabs(normal(rng)));
+      const Bf16Int8 slow = encode_bf16_int8(i % 3 == 0 ? float(to_double(t.p.data[i])) : float(normal(rng)));
+      t.high.data[i] = slow.high;
+      t.low.data[i] = slow.residual;
+      t.momentum.data[i] = from_double<Momentum>(i % 5 == 0 ? 0.0 : 0.1 * normal(rng));
+    }
+    p0[e].assign(t.p.data, t.p.data + n), g0[e].assign(t.g.data, t.g.data + n);
+    m0[e].assign(t.m.data, t.m.data + n), v0[e].assign(t.v.data, t.v.data + n);
+    h0[e].assign(t.high.data, t.high.data + n), q0[e].assign(t.low.data, t.low.data + n);
+    b0[e].assign(t.momentum.data, t.momentum.data + n);
+    const std::array<const void*, 7> data = t.data();
+    const int64_t element_sizes[7] = {sizeof(F), sizeof(F), sizeof(F), sizeof(F), 2, 1, sizeof(Momentum)};
+    uintptr_t addresses[7];
+    for (int k = 0; k < depth; ++k) {
+      addresses[k] = reinterpret_cast<uintptr_t>(data[k]);
+      track(data[k], n, size_t(element_sizes[k]));
+      words.push_back(int64_t(addresses[k]));
+    }
+    heads[e] = common_head(addresses, element_sizes, depth);
+    words.push_back(n);
+    words.push_back(code | ((heads[e] + 1) << 8));
+    for (int64_t c = 0; c * chunk < n; ++c) chunk_words.push_back((int64_t(e) << kChunkBits) | c);
+  }
+  words.insert(words.end(), chunk_words.begin(), chunk_words.end());
+  const int64_t num_chunks = int64_t(chunk_words.size());
+  const int64_t grid = std::min<int64_t>(num_chunks, grid_cap);
+  const int64_t vector_before = vector_accesses;
+  const AdamWCompactOp<depth> op{hyper, rows, mu, nesterov};
+  for (int64_t block = 0; block < grid; ++block) {
+    for (int64_t tid = 0; tid < kThreads; ++tid) {
+      table_thread<HostMemory>(words.data(), 2, num_chunks, chunk, op, block, grid, tid);
+    }
+  }
+  char where[240];
+  std::snprintf(where, sizeof where,
+                "adamw compact: depth %d, code %lld, n %lld, offsets (%lld %lld %lld %lld %lld %lld %lld), alpha %.1f, "
+                "nesterov %d, sync first %d, chunk %lld",
+                depth, (long long)code, (long long)n0, (long long)offsets[0], (long long)offsets[1],
+                (long long)offsets[2], (long long)offsets[3], (long long)offsets[4], (long long)offsets[5],
+                (long long)offsets[6], alpha, int(nesterov), int(sync_first), (long long)chunk);
+  for (int e = 0; e < 2; ++e) {
+    const bool syncs = hyper[rows[e] * kAdamWColumns + kSyncFlag] != 0.0;
+    const AdamWCompactTensors<F, Momentum>& t = *entries[e];
+    for (int64_t i = 0; i < sizes[e]; ++i) {
+      for (int k = 0; k < depth; ++k) {
+        const int expected_writes = k == 1 ? 0 : k < 4 ? 1 : int(syncs);
+        if (tracked[e * depth + k].writes[i] != expected_writes) {
+          fail(std::string(where) + ": entry " + std::to_string(e) + " tensor " + std::to_string(k) + " element " +
+               std::to_string(i) + " written " + std::to_string(tracked[e * depth + k].writes[i]) + " times");
+          return;
+        }
+      }
+      F p = p0[e][i], m = m0[e][i], v = v0[e][i];
+      uint16_t h = h0[e][i];
+      int8_t q = q0[e][i];
+      Momentum b = b0[e][i];
+      adamw_compact_on_host<F, Momentum>(p, g0[e][i], m, v, h, q, kMomentum ? &b : nullptr,
+                                         hyper + rows[e] * kAdamWColumns, mu, nesterov);
+      const bool slow_nan =
+          std::isnan(decode_bf16_int8(h, q)) && std::isnan(decode_bf16_int8(t.high.data[i], t.low.data[i]));
+      const bool same = same_bits(p, t.p.data[i]) && same_bits(m, t.m.data[i]) && same_bits(v, t.v.data[i]) &&
+                        std::memcmp(&g0[e][i], &t.g.data[i], sizeof(F)) == 0 &&
+                        ((h == t.high.data[i] && q == t.low.data[i]) || slow_nan) && same_bits(b, t.momentum.data[i]);
+      if (!same) {
+        fail(std::string(where) + ": entry " + std::to_string(e) + " (sync " + std::to_string(int(syncs)) +
+             ") element " + std::to_string(i) + " is not the composition's");
+        return;
+      }
+    }
+  }
+  const bool has_body = (heads[0] >= 0 && sizes[0] >= 48) || (heads[1] >= 0 && sizes[1] >= 48);
+  if (has_body && vector_accesses == vector_before) fail(std::string(where) + ": no 16-byte access");
+}
+
+template <typename F>
+void check_adamw_compact(std::mt19937& rng) {
+  constexpr int64_t kStep = kVecBytes;  // elements of the sync row's vector step (int8 residuals)
+  // element offsets of (param, grad, exp_avg, exp_avg_sq, high, low, momentum): aligned at once, later, or
+  // never (the grad apart from the others, or the compact state apart from the fast tensors: scalar)
+  for (auto offsets : {std::array<int64_t, 7>{0, 0, 0, 0, 0, 0, 0},
+                       {1, 1, 1, 1, 1, 1, 1},
+                       {2, 2, 2, 2, 2, 2, 2},
+                       {5, 5, 5, 5, 5, 5, 5},
+                       {0, 1, 0, 0, 0, 0, 0},
+                       {0, 0, 0, 0, 3, 5, 1},
+                       {3, 3, 3, 3, 3, 3, 0}}) {
+    for (int64_t n : {int64_t(1), int64_t(7), kStep, int64_t(33), int64_t(1000), int64_t(kThreads) * kStep * 2 + 37}) {
+      for (bool sync_first : {true, false}) {
+        const double alpha = n % 2 ? 0.7 : 0.3;
+        check_adamw_compact_case<F>(n, offsets, alpha, false, sync_first, 3, kMaxChunkElems, rng);
+        for (bool nesterov : {false, true}) {
+          check_adamw_compact_case<F, float>(n, offsets, alpha, nesterov, sync_first, 3, kMaxChunkElems, rng);
+          check_adamw_compact_case<F, __nv_bfloat16>(n, offsets, alpha, nesterov, sync_first, 3, kMaxChunkElems, rng);
+        }
+      }
+    }
+    for (bool sync_first : {true, false}) {  // grid-stride over the chunks of both entries; alpha 1
+      const int64_t n = 3 * kChunkQuantum + 5;
+      check_adamw_compact_case<F>(n, offsets, 1.0, false, sync_first, 2, kChunkQuantum, rng);
+      check_adamw_compact_case<F, float>(n, offsets, 1.0, sync_first, sync_first, 2, kChunkQuantum, rng);
+      check_adamw_compact_case<F, __nv_bfloat16>(n, offsets, 0.7, !sync_first, sync_first, 2, kChunkQuantum, rng);
+    }
+  }
+}
+
 template <typename F, typename S>
 void check_pair(std::mt19937& rng) {
   constexpr int64_t V = kVecBytes / sizeof(F);
@@ -794,6 +997,9 @@ int main() {
   check_pair<__nv_bfloat16, __nv_bfloat16>(rng);
   check_pair<__half, float>(rng);
   check_pair<__nv_bfloat16, float>(rng);
+  check_adamw_compact<float>(rng);
+  check_adamw_compact<__half>(rng);
+  check_adamw_compact<__nv_bfloat16>(rng);
   const int64_t step = 6;
   const double alpha = 0.5, hyper[kAdamWColumns] = {};
   const int64_t rows[1] = {0};
@@ -807,6 +1013,8 @@ int main() {
   check_bf16_momentum_codes_trap(CompactMomentumSyncOp{alpha, 0.9, true}, "CompactMomentumSyncOp");
   check_bf16_momentum_codes_trap(AdamWOp<5>{hyper, rows, 0.0, false}, "AdamWOp<5>");
   check_bf16_momentum_codes_trap(AdamWOp<6>{hyper, rows, 0.9, false}, "AdamWOp<6>", false);
+  check_bf16_momentum_codes_trap(AdamWCompactOp<6>{hyper, rows, 0.0, false}, "AdamWCompactOp<6>");
+  check_bf16_momentum_codes_trap(AdamWCompactOp<7>{hyper, rows, 0.9, false}, "AdamWCompactOp<7>");
   if (failures) {
     std::fprintf(stderr, "%d failures\n", failures);
     return 1;

@@ -1,7 +1,8 @@
 """The "triton" backend: every op as one Triton launch per dtype pair, for CUDA tensors when the C++
 extension is not built, and as a second implementation to check the CUDA kernel. plans.py holds
 the tables, the plan cache and the launch loop; elementwise.py the element math both kernels share;
-sync.py the sync, momentum sync and swap; adamw.py AdamW's fused step; adamw_delta.py AdamW's step
+sync.py the sync, momentum sync and swap; adamw.py AdamW's fused step, with exact or bf16+int8 slow
+weights; adamw_delta.py AdamW's step
 with int8-delta slow weights; compact.py the sync and the
 momentum sync of bf16+int8 slow weights; int8_momentum.py the momentum sync with an int8-block momentum,
 beside float32 or bf16+int8 slow weights; pseudo_gradient.py the replicas' pseudo-gradient.
@@ -43,6 +44,7 @@ IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised argum
     "compact_momentum_sync_": compact.compact_momentum_sync_,
     "compact_momentum_sync_on_step_": compact.compact_momentum_sync_on_step_,
     "adamw_delta_step_": adamw_delta.adamw_delta_step_,
+    "adamw_compact_step_": adamw.adamw_compact_step_,
     "compact_int8_momentum_sync_": int8_momentum.compact_int8_momentum_sync_,
     "compact_int8_momentum_sync_on_step_": int8_momentum.compact_int8_momentum_sync_on_step_,
 }

@@ -3,6 +3,8 @@
 Triton launch per fast dtype, momentum dtype and alignment class, over the plans of plans.py. Its encoding is
 integer and exact float32 arithmetic, bit for bit the oracle's
 (see [NOTE: bf16+int8 encoding] in lookahead_fused/bf16_int8.py), so the interpreter computes what a GPU does.
+Its element math (compact_sync_values) is also AdamW's compact step's
+(see [NOTE: Triton AdamW] in lookahead_fused/backends/triton/adamw.py).
 
 The block size is fixed (_GPU_CONFIG), not timed per device as the sync's is
 (see [NOTE: Triton block size] in lookahead_fused/backends/triton/sync.py)."""
@@ -54,9 +56,10 @@ def encode_bf16_int8(x, ROUNDING_SHIFT: tl.constexpr):
 
 
 @triton.jit
-def _compact_block(fast, high, low, mom, offsets, mask, w, mu, FAST, LERP_SIDE, ROUNDING_SHIFT: tl.constexpr,
-                   MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr):  # fmt: skip
-    f = tl.load(fast + offsets, mask=mask).to(tl.float32)
+def compact_sync_values(f, fast, high, low, mom, offsets, mask, w, mu, FAST, LERP_SIDE, ROUNDING_SHIFT: tl.constexpr,
+                        MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr):  # fmt: skip
+    """The compact (momentum) sync of float32 fast values `f`: loads the slow weights from `high` and
+    `low` (and the momentum from `mom`), stores them and fast's new value, the decoded slow weight."""
     h = tl.load(high + offsets, mask=mask).to(tl.uint16, bitcast=True)
     q = tl.load(low + offsets, mask=mask)
     s = decode_bf16_int8(h, q)
@@ -68,6 +71,14 @@ def _compact_block(fast, high, low, mom, offsets, mask, w, mu, FAST, LERP_SIDE, 
     tl.store(high + offsets, new_high.to(tl.bfloat16, bitcast=True), mask=mask)
     tl.store(low + offsets, new_low, mask=mask)
     tl.store(fast + offsets, round_to(decode_bf16_int8(new_high, new_low), FAST), mask=mask)
+
+
+@triton.jit
+def _compact_block(fast, high, low, mom, offsets, mask, w, mu, FAST, LERP_SIDE, ROUNDING_SHIFT: tl.constexpr,
+                   MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr):  # fmt: skip
+    f = tl.load(fast + offsets, mask=mask).to(tl.float32)
+    compact_sync_values(f, fast, high, low, mom, offsets, mask, w, mu, FAST, LERP_SIDE, ROUNDING_SHIFT, MOMENTUM,
+                        NESTEROV)  # fmt: skip
 
 
 @triton.jit
