@@ -6,7 +6,6 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "adamw.h"
 #include "table.h"
 
 namespace lookahead_fused {
@@ -109,7 +108,8 @@ void check_adamw_compact_args(const std::vector<at::TensorList>& lists, const at
 // (checked on every call: it keeps no plan).
 void check_adamw_delta_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
                             const at::Tensor& rows);
-// How entry i of lists that check_adamw_delta_args passed keeps its outer momentum.
+// How entry i of lists that check_adamw_delta_args passed keeps its outer momentum (the enum is adamw.h's).
+enum class DeltaMomentumDtype : uint8_t;
 DeltaMomentumDtype delta_momentum_dtype_of(at::TensorList momentum, at::TensorList momentum_scales, size_t i);
 // The names of its lists in the messages: param, grad, exp_avg, exp_avg_sq, delta, scales, momentum,
 // momentum_scales.

@@ -106,22 +106,36 @@ struct DeltaLane {
     load_lane_codes<Mem>(codes_at, vector & kDeltaVectorCodes, count, code);
   }
 
-  LOOKAHEAD_KERNEL_FN uint32_t begin(F* const* block, int8_t* codes_block, const float* scale, int64_t block_elems,
-                                     uint8_t aligned, int lane, const DeltaRow& row) {
+  // The first pass of begin() and begin_float_momentum(): the lane loaded, then loaded() (a caller's own
+  // loads), then param[i] = element(i, param[i], grad[i], m[i], v[i], code[i], old_scale, round, delta[i]) for each
+  // element, round taking a float to F and back; returns the new offsets' largest magnitude_bits.
+  template <class Loaded, class Element>
+  LOOKAHEAD_KERNEL_FN uint32_t first_pass(F* const* block, int8_t* codes_block, const float* scale, int64_t block_elems,
+                                          uint8_t aligned, int lane, const Loaded& loaded, const Element& element) {
     const float old_scale = Mem::load(scale);
     float grad[kInt8LaneElems];
     int8_t code[kInt8LaneElems];
     load(block, codes_block, block_elems, aligned, lane, grad, code);
+    loaded();
     const auto round = [](float x) { return widen(narrow<F>(x)); };
     uint32_t largest = 0;
 #pragma unroll
     for (int i = 0; i < kInt8LaneElems; ++i) {
-      param[i] = int8_delta_element(param[i], grad[i], m[i], v[i], code[i], old_scale, row.c, row.lerp, row.c.syncs,
-                                    round, delta[i]);
+      param[i] = element(i, param[i], grad[i], m[i], v[i], code[i], old_scale, round, delta[i]);
       const uint32_t bits = i < count ? magnitude_bits(delta[i]) : 0u;
       largest = bits > largest ? bits : largest;
     }
     return largest;
+  }
+
+  LOOKAHEAD_KERNEL_FN uint32_t begin(F* const* block, int8_t* codes_block, const float* scale, int64_t block_elems,
+                                     uint8_t aligned, int lane, const DeltaRow& row) {
+    return first_pass(
+        block, codes_block, scale, block_elems, aligned, lane, [] {},
+        [&](int, float pi, float gi, float& mi, float& vi, int8_t code, float old_scale, const auto& round,
+            float& delta) {
+          return int8_delta_element(pi, gi, mi, vi, code, old_scale, row.c, row.lerp, row.c.syncs, round, delta);
+        });
   }
 
   // On a sync step with an int8 outer momentum (see [NOTE: int8-delta outer momentum] in csrc/adamw.h):
@@ -177,22 +191,17 @@ struct DeltaLane {
   LOOKAHEAD_KERNEL_FN uint32_t begin_float_momentum(F* const* block, int8_t* codes_block, const float* scale,
                                                     M* momentum_block, int64_t block_elems, uint8_t aligned, int lane,
                                                     const DeltaRow& row, const Math& math) {
-    const float old_scale = Mem::load(scale);
-    float grad[kInt8LaneElems], momentum[kInt8LaneElems];
-    int8_t code[kInt8LaneElems];
-    load(block, codes_block, block_elems, aligned, lane, grad, code);
+    float momentum[kInt8LaneElems];
     M* momentum_at = momentum_block + int64_t(lane) * kInt8LaneElems;
-    load_lane<Mem, M>(momentum_at, vector & kDeltaVectorMomentum, count, momentum);
-    const auto round = [](float x) { return widen(narrow<F>(x)); };
     const auto round_momentum = [](float x) { return widen(narrow<M>(x)); };
-    uint32_t largest = 0;
-#pragma unroll
-    for (int i = 0; i < kInt8LaneElems; ++i) {
-      param[i] = int8_delta_float_momentum_element(param[i], grad[i], m[i], v[i], code[i], old_scale, momentum[i],
-                                                   row.c, math, round, round_momentum, delta[i]);
-      const uint32_t bits = i < count ? magnitude_bits(delta[i]) : 0u;
-      largest = bits > largest ? bits : largest;
-    }
+    const uint32_t largest = first_pass(
+        block, codes_block, scale, block_elems, aligned, lane,
+        [&] { load_lane<Mem, M>(momentum_at, vector & kDeltaVectorMomentum, count, momentum); },
+        [&](int i, float pi, float gi, float& mi, float& vi, int8_t code, float old_scale, const auto& round,
+            float& delta) {
+          return int8_delta_float_momentum_element(pi, gi, mi, vi, code, old_scale, momentum[i], row.c, math, round,
+                                                   round_momentum, delta);
+        });
     store_lane<Mem, M>(momentum_at, vector & kDeltaVectorMomentum, count, momentum);
     return largest;
   }
