@@ -115,7 +115,7 @@ void check_all_meta(const char* op, const TensorLists& lists, const char* const*
   for (size_t l = 1; l < lists.size(); ++l) {
     LOOKAHEAD_CHECK_VALUE(
         lists[0].size() == lists[l].size(),
-        message(op, ": fast has ", lists[0].size(), " tensors but ", names[l], " has ", lists[l].size()));
+        message(op, ": ", names[0], " has ", lists[0].size(), " tensors but ", names[l], " has ", lists[l].size()));
   }
   for (at::TensorList list : lists) {
     for (const at::Tensor& t : list) {
@@ -366,6 +366,16 @@ void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp
   bump_versions(written);
 }
 
+namespace {
+
+// lookahead_adamw_compact_step_: an outer momentum mu needs the momentum tensors.
+void check_mu_has_momentum(double mu, at::TensorList momentum) {
+  LOOKAHEAD_CHECK_VALUE(mu == 0.0 || !momentum.empty(),
+                        message(kAdamWCompactOp, ": outer momentum mu = ", mu, " needs the momentum tensors"));
+}
+
+}  // namespace
+
 void adamw_compact_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
                          at::TensorList exp_avg_sqs, at::TensorList slow_high, at::TensorList slow_low,
                          at::TensorList momentum, const at::Tensor& hyper, const at::Tensor& rows, double mu,
@@ -373,8 +383,7 @@ void adamw_compact_step_(at::TensorList params, at::TensorList grads, at::Tensor
   check_mu(mu, kAdamWCompactOp);
   TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, momentum};
   check_adamw_compact_args(lists, hyper, rows);
-  LOOKAHEAD_CHECK_VALUE(mu == 0.0 || !momentum.empty(),
-                        message(kAdamWCompactOp, ": outer momentum mu = ", mu, " needs the momentum tensors"));
+  check_mu_has_momentum(mu, momentum);
   if (momentum.empty()) lists.pop_back();
   UpdateArgs args;
   args.mu = mu;
@@ -547,6 +556,7 @@ void adamw_compact_step_meta(at::TensorList params, at::TensorList grads, at::Te
   TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low};
   if (!momentum.empty()) lists.push_back(momentum);
   check_all_meta(kAdamWCompactOp, lists, list_names(TableOp::kAdamWCompactMomentum));
+  check_mu_has_momentum(mu, momentum);
 }
 
 void adamw_delta_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,

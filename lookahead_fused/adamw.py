@@ -92,7 +92,7 @@ class LookaheadAdamW(Lookahead):
         # replicas, fixed at construction
         # (see [NOTE: int8 outer momentum] in lookahead_fused/options.py;
         # see [NOTE: int8-delta outer momentum] in csrc/adamw.h;
-        # see [NOTE: what compact slow weights support] in lookahead_fused/options.py;
+        # see [NOTE: what compact slow weights support] in lookahead_fused/options.py, for bf16+int8 ones;
         # see [NOTE: replicas] in lookahead_fused/replicas.py)
         int8_apart = is_int8_momentum(momentum_dtype) and not is_int8_delta(slow_dtype)
         self.syncs_apart = int8_apart or replicas is not None

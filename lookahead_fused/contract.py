@@ -422,10 +422,11 @@ def _check_lengths(names: tuple[str, ...], lists, *, op: str) -> None:
 
 
 def _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, *, op: str) -> None:
-    """The grads and moments of AdamW's step beside its params (their dtype, shape, strides), and one
-    device for the call, as csrc/contract.cpp's check_adamw_moments."""
+    """Each param, then its grad and moments beside it (their dtype, shape, strides), pair by pair, and
+    one device for the call, as csrc/contract.cpp's check_adamw_moments."""
     others = {"grad": grads, "exp_avg": exp_avgs, "exp_avg_sq": exp_avg_sqs}
     for i, p in enumerate(params):
+        check_param_tensor(p, where=f"{op}: pair {i}: param")
         for name, tensors in others.items():
             t = tensors[i]
             check_param_tensor(t, where=f"{op}: pair {i}: {name}")
@@ -495,8 +496,6 @@ def check_adamw_compact_args(params, grads, exp_avgs, exp_avg_sqs, slow_high, sl
     check_list_types(names, lists, op=op)
     check_mu(mu, where=f"{op}: outer momentum mu")
     _check_lengths(names[:6] + (names[6:] if momentum else ()), lists[:6] + ((momentum,) if momentum else ()), op=op)
-    for i, p in enumerate(params):
-        check_param_tensor(p, where=f"{op}: pair {i}: param")
     _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
     _check_compact_triples(params, slow_high, slow_low, op=op, first="param")
     if momentum:
@@ -522,8 +521,6 @@ def check_adamw_delta_args(params, grads, exp_avgs, exp_avg_sqs, delta, scales, 
         check_mu(mu, where=f"{op}: outer momentum mu")
     _check_lengths(names[:4], lists[:4], op=op)
     _check_int8_delta_lengths(params, *lists[4:], op=op)
-    for i, p in enumerate(params):
-        check_param_tensor(p, where=f"{op}: pair {i}: param")
     _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
     _check_int8_delta_codes(params, *lists[4:], op=op)
     _check_adamw_table(params, hyper, rows, True, op=op)

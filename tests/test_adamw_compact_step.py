@@ -12,6 +12,7 @@ from lookahead_fused import bf16_int8, ops
 from lookahead_fused.backends.reference import momentum_sync_float64, sync_float64
 
 from .matrix import dtype_id, ulp
+from .test_adamw_delta import cpu_copies, replaced
 from .test_lookahead_adamw import ROW, SIZES, adamw_lists, bounded, check_adamw_moments, hyper_of, within
 
 PARAM_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
@@ -32,10 +33,6 @@ def compact_lists(dtype, device, offset=0, momentum_dtype=None, seed=0, sizes=SI
 def run(lists, device, backend, hyper, rows, nesterov=False):
     ops.lookahead_adamw_compact_step_(*lists[:6], hyper.to(device), rows.to(device), momentum=lists[6] or None,
                                       mu=MU if lists[6] else 0.0, nesterov=nesterov, backend=backend)  # fmt: skip
-
-
-def cpu_copies(lists):
-    return [[t.detach().cpu().clone() for t in tensors] for tensors in lists]
 
 
 def same_bits(a, b) -> bool:
@@ -88,36 +85,33 @@ def test_op_against_float64(device_backend, dtype, momentum_dtype, sync, nestero
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_a_step_is_adamws_step_alone_then_the_compact_sync_of_the_sync_rows_bit_for_bit(device_backend, dtype,
                                                                                        momentum_dtype, nesterov):  # fmt: skip
-    """One call whose entries take a sync row and a row without, beside a transposed entry (its state in
-    the same strides): the same bits as the backend's AdamW step alone (lookahead_adamw_step_ without slow
-    weights) followed by its compact sync (or compact momentum sync) of the entries on the sync row."""
+    """One call whose entries take two sync rows of different alphas (both lerp sides) and a row without,
+    beside a transposed entry (its state in the same strides) and entries over several of the CPU's float16
+    tiles: the same bits as the backend's AdamW step alone (lookahead_adamw_step_ without slow weights)
+    followed by its compact sync (or compact momentum sync) of the entries on each sync row."""
     device, backend = device_backend
-    sizes = [600, 7, 257, 1]
+    sizes = [600, 7, 3000, 1, 70000]
     lists = compact_lists(dtype, device, offset=1, momentum_dtype=momentum_dtype, seed=5, sizes=sizes)
-    for tensors in (*lists[:6], lists[6]):
+    for tensors in lists:
         if tensors:
             tensors[0] = tensors[0].view(20, 30).t()
-    hyper = torch.cat([hyper_of(sync=1.0, alpha=0.7), hyper_of(sync=0.0, alpha=0.7, step=5.0)])
-    rows = torch.tensor([0, 1, 0, 0])
+    alphas = {0: 0.3, 2: 0.8}  # the sync rows
+    hyper = torch.cat([hyper_of(sync=1.0, alpha=0.3), hyper_of(sync=0.0, alpha=0.7, step=5.0),
+                       hyper_of(sync=1.0, alpha=0.8, lr=3e-3)])  # fmt: skip
+    rows = torch.tensor([0, 1, 2, 0, 2])
     expected = [[t.clone() for t in tensors] for tensors in lists]
     alone = hyper.clone()
     alone[:, 7] = 0.0
     ops.lookahead_adamw_step_(*expected[:4], [], alone.to(device), rows.to(device), backend=backend)
-    synced = [i for i in range(len(sizes)) if rows[i] == 0]
-    pick = [[tensors[i] for i in synced] if tensors else [] for tensors in expected]
-    ops.lookahead_compact_sync_(pick[0], pick[4], pick[5], 0.7, momentum=pick[6] or None,
-                                mu=MU if pick[6] else 0.0, nesterov=nesterov, backend=backend)  # fmt: skip
+    for row, alpha in alphas.items():
+        pick = [[tensors[i] for i in range(len(sizes)) if rows[i] == row] if tensors else [] for tensors in expected]
+        ops.lookahead_compact_sync_(pick[0], pick[4], pick[5], alpha, momentum=pick[6] or None,
+                                    mu=MU if pick[6] else 0.0, nesterov=nesterov, backend=backend)  # fmt: skip
     run(lists, device, backend, hyper, rows, nesterov)
     for name, got, want in zip(("param", "grad", "exp_avg", "exp_avg_sq", "slow_high", "slow_low", "momentum"),
                                lists, expected):  # fmt: skip
         for i, (a, b) in enumerate(zip(got, want)):
             assert same_bits(a, b), f"param {i}: {name} is not the composition's"
-
-
-def _replaced(lists, which, i, tensor):
-    changed = [list(tensors) for tensors in lists]
-    changed[which][i] = tensor
-    return changed
 
 
 def test_bad_lists_are_refused_before_writing(backend):
@@ -126,15 +120,18 @@ def test_bad_lists_are_refused_before_writing(backend):
     high, low, momentum = lists[4], lists[5], lists[6]
     op = "lookahead_adamw_compact_step_"
     cases = [
-        (_replaced(lists, 4, 1, high[1].float()), f"{op}: pair 1: slow_high has dtype torch.float32; it must be torch.bfloat16"),
-        (_replaced(lists, 5, 0, low[0].to(torch.uint8)), f"{op}: pair 0: slow_low has dtype torch.uint8; it must be torch.int8"),
-        (_replaced(lists, 5, 2, torch.zeros(2, dtype=torch.int8)), f"{op}: pair 2: param has shape \\(1,\\) but slow_low"),
-        (_replaced(lists, 6, 1, momentum[1].half()), f"{op}: pair 1: momentum has dtype torch.float16; the outer momentum"),
-        (_replaced(lists, 2, 1, lists[2][1].double()), f"{op}: pair 1: exp_avg has dtype torch.float64 but param"),
+        (replaced(lists, 4, 1, high[1].float()), f"{op}: pair 1: slow_high has dtype torch.float32; it must be torch.bfloat16"),
+        (replaced(lists, 5, 0, low[0].to(torch.uint8)), f"{op}: pair 0: slow_low has dtype torch.uint8; it must be torch.int8"),
+        (replaced(lists, 5, 2, torch.zeros(2, dtype=torch.int8)), f"{op}: pair 2: param has shape \\(1,\\) but slow_low"),
+        (replaced(lists, 6, 1, momentum[1].half()), f"{op}: pair 1: momentum has dtype torch.float16; the outer momentum"),
+        (replaced(lists, 2, 1, lists[2][1].double()), f"{op}: pair 1: exp_avg has dtype torch.float64 but param"),
         ([*lists[:4], high[:2], low, momentum], f"{op}: param has 3 tensors but slow_high has 2"),
         ([*lists[:6], momentum[:1]], f"{op}: param has 3 tensors but momentum has 1"),
-        (_replaced(lists, 6, 2, high[2]), f"{op}: pair 2: momentum has dtype torch.bfloat16|share memory"),
-        (_replaced(lists, 6, 0, lists[3][0]), "share memory"),
+        (replaced(lists, 6, 2, high[2]), f"{op}: pair 2 \\(slow_high\\) and pair 2 \\(momentum\\) share memory"),
+        (replaced(lists, 6, 0, lists[3][0]), f"{op}: pair 0 \\(exp_avg_sq\\) and pair 0 \\(momentum\\) share memory"),
+        # two defects: each param before its grad and moments, pair by pair, as in C++
+        (replaced(replaced(lists, 1, 0, lists[1][0].double()), 0, 1, torch.zeros(600)[::2]),
+         f"{op}: pair 0: grad has dtype torch.float64 but param has torch.float32"),
     ]
     rows = torch.zeros(3, dtype=torch.int64)
     for bad, message in cases:

@@ -164,6 +164,28 @@ def test_a_strided_param_syncs_through_the_reference_loop():
         assert torch.equal(p, decoded(opt, p))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=dtype_id)
+@pytest.mark.parametrize("outer", [{}, {"outer_momentum": 0.9, "momentum_dtype": torch.bfloat16}], ids=["none", "bf16"])
+def test_lookahead_adamw_syncs_a_strided_param_in_the_reference_loop_as_a_dense_one(dtype, outer):
+    """LookaheadAdamW(slow_dtype="bf16+int8", backend="reference"): a strided param (its pass is the reference's
+    loop beside the fused launch) takes the same bits as the same values dense, its state too."""
+    dense = [torch.nn.Parameter(torch.randn(6, 5).to(dtype)), torch.nn.Parameter(torch.randn(6).to(dtype))]
+    strided = [torch.nn.Parameter(torch.empty(6, 10, dtype=dtype)[:, ::2].copy_(dense[0])),
+               torch.nn.Parameter(dense[1].detach().clone())]  # fmt: skip
+    options = dict(lr=0.01, k=3, alpha=0.5, slow_dtype=COMPACT, backend="reference", **outer)
+    opts = [LookaheadAdamW(params, **options) for params in (dense, strided)]
+    for step in range(6):  # the last one a sync step (k = 3)
+        for params, opt in zip((dense, strided), opts):
+            set_grads(params, step)
+            opt.step()
+        for p, q in zip(dense, strided):
+            assert torch.equal(p, q)
+            for key in opts[0].state[p]:
+                assert torch.equal(opts[0].state[p][key], opts[1].state[q][key]), key
+    for p in strided:
+        assert torch.equal(p, decoded(opts[1], p).to(dtype)), "the params are the decoded slow weights after a sync"
+
+
 @pytest.mark.parametrize("param_dtype, exact_slow", [(torch.float32, None), (torch.bfloat16, torch.float32)], ids=str)
 def test_checkpoints_convert_between_exact_and_compact_slow_weights_with_one_warning(param_dtype, exact_slow):
     params = make_params(param_dtype, shapes=SHAPES)

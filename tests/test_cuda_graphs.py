@@ -20,10 +20,12 @@ def _setup(backend, outer_momentum=0.0, kind="lookahead"):
     model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1)).cuda()
     options = {"k": K, "alpha": 0.5, "pullback_momentum": "pullback", "backend": backend, "capturable": True,
                "outer_momentum": outer_momentum, "nesterov": outer_momentum > 0}  # fmt: skip
-    if kind == "lookahead_adamw":  # AdamW's step and the sync in one launch, lr a device tensor
-        return model, LookaheadAdamW(model.parameters(), lr=torch.tensor(1e-3, device="cuda"), **options)
-    if kind == "lookahead_compact":  # the step-gated compact sync, the pullback momenta in a launch beside it
+    if kind in ("lookahead_compact", "lookahead_adamw_compact"):
+        # the step-gated compact sync, or in LookaheadAdamW the compact sync in its pass
+        # (see [NOTE: AdamW compact step] in csrc/adamw.h); the pullback momenta in a launch beside it
         options.update(slow_dtype=bf16_int8.SLOW_DTYPE)
+    if kind in ("lookahead_adamw", "lookahead_adamw_compact"):  # AdamW's step and the sync in one launch, lr a device tensor
+        return model, LookaheadAdamW(model.parameters(), lr=torch.tensor(1e-3, device="cuda"), **options)
     return model, Lookahead(torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True), **options)
 
 
@@ -39,14 +41,12 @@ def _train_step(model, opt, x, y):
     return loss
 
 
-@pytest.mark.parametrize("kind", ["lookahead", "lookahead_adamw", "lookahead_compact"])
+@pytest.mark.parametrize("kind", ["lookahead", "lookahead_adamw", "lookahead_compact", "lookahead_adamw_compact"])
 @pytest.mark.parametrize("outer_momentum", [0.0, 0.9])
 @pytest.mark.parametrize("backend", [b for b in ("cuda", "triton", "foreach") if b in ops.available_backends()])
 def test_captured_training_step_replays_like_eager(backend, outer_momentum, kind):
-    if kind == "lookahead_adamw" and backend == "foreach":
+    if kind.startswith("lookahead_adamw") and backend == "foreach":
         pytest.skip("LookaheadAdamW(capturable=True) on a GPU refuses the per-tensor loop (it reads on the host)")
-    if kind == "lookahead_compact" and outer_momentum:
-        pytest.skip("bf16+int8 slow weights take no outer momentum yet")
     x, y = _batches()
     eager_model, eager_opt = _setup(backend, outer_momentum, kind)
     for _ in range(WARMUP + STEPS):

@@ -190,7 +190,7 @@ def compile_adamw_variant(fast_dtype, slow_dtype, mode, arch, opmath, scalar):
     if compact:  # the kernel's slow weights are the high parts, beside the residuals
         (aligned, mom, nesterov), has_slow = ADAMW_COMPACT_MODES[mode], True
         slow_dtype, momentum, mom = torch.bfloat16, mom is not None, mom or torch.bfloat16
-        block, warps = adamw._COMPACT_GPU_CONFIG
+        block, warps = adamw.COMPACT_GPU_CONFIG
     else:
         aligned, momentum, nesterov, has_slow = ADAMW_MODES[mode]
         mom, (block, warps) = momentum_dtype(slow_dtype, mode), adamw._GPU_CONFIG

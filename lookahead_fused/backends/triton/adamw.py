@@ -33,13 +33,13 @@ import triton.language as tl
 from ...contract import opmath_dtype
 from ...device_scalars import device_scalar
 from .. import triton_interpreting
+from .compact import GPU_CONFIG as COMPACT_GPU_CONFIG  # the compact sync's: 16 elements a thread
 from .compact import ROUNDING_SHIFT, compact_sync_values
 from .elementwise import ALPHA_ON_DEVICE, TL_DTYPES, round_to, sync_values
 from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, chunk_of, max_programs, on_vector_boundary
 from .plans import run_plan
 
 _GPU_CONFIG = (1024, 4)
-_COMPACT_GPU_CONFIG = (2048, 4)  # the compact sync's: 16 elements a thread
 # The derived columns, per row (see derived_table): the kernel's view of csrc/adamw.h's AdamWConstants.
 _DECAY, _M_WEIGHT, _SMALL_W1, _BETA2, _ONE_MINUS_BETA2, _EPS, _STEP_SIZE, _BC2_SQRT, _SIGN, ALPHA_COLUMN, SYNC_COLUMN = (
     tl.constexpr(i) for i in range(11)
@@ -195,7 +195,7 @@ class AdamWPlan:
 _adamw_plans: OrderedDict = OrderedDict()
 _compact_plans: OrderedDict = OrderedDict()
 _build_compact_plan = functools.partial(AdamWPlan, group=functools.partial(_AdamWGroup, compact=True),
-                                        gpu_config=_COMPACT_GPU_CONFIG)  # fmt: skip
+                                        gpu_config=COMPACT_GPU_CONFIG)  # fmt: skip
 
 
 def _run(lists, plans, build, op: str, hyper, rows, mu: float, nesterov: bool) -> None:

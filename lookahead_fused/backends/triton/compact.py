@@ -6,7 +6,7 @@ integer and exact float32 arithmetic, bit for bit the oracle's
 Its element math (compact_sync_values) is also AdamW's compact step's
 (see [NOTE: Triton AdamW] in lookahead_fused/backends/triton/adamw.py).
 
-The block size is fixed (_GPU_CONFIG), not timed per device as the sync's is
+The block size is fixed (GPU_CONFIG), not timed per device as the sync's is
 (see [NOTE: Triton block size] in lookahead_fused/backends/triton/sync.py)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .elementwise import two_sided_lerp
 from .plans import CHUNK_BITS, INTERPRETER_CONFIG, Table, cached_plan, chunk_of, gate_is_open, launch_classes
 from .plans import max_programs, run_plan
 
-_GPU_CONFIG = (2048, 4)  # (BLOCK, num_warps)
+GPU_CONFIG = (2048, 4)  # (BLOCK, num_warps)
 ROUNDING_SHIFT = 12582912.0  # 1.5 * 2^23: (t + it) - it rounds t to an integer, half to even, for |t| < 2^22
 
 
@@ -119,7 +119,7 @@ class _Plan:
     """One Table per fast dtype (and momentum dtype) and alignment class."""
 
     def __init__(self, lists, device):
-        block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else _GPU_CONFIG
+        block, warps = INTERPRETER_CONFIG if triton_interpreting() or device.type != "cuda" else GPU_CONFIG
         self.groups = [(Table(launch, block, device, 1), block, warps) for launch in launch_classes(lists)]
 
 
