@@ -10,25 +10,24 @@
 //     runs scalar; tensors whose ends are offset alike keep their vector body);
 //   then per chunk one word: entry index << kChunkBits | chunk index, chunk = chunk_elems elements,
 //   chosen per plan (chunking.h, see [NOTE: chunk size from the bytes model] in csrc/chunking.cpp).
-// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync, the compact sync and
-// the pseudo-gradient, 4 for the compact momentum sync and AdamW's step alone, 5 or 6 for AdamW's step
-// with the sync, 6 or 7 for AdamW's step with the compact sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task (CPU)
-// takes whole chunks, so every tensor size shares one grid.
+// `depth` is fixed per op (2 for the sync and the swap, 3 for the momentum sync, the compact sync and the
+// pseudo-gradient, 4 for the compact momentum sync and AdamW's step alone, 5 or 6 for AdamW's step with the sync, 6 or
+// 7 for AdamW's step with the compact sync), like the depth of PyTorch's MultiTensorApply. A block (CUDA) or a task
+// (CPU) takes whole chunks, so every tensor size shares one grid.
 //
-// [NOTE: entry dtypes] Each op names the roles of an entry's tensors (roles_of): the first `fast` of
-// its `depth` tensors have the fast dtype, the rest the state dtype (the slow dtype), and the pair
-// code is that of (fast, first state tensor): one fast tensor for the syncs and the swap; four for
-// AdamW (param, grad, exp_avg, exp_avg_sq, as torch.optim.AdamW keeps its moments in the param's
-// dtype), then slow and the outer momentum. An op whose entries hold fast tensors only (AdamW's step
-// alone) has the code of (fast, fast). A compact entry (the compact sync) holds the fast
-// tensor (AdamW's compact step: its four), then its bf16+int8 slow weight as a bfloat16 and an int8
-// tensor; its code is that of the fast dtype in LOOKAHEAD_COMPACT_PAIRS; a compact momentum sync's entry adds the outer momentum, float32
-// (those codes) or bfloat16 (LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS). An op may name one state tensor its outer momentum
-// (EntryRoles::momentum): that one has the state dtype, or bfloat16 beside a float32 state, and such
-// an entry's code is that of (fast, state) in LOOKAHEAD_BF16_MOMENTUM_PAIRS. The pseudo-gradient names
-// its out in that role: out is in the slow dtype, or bfloat16 beside float32 slow weights (the
-// replicas' bfloat16 wire), with the same codes. The plan takes the roles
-// from the op, never from the depth, so a new op of any depth says which of its tensors are which.
+// [NOTE: entry dtypes] Each op names the roles of an entry's tensors (roles_of): the first `fast` of its `depth`
+// tensors have the fast dtype, the rest the state dtype (the slow dtype), and the pair code is that of (fast, first
+// state tensor): one fast tensor for the syncs and the swap; four for AdamW (param, grad, exp_avg, exp_avg_sq, as
+// torch.optim.AdamW keeps its moments in the param's dtype), then slow and the outer momentum. An op whose entries hold
+// fast tensors only (AdamW's step alone) has the code of (fast, fast). A compact entry (the compact sync) holds the
+// fast tensor (AdamW's compact step: its four), then its bf16+int8 slow weight as a bfloat16 and an int8 tensor; its
+// code is that of the fast dtype in LOOKAHEAD_COMPACT_PAIRS; a compact momentum sync's entry adds the outer momentum,
+// float32 (those codes) or bfloat16 (LOOKAHEAD_COMPACT_BF16_MOMENTUM_PAIRS). An op may name one state tensor its outer
+// momentum (EntryRoles::momentum): that one has the state dtype, or bfloat16 beside a float32 state, and such an
+// entry's code is that of (fast, state) in LOOKAHEAD_BF16_MOMENTUM_PAIRS. The pseudo-gradient names its out in that
+// role: out is in the slow dtype, or bfloat16 beside float32 slow weights (the replicas' bfloat16 wire), with the same
+// codes. The plan takes the roles from the op, never from the depth, so a new op of any depth says which of its tensors
+// are which.
 #pragma once
 
 #include <cstdint>
