@@ -345,6 +345,26 @@ TableOp adamw_op_of(at::TensorList slow, at::TensorList momentum) {
   return momentum.empty() ? TableOp::kAdamW : TableOp::kAdamWMomentum;
 }
 
+// An AdamW op's outer momentum mu needs the momentum tensors.
+void check_mu_has_momentum(const char* op, double mu, at::TensorList momentum) {
+  LOOKAHEAD_CHECK_VALUE(mu == 0.0 || !momentum.empty(),
+                        message(op, ": outer momentum mu = ", mu, " needs the momentum tensors"));
+}
+
+// AdamW's table op `op` on checked lists (the grads second), and the versions of all but the grads.
+void run_adamw(const char* name, const TensorLists& lists, TableOp op, const at::Tensor& hyper, const at::Tensor& rows,
+               double mu, bool nesterov) {
+  UpdateArgs args;
+  args.mu = mu;
+  args.nesterov = nesterov;
+  args.hyper = hyper.const_data_ptr<double>();
+  args.rows = rows.const_data_ptr<int64_t>();
+  launch_on_plan(name, lists, op, args, nullptr);
+  TensorLists written = lists;
+  written.erase(written.begin() + 1);  // the grads are only read
+  bump_versions(written);
+}
+
 }  // namespace
 
 void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
@@ -352,29 +372,10 @@ void adamw_step_(at::TensorList params, at::TensorList grads, at::TensorList exp
                  bool nesterov) {
   check_mu(mu);
   check_adamw_args({params, grads, exp_avgs, exp_avg_sqs, slow, momentum}, hyper, rows);
-  LOOKAHEAD_CHECK_VALUE(mu == 0.0 || !momentum.empty(),
-                        message("lookahead_adamw_step_: outer momentum mu = ", mu, " needs the momentum tensors"));
-  UpdateArgs args;
-  args.mu = mu;
-  args.nesterov = nesterov;
-  args.hyper = hyper.const_data_ptr<double>();
-  args.rows = rows.const_data_ptr<int64_t>();
-  const TensorLists lists = adamw_lists(params, grads, exp_avgs, exp_avg_sqs, slow, momentum);
-  launch_on_plan("lookahead_adamw_step_", lists, adamw_op_of(slow, momentum), args, nullptr);
-  TensorLists written = lists;
-  written.erase(written.begin() + 1);  // the grads are only read
-  bump_versions(written);
+  check_mu_has_momentum("lookahead_adamw_step_", mu, momentum);
+  run_adamw("lookahead_adamw_step_", adamw_lists(params, grads, exp_avgs, exp_avg_sqs, slow, momentum),
+            adamw_op_of(slow, momentum), hyper, rows, mu, nesterov);
 }
-
-namespace {
-
-// lookahead_adamw_compact_step_: an outer momentum mu needs the momentum tensors.
-void check_mu_has_momentum(double mu, at::TensorList momentum) {
-  LOOKAHEAD_CHECK_VALUE(mu == 0.0 || !momentum.empty(),
-                        message(kAdamWCompactOp, ": outer momentum mu = ", mu, " needs the momentum tensors"));
-}
-
-}  // namespace
 
 void adamw_compact_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
                          at::TensorList exp_avg_sqs, at::TensorList slow_high, at::TensorList slow_low,
@@ -383,18 +384,10 @@ void adamw_compact_step_(at::TensorList params, at::TensorList grads, at::Tensor
   check_mu(mu, kAdamWCompactOp);
   TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low, momentum};
   check_adamw_compact_args(lists, hyper, rows);
-  check_mu_has_momentum(mu, momentum);
+  check_mu_has_momentum(kAdamWCompactOp, mu, momentum);
   if (momentum.empty()) lists.pop_back();
-  UpdateArgs args;
-  args.mu = mu;
-  args.nesterov = nesterov;
-  args.hyper = hyper.const_data_ptr<double>();
-  args.rows = rows.const_data_ptr<int64_t>();
   const TableOp op = momentum.empty() ? TableOp::kAdamWCompact : TableOp::kAdamWCompactMomentum;
-  launch_on_plan(kAdamWCompactOp, lists, op, args, nullptr);
-  TensorLists written = lists;
-  written.erase(written.begin() + 1);  // the grads are only read
-  bump_versions(written);
+  run_adamw(kAdamWCompactOp, lists, op, hyper, rows, mu, nesterov);
 }
 
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
@@ -556,7 +549,7 @@ void adamw_compact_step_meta(at::TensorList params, at::TensorList grads, at::Te
   TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_low};
   if (!momentum.empty()) lists.push_back(momentum);
   check_all_meta(kAdamWCompactOp, lists, list_names(TableOp::kAdamWCompactMomentum));
-  check_mu_has_momentum(mu, momentum);
+  check_mu_has_momentum(kAdamWCompactOp, mu, momentum);
 }
 
 void adamw_delta_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
