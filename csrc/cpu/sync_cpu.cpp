@@ -171,6 +171,22 @@ LOOKAHEAD_INLINE void pseudo_gradient_entry(const int64_t* entry, int64_t lo, in
   for (int64_t i = 0; i < n; ++i) out[i] = Out::store(pseudo_gradient<T>(T(Fast::load(f[i])), Slow::load(s[i])));
 }
 
+// The compact momentum sync of the fast value `f` (see [NOTE: compact momentum sync] in csrc/element_math.h),
+// the momentum in Momentum's storage rounded once and its bits stored as they are; returns the slow weight as
+// stored.
+template <class Momentum, class Update>
+LOOKAHEAD_INLINE float compact_momentum_element(float f, uint16_t& high, int8_t& residual,
+                                                typename Momentum::storage& momentum, const Update& update) {
+  float m = Momentum::load(momentum);
+  typename Momentum::storage rounded{};
+  const float slow = compact_momentum_sync_element(f, high, residual, m, update, [&rounded](float x) {
+    rounded = Momentum::store(x);
+    return Momentum::load(rounded);
+  });
+  momentum = rounded;
+  return slow;
+}
+
 // The compact momentum sync (see [NOTE: compact momentum sync] in csrc/element_math.h): the fast
 // tensor, its slow weight's bfloat16 high parts and int8 residuals, and the outer momentum in
 // Momentum's storage (F32 or BF16).
@@ -180,15 +196,8 @@ LOOKAHEAD_INLINE void compact_momentum_loop(typename Fast::storage* __restrict__
                                             typename Momentum::storage* __restrict__ momentum, int64_t n,
                                             const Update& update) {
   for (int64_t i = 0; i < n; ++i) {
-    float m = Momentum::load(momentum[i]);
-    typename Momentum::storage rounded{};
-    const float s = compact_momentum_sync_element(Fast::load(fast[i]), high[i], residual[i], m, update,
-                                                  [&rounded](float x) {
-                                                    rounded = Momentum::store(x);
-                                                    return Momentum::load(rounded);
-                                                  });
-    momentum[i] = rounded;
-    fast[i] = Fast::store(s);
+    fast[i] =
+        Fast::store(compact_momentum_element<Momentum>(Fast::load(fast[i]), high[i], residual[i], momentum[i], update));
   }
 }
 
@@ -224,15 +233,7 @@ LOOKAHEAD_INLINE void adamw_compact_loop(typename Fast::storage* __restrict__ p,
     if constexpr (Update::kStates == 1) {
       p[i] = Fast::store(compact_sync_element(kept, high[i], residual[i], update.lerp));
     } else {
-      float momentum = Momentum::load(b[i]);
-      typename Momentum::storage rounded{};
-      const float slow =
-          compact_momentum_sync_element(kept, high[i], residual[i], momentum, update, [&rounded](float x) {
-            rounded = Momentum::store(x);
-            return Momentum::load(rounded);
-          });
-      b[i] = rounded;
-      p[i] = Fast::store(slow);
+      p[i] = Fast::store(compact_momentum_element<Momentum>(kept, high[i], residual[i], b[i], update));
     }
   }
 }
