@@ -100,7 +100,7 @@ def extensions():
         ext = cpp_extension.CUDAExtension(
             "lookahead_fused._C",
             sources + ["csrc/cuda/capture.cpp", "csrc/cuda/sync_cuda.cu", "csrc/cuda/int8_momentum_cuda.cu",
-                       "csrc/cuda/adamw_delta_cuda.cu"],
+                       "csrc/cuda/adamw_delta_cuda.cu", "csrc/cuda/adamw_int8_momentum_cuda.cu"],
             extra_compile_args={"cxx": cxx_flags + defines, "nvcc": ["-O3", "-lineinfo"] + defines},
             extra_link_args=openmp,
         )

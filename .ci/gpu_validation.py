@@ -46,7 +46,8 @@ KERNEL_TESTS = ["tests/test_op_contract.py", "tests/test_momentum_op.py", "tests
                 "tests/test_opcheck.py", "tests/test_pseudo_gradient.py", "tests/test_compact_momentum_sync.py",
                 "tests/test_adamw_delta.py", "tests/test_adamw_delta_momentum.py", "tests/test_int8_momentum.py",
                 "tests/test_triton_int8_momentum.py", "tests/test_compact_int8_momentum.py",
-                "tests/test_adamw_delta_float_momentum.py", "tests/test_adamw_compact_step.py"]  # fmt: skip
+                "tests/test_adamw_delta_float_momentum.py", "tests/test_adamw_compact_step.py",
+                "tests/test_adamw_int8_momentum_step.py"]  # fmt: skip
 # Training-level: a captured CUDA graph of a training step against eager, the documented GPU snippets.
 TRAINING_TESTS = ["tests/test_cuda_graphs.py", "tests/test_readme.py", "tests/test_long_run.py"]
 GPU_SELECTION = "cuda or triton"  # -k: the tests' GPU parametrisations and the GPU-only files

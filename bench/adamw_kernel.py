@@ -3,7 +3,10 @@ per element: the step alone, with the sync, with the momentum sync, and for slow
 int8-delta offsets (ops.lookahead_adamw_delta_step_, on the pairs of one dtype) its step, its sync
 step and its sync step beside an int8, a float32 and a bfloat16 outer momentum, for bf16+int8 slow weights
 (on the pairs of one dtype) the sync step in AdamW's pass (ops.lookahead_adamw_compact_step_) and the same
-as two launches (the step alone, then ops.lookahead_compact_sync_), against torch's fused AdamW kernel
+as two launches (the step alone, then ops.lookahead_compact_sync_), for an int8 outer momentum beside
+float32 slow weights (and beside bf16+int8 ones) the sync step in AdamW's pass
+(ops.lookahead_adamw_int8_momentum_step_) and the same as two launches (the step alone, then the int8
+momentum sync), against torch's fused AdamW kernel
 (torch._fused_adamw_) on the same tensors where torch has one. Interleaved rounds, medians.
 
     python bench/adamw_kernel.py [--threads N] [--numel N] [--rounds N]
@@ -19,6 +22,7 @@ from timing import interleaved_rounds
 
 from lookahead_fused import bf16_int8, int8_blocks, ops
 from lookahead_fused.contract import ADAMW_COLUMNS, COMPACT_FAST_DTYPES, DTYPE_PAIRS, INT8_DELTA_PARAM_DTYPES
+from lookahead_fused.contract import INT8_MOMENTUM_FAST_DTYPES
 
 
 def variants(fast_dtype, slow_dtype, numel: int) -> dict:
@@ -51,8 +55,23 @@ def variants(fast_dtype, slow_dtype, numel: int) -> dict:
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             found[f"int8-delta + {name} momentum sync step"] = _delta_float_momentum_step(
                 (p, g, m, v, codes, scales), torch.zeros(numel, dtype=dtype), sync, rows)
+    codes, scales = torch.zeros(numel, dtype=torch.int8), torch.zeros(int8_blocks.scale_count(numel))
+    if slow_dtype == torch.float32 and fast_dtype in INT8_MOMENTUM_FAST_DTYPES:
+        found["int8 momentum sync step"] = lambda: ops.lookahead_adamw_int8_momentum_step_(
+            [p], [g], [m], [v], [slow], [codes], [scales], sync, rows, mu=0.9, nesterov=True)  # fmt: skip
+        found["int8 momentum: step, then its sync"] = lambda: (
+            ops.lookahead_adamw_step_([p], [g], [m], [v], [], step, rows),
+            ops.lookahead_int8_momentum_sync_([p], [slow], [codes], [scales], 0.5, mu=0.9, nesterov=True),
+        )
     if fast_dtype == slow_dtype and fast_dtype in COMPACT_FAST_DTYPES:
         high, low = bf16_int8.encode(p.float())
+        found["bf16+int8 + int8 momentum sync step"] = lambda: ops.lookahead_adamw_int8_momentum_step_(
+            [p], [g], [m], [v], [high], [codes], [scales], sync, rows, slow_low=[low], mu=0.9, nesterov=True)  # fmt: skip
+        found["bf16+int8 + int8 momentum: step, then its sync"] = lambda: (
+            ops.lookahead_adamw_step_([p], [g], [m], [v], [], step, rows),
+            ops.lookahead_compact_sync_([p], [high], [low], 0.5, momentum=[codes], momentum_scales=[scales], mu=0.9,
+                                        nesterov=True),
+        )
         found["bf16+int8 sync step"] = lambda: ops.lookahead_adamw_compact_step_([p], [g], [m], [v], [high], [low], sync,
                                                                                  rows)  # fmt: skip
         found["bf16+int8 step, then its sync"] = lambda: (

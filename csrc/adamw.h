@@ -97,6 +97,17 @@ LOOKAHEAD_MATH_FN T adamw_element(T p, T g, T& m, T& v, const AdamWConstants<T>&
 // stored, cast to its dtype; off a sync row the slow weight and the momentum are neither read nor
 // written. So it is, bit for bit, AdamW's step alone followed on the sync rows by the compact sync's op.
 
+// [NOTE: AdamW int8 momentum step] LookaheadAdamW(momentum_dtype="int8") beside float32 or bf16+int8
+// slow weights syncs inside AdamW's pass (the op adamw_int8_momentum_step_): per block of kInt8Block
+// elements of a param in memory order, p' = AdamW's new param (adamw_element) for each element,
+// rounded to the param's dtype and stored with the moments; on a sync row then the int8 momentum sync
+// of p' (see [NOTE: int8 momentum sync] in csrc/element_math.h; beside bf16+int8 slow weights
+// see [NOTE: compact int8 momentum sync] in csrc/element_math.h) with the row's alpha in float32, and
+// the param takes the slow weight as stored, cast to its dtype; off a sync row the slow weights, the
+// momentum codes and their scales are neither read nor written. So it is, bit for bit, AdamW's step
+// alone followed on the sync rows by the int8 momentum sync's op, as a block's scale needs every new
+// param of the block first.
+
 // [NOTE: int8-delta] LookaheadAdamW(slow_dtype="int8-delta") keeps no slow weight: it keeps the
 // offset of the slow weight from the param as int8 blocks, codes q beside the param and one float32
 // scale per block of 256 of its elements in memory order

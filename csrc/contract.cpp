@@ -153,6 +153,8 @@ const char* const kPseudoGradientListNames[] = {"fast", "slow", "out"};
 const char* const kAdamWDeltaListNames[] = {"param", "grad",   "exp_avg",  "exp_avg_sq",
                                             "delta", "scales", "momentum", "momentum_scales"};
 const char* const kInt8DeltaSyncListNames[] = {"param", "delta", "scales", "momentum", "momentum_scales"};
+const char* const kAdamWInt8MomentumListNames[] = {"param", "grad",     "exp_avg",  "exp_avg_sq",
+                                                   "slow",  "slow_low", "momentum", "scales"};
 
 void check_lengths(const char* op, at::TensorList fast, at::TensorList other, const char* other_name = "slow",
                    const char* first_name = "fast") {
@@ -320,8 +322,8 @@ void check_pseudo_gradient_triples(at::TensorList fast, at::TensorList slow, at:
 }
 
 void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low, const char* op,
-                           const char* fast_name) {
-  check_lengths(op, fast, high, "slow_high", fast_name);
+                           const char* fast_name, const char* high_name) {
+  check_lengths(op, fast, high, high_name, fast_name);
   check_lengths(op, fast, low, "slow_low", fast_name);
   const at::Device device = device_of_first(fast);
   for (size_t i = 0; i < fast.size(); ++i) {
@@ -340,9 +342,9 @@ void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorL
     LOOKAHEAD_CHECK_VALUE(compact_code(f.scalar_type()) >= 0,
                           message(op, ": pair ", i, ": ", fast_name, " has dtype ", python_dtype(f.scalar_type()),
                                   "; bf16+int8 slow weights are for float32, float16 and bfloat16 ", "params"));
-    check_tensor(h, Where{op, i, "slow_high"}, "torch.bfloat16");
+    check_tensor(h, Where{op, i, high_name}, "torch.bfloat16");
     check_tensor(q, Where{op, i, "slow_low"}, "torch.int8");
-    check_pair_layout(op, i, f, h, fast[0].device(), fast_name, "slow_high");
+    check_pair_layout(op, i, f, h, fast[0].device(), fast_name, high_name);
     check_pair_layout(op, i, f, q, fast[0].device(), fast_name, "slow_low");
   }
 }
@@ -367,12 +369,11 @@ void check_compact_momentum_quads(at::TensorList fast, at::TensorList high, at::
 
 const char* const* int8_momentum_list_names() { return kInt8MomentumListNames; }
 
-void check_int8_momentum_quads(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
-                               at::TensorList scales) {
-  const char* op = kInt8MomentumOp;
-  check_lengths(op, fast, slow);
-  check_lengths(op, fast, momentum, "momentum");
-  check_lengths(op, fast, scales, "scales");
+void check_int8_momentum_quads(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,
+                               const char* op, const char* fast_name) {
+  check_lengths(op, fast, slow, "slow", fast_name);
+  check_lengths(op, fast, momentum, "momentum", fast_name);
+  check_lengths(op, fast, scales, "scales", fast_name);
   const at::Device device = device_of_first(fast);
   for (size_t i = 0; i < fast.size(); ++i) {
     prefetch_ahead(fast, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
@@ -392,15 +393,16 @@ void check_int8_momentum_quads(at::TensorList fast, at::TensorList slow, at::Ten
         sc.dim() == 1 && sc.numel() == blocks) {
       continue;
     }
-    check_tensor(f, Where{op, i, "fast"});
-    LOOKAHEAD_CHECK_VALUE(fast_type, message(op, ": pair ", i, ": fast has dtype ", python_dtype(f.scalar_type()),
-                                             "; an int8 outer momentum is for float32, float16 and bfloat16 params"));
+    check_tensor(f, Where{op, i, fast_name});
+    LOOKAHEAD_CHECK_VALUE(fast_type,
+                          message(op, ": pair ", i, ": ", fast_name, " has dtype ", python_dtype(f.scalar_type()),
+                                  "; an int8 outer momentum is for float32, float16 and bfloat16 params"));
     check_tensor(s, Where{op, i, "slow"}, "torch.float32");
     check_tensor(m, Where{op, i, "momentum"}, "torch.int8");
     check_tensor(sc, Where{op, i, "scales"}, "torch.float32");
-    check_pair_layout(op, i, f, s, fast[0].device(), "fast", "slow");
-    check_pair_layout(op, i, f, m, fast[0].device(), "fast", "momentum");
-    check_block_scales(op, i, sc, f, "fast", fast[0].device());
+    check_pair_layout(op, i, f, s, fast[0].device(), fast_name, "slow");
+    check_pair_layout(op, i, f, m, fast[0].device(), fast_name, "momentum");
+    check_block_scales(op, i, sc, f, fast_name, fast[0].device());
   }
 }
 
@@ -528,6 +530,27 @@ void check_adamw_compact_args(const std::vector<at::TensorList>& lists, const at
   }
   check_adamw_hyper(params, hyper, rows, /*syncs=*/true, op);
 }
+
+void check_adamw_int8_momentum_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
+                                    const at::Tensor& rows) {
+  const char* op = kAdamWInt8MomentumOp;
+  const char* const* names = kAdamWInt8MomentumListNames;
+  at::TensorList params = lists[0], slow = lists[4], slow_low = lists[5], momentum = lists[6], scales = lists[7];
+  for (size_t l = 1; l < lists.size(); ++l) {
+    if (l != 5 || !slow_low.empty()) check_lengths(op, params, lists[l], names[l], "param");
+  }
+  check_adamw_moments(op, lists, names);
+  if (slow_low.empty()) {
+    check_int8_momentum_quads(params, slow, momentum, scales, op, "param");
+  } else {
+    check_compact_triples(params, slow, slow_low, op, "param", "slow");
+    check_int8_codes_beside(op, "param", params, momentum, scales, names + 6);
+  }
+  check_adamw_hyper(params, hyper, rows, /*syncs=*/true, op);
+  check_no_overlap(op, lists, names);
+}
+
+const char* const* adamw_int8_momentum_list_names() { return kAdamWInt8MomentumListNames; }
 
 namespace {
 

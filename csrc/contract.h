@@ -17,6 +17,7 @@ constexpr const char* kInt8MomentumGatedOp = "lookahead_int8_momentum_sync_on_st
 constexpr const char* kPseudoGradientOp = "lookahead_pseudo_gradient_";  // the replicas' pseudo-gradient
 constexpr const char* kAdamWDeltaOp = "lookahead_adamw_delta_step_";  // AdamW's step with int8-delta slow weights
 constexpr const char* kAdamWCompactOp = "lookahead_adamw_compact_step_";      // AdamW's step with bf16+int8 ones
+constexpr const char* kAdamWInt8MomentumOp = "lookahead_adamw_int8_momentum_step_";  // with an int8 outer momentum
 constexpr const char* kInt8DeltaSyncOp = "LookaheadAdamW's int8-delta sync";  // their sync without AdamW's step
 
 // Whether `t` is plainly valid: defined, strided and contiguous, on `device`; and whether `a` and `b`
@@ -48,7 +49,7 @@ const char* const* list_names(TableOp op);
 // float16 or bfloat16; slow_high bfloat16 and slow_low int8 beside it, of its shape and strides, on
 // its device. `op` and `fast_name` as the messages name the op and the fast list.
 void check_compact_triples(at::TensorList fast, at::TensorList high, at::TensorList low, const char* op = kCompactOp,
-                           const char* fast_name = "fast");
+                           const char* fast_name = "fast", const char* high_name = "slow_high");
 // The compact momentum sync's quads (see [NOTE: compact momentum sync] in csrc/element_math.h): the
 // compact triples, and beside them the outer momentum in float32 or bfloat16, of fast's shape and
 // strides, on its device.
@@ -70,8 +71,8 @@ void check_compact_lists(at::TensorList fast, at::TensorList high, at::TensorLis
 // float32, float16 or bfloat16; float32 slow weights and int8 momentum codes beside it, of its shape
 // and strides, on its device; its block scales a dense 1-D float32 tensor of ceil(numel / 256)
 // elements on its device.
-void check_int8_momentum_quads(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
-                               at::TensorList scales);
+void check_int8_momentum_quads(at::TensorList fast, at::TensorList slow, at::TensorList momentum, at::TensorList scales,
+                               const char* op = kInt8MomentumOp, const char* fast_name = "fast");
 // What lookahead_int8_momentum_sync_ checks before it writes: the quads and their overlap (it keeps
 // no plan, so the overlap is checked on every call). The pybind check_int8_momentum_lists runs it.
 void check_int8_momentum_lists(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
@@ -99,6 +100,16 @@ void check_adamw_args(const std::vector<at::TensorList>& lists, const at::Tensor
 // Their overlap is checked when their plan is built (see [NOTE: overlap once per plan] in csrc/contract.h).
 void check_adamw_compact_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
                               const at::Tensor& rows);
+// AdamW's step with an int8 outer momentum (see [NOTE: AdamW int8 momentum step] in csrc/adamw.h), its lists
+// {params, grads, exp_avgs, exp_avg_sqs, slow, slow_low, momentum, scales}: the moments and grads as for
+// check_adamw_args; with `slow_low` empty the params, float32 slow weights, momentum codes and scales as the
+// int8 momentum sync's quads, else the params and bf16+int8 slow weights (`slow` their high parts) as the
+// compact sync's triples and the codes and scales beside the params; the params named "param"; the hyper
+// table and rows as for check_adamw_args; nothing shared (checked on every call: it keeps no plan).
+void check_adamw_int8_momentum_args(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
+                                    const at::Tensor& rows);
+// The names of its lists in the messages: param, grad, exp_avg, exp_avg_sq, slow, slow_low, momentum, scales.
+const char* const* adamw_int8_momentum_list_names();
 // AdamW's step with int8-delta slow weights (see [NOTE: int8-delta] in csrc/adamw.h), its lists
 // {params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales}: params in float32,
 // float16 or bfloat16; the moments and grads as for check_adamw_args; beside each param its int8 offset

@@ -81,4 +81,11 @@
     "float mu, bool nesterov) -> ()",                                                                           \
     (at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,          \
      at::TensorList slow_high, at::TensorList slow_low, at::TensorList momentum, const at::Tensor& hyper,       \
-     const at::Tensor& rows, double mu, bool nesterov))
+     const at::Tensor& rows, double mu, bool nesterov))                                                         \
+  X(adamw_int8_momentum_step_,                                                                                  \
+    "(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "                   \
+    "Tensor(d!)[] slow, Tensor(e!)[] slow_low, Tensor(f!)[] momentum, Tensor(g!)[] scales, Tensor hyper, "      \
+    "Tensor rows, float mu, bool nesterov) -> ()",                                                              \
+    (at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,          \
+     at::TensorList slow, at::TensorList slow_low, at::TensorList momentum, at::TensorList scales,              \
+     const at::Tensor& hyper, const at::Tensor& rows, double mu, bool nesterov))

@@ -18,6 +18,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "cuda/adamw_delta_cuda.h"
+#include "cuda/adamw_int8_momentum_cuda.h"
 #include "cuda/capture.h"
 #include "cuda/int8_momentum_cuda.h"
 #endif
@@ -444,6 +445,59 @@ void adamw_delta_step_(at::TensorList params, at::TensorList grads, at::TensorLi
   bump_versions(written);
 }
 
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+namespace {
+
+// One launch of checked lists {params, grads, exp_avgs, exp_avg_sqs, slow, slow_low, momentum, scales} on one
+// CUDA device, on its current stream.
+void launch_adamw_int8_momentum_on_cuda(const TensorLists& lists, const at::Tensor& hyper, const at::Tensor& rows,
+                                        double mu, bool nesterov) {
+  at::TensorList params = lists[0], slow_low = lists[5];
+  std::vector<AdamWInt8CudaEntry> entries;
+  entries.reserve(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (params[i].numel() == 0) continue;
+    entries.push_back({params[i].mutable_data_ptr(), lists[1][i].const_data_ptr(), lists[2][i].mutable_data_ptr(),
+                       lists[3][i].mutable_data_ptr(), lists[4][i].mutable_data_ptr(),
+                       slow_low.empty() ? nullptr : slow_low[i].mutable_data_ptr<int8_t>(),
+                       lists[6][i].mutable_data_ptr<int8_t>(), lists[7][i].mutable_data_ptr<float>(),
+                       params[i].numel(), static_cast<int64_t>(i), int8_fast_dtype_of(params[i])});
+  }
+  if (entries.empty()) return;
+  const at::Device device = params[0].device();
+  c10::cuda::CUDAGuard guard(device);
+  auto stream = c10::cuda::getCurrentCUDAStream(device.index());
+  launch_adamw_int8_momentum_cuda(entries, hyper.const_data_ptr<double>(), rows.const_data_ptr<int64_t>(),
+                                  static_cast<float>(mu), nesterov, stream.stream(), device.index());
+}
+
+}  // namespace
+#endif
+
+void adamw_int8_momentum_step_(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                               at::TensorList exp_avg_sqs, at::TensorList slow, at::TensorList slow_low,
+                               at::TensorList momentum, at::TensorList scales, const at::Tensor& hyper,
+                               const at::Tensor& rows, double mu, bool nesterov) {
+  check_mu(mu, kAdamWInt8MomentumOp);
+  const TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow, slow_low, momentum, scales};
+  check_adamw_int8_momentum_args(lists, hyper, rows);
+  if (params.empty()) return;
+  const at::Device device = params[0].device();
+  TensorLists written{params, exp_avgs, exp_avg_sqs, slow, momentum, scales};  // not the grads
+  if (!slow_low.empty()) written.push_back(slow_low);
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+  if (device.is_cuda()) {
+    launch_adamw_int8_momentum_on_cuda(lists, hyper, rows, mu, nesterov);
+    return bump_versions(written);
+  }
+#endif
+  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(!device.is_cuda(),
+                                  message(kAdamWInt8MomentumOp, ": this build of the extension has no CUDA kernels"));
+  LOOKAHEAD_CHECK(device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", device));
+  run_adamw_int8_momentum_cpu(lists, hyper, rows, static_cast<float>(mu), nesterov);
+  bump_versions(written);
+}
+
 void sync_meta(at::TensorList fast, at::TensorList slow, double alpha) {
   check_alpha(alpha);
   check_all_meta("lookahead_sync_", {fast, slow});
@@ -563,6 +617,20 @@ void adamw_delta_step_meta(at::TensorList params, at::TensorList grads, at::Tens
   }
   if (!momentum_scales.empty()) lists.push_back(momentum_scales);  // none beside a float momentum
   check_all_meta(kAdamWDeltaOp, lists, adamw_delta_list_names());
+}
+
+void adamw_int8_momentum_step_meta(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                                   at::TensorList exp_avg_sqs, at::TensorList slow, at::TensorList slow_low,
+                                   at::TensorList momentum, at::TensorList scales, const at::Tensor& /*hyper*/,
+                                   const at::Tensor& /*rows*/, double mu, bool /*nesterov*/) {
+  check_mu(mu, kAdamWInt8MomentumOp);
+  TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow, slow_low, momentum, scales};
+  std::vector<const char*> names(adamw_int8_momentum_list_names(), adamw_int8_momentum_list_names() + lists.size());
+  if (slow_low.empty()) {  // float32 slow weights: no residuals to count
+    lists.erase(lists.begin() + 5);
+    names.erase(names.begin() + 5);
+  }
+  check_all_meta(kAdamWInt8MomentumOp, lists, names.data());
 }
 
 }  // namespace lookahead_fused

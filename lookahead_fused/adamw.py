@@ -31,7 +31,6 @@ from .adaptive_alpha import ADAPTIVE
 from .backends import reference
 from .adamw_state import Layout
 from .optimizer import Lookahead
-from .slow_state import is_int8_delta, is_int8_momentum
 from .step_wrapper import wrapped_step
 
 _COLUMN = {name: i for i, name in enumerate(contract.ADAMW_COLUMNS)}
@@ -88,14 +87,9 @@ class LookaheadAdamW(Lookahead):
             capturable=capturable, foreach=False,
         )  # fmt: skip
         # whether the sync runs in a launch of its own after AdamW's pass (which then runs without slow
-        # weights) instead of inside it: with momentum_dtype="int8" (but beside int8-delta offsets) or
-        # replicas, fixed at construction
-        # (see [NOTE: int8 outer momentum] in lookahead_fused/options.py;
-        # see [NOTE: int8-delta outer momentum] in csrc/adamw.h;
-        # see [NOTE: what compact slow weights support] in lookahead_fused/options.py, for bf16+int8 ones;
-        # see [NOTE: replicas] in lookahead_fused/replicas.py)
-        int8_apart = is_int8_momentum(momentum_dtype) and not is_int8_delta(slow_dtype)
-        self.syncs_apart = int8_apart or replicas is not None
+        # weights) instead of inside it: with replicas, fixed at construction
+        # (see [NOTE: replicas] in lookahead_fused/replicas.py)
+        self.syncs_apart = replicas is not None
         self._row_tensors: dict = {}
         self._device_table_held: tuple | None = None  # (layout, hyper, rows, each group's host-known row)
         self._cached_layout: Layout | None = None
@@ -249,10 +243,21 @@ class LookaheadAdamW(Lookahead):
 
     def _run_pass(self, launch, hyper: torch.Tensor, rows: torch.Tensor, strided: bool = False) -> None:
         """AdamW's fused pass over one device's DeviceLaunch, with its sync where the table says (with
-        bf16+int8 slow weights their op, with int8-delta ones the op that writes their offsets);
+        bf16+int8 slow weights their op, with int8-delta ones the op that writes their offsets, with an int8
+        outer momentum beside other slow weights its op: see [NOTE: AdamW int8 momentum step] in csrc/adamw.h);
         `strided`: the reference's loop."""
         grads = [p.grad for p in launch.params]
-        if launch.slow_low and strided:  # bf16+int8 slow weights (see [NOTE: AdamW compact step] in csrc/adamw.h)
+        if launch.outer_scales and not launch.scales and strided:
+            reference.adamw_int8_momentum_step_(launch.params, grads, launch.exp_avgs, launch.exp_avg_sqs, launch.slow,
+                                                launch.slow_low, launch.outer, launch.outer_scales, hyper, rows,
+                                                self._mu_in_pass, self.defaults["nesterov"])  # fmt: skip
+        elif launch.outer_scales and not launch.scales:
+            ops.lookahead_adamw_int8_momentum_step_(launch.params, grads, launch.exp_avgs, launch.exp_avg_sqs,
+                                                    launch.slow, launch.outer, launch.outer_scales, hyper, rows,
+                                                    slow_low=launch.slow_low, mu=self._mu_in_pass,
+                                                    nesterov=self.defaults["nesterov"],
+                                                    backend=self.defaults["backend"])  # fmt: skip
+        elif launch.slow_low and strided:  # bf16+int8 slow weights (see [NOTE: AdamW compact step] in csrc/adamw.h)
             reference.adamw_compact_step_(launch.params, grads, launch.exp_avgs, launch.exp_avg_sqs, launch.slow,
                                           launch.slow_low, launch.outer, hyper, rows, self._mu_in_pass,
                                           self.defaults["nesterov"])  # fmt: skip

@@ -71,7 +71,7 @@ class Layout:
                     launch.slow.append(outer[SLOW_PARAM])
             if mu:
                 launch.outer.append(outer[OUTER_MOMENTUM])
-            if mu and OUTER_MOMENTUM_SCALES in outer:  # beside int8-delta offsets
+            if mu and OUTER_MOMENTUM_SCALES in outer:  # int8 blocks
                 launch.outer_scales.append(outer[OUTER_MOMENTUM_SCALES])
             launch.entries.append(n)
 

@@ -66,6 +66,8 @@ PSEUDO_GRADIENT_OP = "lookahead_pseudo_gradient_"
 PSEUDO_GRADIENT_LIST_NAMES = ("fast", "slow", "out")
 ADAMW_COMPACT_OP = "lookahead_adamw_compact_step_"
 ADAMW_COMPACT_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "slow_high", "slow_low", "momentum")
+ADAMW_INT8_MOMENTUM_OP = "lookahead_adamw_int8_momentum_step_"
+ADAMW_INT8_MOMENTUM_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "slow_low", "momentum", "scales")
 ADAMW_DELTA_OP = "lookahead_adamw_delta_step_"
 ADAMW_DELTA_LIST_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq", "delta", "scales", "momentum", "momentum_scales")
 INT8_DELTA_SYNC_OP = "LookaheadAdamW's int8-delta sync"  # the reference's int8_delta_sync_, as the messages name it
@@ -316,10 +318,12 @@ def check_compact_lists(fast, slow_high, slow_low, momentum=None, scales=None) -
     check_no_overlap(fast, slow_high, slow_low, momentum, op=op, names=COMPACT_LIST_NAMES)
 
 
-def _check_compact_triples(fast, slow_high, slow_low, *, op: str, first: str) -> None:
-    """fast (named `first`) in float32, float16 or bfloat16; beside each a bfloat16 high part and an int8
-    residual of its shape and strides, on its device: csrc/contract.cpp's check_compact_triples."""
-    for name, tensors in zip(COMPACT_LIST_NAMES[1:], (slow_high, slow_low)):
+def _check_compact_triples(fast, slow_high, slow_low, *, op: str, first: str, high: str = "slow_high") -> None:
+    """fast (named `first`) in float32, float16 or bfloat16; beside each a bfloat16 high part (its list named
+    `high`) and an int8 residual of its shape and strides, on its device: csrc/contract.cpp's
+    check_compact_triples."""
+    state_names = (high, COMPACT_LIST_NAMES[2])
+    for name, tensors in zip(state_names, (slow_high, slow_low)):
         if len(tensors) != len(fast):
             raise ValueError(f"{op}: {first} has {len(fast)} tensors but {name} has {len(tensors)}")
     for i, tensors in enumerate(zip(fast, slow_high, slow_low)):
@@ -330,9 +334,9 @@ def _check_compact_triples(fast, slow_high, slow_low, *, op: str, first: str) ->
                 f"{op}: pair {i}: {first} has dtype {f.dtype}; bf16+int8 slow weights are for float32, float16 and "
                 "bfloat16 params"
             )
-        for name, t, dtype in zip(COMPACT_LIST_NAMES[1:], tensors[1:], COMPACT_STATE_DTYPES):
+        for name, t, dtype in zip(state_names, tensors[1:], COMPACT_STATE_DTYPES):
             _check_state_tensor(t, dtype, where=f"{op}: pair {i}: {name}")
-        for name, t in zip(COMPACT_LIST_NAMES[1:], tensors[1:]):
+        for name, t in zip(state_names, tensors[1:]):
             _check_pair_layout(i, f, t, op=op, names=(first, name))
 
 
@@ -356,12 +360,18 @@ def _check_compact_int8_momenta(fast, slow_high, slow_low, momentum, scales) -> 
     five lists, as csrc/contract.cpp's check_compact_int8_momentum_lists."""
     op = COMPACT_OP
     _check_lengths(("fast", "momentum", "scales"), (fast, momentum, scales), op=op)
-    for i, (f, m, sc) in enumerate(zip(fast, momentum, scales)):
+    _check_int8_codes_beside(fast, momentum, scales, op=op, owner="fast")
+    check_no_overlap(fast, slow_high, slow_low, momentum, scales, op=op, names=COMPACT_LIST_NAMES)
+
+
+def _check_int8_codes_beside(owners, codes, scales, *, op: str, owner: str) -> None:
+    """Beside each of `owners` (checked, named `owner`) its int8 momentum codes (its shape and strides) and
+    their block scales, as csrc/contract.cpp's check_int8_codes_beside."""
+    for i, (f, m, sc) in enumerate(zip(owners, codes, scales)):
         _check_state_tensor(m, torch.int8, where=f"{op}: pair {i}: momentum")
         _check_state_tensor(sc, torch.float32, where=f"{op}: pair {i}: scales")
-        _check_pair_layout(i, f, m, op=op, names=("fast", "momentum"))
-        _check_block_scales(i, f, sc, op=op, owner="fast", device=fast[0].device)
-    check_no_overlap(fast, slow_high, slow_low, momentum, scales, op=op, names=COMPACT_LIST_NAMES)
+        _check_pair_layout(i, f, m, op=op, names=(owner, "momentum"))
+        _check_block_scales(i, f, sc, op=op, owner=owner, device=owners[0].device)
 
 
 def check_list_types(names: tuple[str, ...], lists, *, op: str) -> None:
@@ -396,22 +406,27 @@ def check_int8_momentum_lists(fast, slow, momentum, scales) -> None:
     (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py)."""
     op, names = INT8_MOMENTUM_OP, INT8_MOMENTUM_LIST_NAMES
     check_list_types(names, (fast, slow, momentum, scales), op=op)
-    for name, tensors in zip(names[1:], (slow, momentum, scales)):
-        if len(tensors) != len(fast):
-            raise ValueError(f"{op}: fast has {len(fast)} tensors but {name} has {len(tensors)}")
+    _check_int8_momentum_quads(fast, slow, momentum, scales, op=op, first="fast")
+    check_no_overlap(fast, slow, momentum, scales, op=op, names=names)
+
+
+def _check_int8_momentum_quads(fast, slow, momentum, scales, *, op: str, first: str) -> None:
+    """The lengths, then pair by pair fast (named `first`) and beside it its float32 slow weights, int8
+    momentum codes and block scales, as csrc/contract.cpp's check_int8_momentum_quads."""
+    names = INT8_MOMENTUM_LIST_NAMES
+    _check_lengths((first,) + names[1:], (fast, slow, momentum, scales), op=op)
     for i, (f, s, m, sc) in enumerate(zip(fast, slow, momentum, scales)):
-        check_param_tensor(f, where=f"{op}: pair {i}: fast")
+        check_param_tensor(f, where=f"{op}: pair {i}: {first}")
         if f.dtype not in INT8_MOMENTUM_FAST_DTYPES:
             raise ValueError(
-                f"{op}: pair {i}: fast has dtype {f.dtype}; an int8 outer momentum is for float32, float16 and "
+                f"{op}: pair {i}: {first} has dtype {f.dtype}; an int8 outer momentum is for float32, float16 and "
                 "bfloat16 params"
             )
         for name, t, dtype in ((names[1], s, torch.float32), (names[2], m, torch.int8), (names[3], sc, torch.float32)):
             _check_state_tensor(t, dtype, where=f"{op}: pair {i}: {name}")
         for name, t in ((names[1], s), (names[2], m)):
-            _check_pair_layout(i, f, t, op=op, names=("fast", name))
-        _check_block_scales(i, f, sc, op=op, owner="fast", device=fast[0].device)
-    check_no_overlap(fast, slow, momentum, scales, op=op, names=names)
+            _check_pair_layout(i, f, t, op=op, names=(first, name))
+        _check_block_scales(i, f, sc, op=op, owner=first, device=fast[0].device)
 
 
 def _check_lengths(names: tuple[str, ...], lists, *, op: str) -> None:
@@ -503,6 +518,30 @@ def check_adamw_compact_args(params, grads, exp_avgs, exp_avg_sqs, slow_high, sl
     _check_adamw_table(params, hyper, rows, True, op=op)
     if mu != 0.0 and not momentum:
         raise ValueError(f"{op}: outer momentum mu = {mu} needs the momentum tensors")
+    check_no_overlap(*lists, op=op, names=names)
+
+
+def check_adamw_int8_momentum_args(params, grads, exp_avgs, exp_avg_sqs, slow, slow_low, momentum, scales, hyper,
+                                   rows, mu=0.0) -> None:  # fmt: skip
+    """Validate a lookahead_adamw_int8_momentum_step_ call, as csrc/contract.cpp's
+    check_adamw_int8_momentum_args: the lengths; grads and moments as for lookahead_adamw_step_; with
+    `slow_low` empty the params, float32 slow weights, momentum codes and scales as the int8 momentum sync's,
+    else the params and bf16+int8 slow weights (`slow` their high parts) as the compact sync's and the codes
+    and scales beside the params; the hyper table and rows; nothing shared
+    (see [NOTE: AdamW int8 momentum step] in csrc/adamw.h)."""
+    op, names = ADAMW_INT8_MOMENTUM_OP, ADAMW_INT8_MOMENTUM_LIST_NAMES
+    lists = (params, grads, exp_avgs, exp_avg_sqs, slow, slow_low, momentum, scales)
+    check_list_types(names, lists, op=op)
+    check_mu(mu, where=f"{op}: outer momentum mu")
+    present = [n for n in range(len(lists)) if n != 5 or slow_low]
+    _check_lengths(tuple(names[n] for n in present), tuple(lists[n] for n in present), op=op)
+    _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
+    if slow_low:
+        _check_compact_triples(params, slow, slow_low, op=op, first="param", high="slow")
+        _check_int8_codes_beside(params, momentum, scales, op=op, owner="param")
+    else:
+        _check_int8_momentum_quads(params, slow, momentum, scales, op=op, first="param")
+    _check_adamw_table(params, hyper, rows, True, op=op)
     check_no_overlap(*lists, op=op, names=names)
 
 

@@ -135,5 +135,12 @@ OPS = (
             "slow_low:tensors! momentum:tensors! hyper:tensor rows:tensor mu:float nesterov:bool"
         ),
     ),
+    OpSpec(
+        "adamw_int8_momentum_step_",
+        _args(
+            "params:tensors! grads:tensors exp_avgs:tensors! exp_avg_sqs:tensors! slow:tensors! slow_low:tensors! "
+            "momentum:tensors! scales:tensors! hyper:tensor rows:tensor mu:float nesterov:bool"
+        ),
+    ),
 )
 OP_NAMES = tuple(op.name for op in OPS)

@@ -372,6 +372,31 @@ def lookahead_adamw_compact_step_(params, grads, exp_avgs, exp_avg_sqs, slow_hig
                                                                                  bool(nesterov))  # fmt: skip
 
 
+@torch.no_grad()
+def lookahead_adamw_int8_momentum_step_(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, scales,
+                                        hyper: torch.Tensor, rows: torch.Tensor, *, slow_low=None, mu: float = 0.0,
+                                        nesterov: bool = False, backend: str = "auto") -> None:  # fmt: skip
+    """lookahead_adamw_step_ with the outer momentum kept as int8 blocks (per param int8 codes of its shape
+    and strides and float32 block scales of ceil(numel / 256),
+    see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py), in one pass per device: AdamW's step for
+    every param and, on a sync row, the int8 momentum sync of the new param with mu and nesterov
+    (see [NOTE: AdamW int8 momentum step] in csrc/adamw.h). The slow weights are float32, or with
+    `slow_low` (int8 residuals) bf16+int8, `slow` their bfloat16 high parts. params in float32, float16
+    or bfloat16. One device per call. Raises before writing."""
+    backends.check_backend_name(backend)
+    op = contract.ADAMW_INT8_MOMENTUM_OP
+    lists = (params, grads, exp_avgs, exp_avg_sqs, slow, [] if slow_low is None else slow_low, momentum, scales)
+    contract.check_list_types(contract.ADAMW_INT8_MOMENTUM_LIST_NAMES, lists, op=op)
+    mu = contract.check_mu(mu, where=f"{op}: outer momentum mu")
+    lists = int8_local_shards(*lists, op=op, scales_at=(7,))
+    if _run_native("adamw_int8_momentum_step_", *lists, hyper, rows, mu, bool(nesterov), backend=backend):
+        return
+    contract.check_adamw_int8_momentum_args(*lists, hyper, rows, mu)
+    if lists[0]:
+        backends.resolve(backend, lists[0][0].device.type).adamw_int8_momentum_step_(*lists, hyper, rows, mu,
+                                                                                       bool(nesterov))  # fmt: skip
+
+
 # [NOTE: int8-delta backends] AdamW's step with int8-delta slow weights is one fused launch on the "cpu"
 # backend (the C++ kernel, csrc/cpu/adamw_delta_cpu.cpp), on "cuda" (csrc/cuda/adamw_delta_kernel.cuh: one
 # launch per 32 params; checked on the host by emulation and statically, never run on a GPU yet) and on

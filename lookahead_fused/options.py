@@ -49,9 +49,8 @@ def check_slow_dtype(slow_dtype, steps_itself: bool):
 # momentum_dtype="int8" int8 blocks, synced by the compact int8 momentum sync in the same one launch
 # (see [NOTE: compact int8 momentum sync] in csrc/element_math.h): 4.016 bytes a weight in all.
 # LookaheadAdamW takes it too, and syncs it inside AdamW's pass, one launch per step
-# (see [NOTE: AdamW compact step] in csrc/adamw.h), but with an int8 outer momentum: then the pass runs
-# AdamW's step alone (the op without slow weights) and a sync step adds the compact int8 momentum
-# sync's launch after it, two launches there (see [NOTE: int8 outer momentum] in lookahead_fused/options.py).
+# (see [NOTE: AdamW compact step] in csrc/adamw.h; with an int8 outer momentum,
+# see [NOTE: AdamW int8 momentum step] in csrc/adamw.h).
 
 
 # [NOTE: what int8-delta supports] slow_dtype="int8-delta" (see [NOTE: int8-delta] in csrc/adamw.h) is
@@ -102,10 +101,9 @@ def check_int8_delta_options(defaults: dict) -> None:
 # decodes, computes in float32 and encodes each block as it stores it, one launch per device. Each
 # sync's error is at most 0.4 % of the block's max |m|. The same refusals as bfloat16 at join, and
 # DTensors laid out other than FSDP2's Shard(0) on a 1-D mesh
-# (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py). LookaheadAdamW runs it as a
-# launch of its own after its AdamW pass on sync steps (the pass keeps a momentum beside AdamW's
-# moments only in a dtype, not encoded): two launches there; beside int8-delta offsets, inside the
-# pass (see [NOTE: int8-delta outer momentum] in csrc/adamw.h).
+# (see [NOTE: int8 blocks of a shard] in lookahead_fused/sharded.py). LookaheadAdamW syncs it inside
+# its AdamW pass, one launch per step (see [NOTE: AdamW int8 momentum step] in csrc/adamw.h; beside
+# int8-delta offsets, see [NOTE: int8-delta outer momentum] in csrc/adamw.h).
 MOMENTUM_DTYPES = (None, torch.bfloat16, int8_blocks.MOMENTUM_DTYPE)
 
 

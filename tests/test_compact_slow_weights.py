@@ -14,9 +14,10 @@ import torch
 from lookahead_fused import Lookahead, LookaheadAdamW, bf16_int8, ops
 from lookahead_fused import sync as sync_module
 from lookahead_fused.backends.reference import sync_float64
-from lookahead_fused.slow_state import OUTER_MOMENTUM, SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
+from lookahead_fused.slow_state import SLOW_HIGH, SLOW_LOW, SLOW_MOMENTUM, SLOW_PARAM
 
 from .helpers import compiled_beside_eager, make_params, run, set_grads
+from .test_adamw_compact_step import same_bits
 from .matrix import backends_under_test, dtype_id, ulp
 
 SHAPES = ((6, 5), (6,), (40,))
@@ -29,6 +30,11 @@ def compact_lookahead(params, **options):
 
 def decoded(opt, p) -> torch.Tensor:
     return bf16_int8.decode(opt.state[p][SLOW_HIGH], opt.state[p][SLOW_LOW])
+
+
+def slow_value(opt, p) -> torch.Tensor:
+    """p's slow weight as stored: decoded, or float32."""
+    return decoded(opt, p) if SLOW_HIGH in opt.state[p] else opt.state[p][SLOW_PARAM]
 
 
 def twin_before_the_sync(opt, params):
@@ -91,25 +97,43 @@ def test_each_sync_of_step_is_the_float64_sync_within_the_encodings_bound(dtype,
             assert_the_compact_sync_of(value, fast, bf16_int8.decode(high, low), 0.5)
 
 
+# LookaheadAdamW's modes whose sync runs inside its pass: (params' dtype, options, the pass's op in ops)
+IN_PASS_MODES = [
+    *((dtype, dict(slow_dtype=COMPACT, **outer), "lookahead_adamw_compact_step_")
+      for dtype in (torch.float32, torch.bfloat16, torch.float16)
+      for outer in ({}, {"outer_momentum": 0.9, "nesterov": True},
+                    {"outer_momentum": 0.5, "momentum_dtype": torch.bfloat16})),  # fmt: skip
+    *((dtype, dict(slow_dtype=slow_dtype, outer_momentum=0.9, nesterov=nesterov, momentum_dtype="int8"),
+       "lookahead_adamw_int8_momentum_step_")
+      for dtype, slow_dtype, nesterov in ((torch.float32, COMPACT, True), (torch.float16, COMPACT, False),
+                                          (torch.float32, None, False), (torch.bfloat16, torch.float32, True))),  # fmt: skip
+]
+
+
+def in_pass_id(mode) -> str:
+    dtype, options, _ = mode
+    return "-".join([dtype_id(dtype)] + [f"{k}={v}" for k, v in options.items()])
+
+
 @pytest.mark.parametrize("backend", backends_under_test("cpu"))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=dtype_id)
-@pytest.mark.parametrize("outer", [{}, {"outer_momentum": 0.9, "nesterov": True},
-                                   {"outer_momentum": 0.5, "momentum_dtype": torch.bfloat16}], ids=["none", "f32", "bf16"])
-def test_lookahead_adamw_syncs_inside_its_pass_as_its_pass_and_the_compact_sync_would(dtype, backend, outer, monkeypatch):
-    """LookaheadAdamW(slow_dtype="bf16+int8") runs one launch a step, lookahead_adamw_compact_step_, which
-    syncs the params with a grad (see [NOTE: AdamW compact step] in csrc/adamw.h), and no weights' launch
-    of the sync beside it but for a param without a grad; every step gives, bit for bit, what its pass
-    without slow weights followed by the compact (momentum) sync's launch gives (the twin below, the
-    path an int8 outer momentum takes). The params are the decoded slow weights after each sync."""
+@pytest.mark.parametrize("mode", IN_PASS_MODES, ids=in_pass_id)
+def test_lookahead_adamw_syncs_inside_its_pass_as_its_pass_and_the_sync_would(mode, backend, monkeypatch):
+    """LookaheadAdamW with bf16+int8 slow weights (see [NOTE: AdamW compact step] in csrc/adamw.h) or an
+    int8 outer momentum (see [NOTE: AdamW int8 momentum step] in csrc/adamw.h) runs one launch a step, its
+    pass's op, which syncs the params with a grad, and no weights' launch of the sync beside it but for a
+    param without a grad; every step gives, bit for bit, what its pass without slow weights followed by
+    the sync's launch gives (the twin below, the path replicas take). The params are the slow weights as
+    stored after each sync."""
+    dtype, mode_options, pass_op = mode
     params = make_params(dtype, shapes=SHAPES)
     params.append(torch.nn.Parameter(torch.randn(3).to(dtype)))  # never has a grad: the sync's own launch
-    options = dict(lr=0.01, k=3, alpha=0.5, slow_dtype=COMPACT, backend=backend, **outer)
+    options = dict(lr=0.01, k=3, alpha=0.5, backend=backend, **mode_options)
     opt = LookaheadAdamW(params, **options)
     twin_params = [torch.nn.Parameter(p.detach().clone()) for p in params]
     twin = LookaheadAdamW(twin_params, **options)
     twin.syncs_apart = True  # set before the first step builds the layout: its pass without slow weights
     compact_passes, weight_launches = [], []
-    real_pass, real_run_fused = ops.lookahead_adamw_compact_step_, sync_module.run_fused
+    real_pass, real_run_fused = getattr(ops, pass_op), sync_module.run_fused
 
     def pass_recording(*args, **kwargs):
         compact_passes.append(len(args[0]))
@@ -119,7 +143,7 @@ def test_lookahead_adamw_syncs_inside_its_pass_as_its_pass_and_the_compact_sync_
         weight_launches.append(len(lists[0]))
         return real_run_fused(launch, lists, *args)
 
-    monkeypatch.setattr(ops, "lookahead_adamw_compact_step_", pass_recording)
+    monkeypatch.setattr(ops, pass_op, pass_recording)
     monkeypatch.setattr(sync_module, "run_fused", run_fused_recording)
     for step in range(9):
         for group in (params[:-1], twin_params[:-1]):
@@ -133,14 +157,12 @@ def test_lookahead_adamw_syncs_inside_its_pass_as_its_pass_and_the_compact_sync_
         twin.step()
         assert weight_launches == ([] if (step + 1) % 3 else [len(params)]), "the twin's sync is a launch of its own"
         for p, q in zip(params, twin_params):
-            assert torch.equal(p, q) and torch.equal(opt.state[p][SLOW_HIGH], twin.state[q][SLOW_HIGH])
-            assert torch.equal(opt.state[p][SLOW_LOW], twin.state[q][SLOW_LOW])
-            if outer:
-                momentum = opt.state[p][OUTER_MOMENTUM]
-                assert torch.equal(momentum, twin.state[q][OUTER_MOMENTUM])
-                assert momentum.dtype == outer.get("momentum_dtype", torch.float32)
+            assert torch.equal(p, q)
+            assert opt.state[p].keys() == twin.state[q].keys()
+            for key, value in opt.state[p].items():
+                assert same_bits(value, twin.state[q][key]), f"{key} is not the twin's"
             if (step + 1) % 3 == 0:
-                assert torch.equal(p, decoded(opt, p).to(dtype)), "the params are the decoded slow weights, cast"
+                assert torch.equal(p, slow_value(opt, p).to(dtype)), "the params are the slow weights as stored, cast"
 
 
 @pytest.mark.parametrize("dtype, exact_bytes", [(torch.float32, 4), (torch.bfloat16, 2), (torch.float16, 2)], ids=str)

@@ -99,11 +99,32 @@ DELTA_FLOAT_MOMENTUM_PACKS = 3 * (2 + 1)  # a float32 and a bfloat16 momentum be
 DELTA_VECTOR_LOADS = DELTA_FIRST_PASSES * (4 * 2 + 2 * 4 * 1) + DELTA_FLOAT_MOMENTUM_PACKS
 DELTA_VECTOR_STORES = DELTA_LAST_PASSES * (3 * 2 + 2 * 3 * 1) + DELTA_FLOAT_MOMENTUM_PACKS
 DELTA_CODE_LOADS, DELTA_CODE_STORES = 3 * (DELTA_FIRST_PASSES + 1), 3 * (DELTA_LAST_PASSES + 1)
+# AdamW's step with an int8 outer momentum (csrc/cuda/adamw_int8_momentum_kernel.cuh), one kernel per slow
+# weights' storage (see [NOTE: int8 slow storage] in csrc/cuda/int8_momentum_kernel.cuh), by op_of's names. Per
+# param dtype (float32, float16, bfloat16) a block has two first passes, AdamW's step alone off a sync row and
+# with the sync's loads on one: in each a lane's 16-byte loads of param, grad and both moments (two packs each of
+# float32, one of 16-bit) and stores of the moments and the param (the int8 momentum sync's finish stores the
+# param on a sync row). On a sync row also the slow weights' 16-byte loads and stores (two packs of float32, or
+# one of bfloat16 high parts) and 8-byte ones of the codes (and of the residuals beside the high parts).
+ADAMW_INT8_OPS = ("AdamWInt8Momentum", "AdamWCompactInt8Momentum")
+ADAMW_INT8_TENSOR_PACKS = 2 + 1 + 1  # one tensor's packs over the three param dtypes
+ADAMW_INT8_SLOW_PACKS = {"AdamWInt8Momentum": 3 * 2, "AdamWCompactInt8Momentum": 3 * 1}
+ADAMW_INT8_CODE_ACCESSES = {"AdamWInt8Momentum": 3 * 1, "AdamWCompactInt8Momentum": 3 * 2}
+# per op: (16-byte loads, 16-byte stores, 8-byte loads and stores each)
+ADAMW_INT8_COUNTS = {
+    op: (2 * 4 * ADAMW_INT8_TENSOR_PACKS + ADAMW_INT8_SLOW_PACKS[op],
+         2 * 3 * ADAMW_INT8_TENSOR_PACKS + ADAMW_INT8_SLOW_PACKS[op], ADAMW_INT8_CODE_ACCESSES[op])
+    for op in ADAMW_INT8_OPS
+}  # fmt: skip
 # The float32 operations of PTX that are or may become an FMA: fma itself, and a mul, add or sub without a
 # rounding mode, which ptxas may fuse (the .rn ones, what ieee_mul and the others emit, it never does).
 CONTRACTABLE_PTX = re.compile(r"\s*(?:@!?%p\d+\s+)?(?:fma\.rn|mul|add|sub)\.f32\s")
 # Where the int8-delta kernel may have them, by file in csrc/: AdamW's step, and the lerp's weights.
 DELTA_CONTRACTABLE_IN = {"adamw.h": "adamw_element", "element_math.h": "two_sided_lerp"}
+# Where the AdamW int8 momentum kernels may have them: the int8-delta kernel's places, and the bf16+int8 codec
+# of the compact kernel, exact float32 arithmetic (csrc/bf16_int8.h), which a contraction leaves as it is.
+ADAMW_INT8_CONTRACTABLE_IN = [*DELTA_CONTRACTABLE_IN.items(), ("bf16_int8.h", "residual_unit"),
+                              ("bf16_int8.h", "encode_bf16_int8"), ("bf16_int8.h", "decode_bf16_int8")]  # fmt: skip
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 MATH_OR_STORE = re.compile(r"(FFMA|FADD|FMUL|F2F|HFMA2|HADD2|DFMA|DADD|DMUL|STG|ST\.|BRA)")
 
@@ -190,7 +211,12 @@ def op_of(kernel: str) -> str:
     AdamWOp<depth, compact> (mangled ...AdamWOpILi5ELb0EEE...; AdamWCompactOp<depth> is AdamWOp<depth, true>,
     ...AdamWOpILi6ELb1EEE..., named AdamWCompactOp6). An int8 momentum kernel's gate, with Compact after
     Gated for bf16+int8 slow weights (mangled ...int8_momentum_kernelINS_10Int8SyncOpENS_11CompactSlowEEE...);
-    one of neither known storage keeps its whole name, which no test expects."""
+    one of neither known storage keeps its whole name, which no test expects. AdamW's step with an int8 momentum
+    by its slow weights' storage (mangled ...adamw_int8_momentum_step_kernelINS_11CompactSlowEEEv...)."""
+    if "adamw_int8_momentum_step_kernel" in kernel:
+        if not (m := re.search(r"adamw_int8_momentum_step_kernelINS_\d+(Float32|Compact)SlowE", kernel)):
+            return kernel
+        return ADAMW_INT8_OPS[0] if m.group(1) == "Float32" else ADAMW_INT8_OPS[1]
     if "int8_momentum_kernel" in kernel:
         if not (m := re.search(r"int8_momentum_kernelINS_\d+(\w+?Op)ENS_\d+(Float32|Compact)SlowE", kernel)):
             return kernel
@@ -205,7 +231,7 @@ def op_of(kernel: str) -> str:
 def test_every_built_arch_has_every_kernel():
     archs = {f"sm_{a.replace('.', '').removesuffix('+PTX')}" for a in _C.build_info()["cuda_archs"].split(";")}
     found = {(arch, op_of(name)) for arch, name, _, _ in resource_usage()}
-    assert found == {(arch, op) for arch in archs for op in (*OPS, *INT8_OPS, DELTA_OP)}
+    assert found == {(arch, op) for arch in archs for op in (*OPS, *INT8_OPS, DELTA_OP, *ADAMW_INT8_OPS)}
 
 
 # Read at collection, before pytestmark skips the module: an extension without CUDA kernels has no device code.
@@ -219,7 +245,7 @@ def test_no_spills_and_two_blocks_per_sm(row):
 
 def test_vector_body_uses_128_bit_accesses_with_every_load_of_a_group_in_flight():
     for (arch, kernel), opcodes in sass_functions().items():
-        if op_of(kernel) in (*INT8_OPS, DELTA_OP):  # not table kernels: their own tests below
+        if op_of(kernel) in (*INT8_OPS, DELTA_OP, *ADAMW_INT8_OPS):  # not table kernels: their own tests below
             continue
         loads = [op for op in opcodes if is_vector_load(op)]
         stores = [op for op in opcodes if is_vector_store(op)]
@@ -258,6 +284,11 @@ def test_pseudo_gradient_stores_one_bfloat16_pack_per_step():
             assert wanted <= groups, f"{arch} {kernel}: (loads, stores) groups {sorted(groups)}"
 
 
+def streaming(opcodes: list[str], width: int) -> tuple[int, int]:
+    """The streaming (evict-first) global loads and stores of `width` bits among `opcodes`."""
+    return tuple(sum(o.startswith(kind) and o.endswith(f"EF.{width}") for o in opcodes) for kind in ("LDG", "STG"))
+
+
 def int8_sass() -> dict[tuple[str, str], list[tuple[int, str, str]]]:
     """(address, opcode, operands) of every instruction of the int8 momentum sync's kernels, by (arch, op)."""
     functions, arch, op = {}, None, None
@@ -281,10 +312,9 @@ def test_int8_kernel_uses_vector_accesses():
     assert {op for _, op in functions} == set(INT8_OPS)
     for (arch, op), code in functions.items():
         opcodes = [opcode for _, opcode, _ in code]
-        count = lambda prefix, width: sum(o.startswith(prefix) and o.endswith(f"EF.{width}") for o in opcodes)  # noqa: E731
         vectors, codes, _ = INT8_COUNTS[op]
-        assert (count("LDG", 128), count("STG", 128)) == (vectors,) * 2, f"{arch} {op}: {opcodes}"
-        assert (count("LDG", 64), count("STG", 64)) == (codes,) * 2, f"{arch} {op}: {opcodes}"
+        assert streaming(opcodes, 128) == (vectors,) * 2, f"{arch} {op}: {opcodes}"
+        assert streaming(opcodes, 64) == (codes,) * 2, f"{arch} {op}: {opcodes}"
 
 
 def test_adamw_delta_kernel_uses_vector_accesses():
@@ -296,9 +326,22 @@ def test_adamw_delta_kernel_uses_vector_accesses():
     found = {arch: opcodes for (arch, kernel), opcodes in sass_functions().items() if op_of(kernel) == DELTA_OP}
     assert found, "no int8-delta kernel"
     for arch, opcodes in found.items():
-        count = lambda prefix, width: sum(o.startswith(prefix) and o.endswith(f"EF.{width}") for o in opcodes)  # noqa: E731
-        assert (count("LDG", 128), count("STG", 128)) == (DELTA_VECTOR_LOADS, DELTA_VECTOR_STORES), arch
-        assert (count("LDG", 64), count("STG", 64)) == (DELTA_CODE_LOADS, DELTA_CODE_STORES), arch
+        assert streaming(opcodes, 128) == (DELTA_VECTOR_LOADS, DELTA_VECTOR_STORES), arch
+        assert streaming(opcodes, 64) == (DELTA_CODE_LOADS, DELTA_CODE_STORES), arch
+
+
+def test_adamw_int8_kernel_uses_vector_accesses():
+    """A lane's 8 elements of each of the param, grad and moments, and on a sync row of the slow weights (or their
+    high parts), in 16-byte accesses and its codes (and residuals) in 8-byte ones, streaming, for each param dtype
+    and both first passes (see [NOTE: AdamW int8 momentum step] in csrc/adamw.h), in the kernel of each storage
+    of the slow weights."""
+    found = {(arch, op_of(kernel)): opcodes for (arch, kernel), opcodes in sass_functions().items()
+             if op_of(kernel) in ADAMW_INT8_OPS}  # fmt: skip
+    assert {op for _, op in found} == set(ADAMW_INT8_OPS)
+    for (arch, op), opcodes in found.items():
+        loads, stores, codes = ADAMW_INT8_COUNTS[op]
+        assert streaming(opcodes, 128) == (loads, stores), f"{arch} {op}"
+        assert streaming(opcodes, 64) == (codes, codes), f"{arch} {op}"
 
 
 def multiplicand_writers(code: list[tuple[int, str, str]]) -> dict[int, list[str]]:
@@ -354,7 +397,7 @@ def test_int8_kernel_contracts_nothing_into_an_fma():
 def function_lines(path: Path, name: str) -> range:
     """The lines of the function `name` in `path`, from its definition to the "}" that closes it."""
     lines = path.read_text().splitlines()
-    defines = re.compile(rf"^LOOKAHEAD_MATH_FN .*\b{name}\(")
+    defines = re.compile(rf"^LOOKAHEAD_\w+_FN .*\b{name}\(")
     first = next(i for i, line in enumerate(lines, 1) if defines.match(line))
     last = next(i for i, line in enumerate(lines[first:], first + 1) if line.startswith("}"))
     return range(first, last + 1)
@@ -376,17 +419,33 @@ def contractable_lines(kernel: str) -> Counter[tuple[str, int]]:
     return found
 
 
+def contractable_strays(kernel: str, places) -> dict[tuple[str, int], int]:
+    """The contractable float32 operations (contractable_lines) of the PTX module of `kernel` outside the
+    functions `places` ((file in csrc/, function) pairs), by (file, line)."""
+    allowed = set()
+    for file, function in places:
+        allowed |= {(file, line) for line in function_lines(CSRC / file, function)}
+    found = contractable_lines(kernel)
+    assert None not in found, "no line info in the PTX (the extension is built with -lineinfo)"
+    assert found, "no contractable operation at all: AdamW's step is missing"
+    return {where: count for where, count in found.items() if where not in allowed}
+
+
 def test_adamw_delta_kernel_contracts_only_adamws_step():
     """See [NOTE: int8-delta] in csrc/adamw.h: the compiler may contract AdamW's step into FMAs, but neither
     the offset's math nor the outer momentum's, each spelled in IEEE operations
     (see [NOTE: int8-delta float momentum] in csrc/adamw.h). Read in the PTX the build embeds, where each
     operation names its source line: every float32 operation that is or may become an FMA is in
     adamw_element or two_sided_lerp (DELTA_CONTRACTABLE_IN)."""
-    allowed = set()
-    for file, function in DELTA_CONTRACTABLE_IN.items():
-        allowed |= {(file, line) for line in function_lines(CSRC / file, function)}
-    found = contractable_lines("adamw_delta_kernel")
-    assert None not in found, "no line info in the PTX (the extension is built with -lineinfo)"
-    assert found, "no contractable operation at all: AdamW's step is missing"
-    stray = {where: count for where, count in found.items() if where not in allowed}
+    stray = contractable_strays("adamw_delta_kernel", DELTA_CONTRACTABLE_IN.items())
+    assert not stray, f"contractable float32 operations outside AdamW's step, by (file, line): {stray}"
+
+
+def test_adamw_int8_kernel_contracts_only_adamws_step():
+    """See [NOTE: AdamW int8 momentum step] in csrc/adamw.h: the compiler may contract AdamW's step into FMAs, as
+    it does in the AdamW-alone table kernel, but not the int8 momentum sync, spelled in IEEE operations
+    (see [NOTE: int8 momentum sync] in csrc/element_math.h). Read in the PTX as for the int8-delta kernel: every
+    float32 operation that is or may become an FMA is in adamw_element, two_sided_lerp or the exact bf16+int8
+    codec (ADAMW_INT8_CONTRACTABLE_IN)."""
+    stray = contractable_strays("adamw_int8_momentum_step_kernel", ADAMW_INT8_CONTRACTABLE_IN)
     assert not stray, f"contractable float32 operations outside AdamW's step, by (file, line): {stray}"

@@ -369,10 +369,11 @@ def test_params_whose_slow_weights_are_not_float32_are_refused(dtype):
     assert_bitwise_equal(params, before)
 
 
-def test_lookahead_adamw_syncs_it_after_its_pass(backend):
-    """LookaheadAdamW(momentum_dtype="int8"): AdamW's fused pass, then on sync steps the int8 momentum
-    sync in a launch of its own; the host-decided and gated paths bit for bit alike, and Lookahead(AdamW)
-    with the same options within float32 rounding (the fused AdamW rounds like torch's to a few ulp)."""
+def test_lookahead_adamw_syncs_it_inside_its_pass(backend):
+    """LookaheadAdamW(momentum_dtype="int8"): the int8 momentum sync inside AdamW's fused pass; the
+    host-decided and gated paths bit for bit alike, and Lookahead(AdamW) with the same options within
+    float32 rounding (the fused AdamW rounds like torch's to a few ulp). The one pass a step and its bits
+    against a twin that syncs apart: tests/test_compact_slow_weights.py."""
     runs = []
     for options in ({"backend": backend}, {"backend": backend, "capturable": True}):
         params = make_params(dtype=torch.float32, shapes=SHAPES)

@@ -166,6 +166,25 @@ def adamw_compact_step_args():
     return cases
 
 
+def adamw_int8_momentum_step_args():
+    """params, grads, exp_avgs, exp_avg_sqs, slow, slow_low, momentum, scales, hyper, rows, mu, nesterov:
+    float32 params with float32 slow weights off a sync step, bfloat16 ones with bf16+int8 slow weights on
+    one, each with an int8 outer momentum beside it."""
+    cases = []
+    for dtype, sync, compact in [(torch.float32, 0.0, False), (torch.bfloat16, 1.0, True), (torch.float32, 1.0, False)]:
+        params, slow = make_pair_lists(SIZES, dtype, torch.float32)
+        grads, exp_avgs = make_pair_lists(SIZES, dtype, dtype, seed=2)
+        exp_avg_sqs = [(g.float() ** 2 + 0.1).to(dtype) for g in make_pair_lists(SIZES, dtype, dtype, seed=3)[0]]
+        low = []
+        if compact:
+            slow, low = (list(x) for x in zip(*map(bf16_int8.encode, slow)))
+        codes, scales = (list(x) for x in zip(*(int8_blocks.encode(0.1 * g.float().reshape(-1)) for g in grads)))
+        hyper = torch.tensor([[dict(ROW, sync=sync)[c] for c in ADAMW_COLUMNS]], dtype=torch.float64)
+        rows = torch.zeros(len(SIZES), dtype=torch.int64)
+        cases.append((params, grads, exp_avgs, exp_avg_sqs, slow, low, codes, scales, hyper, rows, MU, compact))
+    return cases
+
+
 ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "sync_": sync_args,
     "sync_on_step_": sync_on_step_args,
@@ -184,6 +203,7 @@ ARGUMENT_SETS = {  # op name (of OP_NAMES) -> its argument sets
     "compact_int8_momentum_sync_": compact_int8_momentum_sync_args,
     "compact_int8_momentum_sync_on_step_": compact_int8_momentum_sync_on_step_args,
     "adamw_compact_step_": adamw_compact_step_args,
+    "adamw_int8_momentum_step_": adamw_int8_momentum_step_args,
 }
 # registered op name -> (the backend that registers it: "native" (the C++ extension) or "triton", its argument sets)
 OPS = {name: ("native", ARGUMENT_SETS[name]) for name in OP_NAMES} | {

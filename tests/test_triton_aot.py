@@ -5,7 +5,8 @@ host, alpha read on the device behind the step gate, the swap, misaligned pairs;
 int8 momentum syncs for each fast dtype they take, the latter beside float32 and beside bf16+int8 slow
 weights; the pseudo-gradient; AdamW's step with int8-delta slow weights, without an outer momentum and
 with an int8, float32 or bfloat16 one; AdamW's step with bf16+int8 slow weights, without an outer
-momentum and with a float32 or bfloat16 one), and the aligned launches use 16-byte
+momentum and with a float32 or bfloat16 one; AdamW's step with an int8 outer momentum beside float32 or
+bf16+int8 slow weights), and the aligned launches use 16-byte
 global loads and stores (see [NOTE: Triton vector accesses] in lookahead_fused/backends/triton/sync.py)."""
 
 from __future__ import annotations
@@ -122,6 +123,20 @@ ADAMW_DELTA_SIGNATURE = {
     **{name: "constexpr" for name in ("FAST", "ALIGNED", "BLOCK", "QBLOCK", "CHUNK_BITS", "COLUMNS", "MOMENTUM", "MOM",
                                       "NESTEROV", "CODE_LIMIT", "FLUSH_BELOW", "ROUNDING_SHIFT")},
 }  # fmt: skip
+# AdamW's step with an int8 outer momentum (backends/triton/adamw_int8_momentum.py): name -> (ALIGNED, NESTEROV), for
+# each param dtype it takes, beside float32 slow weights ("float32+int8m") and bf16+int8 ones ("bf16+int8+int8m",
+# COMPACT)
+ADAMW_INT8_MOMENTUM_MODES = {
+    "adamw-int8-momentum": (True, False), "adamw-int8-momentum-nesterov": (True, True),
+    "adamw-int8-momentum-misaligned": (False, False),
+}  # fmt: skip
+ADAMW_INT8_MOMENTUM_SIGNATURE = {
+    **{f"{name}_addresses": "*i64" for name in ("param", "grad", "exp_avg", "exp_avg_sq", "slow", "low", "codes",
+                                                "scales")},
+    "numels": "*i64", "row_of": "*i64", "chunks": "*i64", "num_chunks": "i64", "derived": "*fp64", "mu_ptr": "*fp32",
+    **{name: "constexpr" for name in ("FAST", "ALIGNED", "COMPACT", "NESTEROV", "BLOCK", "QBLOCK", "CHUNK_BITS",
+                                      "COLUMNS", "CODE_LIMIT", "FLUSH_BELOW", "ROUNDING_SHIFT")},
+}  # fmt: skip
 # The pseudo-gradient (backends/triton/pseudo_gradient.py): name -> (ALIGNED, out bfloat16), for every
 # dtype pair (out bfloat16: beside float32 slow weights only, the replicas' bfloat16 wire)
 PSEUDO_GRADIENT_MODES = {
@@ -149,6 +164,23 @@ def assert_momentum_vectors(ptx, without):
     assert vectors(ptx) > vectors(without), "the momentum is not read and written in 16-byte accesses"
 
 
+FMA = re.compile(r"\bfma\.rn\.f(?:32|64)\b")
+SQRT_RN = re.compile(r"\bsqrt\.rn\.f(?:32|64)\b")
+
+
+def assert_adamw_fmas(ptx, per_thread, alone=True):
+    """AdamW's three explicit fmas an element
+    (see [NOTE: Triton AdamW fmas] in lookahead_fused/backends/triton/adamw.py), beside its one square root an
+    element and code path: `per_thread` elements a thread in each of the two paths (whole
+    and tail chunks). `alone`: no other fma (a kernel compiled without fusion, or AdamW's step alone)."""
+    fmas, roots = len(FMA.findall(ptx)), len(SQRT_RN.findall(ptx))
+    assert roots == 2 * per_thread, f"{roots} rounded square roots, not one an element in each path"
+    if alone:
+        assert fmas == 3 * roots, f"{fmas} fmas, not AdamW's 3 an element: another multiply-add fused"
+    else:
+        assert fmas >= 3 * roots, f"{fmas} fmas, fewer than AdamW's 3 an element"
+
+
 def momentum_dtype(slow_dtype, mode):
     return torch.bfloat16 if mode in BF16_MOMENTUM_MODES else slow_dtype
 
@@ -170,6 +202,8 @@ def compile_variant(fast_dtype, slow_dtype, mode, arch):
         return compile_pseudo_gradient_variant(fast_dtype, slow_dtype, mode, arch, opmath)
     if mode in ADAMW_DELTA_MODES:
         return compile_adamw_delta_variant(fast_dtype, mode, arch)
+    if mode in ADAMW_INT8_MOMENTUM_MODES:
+        return compile_adamw_int8_momentum_variant(fast_dtype, slow_dtype, mode, arch)
     swap, side, gated, aligned, momentum, nesterov = MODES[mode]
     signature = dict(SIGNATURE, alpha_ptr=scalar, mu_ptr=scalar)
     tl_dtypes = elementwise.TL_DTYPES
@@ -262,6 +296,25 @@ def compile_adamw_delta_variant(fast_dtype, mode, arch):
     return compiled.asm["ptx"], len(compiled.asm["cubin"])
 
 
+def compile_adamw_int8_momentum_variant(fast_dtype, slow, mode, arch):
+    from lookahead_fused import int8_blocks
+    from lookahead_fused.backends.triton import adamw, adamw_int8_momentum, compact, elementwise, int8_momentum, plans
+
+    block, warps = adamw_int8_momentum.GPU_CONFIG
+    aligned, nesterov = ADAMW_INT8_MOMENTUM_MODES[mode]
+    constexprs = {
+        "FAST": elementwise.TL_DTYPES[fast_dtype], "ALIGNED": aligned, "COMPACT": slow == "bf16+int8+int8m",
+        "NESTEROV": nesterov, "BLOCK": block, "QBLOCK": int8_blocks.BLOCK, "CHUNK_BITS": plans.CHUNK_BITS,
+        "COLUMNS": adamw.DERIVED_COLUMNS, "CODE_LIMIT": int8_blocks.CODE_LIMIT, "FLUSH_BELOW": int8_blocks.FLUSH_BELOW,
+        "ROUNDING_SHIFT": compact.ROUNDING_SHIFT,
+    }  # fmt: skip
+    source = ASTSource(fn=adamw_int8_momentum.adamw_int8_momentum_kernel, signature=ADAMW_INT8_MOMENTUM_SIGNATURE,
+                       constexprs=constexprs)  # fmt: skip
+    options = {"num_warps": warps, **int8_momentum.COMPILE_OPTIONS}
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
+    return compiled.asm["ptx"], len(compiled.asm["cubin"])
+
+
 def compile_pseudo_gradient_variant(fast_dtype, slow_dtype, mode, arch, opmath):
     from lookahead_fused.backends.triton import elementwise, plans, pseudo_gradient
 
@@ -300,6 +353,9 @@ CASES = [
     (fast, "int8-delta", mode, arch) for fast in INT8_DELTA_PARAM_DTYPES for mode in ADAMW_DELTA_MODES for arch in ARCHS
 ] + [  # AdamW's step with bf16+int8 slow weights
     (fast, "bf16+int8", mode, arch) for fast in COMPACT_FAST_DTYPES for mode in ADAMW_COMPACT_MODES for arch in ARCHS
+] + [  # AdamW's step with an int8 outer momentum, beside float32 or bf16+int8 slow weights
+    (fast, slow, mode, arch) for fast in INT8_MOMENTUM_FAST_DTYPES for slow in ("float32+int8m", "bf16+int8+int8m")
+    for mode in ADAMW_INT8_MOMENTUM_MODES for arch in ARCHS
 ]
 
 
@@ -335,6 +391,11 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
     if mode in ADAMW_MODES or mode in ADAMW_COMPACT_MODES:  # IEEE-rounded division and square root, as the C++ kernels'
         assert "div.full" not in ptx and "div.approx" not in ptx and "sqrt.approx" not in ptx, "approximate math"
         assert re.search(r"div\.rn\.f(32|64)", ptx) and re.search(r"sqrt\.rn\.f(32|64)", ptx), "no rounded div/sqrt"
+        from lookahead_fused.backends.triton import adamw
+
+        # fusion is on: a sync's multiply-adds fuse too, so only AdamW's step alone has no fma but AdamW's
+        block, warps = adamw.COMPACT_GPU_CONFIG if mode in ADAMW_COMPACT_MODES else adamw._GPU_CONFIG
+        assert_adamw_fmas(ptx, block // (32 * warps), alone=mode == "adamw-alone")
     if mode in ADAMW_COMPACT_MODES:  # the compact sync's encoding, and the momentum's accesses
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
         aligned, mom, _ = ADAMW_COMPACT_MODES[mode]
@@ -351,17 +412,28 @@ def test_compiles_and_aligned_launches_use_16_byte_accesses(compiled, fast_dtype
             assert_momentum_vectors(ptx, without)
         return
     int8_momentum_modes = {**INT8_MOMENTUM_MODES, **COMPACT_INT8_MOMENTUM_MODES}
-    if mode in int8_momentum_modes or mode in ADAMW_DELTA_MODES:  # one IEEE operation a step: no fused multiply-add
+    adamw_int8_modes = {**ADAMW_DELTA_MODES, **ADAMW_INT8_MOMENTUM_MODES}  # (ALIGNED, ...)
+    if mode in int8_momentum_modes or mode in adamw_int8_modes:  # one IEEE operation a step: no fma but AdamW's
         assert "div.full" not in ptx and "div.approx" not in ptx and re.search(r"div\.rn\.f32", ptx), "approximate division"
         assert "sqrt.approx" not in ptx, "approximate square root"
+        if mode in ADAMW_INT8_MOMENTUM_MODES:  # AdamW's square root, as adamw.py's kernel rounds it
+            assert re.search(r"sqrt\.rn\.f32", ptx), "no rounded square root"
         assert "0f4B400000" in ptx, "the rounding by adding and subtracting 1.5 * 2^23 was folded away"
-        assert not re.search(r"\bfma\.", ptx), "a multiply and an add fused into one rounding"
+        if mode in adamw_int8_modes:  # AdamW's explicit fmas only
+            # (see [NOTE: Triton AdamW fmas] in lookahead_fused/backends/triton/adamw.py)
+            from lookahead_fused.backends.triton import adamw_delta, adamw_int8_momentum
+
+            block, warps = adamw_delta._GPU_CONFIG if mode in ADAMW_DELTA_MODES else adamw_int8_momentum.GPU_CONFIG
+            assert not re.search(r"\bfma\.(?!rn\.f32\b)", ptx), "an fma other than float32's"
+            assert_adamw_fmas(ptx, block // (32 * warps))
+        else:
+            assert not re.search(r"\bfma\.", ptx), "a multiply and an add fused into one rounding"
         if mode in ADAMW_DELTA_MODES and ADAMW_DELTA_MODES[mode][1] is not None:  # the momentum's accesses too
             plain = compiled[case_id(fast_dtype, slow_dtype, "adamw-delta", arch)]["ptx"]
             assert len(GLOBAL_ACCESS.findall(ptx)) > len(GLOBAL_ACCESS.findall(plain)), "the momentum is not accessed"
             if ADAMW_DELTA_MODES[mode][0] and ADAMW_DELTA_MODES[mode][1] != torch.int8:  # a float momentum, aligned
                 assert_momentum_vectors(ptx, plain)
-        if int8_momentum_modes[mode][2] if mode in int8_momentum_modes else ADAMW_DELTA_MODES[mode][0]:
+        if int8_momentum_modes[mode][2] if mode in int8_momentum_modes else adamw_int8_modes[mode][0]:
             assert_16_byte_accesses(ptx)
         return
     if mode in PSEUDO_GRADIENT_MODES:

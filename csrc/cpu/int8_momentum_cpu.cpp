@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../adamw.h"
 #include "../element_math.h"
 #include "block_tasks.h"
 #include "element_types.h"
@@ -150,7 +151,67 @@ Int8BlockRunner int8_block_runner() {  // the ISA sync_cpu.cpp's loops run (it n
   return runner;
 }
 
+// An entry of AdamW's step with an int8 outer momentum: the sync's entry (`fast` the param) and AdamW's
+// tensors, dtype and hyper row.
+struct AdamWInt8Entry : Int8Entry {
+  const void* grad;
+  void* exp_avg;
+  void* exp_avg_sq;
+  at::ScalarType dtype;
+  const double* row;
+};
+
+// [NOTE: AdamW int8 momentum tiles] AdamW's step runs its own loop (sync_cpu.cpp's, which may contract
+// into FMAs as adamw_step_ does), then the int8 momentum sync its blocks, over tiles of this many blocks
+// that stay in L1: the same elements, the same bits as the two ops one after the other
+// (see [NOTE: AdamW int8 momentum step] in csrc/adamw.h).
+constexpr int64_t kAdamWInt8TileBlocks = 4;
+
+// Blocks [first, last) of one entry.
+void adamw_int8_blocks(const AdamWInt8Entry& entry, int64_t first, int64_t last, float mu, bool nesterov) {
+  const int64_t element_bytes = entry.dtype == at::kFloat ? 4 : 2;
+  const bool syncs = entry.row[kSyncFlag] != 0.0;
+  const Int8Args args{static_cast<float>(entry.row[kAlpha]), mu, nesterov};
+  const Int8BlockRunner sync = int8_block_runner();
+  for (int64_t b = first; b < last; b += kAdamWInt8TileBlocks) {
+    const int64_t stop = std::min(last, b + kAdamWInt8TileBlocks);
+    const int64_t lo = b * kInt8Block, offset = lo * element_bytes;
+    run_adamw_alone_cpu(static_cast<char*>(entry.fast) + offset, static_cast<const char*>(entry.grad) + offset,
+                        static_cast<char*>(entry.exp_avg) + offset, static_cast<char*>(entry.exp_avg_sq) + offset,
+                        std::min(stop * kInt8Block, entry.numel) - lo, entry.dtype, entry.row);
+    if (syncs) sync(entry, b, stop, args);
+  }
+}
+
 }  // namespace
+
+void run_adamw_int8_momentum_cpu(const std::vector<at::TensorList>& lists, const at::Tensor& hyper,
+                                 const at::Tensor& rows, float mu, bool nesterov) {
+  at::TensorList params = lists[0], slow = lists[4], slow_low = lists[5], momentum = lists[6], scales = lists[7];
+  const double* table = hyper.const_data_ptr<double>();
+  const int64_t* row_of = rows.const_data_ptr<int64_t>();
+  std::vector<AdamWInt8Entry> entries;
+  entries.reserve(params.size());
+  int64_t blocks = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int64_t numel = params[i].numel();
+    if (numel == 0) continue;
+    const Int8Entry sync{params[i].mutable_data_ptr(),
+                         slow[i].mutable_data_ptr(),
+                         slow_low.empty() ? nullptr : slow_low[i].mutable_data_ptr<int8_t>(),
+                         momentum[i].mutable_data_ptr<int8_t>(),
+                         scales[i].mutable_data_ptr<float>(),
+                         numel,
+                         blocks,
+                         block_param_type_of(params[i])};
+    entries.push_back({sync, lists[1][i].const_data_ptr(), lists[2][i].mutable_data_ptr(),
+                       lists[3][i].mutable_data_ptr(), params[i].scalar_type(), table + row_of[i] * kAdamWColumns});
+    blocks += int8_blocks_of(numel);
+  }
+  run_block_tasks(entries, blocks, [&](const AdamWInt8Entry& entry, int64_t first, int64_t last) {
+    adamw_int8_blocks(entry, first, last, mu, nesterov);
+  });
+}
 
 void run_int8_momentum_cpu(at::TensorList fast, at::TensorList slow, at::TensorList slow_low, at::TensorList momentum,
                            at::TensorList scales, double alpha, double mu, bool nesterov) {

@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include "../adamw.h"
+#include "../dtypes.h"
 #include "../prefetch.h"
 #include "../element_math.h"
 #include "element_types.h"
@@ -401,6 +402,21 @@ ChunkRunner chunk_runner() {
 }  // namespace
 
 const char* cpu_kernel_isa() { return chunk_runner() == &run_chunk_avx2 ? "avx2" : "baseline"; }
+
+void run_adamw_alone_cpu(void* param, const void* grad, void* exp_avg, void* exp_avg_sq, int64_t n,
+                         at::ScalarType dtype, const double* row) {
+  const int64_t entry[] = {reinterpret_cast<int64_t>(param),
+                           reinterpret_cast<int64_t>(grad),
+                           reinterpret_cast<int64_t>(exp_avg),
+                           reinterpret_cast<int64_t>(exp_avg_sq),
+                           n,
+                           pair_code(dtype, dtype)};  // the CPU loops read only the meta word's pair code
+  const int64_t row_index = 0;
+  UpdateArgs args;
+  args.hyper = row;
+  args.rows = &row_index;
+  chunk_runner()(entry, 0, 4, 0, n, TableOp::kAdamWAlone, args);
+}
 
 // [NOTE: OpenMP] at::parallel_for is header code: in a torch built with OpenMP its parallel region
 // is an `omp parallel` pragma compiled into this translation unit, which a compiler without

@@ -246,7 +246,8 @@ LOOKAHEAD_KERNEL_FN void store_lane_high(uint16_t* at, bool vector, int count, c
 struct Float32Slow {
   float* at;
   struct Settled {};
-  LOOKAHEAD_KERNEL_FN static Float32Slow of(const Int8LaunchTable& table, int e) {
+  template <class Table>  // a launch table with slow and slow_low, as Int8LaunchTable
+  LOOKAHEAD_KERNEL_FN static Float32Slow of(const Table& table, int e) {
     return {static_cast<float*>(table.slow[e])};
   }
   LOOKAHEAD_KERNEL_FN Float32Slow operator+(int64_t i) const { return {at + i}; }
@@ -271,7 +272,8 @@ struct CompactSlow {
     uint16_t high[kInt8LaneElems];
     int8_t low[kInt8LaneElems];
   };
-  LOOKAHEAD_KERNEL_FN static CompactSlow of(const Int8LaunchTable& table, int e) {
+  template <class Table>
+  LOOKAHEAD_KERNEL_FN static CompactSlow of(const Table& table, int e) {
     return {static_cast<uint16_t*>(table.slow[e]), table.slow_low[e]};
   }
   LOOKAHEAD_KERNEL_FN CompactSlow operator+(int64_t i) const { return {high + i, low + i}; }
@@ -304,7 +306,9 @@ LOOKAHEAD_KERNEL_FN int lane_count(int64_t block_elems, int lane) {
 // One lane's 8 elements of a block, F the fast dtype, Slow the slow weights' storage: begin() loads
 // them and computes their new momenta, returning their largest magnitude_bits; finish() takes the
 // block's, encodes, runs the lerp and stores. Elements past the end of a tensor's last block are
-// neither read nor written.
+// neither read nor written. begin() is place(), load_state() with fast loaded in between, and
+// momenta(): AdamW's lane (adamw_int8_momentum_kernel.cuh) runs those parts itself, with the new
+// params in `fast`.
 template <typename Mem, typename F, typename Slow>
 struct Int8Lane {
   F* fast_at;
@@ -318,16 +322,33 @@ struct Int8Lane {
 
   LOOKAHEAD_KERNEL_FN uint32_t begin(F* fast_block, const Slow& slow_block, int8_t* codes_block, const float* scale,
                                      int64_t block_elems, uint8_t aligned, int lane, float mu) {
+    place(fast_block, slow_block, codes_block, block_elems, aligned, lane);
+    load_state(scale, [&] { load_lane<Mem, F>(fast_at, vector & kInt8VectorFast, count, fast); });
+    return momenta(mu);
+  }
+
+  // The lane's elements of the block: its pointers, count and vector bits.
+  LOOKAHEAD_KERNEL_FN void place(F* fast_block, const Slow& slow_block, int8_t* codes_block, int64_t block_elems,
+                                 uint8_t aligned, int lane) {
     const int64_t first = int64_t(lane) * kInt8LaneElems;
     count = lane_count(block_elems, lane);
     vector = count == kInt8LaneElems ? aligned : 0;
     fast_at = fast_block + first;
     slow_at = slow_block + first;
     codes_at = codes_block + first;
+  }
+
+  // The block's old scale loaded, then `between()` (a caller's loads), then the lane's slow weights and codes.
+  template <class Between>
+  LOOKAHEAD_KERNEL_FN void load_state(const float* scale, const Between& between) {
     old_scale = Mem::load(scale);
-    load_lane<Mem, F>(fast_at, vector & kInt8VectorFast, count, fast);
+    between();
     slow_at.template load<Mem>(vector, count, slow);
     load_lane_codes<Mem>(codes_at, vector & kInt8VectorCodes, count, code);
+  }
+
+  // The new momenta of `fast`, returning their largest magnitude_bits.
+  LOOKAHEAD_KERNEL_FN uint32_t momenta(float mu) {
     uint32_t largest = 0;
 #pragma unroll
     for (int i = 0; i < kInt8LaneElems; ++i) {

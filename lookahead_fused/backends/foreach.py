@@ -13,9 +13,9 @@ from . import group_pairs
 # Swapping (for slow_weights()) is not on the hot path: one tensor at a time bounds the extra memory.
 # AdamW's fused step: the per-tensor loop (a foreach version would group by hyper row and dtype pair
 # and still make several passes; the point of the op is the kernels' one pass).
-# The compact sync, the int8 momentum sync and AdamW's int8-delta and compact steps: their encodings
-# have no foreach op, so the per-tensor loop.
-from .reference import adamw_compact_step_, adamw_delta_step_, adamw_step_  # noqa: F401
+# The compact sync, the int8 momentum sync and AdamW's int8-delta, compact and int8 momentum steps: their
+# encodings have no foreach op, so the per-tensor loop.
+from .reference import adamw_compact_step_, adamw_delta_step_, adamw_int8_momentum_step_, adamw_step_  # noqa: F401
 from .reference import compact_momentum_sync_, compact_sync_  # noqa: F401
 from .reference import compact_int8_momentum_sync_, int8_momentum_sync_, swap_  # noqa: F401
 from .step_gate import masked_compact_int8_momentum_sync_on_step_ as compact_int8_momentum_sync_on_step_  # noqa: F401

@@ -154,6 +154,22 @@ def adamw_compact_step_(params, grads, exp_avgs, exp_avg_sqs, slow_high, slow_lo
     _adamw_steps(params, grads, exp_avgs, exp_avg_sqs, hyper, rows, sync_row)
 
 
+def adamw_int8_momentum_step_(params, grads, exp_avgs, exp_avg_sqs, slow, slow_low, momentum, scales, hyper, rows,
+                              mu: float, nesterov: bool) -> None:  # fmt: skip
+    """AdamW's step with an int8 outer momentum (see [NOTE: AdamW int8 momentum step] in csrc/adamw.h): AdamW's
+    step for every param (_adamw_steps), and on a sync row the int8 momentum sync of the new param, beside
+    float32 slow weights (`slow_low` empty) or bf16+int8 ones (`slow` their high parts)."""
+
+    def sync_row(i: int, alpha: float) -> None:
+        if slow_low:
+            compact_int8_momentum_sync_([params[i]], [slow[i]], [slow_low[i]], [momentum[i]], [scales[i]], alpha, mu,
+                                        nesterov)  # fmt: skip
+        else:
+            int8_momentum_sync_([params[i]], [slow[i]], [momentum[i]], [scales[i]], alpha, mu, nesterov)
+
+    _adamw_steps(params, grads, exp_avgs, exp_avg_sqs, hyper, rows, sync_row)
+
+
 def adamw_delta_step_(params, grads, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales, hyper, rows,
                       mu: float, nesterov: bool) -> None:  # fmt: skip
     """AdamW's step for every param with its slow weight kept as an int8 offset from the param

@@ -5,7 +5,8 @@ sync.py the sync, momentum sync and swap; adamw.py AdamW's fused step, with exac
 weights; adamw_delta.py AdamW's step
 with int8-delta slow weights; compact.py the sync and the
 momentum sync of bf16+int8 slow weights; int8_momentum.py the momentum sync with an int8-block momentum,
-beside float32 or bf16+int8 slow weights; pseudo_gradient.py the replicas' pseudo-gradient.
+beside float32 or bf16+int8 slow weights; adamw_int8_momentum.py AdamW's step with that momentum sync;
+pseudo_gradient.py the replicas' pseudo-gradient.
 
 [NOTE: Triton plan] A plan per parameter set holds, per dtype pair, a device table of fast and slow
 addresses and sizes plus a chunk map (pair index << 40 | chunk index, one program per chunk of
@@ -27,7 +28,7 @@ import torch
 
 from ...op_list import OPS
 from .. import BackendUnavailable, triton_interpreting
-from . import adamw, adamw_delta, compact, int8_momentum, pseudo_gradient, sync
+from . import adamw, adamw_delta, adamw_int8_momentum, compact, int8_momentum, pseudo_gradient, sync
 
 IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised arguments
     "sync_": sync.sync_,
@@ -47,6 +48,7 @@ IMPLEMENTATIONS = {  # op name -> the function that runs it, on normalised argum
     "adamw_compact_step_": adamw.adamw_compact_step_,
     "compact_int8_momentum_sync_": int8_momentum.compact_int8_momentum_sync_,
     "compact_int8_momentum_sync_on_step_": int8_momentum.compact_int8_momentum_sync_on_step_,
+    "adamw_int8_momentum_step_": adamw_int8_momentum.adamw_int8_momentum_step_,
 }
 
 

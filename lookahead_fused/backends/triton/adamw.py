@@ -118,23 +118,40 @@ def adamw_table_kernel(
                          SLOW, OPMATH, MOMENTUM, NESTEROV, HAS_SLOW, COMPACT)  # fmt: skip
 
 
+# [NOTE: Triton AdamW fmas] AdamW's three multiply-adds are explicit tl.fma, each rounded once, so that
+# the kernels that share adamw_param compute the same bits whether or not their launch lets the compiler
+# fuse a multiply and an add: adamw_table_kernel compiles with fusion on, adamw_delta.py's and
+# adamw_int8_momentum.py's kernels with it off (int8_momentum.COMPILE_OPTIONS), and the op contract wants
+# their AdamW step bit for bit adamw_table_kernel's (see [NOTE: AdamW int8 momentum step] in csrc/adamw.h).
+# The forms are those LLVM chose in adamw_table_kernel's sm_80/sm_90 PTX when they were plain products and sums
+# (Triton 3.8; every variant's stored values traced through its PTX, before and after the change):
+#     m' = fma(w, high - low, low)                      low + w (high - low), everywhere
+#     p' = fma(p, decay, -(step_size (m' / denom)))    p decay fused, the step's product rounded, everywhere
+#     v' = fma(beta2, v, (1 - beta2) (g g))             beta2 v fused, (1 - beta2) g^2 rounded: everywhere but
+#          bfloat16 params on sm_90, where LLVM had fused the other product, fma(1 - beta2, g g, beta2 v), in
+#          some code paths (one of the whole and tail chunks' paths, both when misaligned): now the common form.
+# tests/test_triton_aot.py checks that the int8 kernels' only fmas are these three an element. The interpreter's
+# tl.fma is numpy's x * y + z, rounded twice, as an unfused step: the interpreter's bits differ from a GPU's by
+# these fmas' single rounding, as they did before the fmas were explicit (no test compares the two).
 @triton.jit
 def adamw_param(param, grad, exp_avg, exp_avg_sq, offsets, mask, row, FAST, OPMATH):
-    """AdamW's step on a block: stores the new moments and returns the new param rounded to FAST (not stored)."""
+    """AdamW's step on a block: stores the new moments and returns the new param rounded to FAST (not stored).
+    Its multiply-adds are explicit fmas (see [NOTE: Triton AdamW fmas] in lookahead_fused/backends/triton/adamw.py)."""
     g = tl.load(grad + offsets, mask=mask).to(OPMATH) * tl.load(row + _SIGN).to(OPMATH)
     m = tl.load(exp_avg + offsets, mask=mask).to(OPMATH)
     small = tl.load(row + _SMALL_W1) != 0.0  # lerp(m, g, 1 - beta1) from m, else from g
     low = tl.where(small, m, g)
     high = tl.where(small, g, m)
-    m_new = round_to(low + tl.load(row + _M_WEIGHT).to(OPMATH) * (high - low), FAST)
+    m_new = round_to(tl.fma(tl.load(row + _M_WEIGHT).to(OPMATH), high - low, low), FAST)
     v = tl.load(exp_avg_sq + offsets, mask=mask).to(OPMATH)
-    v_new = round_to(tl.load(row + _BETA2).to(OPMATH) * v + tl.load(row + _ONE_MINUS_BETA2).to(OPMATH) * (g * g), FAST)
+    v_new = round_to(tl.fma(tl.load(row + _BETA2).to(OPMATH), v, tl.load(row + _ONE_MINUS_BETA2).to(OPMATH) * (g * g)),
+                     FAST)  # fmt: skip
     tl.store(exp_avg + offsets, m_new, mask=mask)
     tl.store(exp_avg_sq + offsets, v_new, mask=mask)
     denom = _div_rn(_sqrt_rn(v_new.to(OPMATH), OPMATH), tl.load(row + _BC2_SQRT).to(OPMATH), OPMATH) + tl.load(row + _EPS).to(OPMATH)
-    p = tl.load(param + offsets, mask=mask).to(OPMATH) * tl.load(row + _DECAY).to(OPMATH)
-    p = p - tl.load(row + _STEP_SIZE).to(OPMATH) * _div_rn(m_new.to(OPMATH), denom, OPMATH)
-    return round_to(p, FAST)
+    p = tl.load(param + offsets, mask=mask).to(OPMATH)
+    step = tl.load(row + _STEP_SIZE).to(OPMATH) * _div_rn(m_new.to(OPMATH), denom, OPMATH)
+    return round_to(tl.fma(p, tl.load(row + _DECAY).to(OPMATH), -step), FAST)
 
 
 @triton.jit

@@ -2,10 +2,11 @@
 per param dtype and alignment class, over AdamW's plans with the offset codes and block scales in place
 of the slow weights (see [NOTE: Triton AdamW] in lookahead_fused/backends/triton/adamw.py). Each program takes whole blocks of 256 elements, a chunk of ROWS blocks viewed as a
 [ROWS, 256] tile whose rows are reduced for their scales, as the int8 momentum sync's kernel does.
-AdamW's part is adamw.py's; the offset's every step is one IEEE float32 operation, so the launch turns
-off the compiler's fusion of a multiply and an add (COMPILE_OPTIONS). An outer momentum is int8 blocks
-(codes and scales) or float32 or bfloat16 values (no scales), MOM its element dtype: one launch per
-momentum dtype too."""
+AdamW's part is adamw.py's, its multiply-adds explicit fmas
+(see [NOTE: Triton AdamW fmas] in lookahead_fused/backends/triton/adamw.py);
+the offset's every step is one IEEE float32 operation, so the launch turns off the compiler's fusion of a
+multiply and an add (COMPILE_OPTIONS). An outer momentum is int8 blocks (codes and scales) or float32 or
+bfloat16 values (no scales), MOM its element dtype: one launch per momentum dtype too."""
 
 from __future__ import annotations
 

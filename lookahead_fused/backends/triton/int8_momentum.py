@@ -5,7 +5,8 @@ class, over the plans of plans.py. Each program takes whole blocks of 256 elemen
 (see [NOTE: int8 blocks] in lookahead_fused/int8_blocks.py): a chunk is ROWS blocks, the first at element 0 of
 its tensor, viewed as a [ROWS, 256] tile whose rows are reduced for their scales. The two forms are two kernels
 over one walk (_walk), so that the float32 form's kernel takes no residuals; they differ only in how the slow
-weights are loaded and stored, the compact form's through compact.py's codec.
+weights are loaded and stored, the compact form's through compact.py's codec. Their sync of a tile
+(int8_momentum_sync_rows) is also AdamW's int8 momentum step's (adamw_int8_momentum.py).
 
 Every step is one IEEE float32 operation as the oracle orders it, so the launch turns off the compiler's
 fusion of a multiply and an add (COMPILE_OPTIONS): the interpreter computes what a GPU does.
@@ -76,12 +77,12 @@ def momentum_rows(f, s, codes, scales, offsets, rows, mask, row_mask, mu, NESTER
 
 
 @triton.jit
-def _int8_momentum_rows(fast, slow, low, codes, scales, offsets, rows, mask, row_mask, w, mu, FAST, LERP_SIDE, NESTEROV,
-                        COMPACT: tl.constexpr, CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr,
-                        ROUNDING_SHIFT: tl.constexpr):  # fmt: skip
-    """With COMPACT, `slow` holds the high parts and `low` the residuals; fast takes the decoded new slow
-    value, what the slow weights now hold."""
-    f = tl.load(fast + offsets, mask=mask).to(tl.float32)
+def int8_momentum_sync_rows(f, fast, slow, low, codes, scales, offsets, rows, mask, row_mask, w, mu, FAST, LERP_SIDE,
+                            NESTEROV, COMPACT: tl.constexpr, CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr,
+                            ROUNDING_SHIFT: tl.constexpr):  # fmt: skip
+    """The int8 momentum sync of a [ROWS, QBLOCK] tile of fast values `f` (float32), stored at `fast`. With
+    COMPACT, `slow` holds the high parts and `low` the residuals; fast takes the decoded new slow value, what
+    the slow weights now hold."""
     if COMPACT:
         s = decode_bf16_int8(tl.load(slow + offsets, mask=mask).to(tl.uint16, bitcast=True),
                              tl.load(low + offsets, mask=mask))  # fmt: skip
@@ -98,6 +99,15 @@ def _int8_momentum_rows(fast, slow, low, codes, scales, offsets, rows, mask, row
     else:
         tl.store(slow + offsets, r, mask=mask)
     tl.store(fast + offsets, round_to(r, FAST), mask=mask)
+
+
+@triton.jit
+def _int8_momentum_rows(fast, slow, low, codes, scales, offsets, rows, mask, row_mask, w, mu, FAST, LERP_SIDE, NESTEROV,
+                        COMPACT: tl.constexpr, CODE_LIMIT: tl.constexpr, FLUSH_BELOW: tl.constexpr,
+                        ROUNDING_SHIFT: tl.constexpr):  # fmt: skip
+    f = tl.load(fast + offsets, mask=mask).to(tl.float32)
+    int8_momentum_sync_rows(f, fast, slow, low, codes, scales, offsets, rows, mask, row_mask, w, mu, FAST, LERP_SIDE,
+                            NESTEROV, COMPACT, CODE_LIMIT, FLUSH_BELOW, ROUNDING_SHIFT)  # fmt: skip
 
 
 @triton.jit
