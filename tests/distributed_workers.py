@@ -23,9 +23,10 @@ ADAMW_INT8_DELTA_MOMENTUM = "lookahead_adamw_int8_delta_int8_momentum"
 ADAMW_INT8_DELTA_BF16_MOMENTUM = "lookahead_adamw_int8_delta_bf16_momentum"
 COMPACT_INT8_MOMENTUM = "lookahead_bf16+int8_int8_momentum"
 ADAMW_COMPACT_MOMENTUM = "lookahead_adamw_bf16+int8_bf16_momentum"
+ADAMW_COMPACT_INT8_MOMENTUM = "lookahead_adamw_bf16+int8_int8_momentum"
 # the kinds that keep int8 blocks
 INT8_KINDS = (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, ADAMW_INT8_DELTA, ADAMW_INT8_DELTA_MOMENTUM,
-              ADAMW_INT8_DELTA_BF16_MOMENTUM, COMPACT_INT8_MOMENTUM)  # fmt: skip
+              ADAMW_INT8_DELTA_BF16_MOMENTUM, COMPACT_INT8_MOMENTUM, ADAMW_COMPACT_INT8_MOMENTUM)  # fmt: skip
 # LookaheadAdamW's int8-delta kinds, and the outer momentum each keeps beside the offsets
 INT8_DELTA_OUTER = {
     ADAMW_INT8_DELTA: {},
@@ -58,7 +59,8 @@ def make_optimizer(model, kind="lookahead"):
     Kind COMPACT: bf16+int8 slow weights around Adam, with the options they take
     (see [NOTE: what compact slow weights support] in lookahead_fused/options.py), COMPACT_MOMENTUM
     the same with a bfloat16 outer momentum, COMPACT_INT8_MOMENTUM with an int8 one, ADAMW_COMPACT_MOMENTUM
-    COMPACT_MOMENTUM's in LookaheadAdamW (synced in its pass); INT8_MOMENTUM and
+    COMPACT_MOMENTUM's and ADAMW_COMPACT_INT8_MOMENTUM COMPACT_INT8_MOMENTUM's in LookaheadAdamW (synced in
+    its pass); INT8_MOMENTUM and
     ADAMW_INT8_MOMENTUM: the outer momentum in
     int8 blocks, around Adam or in LookaheadAdamW; ADAMW_INT8_DELTA: LookaheadAdamW's int8-delta slow
     weights, with the options they take (see [NOTE: what int8-delta supports] in lookahead_fused/options.py),
@@ -73,11 +75,11 @@ def make_optimizer(model, kind="lookahead"):
     options = {"k": K, "alpha": 0.5, "pullback_momentum": "pullback", "outer_momentum": 0.5, "nesterov": True}
     if kind in (COMPACT_MOMENTUM, ADAMW_COMPACT_MOMENTUM):
         options |= {"slow_dtype": bf16_int8.SLOW_DTYPE, "momentum_dtype": torch.bfloat16}
-    if kind == COMPACT_INT8_MOMENTUM:
+    if kind in (COMPACT_INT8_MOMENTUM, ADAMW_COMPACT_INT8_MOMENTUM):
         options["slow_dtype"] = bf16_int8.SLOW_DTYPE
-    if kind in (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, COMPACT_INT8_MOMENTUM):
+    if kind in (INT8_MOMENTUM, ADAMW_INT8_MOMENTUM, COMPACT_INT8_MOMENTUM, ADAMW_COMPACT_INT8_MOMENTUM):
         options["momentum_dtype"] = "int8"
-    if kind in ("lookahead_adamw", ADAMW_INT8_MOMENTUM, ADAMW_COMPACT_MOMENTUM):
+    if kind in ("lookahead_adamw", ADAMW_INT8_MOMENTUM, ADAMW_COMPACT_MOMENTUM, ADAMW_COMPACT_INT8_MOMENTUM):
         return LookaheadAdamW(model.parameters(), lr=1e-2, weight_decay=0.01, **options)
     return Lookahead(torch.optim.Adam(model.parameters(), lr=1e-2), **options)
 

@@ -54,13 +54,15 @@ STATE_KEYS = {
     workers.ADAMW_INT8_DELTA_MOMENTUM: {"slow_delta", "slow_momentum", "outer_momentum"},
     workers.ADAMW_INT8_DELTA_BF16_MOMENTUM: {"slow_delta", "slow_momentum", "outer_momentum"},
     workers.COMPACT_INT8_MOMENTUM: {"slow_high", "slow_low", "slow_momentum", "outer_momentum"},
+    workers.ADAMW_COMPACT_INT8_MOMENTUM: {"slow_high", "slow_low", "slow_momentum", "outer_momentum"},
 }
 # what each kind that keeps int8 blocks names in its refusal of a layout other than FSDP2's
 INT8_OPTION = {workers.INT8_MOMENTUM: "momentum_dtype='int8'", workers.ADAMW_INT8_MOMENTUM: "momentum_dtype='int8'",
                workers.ADAMW_INT8_DELTA: "slow_dtype='int8-delta'",
                workers.ADAMW_INT8_DELTA_MOMENTUM: "slow_dtype='int8-delta'",
                workers.ADAMW_INT8_DELTA_BF16_MOMENTUM: "slow_dtype='int8-delta'",
-               workers.COMPACT_INT8_MOMENTUM: "momentum_dtype='int8'"}  # fmt: skip
+               workers.COMPACT_INT8_MOMENTUM: "momentum_dtype='int8'",
+               workers.ADAMW_COMPACT_INT8_MOMENTUM: "momentum_dtype='int8'"}  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", workers.KINDS)

@@ -28,9 +28,9 @@ struct AdamWInt8CudaEntry {
   Int8FastDtype dtype;
 };
 
-// AdamW's step with the int8 momentum sync on the sync rows (see [NOTE: AdamW int8 momentum step] in
-// csrc/adamw.h) of `entries` on `stream` (a cudaStream_t) of device `device_index`; `hyper` and `rows`
-// are device pointers, read by the kernel (see [NOTE: AdamW hyper table] in csrc/adamw.h).
+// AdamW's step with the int8 momentum sync on the sync rows of `entries` on `stream` (a cudaStream_t) of
+// device `device_index` (see [NOTE: AdamW int8 momentum step] in csrc/adamw.h); `hyper` and `rows` are
+// device pointers, read by the kernel (see [NOTE: AdamW hyper table] in csrc/adamw.h).
 void launch_adamw_int8_momentum_cuda(const std::vector<AdamWInt8CudaEntry>& entries, const double* hyper,
                                      const int64_t* rows, float mu, bool nesterov, void* stream, int device_index);
 
