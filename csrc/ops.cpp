@@ -36,6 +36,17 @@ void check_mu(double mu, const char* op = "lookahead_sync_") {
                         message(op, ": outer momentum mu must be a finite number in [0, 1), got ", mu));
 }
 
+// True for a CUDA device in a build with the CUDA kernels, false for the CPU; an op of int8 blocks on
+// any other device is refused (the plan's ops find their device in the plan).
+bool runs_on_cuda(const at::Device& device, const char* op) {
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+  if (device.is_cuda()) return true;
+#endif
+  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(!device.is_cuda(), message(op, ": this build of the extension has no CUDA kernels"));
+  LOOKAHEAD_CHECK(device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", device));
+  return false;
+}
+
 // [NOTE: versions] A mutating op bumps the autograd version of every tensor it may write, as torch's
 // in-place ops and foreach ops do, so autograd refuses a backward through a value the update changed.
 // Both entry points (the dispatcher and the eager pybind calls) come through run().
@@ -54,9 +65,8 @@ void bump_versions(const TensorLists& lists) {
 void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, const UpdateArgs& args,
                     const StepGate* gate, std::shared_ptr<const Plan> plan = nullptr) {
   if (lists[0].empty()) return;
-  const at::Tensor& first = lists[0][0];
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
-  if (first.is_cuda()) {
+  if (const at::Tensor& first = lists[0][0]; first.is_cuda()) {
     release_plans_of_destroyed_graphs();
     c10::cuda::CUDAGuard guard(first.device());
     auto stream = c10::cuda::getCurrentCUDAStream(first.device().index());
@@ -265,13 +275,7 @@ void run_int8_momentum(const Int8MomentumLists& l, double alpha, double mu, bool
 
 // Where the kernel can run: the CPU, and CUDA devices in a build with the CUDA kernels.
 void check_int8_momentum_device(at::TensorList fast, const char* op) {
-  if (fast.empty()) return;
-  const at::Device device = fast[0].device();
-#ifdef LOOKAHEAD_FUSED_WITH_CUDA
-  if (device.is_cuda()) return;
-#endif
-  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(!device.is_cuda(), message(op, ": this build of the extension has no CUDA kernels"));
-  LOOKAHEAD_CHECK(device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", device));
+  if (!fast.empty()) runs_on_cuda(fast[0].device(), op);
 }
 
 // The gated int8 momentum sync of checked lists: the gate read on the host on the CPU, as run_on_step
@@ -430,19 +434,14 @@ void adamw_delta_step_(at::TensorList params, at::TensorList grads, at::TensorLi
   if (!momentum.empty() || !momentum_scales.empty()) check_mu(mu, kAdamWDeltaOp);
   check_adamw_delta_args(lists, hyper, rows);
   if (params.empty()) return;
-  const at::Device device = params[0].device();
-  const TensorLists written{params, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales};  // not the grads
+  if (runs_on_cuda(params[0].device(), kAdamWDeltaOp)) {
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
-  if (device.is_cuda()) {
     launch_adamw_delta_on_cuda(lists, hyper, rows, mu, nesterov);
-    return bump_versions(written);
-  }
 #endif
-  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(!device.is_cuda(),
-                                  message(kAdamWDeltaOp, ": this build of the extension has no CUDA kernels"));
-  LOOKAHEAD_CHECK(device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", device));
-  run_adamw_delta_cpu(lists, hyper, rows, static_cast<float>(mu), nesterov);
-  bump_versions(written);
+  } else {
+    run_adamw_delta_cpu(lists, hyper, rows, static_cast<float>(mu), nesterov);
+  }
+  bump_versions({params, exp_avgs, exp_avg_sqs, delta, scales, momentum, momentum_scales});  // not the grads
 }
 
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
@@ -482,20 +481,14 @@ void adamw_int8_momentum_step_(at::TensorList params, at::TensorList grads, at::
   const TensorLists lists{params, grads, exp_avgs, exp_avg_sqs, slow, slow_low, momentum, scales};
   check_adamw_int8_momentum_args(lists, hyper, rows);
   if (params.empty()) return;
-  const at::Device device = params[0].device();
-  TensorLists written{params, exp_avgs, exp_avg_sqs, slow, momentum, scales};  // not the grads
-  if (!slow_low.empty()) written.push_back(slow_low);
+  if (runs_on_cuda(params[0].device(), kAdamWInt8MomentumOp)) {
 #ifdef LOOKAHEAD_FUSED_WITH_CUDA
-  if (device.is_cuda()) {
     launch_adamw_int8_momentum_on_cuda(lists, hyper, rows, mu, nesterov);
-    return bump_versions(written);
-  }
 #endif
-  LOOKAHEAD_CHECK_NOT_IMPLEMENTED(!device.is_cuda(),
-                                  message(kAdamWInt8MomentumOp, ": this build of the extension has no CUDA kernels"));
-  LOOKAHEAD_CHECK(device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", device));
-  run_adamw_int8_momentum_cpu(lists, hyper, rows, static_cast<float>(mu), nesterov);
-  bump_versions(written);
+  } else {
+    run_adamw_int8_momentum_cpu(lists, hyper, rows, static_cast<float>(mu), nesterov);
+  }
+  bump_versions({params, exp_avgs, exp_avg_sqs, slow, slow_low, momentum, scales});  // not the grads
 }
 
 void sync_meta(at::TensorList fast, at::TensorList slow, double alpha) {

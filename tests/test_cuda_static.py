@@ -5,6 +5,7 @@ issue all the loads of a group before any math (see [NOTE: unrolled body] in csr
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -142,8 +143,15 @@ def cuobjdump() -> str:
     pytest.skip("no cuobjdump (it ships in the triton wheel and the CUDA toolkit)")
 
 
+@functools.cache  # one cuobjdump run per flag for the module: disassembling the extension takes seconds
 def dump(flag: str) -> str:
     return subprocess.run([cuobjdump(), flag, _C.__file__], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_the_dumps():
+    yield
+    dump.cache_clear()  # the SASS text is over 100 MB
 
 
 def resource_usage() -> list[tuple[str, str, int, int]]:

@@ -359,9 +359,10 @@ CASES = [
 ]
 
 
-def compile_all() -> dict:
+def compile_all(part: int = 0, parts: int = 1) -> dict:
+    """Every `parts`-th variant from the `part`-th."""
     results = {}
-    for fast, slow, mode, arch in CASES:
+    for fast, slow, mode, arch in CASES[part::parts]:
         ptx, cubin_bytes = compile_variant(fast, slow, mode, arch)
         results[case_id(fast, slow, mode, arch)] = {"ptx": ptx, "cubin_bytes": cubin_bytes}
     return results
@@ -372,14 +373,32 @@ def case_id(fast, slow, mode, arch):
 
 
 @pytest.fixture(scope="module")
-def compiled():
-    """Every variant, compiled in a child process without TRITON_INTERPRET (which the CPU test
-    session sets, and under which triton.jit makes interpreter functions that cannot compile)."""
+def compiled(tmp_path_factory):
+    """Every variant, compiled in child processes without TRITON_INTERPRET (which the CPU test
+    session sets, and under which triton.jit makes interpreter functions that cannot compile), one
+    per core (at most two), each a share of the variants, at once: a compile runs on one core."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    code = "import json, sys; from tests import test_triton_aot as t; json.dump(t.compile_all(), sys.stdout)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout)
+    parts = min(2, os.cpu_count() or 1)
+    out = tmp_path_factory.mktemp("aot")
+    children = []
+    for part in range(parts):
+        code = f"import json, sys; from tests import test_triton_aot as t; json.dump(t.compile_all({part}, {parts}), sys.stdout)"
+        with open(out / f"{part}.json", "w") as stdout, open(out / f"{part}.log", "w") as stderr:
+            children.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=stdout, stderr=stderr))
+    try:
+        for child in children:
+            child.wait(timeout=600)
+    finally:  # a child past its time, or an interrupt: none is left running
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    results = {}
+    for part, child in enumerate(children):
+        assert child.returncode == 0, (out / f"{part}.log").read_text()[-4000:]
+        results.update(json.loads((out / f"{part}.json").read_text()))
+    assert len(results) == len(CASES)
+    return results
 
 
 @pytest.mark.parametrize("fast_dtype,slow_dtype,mode,arch", CASES,

@@ -1,11 +1,8 @@
 // The fused update kernels: one launch walks the whole tensor table (see [NOTE: table layout] in csrc/table.h).
 // Light includes only (no torch/extension.h): this translation unit is compiled once per arch.
 #include <algorithm>
-#include <array>
-#include <atomic>
 
-#include <c10/cuda/CUDAException.h>
-
+#include "launch_grid.cuh"
 #include "table_kernel.cuh"
 #include "../message.h"
 
@@ -21,9 +18,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM) table_kernel(const 
 
 template <typename Op>
 int blocks_per_sm() {
-  int per_sm = 0;
-  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, table_kernel<Op>, kThreads, 0));
-  return per_sm > 0 ? per_sm : 1;
+  return blocks_per_sm_of(table_kernel<Op>, kThreads);
 }
 
 template <typename Op>
@@ -71,28 +66,21 @@ static_assert(has_roles_of<AdamWCompactStep<CompactMomentumEntryOp<float>>>(Tabl
               roles_of(TableOp::kAdamWCompactMomentum).compact &&
               roles_of(TableOp::kAdamWCompactMomentum).momentum == AdamWCompactStep<CompactSyncOp>::kFast + 2);
 
+// The fewest blocks per SM of the table kernel's instantiations (all are bounded to kMinBlocksPerSM by
+// __launch_bounds__).
+int table_blocks_per_sm() {
+  return std::min({blocks_per_sm<SyncOp>(), blocks_per_sm<SwapOp>(), blocks_per_sm<GatedSyncOp>(),
+                   blocks_per_sm<MomentumSyncOp>(), blocks_per_sm<GatedMomentumSyncOp>(), blocks_per_sm<AdamWOp<4>>(),
+                   blocks_per_sm<AdamWOp<5>>(), blocks_per_sm<AdamWOp<6>>(), blocks_per_sm<CompactSyncOp>(),
+                   blocks_per_sm<GatedCompactSyncOp>(), blocks_per_sm<PseudoGradientOp>(),
+                   blocks_per_sm<CompactMomentumSyncOp>(), blocks_per_sm<GatedCompactMomentumSyncOp>(),
+                   blocks_per_sm<AdamWCompactOp<6>>(), blocks_per_sm<AdamWCompactOp<7>>()});
+}
+
 }  // namespace
 
-// The same grid for every op: the fewest resident blocks of its instantiations (all are bounded to
-// kMinBlocksPerSM by __launch_bounds__), so a plan's chunking fits any launch of it.
-int64_t cuda_resident_blocks(int device_index) {
-  static std::array<std::atomic<int64_t>, 64> blocks_per_device{};  // 0: not measured yet
-  int64_t blocks = device_index < 64 ? blocks_per_device[device_index].load() : 0;
-  if (blocks == 0) {
-    int sms = 0;
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_index));
-    blocks = int64_t(sms) * std::min({blocks_per_sm<SyncOp>(), blocks_per_sm<SwapOp>(), blocks_per_sm<GatedSyncOp>(),
-                                      blocks_per_sm<MomentumSyncOp>(), blocks_per_sm<GatedMomentumSyncOp>(),
-                                      blocks_per_sm<AdamWOp<4>>(), blocks_per_sm<AdamWOp<5>>(),
-                                      blocks_per_sm<AdamWOp<6>>(),
-                                      blocks_per_sm<CompactSyncOp>(), blocks_per_sm<GatedCompactSyncOp>(),
-                                      blocks_per_sm<PseudoGradientOp>(), blocks_per_sm<CompactMomentumSyncOp>(),
-                                      blocks_per_sm<GatedCompactMomentumSyncOp>(), blocks_per_sm<AdamWCompactOp<6>>(),
-                                      blocks_per_sm<AdamWCompactOp<7>>()});
-    if (device_index < 64) blocks_per_device[device_index].store(blocks);
-  }
-  return blocks;
-}
+// The same grid for every op, so a plan's chunking fits any launch of it.
+int64_t cuda_resident_blocks(int device_index) { return resident_blocks<&table_blocks_per_sm>(device_index); }
 
 void launch_cuda_on_step(TableView table, TableOp op, StepGate gate, UpdateArgs args, void* stream, int device_index) {
   auto cuda_stream = static_cast<cudaStream_t>(stream);
