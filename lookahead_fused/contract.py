@@ -230,19 +230,18 @@ def _check_pairs(fast, slow, *, op: str) -> None:
         _check_pair_layout(i, f, s, op=op)
 
 
-def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True) -> None:
+def check_sync_lists(fast, slow, momentum=None, *, overlap: bool = True, op: str = "lookahead_sync_") -> None:
     """Validate the tensor lists of a lookahead_sync_ call: the pairs, and with `momentum` the outer
-    momentum beside slow (its dtype, shape and strides), as csrc/contract.cpp's check_sync_lists, word
-    for word. alpha and mu are checked apart (check_alpha, check_mu). overlap=False leaves the overlap
-    check to a caller that has more lists."""
-    op = "lookahead_sync_"
+    momentum beside slow (its dtype, shape and strides), as csrc/contract.cpp's check_sync_pairs and
+    check_momentum_triples, word for word and in their order. alpha and mu are checked apart
+    (check_alpha, check_mu). overlap=False leaves the overlap check to a caller that has more lists;
+    `op` names the op whose lists these are."""
     check_lists(fast, slow, op=op)
-    if momentum is not None:
-        if isinstance(momentum, torch.Tensor) or not isinstance(momentum, Sequence):
-            raise TypeError(f"{op}: momentum must be a list or tuple of tensors, got {type(momentum).__name__}")
-        if len(momentum) != len(fast):
-            raise ValueError(f"{op}: fast has {len(fast)} tensors but momentum has {len(momentum)}")
+    if momentum is not None and (isinstance(momentum, torch.Tensor) or not isinstance(momentum, Sequence)):
+        raise TypeError(f"{op}: momentum must be a list or tuple of tensors, got {type(momentum).__name__}")
     _check_pairs(fast, slow, op=op)
+    if momentum is not None and len(momentum) != len(fast):
+        raise ValueError(f"{op}: fast has {len(fast)} tensors but momentum has {len(momentum)}")
     for i, (s, m) in enumerate(zip(slow, momentum or ())):
         check_param_tensor(m, where=f"{op}: pair {i}: momentum")
         if m.dtype not in allowed_momentum_dtypes(s.dtype):
@@ -483,20 +482,23 @@ def _check_adamw_table(params, hyper, rows, syncs: bool, *, op: str) -> None:
 
 
 def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper, rows, mu) -> None:
-    """Validate a lookahead_adamw_step_ call for the pure-PyTorch and Triton backends (the native
-    ones check it in C++, csrc/contract.cpp): the lists, one device, the hyper table and its rows. An
-    empty `slow` (with params) is AdamW's step alone: no momentum then, and sync 0 in every row."""
+    """Validate a lookahead_adamw_step_ call for the pure-PyTorch and Triton backends as
+    csrc/contract.cpp's check_adamw_args and adamw_step_ do, word for word and in their order: the
+    lists, one device, the hyper table and its rows, mu beside the momentum. An empty `slow` (with
+    params) is AdamW's step alone: no momentum then, and sync 0 in every row."""
     op = "lookahead_adamw_step_"
-    _check_lengths(ADAMW_LIST_NAMES[:4], (params, grads, exp_avgs, exp_avg_sqs), op=op)
     syncs = bool(slow) or not params
     if not syncs and momentum:
         raise ValueError(f"{op}: momentum has {len(momentum)} tensors but slow has none; the outer momentum goes with slow weights")
-    if momentum:
-        check_mu(mu, where="lookahead_sync_: outer momentum mu")
-    if syncs:
-        check_sync_lists(params, slow, momentum or None, overlap=False)
+    kept = [(name, tensors) for name, tensors in zip(ADAMW_LIST_NAMES, (params, grads, exp_avgs, exp_avg_sqs, slow, momentum))
+            if name not in ("slow", "momentum") or tensors or (name == "slow" and syncs)]  # fmt: skip
+    _check_lengths(tuple(name for name, _ in kept), [tensors for _, tensors in kept], op=op)
     _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
+    if syncs:
+        check_sync_lists(params, slow, momentum or None, overlap=False, op=op)
     _check_adamw_table(params, hyper, rows, syncs, op=op)
+    if mu != 0 and not momentum:
+        raise ValueError(f"{op}: outer momentum mu = {mu} needs the momentum tensors")
     check_no_overlap(params, grads, exp_avgs, exp_avg_sqs, slow, *([momentum] if momentum else []), op=op)
 
 

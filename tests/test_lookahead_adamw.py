@@ -156,6 +156,51 @@ def test_op_rejects_bad_input_before_writing(backend):
             assert torch.equal(t, k)
 
 
+def _with(lists, index, i, tensor):
+    changed = [list(tensors) for tensors in lists]
+    changed[index][i] = tensor
+    return changed
+
+
+def _without_last(lists, index):
+    return [list(tensors[:-1]) if j == index else list(tensors) for j, tensors in enumerate(lists)]
+
+
+# Calls with one or two defects: (params, grads, exp_avgs, exp_avg_sqs, slow, momentum) from adamw_lists -> the
+# changed lists and mu. Two defects: the first the C++ check meets must be the one every backend names.
+ADAMW_DEFECTS = {
+    "a moment's dtype and a slow weight's": lambda l: (_with(_with(l, 2, 0, l[2][0].double()), 4, 1, l[4][1].half()), 0.5),
+    "a slow weight's dtype": lambda l: (_with(l, 4, 1, l[4][1].half()), 0.5),
+    "a slow weight's shape": lambda l: (_with(l, 4, 1, torch.zeros(5)), 0.5),
+    "a slow weight missing": lambda l: (_without_last(l, 4), 0.5),
+    "a grad missing and a slow weight's dtype": lambda l: (_with(_without_last(l, 1), 4, 1, l[4][1].half()), 0.5),
+    "a momentum's dtype": lambda l: (_with(l, 5, 1, l[5][1].half()), 0.5),
+    "a momentum missing and a moment's dtype": lambda l: (_with(_without_last(l, 5), 2, 0, l[2][0].double()), 0.5),
+    "mu without the momentum": lambda l: ([*l[:5], []], 0.5),
+    "a grad's dtype and a slow weight missing": lambda l: (_with(_without_last(l, 4), 1, 0, l[1][0].half()), 0.5),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("defect", ADAMW_DEFECTS)
+def test_every_backend_refuses_as_the_native_check_does(backend, defect):
+    """The Python backends' check (contract.check_adamw_args) says what the C++ one says, word for word,
+    and meets the defects in its order; nothing is written."""
+    if "cpu" not in ops.available_backends():
+        pytest.skip("the native check is the C++ extension's")
+    messages = {}
+    for name in dict.fromkeys(["cpu", backend]):
+        lists = adamw_lists(torch.float32, torch.float32, "cpu", sizes=SIZES[:2])
+        changed, mu = ADAMW_DEFECTS[defect](lists)
+        held = [[t.clone() for t in tensors] for tensors in changed]
+        rows = torch.zeros(len(changed[0]), dtype=torch.int64)
+        with pytest.raises(ValueError) as refused:
+            ops.lookahead_adamw_step_(*changed[:5], hyper_of(), rows, momentum=changed[5], mu=mu, backend=name)
+        messages[name] = str(refused.value)
+        for tensors, kept in zip(changed, held):
+            assert all(torch.equal(t, k) for t, k in zip(tensors, kept)), f"{name}: a tensor was written"
+    assert messages[backend] == messages["cpu"]
+
+
 def _model(dtype, seed=1):
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(7, 13), torch.nn.Tanh(), torch.nn.Linear(13, 3)).to(dtype)

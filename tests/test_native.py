@@ -11,7 +11,7 @@ import weakref
 import pytest
 import torch
 
-from lookahead_fused import Lookahead, available_backends, ops
+from lookahead_fused import Lookahead, available_backends, contract, ops
 
 from .helpers import make_params, run
 from .matrix import check_against_contract, make_pair_lists
@@ -102,6 +102,39 @@ def test_a_cached_plan_vouches_only_for_lists_the_full_check_accepts(change, ent
             call(changed)
         assert all(torch.equal(a, b) for a, b in zip([t for lists in changed for t in lists], before))
         messages.append(str(refused.value).splitlines()[0])
+    assert messages[0] == messages[1]
+
+
+def _sync_lists_with(*defects: str):
+    """(fast, slow, momentum) of three pairs with `defects`, in the order a check could meet them."""
+    fast, slow = make_pair_lists([5, 8, 3], torch.float32, torch.float32)
+    momentum = [torch.zeros_like(s) for s in slow]
+    for defect in defects:
+        if defect == "a short momentum list":
+            momentum = momentum[:2]
+        elif defect == "a momentum's dtype":
+            momentum[1] = momentum[1].half()
+        elif defect == "a slow weight's dtype":
+            slow[2] = slow[2].half()
+        elif defect == "a slow weight's shape":
+            slow[0] = torch.zeros(6)
+        elif defect == "a short slow list":
+            slow = slow[:2]
+    return fast, slow, momentum
+
+
+@pytest.mark.parametrize("defects", [
+    ("a short momentum list", "a slow weight's dtype"), ("a momentum's dtype", "a slow weight's shape"),
+    ("a short slow list", "a momentum's dtype"), ("a momentum's dtype",), ("a short momentum list",),
+])  # fmt: skip
+def test_the_python_sync_check_says_what_the_native_one_says(defects):
+    """contract.check_sync_lists (the check without the extension) against _C.check_sync_lists, word for
+    word and in the order they meet the defects."""
+    messages = []
+    for check in (contract.check_sync_lists, _C.check_sync_lists):
+        with pytest.raises(ValueError) as refused:
+            check(*_sync_lists_with(*defects))
+        messages.append(str(refused.value))
     assert messages[0] == messages[1]
 
 
