@@ -490,8 +490,9 @@ def check_adamw_args(params, grads, exp_avgs, exp_avg_sqs, slow, momentum, hyper
     syncs = bool(slow) or not params
     if not syncs and momentum:
         raise ValueError(f"{op}: momentum has {len(momentum)} tensors but slow has none; the outer momentum goes with slow weights")
+    # an empty slow or momentum list has no length to check (an empty slow beside params: AdamW's step alone)
     kept = [(name, tensors) for name, tensors in zip(ADAMW_LIST_NAMES, (params, grads, exp_avgs, exp_avg_sqs, slow, momentum))
-            if name not in ("slow", "momentum") or tensors or (name == "slow" and syncs)]  # fmt: skip
+            if tensors or name not in ("slow", "momentum")]  # fmt: skip
     _check_lengths(tuple(name for name, _ in kept), [tensors for _, tensors in kept], op=op)
     _check_adamw_moments(params, grads, exp_avgs, exp_avg_sqs, op=op)
     if syncs:
