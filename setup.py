@@ -87,7 +87,7 @@ def extensions():
     except ImportError as error:  # fail when the wheel is built, not when pip asks for metadata or an sdist
         return [Extension("lookahead_fused._C", sources=[])], {"build_ext": refusing_build_ext(TORCH_NOT_IMPORTABLE.format(error=error))}
 
-    sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/contract.cpp", "csrc/plan.cpp", "csrc/chunking.cpp", "csrc/cpu/sync_cpu.cpp",
+    sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/held_sync.cpp", "csrc/contract.cpp", "csrc/plan.cpp", "csrc/chunking.cpp", "csrc/cpu/sync_cpu.cpp",
                "csrc/cpu/int8_momentum_cpu.cpp", "csrc/cpu/adamw_delta_cpu.cpp"]
     # at::parallel_for is an OpenMP pragma in our code (see [NOTE: OpenMP] in csrc/cpu/sync_cpu.cpp)
     openmp = ["-fopenmp"]

@@ -14,6 +14,7 @@
 #include "contract.h"
 #include "cpu/sync_cpu.h"
 #include "dtypes.h"
+#include "held_sync.h"
 #include "message.h"
 #include "op_list.h"
 #include "ops.h"
@@ -187,6 +188,26 @@ struct PlanHandle {
         .clone();
   }
 };
+
+// A held sync of a launch's lists, a tuple of tuples (fast, then the op's state lists), the slow weights
+// `compact` or not (see [NOTE: held sync] in csrc/held_sync.h).
+std::unique_ptr<HeldSync> hold_sync(const py::tuple& lists, bool compact) {
+  const size_t depth = lists.size();
+  LOOKAHEAD_CHECK_VALUE(
+      compact ? depth == 3 || depth == 4 : depth == 2 || depth == 3,
+      message("lookahead_fused: a held sync takes ", compact ? "3 or 4" : "2 or 3", " lists, got ", depth));
+  const TableOp op = compact ? (depth == 3 ? TableOp::kCompactSync : TableOp::kCompactMomentumSync)
+                             : (depth == 2 ? TableOp::kSync : TableOp::kMomentumSync);
+  std::vector<std::unique_ptr<BorrowedTensors>> borrowed;
+  TensorLists views;
+  for (const py::handle list : lists) {
+    borrowed.push_back(std::make_unique<BorrowedTensors>());
+    LOOKAHEAD_CHECK_VALUE(borrowed.back()->borrow(list), "lookahead_fused: a held sync takes lists of tensors");
+    views.push_back(*borrowed.back());
+  }
+  py::gil_scoped_release no_gil;
+  return std::make_unique<HeldSync>(op, views);
+}
 
 #define LOOKAHEAD_NAME(token, scalar_type, name, bytes) constexpr const char* kName##token = name;
 LOOKAHEAD_DTYPES(LOOKAHEAD_NAME)
@@ -367,6 +388,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return out;
   }, "The element math of the bf16+int8 decoding (csrc/bf16_int8.h) on CPU tensors; for tests.",
      py::arg("high"), py::arg("residual"));
+  py::class_<HeldSync>(m, "HeldSync",
+                       "A sync whose state tensors C++ holds between calls "
+                       "(see [NOTE: held sync] in csrc/held_sync.h).")
+      .def(py::init(&hold_sync), py::arg("lists"), py::arg("compact"))
+      .def("__len__", &HeldSync::size)
+      .def("matches", [](const HeldSync& held, const BorrowedTensors& fast) {
+        py::gil_scoped_release no_gil;
+        return held.matches(fast);
+      }, "Whether run(fast, ...) would launch; reads and writes nothing else.", py::arg("fast"))
+      .def("run", [](HeldSync& held, const BorrowedTensors& fast, double alpha, double mu, bool nesterov) {
+        py::gil_scoped_release no_gil;
+        return held.run(fast, UpdateArgs{alpha, mu, nesterov});
+      }, "The sync of `fast` with the held state and its version bumps; False, writing nothing, when they no "
+         "longer match.", py::arg("fast"), py::arg("alpha"), py::arg("mu") = 0.0, py::arg("nesterov") = false);
   py::class_<PlanHandle>(m, "SyncPlan", "The tensor table of one parameter set (see csrc/table.h).")
       .def(py::init<const Tensors&, const Tensors&>(), py::arg("fast"), py::arg("slow"))
       .def_property_readonly("num_pairs", [](const PlanHandle& h) { return h.plan->num_entries; })

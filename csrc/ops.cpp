@@ -24,6 +24,21 @@
 #endif
 
 namespace lookahead_fused {
+
+// [NOTE: versions] A mutating op bumps the autograd version of every tensor it may write, as torch's
+// in-place ops and foreach ops do, so autograd refuses a backward through a value the update changed.
+// Both entry points (the dispatcher and the eager pybind calls) come through run(); a held sync bumps
+// them too (csrc/held_sync.h).
+void bump_versions(const TensorLists& lists) {
+  for (at::TensorList list : lists) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      prefetch_ahead(list, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
+      prefetch_version_ahead(list, i);
+      if (!list[i].is_inference()) torch::autograd::impl::bump_version(list[i]);
+    }
+  }
+}
+
 namespace {
 
 void check_alpha(double alpha, const char* op = "lookahead_sync_") {
@@ -47,17 +62,17 @@ bool runs_on_cuda(const at::Device& device, const char* op) {
   return false;
 }
 
-// [NOTE: versions] A mutating op bumps the autograd version of every tensor it may write, as torch's
-// in-place ops and foreach ops do, so autograd refuses a backward through a value the update changed.
-// Both entry points (the dispatcher and the eager pybind calls) come through run().
-void bump_versions(const TensorLists& lists) {
-  for (at::TensorList list : lists) {
-    for (size_t i = 0; i < list.size(); ++i) {
-      prefetch_ahead(list, i);  // see [NOTE: prefetch ahead] in csrc/prefetch.h
-      prefetch_version_ahead(list, i);
-      if (!list[i].is_inference()) torch::autograd::impl::bump_version(list[i]);
-    }
-  }
+// The plan of checked `lists`, found or built after their overlap check; none is built while a CUDA
+// graph is being captured (`capturing`).
+std::shared_ptr<const Plan> find_or_build_checked_plan(const char* name, const TensorLists& lists, TableOp op,
+                                                       bool capturing) {
+  return find_or_build_plan(lists, roles_of(op), [&] {
+    LOOKAHEAD_CHECK(!capturing,
+                    message(name, ": these tensors have no kernel plan yet, and one cannot be built while a CUDA ",
+                            "graph is being captured (its upload is a blocking host-to-device copy). Run the same ",
+                            "step once eagerly before capturing (warm-up), with the same tensors."));
+    check_no_overlap(name, lists, list_names(op));
+  });
 }
 
 // `gate`: null, or the step gate in device memory (only the CUDA kernel takes one). `plan`: the lists'
@@ -71,13 +86,7 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
     c10::cuda::CUDAGuard guard(first.device());
     auto stream = c10::cuda::getCurrentCUDAStream(first.device().index());
     const bool capturing = is_capturing(stream.stream());
-    if (!plan) plan = find_or_build_plan(lists, roles_of(op), [&] {
-      LOOKAHEAD_CHECK(!capturing,
-                      message(name, ": these tensors have no kernel plan yet, and one cannot be built while a CUDA ",
-                              "graph is being captured (its upload is a blocking host-to-device copy). Run the same ",
-                              "step once eagerly before capturing (warm-up), with the same tensors."));
-      check_no_overlap(name, lists, list_names(op));
-    });
+    if (!plan) plan = find_or_build_checked_plan(name, lists, op, capturing);
     // See [NOTE: plans under capture] in csrc/cuda/capture.cpp
     if (capturing) keep_alive_with_captured_graph(plan, stream.stream());
     plan->device_words.record_stream(stream);  // a plan evicted from the cache stays alive for this launch
@@ -89,7 +98,7 @@ void launch_on_plan(const char* name, const TensorLists& lists, TableOp op, cons
     return;
   }
 #endif
-  if (!plan) plan = find_or_build_plan(lists, roles_of(op), [&] { check_no_overlap(name, lists, list_names(op)); });
+  if (!plan) plan = find_or_build_checked_plan(name, lists, op, /*capturing=*/false);
   LOOKAHEAD_CHECK(plan->device.is_cpu(), message("lookahead_fused: no kernel for tensors on ", plan->device));
   if (gate == nullptr) run_cpu(*plan, op, args);  // a CPU caller resolves its gate on the host
 }
@@ -135,7 +144,31 @@ void check_all_meta(const char* op, const TensorLists& lists, const char* const*
   }
 }
 
+// The name of a sync op (kSync, kMomentumSync, kCompactSync, kCompactMomentumSync) in its messages.
+const char* sync_op_name(TableOp op) { return roles_of(op).compact ? kCompactOp : "lookahead_sync_"; }
+
 }  // namespace
+
+std::shared_ptr<const Plan> checked_sync_plan(TableOp op, const TensorLists& lists) {
+  const char* name = sync_op_name(op);
+  if (auto plan = check_sync(op, lists)) return plan;
+  bool capturing = false;
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+  if (!lists[0].empty() && lists[0][0].is_cuda()) {
+    c10::cuda::CUDAGuard guard(lists[0][0].device());
+    capturing = is_capturing(c10::cuda::getCurrentCUDAStream(lists[0][0].device().index()).stream());
+  }
+#endif
+  return find_or_build_checked_plan(name, lists, op, capturing);
+}
+
+void launch_sync_on_plan(TableOp op, const TensorLists& lists, const UpdateArgs& args,
+                         std::shared_ptr<const Plan> plan) {
+  const char* name = sync_op_name(op);
+  check_alpha(args.alpha, name);
+  if (roles_of(op).momentum >= 0) check_mu(args.mu, name);
+  launch_on_plan(name, lists, op, args, nullptr, std::move(plan));
+}
 
 void sync_(at::TensorList fast, at::TensorList slow, double alpha) {
   check_alpha(alpha);

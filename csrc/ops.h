@@ -27,7 +27,10 @@
 //     pseudo-gradient, see [NOTE: pseudo-gradient] in csrc/element_math.h).
 #pragma once
 
+#include <memory>
+
 #include "op_list.h"
+#include "plan.h"
 
 namespace lookahead_fused {
 
@@ -36,5 +39,15 @@ namespace lookahead_fused {
   void name##meta parameters;
 LOOKAHEAD_OPS(LOOKAHEAD_DECLARE_OP)
 #undef LOOKAHEAD_DECLARE_OP
+
+// The steps of a sync op (kSync, kMomentumSync, kCompactSync, kCompactMomentumSync) for a caller that
+// holds its lists between calls (csrc/held_sync.h):
+// the op's whole check of `lists` and their plan, found or built as the op's call would;
+std::shared_ptr<const Plan> checked_sync_plan(TableOp op, const TensorLists& lists);
+// the op's check of its scalars and its launch on `plan`, without the version bumps;
+void launch_sync_on_plan(TableOp op, const TensorLists& lists, const UpdateArgs& args,
+                         std::shared_ptr<const Plan> plan);
+// the versions of `lists`' tensors bumped (see [NOTE: versions] in csrc/ops.cpp).
+void bump_versions(const TensorLists& lists);
 
 }  // namespace lookahead_fused

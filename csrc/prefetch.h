@@ -47,15 +47,20 @@ inline void prefetch_ahead(at::TensorList tensors, size_t i, bool storage = fals
   }
 }
 
-// Asks for the version counter of tensor i + kPrefetchAhead / 2 of `tensors`, which a version bump
-// writes: a heap object of its own, reached from the TensorImpl asked for kPrefetchAhead / 2 steps
-// before. c10::VariableVersion holds only the pointer to it, which the accessor does not expose.
-inline void prefetch_version_ahead(at::TensorList tensors, size_t i) {
+// Asks for the counter of `version`, which a version bump writes: a heap object of its own.
+// c10::VariableVersion holds only the pointer to it, which the accessor does not expose.
+inline void prefetch_counter(const c10::VariableVersion& version) {
   static_assert(sizeof(c10::VariableVersion) == sizeof(void*), "c10::VariableVersion is no longer one pointer");
+  const void* counter = nullptr;
+  std::memcpy(&counter, &version, sizeof(counter));
+  if (counter != nullptr) __builtin_prefetch(counter, /*rw=*/1);
+}
+
+// Asks for the version counter of tensor i + kPrefetchAhead / 2 of `tensors`, reached from the
+// TensorImpl asked for kPrefetchAhead / 2 steps before.
+inline void prefetch_version_ahead(at::TensorList tensors, size_t i) {
   if (i + kPrefetchAhead / 2 < tensors.size()) {
-    const void* counter = nullptr;
-    std::memcpy(&counter, &tensors[i + kPrefetchAhead / 2].unsafeGetTensorImpl()->version_counter(), sizeof(counter));
-    if (counter != nullptr) __builtin_prefetch(counter, /*rw=*/1);
+    prefetch_counter(tensors[i + kPrefetchAhead / 2].unsafeGetTensorImpl()->version_counter());
   }
 }
 

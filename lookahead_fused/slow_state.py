@@ -118,7 +118,10 @@ def copy_as(tensor: torch.Tensor, like: torch.Tensor, dtype: torch.dtype) -> tor
 
 def rehome(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """`tensor` itself, or a copy moved to `like`'s device, memory order and 16-byte phase (after
-    model.to(), a load)."""
+    model.to(), a load). A tensor of another shape is not `like`'s to follow: it stays, and the
+    check that follows names the mismatch."""
+    if tensor.shape != like.shape:
+        return tensor
     if tensor.device == like.device and contract.same_layout(tensor, like) and in_phase(tensor, like):
         return tensor
     return copy_as(tensor, like, tensor.dtype)

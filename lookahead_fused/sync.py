@@ -14,11 +14,13 @@ built: a Python loop would write each param's reference count) and no slow state
 (invalidate(): a new group, a loaded checkpoint, a slow weight moved after its param). Gathering
 them takes a dict lookup per param, each through Tensor.__hash__ in Python, which on thousands of
 params costs more than the sync's own host work. They are held as Python lists: each call hands
-the tensors to the kernel as they are now, so a param whose tensor torch.utils.swap_tensors
+the params to the kernel as they are now, so a param whose tensor torch.utils.swap_tensors
 replaced under the same Python object is synced as it is (C++ references would also make that swap
-refuse). Under torch.compile they are gathered afresh, since a trace would turn the held lists into
-guards. The pullback momenta are gathered at every sync: the inner optimizer creates and replaces
-its buffers as it likes.
+refuse). The state tensors of a launch its op alone checks, the optimizer's own, are also held by
+C++ after its first sync, so that a sync walks only the params
+(see [NOTE: held sync] in csrc/held_sync.h); invalidate() drops them with the lists. Under torch.compile they are gathered
+afresh, since a trace would turn the held lists into guards. The pullback momenta are gathered at
+every sync: the inner optimizer creates and replaces its buffers as it likes.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class Launch:
     moments: tuple = field(default_factory=lambda: ([], []))  # the pullback momenta: (first moments, their slow copies)
     compact: bool = False  # the slow weights are (high parts, residuals): the compact sync, not the momentum sync
     delta: bool = False  # the slow weights are int8-delta (codes, scales): the reference's int8_delta_sync_
+    held: object | None = None  # the `fused` lists held by C++ (see [NOTE: held sync] in csrc/held_sync.h)
 
 
 def _check_in_one_layer(backend, check: str, *lists) -> None:
@@ -191,8 +194,11 @@ class Sync:
             state = self.slow_state[p]
             for codes, scales in INT8_BLOCK_KEYS:
                 if scales in state and int8_blocks.memory_dims(state[codes]) != state_dims(p):
-                    # int8 blocks follow the memory order: a new layout is encoded anew
-                    state.update(int8_block_state(int8_block_value(state, codes, scales), p, codes, scales))
+                    # int8 blocks follow the memory order: a new layout is encoded anew (a new shape is not
+                    # a layout: the check that follows names it)
+                    value = int8_block_value(state, codes, scales)
+                    if value.shape == p.shape:
+                        state.update(int8_block_state(value, p, codes, scales))
             for key in (SLOW_PARAM, SLOW_HIGH, SLOW_LOW, SLOW_DELTA, OUTER_MOMENTUM):
                 if key in state:
                     state[key] = rehome(state[key], p)
@@ -203,8 +209,12 @@ class Sync:
 
     def _check(self, launches: list[Launch]) -> None:
         """Raise, as the ops would, if a launch breaks the op contract (the strided params excepted:
-        the reference loop takes any layout)."""
+        the reference loop takes any layout). A held launch whose fast tensors still match is checked by
+        that walk alone (see [NOTE: held sync] in csrc/held_sync.h)."""
         for launch in launches:
+            if launch.held is not None and launch.held.matches(launch.fused[0]):
+                continue
+            launch.held = None
             self._check_lists(launch, *launch.fused, compact=launch.compact, delta=launch.delta)
 
     def _check_lists(self, launch: Launch, fast, slow, *rest, compact: bool, delta: bool = False) -> None:
@@ -372,10 +382,23 @@ class Sync:
                 fused, moments = _joined(fused, moments), ([], [])
             if fused[0]:
                 run_fused(launch, fused, mu, nesterov, backend)
+                if launch.held is None and fused is launch.fused and self._may_hold(launch):
+                    launch.held = launch.backend.hold(fused, launch.compact)
             if strided[0]:
                 _run(reference, strided, launch.alpha, mu, nesterov, backend, launch.compact, launch.delta)
             if moments[0]:
                 _run(launch.backend, moments, launch.alpha, mu, nesterov, backend)
+
+    def _may_hold(self, launch: Launch) -> bool:
+        """Whether C++ may hold `launch`'s lists: one its op alone checks, whose state lists are all the
+        optimizer's slow state, of an op a held sync runs (see [NOTE: held sync] in csrc/held_sync.h)."""
+        depths = (3, 4) if launch.compact else (2, 3)
+        return (
+            hasattr(launch.backend, "hold")
+            and self._checked_by_its_op(launch)
+            and len(launch.fused) in depths
+            and not torch.compiler.is_compiling()
+        )
 
     def _choose_adaptive(self, launches: list[Launch]) -> list[Launch]:
         """alpha="adaptive": choose it from the weights (before the momenta join), and run its params
@@ -468,7 +491,12 @@ class Sync:
 
 
 def run_fused(launch: Launch, lists: tuple, mu: float, nesterov: bool, backend_name: str) -> None:
-    """One fused launch of the weights' `lists`, checked, at the launch's alpha."""
+    """One fused launch of the weights' `lists`, checked, at the launch's alpha: through the launch's
+    held sync when `lists` are its own and still match it, else through its op
+    (see [NOTE: held sync] in csrc/held_sync.h)."""
+    if lists is launch.fused and launch.held is not None and launch.held.run(lists[0], launch.alpha, mu, nesterov):
+        return
+    launch.held = None
     _run(launch.backend, lists, launch.alpha, mu, nesterov, backend_name, launch.compact, launch.delta)
 
 

@@ -12,7 +12,7 @@ import lookahead_fused
 from lookahead_fused import Lookahead, LookaheadAdamW
 
 PACKAGE = os.path.dirname(lookahead_fused.__file__)
-DOCUMENTED_PATH = ["step_wrapper.py", "optimizer.py", "sync.py", "backends/native.py"]  # then the extension (csrc/)
+DOCUMENTED_PATH = ["step_wrapper.py", "optimizer.py", "sync.py"]  # then the extension's held sync (csrc/)
 
 
 def files_entered(fn) -> list[str]:
@@ -47,8 +47,16 @@ def test_a_sync_step_enters_each_documented_file_once_in_order(outer_momentum):
     opt = Lookahead(torch.optim.SGD(params, lr=0.1), k=1, outer_momentum=outer_momentum, backend="cpu")
     opt.step()
     entered = files_entered(opt.step)
-    # the check before the inner step, then the launch after it: the same files, one way each time
-    assert entered == DOCUMENTED_PATH + DOCUMENTED_PATH[2:]
+    # the check before the inner step, then the launch after it, each from sync.py into the extension
+    assert entered == DOCUMENTED_PATH
+
+
+@pytest.mark.parametrize("outer_momentum", [0.0, 0.9])
+def test_the_first_sync_step_checks_and_launches_through_the_backend(outer_momentum):
+    pytest.importorskip("lookahead_fused._C")
+    opt = Lookahead(torch.optim.SGD(_params(), lr=0.1), k=1, outer_momentum=outer_momentum, backend="cpu")
+    entered = files_entered(opt.step)
+    assert entered[:3] == DOCUMENTED_PATH and entered.count("backends/native.py") >= 2
 
 
 def test_lookahead_adamw_adds_its_own_files_only():

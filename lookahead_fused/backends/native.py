@@ -88,6 +88,11 @@ class NativeBackend:
     def check_int8_delta_lists(self, params, delta, scales, momentum=(), momentum_scales=()) -> None:
         extension().check_int8_delta_lists(params, delta, scales, momentum, momentum_scales)
 
+    def hold(self, lists: tuple, compact: bool):
+        """A HeldSync of a sync's lists (fast, then its state lists), checked as its op checks them
+        (see [NOTE: held sync] in csrc/held_sync.h)."""
+        return extension().HeldSync(lists, compact)
+
 
 def load_cpu() -> NativeBackend:
     extension()
