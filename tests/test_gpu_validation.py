@@ -17,7 +17,7 @@ from .conftest import sampled
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / ".ci" / "gpu"
-REHEARSAL_BUDGET_S = 90
+REHEARSAL_BUDGET_S = 60
 # Past the budget: the last phase's SIGKILL grace, the summary, and bash and Python starting on a loaded machine.
 OVERRUN_S = 25
 
