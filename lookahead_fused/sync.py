@@ -18,9 +18,10 @@ the params to the kernel as they are now, so a param whose tensor torch.utils.sw
 replaced under the same Python object is synced as it is (C++ references would also make that swap
 refuse). The state tensors of a launch its op alone checks, the optimizer's own, are also held by
 C++ after its first sync, so that a sync walks only the params
-(see [NOTE: held sync] in csrc/held_sync.h); invalidate() drops them with the lists. Under torch.compile they are gathered
-afresh, since a trace would turn the held lists into guards. The pullback momenta are gathered at
-every sync: the inner optimizer creates and replaces its buffers as it likes.
+(see [NOTE: held sync] in csrc/held_sync.h); invalidate() drops them with the lists. Under
+torch.compile they are gathered afresh, since a trace would turn the held lists into guards. The
+pullback momenta are gathered at every sync: the inner optimizer creates and replaces its buffers
+as it likes.
 """
 
 from __future__ import annotations

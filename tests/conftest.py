@@ -41,18 +41,49 @@ def _cases_setting() -> tuple[str, int] | None:
     return mode, int(number)
 
 
-@pytest.hookimpl(trylast=True)  # after -k has deselected what it deselects
-def pytest_collection_modifyitems(config, items):
-    setting = _cases_setting()
-    if setting is None:
-        return
-    mode, per_test = setting
+# [NOTE: auto sampled] "auto" resolves to a backend that the matrix also runs by name ("cpu" on the
+# CPU, "cuda" on a GPU), so its cases repeat that backend's through the same kernel. Each test
+# function keeps AUTO_CASES_PER_TEST of its "auto" cases, spread as a sample is
+# (see [NOTE: sampled cases] in tests/conftest.py): the resolution and the ops' path under "auto" run in
+# every test function, the duplicates do not. LOOKAHEAD_FUSED_TEST_AUTO=all keeps every one.
+AUTO_CASES_PER_TEST = 3
+
+
+def _backend_of(item) -> str | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return params["device_backend"][1] if "device_backend" in params else params.get("backend")
+
+
+def _auto_duplicates(items) -> set[int]:
+    """The indices of the "auto" cases that no sample keeps (see [NOTE: auto sampled] in tests/conftest.py)."""
+    if os.environ.get("LOOKAHEAD_FUSED_TEST_AUTO") == "all":
+        return set()
     by_function: dict[str, list[int]] = {}
     for index, item in enumerate(items):
-        by_function.setdefault(item.nodeid.split("[")[0], []).append(index)
-    in_sample = {cases[i] for cases in by_function.values() for i in sampled(len(cases), per_test)}
-    kept = [item for index, item in enumerate(items) if (index in in_sample) == (mode == "sample")]
-    dropped = [item for index, item in enumerate(items) if (index in in_sample) != (mode == "sample")]
+        if _backend_of(item) == "auto":
+            by_function.setdefault(item.nodeid.split("[")[0], []).append(index)
+    return {
+        index
+        for cases in by_function.values()
+        for n, index in enumerate(cases)
+        if n not in sampled(len(cases), AUTO_CASES_PER_TEST)
+    }
+
+
+@pytest.hookimpl(trylast=True)  # after -k has deselected what it deselects
+def pytest_collection_modifyitems(config, items):
+    duplicates = _auto_duplicates(items)
+    kept = [item for index, item in enumerate(items) if index not in duplicates]
+    dropped = [item for index, item in enumerate(items) if index in duplicates]
+    setting = _cases_setting()
+    if setting is not None:
+        mode, per_test = setting
+        by_function: dict[str, list[int]] = {}
+        for index, item in enumerate(kept):
+            by_function.setdefault(item.nodeid.split("[")[0], []).append(index)
+        in_sample = {cases[i] for cases in by_function.values() for i in sampled(len(cases), per_test)}
+        dropped += [item for index, item in enumerate(kept) if (index in in_sample) != (mode == "sample")]
+        kept = [item for index, item in enumerate(kept) if (index in in_sample) == (mode == "sample")]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = kept
