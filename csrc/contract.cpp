@@ -519,6 +519,8 @@ void check_adamw_compact_args(const std::vector<at::TensorList>& lists, const at
   const char* op = kAdamWCompactOp;
   const char* const* names = kAdamWCompactListNames;
   at::TensorList params = lists[0];
+  // Every length first, so that a short list is named before any entry's error, as in contract.py;
+  // the helpers below check the lengths they need again, as they also check the sync ops alone.
   for (size_t l = 1; l < lists.size(); ++l) {
     if (l != 6 || !lists[l].empty()) check_lengths(op, params, lists[l], names[l], "param");
   }
@@ -536,7 +538,7 @@ void check_adamw_int8_momentum_args(const std::vector<at::TensorList>& lists, co
   const char* op = kAdamWInt8MomentumOp;
   const char* const* names = kAdamWInt8MomentumListNames;
   at::TensorList params = lists[0], slow = lists[4], slow_low = lists[5], momentum = lists[6], scales = lists[7];
-  for (size_t l = 1; l < lists.size(); ++l) {
+  for (size_t l = 1; l < lists.size(); ++l) {  // lengths first: see check_adamw_compact_args
     if (l != 5 || !slow_low.empty()) check_lengths(op, params, lists[l], names[l], "param");
   }
   check_adamw_moments(op, lists, names);

@@ -2,24 +2,24 @@
 // fast tensors.
 //
 // [NOTE: held sync] The host work of a sync on thousands of small tensors is the walk over their
-// objects (Python tensor, TensorImpl, StorageImpl, version counter), from a cache the inner step has
-// just flushed. The slow weights, outer momenta and compact parts of Lookahead's sync are the
-// optimizer's own state: nothing but the optimizer writes them (its syncs, slow_weights(), a load). A HeldSync is built once, after the
-// op's whole check of its lists: it holds the plan, a reference to every state tensor and to its
-// storage, its version counter and the version it had after our last write, and the fast tensors'
-// dtypes and shapes. A call then walks the fast tensors only: each must be plainly valid
-// (see [NOTE: plainly valid pairs] in csrc/contract.cpp) at its address in the plan, with its dtype
-// and shape, and each state tensor's version must be the one it had after our last write. Then
-// every entry is what the whole check accepted, and the plan vouches for the lists
-// (see [NOTE: a cached plan vouches] in csrc/plan.h). Anything else (a param replaced or moved, a
-// state tensor written in place or resized by someone else, set_() included, as each bumps its version)
-// makes the call answer false, having written nothing: the caller then runs the op, whose whole
-// check names what is wrong. Two changes are not seen, since they touch the state tensors' objects
-// and not their versions: a state tensor replaced in the optimizer's state dict (its owner drops the
-// HeldSync then: see [NOTE: launches held] in lookahead_fused/sync.py), and `tensor.data = other`
-// on a state tensor, after which the held sync goes on writing the memory it holds. The storages
-// held keep every address of the plan valid whatever happens to the tensors, so a call never
-// writes freed memory.
+// objects (Python tensor, TensorImpl, StorageImpl, version counter), from a cache the inner step
+// has just flushed. The slow weights, outer momenta and compact parts of Lookahead's sync are the
+// optimizer's own state: nothing but the optimizer writes them (its syncs, slow_weights(), a load).
+// A HeldSync is built once, after the op's whole check of its lists: it holds the plan, a reference
+// to every state tensor and to its storage, its version counter and the version it had after our
+// last write, and the fast tensors' dtypes and shapes. A call then walks the fast tensors only:
+// each must be plainly valid (see [NOTE: plainly valid pairs] in csrc/contract.cpp) at its address
+// in the plan, with its dtype and shape, and each state tensor's version must be the one it had
+// after our last write. Then every entry is what the whole check accepted, and the plan vouches for
+// the lists (see [NOTE: a cached plan vouches] in csrc/plan.h). Anything else (a param replaced or
+// moved, a state tensor written in place or resized by someone else, set_() included, as each bumps
+// its version) makes the call answer false, having written nothing: the caller then runs the op,
+// whose whole check names what is wrong. Two changes are not seen, since they touch the state
+// tensors' objects and not their versions: a state tensor replaced in the optimizer's state dict
+// (its owner drops the HeldSync then: see [NOTE: launches held] in lookahead_fused/sync.py), and
+// `tensor.data = other` on a state tensor, after which the held sync goes on writing the memory it
+// holds. The storages held keep every address of the plan valid whatever happens to the tensors, so
+// a call never writes freed memory.
 #pragma once
 
 #include <memory>

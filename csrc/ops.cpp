@@ -292,39 +292,40 @@ struct Int8MomentumLists {
   }
 };
 
-// The int8 momentum sync (or the compact one) of checked lists, and the versions of what it writes.
-// `gate`: null, or the step gate in device memory (CUDA only; a CPU caller resolves its gate on the host).
-void run_int8_momentum(const Int8MomentumLists& l, double alpha, double mu, bool nesterov,
-                       const StepGate* gate = nullptr) {
-#ifdef LOOKAHEAD_FUSED_WITH_CUDA
-  if (!l.fast.empty() && l.fast[0].is_cuda()) {
-    launch_int8_momentum_on_cuda(l.fast, l.slow, l.slow_low, l.momentum, l.scales, alpha, mu, nesterov, gate);
-    return bump_versions(l.written());
-  }
-#endif
-  run_int8_momentum_cpu(l.fast, l.slow, l.slow_low, l.momentum, l.scales, alpha, mu, nesterov);
-  bump_versions(l.written());
+// Whether the int8 momentum sync of `fast` runs on CUDA (see runs_on_cuda); false for no tensors.
+bool int8_momentum_on_cuda(at::TensorList fast, const char* op) {
+  return !fast.empty() && runs_on_cuda(fast[0].device(), op);
 }
 
-// Where the kernel can run: the CPU, and CUDA devices in a build with the CUDA kernels.
-void check_int8_momentum_device(at::TensorList fast, const char* op) {
-  if (!fast.empty()) runs_on_cuda(fast[0].device(), op);
+// The int8 momentum sync (or the compact one) of checked lists on the device `on_cuda` names, and the
+// versions of what it writes. `gate`: null, or the step gate in device memory (CUDA only; a CPU caller
+// resolves its gate on the host).
+void run_int8_momentum(const Int8MomentumLists& l, bool on_cuda, double alpha, double mu, bool nesterov,
+                       const StepGate* gate = nullptr) {
+  if (on_cuda) {
+#ifdef LOOKAHEAD_FUSED_WITH_CUDA
+    launch_int8_momentum_on_cuda(l.fast, l.slow, l.slow_low, l.momentum, l.scales, alpha, mu, nesterov, gate);
+#endif
+  } else {
+    run_int8_momentum_cpu(l.fast, l.slow, l.slow_low, l.momentum, l.scales, alpha, mu, nesterov);
+  }
+  bump_versions(l.written());
 }
 
 // The gated int8 momentum sync of checked lists: the gate read on the host on the CPU, as run_on_step
 // does, and by the kernel on CUDA (see [NOTE: step gate] in csrc/table.h).
 void run_int8_momentum_on_step(const Int8MomentumLists& l, const at::Tensor& alpha, const at::Tensor& step,
                                int64_t k, double mu, bool nesterov, const char* op) {
-  check_int8_momentum_device(l.fast, op);
+  const bool on_cuda = int8_momentum_on_cuda(l.fast, op);
   if (l.fast.empty()) return;
-  if (l.fast[0].is_cuda()) {  // the gate and alpha read where they live, by the kernel
+  if (on_cuda) {  // the gate and alpha read where they live, by the kernel
     const StepGate gate{step.const_data_ptr<int64_t>(), k, alpha.const_data_ptr(), alpha.scalar_type() == at::kDouble};
-    return run_int8_momentum(l, 0.0, mu, nesterov, &gate);
+    return run_int8_momentum(l, true, 0.0, mu, nesterov, &gate);
   }
   const double alpha_value = alpha.item<double>();
   check_alpha(alpha_value, op);
   if (step.item<int64_t>() % k != 0) return bump_versions(l.written());
-  run_int8_momentum(l, alpha_value, mu, nesterov);
+  run_int8_momentum(l, false, alpha_value, mu, nesterov);
 }
 
 }  // namespace
@@ -334,8 +335,8 @@ void int8_momentum_sync_(at::TensorList fast, at::TensorList slow, at::TensorLis
   check_alpha(alpha, kInt8MomentumOp);
   check_mu(mu, kInt8MomentumOp);
   check_int8_momentum_lists(fast, slow, momentum, scales);
-  check_int8_momentum_device(fast, kInt8MomentumOp);
-  run_int8_momentum({fast, slow, {}, momentum, scales}, alpha, mu, nesterov);
+  const bool on_cuda = int8_momentum_on_cuda(fast, kInt8MomentumOp);
+  run_int8_momentum({fast, slow, {}, momentum, scales}, on_cuda, alpha, mu, nesterov);
 }
 
 void int8_momentum_sync_on_step_(at::TensorList fast, at::TensorList slow, at::TensorList momentum,
@@ -353,8 +354,8 @@ void compact_int8_momentum_sync_(at::TensorList fast, at::TensorList slow_high, 
   check_alpha(alpha, kCompactOp);
   check_mu(mu, kCompactOp);
   check_compact_int8_momentum_lists(fast, slow_high, slow_low, momentum, scales);
-  check_int8_momentum_device(fast, kCompactOp);
-  run_int8_momentum({fast, slow_high, slow_low, momentum, scales}, alpha, mu, nesterov);
+  const bool on_cuda = int8_momentum_on_cuda(fast, kCompactOp);
+  run_int8_momentum({fast, slow_high, slow_low, momentum, scales}, on_cuda, alpha, mu, nesterov);
 }
 
 void compact_int8_momentum_sync_on_step_(at::TensorList fast, at::TensorList slow_high, at::TensorList slow_low,

@@ -18,6 +18,8 @@ __global__ void __launch_bounds__(kInt8Threads, kMinBlocksPerSM)
                                           int64_t(gridDim.x) * kInt8WarpsPerBlock, DeviceWarp{});
 }
 
+// The blocks per SM of the kernel for Slow: per Slow, as int8_blocks_per_sm in int8_momentum_cuda.cu is,
+// so that the compact kernel's registers leave the float32 one's grid as it was.
 template <typename Slow>
 int adamw_int8_blocks_per_sm() {
   return blocks_per_sm_of(adamw_int8_momentum_step_kernel<Slow>, kInt8Threads);
