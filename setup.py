@@ -4,7 +4,9 @@
 
 With nvcc found (PATH or CUDA_HOME) it builds the CUDA kernels too, also on a machine without a
 GPU; otherwise a CPU-only extension. LOOKAHEAD_FUSED_BUILD=cuda|cpu|none forces a choice (none:
-pure Python, no kernels). TORCH_CUDA_ARCH_LIST overrides the default archs "8.0;9.0+PTX". Package
+pure Python, no kernels). TORCH_CUDA_ARCH_LIST overrides the default archs "8.0;9.0+PTX".
+LOOKAHEAD_FUSED_CXX_OPT (-O0 to -O3, default -O3) sets the C++ compiler's optimisation level, for
+.ci/sanitize-cpu's instrumented build; the CUDA kernels are built at -O3 whatever it says. Package
 metadata is in pyproject.toml.
 
 The kernels are the point of this package, so an install never drops them quietly: unless
@@ -71,6 +73,13 @@ def extension_kind():
     return "cuda" if find_cuda_home() else "cpu"
 
 
+def cxx_optimisation():
+    level = os.environ.get("LOOKAHEAD_FUSED_CXX_OPT", "-O3")
+    if level not in ("-O0", "-O1", "-O2", "-O3"):
+        raise SystemExit(f"LOOKAHEAD_FUSED_CXX_OPT must be -O0, -O1, -O2 or -O3, got {level!r}")
+    return level
+
+
 def extensions():
     kind = extension_kind()
     if kind == "none":
@@ -93,7 +102,7 @@ def extensions():
     openmp = ["-fopenmp"]
     # -fno-math-errno: the AdamW loop's square root vectorises only when it need not set errno
     # (see [NOTE: CPU vectorisation] in csrc/cpu/sync_cpu.cpp)
-    cxx_flags = ["-O3", "-fno-math-errno", *openmp]
+    cxx_flags = [cxx_optimisation(), "-fno-math-errno", *openmp]
     if kind == "cuda":
         archs = os.environ["TORCH_CUDA_ARCH_LIST"]
         defines = ["-DLOOKAHEAD_FUSED_WITH_CUDA", f'-DLOOKAHEAD_FUSED_CUDA_ARCHS="{archs}"']

@@ -65,3 +65,25 @@ def test_an_unknown_build_choice_is_refused(tmp_path, value):
     result = run_setup(["--name"], tmp_path, LOOKAHEAD_FUSED_BUILD=value)
     assert result.returncode != 0
     assert f"LOOKAHEAD_FUSED_BUILD must be auto, cuda, cpu or none, got '{value}'" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["-Ofast", "1"])
+def test_an_unknown_optimisation_level_is_refused(tmp_path, value):
+    result = run_setup(["--name"], tmp_path, LOOKAHEAD_FUSED_CXX_OPT=value)
+    assert result.returncode != 0
+    assert f"LOOKAHEAD_FUSED_CXX_OPT must be -O0, -O1, -O2 or -O3, got '{value}'" in result.stderr
+
+
+@pytest.mark.parametrize("level", [None, "-O1"])
+def test_the_optimisation_level_is_the_last_on_each_compile_line(tmp_path, level):
+    log = tmp_path / "compiles.txt"
+    recording = tmp_path / "recording-c++"  # answers --version, writes each compile's arguments down, then fails
+    recording.write_text(f'#!/bin/sh\n[ "$1" = --version ] && exec c++ --version\necho "$@" >> {log}\nexit 1\n')
+    recording.chmod(0o755)
+    env = {"LOOKAHEAD_FUSED_BUILD": "cpu", "CXX": str(recording), "CC": str(recording)}
+    result = run_setup(["build_ext"], tmp_path, **env, **({"LOOKAHEAD_FUSED_CXX_OPT": level} if level else {}))
+    assert result.returncode != 0
+    compiles = [line.split() for line in log.read_text().splitlines() if " -c " in f" {line} "]
+    assert compiles, result.stderr[-3000:]
+    for args in compiles:
+        assert [a for a in args if a in ("-O0", "-O1", "-O2", "-O3")][-1] == (level or "-O3"), args
