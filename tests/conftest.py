@@ -54,20 +54,21 @@ def _backend_of(item) -> str | None:
     return params["device_backend"][1] if "device_backend" in params else params.get("backend")
 
 
+def _in_sample(items, indices, per_test: int) -> set[int]:
+    """Of `indices` into `items`, those a sample of `per_test` cases per test function keeps
+    (see [NOTE: sampled cases] in tests/conftest.py)."""
+    by_function: dict[str, list[int]] = {}
+    for index in indices:
+        by_function.setdefault(items[index].nodeid.split("[")[0], []).append(index)
+    return {cases[i] for cases in by_function.values() for i in sampled(len(cases), per_test)}
+
+
 def _auto_duplicates(items) -> set[int]:
     """The indices of the "auto" cases that no sample keeps (see [NOTE: auto sampled] in tests/conftest.py)."""
     if os.environ.get("LOOKAHEAD_FUSED_TEST_AUTO") == "all":
         return set()
-    by_function: dict[str, list[int]] = {}
-    for index, item in enumerate(items):
-        if _backend_of(item) == "auto":
-            by_function.setdefault(item.nodeid.split("[")[0], []).append(index)
-    return {
-        index
-        for cases in by_function.values()
-        for n, index in enumerate(cases)
-        if n not in sampled(len(cases), AUTO_CASES_PER_TEST)
-    }
+    auto = [index for index, item in enumerate(items) if _backend_of(item) == "auto"]
+    return set(auto) - _in_sample(items, auto, AUTO_CASES_PER_TEST)
 
 
 @pytest.hookimpl(trylast=True)  # after -k has deselected what it deselects
@@ -78,10 +79,7 @@ def pytest_collection_modifyitems(config, items):
     setting = _cases_setting()
     if setting is not None:
         mode, per_test = setting
-        by_function: dict[str, list[int]] = {}
-        for index, item in enumerate(kept):
-            by_function.setdefault(item.nodeid.split("[")[0], []).append(index)
-        in_sample = {cases[i] for cases in by_function.values() for i in sampled(len(cases), per_test)}
+        in_sample = _in_sample(kept, range(len(kept)), per_test)
         dropped += [item for index, item in enumerate(kept) if (index in in_sample) != (mode == "sample")]
         kept = [item for index, item in enumerate(kept) if (index in in_sample) == (mode == "sample")]
     if dropped:
